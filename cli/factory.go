@@ -1,0 +1,121 @@
+// Package cli holds drplane's cobra commands. Each command has an options
+// struct and a run function that writes only to the injected streams, so
+// tests run commands against buffers and a fake client.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/drplane/drplane/internal/tlsutil"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Environment variables for the global flags.
+const (
+	EnvAddr       = "DRPLANE_ADDR"
+	EnvCACert     = "DRPLANE_CACERT"
+	EnvClientCert = "DRPLANE_CLIENT_CERT"
+	EnvClientKey  = "DRPLANE_CLIENT_KEY"
+)
+
+// DefaultAddr is the server address the CLI talks to without --addr.
+const DefaultAddr = "127.0.0.1:7400"
+
+// IOStreams are where commands read and write.
+type IOStreams struct {
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
+}
+
+// Factory gives commands what they need from outside: streams and a
+// ControlPlane client built from the global flags.
+type Factory struct {
+	IO IOStreams
+	// ControlPlane returns a client and a function that closes it.
+	ControlPlane func() (pb.ControlPlaneClient, func(), error)
+
+	addr, caCert, clientCert, clientKey string
+}
+
+// NewFactory returns a factory for the real process: standard streams and
+// a gRPC client over mutual TLS.
+func NewFactory() *Factory {
+	f := &Factory{IO: IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}}
+	f.ControlPlane = f.dialControlPlane
+	return f
+}
+
+// dialControlPlane connects to the server at --addr with the client
+// certificate from the flags or environment.
+func (f *Factory) dialControlPlane() (pb.ControlPlaneClient, func(), error) {
+	if f.caCert == "" || f.clientCert == "" || f.clientKey == "" {
+		return nil, nil, errors.New("no client certificate: set --ca-cert, --client-cert and --client-key (or DRPLANE_CACERT, DRPLANE_CLIENT_CERT, DRPLANE_CLIENT_KEY); make one with `drplane tls cert create --cli`")
+	}
+	m, err := tlsutil.Load(f.caCert, f.clientCert, f.clientKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient(f.addr,
+		grpc.WithTransportCredentials(m.ClientCredentials(tlsutil.RoleServer)),
+		grpc.WithUnaryInterceptor(withOperator))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to %s: %w", f.addr, err)
+	}
+	return pb.NewControlPlaneClient(conn), func() { _ = conn.Close() }, nil
+}
+
+// withOperator tells the server the operator's user name for the audit
+// trail; the certificate alone names a machine or a team.
+func withOperator(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if u, err := user.Current(); err == nil {
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-drplane-user", u.Username)
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// envOr returns the environment variable's value, or def.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// requestTimeout bounds one operator command's round trip, long enough to
+// ride out an election held on the server side.
+const requestTimeout = 15 * time.Second
+
+// explain turns a gRPC error into a message that says what failed and what
+// to do next.
+func explain(addr string, err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	msg := st.Message()
+	switch {
+	case st.Code() == codes.Unavailable && strings.Contains(msg, "no leader"):
+		return fmt.Errorf("%s", msg)
+	case st.Code() == codes.Unavailable && strings.Contains(msg, "authority"):
+		return fmt.Errorf("server %s: its certificate is not signed by --ca-cert (%s)", addr, msg)
+	case st.Code() == codes.Unavailable:
+		return fmt.Errorf("cannot reach server %s: %s; is `drplane server` running there? Set --addr or %s", addr, msg, EnvAddr)
+	case st.Code() == codes.PermissionDenied:
+		return fmt.Errorf("refused by server %s: %s", addr, msg)
+	case st.Code() == codes.DeadlineExceeded:
+		return fmt.Errorf("server %s did not answer within %s: %s", addr, requestTimeout, msg)
+	}
+	return fmt.Errorf("%s", msg)
+}

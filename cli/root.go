@@ -1,0 +1,30 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+)
+
+// NewRootCmd builds the drplane command tree.
+func NewRootCmd(f *Factory) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "drplane",
+		Short:         "Run disaster-recovery plans: Raft control plane, host agents, automatic site failover",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(f.IO.Out)
+	root.SetErr(f.IO.ErrOut)
+	pf := root.PersistentFlags()
+	pf.StringVar(&f.addr, "addr", envOr(EnvAddr, DefaultAddr), "gRPC address of any drplane server (env "+EnvAddr+")")
+	pf.StringVar(&f.caCert, "ca-cert", envOr(EnvCACert, ""), "CA certificate file (env "+EnvCACert+")")
+	pf.StringVar(&f.clientCert, "client-cert", envOr(EnvClientCert, ""), "client certificate file (env "+EnvClientCert+")")
+	pf.StringVar(&f.clientKey, "client-key", envOr(EnvClientKey, ""), "client key file (env "+EnvClientKey+")")
+
+	root.AddCommand(
+		newCmdServer(f, nil),
+		newCmdStatus(f, nil),
+		newCmdMembers(f, nil),
+		newCmdTLS(f),
+	)
+	return root
+}

@@ -1,0 +1,165 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/spf13/cobra"
+)
+
+type statusOptions struct {
+	f     *Factory
+	JSON  bool
+	Stale bool
+}
+
+// statusJSON is the stable shape of `drplane status --json`.
+type statusJSON struct {
+	LeaderID   string       `json:"leader_id"`
+	Epoch      uint64       `json:"epoch"`
+	ActiveSite string       `json:"active_site"`
+	Stale      bool         `json:"stale"`
+	ServedBy   string       `json:"served_by"`
+	Sites      []siteJSON   `json:"sites"`
+	Servers    []serverJSON `json:"servers"`
+	Agents     []agentJSON  `json:"agents"`
+}
+
+type siteJSON struct {
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Active bool   `json:"active"`
+}
+
+type serverJSON struct {
+	ID          string `json:"id"`
+	Site        string `json:"site"`
+	Address     string `json:"address"`
+	RaftAddress string `json:"raft_address"`
+	State       string `json:"state"`
+	Voter       bool   `json:"voter"`
+	LastIndex   uint64 `json:"last_index"`
+}
+
+type agentJSON struct {
+	HostID   string   `json:"host_id"`
+	Site     string   `json:"site"`
+	Address  string   `json:"address"`
+	Services []string `json:"services"`
+}
+
+func newCmdStatus(f *Factory, runF func(*statusOptions) error) *cobra.Command {
+	opts := &statusOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the leader, epoch, active site, servers and agents",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			return runStatus(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print one JSON object")
+	cmd.Flags().BoolVar(&opts.Stale, "stale", false, "let the server answer from its local state without a leader")
+	return cmd
+}
+
+func runStatus(ctx context.Context, opts *statusOptions) error {
+	client, closeFn, err := opts.f.ControlPlane()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	resp, err := client.GetStatus(ctx, &pb.GetStatusRequest{Read: &pb.ReadOptions{Stale: opts.Stale}})
+	if err != nil {
+		return explain(opts.f.addr, err)
+	}
+	out := toStatusJSON(resp)
+	if opts.JSON {
+		return printJSON(opts.f.IO.Out, out)
+	}
+	return printStatus(opts.f.IO.Out, out)
+}
+
+func toStatusJSON(resp *pb.GetStatusResponse) statusJSON {
+	out := statusJSON{
+		LeaderID:   resp.GetLeaderId(),
+		Epoch:      resp.GetEpoch(),
+		ActiveSite: resp.GetActiveSite(),
+		Stale:      resp.GetMeta().GetStale(),
+		ServedBy:   resp.GetMeta().GetServedBy(),
+		Sites:      []siteJSON{},
+		Servers:    toServersJSON(resp.GetServers()),
+		Agents:     []agentJSON{},
+	}
+	for _, s := range resp.GetSites() {
+		out.Sites = append(out.Sites, siteJSON{Name: s.GetName(), Kind: s.GetKind(), Active: s.GetActive()})
+	}
+	for _, a := range resp.GetAgents() {
+		aj := agentJSON{HostID: a.GetHostId(), Site: a.GetSite(), Address: a.GetAddress(), Services: []string{}}
+		for _, svc := range a.GetServices() {
+			aj.Services = append(aj.Services, svc.GetName())
+		}
+		out.Agents = append(out.Agents, aj)
+	}
+	return out
+}
+
+func toServersJSON(servers []*pb.Server) []serverJSON {
+	out := []serverJSON{}
+	for _, s := range servers {
+		out = append(out, serverJSON{
+			ID: s.GetId(), Site: s.GetSite(), Address: s.GetAddress(), RaftAddress: s.GetRaftAddress(),
+			State: s.GetState(), Voter: s.GetVoter(), LastIndex: s.GetLastIndex(),
+		})
+	}
+	return out
+}
+
+func printStatus(w io.Writer, s statusJSON) error {
+	leader := s.LeaderID
+	if leader == "" {
+		leader = "(none)"
+	}
+	fmt.Fprintf(w, "Leader:       %s\nEpoch:        %d\nActive site:  %s\n", leader, s.Epoch, s.ActiveSite)
+	if s.Stale {
+		fmt.Fprintf(w, "(stale: answered by %s from its local state)\n", s.ServedBy)
+	}
+	fmt.Fprintln(w, "\nSites")
+	t := newTable(w, "NAME", "KIND", "ACTIVE")
+	for _, site := range s.Sites {
+		t.row(site.Name, site.Kind, yesNo(site.Active))
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nServers")
+	if err := printServers(w, s.Servers); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nAgents")
+	if len(s.Agents) == 0 {
+		fmt.Fprintln(w, "(none registered)")
+		return nil
+	}
+	t = newTable(w, "HOST", "SITE", "ADDRESS", "SERVICES")
+	for _, a := range s.Agents {
+		t.row(a.HostID, a.Site, a.Address, strings.Join(a.Services, ","))
+	}
+	return t.flush()
+}
+
+func printServers(w io.Writer, servers []serverJSON) error {
+	t := newTable(w, "ID", "SITE", "ADDRESS", "RAFT ADDRESS", "STATE", "VOTER", "LAST INDEX")
+	for _, s := range servers {
+		t.row(s.ID, s.Site, s.Address, s.RaftAddress, s.State, yesNo(s.Voter), fmt.Sprint(s.LastIndex))
+	}
+	return t.flush()
+}

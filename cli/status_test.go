@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// fakeControlPlane answers the calls a test sets; the rest panic through
+// the nil embedded interface.
+type fakeControlPlane struct {
+	pb.ControlPlaneClient
+	status  *pb.GetStatusResponse
+	members *pb.ListMembersResponse
+	err     error
+	removed string
+}
+
+func (f *fakeControlPlane) GetStatus(context.Context, *pb.GetStatusRequest, ...grpc.CallOption) (*pb.GetStatusResponse, error) {
+	return f.status, f.err
+}
+
+func (f *fakeControlPlane) ListMembers(context.Context, *pb.ListMembersRequest, ...grpc.CallOption) (*pb.ListMembersResponse, error) {
+	return f.members, f.err
+}
+
+func (f *fakeControlPlane) RemoveMember(_ context.Context, req *pb.RemoveMemberRequest, _ ...grpc.CallOption) (*pb.RemoveMemberResponse, error) {
+	if req.GetWrite().GetRequestId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "no request id")
+	}
+	f.removed = req.GetId()
+	return &pb.RemoveMemberResponse{}, f.err
+}
+
+func testFactory(fake *fakeControlPlane) (*Factory, *bytes.Buffer) {
+	out := &bytes.Buffer{}
+	f := &Factory{IO: IOStreams{Out: out, ErrOut: out}, addr: "127.0.0.1:7400"}
+	f.ControlPlane = func() (pb.ControlPlaneClient, func(), error) { return fake, func() {}, nil }
+	return f, out
+}
+
+func sampleStatus() *pb.GetStatusResponse {
+	return &pb.GetStatusResponse{
+		Meta:       &pb.ResponseMeta{ServedBy: "s1"},
+		LeaderId:   "s1",
+		Epoch:      3,
+		ActiveSite: "dr",
+		Sites:      []*pb.Site{{Name: "primary", Kind: "data"}, {Name: "dr", Kind: "data", Active: true}, {Name: "witness", Kind: "witness"}},
+		Servers: []*pb.Server{
+			{Id: "s1", Site: "primary", Address: "127.0.0.1:7400", State: "leader", Voter: true},
+			{Id: "s2", Site: "dr", Address: "127.0.0.1:7410", State: "unreachable", Voter: true},
+		},
+		Agents: []*pb.Agent{{HostId: "db-1", Site: "dr", Address: "127.0.0.1:7500", Services: []*pb.Service{{Name: "postgres"}}}},
+	}
+}
+
+func TestStatus_JSON(t *testing.T) {
+	f, out := testFactory(&fakeControlPlane{status: sampleStatus()})
+	require.NoError(t, runStatus(context.Background(), &statusOptions{f: f, JSON: true}))
+	var got map[string]any
+	require.NoError(t, json.Unmarshal(out.Bytes(), &got))
+	require.Equal(t, "s1", got["leader_id"])
+	require.Equal(t, float64(3), got["epoch"], "epoch is a JSON number, not a string")
+	require.Equal(t, "dr", got["active_site"])
+	servers := got["servers"].([]any)
+	require.Len(t, servers, 2)
+	s2 := servers[1].(map[string]any)
+	for _, k := range []string{"id", "site", "address", "state", "voter"} {
+		require.Contains(t, s2, k)
+	}
+	require.Equal(t, "unreachable", s2["state"])
+	agent := got["agents"].([]any)[0].(map[string]any)
+	require.Equal(t, "db-1", agent["host_id"])
+	require.Equal(t, "dr", agent["site"])
+	require.Equal(t, "127.0.0.1:7500", agent["address"])
+}
+
+func TestStatus_Table(t *testing.T) {
+	f, out := testFactory(&fakeControlPlane{status: sampleStatus()})
+	require.NoError(t, runStatus(context.Background(), &statusOptions{f: f}))
+	s := out.String()
+	require.Contains(t, s, "Leader:       s1")
+	require.Contains(t, s, "Active site:  dr")
+	require.Regexp(t, `s2\s+dr\s+127\.0\.0\.1:7410\s+\s*unreachable`, s)
+	require.Regexp(t, `db-1\s+dr\s+127\.0\.0\.1:7500\s+postgres`, s)
+}
+
+func TestStatus_Errors_SayWhatToDo(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"no leader", status.Error(codes.Unavailable, "no leader: 1 of 3 servers reachable; quorum needs 2"), "no leader: 1 of 3 servers reachable; quorum needs 2"},
+		{"server down", status.Error(codes.Unavailable, "connection error: dial tcp 127.0.0.1:7400: connect: connection refused"), "is `drplane server` running there? Set --addr or DRPLANE_ADDR"},
+		{"refused", status.Error(codes.PermissionDenied, "permission denied: an agent certificate may not"), "refused by server 127.0.0.1:7400"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f, _ := testFactory(&fakeControlPlane{err: tc.err})
+			err := runStatus(context.Background(), &statusOptions{f: f})
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+func TestMembersRemove_SendsRequestID(t *testing.T) {
+	fake := &fakeControlPlane{}
+	f, out := testFactory(fake)
+	require.NoError(t, runMembersRemove(context.Background(), &membersOptions{f: f, RemoveID: "s3"}))
+	require.Equal(t, "s3", fake.removed)
+	require.Contains(t, out.String(), "Removed server s3")
+}
+
+func TestDialControlPlane_NoCertificate(t *testing.T) {
+	f := NewFactory()
+	_, _, err := f.dialControlPlane()
+	require.ErrorContains(t, err, "--client-cert")
+}

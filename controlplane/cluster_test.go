@@ -1,0 +1,264 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/testutil"
+	"github.com/drplane/drplane/internal/tlsutil"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+)
+
+// testCluster is a set of in-process servers on loopback with real TLS,
+// real gRPC and real Raft transports, with shrunk timeouts.
+type testCluster struct {
+	t       testing.TB
+	tlsDir  string
+	servers []*testServer
+}
+
+type testServer struct {
+	*Server
+	cfg  *config.ServerConfig
+	dead bool
+	logs *lockedBuffer
+}
+
+// lockedBuffer keeps a server's log for assertions.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testSites places n servers the way DESIGN.md recommends: primary, DR and
+// a witness, with the extra servers in the data sites.
+func testSites(n int) []string {
+	if n == 5 {
+		return []string{"primary", "primary", "dr", "dr", "witness"}
+	}
+	sites := []string{"primary", "dr", "witness"}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = sites[i%3]
+	}
+	return out
+}
+
+// newTestCluster starts n servers that bootstrap together and waits for a
+// leader. Everything is stopped in t.Cleanup.
+func newTestCluster(t testing.TB, n int) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, tlsDir: t.TempDir()}
+	require.NoError(t, tlsutil.CreateCA(c.tlsDir))
+	_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: c.tlsDir, Name: "ops", Role: tlsutil.RoleCLI})
+	require.NoError(t, err)
+
+	lns := make([][2]net.Listener, n)
+	addrs := make([]string, n)
+	for i := range lns {
+		lns[i] = [2]net.Listener{listen(t, "127.0.0.1:0"), listen(t, "127.0.0.1:0")}
+		addrs[i] = lns[i][0].Addr().String()
+	}
+	sites := testSites(n)
+	for i := range n {
+		id := fmt.Sprintf("s%d", i+1)
+		_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: c.tlsDir, Name: id, Role: tlsutil.RoleServer})
+		require.NoError(t, err)
+		cfg := config.DefaultServerConfig()
+		cfg.NodeID, cfg.Site, cfg.DataDir = id, sites[i], t.TempDir()
+		cfg.AdvertiseAddr, cfg.BindAddr = "127.0.0.1", "127.0.0.1"
+		cfg.BootstrapExpect = n
+		cfg.RetryInterval = 50 * time.Millisecond
+		cfg.Sites = []config.SiteConfig{{Name: "primary", Kind: "data", Active: true}, {Name: "dr", Kind: "data"}, {Name: "witness", Kind: "witness"}}
+		for j, a := range addrs {
+			if j != i {
+				cfg.RetryJoin = append(cfg.RetryJoin, a)
+			}
+		}
+		ts := &testServer{cfg: cfg, logs: &lockedBuffer{}}
+		c.servers = append(c.servers, ts)
+		c.start(ts, lns[i][0], lns[i][1])
+	}
+	t.Cleanup(c.shutdown)
+	c.waitForLeader()
+	return c
+}
+
+func listen(t testing.TB, addr string) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	require.NoError(t, err)
+	return ln
+}
+
+// testRaftConfig shrinks Raft's timeouts, as raft's own tests do, but
+// keeps enough slack for a busy 2-core machine running with -race.
+func testRaftConfig(rc *raft.Config) {
+	rc.HeartbeatTimeout = 300 * time.Millisecond
+	rc.ElectionTimeout = 300 * time.Millisecond
+	rc.LeaderLeaseTimeout = 150 * time.Millisecond
+	rc.CommitTimeout = 5 * time.Millisecond
+}
+
+func (c *testCluster) material(name string) *tlsutil.Material {
+	c.t.Helper()
+	m, err := tlsutil.Load(filepath.Join(c.tlsDir, "ca.pem"), filepath.Join(c.tlsDir, name+".pem"), filepath.Join(c.tlsDir, name+"-key.pem"))
+	require.NoError(c.t, err)
+	return m
+}
+
+func (c *testCluster) start(ts *testServer, grpcLn, raftLn net.Listener) {
+	c.t.Helper()
+	srv, err := NewServer(ts.cfg, Deps{
+		Logger:       testLogger(c.t, ts.cfg.NodeID, ts.logs),
+		TLS:          c.material(ts.cfg.NodeID),
+		GRPCListener: grpcLn,
+		RaftListener: raftLn,
+		HTTPListener: listen(c.t, "127.0.0.1:0"),
+		RaftConfig:   testRaftConfig,
+	})
+	require.NoError(c.t, err)
+	ts.Server, ts.dead = srv, false
+}
+
+// testLogger sends a server's logs through t.Log, so they show only when
+// the test fails.
+func testLogger(t testing.TB, name string, keep io.Writer) hclog.Logger {
+	level := hclog.Debug
+	if _, bench := t.(*testing.B); bench {
+		level = hclog.Warn
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: level, Output: io.MultiWriter(testWriter{t}, keep)})
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func (c *testCluster) shutdown() {
+	for _, ts := range c.servers {
+		if !ts.dead {
+			_ = ts.Shutdown(context.Background())
+			ts.dead = true
+		}
+	}
+}
+
+// kill stops a server the way a crash would: no leadership transfer.
+func (c *testCluster) kill(ts *testServer) {
+	c.t.Helper()
+	_ = ts.raft.Shutdown().Error()
+	require.NoError(c.t, ts.Shutdown(context.Background()))
+	ts.dead = true
+}
+
+// restart starts a killed server again on its old addresses and data dir.
+func (c *testCluster) restart(ts *testServer) {
+	c.t.Helper()
+	grpcAddr, raftAddr := ts.grpcAddr, ts.raftAddr
+	c.start(ts, listen(c.t, grpcAddr), listen(c.t, raftAddr))
+}
+
+// waitForLeader waits until one leader is elected, every live server
+// knows its address and has registered with it, and returns it.
+func (c *testCluster) waitForLeader() *testServer {
+	c.t.Helper()
+	var leader *testServer
+	testutil.WaitForResult(c.t, 30*time.Second, func() (bool, error) {
+		leader = nil
+		for _, ts := range c.servers {
+			if ts.dead {
+				continue
+			}
+			if ts.IsLeader() {
+				leader = ts
+			}
+		}
+		if leader == nil {
+			return false, fmt.Errorf("no leader")
+		}
+		records := leader.fsm.view().Servers
+		for _, ts := range c.servers {
+			if ts.dead {
+				continue
+			}
+			if addr, self := ts.leaderAddr(); addr == "" && !self {
+				return false, fmt.Errorf("%s does not know the leader's address yet", ts.cfg.NodeID)
+			}
+			if _, ok := records[ts.cfg.NodeID]; !ok {
+				return false, fmt.Errorf("%s has not registered with the leader yet", ts.cfg.NodeID)
+			}
+		}
+		return true, nil
+	})
+	return leader
+}
+
+func (c *testCluster) follower() *testServer {
+	for _, ts := range c.servers {
+		if !ts.dead && !ts.IsLeader() {
+			return ts
+		}
+	}
+	c.t.Fatal("no live follower")
+	return nil
+}
+
+// client returns a ControlPlane client with the operator certificate,
+// connected to ts.
+func (c *testCluster) client(ts *testServer) pb.ControlPlaneClient {
+	return c.clientAs(ts, "ops")
+}
+
+// agentClient returns a client with an agent certificate for hostID,
+// which may register only that host.
+func (c *testCluster) agentClient(ts *testServer, hostID string) pb.ControlPlaneClient {
+	c.t.Helper()
+	if _, err := os.Stat(filepath.Join(c.tlsDir, hostID+".pem")); err != nil {
+		_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: c.tlsDir, Name: hostID, Role: tlsutil.RoleAgent})
+		require.NoError(c.t, err)
+	}
+	return c.clientAs(ts, hostID)
+}
+
+func (c *testCluster) clientAs(ts *testServer, certName string) pb.ControlPlaneClient {
+	c.t.Helper()
+	conn, err := grpc.NewClient(ts.grpcAddr, grpc.WithTransportCredentials(c.material(certName).ClientCredentials(tlsutil.RoleServer)))
+	require.NoError(c.t, err)
+	c.t.Cleanup(func() { _ = conn.Close() })
+	return pb.NewControlPlaneClient(conn)
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,177 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/drplane/drplane/internal/structs"
+	"github.com/google/uuid"
+	"github.com/hashicorp/raft"
+)
+
+// barrierTimeout bounds the Barrier a new leader issues before acting.
+const barrierTimeout = 30 * time.Second
+
+// monitorLeadership is the only place where leader-only work starts and
+// stops: it follows Raft's leadership notifications and runs leaderLoop
+// while this server is leader.
+func (s *Server) monitorLeadership(ctx context.Context) {
+	var leading *leaderRun
+	defer func() { leading.stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case isLeader := <-s.raftNotifyCh:
+			switch {
+			case isLeader && leading == nil:
+				leading = s.startLeaderRun(ctx)
+				s.logger.Info("cluster leadership acquired")
+			case !isLeader && leading != nil:
+				leading.stop()
+				leading = nil
+				s.logger.Info("cluster leadership lost")
+			}
+		}
+	}
+}
+
+// leaderRun is one term of leadership: leaderLoop running until stopped.
+type leaderRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (s *Server) startLeaderRun(ctx context.Context) *leaderRun {
+	ctx, cancel := context.WithCancel(ctx)
+	run := &leaderRun{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(run.done)
+		s.leaderLoop(ctx)
+	}()
+	return run
+}
+
+// stop ends the term and waits until revokeLeadership has run.
+func (r *leaderRun) stop() {
+	if r == nil {
+		return
+	}
+	r.cancel()
+	<-r.done
+}
+
+// leaderLoop establishes leadership, retrying until it succeeds or
+// leadership is lost, then waits and revokes.
+func (s *Server) leaderLoop(ctx context.Context) {
+	for {
+		err := s.establishLeadership(ctx)
+		if err == nil {
+			break
+		}
+		s.logger.Error("failed to establish leadership", "error", err)
+		select {
+		case <-ctx.Done():
+			s.revokeLeadership()
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	<-ctx.Done()
+	s.revokeLeadership()
+}
+
+// establishLeadership is the flat list of what a new leader does, in order.
+// Everything started here watches ctx and is undone by revokeLeadership.
+func (s *Server) establishLeadership(ctx context.Context) error {
+	// The Barrier makes this leader's FSM reflect every entry committed by
+	// its predecessors before it decides anything from the state.
+	if err := s.raft.Barrier(barrierTimeout).Error(); err != nil {
+		return err
+	}
+	// The first leader seeds the sites from its configuration; later
+	// leaders find them initialized and keep what the cluster agreed on.
+	if err := s.initSites(); err != nil {
+		return err
+	}
+	// Followers find the leader's gRPC address through this record.
+	return s.upsertSelf()
+}
+
+// revokeLeadership undoes establishLeadership. Nothing leader-only runs
+// yet beyond what ctx cancellation already stopped.
+func (s *Server) revokeLeadership() {
+	s.logger.Debug("leadership revoked")
+}
+
+// initSites proposes the configured sites unless the state has them.
+func (s *Server) initSites() error {
+	if s.fsm.view().Initialized {
+		return nil
+	}
+	req := &structs.InitSitesRequest{WriteRequest: s.selfWrite()}
+	for _, site := range s.config.Sites {
+		req.Sites = append(req.Sites, structs.Site{Name: site.Name, Kind: site.Kind})
+		if site.Active {
+			req.ActiveSite = site.Name
+		}
+	}
+	_, err := s.raftApply(structs.InitSitesRequestType, req)
+	var rejected *structs.RejectedError
+	if errors.As(err, &rejected) {
+		// Another leader won the race; its sites stand.
+		s.logger.Warn("sites not initialized from this server's config", "reason", rejected.Reason)
+		return nil
+	}
+	return err
+}
+
+// upsertSelf records this server's addresses if they changed.
+func (s *Server) upsertSelf() error {
+	self := s.selfRecord()
+	if cur, ok := s.fsm.view().Servers[self.ID]; ok && cur == self {
+		return nil
+	}
+	_, err := s.raftApply(structs.UpsertServerRequestType, &structs.UpsertServerRequest{
+		WriteRequest: s.selfWrite(),
+		Server:       self,
+	})
+	return err
+}
+
+func (s *Server) selfRecord() structs.Server {
+	return structs.Server{ID: s.config.NodeID, Site: s.config.Site, Address: s.grpcAddr, RaftAddress: s.raftAddr}
+}
+
+// selfWrite is the WriteRequest for commands the server proposes itself.
+func (s *Server) selfWrite() structs.WriteRequest {
+	return structs.WriteRequest{RequestID: uuid.NewString(), Actor: "server:" + s.config.NodeID}
+}
+
+// raftApply proposes a command and waits for it to be applied. A rejected
+// compare-and-set comes back as a *structs.RejectedError.
+func (s *Server) raftApply(t structs.MessageType, cmd structs.Command) (*structs.ApplyResult, error) {
+	cmd.Write().Time = time.Now().UTC()
+	buf, err := structs.Encode(t, cmd)
+	if err != nil {
+		return nil, err
+	}
+	f := s.raft.Apply(buf, raftApplyTimeout)
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	res, ok := f.Response().(*structs.ApplyResult)
+	if !ok {
+		return nil, errors.New("apply " + t.String() + ": unexpected fsm response")
+	}
+	return res, res.Err()
+}
+
+// isRetryableRaftError reports whether a write may be retried elsewhere or
+// later with the same request id.
+func isRetryableRaftError(err error) bool {
+	return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
+		errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, raft.ErrRaftShutdown) ||
+		errors.Is(err, errNoLeader)
+}

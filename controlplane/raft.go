@@ -1,0 +1,98 @@
+package controlplane
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/drplane/drplane/internal/tlsutil"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+const (
+	// raftLogCacheSize is how many recent log entries stay in memory.
+	raftLogCacheSize = 512
+	// raftSnapshotsRetained is how many FSM snapshots stay on disk.
+	raftSnapshotsRetained = 2
+	// raftTransportTimeout bounds one Raft RPC on the wire.
+	raftTransportTimeout = 10 * time.Second
+	// raftApplyTimeout bounds how long a command waits to be enqueued.
+	raftApplyTimeout = 10 * time.Second
+)
+
+// raftStores are the on-disk stores that must be closed after Raft stops.
+type raftStores struct {
+	bolt *raftboltdb.BoltStore
+}
+
+func (r raftStores) close() error {
+	if r.bolt == nil {
+		return nil
+	}
+	return r.bolt.Close()
+}
+
+// setupRaft opens the stores under data_dir/raft, the TLS transport, and
+// starts the Raft node. Bootstrapping happens later, in the join loop, once
+// bootstrap_expect servers have found each other.
+func (s *Server) setupRaft(deps Deps) error {
+	dir := filepath.Join(s.config.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create raft dir %s: %w", dir, err)
+	}
+	bolt, err := raftboltdb.NewBoltStore(filepath.Join(dir, "raft.db"))
+	if err != nil {
+		return fmt.Errorf("open raft store in %s: %w", dir, err)
+	}
+	s.raftStore.bolt = bolt
+	logs, err := raft.NewLogCache(raftLogCacheSize, bolt)
+	if err != nil {
+		return fmt.Errorf("create raft log cache: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, raftSnapshotsRetained, s.logger.Named("raft"))
+	if err != nil {
+		return fmt.Errorf("open raft snapshot store in %s: %w", dir, err)
+	}
+	s.hadState, err = raft.HasExistingState(logs, bolt, snaps)
+	if err != nil {
+		return fmt.Errorf("read raft state in %s: %w", dir, err)
+	}
+	stream := tlsutil.NewStreamLayer(deps.RaftListener, tcpAddr(s.raftAddr), s.tls, s.logger.Named("raft"))
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 3,
+		Timeout: raftTransportTimeout,
+		Logger:  s.logger.Named("raft"),
+	})
+	rc := s.raftConfig()
+	if deps.RaftConfig != nil {
+		deps.RaftConfig(rc)
+	}
+	if s.raft, err = raft.NewRaft(rc, s.fsm, logs, bolt, snaps, trans); err != nil {
+		_ = trans.Close()
+		return fmt.Errorf("start raft: %w", err)
+	}
+	return nil
+}
+
+// raftConfig scales Raft's LAN defaults by raft_multiplier, so a WAN
+// deployment can trade detection speed for fewer spurious elections.
+func (s *Server) raftConfig() *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(s.config.NodeID)
+	rc.Logger = s.logger.Named("raft")
+	rc.NotifyCh = s.raftNotifyCh
+	m := time.Duration(max(s.config.RaftMultiplier, 1))
+	rc.HeartbeatTimeout *= m
+	rc.ElectionTimeout *= m
+	rc.LeaderLeaseTimeout *= m
+	return rc
+}
+
+// tcpAddr is a net.Addr for an advertised "host:port" string.
+type tcpAddr string
+
+func (a tcpAddr) Network() string { return "tcp" }
+func (a tcpAddr) String() string  { return string(a) }

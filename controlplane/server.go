@@ -1,0 +1,258 @@
+// Package controlplane is the drplane server: a Raft node, the replicated
+// FSM, the ControlPlane gRPC API and the leader-only work.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/tlsutil"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+)
+
+// Deps are what a Server needs besides its configuration. Tests hand in
+// listeners on kernel-chosen ports and shrink the Raft timeouts.
+type Deps struct {
+	Logger hclog.Logger
+	// TLS is the server's certificate material; it must carry the server
+	// role.
+	TLS *tlsutil.Material
+	// GRPCListener, RaftListener and HTTPListener are opened from the
+	// configuration when nil.
+	GRPCListener net.Listener
+	RaftListener net.Listener
+	HTTPListener net.Listener
+	// RaftConfig, when set, may adjust the Raft configuration after the
+	// defaults and raft_multiplier are applied.
+	RaftConfig func(*raft.Config)
+}
+
+// Server is one control-plane node.
+type Server struct {
+	config *config.ServerConfig
+	logger hclog.Logger
+	tls    *tlsutil.Material
+
+	fsm       *FSM
+	raft      *raft.Raft
+	raftStore raftStores
+	// raftNotifyCh receives true on gaining and false on losing leadership.
+	raftNotifyCh chan bool
+	// hadState is true when Raft state was on disk at start.
+	hadState bool
+
+	grpcServer   *grpc.Server
+	grpcListener net.Listener
+	httpServer   *http.Server
+	httpListener net.Listener
+	// grpcAddr and raftAddr are the advertised addresses.
+	grpcAddr string
+	raftAddr string
+
+	conns *connPool
+
+	shutdownCtx    context.Context
+	shutdownCancel context.CancelFunc
+	shutdownOnce   sync.Once
+	wg             sync.WaitGroup
+}
+
+// NewServer starts a server: Raft, the gRPC and HTTP listeners, the
+// leadership monitor and the join loop. It returns an error, and leaves
+// nothing running, when any part fails to start.
+func NewServer(cfg *config.ServerConfig, deps Deps) (s *Server, err error) {
+	if deps.TLS == nil {
+		return nil, errors.New("start server: no TLS material")
+	}
+	if deps.Logger == nil {
+		deps.Logger = hclog.NewNullLogger()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s = &Server{
+		config:         cfg,
+		logger:         deps.Logger,
+		tls:            deps.TLS,
+		fsm:            NewFSM(deps.Logger),
+		raftNotifyCh:   make(chan bool, 16),
+		conns:          newConnPool(deps.TLS),
+		shutdownCtx:    ctx,
+		shutdownCancel: cancel,
+	}
+	defer func() {
+		if err != nil {
+			s.closeListeners(deps)
+			_ = s.Shutdown(context.Background())
+		}
+	}()
+	if err := s.openListeners(&deps); err != nil {
+		return nil, err
+	}
+	if err := s.setupRaft(deps); err != nil {
+		return nil, err
+	}
+	s.setupGRPC()
+	s.setupHTTP()
+	s.startBackground()
+	s.logger.Info("server started", "node_id", cfg.NodeID, "site", cfg.Site,
+		"grpc_addr", s.grpcAddr, "raft_addr", s.raftAddr, "http_addr", s.httpListener.Addr().String())
+	return s, nil
+}
+
+// openListeners opens the listeners the caller did not provide and works
+// out the advertised addresses.
+func (s *Server) openListeners(deps *Deps) error {
+	var err error
+	listen := func(ln *net.Listener, addr, what string) {
+		if *ln != nil || err != nil {
+			return
+		}
+		if *ln, err = net.Listen("tcp", addr); err != nil {
+			err = fmt.Errorf("listen for %s on %s: %w", what, addr, err)
+		}
+	}
+	listen(&deps.GRPCListener, s.config.GRPCAddr(), "grpc")
+	listen(&deps.RaftListener, s.config.RaftAddr(), "raft")
+	listen(&deps.HTTPListener, s.config.HTTPAddr(), "http")
+	if err != nil {
+		return err
+	}
+	s.grpcListener, s.httpListener = deps.GRPCListener, deps.HTTPListener
+	s.grpcAddr = advertised(s.config.AdvertiseAddr, deps.GRPCListener)
+	s.raftAddr = advertised(s.config.AdvertiseAddr, deps.RaftListener)
+	return nil
+}
+
+func (s *Server) closeListeners(deps Deps) {
+	for _, ln := range []net.Listener{deps.GRPCListener, deps.RaftListener, deps.HTTPListener} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+}
+
+// advertised joins the advertise host with the port the listener really
+// got, which differs from the configured one when that was 0.
+func advertised(host string, ln net.Listener) string {
+	_, port, err := net.SplitHostPort(ln.Addr().String())
+	if err != nil {
+		return ln.Addr().String()
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// startBackground starts the long-running goroutines.
+func (s *Server) startBackground() {
+	s.goFunc(s.monitorLeadership)
+	s.goFunc(s.joinLoop)
+	s.goFunc(func(context.Context) {
+		if err := s.grpcServer.Serve(s.grpcListener); err != nil {
+			s.logger.Error("grpc server stopped", "error", err)
+		}
+	})
+	s.goFunc(func(context.Context) {
+		if err := s.httpServer.ServeTLS(s.httpListener, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("http server stopped", "error", err)
+		}
+	})
+}
+
+func (s *Server) goFunc(f func(ctx context.Context)) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f(s.shutdownCtx)
+	}()
+}
+
+// NodeID returns the server's node id.
+func (s *Server) NodeID() string { return s.config.NodeID }
+
+// GRPCAddr returns the advertised gRPC address.
+func (s *Server) GRPCAddr() string { return s.grpcAddr }
+
+// IsLeader reports whether this server is the Raft leader.
+func (s *Server) IsLeader() bool { return s.raft != nil && s.raft.State() == raft.Leader }
+
+// Shutdown stops the server. A leader first hands leadership to another
+// voter so that the cluster does not wait out an election timeout.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.shutdownOnce.Do(func() { err = s.shutdown(ctx) })
+	return err
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
+	if s.IsLeader() && s.votersLen() > 1 {
+		s.logger.Info("transferring leadership before shutdown")
+		if err := s.raft.LeadershipTransfer().Error(); err != nil {
+			s.logger.Warn("failed to transfer leadership", "error", err)
+		} else {
+			_, to := s.raft.LeaderWithID()
+			s.logger.Info("leadership transferred", "to", to)
+		}
+	}
+	s.shutdownCancel()
+	if s.grpcServer != nil {
+		stopGRPC(ctx, s.grpcServer)
+	}
+	if s.httpServer != nil {
+		_ = s.httpServer.Close()
+	}
+	var err error
+	if s.raft != nil {
+		err = s.raft.Shutdown().Error()
+	}
+	s.wg.Wait()
+	s.conns.close()
+	if cerr := s.raftStore.close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("shut down server %s: %w", s.config.NodeID, err)
+	}
+	s.logger.Info("server stopped")
+	return nil
+}
+
+// stopGRPC lets in-flight calls finish until ctx ends, then cuts them.
+func stopGRPC(ctx context.Context, srv *grpc.Server) {
+	done := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(done)
+	}()
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		srv.Stop()
+	case <-t.C:
+		srv.Stop()
+	}
+}
+
+func (s *Server) votersLen() int {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			n++
+		}
+	}
+	return n
+}
+
+var _ pb.ControlPlaneServer = (*controlPlaneEndpoint)(nil)

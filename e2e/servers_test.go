@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drplane/drplane/internal/devcluster"
+	"github.com/drplane/drplane/internal/testutil"
+	"github.com/stretchr/testify/require"
+)
+
+// newProcessCluster starts one server process per site and waits for a
+// leader. Processes are killed and their logs shown on failure in
+// t.Cleanup.
+func newProcessCluster(t testing.TB, sites ...string) *devcluster.Cluster {
+	t.Helper()
+	c, err := devcluster.New(drplaneBin, t.TempDir(), sites)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		c.Close()
+		if t.Failed() {
+			dumpLogs(t, c)
+		}
+	})
+	require.NoError(t, c.Start())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err = c.WaitForLeader(ctx, 100*time.Millisecond)
+	require.NoError(t, err)
+	return c
+}
+
+func dumpLogs(t testing.TB, c *devcluster.Cluster) {
+	for _, n := range c.Nodes {
+		data, err := os.ReadFile(n.LogPath)
+		if err == nil {
+			t.Logf("--- log of %s ---\n%s", n.ID, data)
+		}
+	}
+}
+
+func TestServers_KillLeader_ReelectAndRejoin(t *testing.T) {
+	c := newProcessCluster(t, "primary", "dr", "witness")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// Write something so the restarted server has data to keep.
+	first := c.Nodes[0]
+	_, err := c.CLI(ctx, first, "status")
+	require.NoError(t, err)
+	oldLeader, _, err := c.Members(ctx, first)
+	require.NoError(t, err)
+	require.NotEmpty(t, oldLeader)
+
+	killed := c.Node(oldLeader)
+	require.NoError(t, c.Kill(killed))
+	newLeader, err := c.WaitForLeader(ctx, 50*time.Millisecond, oldLeader)
+	require.NoError(t, err)
+
+	var survivor *devcluster.Node
+	for _, n := range c.Nodes {
+		if n.Running() {
+			survivor = n
+			break
+		}
+	}
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		leader, members, err := c.Members(ctx, survivor)
+		if err != nil {
+			return false, err
+		}
+		if leader != newLeader {
+			return false, fmt.Errorf("members shows leader %q, want %q", leader, newLeader)
+		}
+		for _, m := range members {
+			if m.ID == newLeader && m.State != "leader" {
+				return false, fmt.Errorf("%s has state %s", m.ID, m.State)
+			}
+			if m.ID == oldLeader && m.State != "unreachable" {
+				return false, fmt.Errorf("killed %s has state %s", m.ID, m.State)
+			}
+		}
+		return true, nil
+	})
+	indexBefore := lastIndex(t, c, survivor, newLeader)
+
+	// The killed server restarts from its data dir and rejoins as a
+	// follower, catching up to at least the index it missed.
+	require.NoError(t, c.StartNode(killed))
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		_, members, err := c.Members(ctx, survivor)
+		if err != nil {
+			return false, err
+		}
+		for _, m := range members {
+			if m.ID == oldLeader {
+				return m.State == "follower" && m.LastIndex >= indexBefore,
+					fmt.Errorf("restarted %s: state %s, last index %d (want >= %d)", m.ID, m.State, m.LastIndex, indexBefore)
+			}
+		}
+		return false, fmt.Errorf("%s missing from members", oldLeader)
+	})
+	out, err := c.CLI(ctx, killed, "status", "--stale")
+	require.NoError(t, err)
+	require.Contains(t, out, "Active site:  primary")
+	require.True(t, strings.Contains(out, "Epoch:        1"), out)
+}
+
+func lastIndex(t *testing.T, c *devcluster.Cluster, via *devcluster.Node, id string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, members, err := c.Members(ctx, via)
+	require.NoError(t, err)
+	for _, m := range members {
+		if m.ID == id {
+			return m.LastIndex
+		}
+	}
+	t.Fatalf("%s not in members", id)
+	return 0
+}

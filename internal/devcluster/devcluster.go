@@ -1,0 +1,397 @@
+// Package devcluster lays out and runs a deployment of real drplane
+// processes on loopback: certificates, one HCL config per server, kernel-
+// chosen ports, and helpers to kill, restart and query them. The demo and
+// the process tests use it, so both run exactly what an operator would.
+package devcluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+)
+
+// Node is one server process.
+type Node struct {
+	ID, Site   string
+	GRPCAddr   string
+	RaftAddr   string
+	HTTPAddr   string
+	ConfigPath string
+	DataDir    string
+	LogPath    string
+
+	cmd     *exec.Cmd
+	logFile *os.File
+	done    chan struct{}
+}
+
+// Running reports whether the node's process is alive.
+func (n *Node) Running() bool {
+	if n.cmd == nil {
+		return false
+	}
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Cluster is a set of server processes sharing a CA.
+type Cluster struct {
+	Bin   string
+	Dir   string
+	Nodes []*Node
+	// Multiplier is written as raft_multiplier.
+	Multiplier int
+}
+
+// New writes certificates and configs under dir for one server per entry
+// of sites (named s1, s2, ...). Nothing is started yet.
+func New(bin, dir string, sites []string) (*Cluster, error) {
+	c := &Cluster{Bin: bin, Dir: dir, Multiplier: 1}
+	tlsDir := filepath.Join(dir, "tls")
+	if _, err := c.run(context.Background(), "tls", "ca", "create", "--dir", tlsDir); err != nil {
+		return nil, err
+	}
+	if _, err := c.run(context.Background(), "tls", "cert", "create", "--dir", tlsDir, "--name", "operator", "--cli"); err != nil {
+		return nil, err
+	}
+	for i, site := range sites {
+		n, err := c.newNode(fmt.Sprintf("s%d", i+1), site)
+		if err != nil {
+			return nil, err
+		}
+		c.Nodes = append(c.Nodes, n)
+	}
+	for _, n := range c.Nodes {
+		if err := c.writeConfig(n); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *Cluster) newNode(id, site string) (*Node, error) {
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.run(context.Background(), "tls", "cert", "create", "--dir", filepath.Join(c.Dir, "tls"), "--name", id, "--server"); err != nil {
+		return nil, err
+	}
+	nodeDir := filepath.Join(c.Dir, id)
+	return &Node{
+		ID: id, Site: site,
+		GRPCAddr:   fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		RaftAddr:   fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		HTTPAddr:   fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		ConfigPath: filepath.Join(nodeDir, "server.hcl"),
+		DataDir:    filepath.Join(nodeDir, "data"),
+		LogPath:    filepath.Join(nodeDir, "server.log"),
+	}, nil
+}
+
+// freePorts asks the kernel for n free ports. The listeners are closed
+// before the processes bind, which a parallel test could race; the ports
+// come from the ephemeral range, so a collision is unlikely and shows up
+// as a clear bind error in the server's log.
+func freePorts(n int) ([]int, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("pick a free port: %w", err)
+		}
+		lns = append(lns, ln)
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+	}
+	return ports, nil
+}
+
+var serverConfigTmpl = template.Must(template.New("server").Parse(`node_id          = "{{.Node.ID}}"
+site             = "{{.Node.Site}}"
+data_dir         = "{{.Node.DataDir}}"
+bind_addr        = "127.0.0.1"
+ports { grpc = {{.GRPCPort}}  raft = {{.RaftPort}}  http = {{.HTTPPort}} }
+bootstrap_expect = {{.Expect}}
+retry_join       = [{{.Join}}]
+retry_interval   = "200ms"
+raft_multiplier  = {{.Multiplier}}
+tls {
+  ca_file   = "{{.TLSDir}}/ca.pem"
+  cert_file = "{{.TLSDir}}/{{.Node.ID}}.pem"
+  key_file  = "{{.TLSDir}}/{{.Node.ID}}-key.pem"
+}
+site "primary" { kind = "data"  active = true }
+site "dr"      { kind = "data" }
+site "witness" { kind = "witness" }
+`))
+
+func (c *Cluster) writeConfig(n *Node) error {
+	var join []string
+	for _, o := range c.Nodes {
+		if o != n {
+			join = append(join, fmt.Sprintf("%q", o.GRPCAddr))
+		}
+	}
+	var buf bytes.Buffer
+	err := serverConfigTmpl.Execute(&buf, map[string]any{
+		"Node": n, "Expect": len(c.Nodes), "Join": strings.Join(join, ", "), "Multiplier": c.Multiplier,
+		"GRPCPort": port(n.GRPCAddr), "RaftPort": port(n.RaftAddr), "HTTPPort": port(n.HTTPAddr),
+		"TLSDir": filepath.Join(c.Dir, "tls"),
+	})
+	if err != nil {
+		return fmt.Errorf("render config for %s: %w", n.ID, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(n.ConfigPath), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(n.ConfigPath, buf.Bytes(), 0o600)
+}
+
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// Start starts every node that is not running.
+func (c *Cluster) Start() error {
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			if err := c.StartNode(n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// StartNode starts one server process, appending to its log file.
+func (c *Cluster) StartNode(n *Node) error {
+	f, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open log for %s: %w", n.ID, err)
+	}
+	cmd := exec.Command(c.Bin, "server", "--config", n.ConfigPath)
+	cmd.Stdout, cmd.Stderr = f, f
+	// Its own process group, so a kill reaches nothing else of ours.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("start server %s: %w", n.ID, err)
+	}
+	n.cmd, n.logFile, n.done = cmd, f, make(chan struct{})
+	go func(done chan struct{}) {
+		_ = cmd.Wait()
+		_ = f.Close()
+		close(done)
+	}(n.done)
+	return nil
+}
+
+// Kill sends SIGKILL and waits for the process to exit.
+func (c *Cluster) Kill(n *Node) error { return c.signal(n, syscall.SIGKILL) }
+
+// Stop sends SIGTERM (a graceful shutdown) and waits for the exit.
+func (c *Cluster) Stop(n *Node) error { return c.signal(n, syscall.SIGTERM) }
+
+func (c *Cluster) signal(n *Node, sig syscall.Signal) error {
+	if !n.Running() {
+		return nil
+	}
+	if err := n.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("signal %s: %w", n.ID, err)
+	}
+	select {
+	case <-n.done:
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.done
+		return fmt.Errorf("server %s did not exit within 30s of %s", n.ID, sig)
+	}
+}
+
+// Close kills every process. It is safe to call more than once.
+func (c *Cluster) Close() {
+	for _, n := range c.Nodes {
+		_ = c.Kill(n)
+	}
+}
+
+// Env is the environment for CLI commands against node n.
+func (c *Cluster) Env(n *Node) []string {
+	tlsDir := filepath.Join(c.Dir, "tls")
+	return append(os.Environ(),
+		"DRPLANE_ADDR="+n.GRPCAddr,
+		"DRPLANE_CACERT="+filepath.Join(tlsDir, "ca.pem"),
+		"DRPLANE_CLIENT_CERT="+filepath.Join(tlsDir, "operator.pem"),
+		"DRPLANE_CLIENT_KEY="+filepath.Join(tlsDir, "operator-key.pem"),
+	)
+}
+
+// CLI runs a drplane command against node n and returns its stdout; the
+// error carries stderr.
+func (c *Cluster) CLI(ctx context.Context, n *Node, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, c.Bin, args...)
+	cmd.Env = c.Env(n)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("drplane %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+func (c *Cluster) run(ctx context.Context, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, c.Bin, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("drplane %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// Member is one entry of `drplane members --json`.
+type Member struct {
+	ID        string `json:"id"`
+	Site      string `json:"site"`
+	Address   string `json:"address"`
+	State     string `json:"state"`
+	Voter     bool   `json:"voter"`
+	LastIndex uint64 `json:"last_index"`
+}
+
+// Members runs `drplane members --json` against n.
+func (c *Cluster) Members(ctx context.Context, n *Node) (leaderID string, members []Member, err error) {
+	out, err := c.CLI(ctx, n, "members", "--json")
+	if err != nil {
+		return "", nil, err
+	}
+	var resp struct {
+		LeaderID string   `json:"leader_id"`
+		Servers  []Member `json:"servers"`
+	}
+	if err := json.Unmarshal([]byte(out), &resp); err != nil {
+		return "", nil, fmt.Errorf("decode members --json: %w: %q", err, out)
+	}
+	return resp.LeaderID, resp.Servers, nil
+}
+
+// Node returns the node with the given id, or nil.
+func (c *Cluster) Node(id string) *Node {
+	for _, n := range c.Nodes {
+		if n.ID == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// WaitForLeader polls the running nodes until one reports a leader that
+// is not in exclude, and returns its id.
+func (c *Cluster) WaitForLeader(ctx context.Context, poll time.Duration, exclude ...string) (string, error) {
+	var lastErr error
+	for {
+		for _, n := range c.Nodes {
+			if !n.Running() {
+				continue
+			}
+			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			id, err := c.nodeLeader(qctx, n)
+			cancel()
+			if err == nil && id != "" && !contains(exclude, id) {
+				return id, nil
+			}
+			if err != nil {
+				lastErr = err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("no leader: %w (last error: %v)", ctx.Err(), lastErr)
+		case <-time.After(poll):
+		}
+	}
+}
+
+// nodeLeader asks n for its view of the leader from local state, which is
+// cheap and works while an election is in progress.
+func (c *Cluster) nodeLeader(ctx context.Context, n *Node) (string, error) {
+	out, err := c.CLI(ctx, n, "status", "--json", "--stale")
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		LeaderID string `json:"leader_id"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return "", err
+	}
+	return st.LeaderID, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// WaitForMembers polls `members --json` on via until every node of the
+// cluster that is running reports itself leader or follower with its site
+// recorded.
+func (c *Cluster) WaitForMembers(ctx context.Context, via *Node, poll time.Duration) error {
+	var lastErr error
+	for {
+		lastErr = c.membersReady(ctx, via)
+		if lastErr == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("members not ready: %w (last: %v)", ctx.Err(), lastErr)
+		case <-time.After(poll):
+		}
+	}
+}
+
+func (c *Cluster) membersReady(ctx context.Context, via *Node) error {
+	_, members, err := c.Members(ctx, via)
+	if err != nil {
+		return err
+	}
+	state := map[string]Member{}
+	for _, m := range members {
+		state[m.ID] = m
+	}
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			continue
+		}
+		m, ok := state[n.ID]
+		if !ok || m.Site == "" || (m.State != "leader" && m.State != "follower") {
+			return fmt.Errorf("%s is not a ready member yet: %+v", n.ID, m)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,202 @@
+// Package structs holds the types replicated through Raft: the commands the
+// leader proposes and the state the FSM keeps. The FSM holds intent only
+// (DESIGN.md section 3): nothing observed, such as probe results or lag,
+// ever appears here.
+package structs
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// MessageType is the first byte of every Raft log entry. New types are only
+// ever appended, never renumbered.
+type MessageType uint8
+
+const (
+	// InitSitesRequestType seeds the declared sites, the active site and
+	// epoch 1 into an empty state.
+	InitSitesRequestType MessageType = 0
+	// SetActiveSiteRequestType flips the active site and bumps the epoch,
+	// compare-and-set on the current epoch.
+	SetActiveSiteRequestType MessageType = 1
+	// RegisterAgentRequestType records or updates a host agent.
+	RegisterAgentRequestType MessageType = 2
+	// DeregisterAgentRequestType removes a host agent.
+	DeregisterAgentRequestType MessageType = 3
+	// UpsertServerRequestType records a server's site and addresses.
+	UpsertServerRequestType MessageType = 4
+	// RemoveServerRequestType removes a server's record after it has left
+	// the Raft configuration.
+	RemoveServerRequestType MessageType = 5
+)
+
+// IgnoreUnknownTypeFlag is set on message types that an older server may
+// skip during a rolling upgrade instead of panicking.
+const IgnoreUnknownTypeFlag MessageType = 128
+
+// String names the message type for logs and the audit trail.
+func (t MessageType) String() string {
+	switch t {
+	case InitSitesRequestType:
+		return "init-sites"
+	case SetActiveSiteRequestType:
+		return "set-active-site"
+	case RegisterAgentRequestType:
+		return "register-agent"
+	case DeregisterAgentRequestType:
+		return "deregister-agent"
+	case UpsertServerRequestType:
+		return "upsert-server"
+	case RemoveServerRequestType:
+		return "remove-server"
+	}
+	return fmt.Sprintf("unknown(%d)", uint8(t))
+}
+
+// Site kinds.
+const (
+	SiteKindData    = "data"
+	SiteKindWitness = "witness"
+)
+
+// WriteRequest is embedded in every command. The leader fills Time when it
+// proposes the command, so Apply stays deterministic on every server.
+type WriteRequest struct {
+	// RequestID identifies one client operation; a retried operation
+	// carries the same id and is applied at most once.
+	RequestID string `json:"request_id"`
+	// Actor is who asked, for the audit trail.
+	Actor string    `json:"actor"`
+	Time  time.Time `json:"time"`
+}
+
+// Write returns the embedded WriteRequest so the FSM can reach it through
+// the Command interface.
+func (w *WriteRequest) Write() *WriteRequest { return w }
+
+// Command is a request that can be encoded into a Raft log entry.
+type Command interface {
+	Write() *WriteRequest
+}
+
+// Site is a failure domain declared in the servers' configuration.
+type Site struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+}
+
+// InitSitesRequest seeds an empty state. It is rejected once the state is
+// initialized, so a server with a different configuration cannot overwrite
+// what the cluster already agreed on.
+type InitSitesRequest struct {
+	WriteRequest
+	Sites      []Site `json:"sites"`
+	ActiveSite string `json:"active_site"`
+}
+
+// SetActiveSiteRequest flips the active site only if the epoch is still
+// ExpectedEpoch.
+type SetActiveSiteRequest struct {
+	WriteRequest
+	Site          string `json:"site"`
+	ExpectedEpoch uint64 `json:"expected_epoch"`
+	Reason        string `json:"reason"`
+}
+
+// Service is a service an agent declared in its configuration.
+type Service struct {
+	Name      string   `json:"name"`
+	Driver    string   `json:"driver"`
+	DependsOn []string `json:"depends_on,omitempty"`
+}
+
+// Agent is a registered host agent.
+type Agent struct {
+	HostID       string    `json:"host_id"`
+	Site         string    `json:"site"`
+	Address      string    `json:"address"`
+	Services     []Service `json:"services,omitempty"`
+	RegisteredAt time.Time `json:"registered_at"`
+}
+
+// RegisterAgentRequest records or replaces an agent.
+type RegisterAgentRequest struct {
+	WriteRequest
+	Agent Agent `json:"agent"`
+}
+
+// DeregisterAgentRequest removes an agent.
+type DeregisterAgentRequest struct {
+	WriteRequest
+	HostID string `json:"host_id"`
+}
+
+// Server is the metadata of one control-plane server. Raft's configuration
+// is the truth for membership; this record adds the site and gRPC address.
+type Server struct {
+	ID          string `json:"id"`
+	Site        string `json:"site"`
+	Address     string `json:"address"`
+	RaftAddress string `json:"raft_address"`
+}
+
+// UpsertServerRequest records a server's metadata.
+type UpsertServerRequest struct {
+	WriteRequest
+	Server Server `json:"server"`
+}
+
+// RemoveServerRequest drops a server's metadata.
+type RemoveServerRequest struct {
+	WriteRequest
+	ID string `json:"id"`
+}
+
+// AuditEntry is one line of the append-only audit trail.
+type AuditEntry struct {
+	Index     uint64    `json:"index"`
+	Time      time.Time `json:"time"`
+	Actor     string    `json:"actor"`
+	Action    string    `json:"action"`
+	Detail    string    `json:"detail"`
+	RequestID string    `json:"request_id,omitempty"`
+}
+
+// ApplyResult is what FSM.Apply returns for every command. A rejected
+// compare-and-set is not an error of the log: it is recorded here and the
+// caller turns it into an error.
+type ApplyResult struct {
+	Index      uint64 `json:"index"`
+	Rejection  string `json:"rejection,omitempty"`
+	Epoch      uint64 `json:"epoch"`
+	ActiveSite string `json:"active_site"`
+	// Duplicate is true when the request id had been applied before and
+	// this result is the recorded one.
+	Duplicate bool `json:"-"`
+}
+
+// Err returns the rejection as an error, or nil.
+func (r *ApplyResult) Err() error {
+	if r.Rejection == "" {
+		return nil
+	}
+	return &RejectedError{Reason: r.Rejection}
+}
+
+// RejectedError is a command refused by the FSM's compare-and-set checks.
+type RejectedError struct {
+	Reason string
+}
+
+func (e *RejectedError) Error() string { return "rejected: " + e.Reason }
+
+// Encode prefixes the JSON encoding of cmd with its message type.
+func Encode(t MessageType, cmd Command) ([]byte, error) {
+	body, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", t, err)
+	}
+	return append([]byte{byte(t)}, body...), nil
+}
