@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +110,27 @@ func TestServers_KillLeader_ReelectAndRejoin(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, out, "Active site:  primary")
 	require.True(t, strings.Contains(out, "Epoch:        1"), out)
+
+	// SIGTERM on the leader hands leadership over before the process exits.
+	require.NoError(t, c.Stop(c.Node(newLeader)))
+	logs, err := os.ReadFile(c.Node(newLeader).LogPath)
+	require.NoError(t, err)
+	require.Contains(t, string(logs), "leadership transferred")
+	_, err = c.WaitForLeader(ctx, 50*time.Millisecond, newLeader)
+	require.NoError(t, err)
+}
+
+func TestServer_BadConfig_ExitsWithPosition(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "server.hcl")
+	require.NoError(t, os.WriteFile(cfg, []byte("node_id = \"s1\"\nsite = \"mars\"\n"), 0o600))
+	out, err := exec.Command(drplaneBin, "server", "--config", cfg).CombinedOutput()
+	var exitErr *exec.ExitError
+	require.ErrorAs(t, err, &exitErr, "a bad config must make the server exit non-zero: %s", out)
+	require.Contains(t, string(out), cfg+":")
+	require.Contains(t, string(out), `"data_dir" is required`)
+	_, err = os.Stat(filepath.Join(dir, "raft"))
+	require.True(t, os.IsNotExist(err), "nothing may be started or created on a bad config")
 }
 
 func lastIndex(t *testing.T, c *devcluster.Cluster, via *devcluster.Node, id string) uint64 {
