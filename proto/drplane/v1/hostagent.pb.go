@@ -814,7 +814,12 @@ type SyncTunnelRequest struct {
 	// data is bytes from the pulling rsync to the serving rsync --server.
 	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
 	// close_write is set when the pulling side closed its output.
-	CloseWrite    bool `protobuf:"varint,3,opt,name=close_write,json=closeWrite,proto3" json:"close_write,omitempty"`
+	CloseWrite bool `protobuf:"varint,3,opt,name=close_write,json=closeWrite,proto3" json:"close_write,omitempty"`
+	// args are, on the first message only, the arguments rsync asked its
+	// remote shell to run ("rsync --server --sender ... . PATH"). The serving
+	// agent checks them against an allow-list and its own sync blocks; they
+	// never reach a shell.
+	Args          []string `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -868,6 +873,13 @@ func (x *SyncTunnelRequest) GetCloseWrite() bool {
 		return x.CloseWrite
 	}
 	return false
+}
+
+func (x *SyncTunnelRequest) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
 }
 
 type SyncTunnelResponse struct {
@@ -1018,12 +1030,13 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\x0fExecuteResponse\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x120\n" +
 	"\x06result\x18\x02 \x01(\v2\x16.drplane.v1.StepResultH\x00R\x06resultB\a\n" +
-	"\x05event\"\\\n" +
+	"\x05event\"p\n" +
 	"\x11SyncTunnelRequest\x12\x12\n" +
 	"\x04sync\x18\x01 \x01(\tR\x04sync\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x1f\n" +
 	"\vclose_write\x18\x03 \x01(\bR\n" +
-	"closeWrite\"]\n" +
+	"closeWrite\x12\x12\n" +
+	"\x04args\x18\x04 \x03(\tR\x04args\"]\n" +
 	"\x12SyncTunnelResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
 	"\x06exited\x18\x02 \x01(\bR\x06exited\x12\x1b\n" +
