@@ -1,0 +1,470 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// Service drivers.
+const (
+	DriverProcess  = "process"
+	DriverSystemd  = "systemd"
+	DriverPostgres = "postgres"
+)
+
+// AgentConfig is the configuration of one `drplane agent`.
+type AgentConfig struct {
+	HostID  string
+	Site    string
+	DataDir string
+	// Listen is the HostAgent gRPC address; HTTP serves health and the
+	// load-balancer role endpoint.
+	Listen    string
+	HTTP      string
+	Advertise string
+	Servers   []string
+	LogLevel  string
+	TLS       TLSConfig
+	Services  []ServiceConfig
+	Syncs     []SyncConfig
+	Snapshots []SnapshotConfig
+	Hooks     []HookConfig
+}
+
+// ServiceConfig declares one service the agent owns.
+type ServiceConfig struct {
+	Name      string
+	Driver    string
+	DependsOn []string
+	// postgres
+	DataDir string
+	Port    int
+	BinDir  string
+	RunAs   string
+	// process
+	Command     []string
+	Env         map[string]string
+	Dir         string
+	Restart     string
+	StopTimeout time.Duration
+	// systemd
+	Unit   string
+	Health *HealthConfig
+}
+
+// HealthConfig is a service's health check: exactly one of HTTP, TCP,
+// Exec and SQL.
+type HealthConfig struct {
+	HTTP     string
+	TCP      string
+	Exec     []string
+	SQL      string
+	Query    string
+	Interval time.Duration
+	Timeout  time.Duration
+}
+
+// SyncConfig declares paths replicated from the active site's agent that
+// declares the same sync block.
+type SyncConfig struct {
+	Name     string
+	Paths    []string
+	Interval time.Duration
+	// Source is the HostAgent address to pull from; empty means the agent
+	// of the active site that declares this sync.
+	Source string
+}
+
+// SnapshotConfig schedules snapshots of paths.
+type SnapshotConfig struct {
+	Name       string
+	Paths      []string
+	Every      time.Duration
+	KeepWithin time.Duration
+	KeepLast   int
+	Engine     string
+	Repository string
+	// PasswordFile is restic's repository password file.
+	PasswordFile string
+}
+
+// HookConfig is a command the agent may run as a plan step. Only hooks
+// declared here ever run.
+type HookConfig struct {
+	Name    string
+	Command []string
+	Timeout time.Duration
+}
+
+// Service returns the service named name.
+func (c *AgentConfig) Service(name string) (ServiceConfig, bool) {
+	i := slices.IndexFunc(c.Services, func(s ServiceConfig) bool { return s.Name == name })
+	if i < 0 {
+		return ServiceConfig{}, false
+	}
+	return c.Services[i], true
+}
+
+type rawAgent struct {
+	HostID    string        `hcl:"host_id"`
+	Site      string        `hcl:"site"`
+	DataDir   string        `hcl:"data_dir"`
+	Listen    string        `hcl:"listen,optional"`
+	HTTP      string        `hcl:"http,optional"`
+	Advertise string        `hcl:"advertise,optional"`
+	Servers   []string      `hcl:"servers"`
+	LogLevel  string        `hcl:"log_level,optional"`
+	TLS       *rawTLS       `hcl:"tls,block"`
+	Services  []rawService  `hcl:"service,block"`
+	Syncs     []rawSync     `hcl:"sync,block"`
+	Snapshots []rawSnapshot `hcl:"snapshot,block"`
+	Hooks     []rawHook     `hcl:"hook,block"`
+}
+
+type rawService struct {
+	Name        string            `hcl:"name,label"`
+	Driver      string            `hcl:"driver"`
+	DependsOn   []string          `hcl:"depends_on,optional"`
+	DataDir     string            `hcl:"data_dir,optional"`
+	Port        int               `hcl:"port,optional"`
+	BinDir      string            `hcl:"bin_dir,optional"`
+	RunAs       string            `hcl:"run_as,optional"`
+	Command     []string          `hcl:"command,optional"`
+	Env         map[string]string `hcl:"env,optional"`
+	Dir         string            `hcl:"dir,optional"`
+	Restart     string            `hcl:"restart,optional"`
+	StopTimeout string            `hcl:"stop_timeout,optional"`
+	Unit        string            `hcl:"unit,optional"`
+	Health      *rawHealth        `hcl:"health,block"`
+}
+
+type rawHealth struct {
+	HTTP     string   `hcl:"http,optional"`
+	TCP      string   `hcl:"tcp,optional"`
+	Exec     []string `hcl:"exec,optional"`
+	SQL      string   `hcl:"sql,optional"`
+	Query    string   `hcl:"query,optional"`
+	Interval string   `hcl:"interval,optional"`
+	Timeout  string   `hcl:"timeout,optional"`
+}
+
+type rawSync struct {
+	Name     string   `hcl:"name,label"`
+	Paths    []string `hcl:"paths"`
+	Interval string   `hcl:"interval,optional"`
+	Source   string   `hcl:"source,optional"`
+}
+
+type rawSnapshot struct {
+	Name         string   `hcl:"name,label"`
+	Paths        []string `hcl:"paths"`
+	Every        string   `hcl:"every,optional"`
+	KeepWithin   string   `hcl:"keep_within,optional"`
+	KeepLast     int      `hcl:"keep_last,optional"`
+	Engine       string   `hcl:"engine,optional"`
+	Repository   string   `hcl:"repository,optional"`
+	PasswordFile string   `hcl:"password_file,optional"`
+}
+
+type rawHook struct {
+	Name    string   `hcl:"name,label"`
+	Command []string `hcl:"command"`
+	Timeout string   `hcl:"timeout,optional"`
+}
+
+// LoadAgentConfig reads and validates an agent configuration file.
+func LoadAgentConfig(path string) (*AgentConfig, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read agent config: %w", err)
+	}
+	return ParseAgentConfig(src, path)
+}
+
+// ParseAgentConfig parses and validates src as the file filename.
+func ParseAgentConfig(src []byte, filename string) (*AgentConfig, error) {
+	src, lines := expandSingleLineBlocks(src, filename)
+	d := &diagnostics{file: filename, lines: lines}
+	file, hd := hclparse.NewParser().ParseHCL(src, filename)
+	d.addHCL(hd)
+	if hd.HasErrors() {
+		return nil, d.err()
+	}
+	var raw rawAgent
+	d.addHCL(gohcl.DecodeBody(file.Body, nil, &raw))
+	if len(d.diags) > 0 {
+		return nil, d.err()
+	}
+	v := &agentValidator{d: d, body: file.Body.(*hclsyntax.Body), file: filename}
+	cfg := v.build(&raw)
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+type agentValidator struct {
+	d    *diagnostics
+	body *hclsyntax.Body
+	file string
+}
+
+func (v *agentValidator) build(raw *rawAgent) *AgentConfig {
+	cfg := &AgentConfig{
+		HostID: raw.HostID, Site: raw.Site, DataDir: resolvePath(v.file, raw.DataDir),
+		Listen: orDefault(raw.Listen, "127.0.0.1:7500"), HTTP: orDefault(raw.HTTP, "127.0.0.1:7501"),
+		Advertise: raw.Advertise, Servers: raw.Servers, LogLevel: orDefault(raw.LogLevel, "info"),
+	}
+	v.identity(cfg)
+	(&serverValidator{d: v.d, body: v.body, file: v.file}).tls(raw.TLS, &cfg.TLS)
+	v.services(raw.Services, cfg)
+	v.syncs(raw.Syncs, cfg)
+	v.snapshots(raw.Snapshots, cfg)
+	v.hooks(raw.Hooks, cfg)
+	return cfg
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func (v *agentValidator) identity(cfg *AgentConfig) {
+	if cfg.HostID == "" {
+		v.d.at(attrRange(v.body, "host_id"), "host_id is empty; expected this host's name, e.g. \"db-1\" (also its certificate name)")
+	}
+	if cfg.Site == "" {
+		v.d.at(attrRange(v.body, "site"), "site is empty; expected the data site this host is in")
+	}
+	if cfg.DataDir == "" {
+		v.d.at(attrRange(v.body, "data_dir"), "data_dir is empty; expected a directory for the epoch, journal and snapshots")
+	}
+	v.hostPort("listen", cfg.Listen)
+	v.hostPort("http", cfg.HTTP)
+	if cfg.Advertise == "" {
+		cfg.Advertise = cfg.Listen
+	} else {
+		v.hostPort("advertise", cfg.Advertise)
+	}
+	if host, _, err := net.SplitHostPort(cfg.Advertise); err == nil && net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+		v.d.at(attrRange(v.body, "listen"), "listen %q cannot be advertised to the servers; set advertise to this host's address", cfg.Listen)
+	}
+	if len(cfg.Servers) == 0 {
+		v.d.at(attrRange(v.body, "servers"), "servers is empty; expected the grpc addresses of the drplane servers")
+	}
+	for _, s := range cfg.Servers {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			v.d.at(attrRange(v.body, "servers"), "servers entry %q is not host:port", s)
+		}
+	}
+	levels := []string{"trace", "debug", "info", "warn", "error"}
+	if !slices.Contains(levels, strings.ToLower(cfg.LogLevel)) {
+		v.d.at(attrRange(v.body, "log_level"), "log_level %q is not one of %s", cfg.LogLevel, strings.Join(levels, ", "))
+	}
+}
+
+func (v *agentValidator) hostPort(key, val string) {
+	if _, port, err := net.SplitHostPort(val); err != nil || port == "" {
+		v.d.at(attrRange(v.body, key), "%s %q is not host:port", key, val)
+	}
+}
+
+// names records block names and reports duplicates at their label.
+func (v *agentValidator) uniqueName(seen map[string]bool, b *hclsyntax.Block, kind, name string) {
+	if seen[name] {
+		v.d.at(b.LabelRanges[0], "%s %q is declared twice", kind, name)
+	}
+	seen[name] = true
+}
+
+func (v *agentValidator) services(raw []rawService, cfg *AgentConfig) {
+	blks := blocks(v.body, "service")
+	seen := map[string]bool{}
+	for i, r := range raw {
+		v.uniqueName(seen, blks[i], "service", r.Name)
+		cfg.Services = append(cfg.Services, v.service(r, blks[i].Body))
+	}
+	for i, s := range cfg.Services {
+		for _, dep := range s.DependsOn {
+			if !seen[dep] {
+				v.d.at(attrRange(blks[i].Body, "depends_on"), "service %q depends on %q, which is not declared on this host", s.Name, dep)
+			}
+		}
+	}
+	if cycle := dependencyCycle(cfg.Services); cycle != "" {
+		v.d.at(attrRange(blks[0].Body, "depends_on"), "services depend on each other in a cycle: %s", cycle)
+	}
+}
+
+func (v *agentValidator) service(r rawService, body *hclsyntax.Body) ServiceConfig {
+	s := ServiceConfig{
+		Name: r.Name, Driver: r.Driver, DependsOn: r.DependsOn,
+		DataDir: resolvePath(v.file, r.DataDir), Port: r.Port, BinDir: r.BinDir, RunAs: r.RunAs,
+		Command: r.Command, Env: r.Env, Dir: r.Dir, Restart: orDefault(r.Restart, "no"), Unit: r.Unit,
+	}
+	s.StopTimeout = v.d.parseDuration(attrRange(body, "stop_timeout"), "service "+r.Name+": stop_timeout", r.StopTimeout, 30*time.Second)
+	switch r.Driver {
+	case DriverPostgres:
+		if s.DataDir == "" {
+			v.d.at(body.SrcRange, "service %q: the postgres driver needs data_dir", r.Name)
+		}
+		if s.Port <= 0 || s.Port > 65535 {
+			v.d.at(attrRange(body, "port"), "service %q: the postgres driver needs port between 1 and 65535", r.Name)
+		}
+		s.BinDir, s.RunAs = orDefault(s.BinDir, "/usr/lib/postgresql/15/bin"), orDefault(s.RunAs, "postgres")
+	case DriverProcess:
+		if len(s.Command) == 0 {
+			v.d.at(body.SrcRange, "service %q: the process driver needs command = [\"/path/to/binary\", \"arg\", ...]", r.Name)
+		}
+		if !slices.Contains([]string{"no", "on-failure", "always"}, s.Restart) {
+			v.d.at(attrRange(body, "restart"), "service %q: restart %q is not one of no, on-failure, always", r.Name, s.Restart)
+		}
+	case DriverSystemd:
+		if s.Unit == "" {
+			s.Unit = r.Name + ".service"
+		}
+	default:
+		v.d.at(attrRange(body, "driver"), "service %q: driver %q is not one of postgres, process, systemd", r.Name, r.Driver)
+	}
+	if r.Health != nil {
+		s.Health = v.health(r.Name, r.Health, blockBody(body, "health"))
+	}
+	return s
+}
+
+func (v *agentValidator) health(svc string, r *rawHealth, body *hclsyntax.Body) *HealthConfig {
+	h := &HealthConfig{HTTP: r.HTTP, TCP: r.TCP, Exec: r.Exec, SQL: r.SQL, Query: r.Query}
+	key := "service " + svc + ": health."
+	h.Interval = v.d.parseDuration(attrRange(body, "interval"), key+"interval", r.Interval, time.Second)
+	h.Timeout = v.d.parseDuration(attrRange(body, "timeout"), key+"timeout", r.Timeout, time.Second)
+	kinds := 0
+	for _, set := range []bool{h.HTTP != "", h.TCP != "", len(h.Exec) > 0, h.SQL != ""} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		v.d.at(body.SrcRange, "service %q: health needs exactly one of http, tcp, exec, sql (found %d)", svc, kinds)
+	}
+	if h.Timeout > h.Interval {
+		v.d.at(attrRange(body, "timeout"), "service %q: health timeout %s is longer than its interval %s", svc, h.Timeout, h.Interval)
+	}
+	return h
+}
+
+func (v *agentValidator) syncs(raw []rawSync, cfg *AgentConfig) {
+	blks := blocks(v.body, "sync")
+	seen := map[string]bool{}
+	for i, r := range raw {
+		body := blks[i].Body
+		v.uniqueName(seen, blks[i], "sync", r.Name)
+		s := SyncConfig{Name: r.Name, Paths: v.absPaths("sync "+r.Name, r.Paths, body), Source: r.Source}
+		s.Interval = v.d.parseDuration(attrRange(body, "interval"), "sync "+r.Name+": interval", r.Interval, 10*time.Second)
+		cfg.Syncs = append(cfg.Syncs, s)
+	}
+}
+
+func (v *agentValidator) snapshots(raw []rawSnapshot, cfg *AgentConfig) {
+	blks := blocks(v.body, "snapshot")
+	seen := map[string]bool{}
+	for i, r := range raw {
+		body := blks[i].Body
+		v.uniqueName(seen, blks[i], "snapshot", r.Name)
+		key := "snapshot " + r.Name + ": "
+		s := SnapshotConfig{Name: r.Name, Paths: v.absPaths("snapshot "+r.Name, r.Paths, body), KeepLast: r.KeepLast,
+			Engine: orDefault(r.Engine, "builtin"), Repository: r.Repository, PasswordFile: resolvePath(v.file, r.PasswordFile)}
+		s.Every = v.d.parseDuration(attrRange(body, "every"), key+"every", r.Every, 0)
+		s.KeepWithin = v.d.parseDuration(attrRange(body, "keep_within"), key+"keep_within", r.KeepWithin, 0)
+		if s.KeepLast < 0 {
+			v.d.at(attrRange(body, "keep_last"), "%skeep_last %d is negative", key, s.KeepLast)
+		}
+		switch s.Engine {
+		case "builtin":
+		case "restic":
+			if s.Repository == "" || s.PasswordFile == "" {
+				v.d.at(attrRange(body, "engine"), "%sthe restic engine needs repository and password_file", key)
+			}
+		default:
+			v.d.at(attrRange(body, "engine"), "%sengine %q is not builtin or restic", key, s.Engine)
+		}
+		cfg.Snapshots = append(cfg.Snapshots, s)
+	}
+}
+
+func (v *agentValidator) hooks(raw []rawHook, cfg *AgentConfig) {
+	blks := blocks(v.body, "hook")
+	seen := map[string]bool{}
+	for i, r := range raw {
+		body := blks[i].Body
+		v.uniqueName(seen, blks[i], "hook", r.Name)
+		if len(r.Command) == 0 || !filepath.IsAbs(r.Command[0]) {
+			v.d.at(attrRange(body, "command"), "hook %q: command must start with an absolute path to the program", r.Name)
+		}
+		h := HookConfig{Name: r.Name, Command: r.Command}
+		h.Timeout = v.d.parseDuration(attrRange(body, "timeout"), "hook "+r.Name+": timeout", r.Timeout, 30*time.Second)
+		cfg.Hooks = append(cfg.Hooks, h)
+	}
+}
+
+// absPaths requires absolute, clean paths: a sync or snapshot of a
+// relative path would depend on the agent's working directory.
+func (v *agentValidator) absPaths(what string, paths []string, body *hclsyntax.Body) []string {
+	if len(paths) == 0 {
+		v.d.at(attrRange(body, "paths"), "%s: paths is empty", what)
+	}
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		if !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
+			v.d.at(attrRange(body, "paths"), "%s: path %q must be an absolute path below /", what, p)
+		}
+		out[i] = filepath.Clean(p)
+	}
+	return out
+}
+
+// dependencyCycle returns "a -> b -> a" when depends_on has a cycle.
+func dependencyCycle(services []ServiceConfig) string {
+	deps := map[string][]string{}
+	for _, s := range services {
+		deps[s.Name] = s.DependsOn
+	}
+	state := map[string]int{} // 0 new, 1 on stack, 2 done
+	var path []string
+	var visit func(n string) string
+	visit = func(n string) string {
+		switch state[n] {
+		case 1:
+			i := slices.Index(path, n)
+			return strings.Join(append(slices.Clone(path[i:]), n), " -> ")
+		case 2:
+			return ""
+		}
+		state[n] = 1
+		path = append(path, n)
+		for _, d := range deps[n] {
+			if c := visit(d); c != "" {
+				return c
+			}
+		}
+		path = path[:len(path)-1]
+		state[n] = 2
+		return ""
+	}
+	for _, s := range services {
+		if c := visit(s.Name); c != "" {
+			return c
+		}
+	}
+	return ""
+}
