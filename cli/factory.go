@@ -119,3 +119,11 @@ func explain(addr string, err error) error {
 	}
 	return fmt.Errorf("%s", msg)
 }
+
+// ExitError asks main to exit with Code without printing anything more:
+// the command already reported what went wrong.
+type ExitError struct {
+	Code int
+}
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }

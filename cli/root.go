@@ -22,9 +22,11 @@ func NewRootCmd(f *Factory) *cobra.Command {
 
 	root.AddCommand(
 		newCmdServer(f, nil),
+		newCmdAgent(f, nil),
 		newCmdStatus(f, nil),
 		newCmdMembers(f, nil),
 		newCmdTLS(f),
+		newCmdSnapshot(f),
 	)
 	return root
 }

@@ -49,6 +49,20 @@ type agentJSON struct {
 	Site     string   `json:"site"`
 	Address  string   `json:"address"`
 	Services []string `json:"services"`
+	// The leader's latest probe; absent in stale answers.
+	Reachable  *bool              `json:"reachable,omitempty"`
+	LeaseValid bool               `json:"lease_valid"`
+	Fenced     bool               `json:"fenced"`
+	Epoch      uint64             `json:"epoch,omitempty"`
+	Roles      map[string]string  `json:"roles,omitempty"`
+	Lag        map[string]lagJSON `json:"lag,omitempty"`
+	ProbeError string             `json:"probe_error,omitempty"`
+}
+
+type lagJSON struct {
+	Position string `json:"position"`
+	LagMs    uint64 `json:"lag_ms"`
+	LagBytes uint64 `json:"lag_bytes"`
 }
 
 func newCmdStatus(f *Factory, runF func(*statusOptions) error) *cobra.Command {
@@ -107,9 +121,26 @@ func toStatusJSON(resp *pb.GetStatusResponse) statusJSON {
 		for _, svc := range a.GetServices() {
 			aj.Services = append(aj.Services, svc.GetName())
 		}
+		addProbe(&aj, a.GetProbe())
 		out.Agents = append(out.Agents, aj)
 	}
 	return out
+}
+
+// addProbe copies the leader's latest probe of an agent into its JSON.
+func addProbe(aj *agentJSON, p *pb.AgentProbe) {
+	if p == nil {
+		return
+	}
+	reachable := p.GetReachable()
+	aj.Reachable, aj.LeaseValid, aj.Fenced, aj.Epoch, aj.ProbeError = &reachable, p.GetLeaseValid(), p.GetFenced(), p.GetEpoch(), p.GetError()
+	aj.Roles, aj.Lag = map[string]string{}, map[string]lagJSON{}
+	for _, svc := range p.GetServices() {
+		aj.Roles[svc.GetName()] = svc.GetRole()
+		if r := svc.GetReplication(); r != nil {
+			aj.Lag[svc.GetName()] = lagJSON{Position: r.GetPosition(), LagMs: r.GetLagMs(), LagBytes: r.GetLagBytes()}
+		}
+	}
 }
 
 func toServersJSON(servers []*pb.Server) []serverJSON {
@@ -149,9 +180,9 @@ func printStatus(w io.Writer, s statusJSON) error {
 		fmt.Fprintln(w, "(none registered)")
 		return nil
 	}
-	t = newTable(w, "HOST", "SITE", "ADDRESS", "SERVICES")
+	t = newTable(w, "HOST", "SITE", "ADDRESS", "REACHABLE", "LEASE", "SERVICES")
 	for _, a := range s.Agents {
-		t.row(a.HostID, a.Site, a.Address, strings.Join(a.Services, ","))
+		t.row(a.HostID, a.Site, a.Address, reachability(a), leaseState(a), serviceRoles(a))
 	}
 	return t.flush()
 }
@@ -162,4 +193,35 @@ func printServers(w io.Writer, servers []serverJSON) error {
 		t.row(s.ID, s.Site, s.Address, s.RaftAddress, s.State, yesNo(s.Voter), fmt.Sprint(s.LastIndex))
 	}
 	return t.flush()
+}
+
+func reachability(a agentJSON) string {
+	if a.Reachable == nil {
+		return "-"
+	}
+	return yesNo(*a.Reachable)
+}
+
+func leaseState(a agentJSON) string {
+	switch {
+	case a.Reachable == nil:
+		return "-"
+	case a.Fenced:
+		return "fenced"
+	case a.LeaseValid:
+		return "valid"
+	}
+	return "none"
+}
+
+// serviceRoles renders "postgres=primary,engine=primary" in config order.
+func serviceRoles(a agentJSON) string {
+	parts := make([]string, len(a.Services))
+	for i, name := range a.Services {
+		parts[i] = name
+		if role, ok := a.Roles[name]; ok {
+			parts[i] += "=" + role
+		}
+	}
+	return strings.Join(parts, ",")
 }

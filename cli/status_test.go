@@ -57,7 +57,9 @@ func sampleStatus() *pb.GetStatusResponse {
 			{Id: "s1", Site: "primary", Address: "127.0.0.1:7400", State: "leader", Voter: true},
 			{Id: "s2", Site: "dr", Address: "127.0.0.1:7410", State: "unreachable", Voter: true},
 		},
-		Agents: []*pb.Agent{{HostId: "db-1", Site: "dr", Address: "127.0.0.1:7500", Services: []*pb.Service{{Name: "postgres"}}}},
+		Agents: []*pb.Agent{{HostId: "db-1", Site: "dr", Address: "127.0.0.1:7500", Services: []*pb.Service{{Name: "postgres"}},
+			Probe: &pb.AgentProbe{Reachable: true, LeaseValid: true, Epoch: 3, Services: []*pb.ServiceStatus{{Name: "postgres", Role: "primary",
+				Replication: &pb.Replication{Position: "0/3000060"}}}}}},
 	}
 }
 
@@ -89,7 +91,7 @@ func TestStatus_Table(t *testing.T) {
 	require.Contains(t, s, "Leader:       s1")
 	require.Contains(t, s, "Active site:  dr")
 	require.Regexp(t, `s2\s+dr\s+127\.0\.0\.1:7410\s+\s*unreachable`, s)
-	require.Regexp(t, `db-1\s+dr\s+127\.0\.0\.1:7500\s+postgres`, s)
+	require.Regexp(t, `db-1\s+dr\s+127\.0\.0\.1:7500\s+yes\s+valid\s+postgres=primary`, s)
 }
 
 func TestStatus_Errors_SayWhatToDo(t *testing.T) {

@@ -16,15 +16,17 @@ import (
 // method. TLS already proved the certificate is the cluster CA's; this
 // decides what its holder may do. A method missing here is refused.
 var methodRoles = map[string][]tlsutil.Role{
-	pb.ControlPlane_GetStatus_FullMethodName:       {tlsutil.RoleServer, tlsutil.RoleCLI, tlsutil.RoleAgent},
-	pb.ControlPlane_ListMembers_FullMethodName:     {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_RemoveMember_FullMethodName:    {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_RegisterAgent_FullMethodName:   {tlsutil.RoleServer, tlsutil.RoleAgent},
-	pb.ControlPlane_DeregisterAgent_FullMethodName: {tlsutil.RoleServer, tlsutil.RoleCLI, tlsutil.RoleAgent},
-	pb.ControlPlane_SetActiveSite_FullMethodName:   {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_ListAudit_FullMethodName:       {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_NodeInfo_FullMethodName:        {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_JoinCluster_FullMethodName:     {tlsutil.RoleServer},
+	pb.ControlPlane_GetStatus_FullMethodName:         {tlsutil.RoleServer, tlsutil.RoleCLI, tlsutil.RoleAgent},
+	pb.ControlPlane_ListMembers_FullMethodName:       {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.ControlPlane_RemoveMember_FullMethodName:      {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.ControlPlane_RegisterAgent_FullMethodName:     {tlsutil.RoleServer, tlsutil.RoleAgent},
+	pb.ControlPlane_DeregisterAgent_FullMethodName:   {tlsutil.RoleServer, tlsutil.RoleCLI, tlsutil.RoleAgent},
+	pb.ControlPlane_SetActiveSite_FullMethodName:     {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.ControlPlane_ListAudit_FullMethodName:         {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.ControlPlane_NodeInfo_FullMethodName:          {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.ControlPlane_JoinCluster_FullMethodName:       {tlsutil.RoleServer},
+	pb.ControlPlane_RunHostStep_FullMethodName:       {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.ControlPlane_ListHostSnapshots_FullMethodName: {tlsutil.RoleServer, tlsutil.RoleCLI},
 }
 
 // authorize is a unary interceptor that refuses callers whose certificate

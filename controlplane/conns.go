@@ -8,18 +8,21 @@ import (
 	"google.golang.org/grpc"
 )
 
-// connPool keeps one gRPC client connection per peer server address.
+// connPool keeps one gRPC client connection per peer address.
 // Connections are lazy: grpc.NewClient dials on first use and redials
 // after failures by itself.
 type connPool struct {
-	tls *tlsutil.Material
+	tls  *tlsutil.Material
+	peer tlsutil.Role
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
 
-func newConnPool(m *tlsutil.Material) *connPool {
-	return &connPool{tls: m, conns: map[string]*grpc.ClientConn{}}
+// newConnPool returns a pool whose connections verify that the peer holds
+// a certificate of role peer.
+func newConnPool(m *tlsutil.Material, peer tlsutil.Role) *connPool {
+	return &connPool{tls: m, peer: peer, conns: map[string]*grpc.ClientConn{}}
 }
 
 // get returns the connection to the server at addr.
@@ -29,9 +32,9 @@ func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(p.tls.ClientCredentials(tlsutil.RoleServer)))
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(p.tls.ClientCredentials(p.peer)))
 	if err != nil {
-		return nil, fmt.Errorf("connect to server %s: %w", addr, err)
+		return nil, fmt.Errorf("connect to %s %s: %w", p.peer, addr, err)
 	}
 	p.conns[addr] = c
 	return c, nil

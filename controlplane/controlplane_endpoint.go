@@ -65,7 +65,9 @@ func (e *controlPlaneEndpoint) status(ctx context.Context, stale bool) (*pb.GetS
 		resp.Sites = append(resp.Sites, &pb.Site{Name: site.Name, Kind: site.Kind, Active: site.Name == v.ActiveSite})
 	}
 	for _, a := range v.Agents {
-		resp.Agents = append(resp.Agents, agentToProto(a))
+		pa := agentToProto(a)
+		pa.Probe = e.srv.agentProbe(a.HostID)
+		resp.Agents = append(resp.Agents, pa)
 	}
 	return resp, nil
 }

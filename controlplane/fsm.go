@@ -74,6 +74,8 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return applyCommand(f, buf, l.Index, &structs.UpsertServerRequest{}, f.applyUpsertServer)
 	case structs.RemoveServerRequestType:
 		return applyCommand(f, buf, l.Index, &structs.RemoveServerRequest{}, f.applyRemoveServer)
+	case structs.AuditRequestType:
+		return applyCommand(f, buf, l.Index, &structs.AuditRequest{}, f.applyAudit)
 	}
 	// An entry from a newer server that marked itself skippable is
 	// ignored during a rolling upgrade; anything else is fatal.
@@ -112,6 +114,12 @@ func (f *FSM) auditLocked(index uint64, w *structs.WriteRequest, action, detail 
 		Detail:    detail,
 		RequestID: w.RequestID,
 	})
+}
+
+// applyAudit appends an operator action to the audit trail.
+func (f *FSM) applyAudit(req *structs.AuditRequest, index uint64) string {
+	f.auditLocked(index, &req.WriteRequest, req.Action, req.Detail)
+	return ""
 }
 
 // Snapshot captures the state; the encoding is written out in Persist.

@@ -96,12 +96,21 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 		return err
 	}
 	// Followers find the leader's gRPC address through this record.
-	return s.upsertSelf()
+	if err := s.upsertSelf(); err != nil {
+		return err
+	}
+	// The prober renews the active site's leases. It starts only now,
+	// after the Barrier: a new leader renews only once it is sure it leads.
+	s.probes.reset()
+	go s.runProber(ctx)
+	return nil
 }
 
-// revokeLeadership undoes establishLeadership. Nothing leader-only runs
-// yet beyond what ctx cancellation already stopped.
+// revokeLeadership undoes establishLeadership. The prober stops with the
+// leadership context; its observations are dropped, as they belong to this
+// term only.
 func (s *Server) revokeLeadership() {
+	s.probes.reset()
 	s.logger.Debug("leadership revoked")
 }
 

@@ -58,7 +58,12 @@ type Server struct {
 	grpcAddr string
 	raftAddr string
 
-	conns *connPool
+	// conns reach other servers, agentConns the host agents.
+	conns      *connPool
+	agentConns *connPool
+	// probes is the leader's latest observation of every agent; it lives
+	// in memory only and is rebuilt after an election.
+	probes *probeTable
 
 	shutdownCtx    context.Context
 	shutdownCancel context.CancelFunc
@@ -83,7 +88,9 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (s *Server, err error) {
 		tls:            deps.TLS,
 		fsm:            NewFSM(deps.Logger),
 		raftNotifyCh:   make(chan bool, 16),
-		conns:          newConnPool(deps.TLS),
+		conns:          newConnPool(deps.TLS, tlsutil.RoleServer),
+		agentConns:     newConnPool(deps.TLS, tlsutil.RoleAgent),
+		probes:         newProbeTable(),
 		shutdownCtx:    ctx,
 		shutdownCancel: cancel,
 	}
@@ -213,6 +220,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	s.wg.Wait()
 	s.conns.close()
+	s.agentConns.close()
 	if cerr := s.raftStore.close(); err == nil {
 		err = cerr
 	}

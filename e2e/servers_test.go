@@ -128,7 +128,7 @@ func TestServer_BadConfig_ExitsWithPosition(t *testing.T) {
 	var exitErr *exec.ExitError
 	require.ErrorAs(t, err, &exitErr, "a bad config must make the server exit non-zero: %s", out)
 	require.Contains(t, string(out), cfg+":")
-	require.Contains(t, string(out), `"data_dir" is required`)
+	require.Contains(t, string(out), `missing required key "data_dir"`)
 	_, err = os.Stat(filepath.Join(dir, "raft"))
 	require.True(t, os.IsNotExist(err), "nothing may be started or created on a bad config")
 }

@@ -33,6 +33,10 @@ type AgentConfig struct {
 	Advertise string
 	Servers   []string
 	LogLevel  string
+	// LeaseTTL is the boot fencing window: a primary-role service found
+	// running at start is fenced unless a leader grants a lease within it.
+	// It should equal the servers' failover.lease_ttl.
+	LeaseTTL  time.Duration
 	TLS       TLSConfig
 	Services  []ServiceConfig
 	Syncs     []SyncConfig
@@ -123,6 +127,7 @@ type rawAgent struct {
 	Advertise string        `hcl:"advertise,optional"`
 	Servers   []string      `hcl:"servers"`
 	LogLevel  string        `hcl:"log_level,optional"`
+	LeaseTTL  string        `hcl:"lease_ttl,optional"`
 	TLS       *rawTLS       `hcl:"tls,block"`
 	Services  []rawService  `hcl:"service,block"`
 	Syncs     []rawSync     `hcl:"sync,block"`
@@ -224,6 +229,7 @@ func (v *agentValidator) build(raw *rawAgent) *AgentConfig {
 		Listen: orDefault(raw.Listen, "127.0.0.1:7500"), HTTP: orDefault(raw.HTTP, "127.0.0.1:7501"),
 		Advertise: raw.Advertise, Servers: raw.Servers, LogLevel: orDefault(raw.LogLevel, "info"),
 	}
+	cfg.LeaseTTL = v.d.parseDuration(attrRange(v.body, "lease_ttl"), "lease_ttl", raw.LeaseTTL, 3*time.Second)
 	v.identity(cfg)
 	(&serverValidator{d: v.d, body: v.body, file: v.file}).tls(raw.TLS, &cfg.TLS)
 	v.services(raw.Services, cfg)

@@ -76,7 +76,7 @@ func TestParseAgentConfig_Errors(t *testing.T) {
 	cases := []struct {
 		name, old, new, wantPos, want string
 	}{
-		{"unknown key", `run_as   = "postgres"`, `runas   = "postgres"`, "agent.hcl:14:3", `"runas" is not expected`},
+		{"unknown key", `run_as   = "postgres"`, `runas   = "postgres"`, "agent.hcl:14:3", `unknown key "runas"; did you mean "run_as"?`},
 		{"bad driver", `driver   = "postgres"`, `driver   = "docker"`, "agent.hcl:10:14", `driver "docker" is not one of`},
 		{"undeclared dependency", `depends_on = ["postgres"]`, `depends_on = ["redis"]`, "agent.hcl:19:16", `depends on "redis", which is not declared`},
 		{"dependency cycle", `  run_as   = "postgres"`, "  run_as   = \"postgres\"\n  depends_on = [\"engine\"]", "agent.hcl:", "cycle: postgres -> engine -> postgres"},

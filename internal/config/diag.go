@@ -9,20 +9,29 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
-// Diagnostic is one problem in a configuration file, with its position.
+// Diagnostic is one problem in a configuration. A problem found in a file
+// carries the file's name and the 1-based line and column of the offending
+// key or block; one found by a Validate method on a configuration built in
+// code has no position.
 type Diagnostic struct {
 	File    string
 	Line    int
 	Column  int
+	Key     string // the key concerned, e.g. "failover.lease_ttl"; empty when none
 	Message string
 }
 
+// String formats d as "file:line:col: message", or just the message when d
+// has no position.
 func (d Diagnostic) String() string {
+	if d.File == "" {
+		return d.Message
+	}
 	return fmt.Sprintf("%s:%d:%d: %s", d.File, d.Line, d.Column, d.Message)
 }
 
-// Error is every problem found in one configuration file, sorted by
-// position, one per line as "file:line:col: message".
+// Error is every problem found in one configuration, one per line, sorted
+// by position when they come from a file.
 type Error struct {
 	Diagnostics []Diagnostic
 }
@@ -35,38 +44,71 @@ func (e *Error) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// diagnostics collects problems while a file is decoded and validated.
+// problems collects what Validate methods find, each under the key it
+// concerns, so that a file loader can place it at that key's position.
+type problems struct {
+	list []Diagnostic
+}
+
+// add records a problem with key.
+func (p *problems) add(key, format string, args ...any) {
+	p.list = append(p.list, Diagnostic{Key: key, Message: fmt.Sprintf(format, args...)})
+}
+
+// err returns nil when nothing was recorded, else an *Error.
+func (p *problems) err() error {
+	if len(p.list) == 0 {
+		return nil
+	}
+	return &Error{Diagnostics: p.list}
+}
+
+// diagnostics collects problems, with positions, while a file is decoded
+// and validated.
 type diagnostics struct {
 	file  string
 	lines *lineMap
+	// body is the parsed file once parsing succeeded; it lets HCL's own
+	// diagnostics name the key they concern.
+	body  *hclsyntax.Body
 	diags []Diagnostic
+	// broken are keys whose value could not be parsed and was replaced by
+	// its default; problems a Validate method finds there are not repeated.
+	broken map[string]bool
 }
 
 // at records a problem at rng.
 func (d *diagnostics) at(rng hcl.Range, format string, args ...any) {
-	pos := d.lines.original(rng.Start)
-	d.diags = append(d.diags, Diagnostic{File: d.file, Line: pos.Line, Column: pos.Column, Message: fmt.Sprintf(format, args...)})
+	d.record(rng, "", fmt.Sprintf(format, args...))
 }
 
-// addHCL records HCL's own diagnostics (syntax, unknown keys, types).
-func (d *diagnostics) addHCL(hd hcl.Diagnostics) {
-	for _, h := range hd {
-		if h.Severity != hcl.DiagError {
+// record records msg about key at rng.
+func (d *diagnostics) record(rng hcl.Range, key, msg string) {
+	pos := d.lines.original(rng.Start)
+	d.diags = append(d.diags, Diagnostic{File: d.file, Line: pos.Line, Column: pos.Column, Key: key, Message: msg})
+}
+
+// markBroken notes that key's value was unusable and a default stands in.
+func (d *diagnostics) markBroken(key string) {
+	if d.broken == nil {
+		d.broken = map[string]bool{}
+	}
+	d.broken[key] = true
+}
+
+// place records problems found by a Validate method at the position of
+// the key each concerns in body.
+func (d *diagnostics) place(body *hclsyntax.Body, p problems) {
+	for _, x := range p.list {
+		if d.broken[x.Key] {
 			continue
 		}
-		rng := hcl.Range{Start: hcl.Pos{Line: 1, Column: 1}}
-		if h.Subject != nil {
-			rng = *h.Subject
-		}
-		msg := strings.ToLower(h.Summary[:1]) + h.Summary[1:]
-		if h.Detail != "" {
-			msg += ": " + h.Detail
-		}
-		d.at(rng, "%s", msg)
+		d.record(keyRange(body, x.Key), x.Key, x.Message)
 	}
 }
 
-// err returns nil when nothing was recorded, else an *Error.
+// err returns nil when nothing was recorded, else an *Error with the
+// problems sorted by position.
 func (d *diagnostics) err() error {
 	if len(d.diags) == 0 {
 		return nil
@@ -79,39 +121,4 @@ func (d *diagnostics) err() error {
 		return a.Column < b.Column
 	})
 	return &Error{Diagnostics: d.diags}
-}
-
-// attrRange is where attribute name's value sits in body, or the body's
-// opening when the attribute is absent (a default was used).
-func attrRange(body *hclsyntax.Body, name string) hcl.Range {
-	if body == nil {
-		return hcl.Range{Start: hcl.Pos{Line: 1, Column: 1}}
-	}
-	if a, ok := body.Attributes[name]; ok {
-		return a.Expr.Range()
-	}
-	return body.SrcRange
-}
-
-// blockBody returns the body of the first block of type typ, or nil.
-func blockBody(body *hclsyntax.Body, typ string) *hclsyntax.Body {
-	for _, b := range blocks(body, typ) {
-		return b.Body
-	}
-	return nil
-}
-
-// blocks returns the blocks of type typ in file order, which is also the
-// order gohcl decodes them in.
-func blocks(body *hclsyntax.Body, typ string) []*hclsyntax.Block {
-	var out []*hclsyntax.Block
-	if body == nil {
-		return nil
-	}
-	for _, b := range body.Blocks {
-		if b.Type == typ {
-			out = append(out, b)
-		}
-	}
-	return out
 }

@@ -1,19 +1,20 @@
 // Package config parses and validates drplane's HCL configuration files.
-// Every problem is reported with its file, line and column, and a config
-// is returned only when it is entirely valid, with defaults filled in.
+//
+// Every problem is reported with its file, line and column as
+// "file:line:col: message", all problems of a file at once in one *Error.
+// Problems of structure (syntax, unknown keys, wrong types, missing keys)
+// are reported first; the values are checked once the structure is right.
+// A config is returned only when it is entirely valid, with defaults
+// filled in.
 package config
 
 import (
 	"fmt"
 	"net"
-	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
-
-	"github.com/hashicorp/hcl/v2/gohcl"
-	"github.com/hashicorp/hcl/v2/hclparse"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
 // Site kinds.
@@ -22,22 +23,37 @@ const (
 	SiteKindWitness = "witness"
 )
 
-// ServerConfig is the configuration of one `drplane server`.
+// logLevels are the accepted values of log_level.
+var logLevels = []string{"trace", "debug", "info", "warn", "error"}
+
+// ServerConfig is the configuration of one `drplane server`. The file's
+// shape, with an hcl tag per key, is rawServer in server_file.go.
 type ServerConfig struct {
-	NodeID          string
-	Site            string
-	DataDir         string
-	BindAddr        string
-	AdvertiseAddr   string
-	Ports           PortsConfig
+	// NodeID names this server uniquely in the cluster.
+	NodeID string
+	// Site is the site this server runs in; one of Sites.
+	Site string
+	// DataDir holds the Raft log and snapshots; absolute once loaded.
+	DataDir string
+	// BindAddr is the IP the listeners bind.
+	BindAddr string
+	// AdvertiseAddr is the IP other servers reach this one at; a loaded
+	// config always has it (it defaults to BindAddr).
+	AdvertiseAddr string
+	Ports         PortsConfig
+	// BootstrapExpect is how many servers form a new cluster; 0 joins an
+	// existing one through RetryJoin.
 	BootstrapExpect int
-	RetryJoin       []string
-	RetryInterval   time.Duration
-	RaftMultiplier  int
-	LogLevel        string
-	TLS             TLSConfig
-	Sites           []SiteConfig
-	Failover        FailoverConfig
+	// RetryJoin are other servers' gRPC addresses (host:port).
+	RetryJoin     []string
+	RetryInterval time.Duration
+	// RaftMultiplier scales Raft's timeouts, 1 (fastest) to 10.
+	RaftMultiplier int
+	LogLevel       string
+	// TLS is empty in dev mode, which generates its own certificates.
+	TLS      TLSConfig
+	Sites    []SiteConfig
+	Failover FailoverConfig
 }
 
 // PortsConfig are the server's listening ports; 0 lets the kernel choose.
@@ -47,17 +63,12 @@ type PortsConfig struct {
 	HTTP int
 }
 
-// TLSConfig names the PEM files of the server's certificate material.
-type TLSConfig struct {
-	CAFile   string
-	CertFile string
-	KeyFile  string
-}
-
 // SiteConfig declares a failure domain.
 type SiteConfig struct {
-	Name   string
-	Kind   string
+	Name string
+	// Kind is SiteKindData or SiteKindWitness.
+	Kind string
+	// Active marks the data site that runs the services now.
 	Active bool
 }
 
@@ -90,8 +101,9 @@ func DefaultServerConfig() *ServerConfig {
 }
 
 // DevServerConfig is a single-node server on loopback with kernel-chosen
-// ports, as `drplane dev` runs it. TLS is left empty: dev mode makes its
-// own certificates.
+// ports, as `drplane dev` runs it. TLS is left empty: dev mode generates
+// its own certificates and passes them to the server directly. DataDir is
+// left for the caller to set.
 func DevServerConfig() *ServerConfig {
 	c := DefaultServerConfig()
 	c.NodeID, c.Site = "dev", "primary"
@@ -116,280 +128,221 @@ func (c *ServerConfig) RaftAddr() string { return hostPort(c.BindAddr, c.Ports.R
 func (c *ServerConfig) HTTPAddr() string { return hostPort(c.BindAddr, c.Ports.HTTP) }
 
 // AdvertiseGRPCAddr is the gRPC address other servers and clients use.
-func (c *ServerConfig) AdvertiseGRPCAddr() string { return hostPort(c.AdvertiseAddr, c.Ports.GRPC) }
+func (c *ServerConfig) AdvertiseGRPCAddr() string { return hostPort(c.advertiseAddr(), c.Ports.GRPC) }
 
 // AdvertiseRaftAddr is the Raft address other servers use.
-func (c *ServerConfig) AdvertiseRaftAddr() string { return hostPort(c.AdvertiseAddr, c.Ports.Raft) }
+func (c *ServerConfig) AdvertiseRaftAddr() string { return hostPort(c.advertiseAddr(), c.Ports.Raft) }
 
-func hostPort(host string, port int) string { return net.JoinHostPort(host, fmt.Sprint(port)) }
-
-// rawServer is the file's shape as gohcl decodes it; durations stay
-// strings until validation parses them with their positions.
-type rawServer struct {
-	NodeID          string       `hcl:"node_id"`
-	Site            string       `hcl:"site"`
-	DataDir         string       `hcl:"data_dir"`
-	BindAddr        string       `hcl:"bind_addr,optional"`
-	AdvertiseAddr   string       `hcl:"advertise_addr,optional"`
-	Ports           *rawPorts    `hcl:"ports,block"`
-	BootstrapExpect int          `hcl:"bootstrap_expect,optional"`
-	RetryJoin       []string     `hcl:"retry_join,optional"`
-	RetryInterval   string       `hcl:"retry_interval,optional"`
-	RaftMultiplier  *int         `hcl:"raft_multiplier,optional"`
-	LogLevel        string       `hcl:"log_level,optional"`
-	TLS             *rawTLS      `hcl:"tls,block"`
-	Sites           []rawSite    `hcl:"site,block"`
-	Failover        *rawFailover `hcl:"failover,block"`
+// advertiseAddr is AdvertiseAddr, or BindAddr when it is unset.
+func (c *ServerConfig) advertiseAddr() string {
+	if c.AdvertiseAddr == "" {
+		return c.BindAddr
+	}
+	return c.AdvertiseAddr
 }
 
-type rawPorts struct {
-	GRPC *int `hcl:"grpc,optional"`
-	Raft *int `hcl:"raft,optional"`
-	HTTP *int `hcl:"http,optional"`
+func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+// Validate reports every problem in c as an *Error whose diagnostics carry
+// the key each concerns. It checks everything but the TLS files: those are
+// checked by TLSConfig.Validate where they are loaded, and dev mode has
+// none.
+func (c *ServerConfig) Validate() error {
+	var p problems
+	c.validate(&p)
+	return p.err()
 }
 
-type rawTLS struct {
-	CAFile   string `hcl:"ca_file"`
-	CertFile string `hcl:"cert_file"`
-	KeyFile  string `hcl:"key_file"`
+func (c *ServerConfig) validate(p *problems) {
+	c.validateIdentity(p)
+	c.validateAddrs(p)
+	c.Ports.validate(p)
+	c.validateJoin(p)
+	c.validateSites(p)
+	c.Failover.validate(p)
 }
 
-type rawSite struct {
-	Name   string `hcl:"name,label"`
-	Kind   string `hcl:"kind"`
-	Active bool   `hcl:"active,optional"`
-}
-
-type rawFailover struct {
-	Automatic       bool   `hcl:"automatic,optional"`
-	ProbeInterval   string `hcl:"probe_interval,optional"`
-	ProbeTimeout    string `hcl:"probe_timeout,optional"`
-	LeaseTTL        string `hcl:"lease_ttl,optional"`
-	FailoverTimeout string `hcl:"failover_timeout,optional"`
-	ClockSkewMargin string `hcl:"clock_skew_margin,optional"`
-}
-
-// LoadServerConfig reads and validates a server configuration file.
-func LoadServerConfig(path string) (*ServerConfig, error) {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read server config: %w", err)
+func (c *ServerConfig) validateIdentity(p *problems) {
+	if c.NodeID == "" {
+		p.add("node_id", "node_id is empty; expected a unique name such as \"s1\"")
 	}
-	return ParseServerConfig(src, path)
-}
-
-// ParseServerConfig parses and validates src as the file filename; relative
-// paths in it are resolved against filename's directory.
-func ParseServerConfig(src []byte, filename string) (*ServerConfig, error) {
-	src, lines := expandSingleLineBlocks(src, filename)
-	d := &diagnostics{file: filename, lines: lines}
-	file, hd := hclparse.NewParser().ParseHCL(src, filename)
-	d.addHCL(hd)
-	if hd.HasErrors() {
-		return nil, d.err()
+	if c.DataDir == "" {
+		p.add("data_dir", "data_dir is empty; expected a directory for the Raft log and snapshots")
 	}
-	var raw rawServer
-	d.addHCL(gohcl.DecodeBody(file.Body, nil, &raw))
-	if len(d.diags) > 0 {
-		return nil, d.err()
+	if !slices.Contains(logLevels, strings.ToLower(c.LogLevel)) {
+		p.add("log_level", "log_level %q is not one of %s", c.LogLevel, strings.Join(logLevels, ", "))
 	}
-	body := file.Body.(*hclsyntax.Body)
-	cfg := (&serverValidator{d: d, body: body, file: filename}).build(&raw)
-	if err := d.err(); err != nil {
-		return nil, err
+	if c.RaftMultiplier < 1 || c.RaftMultiplier > 10 {
+		p.add("raft_multiplier", "raft_multiplier %d is out of range; expected 1 to 10", c.RaftMultiplier)
 	}
-	return cfg, nil
-}
-
-// serverValidator turns a decoded file into a ServerConfig, recording
-// every problem at its position.
-type serverValidator struct {
-	d    *diagnostics
-	body *hclsyntax.Body
-	file string
-}
-
-func (v *serverValidator) build(raw *rawServer) *ServerConfig {
-	cfg := DefaultServerConfig()
-	cfg.NodeID, cfg.Site = raw.NodeID, raw.Site
-	cfg.DataDir = resolvePath(v.file, raw.DataDir)
-	cfg.BootstrapExpect, cfg.RetryJoin = raw.BootstrapExpect, raw.RetryJoin
-	if raw.LogLevel != "" {
-		cfg.LogLevel = raw.LogLevel
-	}
-	if raw.RaftMultiplier != nil {
-		cfg.RaftMultiplier = *raw.RaftMultiplier
-	}
-	cfg.RetryInterval = v.d.parseDuration(attrRange(v.body, "retry_interval"), "retry_interval", raw.RetryInterval, cfg.RetryInterval)
-	v.identity(raw, cfg)
-	v.addresses(raw, cfg)
-	v.ports(raw.Ports, &cfg.Ports)
-	v.join(cfg)
-	v.tls(raw.TLS, &cfg.TLS)
-	v.sites(raw.Sites, cfg)
-	v.failover(raw.Failover, &cfg.Failover)
-	return cfg
-}
-
-func (v *serverValidator) identity(raw *rawServer, cfg *ServerConfig) {
-	if cfg.NodeID == "" {
-		v.d.at(attrRange(v.body, "node_id"), "node_id is empty; expected a unique name such as \"s1\"")
-	}
-	if cfg.DataDir == "" {
-		v.d.at(attrRange(v.body, "data_dir"), "data_dir is empty; expected a directory for the Raft log and snapshots")
-	}
-	levels := []string{"trace", "debug", "info", "warn", "error"}
-	if !slices.Contains(levels, strings.ToLower(cfg.LogLevel)) {
-		v.d.at(attrRange(v.body, "log_level"), "log_level %q is not one of %s", cfg.LogLevel, strings.Join(levels, ", "))
-	}
-	if cfg.RaftMultiplier < 1 || cfg.RaftMultiplier > 10 {
-		v.d.at(attrRange(v.body, "raft_multiplier"), "raft_multiplier %d is out of range; expected 1 to 10", cfg.RaftMultiplier)
+	if c.RetryInterval <= 0 {
+		p.add("retry_interval", "retry_interval %s must be positive", c.RetryInterval)
 	}
 }
 
-func (v *serverValidator) addresses(raw *rawServer, cfg *ServerConfig) {
-	if raw.BindAddr != "" {
-		cfg.BindAddr = raw.BindAddr
+func (c *ServerConfig) validateAddrs(p *problems) {
+	if net.ParseIP(c.BindAddr) == nil {
+		p.add("bind_addr", "bind_addr %q is not an IP address", c.BindAddr)
+		return
 	}
-	if net.ParseIP(cfg.BindAddr) == nil {
-		v.d.at(attrRange(v.body, "bind_addr"), "bind_addr %q is not an IP address", cfg.BindAddr)
-	}
-	cfg.AdvertiseAddr = raw.AdvertiseAddr
 	key := "advertise_addr"
-	if cfg.AdvertiseAddr == "" {
-		cfg.AdvertiseAddr, key = cfg.BindAddr, "bind_addr"
+	if c.AdvertiseAddr == "" {
+		key = "bind_addr"
 	}
-	ip := net.ParseIP(cfg.AdvertiseAddr)
-	switch {
+	switch ip := net.ParseIP(c.advertiseAddr()); {
 	case ip == nil:
-		v.d.at(attrRange(v.body, key), "%s %q is not an IP address", key, cfg.AdvertiseAddr)
+		p.add(key, "%s %q is not an IP address", key, c.advertiseAddr())
 	case ip.IsUnspecified():
-		v.d.at(attrRange(v.body, key), "%s %q cannot be advertised to other servers; set advertise_addr to this host's address", key, cfg.AdvertiseAddr)
+		p.add(key, "%s %q cannot be advertised to other servers; set advertise_addr to this host's IP address", key, c.advertiseAddr())
 	}
 }
 
-func (v *serverValidator) ports(raw *rawPorts, p *PortsConfig) {
-	if raw == nil {
-		return
-	}
-	body := blockBody(v.body, "ports")
-	set := func(dst *int, val *int, name string) {
-		if val == nil {
-			return
-		}
-		*dst = *val
-		if *val < 0 || *val > 65535 {
-			v.d.at(attrRange(body, name), "ports.%s %d is out of range; expected 0 to 65535", name, *val)
-		}
-	}
-	set(&p.GRPC, raw.GRPC, "grpc")
-	set(&p.Raft, raw.Raft, "raft")
-	set(&p.HTTP, raw.HTTP, "http")
-	seen := map[int]string{}
-	for _, kv := range []struct {
-		name string
-		port int
-	}{{"grpc", p.GRPC}, {"raft", p.Raft}, {"http", p.HTTP}} {
-		if other, dup := seen[kv.port]; dup && kv.port != 0 {
-			v.d.at(attrRange(body, kv.name), "ports.%s %d is also ports.%s; each port must differ", kv.name, kv.port, other)
-		}
-		seen[kv.port] = kv.name
-	}
-}
-
-func (v *serverValidator) join(cfg *ServerConfig) {
-	rng := attrRange(v.body, "retry_join")
-	for _, addr := range cfg.RetryJoin {
-		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
-			v.d.at(rng, "retry_join entry %q is not host:port (another server's grpc address)", addr)
+func (c *ServerConfig) validateJoin(p *problems) {
+	for i, addr := range c.RetryJoin {
+		if !isHostPort(addr) {
+			p.add(fmt.Sprintf("retry_join[%d]", i), "retry_join entry %q is not host:port; expected another server's grpc address, e.g. \"10.0.1.11:7400\"", addr)
 		}
 	}
 	switch {
-	case cfg.BootstrapExpect < 0:
-		v.d.at(attrRange(v.body, "bootstrap_expect"), "bootstrap_expect %d is negative", cfg.BootstrapExpect)
-	case cfg.BootstrapExpect == 0 && len(cfg.RetryJoin) == 0:
-		v.d.at(attrRange(v.body, "bootstrap_expect"), "nothing to bootstrap or join: set bootstrap_expect (servers that form a new cluster) or retry_join (servers of an existing one)")
-	case cfg.BootstrapExpect > 1 && len(cfg.RetryJoin) == 0:
-		v.d.at(attrRange(v.body, "bootstrap_expect"), "bootstrap_expect = %d needs retry_join with the other servers' grpc addresses", cfg.BootstrapExpect)
+	case c.BootstrapExpect < 0:
+		p.add("bootstrap_expect", "bootstrap_expect %d is negative; expected the number of servers that form a new cluster, or 0 to join one", c.BootstrapExpect)
+	case c.BootstrapExpect == 0 && len(c.RetryJoin) == 0:
+		p.add("bootstrap_expect", "nothing to bootstrap or join: set bootstrap_expect (servers that form a new cluster) or retry_join (servers of an existing one)")
+	case c.BootstrapExpect > 1 && len(c.RetryJoin) == 0:
+		p.add("bootstrap_expect", "bootstrap_expect = %d needs retry_join with the other servers' grpc addresses", c.BootstrapExpect)
 	}
 }
 
-func (v *serverValidator) tls(raw *rawTLS, t *TLSConfig) {
-	if raw == nil {
-		v.d.at(v.body.SrcRange, "missing tls block; expected tls { ca_file = \"ca.pem\"  cert_file = \"server.pem\"  key_file = \"server-key.pem\" } (make them with `drplane tls`)")
-		return
+// isHostPort reports whether addr is host:port with a host and a port
+// number from 1 to 65535.
+func isHostPort(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
 	}
-	body := blockBody(v.body, "tls")
-	t.CAFile = resolvePath(v.file, raw.CAFile)
-	t.CertFile = resolvePath(v.file, raw.CertFile)
-	t.KeyFile = resolvePath(v.file, raw.KeyFile)
-	v.d.requireFile(attrRange(body, "ca_file"), "tls.ca_file", t.CAFile)
-	v.d.requireFile(attrRange(body, "cert_file"), "tls.cert_file", t.CertFile)
-	v.d.requireFile(attrRange(body, "key_file"), "tls.key_file", t.KeyFile)
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
 }
 
-func (v *serverValidator) sites(raw []rawSite, cfg *ServerConfig) {
-	blks := blocks(v.body, "site")
-	if len(raw) == 0 {
-		v.d.at(v.body.SrcRange, "no site blocks; expected at least site \"primary\" { kind = \"data\"  active = true }")
+func (c *ServerConfig) validateSites(p *problems) {
+	if len(c.Sites) == 0 {
+		p.add("site[0]", "no site blocks; expected at least site \"primary\" { kind = \"data\"  active = true }")
 		return
 	}
-	names := map[string]bool{}
-	active := ""
-	for i, s := range raw {
-		b := blks[i]
-		switch {
-		case names[s.Name]:
-			v.d.at(b.LabelRanges[0], "site %q is declared twice", s.Name)
-		case s.Kind != SiteKindData && s.Kind != SiteKindWitness:
-			v.d.at(attrRange(b.Body, "kind"), "site %q: kind %q is not \"data\" or \"witness\"", s.Name, s.Kind)
-		case s.Active && s.Kind == SiteKindWitness:
-			v.d.at(attrRange(b.Body, "active"), "site %q is a witness site and cannot be active; only data sites run services", s.Name)
-		case s.Active && active != "":
-			v.d.at(attrRange(b.Body, "active"), "site %q is active, but site %q is active already; exactly one site may be active", s.Name, active)
+	declared := map[string]bool{}
+	active, anyActive := "", false
+	for i, s := range c.Sites {
+		key := fmt.Sprintf("site[%d]", i)
+		s.validate(p, key)
+		if declared[s.Name] {
+			p.add(key, "site %q is declared twice", s.Name)
 		}
-		if s.Active && active == "" {
+		declared[s.Name] = true
+		anyActive = anyActive || s.Active
+		if !s.Active || s.Kind == SiteKindWitness {
+			continue
+		}
+		if active != "" {
+			p.add(key+".active", "site %q is active, but site %q is active already; exactly one site may be active", s.Name, active)
+		} else {
 			active = s.Name
 		}
-		names[s.Name] = true
-		cfg.Sites = append(cfg.Sites, SiteConfig(s))
 	}
-	if active == "" {
-		v.d.at(blks[0].DefRange(), "no active site; set active = true on the data site that is primary now")
+	if !anyActive {
+		p.add("site[0]", "no active site; set active = true on the data site that is primary now")
 	}
-	if !names[cfg.Site] {
-		declared := make([]string, len(raw))
-		for i, s := range raw {
-			declared[i] = s.Name
+	c.validateNodeSite(p, declared)
+}
+
+// validateNodeSite checks that this node's site is one of the declared.
+func (c *ServerConfig) validateNodeSite(p *problems, declared map[string]bool) {
+	if declared[c.Site] {
+		return
+	}
+	names := make([]string, len(c.Sites))
+	for i, s := range c.Sites {
+		names[i] = s.Name
+	}
+	if c.Site == "" {
+		p.add("site", "site is empty; expected this node's site, one of: %s", strings.Join(names, ", "))
+		return
+	}
+	p.add("site", "site %q of this node is not declared (declared: %s)", c.Site, strings.Join(names, ", "))
+}
+
+// Validate reports the problems of one port setting.
+func (pc PortsConfig) Validate() error {
+	var p problems
+	pc.validate(&p)
+	return p.err()
+}
+
+func (pc PortsConfig) validate(p *problems) {
+	ports := []struct {
+		name string
+		num  int
+	}{{"grpc", pc.GRPC}, {"raft", pc.Raft}, {"http", pc.HTTP}}
+	seen := map[int]string{}
+	for _, port := range ports {
+		key := "ports." + port.name
+		other, dup := seen[port.num]
+		switch {
+		case port.num < 0 || port.num > 65535:
+			p.add(key, "%s %d is out of range; expected 0 (the kernel chooses) to 65535", key, port.num)
+		case dup && port.num != 0:
+			p.add(key, "%s %d is also ports.%s; grpc, raft and http must differ", key, port.num, other)
+		case !dup:
+			seen[port.num] = port.name
 		}
-		v.d.at(attrRange(v.body, "site"), "site %q of this node is not declared (declared: %s)", cfg.Site, strings.Join(declared, ", "))
 	}
 }
 
-func (v *serverValidator) failover(raw *rawFailover, f *FailoverConfig) {
-	if raw == nil {
-		raw = &rawFailover{}
+// Validate reports the problems of one site on its own; duplicate names
+// and the one active site are checked by ServerConfig.Validate.
+func (s SiteConfig) Validate() error {
+	var p problems
+	s.validate(&p, "site")
+	return p.err()
+}
+
+// validate checks s, the site block that key names.
+func (s SiteConfig) validate(p *problems, key string) {
+	if s.Name == "" {
+		p.add(key, "site name is empty; expected e.g. site \"primary\" { kind = \"data\" }")
 	}
-	body := blockBody(v.body, "failover")
-	dur := func(name, val string, def time.Duration) time.Duration {
-		return v.d.parseDuration(attrRange(body, name), "failover."+name, val, def)
+	if s.Kind != SiteKindData && s.Kind != SiteKindWitness {
+		p.add(key+".kind", "site %q: kind %q is not %q or %q", s.Name, s.Kind, SiteKindData, SiteKindWitness)
+		return
 	}
-	f.Automatic = raw.Automatic
-	f.ProbeInterval = dur("probe_interval", raw.ProbeInterval, f.ProbeInterval)
-	f.ProbeTimeout = dur("probe_timeout", raw.ProbeTimeout, f.ProbeTimeout)
-	f.LeaseTTL = dur("lease_ttl", raw.LeaseTTL, f.LeaseTTL)
-	f.FailoverTimeout = dur("failover_timeout", raw.FailoverTimeout, f.FailoverTimeout)
-	f.ClockSkewMargin = dur("clock_skew_margin", raw.ClockSkewMargin, f.ClockSkewMargin)
+	if s.Active && s.Kind == SiteKindWitness {
+		p.add(key+".active", "site %q is a witness site and cannot be active; only data sites run services", s.Name)
+	}
+}
+
+// Validate reports the problems of the failover timings.
+func (f FailoverConfig) Validate() error {
+	var p problems
+	f.validate(&p)
+	return p.err()
+}
+
+func (f FailoverConfig) validate(p *problems) {
 	if f.ProbeInterval <= 0 {
-		v.d.at(attrRange(body, "probe_interval"), "failover.probe_interval must be positive")
+		p.add("failover.probe_interval", "failover.probe_interval %s must be positive", f.ProbeInterval)
+	}
+	if f.ProbeTimeout <= 0 {
+		p.add("failover.probe_timeout", "failover.probe_timeout %s must be positive", f.ProbeTimeout)
+	}
+	if f.ClockSkewMargin < 0 {
+		p.add("failover.clock_skew_margin", "failover.clock_skew_margin %s is negative", f.ClockSkewMargin)
 	}
 	// Invariant 4 of DESIGN.md: at least three renewals fit in a lease, and
 	// a lease always lapses before the DR site may be promoted.
 	if 3*f.ProbeInterval > f.LeaseTTL || f.LeaseTTL >= f.FailoverTimeout {
-		v.d.at(attrRange(body, "lease_ttl"), "failover timings must satisfy 3 x probe_interval <= lease_ttl < failover_timeout; got probe_interval %s, lease_ttl %s, failover_timeout %s",
+		p.add("failover.lease_ttl", "failover timings must satisfy 3 x probe_interval <= lease_ttl < failover_timeout; got probe_interval %s, lease_ttl %s, failover_timeout %s",
 			f.ProbeInterval, f.LeaseTTL, f.FailoverTimeout)
 	}
 	if f.ProbeTimeout >= f.LeaseTTL {
-		v.d.at(attrRange(body, "probe_timeout"), "failover.probe_timeout %s must be shorter than lease_ttl %s", f.ProbeTimeout, f.LeaseTTL)
+		p.add("failover.probe_timeout", "failover.probe_timeout %s must be shorter than lease_ttl %s", f.ProbeTimeout, f.LeaseTTL)
 	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// writeTLSFiles creates empty files standing in for the PEM files; the
-// config only checks that they exist (tlsutil.Load parses them).
+// writeTLSFiles creates files standing in for the PEM files; the config
+// only checks that they exist (tlsutil.Load parses them).
 func writeTLSFiles(t *testing.T, dir string) {
 	t.Helper()
 	for _, f := range []string{"ca.pem", "s1.pem", "s1-key.pem"} {
@@ -20,7 +21,10 @@ func writeTLSFiles(t *testing.T, dir string) {
 	}
 }
 
-// exampleConfig is the shape from the issue, verbatim.
+// exampleConfig is the documented shape, verbatim. Values of the aligned
+// top-level keys start at column 20; in line 5 the port values start at
+// columns 16, 29 and 42; in line 8 the tls values at 17, 39 and 60; in the
+// site lines kind's value starts at 25 and a second key at 33.
 const exampleConfig = `node_id          = "s1"
 site             = "primary"
 data_dir         = "/var/lib/drplane"
@@ -34,42 +38,73 @@ site "dr"      { kind = "data" }
 site "witness" { kind = "witness" }
 `
 
-func TestParseServerConfig_Example(t *testing.T) {
+// parseExample parses src as server.hcl in a directory holding the TLS
+// files it names.
+func parseExample(t *testing.T, src string) (*ServerConfig, string, error) {
+	t.Helper()
 	dir := t.TempDir()
 	writeTLSFiles(t, dir)
-	cfg, err := ParseServerConfig([]byte(exampleConfig), filepath.Join(dir, "server.hcl"))
+	cfg, err := ParseServerConfig([]byte(src), filepath.Join(dir, "server.hcl"))
+	return cfg, dir, err
+}
+
+func TestParseServerConfig_Example(t *testing.T) {
+	cfg, dir, err := parseExample(t, exampleConfig)
 	require.NoError(t, err)
 	require.Equal(t, "s1", cfg.NodeID)
 	require.Equal(t, "primary", cfg.Site)
+	require.Equal(t, "/var/lib/drplane", cfg.DataDir)
 	require.Equal(t, PortsConfig{GRPC: 7400, Raft: 7401, HTTP: 7402}, cfg.Ports)
 	require.Equal(t, 3, cfg.BootstrapExpect)
 	require.Equal(t, []string{"127.0.0.1:7410", "127.0.0.1:7420"}, cfg.RetryJoin)
-	require.Equal(t, filepath.Join(dir, "ca.pem"), cfg.TLS.CAFile, "relative paths resolve against the config's directory")
-	require.Equal(t, filepath.Join(dir, "s1-key.pem"), cfg.TLS.KeyFile)
-	require.Equal(t, []SiteConfig{{"primary", "data", true}, {"dr", "data", false}, {"witness", "witness", false}}, cfg.Sites)
-	require.Equal(t, "127.0.0.1", cfg.AdvertiseAddr)
-	require.Equal(t, "127.0.0.1:7400", cfg.AdvertiseGRPCAddr())
-	require.Equal(t, "127.0.0.1:7401", cfg.RaftAddr())
+	require.Equal(t, TLSConfig{
+		CAFile:   filepath.Join(dir, "ca.pem"),
+		CertFile: filepath.Join(dir, "s1.pem"),
+		KeyFile:  filepath.Join(dir, "s1-key.pem"),
+	}, cfg.TLS, "relative paths resolve against the config's directory")
+	require.Equal(t, []SiteConfig{
+		{Name: "primary", Kind: SiteKindData, Active: true},
+		{Name: "dr", Kind: SiteKindData},
+		{Name: "witness", Kind: SiteKindWitness},
+	}, cfg.Sites)
+
 	// Defaults.
+	require.Equal(t, "127.0.0.1", cfg.AdvertiseAddr, "advertise_addr defaults to bind_addr")
 	require.Equal(t, 1, cfg.RaftMultiplier)
 	require.Equal(t, time.Second, cfg.RetryInterval)
 	require.Equal(t, "info", cfg.LogLevel)
-	require.Equal(t, 500*time.Millisecond, cfg.Failover.ProbeInterval)
-	require.Equal(t, 3*time.Second, cfg.Failover.LeaseTTL)
-	require.Equal(t, 5*time.Second, cfg.Failover.FailoverTimeout)
-	require.Equal(t, 500*time.Millisecond, cfg.Failover.ClockSkewMargin)
+	require.Equal(t, FailoverConfig{
+		ProbeInterval:   500 * time.Millisecond,
+		ProbeTimeout:    time.Second,
+		LeaseTTL:        3 * time.Second,
+		FailoverTimeout: 5 * time.Second,
+		ClockSkewMargin: 500 * time.Millisecond,
+	}, cfg.Failover)
+
+	// Addresses.
+	require.Equal(t, "127.0.0.1:7400", cfg.GRPCAddr())
+	require.Equal(t, "127.0.0.1:7401", cfg.RaftAddr())
+	require.Equal(t, "127.0.0.1:7402", cfg.HTTPAddr())
+	require.Equal(t, "127.0.0.1:7400", cfg.AdvertiseGRPCAddr())
+	require.Equal(t, "127.0.0.1:7401", cfg.AdvertiseRaftAddr())
+	require.NoError(t, cfg.Validate(), "a loaded config passes Validate")
 }
 
-func TestParseServerConfig_MultiLineBlocksAndFailover(t *testing.T) {
-	dir := t.TempDir()
-	writeTLSFiles(t, dir)
-	src := `node_id = "s2"
-site = "dr"
-data_dir = "data"
-advertise_addr = "10.0.2.10"
-bind_addr = "0.0.0.0"
+func TestParseServerConfig_AllKeys(t *testing.T) {
+	src := `node_id          = "s2"
+site             = "dr"
+data_dir         = "data"
+bind_addr        = "0.0.0.0"
+advertise_addr   = "10.0.2.10"
 bootstrap_expect = 1
-raft_multiplier = 5
+raft_multiplier  = 5
+retry_interval   = "250ms"
+log_level        = "debug"
+ports {
+  grpc = 0
+  raft = 0
+  http = 0
+}
 tls {
   ca_file   = "ca.pem"
   cert_file = "s1.pem"
@@ -81,120 +116,47 @@ site "primary" {
 }
 site "dr" { kind = "data" }
 failover {
-  automatic      = true
-  probe_interval = "250ms"
-  lease_ttl      = "2s"
-  failover_timeout = "4s"
+  automatic         = true
+  probe_interval    = "250ms"
+  probe_timeout     = "400ms"
+  lease_ttl         = "2s"
+  failover_timeout  = "4s"
+  clock_skew_margin = "100ms"
 }
 `
-	cfg, err := ParseServerConfig([]byte(src), filepath.Join(dir, "server.hcl"))
+	cfg, dir, err := parseExample(t, src)
 	require.NoError(t, err)
-	require.Equal(t, filepath.Join(dir, "data"), cfg.DataDir)
-	require.Equal(t, "0.0.0.0:7400", cfg.GRPCAddr())
-	require.Equal(t, "10.0.2.10:7401", cfg.AdvertiseRaftAddr())
+	require.Equal(t, filepath.Join(dir, "data"), cfg.DataDir, "data_dir resolves against the config's directory")
+	require.Equal(t, PortsConfig{}, cfg.Ports, "0 lets the kernel choose, and may repeat")
+	require.Equal(t, "0.0.0.0:0", cfg.GRPCAddr())
+	require.Equal(t, "10.0.2.10:0", cfg.AdvertiseRaftAddr())
 	require.Equal(t, 5, cfg.RaftMultiplier)
-	require.True(t, cfg.Failover.Automatic)
-	require.Equal(t, 250*time.Millisecond, cfg.Failover.ProbeInterval)
-	require.Equal(t, 2*time.Second, cfg.Failover.LeaseTTL)
+	require.Equal(t, 250*time.Millisecond, cfg.RetryInterval)
+	require.Equal(t, "debug", cfg.LogLevel)
+	require.Equal(t, FailoverConfig{
+		Automatic:       true,
+		ProbeInterval:   250 * time.Millisecond,
+		ProbeTimeout:    400 * time.Millisecond,
+		LeaseTTL:        2 * time.Second,
+		FailoverTimeout: 4 * time.Second,
+		ClockSkewMargin: 100 * time.Millisecond,
+	}, cfg.Failover)
 }
 
-// TestParseServerConfig_Errors has one row per validation error; each
-// asserts the file:line:col the operator must look at.
-func TestParseServerConfig_Errors(t *testing.T) {
-	cases := []struct {
-		name    string
-		edit    func(string) string
-		wantPos string
-		want    string
-	}{
-		{"syntax error", func(s string) string {
-			return strings.Replace(s, `node_id          = "s1"`, `node_id          = "s1`, 1)
-		},
-			"server.hcl:1:23", "unterminated"},
-		{"unknown top-level key", func(s string) string { return strings.Replace(s, "bootstrap_expect = 3", "bootstrap_expected = 3", 1) },
-			"server.hcl:6:1", `Did you mean "bootstrap_expect"?`},
-		{"unknown key in ports", func(s string) string { return strings.Replace(s, "http = 7402", "htp = 7402", 1) },
-			"server.hcl:5:35", `argument named "htp" is not expected`},
-		{"unknown key in tls", func(s string) string {
-			return strings.Replace(s, `key_file = "s1-key.pem"`, `keyfile = "s1-key.pem"`, 1)
-		},
-			"server.hcl:8:49", `"keyfile" is not expected`},
-		{"unknown key in site", func(s string) string {
-			return strings.Replace(s, `site "dr"      { kind = "data" }`, `site "dr"      { kind = "data"  primary = true }`, 1)
-		},
-			"server.hcl:10:33", `"primary" is not expected`},
-		{"wrong type", func(s string) string {
-			return strings.Replace(s, "bootstrap_expect = 3", `bootstrap_expect = "three"`, 1)
-		},
-			"server.hcl:6:21", "a number is required"},
-		{"missing node_id", func(s string) string { return strings.Replace(s, `node_id          = "s1"`, ``, 1) },
-			"server.hcl:", `"node_id" is required`},
-		{"missing tls block", func(s string) string {
-			return strings.Replace(s, `tls { ca_file = "ca.pem"  cert_file = "s1.pem"  key_file = "s1-key.pem" }`, ``, 1)
-		}, "server.hcl:1:1", "missing tls block"},
-		{"missing tls file", func(s string) string { return strings.Replace(s, `cert_file = "s1.pem"`, `cert_file = "nope.pem"`, 1) },
-			"server.hcl:8:39", "tls.cert_file: file"},
-		{"bad duration", func(s string) string { return s + "failover {\n  lease_ttl = \"3 seconds\"\n}\n" },
-			"server.hcl:13:15", `failover.lease_ttl: invalid duration "3 seconds"`},
-		{"lease rule", func(s string) string { return s + "failover {\n  lease_ttl = \"1s\"\n}\n" },
-			"server.hcl:13:15", "3 x probe_interval <= lease_ttl < failover_timeout"},
-		{"two active sites", func(s string) string {
-			return strings.Replace(s, `site "dr"      { kind = "data" }`, `site "dr"      { kind = "data"  active = true }`, 1)
-		},
-			"server.hcl:10:42", `site "primary" is active already`},
-		{"no active site", func(s string) string { return strings.Replace(s, `kind = "data"  active = true`, `kind = "data"`, 1) },
-			"server.hcl:9:1", "no active site"},
-		{"active witness", func(s string) string {
-			return strings.Replace(s, `{ kind = "witness" }`, `{ kind = "witness"  active = true }`, 1)
-		},
-			"server.hcl:11:", "witness site and cannot be active"},
-		{"bad site kind", func(s string) string { return strings.Replace(s, `{ kind = "witness" }`, `{ kind = "arbiter" }`, 1) },
-			"server.hcl:11:25", `kind "arbiter" is not "data" or "witness"`},
-		{"duplicate site", func(s string) string { return strings.Replace(s, `site "witness"`, `site "dr"`, 1) },
-			"server.hcl:11:6", `site "dr" is declared twice`},
-		{"node site not declared", func(s string) string {
-			return strings.Replace(s, `site             = "primary"`, `site             = "dr2"`, 1)
-		},
-			"server.hcl:2:20", `site "dr2" of this node is not declared (declared: primary, dr, witness)`},
-		{"negative bootstrap_expect", func(s string) string { return strings.Replace(s, "bootstrap_expect = 3", "bootstrap_expect = -1", 1) },
-			"server.hcl:6:20", "negative"},
-		{"nothing to join", func(s string) string {
-			s = strings.Replace(s, "bootstrap_expect = 3", "bootstrap_expect = 0", 1)
-			return strings.Replace(s, `retry_join       = ["127.0.0.1:7410", "127.0.0.1:7420"]`, ``, 1)
-		}, "server.hcl:6:20", "nothing to bootstrap or join"},
-		{"bad retry_join", func(s string) string { return strings.Replace(s, `"127.0.0.1:7420"`, `"127.0.0.1"`, 1) },
-			"server.hcl:7:20", `retry_join entry "127.0.0.1" is not host:port`},
-		{"raft_multiplier range", func(s string) string { return s + "raft_multiplier = 11\n" },
-			"server.hcl:12:19", "raft_multiplier 11 is out of range"},
-		{"bad log_level", func(s string) string { return s + "log_level = \"loud\"\n" },
-			"server.hcl:12:13", `log_level "loud" is not one of`},
-		{"port out of range", func(s string) string { return strings.Replace(s, "raft = 7401", "raft = 74010", 1) },
-			"server.hcl:5:29", "ports.raft 74010 is out of range"},
-		{"duplicate port", func(s string) string { return strings.Replace(s, "raft = 7401", "raft = 7400", 1) },
-			"server.hcl:5:29", "ports.raft 7400 is also ports.grpc"},
-		{"unspecified advertise", func(s string) string {
-			return strings.Replace(s, `bind_addr        = "127.0.0.1"`, `bind_addr        = "0.0.0.0"`, 1)
-		},
-			"server.hcl:4:20", "cannot be advertised"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			writeTLSFiles(t, dir)
-			_, err := ParseServerConfig([]byte(tc.edit(exampleConfig)), filepath.Join(dir, "server.hcl"))
-			require.Error(t, err)
-			var cfgErr *Error
-			require.True(t, errors.As(err, &cfgErr), "want a *config.Error, got %T", err)
-			require.Contains(t, err.Error(), tc.want)
-			var found bool
-			for _, d := range cfgErr.Diagnostics {
-				if strings.HasPrefix(d.String(), filepath.Join(dir, tc.wantPos)) && strings.Contains(d.Message, tc.want) {
-					found = true
-				}
-			}
-			require.True(t, found, "no diagnostic at %s containing %q in:\n%s", tc.wantPos, tc.want, err)
-		})
-	}
+func TestLoadServerConfig_RelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	writeTLSFiles(t, dir)
+	path := filepath.Join(dir, "server.hcl")
+	src := strings.Replace(exampleConfig, `data_dir         = "/var/lib/drplane"`, `data_dir         = "state"`, 1)
+	require.NoError(t, os.WriteFile(path, []byte(src), 0o600))
+	t.Chdir(t.TempDir()) // paths must not depend on the working directory
+
+	cfg, err := LoadServerConfig(path)
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(dir, "state"), cfg.DataDir)
+	require.Equal(t, filepath.Join(dir, "ca.pem"), cfg.TLS.CAFile)
+	require.Equal(t, filepath.Join(dir, "s1.pem"), cfg.TLS.CertFile)
+	require.Equal(t, filepath.Join(dir, "s1-key.pem"), cfg.TLS.KeyFile)
 }
 
 func TestLoadServerConfig_MissingFile(t *testing.T) {
@@ -202,9 +164,183 @@ func TestLoadServerConfig_MissingFile(t *testing.T) {
 	require.ErrorContains(t, err, "nope.hcl")
 }
 
+// TestLoadServerConfig_Errors has one row per validation error; each
+// asserts the exact file:line:col the operator must look at (worked out
+// by hand from exampleConfig) and a phrase of the message. "$DIR" in want
+// stands for the config file's directory.
+func TestLoadServerConfig_Errors(t *testing.T) {
+	replace := func(old, new string) func(string) string {
+		return func(s string) string {
+			out := strings.Replace(s, old, new, 1)
+			if out == s {
+				panic("edit does not apply: " + old)
+			}
+			return out
+		}
+	}
+	appendText := func(text string) func(string) string {
+		return func(s string) string { return s + text }
+	}
+	cases := []struct {
+		name string
+		edit func(string) string
+		pos  string // line:col
+		want string
+	}{
+		// Structure, reported by HCL and rephrased.
+		{"syntax error", replace(`= "s1"`, `= "s1`), "1:23", "unterminated template string"},
+		{"unknown top-level key", replace("bootstrap_expect = 3", "bootstrap_expected = 3"), "6:1",
+			`unknown key "bootstrap_expected"; did you mean "bootstrap_expect"?`},
+		{"unknown key in ports", replace("http = 7402", "htp = 7402"), "5:35", `unknown key "htp"; did you mean "http"?`},
+		{"unknown key in tls", replace(`key_file = "s1-key.pem"`, `keyfile = "s1-key.pem"`), "8:49",
+			`unknown key "keyfile"; did you mean "key_file"?`},
+		{"unknown key in site", replace(`{ kind = "data" }`, `{ kind = "data"  primary = true }`), "10:33", `unknown key "primary"`},
+		{"unknown key in failover", appendText("failover {\n  lease_tll = \"3s\"\n}\n"), "13:3",
+			`unknown key "lease_tll"; did you mean "lease_ttl"?`},
+		{"unknown block", appendText("failvoer {\n}\n"), "12:1", `unknown block "failvoer"; did you mean "failover"?`},
+		{"key set twice", appendText(`node_id = "s9"` + "\n"), "12:1", `key "node_id" is set twice`},
+		{"wrong type", replace("bootstrap_expect = 3", `bootstrap_expect = "three"`), "6:20",
+			"bootstrap_expect: wrong type: a number is required"},
+		{"wrong type in block", replace("active = true", `active = "yes"`), "9:42", "site.active: wrong type: a bool is required"},
+		{"missing node_id", replace(`node_id          = "s1"`, ``), "1:1", `missing required key "node_id"`},
+		{"missing site", replace(`site             = "primary"`, ``), "1:1", `missing required key "site"`},
+		{"missing data_dir", replace(`data_dir         = "/var/lib/drplane"`, ``), "1:1", `missing required key "data_dir"`},
+		{"missing key in tls block", replace(`  key_file = "s1-key.pem"`, ``), "8:1", `tls block: missing required key "key_file"`},
+		{"missing site kind", replace(`{ kind = "data" }`, `{ }`), "10:1", `site block: missing required key "kind"`},
+		{"missing site label", replace(`site "dr"      {`, `site {`), "10:6", "site block: missing its name label"},
+		{"missing tls block", replace(`tls { ca_file = "ca.pem"  cert_file = "s1.pem"  key_file = "s1-key.pem" }`, ``), "1:1",
+			"missing tls block"},
+		{"duplicate block", appendText("ports { grpc = 7500 }\n"), "12:1", "duplicate ports block"},
+
+		// Values.
+		{"no site blocks", func(s string) string { return s[:strings.Index(s, `site "primary"`)] }, "1:1", "no site blocks"},
+		{"bad duration", appendText("failover {\n  lease_ttl = \"3 seconds\"\n}\n"), "13:15",
+			`failover.lease_ttl: invalid duration "3 seconds": expected a number with a unit, e.g. "500ms", "3s", "1m"`},
+		{"bad retry_interval", appendText(`retry_interval = "soon"` + "\n"), "12:18", `retry_interval: invalid duration "soon"`},
+		{"negative duration", appendText("failover {\n  clock_skew_margin = \"-1s\"\n}\n"), "13:23",
+			`failover.clock_skew_margin: duration "-1s" is negative`},
+		{"missing tls file", replace(`cert_file = "s1.pem"`, `cert_file = "nope.pem"`), "8:39",
+			"tls.cert_file: file $DIR/nope.pem does not exist"},
+		{"tls file is a directory", replace(`ca_file = "ca.pem"`, `ca_file = "."`), "8:17", "tls.ca_file: $DIR is a directory"},
+		{"two active sites", replace(`{ kind = "data" }`, `{ kind = "data"  active = true }`), "10:42",
+			`site "dr" is active, but site "primary" is active already; exactly one site may be active`},
+		{"no active site", replace(`kind = "data"  active = true`, `kind = "data"`), "9:1", "no active site"},
+		{"active witness", replace(`{ kind = "witness" }`, `{ kind = "witness"  active = true }`), "11:45",
+			`site "witness" is a witness site and cannot be active`},
+		{"bad site kind", replace(`{ kind = "witness" }`, `{ kind = "arbiter" }`), "11:25", `site "witness": kind "arbiter" is not "data" or "witness"`},
+		{"duplicate site", replace(`site "witness"`, `site "dr"`), "11:1", `site "dr" is declared twice`},
+		{"node site not declared", replace(`= "primary"`, `= "dr2"`), "2:20",
+			`site "dr2" of this node is not declared (declared: primary, dr, witness)`},
+		{"negative bootstrap_expect", replace("bootstrap_expect = 3", "bootstrap_expect = -1"), "6:20", "bootstrap_expect -1 is negative"},
+		{"nothing to bootstrap or join", func(s string) string {
+			s = replace("bootstrap_expect = 3", "bootstrap_expect = 0")(s)
+			return replace(`retry_join       = ["127.0.0.1:7410", "127.0.0.1:7420"]`, ``)(s)
+		}, "6:20", "nothing to bootstrap or join"},
+		{"bootstrap without peers", replace(`retry_join       = ["127.0.0.1:7410", "127.0.0.1:7420"]`, ``), "6:20",
+			"bootstrap_expect = 3 needs retry_join"},
+		{"bad retry_join entry", replace(`"127.0.0.1:7420"`, `"127.0.0.1"`), "7:39", `retry_join entry "127.0.0.1" is not host:port`},
+		{"raft_multiplier too high", appendText("raft_multiplier = 11\n"), "12:19", "raft_multiplier 11 is out of range; expected 1 to 10"},
+		{"raft_multiplier zero", appendText("raft_multiplier = 0\n"), "12:19", "raft_multiplier 0 is out of range"},
+		{"bad log_level", appendText(`log_level = "loud"` + "\n"), "12:13", `log_level "loud" is not one of trace, debug, info, warn, error`},
+		{"port out of range", replace("raft = 7401", "raft = 74010"), "5:29", "ports.raft 74010 is out of range; expected 0"},
+		{"negative port", replace("http = 7402", "http = -1"), "5:42", "ports.http -1 is out of range"},
+		{"duplicate port", replace("http = 7402", "http = 7400"), "5:42", "ports.http 7400 is also ports.grpc"},
+		{"bind_addr not an IP", replace(`= "127.0.0.1"`, `= "localhost"`), "4:20", `bind_addr "localhost" is not an IP address`},
+		{"unspecified bind_addr advertised", replace(`= "127.0.0.1"`, `= "0.0.0.0"`), "4:20",
+			`bind_addr "0.0.0.0" cannot be advertised to other servers; set advertise_addr`},
+		{"unspecified advertise_addr", appendText(`advertise_addr = "::"` + "\n"), "12:18", `advertise_addr "::" cannot be advertised`},
+		{"lease_ttl too short", appendText("failover {\n  lease_ttl = \"1s\"\n}\n"), "13:15",
+			"failover timings must satisfy 3 x probe_interval <= lease_ttl < failover_timeout; got probe_interval 500ms, lease_ttl 1s, failover_timeout 5s"},
+		{"lease_ttl not before failover_timeout", appendText("failover {\n  lease_ttl        = \"5s\"\n  probe_timeout    = \"1s\"\n}\n"), "13:22",
+			"got probe_interval 500ms, lease_ttl 5s, failover_timeout 5s"},
+		{"lease rule with default lease_ttl", appendText("failover {\n  probe_interval = \"2s\"\n}\n"), "12:1",
+			"got probe_interval 2s, lease_ttl 3s, failover_timeout 5s"},
+		{"probe_timeout not below lease_ttl", appendText("failover {\n  probe_timeout = \"3s\"\n}\n"), "13:19",
+			"failover.probe_timeout 3s must be shorter than lease_ttl 3s"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, dir, err := parseExample(t, tc.edit(exampleConfig))
+			require.Error(t, err)
+			var cfgErr *Error
+			require.True(t, errors.As(err, &cfgErr), "want a *config.Error, got %T", err)
+			prefix := filepath.Join(dir, "server.hcl") + ":" + tc.pos + ": "
+			want := strings.ReplaceAll(tc.want, "$DIR", dir)
+			for _, d := range cfgErr.Diagnostics {
+				if strings.HasPrefix(d.String(), prefix) && strings.Contains(d.Message, want) {
+					return
+				}
+			}
+			t.Fatalf("no diagnostic %q at %s in:\n%s", want, tc.pos, err)
+		})
+	}
+}
+
+// TestParseServerConfig_AllProblemsSorted checks that every problem of a
+// file is reported at once, one per line in file order.
+func TestParseServerConfig_AllProblemsSorted(t *testing.T) {
+	src := strings.Replace(exampleConfig, "raft = 7401", "raft = 7400", 1)
+	src = strings.Replace(src, `{ kind = "witness" }`, `{ kind = "arbiter" }`, 1)
+	src += "log_level = \"loud\"\nfailover {\n  lease_ttl = \"1200ms\"\n}\n"
+	_, dir, err := parseExample(t, src)
+	var cfgErr *Error
+	require.ErrorAs(t, err, &cfgErr)
+	file := filepath.Join(dir, "server.hcl")
+	var got []string
+	for _, d := range cfgErr.Diagnostics {
+		require.Equal(t, file, d.File)
+		got = append(got, fmt.Sprintf("%d:%d", d.Line, d.Column))
+	}
+	require.Equal(t, []string{"5:29", "11:25", "12:13", "14:15"}, got)
+	require.Len(t, strings.Split(err.Error(), "\n"), 4)
+}
+
+// TestParseServerConfig_BrokenValueNotRepeated checks that a value that
+// fails to parse is reported once, not again by the rules that use it.
+func TestParseServerConfig_BrokenValueNotRepeated(t *testing.T) {
+	_, _, err := parseExample(t, exampleConfig+"failover {\n  lease_ttl = \"3 seconds\"\n}\n")
+	var cfgErr *Error
+	require.ErrorAs(t, err, &cfgErr)
+	require.Len(t, cfgErr.Diagnostics, 1, "%s", err)
+	require.Equal(t, "failover.lease_ttl", cfgErr.Diagnostics[0].Key)
+}
+
 func TestDevServerConfig_Valid(t *testing.T) {
 	c := DevServerConfig()
+	c.DataDir = t.TempDir()
+	require.NoError(t, c.Validate())
+	require.Equal(t, TLSConfig{}, c.TLS, "dev mode generates its own certificates")
 	require.Equal(t, 1, c.BootstrapExpect)
+	require.Equal(t, "primary", c.Site)
 	require.Equal(t, "127.0.0.1:0", c.GRPCAddr())
+	require.Equal(t, "127.0.0.1:0", c.AdvertiseRaftAddr())
 	require.Len(t, c.Sites, 3)
+}
+
+// TestServerConfig_Validate_InCode checks configs built in code: problems
+// carry their key but no position.
+func TestServerConfig_Validate_InCode(t *testing.T) {
+	c := DevServerConfig()
+	c.Failover.LeaseTTL = 1200 * time.Millisecond
+	c.Sites[2].Active = true
+	err := c.Validate()
+	var cfgErr *Error
+	require.ErrorAs(t, err, &cfgErr)
+	keys := make([]string, len(cfgErr.Diagnostics))
+	for i, d := range cfgErr.Diagnostics {
+		keys[i] = d.Key
+		require.Empty(t, d.File)
+		require.Equal(t, d.Message, d.String())
+	}
+	require.Equal(t, []string{"data_dir", "site[2].active", "failover.lease_ttl"}, keys)
+}
+
+func TestServerConfig_Validate_Blocks(t *testing.T) {
+	require.NoError(t, PortsConfig{GRPC: 1, Raft: 2, HTTP: 3}.Validate())
+	require.ErrorContains(t, PortsConfig{GRPC: 1, Raft: 1}.Validate(), "ports.raft 1 is also ports.grpc")
+	require.NoError(t, SiteConfig{Name: "dr", Kind: SiteKindData}.Validate())
+	require.ErrorContains(t, SiteConfig{Name: "w", Kind: SiteKindWitness, Active: true}.Validate(), "cannot be active")
+	require.NoError(t, DefaultServerConfig().Failover.Validate())
+	require.ErrorContains(t, FailoverConfig{}.Validate(), "probe_interval 0s must be positive")
+	require.ErrorContains(t, TLSConfig{CAFile: "/nonexistent/ca.pem"}.Validate(), "tls.ca_file: file /nonexistent/ca.pem does not exist")
 }

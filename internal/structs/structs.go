@@ -30,6 +30,9 @@ const (
 	// RemoveServerRequestType removes a server's record after it has left
 	// the Raft configuration.
 	RemoveServerRequestType MessageType = 5
+	// AuditRequestType appends an audit entry for an operator action
+	// that changes no replicated state (a snapshot, a restore).
+	AuditRequestType MessageType = 6
 )
 
 // IgnoreUnknownTypeFlag is set on message types that an older server may
@@ -51,6 +54,8 @@ func (t MessageType) String() string {
 		return "upsert-server"
 	case RemoveServerRequestType:
 		return "remove-server"
+	case AuditRequestType:
+		return "audit"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -152,6 +157,13 @@ type UpsertServerRequest struct {
 type RemoveServerRequest struct {
 	WriteRequest
 	ID string `json:"id"`
+}
+
+// AuditRequest records an operator action in the audit trail.
+type AuditRequest struct {
+	WriteRequest
+	Action string `json:"action"`
+	Detail string `json:"detail"`
 }
 
 // AuditEntry is one line of the append-only audit trail.

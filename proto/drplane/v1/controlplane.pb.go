@@ -22,6 +22,248 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RunHostStepRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Write  *WriteOptions          `protobuf:"bytes,1,opt,name=write,proto3" json:"write,omitempty"`
+	HostId string                 `protobuf:"bytes,2,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	// action is snapshot or restore.
+	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// target is the snapshot block name.
+	Target        string            `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
+	Args          map[string]string `protobuf:"bytes,5,rep,name=args,proto3" json:"args,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunHostStepRequest) Reset() {
+	*x = RunHostStepRequest{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunHostStepRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunHostStepRequest) ProtoMessage() {}
+
+func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunHostStepRequest.ProtoReflect.Descriptor instead.
+func (*RunHostStepRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RunHostStepRequest) GetWrite() *WriteOptions {
+	if x != nil {
+		return x.Write
+	}
+	return nil
+}
+
+func (x *RunHostStepRequest) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *RunHostStepRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *RunHostStepRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *RunHostStepRequest) GetArgs() map[string]string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+type RunHostStepResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Progress      []string               `protobuf:"bytes,2,rep,name=progress,proto3" json:"progress,omitempty"`
+	Result        *StepResult            `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunHostStepResponse) Reset() {
+	*x = RunHostStepResponse{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunHostStepResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunHostStepResponse) ProtoMessage() {}
+
+func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunHostStepResponse.ProtoReflect.Descriptor instead.
+func (*RunHostStepResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RunHostStepResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *RunHostStepResponse) GetProgress() []string {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+func (x *RunHostStepResponse) GetResult() *StepResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+type ListHostSnapshotsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HostId        string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHostSnapshotsRequest) Reset() {
+	*x = ListHostSnapshotsRequest{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHostSnapshotsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHostSnapshotsRequest) ProtoMessage() {}
+
+func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHostSnapshotsRequest.ProtoReflect.Descriptor instead.
+func (*ListHostSnapshotsRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListHostSnapshotsRequest) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *ListHostSnapshotsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ListHostSnapshotsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Snapshots     []*SnapshotInfo        `protobuf:"bytes,2,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHostSnapshotsResponse) Reset() {
+	*x = ListHostSnapshotsResponse{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHostSnapshotsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHostSnapshotsResponse) ProtoMessage() {}
+
+func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHostSnapshotsResponse.ProtoReflect.Descriptor instead.
+func (*ListHostSnapshotsResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListHostSnapshotsResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *ListHostSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
+	if x != nil {
+		return x.Snapshots
+	}
+	return nil
+}
+
 // WriteOptions is carried by every mutating request.
 type WriteOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -34,7 +276,7 @@ type WriteOptions struct {
 
 func (x *WriteOptions) Reset() {
 	*x = WriteOptions{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[0]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +288,7 @@ func (x *WriteOptions) String() string {
 func (*WriteOptions) ProtoMessage() {}
 
 func (x *WriteOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[0]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +301,7 @@ func (x *WriteOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteOptions.ProtoReflect.Descriptor instead.
 func (*WriteOptions) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{0}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *WriteOptions) GetRequestId() string {
@@ -81,7 +323,7 @@ type ReadOptions struct {
 
 func (x *ReadOptions) Reset() {
 	*x = ReadOptions{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[1]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -93,7 +335,7 @@ func (x *ReadOptions) String() string {
 func (*ReadOptions) ProtoMessage() {}
 
 func (x *ReadOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[1]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -106,7 +348,7 @@ func (x *ReadOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadOptions.ProtoReflect.Descriptor instead.
 func (*ReadOptions) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{1}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReadOptions) GetStale() bool {
@@ -133,7 +375,7 @@ type ResponseMeta struct {
 
 func (x *ResponseMeta) Reset() {
 	*x = ResponseMeta{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[2]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -145,7 +387,7 @@ func (x *ResponseMeta) String() string {
 func (*ResponseMeta) ProtoMessage() {}
 
 func (x *ResponseMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[2]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -158,7 +400,7 @@ func (x *ResponseMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseMeta.ProtoReflect.Descriptor instead.
 func (*ResponseMeta) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{2}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ResponseMeta) GetServedBy() string {
@@ -201,7 +443,7 @@ type Site struct {
 
 func (x *Site) Reset() {
 	*x = Site{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[3]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -213,7 +455,7 @@ func (x *Site) String() string {
 func (*Site) ProtoMessage() {}
 
 func (x *Site) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[3]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -226,7 +468,7 @@ func (x *Site) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Site.ProtoReflect.Descriptor instead.
 func (*Site) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{3}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Site) GetName() string {
@@ -267,7 +509,7 @@ type Server struct {
 
 func (x *Server) Reset() {
 	*x = Server{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[4]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -279,7 +521,7 @@ func (x *Server) String() string {
 func (*Server) ProtoMessage() {}
 
 func (x *Server) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[4]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -292,7 +534,7 @@ func (x *Server) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Server.ProtoReflect.Descriptor instead.
 func (*Server) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{4}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Server) GetId() string {
@@ -355,7 +597,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[5]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +609,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[5]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +622,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{5}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Service) GetName() string {
@@ -409,16 +651,19 @@ type Agent struct {
 	HostId string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
 	Site   string                 `protobuf:"bytes,2,opt,name=site,proto3" json:"site,omitempty"`
 	// address is the agent's HostAgent gRPC address.
-	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
-	Services      []*Service             `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
-	RegisteredAt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
+	Address      string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	Services     []*Service             `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
+	RegisteredAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
+	// probe is the leader's latest observation of the agent; it is not
+	// replicated and is empty on answers from a follower's local state.
+	Probe         *AgentProbe `protobuf:"bytes,6,opt,name=probe,proto3" json:"probe,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[6]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +675,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[6]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +688,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{6}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Agent) GetHostId() string {
@@ -481,6 +726,130 @@ func (x *Agent) GetRegisteredAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Agent) GetProbe() *AgentProbe {
+	if x != nil {
+		return x.Probe
+	}
+	return nil
+}
+
+// AgentProbe is what the leader's prober last saw of an agent.
+type AgentProbe struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Reachable        bool                   `protobuf:"varint,1,opt,name=reachable,proto3" json:"reachable,omitempty"`
+	LastSeen         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	Error            string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Epoch            uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	LeaseValid       bool                   `protobuf:"varint,5,opt,name=lease_valid,json=leaseValid,proto3" json:"lease_valid,omitempty"`
+	LeaseRemainingMs uint64                 `protobuf:"varint,6,opt,name=lease_remaining_ms,json=leaseRemainingMs,proto3" json:"lease_remaining_ms,omitempty"`
+	Fenced           bool                   `protobuf:"varint,7,opt,name=fenced,proto3" json:"fenced,omitempty"`
+	FenceReason      string                 `protobuf:"bytes,8,opt,name=fence_reason,json=fenceReason,proto3" json:"fence_reason,omitempty"`
+	Services         []*ServiceStatus       `protobuf:"bytes,9,rep,name=services,proto3" json:"services,omitempty"`
+	Syncs            []*SyncStatus          `protobuf:"bytes,10,rep,name=syncs,proto3" json:"syncs,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *AgentProbe) Reset() {
+	*x = AgentProbe{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentProbe) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentProbe) ProtoMessage() {}
+
+func (x *AgentProbe) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentProbe.ProtoReflect.Descriptor instead.
+func (*AgentProbe) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AgentProbe) GetReachable() bool {
+	if x != nil {
+		return x.Reachable
+	}
+	return false
+}
+
+func (x *AgentProbe) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+func (x *AgentProbe) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *AgentProbe) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *AgentProbe) GetLeaseValid() bool {
+	if x != nil {
+		return x.LeaseValid
+	}
+	return false
+}
+
+func (x *AgentProbe) GetLeaseRemainingMs() uint64 {
+	if x != nil {
+		return x.LeaseRemainingMs
+	}
+	return 0
+}
+
+func (x *AgentProbe) GetFenced() bool {
+	if x != nil {
+		return x.Fenced
+	}
+	return false
+}
+
+func (x *AgentProbe) GetFenceReason() string {
+	if x != nil {
+		return x.FenceReason
+	}
+	return ""
+}
+
+func (x *AgentProbe) GetServices() []*ServiceStatus {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *AgentProbe) GetSyncs() []*SyncStatus {
+	if x != nil {
+		return x.Syncs
+	}
+	return nil
+}
+
 type AuditEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Index uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
@@ -497,7 +866,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[7]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -509,7 +878,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[7]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -522,7 +891,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{7}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -576,7 +945,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[8]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +957,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[8]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +970,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{8}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetStatusRequest) GetRead() *ReadOptions {
@@ -626,7 +995,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[9]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +1007,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[9]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +1020,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{9}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetStatusResponse) GetMeta() *ResponseMeta {
@@ -712,7 +1081,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[10]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +1093,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[10]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +1106,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{10}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListMembersRequest) GetRead() *ReadOptions {
@@ -758,7 +1127,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[11]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +1139,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[11]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +1152,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{11}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListMembersResponse) GetMeta() *ResponseMeta {
@@ -817,7 +1186,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[12]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +1198,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[12]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +1211,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{12}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RemoveMemberRequest) GetWrite() *WriteOptions {
@@ -868,7 +1237,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[13]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +1249,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[13]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1262,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{13}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RemoveMemberResponse) GetMeta() *ResponseMeta {
@@ -913,7 +1282,7 @@ type RegisterAgentRequest struct {
 
 func (x *RegisterAgentRequest) Reset() {
 	*x = RegisterAgentRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[14]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1294,7 @@ func (x *RegisterAgentRequest) String() string {
 func (*RegisterAgentRequest) ProtoMessage() {}
 
 func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[14]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1307,7 @@ func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentRequest.ProtoReflect.Descriptor instead.
 func (*RegisterAgentRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{14}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RegisterAgentRequest) GetWrite() *WriteOptions {
@@ -966,7 +1335,7 @@ type RegisterAgentResponse struct {
 
 func (x *RegisterAgentResponse) Reset() {
 	*x = RegisterAgentResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[15]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1347,7 @@ func (x *RegisterAgentResponse) String() string {
 func (*RegisterAgentResponse) ProtoMessage() {}
 
 func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[15]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1360,7 @@ func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentResponse.ProtoReflect.Descriptor instead.
 func (*RegisterAgentResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{15}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RegisterAgentResponse) GetMeta() *ResponseMeta {
@@ -1025,7 +1394,7 @@ type DeregisterAgentRequest struct {
 
 func (x *DeregisterAgentRequest) Reset() {
 	*x = DeregisterAgentRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[16]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1406,7 @@ func (x *DeregisterAgentRequest) String() string {
 func (*DeregisterAgentRequest) ProtoMessage() {}
 
 func (x *DeregisterAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[16]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1419,7 @@ func (x *DeregisterAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterAgentRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterAgentRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{16}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeregisterAgentRequest) GetWrite() *WriteOptions {
@@ -1076,7 +1445,7 @@ type DeregisterAgentResponse struct {
 
 func (x *DeregisterAgentResponse) Reset() {
 	*x = DeregisterAgentResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[17]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1457,7 @@ func (x *DeregisterAgentResponse) String() string {
 func (*DeregisterAgentResponse) ProtoMessage() {}
 
 func (x *DeregisterAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[17]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1470,7 @@ func (x *DeregisterAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterAgentResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterAgentResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{17}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeregisterAgentResponse) GetMeta() *ResponseMeta {
@@ -1123,7 +1492,7 @@ type SetActiveSiteRequest struct {
 
 func (x *SetActiveSiteRequest) Reset() {
 	*x = SetActiveSiteRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[18]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1504,7 @@ func (x *SetActiveSiteRequest) String() string {
 func (*SetActiveSiteRequest) ProtoMessage() {}
 
 func (x *SetActiveSiteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[18]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1517,7 @@ func (x *SetActiveSiteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetActiveSiteRequest.ProtoReflect.Descriptor instead.
 func (*SetActiveSiteRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{18}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetActiveSiteRequest) GetWrite() *WriteOptions {
@@ -1190,7 +1559,7 @@ type SetActiveSiteResponse struct {
 
 func (x *SetActiveSiteResponse) Reset() {
 	*x = SetActiveSiteResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[19]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1571,7 @@ func (x *SetActiveSiteResponse) String() string {
 func (*SetActiveSiteResponse) ProtoMessage() {}
 
 func (x *SetActiveSiteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[19]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1584,7 @@ func (x *SetActiveSiteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetActiveSiteResponse.ProtoReflect.Descriptor instead.
 func (*SetActiveSiteResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{19}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetActiveSiteResponse) GetMeta() *ResponseMeta {
@@ -1250,7 +1619,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[20]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1631,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[20]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1644,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{20}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListAuditRequest) GetRead() *ReadOptions {
@@ -1302,7 +1671,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[21]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1683,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[21]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1696,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{21}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListAuditResponse) GetMeta() *ResponseMeta {
@@ -1352,7 +1721,7 @@ type NodeInfoRequest struct {
 
 func (x *NodeInfoRequest) Reset() {
 	*x = NodeInfoRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[22]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1364,7 +1733,7 @@ func (x *NodeInfoRequest) String() string {
 func (*NodeInfoRequest) ProtoMessage() {}
 
 func (x *NodeInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[22]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1377,7 +1746,7 @@ func (x *NodeInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfoRequest.ProtoReflect.Descriptor instead.
 func (*NodeInfoRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{22}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{27}
 }
 
 type NodeInfoResponse struct {
@@ -1399,7 +1768,7 @@ type NodeInfoResponse struct {
 
 func (x *NodeInfoResponse) Reset() {
 	*x = NodeInfoResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[23]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1411,7 +1780,7 @@ func (x *NodeInfoResponse) String() string {
 func (*NodeInfoResponse) ProtoMessage() {}
 
 func (x *NodeInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[23]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1424,7 +1793,7 @@ func (x *NodeInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfoResponse.ProtoReflect.Descriptor instead.
 func (*NodeInfoResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{23}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodeInfoResponse) GetId() string {
@@ -1503,7 +1872,7 @@ type JoinClusterRequest struct {
 
 func (x *JoinClusterRequest) Reset() {
 	*x = JoinClusterRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[24]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1884,7 @@ func (x *JoinClusterRequest) String() string {
 func (*JoinClusterRequest) ProtoMessage() {}
 
 func (x *JoinClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[24]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1897,7 @@ func (x *JoinClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinClusterRequest.ProtoReflect.Descriptor instead.
 func (*JoinClusterRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{24}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JoinClusterRequest) GetWrite() *WriteOptions {
@@ -1575,7 +1944,7 @@ type JoinClusterResponse struct {
 
 func (x *JoinClusterResponse) Reset() {
 	*x = JoinClusterResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[25]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1587,7 +1956,7 @@ func (x *JoinClusterResponse) String() string {
 func (*JoinClusterResponse) ProtoMessage() {}
 
 func (x *JoinClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[25]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1600,7 +1969,7 @@ func (x *JoinClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinClusterResponse.ProtoReflect.Descriptor instead.
 func (*JoinClusterResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{25}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JoinClusterResponse) GetMeta() *ResponseMeta {
@@ -1615,7 +1984,26 @@ var File_drplane_v1_controlplane_proto protoreflect.FileDescriptor
 const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\n" +
 	"\x1ddrplane/v1/controlplane.proto\x12\n" +
-	"drplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"-\n" +
+	"drplane.v1\x1a\x1adrplane/v1/hostagent.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x02\n" +
+	"\x12RunHostStepRequest\x12.\n" +
+	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x17\n" +
+	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x16\n" +
+	"\x06target\x18\x04 \x01(\tR\x06target\x12<\n" +
+	"\x04args\x18\x05 \x03(\v2(.drplane.v1.RunHostStepRequest.ArgsEntryR\x04args\x1a7\n" +
+	"\tArgsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8f\x01\n" +
+	"\x13RunHostStepResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x12\x1a\n" +
+	"\bprogress\x18\x02 \x03(\tR\bprogress\x12.\n" +
+	"\x06result\x18\x03 \x01(\v2\x16.drplane.v1.StepResultR\x06result\"G\n" +
+	"\x18ListHostSnapshotsRequest\x12\x17\n" +
+	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x81\x01\n" +
+	"\x19ListHostSnapshotsResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x126\n" +
+	"\tsnapshots\x18\x02 \x03(\v2\x18.drplane.v1.SnapshotInfoR\tsnapshots\"-\n" +
 	"\fWriteOptions\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\"#\n" +
@@ -1643,13 +2031,28 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06driver\x18\x02 \x01(\tR\x06driver\x12\x1d\n" +
 	"\n" +
-	"depends_on\x18\x03 \x03(\tR\tdependsOn\"\xc0\x01\n" +
+	"depends_on\x18\x03 \x03(\tR\tdependsOn\"\xee\x01\n" +
 	"\x05Agent\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12/\n" +
 	"\bservices\x18\x04 \x03(\v2\x13.drplane.v1.ServiceR\bservices\x12?\n" +
-	"\rregistered_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAt\"\xb7\x01\n" +
+	"\rregistered_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAt\x12,\n" +
+	"\x05probe\x18\x06 \x01(\v2\x16.drplane.v1.AgentProbeR\x05probe\"\xfe\x02\n" +
+	"\n" +
+	"AgentProbe\x12\x1c\n" +
+	"\treachable\x18\x01 \x01(\bR\treachable\x127\n" +
+	"\tlast_seen\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x1f\n" +
+	"\vlease_valid\x18\x05 \x01(\bR\n" +
+	"leaseValid\x12,\n" +
+	"\x12lease_remaining_ms\x18\x06 \x01(\x04R\x10leaseRemainingMs\x12\x16\n" +
+	"\x06fenced\x18\a \x01(\bR\x06fenced\x12!\n" +
+	"\ffence_reason\x18\b \x01(\tR\vfenceReason\x125\n" +
+	"\bservices\x18\t \x03(\v2\x19.drplane.v1.ServiceStatusR\bservices\x12,\n" +
+	"\x05syncs\x18\n" +
+	" \x03(\v2\x16.drplane.v1.SyncStatusR\x05syncs\"\xb7\x01\n" +
 	"\n" +
 	"AuditEntry\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12.\n" +
@@ -1729,7 +2132,7 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12!\n" +
 	"\fraft_address\x18\x05 \x01(\tR\vraftAddress\"C\n" +
 	"\x13JoinClusterResponse\x12,\n" +
-	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta2\xe4\x05\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta2\x96\a\n" +
 	"\fControlPlane\x12H\n" +
 	"\tGetStatus\x12\x1c.drplane.v1.GetStatusRequest\x1a\x1d.drplane.v1.GetStatusResponse\x12N\n" +
 	"\vListMembers\x12\x1e.drplane.v1.ListMembersRequest\x1a\x1f.drplane.v1.ListMembersResponse\x12Q\n" +
@@ -1739,7 +2142,9 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\rSetActiveSite\x12 .drplane.v1.SetActiveSiteRequest\x1a!.drplane.v1.SetActiveSiteResponse\x12H\n" +
 	"\tListAudit\x12\x1c.drplane.v1.ListAuditRequest\x1a\x1d.drplane.v1.ListAuditResponse\x12E\n" +
 	"\bNodeInfo\x12\x1b.drplane.v1.NodeInfoRequest\x1a\x1c.drplane.v1.NodeInfoResponse\x12N\n" +
-	"\vJoinCluster\x12\x1e.drplane.v1.JoinClusterRequest\x1a\x1f.drplane.v1.JoinClusterResponseB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	"\vJoinCluster\x12\x1e.drplane.v1.JoinClusterRequest\x1a\x1f.drplane.v1.JoinClusterResponse\x12N\n" +
+	"\vRunHostStep\x12\x1e.drplane.v1.RunHostStepRequest\x1a\x1f.drplane.v1.RunHostStepResponse\x12`\n" +
+	"\x11ListHostSnapshots\x12$.drplane.v1.ListHostSnapshotsRequest\x1a%.drplane.v1.ListHostSnapshotsResponseB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_controlplane_proto_rawDescOnce sync.Once
@@ -1753,85 +2158,109 @@ func file_drplane_v1_controlplane_proto_rawDescGZIP() []byte {
 	return file_drplane_v1_controlplane_proto_rawDescData
 }
 
-var file_drplane_v1_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_drplane_v1_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_drplane_v1_controlplane_proto_goTypes = []any{
-	(*WriteOptions)(nil),            // 0: drplane.v1.WriteOptions
-	(*ReadOptions)(nil),             // 1: drplane.v1.ReadOptions
-	(*ResponseMeta)(nil),            // 2: drplane.v1.ResponseMeta
-	(*Site)(nil),                    // 3: drplane.v1.Site
-	(*Server)(nil),                  // 4: drplane.v1.Server
-	(*Service)(nil),                 // 5: drplane.v1.Service
-	(*Agent)(nil),                   // 6: drplane.v1.Agent
-	(*AuditEntry)(nil),              // 7: drplane.v1.AuditEntry
-	(*GetStatusRequest)(nil),        // 8: drplane.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),       // 9: drplane.v1.GetStatusResponse
-	(*ListMembersRequest)(nil),      // 10: drplane.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),     // 11: drplane.v1.ListMembersResponse
-	(*RemoveMemberRequest)(nil),     // 12: drplane.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),    // 13: drplane.v1.RemoveMemberResponse
-	(*RegisterAgentRequest)(nil),    // 14: drplane.v1.RegisterAgentRequest
-	(*RegisterAgentResponse)(nil),   // 15: drplane.v1.RegisterAgentResponse
-	(*DeregisterAgentRequest)(nil),  // 16: drplane.v1.DeregisterAgentRequest
-	(*DeregisterAgentResponse)(nil), // 17: drplane.v1.DeregisterAgentResponse
-	(*SetActiveSiteRequest)(nil),    // 18: drplane.v1.SetActiveSiteRequest
-	(*SetActiveSiteResponse)(nil),   // 19: drplane.v1.SetActiveSiteResponse
-	(*ListAuditRequest)(nil),        // 20: drplane.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),       // 21: drplane.v1.ListAuditResponse
-	(*NodeInfoRequest)(nil),         // 22: drplane.v1.NodeInfoRequest
-	(*NodeInfoResponse)(nil),        // 23: drplane.v1.NodeInfoResponse
-	(*JoinClusterRequest)(nil),      // 24: drplane.v1.JoinClusterRequest
-	(*JoinClusterResponse)(nil),     // 25: drplane.v1.JoinClusterResponse
-	(*timestamppb.Timestamp)(nil),   // 26: google.protobuf.Timestamp
+	(*RunHostStepRequest)(nil),        // 0: drplane.v1.RunHostStepRequest
+	(*RunHostStepResponse)(nil),       // 1: drplane.v1.RunHostStepResponse
+	(*ListHostSnapshotsRequest)(nil),  // 2: drplane.v1.ListHostSnapshotsRequest
+	(*ListHostSnapshotsResponse)(nil), // 3: drplane.v1.ListHostSnapshotsResponse
+	(*WriteOptions)(nil),              // 4: drplane.v1.WriteOptions
+	(*ReadOptions)(nil),               // 5: drplane.v1.ReadOptions
+	(*ResponseMeta)(nil),              // 6: drplane.v1.ResponseMeta
+	(*Site)(nil),                      // 7: drplane.v1.Site
+	(*Server)(nil),                    // 8: drplane.v1.Server
+	(*Service)(nil),                   // 9: drplane.v1.Service
+	(*Agent)(nil),                     // 10: drplane.v1.Agent
+	(*AgentProbe)(nil),                // 11: drplane.v1.AgentProbe
+	(*AuditEntry)(nil),                // 12: drplane.v1.AuditEntry
+	(*GetStatusRequest)(nil),          // 13: drplane.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),         // 14: drplane.v1.GetStatusResponse
+	(*ListMembersRequest)(nil),        // 15: drplane.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),       // 16: drplane.v1.ListMembersResponse
+	(*RemoveMemberRequest)(nil),       // 17: drplane.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),      // 18: drplane.v1.RemoveMemberResponse
+	(*RegisterAgentRequest)(nil),      // 19: drplane.v1.RegisterAgentRequest
+	(*RegisterAgentResponse)(nil),     // 20: drplane.v1.RegisterAgentResponse
+	(*DeregisterAgentRequest)(nil),    // 21: drplane.v1.DeregisterAgentRequest
+	(*DeregisterAgentResponse)(nil),   // 22: drplane.v1.DeregisterAgentResponse
+	(*SetActiveSiteRequest)(nil),      // 23: drplane.v1.SetActiveSiteRequest
+	(*SetActiveSiteResponse)(nil),     // 24: drplane.v1.SetActiveSiteResponse
+	(*ListAuditRequest)(nil),          // 25: drplane.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),         // 26: drplane.v1.ListAuditResponse
+	(*NodeInfoRequest)(nil),           // 27: drplane.v1.NodeInfoRequest
+	(*NodeInfoResponse)(nil),          // 28: drplane.v1.NodeInfoResponse
+	(*JoinClusterRequest)(nil),        // 29: drplane.v1.JoinClusterRequest
+	(*JoinClusterResponse)(nil),       // 30: drplane.v1.JoinClusterResponse
+	nil,                               // 31: drplane.v1.RunHostStepRequest.ArgsEntry
+	(*StepResult)(nil),                // 32: drplane.v1.StepResult
+	(*SnapshotInfo)(nil),              // 33: drplane.v1.SnapshotInfo
+	(*timestamppb.Timestamp)(nil),     // 34: google.protobuf.Timestamp
+	(*ServiceStatus)(nil),             // 35: drplane.v1.ServiceStatus
+	(*SyncStatus)(nil),                // 36: drplane.v1.SyncStatus
 }
 var file_drplane_v1_controlplane_proto_depIdxs = []int32{
-	5,  // 0: drplane.v1.Agent.services:type_name -> drplane.v1.Service
-	26, // 1: drplane.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
-	26, // 2: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	1,  // 3: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
-	2,  // 4: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
-	3,  // 5: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
-	4,  // 6: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
-	6,  // 7: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
-	1,  // 8: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
-	2,  // 9: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
-	4,  // 10: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
-	0,  // 11: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
-	2,  // 12: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
-	0,  // 13: drplane.v1.RegisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
-	6,  // 14: drplane.v1.RegisterAgentRequest.agent:type_name -> drplane.v1.Agent
-	2,  // 15: drplane.v1.RegisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
-	0,  // 16: drplane.v1.DeregisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
-	2,  // 17: drplane.v1.DeregisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
-	0,  // 18: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
-	2,  // 19: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
-	1,  // 20: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
-	2,  // 21: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
-	7,  // 22: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
-	0,  // 23: drplane.v1.JoinClusterRequest.write:type_name -> drplane.v1.WriteOptions
-	2,  // 24: drplane.v1.JoinClusterResponse.meta:type_name -> drplane.v1.ResponseMeta
-	8,  // 25: drplane.v1.ControlPlane.GetStatus:input_type -> drplane.v1.GetStatusRequest
-	10, // 26: drplane.v1.ControlPlane.ListMembers:input_type -> drplane.v1.ListMembersRequest
-	12, // 27: drplane.v1.ControlPlane.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
-	14, // 28: drplane.v1.ControlPlane.RegisterAgent:input_type -> drplane.v1.RegisterAgentRequest
-	16, // 29: drplane.v1.ControlPlane.DeregisterAgent:input_type -> drplane.v1.DeregisterAgentRequest
-	18, // 30: drplane.v1.ControlPlane.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
-	20, // 31: drplane.v1.ControlPlane.ListAudit:input_type -> drplane.v1.ListAuditRequest
-	22, // 32: drplane.v1.ControlPlane.NodeInfo:input_type -> drplane.v1.NodeInfoRequest
-	24, // 33: drplane.v1.ControlPlane.JoinCluster:input_type -> drplane.v1.JoinClusterRequest
-	9,  // 34: drplane.v1.ControlPlane.GetStatus:output_type -> drplane.v1.GetStatusResponse
-	11, // 35: drplane.v1.ControlPlane.ListMembers:output_type -> drplane.v1.ListMembersResponse
-	13, // 36: drplane.v1.ControlPlane.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
-	15, // 37: drplane.v1.ControlPlane.RegisterAgent:output_type -> drplane.v1.RegisterAgentResponse
-	17, // 38: drplane.v1.ControlPlane.DeregisterAgent:output_type -> drplane.v1.DeregisterAgentResponse
-	19, // 39: drplane.v1.ControlPlane.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
-	21, // 40: drplane.v1.ControlPlane.ListAudit:output_type -> drplane.v1.ListAuditResponse
-	23, // 41: drplane.v1.ControlPlane.NodeInfo:output_type -> drplane.v1.NodeInfoResponse
-	25, // 42: drplane.v1.ControlPlane.JoinCluster:output_type -> drplane.v1.JoinClusterResponse
-	34, // [34:43] is the sub-list for method output_type
-	25, // [25:34] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	4,  // 0: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
+	31, // 1: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
+	6,  // 2: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
+	32, // 3: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
+	6,  // 4: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	33, // 5: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	9,  // 6: drplane.v1.Agent.services:type_name -> drplane.v1.Service
+	34, // 7: drplane.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
+	11, // 8: drplane.v1.Agent.probe:type_name -> drplane.v1.AgentProbe
+	34, // 9: drplane.v1.AgentProbe.last_seen:type_name -> google.protobuf.Timestamp
+	35, // 10: drplane.v1.AgentProbe.services:type_name -> drplane.v1.ServiceStatus
+	36, // 11: drplane.v1.AgentProbe.syncs:type_name -> drplane.v1.SyncStatus
+	34, // 12: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	5,  // 13: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
+	6,  // 14: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
+	7,  // 15: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
+	8,  // 16: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
+	10, // 17: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
+	5,  // 18: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
+	6,  // 19: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
+	8,  // 20: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
+	4,  // 21: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
+	6,  // 22: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
+	4,  // 23: drplane.v1.RegisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
+	10, // 24: drplane.v1.RegisterAgentRequest.agent:type_name -> drplane.v1.Agent
+	6,  // 25: drplane.v1.RegisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
+	4,  // 26: drplane.v1.DeregisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
+	6,  // 27: drplane.v1.DeregisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
+	4,  // 28: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
+	6,  // 29: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
+	5,  // 30: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
+	6,  // 31: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
+	12, // 32: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
+	4,  // 33: drplane.v1.JoinClusterRequest.write:type_name -> drplane.v1.WriteOptions
+	6,  // 34: drplane.v1.JoinClusterResponse.meta:type_name -> drplane.v1.ResponseMeta
+	13, // 35: drplane.v1.ControlPlane.GetStatus:input_type -> drplane.v1.GetStatusRequest
+	15, // 36: drplane.v1.ControlPlane.ListMembers:input_type -> drplane.v1.ListMembersRequest
+	17, // 37: drplane.v1.ControlPlane.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
+	19, // 38: drplane.v1.ControlPlane.RegisterAgent:input_type -> drplane.v1.RegisterAgentRequest
+	21, // 39: drplane.v1.ControlPlane.DeregisterAgent:input_type -> drplane.v1.DeregisterAgentRequest
+	23, // 40: drplane.v1.ControlPlane.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
+	25, // 41: drplane.v1.ControlPlane.ListAudit:input_type -> drplane.v1.ListAuditRequest
+	27, // 42: drplane.v1.ControlPlane.NodeInfo:input_type -> drplane.v1.NodeInfoRequest
+	29, // 43: drplane.v1.ControlPlane.JoinCluster:input_type -> drplane.v1.JoinClusterRequest
+	0,  // 44: drplane.v1.ControlPlane.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
+	2,  // 45: drplane.v1.ControlPlane.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
+	14, // 46: drplane.v1.ControlPlane.GetStatus:output_type -> drplane.v1.GetStatusResponse
+	16, // 47: drplane.v1.ControlPlane.ListMembers:output_type -> drplane.v1.ListMembersResponse
+	18, // 48: drplane.v1.ControlPlane.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
+	20, // 49: drplane.v1.ControlPlane.RegisterAgent:output_type -> drplane.v1.RegisterAgentResponse
+	22, // 50: drplane.v1.ControlPlane.DeregisterAgent:output_type -> drplane.v1.DeregisterAgentResponse
+	24, // 51: drplane.v1.ControlPlane.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
+	26, // 52: drplane.v1.ControlPlane.ListAudit:output_type -> drplane.v1.ListAuditResponse
+	28, // 53: drplane.v1.ControlPlane.NodeInfo:output_type -> drplane.v1.NodeInfoResponse
+	30, // 54: drplane.v1.ControlPlane.JoinCluster:output_type -> drplane.v1.JoinClusterResponse
+	1,  // 55: drplane.v1.ControlPlane.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
+	3,  // 56: drplane.v1.ControlPlane.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
+	46, // [46:57] is the sub-list for method output_type
+	35, // [35:46] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_controlplane_proto_init() }
@@ -1839,13 +2268,14 @@ func file_drplane_v1_controlplane_proto_init() {
 	if File_drplane_v1_controlplane_proto != nil {
 		return
 	}
+	file_drplane_v1_hostagent_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_controlplane_proto_rawDesc), len(file_drplane_v1_controlplane_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,15 +19,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ControlPlane_GetStatus_FullMethodName       = "/drplane.v1.ControlPlane/GetStatus"
-	ControlPlane_ListMembers_FullMethodName     = "/drplane.v1.ControlPlane/ListMembers"
-	ControlPlane_RemoveMember_FullMethodName    = "/drplane.v1.ControlPlane/RemoveMember"
-	ControlPlane_RegisterAgent_FullMethodName   = "/drplane.v1.ControlPlane/RegisterAgent"
-	ControlPlane_DeregisterAgent_FullMethodName = "/drplane.v1.ControlPlane/DeregisterAgent"
-	ControlPlane_SetActiveSite_FullMethodName   = "/drplane.v1.ControlPlane/SetActiveSite"
-	ControlPlane_ListAudit_FullMethodName       = "/drplane.v1.ControlPlane/ListAudit"
-	ControlPlane_NodeInfo_FullMethodName        = "/drplane.v1.ControlPlane/NodeInfo"
-	ControlPlane_JoinCluster_FullMethodName     = "/drplane.v1.ControlPlane/JoinCluster"
+	ControlPlane_GetStatus_FullMethodName         = "/drplane.v1.ControlPlane/GetStatus"
+	ControlPlane_ListMembers_FullMethodName       = "/drplane.v1.ControlPlane/ListMembers"
+	ControlPlane_RemoveMember_FullMethodName      = "/drplane.v1.ControlPlane/RemoveMember"
+	ControlPlane_RegisterAgent_FullMethodName     = "/drplane.v1.ControlPlane/RegisterAgent"
+	ControlPlane_DeregisterAgent_FullMethodName   = "/drplane.v1.ControlPlane/DeregisterAgent"
+	ControlPlane_SetActiveSite_FullMethodName     = "/drplane.v1.ControlPlane/SetActiveSite"
+	ControlPlane_ListAudit_FullMethodName         = "/drplane.v1.ControlPlane/ListAudit"
+	ControlPlane_NodeInfo_FullMethodName          = "/drplane.v1.ControlPlane/NodeInfo"
+	ControlPlane_JoinCluster_FullMethodName       = "/drplane.v1.ControlPlane/JoinCluster"
+	ControlPlane_RunHostStep_FullMethodName       = "/drplane.v1.ControlPlane/RunHostStep"
+	ControlPlane_ListHostSnapshots_FullMethodName = "/drplane.v1.ControlPlane/ListHostSnapshots"
 )
 
 // ControlPlaneClient is the client API for ControlPlane service.
@@ -59,6 +61,11 @@ type ControlPlaneClient interface {
 	// JoinCluster adds the calling server as a voter (if it is not one) and
 	// records its addresses. Only servers may call it.
 	JoinCluster(ctx context.Context, in *JoinClusterRequest, opts ...grpc.CallOption) (*JoinClusterResponse, error)
+	// RunHostStep has the leader run one operator step (snapshot or
+	// restore) on a registered host and returns its progress and result.
+	RunHostStep(ctx context.Context, in *RunHostStepRequest, opts ...grpc.CallOption) (*RunHostStepResponse, error)
+	// ListHostSnapshots lists a registered host's snapshots.
+	ListHostSnapshots(ctx context.Context, in *ListHostSnapshotsRequest, opts ...grpc.CallOption) (*ListHostSnapshotsResponse, error)
 }
 
 type controlPlaneClient struct {
@@ -159,6 +166,26 @@ func (c *controlPlaneClient) JoinCluster(ctx context.Context, in *JoinClusterReq
 	return out, nil
 }
 
+func (c *controlPlaneClient) RunHostStep(ctx context.Context, in *RunHostStepRequest, opts ...grpc.CallOption) (*RunHostStepResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RunHostStepResponse)
+	err := c.cc.Invoke(ctx, ControlPlane_RunHostStep_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlPlaneClient) ListHostSnapshots(ctx context.Context, in *ListHostSnapshotsRequest, opts ...grpc.CallOption) (*ListHostSnapshotsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHostSnapshotsResponse)
+	err := c.cc.Invoke(ctx, ControlPlane_ListHostSnapshots_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlPlaneServer is the server API for ControlPlane service.
 // All implementations must embed UnimplementedControlPlaneServer
 // for forward compatibility.
@@ -188,6 +215,11 @@ type ControlPlaneServer interface {
 	// JoinCluster adds the calling server as a voter (if it is not one) and
 	// records its addresses. Only servers may call it.
 	JoinCluster(context.Context, *JoinClusterRequest) (*JoinClusterResponse, error)
+	// RunHostStep has the leader run one operator step (snapshot or
+	// restore) on a registered host and returns its progress and result.
+	RunHostStep(context.Context, *RunHostStepRequest) (*RunHostStepResponse, error)
+	// ListHostSnapshots lists a registered host's snapshots.
+	ListHostSnapshots(context.Context, *ListHostSnapshotsRequest) (*ListHostSnapshotsResponse, error)
 	mustEmbedUnimplementedControlPlaneServer()
 }
 
@@ -224,6 +256,12 @@ func (UnimplementedControlPlaneServer) NodeInfo(context.Context, *NodeInfoReques
 }
 func (UnimplementedControlPlaneServer) JoinCluster(context.Context, *JoinClusterRequest) (*JoinClusterResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method JoinCluster not implemented")
+}
+func (UnimplementedControlPlaneServer) RunHostStep(context.Context, *RunHostStepRequest) (*RunHostStepResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RunHostStep not implemented")
+}
+func (UnimplementedControlPlaneServer) ListHostSnapshots(context.Context, *ListHostSnapshotsRequest) (*ListHostSnapshotsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHostSnapshots not implemented")
 }
 func (UnimplementedControlPlaneServer) mustEmbedUnimplementedControlPlaneServer() {}
 func (UnimplementedControlPlaneServer) testEmbeddedByValue()                      {}
@@ -408,6 +446,42 @@ func _ControlPlane_JoinCluster_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControlPlane_RunHostStep_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunHostStepRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlPlaneServer).RunHostStep(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlPlane_RunHostStep_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlPlaneServer).RunHostStep(ctx, req.(*RunHostStepRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlPlane_ListHostSnapshots_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHostSnapshotsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlPlaneServer).ListHostSnapshots(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlPlane_ListHostSnapshots_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlPlaneServer).ListHostSnapshots(ctx, req.(*ListHostSnapshotsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ControlPlane_ServiceDesc is the grpc.ServiceDesc for ControlPlane service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -450,6 +524,14 @@ var ControlPlane_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "JoinCluster",
 			Handler:    _ControlPlane_JoinCluster_Handler,
+		},
+		{
+			MethodName: "RunHostStep",
+			Handler:    _ControlPlane_RunHostStep_Handler,
+		},
+		{
+			MethodName: "ListHostSnapshots",
+			Handler:    _ControlPlane_ListHostSnapshots_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -22,6 +22,187 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ListSnapshotsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the snapshot block; empty lists every block.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSnapshotsRequest) Reset() {
+	*x = ListSnapshotsRequest{}
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSnapshotsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSnapshotsRequest) ProtoMessage() {}
+
+func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
+func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ListSnapshotsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type SnapshotInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Engine        string                 `protobuf:"bytes,3,opt,name=engine,proto3" json:"engine,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	Files         int64                  `protobuf:"varint,5,opt,name=files,proto3" json:"files,omitempty"`
+	Bytes         int64                  `protobuf:"varint,6,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotInfo) Reset() {
+	*x = SnapshotInfo{}
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotInfo) ProtoMessage() {}
+
+func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
+func (*SnapshotInfo) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SnapshotInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetEngine() string {
+	if x != nil {
+		return x.Engine
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *SnapshotInfo) GetFiles() int64 {
+	if x != nil {
+		return x.Files
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ListSnapshotsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Snapshots     []*SnapshotInfo        `protobuf:"bytes,1,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSnapshotsResponse) Reset() {
+	*x = ListSnapshotsResponse{}
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSnapshotsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSnapshotsResponse) ProtoMessage() {}
+
+func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
+func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
+	if x != nil {
+		return x.Snapshots
+	}
+	return nil
+}
+
 type ProbeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// epoch is the caller's current epoch; the agent refuses lower ones.
@@ -39,7 +220,7 @@ type ProbeRequest struct {
 
 func (x *ProbeRequest) Reset() {
 	*x = ProbeRequest{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[0]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -51,7 +232,7 @@ func (x *ProbeRequest) String() string {
 func (*ProbeRequest) ProtoMessage() {}
 
 func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[0]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -64,7 +245,7 @@ func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeRequest.ProtoReflect.Descriptor instead.
 func (*ProbeRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{0}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ProbeRequest) GetEpoch() uint64 {
@@ -108,7 +289,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[1]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -120,7 +301,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[1]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -133,7 +314,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{1}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Lease) GetValid() bool {
@@ -183,7 +364,7 @@ type Replication struct {
 
 func (x *Replication) Reset() {
 	*x = Replication{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[2]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -195,7 +376,7 @@ func (x *Replication) String() string {
 func (*Replication) ProtoMessage() {}
 
 func (x *Replication) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[2]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -208,7 +389,7 @@ func (x *Replication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replication.ProtoReflect.Descriptor instead.
 func (*Replication) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{2}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Replication) GetPosition() string {
@@ -262,7 +443,7 @@ type ServiceStatus struct {
 
 func (x *ServiceStatus) Reset() {
 	*x = ServiceStatus{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[3]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +455,7 @@ func (x *ServiceStatus) String() string {
 func (*ServiceStatus) ProtoMessage() {}
 
 func (x *ServiceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[3]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +468,7 @@ func (x *ServiceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceStatus.ProtoReflect.Descriptor instead.
 func (*ServiceStatus) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{3}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ServiceStatus) GetName() string {
@@ -354,7 +535,7 @@ type SyncStatus struct {
 
 func (x *SyncStatus) Reset() {
 	*x = SyncStatus{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[4]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -366,7 +547,7 @@ func (x *SyncStatus) String() string {
 func (*SyncStatus) ProtoMessage() {}
 
 func (x *SyncStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[4]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -379,7 +560,7 @@ func (x *SyncStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncStatus.ProtoReflect.Descriptor instead.
 func (*SyncStatus) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{4}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SyncStatus) GetName() string {
@@ -444,7 +625,7 @@ type ProbeResponse struct {
 
 func (x *ProbeResponse) Reset() {
 	*x = ProbeResponse{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[5]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +637,7 @@ func (x *ProbeResponse) String() string {
 func (*ProbeResponse) ProtoMessage() {}
 
 func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[5]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +650,7 @@ func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeResponse.ProtoReflect.Descriptor instead.
 func (*ProbeResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{5}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ProbeResponse) GetHostId() string {
@@ -563,7 +744,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[6]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -575,7 +756,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[6]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -588,7 +769,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{6}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExecuteRequest) GetExecutionId() string {
@@ -655,7 +836,7 @@ type StepResult struct {
 
 func (x *StepResult) Reset() {
 	*x = StepResult{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[7]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +848,7 @@ func (x *StepResult) String() string {
 func (*StepResult) ProtoMessage() {}
 
 func (x *StepResult) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[7]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +861,7 @@ func (x *StepResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepResult.ProtoReflect.Descriptor instead.
 func (*StepResult) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{7}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StepResult) GetOk() bool {
@@ -738,7 +919,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[8]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +931,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[8]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +944,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{8}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExecuteResponse) GetEvent() isExecuteResponse_Event {
@@ -826,7 +1007,7 @@ type SyncTunnelRequest struct {
 
 func (x *SyncTunnelRequest) Reset() {
 	*x = SyncTunnelRequest{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[9]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1019,7 @@ func (x *SyncTunnelRequest) String() string {
 func (*SyncTunnelRequest) ProtoMessage() {}
 
 func (x *SyncTunnelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[9]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1032,7 @@ func (x *SyncTunnelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncTunnelRequest.ProtoReflect.Descriptor instead.
 func (*SyncTunnelRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{9}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SyncTunnelRequest) GetSync() string {
@@ -895,7 +1076,7 @@ type SyncTunnelResponse struct {
 
 func (x *SyncTunnelResponse) Reset() {
 	*x = SyncTunnelResponse{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[10]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1088,7 @@ func (x *SyncTunnelResponse) String() string {
 func (*SyncTunnelResponse) ProtoMessage() {}
 
 func (x *SyncTunnelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[10]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1101,7 @@ func (x *SyncTunnelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncTunnelResponse.ProtoReflect.Descriptor instead.
 func (*SyncTunnelResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{10}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SyncTunnelResponse) GetData() []byte {
@@ -949,7 +1130,20 @@ var File_drplane_v1_hostagent_proto protoreflect.FileDescriptor
 const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\n" +
 	"\x1adrplane/v1/hostagent.proto\x12\n" +
-	"drplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x01\n" +
+	"drplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n" +
+	"\x14ListSnapshotsRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xc9\x01\n" +
+	"\fSnapshotInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06engine\x18\x03 \x01(\tR\x06engine\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x14\n" +
+	"\x05files\x18\x05 \x01(\x03R\x05files\x12\x14\n" +
+	"\x05bytes\x18\x06 \x01(\x03R\x05bytes\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"O\n" +
+	"\x15ListSnapshotsResponse\x126\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x18.drplane.v1.SnapshotInfoR\tsnapshots\"\x84\x01\n" +
 	"\fProbeRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x1f\n" +
@@ -1040,12 +1234,13 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\x12SyncTunnelResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
 	"\x06exited\x18\x02 \x01(\bR\x06exited\x12\x1b\n" +
-	"\texit_code\x18\x03 \x01(\x05R\bexitCode2\xe0\x01\n" +
+	"\texit_code\x18\x03 \x01(\x05R\bexitCode2\xb6\x02\n" +
 	"\tHostAgent\x12<\n" +
 	"\x05Probe\x12\x18.drplane.v1.ProbeRequest\x1a\x19.drplane.v1.ProbeResponse\x12D\n" +
 	"\aExecute\x12\x1a.drplane.v1.ExecuteRequest\x1a\x1b.drplane.v1.ExecuteResponse0\x01\x12O\n" +
 	"\n" +
-	"SyncTunnel\x12\x1d.drplane.v1.SyncTunnelRequest\x1a\x1e.drplane.v1.SyncTunnelResponse(\x010\x01B7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	"SyncTunnel\x12\x1d.drplane.v1.SyncTunnelRequest\x1a\x1e.drplane.v1.SyncTunnelResponse(\x010\x01\x12T\n" +
+	"\rListSnapshots\x12 .drplane.v1.ListSnapshotsRequest\x1a!.drplane.v1.ListSnapshotsResponseB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_hostagent_proto_rawDescOnce sync.Once
@@ -1059,49 +1254,56 @@ func file_drplane_v1_hostagent_proto_rawDescGZIP() []byte {
 	return file_drplane_v1_hostagent_proto_rawDescData
 }
 
-var file_drplane_v1_hostagent_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_drplane_v1_hostagent_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_drplane_v1_hostagent_proto_goTypes = []any{
-	(*ProbeRequest)(nil),          // 0: drplane.v1.ProbeRequest
-	(*Lease)(nil),                 // 1: drplane.v1.Lease
-	(*Replication)(nil),           // 2: drplane.v1.Replication
-	(*ServiceStatus)(nil),         // 3: drplane.v1.ServiceStatus
-	(*SyncStatus)(nil),            // 4: drplane.v1.SyncStatus
-	(*ProbeResponse)(nil),         // 5: drplane.v1.ProbeResponse
-	(*ExecuteRequest)(nil),        // 6: drplane.v1.ExecuteRequest
-	(*StepResult)(nil),            // 7: drplane.v1.StepResult
-	(*ExecuteResponse)(nil),       // 8: drplane.v1.ExecuteResponse
-	(*SyncTunnelRequest)(nil),     // 9: drplane.v1.SyncTunnelRequest
-	(*SyncTunnelResponse)(nil),    // 10: drplane.v1.SyncTunnelResponse
-	nil,                           // 11: drplane.v1.ExecuteRequest.ArgsEntry
-	nil,                           // 12: drplane.v1.StepResult.OutputsEntry
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*ListSnapshotsRequest)(nil),  // 0: drplane.v1.ListSnapshotsRequest
+	(*SnapshotInfo)(nil),          // 1: drplane.v1.SnapshotInfo
+	(*ListSnapshotsResponse)(nil), // 2: drplane.v1.ListSnapshotsResponse
+	(*ProbeRequest)(nil),          // 3: drplane.v1.ProbeRequest
+	(*Lease)(nil),                 // 4: drplane.v1.Lease
+	(*Replication)(nil),           // 5: drplane.v1.Replication
+	(*ServiceStatus)(nil),         // 6: drplane.v1.ServiceStatus
+	(*SyncStatus)(nil),            // 7: drplane.v1.SyncStatus
+	(*ProbeResponse)(nil),         // 8: drplane.v1.ProbeResponse
+	(*ExecuteRequest)(nil),        // 9: drplane.v1.ExecuteRequest
+	(*StepResult)(nil),            // 10: drplane.v1.StepResult
+	(*ExecuteResponse)(nil),       // 11: drplane.v1.ExecuteResponse
+	(*SyncTunnelRequest)(nil),     // 12: drplane.v1.SyncTunnelRequest
+	(*SyncTunnelResponse)(nil),    // 13: drplane.v1.SyncTunnelResponse
+	nil,                           // 14: drplane.v1.ExecuteRequest.ArgsEntry
+	nil,                           // 15: drplane.v1.StepResult.OutputsEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_drplane_v1_hostagent_proto_depIdxs = []int32{
-	13, // 0: drplane.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
-	13, // 1: drplane.v1.Replication.last_replay_at:type_name -> google.protobuf.Timestamp
-	2,  // 2: drplane.v1.ServiceStatus.replication:type_name -> drplane.v1.Replication
-	13, // 3: drplane.v1.SyncStatus.last_success_at:type_name -> google.protobuf.Timestamp
-	1,  // 4: drplane.v1.ProbeResponse.lease:type_name -> drplane.v1.Lease
-	3,  // 5: drplane.v1.ProbeResponse.services:type_name -> drplane.v1.ServiceStatus
-	4,  // 6: drplane.v1.ProbeResponse.syncs:type_name -> drplane.v1.SyncStatus
-	13, // 7: drplane.v1.ProbeResponse.started_at:type_name -> google.protobuf.Timestamp
-	13, // 8: drplane.v1.ProbeResponse.now:type_name -> google.protobuf.Timestamp
-	11, // 9: drplane.v1.ExecuteRequest.args:type_name -> drplane.v1.ExecuteRequest.ArgsEntry
-	12, // 10: drplane.v1.StepResult.outputs:type_name -> drplane.v1.StepResult.OutputsEntry
-	13, // 11: drplane.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
-	13, // 12: drplane.v1.StepResult.ended_at:type_name -> google.protobuf.Timestamp
-	7,  // 13: drplane.v1.ExecuteResponse.result:type_name -> drplane.v1.StepResult
-	0,  // 14: drplane.v1.HostAgent.Probe:input_type -> drplane.v1.ProbeRequest
-	6,  // 15: drplane.v1.HostAgent.Execute:input_type -> drplane.v1.ExecuteRequest
-	9,  // 16: drplane.v1.HostAgent.SyncTunnel:input_type -> drplane.v1.SyncTunnelRequest
-	5,  // 17: drplane.v1.HostAgent.Probe:output_type -> drplane.v1.ProbeResponse
-	8,  // 18: drplane.v1.HostAgent.Execute:output_type -> drplane.v1.ExecuteResponse
-	10, // 19: drplane.v1.HostAgent.SyncTunnel:output_type -> drplane.v1.SyncTunnelResponse
-	17, // [17:20] is the sub-list for method output_type
-	14, // [14:17] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	16, // 0: drplane.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
+	1,  // 1: drplane.v1.ListSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	16, // 2: drplane.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 3: drplane.v1.Replication.last_replay_at:type_name -> google.protobuf.Timestamp
+	5,  // 4: drplane.v1.ServiceStatus.replication:type_name -> drplane.v1.Replication
+	16, // 5: drplane.v1.SyncStatus.last_success_at:type_name -> google.protobuf.Timestamp
+	4,  // 6: drplane.v1.ProbeResponse.lease:type_name -> drplane.v1.Lease
+	6,  // 7: drplane.v1.ProbeResponse.services:type_name -> drplane.v1.ServiceStatus
+	7,  // 8: drplane.v1.ProbeResponse.syncs:type_name -> drplane.v1.SyncStatus
+	16, // 9: drplane.v1.ProbeResponse.started_at:type_name -> google.protobuf.Timestamp
+	16, // 10: drplane.v1.ProbeResponse.now:type_name -> google.protobuf.Timestamp
+	14, // 11: drplane.v1.ExecuteRequest.args:type_name -> drplane.v1.ExecuteRequest.ArgsEntry
+	15, // 12: drplane.v1.StepResult.outputs:type_name -> drplane.v1.StepResult.OutputsEntry
+	16, // 13: drplane.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
+	16, // 14: drplane.v1.StepResult.ended_at:type_name -> google.protobuf.Timestamp
+	10, // 15: drplane.v1.ExecuteResponse.result:type_name -> drplane.v1.StepResult
+	3,  // 16: drplane.v1.HostAgent.Probe:input_type -> drplane.v1.ProbeRequest
+	9,  // 17: drplane.v1.HostAgent.Execute:input_type -> drplane.v1.ExecuteRequest
+	12, // 18: drplane.v1.HostAgent.SyncTunnel:input_type -> drplane.v1.SyncTunnelRequest
+	0,  // 19: drplane.v1.HostAgent.ListSnapshots:input_type -> drplane.v1.ListSnapshotsRequest
+	8,  // 20: drplane.v1.HostAgent.Probe:output_type -> drplane.v1.ProbeResponse
+	11, // 21: drplane.v1.HostAgent.Execute:output_type -> drplane.v1.ExecuteResponse
+	13, // 22: drplane.v1.HostAgent.SyncTunnel:output_type -> drplane.v1.SyncTunnelResponse
+	2,  // 23: drplane.v1.HostAgent.ListSnapshots:output_type -> drplane.v1.ListSnapshotsResponse
+	20, // [20:24] is the sub-list for method output_type
+	16, // [16:20] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_hostagent_proto_init() }
@@ -1109,7 +1311,7 @@ func file_drplane_v1_hostagent_proto_init() {
 	if File_drplane_v1_hostagent_proto != nil {
 		return
 	}
-	file_drplane_v1_hostagent_proto_msgTypes[8].OneofWrappers = []any{
+	file_drplane_v1_hostagent_proto_msgTypes[11].OneofWrappers = []any{
 		(*ExecuteResponse_Progress)(nil),
 		(*ExecuteResponse_Result)(nil),
 	}
@@ -1119,7 +1321,7 @@ func file_drplane_v1_hostagent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_hostagent_proto_rawDesc), len(file_drplane_v1_hostagent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

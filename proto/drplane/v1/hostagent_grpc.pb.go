@@ -19,9 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	HostAgent_Probe_FullMethodName      = "/drplane.v1.HostAgent/Probe"
-	HostAgent_Execute_FullMethodName    = "/drplane.v1.HostAgent/Execute"
-	HostAgent_SyncTunnel_FullMethodName = "/drplane.v1.HostAgent/SyncTunnel"
+	HostAgent_Probe_FullMethodName         = "/drplane.v1.HostAgent/Probe"
+	HostAgent_Execute_FullMethodName       = "/drplane.v1.HostAgent/Execute"
+	HostAgent_SyncTunnel_FullMethodName    = "/drplane.v1.HostAgent/SyncTunnel"
+	HostAgent_ListSnapshots_FullMethodName = "/drplane.v1.HostAgent/ListSnapshots"
 )
 
 // HostAgentClient is the client API for HostAgent service.
@@ -42,6 +43,8 @@ type HostAgentClient interface {
 	// message names the sync block, the rest are the bytes of rsync's
 	// protocol in both directions.
 	SyncTunnel(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SyncTunnelRequest, SyncTunnelResponse], error)
+	// ListSnapshots lists the snapshots of a declared snapshot block.
+	ListSnapshots(ctx context.Context, in *ListSnapshotsRequest, opts ...grpc.CallOption) (*ListSnapshotsResponse, error)
 }
 
 type hostAgentClient struct {
@@ -94,6 +97,16 @@ func (c *hostAgentClient) SyncTunnel(ctx context.Context, opts ...grpc.CallOptio
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type HostAgent_SyncTunnelClient = grpc.BidiStreamingClient[SyncTunnelRequest, SyncTunnelResponse]
 
+func (c *hostAgentClient) ListSnapshots(ctx context.Context, in *ListSnapshotsRequest, opts ...grpc.CallOption) (*ListSnapshotsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSnapshotsResponse)
+	err := c.cc.Invoke(ctx, HostAgent_ListSnapshots_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HostAgentServer is the server API for HostAgent service.
 // All implementations must embed UnimplementedHostAgentServer
 // for forward compatibility.
@@ -112,6 +125,8 @@ type HostAgentServer interface {
 	// message names the sync block, the rest are the bytes of rsync's
 	// protocol in both directions.
 	SyncTunnel(grpc.BidiStreamingServer[SyncTunnelRequest, SyncTunnelResponse]) error
+	// ListSnapshots lists the snapshots of a declared snapshot block.
+	ListSnapshots(context.Context, *ListSnapshotsRequest) (*ListSnapshotsResponse, error)
 	mustEmbedUnimplementedHostAgentServer()
 }
 
@@ -130,6 +145,9 @@ func (UnimplementedHostAgentServer) Execute(*ExecuteRequest, grpc.ServerStreamin
 }
 func (UnimplementedHostAgentServer) SyncTunnel(grpc.BidiStreamingServer[SyncTunnelRequest, SyncTunnelResponse]) error {
 	return status.Error(codes.Unimplemented, "method SyncTunnel not implemented")
+}
+func (UnimplementedHostAgentServer) ListSnapshots(context.Context, *ListSnapshotsRequest) (*ListSnapshotsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSnapshots not implemented")
 }
 func (UnimplementedHostAgentServer) mustEmbedUnimplementedHostAgentServer() {}
 func (UnimplementedHostAgentServer) testEmbeddedByValue()                   {}
@@ -188,6 +206,24 @@ func _HostAgent_SyncTunnel_Handler(srv interface{}, stream grpc.ServerStream) er
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type HostAgent_SyncTunnelServer = grpc.BidiStreamingServer[SyncTunnelRequest, SyncTunnelResponse]
 
+func _HostAgent_ListSnapshots_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSnapshotsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostAgentServer).ListSnapshots(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HostAgent_ListSnapshots_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostAgentServer).ListSnapshots(ctx, req.(*ListSnapshotsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HostAgent_ServiceDesc is the grpc.ServiceDesc for HostAgent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -198,6 +234,10 @@ var HostAgent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Probe",
 			Handler:    _HostAgent_Probe_Handler,
+		},
+		{
+			MethodName: "ListSnapshots",
+			Handler:    _HostAgent_ListSnapshots_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,246 @@
+// Package hostagent is `drplane agent`: it owns a host's services, serves
+// the HostAgent gRPC API to the leader, executes steps at most once,
+// persists the epoch, and fences its primary-role services when its lease
+// lapses.
+package hostagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/drplane/drplane/hostagent/health"
+	"github.com/drplane/drplane/hostagent/rsync"
+	"github.com/drplane/drplane/hostagent/snapshot"
+	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/tlsutil"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+)
+
+// Deps are what an Agent needs besides its configuration.
+type Deps struct {
+	Logger hclog.Logger
+	TLS    *tlsutil.Material
+	// Listener and HTTPListener are opened from the config when nil.
+	Listener     net.Listener
+	HTTPListener net.Listener
+	// NewDriver builds service drivers; NewDriver (the real ones) when nil.
+	NewDriver DriverFactory
+	// Self is the drplane binary rsync runs as its remote shell; the
+	// running executable when empty.
+	Self string
+}
+
+// Agent is one running host agent.
+type Agent struct {
+	config *config.AgentConfig
+	logger hclog.Logger
+	tls    *tlsutil.Material
+	self   string
+
+	epoch     *epochStore
+	journal   *journal
+	lease     *lease
+	services  map[string]*service
+	order     []string // services in config order
+	startedAt time.Time
+
+	// activeSite is the active site the last leader probe named.
+	mu         sync.Mutex
+	activeSite string
+	leaderID   string
+	snapshots  map[string]*snapshot.Manager
+
+	syncStates  map[string]*syncState
+	rsyncServer *rsync.Server
+
+	grpcServer   *grpc.Server
+	listener     net.Listener
+	httpServer   *http.Server
+	httpListener net.Listener
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New starts an agent: it adopts the services already running, starts the
+// fencer, serves HostAgent and the HTTP endpoints, and registers with the
+// control plane in the background.
+func New(cfg *config.AgentConfig, deps Deps) (a *Agent, err error) {
+	if deps.TLS == nil {
+		return nil, errors.New("start agent: no TLS material")
+	}
+	if deps.Logger == nil {
+		deps.Logger = hclog.NewNullLogger()
+	}
+	if deps.NewDriver == nil {
+		deps.NewDriver = NewDriver
+	}
+	if deps.Self == "" {
+		deps.Self, _ = os.Executable()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a = &Agent{
+		config: cfg, logger: deps.Logger, tls: deps.TLS, self: deps.Self,
+		services: map[string]*service{}, startedAt: time.Now(),
+		snapshots: map[string]*snapshot.Manager{}, syncStates: map[string]*syncState{},
+		ctx: ctx, cancel: cancel,
+	}
+	defer func() {
+		if err != nil {
+			cancel()
+			a.closeListeners(deps)
+		}
+	}()
+	if err := a.openState(); err != nil {
+		return nil, err
+	}
+	if err := a.buildServices(deps.NewDriver); err != nil {
+		return nil, err
+	}
+	if err := a.openListeners(&deps); err != nil {
+		return nil, err
+	}
+	a.rsyncServer = a.newRsyncServer()
+	a.setupGRPC()
+	a.setupHTTP()
+	a.startBackground()
+	a.logger.Info("agent started", "host_id", cfg.HostID, "site", cfg.Site, "listen", a.listener.Addr().String(), "epoch", a.epoch.current())
+	return a, nil
+}
+
+// openState opens the epoch store and the journal in data_dir and starts
+// the boot lease.
+func (a *Agent) openState() error {
+	if err := os.MkdirAll(a.config.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir %s: %w", a.config.DataDir, err)
+	}
+	var err error
+	if a.epoch, err = openEpochStore(a.config.DataDir); err != nil {
+		return err
+	}
+	if a.journal, err = openJournal(filepath.Join(a.config.DataDir, "journal")); err != nil {
+		return err
+	}
+	a.lease = newBootLease(a.startedAt, a.config.LeaseTTL)
+	return nil
+}
+
+func (a *Agent) buildServices(newDriver DriverFactory) error {
+	for _, sc := range a.config.Services {
+		stateDir := filepath.Join(a.config.DataDir, "services", sc.Name)
+		if err := os.MkdirAll(stateDir, 0o700); err != nil {
+			return fmt.Errorf("create state dir for %s: %w", sc.Name, err)
+		}
+		d, err := newDriver(sc, stateDir, a.logger.Named(sc.Name))
+		if err != nil {
+			return fmt.Errorf("service %s: %w", sc.Name, err)
+		}
+		svc := &service{cfg: sc, driver: d}
+		if sc.Health != nil {
+			svc.monitor = health.NewMonitor(newHealthCheck(sc.Health), sc.Health.Interval, sc.Health.Timeout, a.logger.Named(sc.Name))
+		}
+		a.services[sc.Name] = svc
+		a.order = append(a.order, sc.Name)
+	}
+	return nil
+}
+
+func (a *Agent) openListeners(deps *Deps) error {
+	var err error
+	if deps.Listener == nil {
+		if deps.Listener, err = net.Listen("tcp", a.config.Listen); err != nil {
+			return fmt.Errorf("listen for HostAgent on %s: %w", a.config.Listen, err)
+		}
+	}
+	if deps.HTTPListener == nil {
+		if deps.HTTPListener, err = net.Listen("tcp", a.config.HTTP); err != nil {
+			return fmt.Errorf("listen for http on %s: %w", a.config.HTTP, err)
+		}
+	}
+	a.listener, a.httpListener = deps.Listener, deps.HTTPListener
+	return nil
+}
+
+func (a *Agent) closeListeners(deps Deps) {
+	for _, ln := range []net.Listener{deps.Listener, deps.HTTPListener} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+}
+
+// startBackground starts the long-running goroutines.
+func (a *Agent) startBackground() {
+	a.goFunc(func(ctx context.Context) {
+		if err := a.grpcServer.Serve(a.listener); err != nil {
+			a.logger.Error("grpc server stopped", "error", err)
+		}
+	})
+	a.goFunc(func(ctx context.Context) {
+		if err := a.httpServer.ServeTLS(a.httpListener, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.logger.Error("http server stopped", "error", err)
+		}
+	})
+	a.goFunc(a.runFencer)
+	a.goFunc(a.register)
+	a.runSnapshotSchedules(a.ctx)
+	a.runSyncLoops(a.ctx)
+	for _, name := range a.order {
+		if m := a.services[name].monitor; m != nil {
+			a.goFunc(m.Run)
+		}
+	}
+}
+
+func (a *Agent) goFunc(f func(ctx context.Context)) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		f(a.ctx)
+	}()
+}
+
+// Addr is the HostAgent listener's address.
+func (a *Agent) Addr() string { return a.listener.Addr().String() }
+
+// HTTPAddr is the HTTP listener's address.
+func (a *Agent) HTTPAddr() string { return a.httpListener.Addr().String() }
+
+// Shutdown stops serving. Services keep running: an agent restart must not
+// restart them, and a later agent adopts them.
+func (a *Agent) Shutdown(ctx context.Context) error {
+	a.cancel()
+	done := make(chan struct{})
+	go func() {
+		a.grpcServer.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		a.grpcServer.Stop()
+	}
+	_ = a.httpServer.Close()
+	a.wg.Wait()
+	a.logger.Info("agent stopped")
+	return nil
+}
+
+// siteState returns what the last leader probe said.
+func (a *Agent) siteState() (activeSite, leaderID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.activeSite, a.leaderID
+}
+
+var _ pb.HostAgentServer = (*hostAgentEndpoint)(nil)

@@ -1,0 +1,368 @@
+package hostagent
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/testutil"
+	"github.com/drplane/drplane/internal/tlsutil"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// testAgent is an agent with fake drivers, reachable through a real gRPC
+// client holding a server certificate, as the leader would be.
+type testAgent struct {
+	t       *testing.T
+	tlsDir  string
+	cfg     *config.AgentConfig
+	fakes   map[string]*driver.Fake
+	agent   *Agent
+	client  pb.HostAgentClient
+	dataDir string
+}
+
+// newTestAgent starts an agent whose services are fakes. The fakes and the
+// data dir survive restart, as real services and disks would.
+func newTestAgent(t *testing.T, leaseTTL time.Duration, initial map[string]driver.Role) *testAgent {
+	t.Helper()
+	ta := &testAgent{t: t, tlsDir: t.TempDir(), dataDir: t.TempDir(), fakes: map[string]*driver.Fake{}}
+	require.NoError(t, tlsutil.CreateCA(ta.tlsDir))
+	for name, role := range map[string]tlsutil.Role{"db-1": tlsutil.RoleAgent, "s1": tlsutil.RoleServer, "ops": tlsutil.RoleCLI} {
+		_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: ta.tlsDir, Name: name, Role: role})
+		require.NoError(t, err)
+	}
+	for name, role := range initial {
+		ta.fakes[name] = driver.NewFake(role)
+	}
+	ta.cfg = &config.AgentConfig{
+		HostID: "db-1", Site: "primary", DataDir: ta.dataDir, Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0",
+		Servers: []string{"127.0.0.1:1"}, LeaseTTL: leaseTTL, LogLevel: "debug",
+		TLS: config.TLSConfig{CAFile: filepath.Join(ta.tlsDir, "ca.pem"), CertFile: filepath.Join(ta.tlsDir, "db-1.pem"), KeyFile: filepath.Join(ta.tlsDir, "db-1-key.pem")},
+		Services: []config.ServiceConfig{
+			{Name: "pg", Driver: config.DriverPostgres},
+			{Name: "app", Driver: config.DriverProcess, DependsOn: []string{"pg"}},
+		},
+		Hooks: []config.HookConfig{
+			{Name: "trip", Command: []string{"/bin/echo", "circuit breaker tripped"}, Timeout: 5 * time.Second},
+			{Name: "broken", Command: []string{"/bin/false"}, Timeout: 5 * time.Second},
+		},
+	}
+	ta.start()
+	return ta
+}
+
+func (ta *testAgent) material(name string) *tlsutil.Material {
+	m, err := tlsutil.Load(filepath.Join(ta.tlsDir, "ca.pem"), filepath.Join(ta.tlsDir, name+".pem"), filepath.Join(ta.tlsDir, name+"-key.pem"))
+	require.NoError(ta.t, err)
+	return m
+}
+
+func (ta *testAgent) start() {
+	t := ta.t
+	a, err := New(ta.cfg, Deps{
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "agent", Level: hclog.Debug, Output: testLogWriter{t}}),
+		TLS:    ta.material("db-1"),
+		NewDriver: func(sc config.ServiceConfig, _ string, _ hclog.Logger) (driver.Driver, error) {
+			if f, ok := ta.fakes[sc.Name]; ok {
+				return f, nil
+			}
+			return nil, fmt.Errorf("no fake for %s", sc.Name)
+		},
+	})
+	require.NoError(t, err)
+	ta.agent = a
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+	ta.client = pb.NewHostAgentClient(ta.dial("s1"))
+}
+
+func (ta *testAgent) dial(certName string) *grpc.ClientConn {
+	conn, err := grpc.NewClient(ta.agent.Addr(), grpc.WithTransportCredentials(ta.material(certName).ClientCredentials(tlsutil.RoleAgent)))
+	require.NoError(ta.t, err)
+	ta.t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+func (ta *testAgent) restart() {
+	require.NoError(ta.t, ta.agent.Shutdown(context.Background()))
+	ta.start()
+}
+
+type testLogWriter struct{ t *testing.T }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// execute runs one step and returns its progress lines and result.
+func (ta *testAgent) execute(req *pb.ExecuteRequest) ([]string, *pb.StepResult, error) {
+	stream, err := ta.client.Execute(ctxT(ta.t), req)
+	if err != nil {
+		return nil, nil, err
+	}
+	var lines []string
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			return lines, nil, fmt.Errorf("stream ended without a result")
+		}
+		if err != nil {
+			return lines, nil, err
+		}
+		if r := ev.GetResult(); r != nil {
+			return lines, r, nil
+		}
+		lines = append(lines, ev.GetProgress())
+	}
+}
+
+// observe probes without renewing the lease: it names another site active.
+func (ta *testAgent) observe(epoch uint64) *pb.ProbeResponse {
+	resp, err := ta.client.Probe(ctxT(ta.t), &pb.ProbeRequest{Epoch: epoch, LeaderId: "s1", ActiveSite: "dr"})
+	require.NoError(ta.t, err)
+	return resp
+}
+
+func TestAgent_Epoch_PersistedAndLowerRefused(t *testing.T) {
+	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
+	ta.observe(5)
+	data, err := os.ReadFile(filepath.Join(ta.dataDir, "epoch"))
+	require.NoError(t, err)
+	require.JSONEq(t, `{"epoch":5}`, string(data), "the epoch is on disk before the probe is answered")
+
+	_, err = ta.client.Probe(ctxT(t), &pb.ProbeRequest{Epoch: 4, ActiveSite: "primary"})
+	require.Equal(t, codes.FailedPrecondition, status.Code(err))
+	require.Contains(t, status.Convert(err).Message(), "epoch 4")
+	require.Contains(t, status.Convert(err).Message(), "epoch 5")
+
+	_, _, err = ta.execute(&pb.ExecuteRequest{ExecutionId: "e1", StepId: "s1", Epoch: 4, Action: "start", Target: "app"})
+	require.Equal(t, codes.FailedPrecondition, status.Code(err))
+	starts, _ := ta.fakes["app"].Counts()
+	require.Zero(t, starts, "a step with a stale epoch must not run")
+
+	ta.restart()
+	_, err = ta.client.Probe(ctxT(t), &pb.ProbeRequest{Epoch: 4, ActiveSite: "primary"})
+	require.Equal(t, codes.FailedPrecondition, status.Code(err), "the epoch survives an agent restart")
+}
+
+func TestAgent_Step_RunsAtMostOnce(t *testing.T) {
+	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
+	req := &pb.ExecuteRequest{ExecutionId: "exec-1", StepId: "start-app", Epoch: 1, Action: "start", Target: "app"}
+	_, first, err := ta.execute(req)
+	require.NoError(t, err)
+	require.True(t, first.GetOk(), first.GetMessage())
+
+	_, again, err := ta.execute(req)
+	require.NoError(t, err)
+	require.True(t, again.GetReplayed())
+	require.Equal(t, first.GetStartedAt().AsTime(), again.GetStartedAt().AsTime())
+
+	ta.restart()
+	_, afterRestart, err := ta.execute(req)
+	require.NoError(t, err)
+	require.True(t, afterRestart.GetReplayed(), "the journal survives an agent restart")
+	starts, _ := ta.fakes["app"].Counts()
+	require.Equal(t, 1, starts)
+}
+
+func TestAgent_Step_ResentWhileRunning_Attaches(t *testing.T) {
+	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
+	release := make(chan struct{})
+	ta.fakes["app"].Block = release
+	req := &pb.ExecuteRequest{ExecutionId: "exec-2", StepId: "start-app", Epoch: 1, Action: "start", Target: "app"}
+
+	results := make([]*pb.StepResult, 2)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, res, err := ta.execute(req)
+			if err == nil {
+				results[i] = res
+			}
+		}()
+	}
+	// Both streams must be attached before the start may finish.
+	testutil.WaitForResult(t, 10*time.Second, func() (bool, error) {
+		starts, _ := ta.fakes["app"].Counts()
+		return starts == 1, fmt.Errorf("starts = %d", starts)
+	})
+	close(release)
+	wg.Wait()
+	for _, r := range results {
+		require.NotNil(t, r)
+		require.True(t, r.GetOk())
+	}
+	starts, _ := ta.fakes["app"].Counts()
+	require.Equal(t, 1, starts, "a step re-sent while it runs must attach, not run again")
+}
+
+func TestAgent_Step_InterruptedByRestart_NotRerun(t *testing.T) {
+	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
+	// The intent is journaled but no result: the agent died mid-step.
+	dir := filepath.Join(ta.dataDir, "journal", "exec-3")
+	require.NoError(t, os.MkdirAll(dir, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "start-app.json"), []byte(`{"action":"start","target":"app","done":false}`), 0o600))
+
+	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "exec-3", StepId: "start-app", Epoch: 1, Action: "start", Target: "app"})
+	require.NoError(t, err)
+	require.False(t, res.GetOk())
+	require.Contains(t, res.GetMessage(), "interrupted")
+	starts, _ := ta.fakes["app"].Counts()
+	require.Zero(t, starts)
+}
+
+func TestAgent_Lease_LapseFencesPrimaries(t *testing.T) {
+	ta := newTestAgent(t, 300*time.Millisecond, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
+	// The leader's start step vouches for one lease_ttl; no probe renews it.
+	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "start", Epoch: 1, Action: "start", Target: "app"})
+	require.NoError(t, err)
+	require.True(t, res.GetOk())
+
+	testutil.WaitForResult(t, 10*time.Second, func() (bool, error) {
+		role := ta.fakes["app"].Role()
+		return role == driver.RoleStopped, fmt.Errorf("app is %s", role)
+	})
+	resp := ta.observe(1)
+	require.True(t, resp.GetFenced())
+	require.Contains(t, resp.GetFenceReason(), "lease expired")
+	require.Equal(t, string(driver.RoleFenced), serviceRole(resp, "app"))
+	require.Equal(t, string(driver.RoleStandby), serviceRole(resp, "pg"), "standbys are not fenced")
+}
+
+func TestAgent_Lease_RenewalKeepsPrimary(t *testing.T) {
+	ta := newTestAgent(t, 2*time.Second, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RolePrimary})
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		_, err := ta.client.Probe(ctxT(t), &pb.ProbeRequest{Epoch: 1, ActiveSite: "primary", LeaseTtlMs: 2000})
+		require.NoError(t, err)
+		time.Sleep(100 * time.Millisecond) // the renewal cadence under test, not a synchronisation
+	}
+	require.Equal(t, driver.RolePrimary, ta.fakes["app"].Role(), "renewals within lease_ttl keep the primary running")
+}
+
+func TestAgent_BootFencing_AdoptedPrimaryWithoutLease(t *testing.T) {
+	ta := newTestAgent(t, 300*time.Millisecond, map[string]driver.Role{"pg": driver.RolePrimary, "app": driver.RolePrimary})
+	// Nobody renews: both adopted primaries are fenced once the boot
+	// window of one lease_ttl passes, and nothing was started.
+	testutil.WaitForResult(t, 10*time.Second, func() (bool, error) {
+		pg, app := ta.fakes["pg"].Role(), ta.fakes["app"].Role()
+		return pg == driver.RoleStopped && app == driver.RoleStopped, fmt.Errorf("pg %s, app %s", pg, app)
+	})
+	for _, f := range ta.fakes {
+		starts, _ := f.Counts()
+		require.Zero(t, starts, "an agent never starts a service on its own at boot")
+	}
+}
+
+func TestAgent_BadInput_ClearErrorsAndKeepsServing(t *testing.T) {
+	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
+	ta.observe(3)
+	cases := []struct {
+		name string
+		req  *pb.ExecuteRequest
+		code codes.Code
+		want string
+	}{
+		{"unknown service", &pb.ExecuteRequest{ExecutionId: "e", StepId: "1", Epoch: 3, Action: "start", Target: "redis"}, codes.InvalidArgument, `service "redis" is not declared`},
+		{"undeclared hook", &pb.ExecuteRequest{ExecutionId: "e", StepId: "2", Epoch: 3, Action: "hook", Target: "rm-rf"}, codes.InvalidArgument, `hook "rm-rf" is not declared`},
+		{"missing ids", &pb.ExecuteRequest{Epoch: 3, Action: "start", Target: "app"}, codes.InvalidArgument, "malformed step"},
+		{"unknown action", &pb.ExecuteRequest{ExecutionId: "e", StepId: "3", Epoch: 3, Action: "reboot", Target: "app"}, codes.InvalidArgument, `unknown action "reboot"`},
+		{"bad step id", &pb.ExecuteRequest{ExecutionId: "e", StepId: "../../etc", Epoch: 3, Action: "stop", Target: "app"}, codes.Internal, "must match"},
+		{"bad upstream", &pb.ExecuteRequest{ExecutionId: "e", StepId: "5", Epoch: 3, Action: "demote", Target: "pg", Args: map[string]string{"upstream_host": "h; rm -rf /", "upstream_port": "5432"}}, codes.InvalidArgument, "upstream_host"},
+		{"wrong epoch", &pb.ExecuteRequest{ExecutionId: "e", StepId: "6", Epoch: 2, Action: "stop", Target: "app"}, codes.FailedPrecondition, "epoch 2"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := ta.execute(tc.req)
+			require.Equal(t, tc.code, status.Code(err), "%v", err)
+			require.Contains(t, status.Convert(err).Message(), tc.want)
+		})
+	}
+	require.Equal(t, uint64(3), ta.observe(3).GetEpoch(), "the agent keeps serving after bad input")
+}
+
+func TestAgent_Hook_RunsDeclaredCommandOnly(t *testing.T) {
+	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
+	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "trip", Epoch: 1, Action: "hook", Target: "trip",
+		Args: map[string]string{"command": "/bin/rm -rf /"}})
+	require.NoError(t, err)
+	require.True(t, res.GetOk(), res.GetMessage())
+	require.Equal(t, "circuit breaker tripped", res.GetOutputs()["output"], "args never change the declared command")
+
+	_, res, err = ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "broken", Epoch: 1, Action: "hook", Target: "broken"})
+	require.NoError(t, err)
+	require.False(t, res.GetOk())
+	require.Contains(t, res.GetMessage(), "hook broken")
+}
+
+func TestAgent_Permissions(t *testing.T) {
+	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
+	cli := pb.NewHostAgentClient(ta.dial("ops"))
+	_, err := cli.Probe(ctxT(t), &pb.ProbeRequest{Epoch: 1})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "only servers may drive an agent")
+}
+
+func TestAgent_LoadBalancerEndpoint(t *testing.T) {
+	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: ta.material("ops").ClientConfig(tlsutil.RoleAgent)}}
+	get := func(svc string) (int, map[string]any) {
+		resp, err := client.Get("https://" + ta.agent.HTTPAddr() + "/v1/role/" + svc)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var body map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+		return resp.StatusCode, body
+	}
+	code, body := get("pg")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, "standby", body["role"])
+
+	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "promote", Epoch: 1, Action: "promote", Target: "pg"})
+	require.NoError(t, err)
+	require.True(t, res.GetOk())
+	require.Equal(t, "0/3000060", res.GetOutputs()["position"])
+	code, body = get("pg")
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	require.Equal(t, true, body["lease_valid"])
+
+	code, _ = get("nope")
+	require.Equal(t, http.StatusNotFound, code)
+
+	noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ta.material("ops").CAPool, ServerName: tlsutil.RoleDNSName(tlsutil.RoleAgent)}}}
+	_, err = noCert.Get("https://" + ta.agent.HTTPAddr() + "/v1/role/pg")
+	require.Error(t, err, "the endpoint requires a client certificate")
+}
+
+func serviceRole(resp *pb.ProbeResponse, name string) string {
+	for _, s := range resp.GetServices() {
+		if s.GetName() == name {
+			return s.GetRole()
+		}
+	}
+	return ""
+}

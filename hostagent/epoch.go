@@ -1,0 +1,104 @@
+package hostagent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// ErrStaleEpoch is returned for an instruction carrying an epoch older than
+// the highest one this agent has seen.
+var ErrStaleEpoch = errors.New("stale epoch")
+
+// epochStore keeps the highest epoch the agent has seen, fsynced in its
+// data dir before any instruction carrying it is acted on (invariant 2).
+type epochStore struct {
+	path string
+
+	mu    sync.Mutex
+	epoch uint64
+}
+
+type epochFile struct {
+	Epoch uint64 `json:"epoch"`
+}
+
+// openEpochStore reads dir/epoch, starting from 0 when it does not exist.
+func openEpochStore(dir string) (*epochStore, error) {
+	s := &epochStore{path: filepath.Join(dir, "epoch")}
+	data, err := os.ReadFile(s.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return s, nil
+	case err != nil:
+		return nil, fmt.Errorf("read epoch file %s: %w", s.path, err)
+	}
+	var f epochFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("decode epoch file %s: %w", s.path, err)
+	}
+	s.epoch = f.Epoch
+	return s, nil
+}
+
+// current returns the highest epoch seen.
+func (s *epochStore) current() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.epoch
+}
+
+// observe accepts an instruction's epoch: a lower one is refused, a higher
+// one is made durable before observe returns.
+func (s *epochStore) observe(epoch uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if epoch < s.epoch {
+		return fmt.Errorf("%w: instruction carries epoch %d, but this agent has seen epoch %d", ErrStaleEpoch, epoch, s.epoch)
+	}
+	if epoch == s.epoch {
+		return nil
+	}
+	if err := writeFileSync(s.path, epochFile{Epoch: epoch}); err != nil {
+		return fmt.Errorf("persist epoch %d: %w", epoch, err)
+	}
+	s.epoch = epoch
+	return nil
+}
+
+// writeFileSync writes v as JSON to path atomically and durably: a temp
+// file, fsync, rename, fsync of the directory.
+func writeFileSync(path string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
+}

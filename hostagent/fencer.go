@@ -1,0 +1,69 @@
+package hostagent
+
+import (
+	"context"
+	"time"
+
+	"github.com/drplane/drplane/hostagent/driver"
+)
+
+// fencerInterval is how often the agent checks its lease. It bounds how
+// long a primary outlives its lease, so it is small against lease_ttl.
+const fencerInterval = 50 * time.Millisecond
+
+// runFencer fences every primary-role service once the lease lapses
+// (invariant 4). At boot the lease is the boot window, so an adopted
+// primary nobody vouches for is fenced too (invariant 5).
+func (a *Agent) runFencer(ctx context.Context) {
+	t := time.NewTicker(fencerInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if !a.lease.valid(time.Now()) {
+				a.fenceAll(ctx, "lease expired: no renewal from a leader within lease_ttl")
+			}
+		}
+	}
+}
+
+// fenceAll stops every service that runs in the primary role.
+func (a *Agent) fenceAll(ctx context.Context, reason string) (fenced []string) {
+	for _, name := range a.order {
+		svc := a.services[name]
+		st, err := svc.driver.Status(ctx)
+		switch {
+		case err != nil:
+			// A service whose role cannot be read may be a primary: stop
+			// it rather than risk two writers. A fenced one is already
+			// stopped.
+			if fenced, _ := svc.isFenced(); fenced {
+				continue
+			}
+			a.logger.Warn("fencing service whose status cannot be read", "service", name, "reason", reason, "error", err)
+		case st.Role != driver.RolePrimary:
+			continue
+		default:
+			a.logger.Warn("fencing service", "service", name, "reason", reason)
+		}
+		if err := a.fenceService(ctx, svc, reason, nil); err != nil {
+			a.logger.Error("failed to fence service", "service", name, "error", err)
+			continue
+		}
+		fenced = append(fenced, name)
+	}
+	return fenced
+}
+
+// fenceService stops one service and marks it fenced. Stopping a
+// PostgreSQL primary is its fence: a stopped primary accepts no writes,
+// and it is rejoined as a standby before it runs again.
+func (a *Agent) fenceService(ctx context.Context, svc *service, reason string, p driver.Progress) error {
+	svc.setFenced(true, reason)
+	if p == nil {
+		p = func(string, ...any) {}
+	}
+	return svc.driver.Stop(ctx, p)
+}

@@ -1,0 +1,218 @@
+package hostagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/drplane/drplane/internal/tlsutil"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// hostAgentEndpoint serves the HostAgent gRPC service.
+type hostAgentEndpoint struct {
+	pb.UnimplementedHostAgentServer
+	agent *Agent
+}
+
+// methodRoles says which certificate roles may call each method: only
+// servers (the leader) drive the agent; peer agents may only pull syncs.
+var methodRoles = map[string][]tlsutil.Role{
+	pb.HostAgent_Probe_FullMethodName:         {tlsutil.RoleServer},
+	pb.HostAgent_Execute_FullMethodName:       {tlsutil.RoleServer},
+	pb.HostAgent_SyncTunnel_FullMethodName:    {tlsutil.RoleAgent},
+	pb.HostAgent_ListSnapshots_FullMethodName: {tlsutil.RoleServer},
+}
+
+func (a *Agent) setupGRPC() {
+	a.grpcServer = grpc.NewServer(
+		grpc.Creds(a.tls.ServerCredentials(a.logger.Named("grpc"))),
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := a.authorize(ctx, info.FullMethod); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if err := a.authorize(ss.Context(), info.FullMethod); err != nil {
+				return err
+			}
+			return h(srv, ss)
+		}),
+	)
+	pb.RegisterHostAgentServer(a.grpcServer, &hostAgentEndpoint{agent: a})
+}
+
+func (a *Agent) authorize(ctx context.Context, method string) error {
+	id, err := tlsutil.IdentityFromContext(ctx)
+	if err != nil || !slices.Contains(methodRoles[method], id.Role) {
+		a.logger.Warn("refused request", "method", method, "caller", id.Name, "role", id.Role)
+		return status.Errorf(codes.PermissionDenied, "a %s certificate (%s) may not call %s", id.Role, id.Name, method)
+	}
+	return nil
+}
+
+// Probe reports the host and renews the lease when the caller leads an
+// epoch at least as new as the agent's and names this site active.
+func (e *hostAgentEndpoint) Probe(ctx context.Context, req *pb.ProbeRequest) (*pb.ProbeResponse, error) {
+	a := e.agent
+	if err := a.epoch.observe(req.GetEpoch()); err != nil {
+		return nil, toStatus(err)
+	}
+	a.mu.Lock()
+	a.activeSite, a.leaderID = req.GetActiveSite(), req.GetLeaderId()
+	a.mu.Unlock()
+	if req.GetActiveSite() == a.config.Site && req.GetLeaseTtlMs() > 0 {
+		a.lease.renew(time.Now(), time.Duration(req.GetLeaseTtlMs())*time.Millisecond, req.GetEpoch())
+	}
+	return a.probeResponse(ctx), nil
+}
+
+func (a *Agent) probeResponse(ctx context.Context) *pb.ProbeResponse {
+	now := time.Now()
+	valid, remaining, epoch, _ := a.lease.snapshot(now)
+	resp := &pb.ProbeResponse{
+		HostId: a.config.HostID, Site: a.config.Site, Epoch: a.epoch.current(),
+		Lease:     &pb.Lease{Valid: valid, Epoch: epoch, RemainingMs: uint64(remaining.Milliseconds()), ExpiresAt: timestamppb.New(now.Add(remaining))},
+		StartedAt: timestamppb.New(a.startedAt), Now: timestamppb.New(now),
+	}
+	for _, name := range a.order {
+		svc := a.services[name]
+		resp.Services = append(resp.Services, a.serviceStatus(ctx, svc))
+		if fenced, reason := svc.isFenced(); fenced {
+			resp.Fenced, resp.FenceReason = true, reason
+		}
+	}
+	resp.Syncs = a.syncStatuses()
+	return resp
+}
+
+// serviceStatus is one service's role, health and replication.
+func (a *Agent) serviceStatus(ctx context.Context, svc *service) *pb.ServiceStatus {
+	out := &pb.ServiceStatus{Name: svc.cfg.Name, Driver: svc.cfg.Driver, DependsOn: svc.cfg.DependsOn}
+	st, err := svc.status(ctx)
+	if err != nil {
+		out.Role, out.Message = "unknown", err.Error()
+		return out
+	}
+	out.Role, out.Message = string(st.Role), st.Message
+	out.Healthy = st.Role != "stopped" && st.Role != "fenced"
+	if svc.monitor != nil {
+		r := svc.monitor.Latest()
+		out.Healthy = out.Healthy && r.Healthy
+		if r.Err != "" {
+			out.Message = r.Err
+		}
+	}
+	if r := st.Replication; r != nil {
+		out.Replication = &pb.Replication{
+			Position: r.Position, ReceivePosition: r.ReceivePosition,
+			LagMs: uint64(r.Lag.Milliseconds()), LagBytes: r.LagBytes,
+		}
+		if !r.LastReplayAt.IsZero() {
+			out.Replication.LastReplayAt = timestamppb.New(r.LastReplayAt)
+		}
+	}
+	return out
+}
+
+// Execute runs one step at most once per (execution id, step id) and
+// streams its progress and result. The step runs on the agent's own
+// context: a leader that disconnects does not cancel it, and a re-sent
+// step attaches to it.
+func (e *hostAgentEndpoint) Execute(req *pb.ExecuteRequest, stream grpc.ServerStreamingServer[pb.ExecuteResponse]) error {
+	a := e.agent
+	run, err := a.prepareStep(req)
+	if err != nil {
+		a.logger.Warn("refused step", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "action", req.GetAction(), "target", req.GetTarget(), "error", err)
+		return toStatus(err)
+	}
+	if err := a.epoch.observe(req.GetEpoch()); err != nil {
+		return toStatus(err)
+	}
+	recorded, progress, owned, err := a.journal.begin(req.GetExecutionId(), req.GetStepId(), req.GetAction(), req.GetTarget())
+	if err != nil {
+		return toStatus(err)
+	}
+	if recorded != nil {
+		return stream.Send(&pb.ExecuteResponse{Event: &pb.ExecuteResponse_Result{Result: resultToProto(recorded, true)}})
+	}
+	if owned {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.runStep(req, run, progress)
+		}()
+	}
+	return follow(stream, progress)
+}
+
+// follow streams a run's progress lines and then its result.
+func follow(stream grpc.ServerStreamingServer[pb.ExecuteResponse], run *stepRun) error {
+	sent := 0
+	for {
+		lines, res, changed := run.since(sent)
+		for _, l := range lines {
+			if err := stream.Send(&pb.ExecuteResponse{Event: &pb.ExecuteResponse_Progress{Progress: l}}); err != nil {
+				return err
+			}
+		}
+		sent += len(lines)
+		if res != nil {
+			return stream.Send(&pb.ExecuteResponse{Event: &pb.ExecuteResponse_Result{Result: resultToProto(res, false)}})
+		}
+		select {
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		case <-changed:
+		}
+	}
+}
+
+func resultToProto(r *stepResult, replayed bool) *pb.StepResult {
+	return &pb.StepResult{
+		Ok: r.OK, Message: r.Message, Outputs: r.Outputs, Replayed: replayed,
+		StartedAt: timestamppb.New(r.StartedAt), EndedAt: timestamppb.New(r.EndedAt),
+	}
+}
+
+// SyncTunnel serves one rsync session to a peer agent.
+func (e *hostAgentEndpoint) SyncTunnel(stream grpc.BidiStreamingServer[pb.SyncTunnelRequest, pb.SyncTunnelResponse]) error {
+	return e.agent.serveSyncTunnel(stream)
+}
+
+// ListSnapshots lists the snapshots of declared snapshot blocks.
+func (e *hostAgentEndpoint) ListSnapshots(ctx context.Context, req *pb.ListSnapshotsRequest) (*pb.ListSnapshotsResponse, error) {
+	snaps, err := e.agent.listSnapshots(ctx, req.GetName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.ListSnapshotsResponse{Snapshots: snaps}, nil
+}
+
+// toStatus maps the agent's errors to gRPC codes the leader acts on.
+func toStatus(err error) error {
+	var invalid *invalidStepError
+	switch {
+	case errors.Is(err, ErrStaleEpoch):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.As(err, &invalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// invalidStepError is a step the agent refuses to run as asked.
+type invalidStepError struct{ reason string }
+
+func (e *invalidStepError) Error() string { return e.reason }
+
+func invalidStep(format string, args ...any) error {
+	return &invalidStepError{reason: fmt.Sprintf(format, args...)}
+}

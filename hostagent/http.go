@@ -1,0 +1,55 @@
+package hostagent
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/drplane/drplane/hostagent/driver"
+)
+
+// setupHTTP creates the HTTPS endpoint (mutual TLS, like every port):
+// GET /v1/role/<service> for load balancers and GET /v1/health.
+func (a *Agent) setupHTTP() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/role/{service}", a.handleRole)
+	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"host_id": a.config.HostID, "site": a.config.Site, "epoch": a.epoch.current()})
+	})
+	a.httpServer = &http.Server{Handler: mux, TLSConfig: a.tls.ServerConfig(), ReadHeaderTimeout: 5 * time.Second}
+}
+
+// handleRole answers 200 only where the service is primary here with a
+// valid lease (Patroni's /primary): a load balancer sends writes only to
+// the host that may accept them.
+func (a *Agent) handleRole(w http.ResponseWriter, r *http.Request) {
+	svc, ok := a.services[r.PathValue("service")]
+	if !ok {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": "service not declared on this host"})
+		return
+	}
+	st, err := svc.status(r.Context())
+	role := string(st.Role)
+	if err != nil {
+		role = "unknown"
+	}
+	now := time.Now()
+	valid, remaining, _, _ := a.lease.snapshot(now)
+	code := http.StatusServiceUnavailable
+	if err == nil && st.Role == driver.RolePrimary && valid {
+		code = http.StatusOK
+	}
+	writeJSON(w, code, map[string]any{
+		"service":          svc.cfg.Name,
+		"role":             role,
+		"epoch":            a.epoch.current(),
+		"lease_valid":      valid,
+		"lease_expires_at": now.Add(remaining).UTC().Format(time.RFC3339Nano),
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,167 @@
+package hostagent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+)
+
+// stepResult is the outcome of one step, as journaled and as streamed.
+type stepResult struct {
+	OK        bool              `json:"ok"`
+	Message   string            `json:"message"`
+	Outputs   map[string]string `json:"outputs,omitempty"`
+	StartedAt time.Time         `json:"started_at"`
+	EndedAt   time.Time         `json:"ended_at"`
+}
+
+// journalRecord is what the journal keeps per (execution id, step id).
+type journalRecord struct {
+	Action string      `json:"action"`
+	Target string      `json:"target"`
+	Done   bool        `json:"done"`
+	Result *stepResult `json:"result,omitempty"`
+}
+
+// validID keeps ids usable as file names and free of path tricks.
+var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// journal makes a step run at most once per (execution id, step id)
+// (invariant 3): the intent is written before the step runs and the result
+// after, both fsynced. A step re-sent while it runs attaches to the run in
+// progress; one re-sent after it ended gets the recorded result.
+type journal struct {
+	dir string
+
+	mu      sync.Mutex
+	running map[string]*stepRun
+}
+
+// stepRun is a step in progress that several streams may follow.
+type stepRun struct {
+	mu       sync.Mutex
+	progress []string
+	result   *stepResult
+	changed  chan struct{} // closed and replaced on every change
+}
+
+func newStepRun() *stepRun { return &stepRun{changed: make(chan struct{})} }
+
+// add appends a progress line and wakes the followers.
+func (r *stepRun) add(line string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.progress = append(r.progress, line)
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// finish records the result and wakes the followers for the last time.
+func (r *stepRun) finish(res *stepResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.result = res
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// since returns the progress lines from index i, the result if the run
+// ended, and a channel closed on the next change.
+func (r *stepRun) since(i int) ([]string, *stepResult, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var lines []string
+	if i < len(r.progress) {
+		lines = append(lines, r.progress[i:]...)
+	}
+	return lines, r.result, r.changed
+}
+
+func openJournal(dir string) (*journal, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create journal dir %s: %w", dir, err)
+	}
+	return &journal{dir: dir, running: map[string]*stepRun{}}, nil
+}
+
+func (j *journal) path(execID, stepID string) string {
+	return filepath.Join(j.dir, execID, stepID+".json")
+}
+
+// begin claims (execID, stepID). It returns the recorded result when the
+// step ended before, the run to attach to when it is in progress, or a new
+// run (owned=true) that the caller must execute and finish with end. A
+// step whose intent was journaled but whose result never was (the agent
+// died while it ran) is recorded as failed: running it again could do
+// twice what must happen once.
+func (j *journal) begin(execID, stepID, action, target string) (rec *stepResult, run *stepRun, owned bool, err error) {
+	if !validID.MatchString(execID) || !validID.MatchString(stepID) {
+		return nil, nil, false, fmt.Errorf("execution id %q and step id %q must match %s", execID, stepID, validID)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	key := execID + "/" + stepID
+	if run, ok := j.running[key]; ok {
+		return nil, run, false, nil
+	}
+	prev, err := j.read(execID, stepID)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if prev != nil {
+		if !prev.Done {
+			prev.Done = true
+			prev.Result = &stepResult{Message: "interrupted: the agent stopped while this step ran; its outcome is unknown", EndedAt: time.Now().UTC()}
+			if err := j.write(execID, stepID, prev); err != nil {
+				return nil, nil, false, err
+			}
+		}
+		return prev.Result, nil, false, nil
+	}
+	if err := j.write(execID, stepID, &journalRecord{Action: action, Target: target}); err != nil {
+		return nil, nil, false, err
+	}
+	run = newStepRun()
+	j.running[key] = run
+	return nil, run, true, nil
+}
+
+// end journals the result of a run begun by this agent and releases it.
+func (j *journal) end(execID, stepID, action, target string, run *stepRun, res *stepResult) error {
+	err := j.write(execID, stepID, &journalRecord{Action: action, Target: target, Done: true, Result: res})
+	run.finish(res)
+	j.mu.Lock()
+	delete(j.running, execID+"/"+stepID)
+	j.mu.Unlock()
+	return err
+}
+
+func (j *journal) read(execID, stepID string) (*journalRecord, error) {
+	data, err := os.ReadFile(j.path(execID, stepID))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read journal for %s/%s: %w", execID, stepID, err)
+	}
+	var rec journalRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, fmt.Errorf("decode journal for %s/%s: %w", execID, stepID, err)
+	}
+	return &rec, nil
+}
+
+func (j *journal) write(execID, stepID string, rec *journalRecord) error {
+	if err := os.MkdirAll(filepath.Join(j.dir, execID), 0o700); err != nil {
+		return fmt.Errorf("create journal dir for %s: %w", execID, err)
+	}
+	if err := writeFileSync(j.path(execID, stepID), rec); err != nil {
+		return fmt.Errorf("journal %s/%s: %w", execID, stepID, err)
+	}
+	return nil
+}

@@ -1,0 +1,50 @@
+package hostagent
+
+import (
+	"sync"
+	"time"
+)
+
+// lease is this host's right to keep services in the primary role
+// (DESIGN.md sections 4 and 5). It starts when a renewal arrives, on the
+// agent's own monotonic clock, and runs for the TTL the leader granted. At
+// boot the agent behaves as if a lease had been granted at start, so an
+// adopted primary is fenced unless a leader renews within one TTL
+// (invariant 5).
+type lease struct {
+	mu        sync.Mutex
+	expiresAt time.Time // monotonic reading; zero never
+	epoch     uint64
+	granted   bool // a leader (not boot) granted the current lease
+}
+
+func newBootLease(now time.Time, ttl time.Duration) *lease {
+	return &lease{expiresAt: now.Add(ttl)}
+}
+
+// renew extends the lease to now+ttl; it never shortens one.
+func (l *lease) renew(now time.Time, ttl time.Duration, epoch uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if exp := now.Add(ttl); exp.After(l.expiresAt) {
+		l.expiresAt = exp
+	}
+	l.epoch, l.granted = epoch, true
+}
+
+// valid reports whether the lease runs at now.
+func (l *lease) valid(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return now.Before(l.expiresAt)
+}
+
+// snapshot returns the lease for reports.
+func (l *lease) snapshot(now time.Time) (valid bool, remaining time.Duration, epoch uint64, granted bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Before(l.expiresAt) {
+		remaining = l.expiresAt.Sub(now)
+	}
+	return remaining > 0, remaining, l.epoch, l.granted
+}

@@ -1,0 +1,63 @@
+package hostagent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/drplane/drplane/internal/tlsutil"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+)
+
+// registerRetry is the pause between registration attempts.
+const registerRetry = time.Second
+
+// register records this agent and its declared services with the control
+// plane, trying each configured server in turn until one accepts (a
+// follower forwards the write to the leader).
+func (a *Agent) register(ctx context.Context) {
+	req := &pb.RegisterAgentRequest{Write: &pb.WriteOptions{RequestId: uuid.NewString()}, Agent: a.registration()}
+	for attempt := 0; ; attempt++ {
+		addr := a.config.Servers[attempt%len(a.config.Servers)]
+		err := a.registerWith(ctx, addr, req)
+		if err == nil {
+			a.logger.Info("registered with control plane", "server", addr)
+			return
+		}
+		a.logger.Warn("failed to register", "server", addr, "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(registerRetry):
+		}
+	}
+}
+
+func (a *Agent) registerWith(ctx context.Context, addr string, req *pb.RegisterAgentRequest) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(a.tls.ClientCredentials(tlsutil.RoleServer)))
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = pb.NewControlPlaneClient(conn).RegisterAgent(ctx, req)
+	return err
+}
+
+// registration is the agent's record: host, site, address and services.
+func (a *Agent) registration() *pb.Agent {
+	ag := &pb.Agent{HostId: a.config.HostID, Site: a.config.Site, Address: a.config.Advertise}
+	// Without an explicit advertise address the listener's real address
+	// counts, which also resolves a configured port 0.
+	if ag.Address == "" || ag.Address == a.config.Listen {
+		ag.Address = a.listener.Addr().String()
+	}
+	for _, name := range a.order {
+		sc := a.services[name].cfg
+		ag.Services = append(ag.Services, &pb.Service{Name: sc.Name, Driver: sc.Driver, DependsOn: sc.DependsOn})
+	}
+	return ag
+}

@@ -1,0 +1,97 @@
+package hostagent
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+
+	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/hostagent/health"
+	"github.com/drplane/drplane/internal/config"
+	"github.com/hashicorp/go-hclog"
+)
+
+// service is one declared service: its driver, its health monitor, and
+// whether the agent fenced it.
+type service struct {
+	cfg     config.ServiceConfig
+	driver  driver.Driver
+	monitor *health.Monitor // nil without a health block
+
+	mu          sync.Mutex
+	fenced      bool
+	fenceReason string
+}
+
+func (s *service) setFenced(fenced bool, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fenced, s.fenceReason = fenced, reason
+}
+
+func (s *service) isFenced() (bool, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fenced, s.fenceReason
+}
+
+// DriverFactory builds the driver for a declared service; tests inject
+// fakes.
+type DriverFactory func(cfg config.ServiceConfig, stateDir string, logger hclog.Logger) (driver.Driver, error)
+
+// NewDriver builds the real driver a service's config names.
+func NewDriver(cfg config.ServiceConfig, stateDir string, logger hclog.Logger) (driver.Driver, error) {
+	switch cfg.Driver {
+	case config.DriverProcess:
+		d, err := driver.NewProcess(driver.ProcessConfig{
+			Name: cfg.Name, Command: cfg.Command, Env: cfg.Env, Dir: cfg.Dir,
+			StopTimeout: cfg.StopTimeout, Restart: cfg.Restart, RunAs: cfg.RunAs,
+			LogFile: filepath.Join(stateDir, cfg.Name+".log"), StateDir: stateDir,
+		}, logger)
+		if err != nil {
+			// Returning d itself would hand back a non-nil interface
+			// holding a nil pointer.
+			return nil, err
+		}
+		return d, nil
+	case config.DriverSystemd:
+		return driver.NewSystemd(driver.SystemdConfig{Name: cfg.Name, Unit: cfg.Unit, Timeout: cfg.StopTimeout}, logger), nil
+	case config.DriverPostgres:
+		d, err := driver.NewPostgres(driver.PostgresConfig{
+			Name: cfg.Name, DataDir: cfg.DataDir, Port: cfg.Port, BinDir: cfg.BinDir, RunAs: cfg.RunAs,
+			StopTimeout: cfg.StopTimeout, LogFile: filepath.Join(stateDir, cfg.Name+".log"),
+		}, logger)
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	}
+	return nil, fmt.Errorf("service %s: unknown driver %q", cfg.Name, cfg.Driver)
+}
+
+// newHealthCheck builds a service's health check from its config.
+func newHealthCheck(h *config.HealthConfig) health.Check {
+	switch {
+	case h.HTTP != "":
+		return health.NewHTTP(h.HTTP, h.Timeout)
+	case h.TCP != "":
+		return health.NewTCP(h.TCP, h.Timeout)
+	case len(h.Exec) > 0:
+		return health.NewExec(h.Exec, h.Timeout)
+	}
+	return health.NewSQL(h.SQL, h.Query, h.Timeout)
+}
+
+// role is the service's role as reported: a fenced service that is not
+// running reports fenced.
+func (s *service) status(ctx context.Context) (driver.Status, error) {
+	st, err := s.driver.Status(ctx)
+	if err != nil {
+		return st, err
+	}
+	if fenced, reason := s.isFenced(); fenced && st.Role == driver.RoleStopped {
+		st.Role, st.Message = driver.RoleFenced, reason
+	}
+	return st, nil
+}

@@ -1,0 +1,203 @@
+package hostagent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/drplane/drplane/hostagent/driver"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+)
+
+// defaultStepTimeout bounds a step that names no timeout.
+const defaultStepTimeout = 10 * time.Minute
+
+// stepFunc runs one action; outputs are returned to the leader.
+type stepFunc func(ctx context.Context, p driver.Progress) (outputs map[string]string, err error)
+
+// prepareStep checks a step against the agent's own configuration and
+// returns what will run. Every target must be declared in this agent's
+// config; arguments are data and never become a command line.
+func (a *Agent) prepareStep(req *pb.ExecuteRequest) (stepFunc, error) {
+	if req.GetExecutionId() == "" || req.GetStepId() == "" {
+		return nil, invalidStep("malformed step: execution_id and step_id are required")
+	}
+	switch req.GetAction() {
+	case "start", "stop", "promote", "demote", "check":
+		svc, err := a.declaredService(req)
+		if err != nil {
+			return nil, err
+		}
+		return a.serviceStep(req, svc)
+	case "fence":
+		return a.fenceStep(req)
+	case "hook":
+		return a.hookStep(req)
+	case "snapshot", "restore":
+		return a.snapshotStep(req)
+	case "rsync":
+		return a.rsyncStep(req)
+	case "":
+		return nil, invalidStep("malformed step: action is empty")
+	}
+	return nil, invalidStep("unknown action %q; expected start, stop, promote, demote, fence, snapshot, restore, rsync, check or hook", req.GetAction())
+}
+
+func (a *Agent) declaredService(req *pb.ExecuteRequest) (*service, error) {
+	svc, ok := a.services[req.GetTarget()]
+	if !ok {
+		return nil, invalidStep("%s: service %q is not declared in this agent's config (services: %v)", req.GetAction(), req.GetTarget(), a.order)
+	}
+	return svc, nil
+}
+
+// serviceStep returns the step for a driver action on svc.
+func (a *Agent) serviceStep(req *pb.ExecuteRequest, svc *service) (stepFunc, error) {
+	epoch := req.GetEpoch()
+	switch req.GetAction() {
+	case "start":
+		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
+			return nil, a.startService(ctx, svc, epoch, p)
+		}, nil
+	case "stop":
+		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
+			return nil, svc.driver.Stop(ctx, p)
+		}, nil
+	case "check":
+		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
+			return nil, a.checkService(ctx, svc, p)
+		}, nil
+	}
+	promoter, ok := svc.driver.(driver.Promoter)
+	if !ok {
+		return nil, invalidStep("%s: service %q (driver %s) cannot be promoted or demoted", req.GetAction(), svc.cfg.Name, svc.cfg.Driver)
+	}
+	if req.GetAction() == "promote" {
+		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
+			a.vouch(epoch, svc)
+			pos, err := promoter.Promote(ctx, p)
+			return map[string]string{"position": pos}, err
+		}, nil
+	}
+	up, err := upstreamArgs(req.GetArgs())
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
+		return nil, promoter.Demote(ctx, up, p)
+	}, nil
+}
+
+// upstreamArgs reads a demote step's upstream_host and upstream_port.
+func upstreamArgs(args map[string]string) (driver.Upstream, error) {
+	host, portStr := args["upstream_host"], args["upstream_port"]
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 || port > 65535 {
+		return driver.Upstream{}, invalidStep("demote: upstream_port %q is not a port", portStr)
+	}
+	if host == "" || (net.ParseIP(host) == nil && !validHostname(host)) {
+		return driver.Upstream{}, invalidStep("demote: upstream_host %q is not an IP address or host name", host)
+	}
+	return driver.Upstream{Host: host, Port: port}, nil
+}
+
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, r := range h {
+		if !(r == '-' || r == '.' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')) {
+			return false
+		}
+	}
+	return true
+}
+
+// vouch treats a leader's instruction to make svc primary as a lease
+// grant: the leader of a current epoch just said so. It also lifts the
+// service's fence.
+func (a *Agent) vouch(epoch uint64, svc *service) {
+	a.lease.renew(time.Now(), a.config.LeaseTTL, epoch)
+	svc.setFenced(false, "")
+}
+
+// startService starts svc and, when it has a health check, waits until it
+// passes: a start step succeeds only for a service that serves.
+func (a *Agent) startService(ctx context.Context, svc *service, epoch uint64, p driver.Progress) error {
+	a.vouch(epoch, svc)
+	if err := svc.driver.Start(ctx, p); err != nil {
+		return err
+	}
+	if svc.monitor == nil {
+		return nil
+	}
+	p("waiting for %s to pass its health check", svc.cfg.Name)
+	return svc.monitor.WaitHealthy(ctx)
+}
+
+// checkService runs the service's health check once, or requires it to
+// run when it has none.
+func (a *Agent) checkService(ctx context.Context, svc *service, p driver.Progress) error {
+	st, err := svc.status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Role != driver.RolePrimary && st.Role != driver.RoleStandby {
+		return fmt.Errorf("service %s is %s", svc.cfg.Name, st.Role)
+	}
+	if svc.monitor == nil {
+		p("service %s is %s (no health check declared)", svc.cfg.Name, st.Role)
+		return nil
+	}
+	if err := newHealthCheck(svc.cfg.Health).Check(ctx); err != nil {
+		return fmt.Errorf("health check of %s failed: %w", svc.cfg.Name, err)
+	}
+	p("service %s is %s and healthy", svc.cfg.Name, st.Role)
+	return nil
+}
+
+// fenceStep fences one declared service, or every primary-role service
+// when the target is empty.
+func (a *Agent) fenceStep(req *pb.ExecuteRequest) (stepFunc, error) {
+	reason := "fenced by the leader (execution " + req.GetExecutionId() + ")"
+	if req.GetTarget() == "" {
+		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
+			fenced := a.fenceAll(ctx, reason)
+			p("fenced %d primary-role services: %v", len(fenced), fenced)
+			return nil, nil
+		}, nil
+	}
+	svc, err := a.declaredService(req)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
+		return nil, a.fenceService(ctx, svc, reason, p)
+	}, nil
+}
+
+// runStep executes a prepared step under its timeout and journals the
+// result.
+func (a *Agent) runStep(req *pb.ExecuteRequest, fn stepFunc, run *stepRun) {
+	timeout := time.Duration(req.GetTimeoutMs()) * time.Millisecond
+	if timeout <= 0 {
+		timeout = defaultStepTimeout
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, timeout)
+	defer cancel()
+	res := &stepResult{StartedAt: time.Now().UTC()}
+	a.logger.Info("running step", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "action", req.GetAction(), "target", req.GetTarget())
+	outputs, err := fn(ctx, func(format string, args ...any) { run.add(fmt.Sprintf(format, args...)) })
+	res.EndedAt, res.Outputs = time.Now().UTC(), outputs
+	if err != nil {
+		res.Message = fmt.Sprintf("%s %s failed: %v", req.GetAction(), req.GetTarget(), err)
+	} else {
+		res.OK, res.Message = true, fmt.Sprintf("%s %s done", req.GetAction(), req.GetTarget())
+	}
+	a.logger.Info("step ended", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "ok", res.OK, "message", res.Message)
+	if err := a.journal.end(req.GetExecutionId(), req.GetStepId(), req.GetAction(), req.GetTarget(), run, res); err != nil {
+		a.logger.Error("failed to journal step result", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "error", err)
+	}
+}

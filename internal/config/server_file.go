@@ -1,0 +1,151 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// rawServer is the server file's shape as gohcl decodes it. Durations stay
+// strings until parseDuration reads them with their positions; pointers
+// tell an absent key from a zero one.
+type rawServer struct {
+	NodeID          string       `hcl:"node_id"`
+	Site            string       `hcl:"site"`
+	DataDir         string       `hcl:"data_dir"`
+	BindAddr        string       `hcl:"bind_addr,optional"`
+	AdvertiseAddr   string       `hcl:"advertise_addr,optional"`
+	Ports           *rawPorts    `hcl:"ports,block"`
+	BootstrapExpect int          `hcl:"bootstrap_expect,optional"`
+	RetryJoin       []string     `hcl:"retry_join,optional"`
+	RetryInterval   string       `hcl:"retry_interval,optional"`
+	RaftMultiplier  *int         `hcl:"raft_multiplier,optional"`
+	LogLevel        string       `hcl:"log_level,optional"`
+	TLS             *rawTLS      `hcl:"tls,block"`
+	Sites           []rawSite    `hcl:"site,block"`
+	Failover        *rawFailover `hcl:"failover,block"`
+}
+
+type rawPorts struct {
+	GRPC *int `hcl:"grpc,optional"`
+	Raft *int `hcl:"raft,optional"`
+	HTTP *int `hcl:"http,optional"`
+}
+
+type rawSite struct {
+	Name   string `hcl:"name,label"`
+	Kind   string `hcl:"kind"`
+	Active bool   `hcl:"active,optional"`
+}
+
+type rawFailover struct {
+	Automatic       bool   `hcl:"automatic,optional"`
+	ProbeInterval   string `hcl:"probe_interval,optional"`
+	ProbeTimeout    string `hcl:"probe_timeout,optional"`
+	LeaseTTL        string `hcl:"lease_ttl,optional"`
+	FailoverTimeout string `hcl:"failover_timeout,optional"`
+	ClockSkewMargin string `hcl:"clock_skew_margin,optional"`
+}
+
+// LoadServerConfig reads and validates a server configuration file. It
+// returns either a complete, valid config or an error; a file's problems
+// come as one *Error.
+func LoadServerConfig(path string) (*ServerConfig, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read server config: %w", err)
+	}
+	return ParseServerConfig(src, path)
+}
+
+// ParseServerConfig parses and validates src as the file filename; relative
+// paths in it are resolved against filename's directory.
+func ParseServerConfig(src []byte, filename string) (*ServerConfig, error) {
+	var raw rawServer
+	body, d := decodeFile(src, filename, &raw)
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	cfg := (&serverValidator{d: d, body: body, file: filename}).build(&raw)
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	cfg.AdvertiseAddr = cfg.advertiseAddr()
+	return cfg, nil
+}
+
+// serverValidator turns a decoded file into a ServerConfig, recording
+// every problem at its position.
+type serverValidator struct {
+	d    *diagnostics
+	body *hclsyntax.Body
+	file string
+}
+
+// build fills the defaults with the file's values and validates the result.
+func (v *serverValidator) build(raw *rawServer) *ServerConfig {
+	cfg := DefaultServerConfig()
+	v.scalars(raw, cfg)
+	v.ports(raw.Ports, &cfg.Ports)
+	v.tls(raw.TLS, &cfg.TLS)
+	for _, s := range raw.Sites {
+		cfg.Sites = append(cfg.Sites, SiteConfig(s))
+	}
+	v.failover(raw.Failover, &cfg.Failover)
+	var p problems
+	cfg.validate(&p)
+	v.d.place(v.body, p)
+	return cfg
+}
+
+// scalars copies the top-level keys, keeping defaults for absent ones.
+func (v *serverValidator) scalars(raw *rawServer, cfg *ServerConfig) {
+	cfg.NodeID, cfg.Site = raw.NodeID, raw.Site
+	cfg.DataDir = resolvePath(v.file, raw.DataDir)
+	if raw.BindAddr != "" {
+		cfg.BindAddr = raw.BindAddr
+	}
+	cfg.AdvertiseAddr = raw.AdvertiseAddr
+	cfg.BootstrapExpect, cfg.RetryJoin = raw.BootstrapExpect, raw.RetryJoin
+	cfg.RetryInterval = v.d.parseDuration(attrRange(v.body, "retry_interval"), "retry_interval", raw.RetryInterval, cfg.RetryInterval)
+	if raw.RaftMultiplier != nil {
+		cfg.RaftMultiplier = *raw.RaftMultiplier
+	}
+	if raw.LogLevel != "" {
+		cfg.LogLevel = raw.LogLevel
+	}
+}
+
+// ports copies the ports that the file sets.
+func (v *serverValidator) ports(raw *rawPorts, p *PortsConfig) {
+	if raw == nil {
+		return
+	}
+	for _, f := range []struct {
+		dst *int
+		val *int
+	}{{&p.GRPC, raw.GRPC}, {&p.Raft, raw.Raft}, {&p.HTTP, raw.HTTP}} {
+		if f.val != nil {
+			*f.dst = *f.val
+		}
+	}
+}
+
+// failover copies the failover block, parsing its durations.
+func (v *serverValidator) failover(raw *rawFailover, f *FailoverConfig) {
+	if raw == nil {
+		return
+	}
+	body := blockBody(v.body, "failover")
+	dur := func(name, val string, def time.Duration) time.Duration {
+		return v.d.parseDuration(attrRange(body, name), "failover."+name, val, def)
+	}
+	f.Automatic = raw.Automatic
+	f.ProbeInterval = dur("probe_interval", raw.ProbeInterval, f.ProbeInterval)
+	f.ProbeTimeout = dur("probe_timeout", raw.ProbeTimeout, f.ProbeTimeout)
+	f.LeaseTTL = dur("lease_ttl", raw.LeaseTTL, f.LeaseTTL)
+	f.FailoverTimeout = dur("failover_timeout", raw.FailoverTimeout, f.FailoverTimeout)
+	f.ClockSkewMargin = dur("clock_skew_margin", raw.ClockSkewMargin, f.ClockSkewMargin)
+}
