@@ -305,17 +305,19 @@ func writeRequest(ctx context.Context, w *pb.WriteOptions, self string) structs.
 }
 
 func agentFromProto(a *pb.Agent) structs.Agent {
-	out := structs.Agent{HostID: a.GetHostId(), Site: a.GetSite(), Address: a.GetAddress()}
+	out := structs.Agent{HostID: a.GetHostId(), Site: a.GetSite(), Address: a.GetAddress(),
+		Syncs: a.GetSyncs(), Snapshots: a.GetSnapshots(), Hooks: a.GetHooks()}
 	for _, svc := range a.GetServices() {
-		out.Services = append(out.Services, structs.Service{Name: svc.GetName(), Driver: svc.GetDriver(), DependsOn: svc.GetDependsOn()})
+		out.Services = append(out.Services, structs.Service{Name: svc.GetName(), Driver: svc.GetDriver(), DependsOn: svc.GetDependsOn(), Port: int(svc.GetPort()), Promotable: svc.GetPromotable()})
 	}
 	return out
 }
 
 func agentToProto(a structs.Agent) *pb.Agent {
-	out := &pb.Agent{HostId: a.HostID, Site: a.Site, Address: a.Address, RegisteredAt: timestamppb.New(a.RegisteredAt)}
+	out := &pb.Agent{HostId: a.HostID, Site: a.Site, Address: a.Address, RegisteredAt: timestamppb.New(a.RegisteredAt),
+		Syncs: a.Syncs, Snapshots: a.Snapshots, Hooks: a.Hooks}
 	for _, svc := range a.Services {
-		out.Services = append(out.Services, &pb.Service{Name: svc.Name, Driver: svc.Driver, DependsOn: svc.DependsOn})
+		out.Services = append(out.Services, &pb.Service{Name: svc.Name, Driver: svc.Driver, DependsOn: svc.DependsOn, Port: int32(svc.Port), Promotable: svc.Promotable})
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/google/uuid"
@@ -57,7 +58,18 @@ func (a *Agent) registration() *pb.Agent {
 	}
 	for _, name := range a.order {
 		sc := a.services[name].cfg
-		ag.Services = append(ag.Services, &pb.Service{Name: sc.Name, Driver: sc.Driver, DependsOn: sc.DependsOn})
+		_, promotable := a.services[name].driver.(driver.Promoter)
+		ag.Services = append(ag.Services, &pb.Service{Name: sc.Name, Driver: sc.Driver, DependsOn: sc.DependsOn,
+			Port: int32(sc.Port), Promotable: promotable})
+	}
+	for _, s := range a.config.Syncs {
+		ag.Syncs = append(ag.Syncs, s.Name)
+	}
+	for _, s := range a.config.Snapshots {
+		ag.Snapshots = append(ag.Snapshots, s.Name)
+	}
+	for _, h := range a.config.Hooks {
+		ag.Hooks = append(ag.Hooks, h.Name)
 	}
 	return ag
 }

@@ -115,6 +115,10 @@ type Service struct {
 	Name      string   `json:"name"`
 	Driver    string   `json:"driver"`
 	DependsOn []string `json:"depends_on,omitempty"`
+	// Port is where the service listens (PostgreSQL's port); 0 if none.
+	Port int `json:"port,omitempty"`
+	// Promotable is true for data services with a primary and standbys.
+	Promotable bool `json:"promotable,omitempty"`
 }
 
 // Agent is a registered host agent.
@@ -123,6 +127,9 @@ type Agent struct {
 	Site         string    `json:"site"`
 	Address      string    `json:"address"`
 	Services     []Service `json:"services,omitempty"`
+	Syncs        []string  `json:"syncs,omitempty"`
+	Snapshots    []string  `json:"snapshots,omitempty"`
+	Hooks        []string  `json:"hooks,omitempty"`
 	RegisteredAt time.Time `json:"registered_at"`
 }
 

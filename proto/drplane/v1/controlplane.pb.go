@@ -587,10 +587,14 @@ func (x *Server) GetLastIndex() uint64 {
 }
 
 type Service struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Driver        string                 `protobuf:"bytes,2,opt,name=driver,proto3" json:"driver,omitempty"`
-	DependsOn     []string               `protobuf:"bytes,3,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Driver    string                 `protobuf:"bytes,2,opt,name=driver,proto3" json:"driver,omitempty"`
+	DependsOn []string               `protobuf:"bytes,3,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	// port is where the service listens (PostgreSQL's port); 0 if none.
+	Port int32 `protobuf:"varint,4,opt,name=port,proto3" json:"port,omitempty"`
+	// promotable is true for data services with a primary and standbys.
+	Promotable    bool `protobuf:"varint,5,opt,name=promotable,proto3" json:"promotable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -646,6 +650,20 @@ func (x *Service) GetDependsOn() []string {
 	return nil
 }
 
+func (x *Service) GetPort() int32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *Service) GetPromotable() bool {
+	if x != nil {
+		return x.Promotable
+	}
+	return false
+}
+
 type Agent struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	HostId string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
@@ -656,7 +674,12 @@ type Agent struct {
 	RegisteredAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
 	// probe is the leader's latest observation of the agent; it is not
 	// replicated and is empty on answers from a follower's local state.
-	Probe         *AgentProbe `protobuf:"bytes,6,opt,name=probe,proto3" json:"probe,omitempty"`
+	Probe *AgentProbe `protobuf:"bytes,6,opt,name=probe,proto3" json:"probe,omitempty"`
+	// syncs, snapshots and hooks are the names of the agent's declared
+	// sync, snapshot and hook blocks, which plans may use.
+	Syncs         []string `protobuf:"bytes,7,rep,name=syncs,proto3" json:"syncs,omitempty"`
+	Snapshots     []string `protobuf:"bytes,8,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	Hooks         []string `protobuf:"bytes,9,rep,name=hooks,proto3" json:"hooks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -729,6 +752,27 @@ func (x *Agent) GetRegisteredAt() *timestamppb.Timestamp {
 func (x *Agent) GetProbe() *AgentProbe {
 	if x != nil {
 		return x.Probe
+	}
+	return nil
+}
+
+func (x *Agent) GetSyncs() []string {
+	if x != nil {
+		return x.Syncs
+	}
+	return nil
+}
+
+func (x *Agent) GetSnapshots() []string {
+	if x != nil {
+		return x.Snapshots
+	}
+	return nil
+}
+
+func (x *Agent) GetHooks() []string {
+	if x != nil {
+		return x.Hooks
 	}
 	return nil
 }
@@ -2026,19 +2070,26 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\x05state\x18\x05 \x01(\tR\x05state\x12\x14\n" +
 	"\x05voter\x18\x06 \x01(\bR\x05voter\x12\x1d\n" +
 	"\n" +
-	"last_index\x18\a \x01(\x04R\tlastIndex\"T\n" +
+	"last_index\x18\a \x01(\x04R\tlastIndex\"\x88\x01\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06driver\x18\x02 \x01(\tR\x06driver\x12\x1d\n" +
 	"\n" +
-	"depends_on\x18\x03 \x03(\tR\tdependsOn\"\xee\x01\n" +
+	"depends_on\x18\x03 \x03(\tR\tdependsOn\x12\x12\n" +
+	"\x04port\x18\x04 \x01(\x05R\x04port\x12\x1e\n" +
+	"\n" +
+	"promotable\x18\x05 \x01(\bR\n" +
+	"promotable\"\xb8\x02\n" +
 	"\x05Agent\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12/\n" +
 	"\bservices\x18\x04 \x03(\v2\x13.drplane.v1.ServiceR\bservices\x12?\n" +
 	"\rregistered_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAt\x12,\n" +
-	"\x05probe\x18\x06 \x01(\v2\x16.drplane.v1.AgentProbeR\x05probe\"\xfe\x02\n" +
+	"\x05probe\x18\x06 \x01(\v2\x16.drplane.v1.AgentProbeR\x05probe\x12\x14\n" +
+	"\x05syncs\x18\a \x03(\tR\x05syncs\x12\x1c\n" +
+	"\tsnapshots\x18\b \x03(\tR\tsnapshots\x12\x14\n" +
+	"\x05hooks\x18\t \x03(\tR\x05hooks\"\xfe\x02\n" +
 	"\n" +
 	"AgentProbe\x12\x1c\n" +
 	"\treachable\x18\x01 \x01(\bR\treachable\x127\n" +
