@@ -45,6 +45,9 @@ type Factory struct {
 	IO IOStreams
 	// ControlPlane returns a client and a function that closes it.
 	ControlPlane func() (pb.ControlPlaneClient, func(), error)
+	// IsTerminal reports whether IO.In is a terminal an operator can
+	// answer a confirmation on.
+	IsTerminal func() bool
 
 	addr, caCert, clientCert, clientKey string
 }
@@ -54,6 +57,10 @@ type Factory struct {
 func NewFactory() *Factory {
 	f := &Factory{IO: IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}}
 	f.ControlPlane = f.dialControlPlane
+	f.IsTerminal = func() bool {
+		fi, err := os.Stdin.Stat()
+		return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	}
 	return f
 }
 

@@ -27,6 +27,15 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newCmdMembers(f, nil),
 		newCmdTLS(f),
 		newCmdSnapshot(f),
+		newCmdFailover(f),
+		newCmdSwitchover(f),
+		newCmdFailback(f),
+		newCmdDrill(f),
+		newCmdApprove(f),
+		newCmdCancel(f),
+		newCmdHistory(f),
+		newCmdReport(f),
+		newCmdPlan(f),
 	)
 	return root
 }

@@ -27,6 +27,11 @@ var methodRoles = map[string][]tlsutil.Role{
 	pb.ControlPlane_JoinCluster_FullMethodName:       {tlsutil.RoleServer},
 	pb.ControlPlane_RunHostStep_FullMethodName:       {tlsutil.RoleServer, tlsutil.RoleCLI},
 	pb.ControlPlane_ListHostSnapshots_FullMethodName: {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.ControlPlane_StartExecution_FullMethodName:    {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.ControlPlane_GetExecution_FullMethodName:      {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.ControlPlane_ListExecutions_FullMethodName:    {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.ControlPlane_ApproveExecution_FullMethodName:  {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.ControlPlane_CancelExecution_FullMethodName:   {tlsutil.RoleServer, tlsutil.RoleCLI},
 }
 
 // authorize is a unary interceptor that refuses callers whose certificate

@@ -73,6 +73,13 @@ func testSites(n int) []string {
 // leader. Everything is stopped in t.Cleanup.
 func newTestCluster(t testing.TB, n int) *testCluster {
 	t.Helper()
+	return newTestClusterWith(t, n, nil)
+}
+
+// newTestClusterWith is newTestCluster with each server's configuration
+// adjusted by configure.
+func newTestClusterWith(t testing.TB, n int, configure func(*config.ServerConfig)) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t, tlsDir: t.TempDir()}
 	require.NoError(t, tlsutil.CreateCA(c.tlsDir))
 	_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: c.tlsDir, Name: "ops", Role: tlsutil.RoleCLI})
@@ -99,6 +106,9 @@ func newTestCluster(t testing.TB, n int) *testCluster {
 			if j != i {
 				cfg.RetryJoin = append(cfg.RetryJoin, a)
 			}
+		}
+		if configure != nil {
+			configure(cfg)
 		}
 		ts := &testServer{cfg: cfg, logs: &lockedBuffer{}}
 		c.servers = append(c.servers, ts)

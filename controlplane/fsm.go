@@ -26,13 +26,18 @@ type fsmState struct {
 	Servers     map[string]structs.Server `json:"servers"`
 	Audit       []structs.AuditEntry      `json:"audit"`
 	Requests    requestTable              `json:"requests"`
+	// Executions are every plan run, by id; ExecutionOrder lists their
+	// ids oldest first.
+	Executions     map[string]*structs.Execution `json:"executions"`
+	ExecutionOrder []string                      `json:"execution_order"`
 }
 
 func newFSMState() *fsmState {
 	return &fsmState{
 		Agents:   map[string]structs.Agent{},
-		Servers:  map[string]structs.Server{},
-		Requests: requestTable{Results: map[string]structs.ApplyResult{}},
+		Servers:    map[string]structs.Server{},
+		Requests:   requestTable{Results: map[string]structs.ApplyResult{}},
+		Executions: map[string]*structs.Execution{},
 	}
 }
 
@@ -43,11 +48,27 @@ type FSM struct {
 
 	mu    sync.RWMutex
 	state *fsmState
+	// changed is closed and replaced after every applied entry, so the
+	// executor can wait for an approval or a cancel without polling.
+	changed chan struct{}
 }
 
 // NewFSM returns an empty FSM.
 func NewFSM(logger hclog.Logger) *FSM {
-	return &FSM{logger: logger.Named("fsm"), state: newFSMState()}
+	return &FSM{logger: logger.Named("fsm"), state: newFSMState(), changed: make(chan struct{})}
+}
+
+// watch returns a channel closed at the next change of the state.
+func (f *FSM) watch() <-chan struct{} {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.changed
+}
+
+// notifyLocked wakes the watchers of the state.
+func (f *FSM) notifyLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
 }
 
 // Apply applies one committed log entry. A decode failure panics: it means a
@@ -61,6 +82,7 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	defer f.notifyLocked()
 	switch msgType {
 	case structs.InitSitesRequestType:
 		return applyCommand(f, buf, l.Index, &structs.InitSitesRequest{}, f.applyInitSites)
@@ -76,6 +98,16 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return applyCommand(f, buf, l.Index, &structs.RemoveServerRequest{}, f.applyRemoveServer)
 	case structs.AuditRequestType:
 		return applyCommand(f, buf, l.Index, &structs.AuditRequest{}, f.applyAudit)
+	case structs.StartExecutionRequestType:
+		return applyCommand(f, buf, l.Index, &structs.StartExecutionRequest{}, f.applyStartExecution)
+	case structs.StepUpdateRequestType:
+		return applyCommand(f, buf, l.Index, &structs.StepUpdateRequest{}, f.applyStepUpdate)
+	case structs.ApproveStepRequestType:
+		return applyCommand(f, buf, l.Index, &structs.ApproveStepRequest{}, f.applyApproveStep)
+	case structs.CancelExecutionRequestType:
+		return applyCommand(f, buf, l.Index, &structs.CancelExecutionRequest{}, f.applyCancelExecution)
+	case structs.FinishExecutionRequestType:
+		return applyCommand(f, buf, l.Index, &structs.FinishExecutionRequest{}, f.applyFinishExecution)
 	}
 	// An entry from a newer server that marked itself skippable is
 	// ignored during a rolling upgrade; anything else is fatal.
@@ -140,8 +172,12 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := json.NewDecoder(rc).Decode(state); err != nil {
 		return fmt.Errorf("decode fsm snapshot: %w", err)
 	}
+	if state.Executions == nil {
+		state.Executions = map[string]*structs.Execution{}
+	}
 	f.mu.Lock()
 	f.state = state
+	f.notifyLocked()
 	f.mu.Unlock()
 	return nil
 }

@@ -80,28 +80,35 @@ func (s *Server) registeredAgent(hostID string) (structs.Agent, error) {
 // executeOnAgent sends one step to an agent and collects its progress and
 // result. The agent's journal makes re-sending the same step safe.
 func (s *Server) executeOnAgent(ctx context.Context, agent structs.Agent, step *pb.ExecuteRequest) ([]string, *pb.StepResult, error) {
-	conn, err := s.agentConns.get(agent.Address)
-	if err != nil {
-		return nil, nil, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
+	var lines []string
+	res, err := s.streamOnAgent(ctx, agent, step, func(line string) { lines = append(lines, line) })
+	return lines, res, err
+}
+
+// streamOnAgent sends one step and passes each progress line to progress
+// until the result arrives.
+func (s *Server) streamOnAgent(ctx context.Context, agent structs.Agent, step *pb.ExecuteRequest, progress func(string)) (*pb.StepResult, error) {
+	conn, err := s.agentConns.get(agent.Address)
+	if err != nil {
+		return nil, err
+	}
 	stream, err := pb.NewHostAgentClient(conn).Execute(ctx, step)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s %s on %s: %w", step.GetAction(), step.GetTarget(), agent.HostID, err)
+		return nil, fmt.Errorf("%s %s on %s: %w", step.GetAction(), step.GetTarget(), agent.HostID, err)
 	}
-	var lines []string
 	for {
 		ev, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return lines, nil, fmt.Errorf("%s %s on %s: stream ended without a result", step.GetAction(), step.GetTarget(), agent.HostID)
+			return nil, fmt.Errorf("%s %s on %s: stream ended without a result", step.GetAction(), step.GetTarget(), agent.HostID)
 		}
 		if err != nil {
-			return lines, nil, fmt.Errorf("%s %s on %s: %w", step.GetAction(), step.GetTarget(), agent.HostID, err)
+			return nil, fmt.Errorf("%s %s on %s: %w", step.GetAction(), step.GetTarget(), agent.HostID, err)
 		}
 		if r := ev.GetResult(); r != nil {
-			return lines, r, nil
+			return r, nil
 		}
-		lines = append(lines, ev.GetProgress())
+		progress(ev.GetProgress())
 	}
 }

@@ -102,7 +102,11 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	// The prober renews the active site's leases. It starts only now,
 	// after the Barrier: a new leader renews only once it is sure it leads.
 	s.probes.reset()
+	s.setLeaderTerm(ctx, time.Now())
 	go s.runProber(ctx)
+	// Every execution a predecessor left running continues here
+	// (invariant 6).
+	s.resumeExecutions(ctx)
 	return nil
 }
 
@@ -110,8 +114,44 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 // leadership context; its observations are dropped, as they belong to this
 // term only.
 func (s *Server) revokeLeadership() {
+	// The executors stop with the leadership context; wait for them so a
+	// quickly regained leadership never runs two executors of the same
+	// execution.
+	s.executors.Wait()
+	s.setLeaderTerm(nil, time.Time{})
 	s.probes.reset()
 	s.logger.Debug("leadership revoked")
+}
+
+func (s *Server) setLeaderTerm(ctx context.Context, since time.Time) {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	s.leaderCtx, s.leaderSince, s.executing = ctx, since, map[string]bool{}
+}
+
+func (s *Server) leaderSinceTime() time.Time {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	return s.leaderSince
+}
+
+// leaderContext is the current term's context, nil while not leading.
+func (s *Server) leaderContext() context.Context {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	return s.leaderCtx
+}
+
+// claimExecution reports whether this term may start an executor for id:
+// once per execution per term.
+func (s *Server) claimExecution(id string) bool {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	if s.executing == nil || s.executing[id] {
+		return false
+	}
+	s.executing[id] = true
+	return true
 }
 
 // initSites proposes the configured sites unless the state has them.

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,6 +22,11 @@ type probeResult struct {
 	// time + probe timeout + lease_ttl + clock_skew_margin for one whose
 	// answer never came back.
 	renewedUntil time.Time
+	// lastResp and lastAnsweredAt are the newest answer, kept across
+	// failed probes: the RPO of a failover is judged from what the lost
+	// site last reported.
+	lastResp       *pb.ProbeResponse
+	lastAnsweredAt time.Time
 }
 
 // probeTable holds the prober's results, in the leader's memory only.
@@ -41,8 +47,14 @@ func (t *probeTable) get(hostID string) (probeResult, bool) {
 func (t *probeTable) put(hostID string, r probeResult) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if prev, ok := t.results[hostID]; ok && prev.renewedUntil.After(r.renewedUntil) {
+	prev, ok := t.results[hostID]
+	if ok && prev.renewedUntil.After(r.renewedUntil) {
 		r.renewedUntil = prev.renewedUntil
+	}
+	if r.resp != nil {
+		r.lastResp, r.lastAnsweredAt = r.resp, r.answeredAt
+	} else if ok {
+		r.lastResp, r.lastAnsweredAt = prev.lastResp, prev.lastAnsweredAt
 	}
 	t.results[hostID] = r
 }
@@ -82,16 +94,17 @@ func (s *Server) probeRound(ctx context.Context) {
 		wg.Add(1)
 		go func(a structs.Agent) {
 			defer wg.Done()
-			s.probeAgent(ctx, a, v.Epoch, v.ActiveSite)
+			s.probeAgent(ctx, a, v.Agents, v.Epoch, v.ActiveSite)
 		}(a)
 	}
 	wg.Wait()
 }
 
 // probeAgent sends one probe and records what came back.
-func (s *Server) probeAgent(ctx context.Context, a structs.Agent, epoch uint64, activeSite string) {
+func (s *Server) probeAgent(ctx context.Context, a structs.Agent, agents []structs.Agent, epoch uint64, activeSite string) {
 	f := s.config.Failover
-	req := &pb.ProbeRequest{Epoch: epoch, LeaderId: s.config.NodeID, ActiveSite: activeSite, LeaseTtlMs: uint64(f.LeaseTTL.Milliseconds())}
+	req := &pb.ProbeRequest{Epoch: epoch, LeaderId: s.config.NodeID, ActiveSite: activeSite, LeaseTtlMs: uint64(f.LeaseTTL.Milliseconds()),
+		SyncSources: syncSources(a, agents, activeSite)}
 	res := probeResult{sentAt: time.Now()}
 	renews := a.Site == activeSite
 	if renews {
@@ -115,6 +128,27 @@ func (s *Server) probeAgent(ctx context.Context, a structs.Agent, epoch uint64, 
 		s.logger.Debug("probe failed", "host_id", a.HostID, "error", err)
 	}
 	s.probes.put(a.HostID, res)
+}
+
+// syncSources maps each sync block of a, when a is outside the active
+// site, to the first active-site agent (by host id) declaring the same
+// block.
+func syncSources(a structs.Agent, agents []structs.Agent, activeSite string) map[string]string {
+	if a.Site == activeSite || len(a.Syncs) == 0 {
+		return nil
+	}
+	out := map[string]string{}
+	for _, src := range agents { // sorted by host id
+		if src.Site != activeSite {
+			continue
+		}
+		for _, name := range src.Syncs {
+			if _, ok := out[name]; !ok && slices.Contains(a.Syncs, name) {
+				out[name] = src.Address
+			}
+		}
+	}
+	return out
 }
 
 // agentProbe turns the latest probe of hostID into its API form.

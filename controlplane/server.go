@@ -64,6 +64,18 @@ type Server struct {
 	// probes is the leader's latest observation of every agent; it lives
 	// in memory only and is rebuilt after an election.
 	probes *probeTable
+	// progress is the latest progress line of each running step.
+	progress *progressTable
+	// executors counts the executor goroutines of the current term, so
+	// a lost leadership ends them before a new term can start others.
+	executors sync.WaitGroup
+	// leaderSince is when this server's current term of leadership was
+	// established, zero while it does not lead; leaderCtx ends with the
+	// term; executing holds the ids of the executions this term runs.
+	leaderMu    sync.Mutex
+	leaderSince time.Time
+	leaderCtx   context.Context
+	executing   map[string]bool
 
 	shutdownCtx    context.Context
 	shutdownCancel context.CancelFunc
@@ -91,6 +103,7 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (s *Server, err error) {
 		conns:          newConnPool(deps.TLS, tlsutil.RoleServer),
 		agentConns:     newConnPool(deps.TLS, tlsutil.RoleAgent),
 		probes:         newProbeTable(),
+		progress:       newProgressTable(),
 		shutdownCtx:    ctx,
 		shutdownCancel: cancel,
 	}

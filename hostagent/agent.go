@@ -57,7 +57,9 @@ type Agent struct {
 	mu         sync.Mutex
 	activeSite string
 	leaderID   string
-	snapshots  map[string]*snapshot.Manager
+	// syncSources are the leader-named sources of the sync blocks.
+	syncSources map[string]string
+	snapshots   map[string]*snapshot.Manager
 
 	syncStates  map[string]*syncState
 	rsyncServer *rsync.Server

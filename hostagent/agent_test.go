@@ -36,13 +36,18 @@ type testAgent struct {
 	agent   *Agent
 	client  pb.HostAgentClient
 	dataDir string
+	// real gives services without a fake their real driver.
+	real bool
+	log  *testLogWriter
 }
 
 // newTestAgent starts an agent whose services are fakes. The fakes and the
-// data dir survive restart, as real services and disks would.
-func newTestAgent(t *testing.T, leaseTTL time.Duration, initial map[string]driver.Role) *testAgent {
+// data dir survive restart, as real services and disks would. opts may
+// change the agent before it starts (its config, real drivers).
+func newTestAgent(t *testing.T, leaseTTL time.Duration, initial map[string]driver.Role, opts ...func(*testAgent)) *testAgent {
 	t.Helper()
-	ta := &testAgent{t: t, tlsDir: t.TempDir(), dataDir: t.TempDir(), fakes: map[string]*driver.Fake{}}
+	ta := &testAgent{t: t, tlsDir: t.TempDir(), dataDir: t.TempDir(), fakes: map[string]*driver.Fake{}, log: &testLogWriter{t: t}}
+	t.Cleanup(ta.log.close) // registered first, so it runs last
 	require.NoError(t, tlsutil.CreateCA(ta.tlsDir))
 	for name, role := range map[string]tlsutil.Role{"db-1": tlsutil.RoleAgent, "s1": tlsutil.RoleServer, "ops": tlsutil.RoleCLI} {
 		_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: ta.tlsDir, Name: name, Role: role})
@@ -64,6 +69,9 @@ func newTestAgent(t *testing.T, leaseTTL time.Duration, initial map[string]drive
 			{Name: "broken", Command: []string{"/bin/false"}, Timeout: 5 * time.Second},
 		},
 	}
+	for _, opt := range opts {
+		opt(ta)
+	}
 	ta.start()
 	return ta
 }
@@ -77,11 +85,14 @@ func (ta *testAgent) material(name string) *tlsutil.Material {
 func (ta *testAgent) start() {
 	t := ta.t
 	a, err := New(ta.cfg, Deps{
-		Logger: hclog.New(&hclog.LoggerOptions{Name: "agent", Level: hclog.Debug, Output: testLogWriter{t}}),
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "agent", Level: hclog.Debug, Output: ta.log}),
 		TLS:    ta.material("db-1"),
-		NewDriver: func(sc config.ServiceConfig, _ string, _ hclog.Logger) (driver.Driver, error) {
+		NewDriver: func(sc config.ServiceConfig, stateDir string, logger hclog.Logger) (driver.Driver, error) {
 			if f, ok := ta.fakes[sc.Name]; ok {
 				return f, nil
+			}
+			if ta.real {
+				return NewDriver(sc, stateDir, logger)
 			}
 			return nil, fmt.Errorf("no fake for %s", sc.Name)
 		},
@@ -104,11 +115,27 @@ func (ta *testAgent) restart() {
 	ta.start()
 }
 
-type testLogWriter struct{ t *testing.T }
+// testLogWriter logs through t until the test ends, then drops lines:
+// real drivers' watchers may log after the test's last cleanup.
+type testLogWriter struct {
+	t      *testing.T
+	mu     sync.Mutex
+	closed bool
+}
 
-func (w testLogWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+func (w *testLogWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
+}
+
+func (w *testLogWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
 }
 
 func ctxT(t *testing.T) context.Context {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/drplane/drplane/internal/tlsutil"
@@ -68,8 +69,14 @@ func (e *hostAgentEndpoint) Probe(ctx context.Context, req *pb.ProbeRequest) (*p
 	a.mu.Lock()
 	a.activeSite, a.leaderID = req.GetActiveSite(), req.GetLeaderId()
 	a.mu.Unlock()
-	if req.GetActiveSite() == a.config.Site && req.GetLeaseTtlMs() > 0 {
+	a.setSyncSources(req.GetSyncSources())
+	switch {
+	case req.GetActiveSite() == a.config.Site && req.GetLeaseTtlMs() > 0:
 		a.lease.renew(time.Now(), time.Duration(req.GetLeaseTtlMs())*time.Millisecond, req.GetEpoch())
+	case req.GetActiveSite() != "" && req.GetActiveSite() != a.config.Site:
+		// The leader says another site is active: fence now rather than
+		// at the end of the lease (invariant 1).
+		a.lease.revoke(time.Now(), req.GetEpoch())
 	}
 	return a.probeResponse(ctx), nil
 }
@@ -109,6 +116,11 @@ func (a *Agent) serviceStatus(ctx context.Context, svc *service) *pb.ServiceStat
 		if r.Err != "" {
 			out.Message = r.Err
 		}
+	}
+	// Drill copies hold no role: they are only named, so an operator
+	// sees why the host runs a second instance.
+	if ids := a.drillIDs(svc.cfg.Name); len(ids) > 0 {
+		out.Message += "; drill copies: " + strings.Join(ids, ", ")
 	}
 	if r := st.Replication; r != nil {
 		out.Replication = &pb.Replication{

@@ -29,7 +29,7 @@ type journalRecord struct {
 }
 
 // validID keeps ids usable as file names and free of path tricks.
-var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@#-]{0,127}$`)
 
 // journal makes a step run at most once per (execution id, step id)
 // (invariant 3): the intent is written before the step runs and the result

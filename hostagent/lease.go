@@ -32,6 +32,20 @@ func (l *lease) renew(now time.Time, ttl time.Duration, epoch uint64) {
 	l.epoch, l.granted = epoch, true
 }
 
+// revoke ends the lease at now: a leader of epoch says another site is
+// active, so this host must not keep a primary a moment longer. A lease
+// granted in a newer epoch is kept (the revoking message is stale).
+func (l *lease) revoke(now time.Time, epoch uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if epoch < l.epoch {
+		return
+	}
+	if now.Before(l.expiresAt) {
+		l.expiresAt = now
+	}
+}
+
 // valid reports whether the lease runs at now.
 func (l *lease) valid(now time.Time) bool {
 	l.mu.Lock()

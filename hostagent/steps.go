@@ -2,6 +2,7 @@ package hostagent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -24,11 +25,17 @@ func (a *Agent) prepareStep(req *pb.ExecuteRequest) (stepFunc, error) {
 	if req.GetExecutionId() == "" || req.GetStepId() == "" {
 		return nil, invalidStep("malformed step: execution_id and step_id are required")
 	}
+	if !validID.MatchString(req.GetExecutionId()) || !validID.MatchString(req.GetStepId()) {
+		return nil, invalidStep("malformed step: execution id %q and step id %q must match %s", req.GetExecutionId(), req.GetStepId(), validID)
+	}
 	switch req.GetAction() {
 	case "start", "stop", "promote", "demote", "check":
 		svc, err := a.declaredService(req)
 		if err != nil {
 			return nil, err
+		}
+		if id, ok := req.GetArgs()["drill"]; ok {
+			return a.drillStep(req, svc, id)
 		}
 		return a.serviceStep(req, svc)
 	case "fence":
@@ -63,9 +70,12 @@ func (a *Agent) serviceStep(req *pb.ExecuteRequest, svc *service) (stepFunc, err
 		}, nil
 	case "stop":
 		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
-			return nil, svc.driver.Stop(ctx, p)
+			return a.stopService(ctx, svc, p)
 		}, nil
 	case "check":
+		if after, ok := req.GetArgs()["after_position"]; ok {
+			return a.catchUpStep(svc, after)
+		}
 		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
 			return nil, a.checkService(ctx, svc, p)
 		}, nil
@@ -86,7 +96,14 @@ func (a *Agent) serviceStep(req *pb.ExecuteRequest, svc *service) (stepFunc, err
 		return nil, err
 	}
 	return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
-		return nil, promoter.Demote(ctx, up, p)
+		if err := promoter.Demote(ctx, up, p); err != nil {
+			return nil, err
+		}
+		// The service now runs as a standby of the new primary: the fence
+		// that stopped it as a primary has done its job, and probes must
+		// not go on reporting the host fenced.
+		svc.setFenced(false, "")
+		return nil, nil
 	}, nil
 }
 
@@ -121,6 +138,51 @@ func validHostname(h string) bool {
 func (a *Agent) vouch(epoch uint64, svc *service) {
 	a.lease.renew(time.Now(), a.config.LeaseTTL, epoch)
 	svc.setFenced(false, "")
+}
+
+// stopService stops svc and, for a data service that can tell, outputs
+// its final position: a switchover's catch-up check waits until the
+// standby replayed past it before the standby is promoted.
+func (a *Agent) stopService(ctx context.Context, svc *service, p driver.Progress) (map[string]string, error) {
+	if err := svc.driver.Stop(ctx, p); err != nil {
+		return nil, err
+	}
+	fp, ok := svc.driver.(driver.FinalPositioner)
+	if !ok {
+		return nil, nil
+	}
+	pos, err := fp.FinalPosition(ctx)
+	switch {
+	case errors.Is(err, driver.ErrNoFinalPosition):
+		// The service is stopped, which is what the step asked; a catch-up
+		// check that needs the position finds no output to wait for.
+		p("stopped; %v", err)
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("stopped, but: %w", err)
+	}
+	p("stopped cleanly; final position %s", pos)
+	return map[string]string{"position": pos}, nil
+}
+
+// catchUpStep is a check step with Args["after_position"]: it waits, up
+// to the step's timeout, until the standby replayed past that position
+// (a stopped primary's final position), and outputs its own.
+func (a *Agent) catchUpStep(svc *service, after string) (stepFunc, error) {
+	if _, err := driver.ParseLSN(after); err != nil {
+		return nil, invalidStep("check: after_position: %v", err)
+	}
+	waiter, ok := svc.driver.(driver.ReplayWaiter)
+	if !ok {
+		return nil, invalidStep("check: service %q (driver %s) has no replication position to wait for", svc.cfg.Name, svc.cfg.Driver)
+	}
+	return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
+		pos, err := waiter.WaitReplayed(ctx, after, p)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]string{"position": pos}, nil
+	}, nil
 }
 
 // startService starts svc and, when it has a health check, waits until it

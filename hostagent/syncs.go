@@ -92,13 +92,12 @@ func (a *Agent) pull(ctx context.Context, sc config.SyncConfig, source string, p
 	return total, nil
 }
 
-// runSyncLoops pulls every sync block with a known source on its interval
-// while this agent's site is not the active one.
+// runSyncLoops pulls every sync block on its interval while this agent's
+// site is not the active one, from the block's configured source or, when
+// it has none, from the active-site agent the leader named in its last
+// probe.
 func (a *Agent) runSyncLoops(ctx context.Context) {
 	for _, sc := range a.config.Syncs {
-		if sc.Source == "" {
-			continue
-		}
 		a.goFunc(func(ctx context.Context) {
 			t := time.NewTicker(sc.Interval)
 			defer t.Stop()
@@ -111,12 +110,32 @@ func (a *Agent) runSyncLoops(ctx context.Context) {
 				if active, _ := a.siteState(); active == "" || active == a.config.Site {
 					continue
 				}
-				if _, err := a.pull(ctx, sc, sc.Source, func(string, ...any) {}); err != nil {
-					a.logger.Warn("scheduled sync failed", "sync", sc.Name, "error", err)
+				source := sc.Source
+				if source == "" {
+					source = a.syncSource(sc.Name)
+				}
+				if source == "" {
+					continue
+				}
+				if _, err := a.pull(ctx, sc, source, func(string, ...any) {}); err != nil {
+					a.logger.Warn("scheduled sync failed", "sync", sc.Name, "source", source, "error", err)
 				}
 			}
 		})
 	}
+}
+
+// setSyncSources records where the leader says each block is pulled from.
+func (a *Agent) setSyncSources(sources map[string]string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.syncSources = sources
+}
+
+func (a *Agent) syncSource(name string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.syncSources[name]
 }
 
 // syncStatuses reports every sync block's last pull.

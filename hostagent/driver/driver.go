@@ -6,6 +6,7 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -80,4 +81,61 @@ type Promoter interface {
 type Upstream struct {
 	Host string
 	Port int
+}
+
+// ErrNoFinalPosition is wrapped by FinalPosition when the service has no
+// final position to report: it runs, it was a standby, or it was not
+// stopped cleanly (so what its standbys received is unknown).
+var ErrNoFinalPosition = errors.New("no final position")
+
+// FinalPositioner is implemented by drivers of replicated data services
+// that can say where a cleanly stopped primary's history ends. A
+// switchover waits until the standby replayed past that position before
+// promoting it: zero data loss. It is separate from Driver.Stop so that
+// stopping stays the same for every driver.
+type FinalPositioner interface {
+	// FinalPosition returns the position of the shutdown record the last
+	// clean stop of the primary wrote (PostgreSQL: the shutdown
+	// checkpoint's LSN), or an error wrapping ErrNoFinalPosition.
+	FinalPosition(ctx context.Context) (string, error)
+}
+
+// ReplayWaiter is implemented by drivers of replicated data services
+// whose standbys report how far they replayed.
+type ReplayWaiter interface {
+	// WaitReplayed waits until this standby replayed strictly past the
+	// position after, reporting progress, and returns its replay
+	// position. It gives up when ctx ends.
+	WaitReplayed(ctx context.Context, after string, p Progress) (position string, err error)
+}
+
+// Drill is one isolated copy of a service, started for a non-disruptive
+// DR test. The copy has its own data and directory, holds no production
+// role, and never replaces the service itself.
+type Drill struct {
+	// ID names the drill; the agent validated it ([A-Za-z0-9-]{1,64}).
+	ID string
+	// Dir is the copy's own directory, <agent data_dir>/drill/<id>/<service>:
+	// its data, pid file and log live there, so a restarted agent can
+	// still find and stop it. StopDrill removes it.
+	Dir string
+	// Port is where a database copy listens instead of the service's port.
+	Port int
+	// Command replaces a process service's command; empty keeps it.
+	Command []string
+	// Env is merged over a process service's environment.
+	Env map[string]string
+}
+
+// Driller is implemented by drivers that can run a drill copy of their
+// service beside the service itself.
+type Driller interface {
+	// StartDrill starts the copy, or adopts it when it already runs, and
+	// returns once it serves.
+	StartDrill(ctx context.Context, d Drill, p Progress) error
+	// CheckDrill checks once that the copy runs and serves.
+	CheckDrill(ctx context.Context, d Drill, p Progress) error
+	// StopDrill stops the copy and removes d.Dir. It reports false, and
+	// succeeds, when there is no copy (already cleaned up).
+	StopDrill(ctx context.Context, d Drill, p Progress) (existed bool, err error)
 }

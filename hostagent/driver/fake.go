@@ -14,6 +14,7 @@ type Fake struct {
 	starts   int
 	stops    int
 	promotes int
+	demotes  int
 	// StartAs is the role Start leaves the service in.
 	StartAs Role
 	// Block, when set before Start, makes Start wait until it is closed.
@@ -74,8 +75,16 @@ func (f *Fake) Promote(context.Context, Progress) (string, error) {
 func (f *Fake) Demote(context.Context, Upstream, Progress) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.demotes++
 	f.role = RoleStandby
 	return nil
+}
+
+// Transitions returns how often Promote and Demote ran.
+func (f *Fake) Transitions() (promotes, demotes int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.promotes, f.demotes
 }
 
 // Counts returns how often Start and Stop ran.

@@ -87,6 +87,9 @@ type Postgres struct {
 
 	// mu serialises Start, Stop, Promote and Demote.
 	mu sync.Mutex
+	// drillMu serialises drill copies' starts and stops. It is not mu: a
+	// long clone for a drill must never hold up a failover.
+	drillMu sync.Mutex
 }
 
 var _ Driver = (*Postgres)(nil)

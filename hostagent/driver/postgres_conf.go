@@ -41,7 +41,12 @@ func pgConnInfo(up Upstream, user, dbname string) string {
 // SYSTEM would on a stopped server: earlier settings of key are dropped,
 // other lines kept, and the file is replaced atomically.
 func (p *Postgres) setAutoConf(key, value string) error {
-	path := filepath.Join(p.cfg.DataDir, "postgresql.auto.conf")
+	return p.setAutoConfIn(p.cfg.DataDir, key, value)
+}
+
+// setAutoConfIn is setAutoConf on the stopped cluster in dataDir.
+func (p *Postgres) setAutoConfIn(dataDir, key, value string) error {
+	path := filepath.Join(dataDir, "postgresql.auto.conf")
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err

@@ -19,16 +19,23 @@ const pgConnectTimeout = 10 * time.Second
 // when there is one, so an adopted server started with other settings is
 // still reached.
 func (p *Postgres) connect(ctx context.Context) (*pgx.Conn, error) {
-	host, port := p.cfg.SocketDir, p.cfg.Port
+	host, port := p.localAddr()
+	return p.connectTo(ctx, host, port)
+}
+
+// localAddr is the socket directory and port of the local server, from
+// postmaster.pid when there is one.
+func (p *Postgres) localAddr() (socketDir string, port int) {
+	socketDir, port = p.cfg.SocketDir, p.cfg.Port
 	if lines := p.postmasterLines(); len(lines) > 4 {
 		if n, err := strconv.Atoi(strings.TrimSpace(lines[3])); err == nil {
 			port = n
 		}
 		if dir := strings.TrimSpace(lines[4]); dir != "" {
-			host = dir
+			socketDir = dir
 		}
 	}
-	return p.connectTo(ctx, host, port)
+	return socketDir, port
 }
 
 // connectTo opens a SQL connection as User to host (a socket directory or

@@ -79,6 +79,12 @@ type Process struct {
 	// fired after it was cancelled that it is stale.
 	restartTimer *time.Timer
 	restartGen   uint64
+
+	// drillMu guards drills, the drill copies started or adopted by this
+	// agent, by directory. It is not mu: stopping a copy never holds up
+	// the service.
+	drillMu sync.Mutex
+	drills  map[string]*Process
 }
 
 var _ Driver = (*Process)(nil)

@@ -236,7 +236,8 @@ func receiveInput(stream drplanev1.HostAgent_SyncTunnelServer, first *drplanev1.
 // chunkSize until rsync closes it. gRPC serialises a message before Send
 // returns, so the buffer is reused.
 func sendOutput(stream drplanev1.HostAgent_SyncTunnelServer, stdout io.Reader) error {
-	buf := make([]byte, chunkSize)
+	setPipe(stdout, knob("TUN_PIPE", 0))
+	buf := make([]byte, knob("TUN_CHUNK", chunkSize))
 	for {
 		n, err := stdout.Read(buf)
 		if n > 0 {

@@ -68,7 +68,7 @@ func RunTunnel(ctx context.Context, opts TunnelOptions, stdin io.Reader, stdout 
 	if err != nil {
 		return exitTunnelFailed, fmt.Errorf("load tls material: %w", err)
 	}
-	conn, err := grpc.NewClient(opts.PeerAddr, grpc.WithTransportCredentials(m.ClientCredentials(tlsutil.RoleAgent)))
+	conn, err := grpc.NewClient(opts.PeerAddr, append(knobDialOptions(), grpc.WithTransportCredentials(m.ClientCredentials(tlsutil.RoleAgent)))...)
 	if err != nil {
 		return exitTunnelFailed, fmt.Errorf("dial peer agent %s: %w", opts.PeerAddr, err)
 	}
@@ -103,7 +103,7 @@ func tunnel(ctx context.Context, client drplanev1.HostAgentClient, sync string, 
 // messages, then close_write once rsync closes it. It stops at the first
 // failed Send; receiveOutput reports the stream's error.
 func sendInput(stream drplanev1.HostAgent_SyncTunnelClient, stdin io.Reader) {
-	buf := make([]byte, chunkSize)
+	buf := make([]byte, knob("TUN_CHUNK", chunkSize))
 	for {
 		n, err := stdin.Read(buf)
 		if n > 0 {
@@ -123,6 +123,7 @@ func sendInput(stream drplanev1.HostAgent_SyncTunnelClient, stdin io.Reader) {
 // receiveOutput writes the serving rsync's output to stdout until the
 // server reports that it exited, and returns its exit code.
 func receiveOutput(stream drplanev1.HostAgent_SyncTunnelClient, stdout io.Writer) (int, error) {
+	setPipe(stdout, knob("TUN_PIPE", 0))
 	for {
 		resp, err := stream.Recv()
 		if errors.Is(err, io.EOF) {

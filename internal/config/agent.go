@@ -63,6 +63,24 @@ type ServiceConfig struct {
 	// systemd
 	Unit   string
 	Health *HealthConfig
+	// Drill is how the service's drill copy differs from it; nil when the
+	// service declares no drill block, which refuses drill starts.
+	Drill *DrillConfig
+}
+
+// DrillConfig is a service's drill block: what its isolated drill copy
+// changes so that it runs beside production without touching it.
+type DrillConfig struct {
+	// Port is a postgres copy's port: required for postgres, and never
+	// the service's own port.
+	Port int
+	// Command replaces a process service's command; empty keeps it.
+	Command []string
+	// Env is merged over a process service's env.
+	Env map[string]string
+	// Health replaces the service's health check for the copy, which
+	// listens elsewhere; nil means no drill health check.
+	Health *HealthConfig
 }
 
 // HealthConfig is a service's health check: exactly one of HTTP, TCP,
@@ -150,6 +168,14 @@ type rawService struct {
 	StopTimeout string            `hcl:"stop_timeout,optional"`
 	Unit        string            `hcl:"unit,optional"`
 	Health      *rawHealth        `hcl:"health,block"`
+	Drill       *rawDrill         `hcl:"drill,block"`
+}
+
+type rawDrill struct {
+	Port    int               `hcl:"port,optional"`
+	Command []string          `hcl:"command,optional"`
+	Env     map[string]string `hcl:"env,optional"`
+	Health  *rawHealth        `hcl:"health,block"`
 }
 
 type rawHealth struct {
@@ -344,14 +370,53 @@ func (v *agentValidator) service(r rawService, body *hclsyntax.Body) ServiceConf
 		v.d.at(attrRange(body, "driver"), "service %q: driver %q is not one of postgres, process, systemd", r.Name, r.Driver)
 	}
 	if r.Health != nil {
-		s.Health = v.health(r.Name, r.Health, blockBody(body, "health"))
+		s.Health = v.health(r.Name, "health", r.Health, blockBody(body, "health"))
+	}
+	if r.Drill != nil {
+		s.Drill = v.drill(s, r.Drill, blockBody(body, "drill"))
 	}
 	return s
 }
 
-func (v *agentValidator) health(svc string, r *rawHealth, body *hclsyntax.Body) *HealthConfig {
+// drill validates a service's drill block: a postgres copy needs a port
+// of its own, a process copy may change its command, env and health
+// check, and a systemd unit cannot run twice.
+func (v *agentValidator) drill(s ServiceConfig, r *rawDrill, body *hclsyntax.Body) *DrillConfig {
+	d := &DrillConfig{Port: r.Port, Command: r.Command, Env: r.Env}
+	switch s.Driver {
+	case DriverPostgres:
+		switch {
+		case d.Port <= 0 || d.Port > 65535:
+			v.d.at(attrRange(body, "port"), "service %q: a postgres drill needs port between 1 and 65535 for its copy", s.Name)
+		case d.Port == s.Port:
+			v.d.at(attrRange(body, "port"), "service %q: drill.port %d is the service's own port; the drill copy runs beside it", s.Name, d.Port)
+		}
+		for _, key := range []string{"command", "env"} {
+			if _, ok := body.Attributes[key]; ok {
+				v.d.at(attrRange(body, key), "service %q: drill.%s applies to process services only", s.Name, key)
+			}
+		}
+	case DriverProcess:
+		if _, ok := body.Attributes["port"]; ok {
+			v.d.at(attrRange(body, "port"), "service %q: drill.port applies to postgres services only; a process copy takes its port from its command or env", s.Name)
+		}
+		if _, ok := body.Attributes["command"]; ok && (len(d.Command) == 0 || d.Command[0] == "") {
+			v.d.at(attrRange(body, "command"), "service %q: drill.command is empty; leave it out to run the service's command", s.Name)
+		}
+	case DriverSystemd:
+		v.d.at(body.SrcRange, "service %q: the systemd driver cannot run a drill copy beside its unit; remove the drill block", s.Name)
+	}
+	if r.Health != nil {
+		d.Health = v.health(s.Name, "drill.health", r.Health, blockBody(body, "health"))
+	}
+	return d
+}
+
+// health validates a health block; block is its path in the service
+// ("health" or "drill.health") for messages.
+func (v *agentValidator) health(svc, block string, r *rawHealth, body *hclsyntax.Body) *HealthConfig {
 	h := &HealthConfig{HTTP: r.HTTP, TCP: r.TCP, Exec: r.Exec, SQL: r.SQL, Query: r.Query}
-	key := "service " + svc + ": health."
+	key := "service " + svc + ": " + block + "."
 	h.Interval = v.d.parseDuration(attrRange(body, "interval"), key+"interval", r.Interval, time.Second)
 	h.Timeout = v.d.parseDuration(attrRange(body, "timeout"), key+"timeout", r.Timeout, time.Second)
 	kinds := 0
@@ -361,10 +426,10 @@ func (v *agentValidator) health(svc string, r *rawHealth, body *hclsyntax.Body) 
 		}
 	}
 	if kinds != 1 {
-		v.d.at(body.SrcRange, "service %q: health needs exactly one of http, tcp, exec, sql (found %d)", svc, kinds)
+		v.d.at(body.SrcRange, "service %q: %s needs exactly one of http, tcp, exec, sql (found %d)", svc, block, kinds)
 	}
 	if h.Timeout > h.Interval {
-		v.d.at(attrRange(body, "timeout"), "service %q: health timeout %s is longer than its interval %s", svc, h.Timeout, h.Interval)
+		v.d.at(attrRange(body, "timeout"), "service %q: %s timeout %s is longer than its interval %s", svc, block, h.Timeout, h.Interval)
 	}
 	return h
 }

@@ -109,3 +109,88 @@ func TestParseAgentConfig_Errors(t *testing.T) {
 		})
 	}
 }
+
+// drillAgentConfig declares drill blocks in the documented shapes: a
+// postgres copy on its own port, a process copy with drill env, another
+// command and its own health check.
+const drillAgentConfig = `host_id  = "db-2"
+site     = "dr"
+data_dir = "/var/lib/drplane-agent"
+servers  = ["127.0.0.1:7400"]
+tls { ca_file = "ca.pem"  cert_file = "s1.pem"  key_file = "s1-key.pem" }
+
+service "postgres" {
+  driver   = "postgres"
+  data_dir = "/var/lib/postgresql/15/main"
+  port     = 5432
+  drill { port = 15432 }
+}
+service "engine" {
+  driver  = "process"
+  command = ["/opt/app/engine", "--config", "production.toml"]
+  env     = { MODE = "live", REGION = "dr" }
+  health { http = "http://127.0.0.1:8004/health" }
+  drill {
+    command = ["/opt/app/engine", "--config", "drill.toml"]
+    env     = { MODE = "drill" }
+    health { http = "http://127.0.0.1:18004/health"  interval = "2s"  timeout = "1s" }
+  }
+}
+service "gateway" { driver = "systemd" }
+`
+
+func TestParseAgentConfig_Drill(t *testing.T) {
+	dir := t.TempDir()
+	writeTLSFiles(t, dir)
+	cfg, err := ParseAgentConfig([]byte(drillAgentConfig), filepath.Join(dir, "agent.hcl"))
+	require.NoError(t, err)
+
+	pg, _ := cfg.Service("postgres")
+	require.Equal(t, &DrillConfig{Port: 15432}, pg.Drill)
+	engine, _ := cfg.Service("engine")
+	require.NotNil(t, engine.Drill)
+	require.Equal(t, []string{"/opt/app/engine", "--config", "drill.toml"}, engine.Drill.Command)
+	require.Equal(t, map[string]string{"MODE": "drill"}, engine.Drill.Env, "only the override: the driver merges it over env")
+	require.Equal(t, "http://127.0.0.1:18004/health", engine.Drill.Health.HTTP)
+	require.Equal(t, 2*time.Second, engine.Drill.Health.Interval)
+	require.Equal(t, "http://127.0.0.1:8004/health", engine.Health.HTTP, "the service's own health check is unchanged")
+	gateway, _ := cfg.Service("gateway")
+	require.Nil(t, gateway.Drill)
+}
+
+func TestParseAgentConfig_DrillErrors(t *testing.T) {
+	cases := []struct {
+		name, old, new, wantPos, want string
+	}{
+		{"postgres drill without port", `drill { port = 15432 }`, `drill { }`, "agent.hcl:11:", "a postgres drill needs port"},
+		{"postgres drill port out of range", `drill { port = 15432 }`, `drill { port = 70000 }`, "agent.hcl:11:18", "a postgres drill needs port between 1 and 65535"},
+		{"postgres drill on the service port", `drill { port = 15432 }`, `drill { port = 5432 }`, "agent.hcl:11:18", "drill.port 5432 is the service's own port"},
+		{"postgres drill with command", `drill { port = 15432 }`, `drill { port = 15432  command = ["/bin/true"] }`, "agent.hcl:11:", "drill.command applies to process services only"},
+		{"process drill with port", `env     = { MODE = "drill" }`, `env     = { MODE = "drill" }` + "\n    port = 18004", "agent.hcl:21:12", "drill.port applies to postgres services only"},
+		{"process drill with empty command", `command = ["/opt/app/engine", "--config", "drill.toml"]`, `command = []`, "agent.hcl:19:15", "drill.command is empty"},
+		{"drill health with two kinds", `health { http = "http://127.0.0.1:18004/health"`, `health { tcp = "127.0.0.1:18004"  http = "http://127.0.0.1:18004/health"`, "agent.hcl:21:", "drill.health needs exactly one of"},
+		{"drill health bad timeout", `timeout = "1s" }`, `timeout = "soon" }`, "agent.hcl:21:", `drill.health.timeout: invalid duration "soon"`},
+		{"drill health timeout over interval", `timeout = "1s" }`, `timeout = "3s" }`, "agent.hcl:21:", "drill.health timeout 3s is longer than its interval 2s"},
+		{"systemd drill", `service "gateway" { driver = "systemd" }`, "service \"gateway\" {\n  driver = \"systemd\"\n  drill { port = 1 }\n}", "agent.hcl:26:9", "the systemd driver cannot run a drill copy"},
+		{"unknown drill key", `drill { port = 15432 }`, `drill { prot = 15432 }`, "agent.hcl:11:11", `unknown key "prot"`},
+		{"two drill blocks", `drill { port = 15432 }`, "drill { port = 15432 }\n  drill { port = 15433 }", "agent.hcl:12:", "duplicate drill block"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeTLSFiles(t, dir)
+			src := strings.Replace(drillAgentConfig, tc.old, tc.new, 1)
+			require.NotEqual(t, drillAgentConfig, src, "the edit must apply")
+			_, err := ParseAgentConfig([]byte(src), filepath.Join(dir, "agent.hcl"))
+			var cfgErr *Error
+			require.ErrorAs(t, err, &cfgErr)
+			found := false
+			for _, d := range cfgErr.Diagnostics {
+				if strings.HasPrefix(d.String(), filepath.Join(dir, tc.wantPos)) && strings.Contains(d.Message, tc.want) {
+					found = true
+				}
+			}
+			require.True(t, found, "no diagnostic at %s containing %q in:\n%s", tc.wantPos, tc.want, err)
+		})
+	}
+}

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/drplane/drplane/internal/plan"
 )
 
 // Site kinds.
@@ -54,6 +56,12 @@ type ServerConfig struct {
 	TLS      TLSConfig
 	Sites    []SiteConfig
 	Failover FailoverConfig
+	// Objectives are the top-level objectives block: the RTO and RPO
+	// targets of every plan that does not set its own.
+	Objectives plan.Objectives
+	// Plans are the plan blocks: operator steps and objectives of the
+	// default plans, and named plans of a kind. plan.Resolve finds one.
+	Plans []*plan.Definition
 }
 
 // PortsConfig are the server's listening ports; 0 lets the kernel choose.
@@ -80,6 +88,10 @@ type FailoverConfig struct {
 	LeaseTTL        time.Duration
 	FailoverTimeout time.Duration
 	ClockSkewMargin time.Duration
+	// MaxDataLoss is the RPO guard's limit (invariant 7): a failover
+	// whose target lags more refuses to promote unless data loss is
+	// allowed. A plan block's max_data_loss overrides it.
+	MaxDataLoss time.Duration
 }
 
 // DefaultServerConfig returns the values used for every key a file omits.
@@ -96,8 +108,15 @@ func DefaultServerConfig() *ServerConfig {
 			LeaseTTL:        3 * time.Second,
 			FailoverTimeout: 5 * time.Second,
 			ClockSkewMargin: 500 * time.Millisecond,
+			MaxDataLoss:     plan.DefaultMaxDataLoss,
 		},
 	}
+}
+
+// PlanOptions are the defaults a plan is derived with: the objectives and
+// the RPO guard's limit. The caller adds the sites (and a drill's id).
+func (c *ServerConfig) PlanOptions() plan.DeriveOptions {
+	return plan.DeriveOptions{Objectives: c.Objectives, MaxDataLoss: c.Failover.MaxDataLoss}
 }
 
 // DevServerConfig is a single-node server on loopback with kernel-chosen
@@ -160,6 +179,12 @@ func (c *ServerConfig) validate(p *problems) {
 	c.validateJoin(p)
 	c.validateSites(p)
 	c.Failover.validate(p)
+	if c.Objectives.RTO < 0 {
+		p.add("objectives.rto", "objectives.rto %s is negative", c.Objectives.RTO)
+	}
+	if c.Objectives.RPO < 0 {
+		p.add("objectives.rpo", "objectives.rpo %s is negative", c.Objectives.RPO)
+	}
 }
 
 func (c *ServerConfig) validateIdentity(p *problems) {
@@ -332,6 +357,9 @@ func (f FailoverConfig) validate(p *problems) {
 	}
 	if f.ProbeTimeout <= 0 {
 		p.add("failover.probe_timeout", "failover.probe_timeout %s must be positive", f.ProbeTimeout)
+	}
+	if f.MaxDataLoss < 0 {
+		p.add("failover.max_data_loss", "failover.max_data_loss %s is negative; expected zero (no data loss) or more", f.MaxDataLoss)
 	}
 	if f.ClockSkewMargin < 0 {
 		p.add("failover.clock_skew_margin", "failover.clock_skew_margin %s is negative", f.ClockSkewMargin)

@@ -1,11 +1,15 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/drplane/drplane/internal/plan"
 )
 
 // rawServer is the server file's shape as gohcl decodes it. Durations stay
@@ -26,6 +30,21 @@ type rawServer struct {
 	TLS             *rawTLS      `hcl:"tls,block"`
 	Sites           []rawSite    `hcl:"site,block"`
 	Failover        *rawFailover `hcl:"failover,block"`
+	// The objectives and plan blocks are read by plan.Parse; gohcl only
+	// lets them through.
+	Objectives *rawPassed   `hcl:"objectives,block"`
+	Plans      []rawPlanRef `hcl:"plan,block"`
+}
+
+// rawPassed is a block whose contents another parser reads.
+type rawPassed struct {
+	Body hcl.Body `hcl:",remain"`
+}
+
+// rawPlanRef is a plan block, read by plan.Parse.
+type rawPlanRef struct {
+	Name string   `hcl:"name,label"`
+	Body hcl.Body `hcl:",remain"`
 }
 
 type rawPorts struct {
@@ -47,6 +66,7 @@ type rawFailover struct {
 	LeaseTTL        string `hcl:"lease_ttl,optional"`
 	FailoverTimeout string `hcl:"failover_timeout,optional"`
 	ClockSkewMargin string `hcl:"clock_skew_margin,optional"`
+	MaxDataLoss     string `hcl:"max_data_loss,optional"`
 }
 
 // LoadServerConfig reads and validates a server configuration file. It
@@ -68,7 +88,9 @@ func ParseServerConfig(src []byte, filename string) (*ServerConfig, error) {
 	if err := d.err(); err != nil {
 		return nil, err
 	}
-	cfg := (&serverValidator{d: d, body: body, file: filename}).build(&raw)
+	v := &serverValidator{d: d, body: body, file: filename}
+	cfg := v.build(&raw)
+	v.plans(src, cfg)
 	if err := d.err(); err != nil {
 		return nil, err
 	}
@@ -148,4 +170,26 @@ func (v *serverValidator) failover(raw *rawFailover, f *FailoverConfig) {
 	f.LeaseTTL = dur("lease_ttl", raw.LeaseTTL, f.LeaseTTL)
 	f.FailoverTimeout = dur("failover_timeout", raw.FailoverTimeout, f.FailoverTimeout)
 	f.ClockSkewMargin = dur("clock_skew_margin", raw.ClockSkewMargin, f.ClockSkewMargin)
+	f.MaxDataLoss = dur("max_data_loss", raw.MaxDataLoss, f.MaxDataLoss)
+}
+
+// plans reads the objectives and plan blocks with plan.Parse, which checks
+// them and reports each problem at its position in the file.
+func (v *serverValidator) plans(src []byte, cfg *ServerConfig) {
+	f, err := plan.Parse(src, v.file)
+	var perr *plan.Error
+	switch {
+	case err == nil:
+		cfg.Objectives, cfg.Plans = f.Objectives, f.Plans
+	case errors.As(err, &perr):
+		for _, pd := range perr.Diagnostics {
+			if pd.File == "" {
+				v.d.record(fileStart(v.body), "plan", pd.Message)
+				continue
+			}
+			v.d.diags = append(v.d.diags, Diagnostic{File: pd.File, Line: pd.Line, Column: pd.Column, Key: "plan", Message: pd.Message})
+		}
+	default:
+		v.d.record(fileStart(v.body), "plan", err.Error())
+	}
 }

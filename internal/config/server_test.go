@@ -79,6 +79,7 @@ func TestParseServerConfig_Example(t *testing.T) {
 		LeaseTTL:        3 * time.Second,
 		FailoverTimeout: 5 * time.Second,
 		ClockSkewMargin: 500 * time.Millisecond,
+		MaxDataLoss:     30 * time.Second,
 	}, cfg.Failover)
 
 	// Addresses.
@@ -122,6 +123,7 @@ failover {
   lease_ttl         = "2s"
   failover_timeout  = "4s"
   clock_skew_margin = "100ms"
+  max_data_loss     = "1m"
 }
 `
 	cfg, dir, err := parseExample(t, src)
@@ -140,6 +142,7 @@ failover {
 		LeaseTTL:        2 * time.Second,
 		FailoverTimeout: 4 * time.Second,
 		ClockSkewMargin: 100 * time.Millisecond,
+		MaxDataLoss:     time.Minute,
 	}, cfg.Failover)
 }
 

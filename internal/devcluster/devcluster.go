@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/drplane/drplane/internal/config"
 )
 
 // Node is one server process.
@@ -30,31 +31,24 @@ type Node struct {
 	DataDir    string
 	LogPath    string
 
-	cmd     *exec.Cmd
-	logFile *os.File
-	done    chan struct{}
+	proc
 }
 
-// Running reports whether the node's process is alive.
-func (n *Node) Running() bool {
-	if n.cmd == nil {
-		return false
-	}
-	select {
-	case <-n.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// Cluster is a set of server processes sharing a CA.
+// Cluster is a set of server processes sharing a CA, and the agent
+// processes added with AddAgent.
 type Cluster struct {
-	Bin   string
-	Dir   string
-	Nodes []*Node
+	Bin    string
+	Dir    string
+	Nodes  []*Node
+	Agents []*Agent
 	// Multiplier is written as raft_multiplier.
 	Multiplier int
+	// Failover, when set, is written as the servers' failover block; the
+	// servers' defaults apply otherwise. Configs are rewritten by
+	// StartNode, so a change takes effect at the next start.
+	Failover *config.FailoverConfig
+
+	clients clients
 }
 
 // New writes certificates and configs under dir for one server per entry
@@ -143,6 +137,16 @@ tls {
 site "primary" { kind = "data"  active = true }
 site "dr"      { kind = "data" }
 site "witness" { kind = "witness" }
+{{- with .Failover}}
+failover {
+  automatic         = {{.Automatic}}
+  probe_interval    = "{{.ProbeInterval}}"
+  probe_timeout     = "{{.ProbeTimeout}}"
+  lease_ttl         = "{{.LeaseTTL}}"
+  failover_timeout  = "{{.FailoverTimeout}}"
+  clock_skew_margin = "{{.ClockSkewMargin}}"
+}
+{{- end}}
 `))
 
 func (c *Cluster) writeConfig(n *Node) error {
@@ -156,7 +160,7 @@ func (c *Cluster) writeConfig(n *Node) error {
 	err := serverConfigTmpl.Execute(&buf, map[string]any{
 		"Node": n, "Expect": len(c.Nodes), "Join": strings.Join(join, ", "), "Multiplier": c.Multiplier,
 		"GRPCPort": port(n.GRPCAddr), "RaftPort": port(n.RaftAddr), "HTTPPort": port(n.HTTPAddr),
-		"TLSDir": filepath.Join(c.Dir, "tls"),
+		"TLSDir": filepath.Join(c.Dir, "tls"), "Failover": c.Failover,
 	})
 	if err != nil {
 		return fmt.Errorf("render config for %s: %w", n.ID, err)
@@ -184,63 +188,39 @@ func (c *Cluster) Start() error {
 	return nil
 }
 
-// StartNode starts one server process, appending to its log file.
+// StartNode starts one server process, appending to its log file. The
+// config is rewritten first, so Multiplier and Failover take effect.
 func (c *Cluster) StartNode(n *Node) error {
-	f, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("open log for %s: %w", n.ID, err)
+	if err := c.writeConfig(n); err != nil {
+		return err
 	}
-	cmd := exec.Command(c.Bin, "server", "--config", n.ConfigPath)
-	cmd.Stdout, cmd.Stderr = f, f
-	// Its own process group, so a kill reaches nothing else of ours.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("start server %s: %w", n.ID, err)
-	}
-	n.cmd, n.logFile, n.done = cmd, f, make(chan struct{})
-	go func(done chan struct{}) {
-		_ = cmd.Wait()
-		_ = f.Close()
-		close(done)
-	}(n.done)
-	return nil
+	return n.start("server "+n.ID, n.LogPath, nil, c.Bin, "server", "--config", n.ConfigPath)
 }
 
 // Kill sends SIGKILL and waits for the process to exit.
-func (c *Cluster) Kill(n *Node) error { return c.signal(n, syscall.SIGKILL) }
+func (c *Cluster) Kill(n *Node) error { return n.signal("server "+n.ID, syscall.SIGKILL) }
 
 // Stop sends SIGTERM (a graceful shutdown) and waits for the exit.
-func (c *Cluster) Stop(n *Node) error { return c.signal(n, syscall.SIGTERM) }
+func (c *Cluster) Stop(n *Node) error { return n.signal("server "+n.ID, syscall.SIGTERM) }
 
-func (c *Cluster) signal(n *Node, sig syscall.Signal) error {
-	if !n.Running() {
-		return nil
-	}
-	if err := n.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("signal %s: %w", n.ID, err)
-	}
-	select {
-	case <-n.done:
-		return nil
-	case <-time.After(30 * time.Second):
-		_ = n.cmd.Process.Kill()
-		<-n.done
-		return fmt.Errorf("server %s did not exit within 30s of %s", n.ID, sig)
-	}
-}
-
-// Close kills every process. It is safe to call more than once.
+// Close kills every process: agents, the services their process drivers
+// started (which outlive an agent by design), and servers. It is safe to
+// call more than once.
 func (c *Cluster) Close() {
+	for _, a := range c.Agents {
+		_ = a.Kill()
+		a.killServices()
+	}
 	for _, n := range c.Nodes {
 		_ = c.Kill(n)
 	}
+	c.clients.close()
 }
 
 // Env is the environment for CLI commands against node n.
 func (c *Cluster) Env(n *Node) []string {
 	tlsDir := filepath.Join(c.Dir, "tls")
-	return append(os.Environ(),
+	return append(withFastRaceExit(os.Environ()),
 		"DRPLANE_ADDR="+n.GRPCAddr,
 		"DRPLANE_CACERT="+filepath.Join(tlsDir, "ca.pem"),
 		"DRPLANE_CLIENT_CERT="+filepath.Join(tlsDir, "operator.pem"),

@@ -81,23 +81,27 @@ const (
 // Phases name the stages of the default plans, in order. Operator
 // extensions are inserted before or after a phase.
 const (
-	PhaseFence    = "fence"    // failover: fence the old active site, best-effort
-	PhaseDrain    = "drain"    // switchover: stop application services at the active site
-	PhaseSync     = "sync"     // switchover: final rsync of every sync block
-	PhaseDemote   = "demote"   // switchover: stop old primaries, wait for catch-up
-	PhaseGuard    = "guard"    // RPO guard
-	PhaseActivate = "activate" // flip the active site, bump the epoch
-	PhasePromote  = "promote"  // promote data services at the target
-	PhaseStart    = "start"    // start services in dependency order, health-gated
-	PhaseVerify   = "verify"   // verification checks
+	PhaseFence     = "fence"     // failover: fence the old active site, best-effort
+	PhaseDrain     = "drain"     // switchover: stop application services at the active site
+	PhaseSync      = "sync"      // switchover: final rsync of every sync block
+	PhaseDemote    = "demote"    // switchover: stop old primaries, wait for catch-up
+	PhaseGuard     = "guard"     // RPO guard
+	PhaseActivate  = "activate"  // flip the active site, bump the epoch
+	PhasePromote   = "promote"   // promote data services at the target
+	PhaseStart     = "start"     // start services in dependency order, health-gated
+	PhaseVerify    = "verify"    // verification checks
 	PhaseReprotect = "reprotect" // rejoin the old site as standbys, reverse syncs
-	PhaseTeardown = "teardown" // drill: stop the copies, remove their data
+	PhaseTeardown  = "teardown"  // drill: stop the copies, remove their data
 )
+
+// Phases lists every phase; PhasesOf gives the phases of one kind, in order.
+var Phases = []string{PhaseFence, PhaseDrain, PhaseSync, PhaseDemote, PhaseGuard, PhaseActivate,
+	PhasePromote, PhaseStart, PhaseVerify, PhaseReprotect, PhaseTeardown}
 
 // Step is one concrete step of a plan: who does what, on which host.
 type Step struct {
 	// ID is unique within the plan, readable, and stable for the same
-	// inputs, e.g. "promote/postgres@db-2". It becomes the agent's step id.
+	// inputs, e.g. "promote:postgres@db-2". It becomes the agent's step id.
 	ID     string `json:"id"`
 	Phase  string `json:"phase"`
 	Action string `json:"action"`
@@ -121,6 +125,9 @@ type Step struct {
 	// HealthGate marks a step whose success means a service serves at
 	// the target; the last health gate to pass ends the measured RTO.
 	HealthGate bool `json:"health_gate,omitempty"`
+	// Always steps (a drill's teardown) run even after the execution
+	// aborted or was cancelled, once their dependencies ended in any state.
+	Always bool `json:"always,omitempty"`
 	// Description is a one-line human explanation for `plan show`.
 	Description string `json:"description,omitempty"`
 }
@@ -138,6 +145,9 @@ type Plan struct {
 	Objectives Objectives `json:"objectives"`
 	// MaxDataLoss is the RPO guard's limit (invariant 7).
 	MaxDataLoss time.Duration `json:"max_data_loss"`
+	// Warnings are what the derivation could not do but did not refuse,
+	// such as a service of the active site that the target lacks.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Objectives are RTO and RPO targets; zero means none.

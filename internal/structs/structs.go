@@ -33,6 +33,17 @@ const (
 	// AuditRequestType appends an audit entry for an operator action
 	// that changes no replicated state (a snapshot, a restore).
 	AuditRequestType MessageType = 6
+	// StartExecutionRequestType starts a plan execution, compare-and-set
+	// on no running execution and the epoch.
+	StartExecutionRequestType MessageType = 7
+	// StepUpdateRequestType moves one step of a running execution.
+	StepUpdateRequestType MessageType = 8
+	// ApproveStepRequestType ends a waiting approval step.
+	ApproveStepRequestType MessageType = 9
+	// CancelExecutionRequestType stops an execution's scheduling.
+	CancelExecutionRequestType MessageType = 10
+	// FinishExecutionRequestType records an execution's end.
+	FinishExecutionRequestType MessageType = 11
 )
 
 // IgnoreUnknownTypeFlag is set on message types that an older server may
@@ -56,6 +67,16 @@ func (t MessageType) String() string {
 		return "remove-server"
 	case AuditRequestType:
 		return "audit"
+	case StartExecutionRequestType:
+		return "start-execution"
+	case StepUpdateRequestType:
+		return "step-update"
+	case ApproveStepRequestType:
+		return "approve-step"
+	case CancelExecutionRequestType:
+		return "cancel-execution"
+	case FinishExecutionRequestType:
+		return "finish-execution"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }

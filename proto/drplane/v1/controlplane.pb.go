@@ -22,6 +22,1085 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type StartExecutionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Write *WriteOptions          `protobuf:"bytes,1,opt,name=write,proto3" json:"write,omitempty"`
+	// kind is failover, switchover, failback or drill.
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// plan names an operator-defined plan of that kind; empty is the default.
+	Plan string `protobuf:"bytes,3,opt,name=plan,proto3" json:"plan,omitempty"`
+	// to is the target site; empty picks the kind's default.
+	To            string `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	AllowDataLoss bool   `protobuf:"varint,5,opt,name=allow_data_loss,json=allowDataLoss,proto3" json:"allow_data_loss,omitempty"`
+	// cleanup_of names an interrupted drill whose copies to tear down.
+	CleanupOf     string `protobuf:"bytes,6,opt,name=cleanup_of,json=cleanupOf,proto3" json:"cleanup_of,omitempty"`
+	DryRun        bool   `protobuf:"varint,7,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartExecutionRequest) Reset() {
+	*x = StartExecutionRequest{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartExecutionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartExecutionRequest) ProtoMessage() {}
+
+func (x *StartExecutionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartExecutionRequest.ProtoReflect.Descriptor instead.
+func (*StartExecutionRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *StartExecutionRequest) GetWrite() *WriteOptions {
+	if x != nil {
+		return x.Write
+	}
+	return nil
+}
+
+func (x *StartExecutionRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *StartExecutionRequest) GetPlan() string {
+	if x != nil {
+		return x.Plan
+	}
+	return ""
+}
+
+func (x *StartExecutionRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *StartExecutionRequest) GetAllowDataLoss() bool {
+	if x != nil {
+		return x.AllowDataLoss
+	}
+	return false
+}
+
+func (x *StartExecutionRequest) GetCleanupOf() string {
+	if x != nil {
+		return x.CleanupOf
+	}
+	return ""
+}
+
+func (x *StartExecutionRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type StartExecutionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Execution     *Execution             `protobuf:"bytes,2,opt,name=execution,proto3" json:"execution,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartExecutionResponse) Reset() {
+	*x = StartExecutionResponse{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartExecutionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartExecutionResponse) ProtoMessage() {}
+
+func (x *StartExecutionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartExecutionResponse.ProtoReflect.Descriptor instead.
+func (*StartExecutionResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StartExecutionResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *StartExecutionResponse) GetExecution() *Execution {
+	if x != nil {
+		return x.Execution
+	}
+	return nil
+}
+
+type GetExecutionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Read          *ReadOptions           `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetExecutionRequest) Reset() {
+	*x = GetExecutionRequest{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetExecutionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetExecutionRequest) ProtoMessage() {}
+
+func (x *GetExecutionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetExecutionRequest.ProtoReflect.Descriptor instead.
+func (*GetExecutionRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetExecutionRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+func (x *GetExecutionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetExecutionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Execution     *Execution             `protobuf:"bytes,2,opt,name=execution,proto3" json:"execution,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetExecutionResponse) Reset() {
+	*x = GetExecutionResponse{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetExecutionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetExecutionResponse) ProtoMessage() {}
+
+func (x *GetExecutionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetExecutionResponse.ProtoReflect.Descriptor instead.
+func (*GetExecutionResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetExecutionResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *GetExecutionResponse) GetExecution() *Execution {
+	if x != nil {
+		return x.Execution
+	}
+	return nil
+}
+
+type ListExecutionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Read          *ReadOptions           `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListExecutionsRequest) Reset() {
+	*x = ListExecutionsRequest{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListExecutionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListExecutionsRequest) ProtoMessage() {}
+
+func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListExecutionsRequest.ProtoReflect.Descriptor instead.
+func (*ListExecutionsRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListExecutionsRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+type ListExecutionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Executions    []*Execution           `protobuf:"bytes,2,rep,name=executions,proto3" json:"executions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListExecutionsResponse) Reset() {
+	*x = ListExecutionsResponse{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListExecutionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListExecutionsResponse) ProtoMessage() {}
+
+func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListExecutionsResponse.ProtoReflect.Descriptor instead.
+func (*ListExecutionsResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListExecutionsResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *ListExecutionsResponse) GetExecutions() []*Execution {
+	if x != nil {
+		return x.Executions
+	}
+	return nil
+}
+
+type ApproveExecutionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Write *WriteOptions          `protobuf:"bytes,1,opt,name=write,proto3" json:"write,omitempty"`
+	Id    string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// step_id may be empty: the execution's one waiting approval.
+	StepId        string `protobuf:"bytes,3,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveExecutionRequest) Reset() {
+	*x = ApproveExecutionRequest{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveExecutionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveExecutionRequest) ProtoMessage() {}
+
+func (x *ApproveExecutionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveExecutionRequest.ProtoReflect.Descriptor instead.
+func (*ApproveExecutionRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ApproveExecutionRequest) GetWrite() *WriteOptions {
+	if x != nil {
+		return x.Write
+	}
+	return nil
+}
+
+func (x *ApproveExecutionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ApproveExecutionRequest) GetStepId() string {
+	if x != nil {
+		return x.StepId
+	}
+	return ""
+}
+
+type ApproveExecutionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveExecutionResponse) Reset() {
+	*x = ApproveExecutionResponse{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveExecutionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveExecutionResponse) ProtoMessage() {}
+
+func (x *ApproveExecutionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveExecutionResponse.ProtoReflect.Descriptor instead.
+func (*ApproveExecutionResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ApproveExecutionResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+type CancelExecutionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Write         *WriteOptions          `protobuf:"bytes,1,opt,name=write,proto3" json:"write,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelExecutionRequest) Reset() {
+	*x = CancelExecutionRequest{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelExecutionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelExecutionRequest) ProtoMessage() {}
+
+func (x *CancelExecutionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelExecutionRequest.ProtoReflect.Descriptor instead.
+func (*CancelExecutionRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CancelExecutionRequest) GetWrite() *WriteOptions {
+	if x != nil {
+		return x.Write
+	}
+	return nil
+}
+
+func (x *CancelExecutionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type CancelExecutionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelExecutionResponse) Reset() {
+	*x = CancelExecutionResponse{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelExecutionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelExecutionResponse) ProtoMessage() {}
+
+func (x *CancelExecutionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelExecutionResponse.ProtoReflect.Descriptor instead.
+func (*CancelExecutionResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CancelExecutionResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+// PlanStep is one concrete step of a plan.
+type PlanStep struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Phase  string                 `protobuf:"bytes,2,opt,name=phase,proto3" json:"phase,omitempty"`
+	Action string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// host is the agent that runs the step; empty for control-plane steps.
+	Host   string            `protobuf:"bytes,4,opt,name=host,proto3" json:"host,omitempty"`
+	Site   string            `protobuf:"bytes,5,opt,name=site,proto3" json:"site,omitempty"`
+	Target string            `protobuf:"bytes,6,opt,name=target,proto3" json:"target,omitempty"`
+	Args   map[string]string `protobuf:"bytes,7,rep,name=args,proto3" json:"args,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// args_from fills arguments from earlier steps' outputs.
+	ArgsFrom      map[string]string `protobuf:"bytes,8,rep,name=args_from,json=argsFrom,proto3" json:"args_from,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	TimeoutMs     uint64            `protobuf:"varint,9,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	Retries       int32             `protobuf:"varint,10,opt,name=retries,proto3" json:"retries,omitempty"`
+	OnFailure     string            `protobuf:"bytes,11,opt,name=on_failure,json=onFailure,proto3" json:"on_failure,omitempty"`
+	DependsOn     []string          `protobuf:"bytes,12,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	HealthGate    bool              `protobuf:"varint,13,opt,name=health_gate,json=healthGate,proto3" json:"health_gate,omitempty"`
+	Always        bool              `protobuf:"varint,14,opt,name=always,proto3" json:"always,omitempty"`
+	Description   string            `protobuf:"bytes,15,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanStep) Reset() {
+	*x = PlanStep{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanStep) ProtoMessage() {}
+
+func (x *PlanStep) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanStep.ProtoReflect.Descriptor instead.
+func (*PlanStep) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PlanStep) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PlanStep) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *PlanStep) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *PlanStep) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *PlanStep) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *PlanStep) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *PlanStep) GetArgs() map[string]string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *PlanStep) GetArgsFrom() map[string]string {
+	if x != nil {
+		return x.ArgsFrom
+	}
+	return nil
+}
+
+func (x *PlanStep) GetTimeoutMs() uint64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *PlanStep) GetRetries() int32 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
+func (x *PlanStep) GetOnFailure() string {
+	if x != nil {
+		return x.OnFailure
+	}
+	return ""
+}
+
+func (x *PlanStep) GetDependsOn() []string {
+	if x != nil {
+		return x.DependsOn
+	}
+	return nil
+}
+
+func (x *PlanStep) GetHealthGate() bool {
+	if x != nil {
+		return x.HealthGate
+	}
+	return false
+}
+
+func (x *PlanStep) GetAlways() bool {
+	if x != nil {
+		return x.Always
+	}
+	return false
+}
+
+func (x *PlanStep) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+// ExecutionStep is a plan step with its outcome.
+type ExecutionStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Step  *PlanStep              `protobuf:"bytes,1,opt,name=step,proto3" json:"step,omitempty"`
+	// state is pending, running, waiting, succeeded, failed, skipped or
+	// cancelled.
+	State     string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	Attempt   int32                  `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	EndedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=ended_at,json=endedAt,proto3" json:"ended_at,omitempty"`
+	Message   string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	Outputs   map[string]string      `protobuf:"bytes,7,rep,name=outputs,proto3" json:"outputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// replayed is true when the agent answered from its journal.
+	Replayed   bool   `protobuf:"varint,8,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	ApprovedBy string `protobuf:"bytes,9,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	// progress is the latest progress line of a running step, known to the
+	// leader only.
+	Progress      string `protobuf:"bytes,10,opt,name=progress,proto3" json:"progress,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecutionStep) Reset() {
+	*x = ExecutionStep{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecutionStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecutionStep) ProtoMessage() {}
+
+func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecutionStep.ProtoReflect.Descriptor instead.
+func (*ExecutionStep) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ExecutionStep) GetStep() *PlanStep {
+	if x != nil {
+		return x.Step
+	}
+	return nil
+}
+
+func (x *ExecutionStep) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ExecutionStep) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *ExecutionStep) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *ExecutionStep) GetEndedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndedAt
+	}
+	return nil
+}
+
+func (x *ExecutionStep) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ExecutionStep) GetOutputs() map[string]string {
+	if x != nil {
+		return x.Outputs
+	}
+	return nil
+}
+
+func (x *ExecutionStep) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+func (x *ExecutionStep) GetApprovedBy() string {
+	if x != nil {
+		return x.ApprovedBy
+	}
+	return ""
+}
+
+func (x *ExecutionStep) GetProgress() string {
+	if x != nil {
+		return x.Progress
+	}
+	return ""
+}
+
+// Execution is one run of a plan.
+type Execution struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Kind  string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Plan  string                 `protobuf:"bytes,3,opt,name=plan,proto3" json:"plan,omitempty"`
+	From  string                 `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	To    string                 `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	// trigger is manual or automatic.
+	Trigger       string                 `protobuf:"bytes,6,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	Actor         string                 `protobuf:"bytes,7,opt,name=actor,proto3" json:"actor,omitempty"`
+	AllowDataLoss bool                   `protobuf:"varint,8,opt,name=allow_data_loss,json=allowDataLoss,proto3" json:"allow_data_loss,omitempty"`
+	CleanupOf     string                 `protobuf:"bytes,9,opt,name=cleanup_of,json=cleanupOf,proto3" json:"cleanup_of,omitempty"`
+	TriggeredAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=triggered_at,json=triggeredAt,proto3" json:"triggered_at,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	StartEpoch    uint64                 `protobuf:"varint,13,opt,name=start_epoch,json=startEpoch,proto3" json:"start_epoch,omitempty"`
+	// state is running, succeeded, failed or cancelled.
+	State           string           `protobuf:"bytes,14,opt,name=state,proto3" json:"state,omitempty"`
+	Message         string           `protobuf:"bytes,15,opt,name=message,proto3" json:"message,omitempty"`
+	CancelRequested bool             `protobuf:"varint,16,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
+	Steps           []*ExecutionStep `protobuf:"bytes,17,rep,name=steps,proto3" json:"steps,omitempty"`
+	// rto_seconds and rpo_seconds are the achieved figures; has_rto and
+	// has_rpo say whether they were measured.
+	RtoSeconds         float64  `protobuf:"fixed64,18,opt,name=rto_seconds,json=rtoSeconds,proto3" json:"rto_seconds,omitempty"`
+	HasRto             bool     `protobuf:"varint,19,opt,name=has_rto,json=hasRto,proto3" json:"has_rto,omitempty"`
+	RpoSeconds         float64  `protobuf:"fixed64,20,opt,name=rpo_seconds,json=rpoSeconds,proto3" json:"rpo_seconds,omitempty"`
+	HasRpo             bool     `protobuf:"varint,21,opt,name=has_rpo,json=hasRpo,proto3" json:"has_rpo,omitempty"`
+	RpoDetail          string   `protobuf:"bytes,22,opt,name=rpo_detail,json=rpoDetail,proto3" json:"rpo_detail,omitempty"`
+	RtoTargetSeconds   float64  `protobuf:"fixed64,23,opt,name=rto_target_seconds,json=rtoTargetSeconds,proto3" json:"rto_target_seconds,omitempty"`
+	RpoTargetSeconds   float64  `protobuf:"fixed64,24,opt,name=rpo_target_seconds,json=rpoTargetSeconds,proto3" json:"rpo_target_seconds,omitempty"`
+	MaxDataLossSeconds float64  `protobuf:"fixed64,25,opt,name=max_data_loss_seconds,json=maxDataLossSeconds,proto3" json:"max_data_loss_seconds,omitempty"`
+	Warnings           []string `protobuf:"bytes,26,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *Execution) Reset() {
+	*x = Execution{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Execution) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Execution) ProtoMessage() {}
+
+func (x *Execution) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Execution.ProtoReflect.Descriptor instead.
+func (*Execution) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Execution) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Execution) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Execution) GetPlan() string {
+	if x != nil {
+		return x.Plan
+	}
+	return ""
+}
+
+func (x *Execution) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *Execution) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *Execution) GetTrigger() string {
+	if x != nil {
+		return x.Trigger
+	}
+	return ""
+}
+
+func (x *Execution) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *Execution) GetAllowDataLoss() bool {
+	if x != nil {
+		return x.AllowDataLoss
+	}
+	return false
+}
+
+func (x *Execution) GetCleanupOf() string {
+	if x != nil {
+		return x.CleanupOf
+	}
+	return ""
+}
+
+func (x *Execution) GetTriggeredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TriggeredAt
+	}
+	return nil
+}
+
+func (x *Execution) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Execution) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *Execution) GetStartEpoch() uint64 {
+	if x != nil {
+		return x.StartEpoch
+	}
+	return 0
+}
+
+func (x *Execution) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Execution) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Execution) GetCancelRequested() bool {
+	if x != nil {
+		return x.CancelRequested
+	}
+	return false
+}
+
+func (x *Execution) GetSteps() []*ExecutionStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *Execution) GetRtoSeconds() float64 {
+	if x != nil {
+		return x.RtoSeconds
+	}
+	return 0
+}
+
+func (x *Execution) GetHasRto() bool {
+	if x != nil {
+		return x.HasRto
+	}
+	return false
+}
+
+func (x *Execution) GetRpoSeconds() float64 {
+	if x != nil {
+		return x.RpoSeconds
+	}
+	return 0
+}
+
+func (x *Execution) GetHasRpo() bool {
+	if x != nil {
+		return x.HasRpo
+	}
+	return false
+}
+
+func (x *Execution) GetRpoDetail() string {
+	if x != nil {
+		return x.RpoDetail
+	}
+	return ""
+}
+
+func (x *Execution) GetRtoTargetSeconds() float64 {
+	if x != nil {
+		return x.RtoTargetSeconds
+	}
+	return 0
+}
+
+func (x *Execution) GetRpoTargetSeconds() float64 {
+	if x != nil {
+		return x.RpoTargetSeconds
+	}
+	return 0
+}
+
+func (x *Execution) GetMaxDataLossSeconds() float64 {
+	if x != nil {
+		return x.MaxDataLossSeconds
+	}
+	return 0
+}
+
+func (x *Execution) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
 type RunHostStepRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Write  *WriteOptions          `protobuf:"bytes,1,opt,name=write,proto3" json:"write,omitempty"`
@@ -37,7 +1116,7 @@ type RunHostStepRequest struct {
 
 func (x *RunHostStepRequest) Reset() {
 	*x = RunHostStepRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[0]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -49,7 +1128,7 @@ func (x *RunHostStepRequest) String() string {
 func (*RunHostStepRequest) ProtoMessage() {}
 
 func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[0]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -62,7 +1141,7 @@ func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepRequest.ProtoReflect.Descriptor instead.
 func (*RunHostStepRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{0}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RunHostStepRequest) GetWrite() *WriteOptions {
@@ -111,7 +1190,7 @@ type RunHostStepResponse struct {
 
 func (x *RunHostStepResponse) Reset() {
 	*x = RunHostStepResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[1]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -123,7 +1202,7 @@ func (x *RunHostStepResponse) String() string {
 func (*RunHostStepResponse) ProtoMessage() {}
 
 func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[1]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -136,7 +1215,7 @@ func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepResponse.ProtoReflect.Descriptor instead.
 func (*RunHostStepResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{1}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RunHostStepResponse) GetMeta() *ResponseMeta {
@@ -170,7 +1249,7 @@ type ListHostSnapshotsRequest struct {
 
 func (x *ListHostSnapshotsRequest) Reset() {
 	*x = ListHostSnapshotsRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[2]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -182,7 +1261,7 @@ func (x *ListHostSnapshotsRequest) String() string {
 func (*ListHostSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[2]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -195,7 +1274,7 @@ func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{2}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListHostSnapshotsRequest) GetHostId() string {
@@ -222,7 +1301,7 @@ type ListHostSnapshotsResponse struct {
 
 func (x *ListHostSnapshotsResponse) Reset() {
 	*x = ListHostSnapshotsResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[3]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -234,7 +1313,7 @@ func (x *ListHostSnapshotsResponse) String() string {
 func (*ListHostSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[3]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -247,7 +1326,7 @@ func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{3}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListHostSnapshotsResponse) GetMeta() *ResponseMeta {
@@ -276,7 +1355,7 @@ type WriteOptions struct {
 
 func (x *WriteOptions) Reset() {
 	*x = WriteOptions{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[4]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -288,7 +1367,7 @@ func (x *WriteOptions) String() string {
 func (*WriteOptions) ProtoMessage() {}
 
 func (x *WriteOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[4]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -301,7 +1380,7 @@ func (x *WriteOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteOptions.ProtoReflect.Descriptor instead.
 func (*WriteOptions) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{4}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WriteOptions) GetRequestId() string {
@@ -323,7 +1402,7 @@ type ReadOptions struct {
 
 func (x *ReadOptions) Reset() {
 	*x = ReadOptions{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[5]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -335,7 +1414,7 @@ func (x *ReadOptions) String() string {
 func (*ReadOptions) ProtoMessage() {}
 
 func (x *ReadOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[5]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -348,7 +1427,7 @@ func (x *ReadOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadOptions.ProtoReflect.Descriptor instead.
 func (*ReadOptions) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{5}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReadOptions) GetStale() bool {
@@ -375,7 +1454,7 @@ type ResponseMeta struct {
 
 func (x *ResponseMeta) Reset() {
 	*x = ResponseMeta{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[6]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +1466,7 @@ func (x *ResponseMeta) String() string {
 func (*ResponseMeta) ProtoMessage() {}
 
 func (x *ResponseMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[6]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +1479,7 @@ func (x *ResponseMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseMeta.ProtoReflect.Descriptor instead.
 func (*ResponseMeta) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{6}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResponseMeta) GetServedBy() string {
@@ -443,7 +1522,7 @@ type Site struct {
 
 func (x *Site) Reset() {
 	*x = Site{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[7]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +1534,7 @@ func (x *Site) String() string {
 func (*Site) ProtoMessage() {}
 
 func (x *Site) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[7]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +1547,7 @@ func (x *Site) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Site.ProtoReflect.Descriptor instead.
 func (*Site) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{7}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Site) GetName() string {
@@ -509,7 +1588,7 @@ type Server struct {
 
 func (x *Server) Reset() {
 	*x = Server{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[8]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +1600,7 @@ func (x *Server) String() string {
 func (*Server) ProtoMessage() {}
 
 func (x *Server) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[8]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +1613,7 @@ func (x *Server) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Server.ProtoReflect.Descriptor instead.
 func (*Server) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{8}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Server) GetId() string {
@@ -601,7 +1680,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[9]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +1692,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[9]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +1705,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{9}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Service) GetName() string {
@@ -686,7 +1765,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[10]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -698,7 +1777,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[10]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -711,7 +1790,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{10}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Agent) GetHostId() string {
@@ -796,7 +1875,7 @@ type AgentProbe struct {
 
 func (x *AgentProbe) Reset() {
 	*x = AgentProbe{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[11]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +1887,7 @@ func (x *AgentProbe) String() string {
 func (*AgentProbe) ProtoMessage() {}
 
 func (x *AgentProbe) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[11]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +1900,7 @@ func (x *AgentProbe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentProbe.ProtoReflect.Descriptor instead.
 func (*AgentProbe) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{11}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AgentProbe) GetReachable() bool {
@@ -910,7 +1989,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[12]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +2001,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[12]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +2014,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{12}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -989,7 +2068,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[13]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +2080,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[13]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +2093,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{13}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetStatusRequest) GetRead() *ReadOptions {
@@ -1039,7 +2118,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[14]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1051,7 +2130,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[14]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1064,7 +2143,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{14}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetStatusResponse) GetMeta() *ResponseMeta {
@@ -1125,7 +2204,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[15]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +2216,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[15]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +2229,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{15}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListMembersRequest) GetRead() *ReadOptions {
@@ -1171,7 +2250,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[16]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +2262,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[16]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +2275,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{16}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListMembersResponse) GetMeta() *ResponseMeta {
@@ -1230,7 +2309,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[17]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +2321,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[17]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +2334,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{17}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RemoveMemberRequest) GetWrite() *WriteOptions {
@@ -1281,7 +2360,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[18]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +2372,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[18]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +2385,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{18}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RemoveMemberResponse) GetMeta() *ResponseMeta {
@@ -1326,7 +2405,7 @@ type RegisterAgentRequest struct {
 
 func (x *RegisterAgentRequest) Reset() {
 	*x = RegisterAgentRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[19]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +2417,7 @@ func (x *RegisterAgentRequest) String() string {
 func (*RegisterAgentRequest) ProtoMessage() {}
 
 func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[19]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +2430,7 @@ func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentRequest.ProtoReflect.Descriptor instead.
 func (*RegisterAgentRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{19}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RegisterAgentRequest) GetWrite() *WriteOptions {
@@ -1379,7 +2458,7 @@ type RegisterAgentResponse struct {
 
 func (x *RegisterAgentResponse) Reset() {
 	*x = RegisterAgentResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[20]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +2470,7 @@ func (x *RegisterAgentResponse) String() string {
 func (*RegisterAgentResponse) ProtoMessage() {}
 
 func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[20]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +2483,7 @@ func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentResponse.ProtoReflect.Descriptor instead.
 func (*RegisterAgentResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{20}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RegisterAgentResponse) GetMeta() *ResponseMeta {
@@ -1438,7 +2517,7 @@ type DeregisterAgentRequest struct {
 
 func (x *DeregisterAgentRequest) Reset() {
 	*x = DeregisterAgentRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[21]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +2529,7 @@ func (x *DeregisterAgentRequest) String() string {
 func (*DeregisterAgentRequest) ProtoMessage() {}
 
 func (x *DeregisterAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[21]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +2542,7 @@ func (x *DeregisterAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterAgentRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterAgentRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{21}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeregisterAgentRequest) GetWrite() *WriteOptions {
@@ -1489,7 +2568,7 @@ type DeregisterAgentResponse struct {
 
 func (x *DeregisterAgentResponse) Reset() {
 	*x = DeregisterAgentResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[22]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +2580,7 @@ func (x *DeregisterAgentResponse) String() string {
 func (*DeregisterAgentResponse) ProtoMessage() {}
 
 func (x *DeregisterAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[22]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +2593,7 @@ func (x *DeregisterAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterAgentResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterAgentResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{22}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DeregisterAgentResponse) GetMeta() *ResponseMeta {
@@ -1536,7 +2615,7 @@ type SetActiveSiteRequest struct {
 
 func (x *SetActiveSiteRequest) Reset() {
 	*x = SetActiveSiteRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[23]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +2627,7 @@ func (x *SetActiveSiteRequest) String() string {
 func (*SetActiveSiteRequest) ProtoMessage() {}
 
 func (x *SetActiveSiteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[23]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +2640,7 @@ func (x *SetActiveSiteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetActiveSiteRequest.ProtoReflect.Descriptor instead.
 func (*SetActiveSiteRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{23}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SetActiveSiteRequest) GetWrite() *WriteOptions {
@@ -1603,7 +2682,7 @@ type SetActiveSiteResponse struct {
 
 func (x *SetActiveSiteResponse) Reset() {
 	*x = SetActiveSiteResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[24]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1615,7 +2694,7 @@ func (x *SetActiveSiteResponse) String() string {
 func (*SetActiveSiteResponse) ProtoMessage() {}
 
 func (x *SetActiveSiteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[24]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1628,7 +2707,7 @@ func (x *SetActiveSiteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetActiveSiteResponse.ProtoReflect.Descriptor instead.
 func (*SetActiveSiteResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{24}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SetActiveSiteResponse) GetMeta() *ResponseMeta {
@@ -1663,7 +2742,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[25]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +2754,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[25]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +2767,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{25}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListAuditRequest) GetRead() *ReadOptions {
@@ -1715,7 +2794,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[26]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +2806,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[26]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +2819,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{26}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListAuditResponse) GetMeta() *ResponseMeta {
@@ -1765,7 +2844,7 @@ type NodeInfoRequest struct {
 
 func (x *NodeInfoRequest) Reset() {
 	*x = NodeInfoRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[27]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +2856,7 @@ func (x *NodeInfoRequest) String() string {
 func (*NodeInfoRequest) ProtoMessage() {}
 
 func (x *NodeInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[27]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +2869,7 @@ func (x *NodeInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfoRequest.ProtoReflect.Descriptor instead.
 func (*NodeInfoRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{27}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{40}
 }
 
 type NodeInfoResponse struct {
@@ -1812,7 +2891,7 @@ type NodeInfoResponse struct {
 
 func (x *NodeInfoResponse) Reset() {
 	*x = NodeInfoResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[28]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1824,7 +2903,7 @@ func (x *NodeInfoResponse) String() string {
 func (*NodeInfoResponse) ProtoMessage() {}
 
 func (x *NodeInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[28]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1837,7 +2916,7 @@ func (x *NodeInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfoResponse.ProtoReflect.Descriptor instead.
 func (*NodeInfoResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{28}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *NodeInfoResponse) GetId() string {
@@ -1916,7 +2995,7 @@ type JoinClusterRequest struct {
 
 func (x *JoinClusterRequest) Reset() {
 	*x = JoinClusterRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[29]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +3007,7 @@ func (x *JoinClusterRequest) String() string {
 func (*JoinClusterRequest) ProtoMessage() {}
 
 func (x *JoinClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[29]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +3020,7 @@ func (x *JoinClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinClusterRequest.ProtoReflect.Descriptor instead.
 func (*JoinClusterRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{29}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *JoinClusterRequest) GetWrite() *WriteOptions {
@@ -1988,7 +3067,7 @@ type JoinClusterResponse struct {
 
 func (x *JoinClusterResponse) Reset() {
 	*x = JoinClusterResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[30]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +3079,7 @@ func (x *JoinClusterResponse) String() string {
 func (*JoinClusterResponse) ProtoMessage() {}
 
 func (x *JoinClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[30]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +3092,7 @@ func (x *JoinClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinClusterResponse.ProtoReflect.Descriptor instead.
 func (*JoinClusterResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{30}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *JoinClusterResponse) GetMeta() *ResponseMeta {
@@ -2028,7 +3107,122 @@ var File_drplane_v1_controlplane_proto protoreflect.FileDescriptor
 const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\n" +
 	"\x1ddrplane/v1/controlplane.proto\x12\n" +
-	"drplane.v1\x1a\x1adrplane/v1/hostagent.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x02\n" +
+	"drplane.v1\x1a\x1adrplane/v1/hostagent.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x01\n" +
+	"\x15StartExecutionRequest\x12.\n" +
+	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04plan\x18\x03 \x01(\tR\x04plan\x12\x0e\n" +
+	"\x02to\x18\x04 \x01(\tR\x02to\x12&\n" +
+	"\x0fallow_data_loss\x18\x05 \x01(\bR\rallowDataLoss\x12\x1d\n" +
+	"\n" +
+	"cleanup_of\x18\x06 \x01(\tR\tcleanupOf\x12\x17\n" +
+	"\adry_run\x18\a \x01(\bR\x06dryRun\"{\n" +
+	"\x16StartExecutionResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x123\n" +
+	"\texecution\x18\x02 \x01(\v2\x15.drplane.v1.ExecutionR\texecution\"R\n" +
+	"\x13GetExecutionRequest\x12+\n" +
+	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"y\n" +
+	"\x14GetExecutionResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x123\n" +
+	"\texecution\x18\x02 \x01(\v2\x15.drplane.v1.ExecutionR\texecution\"D\n" +
+	"\x15ListExecutionsRequest\x12+\n" +
+	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"}\n" +
+	"\x16ListExecutionsResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x125\n" +
+	"\n" +
+	"executions\x18\x02 \x03(\v2\x15.drplane.v1.ExecutionR\n" +
+	"executions\"r\n" +
+	"\x17ApproveExecutionRequest\x12.\n" +
+	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x17\n" +
+	"\astep_id\x18\x03 \x01(\tR\x06stepId\"H\n" +
+	"\x18ApproveExecutionResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\"X\n" +
+	"\x16CancelExecutionRequest\x12.\n" +
+	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"G\n" +
+	"\x17CancelExecutionResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\"\xc5\x04\n" +
+	"\bPlanStep\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x12\n" +
+	"\x04host\x18\x04 \x01(\tR\x04host\x12\x12\n" +
+	"\x04site\x18\x05 \x01(\tR\x04site\x12\x16\n" +
+	"\x06target\x18\x06 \x01(\tR\x06target\x122\n" +
+	"\x04args\x18\a \x03(\v2\x1e.drplane.v1.PlanStep.ArgsEntryR\x04args\x12?\n" +
+	"\targs_from\x18\b \x03(\v2\".drplane.v1.PlanStep.ArgsFromEntryR\bargsFrom\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\t \x01(\x04R\ttimeoutMs\x12\x18\n" +
+	"\aretries\x18\n" +
+	" \x01(\x05R\aretries\x12\x1d\n" +
+	"\n" +
+	"on_failure\x18\v \x01(\tR\tonFailure\x12\x1d\n" +
+	"\n" +
+	"depends_on\x18\f \x03(\tR\tdependsOn\x12\x1f\n" +
+	"\vhealth_gate\x18\r \x01(\bR\n" +
+	"healthGate\x12\x16\n" +
+	"\x06always\x18\x0e \x01(\bR\x06always\x12 \n" +
+	"\vdescription\x18\x0f \x01(\tR\vdescription\x1a7\n" +
+	"\tArgsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +
+	"\rArgsFromEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\x03\n" +
+	"\rExecutionStep\x12(\n" +
+	"\x04step\x18\x01 \x01(\v2\x14.drplane.v1.PlanStepR\x04step\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x18\n" +
+	"\aattempt\x18\x03 \x01(\x05R\aattempt\x129\n" +
+	"\n" +
+	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x125\n" +
+	"\bended_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\x12@\n" +
+	"\aoutputs\x18\a \x03(\v2&.drplane.v1.ExecutionStep.OutputsEntryR\aoutputs\x12\x1a\n" +
+	"\breplayed\x18\b \x01(\bR\breplayed\x12\x1f\n" +
+	"\vapproved_by\x18\t \x01(\tR\n" +
+	"approvedBy\x12\x1a\n" +
+	"\bprogress\x18\n" +
+	" \x01(\tR\bprogress\x1a:\n" +
+	"\fOutputsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x80\a\n" +
+	"\tExecution\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04plan\x18\x03 \x01(\tR\x04plan\x12\x12\n" +
+	"\x04from\x18\x04 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x05 \x01(\tR\x02to\x12\x18\n" +
+	"\atrigger\x18\x06 \x01(\tR\atrigger\x12\x14\n" +
+	"\x05actor\x18\a \x01(\tR\x05actor\x12&\n" +
+	"\x0fallow_data_loss\x18\b \x01(\bR\rallowDataLoss\x12\x1d\n" +
+	"\n" +
+	"cleanup_of\x18\t \x01(\tR\tcleanupOf\x12=\n" +
+	"\ftriggered_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vtriggeredAt\x129\n" +
+	"\n" +
+	"started_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vfinished_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\x12\x1f\n" +
+	"\vstart_epoch\x18\r \x01(\x04R\n" +
+	"startEpoch\x12\x14\n" +
+	"\x05state\x18\x0e \x01(\tR\x05state\x12\x18\n" +
+	"\amessage\x18\x0f \x01(\tR\amessage\x12)\n" +
+	"\x10cancel_requested\x18\x10 \x01(\bR\x0fcancelRequested\x12/\n" +
+	"\x05steps\x18\x11 \x03(\v2\x19.drplane.v1.ExecutionStepR\x05steps\x12\x1f\n" +
+	"\vrto_seconds\x18\x12 \x01(\x01R\n" +
+	"rtoSeconds\x12\x17\n" +
+	"\ahas_rto\x18\x13 \x01(\bR\x06hasRto\x12\x1f\n" +
+	"\vrpo_seconds\x18\x14 \x01(\x01R\n" +
+	"rpoSeconds\x12\x17\n" +
+	"\ahas_rpo\x18\x15 \x01(\bR\x06hasRpo\x12\x1d\n" +
+	"\n" +
+	"rpo_detail\x18\x16 \x01(\tR\trpoDetail\x12,\n" +
+	"\x12rto_target_seconds\x18\x17 \x01(\x01R\x10rtoTargetSeconds\x12,\n" +
+	"\x12rpo_target_seconds\x18\x18 \x01(\x01R\x10rpoTargetSeconds\x121\n" +
+	"\x15max_data_loss_seconds\x18\x19 \x01(\x01R\x12maxDataLossSeconds\x12\x1a\n" +
+	"\bwarnings\x18\x1a \x03(\tR\bwarnings\"\x84\x02\n" +
 	"\x12RunHostStepRequest\x12.\n" +
 	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x17\n" +
 	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12\x16\n" +
@@ -2183,7 +3377,8 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12!\n" +
 	"\fraft_address\x18\x05 \x01(\tR\vraftAddress\"C\n" +
 	"\x13JoinClusterResponse\x12,\n" +
-	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta2\x96\a\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta2\xd6\n" +
+	"\n" +
 	"\fControlPlane\x12H\n" +
 	"\tGetStatus\x12\x1c.drplane.v1.GetStatusRequest\x1a\x1d.drplane.v1.GetStatusResponse\x12N\n" +
 	"\vListMembers\x12\x1e.drplane.v1.ListMembersRequest\x1a\x1f.drplane.v1.ListMembersResponse\x12Q\n" +
@@ -2195,7 +3390,12 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\bNodeInfo\x12\x1b.drplane.v1.NodeInfoRequest\x1a\x1c.drplane.v1.NodeInfoResponse\x12N\n" +
 	"\vJoinCluster\x12\x1e.drplane.v1.JoinClusterRequest\x1a\x1f.drplane.v1.JoinClusterResponse\x12N\n" +
 	"\vRunHostStep\x12\x1e.drplane.v1.RunHostStepRequest\x1a\x1f.drplane.v1.RunHostStepResponse\x12`\n" +
-	"\x11ListHostSnapshots\x12$.drplane.v1.ListHostSnapshotsRequest\x1a%.drplane.v1.ListHostSnapshotsResponseB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	"\x11ListHostSnapshots\x12$.drplane.v1.ListHostSnapshotsRequest\x1a%.drplane.v1.ListHostSnapshotsResponse\x12W\n" +
+	"\x0eStartExecution\x12!.drplane.v1.StartExecutionRequest\x1a\".drplane.v1.StartExecutionResponse\x12Q\n" +
+	"\fGetExecution\x12\x1f.drplane.v1.GetExecutionRequest\x1a .drplane.v1.GetExecutionResponse\x12W\n" +
+	"\x0eListExecutions\x12!.drplane.v1.ListExecutionsRequest\x1a\".drplane.v1.ListExecutionsResponse\x12]\n" +
+	"\x10ApproveExecution\x12#.drplane.v1.ApproveExecutionRequest\x1a$.drplane.v1.ApproveExecutionResponse\x12Z\n" +
+	"\x0fCancelExecution\x12\".drplane.v1.CancelExecutionRequest\x1a#.drplane.v1.CancelExecutionResponseB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_controlplane_proto_rawDescOnce sync.Once
@@ -2209,109 +3409,158 @@ func file_drplane_v1_controlplane_proto_rawDescGZIP() []byte {
 	return file_drplane_v1_controlplane_proto_rawDescData
 }
 
-var file_drplane_v1_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_drplane_v1_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_drplane_v1_controlplane_proto_goTypes = []any{
-	(*RunHostStepRequest)(nil),        // 0: drplane.v1.RunHostStepRequest
-	(*RunHostStepResponse)(nil),       // 1: drplane.v1.RunHostStepResponse
-	(*ListHostSnapshotsRequest)(nil),  // 2: drplane.v1.ListHostSnapshotsRequest
-	(*ListHostSnapshotsResponse)(nil), // 3: drplane.v1.ListHostSnapshotsResponse
-	(*WriteOptions)(nil),              // 4: drplane.v1.WriteOptions
-	(*ReadOptions)(nil),               // 5: drplane.v1.ReadOptions
-	(*ResponseMeta)(nil),              // 6: drplane.v1.ResponseMeta
-	(*Site)(nil),                      // 7: drplane.v1.Site
-	(*Server)(nil),                    // 8: drplane.v1.Server
-	(*Service)(nil),                   // 9: drplane.v1.Service
-	(*Agent)(nil),                     // 10: drplane.v1.Agent
-	(*AgentProbe)(nil),                // 11: drplane.v1.AgentProbe
-	(*AuditEntry)(nil),                // 12: drplane.v1.AuditEntry
-	(*GetStatusRequest)(nil),          // 13: drplane.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),         // 14: drplane.v1.GetStatusResponse
-	(*ListMembersRequest)(nil),        // 15: drplane.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),       // 16: drplane.v1.ListMembersResponse
-	(*RemoveMemberRequest)(nil),       // 17: drplane.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),      // 18: drplane.v1.RemoveMemberResponse
-	(*RegisterAgentRequest)(nil),      // 19: drplane.v1.RegisterAgentRequest
-	(*RegisterAgentResponse)(nil),     // 20: drplane.v1.RegisterAgentResponse
-	(*DeregisterAgentRequest)(nil),    // 21: drplane.v1.DeregisterAgentRequest
-	(*DeregisterAgentResponse)(nil),   // 22: drplane.v1.DeregisterAgentResponse
-	(*SetActiveSiteRequest)(nil),      // 23: drplane.v1.SetActiveSiteRequest
-	(*SetActiveSiteResponse)(nil),     // 24: drplane.v1.SetActiveSiteResponse
-	(*ListAuditRequest)(nil),          // 25: drplane.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),         // 26: drplane.v1.ListAuditResponse
-	(*NodeInfoRequest)(nil),           // 27: drplane.v1.NodeInfoRequest
-	(*NodeInfoResponse)(nil),          // 28: drplane.v1.NodeInfoResponse
-	(*JoinClusterRequest)(nil),        // 29: drplane.v1.JoinClusterRequest
-	(*JoinClusterResponse)(nil),       // 30: drplane.v1.JoinClusterResponse
-	nil,                               // 31: drplane.v1.RunHostStepRequest.ArgsEntry
-	(*StepResult)(nil),                // 32: drplane.v1.StepResult
-	(*SnapshotInfo)(nil),              // 33: drplane.v1.SnapshotInfo
-	(*timestamppb.Timestamp)(nil),     // 34: google.protobuf.Timestamp
-	(*ServiceStatus)(nil),             // 35: drplane.v1.ServiceStatus
-	(*SyncStatus)(nil),                // 36: drplane.v1.SyncStatus
+	(*StartExecutionRequest)(nil),     // 0: drplane.v1.StartExecutionRequest
+	(*StartExecutionResponse)(nil),    // 1: drplane.v1.StartExecutionResponse
+	(*GetExecutionRequest)(nil),       // 2: drplane.v1.GetExecutionRequest
+	(*GetExecutionResponse)(nil),      // 3: drplane.v1.GetExecutionResponse
+	(*ListExecutionsRequest)(nil),     // 4: drplane.v1.ListExecutionsRequest
+	(*ListExecutionsResponse)(nil),    // 5: drplane.v1.ListExecutionsResponse
+	(*ApproveExecutionRequest)(nil),   // 6: drplane.v1.ApproveExecutionRequest
+	(*ApproveExecutionResponse)(nil),  // 7: drplane.v1.ApproveExecutionResponse
+	(*CancelExecutionRequest)(nil),    // 8: drplane.v1.CancelExecutionRequest
+	(*CancelExecutionResponse)(nil),   // 9: drplane.v1.CancelExecutionResponse
+	(*PlanStep)(nil),                  // 10: drplane.v1.PlanStep
+	(*ExecutionStep)(nil),             // 11: drplane.v1.ExecutionStep
+	(*Execution)(nil),                 // 12: drplane.v1.Execution
+	(*RunHostStepRequest)(nil),        // 13: drplane.v1.RunHostStepRequest
+	(*RunHostStepResponse)(nil),       // 14: drplane.v1.RunHostStepResponse
+	(*ListHostSnapshotsRequest)(nil),  // 15: drplane.v1.ListHostSnapshotsRequest
+	(*ListHostSnapshotsResponse)(nil), // 16: drplane.v1.ListHostSnapshotsResponse
+	(*WriteOptions)(nil),              // 17: drplane.v1.WriteOptions
+	(*ReadOptions)(nil),               // 18: drplane.v1.ReadOptions
+	(*ResponseMeta)(nil),              // 19: drplane.v1.ResponseMeta
+	(*Site)(nil),                      // 20: drplane.v1.Site
+	(*Server)(nil),                    // 21: drplane.v1.Server
+	(*Service)(nil),                   // 22: drplane.v1.Service
+	(*Agent)(nil),                     // 23: drplane.v1.Agent
+	(*AgentProbe)(nil),                // 24: drplane.v1.AgentProbe
+	(*AuditEntry)(nil),                // 25: drplane.v1.AuditEntry
+	(*GetStatusRequest)(nil),          // 26: drplane.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),         // 27: drplane.v1.GetStatusResponse
+	(*ListMembersRequest)(nil),        // 28: drplane.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),       // 29: drplane.v1.ListMembersResponse
+	(*RemoveMemberRequest)(nil),       // 30: drplane.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),      // 31: drplane.v1.RemoveMemberResponse
+	(*RegisterAgentRequest)(nil),      // 32: drplane.v1.RegisterAgentRequest
+	(*RegisterAgentResponse)(nil),     // 33: drplane.v1.RegisterAgentResponse
+	(*DeregisterAgentRequest)(nil),    // 34: drplane.v1.DeregisterAgentRequest
+	(*DeregisterAgentResponse)(nil),   // 35: drplane.v1.DeregisterAgentResponse
+	(*SetActiveSiteRequest)(nil),      // 36: drplane.v1.SetActiveSiteRequest
+	(*SetActiveSiteResponse)(nil),     // 37: drplane.v1.SetActiveSiteResponse
+	(*ListAuditRequest)(nil),          // 38: drplane.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),         // 39: drplane.v1.ListAuditResponse
+	(*NodeInfoRequest)(nil),           // 40: drplane.v1.NodeInfoRequest
+	(*NodeInfoResponse)(nil),          // 41: drplane.v1.NodeInfoResponse
+	(*JoinClusterRequest)(nil),        // 42: drplane.v1.JoinClusterRequest
+	(*JoinClusterResponse)(nil),       // 43: drplane.v1.JoinClusterResponse
+	nil,                               // 44: drplane.v1.PlanStep.ArgsEntry
+	nil,                               // 45: drplane.v1.PlanStep.ArgsFromEntry
+	nil,                               // 46: drplane.v1.ExecutionStep.OutputsEntry
+	nil,                               // 47: drplane.v1.RunHostStepRequest.ArgsEntry
+	(*timestamppb.Timestamp)(nil),     // 48: google.protobuf.Timestamp
+	(*StepResult)(nil),                // 49: drplane.v1.StepResult
+	(*SnapshotInfo)(nil),              // 50: drplane.v1.SnapshotInfo
+	(*ServiceStatus)(nil),             // 51: drplane.v1.ServiceStatus
+	(*SyncStatus)(nil),                // 52: drplane.v1.SyncStatus
 }
 var file_drplane_v1_controlplane_proto_depIdxs = []int32{
-	4,  // 0: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
-	31, // 1: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
-	6,  // 2: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
-	32, // 3: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
-	6,  // 4: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	33, // 5: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	9,  // 6: drplane.v1.Agent.services:type_name -> drplane.v1.Service
-	34, // 7: drplane.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
-	11, // 8: drplane.v1.Agent.probe:type_name -> drplane.v1.AgentProbe
-	34, // 9: drplane.v1.AgentProbe.last_seen:type_name -> google.protobuf.Timestamp
-	35, // 10: drplane.v1.AgentProbe.services:type_name -> drplane.v1.ServiceStatus
-	36, // 11: drplane.v1.AgentProbe.syncs:type_name -> drplane.v1.SyncStatus
-	34, // 12: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	5,  // 13: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
-	6,  // 14: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
-	7,  // 15: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
-	8,  // 16: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
-	10, // 17: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
-	5,  // 18: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
-	6,  // 19: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
-	8,  // 20: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
-	4,  // 21: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
-	6,  // 22: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
-	4,  // 23: drplane.v1.RegisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
-	10, // 24: drplane.v1.RegisterAgentRequest.agent:type_name -> drplane.v1.Agent
-	6,  // 25: drplane.v1.RegisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
-	4,  // 26: drplane.v1.DeregisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
-	6,  // 27: drplane.v1.DeregisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
-	4,  // 28: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
-	6,  // 29: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
-	5,  // 30: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
-	6,  // 31: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
-	12, // 32: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
-	4,  // 33: drplane.v1.JoinClusterRequest.write:type_name -> drplane.v1.WriteOptions
-	6,  // 34: drplane.v1.JoinClusterResponse.meta:type_name -> drplane.v1.ResponseMeta
-	13, // 35: drplane.v1.ControlPlane.GetStatus:input_type -> drplane.v1.GetStatusRequest
-	15, // 36: drplane.v1.ControlPlane.ListMembers:input_type -> drplane.v1.ListMembersRequest
-	17, // 37: drplane.v1.ControlPlane.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
-	19, // 38: drplane.v1.ControlPlane.RegisterAgent:input_type -> drplane.v1.RegisterAgentRequest
-	21, // 39: drplane.v1.ControlPlane.DeregisterAgent:input_type -> drplane.v1.DeregisterAgentRequest
-	23, // 40: drplane.v1.ControlPlane.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
-	25, // 41: drplane.v1.ControlPlane.ListAudit:input_type -> drplane.v1.ListAuditRequest
-	27, // 42: drplane.v1.ControlPlane.NodeInfo:input_type -> drplane.v1.NodeInfoRequest
-	29, // 43: drplane.v1.ControlPlane.JoinCluster:input_type -> drplane.v1.JoinClusterRequest
-	0,  // 44: drplane.v1.ControlPlane.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
-	2,  // 45: drplane.v1.ControlPlane.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
-	14, // 46: drplane.v1.ControlPlane.GetStatus:output_type -> drplane.v1.GetStatusResponse
-	16, // 47: drplane.v1.ControlPlane.ListMembers:output_type -> drplane.v1.ListMembersResponse
-	18, // 48: drplane.v1.ControlPlane.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
-	20, // 49: drplane.v1.ControlPlane.RegisterAgent:output_type -> drplane.v1.RegisterAgentResponse
-	22, // 50: drplane.v1.ControlPlane.DeregisterAgent:output_type -> drplane.v1.DeregisterAgentResponse
-	24, // 51: drplane.v1.ControlPlane.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
-	26, // 52: drplane.v1.ControlPlane.ListAudit:output_type -> drplane.v1.ListAuditResponse
-	28, // 53: drplane.v1.ControlPlane.NodeInfo:output_type -> drplane.v1.NodeInfoResponse
-	30, // 54: drplane.v1.ControlPlane.JoinCluster:output_type -> drplane.v1.JoinClusterResponse
-	1,  // 55: drplane.v1.ControlPlane.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
-	3,  // 56: drplane.v1.ControlPlane.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
-	46, // [46:57] is the sub-list for method output_type
-	35, // [35:46] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	17, // 0: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	19, // 1: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	12, // 2: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
+	18, // 3: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
+	19, // 4: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	12, // 5: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
+	18, // 6: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
+	19, // 7: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	12, // 8: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
+	17, // 9: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	19, // 10: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	17, // 11: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	19, // 12: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	44, // 13: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
+	45, // 14: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
+	10, // 15: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
+	48, // 16: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
+	48, // 17: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
+	46, // 18: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
+	48, // 19: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
+	48, // 20: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
+	48, // 21: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	11, // 22: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
+	17, // 23: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
+	47, // 24: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
+	19, // 25: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
+	49, // 26: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
+	19, // 27: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	50, // 28: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	22, // 29: drplane.v1.Agent.services:type_name -> drplane.v1.Service
+	48, // 30: drplane.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
+	24, // 31: drplane.v1.Agent.probe:type_name -> drplane.v1.AgentProbe
+	48, // 32: drplane.v1.AgentProbe.last_seen:type_name -> google.protobuf.Timestamp
+	51, // 33: drplane.v1.AgentProbe.services:type_name -> drplane.v1.ServiceStatus
+	52, // 34: drplane.v1.AgentProbe.syncs:type_name -> drplane.v1.SyncStatus
+	48, // 35: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	18, // 36: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
+	19, // 37: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
+	20, // 38: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
+	21, // 39: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
+	23, // 40: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
+	18, // 41: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
+	19, // 42: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
+	21, // 43: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
+	17, // 44: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
+	19, // 45: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
+	17, // 46: drplane.v1.RegisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
+	23, // 47: drplane.v1.RegisterAgentRequest.agent:type_name -> drplane.v1.Agent
+	19, // 48: drplane.v1.RegisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
+	17, // 49: drplane.v1.DeregisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
+	19, // 50: drplane.v1.DeregisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
+	17, // 51: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
+	19, // 52: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
+	18, // 53: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
+	19, // 54: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
+	25, // 55: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
+	17, // 56: drplane.v1.JoinClusterRequest.write:type_name -> drplane.v1.WriteOptions
+	19, // 57: drplane.v1.JoinClusterResponse.meta:type_name -> drplane.v1.ResponseMeta
+	26, // 58: drplane.v1.ControlPlane.GetStatus:input_type -> drplane.v1.GetStatusRequest
+	28, // 59: drplane.v1.ControlPlane.ListMembers:input_type -> drplane.v1.ListMembersRequest
+	30, // 60: drplane.v1.ControlPlane.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
+	32, // 61: drplane.v1.ControlPlane.RegisterAgent:input_type -> drplane.v1.RegisterAgentRequest
+	34, // 62: drplane.v1.ControlPlane.DeregisterAgent:input_type -> drplane.v1.DeregisterAgentRequest
+	36, // 63: drplane.v1.ControlPlane.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
+	38, // 64: drplane.v1.ControlPlane.ListAudit:input_type -> drplane.v1.ListAuditRequest
+	40, // 65: drplane.v1.ControlPlane.NodeInfo:input_type -> drplane.v1.NodeInfoRequest
+	42, // 66: drplane.v1.ControlPlane.JoinCluster:input_type -> drplane.v1.JoinClusterRequest
+	13, // 67: drplane.v1.ControlPlane.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
+	15, // 68: drplane.v1.ControlPlane.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
+	0,  // 69: drplane.v1.ControlPlane.StartExecution:input_type -> drplane.v1.StartExecutionRequest
+	2,  // 70: drplane.v1.ControlPlane.GetExecution:input_type -> drplane.v1.GetExecutionRequest
+	4,  // 71: drplane.v1.ControlPlane.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
+	6,  // 72: drplane.v1.ControlPlane.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
+	8,  // 73: drplane.v1.ControlPlane.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
+	27, // 74: drplane.v1.ControlPlane.GetStatus:output_type -> drplane.v1.GetStatusResponse
+	29, // 75: drplane.v1.ControlPlane.ListMembers:output_type -> drplane.v1.ListMembersResponse
+	31, // 76: drplane.v1.ControlPlane.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
+	33, // 77: drplane.v1.ControlPlane.RegisterAgent:output_type -> drplane.v1.RegisterAgentResponse
+	35, // 78: drplane.v1.ControlPlane.DeregisterAgent:output_type -> drplane.v1.DeregisterAgentResponse
+	37, // 79: drplane.v1.ControlPlane.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
+	39, // 80: drplane.v1.ControlPlane.ListAudit:output_type -> drplane.v1.ListAuditResponse
+	41, // 81: drplane.v1.ControlPlane.NodeInfo:output_type -> drplane.v1.NodeInfoResponse
+	43, // 82: drplane.v1.ControlPlane.JoinCluster:output_type -> drplane.v1.JoinClusterResponse
+	14, // 83: drplane.v1.ControlPlane.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
+	16, // 84: drplane.v1.ControlPlane.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
+	1,  // 85: drplane.v1.ControlPlane.StartExecution:output_type -> drplane.v1.StartExecutionResponse
+	3,  // 86: drplane.v1.ControlPlane.GetExecution:output_type -> drplane.v1.GetExecutionResponse
+	5,  // 87: drplane.v1.ControlPlane.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
+	7,  // 88: drplane.v1.ControlPlane.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
+	9,  // 89: drplane.v1.ControlPlane.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
+	74, // [74:90] is the sub-list for method output_type
+	58, // [58:74] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_controlplane_proto_init() }
@@ -2326,7 +3575,7 @@ func file_drplane_v1_controlplane_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_controlplane_proto_rawDesc), len(file_drplane_v1_controlplane_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

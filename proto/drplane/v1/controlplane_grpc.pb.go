@@ -30,6 +30,11 @@ const (
 	ControlPlane_JoinCluster_FullMethodName       = "/drplane.v1.ControlPlane/JoinCluster"
 	ControlPlane_RunHostStep_FullMethodName       = "/drplane.v1.ControlPlane/RunHostStep"
 	ControlPlane_ListHostSnapshots_FullMethodName = "/drplane.v1.ControlPlane/ListHostSnapshots"
+	ControlPlane_StartExecution_FullMethodName    = "/drplane.v1.ControlPlane/StartExecution"
+	ControlPlane_GetExecution_FullMethodName      = "/drplane.v1.ControlPlane/GetExecution"
+	ControlPlane_ListExecutions_FullMethodName    = "/drplane.v1.ControlPlane/ListExecutions"
+	ControlPlane_ApproveExecution_FullMethodName  = "/drplane.v1.ControlPlane/ApproveExecution"
+	ControlPlane_CancelExecution_FullMethodName   = "/drplane.v1.ControlPlane/CancelExecution"
 )
 
 // ControlPlaneClient is the client API for ControlPlane service.
@@ -66,6 +71,19 @@ type ControlPlaneClient interface {
 	RunHostStep(ctx context.Context, in *RunHostStepRequest, opts ...grpc.CallOption) (*RunHostStepResponse, error)
 	// ListHostSnapshots lists a registered host's snapshots.
 	ListHostSnapshots(ctx context.Context, in *ListHostSnapshotsRequest, opts ...grpc.CallOption) (*ListHostSnapshotsResponse, error)
+	// StartExecution derives a plan and starts running it, only if no other
+	// execution is running; with dry_run it returns the plan without
+	// starting anything.
+	StartExecution(ctx context.Context, in *StartExecutionRequest, opts ...grpc.CallOption) (*StartExecutionResponse, error)
+	// GetExecution returns one execution with every step.
+	GetExecution(ctx context.Context, in *GetExecutionRequest, opts ...grpc.CallOption) (*GetExecutionResponse, error)
+	// ListExecutions returns every execution, oldest first, with the RTO and
+	// RPO targets that applied.
+	ListExecutions(ctx context.Context, in *ListExecutionsRequest, opts ...grpc.CallOption) (*ListExecutionsResponse, error)
+	// ApproveExecution ends the execution's waiting approval step.
+	ApproveExecution(ctx context.Context, in *ApproveExecutionRequest, opts ...grpc.CallOption) (*ApproveExecutionResponse, error)
+	// CancelExecution stops the scheduling of the execution's new steps.
+	CancelExecution(ctx context.Context, in *CancelExecutionRequest, opts ...grpc.CallOption) (*CancelExecutionResponse, error)
 }
 
 type controlPlaneClient struct {
@@ -186,6 +204,56 @@ func (c *controlPlaneClient) ListHostSnapshots(ctx context.Context, in *ListHost
 	return out, nil
 }
 
+func (c *controlPlaneClient) StartExecution(ctx context.Context, in *StartExecutionRequest, opts ...grpc.CallOption) (*StartExecutionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartExecutionResponse)
+	err := c.cc.Invoke(ctx, ControlPlane_StartExecution_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlPlaneClient) GetExecution(ctx context.Context, in *GetExecutionRequest, opts ...grpc.CallOption) (*GetExecutionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetExecutionResponse)
+	err := c.cc.Invoke(ctx, ControlPlane_GetExecution_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlPlaneClient) ListExecutions(ctx context.Context, in *ListExecutionsRequest, opts ...grpc.CallOption) (*ListExecutionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListExecutionsResponse)
+	err := c.cc.Invoke(ctx, ControlPlane_ListExecutions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlPlaneClient) ApproveExecution(ctx context.Context, in *ApproveExecutionRequest, opts ...grpc.CallOption) (*ApproveExecutionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveExecutionResponse)
+	err := c.cc.Invoke(ctx, ControlPlane_ApproveExecution_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlPlaneClient) CancelExecution(ctx context.Context, in *CancelExecutionRequest, opts ...grpc.CallOption) (*CancelExecutionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelExecutionResponse)
+	err := c.cc.Invoke(ctx, ControlPlane_CancelExecution_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlPlaneServer is the server API for ControlPlane service.
 // All implementations must embed UnimplementedControlPlaneServer
 // for forward compatibility.
@@ -220,6 +288,19 @@ type ControlPlaneServer interface {
 	RunHostStep(context.Context, *RunHostStepRequest) (*RunHostStepResponse, error)
 	// ListHostSnapshots lists a registered host's snapshots.
 	ListHostSnapshots(context.Context, *ListHostSnapshotsRequest) (*ListHostSnapshotsResponse, error)
+	// StartExecution derives a plan and starts running it, only if no other
+	// execution is running; with dry_run it returns the plan without
+	// starting anything.
+	StartExecution(context.Context, *StartExecutionRequest) (*StartExecutionResponse, error)
+	// GetExecution returns one execution with every step.
+	GetExecution(context.Context, *GetExecutionRequest) (*GetExecutionResponse, error)
+	// ListExecutions returns every execution, oldest first, with the RTO and
+	// RPO targets that applied.
+	ListExecutions(context.Context, *ListExecutionsRequest) (*ListExecutionsResponse, error)
+	// ApproveExecution ends the execution's waiting approval step.
+	ApproveExecution(context.Context, *ApproveExecutionRequest) (*ApproveExecutionResponse, error)
+	// CancelExecution stops the scheduling of the execution's new steps.
+	CancelExecution(context.Context, *CancelExecutionRequest) (*CancelExecutionResponse, error)
 	mustEmbedUnimplementedControlPlaneServer()
 }
 
@@ -262,6 +343,21 @@ func (UnimplementedControlPlaneServer) RunHostStep(context.Context, *RunHostStep
 }
 func (UnimplementedControlPlaneServer) ListHostSnapshots(context.Context, *ListHostSnapshotsRequest) (*ListHostSnapshotsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListHostSnapshots not implemented")
+}
+func (UnimplementedControlPlaneServer) StartExecution(context.Context, *StartExecutionRequest) (*StartExecutionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartExecution not implemented")
+}
+func (UnimplementedControlPlaneServer) GetExecution(context.Context, *GetExecutionRequest) (*GetExecutionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetExecution not implemented")
+}
+func (UnimplementedControlPlaneServer) ListExecutions(context.Context, *ListExecutionsRequest) (*ListExecutionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListExecutions not implemented")
+}
+func (UnimplementedControlPlaneServer) ApproveExecution(context.Context, *ApproveExecutionRequest) (*ApproveExecutionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveExecution not implemented")
+}
+func (UnimplementedControlPlaneServer) CancelExecution(context.Context, *CancelExecutionRequest) (*CancelExecutionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelExecution not implemented")
 }
 func (UnimplementedControlPlaneServer) mustEmbedUnimplementedControlPlaneServer() {}
 func (UnimplementedControlPlaneServer) testEmbeddedByValue()                      {}
@@ -482,6 +578,96 @@ func _ControlPlane_ListHostSnapshots_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControlPlane_StartExecution_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartExecutionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlPlaneServer).StartExecution(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlPlane_StartExecution_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlPlaneServer).StartExecution(ctx, req.(*StartExecutionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlPlane_GetExecution_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetExecutionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlPlaneServer).GetExecution(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlPlane_GetExecution_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlPlaneServer).GetExecution(ctx, req.(*GetExecutionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlPlane_ListExecutions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListExecutionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlPlaneServer).ListExecutions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlPlane_ListExecutions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlPlaneServer).ListExecutions(ctx, req.(*ListExecutionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlPlane_ApproveExecution_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveExecutionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlPlaneServer).ApproveExecution(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlPlane_ApproveExecution_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlPlaneServer).ApproveExecution(ctx, req.(*ApproveExecutionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlPlane_CancelExecution_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelExecutionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlPlaneServer).CancelExecution(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlPlane_CancelExecution_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlPlaneServer).CancelExecution(ctx, req.(*CancelExecutionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ControlPlane_ServiceDesc is the grpc.ServiceDesc for ControlPlane service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -532,6 +718,26 @@ var ControlPlane_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListHostSnapshots",
 			Handler:    _ControlPlane_ListHostSnapshots_Handler,
+		},
+		{
+			MethodName: "StartExecution",
+			Handler:    _ControlPlane_StartExecution_Handler,
+		},
+		{
+			MethodName: "GetExecution",
+			Handler:    _ControlPlane_GetExecution_Handler,
+		},
+		{
+			MethodName: "ListExecutions",
+			Handler:    _ControlPlane_ListExecutions_Handler,
+		},
+		{
+			MethodName: "ApproveExecution",
+			Handler:    _ControlPlane_ApproveExecution_Handler,
+		},
+		{
+			MethodName: "CancelExecution",
+			Handler:    _ControlPlane_CancelExecution_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -213,7 +213,12 @@ type ProbeRequest struct {
 	ActiveSite string `protobuf:"bytes,3,opt,name=active_site,json=activeSite,proto3" json:"active_site,omitempty"`
 	// lease_ttl_ms is the lease length granted when the agent's site is
 	// active; 0 grants none.
-	LeaseTtlMs    uint64 `protobuf:"varint,4,opt,name=lease_ttl_ms,json=leaseTtlMs,proto3" json:"lease_ttl_ms,omitempty"`
+	LeaseTtlMs uint64 `protobuf:"varint,4,opt,name=lease_ttl_ms,json=leaseTtlMs,proto3" json:"lease_ttl_ms,omitempty"`
+	// sync_sources maps each sync block of an agent outside the active site
+	// to the HostAgent address of an active-site agent that declares the
+	// same block: where its periodic pulls come from, so they follow the
+	// active site after a failover.
+	SyncSources   map[string]string `protobuf:"bytes,5,rep,name=sync_sources,json=syncSources,proto3" json:"sync_sources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -274,6 +279,13 @@ func (x *ProbeRequest) GetLeaseTtlMs() uint64 {
 		return x.LeaseTtlMs
 	}
 	return 0
+}
+
+func (x *ProbeRequest) GetSyncSources() map[string]string {
+	if x != nil {
+		return x.SyncSources
+	}
+	return nil
 }
 
 type Lease struct {
@@ -1143,14 +1155,18 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\x05bytes\x18\x06 \x01(\x03R\x05bytes\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\"O\n" +
 	"\x15ListSnapshotsResponse\x126\n" +
-	"\tsnapshots\x18\x01 \x03(\v2\x18.drplane.v1.SnapshotInfoR\tsnapshots\"\x84\x01\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x18.drplane.v1.SnapshotInfoR\tsnapshots\"\x92\x02\n" +
 	"\fProbeRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x1f\n" +
 	"\vactive_site\x18\x03 \x01(\tR\n" +
 	"activeSite\x12 \n" +
 	"\flease_ttl_ms\x18\x04 \x01(\x04R\n" +
-	"leaseTtlMs\"\x91\x01\n" +
+	"leaseTtlMs\x12L\n" +
+	"\fsync_sources\x18\x05 \x03(\v2).drplane.v1.ProbeRequest.SyncSourcesEntryR\vsyncSources\x1a>\n" +
+	"\x10SyncSourcesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x01\n" +
 	"\x05Lease\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12!\n" +
@@ -1254,7 +1270,7 @@ func file_drplane_v1_hostagent_proto_rawDescGZIP() []byte {
 	return file_drplane_v1_hostagent_proto_rawDescData
 }
 
-var file_drplane_v1_hostagent_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_drplane_v1_hostagent_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_drplane_v1_hostagent_proto_goTypes = []any{
 	(*ListSnapshotsRequest)(nil),  // 0: drplane.v1.ListSnapshotsRequest
 	(*SnapshotInfo)(nil),          // 1: drplane.v1.SnapshotInfo
@@ -1270,40 +1286,42 @@ var file_drplane_v1_hostagent_proto_goTypes = []any{
 	(*ExecuteResponse)(nil),       // 11: drplane.v1.ExecuteResponse
 	(*SyncTunnelRequest)(nil),     // 12: drplane.v1.SyncTunnelRequest
 	(*SyncTunnelResponse)(nil),    // 13: drplane.v1.SyncTunnelResponse
-	nil,                           // 14: drplane.v1.ExecuteRequest.ArgsEntry
-	nil,                           // 15: drplane.v1.StepResult.OutputsEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	nil,                           // 14: drplane.v1.ProbeRequest.SyncSourcesEntry
+	nil,                           // 15: drplane.v1.ExecuteRequest.ArgsEntry
+	nil,                           // 16: drplane.v1.StepResult.OutputsEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_drplane_v1_hostagent_proto_depIdxs = []int32{
-	16, // 0: drplane.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
+	17, // 0: drplane.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: drplane.v1.ListSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	16, // 2: drplane.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
-	16, // 3: drplane.v1.Replication.last_replay_at:type_name -> google.protobuf.Timestamp
-	5,  // 4: drplane.v1.ServiceStatus.replication:type_name -> drplane.v1.Replication
-	16, // 5: drplane.v1.SyncStatus.last_success_at:type_name -> google.protobuf.Timestamp
-	4,  // 6: drplane.v1.ProbeResponse.lease:type_name -> drplane.v1.Lease
-	6,  // 7: drplane.v1.ProbeResponse.services:type_name -> drplane.v1.ServiceStatus
-	7,  // 8: drplane.v1.ProbeResponse.syncs:type_name -> drplane.v1.SyncStatus
-	16, // 9: drplane.v1.ProbeResponse.started_at:type_name -> google.protobuf.Timestamp
-	16, // 10: drplane.v1.ProbeResponse.now:type_name -> google.protobuf.Timestamp
-	14, // 11: drplane.v1.ExecuteRequest.args:type_name -> drplane.v1.ExecuteRequest.ArgsEntry
-	15, // 12: drplane.v1.StepResult.outputs:type_name -> drplane.v1.StepResult.OutputsEntry
-	16, // 13: drplane.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
-	16, // 14: drplane.v1.StepResult.ended_at:type_name -> google.protobuf.Timestamp
-	10, // 15: drplane.v1.ExecuteResponse.result:type_name -> drplane.v1.StepResult
-	3,  // 16: drplane.v1.HostAgent.Probe:input_type -> drplane.v1.ProbeRequest
-	9,  // 17: drplane.v1.HostAgent.Execute:input_type -> drplane.v1.ExecuteRequest
-	12, // 18: drplane.v1.HostAgent.SyncTunnel:input_type -> drplane.v1.SyncTunnelRequest
-	0,  // 19: drplane.v1.HostAgent.ListSnapshots:input_type -> drplane.v1.ListSnapshotsRequest
-	8,  // 20: drplane.v1.HostAgent.Probe:output_type -> drplane.v1.ProbeResponse
-	11, // 21: drplane.v1.HostAgent.Execute:output_type -> drplane.v1.ExecuteResponse
-	13, // 22: drplane.v1.HostAgent.SyncTunnel:output_type -> drplane.v1.SyncTunnelResponse
-	2,  // 23: drplane.v1.HostAgent.ListSnapshots:output_type -> drplane.v1.ListSnapshotsResponse
-	20, // [20:24] is the sub-list for method output_type
-	16, // [16:20] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	14, // 2: drplane.v1.ProbeRequest.sync_sources:type_name -> drplane.v1.ProbeRequest.SyncSourcesEntry
+	17, // 3: drplane.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 4: drplane.v1.Replication.last_replay_at:type_name -> google.protobuf.Timestamp
+	5,  // 5: drplane.v1.ServiceStatus.replication:type_name -> drplane.v1.Replication
+	17, // 6: drplane.v1.SyncStatus.last_success_at:type_name -> google.protobuf.Timestamp
+	4,  // 7: drplane.v1.ProbeResponse.lease:type_name -> drplane.v1.Lease
+	6,  // 8: drplane.v1.ProbeResponse.services:type_name -> drplane.v1.ServiceStatus
+	7,  // 9: drplane.v1.ProbeResponse.syncs:type_name -> drplane.v1.SyncStatus
+	17, // 10: drplane.v1.ProbeResponse.started_at:type_name -> google.protobuf.Timestamp
+	17, // 11: drplane.v1.ProbeResponse.now:type_name -> google.protobuf.Timestamp
+	15, // 12: drplane.v1.ExecuteRequest.args:type_name -> drplane.v1.ExecuteRequest.ArgsEntry
+	16, // 13: drplane.v1.StepResult.outputs:type_name -> drplane.v1.StepResult.OutputsEntry
+	17, // 14: drplane.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
+	17, // 15: drplane.v1.StepResult.ended_at:type_name -> google.protobuf.Timestamp
+	10, // 16: drplane.v1.ExecuteResponse.result:type_name -> drplane.v1.StepResult
+	3,  // 17: drplane.v1.HostAgent.Probe:input_type -> drplane.v1.ProbeRequest
+	9,  // 18: drplane.v1.HostAgent.Execute:input_type -> drplane.v1.ExecuteRequest
+	12, // 19: drplane.v1.HostAgent.SyncTunnel:input_type -> drplane.v1.SyncTunnelRequest
+	0,  // 20: drplane.v1.HostAgent.ListSnapshots:input_type -> drplane.v1.ListSnapshotsRequest
+	8,  // 21: drplane.v1.HostAgent.Probe:output_type -> drplane.v1.ProbeResponse
+	11, // 22: drplane.v1.HostAgent.Execute:output_type -> drplane.v1.ExecuteResponse
+	13, // 23: drplane.v1.HostAgent.SyncTunnel:output_type -> drplane.v1.SyncTunnelResponse
+	2,  // 24: drplane.v1.HostAgent.ListSnapshots:output_type -> drplane.v1.ListSnapshotsResponse
+	21, // [21:25] is the sub-list for method output_type
+	17, // [17:21] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_hostagent_proto_init() }
@@ -1321,7 +1339,7 @@ func file_drplane_v1_hostagent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_hostagent_proto_rawDesc), len(file_drplane_v1_hostagent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,315 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+)
+
+// followInterval is how often a command that follows an execution asks
+// for its state.
+const followInterval = 300 * time.Millisecond
+
+type executeOptions struct {
+	f             *Factory
+	Kind          string
+	To            string
+	Plan          string
+	AllowDataLoss bool
+	Yes           bool
+	Detach        bool
+	Cleanup       string
+}
+
+func newCmdFailover(f *Factory) *cobra.Command {
+	opts := &executeOptions{f: f, Kind: "failover"}
+	cmd := &cobra.Command{
+		Use:   "failover --to SITE",
+		Short: "Fail over to another site (unplanned: fence the active site, promote the target)",
+		Long: `Fail over to SITE: fence the active site best-effort, check the RPO guard,
+make SITE active (bumping the epoch), promote its data services and start its
+services in dependency order, each gated by its health check.
+
+Without --yes the plan and the expected data loss are shown first and you are
+asked to confirm; with no terminal and no --yes the command refuses.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runExecute(cmd.Context(), opts) },
+	}
+	cmd.Flags().StringVar(&opts.To, "to", "", "target site (required)")
+	cmd.Flags().StringVar(&opts.Plan, "plan", "", "an operator-defined failover plan from the servers' config")
+	cmd.Flags().BoolVar(&opts.AllowDataLoss, "allow-data-loss", false, "promote even when replication lag exceeds max_data_loss")
+	addExecuteFlags(cmd, opts)
+	return cmd
+}
+
+func newCmdSwitchover(f *Factory) *cobra.Command {
+	opts := &executeOptions{f: f, Kind: "switchover"}
+	cmd := &cobra.Command{
+		Use:   "switchover --to SITE",
+		Short: "Move the active role to another site with zero data loss (planned)",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runExecute(cmd.Context(), opts) },
+	}
+	cmd.Flags().StringVar(&opts.To, "to", "", "target site (required)")
+	cmd.Flags().StringVar(&opts.Plan, "plan", "", "an operator-defined switchover plan")
+	addExecuteFlags(cmd, opts)
+	return cmd
+}
+
+func newCmdFailback(f *Factory) *cobra.Command {
+	opts := &executeOptions{f: f, Kind: "failback"}
+	cmd := &cobra.Command{
+		Use:   "failback",
+		Short: "Reprotect the original site as a standby and switch back to it",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runExecute(cmd.Context(), opts) },
+	}
+	cmd.Flags().StringVar(&opts.To, "to", "", "site to fail back to (default: the other data site)")
+	addExecuteFlags(cmd, opts)
+	return cmd
+}
+
+func newCmdDrill(f *Factory) *cobra.Command {
+	opts := &executeOptions{f: f, Kind: "drill"}
+	cmd := &cobra.Command{
+		Use:   "drill [--plan NAME] | drill --cleanup ID",
+		Short: "Test recovery at the DR site on isolated copies; production is untouched",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runExecute(cmd.Context(), opts) },
+	}
+	cmd.Flags().StringVar(&opts.Plan, "plan", "", "an operator-defined drill plan")
+	cmd.Flags().StringVar(&opts.To, "to", "", "site to drill (default: the non-active data site)")
+	cmd.Flags().StringVar(&opts.Cleanup, "cleanup", "", "tear down the copies of the interrupted drill ID")
+	addExecuteFlags(cmd, opts)
+	return cmd
+}
+
+func addExecuteFlags(cmd *cobra.Command, opts *executeOptions) {
+	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(&opts.Detach, "detach", false, "start the execution and return without following it")
+}
+
+func runExecute(ctx context.Context, opts *executeOptions) error {
+	if (opts.Kind == "failover" || opts.Kind == "switchover") && opts.To == "" {
+		return errors.New("--to is required: name the site to move the active role to")
+	}
+	client, closeFn, err := opts.f.ControlPlane()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	req := &pb.StartExecutionRequest{Write: &pb.WriteOptions{RequestId: uuid.NewString()},
+		Kind: opts.Kind, Plan: opts.Plan, To: opts.To, AllowDataLoss: opts.AllowDataLoss, CleanupOf: opts.Cleanup}
+	out := opts.f.IO.Out
+	if !opts.Yes {
+		if err := confirmPlan(ctx, opts, client, req); err != nil {
+			return err
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	resp, err := client.StartExecution(rctx, req)
+	cancel()
+	if err != nil {
+		return explain(opts.f.addr, err)
+	}
+	ex := resp.GetExecution()
+	fmt.Fprintf(out, "started %s %s (%s -> %s, %d steps)\n", ex.GetKind(), ex.GetId(), ex.GetFrom(), ex.GetTo(), len(ex.GetSteps()))
+	if opts.Detach {
+		fmt.Fprintf(out, "follow it with: drplane history %s\n", ex.GetId())
+		return nil
+	}
+	return follow(ctx, opts.f, client, ex.GetId())
+}
+
+// confirmPlan shows the plan and the expected data loss and asks on a
+// terminal; without one it refuses, as --yes was not given.
+func confirmPlan(ctx context.Context, opts *executeOptions, client pb.ControlPlaneClient, req *pb.StartExecutionRequest) error {
+	dry := &pb.StartExecutionRequest{Kind: req.GetKind(), Plan: req.GetPlan(), To: req.GetTo(), AllowDataLoss: req.GetAllowDataLoss(), CleanupOf: req.GetCleanupOf(), DryRun: true}
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	resp, err := client.StartExecution(rctx, dry)
+	cancel()
+	if err != nil {
+		return explain(opts.f.addr, err)
+	}
+	out := opts.f.IO.Out
+	ex := resp.GetExecution()
+	printPlan(out, ex)
+	fmt.Fprintf(out, "\nexpected data loss: %s\n", expectedLoss(ex))
+	if !opts.f.IsTerminal() {
+		return fmt.Errorf("refusing to run a %s without confirmation: no terminal to ask on; pass --yes", req.GetKind())
+	}
+	fmt.Fprintf(out, "Run this %s? Type yes to continue: ", req.GetKind())
+	line, _ := bufio.NewReader(opts.f.IO.In).ReadString('\n')
+	if strings.TrimSpace(line) != "yes" {
+		return errors.New("aborted: nothing was changed")
+	}
+	return nil
+}
+
+func expectedLoss(ex *pb.Execution) string {
+	switch {
+	case ex.GetKind() == "drill":
+		return "none (a drill runs on copies)"
+	case ex.GetKind() != "failover":
+		return "none (the target catches up before it is promoted)"
+	case !ex.GetHasRpo():
+		return "unknown (" + ex.GetRpoDetail() + ")"
+	}
+	return fmt.Sprintf("%.1fs of writes (max_data_loss %s; %s)", ex.GetRpoSeconds(), seconds(ex.GetMaxDataLossSeconds()), ex.GetRpoDetail())
+}
+
+// follow prints each step's start and end until the execution ends. An
+// interrupt detaches: the execution goes on in the control plane.
+func follow(ctx context.Context, f *Factory, client pb.ControlPlaneClient, id string) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	out := f.IO.Out
+	seen := map[string]string{}
+	for {
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		resp, err := client.GetExecution(rctx, &pb.GetExecutionRequest{Id: id})
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			fmt.Fprintf(out, "detached; %s goes on. Follow it with: drplane history %s\n", id, id)
+			return &ExitError{Code: 130}
+		case err != nil:
+			// A leader election is in progress; the execution resumes
+			// under the next leader.
+			fmt.Fprintf(f.IO.ErrOut, "waiting for the control plane: %v\n", err)
+		default:
+			ex := resp.GetExecution()
+			printTransitions(out, ex, seen)
+			if ex.GetState() != "running" {
+				return finished(out, ex)
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(followInterval):
+		}
+	}
+}
+
+// printTransitions prints the steps whose state changed since last time.
+func printTransitions(w io.Writer, ex *pb.Execution, seen map[string]string) {
+	for _, st := range ex.GetSteps() {
+		id, state := st.GetStep().GetId(), st.GetState()
+		if seen[id] == state || state == "pending" {
+			continue
+		}
+		seen[id] = state
+		where := st.GetStep().GetHost()
+		if where == "" {
+			where = "control plane"
+		}
+		switch state {
+		case "running", "waiting":
+			fmt.Fprintf(w, "%s  %-9s %s (%s)", clock(st.GetStartedAt().AsTime()), state, id, where)
+			if state == "waiting" {
+				fmt.Fprintf(w, ": %s", st.GetMessage())
+			}
+			fmt.Fprintln(w)
+		default:
+			took := ""
+			if st.GetStartedAt() != nil && st.GetEndedAt() != nil {
+				took = " in " + st.GetEndedAt().AsTime().Sub(st.GetStartedAt().AsTime()).Round(time.Millisecond).String()
+			}
+			fmt.Fprintf(w, "%s  %-9s %s (%s)%s: %s\n", clock(endOrNow(st)), state, id, where, took, st.GetMessage())
+		}
+	}
+}
+
+func endOrNow(st *pb.ExecutionStep) time.Time {
+	if st.GetEndedAt() != nil {
+		return st.GetEndedAt().AsTime()
+	}
+	return time.Now()
+}
+
+func clock(t time.Time) string { return t.Local().Format("15:04:05.000") }
+
+// finished prints the outcome and turns a failed execution into an error.
+func finished(w io.Writer, ex *pb.Execution) error {
+	fmt.Fprintf(w, "%s %s %s: %s\n", ex.GetKind(), ex.GetId(), ex.GetState(), ex.GetMessage())
+	if ex.GetHasRto() || ex.GetHasRpo() {
+		fmt.Fprintf(w, "RTO %s (target %s), RPO %s (target %s)\n", measured(ex.GetHasRto(), ex.GetRtoSeconds()), seconds(ex.GetRtoTargetSeconds()),
+			measured(ex.GetHasRpo(), ex.GetRpoSeconds()), seconds(ex.GetRpoTargetSeconds()))
+	}
+	if ex.GetState() != "succeeded" {
+		return fmt.Errorf("%s %s %s: %s", ex.GetKind(), ex.GetId(), ex.GetState(), ex.GetMessage())
+	}
+	return nil
+}
+
+func measured(ok bool, sec float64) string {
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fs", sec)
+}
+
+func seconds(sec float64) string {
+	if sec == 0 {
+		return "none"
+	}
+	return (time.Duration(sec * float64(time.Second))).String()
+}
+
+func newCmdApprove(f *Factory) *cobra.Command {
+	var step string
+	cmd := &cobra.Command{
+		Use:   "approve ID",
+		Short: "Approve the execution's waiting approval step",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return simpleWrite(cmd.Context(), f, func(ctx context.Context, c pb.ControlPlaneClient, w *pb.WriteOptions) error {
+				_, err := c.ApproveExecution(ctx, &pb.ApproveExecutionRequest{Write: w, Id: args[0], StepId: step})
+				return err
+			}, "approved "+args[0])
+		},
+	}
+	cmd.Flags().StringVar(&step, "step", "", "the approval step id, when several wait")
+	return cmd
+}
+
+func newCmdCancel(f *Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Stop scheduling the execution's new steps and record it as cancelled",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return simpleWrite(cmd.Context(), f, func(ctx context.Context, c pb.ControlPlaneClient, w *pb.WriteOptions) error {
+				_, err := c.CancelExecution(ctx, &pb.CancelExecutionRequest{Write: w, Id: args[0]})
+				return err
+			}, "cancelling "+args[0]+": running steps finish, no new step starts (teardown steps still run)")
+		},
+	}
+}
+
+// simpleWrite runs one write request and prints done on success.
+func simpleWrite(ctx context.Context, f *Factory, call func(context.Context, pb.ControlPlaneClient, *pb.WriteOptions) error, done string) error {
+	client, closeFn, err := f.ControlPlane()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	if err := call(ctx, client, &pb.WriteOptions{RequestId: uuid.NewString()}); err != nil {
+		return explain(f.addr, err)
+	}
+	fmt.Fprintln(f.IO.Out, done)
+	return nil
+}

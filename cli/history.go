@@ -1,0 +1,315 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/spf13/cobra"
+)
+
+func newCmdHistory(f *Factory) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "history [ID]",
+		Short: "List executions, or show one with every step",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			client, closeFn, err := f.ControlPlane()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			ctx, cancel := context.WithTimeout(cmd.Context(), requestTimeout)
+			defer cancel()
+			if len(args) == 1 {
+				resp, err := client.GetExecution(ctx, &pb.GetExecutionRequest{Id: args[0]})
+				if err != nil {
+					return explain(f.addr, err)
+				}
+				if asJSON {
+					return printJSON(f.IO.Out, executionJSONOf(resp.GetExecution(), true))
+				}
+				return printExecution(f.IO.Out, resp.GetExecution())
+			}
+			resp, err := client.ListExecutions(ctx, &pb.ListExecutionsRequest{})
+			if err != nil {
+				return explain(f.addr, err)
+			}
+			if asJSON {
+				out := []executionJSON{}
+				for _, ex := range resp.GetExecutions() {
+					out = append(out, executionJSONOf(ex, false))
+				}
+				return printJSON(f.IO.Out, out)
+			}
+			t := newTable(f.IO.Out, "ID", "KIND", "TRIGGER", "FROM", "TO", "STARTED", "DURATION", "RESULT", "RTO", "RPO")
+			for _, ex := range resp.GetExecutions() {
+				t.row(ex.GetId(), ex.GetKind(), ex.GetTrigger(), ex.GetFrom(), ex.GetTo(), ex.GetStartedAt().AsTime().Local().Format(time.DateTime),
+					duration(ex), ex.GetState(), measured(ex.GetHasRto(), ex.GetRtoSeconds()), measured(ex.GetHasRpo(), ex.GetRpoSeconds()))
+			}
+			return t.flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func duration(ex *pb.Execution) string {
+	if ex.GetFinishedAt() == nil || ex.GetStartedAt() == nil {
+		return "-"
+	}
+	return ex.GetFinishedAt().AsTime().Sub(ex.GetStartedAt().AsTime()).Round(time.Millisecond).String()
+}
+
+// printExecution prints one execution with every step.
+func printExecution(w io.Writer, ex *pb.Execution) error {
+	fmt.Fprintf(w, "%s %s (%s, plan %s, trigger %s by %s)\n", ex.GetKind(), ex.GetId(), ex.GetState(), ex.GetPlan(), ex.GetTrigger(), ex.GetActor())
+	fmt.Fprintf(w, "%s -> %s, epoch at start %d; %s\n", ex.GetFrom(), ex.GetTo(), ex.GetStartEpoch(), ex.GetMessage())
+	fmt.Fprintf(w, "RTO %s (target %s), RPO %s (target %s)\n\n", measured(ex.GetHasRto(), ex.GetRtoSeconds()), seconds(ex.GetRtoTargetSeconds()),
+		measured(ex.GetHasRpo(), ex.GetRpoSeconds()), seconds(ex.GetRpoTargetSeconds()))
+	t := newTable(w, "STEP", "HOST", "START", "END", "DURATION", "RESULT", "MESSAGE")
+	for _, st := range ex.GetSteps() {
+		host := st.GetStep().GetHost()
+		if host == "" {
+			host = "-"
+		}
+		start, end, took := "-", "-", "-"
+		if st.GetStartedAt() != nil {
+			start = clock(st.GetStartedAt().AsTime())
+		}
+		if st.GetEndedAt() != nil {
+			end = clock(st.GetEndedAt().AsTime())
+			if st.GetStartedAt() != nil {
+				took = st.GetEndedAt().AsTime().Sub(st.GetStartedAt().AsTime()).Round(time.Millisecond).String()
+			}
+		}
+		msg := st.GetMessage()
+		if st.GetState() == "running" && st.GetProgress() != "" {
+			msg = st.GetProgress()
+		}
+		if st.GetReplayed() {
+			msg += " (from the agent's journal)"
+		}
+		t.row(st.GetStep().GetId(), host, start, end, took, st.GetState(), oneLine(msg))
+	}
+	return t.flush()
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+// executionJSON is the report's and history's JSON form.
+type executionJSON struct {
+	ID               string     `json:"id"`
+	Kind             string     `json:"kind"`
+	Trigger          string     `json:"trigger"`
+	Plan             string     `json:"plan"`
+	From             string     `json:"from"`
+	To               string     `json:"to"`
+	Actor            string     `json:"actor"`
+	StartedAt        time.Time  `json:"started_at"`
+	FinishedAt       *time.Time `json:"finished_at"`
+	Result           string     `json:"result"`
+	Message          string     `json:"message"`
+	RTOSeconds       *float64   `json:"rto_seconds"`
+	RPOSeconds       *float64   `json:"rpo_seconds"`
+	RTOTargetSeconds *float64   `json:"rto_target_seconds"`
+	RPOTargetSeconds *float64   `json:"rpo_target_seconds"`
+	Pass             bool       `json:"pass"`
+	Steps            []stepJSON `json:"steps,omitempty"`
+}
+
+type stepJSON struct {
+	ID       string            `json:"id"`
+	Action   string            `json:"action"`
+	Host     string            `json:"host,omitempty"`
+	Target   string            `json:"target,omitempty"`
+	State    string            `json:"state"`
+	Attempt  int32             `json:"attempt,omitempty"`
+	Started  *time.Time        `json:"started_at,omitempty"`
+	Ended    *time.Time        `json:"ended_at,omitempty"`
+	Message  string            `json:"message,omitempty"`
+	Outputs  map[string]string `json:"outputs,omitempty"`
+	Replayed bool              `json:"replayed,omitempty"`
+}
+
+func executionJSONOf(ex *pb.Execution, withSteps bool) executionJSON {
+	out := executionJSON{ID: ex.GetId(), Kind: ex.GetKind(), Trigger: ex.GetTrigger(), Plan: ex.GetPlan(), From: ex.GetFrom(), To: ex.GetTo(),
+		Actor: ex.GetActor(), StartedAt: ex.GetStartedAt().AsTime(), Result: ex.GetState(), Message: ex.GetMessage(), Pass: pass(ex)}
+	if ex.GetFinishedAt() != nil {
+		t := ex.GetFinishedAt().AsTime()
+		out.FinishedAt = &t
+	}
+	out.RTOSeconds = optional(ex.GetHasRto(), ex.GetRtoSeconds())
+	out.RPOSeconds = optional(ex.GetHasRpo(), ex.GetRpoSeconds())
+	out.RTOTargetSeconds = optional(ex.GetRtoTargetSeconds() > 0, ex.GetRtoTargetSeconds())
+	out.RPOTargetSeconds = optional(ex.GetRpoTargetSeconds() > 0, ex.GetRpoTargetSeconds())
+	if !withSteps {
+		return out
+	}
+	for _, st := range ex.GetSteps() {
+		sj := stepJSON{ID: st.GetStep().GetId(), Action: st.GetStep().GetAction(), Host: st.GetStep().GetHost(), Target: st.GetStep().GetTarget(),
+			State: st.GetState(), Attempt: st.GetAttempt(), Message: st.GetMessage(), Outputs: st.GetOutputs(), Replayed: st.GetReplayed()}
+		if st.GetStartedAt() != nil {
+			t := st.GetStartedAt().AsTime()
+			sj.Started = &t
+		}
+		if st.GetEndedAt() != nil {
+			t := st.GetEndedAt().AsTime()
+			sj.Ended = &t
+		}
+		out.Steps = append(out.Steps, sj)
+	}
+	return out
+}
+
+func optional(ok bool, v float64) *float64 {
+	if !ok {
+		return nil
+	}
+	return &v
+}
+
+// pass is whether an execution succeeded within its targets.
+func pass(ex *pb.Execution) bool {
+	if ex.GetState() != "succeeded" {
+		return false
+	}
+	if t := ex.GetRtoTargetSeconds(); t > 0 && (!ex.GetHasRto() || ex.GetRtoSeconds() > t) {
+		return false
+	}
+	if t := ex.GetRpoTargetSeconds(); t > 0 && (!ex.GetHasRpo() || ex.GetRpoSeconds() > t) {
+		return false
+	}
+	return true
+}
+
+func newCmdReport(f *Factory) *cobra.Command {
+	var asJSON, markdown bool
+	cmd := &cobra.Command{
+		Use:   "report [--json|--markdown]",
+		Short: "Achieved RTO and RPO against the targets, and the DR test log",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if asJSON && markdown {
+				return fmt.Errorf("--json and --markdown cannot be combined")
+			}
+			client, closeFn, err := f.ControlPlane()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			ctx, cancel := context.WithTimeout(cmd.Context(), requestTimeout)
+			defer cancel()
+			resp, err := client.ListExecutions(ctx, &pb.ListExecutionsRequest{})
+			if err != nil {
+				return explain(f.addr, err)
+			}
+			var ended []*pb.Execution
+			for _, ex := range resp.GetExecutions() {
+				if ex.GetState() != "running" && ex.GetCleanupOf() == "" {
+					ended = append(ended, ex)
+				}
+			}
+			if asJSON {
+				out := []executionJSON{}
+				for _, ex := range ended {
+					out = append(out, executionJSONOf(ex, false))
+				}
+				return printJSON(f.IO.Out, out)
+			}
+			return printReport(f.IO.Out, ended, markdown)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&markdown, "markdown", false, "print the plan documents' Markdown tables")
+	return cmd
+}
+
+// printReport prints the RTO/RPO summary (the newest ended execution of
+// each scenario) and the DR test log (every execution).
+func printReport(w io.Writer, execs []*pb.Execution, markdown bool) error {
+	latest := map[string]*pb.Execution{}
+	var scenarios []string
+	for _, ex := range execs {
+		sc := scenario(ex)
+		if _, ok := latest[sc]; !ok {
+			scenarios = append(scenarios, sc)
+		}
+		latest[sc] = ex
+	}
+	summary := [][]string{}
+	for _, sc := range scenarios {
+		ex := latest[sc]
+		summary = append(summary, []string{sc, seconds(ex.GetRtoTargetSeconds()), measured(ex.GetHasRto(), ex.GetRtoSeconds()),
+			seconds(ex.GetRpoTargetSeconds()), measured(ex.GetHasRpo(), ex.GetRpoSeconds()), passText(pass(ex))})
+	}
+	log := [][]string{}
+	for _, ex := range execs {
+		log = append(log, []string{ex.GetStartedAt().AsTime().Local().Format(time.DateTime), scenario(ex), ex.GetState(), oneLine(ex.GetId() + ": " + ex.GetMessage()), ex.GetActor()})
+	}
+	if markdown {
+		fmt.Fprintln(w, "## RTO/RPO summary")
+		fmt.Fprintln(w)
+		markdownTable(w, []string{"Scenario", "RTO target", "RTO actual", "RPO target", "RPO actual", "Pass"}, summary)
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "## DR test log")
+		fmt.Fprintln(w)
+		markdownTable(w, []string{"Date", "Scenario", "Result", "Notes", "Who"}, log)
+		return nil
+	}
+	fmt.Fprintln(w, "RTO/RPO summary")
+	t := newTable(w, "SCENARIO", "RTO TARGET", "RTO ACTUAL", "RPO TARGET", "RPO ACTUAL", "PASS")
+	for _, r := range summary {
+		t.row(r...)
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nDR test log")
+	t = newTable(w, "DATE", "SCENARIO", "RESULT", "NOTES", "WHO")
+	for _, r := range log {
+		t.row(r...)
+	}
+	return t.flush()
+}
+
+func scenario(ex *pb.Execution) string {
+	s := ex.GetKind() + " " + ex.GetFrom() + " -> " + ex.GetTo()
+	if ex.GetKind() == "drill" {
+		s = "drill at " + ex.GetTo()
+	}
+	if ex.GetPlan() != "" && ex.GetPlan() != ex.GetKind() {
+		s += " (plan " + ex.GetPlan() + ")"
+	}
+	if ex.GetTrigger() == "automatic" {
+		s += ", automatic"
+	}
+	return s
+}
+
+func passText(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "no"
+}
+
+func markdownTable(w io.Writer, headers []string, rows [][]string) {
+	fmt.Fprintf(w, "| %s |\n", strings.Join(headers, " | "))
+	seps := make([]string, len(headers))
+	for i := range seps {
+		seps[i] = "---"
+	}
+	fmt.Fprintf(w, "| %s |\n", strings.Join(seps, " | "))
+	for _, r := range rows {
+		cells := make([]string, len(r))
+		for i, c := range r {
+			cells[i] = strings.ReplaceAll(c, "|", `\|`)
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+	}
+}

@@ -1,0 +1,287 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/drplane/drplane/internal/plan"
+	"github.com/drplane/drplane/internal/structs"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// StartExecution derives a plan and, unless dry_run, starts it.
+func (e *controlPlaneEndpoint) StartExecution(ctx context.Context, req *pb.StartExecutionRequest) (*pb.StartExecutionResponse, error) {
+	kindOK := slices.Contains(plan.Kinds, plan.Kind(req.GetKind())) || (req.GetKind() == "" && req.GetPlan() != "")
+	if req.GetCleanupOf() == "" && !kindOK {
+		return nil, toStatus(fmt.Errorf("%w: kind %q; expected one of failover, switchover, failback, drill", errInvalidArgument, req.GetKind()))
+	}
+	req.Write = ensureRequestID(req.GetWrite())
+	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.StartExecution, e.startExecutionLocal)
+}
+
+func (e *controlPlaneEndpoint) startExecutionLocal(ctx context.Context, req *pb.StartExecutionRequest) (*pb.StartExecutionResponse, error) {
+	s := e.srv
+	if err := s.raft.VerifyLeader().Error(); err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	w := writeRequest(ctx, req.GetWrite(), s.config.NodeID)
+	ex, err := s.newExecution(req, w.Actor, now)
+	if err != nil {
+		return nil, err
+	}
+	if req.GetDryRun() {
+		ex.State = "planned"
+		return &pb.StartExecutionResponse{Meta: s.meta(false), Execution: s.executionToProto(ex)}, nil
+	}
+	res, err := s.raftApply(structs.StartExecutionRequestType, &structs.StartExecutionRequest{WriteRequest: w, Execution: *ex})
+	if err != nil {
+		return nil, err
+	}
+	if res.Duplicate {
+		// A retried request: the execution it started is the one to
+		// report, and its executor already runs.
+		if running := s.fsm.runningExecutionIDs(); len(running) > 0 {
+			ex.ID = running[0]
+		}
+	} else if lctx := s.leaderContext(); lctx != nil {
+		s.startExecutor(lctx, ex.ID)
+	}
+	started, ok := s.fsm.execution(ex.ID)
+	if !ok {
+		return nil, fmt.Errorf("execution %s vanished after it started", ex.ID)
+	}
+	return &pb.StartExecutionResponse{Meta: s.metaAt(res.Index), Execution: s.executionToProto(&started)}, nil
+}
+
+// newExecution derives the plan a request asks for, as an execution that
+// has not started.
+func (s *Server) newExecution(req *pb.StartExecutionRequest, actor string, now time.Time) (*structs.Execution, error) {
+	v := s.fsm.view()
+	if !v.Initialized {
+		return nil, fmt.Errorf("%w: the cluster has not initialized its sites yet", errInvalidArgument)
+	}
+	id := uuid.NewString()[:8]
+	var p *plan.Plan
+	var err error
+	if req.GetCleanupOf() != "" {
+		id = "cleanup-" + id
+		p, err = s.cleanupPlan(req.GetCleanupOf())
+	} else {
+		p, err = s.derivePlan(v, plan.Kind(req.GetKind()), req.GetPlan(), req.GetTo(), id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if req.GetCleanupOf() == "" {
+		id = string(p.Kind) + "-" + id
+	}
+	ex := &structs.Execution{
+		ID: id, Kind: string(p.Kind), PlanName: p.Name, From: p.From, To: p.To,
+		Trigger: structs.TriggerManual, Actor: actor, AllowDataLoss: req.GetAllowDataLoss(), CleanupOf: req.GetCleanupOf(),
+		TriggeredAt: now, StartEpoch: v.Epoch, Plan: *p,
+	}
+	for _, st := range p.Steps {
+		ex.Steps = append(ex.Steps, structs.ExecStep{ID: st.ID, State: structs.StepPending})
+	}
+	// The exposure at the trigger instant is the RPO of a failover, and
+	// what the operator is shown before confirming.
+	if req.GetCleanupOf() == "" {
+		exp := s.rpoExposure(p.To, now)
+		ex.RPODetail = exp.detail
+		if exp.known {
+			sec := exp.seconds
+			ex.RPOSeconds = &sec
+		}
+	}
+	return ex, nil
+}
+
+// derivePlan derives a plan of kind (or the operator plan named name) from
+// the registered agents.
+func (s *Server) derivePlan(v stateView, kind plan.Kind, name, to, drillID string) (*plan.Plan, error) {
+	topo := topology(v)
+	if name == "" && kind == "" {
+		return nil, fmt.Errorf("%w: name a plan kind or an operator-defined plan", errInvalidArgument)
+	}
+	if name == "" {
+		name = string(kind)
+	}
+	defKind, def, err := plan.Resolve(name, s.config.Plans)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errInvalidArgument, err)
+	}
+	if kind == "" {
+		kind = defKind
+	}
+	if defKind != kind {
+		return nil, fmt.Errorf("%w: plan %q is a %s plan, not a %s plan", errInvalidArgument, name, defKind, kind)
+	}
+	p, err := plan.Derive(kind, topo, def, plan.DeriveOptions{
+		To: to, DrillID: drillID, Objectives: s.config.Objectives, MaxDataLoss: s.config.Failover.MaxDataLoss,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errInvalidArgument, err)
+	}
+	if err := plan.Validate(p, topo); err != nil {
+		return nil, fmt.Errorf("%w: %v", errInvalidArgument, err)
+	}
+	return p, nil
+}
+
+// cleanupPlan is the teardown of an interrupted drill: its Always steps,
+// with dependencies among them kept.
+func (s *Server) cleanupPlan(drillID string) (*plan.Plan, error) {
+	ex, ok := s.fsm.execution(drillID)
+	if !ok {
+		return nil, fmt.Errorf("%w: execution %q does not exist", errNotFound, drillID)
+	}
+	if ex.Kind != string(plan.KindDrill) {
+		return nil, fmt.Errorf("%w: execution %s is a %s, not a drill", errInvalidArgument, drillID, ex.Kind)
+	}
+	p := ex.Plan
+	p.Name = "drill-cleanup"
+	p.Steps = nil
+	keep := map[string]bool{}
+	for _, st := range ex.Plan.Steps {
+		if st.Always {
+			keep[st.ID] = true
+		}
+	}
+	for _, st := range ex.Plan.Steps {
+		if !keep[st.ID] {
+			continue
+		}
+		st.DependsOn = slices.DeleteFunc(slices.Clone(st.DependsOn), func(d string) bool { return !keep[d] })
+		p.Steps = append(p.Steps, st)
+	}
+	if len(p.Steps) == 0 {
+		return nil, fmt.Errorf("%w: drill %s has no teardown steps", errInvalidArgument, drillID)
+	}
+	return &p, nil
+}
+
+// topology is what plans are derived from.
+func topology(v stateView) plan.Topology {
+	t := plan.Topology{ActiveSite: v.ActiveSite}
+	for _, site := range v.Sites {
+		if site.Kind == structs.SiteKindData {
+			t.DataSites = append(t.DataSites, site.Name)
+		}
+	}
+	for _, a := range v.Agents {
+		pa := plan.Agent{HostID: a.HostID, Site: a.Site, Address: a.Address, Syncs: a.Syncs, Snapshots: a.Snapshots, Hooks: a.Hooks}
+		for _, svc := range a.Services {
+			pa.Services = append(pa.Services, plan.Service{Name: svc.Name, Driver: svc.Driver, DependsOn: svc.DependsOn, Port: svc.Port, Promotable: svc.Promotable})
+		}
+		t.Agents = append(t.Agents, pa)
+	}
+	return t
+}
+
+// GetExecution returns one execution; answered by the leader, it carries
+// the running steps' progress.
+func (e *controlPlaneEndpoint) GetExecution(ctx context.Context, req *pb.GetExecutionRequest) (*pb.GetExecutionResponse, error) {
+	local := func(_ context.Context, req *pb.GetExecutionRequest) (*pb.GetExecutionResponse, error) {
+		ex, ok := e.srv.fsm.execution(req.GetId())
+		if !ok {
+			return nil, toStatus(fmt.Errorf("%w: execution %q does not exist", errNotFound, req.GetId()))
+		}
+		return &pb.GetExecutionResponse{Meta: e.srv.meta(req.GetRead().GetStale()), Execution: e.srv.executionToProto(&ex)}, nil
+	}
+	if req.GetRead().GetStale() {
+		return local(ctx, req)
+	}
+	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.GetExecution, local)
+}
+
+// ListExecutions returns every execution, oldest first.
+func (e *controlPlaneEndpoint) ListExecutions(ctx context.Context, req *pb.ListExecutionsRequest) (*pb.ListExecutionsResponse, error) {
+	local := func(_ context.Context, req *pb.ListExecutionsRequest) (*pb.ListExecutionsResponse, error) {
+		resp := &pb.ListExecutionsResponse{Meta: e.srv.meta(req.GetRead().GetStale())}
+		for _, ex := range e.srv.fsm.executions() {
+			resp.Executions = append(resp.Executions, e.srv.executionToProto(&ex))
+		}
+		return resp, nil
+	}
+	if req.GetRead().GetStale() {
+		return local(ctx, req)
+	}
+	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.ListExecutions, local)
+}
+
+// ApproveExecution ends the execution's waiting approval.
+func (e *controlPlaneEndpoint) ApproveExecution(ctx context.Context, req *pb.ApproveExecutionRequest) (*pb.ApproveExecutionResponse, error) {
+	req.Write = ensureRequestID(req.GetWrite())
+	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.ApproveExecution, func(ctx context.Context, req *pb.ApproveExecutionRequest) (*pb.ApproveExecutionResponse, error) {
+		res, err := e.srv.raftApply(structs.ApproveStepRequestType, &structs.ApproveStepRequest{
+			WriteRequest: writeRequest(ctx, req.GetWrite(), e.srv.config.NodeID), ExecutionID: req.GetId(), StepID: req.GetStepId()})
+		if err != nil {
+			return nil, err
+		}
+		return &pb.ApproveExecutionResponse{Meta: e.srv.metaAt(res.Index)}, nil
+	})
+}
+
+// CancelExecution stops scheduling the execution's new steps.
+func (e *controlPlaneEndpoint) CancelExecution(ctx context.Context, req *pb.CancelExecutionRequest) (*pb.CancelExecutionResponse, error) {
+	req.Write = ensureRequestID(req.GetWrite())
+	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.CancelExecution, func(ctx context.Context, req *pb.CancelExecutionRequest) (*pb.CancelExecutionResponse, error) {
+		res, err := e.srv.raftApply(structs.CancelExecutionRequestType, &structs.CancelExecutionRequest{
+			WriteRequest: writeRequest(ctx, req.GetWrite(), e.srv.config.NodeID), ExecutionID: req.GetId()})
+		if err != nil {
+			return nil, err
+		}
+		return &pb.CancelExecutionResponse{Meta: e.srv.metaAt(res.Index)}, nil
+	})
+}
+
+// executionToProto converts an execution, adding the leader's progress
+// lines and the targets that apply.
+func (s *Server) executionToProto(ex *structs.Execution) *pb.Execution {
+	out := &pb.Execution{
+		Id: ex.ID, Kind: ex.Kind, Plan: ex.PlanName, From: ex.From, To: ex.To, Trigger: ex.Trigger, Actor: ex.Actor,
+		AllowDataLoss: ex.AllowDataLoss, CleanupOf: ex.CleanupOf, StartEpoch: ex.StartEpoch, State: ex.State, Message: ex.Message,
+		CancelRequested: ex.CancelRequested, RpoDetail: ex.RPODetail,
+		RtoTargetSeconds: ex.Plan.Objectives.RTO.Seconds(), RpoTargetSeconds: ex.Plan.Objectives.RPO.Seconds(),
+		MaxDataLossSeconds: ex.Plan.MaxDataLoss.Seconds(), Warnings: ex.Plan.Warnings,
+		TriggeredAt: timestamppb.New(ex.TriggeredAt),
+	}
+	if !ex.StartedAt.IsZero() {
+		out.StartedAt = timestamppb.New(ex.StartedAt)
+	}
+	if !ex.FinishedAt.IsZero() {
+		out.FinishedAt = timestamppb.New(ex.FinishedAt)
+	}
+	if ex.RTOSeconds != nil {
+		out.RtoSeconds, out.HasRto = *ex.RTOSeconds, true
+	}
+	if ex.RPOSeconds != nil {
+		out.RpoSeconds, out.HasRpo = *ex.RPOSeconds, true
+	}
+	progress := s.progress.get(ex.ID)
+	for i, st := range ex.Plan.Steps {
+		es := ex.Steps[i]
+		ps := &pb.ExecutionStep{
+			Step: &pb.PlanStep{Id: st.ID, Phase: st.Phase, Action: st.Action, Host: st.Host, Site: st.Site, Target: st.Target,
+				Args: st.Args, ArgsFrom: st.ArgsFrom, TimeoutMs: uint64(st.Timeout.Milliseconds()), Retries: int32(st.Retries),
+				OnFailure: st.OnFailure, DependsOn: st.DependsOn, HealthGate: st.HealthGate, Always: st.Always, Description: st.Description},
+			State: es.State, Attempt: int32(es.Attempt), Message: es.Message, Outputs: es.Outputs, Replayed: es.Replayed, ApprovedBy: es.ApprovedBy,
+		}
+		if !es.StartedAt.IsZero() {
+			ps.StartedAt = timestamppb.New(es.StartedAt)
+		}
+		if !es.EndedAt.IsZero() {
+			ps.EndedAt = timestamppb.New(es.EndedAt)
+		}
+		if es.State == structs.StepRunning {
+			ps.Progress = progress[st.ID]
+		}
+		out.Steps = append(out.Steps, ps)
+	}
+	return out
+}

@@ -1,0 +1,507 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drplane/drplane/internal/plan"
+	"github.com/drplane/drplane/internal/structs"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/google/uuid"
+)
+
+// maxParallelSteps bounds how many steps of one execution run at once.
+const maxParallelSteps = 8
+
+// stepSlack is added to a step's own timeout for the RPC that carries it,
+// so the agent's timeout, not the transport's, ends a slow step.
+const stepSlack = 30 * time.Second
+
+// errStepUpdateRefused marks an update the FSM rejected: the execution
+// moved on under another leader, or was cancelled.
+var errStepUpdateRefused = errors.New("step update refused")
+
+// executor runs one execution while this server leads (DESIGN.md section
+// 6, invariant 6). All it knows lives in the FSM: a new leader starts a
+// fresh executor for every running execution, which re-sends the steps
+// that were running with the same ids; the agents' journals make that
+// safe.
+type executor struct {
+	s  *Server
+	id string
+
+	// progress is the latest progress line of each running step, for the
+	// CLI; it is an observation, so it is kept in memory only.
+	progress *progressTable
+
+	mu       sync.Mutex
+	inFlight map[string]bool
+	done     chan struct{} // a step goroutine ended
+}
+
+// progressTable holds the last progress line of each step, per execution.
+type progressTable struct {
+	mu    sync.Mutex
+	lines map[string]map[string]string
+}
+
+func newProgressTable() *progressTable {
+	return &progressTable{lines: map[string]map[string]string{}}
+}
+
+func (t *progressTable) set(execID, stepID, line string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.lines[execID] == nil {
+		t.lines[execID] = map[string]string{}
+	}
+	t.lines[execID][stepID] = line
+}
+
+func (t *progressTable) get(execID string) map[string]string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[string]string{}
+	for k, v := range t.lines[execID] {
+		out[k] = v
+	}
+	return out
+}
+
+// resumeExecutions starts an executor for every running execution; a new
+// leader calls it after its Barrier.
+func (s *Server) resumeExecutions(ctx context.Context) {
+	for _, id := range s.fsm.runningExecutionIDs() {
+		s.logger.Info("resuming execution", "execution_id", id)
+		s.startExecutor(ctx, id)
+	}
+}
+
+func (s *Server) startExecutor(ctx context.Context, id string) {
+	if !s.claimExecution(id) {
+		return
+	}
+	e := &executor{s: s, id: id, progress: s.progress, inFlight: map[string]bool{}, done: make(chan struct{}, maxParallelSteps)}
+	s.executors.Add(1)
+	go func() {
+		defer s.executors.Done()
+		e.run(ctx)
+	}()
+}
+
+// run schedules steps until the execution ends or leadership is lost.
+func (e *executor) run(ctx context.Context) {
+	logger := e.s.logger.With("execution_id", e.id)
+	for {
+		watch := e.s.fsm.watch()
+		ex, ok := e.s.fsm.execution(e.id)
+		if !ok || ex.State != structs.ExecRunning {
+			return
+		}
+		ready, finished := e.schedule(&ex)
+		for _, i := range ready {
+			e.launch(ctx, &ex, i)
+		}
+		if finished {
+			if err := e.finish(ctx, &ex); err != nil {
+				logger.Error("failed to record the end of the execution", "error", err)
+			} else {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			e.wait()
+			return
+		case <-e.done:
+		case <-watch:
+		case <-time.After(5 * time.Second):
+			// A failed write (say, a brief loss of quorum) is retried.
+		}
+	}
+}
+
+// wait returns once no step goroutine of this executor runs.
+func (e *executor) wait() {
+	for {
+		e.mu.Lock()
+		n := len(e.inFlight)
+		e.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		<-e.done
+	}
+}
+
+// schedule returns the steps to start now, and whether the execution has
+// nothing left to run. A step is ready when its dependencies have all
+// ended well (succeeded, or failed with on_failure = continue); after an
+// abort or a cancel only Always steps still start, once their
+// dependencies ended in any way.
+func (e *executor) schedule(ex *structs.Execution) (ready []int, finished bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	stopping := ex.CancelRequested || aborted(ex)
+	index := map[string]int{}
+	for i, st := range ex.Plan.Steps {
+		index[st.ID] = i
+	}
+	dead := deadSteps(ex, stopping, index)
+	active := len(e.inFlight)
+	for i, st := range ex.Plan.Steps {
+		state := ex.Steps[i]
+		if e.inFlight[st.ID] {
+			continue
+		}
+		switch state.State {
+		case structs.StepRunning, structs.StepWaiting:
+			// Running in the FSM but not here: started by a previous
+			// leader. Re-send it with the same attempt. A waiting
+			// approval needs no goroutine unless it is being resumed.
+			if state.State == structs.StepWaiting {
+				continue
+			}
+		case structs.StepPending:
+			if dead[i] || !depsMet(ex, st, index, stopping) {
+				continue
+			}
+		default:
+			continue
+		}
+		if active >= maxParallelSteps {
+			break
+		}
+		ready = append(ready, i)
+		e.inFlight[st.ID] = true
+		active++
+	}
+	if active > 0 || len(ready) > 0 {
+		return ready, false
+	}
+	for i, st := range ex.Steps {
+		if st.State == structs.StepWaiting || (st.State == structs.StepPending && !dead[i]) {
+			return nil, false
+		}
+	}
+	return nil, true
+}
+
+// aborted reports whether a step failed whose on_failure is abort.
+func aborted(ex *structs.Execution) bool {
+	for i, st := range ex.Steps {
+		if (st.State == structs.StepFailed || st.State == structs.StepCancelled) && ex.Plan.Steps[i].OnFailure != plan.OnFailureContinue {
+			return true
+		}
+	}
+	return false
+}
+
+// deadSteps marks pending steps that will never run: while stopping,
+// every non-Always step; otherwise steps below a dependency that failed
+// with on_failure = abort (which also means stopping, so this is the
+// stopping case) or that is itself dead.
+func deadSteps(ex *structs.Execution, stopping bool, index map[string]int) map[int]bool {
+	dead := map[int]bool{}
+	if !stopping {
+		return dead
+	}
+	for i, st := range ex.Plan.Steps {
+		if ex.Steps[i].State == structs.StepPending && !st.Always {
+			dead[i] = true
+		}
+	}
+	return dead
+}
+
+// depsMet reports whether a pending step may start.
+func depsMet(ex *structs.Execution, st plan.Step, index map[string]int, stopping bool) bool {
+	for _, dep := range st.DependsOn {
+		j, ok := index[dep]
+		if !ok {
+			return false
+		}
+		ds := ex.Steps[j]
+		pending := ds.State == structs.StepPending
+		if st.Always && stopping {
+			// A teardown waits for what it depends on to end, in any
+			// way; a dependency that will never start counts as ended.
+			if !ds.Ended() && !(pending && !ex.Plan.Steps[j].Always) {
+				return false
+			}
+			continue
+		}
+		switch ds.State {
+		case structs.StepSucceeded:
+		case structs.StepFailed, structs.StepCancelled:
+			if ex.Plan.Steps[j].OnFailure != plan.OnFailureContinue {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// launch runs step i in its own goroutine.
+func (e *executor) launch(ctx context.Context, ex *structs.Execution, i int) {
+	step, state := ex.Plan.Steps[i], ex.Steps[i]
+	go func() {
+		defer func() {
+			e.mu.Lock()
+			delete(e.inFlight, step.ID)
+			e.mu.Unlock()
+			e.done <- struct{}{}
+		}()
+		if err := e.runStep(ctx, step, state); err != nil && ctx.Err() == nil {
+			e.s.logger.Warn("step not completed", "execution_id", e.id, "step", step.ID, "error", err)
+		}
+	}()
+}
+
+// runStep runs a step's attempts, recording each start and the end in the
+// FSM. It returns without recording an end when leadership is lost: the
+// next leader re-sends the same attempt.
+func (e *executor) runStep(ctx context.Context, step plan.Step, state structs.ExecStep) error {
+	attempt := max(state.Attempt, 1)
+	resumed := state.State == structs.StepRunning
+	for {
+		if err := e.s.raft.VerifyLeader().Error(); err != nil {
+			return fmt.Errorf("verify leadership before step %s: %w", step.ID, err)
+		}
+		if !resumed {
+			if err := e.update(ctx, structs.ExecStep{ID: step.ID, State: structs.StepRunning, Attempt: attempt}, nil); err != nil {
+				return err
+			}
+		}
+		resumed = false
+		res, activate := e.perform(ctx, step, attempt)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if res.State == structs.StepFailed && attempt <= step.Retries {
+			e.s.logger.Warn("step failed; retrying", "execution_id", e.id, "step", step.ID, "attempt", attempt, "message", res.Message)
+			attempt++
+			continue
+		}
+		if res.State == "" {
+			// An approval now waits for `drplane approve`.
+			return nil
+		}
+		res.ID, res.Attempt = step.ID, attempt
+		return e.update(ctx, res, activate)
+	}
+}
+
+// update proposes a step transition, retrying while the write fails for
+// a reason other than a refusal, as long as this server leads.
+func (e *executor) update(ctx context.Context, st structs.ExecStep, activate *structs.ActivateSite) error {
+	req := &structs.StepUpdateRequest{WriteRequest: structs.WriteRequest{RequestID: uuid.NewString(), Actor: e.s.config.NodeID},
+		ExecutionID: e.id, Step: st, Activate: activate}
+	for {
+		_, err := e.s.raftApply(structs.StepUpdateRequestType, req)
+		var rejected *structs.RejectedError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &rejected):
+			return fmt.Errorf("%w: %s", errStepUpdateRefused, rejected.Reason)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// perform runs one attempt and returns its end state. An empty state
+// means the step now waits (an approval).
+func (e *executor) perform(ctx context.Context, step plan.Step, attempt int) (structs.ExecStep, *structs.ActivateSite) {
+	if step.Host != "" {
+		return e.performOnAgent(ctx, step, attempt), nil
+	}
+	var activate *structs.ActivateSite
+	var msg string
+	var err error
+	switch step.Action {
+	case plan.ActionApproval:
+		err = e.update(ctx, structs.ExecStep{ID: step.ID, State: structs.StepWaiting, Attempt: attempt,
+			Message: "waiting for `drplane approve " + e.id + "`"}, nil)
+		if err == nil {
+			return structs.ExecStep{}, nil
+		}
+	case plan.ActionWait:
+		msg, err = waitStep(ctx, step)
+	case plan.ActionNotify:
+		msg = step.Args["message"]
+		e.s.logger.Info("plan notification", "execution_id", e.id, "step", step.ID, "message", msg)
+	case plan.ActionGuard:
+		msg, err = e.s.rpoGuard(e.id, step)
+	case plan.ActionActivate:
+		v := e.s.fsm.view()
+		if v.ActiveSite == step.Target {
+			msg = "site " + step.Target + " is already active in epoch " + fmt.Sprint(v.Epoch)
+		} else {
+			activate = &structs.ActivateSite{Site: step.Target, ExpectedEpoch: v.Epoch}
+			msg = fmt.Sprintf("site %s active; epoch %d -> %d", step.Target, v.Epoch, v.Epoch+1)
+		}
+	case plan.ActionLeaseWait:
+		msg, err = e.s.waitLeases(ctx, e.id, step)
+	default:
+		err = fmt.Errorf("action %q is not a control-plane action", step.Action)
+	}
+	if err != nil {
+		return structs.ExecStep{State: structs.StepFailed, Message: err.Error()}, nil
+	}
+	return structs.ExecStep{State: structs.StepSucceeded, Message: msg}, activate
+}
+
+func waitStep(ctx context.Context, step plan.Step) (string, error) {
+	d, err := time.ParseDuration(step.Args["duration"])
+	if err != nil {
+		return "", fmt.Errorf("wait: duration %q: %w", step.Args["duration"], err)
+	}
+	select {
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-time.After(d):
+		return "waited " + d.String(), nil
+	}
+}
+
+// performOnAgent sends one attempt to the step's host.
+func (e *executor) performOnAgent(ctx context.Context, step plan.Step, attempt int) structs.ExecStep {
+	failed := func(format string, args ...any) structs.ExecStep {
+		return structs.ExecStep{State: structs.StepFailed, Message: fmt.Sprintf(format, args...)}
+	}
+	agent, err := e.s.registeredAgent(step.Host)
+	if err != nil {
+		return failed("%v", err)
+	}
+	args, err := e.args(step)
+	if err != nil {
+		return failed("%v", err)
+	}
+	stepID := step.ID
+	if attempt > 1 {
+		stepID = fmt.Sprintf("%s#%d", step.ID, attempt)
+	}
+	req := &pb.ExecuteRequest{ExecutionId: e.id, StepId: stepID, Epoch: e.s.fsm.view().Epoch,
+		Action: step.Action, Target: step.Target, Args: args, TimeoutMs: uint64(step.Timeout.Milliseconds())}
+	rctx, cancel := context.WithTimeout(ctx, step.Timeout+stepSlack)
+	defer cancel()
+	res, err := e.s.streamOnAgent(rctx, agent, req, func(line string) { e.progress.set(e.id, step.ID, line) })
+	if err != nil {
+		return failed("%v", err)
+	}
+	out := structs.ExecStep{State: structs.StepFailed, Message: res.GetMessage(), Outputs: res.GetOutputs(), Replayed: res.GetReplayed()}
+	if res.GetOk() {
+		out.State = structs.StepSucceeded
+	}
+	return out
+}
+
+// args are the step's arguments with those taken from earlier steps'
+// outputs filled in.
+func (e *executor) args(step plan.Step) (map[string]string, error) {
+	out := map[string]string{}
+	for k, v := range step.Args {
+		out[k] = v
+	}
+	if len(step.ArgsFrom) == 0 {
+		return out, nil
+	}
+	ex, _ := e.s.fsm.execution(e.id)
+	for name, ref := range step.ArgsFrom {
+		stepID, key, ok := strings.Cut(ref, ".")
+		i := ex.Step(stepID)
+		if !ok || i < 0 {
+			return nil, fmt.Errorf("argument %s: %q names no step of this plan", name, ref)
+		}
+		v, ok := ex.Steps[i].Outputs[key]
+		if !ok {
+			return nil, fmt.Errorf("argument %s: step %s has no output %q", name, stepID, key)
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+// finish records the end of the execution with its measurements.
+func (e *executor) finish(ctx context.Context, ex *structs.Execution) error {
+	state, msg := structs.ExecSucceeded, "all steps ended"
+	var skip []string
+	for i, st := range ex.Steps {
+		if st.State == structs.StepPending {
+			skip = append(skip, st.ID)
+			continue
+		}
+		if (st.State == structs.StepFailed || st.State == structs.StepCancelled) && ex.Plan.Steps[i].OnFailure != plan.OnFailureContinue && state == structs.ExecSucceeded {
+			step := ex.Plan.Steps[i]
+			state = structs.ExecFailed
+			where := "the control plane"
+			if step.Host != "" {
+				where = step.Host
+			}
+			msg = fmt.Sprintf("step %s failed on %s: %s", step.ID, where, st.Message)
+		}
+	}
+	if ex.CancelRequested && state == structs.ExecSucceeded && len(skip) > 0 {
+		state, msg = structs.ExecCancelled, "cancelled by "+ex.CancelledBy
+	} else if ex.CancelRequested && state == structs.ExecFailed {
+		state, msg = structs.ExecCancelled, "cancelled by "+ex.CancelledBy+"; "+msg
+	}
+	req := &structs.FinishExecutionRequest{WriteRequest: structs.WriteRequest{RequestID: "finish-" + ex.ID, Actor: e.s.config.NodeID},
+		ExecutionID: ex.ID, State: state, Message: msg, Skip: skip}
+	if rto, ok := measuredRTO(ex); ok && state == structs.ExecSucceeded {
+		req.RTOSeconds = &rto
+	}
+	if state == structs.ExecSucceeded && (ex.Kind == string(plan.KindSwitchover) || ex.Kind == string(plan.KindFailback)) {
+		// Every primary at the old site was stopped and the target
+		// replayed past its final position: nothing committed was lost.
+		zero := 0.0
+		req.RPOSeconds = &zero
+	}
+	_, err := e.s.raftApply(structs.FinishExecutionRequestType, req)
+	var rejected *structs.RejectedError
+	if errors.As(err, &rejected) {
+		return nil // ended already, by this request id or another
+	}
+	if err == nil {
+		e.s.logger.Info("execution ended", "execution_id", ex.ID, "state", state, "message", msg)
+	}
+	return err
+}
+
+// measuredRTO is the trigger to the end of the last health gate.
+func measuredRTO(ex *structs.Execution) (float64, bool) {
+	var last time.Time
+	for i, st := range ex.Plan.Steps {
+		if st.HealthGate && ex.Steps[i].State == structs.StepSucceeded && ex.Steps[i].EndedAt.After(last) {
+			last = ex.Steps[i].EndedAt
+		}
+	}
+	if last.IsZero() || ex.TriggeredAt.IsZero() {
+		return 0, false
+	}
+	return last.Sub(ex.TriggeredAt).Seconds(), true
+}
+
+// sortedHosts is the hosts of site, in host id order.
+func sortedHosts(agents []structs.Agent, site string) []structs.Agent {
+	var out []structs.Agent
+	for _, a := range agents {
+		if a.Site == site {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, func(a, b structs.Agent) int { return strings.Compare(a.HostID, b.HostID) })
+	return out
+}

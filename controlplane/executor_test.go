@@ -1,0 +1,283 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/drplane/drplane/hostagent"
+	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/plan"
+	"github.com/drplane/drplane/internal/testutil"
+	"github.com/drplane/drplane/internal/tlsutil"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/require"
+)
+
+// testService is one fake service of a test agent.
+type testService struct {
+	name       string
+	role       driver.Role
+	dependsOn  []string
+	promotable bool
+}
+
+// appDriver hides the fake's Promoter methods: an application service
+// that cannot be promoted.
+type appDriver struct{ driver.Driver }
+
+// startPlanAgent runs an agent whose services are fakes, registered with
+// the cluster; it returns the fakes by service name.
+func startPlanAgent(t *testing.T, c *testCluster, hostID, site string, services ...testService) map[string]*driver.Fake {
+	t.Helper()
+	_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: c.tlsDir, Name: hostID, Role: tlsutil.RoleAgent})
+	require.NoError(t, err)
+	fakes := map[string]*driver.Fake{}
+	drivers := map[string]driver.Driver{}
+	cfg := &config.AgentConfig{
+		HostID: hostID, Site: site, DataDir: t.TempDir(), Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", LeaseTTL: 3 * time.Second,
+		TLS: config.TLSConfig{CAFile: filepath.Join(c.tlsDir, "ca.pem"), CertFile: filepath.Join(c.tlsDir, hostID+".pem"), KeyFile: filepath.Join(c.tlsDir, hostID+"-key.pem")},
+	}
+	for _, ts := range c.servers {
+		cfg.Servers = append(cfg.Servers, ts.grpcAddr)
+	}
+	for _, svc := range services {
+		f := driver.NewFake(svc.role)
+		fakes[svc.name] = f
+		drivers[svc.name] = appDriver{f}
+		sc := config.ServiceConfig{Name: svc.name, Driver: config.DriverProcess, DependsOn: svc.dependsOn}
+		if svc.promotable {
+			drivers[svc.name] = f
+			sc.Driver, sc.Port = config.DriverPostgres, 5432
+		}
+		cfg.Services = append(cfg.Services, sc)
+	}
+	a, err := hostagent.New(cfg, hostagent.Deps{
+		Logger: testLogger(t, hostID, &lockedBuffer{}),
+		TLS:    c.material(hostID),
+		NewDriver: func(sc config.ServiceConfig, _ string, _ hclog.Logger) (driver.Driver, error) {
+			return drivers[sc.Name], nil
+		},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+	return fakes
+}
+
+// twoSites is a primary site and a DR site, each with a database host and
+// an application host whose engine depends on the database.
+type twoSites struct {
+	c                  *testCluster
+	db1, app1, db2, app2 map[string]*driver.Fake
+}
+
+func newTwoSites(t *testing.T, configure func(*config.ServerConfig)) *twoSites {
+	c := newTestClusterWith(t, 3, configure)
+	ts := &twoSites{c: c}
+	ts.db1 = startPlanAgent(t, c, "db-1", "primary", testService{name: "postgres", role: driver.RolePrimary, promotable: true})
+	ts.app1 = startPlanAgent(t, c, "app-1", "primary", testService{name: "engine", role: driver.RolePrimary, dependsOn: []string{"postgres"}})
+	ts.db2 = startPlanAgent(t, c, "db-2", "dr", testService{name: "postgres", role: driver.RoleStandby, promotable: true})
+	ts.app2 = startPlanAgent(t, c, "app-2", "dr", testService{name: "engine", role: driver.RoleStopped, dependsOn: []string{"postgres"}})
+	// Plans are derived from registrations, and the guard from probes:
+	// wait until the leader has both for every host.
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		resp, err := c.client(c.waitForLeader()).GetStatus(testCtx(t), &pb.GetStatusRequest{})
+		if err != nil {
+			return false, err
+		}
+		n := 0
+		for _, a := range resp.GetAgents() {
+			if a.GetProbe().GetReachable() {
+				n++
+			}
+		}
+		return n == 4, fmt.Errorf("%d of 4 agents registered and probed", n)
+	})
+	return ts
+}
+
+// startExecution starts a plan through a follower, as an operator would.
+func (ts *twoSites) startExecution(t *testing.T, req *pb.StartExecutionRequest) *pb.Execution {
+	t.Helper()
+	resp, err := ts.c.client(ts.c.follower()).StartExecution(testCtx(t), req)
+	require.NoError(t, err)
+	return resp.GetExecution()
+}
+
+// waitEnded waits until the execution ends and returns it.
+func (ts *twoSites) waitEnded(t *testing.T, id string) *pb.Execution {
+	t.Helper()
+	var ex *pb.Execution
+	testutil.WaitForResult(t, 60*time.Second, func() (bool, error) {
+		resp, err := ts.c.client(ts.c.waitForLeader()).GetExecution(testCtx(t), &pb.GetExecutionRequest{Id: id})
+		if err != nil {
+			return false, err
+		}
+		ex = resp.GetExecution()
+		return ex.GetState() != "running", fmt.Errorf("execution %s is %s", id, ex.GetState())
+	})
+	return ex
+}
+
+func stepOf(t *testing.T, ex *pb.Execution, id string) *pb.ExecutionStep {
+	t.Helper()
+	i := slices.IndexFunc(ex.GetSteps(), func(s *pb.ExecutionStep) bool { return s.GetStep().GetId() == id })
+	require.GreaterOrEqual(t, i, 0, "step %s not in plan", id)
+	return ex.GetSteps()[i]
+}
+
+func stepIDs(ex *pb.Execution, action string) []string {
+	var ids []string
+	for _, s := range ex.GetSteps() {
+		if s.GetStep().GetAction() == action {
+			ids = append(ids, s.GetStep().GetId())
+		}
+	}
+	return ids
+}
+
+func TestExecutor_Failover_PromotesThenStartsInOrder(t *testing.T) {
+	ts := newTwoSites(t, nil)
+	// The fakes report no replication position, so the guard cannot judge
+	// the exposure: the operator accepts it.
+	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr", AllowDataLoss: true})
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+
+	promotes, _ := ts.db2["postgres"].Transitions()
+	starts, _ := ts.app2["engine"].Counts()
+	require.Equal(t, 1, promotes)
+	require.Equal(t, 1, starts)
+	require.Equal(t, driver.RolePrimary, ts.db2["postgres"].Role())
+	require.Equal(t, driver.RolePrimary, ts.app2["engine"].Role())
+	require.Equal(t, driver.RoleStopped, ts.db1["postgres"].Role(), "the old site is fenced")
+
+	// Order: activate before promote (invariant 1), promote before the
+	// engine that depends on it starts.
+	activate := stepOf(t, ex, stepIDs(ex, plan.ActionActivate)[0])
+	promote := stepOf(t, ex, stepIDs(ex, plan.ActionPromote)[0])
+	start := stepOf(t, ex, stepIDs(ex, plan.ActionStart)[0])
+	require.False(t, promote.GetStartedAt().AsTime().Before(activate.GetEndedAt().AsTime()))
+	require.False(t, start.GetStartedAt().AsTime().Before(promote.GetEndedAt().AsTime()))
+	require.True(t, ex.GetHasRto())
+	require.Greater(t, ex.GetRtoSeconds(), 0.0)
+
+	st, err := ts.c.client(ts.c.waitForLeader()).GetStatus(testCtx(t), &pb.GetStatusRequest{})
+	require.NoError(t, err)
+	require.Equal(t, "dr", st.GetActiveSite())
+	require.Equal(t, uint64(2), st.GetEpoch())
+}
+
+func TestExecutor_Guard_RefusesUnknownLossWithoutAllow(t *testing.T) {
+	ts := newTwoSites(t, nil)
+	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr"})
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "failed", ex.GetState())
+	require.Contains(t, ex.GetMessage(), "--allow-data-loss")
+	promotes, _ := ts.db2["postgres"].Transitions()
+	require.Zero(t, promotes, "nothing is promoted beyond the RPO guard (invariant 7)")
+	st, err := ts.c.client(ts.c.waitForLeader()).GetStatus(testCtx(t), &pb.GetStatusRequest{})
+	require.NoError(t, err)
+	require.Equal(t, "primary", st.GetActiveSite(), "a refused failover leaves the active site alone")
+}
+
+func TestExecutor_SecondConcurrentExecution_Refused(t *testing.T) {
+	ts := newTwoSites(t, nil)
+	block := make(chan struct{})
+	ts.app2["engine"].Block = block
+	first := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr", AllowDataLoss: true})
+	_, err := ts.c.client(ts.c.waitForLeader()).StartExecution(testCtx(t), &pb.StartExecutionRequest{Kind: "drill"})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), first.GetId(), "the refusal names the running execution")
+	close(block)
+	require.Equal(t, "succeeded", ts.waitEnded(t, first.GetId()).GetState())
+}
+
+func TestExecutor_LeaderKilledMidStep_ResumesAndRunsEachStepOnce(t *testing.T) {
+	ts := newTwoSites(t, nil)
+	block := make(chan struct{})
+	ts.app2["engine"].Block = block
+	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr", AllowDataLoss: true})
+
+	// Wait until the engine's start is in progress on the agent, then
+	// kill the leader that sent it.
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		starts, _ := ts.app2["engine"].Counts()
+		return starts == 1, fmt.Errorf("engine started %d times", starts)
+	})
+	old := ts.c.waitForLeader()
+	ts.c.kill(old)
+	newLeader := ts.c.waitForLeader()
+	require.NotEqual(t, old.cfg.NodeID, newLeader.cfg.NodeID)
+	close(block)
+
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	starts, _ := ts.app2["engine"].Counts()
+	promotes, _ := ts.db2["postgres"].Transitions()
+	require.Equal(t, 1, starts, "the re-sent start attached to the run in progress (invariant 3)")
+	require.Equal(t, 1, promotes)
+	st, err := ts.c.client(newLeader).GetStatus(testCtx(t), &pb.GetStatusRequest{})
+	require.NoError(t, err)
+	require.Equal(t, uint64(2), st.GetEpoch(), "the site was activated exactly once")
+}
+
+func TestExecutor_Approval_PausesUntilApproved(t *testing.T) {
+	ts := newTwoSites(t, func(cfg *config.ServerConfig) {
+		cfg.Plans = []*plan.Definition{{Name: "failover", Kind: plan.KindFailover, Steps: []plan.StepDef{
+			{Name: "go-ahead", Action: plan.ActionApproval, Before: plan.PhaseActivate},
+		}}}
+	})
+	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr", AllowDataLoss: true})
+	client := ts.c.client(ts.c.waitForLeader())
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		resp, err := client.GetExecution(testCtx(t), &pb.GetExecutionRequest{Id: ex.GetId()})
+		if err != nil {
+			return false, err
+		}
+		st := stepOf(t, resp.GetExecution(), "go-ahead")
+		return st.GetState() == "waiting", fmt.Errorf("approval is %s", st.GetState())
+	})
+	promotes, _ := ts.db2["postgres"].Transitions()
+	require.Zero(t, promotes, "nothing after the approval runs before it is given")
+	_, err := client.ApproveExecution(testCtx(t), &pb.ApproveExecutionRequest{Id: ex.GetId()})
+	require.NoError(t, err)
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	require.NotEmpty(t, stepOf(t, ex, "go-ahead").GetApprovedBy())
+}
+
+func TestExecutor_Cancel_StopsScheduling(t *testing.T) {
+	ts := newTwoSites(t, func(cfg *config.ServerConfig) {
+		cfg.Plans = []*plan.Definition{{Name: "failover", Kind: plan.KindFailover, Steps: []plan.StepDef{
+			{Name: "go-ahead", Action: plan.ActionApproval, Before: plan.PhaseActivate},
+		}}}
+	})
+	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr", AllowDataLoss: true})
+	client := ts.c.client(ts.c.waitForLeader())
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		resp, err := client.GetExecution(testCtx(t), &pb.GetExecutionRequest{Id: ex.GetId()})
+		if err != nil {
+			return false, err
+		}
+		st := stepOf(t, resp.GetExecution(), "go-ahead")
+		return st.GetState() == "waiting", fmt.Errorf("approval is %s", st.GetState())
+	})
+	_, err := client.CancelExecution(testCtx(t), &pb.CancelExecutionRequest{Id: ex.GetId()})
+	require.NoError(t, err)
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "cancelled", ex.GetState(), ex.GetMessage())
+	promotes, _ := ts.db2["postgres"].Transitions()
+	require.Zero(t, promotes)
+	for _, id := range stepIDs(ex, plan.ActionPromote) {
+		require.Equal(t, "skipped", stepOf(t, ex, id).GetState())
+	}
+	st, err := client.GetStatus(testCtx(t), &pb.GetStatusRequest{})
+	require.NoError(t, err)
+	require.Equal(t, "primary", st.GetActiveSite())
+}

@@ -1,0 +1,240 @@
+package controlplane
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/drplane/drplane/internal/structs"
+)
+
+// applyStartExecution starts an execution if none is running and the epoch
+// is still the one its plan was derived in: one execution at a time per
+// deployment, never one planned against a stale active site.
+func (f *FSM) applyStartExecution(req *structs.StartExecutionRequest, index uint64) string {
+	ex := req.Execution
+	if running := f.runningExecutionLocked(); running != nil {
+		return fmt.Sprintf("execution %s (%s to %s) is running; wait for it, or cancel it with `drplane cancel %s`", running.ID, running.Kind, running.To, running.ID)
+	}
+	if _, dup := f.state.Executions[ex.ID]; dup {
+		return fmt.Sprintf("execution %s exists", ex.ID)
+	}
+	if ex.StartEpoch != f.state.Epoch {
+		return fmt.Sprintf("epoch is %d, not %d: the active site changed while the plan was made; run the command again", f.state.Epoch, ex.StartEpoch)
+	}
+	if len(ex.Steps) != len(ex.Plan.Steps) {
+		return fmt.Sprintf("execution %s has %d step states for %d steps", ex.ID, len(ex.Steps), len(ex.Plan.Steps))
+	}
+	ex.State = structs.ExecRunning
+	ex.StartedAt = req.Time
+	f.state.Executions[ex.ID] = &ex
+	f.state.ExecutionOrder = append(f.state.ExecutionOrder, ex.ID)
+	f.auditLocked(index, &req.WriteRequest, "start-execution",
+		fmt.Sprintf("%s %s: %s -> %s, plan %s, %d steps, trigger %s", ex.Kind, ex.ID, ex.From, ex.To, ex.PlanName, len(ex.Steps), ex.Trigger))
+	return ""
+}
+
+// applyStepUpdate moves one step. The transitions allowed are exactly the
+// ones a single leader makes in order, so a deposed leader's late update
+// or a duplicate from a resumed run is refused rather than applied twice.
+func (f *FSM) applyStepUpdate(req *structs.StepUpdateRequest, index uint64) string {
+	ex, i, reject := f.runningStepLocked(req.ExecutionID, req.Step.ID)
+	if reject != "" {
+		return reject
+	}
+	cur := &ex.Steps[i]
+	next := req.Step
+	switch next.State {
+	case structs.StepRunning:
+		switch {
+		case cur.State == structs.StepPending && next.Attempt == 1:
+		case cur.State == structs.StepRunning && next.Attempt == cur.Attempt+1:
+		case cur.State == structs.StepRunning && next.Attempt == cur.Attempt:
+			return "" // a resumed run re-sending the same attempt
+		default:
+			return fmt.Sprintf("step %s of %s is %s (attempt %d); cannot start attempt %d", cur.ID, ex.ID, cur.State, cur.Attempt, next.Attempt)
+		}
+		if !ex.Plan.Steps[i].Always && ex.CancelRequested {
+			return fmt.Sprintf("execution %s is being cancelled; step %s is not started", ex.ID, cur.ID)
+		}
+		cur.State, cur.Attempt, cur.StartedAt, cur.Message = structs.StepRunning, next.Attempt, req.Time, next.Message
+	case structs.StepWaiting:
+		if cur.State != structs.StepRunning || next.Attempt != cur.Attempt {
+			return fmt.Sprintf("step %s of %s is %s; it cannot wait for approval", cur.ID, ex.ID, cur.State)
+		}
+		cur.State, cur.Message = structs.StepWaiting, next.Message
+	case structs.StepSucceeded, structs.StepFailed, structs.StepCancelled:
+		if (cur.State != structs.StepRunning && cur.State != structs.StepWaiting) || next.Attempt != cur.Attempt {
+			return fmt.Sprintf("step %s of %s is %s (attempt %d); cannot end attempt %d", cur.ID, ex.ID, cur.State, cur.Attempt, next.Attempt)
+		}
+		if req.Activate != nil && next.State == structs.StepSucceeded {
+			if reject := f.activateLocked(req, index); reject != "" {
+				return reject
+			}
+		}
+		cur.State, cur.EndedAt, cur.Message = next.State, req.Time, next.Message
+		cur.Outputs, cur.Replayed = maps.Clone(next.Outputs), next.Replayed
+	default:
+		return fmt.Sprintf("step state %q is not one a step moves to", next.State)
+	}
+	return ""
+}
+
+// activateLocked is the activate step's compare-and-set: the same check
+// as SetActiveSite, applied in the entry that records the step's success,
+// so a resumed execution can never flip the site twice.
+func (f *FSM) activateLocked(req *structs.StepUpdateRequest, index uint64) string {
+	a := req.Activate
+	if a.ExpectedEpoch != f.state.Epoch {
+		return fmt.Sprintf("epoch is %d, not %d", f.state.Epoch, a.ExpectedEpoch)
+	}
+	site, ok := findSite(f.state.Sites, a.Site)
+	if !ok || site.Kind != structs.SiteKindData {
+		return fmt.Sprintf("site %q is not a declared data site", a.Site)
+	}
+	from := f.state.ActiveSite
+	f.state.ActiveSite = a.Site
+	f.state.Epoch++
+	f.auditLocked(index, &req.WriteRequest, "set-active-site",
+		fmt.Sprintf("active site %s -> %s; epoch %d -> %d; execution %s", from, a.Site, a.ExpectedEpoch, f.state.Epoch, req.ExecutionID))
+	return ""
+}
+
+// applyApproveStep ends a waiting approval step.
+func (f *FSM) applyApproveStep(req *structs.ApproveStepRequest, index uint64) string {
+	ex, ok := f.state.Executions[req.ExecutionID]
+	if !ok {
+		return fmt.Sprintf("execution %q does not exist", req.ExecutionID)
+	}
+	if ex.State != structs.ExecRunning {
+		return fmt.Sprintf("execution %s has ended (%s)", ex.ID, ex.State)
+	}
+	i := slices.IndexFunc(ex.Steps, func(s structs.ExecStep) bool {
+		return s.State == structs.StepWaiting && (req.StepID == "" || s.ID == req.StepID)
+	})
+	if i < 0 {
+		return fmt.Sprintf("execution %s has no step waiting for approval", ex.ID)
+	}
+	st := &ex.Steps[i]
+	st.State, st.EndedAt, st.ApprovedBy = structs.StepSucceeded, req.Time, req.Actor
+	st.Message = "approved by " + req.Actor
+	f.auditLocked(index, &req.WriteRequest, "approve", fmt.Sprintf("step %s of execution %s", st.ID, ex.ID))
+	return ""
+}
+
+// applyCancelExecution marks a running execution for cancellation: no new
+// step starts (teardown steps still do), a waiting approval ends.
+func (f *FSM) applyCancelExecution(req *structs.CancelExecutionRequest, index uint64) string {
+	ex, ok := f.state.Executions[req.ExecutionID]
+	if !ok {
+		return fmt.Sprintf("execution %q does not exist", req.ExecutionID)
+	}
+	if ex.State != structs.ExecRunning {
+		return fmt.Sprintf("execution %s has ended (%s)", ex.ID, ex.State)
+	}
+	ex.CancelRequested, ex.CancelledBy = true, req.Actor
+	for i := range ex.Steps {
+		if st := &ex.Steps[i]; st.State == structs.StepWaiting {
+			st.State, st.EndedAt, st.Message = structs.StepCancelled, req.Time, "cancelled by "+req.Actor
+		}
+	}
+	f.auditLocked(index, &req.WriteRequest, "cancel", "execution "+ex.ID)
+	return ""
+}
+
+// applyFinishExecution records the end of a running execution.
+func (f *FSM) applyFinishExecution(req *structs.FinishExecutionRequest, index uint64) string {
+	ex, ok := f.state.Executions[req.ExecutionID]
+	if !ok {
+		return fmt.Sprintf("execution %q does not exist", req.ExecutionID)
+	}
+	if ex.State != structs.ExecRunning {
+		return fmt.Sprintf("execution %s has ended (%s)", ex.ID, ex.State)
+	}
+	switch req.State {
+	case structs.ExecSucceeded, structs.ExecFailed, structs.ExecCancelled:
+	default:
+		return fmt.Sprintf("%q is not an end state of an execution", req.State)
+	}
+	for _, id := range req.Skip {
+		if i := ex.Step(id); i >= 0 && ex.Steps[i].State == structs.StepPending {
+			ex.Steps[i].State = structs.StepSkipped
+		}
+	}
+	ex.State, ex.Message, ex.FinishedAt = req.State, req.Message, req.Time
+	ex.RTOSeconds = req.RTOSeconds
+	if req.RPOSeconds != nil {
+		ex.RPOSeconds = req.RPOSeconds
+	}
+	f.auditLocked(index, &req.WriteRequest, "finish-execution", fmt.Sprintf("%s %s %s: %s", ex.Kind, ex.ID, ex.State, ex.Message))
+	return ""
+}
+
+func (f *FSM) runningExecutionLocked() *structs.Execution {
+	for _, ex := range f.state.Executions {
+		if ex.State == structs.ExecRunning {
+			return ex
+		}
+	}
+	return nil
+}
+
+func (f *FSM) runningStepLocked(execID, stepID string) (*structs.Execution, int, string) {
+	ex, ok := f.state.Executions[execID]
+	if !ok {
+		return nil, -1, fmt.Sprintf("execution %q does not exist", execID)
+	}
+	if ex.State != structs.ExecRunning {
+		return nil, -1, fmt.Sprintf("execution %s has ended (%s)", ex.ID, ex.State)
+	}
+	i := ex.Step(stepID)
+	if i < 0 {
+		return nil, -1, fmt.Sprintf("execution %s has no step %q", ex.ID, stepID)
+	}
+	return ex, i, ""
+}
+
+// execution returns a deep copy of one execution.
+func (f *FSM) execution(id string) (structs.Execution, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	ex, ok := f.state.Executions[id]
+	if !ok {
+		return structs.Execution{}, false
+	}
+	return copyExecution(ex), true
+}
+
+// executions returns deep copies of every execution, oldest first.
+func (f *FSM) executions() []structs.Execution {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]structs.Execution, 0, len(f.state.ExecutionOrder))
+	for _, id := range f.state.ExecutionOrder {
+		out = append(out, copyExecution(f.state.Executions[id]))
+	}
+	return out
+}
+
+// runningExecutionIDs lists the executions a new leader must resume.
+func (f *FSM) runningExecutionIDs() []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var ids []string
+	for _, id := range f.state.ExecutionOrder {
+		if f.state.Executions[id].State == structs.ExecRunning {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func copyExecution(ex *structs.Execution) structs.Execution {
+	out := *ex
+	out.Steps = slices.Clone(ex.Steps)
+	for i := range out.Steps {
+		out.Steps[i].Outputs = maps.Clone(out.Steps[i].Outputs)
+	}
+	out.Plan.Steps = slices.Clone(ex.Plan.Steps)
+	return out
+}

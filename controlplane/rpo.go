@@ -1,0 +1,207 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/drplane/drplane/internal/plan"
+	"github.com/drplane/drplane/internal/structs"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+)
+
+// exposure is the data a failover to a site would lose at one instant,
+// judged from the prober's observations (DESIGN.md section 7).
+type exposure struct {
+	// seconds is the worst item's exposure; known is false when some
+	// item could not be judged (never observed, never synced).
+	seconds float64
+	known   bool
+	detail  string
+}
+
+// rpoExposure judges, at now, how much data a failover to site would lose:
+// for each promotable service there, now minus the newest write it
+// replayed, or nothing when it had replayed everything its primary had
+// written when last observed; for each sync block there, now minus its
+// last completed sync.
+func (s *Server) rpoExposure(site string, now time.Time) exposure {
+	v := s.fsm.view()
+	out := exposure{known: true}
+	var parts []string
+	worst := func(sec float64, what string) {
+		parts = append(parts, fmt.Sprintf("%s %.1fs", what, sec))
+		out.seconds = max(out.seconds, sec)
+	}
+	unknown := func(what, why string) {
+		parts = append(parts, fmt.Sprintf("%s unknown (%s)", what, why))
+		out.known = false
+	}
+	for _, a := range sortedHosts(v.Agents, site) {
+		r, _ := s.probes.get(a.HostID)
+		for _, svc := range a.Services {
+			if !svc.Promotable {
+				continue
+			}
+			what := svc.Name + "@" + a.HostID
+			st := serviceStatusOf(r.lastResp, svc.Name)
+			if st == nil {
+				unknown(what, "never observed by this leader")
+				continue
+			}
+			if st.GetRole() == "primary" {
+				worst(0, what+" (primary)")
+				continue
+			}
+			rep := st.GetReplication()
+			primaryPos, _ := s.primaryPosition(v.Agents, site, svc.Name)
+			if primaryPos != "" && lsnAtLeast(rep.GetPosition(), primaryPos) {
+				worst(0, what+" (caught up with "+primaryPos+")")
+				continue
+			}
+			if rep.GetLastReplayAt() == nil {
+				unknown(what, "no replayed transaction yet")
+				continue
+			}
+			worst(max(0, now.Sub(rep.GetLastReplayAt().AsTime()).Seconds()), what)
+		}
+		for _, sy := range r.lastResp.GetSyncs() {
+			what := "sync " + sy.GetName() + "@" + a.HostID
+			if sy.GetLastSuccessAt() == nil {
+				unknown(what, "never synced")
+				continue
+			}
+			worst(max(0, now.Sub(sy.GetLastSuccessAt().AsTime()).Seconds()), what)
+		}
+	}
+	out.detail = strings.Join(parts, "; ")
+	return out
+}
+
+// primaryPosition is the WAL position last reported by the primary of
+// service outside site.
+func (s *Server) primaryPosition(agents []structs.Agent, site, service string) (string, time.Time) {
+	for _, a := range agents {
+		if a.Site == site {
+			continue
+		}
+		r, ok := s.probes.get(a.HostID)
+		if !ok {
+			continue
+		}
+		if st := serviceStatusOf(r.lastResp, service); st != nil && st.GetRole() == "primary" {
+			return st.GetReplication().GetPosition(), r.lastAnsweredAt
+		}
+	}
+	return "", time.Time{}
+}
+
+func serviceStatusOf(resp *pb.ProbeResponse, name string) *pb.ServiceStatus {
+	for _, st := range resp.GetServices() {
+		if st.GetName() == name {
+			return st
+		}
+	}
+	return nil
+}
+
+// lsnAtLeast compares two PostgreSQL LSNs ("16/B374D848").
+func lsnAtLeast(a, b string) bool {
+	x, okA := parseLSN(a)
+	y, okB := parseLSN(b)
+	return okA && okB && x >= y
+}
+
+func parseLSN(s string) (uint64, bool) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, false
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return h<<32 | l, true
+}
+
+// rpoGuard is invariant 7: it fails when the target's exposure exceeds
+// max_data_loss, or cannot be judged, unless the execution allows data
+// loss.
+func (s *Server) rpoGuard(execID string, step plan.Step) (string, error) {
+	ex, _ := s.fsm.execution(execID)
+	site := step.Args["site"]
+	if site == "" {
+		site = ex.To
+	}
+	limit := ex.Plan.MaxDataLoss
+	exp := s.rpoExposure(site, ex.TriggeredAt)
+	switch {
+	case exp.known && exp.seconds <= limit.Seconds():
+		return fmt.Sprintf("expected data loss %.1fs within max_data_loss %s (%s)", exp.seconds, limit, exp.detail), nil
+	case ex.AllowDataLoss:
+		return fmt.Sprintf("expected data loss %s beyond max_data_loss %s, allowed by --allow-data-loss (%s)", exposureText(exp), limit, exp.detail), nil
+	}
+	return "", fmt.Errorf("RPO guard: expected data loss %s exceeds max_data_loss %s (%s); run again with --allow-data-loss to accept it", exposureText(exp), limit, exp.detail)
+}
+
+func exposureText(e exposure) string {
+	if !e.known {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.1fs", e.seconds)
+}
+
+// waitLeases waits until no agent of the old site can still hold a lease
+// (invariant 4): lease_ttl + clock_skew_margin after the last renewal this
+// leader could have delivered, and, for renewals a predecessor may have
+// delivered, after this leader's election plus the probe deadline. Hosts
+// whose fence step of this execution succeeded have stopped their
+// primaries and are not waited for.
+func (s *Server) waitLeases(ctx context.Context, execID string, step plan.Step) (string, error) {
+	ex, _ := s.fsm.execution(execID)
+	site := step.Args["site"]
+	if site == "" {
+		site = ex.From
+	}
+	f := s.config.Failover
+	var until time.Time
+	var waited []string
+	for _, a := range sortedHosts(s.fsm.view().Agents, site) {
+		if fencedIn(&ex, a.HostID) {
+			continue
+		}
+		t := s.leaderSinceTime().Add(f.ProbeTimeout + f.LeaseTTL + f.ClockSkewMargin)
+		if r, ok := s.probes.get(a.HostID); ok && r.renewedUntil.After(t) {
+			t = r.renewedUntil
+		}
+		if t.After(until) {
+			until = t
+		}
+		waited = append(waited, a.HostID)
+	}
+	if len(waited) == 0 {
+		return "every host of " + site + " confirmed its fence", nil
+	}
+	d := time.Until(until)
+	if d > 0 {
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(d):
+		}
+	}
+	return fmt.Sprintf("leases of %s lapsed (waited %s)", strings.Join(waited, ", "), max(d, 0).Round(time.Millisecond)), nil
+}
+
+// fencedIn reports whether a fence step of ex on host succeeded.
+func fencedIn(ex *structs.Execution, host string) bool {
+	for i, st := range ex.Plan.Steps {
+		if st.Action == plan.ActionFence && st.Host == host && st.Target == "" && ex.Steps[i].State == structs.StepSucceeded {
+			return true
+		}
+	}
+	return false
+}

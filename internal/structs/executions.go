@@ -1,0 +1,157 @@
+package structs
+
+import (
+	"time"
+
+	"github.com/drplane/drplane/internal/plan"
+)
+
+// Execution and step states.
+const (
+	ExecRunning   = "running"
+	ExecSucceeded = "succeeded"
+	ExecFailed    = "failed"
+	ExecCancelled = "cancelled"
+
+	StepPending   = "pending"
+	StepRunning   = "running"
+	StepWaiting   = "waiting" // an approval step waiting for `drplane approve`
+	StepSucceeded = "succeeded"
+	StepFailed    = "failed"
+	StepSkipped   = "skipped"
+	StepCancelled = "cancelled"
+)
+
+// Triggers of an execution.
+const (
+	TriggerManual    = "manual"
+	TriggerAutomatic = "automatic"
+)
+
+// Execution is one run of a plan. It holds intent and outcomes only: which
+// steps were started and how they ended, never what the prober observed.
+type Execution struct {
+	ID       string `json:"id"`
+	Kind     string `json:"kind"`
+	PlanName string `json:"plan"`
+	From     string `json:"from"`
+	To       string `json:"to"`
+	Trigger  string `json:"trigger"`
+	Actor    string `json:"actor"`
+	// AllowDataLoss lets the RPO guard pass beyond max_data_loss.
+	AllowDataLoss bool `json:"allow_data_loss,omitempty"`
+	// CleanupOf names the drill execution this one tears down.
+	CleanupOf string `json:"cleanup_of,omitempty"`
+	// TriggeredAt is the command's time, or the first missed probe for an
+	// automatic failover; RTO and RPO are measured from it.
+	TriggeredAt time.Time `json:"triggered_at"`
+	StartedAt   time.Time `json:"started_at"`
+	FinishedAt  time.Time `json:"finished_at,omitempty"`
+	// StartEpoch is the epoch the plan was derived in.
+	StartEpoch uint64 `json:"start_epoch"`
+	State      string `json:"state"`
+	Message    string `json:"message,omitempty"`
+	// CancelRequested stops the scheduling of new steps.
+	CancelRequested bool   `json:"cancel_requested,omitempty"`
+	CancelledBy     string `json:"cancelled_by,omitempty"`
+
+	Plan  plan.Plan  `json:"plan_steps"`
+	Steps []ExecStep `json:"steps"`
+
+	// RPOSeconds is the data-loss exposure at the trigger instant (the
+	// trigger minus the newest replicated write), replaced by 0 when a
+	// switchover proved its target caught up. RTOSeconds is the trigger
+	// to the last health gate passing; set when the execution ends.
+	RPOSeconds *float64 `json:"rpo_seconds,omitempty"`
+	RPODetail  string   `json:"rpo_detail,omitempty"`
+	RTOSeconds *float64 `json:"rto_seconds,omitempty"`
+}
+
+// ExecStep is the outcome side of one plan step, at the same index as
+// its step in Plan.Steps.
+type ExecStep struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+	// Attempt counts from 1; attempt n > 1 reaches the agent as step id
+	// "ID#n", so a retry is a new step for the agent's journal while a
+	// re-sent attempt is the same one.
+	Attempt   int               `json:"attempt,omitempty"`
+	StartedAt time.Time         `json:"started_at,omitempty"`
+	EndedAt   time.Time         `json:"ended_at,omitempty"`
+	Message   string            `json:"message,omitempty"`
+	Outputs   map[string]string `json:"outputs,omitempty"`
+	// Replayed is true when the agent answered from its journal.
+	Replayed   bool   `json:"replayed,omitempty"`
+	ApprovedBy string `json:"approved_by,omitempty"`
+}
+
+// Ended reports whether the step has reached a final state.
+func (s ExecStep) Ended() bool {
+	switch s.State {
+	case StepSucceeded, StepFailed, StepSkipped, StepCancelled:
+		return true
+	}
+	return false
+}
+
+// Step returns the index of the step with id, or -1.
+func (e *Execution) Step(id string) int {
+	for i := range e.Steps {
+		if e.Steps[i].ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// StartExecutionRequest starts an execution only if none is running and
+// the epoch is still the one the plan was derived in.
+type StartExecutionRequest struct {
+	WriteRequest
+	Execution Execution `json:"execution"`
+}
+
+// StepUpdateRequest moves one step of a running execution: to running
+// (from pending, or re-sent for the same attempt), waiting, or an end
+// state (from running or waiting with the same attempt).
+type StepUpdateRequest struct {
+	WriteRequest
+	ExecutionID string   `json:"execution_id"`
+	Step        ExecStep `json:"step"`
+	// Activate, on the activate step's success, flips the active site
+	// and bumps the epoch in the same entry, compare-and-set on
+	// ExpectedEpoch.
+	Activate *ActivateSite `json:"activate,omitempty"`
+}
+
+// ActivateSite is the epoch change an activate step makes.
+type ActivateSite struct {
+	Site          string `json:"site"`
+	ExpectedEpoch uint64 `json:"expected_epoch"`
+}
+
+// ApproveStepRequest ends a waiting approval step successfully.
+type ApproveStepRequest struct {
+	WriteRequest
+	ExecutionID string `json:"execution_id"`
+	// StepID may be empty: the execution's one waiting approval.
+	StepID string `json:"step_id,omitempty"`
+}
+
+// CancelExecutionRequest stops the scheduling of new steps.
+type CancelExecutionRequest struct {
+	WriteRequest
+	ExecutionID string `json:"execution_id"`
+}
+
+// FinishExecutionRequest records an execution's end and measurements.
+type FinishExecutionRequest struct {
+	WriteRequest
+	ExecutionID string   `json:"execution_id"`
+	State       string   `json:"state"`
+	Message     string   `json:"message"`
+	RTOSeconds  *float64 `json:"rto_seconds,omitempty"`
+	RPOSeconds  *float64 `json:"rpo_seconds,omitempty"`
+	// Skip lists steps that never ran and are recorded as skipped.
+	Skip []string `json:"skip,omitempty"`
+}
