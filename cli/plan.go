@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -85,9 +84,7 @@ func isKind(name string) bool {
 
 // printPlan prints a derived plan as a table.
 func printPlan(w io.Writer, ex *pb.Execution) {
-	p := planFromProto(ex)
-	fmt.Fprintf(w, "plan %s (%s): %s -> %s\n", p.Name, p.Kind, p.From, p.To)
-	_ = p.Format(w)
+	_ = planFromProto(ex).Format(w)
 }
 
 // planFromProto turns the steps of an execution back into a plan.
@@ -121,22 +118,7 @@ func runPlanValidate(ctx context.Context, f *Factory, path string, offline bool)
 	if err != nil {
 		return fmt.Errorf("%s is well-formed, but the registered agents could not be fetched to check services and hooks (pass --offline to skip): %w", path, err)
 	}
-	var errs []error
-	for _, def := range file.Plans {
-		kind, _, err := plan.Resolve(def.Name, file.Plans)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		p, err := plan.Derive(kind, topo, def, plan.DeriveOptions{Objectives: file.Objectives})
-		if err == nil {
-			err = plan.Validate(p, topo)
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := file.Validate(topo); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "%s: %d plan definitions are valid against %d registered agents\n", path, len(file.Plans), len(topo.Agents))

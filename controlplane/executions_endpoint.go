@@ -121,13 +121,10 @@ func (s *Server) derivePlan(v stateView, kind plan.Kind, name, to, drillID strin
 	if defKind != kind {
 		return nil, fmt.Errorf("%w: plan %q is a %s plan, not a %s plan", errInvalidArgument, name, defKind, kind)
 	}
-	p, err := plan.Derive(kind, topo, def, plan.DeriveOptions{
-		To: to, DrillID: drillID, Objectives: s.config.Objectives, MaxDataLoss: s.config.Failover.MaxDataLoss,
-	})
+	opts := s.config.PlanOptions()
+	opts.To, opts.DrillID = to, drillID
+	p, err := plan.Derive(kind, topo, def, opts)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errInvalidArgument, err)
-	}
-	if err := plan.Validate(p, topo); err != nil {
 		return nil, fmt.Errorf("%w: %v", errInvalidArgument, err)
 	}
 	return p, nil

@@ -420,9 +420,11 @@ func (e *executor) args(step plan.Step) (map[string]string, error) {
 	}
 	ex, _ := e.s.fsm.execution(e.id)
 	for name, ref := range step.ArgsFrom {
-		stepID, key, ok := strings.Cut(ref, ".")
+		// Step ids may hold dots (host names); the key follows the last.
+		dot := strings.LastIndex(ref, ".")
+		stepID, key := ref[:max(dot, 0)], ref[dot+1:]
 		i := ex.Step(stepID)
-		if !ok || i < 0 {
+		if dot < 0 || i < 0 {
 			return nil, fmt.Errorf("argument %s: %q names no step of this plan", name, ref)
 		}
 		v, ok := ex.Steps[i].Outputs[key]

@@ -72,7 +72,7 @@ func startPlanAgent(t *testing.T, c *testCluster, hostID, site string, services 
 // twoSites is a primary site and a DR site, each with a database host and
 // an application host whose engine depends on the database.
 type twoSites struct {
-	c                  *testCluster
+	c                    *testCluster
 	db1, app1, db2, app2 map[string]*driver.Fake
 }
 

@@ -34,7 +34,7 @@ type fsmState struct {
 
 func newFSMState() *fsmState {
 	return &fsmState{
-		Agents:   map[string]structs.Agent{},
+		Agents:     map[string]structs.Agent{},
 		Servers:    map[string]structs.Server{},
 		Requests:   requestTable{Results: map[string]structs.ApplyResult{}},
 		Executions: map[string]*structs.Execution{},

@@ -168,18 +168,24 @@ func TestFSM_SnapshotRestore_RoundTrip(t *testing.T) {
 		Server: structs.Server{ID: "s1", Site: "primary", Address: "a:1", RaftAddress: "a:2"}})
 	f.apply(t, structs.SetActiveSiteRequestType, &structs.SetActiveSiteRequest{WriteRequest: structs.WriteRequest{RequestID: "x"}, Site: "dr", ExpectedEpoch: 1})
 
-	snap, err := f.Snapshot()
-	require.NoError(t, err)
-	sink := &memSink{}
-	require.NoError(t, snap.Persist(sink))
-
-	restored := newTestFSM(t)
-	require.NoError(t, restored.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))))
+	restored := roundTrip(t, f)
 	require.Equal(t, f.view(), restored.view())
 	require.Equal(t, f.auditTrail(0), restored.auditTrail(0))
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	require.Equal(t, f.state.Requests, restored.state.Requests, "the dedup table survives a snapshot, so a retry after restore is still applied once")
+}
+
+// roundTrip snapshots f and restores the snapshot into a new FSM.
+func roundTrip(t *testing.T, f *testFSM) *testFSM {
+	t.Helper()
+	snap, err := f.Snapshot()
+	require.NoError(t, err)
+	sink := &memSink{}
+	require.NoError(t, snap.Persist(sink))
+	restored := newTestFSM(t)
+	require.NoError(t, restored.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))))
+	return restored
 }
 
 func TestFSM_UnknownType(t *testing.T) {

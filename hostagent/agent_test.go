@@ -319,7 +319,7 @@ func TestAgent_BadInput_ClearErrorsAndKeepsServing(t *testing.T) {
 		{"undeclared hook", &pb.ExecuteRequest{ExecutionId: "e", StepId: "2", Epoch: 3, Action: "hook", Target: "rm-rf"}, codes.InvalidArgument, `hook "rm-rf" is not declared`},
 		{"missing ids", &pb.ExecuteRequest{Epoch: 3, Action: "start", Target: "app"}, codes.InvalidArgument, "malformed step"},
 		{"unknown action", &pb.ExecuteRequest{ExecutionId: "e", StepId: "3", Epoch: 3, Action: "reboot", Target: "app"}, codes.InvalidArgument, `unknown action "reboot"`},
-		{"bad step id", &pb.ExecuteRequest{ExecutionId: "e", StepId: "../../etc", Epoch: 3, Action: "stop", Target: "app"}, codes.Internal, "must match"},
+		{"bad step id", &pb.ExecuteRequest{ExecutionId: "e", StepId: "../../etc", Epoch: 3, Action: "stop", Target: "app"}, codes.InvalidArgument, "must match"},
 		{"bad upstream", &pb.ExecuteRequest{ExecutionId: "e", StepId: "5", Epoch: 3, Action: "demote", Target: "pg", Args: map[string]string{"upstream_host": "h; rm -rf /", "upstream_port": "5432"}}, codes.InvalidArgument, "upstream_host"},
 		{"wrong epoch", &pb.ExecuteRequest{ExecutionId: "e", StepId: "6", Epoch: 2, Action: "stop", Target: "app"}, codes.FailedPrecondition, "epoch 2"},
 	}

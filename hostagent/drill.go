@@ -78,6 +78,13 @@ func (a *Agent) drillStep(req *pb.ExecuteRequest, svc *service, id string) (step
 // startDrill starts svc's drill copy and, when the drill block declares
 // a health check, waits until the copy passes it.
 func (a *Agent) startDrill(ctx context.Context, svc *service, driller driver.Driller, d driver.Drill, p driver.Progress) (map[string]string, error) {
+	// Copies of one service share its drill port and settings: a second
+	// drill's copy would clone everything only to fail to bind.
+	for _, other := range a.drillIDs(svc.cfg.Name) {
+		if other != d.ID {
+			return nil, fmt.Errorf("drill %s still has a copy of %s; stop it first (drplane drill --cleanup %s)", other, svc.cfg.Name, other)
+		}
+	}
 	if err := a.prepareDrillDir(svc, d.ID); err != nil {
 		return nil, err
 	}

@@ -238,9 +238,12 @@ func receiveInput(stream drplanev1.HostAgent_SyncTunnelServer, first *drplanev1.
 func sendOutput(stream drplanev1.HostAgent_SyncTunnelServer, stdout io.Reader) error {
 	setPipe(stdout, knob("TUN_PIPE", 0))
 	buf := make([]byte, knob("TUN_CHUNK", chunkSize))
+	var st msgStats
+	defer st.dump("server-send")
 	for {
 		n, err := stdout.Read(buf)
 		if n > 0 {
+			st.add(n)
 			if serr := stream.Send(&drplanev1.SyncTunnelResponse{Data: buf[:n]}); serr != nil {
 				return fmt.Errorf("send rsync output: %w", serr)
 			}

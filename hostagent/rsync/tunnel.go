@@ -104,9 +104,12 @@ func tunnel(ctx context.Context, client drplanev1.HostAgentClient, sync string, 
 // failed Send; receiveOutput reports the stream's error.
 func sendInput(stream drplanev1.HostAgent_SyncTunnelClient, stdin io.Reader) {
 	buf := make([]byte, knob("TUN_CHUNK", chunkSize))
+	var st msgStats
+	defer st.dump("client-send")
 	for {
 		n, err := stdin.Read(buf)
 		if n > 0 {
+			st.add(n)
 			if stream.Send(&drplanev1.SyncTunnelRequest{Data: buf[:n]}) != nil {
 				return
 			}
@@ -124,6 +127,8 @@ func sendInput(stream drplanev1.HostAgent_SyncTunnelClient, stdin io.Reader) {
 // server reports that it exited, and returns its exit code.
 func receiveOutput(stream drplanev1.HostAgent_SyncTunnelClient, stdout io.Writer) (int, error) {
 	setPipe(stdout, knob("TUN_PIPE", 0))
+	var st msgStats
+	defer st.dump("client-recv")
 	for {
 		resp, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -133,6 +138,7 @@ func receiveOutput(stream drplanev1.HostAgent_SyncTunnelClient, stdout io.Writer
 			return 0, err
 		}
 		if data := resp.GetData(); len(data) > 0 {
+			st.add(len(data))
 			if _, err := stdout.Write(data); err != nil {
 				return 0, fmt.Errorf("write to rsync: %w", err)
 			}

@@ -3,6 +3,7 @@ package rsync
 // TEMPORARY experiment knobs; removed before hand-off.
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -95,4 +96,40 @@ func knobServerOptions() []grpc.ServerOption {
 		o = append(o, experimental.BufferPool(&dirtyPool{}))
 	}
 	return o
+}
+
+type msgStats struct {
+	mu    sync.Mutex
+	n     int
+	bytes int
+	hist  map[int]int
+}
+
+func (m *msgStats) add(n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.hist == nil {
+		m.hist = map[int]int{}
+	}
+	m.n++
+	m.bytes += n
+	b := 1
+	for b < n {
+		b <<= 1
+	}
+	m.hist[b]++
+}
+
+func (m *msgStats) dump(name string) {
+	if knob("TUN_STATS", 0) != 1 {
+		return
+	}
+	f, err := os.OpenFile("/tmp/rb/stats.log", os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	fmt.Fprintf(f, "%s msgs=%d bytes=%d hist=%v\n", name, m.n, m.bytes, m.hist)
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/drplane/drplane/internal/plan"
 )
 
 // writeTLSFiles creates files standing in for the PEM files; the config
@@ -260,6 +262,24 @@ func TestLoadServerConfig_Errors(t *testing.T) {
 			"got probe_interval 2s, lease_ttl 3s, failover_timeout 5s"},
 		{"probe_timeout not below lease_ttl", appendText("failover {\n  probe_timeout = \"3s\"\n}\n"), "13:19",
 			"failover.probe_timeout 3s must be shorter than lease_ttl 3s"},
+		{"bad max_data_loss", appendText("failover {\n  max_data_loss = \"lots\"\n}\n"), "13:19",
+			`failover.max_data_loss: invalid duration "lots": expected a number with a unit`},
+		{"negative max_data_loss", appendText("failover {\n  max_data_loss = \"-5s\"\n}\n"), "13:19",
+			`failover.max_data_loss: duration "-5s" is negative`},
+
+		// Plans, checked by the plan parser.
+		{"bad objectives", appendText(`objectives { rto = "quick" }` + "\n"), "12:20", `objectives.rto: invalid duration "quick"`},
+		{"duplicate objectives", appendText("objectives { rto = \"1m\" }\nobjectives { rpo = \"1m\" }\n"), "13:1", "duplicate objectives block"},
+		{"plan without label", appendText("plan {\n}\n"), "12:6", "plan block: missing its name label"},
+		{"unknown action in a plan", appendText("plan \"failover\" {\n  step \"x\" { action = \"hok\"  before = \"fence\" }\n}\n"), "13:23",
+			`plan "failover": step "x": unknown action "hok"; did you mean "hook"?`},
+		{"unknown key in a plan step", appendText("plan \"failover\" {\n  step \"x\" { action = \"approval\"  aftr = \"verify\" }\n}\n"), "13:35",
+			`unknown key "aftr"; did you mean "after"?`},
+		{"unknown phase in a plan", appendText("plan \"switchover\" {\n  step \"x\" { action = \"approval\"  before = \"fence\" }\n}\n"), "13:44",
+			`unknown phase "fence" for a switchover plan`},
+		{"bad plan max_data_loss", appendText("plan \"failover\" {\n  max_data_loss = \"-1s\"\n}\n"), "13:19",
+			`plan "failover": max_data_loss: duration "-1s" is negative`},
+		{"named plan without kind", appendText("plan \"fast\" {\n}\n"), "12:1", `plan "fast": missing kind`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -346,4 +366,75 @@ func TestServerConfig_Validate_Blocks(t *testing.T) {
 	require.NoError(t, DefaultServerConfig().Failover.Validate())
 	require.ErrorContains(t, FailoverConfig{}.Validate(), "probe_interval 0s must be positive")
 	require.ErrorContains(t, TLSConfig{CAFile: "/nonexistent/ca.pem"}.Validate(), "tls.ca_file: file /nonexistent/ca.pem does not exist")
+}
+
+func TestParseServerConfig_Plans(t *testing.T) {
+	src := exampleConfig + `failover {
+  max_data_loss = "45s"
+}
+objectives { rto = "15m"  rpo = "5m" }
+plan "failover" {
+  objectives { rto = "10m"  rpo = "1m" }
+  max_data_loss = "30s"
+  step "trip-breaker" {
+    action = "hook"  target = "circuit-breaker-trip"  site = "active"
+    before = "fence"
+    timeout = "30s"  retries = 1  on_failure = "continue"
+  }
+  step "resume" { action = "approval"  after = "verify" }
+}
+plan "failover-no-approval" { kind = "failover" }
+`
+	cfg, dir, err := parseExample(t, src)
+	require.NoError(t, err)
+	require.Equal(t, 45*time.Second, cfg.Failover.MaxDataLoss)
+	require.Equal(t, plan.Objectives{RTO: 15 * time.Minute, RPO: 5 * time.Minute}, cfg.Objectives)
+	require.Len(t, cfg.Plans, 2)
+	def := cfg.Plans[0]
+	require.Equal(t, "failover", def.Name)
+	require.Equal(t, plan.KindFailover, def.Kind)
+	require.Len(t, def.Steps, 2)
+	require.Equal(t, filepath.Join(dir, "server.hcl"), def.Steps[0].Range.Filename, "positions name the server's file")
+	require.Equal(t, 19, def.Steps[0].Range.Start.Line)
+	require.Equal(t, plan.DeriveOptions{Objectives: cfg.Objectives, MaxDataLoss: 45 * time.Second}, cfg.PlanOptions())
+
+	kind, named, err := plan.Resolve("failover-no-approval", cfg.Plans)
+	require.NoError(t, err)
+	require.Equal(t, plan.KindFailover, kind)
+	require.Same(t, cfg.Plans[1], named)
+	require.NoError(t, cfg.Validate())
+
+	// Without them: no objectives, no plans, the default RPO limit.
+	cfg, _, err = parseExample(t, exampleConfig)
+	require.NoError(t, err)
+	require.Empty(t, cfg.Plans)
+	require.Equal(t, plan.Objectives{}, cfg.Objectives)
+	require.Equal(t, plan.DefaultMaxDataLoss, cfg.Failover.MaxDataLoss)
+}
+
+// TestParseServerConfig_PlanAndConfigProblems checks that problems of the
+// plan blocks come with the config's own, once each, in file order.
+func TestParseServerConfig_PlanAndConfigProblems(t *testing.T) {
+	src := exampleConfig + "log_level = \"loud\"\nplan \"failover\" {\n  step \"x\" { action = \"hok\"  before = \"fence\" }\n}\n"
+	_, dir, err := parseExample(t, src)
+	var cfgErr *Error
+	require.ErrorAs(t, err, &cfgErr)
+	file := filepath.Join(dir, "server.hcl")
+	var got []string
+	for _, d := range cfgErr.Diagnostics {
+		require.Equal(t, file, d.File)
+		got = append(got, fmt.Sprintf("%d:%d", d.Line, d.Column))
+	}
+	require.Equal(t, []string{"12:13", "14:23"}, got, "%s", err)
+}
+
+func TestServerConfig_Validate_PlanDefaults(t *testing.T) {
+	c := DevServerConfig()
+	c.DataDir = t.TempDir()
+	c.Failover.MaxDataLoss = -time.Second
+	c.Objectives.RPO = -time.Minute
+	err := c.Validate()
+	require.ErrorContains(t, err, "failover.max_data_loss -1s is negative")
+	require.ErrorContains(t, err, "objectives.rpo -1m0s is negative")
+	require.ErrorContains(t, FailoverConfig{MaxDataLoss: -1}.Validate(), "failover.max_data_loss")
 }

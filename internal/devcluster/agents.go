@@ -192,27 +192,35 @@ func writeService(b *hclwrite.Body, s config.ServiceConfig) {
 	setString(b, "bin_dir", s.BinDir)
 	setString(b, "run_as", s.RunAs)
 	setStrings(b, "command", s.Command)
-	if len(s.Env) > 0 {
-		env := map[string]cty.Value{}
-		for k, v := range s.Env {
-			env[k] = cty.StringVal(v)
-		}
-		b.SetAttributeValue("env", cty.MapVal(env))
-	}
+	setStringMap(b, "env", s.Env)
 	setString(b, "dir", s.Dir)
 	setString(b, "restart", s.Restart)
 	setDuration(b, "stop_timeout", s.StopTimeout)
 	setString(b, "unit", s.Unit)
-	if h := s.Health; h != nil {
-		hb := b.AppendNewBlock("health", nil).Body()
-		setString(hb, "http", h.HTTP)
-		setString(hb, "tcp", h.TCP)
-		setStrings(hb, "exec", h.Exec)
-		setString(hb, "sql", h.SQL)
-		setString(hb, "query", h.Query)
-		setDuration(hb, "interval", h.Interval)
-		setDuration(hb, "timeout", h.Timeout)
+	if s.Health != nil {
+		writeHealth(b.AppendNewBlock("health", nil).Body(), s.Health)
 	}
+	if d := s.Drill; d != nil {
+		db := b.AppendNewBlock("drill", nil).Body()
+		if d.Port > 0 {
+			db.SetAttributeValue("port", cty.NumberIntVal(int64(d.Port)))
+		}
+		setStrings(db, "command", d.Command)
+		setStringMap(db, "env", d.Env)
+		if d.Health != nil {
+			writeHealth(db.AppendNewBlock("health", nil).Body(), d.Health)
+		}
+	}
+}
+
+func writeHealth(b *hclwrite.Body, h *config.HealthConfig) {
+	setString(b, "http", h.HTTP)
+	setString(b, "tcp", h.TCP)
+	setStrings(b, "exec", h.Exec)
+	setString(b, "sql", h.SQL)
+	setString(b, "query", h.Query)
+	setDuration(b, "interval", h.Interval)
+	setDuration(b, "timeout", h.Timeout)
 }
 
 func setString(b *hclwrite.Body, name, v string) {
@@ -230,6 +238,17 @@ func setStrings(b *hclwrite.Body, name string, vs []string) {
 		vals[i] = cty.StringVal(v)
 	}
 	b.SetAttributeValue(name, cty.ListVal(vals))
+}
+
+func setStringMap(b *hclwrite.Body, name string, m map[string]string) {
+	if len(m) == 0 {
+		return
+	}
+	vals := map[string]cty.Value{}
+	for k, v := range m {
+		vals[k] = cty.StringVal(v)
+	}
+	b.SetAttributeValue(name, cty.MapVal(vals))
 }
 
 func setDuration(b *hclwrite.Body, name string, d time.Duration) {

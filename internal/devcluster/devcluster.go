@@ -145,6 +145,9 @@ failover {
   lease_ttl         = "{{.LeaseTTL}}"
   failover_timeout  = "{{.FailoverTimeout}}"
   clock_skew_margin = "{{.ClockSkewMargin}}"
+{{- if .MaxDataLoss}}
+  max_data_loss     = "{{.MaxDataLoss}}"
+{{- end}}
 }
 {{- end}}
 `))

@@ -57,7 +57,7 @@ func Derive(kind Kind, topo Topology, def *Definition, opts DeriveOptions) (*Pla
 	if !slices.Contains(Kinds, kind) {
 		return nil, fmt.Errorf("unknown plan kind %q%s; expected one of %s", kind, didYouMean(string(kind), kindNames()), strings.Join(kindNames(), ", "))
 	}
-	if def != nil && def.Kind != kind {
+	if def != nil && def.Kind != "" && def.Kind != kind {
 		return nil, fmt.Errorf("plan %q is a %s plan, not a %s plan", def.Name, def.Kind, kind)
 	}
 	from, to, err := sites(kind, topo, opts)
@@ -309,7 +309,7 @@ func (b *builder) addAt(occ int, s Step) string {
 	if s.Timeout == 0 {
 		s.Timeout = defaultTimeouts[s.Action]
 	}
-	if s.Retries == 0 {
+	if s.Retries == 0 && occ >= 0 { // an operator's retries = 0 stands
 		s.Retries = defaultRetries(s.Action)
 	}
 	if s.OnFailure == "" {

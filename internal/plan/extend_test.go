@@ -178,6 +178,8 @@ func TestExtend_Expansion(t *testing.T) {
   step "rejoin"    { action = "demote"  target = "postgres"  site = "active"  after = "reprotect" }
   step "fence-all" { action = "fence"  site = "active"  after = "reprotect" }
   step "pause"     { action = "wait"  args = { duration = "2m" }  after = "verify"  depends_on = ["warm"] }
+  step "probe"     { action = "check"  target = "engine"  site = "target"  after = "start"  retries = 0 }
+  step "probe2"    { action = "check"  target = "engine"  host = "app-2"  after = "start" }
 }`
 	topo.Agents[0].Snapshots = []string{"pre"}
 	p, err := deriveWith(t, src, "switchover", topo, DeriveOptions{To: "dr"})
@@ -192,6 +194,9 @@ func TestExtend_Expansion(t *testing.T) {
 	require.ElementsMatch(t, []string{"warm@app-2", "warm@app-3", "check:postgres@db-2", "check:engine@app-2", "check:gateway@app-2", "check:engine@app-3"},
 		s["pause"].DependsOn, "depends_on names every step a definition became")
 	require.Equal(t, 3*time.Minute, s["pause"].Timeout, "a wait's timeout covers its duration")
+	require.Equal(t, 0, s["probe@app-2"].Retries, "an operator's retries = 0 stands")
+	require.Equal(t, 2, s["probe2@app-2"].Retries, "a check's default retries")
+	require.Equal(t, time.Minute, s["probe2@app-2"].Timeout)
 	require.Equal(t, map[string]string{"source": "10.0.1.20:7500"}, s["sync-more@app-2"].Args, "an operator rsync pulls from the other site")
 	require.Equal(t, map[string]string{"upstream_host": "10.0.2.10", "upstream_port": "5433"}, s["rejoin@db-1"].Args)
 	require.Contains(t, s, "fence-all@db-1")

@@ -77,6 +77,14 @@ func Parse(src []byte, filename string) (*File, error) {
 			objectives = append(objectives, b)
 		case "plan":
 			plans = append(plans, b)
+		case "step":
+			p.at(p.rng(b.DefRange()), "step blocks go inside a plan block, e.g. plan \"failover\" { step \"name\" { ... } }")
+		default:
+			// Other blocks belong to the server's config, but a near miss
+			// of ours is a typo that would silently drop a plan.
+			if hint := didYouMean(b.Type, []string{"plan", "objectives"}); hint != "" {
+				p.at(p.rng(b.TypeRange), "unknown block %q%s", b.Type, hint)
+			}
 		}
 	}
 	// Structure first.

@@ -269,6 +269,9 @@ func TestParse_Errors(t *testing.T) {
 		{"named plan without kind", `plan "quick" { }`, `plan "quick"`, `plan "quick": missing kind; expected kind = one of "failover", "switchover", "failback", "drill"`},
 		{"unknown kind", `plan "quick" { kind = "failovr" }`, `"failovr"`, `unknown kind "failovr"; did you mean "failover"?`},
 		{"kind contradicts label", `plan "drill" { kind = "failover" }`, `"failover"`, `kind "failover" contradicts the label`},
+		{"typo in a plan block", "plans \"failover\" {\n}\n", `plans`, `unknown block "plans"; did you mean "plan"?`},
+		{"typo in objectives", "objective { rto = \"1m\" }\n", `objective`, `unknown block "objective"; did you mean "objectives"?`},
+		{"step outside a plan", "step \"x\" {\n  action = \"approval\"\n}\n", `step`, `step blocks go inside a plan block`},
 		{"duplicate plan", "plan \"failover\" { }\nplan \"failover\" { }\n", "\"failover\" { }\n", `plan "failover" is declared twice`},
 	}
 	for _, tc := range cases {
