@@ -147,7 +147,7 @@ func fetchTopology(ctx context.Context, f *Factory) (plan.Topology, error) {
 	for _, a := range st.GetAgents() {
 		pa := plan.Agent{HostID: a.GetHostId(), Site: a.GetSite(), Address: a.GetAddress(), Syncs: a.GetSyncs(), Snapshots: a.GetSnapshots(), Hooks: a.GetHooks()}
 		for _, s := range a.GetServices() {
-			pa.Services = append(pa.Services, plan.Service{Name: s.GetName(), Driver: s.GetDriver(), DependsOn: s.GetDependsOn(), Port: int(s.GetPort()), Promotable: s.GetPromotable()})
+			pa.Services = append(pa.Services, plan.Service{Name: s.GetName(), Driver: s.GetDriver(), DependsOn: s.GetDependsOn(), Port: int(s.GetPort()), Promotable: s.GetPromotable(), Drillable: s.GetDrillable()})
 		}
 		topo.Agents = append(topo.Agents, pa)
 	}

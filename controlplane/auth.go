@@ -32,6 +32,8 @@ var methodRoles = map[string][]tlsutil.Role{
 	pb.ControlPlane_ListExecutions_FullMethodName:    {tlsutil.RoleServer, tlsutil.RoleCLI},
 	pb.ControlPlane_ApproveExecution_FullMethodName:  {tlsutil.RoleServer, tlsutil.RoleCLI},
 	pb.ControlPlane_CancelExecution_FullMethodName:   {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.ControlPlane_ObserveSite_FullMethodName:       {tlsutil.RoleServer},
+	pb.ControlPlane_SetAutomation_FullMethodName:     {tlsutil.RoleServer, tlsutil.RoleCLI},
 }
 
 // authorize is a unary interceptor that refuses callers whose certificate

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/tlsutil"
@@ -69,7 +70,24 @@ func (e *controlPlaneEndpoint) status(ctx context.Context, stale bool) (*pb.GetS
 		pa.Probe = e.srv.agentProbe(a.HostID)
 		resp.Agents = append(resp.Agents, pa)
 	}
+	resp.Automation = e.srv.automationStatus(stale)
 	return resp, nil
+}
+
+// automationStatus reports the automation controls and, on the leader, the
+// detector's latest verdict.
+func (s *Server) automationStatus(stale bool) *pb.Automation {
+	f := s.config.Failover
+	a := s.fsm.automation()
+	out := &pb.Automation{Enabled: f.Automatic, Paused: a.Paused, PausedBy: a.PausedBy,
+		Blocked: a.Blocked(time.Now(), f.Cooldown), LastAutomaticId: a.LastAutomaticID}
+	if stale {
+		return out
+	}
+	if v := s.detector.verdict(); !v.At.IsZero() {
+		out.SiteLost, out.WouldFire, out.Reason, out.JudgedAt = v.Lost, v.WouldFire, v.Reason, timestamppb.New(v.At)
+	}
+	return out
 }
 
 // ListMembers lists the Raft configuration with each member's state.
@@ -308,7 +326,7 @@ func agentFromProto(a *pb.Agent) structs.Agent {
 	out := structs.Agent{HostID: a.GetHostId(), Site: a.GetSite(), Address: a.GetAddress(),
 		Syncs: a.GetSyncs(), Snapshots: a.GetSnapshots(), Hooks: a.GetHooks()}
 	for _, svc := range a.GetServices() {
-		out.Services = append(out.Services, structs.Service{Name: svc.GetName(), Driver: svc.GetDriver(), DependsOn: svc.GetDependsOn(), Port: int(svc.GetPort()), Promotable: svc.GetPromotable()})
+		out.Services = append(out.Services, structs.Service{Name: svc.GetName(), Driver: svc.GetDriver(), DependsOn: svc.GetDependsOn(), Port: int(svc.GetPort()), Promotable: svc.GetPromotable(), Drillable: svc.GetDrillable()})
 	}
 	return out
 }
@@ -317,7 +335,7 @@ func agentToProto(a structs.Agent) *pb.Agent {
 	out := &pb.Agent{HostId: a.HostID, Site: a.Site, Address: a.Address, RegisteredAt: timestamppb.New(a.RegisteredAt),
 		Syncs: a.Syncs, Snapshots: a.Snapshots, Hooks: a.Hooks}
 	for _, svc := range a.Services {
-		out.Services = append(out.Services, &pb.Service{Name: svc.Name, Driver: svc.Driver, DependsOn: svc.DependsOn, Port: int32(svc.Port), Promotable: svc.Promotable})
+		out.Services = append(out.Services, &pb.Service{Name: svc.Name, Driver: svc.Driver, DependsOn: svc.DependsOn, Port: int32(svc.Port), Promotable: svc.Promotable, Drillable: svc.Drillable})
 	}
 	return out
 }

@@ -385,6 +385,14 @@ func (e *executor) performOnAgent(ctx context.Context, step plan.Step, attempt i
 	if err != nil {
 		return failed("%v", err)
 	}
+	if step.Action == plan.ActionFence {
+		// A fence of a host the prober cannot reach would only wait out
+		// its timeout; that host fences itself when its lease lapses,
+		// which the lease-wait step waits for.
+		if r, ok := e.s.probes.get(step.Host); ok && r.err != nil {
+			return failed("host %s is unreachable (%v); it fences itself when its lease lapses", step.Host, r.err)
+		}
+	}
 	args, err := e.args(step)
 	if err != nil {
 		return failed("%v", err)

@@ -27,13 +27,24 @@ type testService struct {
 	promotable bool
 }
 
-// appDriver hides the fake's Promoter methods: an application service
-// that cannot be promoted.
-type appDriver struct{ driver.Driver }
+// appDriver hides the fake's data-service methods: an application service
+// that cannot be promoted but can run a drill copy.
+type appDriver struct {
+	driver.Driver
+	driver.Driller
+}
 
 // startPlanAgent runs an agent whose services are fakes, registered with
 // the cluster; it returns the fakes by service name.
 func startPlanAgent(t *testing.T, c *testCluster, hostID, site string, services ...testService) map[string]*driver.Fake {
+	t.Helper()
+	fakes, _ := startPlanAgentHandle(t, c, hostID, site, services...)
+	return fakes
+}
+
+// startPlanAgentHandle is startPlanAgent that also returns the agent, for
+// tests that stop it.
+func startPlanAgentHandle(t *testing.T, c *testCluster, hostID, site string, services ...testService) (map[string]*driver.Fake, *hostagent.Agent) {
 	t.Helper()
 	_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: c.tlsDir, Name: hostID, Role: tlsutil.RoleAgent})
 	require.NoError(t, err)
@@ -49,11 +60,11 @@ func startPlanAgent(t *testing.T, c *testCluster, hostID, site string, services 
 	for _, svc := range services {
 		f := driver.NewFake(svc.role)
 		fakes[svc.name] = f
-		drivers[svc.name] = appDriver{f}
-		sc := config.ServiceConfig{Name: svc.name, Driver: config.DriverProcess, DependsOn: svc.dependsOn}
+		drivers[svc.name] = appDriver{f, f}
+		sc := config.ServiceConfig{Name: svc.name, Driver: config.DriverProcess, DependsOn: svc.dependsOn, Drill: &config.DrillConfig{}}
 		if svc.promotable {
 			drivers[svc.name] = f
-			sc.Driver, sc.Port = config.DriverPostgres, 5432
+			sc.Driver, sc.Port, sc.Drill.Port = config.DriverPostgres, 5432, 15432
 		}
 		cfg.Services = append(cfg.Services, sc)
 	}
@@ -66,7 +77,7 @@ func startPlanAgent(t *testing.T, c *testCluster, hostID, site string, services 
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
-	return fakes
+	return fakes, a
 }
 
 // twoSites is a primary site and a DR site, each with a database host and
@@ -74,15 +85,21 @@ func startPlanAgent(t *testing.T, c *testCluster, hostID, site string, services 
 type twoSites struct {
 	c                    *testCluster
 	db1, app1, db2, app2 map[string]*driver.Fake
+	agents               map[string]*hostagent.Agent
 }
 
 func newTwoSites(t *testing.T, configure func(*config.ServerConfig)) *twoSites {
 	c := newTestClusterWith(t, 3, configure)
-	ts := &twoSites{c: c}
-	ts.db1 = startPlanAgent(t, c, "db-1", "primary", testService{name: "postgres", role: driver.RolePrimary, promotable: true})
-	ts.app1 = startPlanAgent(t, c, "app-1", "primary", testService{name: "engine", role: driver.RolePrimary, dependsOn: []string{"postgres"}})
-	ts.db2 = startPlanAgent(t, c, "db-2", "dr", testService{name: "postgres", role: driver.RoleStandby, promotable: true})
-	ts.app2 = startPlanAgent(t, c, "app-2", "dr", testService{name: "engine", role: driver.RoleStopped, dependsOn: []string{"postgres"}})
+	ts := &twoSites{c: c, agents: map[string]*hostagent.Agent{}}
+	start := func(host, site string, svc testService) map[string]*driver.Fake {
+		fakes, a := startPlanAgentHandle(t, c, host, site, svc)
+		ts.agents[host] = a
+		return fakes
+	}
+	ts.db1 = start("db-1", "primary", testService{name: "postgres", role: driver.RolePrimary, promotable: true})
+	ts.app1 = start("app-1", "primary", testService{name: "engine", role: driver.RolePrimary, dependsOn: []string{"postgres"}})
+	ts.db2 = start("db-2", "dr", testService{name: "postgres", role: driver.RoleStandby, promotable: true})
+	ts.app2 = start("app-2", "dr", testService{name: "engine", role: driver.RoleStopped, dependsOn: []string{"postgres"}})
 	// Plans are derived from registrations, and the guard from probes:
 	// wait until the leader has both for every host.
 	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
@@ -143,11 +160,11 @@ func stepIDs(ex *pb.Execution, action string) []string {
 
 func TestExecutor_Failover_PromotesThenStartsInOrder(t *testing.T) {
 	ts := newTwoSites(t, nil)
-	// The fakes report no replication position, so the guard cannot judge
-	// the exposure: the operator accepts it.
-	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr", AllowDataLoss: true})
+	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr"})
 	ex = ts.waitEnded(t, ex.GetId())
 	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	require.True(t, ex.GetHasRpo())
+	require.Zero(t, ex.GetRpoSeconds(), "the standby had replayed all its primary wrote")
 
 	promotes, _ := ts.db2["postgres"].Transitions()
 	starts, _ := ts.app2["engine"].Counts()
@@ -173,17 +190,35 @@ func TestExecutor_Failover_PromotesThenStartsInOrder(t *testing.T) {
 	require.Equal(t, uint64(2), st.GetEpoch())
 }
 
-func TestExecutor_Guard_RefusesUnknownLossWithoutAllow(t *testing.T) {
+func TestExecutor_Guard_RefusesLagBeyondMaxDataLoss(t *testing.T) {
 	ts := newTwoSites(t, nil)
+	// The standby is two minutes behind, with WAL still to replay.
+	ts.db2["postgres"].SetReplication(driver.Replication{Position: "0/1000000", ReceivePosition: "0/2000000",
+		LagBytes: 16 << 20, LastReplayAt: time.Now().Add(-2 * time.Minute)})
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		a, _, err := agentStatus(t, ts.c, "db-2")
+		if err != nil {
+			return false, err
+		}
+		return a.GetProbe().GetServices()[0].GetReplication().GetLagBytes() > 0, fmt.Errorf("lag not observed yet")
+	})
+
 	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr"})
 	ex = ts.waitEnded(t, ex.GetId())
 	require.Equal(t, "failed", ex.GetState())
+	require.Contains(t, ex.GetMessage(), "exceeds max_data_loss")
 	require.Contains(t, ex.GetMessage(), "--allow-data-loss")
 	promotes, _ := ts.db2["postgres"].Transitions()
 	require.Zero(t, promotes, "nothing is promoted beyond the RPO guard (invariant 7)")
 	st, err := ts.c.client(ts.c.waitForLeader()).GetStatus(testCtx(t), &pb.GetStatusRequest{})
 	require.NoError(t, err)
 	require.Equal(t, "primary", st.GetActiveSite(), "a refused failover leaves the active site alone")
+
+	// The operator accepts the loss.
+	ex = ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr", AllowDataLoss: true})
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	require.InDelta(t, 120, ex.GetRpoSeconds(), 30, "the RPO is the exposure at the trigger")
 }
 
 func TestExecutor_SecondConcurrentExecution_Refused(t *testing.T) {
@@ -279,5 +314,53 @@ func TestExecutor_Cancel_StopsScheduling(t *testing.T) {
 	}
 	st, err := client.GetStatus(testCtx(t), &pb.GetStatusRequest{})
 	require.NoError(t, err)
+	require.Equal(t, "primary", st.GetActiveSite())
+}
+
+func TestExecutor_Drill_ProductionUntouched_CleansUp(t *testing.T) {
+	ts := newTwoSites(t, nil)
+	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "drill"})
+	require.Equal(t, "dr", ex.GetTo())
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	require.True(t, ex.GetHasRto())
+
+	// Production roles and the epoch are untouched; the copies are gone.
+	require.Equal(t, driver.RolePrimary, ts.db1["postgres"].Role())
+	require.Equal(t, driver.RoleStandby, ts.db2["postgres"].Role())
+	require.Equal(t, driver.RoleStopped, ts.app2["engine"].Role())
+	promotes, _ := ts.db2["postgres"].Transitions()
+	require.Zero(t, promotes)
+	require.Empty(t, ts.db2["postgres"].Drills())
+	require.Empty(t, ts.app2["engine"].Drills())
+	st, err := ts.c.client(ts.c.waitForLeader()).GetStatus(testCtx(t), &pb.GetStatusRequest{})
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), st.GetEpoch())
+	require.Equal(t, "primary", st.GetActiveSite())
+}
+
+func TestExecutor_Switchover_ThenFailback(t *testing.T) {
+	ts := newTwoSites(t, nil)
+	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "switchover", To: "dr"})
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	require.True(t, ex.GetHasRpo())
+	require.Zero(t, ex.GetRpoSeconds(), "a switchover loses nothing")
+	require.Equal(t, driver.RolePrimary, ts.db2["postgres"].Role())
+	require.Equal(t, driver.RoleStandby, ts.db1["postgres"].Role(), "the old primary is reprotected as a standby")
+	require.Equal(t, driver.RoleStopped, ts.app1["engine"].Role(), "drained")
+	require.Equal(t, driver.RolePrimary, ts.app2["engine"].Role())
+
+	ex = ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failback"})
+	require.Equal(t, "primary", ex.GetTo())
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	require.Equal(t, driver.RolePrimary, ts.db1["postgres"].Role())
+	require.Equal(t, driver.RoleStandby, ts.db2["postgres"].Role())
+	require.Equal(t, driver.RolePrimary, ts.app1["engine"].Role())
+	require.Equal(t, driver.RoleStopped, ts.app2["engine"].Role())
+	st, err := ts.c.client(ts.c.waitForLeader()).GetStatus(testCtx(t), &pb.GetStatusRequest{})
+	require.NoError(t, err)
+	require.Equal(t, uint64(3), st.GetEpoch())
 	require.Equal(t, "primary", st.GetActiveSite())
 }

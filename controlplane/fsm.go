@@ -30,6 +30,7 @@ type fsmState struct {
 	// ids oldest first.
 	Executions     map[string]*structs.Execution `json:"executions"`
 	ExecutionOrder []string                      `json:"execution_order"`
+	Automation     structs.Automation            `json:"automation"`
 }
 
 func newFSMState() *fsmState {
@@ -108,6 +109,8 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return applyCommand(f, buf, l.Index, &structs.CancelExecutionRequest{}, f.applyCancelExecution)
 	case structs.FinishExecutionRequestType:
 		return applyCommand(f, buf, l.Index, &structs.FinishExecutionRequest{}, f.applyFinishExecution)
+	case structs.AutomationRequestType:
+		return applyCommand(f, buf, l.Index, &structs.AutomationRequest{}, f.applyAutomation)
 	}
 	// An entry from a newer server that marked itself skippable is
 	// ignored during a rolling upgrade; anything else is fatal.

@@ -22,6 +22,11 @@ func (f *FSM) applyStartExecution(req *structs.StartExecutionRequest, index uint
 	if ex.StartEpoch != f.state.Epoch {
 		return fmt.Sprintf("epoch is %d, not %d: the active site changed while the plan was made; run the command again", f.state.Epoch, ex.StartEpoch)
 	}
+	if ex.Trigger == structs.TriggerAutomatic {
+		if why := f.state.Automation.Blocked(req.Time, req.Cooldown); why != "" {
+			return why
+		}
+	}
 	if len(ex.Steps) != len(ex.Plan.Steps) {
 		return fmt.Sprintf("execution %s has %d step states for %d steps", ex.ID, len(ex.Steps), len(ex.Plan.Steps))
 	}
@@ -29,6 +34,9 @@ func (f *FSM) applyStartExecution(req *structs.StartExecutionRequest, index uint
 	ex.StartedAt = req.Time
 	f.state.Executions[ex.ID] = &ex
 	f.state.ExecutionOrder = append(f.state.ExecutionOrder, ex.ID)
+	if ex.Trigger == structs.TriggerAutomatic {
+		f.state.Automation.LastAutomatic, f.state.Automation.LastAutomaticID = req.Time, ex.ID
+	}
 	f.auditLocked(index, &req.WriteRequest, "start-execution",
 		fmt.Sprintf("%s %s: %s -> %s, plan %s, %d steps, trigger %s", ex.Kind, ex.ID, ex.From, ex.To, ex.PlanName, len(ex.Steps), ex.Trigger))
 	return ""
@@ -168,6 +176,37 @@ func (f *FSM) applyFinishExecution(req *structs.FinishExecutionRequest, index ui
 	}
 	f.auditLocked(index, &req.WriteRequest, "finish-execution", fmt.Sprintf("%s %s %s: %s", ex.Kind, ex.ID, ex.State, ex.Message))
 	return ""
+}
+
+// applyAutomation pauses or resumes automatic action, or acknowledges the
+// last automatic failover.
+func (f *FSM) applyAutomation(req *structs.AutomationRequest, index uint64) string {
+	a := &f.state.Automation
+	switch req.Action {
+	case structs.AutomationPause:
+		a.Paused, a.PausedBy, a.PausedAt, a.PauseReason = true, req.Actor, req.Time, req.Reason
+	case structs.AutomationResume:
+		if !a.Paused {
+			return "automatic action is not paused"
+		}
+		a.Paused, a.PausedBy, a.PauseReason = false, "", ""
+	case structs.AutomationAck:
+		if a.LastAutomatic.IsZero() || !a.AckedAt.Before(a.LastAutomatic) {
+			return "there is no unacknowledged automatic failover"
+		}
+		a.AckedAt, a.AckedBy = req.Time, req.Actor
+	default:
+		return fmt.Sprintf("automation action %q; expected pause, resume or ack", req.Action)
+	}
+	f.auditLocked(index, &req.WriteRequest, req.Action, req.Reason)
+	return ""
+}
+
+// automation returns the automation state.
+func (f *FSM) automation() structs.Automation {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Automation
 }
 
 func (f *FSM) runningExecutionLocked() *structs.Execution {

@@ -27,6 +27,10 @@ type probeResult struct {
 	// site last reported.
 	lastResp       *pb.ProbeResponse
 	lastAnsweredAt time.Time
+	// firstMissAt is the send time of the first failed probe since the
+	// last answer: when the host went silent, the trigger time of an
+	// automatic failover.
+	firstMissAt time.Time
 }
 
 // probeTable holds the prober's results, in the leader's memory only.
@@ -53,8 +57,14 @@ func (t *probeTable) put(hostID string, r probeResult) {
 	}
 	if r.resp != nil {
 		r.lastResp, r.lastAnsweredAt = r.resp, r.answeredAt
-	} else if ok {
-		r.lastResp, r.lastAnsweredAt = prev.lastResp, prev.lastAnsweredAt
+	} else {
+		r.firstMissAt = r.sentAt
+		if ok {
+			r.lastResp, r.lastAnsweredAt = prev.lastResp, prev.lastAnsweredAt
+			if !prev.firstMissAt.IsZero() {
+				r.firstMissAt = prev.firstMissAt
+			}
+		}
 	}
 	t.results[hostID] = r
 }
@@ -83,6 +93,7 @@ func (s *Server) runProber(ctx context.Context) {
 			continue
 		}
 		s.probeRound(ctx)
+		s.detect(ctx)
 	}
 }
 

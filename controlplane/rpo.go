@@ -23,10 +23,11 @@ type exposure struct {
 }
 
 // rpoExposure judges, at now, how much data a failover to site would lose:
-// for each promotable service there, now minus the newest write it
-// replayed, or nothing when it had replayed everything its primary had
-// written when last observed; for each sync block there, now minus its
-// last completed sync.
+// for each promotable service there, nothing when it had replayed
+// everything its primary had written when last observed; otherwise, when
+// it replayed all it received, now minus when it last heard from its
+// primary; otherwise now minus the newest write it replayed. For each sync
+// block there, now minus its last completed sync.
 func (s *Server) rpoExposure(site string, now time.Time) exposure {
 	v := s.fsm.view()
 	out := exposure{known: true}
@@ -59,6 +60,12 @@ func (s *Server) rpoExposure(site string, now time.Time) exposure {
 			primaryPos, _ := s.primaryPosition(v.Agents, site, svc.Name)
 			if primaryPos != "" && lsnAtLeast(rep.GetPosition(), primaryPos) {
 				worst(0, what+" (caught up with "+primaryPos+")")
+				continue
+			}
+			if rep.GetLagBytes() == 0 && rep.GetLastReceivedAt() != nil {
+				// It replayed all it received, and it last heard from
+				// its primary then: only later writes are at risk.
+				worst(max(0, now.Sub(rep.GetLastReceivedAt().AsTime()).Seconds()), what+" (replayed all it received)")
 				continue
 			}
 			if rep.GetLastReplayAt() == nil {

@@ -66,6 +66,8 @@ type Server struct {
 	probes *probeTable
 	// progress is the latest progress line of each running step.
 	progress *progressTable
+	// detector judges the active site after each probe round.
+	detector detector
 	// executors counts the executor goroutines of the current term, so
 	// a lost leadership ends them before a new term can start others.
 	executors sync.WaitGroup

@@ -55,8 +55,9 @@ func TestAgentRsync_PullDeclaredRefuseOthers(t *testing.T) {
 	}})
 	dr := startAgent(t, c, devcluster.AgentSpec{HostID: "app-b", Site: "dr",
 		Syncs: []config.SyncConfig{
-			// state is pulled only when the leader says so: no source.
-			{Name: "state", Paths: []string{state}},
+			// state is pulled by the leader's steps: its interval is too
+			// long to ever come round during the test.
+			{Name: "state", Paths: []string{state}, Interval: time.Hour},
 			{Name: "logs", Paths: []string{logs}, Source: primary.GRPCAddr, Interval: 500 * time.Millisecond},
 		},
 		Mounts: []devcluster.Mount{{Source: drState, Target: state}, {Source: drLogs, Target: logs}},
@@ -122,7 +123,7 @@ func TestAgentRsync_PullDeclaredRefuseOthers(t *testing.T) {
 			ca, cert, key := cmp.Or(tc.ca, dr.CAFile), cmp.Or(tc.cert, dr.CertFile), cmp.Or(tc.key, dr.KeyFile)
 			dest := t.TempDir()
 			logBefore := fileSize(t, primary.LogPath)
-			out, err := handRsync(primary.GRPCAddr, tc.sync, ca, cert, key, tc.path, dest)
+			out, err := handRsync(c.Env(c.Nodes[0]), primary.GRPCAddr, tc.sync, ca, cert, key, tc.path, dest)
 			if tc.refused == "" {
 				require.NoError(t, err, out)
 				require.Equal(t, readTree(t, tc.path), readTree(t, dest))
@@ -146,13 +147,14 @@ func TestAgentRsync_PullDeclaredRefuseOthers(t *testing.T) {
 
 // handRsync pulls path's contents from the agent at peer into dest with
 // the real rsync, tunnelled by `drplane agent rsync-tunnel` as a pulling
-// agent does, and returns rsync's combined output.
-func handRsync(peer, sync, ca, cert, key, path, dest string) (string, error) {
+// agent does, and returns rsync's combined output. env is the harness's
+// environment for drplane commands.
+func handRsync(env []string, peer, sync, ca, cert, key, path, dest string) (string, error) {
 	// rsync splits -e on blanks; the temp paths hold none.
 	shell := strings.Join([]string{drplaneBin, "agent", "rsync-tunnel", "--peer", peer, "--sync", sync,
 		"--ca", ca, "--cert", cert, "--key", key, "--"}, " ")
 	cmd := exec.Command("rsync", "-a", "--numeric-ids", "-e", shell, "peer:"+path+"/", dest+"/")
-	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	cmd.Env = env
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -63,7 +63,7 @@ func TestAgentSafety_RealProcesses(t *testing.T) {
 			{"unknown action", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "5", Epoch: 1, Action: "reboot", Target: "engine"},
 				codes.InvalidArgument, `unknown action "reboot"`},
 			{"step id with a path", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "../../epoch", Epoch: 1, Action: "stop", Target: "engine"},
-				codes.Internal, `step id "../../epoch" must match`},
+				codes.InvalidArgument, `malformed step: execution id "e2e-bad" and step id "../../epoch" must match`},
 			{"promote of a process", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "6", Epoch: 1, Action: "promote", Target: "engine"},
 				codes.InvalidArgument, `service "engine" (driver process) cannot be promoted`},
 			{"lower epoch", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "7", Epoch: 0, Action: "start", Target: "engine"},
@@ -122,20 +122,15 @@ func TestAgentSafety_RealProcesses(t *testing.T) {
 	require.Equal(t, uint64(2), epoch)
 	require.True(t, devcluster.ProcessAlive(enginePID), "the engine must outlive its agent")
 
-	// Boot fencing: the restarted agent adopts the engine, and since no
-	// leader renews a lease for a site that is not active, fences it once
-	// the boot window of one lease_ttl has passed.
+	// Boot fencing on a site that is no longer active: the restarted agent
+	// adopts the engine, and no leader will renew a lease for it, so it is
+	// fenced within the boot window of one lease_ttl.
 	logBefore := fileSize(t, app.LogPath)
 	require.NoError(t, app.Start())
-	restartedAt := time.Now()
-	testutil.WaitForResult(t, leaseTTL+10*time.Second, func() (bool, error) {
-		return !devcluster.ProcessAlive(enginePID), fmt.Errorf("the adopted engine (pid %d) still runs %s after the agent restarted",
-			enginePID, time.Since(restartedAt).Round(time.Millisecond))
-	})
-	t.Logf("adopted engine fenced %s after the agent restarted (lease_ttl %s)", time.Since(restartedAt).Round(time.Millisecond), leaseTTL)
+	elapsed := waitFenced(t, enginePID, time.Now())
+	t.Logf("adopted engine fenced %s after the agent restarted, its site no longer active (lease_ttl %s)", elapsed, leaseTTL)
 	logged := logSince(t, app.LogPath, logBefore)
 	require.Contains(t, logged, "adopted running service")
-	require.Contains(t, logged, "lease expired")
 	require.NotContains(t, logged, "started service", "an agent never starts a service on its own")
 	fenced := waitForAgent(t, c, "app-1", 30*time.Second, hasRole("engine", "fenced", true))
 	require.Equal(t, epoch, fenced.Epoch)
@@ -161,19 +156,37 @@ func TestAgentSafety_RealProcesses(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, strings.Count(list, `"id"`), "exactly one snapshot: %s", list)
 
-	// The epoch is on disk: after another SIGKILL, with every server gone
-	// so that no leader can tell the agent the current epoch, a lower one
-	// is still refused, and the agent still serves the current one.
-	require.NoError(t, app.Kill())
+	// Every server goes. The stand-in leader starts the engine again (its
+	// instruction is a lease of one lease_ttl) and the agent crashes at
+	// once: the restarted agent adopts an engine nobody vouches for.
 	for _, n := range c.Nodes {
 		require.NoError(t, c.Kill(n))
 	}
+	_, res, err = c.Execute(ctx, app, &pb.ExecuteRequest{ExecutionId: "e2e-safety", StepId: "restart-engine", Epoch: epoch, Action: "start", Target: "engine"})
+	require.NoError(t, err)
+	require.True(t, res.GetOk(), res.GetMessage())
+	enginePID, err = app.ServicePID("engine")
+	require.NoError(t, err)
+	require.NoError(t, app.Kill())
+	require.True(t, devcluster.ProcessAlive(enginePID), "the engine must outlive its agent")
+
+	// Boot fencing without a leader: the agent waits one lease_ttl for a
+	// leader to vouch for the engine, then fences it.
+	logBefore = fileSize(t, app.LogPath)
+	restartedAt := time.Now()
 	require.NoError(t, app.Start())
-	// Polled: the restarted agent takes a moment to listen.
-	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
-		_, err = probe(ctx, c, app, epoch-1, "primary")
-		return status.Code(err) == codes.FailedPrecondition, fmt.Errorf("probe with epoch %d: %v", epoch-1, err)
-	})
+	elapsed = waitFenced(t, enginePID, restartedAt)
+	t.Logf("adopted engine fenced %s after the agent restarted with no leader (lease_ttl %s)", elapsed, leaseTTL)
+	require.GreaterOrEqual(t, elapsed, leaseTTL, "the boot window gives a leader one lease_ttl to vouch")
+	logged = logSince(t, app.LogPath, logBefore)
+	require.Contains(t, logged, "adopted running service")
+	require.Contains(t, logged, "lease expired")
+
+	// The epoch is on disk: with no leader to tell the restarted agent
+	// the current epoch, a lower one is still refused, naming both, and
+	// the agent still serves the current one.
+	_, err = probe(ctx, c, app, epoch-1, "primary")
+	require.Equal(t, codes.FailedPrecondition, status.Code(err), "%v", err)
 	require.Contains(t, status.Convert(err).Message(), fmt.Sprintf("instruction carries epoch %d, but this agent has seen epoch %d", epoch-1, epoch))
 	_, _, err = c.Execute(ctx, app, &pb.ExecuteRequest{ExecutionId: "e2e-safety", StepId: "stale-start", Epoch: epoch - 1, Action: "start", Target: "engine"})
 	require.Equal(t, codes.FailedPrecondition, status.Code(err), "%v", err)
@@ -183,4 +196,16 @@ func TestAgentSafety_RealProcesses(t *testing.T) {
 	pid, err := app.ServicePID("engine")
 	require.NoError(t, err)
 	require.Zero(t, pid, "a refused step must not start the engine")
+}
+
+// waitFenced waits until the adopted service pid is gone, at most
+// lease_ttl and a margin for a loaded machine after since, and returns how
+// long after since it went.
+func waitFenced(t *testing.T, pid int, since time.Time) time.Duration {
+	t.Helper()
+	testutil.WaitForResult(t, leaseTTL+10*time.Second, func() (bool, error) {
+		return !devcluster.ProcessAlive(pid), fmt.Errorf("the adopted service (pid %d) still runs %s after the agent restarted",
+			pid, time.Since(since).Round(time.Millisecond))
+	})
+	return time.Since(since).Round(time.Millisecond)
 }

@@ -289,6 +289,10 @@ func TestAgent_PostgresDrill(t *testing.T) {
 	require.Equal(t, "3", pair.QueryString(t, copyNode, "SELECT count(*)::text FROM t"), "the copy has production's data")
 	pair.Exec(t, copyNode, "INSERT INTO t VALUES (100)")
 	require.Equal(t, "off", pair.QueryString(t, copyNode, "SHOW archive_mode"))
+	require.Equal(t, "", pair.QueryString(t, copyNode, "SHOW primary_conninfo"))
+	require.Equal(t, "pg-drill-d1", pair.QueryString(t, copyNode, "SHOW cluster_name"))
+	require.Equal(t, filepath.Join(copyDir, "run", "external.pid"), pair.QueryString(t, copyNode, "SHOW external_pid_file"))
+	require.FileExists(t, filepath.Join(copyDir, "run", "external.pid"))
 	copyPid := copyNode.PostmasterPID()
 	require.NotZero(t, copyPid)
 

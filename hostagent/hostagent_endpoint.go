@@ -63,6 +63,11 @@ func (a *Agent) authorize(ctx context.Context, method string) error {
 // epoch at least as new as the agent's and names this site active.
 func (e *hostAgentEndpoint) Probe(ctx context.Context, req *pb.ProbeRequest) (*pb.ProbeResponse, error) {
 	a := e.agent
+	if req.GetObserveOnly() {
+		// Another server checking that this host answers: report,
+		// change nothing.
+		return a.probeResponse(ctx), nil
+	}
 	if err := a.epoch.observe(req.GetEpoch()); err != nil {
 		return nil, toStatus(err)
 	}
@@ -129,6 +134,9 @@ func (a *Agent) serviceStatus(ctx context.Context, svc *service) *pb.ServiceStat
 		}
 		if !r.LastReplayAt.IsZero() {
 			out.Replication.LastReplayAt = timestamppb.New(r.LastReplayAt)
+		}
+		if !r.LastReceivedAt.IsZero() {
+			out.Replication.LastReceivedAt = timestamppb.New(r.LastReceivedAt)
 		}
 	}
 	return out

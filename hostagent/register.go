@@ -59,8 +59,9 @@ func (a *Agent) registration() *pb.Agent {
 	for _, name := range a.order {
 		sc := a.services[name].cfg
 		_, promotable := a.services[name].driver.(driver.Promoter)
+		_, driller := a.services[name].driver.(driver.Driller)
 		ag.Services = append(ag.Services, &pb.Service{Name: sc.Name, Driver: sc.Driver, DependsOn: sc.DependsOn,
-			Port: int32(sc.Port), Promotable: promotable})
+			Port: int32(sc.Port), Promotable: promotable, Drillable: driller && sc.Drill != nil})
 	}
 	for _, s := range a.config.Syncs {
 		ag.Syncs = append(ag.Syncs, s.Name)

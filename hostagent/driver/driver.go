@@ -47,6 +47,11 @@ type Replication struct {
 	Lag time.Duration
 	// LagBytes is received minus replayed WAL on a standby.
 	LagBytes uint64
+	// LastReceivedAt is when a streaming standby last heard from its
+	// primary (WAL or keepalive). With nothing left to replay, everything
+	// the primary had sent by then is safe here: what a failover would
+	// lose is at most what was written after it.
+	LastReceivedAt time.Time
 }
 
 // Progress receives human-readable progress lines while a step runs; the

@@ -2,7 +2,9 @@ package driver
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"time"
 )
 
 // Fake is an in-memory service for tests of the agent and the control
@@ -15,6 +17,9 @@ type Fake struct {
 	stops    int
 	promotes int
 	demotes  int
+	drills   map[string]bool
+	// replication, when set, replaces what a running fake reports.
+	replication *Replication
 	// StartAs is the role Start leaves the service in.
 	StartAs Role
 	// Block, when set before Start, makes Start wait until it is closed.
@@ -26,11 +31,86 @@ func NewFake(role Role) *Fake {
 	return &Fake{role: role, StartAs: RolePrimary}
 }
 
-// Status reports the current role.
+// FakePosition is the replication position every fake data service
+// reports: fake standbys are always caught up with fake primaries.
+const FakePosition = "0/3000060"
+
+// Status reports the current role; a running fake reports FakePosition.
 func (f *Fake) Status(context.Context) (Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return Status{Role: f.role}, nil
+	st := Status{Role: f.role}
+	if f.role == RolePrimary || f.role == RoleStandby {
+		st.Replication = &Replication{Position: FakePosition, ReceivePosition: FakePosition}
+		if f.role == RoleStandby {
+			st.Replication.LastReceivedAt = time.Now()
+		}
+		if f.replication != nil {
+			r := *f.replication
+			st.Replication = &r
+		}
+	}
+	return st, nil
+}
+
+// SetReplication makes the fake report r, for example a lagging standby.
+func (f *Fake) SetReplication(r Replication) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.replication = &r
+}
+
+// FinalPosition is the position a cleanly stopped fake primary wrote last.
+func (f *Fake) FinalPosition(context.Context) (string, error) {
+	return "0/3000028", nil
+}
+
+// WaitReplayed returns at once: a fake standby has replayed everything.
+func (f *Fake) WaitReplayed(_ context.Context, after string, p Progress) (string, error) {
+	p("replayed %s, past %s", FakePosition, after)
+	return FakePosition, nil
+}
+
+// StartDrill records a drill copy.
+func (f *Fake) StartDrill(_ context.Context, d Drill, p Progress) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.drills == nil {
+		f.drills = map[string]bool{}
+	}
+	f.drills[d.ID] = true
+	p("drill copy %s started", d.ID)
+	return nil
+}
+
+// CheckDrill succeeds while the copy exists.
+func (f *Fake) CheckDrill(_ context.Context, d Drill, _ Progress) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.drills[d.ID] {
+		return fmt.Errorf("no drill copy %s", d.ID)
+	}
+	return nil
+}
+
+// StopDrill removes the copy.
+func (f *Fake) StopDrill(_ context.Context, d Drill, _ Progress) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	existed := f.drills[d.ID]
+	delete(f.drills, d.ID)
+	return existed, nil
+}
+
+// Drills returns the ids of the drill copies that exist.
+func (f *Fake) Drills() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for id := range f.drills {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // Start counts the call, waits for Block if set, and takes StartAs.

@@ -24,17 +24,16 @@ const (
 )
 
 // pgDrillSettings are written into a drill copy's postgresql.auto.conf,
-// besides its port and socket directory, so that nothing it does reaches
-// production: it follows no upstream, archives nothing into the
-// production WAL archive (its WAL has the same timeline and segment
-// names as production's), waits for no synchronous standby (its writes
-// would hang) and overwrites no production pid file.
+// besides its port, socket directory and external pid file (see
+// makeIndependent), so that nothing it does reaches production: it
+// follows no upstream, archives nothing into the production WAL archive
+// (its WAL has the same timeline and segment names as production's) and
+// waits for no synchronous standby (its writes would hang).
 var pgDrillSettings = [][2]string{
 	{"primary_conninfo", ""},
 	{"primary_slot_name", ""},
 	{"archive_mode", "off"},
 	{"synchronous_standby_names", ""},
-	{"external_pid_file", ""},
 }
 
 // StartDrill clones the running local server with pg_basebackup into
@@ -261,8 +260,10 @@ func (p *Postgres) canTraverse(st fs.FileInfo) bool {
 
 // makeIndependent turns the base backup in dataDir into a primary of its
 // own: no standby.signal or recovery.signal, and the settings of
-// pgDrillSettings, cp's port, socket directory and a cluster name that
-// tells its processes apart from production's in ps.
+// pgDrillSettings, cp's port and socket directory, an external pid file
+// of its own (an empty one is not "none" but a failed write, and
+// production's must not be overwritten) and a cluster name that tells
+// its processes apart from production's in ps.
 func (p *Postgres) makeIndependent(dataDir string, cp *Postgres) error {
 	for _, f := range []string{"standby.signal", "recovery.signal"} {
 		if err := os.Remove(filepath.Join(dataDir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -272,6 +273,7 @@ func (p *Postgres) makeIndependent(dataDir string, cp *Postgres) error {
 	settings := append(slices.Clone(pgDrillSettings),
 		[2]string{"port", strconv.Itoa(cp.cfg.Port)},
 		[2]string{"unix_socket_directories", cp.cfg.SocketDir},
+		[2]string{"external_pid_file", filepath.Join(cp.cfg.SocketDir, "external.pid")},
 		[2]string{"cluster_name", cp.cfg.Name})
 	for _, kv := range settings {
 		if err := p.setAutoConfIn(dataDir, kv[0], kv[1]); err != nil {

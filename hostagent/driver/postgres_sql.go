@@ -114,18 +114,22 @@ SELECT pg_last_wal_replay_lsn()::text,
        pg_last_wal_receive_lsn()::text,
        pg_last_xact_replay_timestamp(),
        GREATEST(COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0), 0)::bigint,
-       (SELECT status || ' from ' || sender_host || ':' || sender_port FROM pg_stat_wal_receiver)`
+       (SELECT status || ' from ' || sender_host || ':' || sender_port FROM pg_stat_wal_receiver),
+       (SELECT last_msg_receipt_time FROM pg_stat_wal_receiver)`
 
 // pgStandbyStatus reports a standby with its positions and lag.
 func pgStandbyStatus(ctx context.Context, conn *pgx.Conn) (Status, error) {
 	var replay, receive, receiver *string
-	var replayAt *time.Time
+	var replayAt, heardAt *time.Time
 	var lagBytes int64
-	err := conn.QueryRow(ctx, pgStandbyQuery).Scan(&replay, &receive, &replayAt, &lagBytes, &receiver)
+	err := conn.QueryRow(ctx, pgStandbyQuery).Scan(&replay, &receive, &replayAt, &lagBytes, &receiver, &heardAt)
 	if err != nil {
 		return Status{}, fmt.Errorf("query replication state: %w", err)
 	}
 	r := &Replication{Position: pgDeref(replay), ReceivePosition: pgDeref(receive), LagBytes: uint64(lagBytes)}
+	if heardAt != nil {
+		r.LastReceivedAt = *heardAt
+	}
 	if replayAt != nil {
 		r.LastReplayAt = *replayAt
 		// Caught up means no lag however long ago the last commit was.

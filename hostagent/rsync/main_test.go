@@ -15,8 +15,7 @@ import (
 // cobra command does, instead of the tests.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 2 && os.Args[1] == "agent" && os.Args[2] == "rsync-tunnel" {
-		code := runTunnelCommand(os.Args[3:])
-		os.Exit(code)
+		os.Exit(runTunnelCommand(os.Args[3:]))
 	}
 	// Under -race, each tunnel process would sleep a second at exit for
 	// late race reports; its goroutines have ended by then, so skip that.
@@ -35,10 +34,6 @@ func runTunnelCommand(args []string) int {
 	fs.StringVar(&opts.KeyFile, "key", "", "agent key file")
 	if err := fs.Parse(args); err != nil {
 		return 2
-	}
-	if p := os.Getenv("SCRATCH_TUNNEL_PROF"); p != "" {
-		stop := scratchProfile(p)
-		defer stop()
 	}
 	code, err := RunTunnel(context.Background(), opts, os.Stdin, os.Stdout, fs.Args())
 	if err != nil {

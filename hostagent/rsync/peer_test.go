@@ -111,7 +111,7 @@ func startServingAgent(t testing.TB, pki *testPKI, syncs map[string][]string, rs
 	require.NoError(t, err)
 	// WaitForHandlers makes Stop wait for running Serve calls, so none
 	// outlives the test.
-	gs := grpc.NewServer(append(knobServerOptions(), grpc.Creds(pki.material(t, primaryAgent).ServerCredentials(logger)), grpc.WaitForHandlers(true))...)
+	gs := grpc.NewServer(grpc.Creds(pki.material(t, primaryAgent).ServerCredentials(logger)), grpc.WaitForHandlers(true))
 	ep := &syncEndpoint{server: NewServer(syncs, rsyncBin, logger), served: make(chan error, 64)}
 	drplanev1.RegisterHostAgentServer(gs, ep)
 	go func() { _ = gs.Serve(lis) }()

@@ -16,6 +16,15 @@ import (
 // rather than the remote rsync, as ssh exits 255 on its own errors.
 const exitTunnelFailed = 255
 
+// tunnelWindow is the HTTP/2 flow-control window, for the stream and for
+// the connection, that the pulling side grants the serving agent: how much
+// rsync output may be in flight or buffered here before the server waits.
+// A fixed window of a few chunks replaces gRPC's default, which starts at
+// 64 KiB and grows by estimating the bandwidth-delay product, so that the
+// server seldom waits and the client sends few WINDOW_UPDATE frames. The
+// connection carries this one stream, so it is also the memory bound.
+const tunnelWindow = 4 << 20
+
 // TunnelOptions say which peer agent to pull from and with which
 // certificate. They are the flags of the hidden `drplane agent
 // rsync-tunnel` command.
@@ -68,7 +77,8 @@ func RunTunnel(ctx context.Context, opts TunnelOptions, stdin io.Reader, stdout 
 	if err != nil {
 		return exitTunnelFailed, fmt.Errorf("load tls material: %w", err)
 	}
-	conn, err := grpc.NewClient(opts.PeerAddr, append(knobDialOptions(), grpc.WithTransportCredentials(m.ClientCredentials(tlsutil.RoleAgent)))...)
+	conn, err := grpc.NewClient(opts.PeerAddr, grpc.WithTransportCredentials(m.ClientCredentials(tlsutil.RoleAgent)),
+		grpc.WithInitialWindowSize(tunnelWindow), grpc.WithInitialConnWindowSize(tunnelWindow))
 	if err != nil {
 		return exitTunnelFailed, fmt.Errorf("dial peer agent %s: %w", opts.PeerAddr, err)
 	}
@@ -85,7 +95,7 @@ func tunnel(ctx context.Context, client drplanev1.HostAgentClient, sync string, 
 	stdin io.Reader, stdout io.Writer) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the stream, and the serving rsync, on any early return
-	stream, err := client.SyncTunnel(ctx)
+	stream, err := client.SyncTunnel(ctx, grpc.ForceCodecV2(newTunnelCodec()))
 	if err != nil {
 		return 0, fmt.Errorf("open sync tunnel: %w", err)
 	}
@@ -103,13 +113,10 @@ func tunnel(ctx context.Context, client drplanev1.HostAgentClient, sync string, 
 // messages, then close_write once rsync closes it. It stops at the first
 // failed Send; receiveOutput reports the stream's error.
 func sendInput(stream drplanev1.HostAgent_SyncTunnelClient, stdin io.Reader) {
-	buf := make([]byte, knob("TUN_CHUNK", chunkSize))
-	var st msgStats
-	defer st.dump("client-send")
+	buf := make([]byte, chunkSize)
 	for {
 		n, err := stdin.Read(buf)
 		if n > 0 {
-			st.add(n)
 			if stream.Send(&drplanev1.SyncTunnelRequest{Data: buf[:n]}) != nil {
 				return
 			}
@@ -124,27 +131,27 @@ func sendInput(stream drplanev1.HostAgent_SyncTunnelClient, stdin io.Reader) {
 }
 
 // receiveOutput writes the serving rsync's output to stdout until the
-// server reports that it exited, and returns its exit code.
+// server reports that it exited, and returns its exit code. The stream
+// must use tunnelCodec: every message is decoded into the same
+// tunnelResponse, whose data is written out before the next one.
 func receiveOutput(stream drplanev1.HostAgent_SyncTunnelClient, stdout io.Writer) (int, error) {
-	setPipe(stdout, knob("TUN_PIPE", 0))
-	var st msgStats
-	defer st.dump("client-recv")
+	growPipe(stdout)
+	var resp tunnelResponse
 	for {
-		resp, err := stream.Recv()
+		err := stream.RecvMsg(&resp)
 		if errors.Is(err, io.EOF) {
 			return 0, ErrTunnelClosed
 		}
 		if err != nil {
 			return 0, err
 		}
-		if data := resp.GetData(); len(data) > 0 {
-			st.add(len(data))
-			if _, err := stdout.Write(data); err != nil {
+		if len(resp.data) > 0 {
+			if _, err := stdout.Write(resp.data); err != nil {
 				return 0, fmt.Errorf("write to rsync: %w", err)
 			}
 		}
-		if resp.GetExited() {
-			return int(resp.GetExitCode()), nil
+		if resp.exited {
+			return int(resp.exitCode), nil
 		}
 	}
 }

@@ -327,13 +327,9 @@ func (v *agentValidator) services(raw []rawService, cfg *AgentConfig) {
 		v.uniqueName(seen, blks[i], "service", r.Name)
 		cfg.Services = append(cfg.Services, v.service(r, blks[i].Body))
 	}
-	for i, s := range cfg.Services {
-		for _, dep := range s.DependsOn {
-			if !seen[dep] {
-				v.d.at(attrRange(blks[i].Body, "depends_on"), "service %q depends on %q, which is not declared on this host", s.Name, dep)
-			}
-		}
-	}
+	// A dependency may name a service of another host at the same site
+	// (the engine here on the database on db-1): plans resolve it across
+	// the site's registered agents, so it is not checked here.
 	if cycle := dependencyCycle(cfg.Services); cycle != "" {
 		v.d.at(attrRange(blks[0].Body, "depends_on"), "services depend on each other in a cycle: %s", cycle)
 	}

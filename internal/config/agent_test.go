@@ -72,13 +72,24 @@ func TestParseAgentConfig_Example(t *testing.T) {
 	require.Equal(t, []string{"/opt/app/bin/halt", "--reason", "dr"}, cfg.Hooks[0].Command)
 }
 
+// A service may depend on a service of another host at the same site; the
+// control plane resolves it when it derives plans.
+func TestParseAgentConfig_DependencyOnAnotherHost(t *testing.T) {
+	dir := t.TempDir()
+	writeTLSFiles(t, dir)
+	src := strings.Replace(exampleAgentConfig, `depends_on = ["postgres"]`, `depends_on = ["postgres", "risk-db"]`, 1)
+	cfg, err := ParseAgentConfig([]byte(src), filepath.Join(dir, "agent.hcl"))
+	require.NoError(t, err)
+	engine, _ := cfg.Service("engine")
+	require.Equal(t, []string{"postgres", "risk-db"}, engine.DependsOn)
+}
+
 func TestParseAgentConfig_Errors(t *testing.T) {
 	cases := []struct {
 		name, old, new, wantPos, want string
 	}{
 		{"unknown key", `run_as   = "postgres"`, `runas   = "postgres"`, "agent.hcl:14:3", `unknown key "runas"; did you mean "run_as"?`},
 		{"bad driver", `driver   = "postgres"`, `driver   = "docker"`, "agent.hcl:10:14", `driver "docker" is not one of`},
-		{"undeclared dependency", `depends_on = ["postgres"]`, `depends_on = ["redis"]`, "agent.hcl:19:16", `depends on "redis", which is not declared`},
 		{"dependency cycle", `  run_as   = "postgres"`, "  run_as   = \"postgres\"\n  depends_on = [\"engine\"]", "agent.hcl:", "cycle: postgres -> engine -> postgres"},
 		{"bad health timeout", `timeout = "500ms" }`, `timeout = "fast" }`, "agent.hcl:20:", `health.timeout: invalid duration "fast"`},
 		{"two health kinds", `health { http = "http://127.0.0.1:8004/health"`, `health { tcp = "127.0.0.1:8004"  http = "http://127.0.0.1:8004/health"`, "agent.hcl:20:", "exactly one of http, tcp, exec, sql"},

@@ -92,6 +92,9 @@ type FailoverConfig struct {
 	// whose target lags more refuses to promote unless data loss is
 	// allowed. A plan block's max_data_loss overrides it.
 	MaxDataLoss time.Duration
+	// Cooldown blocks further automatic failovers after one, until it
+	// passes or an operator runs `drplane ack` (anti-flapping).
+	Cooldown time.Duration
 }
 
 // DefaultServerConfig returns the values used for every key a file omits.
@@ -108,6 +111,7 @@ func DefaultServerConfig() *ServerConfig {
 			LeaseTTL:        3 * time.Second,
 			FailoverTimeout: 5 * time.Second,
 			ClockSkewMargin: 500 * time.Millisecond,
+			Cooldown:        time.Hour,
 			MaxDataLoss:     plan.DefaultMaxDataLoss,
 		},
 	}
@@ -363,6 +367,9 @@ func (f FailoverConfig) validate(p *problems) {
 	}
 	if f.ClockSkewMargin < 0 {
 		p.add("failover.clock_skew_margin", "failover.clock_skew_margin %s is negative", f.ClockSkewMargin)
+	}
+	if f.Cooldown < 0 {
+		p.add("failover.cooldown", "failover.cooldown %s is negative", f.Cooldown)
 	}
 	// Invariant 4 of DESIGN.md: at least three renewals fit in a lease, and
 	// a lease always lapses before the DR site may be promoted.

@@ -67,6 +67,7 @@ type rawFailover struct {
 	FailoverTimeout string `hcl:"failover_timeout,optional"`
 	ClockSkewMargin string `hcl:"clock_skew_margin,optional"`
 	MaxDataLoss     string `hcl:"max_data_loss,optional"`
+	Cooldown        string `hcl:"cooldown,optional"`
 }
 
 // LoadServerConfig reads and validates a server configuration file. It
@@ -171,6 +172,7 @@ func (v *serverValidator) failover(raw *rawFailover, f *FailoverConfig) {
 	f.FailoverTimeout = dur("failover_timeout", raw.FailoverTimeout, f.FailoverTimeout)
 	f.ClockSkewMargin = dur("clock_skew_margin", raw.ClockSkewMargin, f.ClockSkewMargin)
 	f.MaxDataLoss = dur("max_data_loss", raw.MaxDataLoss, f.MaxDataLoss)
+	f.Cooldown = dur("cooldown", raw.Cooldown, f.Cooldown)
 }
 
 // plans reads the objectives and plan blocks with plan.Parse, which checks

@@ -82,6 +82,7 @@ func TestParseServerConfig_Example(t *testing.T) {
 		FailoverTimeout: 5 * time.Second,
 		ClockSkewMargin: 500 * time.Millisecond,
 		MaxDataLoss:     30 * time.Second,
+		Cooldown:        time.Hour,
 	}, cfg.Failover)
 
 	// Addresses.
@@ -126,6 +127,7 @@ failover {
   failover_timeout  = "4s"
   clock_skew_margin = "100ms"
   max_data_loss     = "1m"
+  cooldown          = "10m"
 }
 `
 	cfg, dir, err := parseExample(t, src)
@@ -145,6 +147,7 @@ failover {
 		FailoverTimeout: 4 * time.Second,
 		ClockSkewMargin: 100 * time.Millisecond,
 		MaxDataLoss:     time.Minute,
+		Cooldown:        10 * time.Minute,
 	}, cfg.Failover)
 }
 

@@ -1,7 +1,15 @@
 // Package devcluster lays out and runs a deployment of real drplane
-// processes on loopback: certificates, one HCL config per server, kernel-
-// chosen ports, and helpers to kill, restart and query them. The demo and
-// the process tests use it, so both run exactly what an operator would.
+// processes on loopback: certificates, one HCL config per server and per
+// agent, kernel-chosen ports, and helpers to kill, restart and query them.
+// The demo and the process tests use it, so both run exactly what an
+// operator would.
+//
+// A test builds a Cluster with New (servers) and AddAgent (agents, from
+// an AgentSpec), starts them, and reaches them through the CLI (CLI,
+// Status, Members), the ControlPlane API with the operator's certificate
+// (ControlPlane, SetActiveSite), or an agent's HostAgent API with a
+// server certificate, standing in for the leader (AgentClient, Execute).
+// Close kills every process it started.
 package devcluster
 
 import (
@@ -43,9 +51,11 @@ type Cluster struct {
 	Agents []*Agent
 	// Multiplier is written as raft_multiplier.
 	Multiplier int
-	// Failover, when set, is written as the servers' failover block; the
-	// servers' defaults apply otherwise. Configs are rewritten by
-	// StartNode, so a change takes effect at the next start.
+	// Failover, when set, is written in full as the servers' failover
+	// block (start from config.DefaultServerConfig().Failover and change
+	// what the test needs); the servers' defaults apply when nil. Configs
+	// are rewritten by StartNode, so a change takes effect at the next
+	// start.
 	Failover *config.FailoverConfig
 
 	clients clients
@@ -145,9 +155,8 @@ failover {
   lease_ttl         = "{{.LeaseTTL}}"
   failover_timeout  = "{{.FailoverTimeout}}"
   clock_skew_margin = "{{.ClockSkewMargin}}"
-{{- if .MaxDataLoss}}
   max_data_loss     = "{{.MaxDataLoss}}"
-{{- end}}
+  cooldown          = "{{.Cooldown}}"
 }
 {{- end}}
 `))

@@ -28,8 +28,12 @@ func newTestCluster(t *testing.T) *Cluster {
 // chooses reach the server as written.
 func TestServerConfig_Failover(t *testing.T) {
 	c := newTestCluster(t)
-	c.Failover = &config.FailoverConfig{Automatic: true, ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 400 * time.Millisecond,
-		LeaseTTL: time.Second, FailoverTimeout: 2 * time.Second, ClockSkewMargin: 100 * time.Millisecond, MaxDataLoss: 5 * time.Second}
+	f := config.DefaultServerConfig().Failover
+	f.Automatic, f.ProbeInterval, f.ProbeTimeout, f.LeaseTTL = true, 200*time.Millisecond, 400*time.Millisecond, time.Second
+	f.FailoverTimeout, f.ClockSkewMargin = 2*time.Second, 100*time.Millisecond
+	// Zero is a value here (no data loss allowed, no cooldown), not "unset".
+	f.MaxDataLoss, f.Cooldown = 0, 0
+	c.Failover = &f
 	require.NoError(t, c.writeConfig(c.Nodes[0]))
 	cfg, err := config.LoadServerConfig(c.Nodes[0].ConfigPath)
 	require.NoError(t, err)

@@ -601,6 +601,26 @@ func (b *builder) drill(id string) {
 		b.probs.add("%v", err)
 		return
 	}
+	// Only services with a drill block get a copy; the others stay out
+	// of the drill (a copy without one would run as production does).
+	hosts := func(name string) []hostService {
+		var out []hostService
+		for _, h := range T.svc[name].hosts {
+			if h.svc.Drillable {
+				out = append(out, h)
+			}
+		}
+		return out
+	}
+	var skipped []string
+	for _, name := range order {
+		if len(hosts(name)) == 0 {
+			skipped = append(skipped, name)
+		}
+	}
+	if len(skipped) > 0 {
+		b.warnings = append(b.warnings, fmt.Sprintf("no drill block at site %s for %s: the drill leaves them out", T.name, strings.Join(skipped, ", ")))
+	}
 	// Promotable services first, then the others in dependency order.
 	for _, promotable := range []bool{true, false} {
 		for _, name := range order {
@@ -615,10 +635,13 @@ func (b *builder) drill(id string) {
 						b.probs.add("service %q at site %q depends on %q, which no host at %q declares", name, T.name, d, T.name)
 						continue
 					}
+					if len(hosts(d)) == 0 {
+						continue
+					}
 					deps = append(deps, started[d]...)
 				}
 			}
-			for _, h := range s.hosts {
+			for _, h := range hosts(name) {
 				st := agentStep("start:"+name+"@"+h.agent.HostID, PhaseStart, ActionStart, h.agent, name)
 				st.Args, st.DependsOn, st.HealthGate = args(), slices.Clone(deps), true
 				st.Description = fmt.Sprintf("start an isolated drill copy of %s on %s", name, h.agent.HostID)
@@ -628,12 +651,16 @@ func (b *builder) drill(id string) {
 			}
 		}
 	}
+	if len(startOf) == 0 {
+		b.probs.add("nothing to drill at site %s: no service there declares a drill block", T.name)
+		return
+	}
 	var all, checks []string
 	for _, name := range T.order {
 		all = append(all, started[name]...)
 	}
 	for _, name := range T.order {
-		for _, h := range T.svc[name].hosts {
+		for _, h := range hosts(name) {
 			st := agentStep("check:"+name+"@"+h.agent.HostID, PhaseVerify, ActionCheck, h.agent, name)
 			st.Args, st.DependsOn, st.HealthGate = args(), slices.Clone(all), true
 			st.Description = fmt.Sprintf("verify the drill copy of %s on %s", name, h.agent.HostID)
@@ -649,7 +676,7 @@ func (b *builder) drill(id string) {
 		if len(deps) == 0 {
 			deps = slices.Clone(checks)
 		}
-		for _, h := range T.svc[name].hosts {
+		for _, h := range hosts(name) {
 			st := agentStep("stop:"+name+"@"+h.agent.HostID, PhaseTeardown, ActionStop, h.agent, name)
 			st.Args, st.OnFailure, st.Always = args(), OnFailureContinue, true
 			// Its own start too: after an abort, the stop must wait for

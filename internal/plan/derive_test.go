@@ -16,12 +16,12 @@ import (
 func testTopology() Topology {
 	app := func(id, site, addr string) Agent {
 		return Agent{HostID: id, Site: site, Address: addr, Syncs: []string{"state"}, Services: []Service{
-			{Name: "engine", Driver: "process", DependsOn: []string{"postgres"}},
-			{Name: "gateway", Driver: "process", DependsOn: []string{"engine"}},
+			{Name: "engine", Driver: "process", DependsOn: []string{"postgres"}, Drillable: true},
+			{Name: "gateway", Driver: "process", DependsOn: []string{"engine"}, Drillable: true},
 		}}
 	}
 	db := func(id, site, addr string, port int) Agent {
-		return Agent{HostID: id, Site: site, Address: addr, Services: []Service{{Name: "postgres", Driver: "postgres", Port: port, Promotable: true}}}
+		return Agent{HostID: id, Site: site, Address: addr, Services: []Service{{Name: "postgres", Driver: "postgres", Port: port, Promotable: true, Drillable: true}}}
 	}
 	app1 := app("app-1", "primary", "10.0.1.20:7500")
 	app1.Hooks = []string{"circuit-breaker-trip"}
@@ -155,7 +155,7 @@ func TestDerive_IndependentServicesStartInParallel(t *testing.T) {
 			topo.Agents[i].Services = append(topo.Agents[i].Services, Service{Name: "reporter", Driver: "process"})
 		}
 	}
-	topo.Agents = append(topo.Agents, Agent{HostID: "db-4", Site: "dr", Services: []Service{{Name: "postgres", Promotable: true, Port: 5432}}})
+	topo.Agents = append(topo.Agents, Agent{HostID: "db-4", Site: "dr", Services: []Service{{Name: "postgres", Promotable: true, Port: 5432, Drillable: true}}})
 	p, err := Derive(KindFailover, topo, nil, DeriveOptions{To: "dr"})
 	require.NoError(t, err)
 	s := steps(t, p)
@@ -424,4 +424,29 @@ func TestDerive_ValidatesItsOutput(t *testing.T) {
 			require.True(t, slices.Contains(Phases, st.Phase), st.ID)
 		}
 	}
+}
+
+func TestDerive_Drill_LeavesOutServicesWithoutDrillBlock(t *testing.T) {
+	topo := testTopology()
+	for i := range topo.Agents {
+		for j := range topo.Agents[i].Services {
+			if topo.Agents[i].Services[j].Name == "gateway" {
+				topo.Agents[i].Services[j].Drillable = false
+			}
+		}
+	}
+	p, err := Derive(KindDrill, topo, nil, DeriveOptions{DrillID: "d1"})
+	require.NoError(t, err)
+	for _, st := range p.Steps {
+		require.NotEqual(t, "gateway", st.Target, "step %s", st.ID)
+	}
+	require.Contains(t, strings.Join(p.Warnings, "\n"), "gateway")
+
+	for i := range topo.Agents {
+		for j := range topo.Agents[i].Services {
+			topo.Agents[i].Services[j].Drillable = false
+		}
+	}
+	_, err = Derive(KindDrill, topo, nil, DeriveOptions{DrillID: "d1"})
+	require.ErrorContains(t, err, "nothing to drill")
 }

@@ -188,4 +188,7 @@ type Service struct {
 	// Promotable is true for data services that have a primary and
 	// standbys (the postgres driver).
 	Promotable bool
+	// Drillable is true when the agent can start an isolated copy of the
+	// service for a drill (it declares a drill block).
+	Drillable bool
 }

@@ -109,6 +109,10 @@ func (e *Execution) Step(id string) int {
 type StartExecutionRequest struct {
 	WriteRequest
 	Execution Execution `json:"execution"`
+	// Cooldown is the leader's failover.cooldown; an automatic execution
+	// is refused within it after the last automatic failover unless that
+	// one was acknowledged, and always while automation is paused.
+	Cooldown time.Duration `json:"cooldown,omitempty"`
 }
 
 // StepUpdateRequest moves one step of a running execution: to running
@@ -154,4 +158,45 @@ type FinishExecutionRequest struct {
 	RPOSeconds  *float64 `json:"rpo_seconds,omitempty"`
 	// Skip lists steps that never ran and are recorded as skipped.
 	Skip []string `json:"skip,omitempty"`
+}
+
+// Automation actions.
+const (
+	AutomationPause  = "pause"
+	AutomationResume = "resume"
+	AutomationAck    = "ack"
+)
+
+// AutomationRequest pauses or resumes automatic action, or acknowledges
+// the last automatic failover.
+type AutomationRequest struct {
+	WriteRequest
+	Action string `json:"action"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Automation is the replicated control of automatic action: the operator's
+// pause, and the last automatic failover with its acknowledgement.
+type Automation struct {
+	Paused      bool      `json:"paused,omitempty"`
+	PausedBy    string    `json:"paused_by,omitempty"`
+	PausedAt    time.Time `json:"paused_at,omitempty"`
+	PauseReason string    `json:"pause_reason,omitempty"`
+	// LastAutomatic is when the last automatic execution started;
+	// AckedAt when an operator last acknowledged one.
+	LastAutomatic   time.Time `json:"last_automatic,omitempty"`
+	LastAutomaticID string    `json:"last_automatic_id,omitempty"`
+	AckedAt         time.Time `json:"acked_at,omitempty"`
+	AckedBy         string    `json:"acked_by,omitempty"`
+}
+
+// Blocked reports why automatic action is not allowed at now, or "".
+func (a Automation) Blocked(now time.Time, cooldown time.Duration) string {
+	if a.Paused {
+		return "automatic action is paused by " + a.PausedBy + " (drplane resume lifts it)"
+	}
+	if !a.LastAutomatic.IsZero() && a.AckedAt.Before(a.LastAutomatic) && now.Before(a.LastAutomatic.Add(cooldown)) {
+		return "cooldown after automatic execution " + a.LastAutomaticID + " until " + a.LastAutomatic.Add(cooldown).UTC().Format(time.RFC3339) + " (drplane ack lifts it)"
+	}
+	return ""
 }

@@ -44,6 +44,9 @@ const (
 	CancelExecutionRequestType MessageType = 10
 	// FinishExecutionRequestType records an execution's end.
 	FinishExecutionRequestType MessageType = 11
+	// AutomationRequestType pauses or resumes automatic action, or
+	// acknowledges an automatic failover (lifting its cooldown).
+	AutomationRequestType MessageType = 12
 )
 
 // IgnoreUnknownTypeFlag is set on message types that an older server may
@@ -77,6 +80,8 @@ func (t MessageType) String() string {
 		return "cancel-execution"
 	case FinishExecutionRequestType:
 		return "finish-execution"
+	case AutomationRequestType:
+		return "automation"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -140,6 +145,8 @@ type Service struct {
 	Port int `json:"port,omitempty"`
 	// Promotable is true for data services with a primary and standbys.
 	Promotable bool `json:"promotable,omitempty"`
+	// Drillable is true when the agent can start a drill copy of it.
+	Drillable bool `json:"drillable,omitempty"`
 }
 
 // Agent is a registered host agent.

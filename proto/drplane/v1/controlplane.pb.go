@@ -22,6 +22,240 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ObserveSiteRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Site  string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	// timeout_ms bounds each check.
+	TimeoutMs     uint64 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObserveSiteRequest) Reset() {
+	*x = ObserveSiteRequest{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObserveSiteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObserveSiteRequest) ProtoMessage() {}
+
+func (x *ObserveSiteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObserveSiteRequest.ProtoReflect.Descriptor instead.
+func (*ObserveSiteRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ObserveSiteRequest) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *ObserveSiteRequest) GetTimeoutMs() uint64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+type ObserveSiteResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	NodeId           string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ReachableServers []string               `protobuf:"bytes,2,rep,name=reachable_servers,json=reachableServers,proto3" json:"reachable_servers,omitempty"`
+	ReachableAgents  []string               `protobuf:"bytes,3,rep,name=reachable_agents,json=reachableAgents,proto3" json:"reachable_agents,omitempty"`
+	Servers          int32                  `protobuf:"varint,4,opt,name=servers,proto3" json:"servers,omitempty"`
+	Agents           int32                  `protobuf:"varint,5,opt,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ObserveSiteResponse) Reset() {
+	*x = ObserveSiteResponse{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObserveSiteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObserveSiteResponse) ProtoMessage() {}
+
+func (x *ObserveSiteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObserveSiteResponse.ProtoReflect.Descriptor instead.
+func (*ObserveSiteResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ObserveSiteResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ObserveSiteResponse) GetReachableServers() []string {
+	if x != nil {
+		return x.ReachableServers
+	}
+	return nil
+}
+
+func (x *ObserveSiteResponse) GetReachableAgents() []string {
+	if x != nil {
+		return x.ReachableAgents
+	}
+	return nil
+}
+
+func (x *ObserveSiteResponse) GetServers() int32 {
+	if x != nil {
+		return x.Servers
+	}
+	return 0
+}
+
+func (x *ObserveSiteResponse) GetAgents() int32 {
+	if x != nil {
+		return x.Agents
+	}
+	return 0
+}
+
+type SetAutomationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Write *WriteOptions          `protobuf:"bytes,1,opt,name=write,proto3" json:"write,omitempty"`
+	// action is pause, resume or ack.
+	Action        string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAutomationRequest) Reset() {
+	*x = SetAutomationRequest{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAutomationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAutomationRequest) ProtoMessage() {}
+
+func (x *SetAutomationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAutomationRequest.ProtoReflect.Descriptor instead.
+func (*SetAutomationRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SetAutomationRequest) GetWrite() *WriteOptions {
+	if x != nil {
+		return x.Write
+	}
+	return nil
+}
+
+func (x *SetAutomationRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *SetAutomationRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type SetAutomationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAutomationResponse) Reset() {
+	*x = SetAutomationResponse{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAutomationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAutomationResponse) ProtoMessage() {}
+
+func (x *SetAutomationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAutomationResponse.ProtoReflect.Descriptor instead.
+func (*SetAutomationResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SetAutomationResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 type StartExecutionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Write *WriteOptions          `protobuf:"bytes,1,opt,name=write,proto3" json:"write,omitempty"`
@@ -41,7 +275,7 @@ type StartExecutionRequest struct {
 
 func (x *StartExecutionRequest) Reset() {
 	*x = StartExecutionRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[0]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -53,7 +287,7 @@ func (x *StartExecutionRequest) String() string {
 func (*StartExecutionRequest) ProtoMessage() {}
 
 func (x *StartExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[0]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -66,7 +300,7 @@ func (x *StartExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartExecutionRequest.ProtoReflect.Descriptor instead.
 func (*StartExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{0}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StartExecutionRequest) GetWrite() *WriteOptions {
@@ -128,7 +362,7 @@ type StartExecutionResponse struct {
 
 func (x *StartExecutionResponse) Reset() {
 	*x = StartExecutionResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[1]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -140,7 +374,7 @@ func (x *StartExecutionResponse) String() string {
 func (*StartExecutionResponse) ProtoMessage() {}
 
 func (x *StartExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[1]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -153,7 +387,7 @@ func (x *StartExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartExecutionResponse.ProtoReflect.Descriptor instead.
 func (*StartExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{1}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StartExecutionResponse) GetMeta() *ResponseMeta {
@@ -180,7 +414,7 @@ type GetExecutionRequest struct {
 
 func (x *GetExecutionRequest) Reset() {
 	*x = GetExecutionRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[2]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -192,7 +426,7 @@ func (x *GetExecutionRequest) String() string {
 func (*GetExecutionRequest) ProtoMessage() {}
 
 func (x *GetExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[2]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -205,7 +439,7 @@ func (x *GetExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExecutionRequest.ProtoReflect.Descriptor instead.
 func (*GetExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{2}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetExecutionRequest) GetRead() *ReadOptions {
@@ -232,7 +466,7 @@ type GetExecutionResponse struct {
 
 func (x *GetExecutionResponse) Reset() {
 	*x = GetExecutionResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[3]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -244,7 +478,7 @@ func (x *GetExecutionResponse) String() string {
 func (*GetExecutionResponse) ProtoMessage() {}
 
 func (x *GetExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[3]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -257,7 +491,7 @@ func (x *GetExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExecutionResponse.ProtoReflect.Descriptor instead.
 func (*GetExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{3}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetExecutionResponse) GetMeta() *ResponseMeta {
@@ -283,7 +517,7 @@ type ListExecutionsRequest struct {
 
 func (x *ListExecutionsRequest) Reset() {
 	*x = ListExecutionsRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[4]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -295,7 +529,7 @@ func (x *ListExecutionsRequest) String() string {
 func (*ListExecutionsRequest) ProtoMessage() {}
 
 func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[4]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -308,7 +542,7 @@ func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExecutionsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{4}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListExecutionsRequest) GetRead() *ReadOptions {
@@ -328,7 +562,7 @@ type ListExecutionsResponse struct {
 
 func (x *ListExecutionsResponse) Reset() {
 	*x = ListExecutionsResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[5]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -340,7 +574,7 @@ func (x *ListExecutionsResponse) String() string {
 func (*ListExecutionsResponse) ProtoMessage() {}
 
 func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[5]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -353,7 +587,7 @@ func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExecutionsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{5}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListExecutionsResponse) GetMeta() *ResponseMeta {
@@ -382,7 +616,7 @@ type ApproveExecutionRequest struct {
 
 func (x *ApproveExecutionRequest) Reset() {
 	*x = ApproveExecutionRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[6]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +628,7 @@ func (x *ApproveExecutionRequest) String() string {
 func (*ApproveExecutionRequest) ProtoMessage() {}
 
 func (x *ApproveExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[6]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +641,7 @@ func (x *ApproveExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveExecutionRequest.ProtoReflect.Descriptor instead.
 func (*ApproveExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{6}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ApproveExecutionRequest) GetWrite() *WriteOptions {
@@ -440,7 +674,7 @@ type ApproveExecutionResponse struct {
 
 func (x *ApproveExecutionResponse) Reset() {
 	*x = ApproveExecutionResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[7]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +686,7 @@ func (x *ApproveExecutionResponse) String() string {
 func (*ApproveExecutionResponse) ProtoMessage() {}
 
 func (x *ApproveExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[7]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +699,7 @@ func (x *ApproveExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveExecutionResponse.ProtoReflect.Descriptor instead.
 func (*ApproveExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{7}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ApproveExecutionResponse) GetMeta() *ResponseMeta {
@@ -485,7 +719,7 @@ type CancelExecutionRequest struct {
 
 func (x *CancelExecutionRequest) Reset() {
 	*x = CancelExecutionRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[8]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +731,7 @@ func (x *CancelExecutionRequest) String() string {
 func (*CancelExecutionRequest) ProtoMessage() {}
 
 func (x *CancelExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[8]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +744,7 @@ func (x *CancelExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExecutionRequest.ProtoReflect.Descriptor instead.
 func (*CancelExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{8}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelExecutionRequest) GetWrite() *WriteOptions {
@@ -536,7 +770,7 @@ type CancelExecutionResponse struct {
 
 func (x *CancelExecutionResponse) Reset() {
 	*x = CancelExecutionResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[9]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +782,7 @@ func (x *CancelExecutionResponse) String() string {
 func (*CancelExecutionResponse) ProtoMessage() {}
 
 func (x *CancelExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[9]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +795,7 @@ func (x *CancelExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExecutionResponse.ProtoReflect.Descriptor instead.
 func (*CancelExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{9}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelExecutionResponse) GetMeta() *ResponseMeta {
@@ -597,7 +831,7 @@ type PlanStep struct {
 
 func (x *PlanStep) Reset() {
 	*x = PlanStep{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[10]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +843,7 @@ func (x *PlanStep) String() string {
 func (*PlanStep) ProtoMessage() {}
 
 func (x *PlanStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[10]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +856,7 @@ func (x *PlanStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanStep.ProtoReflect.Descriptor instead.
 func (*PlanStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{10}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PlanStep) GetId() string {
@@ -754,7 +988,7 @@ type ExecutionStep struct {
 
 func (x *ExecutionStep) Reset() {
 	*x = ExecutionStep{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[11]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +1000,7 @@ func (x *ExecutionStep) String() string {
 func (*ExecutionStep) ProtoMessage() {}
 
 func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[11]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +1013,7 @@ func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionStep.ProtoReflect.Descriptor instead.
 func (*ExecutionStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{11}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExecutionStep) GetStep() *PlanStep {
@@ -891,7 +1125,7 @@ type Execution struct {
 
 func (x *Execution) Reset() {
 	*x = Execution{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[12]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1137,7 @@ func (x *Execution) String() string {
 func (*Execution) ProtoMessage() {}
 
 func (x *Execution) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[12]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1150,7 @@ func (x *Execution) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Execution.ProtoReflect.Descriptor instead.
 func (*Execution) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{12}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Execution) GetId() string {
@@ -1116,7 +1350,7 @@ type RunHostStepRequest struct {
 
 func (x *RunHostStepRequest) Reset() {
 	*x = RunHostStepRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[13]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1362,7 @@ func (x *RunHostStepRequest) String() string {
 func (*RunHostStepRequest) ProtoMessage() {}
 
 func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[13]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1375,7 @@ func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepRequest.ProtoReflect.Descriptor instead.
 func (*RunHostStepRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{13}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RunHostStepRequest) GetWrite() *WriteOptions {
@@ -1190,7 +1424,7 @@ type RunHostStepResponse struct {
 
 func (x *RunHostStepResponse) Reset() {
 	*x = RunHostStepResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[14]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1436,7 @@ func (x *RunHostStepResponse) String() string {
 func (*RunHostStepResponse) ProtoMessage() {}
 
 func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[14]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1449,7 @@ func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepResponse.ProtoReflect.Descriptor instead.
 func (*RunHostStepResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{14}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RunHostStepResponse) GetMeta() *ResponseMeta {
@@ -1249,7 +1483,7 @@ type ListHostSnapshotsRequest struct {
 
 func (x *ListHostSnapshotsRequest) Reset() {
 	*x = ListHostSnapshotsRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[15]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1495,7 @@ func (x *ListHostSnapshotsRequest) String() string {
 func (*ListHostSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[15]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1508,7 @@ func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{15}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListHostSnapshotsRequest) GetHostId() string {
@@ -1301,7 +1535,7 @@ type ListHostSnapshotsResponse struct {
 
 func (x *ListHostSnapshotsResponse) Reset() {
 	*x = ListHostSnapshotsResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[16]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1547,7 @@ func (x *ListHostSnapshotsResponse) String() string {
 func (*ListHostSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[16]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1560,7 @@ func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{16}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListHostSnapshotsResponse) GetMeta() *ResponseMeta {
@@ -1355,7 +1589,7 @@ type WriteOptions struct {
 
 func (x *WriteOptions) Reset() {
 	*x = WriteOptions{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[17]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1601,7 @@ func (x *WriteOptions) String() string {
 func (*WriteOptions) ProtoMessage() {}
 
 func (x *WriteOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[17]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1614,7 @@ func (x *WriteOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteOptions.ProtoReflect.Descriptor instead.
 func (*WriteOptions) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{17}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WriteOptions) GetRequestId() string {
@@ -1402,7 +1636,7 @@ type ReadOptions struct {
 
 func (x *ReadOptions) Reset() {
 	*x = ReadOptions{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[18]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1648,7 @@ func (x *ReadOptions) String() string {
 func (*ReadOptions) ProtoMessage() {}
 
 func (x *ReadOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[18]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1661,7 @@ func (x *ReadOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadOptions.ProtoReflect.Descriptor instead.
 func (*ReadOptions) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{18}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReadOptions) GetStale() bool {
@@ -1454,7 +1688,7 @@ type ResponseMeta struct {
 
 func (x *ResponseMeta) Reset() {
 	*x = ResponseMeta{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[19]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1466,7 +1700,7 @@ func (x *ResponseMeta) String() string {
 func (*ResponseMeta) ProtoMessage() {}
 
 func (x *ResponseMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[19]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1479,7 +1713,7 @@ func (x *ResponseMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseMeta.ProtoReflect.Descriptor instead.
 func (*ResponseMeta) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{19}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ResponseMeta) GetServedBy() string {
@@ -1522,7 +1756,7 @@ type Site struct {
 
 func (x *Site) Reset() {
 	*x = Site{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[20]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1768,7 @@ func (x *Site) String() string {
 func (*Site) ProtoMessage() {}
 
 func (x *Site) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[20]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1781,7 @@ func (x *Site) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Site.ProtoReflect.Descriptor instead.
 func (*Site) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{20}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Site) GetName() string {
@@ -1588,7 +1822,7 @@ type Server struct {
 
 func (x *Server) Reset() {
 	*x = Server{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[21]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +1834,7 @@ func (x *Server) String() string {
 func (*Server) ProtoMessage() {}
 
 func (x *Server) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[21]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +1847,7 @@ func (x *Server) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Server.ProtoReflect.Descriptor instead.
 func (*Server) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{21}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Server) GetId() string {
@@ -1673,14 +1907,16 @@ type Service struct {
 	// port is where the service listens (PostgreSQL's port); 0 if none.
 	Port int32 `protobuf:"varint,4,opt,name=port,proto3" json:"port,omitempty"`
 	// promotable is true for data services with a primary and standbys.
-	Promotable    bool `protobuf:"varint,5,opt,name=promotable,proto3" json:"promotable,omitempty"`
+	Promotable bool `protobuf:"varint,5,opt,name=promotable,proto3" json:"promotable,omitempty"`
+	// drillable is true when the agent can start a drill copy of it.
+	Drillable     bool `protobuf:"varint,6,opt,name=drillable,proto3" json:"drillable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[22]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1692,7 +1928,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[22]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1705,7 +1941,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{22}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Service) GetName() string {
@@ -1743,6 +1979,13 @@ func (x *Service) GetPromotable() bool {
 	return false
 }
 
+func (x *Service) GetDrillable() bool {
+	if x != nil {
+		return x.Drillable
+	}
+	return false
+}
+
 type Agent struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	HostId string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
@@ -1765,7 +2008,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[23]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +2020,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[23]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +2033,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{23}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Agent) GetHostId() string {
@@ -1875,7 +2118,7 @@ type AgentProbe struct {
 
 func (x *AgentProbe) Reset() {
 	*x = AgentProbe{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[24]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1887,7 +2130,7 @@ func (x *AgentProbe) String() string {
 func (*AgentProbe) ProtoMessage() {}
 
 func (x *AgentProbe) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[24]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1900,7 +2143,7 @@ func (x *AgentProbe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentProbe.ProtoReflect.Descriptor instead.
 func (*AgentProbe) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{24}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AgentProbe) GetReachable() bool {
@@ -1989,7 +2232,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[25]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2001,7 +2244,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[25]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2014,7 +2257,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{25}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -2068,7 +2311,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[26]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2080,7 +2323,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[26]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2093,7 +2336,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{26}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetStatusRequest) GetRead() *ReadOptions {
@@ -2112,13 +2355,14 @@ type GetStatusResponse struct {
 	Sites         []*Site                `protobuf:"bytes,5,rep,name=sites,proto3" json:"sites,omitempty"`
 	Servers       []*Server              `protobuf:"bytes,6,rep,name=servers,proto3" json:"servers,omitempty"`
 	Agents        []*Agent               `protobuf:"bytes,7,rep,name=agents,proto3" json:"agents,omitempty"`
+	Automation    *Automation            `protobuf:"bytes,8,opt,name=automation,proto3" json:"automation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[27]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2130,7 +2374,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[27]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2143,7 +2387,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{27}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetStatusResponse) GetMeta() *ResponseMeta {
@@ -2195,6 +2439,127 @@ func (x *GetStatusResponse) GetAgents() []*Agent {
 	return nil
 }
 
+func (x *GetStatusResponse) GetAutomation() *Automation {
+	if x != nil {
+		return x.Automation
+	}
+	return nil
+}
+
+// Automation is the state of automatic failover: the operator's controls
+// and, from the leader, its latest judgement of the active site.
+type Automation struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Enabled  bool                   `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	Paused   bool                   `protobuf:"varint,2,opt,name=paused,proto3" json:"paused,omitempty"`
+	PausedBy string                 `protobuf:"bytes,3,opt,name=paused_by,json=pausedBy,proto3" json:"paused_by,omitempty"`
+	// blocked says why automatic action is not allowed now (pause or
+	// cooldown), empty when it is.
+	Blocked string `protobuf:"bytes,4,opt,name=blocked,proto3" json:"blocked,omitempty"`
+	// site_lost, would_fire and reason are the detector's latest verdict on
+	// the active site; judged_at is when it was made.
+	SiteLost        bool                   `protobuf:"varint,5,opt,name=site_lost,json=siteLost,proto3" json:"site_lost,omitempty"`
+	WouldFire       bool                   `protobuf:"varint,6,opt,name=would_fire,json=wouldFire,proto3" json:"would_fire,omitempty"`
+	Reason          string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	JudgedAt        *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=judged_at,json=judgedAt,proto3" json:"judged_at,omitempty"`
+	LastAutomaticId string                 `protobuf:"bytes,9,opt,name=last_automatic_id,json=lastAutomaticId,proto3" json:"last_automatic_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Automation) Reset() {
+	*x = Automation{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Automation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Automation) ProtoMessage() {}
+
+func (x *Automation) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Automation.ProtoReflect.Descriptor instead.
+func (*Automation) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *Automation) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *Automation) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *Automation) GetPausedBy() string {
+	if x != nil {
+		return x.PausedBy
+	}
+	return ""
+}
+
+func (x *Automation) GetBlocked() string {
+	if x != nil {
+		return x.Blocked
+	}
+	return ""
+}
+
+func (x *Automation) GetSiteLost() bool {
+	if x != nil {
+		return x.SiteLost
+	}
+	return false
+}
+
+func (x *Automation) GetWouldFire() bool {
+	if x != nil {
+		return x.WouldFire
+	}
+	return false
+}
+
+func (x *Automation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Automation) GetJudgedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.JudgedAt
+	}
+	return nil
+}
+
+func (x *Automation) GetLastAutomaticId() string {
+	if x != nil {
+		return x.LastAutomaticId
+	}
+	return ""
+}
+
 type ListMembersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Read          *ReadOptions           `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
@@ -2204,7 +2569,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[28]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2581,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[28]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2594,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{28}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListMembersRequest) GetRead() *ReadOptions {
@@ -2250,7 +2615,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[29]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2627,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[29]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2640,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{29}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListMembersResponse) GetMeta() *ResponseMeta {
@@ -2309,7 +2674,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[30]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2321,7 +2686,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[30]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2334,7 +2699,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{30}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RemoveMemberRequest) GetWrite() *WriteOptions {
@@ -2360,7 +2725,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[31]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2737,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[31]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,7 +2750,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{31}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RemoveMemberResponse) GetMeta() *ResponseMeta {
@@ -2405,7 +2770,7 @@ type RegisterAgentRequest struct {
 
 func (x *RegisterAgentRequest) Reset() {
 	*x = RegisterAgentRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[32]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2417,7 +2782,7 @@ func (x *RegisterAgentRequest) String() string {
 func (*RegisterAgentRequest) ProtoMessage() {}
 
 func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[32]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2430,7 +2795,7 @@ func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentRequest.ProtoReflect.Descriptor instead.
 func (*RegisterAgentRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{32}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RegisterAgentRequest) GetWrite() *WriteOptions {
@@ -2458,7 +2823,7 @@ type RegisterAgentResponse struct {
 
 func (x *RegisterAgentResponse) Reset() {
 	*x = RegisterAgentResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[33]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2835,7 @@ func (x *RegisterAgentResponse) String() string {
 func (*RegisterAgentResponse) ProtoMessage() {}
 
 func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[33]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2848,7 @@ func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentResponse.ProtoReflect.Descriptor instead.
 func (*RegisterAgentResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{33}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RegisterAgentResponse) GetMeta() *ResponseMeta {
@@ -2517,7 +2882,7 @@ type DeregisterAgentRequest struct {
 
 func (x *DeregisterAgentRequest) Reset() {
 	*x = DeregisterAgentRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[34]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2529,7 +2894,7 @@ func (x *DeregisterAgentRequest) String() string {
 func (*DeregisterAgentRequest) ProtoMessage() {}
 
 func (x *DeregisterAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[34]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2542,7 +2907,7 @@ func (x *DeregisterAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterAgentRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterAgentRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{34}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DeregisterAgentRequest) GetWrite() *WriteOptions {
@@ -2568,7 +2933,7 @@ type DeregisterAgentResponse struct {
 
 func (x *DeregisterAgentResponse) Reset() {
 	*x = DeregisterAgentResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[35]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2580,7 +2945,7 @@ func (x *DeregisterAgentResponse) String() string {
 func (*DeregisterAgentResponse) ProtoMessage() {}
 
 func (x *DeregisterAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[35]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2593,7 +2958,7 @@ func (x *DeregisterAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterAgentResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterAgentResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{35}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DeregisterAgentResponse) GetMeta() *ResponseMeta {
@@ -2615,7 +2980,7 @@ type SetActiveSiteRequest struct {
 
 func (x *SetActiveSiteRequest) Reset() {
 	*x = SetActiveSiteRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[36]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2627,7 +2992,7 @@ func (x *SetActiveSiteRequest) String() string {
 func (*SetActiveSiteRequest) ProtoMessage() {}
 
 func (x *SetActiveSiteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[36]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2640,7 +3005,7 @@ func (x *SetActiveSiteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetActiveSiteRequest.ProtoReflect.Descriptor instead.
 func (*SetActiveSiteRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{36}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SetActiveSiteRequest) GetWrite() *WriteOptions {
@@ -2682,7 +3047,7 @@ type SetActiveSiteResponse struct {
 
 func (x *SetActiveSiteResponse) Reset() {
 	*x = SetActiveSiteResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[37]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2694,7 +3059,7 @@ func (x *SetActiveSiteResponse) String() string {
 func (*SetActiveSiteResponse) ProtoMessage() {}
 
 func (x *SetActiveSiteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[37]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2707,7 +3072,7 @@ func (x *SetActiveSiteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetActiveSiteResponse.ProtoReflect.Descriptor instead.
 func (*SetActiveSiteResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{37}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SetActiveSiteResponse) GetMeta() *ResponseMeta {
@@ -2742,7 +3107,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[38]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2754,7 +3119,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[38]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2767,7 +3132,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{38}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListAuditRequest) GetRead() *ReadOptions {
@@ -2794,7 +3159,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[39]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2806,7 +3171,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[39]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2819,7 +3184,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{39}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListAuditResponse) GetMeta() *ResponseMeta {
@@ -2844,7 +3209,7 @@ type NodeInfoRequest struct {
 
 func (x *NodeInfoRequest) Reset() {
 	*x = NodeInfoRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[40]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2856,7 +3221,7 @@ func (x *NodeInfoRequest) String() string {
 func (*NodeInfoRequest) ProtoMessage() {}
 
 func (x *NodeInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[40]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2869,7 +3234,7 @@ func (x *NodeInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfoRequest.ProtoReflect.Descriptor instead.
 func (*NodeInfoRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{40}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{45}
 }
 
 type NodeInfoResponse struct {
@@ -2891,7 +3256,7 @@ type NodeInfoResponse struct {
 
 func (x *NodeInfoResponse) Reset() {
 	*x = NodeInfoResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[41]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2903,7 +3268,7 @@ func (x *NodeInfoResponse) String() string {
 func (*NodeInfoResponse) ProtoMessage() {}
 
 func (x *NodeInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[41]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2916,7 +3281,7 @@ func (x *NodeInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfoResponse.ProtoReflect.Descriptor instead.
 func (*NodeInfoResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{41}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *NodeInfoResponse) GetId() string {
@@ -2995,7 +3360,7 @@ type JoinClusterRequest struct {
 
 func (x *JoinClusterRequest) Reset() {
 	*x = JoinClusterRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[42]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3007,7 +3372,7 @@ func (x *JoinClusterRequest) String() string {
 func (*JoinClusterRequest) ProtoMessage() {}
 
 func (x *JoinClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[42]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3020,7 +3385,7 @@ func (x *JoinClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinClusterRequest.ProtoReflect.Descriptor instead.
 func (*JoinClusterRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{42}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *JoinClusterRequest) GetWrite() *WriteOptions {
@@ -3067,7 +3432,7 @@ type JoinClusterResponse struct {
 
 func (x *JoinClusterResponse) Reset() {
 	*x = JoinClusterResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[43]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3079,7 +3444,7 @@ func (x *JoinClusterResponse) String() string {
 func (*JoinClusterResponse) ProtoMessage() {}
 
 func (x *JoinClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[43]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3092,7 +3457,7 @@ func (x *JoinClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinClusterResponse.ProtoReflect.Descriptor instead.
 func (*JoinClusterResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{43}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *JoinClusterResponse) GetMeta() *ResponseMeta {
@@ -3107,7 +3472,23 @@ var File_drplane_v1_controlplane_proto protoreflect.FileDescriptor
 const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\n" +
 	"\x1ddrplane/v1/controlplane.proto\x12\n" +
-	"drplane.v1\x1a\x1adrplane/v1/hostagent.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x01\n" +
+	"drplane.v1\x1a\x1adrplane/v1/hostagent.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"G\n" +
+	"\x12ObserveSiteRequest\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x02 \x01(\x04R\ttimeoutMs\"\xb8\x01\n" +
+	"\x13ObserveSiteResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12+\n" +
+	"\x11reachable_servers\x18\x02 \x03(\tR\x10reachableServers\x12)\n" +
+	"\x10reachable_agents\x18\x03 \x03(\tR\x0freachableAgents\x12\x18\n" +
+	"\aservers\x18\x04 \x01(\x05R\aservers\x12\x16\n" +
+	"\x06agents\x18\x05 \x01(\x05R\x06agents\"v\n" +
+	"\x14SetAutomationRequest\x12.\n" +
+	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"E\n" +
+	"\x15SetAutomationResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\"\xdf\x01\n" +
 	"\x15StartExecutionRequest\x12.\n" +
 	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
@@ -3264,7 +3645,7 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\x05state\x18\x05 \x01(\tR\x05state\x12\x14\n" +
 	"\x05voter\x18\x06 \x01(\bR\x05voter\x12\x1d\n" +
 	"\n" +
-	"last_index\x18\a \x01(\x04R\tlastIndex\"\x88\x01\n" +
+	"last_index\x18\a \x01(\x04R\tlastIndex\"\xa6\x01\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06driver\x18\x02 \x01(\tR\x06driver\x12\x1d\n" +
@@ -3273,7 +3654,8 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\x04port\x18\x04 \x01(\x05R\x04port\x12\x1e\n" +
 	"\n" +
 	"promotable\x18\x05 \x01(\bR\n" +
-	"promotable\"\xb8\x02\n" +
+	"promotable\x12\x1c\n" +
+	"\tdrillable\x18\x06 \x01(\bR\tdrillable\"\xb8\x02\n" +
 	"\x05Agent\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x18\n" +
@@ -3308,7 +3690,7 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x06 \x01(\tR\trequestId\"?\n" +
 	"\x10GetStatusRequest\x12+\n" +
-	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"\x96\x02\n" +
+	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"\xce\x02\n" +
 	"\x11GetStatusResponse\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x14\n" +
@@ -3317,7 +3699,22 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"activeSite\x12&\n" +
 	"\x05sites\x18\x05 \x03(\v2\x10.drplane.v1.SiteR\x05sites\x12,\n" +
 	"\aservers\x18\x06 \x03(\v2\x12.drplane.v1.ServerR\aservers\x12)\n" +
-	"\x06agents\x18\a \x03(\v2\x11.drplane.v1.AgentR\x06agents\"A\n" +
+	"\x06agents\x18\a \x03(\v2\x11.drplane.v1.AgentR\x06agents\x126\n" +
+	"\n" +
+	"automation\x18\b \x01(\v2\x16.drplane.v1.AutomationR\n" +
+	"automation\"\xae\x02\n" +
+	"\n" +
+	"Automation\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x16\n" +
+	"\x06paused\x18\x02 \x01(\bR\x06paused\x12\x1b\n" +
+	"\tpaused_by\x18\x03 \x01(\tR\bpausedBy\x12\x18\n" +
+	"\ablocked\x18\x04 \x01(\tR\ablocked\x12\x1b\n" +
+	"\tsite_lost\x18\x05 \x01(\bR\bsiteLost\x12\x1d\n" +
+	"\n" +
+	"would_fire\x18\x06 \x01(\bR\twouldFire\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x127\n" +
+	"\tjudged_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bjudgedAt\x12*\n" +
+	"\x11last_automatic_id\x18\t \x01(\tR\x0flastAutomaticId\"A\n" +
 	"\x12ListMembersRequest\x12+\n" +
 	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"\x8e\x01\n" +
 	"\x13ListMembersResponse\x12,\n" +
@@ -3377,8 +3774,7 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12!\n" +
 	"\fraft_address\x18\x05 \x01(\tR\vraftAddress\"C\n" +
 	"\x13JoinClusterResponse\x12,\n" +
-	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta2\xd6\n" +
-	"\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta2\xfc\v\n" +
 	"\fControlPlane\x12H\n" +
 	"\tGetStatus\x12\x1c.drplane.v1.GetStatusRequest\x1a\x1d.drplane.v1.GetStatusResponse\x12N\n" +
 	"\vListMembers\x12\x1e.drplane.v1.ListMembersRequest\x1a\x1f.drplane.v1.ListMembersResponse\x12Q\n" +
@@ -3395,7 +3791,9 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\fGetExecution\x12\x1f.drplane.v1.GetExecutionRequest\x1a .drplane.v1.GetExecutionResponse\x12W\n" +
 	"\x0eListExecutions\x12!.drplane.v1.ListExecutionsRequest\x1a\".drplane.v1.ListExecutionsResponse\x12]\n" +
 	"\x10ApproveExecution\x12#.drplane.v1.ApproveExecutionRequest\x1a$.drplane.v1.ApproveExecutionResponse\x12Z\n" +
-	"\x0fCancelExecution\x12\".drplane.v1.CancelExecutionRequest\x1a#.drplane.v1.CancelExecutionResponseB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	"\x0fCancelExecution\x12\".drplane.v1.CancelExecutionRequest\x1a#.drplane.v1.CancelExecutionResponse\x12N\n" +
+	"\vObserveSite\x12\x1e.drplane.v1.ObserveSiteRequest\x1a\x1f.drplane.v1.ObserveSiteResponse\x12T\n" +
+	"\rSetAutomation\x12 .drplane.v1.SetAutomationRequest\x1a!.drplane.v1.SetAutomationResponseB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_controlplane_proto_rawDescOnce sync.Once
@@ -3409,158 +3807,171 @@ func file_drplane_v1_controlplane_proto_rawDescGZIP() []byte {
 	return file_drplane_v1_controlplane_proto_rawDescData
 }
 
-var file_drplane_v1_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_drplane_v1_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_drplane_v1_controlplane_proto_goTypes = []any{
-	(*StartExecutionRequest)(nil),     // 0: drplane.v1.StartExecutionRequest
-	(*StartExecutionResponse)(nil),    // 1: drplane.v1.StartExecutionResponse
-	(*GetExecutionRequest)(nil),       // 2: drplane.v1.GetExecutionRequest
-	(*GetExecutionResponse)(nil),      // 3: drplane.v1.GetExecutionResponse
-	(*ListExecutionsRequest)(nil),     // 4: drplane.v1.ListExecutionsRequest
-	(*ListExecutionsResponse)(nil),    // 5: drplane.v1.ListExecutionsResponse
-	(*ApproveExecutionRequest)(nil),   // 6: drplane.v1.ApproveExecutionRequest
-	(*ApproveExecutionResponse)(nil),  // 7: drplane.v1.ApproveExecutionResponse
-	(*CancelExecutionRequest)(nil),    // 8: drplane.v1.CancelExecutionRequest
-	(*CancelExecutionResponse)(nil),   // 9: drplane.v1.CancelExecutionResponse
-	(*PlanStep)(nil),                  // 10: drplane.v1.PlanStep
-	(*ExecutionStep)(nil),             // 11: drplane.v1.ExecutionStep
-	(*Execution)(nil),                 // 12: drplane.v1.Execution
-	(*RunHostStepRequest)(nil),        // 13: drplane.v1.RunHostStepRequest
-	(*RunHostStepResponse)(nil),       // 14: drplane.v1.RunHostStepResponse
-	(*ListHostSnapshotsRequest)(nil),  // 15: drplane.v1.ListHostSnapshotsRequest
-	(*ListHostSnapshotsResponse)(nil), // 16: drplane.v1.ListHostSnapshotsResponse
-	(*WriteOptions)(nil),              // 17: drplane.v1.WriteOptions
-	(*ReadOptions)(nil),               // 18: drplane.v1.ReadOptions
-	(*ResponseMeta)(nil),              // 19: drplane.v1.ResponseMeta
-	(*Site)(nil),                      // 20: drplane.v1.Site
-	(*Server)(nil),                    // 21: drplane.v1.Server
-	(*Service)(nil),                   // 22: drplane.v1.Service
-	(*Agent)(nil),                     // 23: drplane.v1.Agent
-	(*AgentProbe)(nil),                // 24: drplane.v1.AgentProbe
-	(*AuditEntry)(nil),                // 25: drplane.v1.AuditEntry
-	(*GetStatusRequest)(nil),          // 26: drplane.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),         // 27: drplane.v1.GetStatusResponse
-	(*ListMembersRequest)(nil),        // 28: drplane.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),       // 29: drplane.v1.ListMembersResponse
-	(*RemoveMemberRequest)(nil),       // 30: drplane.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),      // 31: drplane.v1.RemoveMemberResponse
-	(*RegisterAgentRequest)(nil),      // 32: drplane.v1.RegisterAgentRequest
-	(*RegisterAgentResponse)(nil),     // 33: drplane.v1.RegisterAgentResponse
-	(*DeregisterAgentRequest)(nil),    // 34: drplane.v1.DeregisterAgentRequest
-	(*DeregisterAgentResponse)(nil),   // 35: drplane.v1.DeregisterAgentResponse
-	(*SetActiveSiteRequest)(nil),      // 36: drplane.v1.SetActiveSiteRequest
-	(*SetActiveSiteResponse)(nil),     // 37: drplane.v1.SetActiveSiteResponse
-	(*ListAuditRequest)(nil),          // 38: drplane.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),         // 39: drplane.v1.ListAuditResponse
-	(*NodeInfoRequest)(nil),           // 40: drplane.v1.NodeInfoRequest
-	(*NodeInfoResponse)(nil),          // 41: drplane.v1.NodeInfoResponse
-	(*JoinClusterRequest)(nil),        // 42: drplane.v1.JoinClusterRequest
-	(*JoinClusterResponse)(nil),       // 43: drplane.v1.JoinClusterResponse
-	nil,                               // 44: drplane.v1.PlanStep.ArgsEntry
-	nil,                               // 45: drplane.v1.PlanStep.ArgsFromEntry
-	nil,                               // 46: drplane.v1.ExecutionStep.OutputsEntry
-	nil,                               // 47: drplane.v1.RunHostStepRequest.ArgsEntry
-	(*timestamppb.Timestamp)(nil),     // 48: google.protobuf.Timestamp
-	(*StepResult)(nil),                // 49: drplane.v1.StepResult
-	(*SnapshotInfo)(nil),              // 50: drplane.v1.SnapshotInfo
-	(*ServiceStatus)(nil),             // 51: drplane.v1.ServiceStatus
-	(*SyncStatus)(nil),                // 52: drplane.v1.SyncStatus
+	(*ObserveSiteRequest)(nil),        // 0: drplane.v1.ObserveSiteRequest
+	(*ObserveSiteResponse)(nil),       // 1: drplane.v1.ObserveSiteResponse
+	(*SetAutomationRequest)(nil),      // 2: drplane.v1.SetAutomationRequest
+	(*SetAutomationResponse)(nil),     // 3: drplane.v1.SetAutomationResponse
+	(*StartExecutionRequest)(nil),     // 4: drplane.v1.StartExecutionRequest
+	(*StartExecutionResponse)(nil),    // 5: drplane.v1.StartExecutionResponse
+	(*GetExecutionRequest)(nil),       // 6: drplane.v1.GetExecutionRequest
+	(*GetExecutionResponse)(nil),      // 7: drplane.v1.GetExecutionResponse
+	(*ListExecutionsRequest)(nil),     // 8: drplane.v1.ListExecutionsRequest
+	(*ListExecutionsResponse)(nil),    // 9: drplane.v1.ListExecutionsResponse
+	(*ApproveExecutionRequest)(nil),   // 10: drplane.v1.ApproveExecutionRequest
+	(*ApproveExecutionResponse)(nil),  // 11: drplane.v1.ApproveExecutionResponse
+	(*CancelExecutionRequest)(nil),    // 12: drplane.v1.CancelExecutionRequest
+	(*CancelExecutionResponse)(nil),   // 13: drplane.v1.CancelExecutionResponse
+	(*PlanStep)(nil),                  // 14: drplane.v1.PlanStep
+	(*ExecutionStep)(nil),             // 15: drplane.v1.ExecutionStep
+	(*Execution)(nil),                 // 16: drplane.v1.Execution
+	(*RunHostStepRequest)(nil),        // 17: drplane.v1.RunHostStepRequest
+	(*RunHostStepResponse)(nil),       // 18: drplane.v1.RunHostStepResponse
+	(*ListHostSnapshotsRequest)(nil),  // 19: drplane.v1.ListHostSnapshotsRequest
+	(*ListHostSnapshotsResponse)(nil), // 20: drplane.v1.ListHostSnapshotsResponse
+	(*WriteOptions)(nil),              // 21: drplane.v1.WriteOptions
+	(*ReadOptions)(nil),               // 22: drplane.v1.ReadOptions
+	(*ResponseMeta)(nil),              // 23: drplane.v1.ResponseMeta
+	(*Site)(nil),                      // 24: drplane.v1.Site
+	(*Server)(nil),                    // 25: drplane.v1.Server
+	(*Service)(nil),                   // 26: drplane.v1.Service
+	(*Agent)(nil),                     // 27: drplane.v1.Agent
+	(*AgentProbe)(nil),                // 28: drplane.v1.AgentProbe
+	(*AuditEntry)(nil),                // 29: drplane.v1.AuditEntry
+	(*GetStatusRequest)(nil),          // 30: drplane.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),         // 31: drplane.v1.GetStatusResponse
+	(*Automation)(nil),                // 32: drplane.v1.Automation
+	(*ListMembersRequest)(nil),        // 33: drplane.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),       // 34: drplane.v1.ListMembersResponse
+	(*RemoveMemberRequest)(nil),       // 35: drplane.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),      // 36: drplane.v1.RemoveMemberResponse
+	(*RegisterAgentRequest)(nil),      // 37: drplane.v1.RegisterAgentRequest
+	(*RegisterAgentResponse)(nil),     // 38: drplane.v1.RegisterAgentResponse
+	(*DeregisterAgentRequest)(nil),    // 39: drplane.v1.DeregisterAgentRequest
+	(*DeregisterAgentResponse)(nil),   // 40: drplane.v1.DeregisterAgentResponse
+	(*SetActiveSiteRequest)(nil),      // 41: drplane.v1.SetActiveSiteRequest
+	(*SetActiveSiteResponse)(nil),     // 42: drplane.v1.SetActiveSiteResponse
+	(*ListAuditRequest)(nil),          // 43: drplane.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),         // 44: drplane.v1.ListAuditResponse
+	(*NodeInfoRequest)(nil),           // 45: drplane.v1.NodeInfoRequest
+	(*NodeInfoResponse)(nil),          // 46: drplane.v1.NodeInfoResponse
+	(*JoinClusterRequest)(nil),        // 47: drplane.v1.JoinClusterRequest
+	(*JoinClusterResponse)(nil),       // 48: drplane.v1.JoinClusterResponse
+	nil,                               // 49: drplane.v1.PlanStep.ArgsEntry
+	nil,                               // 50: drplane.v1.PlanStep.ArgsFromEntry
+	nil,                               // 51: drplane.v1.ExecutionStep.OutputsEntry
+	nil,                               // 52: drplane.v1.RunHostStepRequest.ArgsEntry
+	(*timestamppb.Timestamp)(nil),     // 53: google.protobuf.Timestamp
+	(*StepResult)(nil),                // 54: drplane.v1.StepResult
+	(*SnapshotInfo)(nil),              // 55: drplane.v1.SnapshotInfo
+	(*ServiceStatus)(nil),             // 56: drplane.v1.ServiceStatus
+	(*SyncStatus)(nil),                // 57: drplane.v1.SyncStatus
 }
 var file_drplane_v1_controlplane_proto_depIdxs = []int32{
-	17, // 0: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	19, // 1: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	12, // 2: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
-	18, // 3: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
-	19, // 4: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	12, // 5: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
-	18, // 6: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
-	19, // 7: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	12, // 8: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
-	17, // 9: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	19, // 10: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	17, // 11: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	19, // 12: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	44, // 13: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
-	45, // 14: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
-	10, // 15: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
-	48, // 16: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
-	48, // 17: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
-	46, // 18: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
-	48, // 19: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
-	48, // 20: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
-	48, // 21: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
-	11, // 22: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
-	17, // 23: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
-	47, // 24: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
-	19, // 25: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
-	49, // 26: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
-	19, // 27: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	50, // 28: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	22, // 29: drplane.v1.Agent.services:type_name -> drplane.v1.Service
-	48, // 30: drplane.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
-	24, // 31: drplane.v1.Agent.probe:type_name -> drplane.v1.AgentProbe
-	48, // 32: drplane.v1.AgentProbe.last_seen:type_name -> google.protobuf.Timestamp
-	51, // 33: drplane.v1.AgentProbe.services:type_name -> drplane.v1.ServiceStatus
-	52, // 34: drplane.v1.AgentProbe.syncs:type_name -> drplane.v1.SyncStatus
-	48, // 35: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	18, // 36: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
-	19, // 37: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
-	20, // 38: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
-	21, // 39: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
-	23, // 40: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
-	18, // 41: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
-	19, // 42: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
-	21, // 43: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
-	17, // 44: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
-	19, // 45: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
-	17, // 46: drplane.v1.RegisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
-	23, // 47: drplane.v1.RegisterAgentRequest.agent:type_name -> drplane.v1.Agent
-	19, // 48: drplane.v1.RegisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
-	17, // 49: drplane.v1.DeregisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
-	19, // 50: drplane.v1.DeregisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
-	17, // 51: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
-	19, // 52: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
-	18, // 53: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
-	19, // 54: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
-	25, // 55: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
-	17, // 56: drplane.v1.JoinClusterRequest.write:type_name -> drplane.v1.WriteOptions
-	19, // 57: drplane.v1.JoinClusterResponse.meta:type_name -> drplane.v1.ResponseMeta
-	26, // 58: drplane.v1.ControlPlane.GetStatus:input_type -> drplane.v1.GetStatusRequest
-	28, // 59: drplane.v1.ControlPlane.ListMembers:input_type -> drplane.v1.ListMembersRequest
-	30, // 60: drplane.v1.ControlPlane.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
-	32, // 61: drplane.v1.ControlPlane.RegisterAgent:input_type -> drplane.v1.RegisterAgentRequest
-	34, // 62: drplane.v1.ControlPlane.DeregisterAgent:input_type -> drplane.v1.DeregisterAgentRequest
-	36, // 63: drplane.v1.ControlPlane.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
-	38, // 64: drplane.v1.ControlPlane.ListAudit:input_type -> drplane.v1.ListAuditRequest
-	40, // 65: drplane.v1.ControlPlane.NodeInfo:input_type -> drplane.v1.NodeInfoRequest
-	42, // 66: drplane.v1.ControlPlane.JoinCluster:input_type -> drplane.v1.JoinClusterRequest
-	13, // 67: drplane.v1.ControlPlane.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
-	15, // 68: drplane.v1.ControlPlane.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
-	0,  // 69: drplane.v1.ControlPlane.StartExecution:input_type -> drplane.v1.StartExecutionRequest
-	2,  // 70: drplane.v1.ControlPlane.GetExecution:input_type -> drplane.v1.GetExecutionRequest
-	4,  // 71: drplane.v1.ControlPlane.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
-	6,  // 72: drplane.v1.ControlPlane.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
-	8,  // 73: drplane.v1.ControlPlane.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
-	27, // 74: drplane.v1.ControlPlane.GetStatus:output_type -> drplane.v1.GetStatusResponse
-	29, // 75: drplane.v1.ControlPlane.ListMembers:output_type -> drplane.v1.ListMembersResponse
-	31, // 76: drplane.v1.ControlPlane.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
-	33, // 77: drplane.v1.ControlPlane.RegisterAgent:output_type -> drplane.v1.RegisterAgentResponse
-	35, // 78: drplane.v1.ControlPlane.DeregisterAgent:output_type -> drplane.v1.DeregisterAgentResponse
-	37, // 79: drplane.v1.ControlPlane.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
-	39, // 80: drplane.v1.ControlPlane.ListAudit:output_type -> drplane.v1.ListAuditResponse
-	41, // 81: drplane.v1.ControlPlane.NodeInfo:output_type -> drplane.v1.NodeInfoResponse
-	43, // 82: drplane.v1.ControlPlane.JoinCluster:output_type -> drplane.v1.JoinClusterResponse
-	14, // 83: drplane.v1.ControlPlane.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
-	16, // 84: drplane.v1.ControlPlane.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
-	1,  // 85: drplane.v1.ControlPlane.StartExecution:output_type -> drplane.v1.StartExecutionResponse
-	3,  // 86: drplane.v1.ControlPlane.GetExecution:output_type -> drplane.v1.GetExecutionResponse
-	5,  // 87: drplane.v1.ControlPlane.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
-	7,  // 88: drplane.v1.ControlPlane.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
-	9,  // 89: drplane.v1.ControlPlane.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
-	74, // [74:90] is the sub-list for method output_type
-	58, // [58:74] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	21, // 0: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
+	23, // 1: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
+	21, // 2: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	23, // 3: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	16, // 4: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
+	22, // 5: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
+	23, // 6: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	16, // 7: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
+	22, // 8: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
+	23, // 9: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	16, // 10: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
+	21, // 11: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	23, // 12: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	21, // 13: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	23, // 14: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	49, // 15: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
+	50, // 16: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
+	14, // 17: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
+	53, // 18: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
+	53, // 19: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
+	51, // 20: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
+	53, // 21: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
+	53, // 22: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
+	53, // 23: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	15, // 24: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
+	21, // 25: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
+	52, // 26: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
+	23, // 27: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
+	54, // 28: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
+	23, // 29: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	55, // 30: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	26, // 31: drplane.v1.Agent.services:type_name -> drplane.v1.Service
+	53, // 32: drplane.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
+	28, // 33: drplane.v1.Agent.probe:type_name -> drplane.v1.AgentProbe
+	53, // 34: drplane.v1.AgentProbe.last_seen:type_name -> google.protobuf.Timestamp
+	56, // 35: drplane.v1.AgentProbe.services:type_name -> drplane.v1.ServiceStatus
+	57, // 36: drplane.v1.AgentProbe.syncs:type_name -> drplane.v1.SyncStatus
+	53, // 37: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	22, // 38: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
+	23, // 39: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
+	24, // 40: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
+	25, // 41: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
+	27, // 42: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
+	32, // 43: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
+	53, // 44: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
+	22, // 45: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
+	23, // 46: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
+	25, // 47: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
+	21, // 48: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
+	23, // 49: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
+	21, // 50: drplane.v1.RegisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
+	27, // 51: drplane.v1.RegisterAgentRequest.agent:type_name -> drplane.v1.Agent
+	23, // 52: drplane.v1.RegisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
+	21, // 53: drplane.v1.DeregisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
+	23, // 54: drplane.v1.DeregisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
+	21, // 55: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
+	23, // 56: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
+	22, // 57: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
+	23, // 58: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
+	29, // 59: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
+	21, // 60: drplane.v1.JoinClusterRequest.write:type_name -> drplane.v1.WriteOptions
+	23, // 61: drplane.v1.JoinClusterResponse.meta:type_name -> drplane.v1.ResponseMeta
+	30, // 62: drplane.v1.ControlPlane.GetStatus:input_type -> drplane.v1.GetStatusRequest
+	33, // 63: drplane.v1.ControlPlane.ListMembers:input_type -> drplane.v1.ListMembersRequest
+	35, // 64: drplane.v1.ControlPlane.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
+	37, // 65: drplane.v1.ControlPlane.RegisterAgent:input_type -> drplane.v1.RegisterAgentRequest
+	39, // 66: drplane.v1.ControlPlane.DeregisterAgent:input_type -> drplane.v1.DeregisterAgentRequest
+	41, // 67: drplane.v1.ControlPlane.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
+	43, // 68: drplane.v1.ControlPlane.ListAudit:input_type -> drplane.v1.ListAuditRequest
+	45, // 69: drplane.v1.ControlPlane.NodeInfo:input_type -> drplane.v1.NodeInfoRequest
+	47, // 70: drplane.v1.ControlPlane.JoinCluster:input_type -> drplane.v1.JoinClusterRequest
+	17, // 71: drplane.v1.ControlPlane.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
+	19, // 72: drplane.v1.ControlPlane.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
+	4,  // 73: drplane.v1.ControlPlane.StartExecution:input_type -> drplane.v1.StartExecutionRequest
+	6,  // 74: drplane.v1.ControlPlane.GetExecution:input_type -> drplane.v1.GetExecutionRequest
+	8,  // 75: drplane.v1.ControlPlane.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
+	10, // 76: drplane.v1.ControlPlane.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
+	12, // 77: drplane.v1.ControlPlane.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
+	0,  // 78: drplane.v1.ControlPlane.ObserveSite:input_type -> drplane.v1.ObserveSiteRequest
+	2,  // 79: drplane.v1.ControlPlane.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
+	31, // 80: drplane.v1.ControlPlane.GetStatus:output_type -> drplane.v1.GetStatusResponse
+	34, // 81: drplane.v1.ControlPlane.ListMembers:output_type -> drplane.v1.ListMembersResponse
+	36, // 82: drplane.v1.ControlPlane.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
+	38, // 83: drplane.v1.ControlPlane.RegisterAgent:output_type -> drplane.v1.RegisterAgentResponse
+	40, // 84: drplane.v1.ControlPlane.DeregisterAgent:output_type -> drplane.v1.DeregisterAgentResponse
+	42, // 85: drplane.v1.ControlPlane.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
+	44, // 86: drplane.v1.ControlPlane.ListAudit:output_type -> drplane.v1.ListAuditResponse
+	46, // 87: drplane.v1.ControlPlane.NodeInfo:output_type -> drplane.v1.NodeInfoResponse
+	48, // 88: drplane.v1.ControlPlane.JoinCluster:output_type -> drplane.v1.JoinClusterResponse
+	18, // 89: drplane.v1.ControlPlane.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
+	20, // 90: drplane.v1.ControlPlane.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
+	5,  // 91: drplane.v1.ControlPlane.StartExecution:output_type -> drplane.v1.StartExecutionResponse
+	7,  // 92: drplane.v1.ControlPlane.GetExecution:output_type -> drplane.v1.GetExecutionResponse
+	9,  // 93: drplane.v1.ControlPlane.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
+	11, // 94: drplane.v1.ControlPlane.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
+	13, // 95: drplane.v1.ControlPlane.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
+	1,  // 96: drplane.v1.ControlPlane.ObserveSite:output_type -> drplane.v1.ObserveSiteResponse
+	3,  // 97: drplane.v1.ControlPlane.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
+	80, // [80:98] is the sub-list for method output_type
+	62, // [62:80] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_controlplane_proto_init() }
@@ -3575,7 +3986,7 @@ func file_drplane_v1_controlplane_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_controlplane_proto_rawDesc), len(file_drplane_v1_controlplane_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   48,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,8 @@ const (
 	ControlPlane_ListExecutions_FullMethodName    = "/drplane.v1.ControlPlane/ListExecutions"
 	ControlPlane_ApproveExecution_FullMethodName  = "/drplane.v1.ControlPlane/ApproveExecution"
 	ControlPlane_CancelExecution_FullMethodName   = "/drplane.v1.ControlPlane/CancelExecution"
+	ControlPlane_ObserveSite_FullMethodName       = "/drplane.v1.ControlPlane/ObserveSite"
+	ControlPlane_SetAutomation_FullMethodName     = "/drplane.v1.ControlPlane/SetAutomation"
 )
 
 // ControlPlaneClient is the client API for ControlPlane service.
@@ -84,6 +86,13 @@ type ControlPlaneClient interface {
 	ApproveExecution(ctx context.Context, in *ApproveExecutionRequest, opts ...grpc.CallOption) (*ApproveExecutionResponse, error)
 	// CancelExecution stops the scheduling of the execution's new steps.
 	CancelExecution(ctx context.Context, in *CancelExecutionRequest, opts ...grpc.CallOption) (*CancelExecutionResponse, error)
+	// ObserveSite has the receiving server check, from where it stands,
+	// which servers and agents of a site answer; the leader asks the other
+	// vantage points before it declares a site lost. Only servers call it.
+	ObserveSite(ctx context.Context, in *ObserveSiteRequest, opts ...grpc.CallOption) (*ObserveSiteResponse, error)
+	// SetAutomation pauses or resumes automatic action, or acknowledges the
+	// last automatic failover.
+	SetAutomation(ctx context.Context, in *SetAutomationRequest, opts ...grpc.CallOption) (*SetAutomationResponse, error)
 }
 
 type controlPlaneClient struct {
@@ -254,6 +263,26 @@ func (c *controlPlaneClient) CancelExecution(ctx context.Context, in *CancelExec
 	return out, nil
 }
 
+func (c *controlPlaneClient) ObserveSite(ctx context.Context, in *ObserveSiteRequest, opts ...grpc.CallOption) (*ObserveSiteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ObserveSiteResponse)
+	err := c.cc.Invoke(ctx, ControlPlane_ObserveSite_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlPlaneClient) SetAutomation(ctx context.Context, in *SetAutomationRequest, opts ...grpc.CallOption) (*SetAutomationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetAutomationResponse)
+	err := c.cc.Invoke(ctx, ControlPlane_SetAutomation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlPlaneServer is the server API for ControlPlane service.
 // All implementations must embed UnimplementedControlPlaneServer
 // for forward compatibility.
@@ -301,6 +330,13 @@ type ControlPlaneServer interface {
 	ApproveExecution(context.Context, *ApproveExecutionRequest) (*ApproveExecutionResponse, error)
 	// CancelExecution stops the scheduling of the execution's new steps.
 	CancelExecution(context.Context, *CancelExecutionRequest) (*CancelExecutionResponse, error)
+	// ObserveSite has the receiving server check, from where it stands,
+	// which servers and agents of a site answer; the leader asks the other
+	// vantage points before it declares a site lost. Only servers call it.
+	ObserveSite(context.Context, *ObserveSiteRequest) (*ObserveSiteResponse, error)
+	// SetAutomation pauses or resumes automatic action, or acknowledges the
+	// last automatic failover.
+	SetAutomation(context.Context, *SetAutomationRequest) (*SetAutomationResponse, error)
 	mustEmbedUnimplementedControlPlaneServer()
 }
 
@@ -358,6 +394,12 @@ func (UnimplementedControlPlaneServer) ApproveExecution(context.Context, *Approv
 }
 func (UnimplementedControlPlaneServer) CancelExecution(context.Context, *CancelExecutionRequest) (*CancelExecutionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelExecution not implemented")
+}
+func (UnimplementedControlPlaneServer) ObserveSite(context.Context, *ObserveSiteRequest) (*ObserveSiteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ObserveSite not implemented")
+}
+func (UnimplementedControlPlaneServer) SetAutomation(context.Context, *SetAutomationRequest) (*SetAutomationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetAutomation not implemented")
 }
 func (UnimplementedControlPlaneServer) mustEmbedUnimplementedControlPlaneServer() {}
 func (UnimplementedControlPlaneServer) testEmbeddedByValue()                      {}
@@ -668,6 +710,42 @@ func _ControlPlane_CancelExecution_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControlPlane_ObserveSite_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ObserveSiteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlPlaneServer).ObserveSite(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlPlane_ObserveSite_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlPlaneServer).ObserveSite(ctx, req.(*ObserveSiteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlPlane_SetAutomation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetAutomationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlPlaneServer).SetAutomation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlPlane_SetAutomation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlPlaneServer).SetAutomation(ctx, req.(*SetAutomationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ControlPlane_ServiceDesc is the grpc.ServiceDesc for ControlPlane service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -738,6 +816,14 @@ var ControlPlane_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelExecution",
 			Handler:    _ControlPlane_CancelExecution_Handler,
+		},
+		{
+			MethodName: "ObserveSite",
+			Handler:    _ControlPlane_ObserveSite_Handler,
+		},
+		{
+			MethodName: "SetAutomation",
+			Handler:    _ControlPlane_SetAutomation_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -218,7 +218,11 @@ type ProbeRequest struct {
 	// to the HostAgent address of an active-site agent that declares the
 	// same block: where its periodic pulls come from, so they follow the
 	// active site after a failover.
-	SyncSources   map[string]string `protobuf:"bytes,5,rep,name=sync_sources,json=syncSources,proto3" json:"sync_sources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	SyncSources map[string]string `protobuf:"bytes,5,rep,name=sync_sources,json=syncSources,proto3" json:"sync_sources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// observe_only asks for the report alone: a server other than the
+	// leader checking whether the host answers. The agent changes nothing
+	// (no epoch, lease, active site or sync source) on such a probe.
+	ObserveOnly   bool `protobuf:"varint,6,opt,name=observe_only,json=observeOnly,proto3" json:"observe_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -286,6 +290,13 @@ func (x *ProbeRequest) GetSyncSources() map[string]string {
 		return x.SyncSources
 	}
 	return nil
+}
+
+func (x *ProbeRequest) GetObserveOnly() bool {
+	if x != nil {
+		return x.ObserveOnly
+	}
+	return false
 }
 
 type Lease struct {
@@ -368,10 +379,13 @@ type Replication struct {
 	LastReplayAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_replay_at,json=lastReplayAt,proto3" json:"last_replay_at,omitempty"`
 	// lag_ms is now minus last_replay_at on a standby (0 when caught up
 	// and idle is indistinguishable; see lag_bytes).
-	LagMs         uint64 `protobuf:"varint,4,opt,name=lag_ms,json=lagMs,proto3" json:"lag_ms,omitempty"`
-	LagBytes      uint64 `protobuf:"varint,5,opt,name=lag_bytes,json=lagBytes,proto3" json:"lag_bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LagMs    uint64 `protobuf:"varint,4,opt,name=lag_ms,json=lagMs,proto3" json:"lag_ms,omitempty"`
+	LagBytes uint64 `protobuf:"varint,5,opt,name=lag_bytes,json=lagBytes,proto3" json:"lag_bytes,omitempty"`
+	// last_received_at is when a streaming standby last heard from its
+	// primary.
+	LastReceivedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_received_at,json=lastReceivedAt,proto3" json:"last_received_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Replication) Reset() {
@@ -437,6 +451,13 @@ func (x *Replication) GetLagBytes() uint64 {
 		return x.LagBytes
 	}
 	return 0
+}
+
+func (x *Replication) GetLastReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastReceivedAt
+	}
+	return nil
 }
 
 type ServiceStatus struct {
@@ -1155,7 +1176,7 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\x05bytes\x18\x06 \x01(\x03R\x05bytes\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\"O\n" +
 	"\x15ListSnapshotsResponse\x126\n" +
-	"\tsnapshots\x18\x01 \x03(\v2\x18.drplane.v1.SnapshotInfoR\tsnapshots\"\x92\x02\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x18.drplane.v1.SnapshotInfoR\tsnapshots\"\xb5\x02\n" +
 	"\fProbeRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x1f\n" +
@@ -1163,7 +1184,8 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"activeSite\x12 \n" +
 	"\flease_ttl_ms\x18\x04 \x01(\x04R\n" +
 	"leaseTtlMs\x12L\n" +
-	"\fsync_sources\x18\x05 \x03(\v2).drplane.v1.ProbeRequest.SyncSourcesEntryR\vsyncSources\x1a>\n" +
+	"\fsync_sources\x18\x05 \x03(\v2).drplane.v1.ProbeRequest.SyncSourcesEntryR\vsyncSources\x12!\n" +
+	"\fobserve_only\x18\x06 \x01(\bR\vobserveOnly\x1a>\n" +
 	"\x10SyncSourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x01\n" +
@@ -1172,13 +1194,14 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12!\n" +
 	"\fremaining_ms\x18\x03 \x01(\x04R\vremainingMs\x129\n" +
 	"\n" +
-	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xca\x01\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x90\x02\n" +
 	"\vReplication\x12\x1a\n" +
 	"\bposition\x18\x01 \x01(\tR\bposition\x12)\n" +
 	"\x10receive_position\x18\x02 \x01(\tR\x0freceivePosition\x12@\n" +
 	"\x0elast_replay_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\flastReplayAt\x12\x15\n" +
 	"\x06lag_ms\x18\x04 \x01(\x04R\x05lagMs\x12\x1b\n" +
-	"\tlag_bytes\x18\x05 \x01(\x04R\blagBytes\"\xdd\x01\n" +
+	"\tlag_bytes\x18\x05 \x01(\x04R\blagBytes\x12D\n" +
+	"\x10last_received_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastReceivedAt\"\xdd\x01\n" +
 	"\rServiceStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06driver\x18\x02 \x01(\tR\x06driver\x12\x12\n" +
@@ -1297,31 +1320,32 @@ var file_drplane_v1_hostagent_proto_depIdxs = []int32{
 	14, // 2: drplane.v1.ProbeRequest.sync_sources:type_name -> drplane.v1.ProbeRequest.SyncSourcesEntry
 	17, // 3: drplane.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
 	17, // 4: drplane.v1.Replication.last_replay_at:type_name -> google.protobuf.Timestamp
-	5,  // 5: drplane.v1.ServiceStatus.replication:type_name -> drplane.v1.Replication
-	17, // 6: drplane.v1.SyncStatus.last_success_at:type_name -> google.protobuf.Timestamp
-	4,  // 7: drplane.v1.ProbeResponse.lease:type_name -> drplane.v1.Lease
-	6,  // 8: drplane.v1.ProbeResponse.services:type_name -> drplane.v1.ServiceStatus
-	7,  // 9: drplane.v1.ProbeResponse.syncs:type_name -> drplane.v1.SyncStatus
-	17, // 10: drplane.v1.ProbeResponse.started_at:type_name -> google.protobuf.Timestamp
-	17, // 11: drplane.v1.ProbeResponse.now:type_name -> google.protobuf.Timestamp
-	15, // 12: drplane.v1.ExecuteRequest.args:type_name -> drplane.v1.ExecuteRequest.ArgsEntry
-	16, // 13: drplane.v1.StepResult.outputs:type_name -> drplane.v1.StepResult.OutputsEntry
-	17, // 14: drplane.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
-	17, // 15: drplane.v1.StepResult.ended_at:type_name -> google.protobuf.Timestamp
-	10, // 16: drplane.v1.ExecuteResponse.result:type_name -> drplane.v1.StepResult
-	3,  // 17: drplane.v1.HostAgent.Probe:input_type -> drplane.v1.ProbeRequest
-	9,  // 18: drplane.v1.HostAgent.Execute:input_type -> drplane.v1.ExecuteRequest
-	12, // 19: drplane.v1.HostAgent.SyncTunnel:input_type -> drplane.v1.SyncTunnelRequest
-	0,  // 20: drplane.v1.HostAgent.ListSnapshots:input_type -> drplane.v1.ListSnapshotsRequest
-	8,  // 21: drplane.v1.HostAgent.Probe:output_type -> drplane.v1.ProbeResponse
-	11, // 22: drplane.v1.HostAgent.Execute:output_type -> drplane.v1.ExecuteResponse
-	13, // 23: drplane.v1.HostAgent.SyncTunnel:output_type -> drplane.v1.SyncTunnelResponse
-	2,  // 24: drplane.v1.HostAgent.ListSnapshots:output_type -> drplane.v1.ListSnapshotsResponse
-	21, // [21:25] is the sub-list for method output_type
-	17, // [17:21] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	17, // 5: drplane.v1.Replication.last_received_at:type_name -> google.protobuf.Timestamp
+	5,  // 6: drplane.v1.ServiceStatus.replication:type_name -> drplane.v1.Replication
+	17, // 7: drplane.v1.SyncStatus.last_success_at:type_name -> google.protobuf.Timestamp
+	4,  // 8: drplane.v1.ProbeResponse.lease:type_name -> drplane.v1.Lease
+	6,  // 9: drplane.v1.ProbeResponse.services:type_name -> drplane.v1.ServiceStatus
+	7,  // 10: drplane.v1.ProbeResponse.syncs:type_name -> drplane.v1.SyncStatus
+	17, // 11: drplane.v1.ProbeResponse.started_at:type_name -> google.protobuf.Timestamp
+	17, // 12: drplane.v1.ProbeResponse.now:type_name -> google.protobuf.Timestamp
+	15, // 13: drplane.v1.ExecuteRequest.args:type_name -> drplane.v1.ExecuteRequest.ArgsEntry
+	16, // 14: drplane.v1.StepResult.outputs:type_name -> drplane.v1.StepResult.OutputsEntry
+	17, // 15: drplane.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
+	17, // 16: drplane.v1.StepResult.ended_at:type_name -> google.protobuf.Timestamp
+	10, // 17: drplane.v1.ExecuteResponse.result:type_name -> drplane.v1.StepResult
+	3,  // 18: drplane.v1.HostAgent.Probe:input_type -> drplane.v1.ProbeRequest
+	9,  // 19: drplane.v1.HostAgent.Execute:input_type -> drplane.v1.ExecuteRequest
+	12, // 20: drplane.v1.HostAgent.SyncTunnel:input_type -> drplane.v1.SyncTunnelRequest
+	0,  // 21: drplane.v1.HostAgent.ListSnapshots:input_type -> drplane.v1.ListSnapshotsRequest
+	8,  // 22: drplane.v1.HostAgent.Probe:output_type -> drplane.v1.ProbeResponse
+	11, // 23: drplane.v1.HostAgent.Execute:output_type -> drplane.v1.ExecuteResponse
+	13, // 24: drplane.v1.HostAgent.SyncTunnel:output_type -> drplane.v1.SyncTunnelResponse
+	2,  // 25: drplane.v1.HostAgent.ListSnapshots:output_type -> drplane.v1.ListSnapshotsResponse
+	22, // [22:26] is the sub-list for method output_type
+	18, // [18:22] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_hostagent_proto_init() }

@@ -1,0 +1,337 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drplane/drplane/internal/plan"
+	"github.com/drplane/drplane/internal/structs"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/google/uuid"
+)
+
+// verdict is the detector's latest judgement of the active site, kept in
+// the leader's memory for `drplane status`.
+type verdict struct {
+	At   time.Time
+	Site string
+	// Lost is true when the site is declared lost; WouldFail says whether
+	// an automatic failover fires (or fired) for it, and Reason why or
+	// why not.
+	Lost      bool
+	WouldFire bool
+	Reason    string
+	// Trigger is when the site went silent (its first missed probe).
+	Trigger time.Time
+}
+
+// detector holds the verdict and keeps one detection at a time.
+type detector struct {
+	mu      sync.Mutex
+	running bool
+	last    verdict
+}
+
+func (d *detector) begin() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running {
+		return false
+	}
+	d.running = true
+	return true
+}
+
+func (d *detector) end(v verdict) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.running, d.last = false, v
+}
+
+func (d *detector) verdict() verdict {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.last
+}
+
+// detect judges the active site after a probe round, in its own goroutine
+// so that asking other vantage points never delays lease renewals.
+func (s *Server) detect(ctx context.Context) {
+	if !s.detector.begin() {
+		return
+	}
+	go func() {
+		v := s.judgeActiveSite(ctx, time.Now())
+		if v.Lost && v.WouldFire {
+			if id, err := s.startAutomaticFailover(ctx, v); err != nil {
+				v.WouldFire, v.Reason = false, "automatic failover refused: "+err.Error()
+				s.logger.Error("automatic failover not started", "site", v.Site, "error", err)
+			} else {
+				v.Reason = "automatic failover " + id + " started"
+			}
+		}
+		s.detector.end(v)
+	}()
+}
+
+// judgeActiveSite decides whether the active site is lost (DESIGN.md
+// section 5): none of its agents answered for failover_timeout, none of
+// its servers answers this leader, and every other vantage point agrees.
+func (s *Server) judgeActiveSite(ctx context.Context, now time.Time) verdict {
+	f := s.config.Failover
+	st := s.fsm.view()
+	v := verdict{At: now, Site: st.ActiveSite}
+	since := s.leaderSinceTime()
+	if since.IsZero() {
+		v.Reason = "not leading"
+		return v
+	}
+	// A new leader judges nothing on its predecessor's silence: every
+	// host gets a full failover_timeout of this leader's probes.
+	if now.Before(since.Add(f.FailoverTimeout)) {
+		v.Reason = "new leader: observing for failover_timeout before judging"
+		return v
+	}
+	agents := sortedHosts(st.Agents, st.ActiveSite)
+	if len(agents) == 0 {
+		v.Reason = "no agent registered at the active site"
+		return v
+	}
+	var answering []string
+	for _, a := range agents {
+		r, _ := s.probes.get(a.HostID)
+		last := r.lastAnsweredAt
+		if last.Before(since) {
+			last = since
+		}
+		if now.Sub(last) < f.FailoverTimeout {
+			answering = append(answering, a.HostID)
+			continue
+		}
+		miss := r.firstMissAt
+		if miss.IsZero() {
+			miss = last
+		}
+		if miss.After(v.Trigger) {
+			v.Trigger = miss
+		}
+	}
+	if len(answering) > 0 {
+		v.Reason = fmt.Sprintf("site %s is up: %s answered within failover_timeout", st.ActiveSite, strings.Join(answering, ", "))
+		return v
+	}
+	cctx, cancel := context.WithTimeout(ctx, f.ProbeTimeout)
+	servers, _ := s.observeSite(cctx, st, st.ActiveSite)
+	cancel()
+	if len(servers) > 0 {
+		v.Reason = fmt.Sprintf("agents of %s are silent but its servers %s answer: not a site loss", st.ActiveSite, strings.Join(servers, ", "))
+		return v
+	}
+	if disagree := s.askVantagePoints(ctx, st); disagree != "" {
+		v.Reason = "agents and servers of " + st.ActiveSite + " are silent here, but " + disagree
+		return v
+	}
+	v.Lost = true
+	v.Reason = fmt.Sprintf("site %s lost: no agent answered for %s, no server answers, every vantage point agrees", st.ActiveSite, f.FailoverTimeout)
+	target, err := failoverTarget(st)
+	switch {
+	case !f.Automatic:
+		v.Reason += "; automatic failover is off (failover { automatic = true })"
+	case err != nil:
+		v.Reason += "; " + err.Error()
+	case s.fsm.runningExecutionIDs() != nil:
+		v.Reason += "; an execution is running"
+	default:
+		if why := s.fsm.automation().Blocked(now, f.Cooldown); why != "" {
+			v.Reason += "; " + why
+			break
+		}
+		v.WouldFire = true
+		v.Reason += "; failing over to " + target
+	}
+	return v
+}
+
+// observeSite lists the servers and agents of site that answer this
+// server within ctx.
+func (s *Server) observeSite(ctx context.Context, st stateView, site string) (servers, agents []string) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, srv := range st.Servers {
+		if srv.Site != site || srv.ID == s.config.NodeID {
+			continue
+		}
+		wg.Add(1)
+		go func(srv structs.Server) {
+			defer wg.Done()
+			conn, err := s.conns.get(srv.Address)
+			if err == nil {
+				_, err = pb.NewControlPlaneClient(conn).NodeInfo(ctx, &pb.NodeInfoRequest{})
+			}
+			if err == nil {
+				mu.Lock()
+				servers = append(servers, srv.ID)
+				mu.Unlock()
+			}
+		}(srv)
+	}
+	for _, a := range st.Agents {
+		if a.Site != site {
+			continue
+		}
+		wg.Add(1)
+		go func(a structs.Agent) {
+			defer wg.Done()
+			conn, err := s.agentConns.get(a.Address)
+			if err == nil {
+				_, err = pb.NewHostAgentClient(conn).Probe(ctx, &pb.ProbeRequest{ObserveOnly: true})
+			}
+			if err == nil {
+				mu.Lock()
+				agents = append(agents, a.HostID)
+				mu.Unlock()
+			}
+		}(a)
+	}
+	wg.Wait()
+	slices.Sort(servers)
+	slices.Sort(agents)
+	return servers, agents
+}
+
+// askVantagePoints asks every server outside the active site (but this
+// one) whether it reaches the active site. It returns "" when all that
+// answer agree the site is gone and at least one answered, else why not.
+func (s *Server) askVantagePoints(ctx context.Context, st stateView) string {
+	f := s.config.Failover
+	var asked, answered []string
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var seeing []string
+	for _, srv := range st.Servers {
+		if srv.Site == st.ActiveSite || srv.ID == s.config.NodeID {
+			continue
+		}
+		asked = append(asked, srv.ID)
+		wg.Add(1)
+		go func(srv structs.Server) {
+			defer wg.Done()
+			conn, err := s.conns.get(srv.Address)
+			if err != nil {
+				return
+			}
+			// The vantage point runs its own checks under probe_timeout.
+			cctx, cancel := context.WithTimeout(ctx, 2*f.ProbeTimeout+time.Second)
+			defer cancel()
+			resp, err := pb.NewControlPlaneClient(conn).ObserveSite(cctx, &pb.ObserveSiteRequest{Site: st.ActiveSite, TimeoutMs: uint64(f.ProbeTimeout.Milliseconds())})
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			answered = append(answered, srv.ID)
+			if len(resp.GetReachableServers())+len(resp.GetReachableAgents()) > 0 {
+				seeing = append(seeing, fmt.Sprintf("%s reaches %s", srv.ID, strings.Join(append(resp.GetReachableServers(), resp.GetReachableAgents()...), ", ")))
+			}
+		}(srv)
+	}
+	wg.Wait()
+	switch {
+	case len(seeing) > 0:
+		slices.Sort(seeing)
+		return strings.Join(seeing, "; ")
+	case len(asked) > 0 && len(answered) == 0:
+		return "no other vantage point answered (" + strings.Join(asked, ", ") + ")"
+	}
+	return ""
+}
+
+// failoverTarget is the data site an automatic failover goes to: the one
+// data site that is not active.
+func failoverTarget(st stateView) (string, error) {
+	var others []string
+	for _, site := range st.Sites {
+		if site.Kind == structs.SiteKindData && site.Name != st.ActiveSite {
+			others = append(others, site.Name)
+		}
+	}
+	if len(others) != 1 {
+		return "", fmt.Errorf("automatic failover needs exactly one other data site, found %d (%s)", len(others), strings.Join(others, ", "))
+	}
+	return others[0], nil
+}
+
+// startAutomaticFailover starts the failover plan with trigger automatic,
+// measured from the site's first missed probe.
+func (s *Server) startAutomaticFailover(ctx context.Context, v verdict) (string, error) {
+	st := s.fsm.view()
+	target, err := failoverTarget(st)
+	if err != nil {
+		return "", err
+	}
+	actor := "server:" + s.config.NodeID + " (automatic)"
+	ex, err := s.newExecution(&pb.StartExecutionRequest{Kind: string(plan.KindFailover), To: target}, actor, v.Trigger)
+	if err != nil {
+		return "", err
+	}
+	ex.Trigger = structs.TriggerAutomatic
+	ex.RPODetail = "site " + v.Site + " lost; " + ex.RPODetail
+	_, err = s.raftApply(structs.StartExecutionRequestType, &structs.StartExecutionRequest{
+		WriteRequest: structs.WriteRequest{RequestID: uuid.NewString(), Actor: actor},
+		Execution:    *ex, Cooldown: s.config.Failover.Cooldown,
+	})
+	if err != nil {
+		return "", err
+	}
+	s.logger.Warn("site lost: automatic failover started", "site", v.Site, "target", target, "execution_id", ex.ID, "trigger", v.Trigger)
+	s.startExecutor(ctx, ex.ID)
+	return ex.ID, nil
+}
+
+// ObserveSite checks which servers and agents of a site answer this
+// server.
+func (e *controlPlaneEndpoint) ObserveSite(ctx context.Context, req *pb.ObserveSiteRequest) (*pb.ObserveSiteResponse, error) {
+	timeout := time.Duration(req.GetTimeoutMs()) * time.Millisecond
+	if timeout <= 0 || timeout > 30*time.Second {
+		timeout = e.srv.config.Failover.ProbeTimeout
+	}
+	st := e.srv.fsm.view()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	servers, agents := e.srv.observeSite(ctx, st, req.GetSite())
+	resp := &pb.ObserveSiteResponse{NodeId: e.srv.config.NodeID, ReachableServers: servers, ReachableAgents: agents}
+	for _, srv := range st.Servers {
+		if srv.Site == req.GetSite() {
+			resp.Servers++
+		}
+	}
+	for _, a := range st.Agents {
+		if a.Site == req.GetSite() {
+			resp.Agents++
+		}
+	}
+	return resp, nil
+}
+
+// SetAutomation pauses or resumes automatic action, or acknowledges the
+// last automatic failover.
+func (e *controlPlaneEndpoint) SetAutomation(ctx context.Context, req *pb.SetAutomationRequest) (*pb.SetAutomationResponse, error) {
+	switch req.GetAction() {
+	case structs.AutomationPause, structs.AutomationResume, structs.AutomationAck:
+	default:
+		return nil, toStatus(fmt.Errorf("%w: action %q; expected pause, resume or ack", errInvalidArgument, req.GetAction()))
+	}
+	req.Write = ensureRequestID(req.GetWrite())
+	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.SetAutomation, func(ctx context.Context, req *pb.SetAutomationRequest) (*pb.SetAutomationResponse, error) {
+		res, err := e.srv.raftApply(structs.AutomationRequestType, &structs.AutomationRequest{
+			WriteRequest: writeRequest(ctx, req.GetWrite(), e.srv.config.NodeID), Action: req.GetAction(), Reason: req.GetReason()})
+		if err != nil {
+			return nil, err
+		}
+		return &pb.SetAutomationResponse{Meta: e.srv.metaAt(res.Index)}, nil
+	})
+}

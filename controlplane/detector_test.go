@@ -1,0 +1,120 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/testutil"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/stretchr/testify/require"
+)
+
+// fastFailover shortens the failure-detection timings for tests, keeping
+// 3 x probe_interval <= lease_ttl < failover_timeout.
+func fastFailover(automatic bool) func(*config.ServerConfig) {
+	return func(cfg *config.ServerConfig) {
+		cfg.Failover.Automatic = automatic
+		cfg.Failover.ProbeInterval = 100 * time.Millisecond
+		cfg.Failover.ProbeTimeout = 300 * time.Millisecond
+		cfg.Failover.LeaseTTL = 600 * time.Millisecond
+		cfg.Failover.FailoverTimeout = time.Second
+		cfg.Failover.ClockSkewMargin = 100 * time.Millisecond
+	}
+}
+
+// losePrimaryAgents stops the primary site's agents, as a dead site would.
+func (ts *twoSites) losePrimaryAgents(t *testing.T) {
+	t.Helper()
+	for _, host := range []string{"db-1", "app-1"} {
+		require.NoError(t, ts.agents[host].Shutdown(context.Background()))
+	}
+}
+
+func (ts *twoSites) server(site string) *testServer {
+	for _, s := range ts.c.servers {
+		if s.cfg.Site == site {
+			return s
+		}
+	}
+	return nil
+}
+
+// automation polls the leader's status until cond holds on its automation
+// report.
+func (ts *twoSites) waitAutomation(t *testing.T, cond func(*pb.Automation) bool) *pb.Automation {
+	t.Helper()
+	var a *pb.Automation
+	testutil.WaitForResult(t, 60*time.Second, func() (bool, error) {
+		resp, err := ts.c.client(ts.c.waitForLeader()).GetStatus(testCtx(t), &pb.GetStatusRequest{})
+		if err != nil {
+			return false, err
+		}
+		a = resp.GetAutomation()
+		return cond(a), fmt.Errorf("automation %+v", a)
+	})
+	return a
+}
+
+func executions(t *testing.T, ts *twoSites) []*pb.Execution {
+	t.Helper()
+	resp, err := ts.c.client(ts.c.waitForLeader()).ListExecutions(testCtx(t), &pb.ListExecutionsRequest{})
+	require.NoError(t, err)
+	return resp.GetExecutions()
+}
+
+func TestDetector_PrimarySiteLost_AutomaticFailover(t *testing.T) {
+	ts := newTwoSites(t, fastFailover(true))
+	ts.losePrimaryAgents(t)
+	ts.c.kill(ts.server("primary"))
+
+	var ex *pb.Execution
+	testutil.WaitForResult(t, 60*time.Second, func() (bool, error) {
+		for _, e := range executions(t, ts) {
+			ex = e
+		}
+		return ex != nil, fmt.Errorf("no execution started")
+	})
+	require.Equal(t, "automatic", ex.GetTrigger())
+	require.Equal(t, "failover", ex.GetKind())
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	require.True(t, ex.GetHasRto())
+	// The trigger is the first missed probe, before the execution started.
+	require.True(t, ex.GetTriggeredAt().AsTime().Before(ex.GetStartedAt().AsTime()))
+	require.Equal(t, driver.RolePrimary, ts.db2["postgres"].Role())
+	require.Equal(t, driver.RolePrimary, ts.app2["engine"].Role())
+
+	// Anti-flapping: a further automatic failover is blocked until ack.
+	a := ts.waitAutomation(t, func(a *pb.Automation) bool { return a.GetBlocked() != "" })
+	require.Contains(t, a.GetBlocked(), "cooldown")
+	_, err := ts.c.client(ts.c.waitForLeader()).SetAutomation(testCtx(t), &pb.SetAutomationRequest{Action: "ack"})
+	require.NoError(t, err)
+	ts.waitAutomation(t, func(a *pb.Automation) bool { return a.GetBlocked() == "" })
+}
+
+func TestDetector_SilentAgentsButServerAnswers_NoFailover(t *testing.T) {
+	ts := newTwoSites(t, fastFailover(true))
+	ts.losePrimaryAgents(t)
+	a := ts.waitAutomation(t, func(a *pb.Automation) bool {
+		return strings.Contains(a.GetReason(), "its servers") && strings.Contains(a.GetReason(), "answer")
+	})
+	require.False(t, a.GetSiteLost())
+	require.Empty(t, executions(t, ts), "a host outage with the site's servers up is not a site loss")
+}
+
+func TestDetector_Paused_NoFailover(t *testing.T) {
+	ts := newTwoSites(t, fastFailover(true))
+	_, err := ts.c.client(ts.c.waitForLeader()).SetAutomation(testCtx(t), &pb.SetAutomationRequest{Action: "pause", Reason: "maintenance"})
+	require.NoError(t, err)
+	ts.losePrimaryAgents(t)
+	ts.c.kill(ts.server("primary"))
+	a := ts.waitAutomation(t, func(a *pb.Automation) bool { return a.GetSiteLost() })
+	require.False(t, a.GetWouldFire())
+	require.Contains(t, a.GetReason(), "paused")
+	require.Empty(t, executions(t, ts))
+}
