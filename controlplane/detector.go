@@ -124,6 +124,11 @@ func (s *Server) judgeActiveSite(ctx context.Context, now time.Time) verdict {
 		v.Reason = fmt.Sprintf("site %s is up: %s answered within failover_timeout", st.ActiveSite, strings.Join(answering, ", "))
 		return v
 	}
+	if s.config.Site == st.ActiveSite {
+		// This leader is a server of the active site, and it runs.
+		v.Reason = fmt.Sprintf("agents of %s are silent but this leader (%s) is a server of that site: not a site loss", st.ActiveSite, s.config.NodeID)
+		return v
+	}
 	cctx, cancel := context.WithTimeout(ctx, f.ProbeTimeout)
 	servers, _ := s.observeSite(cctx, st, st.ActiveSite)
 	cancel()

@@ -20,9 +20,6 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// leaseTTL is the servers' and agents' default failover.lease_ttl.
-const leaseTTL = 3 * time.Second
-
 // idsSQL lists the rows of the test table in order.
 const idsSQL = "SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') FROM trades"
 

@@ -22,7 +22,8 @@ import (
 // restarted: bad input is refused clearly while the agent keeps serving;
 // a step re-sent after a crash gets the journaled result and does not run
 // again, directly and through the control plane; a primary adopted at
-// boot on a site that is no longer active is fenced within lease_ttl;
+// boot is fenced within lease_ttl when its site is no longer active, and
+// after exactly the boot window when no leader is left to vouch for it;
 // and the epoch survives SIGKILL, so a lower one is refused even when no
 // leader is left to teach the restarted agent the current one.
 func TestAgentSafety_RealProcesses(t *testing.T) {

@@ -18,6 +18,10 @@ import (
 // logTailBytes is how much of each log a failed test prints.
 const logTailBytes = 16 << 10
 
+// leaseTTL is lease_ttl of the servers and agents these tests start: the
+// default of both.
+const leaseTTL = 3 * time.Second
+
 // newAgentCluster starts one server per site for tests with agents and
 // waits for a leader. The sites block of every server declares primary
 // (active), dr and witness whatever sites run servers, so one server is

@@ -219,14 +219,13 @@ func TestAgent_DrillAndCatchUp_BadArgs(t *testing.T) {
 		{"drill promote", "promote", "pg", map[string]string{"drill": "d1"}, "never runs promote"},
 		{"drill demote", "demote", "pg", map[string]string{"drill": "d1", "upstream_host": "127.0.0.1", "upstream_port": "5432"}, "never runs demote"},
 		{"drill with after_position", "check", "pg", map[string]string{"drill": "d1", "after_position": "0/3000028"}, "after_position does not apply"},
-		{"driver without drills", "start", "pg", map[string]string{"drill": "d1"}, "cannot run a drill copy"},
+		{"service without a drill block", "start", "pg", map[string]string{"drill": "d1"}, "declares no drill block"},
 		{"after_position without slash", "check", "pg", map[string]string{"after_position": "3000028"}, "after_position"},
 		{"after_position empty", "check", "pg", map[string]string{"after_position": ""}, "invalid WAL position"},
 		{"after_position with shell", "check", "pg", map[string]string{"after_position": "0/3000028; rm -rf /"}, "invalid WAL position"},
 		{"after_position not hex", "check", "pg", map[string]string{"after_position": "0/30G0028"}, "invalid WAL position"},
 		{"after_position too wide", "check", "pg", map[string]string{"after_position": "123456789/0"}, "invalid WAL position"},
 		{"after_position three parts", "check", "pg", map[string]string{"after_position": "1/2/3"}, "invalid WAL position"},
-		{"after_position without replication", "check", "pg", map[string]string{"after_position": "0/3000028"}, "no replication position"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,21 +11,36 @@ import (
 // long a primary outlives its lease, so it is small against lease_ttl.
 const fencerInterval = 50 * time.Millisecond
 
+// lapsedRecheck is how often services are checked again while the lease
+// stays lapsed (every host outside the active site, all the time): a
+// primary appearing there without a leader's instruction is someone
+// working around drplane, and a second is soon enough, where reading every
+// service's status 20 times a second would load every standby host.
+const lapsedRecheck = time.Second
+
 // runFencer fences every primary-role service once the lease lapses
 // (invariant 4). At boot the lease is the boot window, so an adopted
 // primary nobody vouches for is fenced too (invariant 5).
 func (a *Agent) runFencer(ctx context.Context) {
 	t := time.NewTicker(fencerInterval)
 	defer t.Stop()
+	var lastPass time.Time
+	wasValid := true
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if !a.lease.valid(time.Now()) {
-				a.fenceAll(ctx, "lease expired: no renewal from a leader within lease_ttl")
-			}
 		}
+		now := time.Now()
+		valid := a.lease.valid(now)
+		lapsedNow := wasValid && !valid
+		wasValid = valid
+		if valid || (!lapsedNow && now.Sub(lastPass) < lapsedRecheck) {
+			continue
+		}
+		lastPass = now
+		a.fenceAll(ctx, "lease expired: no renewal from a leader within lease_ttl")
 	}
 }
 
@@ -34,12 +49,14 @@ func (a *Agent) fenceAll(ctx context.Context, reason string) (fenced []string) {
 	for _, name := range a.order {
 		svc := a.services[name]
 		st, err := svc.driver.Status(ctx)
+		svc.observe(st, err)
 		switch {
 		case err != nil:
 			// A service whose role cannot be read may be a primary: stop
 			// it rather than risk two writers. A fenced one is already
-			// stopped.
-			if fenced, _ := svc.isFenced(); fenced {
+			// stopped, and one last seen as a standby stays one: stopping
+			// a DR standby on a failed read would cost the protection.
+			if fenced, _ := svc.isFenced(); fenced || svc.knownNotPrimary() {
 				continue
 			}
 			a.logger.Warn("fencing service whose status cannot be read", "service", name, "reason", reason, "error", err)

@@ -22,6 +22,26 @@ type service struct {
 	mu          sync.Mutex
 	fenced      bool
 	fenceReason string
+	// lastRole is the role the driver last reported, so a standby whose
+	// status briefly cannot be read is not taken for a primary.
+	lastRole driver.Role
+}
+
+// observe records the role a status read returned.
+func (s *service) observe(st driver.Status, err error) {
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastRole = st.Role
+}
+
+// knownNotPrimary reports whether the last role read was not primary.
+func (s *service) knownNotPrimary() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastRole != "" && s.lastRole != driver.RolePrimary
 }
 
 func (s *service) setFenced(fenced bool, reason string) {
@@ -87,6 +107,7 @@ func newHealthCheck(h *config.HealthConfig) health.Check {
 // running reports fenced.
 func (s *service) status(ctx context.Context) (driver.Status, error) {
 	st, err := s.driver.Status(ctx)
+	s.observe(st, err)
 	if err != nil {
 		return st, err
 	}
