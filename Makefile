@@ -36,11 +36,20 @@ proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 	$(TOOLS)/buf generate
 
 # Benchmarks print medians over -count runs (benchstat's center column).
+# BenchmarkPull pulls a tree through the rsync tunnel and copies it with a
+# local rsync, full and after changing 1% of the files, and reports the
+# ratio tunnel/local; its tree is 50 MB in 2,000 files, or 1 GiB in 10,000
+# files with BENCH_FULL=1 (make bench BENCH_FULL=1: a few minutes more).
+# BenchmarkSnapshot reports builtin snapshot create and restore in MB/s.
 bench: $(TOOLS)/benchstat build
 	@mkdir -p bin
 	$(GO) test -run '^$$' -bench 'BenchmarkFSMApply' -benchtime 2s -count 6 ./controlplane/ | tee bin/bench-apply.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkReelection' -benchtime 1x -count 6 -timeout 20m ./e2e/ | tee bin/bench-election.txt
-	@echo; echo "== medians over 6 runs =="; $(TOOLS)/benchstat bin/bench-apply.txt bin/bench-election.txt
+	DRPLANE_BENCH_FULL=$(BENCH_FULL) $(GO) test -run '^$$' -bench 'BenchmarkPull' \
+		-benchtime $(if $(filter 1,$(BENCH_FULL)),1x,3x) -count 6 -timeout 40m ./hostagent/rsync/ | tee bin/bench-rsync.txt
+	$(GO) test -run '^$$' -bench 'BenchmarkSnapshot' -benchtime 1x -count 6 -timeout 20m ./hostagent/snapshot/ | tee bin/bench-snapshot.txt
+	@echo; echo "== medians over 6 runs =="; $(TOOLS)/benchstat bin/bench-apply.txt bin/bench-election.txt \
+		bin/bench-rsync.txt bin/bench-snapshot.txt
 
 demo: build
 	$(GO) run ./deploy/demo --bin $(CURDIR)/$(BIN)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -202,8 +203,14 @@ func follow(ctx context.Context, f *Factory, client pb.ControlPlaneClient, id st
 	}
 }
 
-// printTransitions prints the steps whose state changed since last time.
+// printTransitions prints the steps whose state changed since last time,
+// in the order they happened: several may change between two polls.
 func printTransitions(w io.Writer, ex *pb.Execution, seen map[string]string) {
+	type event struct {
+		at   time.Time
+		line string
+	}
+	var events []event
 	for _, st := range ex.GetSteps() {
 		id, state := st.GetStep().GetId(), st.GetState()
 		if seen[id] == state || state == "pending" {
@@ -216,26 +223,27 @@ func printTransitions(w io.Writer, ex *pb.Execution, seen map[string]string) {
 		}
 		switch state {
 		case "running", "waiting":
-			fmt.Fprintf(w, "%s  %-9s %s (%s)", clock(st.GetStartedAt().AsTime()), state, id, where)
+			line := fmt.Sprintf("%s  %-9s %s (%s)", clock(st.GetStartedAt().AsTime()), state, id, where)
 			if state == "waiting" {
-				fmt.Fprintf(w, ": %s", st.GetMessage())
+				line += ": " + st.GetMessage()
 			}
-			fmt.Fprintln(w)
+			events = append(events, event{st.GetStartedAt().AsTime(), line})
+		case "skipped":
+			// Skipped steps never ran: they sort last, without a time.
+			events = append(events, event{time.Now().Add(time.Hour), fmt.Sprintf("%12s  %-9s %s (%s): not run", "", state, id, where)})
 		default:
 			took := ""
 			if st.GetStartedAt() != nil && st.GetEndedAt() != nil {
 				took = " in " + st.GetEndedAt().AsTime().Sub(st.GetStartedAt().AsTime()).Round(time.Millisecond).String()
 			}
-			fmt.Fprintf(w, "%s  %-9s %s (%s)%s: %s\n", clock(endOrNow(st)), state, id, where, took, st.GetMessage())
+			end := st.GetEndedAt().AsTime()
+			events = append(events, event{end, fmt.Sprintf("%s  %-9s %s (%s)%s: %s", clock(end), state, id, where, took, oneLine(st.GetMessage()))})
 		}
 	}
-}
-
-func endOrNow(st *pb.ExecutionStep) time.Time {
-	if st.GetEndedAt() != nil {
-		return st.GetEndedAt().AsTime()
+	sort.SliceStable(events, func(i, j int) bool { return events[i].at.Before(events[j].at) })
+	for _, e := range events {
+		fmt.Fprintln(w, e.line)
 	}
-	return time.Now()
 }
 
 func clock(t time.Time) string { return t.Local().Format("15:04:05.000") }

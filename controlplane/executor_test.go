@@ -164,7 +164,9 @@ func TestExecutor_Failover_PromotesThenStartsInOrder(t *testing.T) {
 	ex = ts.waitEnded(t, ex.GetId())
 	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
 	require.True(t, ex.GetHasRpo())
-	require.Zero(t, ex.GetRpoSeconds(), "the standby had replayed all its primary wrote")
+	// The standby had replayed all its primary wrote: at most the writes
+	// since the leader's last look at the primary are at risk.
+	require.Less(t, ex.GetRpoSeconds(), 5.0)
 
 	promotes, _ := ts.db2["postgres"].Transitions()
 	starts, _ := ts.app2["engine"].Counts()

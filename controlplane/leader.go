@@ -120,6 +120,7 @@ func (s *Server) revokeLeadership() {
 	s.executors.Wait()
 	s.setLeaderTerm(nil, time.Time{})
 	s.probes.reset()
+	s.primaries.reset()
 	s.logger.Debug("leadership revoked")
 }
 

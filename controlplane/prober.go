@@ -132,6 +132,10 @@ func (s *Server) probeAgent(ctx context.Context, a structs.Agent, agents []struc
 	res.err = err
 	if err == nil {
 		res.answeredAt = time.Now()
+		// The probe was answered between sentAt and answeredAt; the
+		// primary's position was read in between, so sentAt is when it
+		// had written at least that much.
+		s.primaries.record(res.resp, res.sentAt)
 		if renews {
 			res.renewedUntil = res.answeredAt.Add(f.LeaseTTL + f.ClockSkewMargin)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/drplane/drplane/internal/plan"
@@ -23,10 +24,11 @@ type exposure struct {
 }
 
 // rpoExposure judges, at now, how much data a failover to site would lose:
-// for each promotable service there, nothing when it had replayed
-// everything its primary had written when last observed; otherwise, when
-// it replayed all it received, now minus when it last heard from its
-// primary; otherwise now minus the newest write it replayed. For each sync
+// for each promotable service there, now minus the newest instant at
+// which the leader saw its primary at a position the standby has since
+// replayed; without such an observation, when it replayed all it
+// received, now minus when it last heard from its primary; otherwise now
+// minus the newest write it replayed. For each sync
 // block there, now minus its last completed sync.
 func (s *Server) rpoExposure(site string, now time.Time) exposure {
 	v := s.fsm.view()
@@ -57,9 +59,10 @@ func (s *Server) rpoExposure(site string, now time.Time) exposure {
 				continue
 			}
 			rep := st.GetReplication()
-			primaryPos, _ := s.primaryPosition(v.Agents, site, svc.Name)
-			if primaryPos != "" && lsnAtLeast(rep.GetPosition(), primaryPos) {
-				worst(0, what+" (caught up with "+primaryPos+")")
+			if at, ok := s.primaries.replicatedAsOf(svc.Name, rep.GetPosition()); ok {
+				// Everything its primary had written when observed at
+				// `at` is replayed here; only later writes are at risk.
+				worst(max(0, now.Sub(at).Seconds()), what+" (replayed all its primary had written "+at.UTC().Format("15:04:05.000")+")")
 				continue
 			}
 			if rep.GetLagBytes() == 0 && rep.GetLastReceivedAt() != nil {
@@ -87,22 +90,64 @@ func (s *Server) rpoExposure(site string, now time.Time) exposure {
 	return out
 }
 
-// primaryPosition is the WAL position last reported by the primary of
-// service outside site.
-func (s *Server) primaryPosition(agents []structs.Agent, site, service string) (string, time.Time) {
-	for _, a := range agents {
-		if a.Site == site {
+// primaryHistory remembers, per service, the WAL positions the leader saw
+// its primaries at and when: the RPO of a standby is judged against the
+// newest of them it has replayed. It lives in the leader's memory only.
+type primaryHistory struct {
+	mu  sync.Mutex
+	obs map[string][]positionAt
+}
+
+type positionAt struct {
+	pos uint64
+	at  time.Time
+}
+
+// primaryHistoryWindow is how far back observations are kept: a standby
+// further behind is judged by its own timestamps.
+const primaryHistoryWindow = 5 * time.Minute
+
+func newPrimaryHistory() *primaryHistory { return &primaryHistory{obs: map[string][]positionAt{}} }
+
+// record notes the primaries in a probe answer.
+func (h *primaryHistory) record(resp *pb.ProbeResponse, at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, st := range resp.GetServices() {
+		pos, ok := parseLSN(st.GetReplication().GetPosition())
+		if st.GetRole() != "primary" || !ok {
 			continue
 		}
-		r, ok := s.probes.get(a.HostID)
-		if !ok {
-			continue
+		list := append(h.obs[st.GetName()], positionAt{pos: pos, at: at})
+		for len(list) > 0 && at.Sub(list[0].at) > primaryHistoryWindow {
+			list = list[1:]
 		}
-		if st := serviceStatusOf(r.lastResp, service); st != nil && st.GetRole() == "primary" {
-			return st.GetReplication().GetPosition(), r.lastAnsweredAt
+		h.obs[st.GetName()] = list
+	}
+}
+
+// replicatedAsOf returns the newest time a primary of service was seen at
+// a position at or before replayed.
+func (h *primaryHistory) replicatedAsOf(service, replayed string) (time.Time, bool) {
+	r, ok := parseLSN(replayed)
+	if !ok {
+		return time.Time{}, false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var best time.Time
+	for _, o := range h.obs[service] {
+		if o.pos <= r && o.at.After(best) {
+			best = o.at
 		}
 	}
-	return "", time.Time{}
+	return best, !best.IsZero()
+}
+
+func (h *primaryHistory) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.obs = map[string][]positionAt{}
 }
 
 func serviceStatusOf(resp *pb.ProbeResponse, name string) *pb.ServiceStatus {

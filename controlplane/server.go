@@ -68,6 +68,8 @@ type Server struct {
 	progress *progressTable
 	// detector judges the active site after each probe round.
 	detector detector
+	// primaries are the primaries' observed positions, for RPO.
+	primaries *primaryHistory
 	// executors counts the executor goroutines of the current term, so
 	// a lost leadership ends them before a new term can start others.
 	executors sync.WaitGroup
@@ -106,6 +108,7 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (s *Server, err error) {
 		agentConns:     newConnPool(deps.TLS, tlsutil.RoleAgent),
 		probes:         newProbeTable(),
 		progress:       newProgressTable(),
+		primaries:      newPrimaryHistory(),
 		shutdownCtx:    ctx,
 		shutdownCancel: cancel,
 	}

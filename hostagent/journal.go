@@ -52,6 +52,16 @@ type stepRun struct {
 
 func newStepRun() *stepRun { return &stepRun{changed: make(chan struct{})} }
 
+// last returns the newest progress line, or "".
+func (r *stepRun) last() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.progress) == 0 {
+		return ""
+	}
+	return r.progress[len(r.progress)-1]
+}
+
 // add appends a progress line and wakes the followers.
 func (r *stepRun) add(line string) {
 	r.mu.Lock()

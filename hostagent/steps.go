@@ -254,12 +254,26 @@ func (a *Agent) runStep(req *pb.ExecuteRequest, fn stepFunc, run *stepRun) {
 	outputs, err := fn(ctx, func(format string, args ...any) { run.add(fmt.Sprintf(format, args...)) })
 	res.EndedAt, res.Outputs = time.Now().UTC(), outputs
 	if err != nil {
-		res.Message = fmt.Sprintf("%s %s failed: %v", req.GetAction(), req.GetTarget(), err)
+		res.Message = fmt.Sprintf("%s failed: %v", stepName(req), err)
 	} else {
-		res.OK, res.Message = true, fmt.Sprintf("%s %s done", req.GetAction(), req.GetTarget())
+		res.OK, res.Message = true, stepName(req)+" done"
+		if last := run.last(); last != "" {
+			// The last progress line says what was done, e.g. "promoted
+			// at 0/3000148".
+			res.Message += ": " + last
+		}
 	}
 	a.logger.Info("step ended", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "ok", res.OK, "message", res.Message)
 	if err := a.journal.end(req.GetExecutionId(), req.GetStepId(), req.GetAction(), req.GetTarget(), run, res); err != nil {
 		a.logger.Error("failed to journal step result", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "error", err)
 	}
+}
+
+// stepName is "action target", or the action alone when it has no target
+// (a fence of every primary-role service).
+func stepName(req *pb.ExecuteRequest) string {
+	if req.GetTarget() == "" {
+		return req.GetAction()
+	}
+	return req.GetAction() + " " + req.GetTarget()
 }

@@ -2,6 +2,8 @@ package driver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -130,7 +132,29 @@ func (p *Postgres) StopDrill(ctx context.Context, d Drill, progress Progress) (b
 	if err := os.RemoveAll(d.Dir); err != nil {
 		return true, fmt.Errorf("stop drill %s of %s: remove its data: %w", d.ID, p.cfg.Name, err)
 	}
+	if !pgWithin(cp.cfg.SocketDir, d.Dir) {
+		if err := os.RemoveAll(cp.cfg.SocketDir); err != nil {
+			return true, fmt.Errorf("stop drill %s of %s: remove its socket directory: %w", d.ID, p.cfg.Name, err)
+		}
+	}
 	return true, nil
+}
+
+// pgMaxSocketPath is the longest unix socket path PostgreSQL can bind
+// (sun_path, 108 bytes with the terminator).
+const pgMaxSocketPath = 107
+
+// drillSocketDir is the copy's socket directory: inside its directory,
+// unless the socket's path would be too long for a unix socket; then a
+// short directory in the temp dir named after the copy's directory, so
+// that a restarted agent finds the same one.
+func drillSocketDir(dir string) string {
+	inside := filepath.Join(dir, pgDrillSockets)
+	if len(filepath.Join(inside, ".s.PGSQL.65535")) <= pgMaxSocketPath {
+		return inside
+	}
+	sum := sha256.Sum256([]byte(dir))
+	return filepath.Join(os.TempDir(), "drplane-drill-"+hex.EncodeToString(sum[:8]))
 }
 
 // drillCopy is a driver of the drill copy in d.Dir: the service's
@@ -139,7 +163,7 @@ func (p *Postgres) drillCopy(d Drill) (*Postgres, error) {
 	cfg := p.cfg
 	cfg.Name = p.cfg.Name + "-drill-" + d.ID
 	cfg.DataDir = filepath.Join(d.Dir, pgDrillData)
-	cfg.SocketDir = filepath.Join(d.Dir, pgDrillSockets)
+	cfg.SocketDir = drillSocketDir(d.Dir)
 	cfg.LogFile = filepath.Join(d.Dir, pgDrillLog)
 	cfg.Port = d.Port
 	if cfg.Port == 0 {

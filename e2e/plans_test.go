@@ -1,0 +1,296 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/devcluster"
+	"github.com/drplane/drplane/internal/pgtest"
+	"github.com/drplane/drplane/internal/testutil"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+// planSites is a real deployment for plan tests: three servers (primary,
+// dr, witness), a PostgreSQL primary and streaming standby each owned by
+// its agent, and an application host per site whose engine depends on
+// the database.
+type planSites struct {
+	c          *devcluster.Cluster
+	pair       *pgtest.Pair
+	pgDir      string
+	db1, db2   *devcluster.Agent
+	app1, app2 *devcluster.Agent
+}
+
+func newPlanSites(t *testing.T) *planSites {
+	t.Helper()
+	ps := &planSites{pair: pgtest.NewPair(t)}
+	ps.pgDir = filepath.Dir(ps.pair.Primary.DataDir)
+	giveToPostgres(t, ps.pgDir)
+	ps.c = newAgentCluster(t, "primary", "dr", "witness")
+	pg := func(n *pgtest.Node) config.ServiceConfig {
+		svc := pgService(n)
+		svc.Drill = &config.DrillConfig{Port: freeTCPPort(t)}
+		return svc
+	}
+	engine := config.ServiceConfig{
+		Name: "engine", Driver: config.DriverProcess, DependsOn: []string{"postgres"},
+		Command: []string{"/bin/sleep", "86400"}, StopTimeout: 5 * time.Second,
+		Drill: &config.DrillConfig{Env: map[string]string{"MODE": "drill"}},
+	}
+	ps.db1 = startAgent(t, ps.c, devcluster.AgentSpec{HostID: "db-1", Site: "primary", Services: []config.ServiceConfig{pg(ps.pair.Primary)}})
+	ps.db2 = startAgent(t, ps.c, devcluster.AgentSpec{HostID: "db-2", Site: "dr", Services: []config.ServiceConfig{pg(ps.pair.Standby)}})
+	ps.app1 = startAgent(t, ps.c, devcluster.AgentSpec{HostID: "app-1", Site: "primary", Services: []config.ServiceConfig{engine}})
+	ps.app2 = startAgent(t, ps.c, devcluster.AgentSpec{HostID: "app-2", Site: "dr", Services: []config.ServiceConfig{engine}})
+	// A drill clones the standby into the agent's data dir, where
+	// PostgreSQL (run_as) must be able to reach it.
+	traversable(t, ps.db2.DataDir)
+	traversable(t, ps.db1.DataDir)
+	waitForAgent(t, ps.c, "db-1", 30*time.Second, hasRole("postgres", "primary", false))
+	waitForAgent(t, ps.c, "db-2", 30*time.Second, hasRole("postgres", "standby", false))
+	ps.pair.Exec(t, ps.pair.Primary, "CREATE TABLE trades (id int PRIMARY KEY)")
+	return ps
+}
+
+// cli runs a drplane command against the first running server.
+func (ps *planSites) cli(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	for _, n := range ps.c.Nodes {
+		if n.Running() {
+			return ps.c.CLI(testContext(t, 5*time.Minute), n, args...)
+		}
+	}
+	t.Fatal("no server runs")
+	return "", nil
+}
+
+// node is pgtest's view of a cluster the driver may have restarted, whose
+// socket then lives in the data directory's parent.
+func (ps *planSites) node(n *pgtest.Node) *pgtest.Node {
+	c := *n
+	c.SocketDir = ps.pgDir
+	return &c
+}
+
+// writer inserts numbered rows into whichever node is given until stopped
+// and remembers which inserts were acknowledged.
+type writer struct {
+	mu    sync.Mutex
+	acked []int
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func startWriter(t *testing.T, n *pgtest.Node) *writer {
+	t.Helper()
+	w := &writer{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		ctx := context.Background()
+		var conn *pgx.Conn
+		for id := 1; ; id++ {
+			select {
+			case <-w.stop:
+				if conn != nil {
+					_ = conn.Close(ctx)
+				}
+				return
+			default:
+			}
+			if conn == nil {
+				c, err := pgx.Connect(ctx, n.ConnString())
+				if err != nil {
+					time.Sleep(20 * time.Millisecond) // the database is down; retry
+					continue
+				}
+				conn = c
+			}
+			if _, err := conn.Exec(ctx, "INSERT INTO trades VALUES ($1)", id); err != nil {
+				_ = conn.Close(ctx)
+				conn = nil
+				continue
+			}
+			w.mu.Lock()
+			w.acked = append(w.acked, id)
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+func (w *writer) finish() []int {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.acked
+}
+
+func (w *writer) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.acked)
+}
+
+// requireRows asserts every id in acked is a row on n.
+func requireRows(t *testing.T, pair *pgtest.Pair, n *pgtest.Node, acked []int) {
+	t.Helper()
+	have := map[string]bool{}
+	for _, id := range strings.Split(pair.QueryString(t, n, idsSQL), ",") {
+		have[id] = true
+	}
+	var lost []int
+	for _, id := range acked {
+		if !have[fmt.Sprint(id)] {
+			lost = append(lost, id)
+		}
+	}
+	require.Empty(t, lost, "acknowledged rows missing on the new primary (%d acknowledged)", len(acked))
+}
+
+type historyJSON struct {
+	ID      string `json:"id"`
+	Kind    string `json:"kind"`
+	Result  string `json:"result"`
+	Trigger string `json:"trigger"`
+	Steps   []struct {
+		ID       string `json:"id"`
+		Host     string `json:"host"`
+		State    string `json:"state"`
+		Attempt  int    `json:"attempt"`
+		Replayed bool   `json:"replayed"`
+	} `json:"steps"`
+	RTOSeconds *float64 `json:"rto_seconds"`
+	RPOSeconds *float64 `json:"rpo_seconds"`
+	Pass       bool     `json:"pass"`
+}
+
+// lastExecution returns the newest execution with its steps.
+func (ps *planSites) lastExecution(t *testing.T) historyJSON {
+	t.Helper()
+	out, err := ps.cli(t, "history", "--json")
+	require.NoError(t, err)
+	var list []historyJSON
+	require.NoError(t, json.Unmarshal([]byte(out), &list))
+	require.NotEmpty(t, list)
+	out, err = ps.cli(t, "history", list[len(list)-1].ID, "--json")
+	require.NoError(t, err)
+	var ex historyJSON
+	require.NoError(t, json.Unmarshal([]byte(out), &ex))
+	return ex
+}
+
+// traversable gives everyone search (o+x) permission on dir and its
+// parents, as /var/lib is on a real host.
+func traversable(t *testing.T, dir string) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(dir, 0o700))
+	for p := dir; p != "/" && p != "."; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		require.NoError(t, err)
+		require.NoError(t, os.Chmod(p, fi.Mode().Perm()|0o001))
+	}
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestPlans_SwitchoverUnderWrites_ThenFailback switches over to dr while a
+// writer commits rows, checks that every acknowledged row is on the new
+// primary and the old one rejoined as its standby, then fails back.
+func TestPlans_SwitchoverUnderWrites_ThenFailback(t *testing.T) {
+	ps := newPlanSites(t)
+	pair := ps.pair
+
+	w := startWriter(t, pair.Primary)
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		return w.count() >= 50, fmt.Errorf("%d rows written", w.count())
+	})
+	out, err := ps.cli(t, "switchover", "--to", "dr", "--yes")
+	acked := w.finish()
+	require.NoError(t, err, out)
+	require.Contains(t, out, "succeeded")
+	t.Logf("switchover:\n%s", out)
+
+	require.Equal(t, "false", pair.QueryString(t, pair.Standby, "SELECT pg_is_in_recovery()::text"), "dr is the primary")
+	requireRows(t, pair, pair.Standby, acked)
+	ex := ps.lastExecution(t)
+	require.Equal(t, "succeeded", ex.Result)
+	require.NotNil(t, ex.RPOSeconds)
+	require.Zero(t, *ex.RPOSeconds, "a switchover loses nothing")
+	// The old primary was reprotected: it follows the new one.
+	pair.Exec(t, pair.Standby, "INSERT INTO trades VALUES (1000000)")
+	pair.WaitFor(t, ps.node(pair.Primary), "true", "SELECT pg_is_in_recovery()::text")
+	pair.WaitFor(t, ps.node(pair.Primary), "1", "SELECT count(*) FROM trades WHERE id = 1000000")
+	waitForAgent(t, ps.c, "app-2", 30*time.Second, hasRole("engine", "primary", false))
+
+	out, err = ps.cli(t, "failback", "--yes")
+	require.NoError(t, err, out)
+	t.Logf("failback:\n%s", out)
+	primary := ps.node(pair.Primary)
+	require.Equal(t, "false", pair.QueryString(t, primary, "SELECT pg_is_in_recovery()::text"), "the original site is primary again")
+	requireRows(t, pair, primary, append(acked, 1000000))
+	pair.Exec(t, primary, "INSERT INTO trades VALUES (1000001)")
+	pair.WaitFor(t, ps.node(pair.Standby), "1", "SELECT count(*) FROM trades WHERE id = 1000001")
+	waitForAgent(t, ps.c, "app-1", 30*time.Second, hasRole("engine", "primary", false))
+	waitForAgent(t, ps.c, "app-2", 30*time.Second, hasRole("engine", "stopped", false))
+}
+
+// TestPlans_DrillThenFailoverAfterPrimaryLoss runs a drill next to
+// production, then kills the primary database and fails over by command.
+func TestPlans_DrillThenFailoverAfterPrimaryLoss(t *testing.T) {
+	ps := newPlanSites(t)
+	pair := ps.pair
+	pair.Exec(t, pair.Primary, "INSERT INTO trades SELECT generate_series(1, 10)")
+	pidPrimary := pair.Primary.PostmasterPID()
+
+	out, err := ps.cli(t, "drill", "--yes")
+	require.NoError(t, err, out)
+	t.Logf("drill:\n%s", out)
+	// Production is untouched: same primary process, same epoch, the
+	// standby still streams.
+	require.Equal(t, pidPrimary, pair.Primary.PostmasterPID())
+	pair.Exec(t, pair.Primary, "INSERT INTO trades VALUES (11)")
+	pair.WaitFor(t, pair.Standby, "11", "SELECT count(*) FROM trades")
+	st, err := ps.c.Status(testContext(t, time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), st.Epoch)
+	entries, err := os.ReadDir(filepath.Join(ps.db2.DataDir, "drill"))
+	if err == nil {
+		for _, e := range entries {
+			sub, _ := os.ReadDir(filepath.Join(ps.db2.DataDir, "drill", e.Name()))
+			require.Empty(t, sub, "the drill copy of %s was torn down", e.Name())
+		}
+	}
+
+	// The primary database dies; the operator fails over.
+	require.NoError(t, syscall.Kill(pair.Primary.PostmasterPID(), syscall.SIGKILL))
+	out, err = ps.cli(t, "failover", "--to", "dr", "--yes")
+	require.NoError(t, err, out)
+	t.Logf("failover:\n%s", out)
+	require.Equal(t, "false", pair.QueryString(t, pair.Standby, "SELECT pg_is_in_recovery()::text"))
+	require.Equal(t, "11", pair.QueryString(t, pair.Standby, "SELECT count(*) FROM trades"), "every committed row was replicated before the loss")
+	waitForAgent(t, ps.c, "app-2", 30*time.Second, hasRole("engine", "primary", false))
+
+	out, err = ps.cli(t, "report", "--markdown")
+	require.NoError(t, err, out)
+	t.Logf("report:\n%s", out)
+	require.Contains(t, out, "| drill at dr |")
+	require.Contains(t, out, "| failover primary -> dr |")
+}
