@@ -66,13 +66,7 @@ func newPlanSites(t *testing.T) *planSites {
 // cli runs a drplane command against the first running server.
 func (ps *planSites) cli(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	for _, n := range ps.c.Nodes {
-		if n.Running() {
-			return ps.c.CLI(testContext(t, 5*time.Minute), n, args...)
-		}
-	}
-	t.Fatal("no server runs")
-	return "", nil
+	return cliAny(t, ps.c, args...)
 }
 
 // node is pgtest's view of a cluster the driver may have restarted, whose
