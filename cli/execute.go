@@ -321,3 +321,26 @@ func simpleWrite(ctx context.Context, f *Factory, call func(context.Context, pb.
 	fmt.Fprintln(f.IO.Out, done)
 	return nil
 }
+
+// newCmdAutomation returns pause, resume or ack.
+func newCmdAutomation(f *Factory, action, short string) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   action,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			done := map[string]string{
+				"pause":  "automatic action paused; probes, leases and reports continue (drplane resume lifts it)",
+				"resume": "automatic action resumed",
+				"ack":    "automatic failover acknowledged; automatic failover is armed again",
+			}[action]
+			return simpleWrite(cmd.Context(), f, func(ctx context.Context, c pb.ControlPlaneClient, w *pb.WriteOptions) error {
+				_, err := c.SetAutomation(ctx, &pb.SetAutomationRequest{Write: w, Action: action, Reason: reason})
+				return err
+			}, done)
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit trail")
+	return cmd
+}

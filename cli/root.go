@@ -36,6 +36,9 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newCmdHistory(f),
 		newCmdReport(f),
 		newCmdPlan(f),
+		newCmdAutomation(f, "pause", "Stop all automatic action (probes, leases and reports continue)"),
+		newCmdAutomation(f, "resume", "Restart automatic action after a pause"),
+		newCmdAutomation(f, "ack", "Acknowledge the last automatic failover, lifting its cooldown"),
 	)
 	return root
 }

@@ -18,14 +18,31 @@ type statusOptions struct {
 
 // statusJSON is the stable shape of `drplane status --json`.
 type statusJSON struct {
-	LeaderID   string       `json:"leader_id"`
-	Epoch      uint64       `json:"epoch"`
-	ActiveSite string       `json:"active_site"`
-	Stale      bool         `json:"stale"`
-	ServedBy   string       `json:"served_by"`
-	Sites      []siteJSON   `json:"sites"`
-	Servers    []serverJSON `json:"servers"`
-	Agents     []agentJSON  `json:"agents"`
+	LeaderID   string          `json:"leader_id"`
+	Epoch      uint64          `json:"epoch"`
+	ActiveSite string          `json:"active_site"`
+	Stale      bool            `json:"stale"`
+	ServedBy   string          `json:"served_by"`
+	Sites      []siteJSON      `json:"sites"`
+	Servers    []serverJSON    `json:"servers"`
+	Agents     []agentJSON     `json:"agents"`
+	Automation *automationJSON `json:"automation,omitempty"`
+}
+
+// automationJSON is automatic failover's state and the live RPO exposure.
+type automationJSON struct {
+	Enabled   bool   `json:"enabled"`
+	Paused    bool   `json:"paused"`
+	PausedBy  string `json:"paused_by,omitempty"`
+	Blocked   string `json:"blocked,omitempty"`
+	SiteLost  bool   `json:"site_lost"`
+	WouldFire bool   `json:"would_fire"`
+	Reason    string `json:"reason,omitempty"`
+	// ExposureSeconds is what a failover to ExposureTarget would lose
+	// now; nil when it cannot be judged.
+	ExposureTarget  string   `json:"exposure_target,omitempty"`
+	ExposureSeconds *float64 `json:"exposure_seconds,omitempty"`
+	ExposureDetail  string   `json:"exposure_detail,omitempty"`
 }
 
 type siteJSON struct {
@@ -116,6 +133,11 @@ func toStatusJSON(resp *pb.GetStatusResponse) statusJSON {
 	for _, s := range resp.GetSites() {
 		out.Sites = append(out.Sites, siteJSON{Name: s.GetName(), Kind: s.GetKind(), Active: s.GetActive()})
 	}
+	if a := resp.GetAutomation(); a != nil {
+		out.Automation = &automationJSON{Enabled: a.GetEnabled(), Paused: a.GetPaused(), PausedBy: a.GetPausedBy(), Blocked: a.GetBlocked(),
+			SiteLost: a.GetSiteLost(), WouldFire: a.GetWouldFire(), Reason: a.GetReason(),
+			ExposureTarget: a.GetExposureTarget(), ExposureSeconds: optional(a.GetExposureKnown(), a.GetExposureSeconds()), ExposureDetail: a.GetExposureDetail()}
+	}
 	for _, a := range resp.GetAgents() {
 		aj := agentJSON{HostID: a.GetHostId(), Site: a.GetSite(), Address: a.GetAddress(), Services: []string{}}
 		for _, svc := range a.GetServices() {
@@ -175,6 +197,7 @@ func printStatus(w io.Writer, s statusJSON) error {
 	if err := printServers(w, s.Servers); err != nil {
 		return err
 	}
+	printAutomation(w, s.Automation)
 	fmt.Fprintln(w, "\nAgents")
 	if len(s.Agents) == 0 {
 		fmt.Fprintln(w, "(none registered)")
@@ -185,6 +208,33 @@ func printStatus(w io.Writer, s statusJSON) error {
 		t.row(a.HostID, a.Site, a.Address, reachability(a), leaseState(a), serviceRoles(a))
 	}
 	return t.flush()
+}
+
+// printAutomation prints whether an automatic failover would fire now and
+// what a failover would lose.
+func printAutomation(w io.Writer, a *automationJSON) {
+	if a == nil {
+		return
+	}
+	fmt.Fprintln(w, "\nAutomatic failover")
+	state := "off (failover { automatic = true } turns it on)"
+	switch {
+	case a.Enabled && a.Blocked != "":
+		state = "on, blocked: " + a.Blocked
+	case a.Enabled:
+		state = "on"
+	}
+	fmt.Fprintf(w, "  state:     %s\n", state)
+	if a.Reason != "" {
+		fmt.Fprintf(w, "  judgement: %s\n", a.Reason)
+	}
+	if a.ExposureTarget != "" {
+		loss := "unknown"
+		if a.ExposureSeconds != nil {
+			loss = fmt.Sprintf("%.1fs", *a.ExposureSeconds)
+		}
+		fmt.Fprintf(w, "  RPO now:   a failover to %s would lose %s of writes (%s)\n", a.ExposureTarget, loss, a.ExposureDetail)
+	}
 }
 
 func printServers(w io.Writer, servers []serverJSON) error {

@@ -87,6 +87,10 @@ func (s *Server) automationStatus(stale bool) *pb.Automation {
 	if v := s.detector.verdict(); !v.At.IsZero() {
 		out.SiteLost, out.WouldFire, out.Reason, out.JudgedAt = v.Lost, v.WouldFire, v.Reason, timestamppb.New(v.At)
 	}
+	if target, err := failoverTarget(s.fsm.view()); err == nil {
+		exp := s.rpoExposure(target, time.Now())
+		out.ExposureTarget, out.ExposureKnown, out.ExposureSeconds, out.ExposureDetail = target, exp.known, exp.seconds, exp.detail
+	}
 	return out
 }
 

@@ -2463,6 +2463,13 @@ type Automation struct {
 	Reason          string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
 	JudgedAt        *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=judged_at,json=judgedAt,proto3" json:"judged_at,omitempty"`
 	LastAutomaticId string                 `protobuf:"bytes,9,opt,name=last_automatic_id,json=lastAutomaticId,proto3" json:"last_automatic_id,omitempty"`
+	// exposure_* is the live RPO exposure: what a failover to
+	// exposure_target would lose now (known only when every data service and
+	// sync block there could be judged).
+	ExposureTarget  string  `protobuf:"bytes,10,opt,name=exposure_target,json=exposureTarget,proto3" json:"exposure_target,omitempty"`
+	ExposureKnown   bool    `protobuf:"varint,11,opt,name=exposure_known,json=exposureKnown,proto3" json:"exposure_known,omitempty"`
+	ExposureSeconds float64 `protobuf:"fixed64,12,opt,name=exposure_seconds,json=exposureSeconds,proto3" json:"exposure_seconds,omitempty"`
+	ExposureDetail  string  `protobuf:"bytes,13,opt,name=exposure_detail,json=exposureDetail,proto3" json:"exposure_detail,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2556,6 +2563,34 @@ func (x *Automation) GetJudgedAt() *timestamppb.Timestamp {
 func (x *Automation) GetLastAutomaticId() string {
 	if x != nil {
 		return x.LastAutomaticId
+	}
+	return ""
+}
+
+func (x *Automation) GetExposureTarget() string {
+	if x != nil {
+		return x.ExposureTarget
+	}
+	return ""
+}
+
+func (x *Automation) GetExposureKnown() bool {
+	if x != nil {
+		return x.ExposureKnown
+	}
+	return false
+}
+
+func (x *Automation) GetExposureSeconds() float64 {
+	if x != nil {
+		return x.ExposureSeconds
+	}
+	return 0
+}
+
+func (x *Automation) GetExposureDetail() string {
+	if x != nil {
+		return x.ExposureDetail
 	}
 	return ""
 }
@@ -3702,7 +3737,7 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\x06agents\x18\a \x03(\v2\x11.drplane.v1.AgentR\x06agents\x126\n" +
 	"\n" +
 	"automation\x18\b \x01(\v2\x16.drplane.v1.AutomationR\n" +
-	"automation\"\xae\x02\n" +
+	"automation\"\xd2\x03\n" +
 	"\n" +
 	"Automation\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x16\n" +
@@ -3714,7 +3749,12 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"would_fire\x18\x06 \x01(\bR\twouldFire\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x127\n" +
 	"\tjudged_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bjudgedAt\x12*\n" +
-	"\x11last_automatic_id\x18\t \x01(\tR\x0flastAutomaticId\"A\n" +
+	"\x11last_automatic_id\x18\t \x01(\tR\x0flastAutomaticId\x12'\n" +
+	"\x0fexposure_target\x18\n" +
+	" \x01(\tR\x0eexposureTarget\x12%\n" +
+	"\x0eexposure_known\x18\v \x01(\bR\rexposureKnown\x12)\n" +
+	"\x10exposure_seconds\x18\f \x01(\x01R\x0fexposureSeconds\x12'\n" +
+	"\x0fexposure_detail\x18\r \x01(\tR\x0eexposureDetail\"A\n" +
 	"\x12ListMembersRequest\x12+\n" +
 	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"\x8e\x01\n" +
 	"\x13ListMembersResponse\x12,\n" +
