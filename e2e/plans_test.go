@@ -212,11 +212,16 @@ func TestPlans_SwitchoverUnderWrites_ThenFailback(t *testing.T) {
 	ps := newPlanSites(t)
 	pair := ps.pair
 
+	out, err := ps.cli(t, "plan", "show", "failover", "--to", "dr")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "promote:postgres@db-2")
+	t.Logf("plan show:\n%s", out)
+
 	w := startWriter(t, pair.Primary)
 	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
 		return w.count() >= 50, fmt.Errorf("%d rows written", w.count())
 	})
-	out, err := ps.cli(t, "switchover", "--to", "dr", "--yes")
+	out, err = ps.cli(t, "switchover", "--to", "dr", "--yes")
 	acked := w.finish()
 	require.NoError(t, err, out)
 	require.Contains(t, out, "succeeded")
