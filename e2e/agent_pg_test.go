@@ -157,7 +157,7 @@ func replayedAtLeast(service string, lsn uint64) func(devcluster.AgentStatus) er
 }
 
 // parseLSN reads a PostgreSQL LSN ("16/B374D848") as a number.
-func parseLSN(t *testing.T, s string) uint64 {
+func parseLSN(t testing.TB, s string) uint64 {
 	t.Helper()
 	v, err := lsnValue(s)
 	require.NoError(t, err)
@@ -175,7 +175,7 @@ func lsnValue(s string) (uint64, error) {
 }
 
 // giveToPostgres hands dir to the PostgreSQL user.
-func giveToPostgres(t *testing.T, dir string) {
+func giveToPostgres(t testing.TB, dir string) {
 	t.Helper()
 	u, err := user.Lookup(pgtest.RunAs)
 	require.NoError(t, err)

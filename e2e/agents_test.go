@@ -28,7 +28,7 @@ const leaseTTL = 3 * time.Second
 // enough to drive agents of both data sites. On cleanup every process is
 // killed (agents, their process services, servers) and, when the test
 // failed, the end of every log is printed.
-func newAgentCluster(t *testing.T, sites ...string) *devcluster.Cluster {
+func newAgentCluster(t testing.TB, sites ...string) *devcluster.Cluster {
 	t.Helper()
 	c, err := devcluster.New(drplaneBin, t.TempDir(), sites)
 	require.NoError(t, err)
@@ -46,7 +46,7 @@ func newAgentCluster(t *testing.T, sites ...string) *devcluster.Cluster {
 }
 
 // logTails prints the end of every server and agent log.
-func logTails(t *testing.T, c *devcluster.Cluster) {
+func logTails(t testing.TB, c *devcluster.Cluster) {
 	for _, n := range c.Nodes {
 		t.Logf("--- end of server %s log %s ---\n%s", n.ID, n.LogPath, devcluster.Tail(n.LogPath, logTailBytes))
 	}
@@ -57,7 +57,7 @@ func logTails(t *testing.T, c *devcluster.Cluster) {
 
 // startAgent adds an agent to c, starts it and waits until the leader
 // probes it successfully.
-func startAgent(t *testing.T, c *devcluster.Cluster, spec devcluster.AgentSpec) *devcluster.Agent {
+func startAgent(t testing.TB, c *devcluster.Cluster, spec devcluster.AgentSpec) *devcluster.Agent {
 	t.Helper()
 	a, err := c.AddAgent(spec)
 	require.NoError(t, err)
@@ -67,7 +67,7 @@ func startAgent(t *testing.T, c *devcluster.Cluster, spec devcluster.AgentSpec) 
 }
 
 // testContext is a context that ends after d or with the test.
-func testContext(t *testing.T, d time.Duration) context.Context {
+func testContext(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
@@ -75,7 +75,7 @@ func testContext(t *testing.T, d time.Duration) context.Context {
 
 // waitForAgent polls `drplane status --json` until check accepts the
 // leader's view of agent hostID, and returns that view.
-func waitForAgent(t *testing.T, c *devcluster.Cluster, hostID string, timeout time.Duration, check func(devcluster.AgentStatus) error) devcluster.AgentStatus {
+func waitForAgent(t testing.TB, c *devcluster.Cluster, hostID string, timeout time.Duration, check func(devcluster.AgentStatus) error) devcluster.AgentStatus {
 	t.Helper()
 	var got devcluster.AgentStatus
 	testutil.WaitForResult(t, timeout, func() (bool, error) {

@@ -88,7 +88,7 @@ func TestPlans_LeaderKilledMidFailover(t *testing.T) {
 }
 
 // cliAny runs a drplane command against the first running server.
-func cliAny(t *testing.T, c *devcluster.Cluster, args ...string) (string, error) {
+func cliAny(t testing.TB, c *devcluster.Cluster, args ...string) (string, error) {
 	t.Helper()
 	for _, n := range c.Nodes {
 		if n.Running() {
@@ -98,7 +98,7 @@ func cliAny(t *testing.T, c *devcluster.Cluster, args ...string) (string, error)
 	return "", fmt.Errorf("no server runs")
 }
 
-func startCount(t *testing.T, dir, name string) int {
+func startCount(t testing.TB, dir, name string) int {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, name+".count"))
 	if os.IsNotExist(err) {
@@ -109,7 +109,7 @@ func startCount(t *testing.T, dir, name string) int {
 }
 
 // killLeader SIGKILLs the current leader and returns it.
-func killLeader(t *testing.T, c *devcluster.Cluster) *devcluster.Node {
+func killLeader(t testing.TB, c *devcluster.Cluster) *devcluster.Node {
 	t.Helper()
 	id, err := c.WaitForLeader(testContext(t, time.Minute), 100*time.Millisecond)
 	require.NoError(t, err)

@@ -24,7 +24,7 @@ import (
 // planSites is a real deployment for plan tests: three servers (primary,
 // dr, witness), a PostgreSQL primary and streaming standby each owned by
 // its agent, and an application host per site whose engine depends on
-// the database.
+// the database and whose gateway depends on the engine.
 type planSites struct {
 	c          *devcluster.Cluster
 	pair       *pgtest.Pair
@@ -33,7 +33,7 @@ type planSites struct {
 	app1, app2 *devcluster.Agent
 }
 
-func newPlanSites(t *testing.T) *planSites {
+func newPlanSites(t testing.TB) *planSites {
 	t.Helper()
 	ps := &planSites{pair: pgtest.NewPair(t)}
 	ps.pgDir = filepath.Dir(ps.pair.Primary.DataDir)
@@ -51,8 +51,11 @@ func newPlanSites(t *testing.T) *planSites {
 	}
 	ps.db1 = startAgent(t, ps.c, devcluster.AgentSpec{HostID: "db-1", Site: "primary", Services: []config.ServiceConfig{pg(ps.pair.Primary)}})
 	ps.db2 = startAgent(t, ps.c, devcluster.AgentSpec{HostID: "db-2", Site: "dr", Services: []config.ServiceConfig{pg(ps.pair.Standby)}})
-	ps.app1 = startAgent(t, ps.c, devcluster.AgentSpec{HostID: "app-1", Site: "primary", Services: []config.ServiceConfig{engine}})
-	ps.app2 = startAgent(t, ps.c, devcluster.AgentSpec{HostID: "app-2", Site: "dr", Services: []config.ServiceConfig{engine}})
+	gateway := engine
+	gateway.Name, gateway.DependsOn = "gateway", []string{"engine"}
+	apps := []config.ServiceConfig{engine, gateway}
+	ps.app1 = startAgent(t, ps.c, devcluster.AgentSpec{HostID: "app-1", Site: "primary", Services: apps})
+	ps.app2 = startAgent(t, ps.c, devcluster.AgentSpec{HostID: "app-2", Site: "dr", Services: apps})
 	// A drill clones the standby into the agent's data dir, where
 	// PostgreSQL (run_as) must be able to reach it.
 	traversable(t, ps.db2.DataDir)
@@ -64,7 +67,7 @@ func newPlanSites(t *testing.T) *planSites {
 }
 
 // cli runs a drplane command against the first running server.
-func (ps *planSites) cli(t *testing.T, args ...string) (string, error) {
+func (ps *planSites) cli(t testing.TB, args ...string) (string, error) {
 	t.Helper()
 	return cliAny(t, ps.c, args...)
 }
@@ -86,7 +89,7 @@ type writer struct {
 	done  chan struct{}
 }
 
-func startWriter(t *testing.T, n *pgtest.Node) *writer {
+func startWriter(t testing.TB, n *pgtest.Node) *writer {
 	t.Helper()
 	w := &writer{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
@@ -138,7 +141,7 @@ func (w *writer) count() int {
 }
 
 // requireRows asserts every id in acked is a row on n.
-func requireRows(t *testing.T, pair *pgtest.Pair, n *pgtest.Node, acked []int) {
+func requireRows(t testing.TB, pair *pgtest.Pair, n *pgtest.Node, acked []int) {
 	t.Helper()
 	have := map[string]bool{}
 	for _, id := range strings.Split(pair.QueryString(t, n, idsSQL), ",") {
@@ -171,7 +174,7 @@ type historyJSON struct {
 }
 
 // lastExecution returns the newest execution with its steps.
-func (ps *planSites) lastExecution(t *testing.T) historyJSON {
+func (ps *planSites) lastExecution(t testing.TB) historyJSON {
 	t.Helper()
 	out, err := ps.cli(t, "history", "--json")
 	require.NoError(t, err)
@@ -187,7 +190,7 @@ func (ps *planSites) lastExecution(t *testing.T) historyJSON {
 
 // traversable gives everyone search (o+x) permission on dir and its
 // parents, as /var/lib is on a real host.
-func traversable(t *testing.T, dir string) {
+func traversable(t testing.TB, dir string) {
 	t.Helper()
 	require.NoError(t, os.MkdirAll(dir, 0o700))
 	for p := dir; p != "/" && p != "."; p = filepath.Dir(p) {
@@ -197,7 +200,7 @@ func traversable(t *testing.T, dir string) {
 	}
 }
 
-func freeTCPPort(t *testing.T) int {
+func freeTCPPort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
