@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// fakeExecutions answers the execution calls of the CLI.
+type fakeExecutions struct {
+	fakeControlPlane
+	started []*pb.StartExecutionRequest
+	list    []*pb.Execution
+}
+
+func (f *fakeExecutions) StartExecution(_ context.Context, req *pb.StartExecutionRequest, _ ...grpc.CallOption) (*pb.StartExecutionResponse, error) {
+	f.started = append(f.started, req)
+	ex := sampleExecution("failover-1", "failover", "running")
+	if req.GetDryRun() {
+		ex.State = "planned"
+	}
+	return &pb.StartExecutionResponse{Execution: ex}, nil
+}
+
+func (f *fakeExecutions) GetExecution(context.Context, *pb.GetExecutionRequest, ...grpc.CallOption) (*pb.GetExecutionResponse, error) {
+	return &pb.GetExecutionResponse{Execution: sampleExecution("failover-1", "failover", "failed")}, nil
+}
+
+func (f *fakeExecutions) ListExecutions(context.Context, *pb.ListExecutionsRequest, ...grpc.CallOption) (*pb.ListExecutionsResponse, error) {
+	return &pb.ListExecutionsResponse{Executions: f.list}, nil
+}
+
+func sampleExecution(id, kind, state string) *pb.Execution {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	ex := &pb.Execution{Id: id, Kind: kind, Plan: kind, From: "primary", To: "dr", Trigger: "manual", Actor: "cli:ops",
+		State: state, StartedAt: timestamppb.New(t0), TriggeredAt: timestamppb.New(t0),
+		RtoTargetSeconds: 600, RpoTargetSeconds: 60, MaxDataLossSeconds: 30, HasRpo: true, RpoSeconds: 0.5, RpoDetail: "postgres@db-2 0.5s",
+		Steps: []*pb.ExecutionStep{{Step: &pb.PlanStep{Id: "promote:postgres@db-2", Phase: "promote", Action: "promote", Host: "db-2", Target: "postgres", TimeoutMs: 120000, OnFailure: "abort"},
+			State: "pending"}}}
+	if state == "failed" {
+		ex.Message = "step promote:postgres@db-2 failed on db-2: pg_ctl promote: exit status 1"
+		ex.Steps[0].State, ex.Steps[0].Message = "failed", "pg_ctl promote: exit status 1"
+		ex.Steps[0].StartedAt, ex.Steps[0].EndedAt = timestamppb.New(t0), timestamppb.New(t0.Add(time.Second))
+	}
+	if state == "succeeded" {
+		ex.FinishedAt, ex.HasRto, ex.RtoSeconds = timestamppb.New(t0.Add(5*time.Second)), true, 4.5
+	}
+	return ex
+}
+
+func TestExecute_WithoutTerminalOrYes_Refuses(t *testing.T) {
+	fake := &fakeExecutions{}
+	f, out := testFactory(&fake.fakeControlPlane)
+	f.ControlPlane = func() (pb.ControlPlaneClient, func(), error) { return fake, func() {}, nil }
+	f.IsTerminal = func() bool { return false }
+	root := NewRootCmd(f)
+	root.SetArgs([]string{"failover", "--to", "dr"})
+	err := root.Execute()
+	require.ErrorContains(t, err, "pass --yes")
+	require.Len(t, fake.started, 1, "only the dry run reached the server")
+	require.True(t, fake.started[0].GetDryRun())
+	require.Contains(t, out.String(), "promote:postgres@db-2", "the plan is shown before refusing")
+	require.Contains(t, out.String(), "expected data loss: 0.5s")
+}
+
+func TestExecute_FailureNamesStepAndHost(t *testing.T) {
+	fake := &fakeExecutions{}
+	f, out := testFactory(&fake.fakeControlPlane)
+	f.ControlPlane = func() (pb.ControlPlaneClient, func(), error) { return fake, func() {}, nil }
+	root := NewRootCmd(f)
+	root.SetArgs([]string{"failover", "--to", "dr", "--yes"})
+	err := root.Execute()
+	require.ErrorContains(t, err, "step promote:postgres@db-2 failed on db-2")
+	require.False(t, fake.started[0].GetDryRun())
+	require.Contains(t, out.String(), "failed    promote:postgres@db-2 (db-2) in 1s")
+}
+
+func TestExecute_ToRequired(t *testing.T) {
+	f, _ := testFactory(&fakeControlPlane{})
+	root := NewRootCmd(f)
+	root.SetArgs([]string{"switchover", "--yes"})
+	require.ErrorContains(t, root.Execute(), "--to is required")
+}
+
+func TestReport_Markdown(t *testing.T) {
+	fake := &fakeExecutions{list: []*pb.Execution{
+		sampleExecution("drill-1", "drill", "succeeded"),
+		sampleExecution("failover-1", "failover", "succeeded"),
+		sampleExecution("failover-2", "failover", "running"),
+	}}
+	f, out := testFactory(&fake.fakeControlPlane)
+	f.ControlPlane = func() (pb.ControlPlaneClient, func(), error) { return fake, func() {}, nil }
+	root := NewRootCmd(f)
+	root.SetArgs([]string{"report", "--markdown"})
+	require.NoError(t, root.Execute())
+	got := out.String()
+	require.Contains(t, got, "| Scenario | RTO target | RTO actual | RPO target | RPO actual | Pass |")
+	require.Contains(t, got, "| drill at dr | 10m0s | 4.5s | 1m0s | 0.5s | yes |")
+	require.Contains(t, got, "| failover primary -> dr | 10m0s | 4.5s | 1m0s | 0.5s | yes |")
+	require.NotContains(t, got, "failover-2", "a running execution is not reported yet")
+	require.Equal(t, 2, strings.Count(got, "| succeeded |"), "the DR test log has a row per ended execution")
+}
