@@ -95,6 +95,32 @@ type FailoverConfig struct {
 	// Cooldown blocks further automatic failovers after one, until it
 	// passes or an operator runs `drplane ack` (anti-flapping).
 	Cooldown time.Duration
+	// QuorumLossTimeout is how long the servers of a site must be without
+	// a leader, and unable to reach any server of the active site, before
+	// they may fail over on quorum loss (two sites, no witness; only with
+	// a STONITH hook for the active site).
+	QuorumLossTimeout time.Duration
+	// Stonith are the fencing hooks per site: a command that powers off
+	// or isolates the whole site and exits 0 once it is done.
+	Stonith []StonithConfig
+}
+
+// StonithConfig is the hook that fences a whole site ("shoot the other
+// node in the head").
+type StonithConfig struct {
+	Site    string
+	Command []string
+	Timeout time.Duration
+}
+
+// StonithFor returns the STONITH hook of site.
+func (f FailoverConfig) StonithFor(site string) (StonithConfig, bool) {
+	for _, s := range f.Stonith {
+		if s.Site == site {
+			return s, true
+		}
+	}
+	return StonithConfig{}, false
 }
 
 // DefaultServerConfig returns the values used for every key a file omits.
@@ -106,13 +132,14 @@ func DefaultServerConfig() *ServerConfig {
 		RaftMultiplier: 1,
 		LogLevel:       "info",
 		Failover: FailoverConfig{
-			ProbeInterval:   500 * time.Millisecond,
-			ProbeTimeout:    time.Second,
-			LeaseTTL:        3 * time.Second,
-			FailoverTimeout: 5 * time.Second,
-			ClockSkewMargin: 500 * time.Millisecond,
-			Cooldown:        time.Hour,
-			MaxDataLoss:     plan.DefaultMaxDataLoss,
+			ProbeInterval:     500 * time.Millisecond,
+			ProbeTimeout:      time.Second,
+			LeaseTTL:          3 * time.Second,
+			FailoverTimeout:   5 * time.Second,
+			ClockSkewMargin:   500 * time.Millisecond,
+			Cooldown:          time.Hour,
+			QuorumLossTimeout: 10 * time.Second,
+			MaxDataLoss:       plan.DefaultMaxDataLoss,
 		},
 	}
 }
@@ -183,6 +210,7 @@ func (c *ServerConfig) validate(p *problems) {
 	c.validateJoin(p)
 	c.validateSites(p)
 	c.Failover.validate(p)
+	c.validateAutomatic(p)
 	if c.Objectives.RTO < 0 {
 		p.add("objectives.rto", "objectives.rto %s is negative", c.Objectives.RTO)
 	}
@@ -355,6 +383,41 @@ func (f FailoverConfig) Validate() error {
 	return p.err()
 }
 
+// validateAutomatic refuses automatic failover where it cannot be safe:
+// with two data sites and no witness, the side that loses the majority
+// cannot tell the other site's death from a partition, so only a STONITH
+// hook that confirms the other site is fenced makes acting safe.
+func (c *ServerConfig) validateAutomatic(p *problems) {
+	if !c.Failover.Automatic {
+		return
+	}
+	var data []string
+	witness := false
+	for _, s := range c.Sites {
+		switch s.Kind {
+		case SiteKindWitness:
+			witness = true
+		case SiteKindData:
+			data = append(data, s.Name)
+		}
+	}
+	for _, st := range c.Failover.Stonith {
+		if !slices.ContainsFunc(c.Sites, func(s SiteConfig) bool { return s.Name == st.Site && s.Kind == SiteKindData }) {
+			p.add("failover.stonith", "failover: stonith %q names no declared data site (data sites: %s)", st.Site, strings.Join(data, ", "))
+		}
+	}
+	if witness || len(data) < 2 {
+		return
+	}
+	for _, site := range data {
+		if _, ok := c.Failover.StonithFor(site); !ok {
+			p.add("failover.automatic", "failover: automatic = true with data sites %s and no witness site needs a stonith hook for every data site (missing: %s): without a witness, the servers that lose the majority cannot tell a dead site from a partition, and only a confirmed fence makes failing over safe; add a site with kind = \"witness\" or a stonith \"%s\" { command = [...] } block",
+				strings.Join(data, ", "), site, site)
+			return
+		}
+	}
+}
+
 func (f FailoverConfig) validate(p *problems) {
 	if f.ProbeInterval <= 0 {
 		p.add("failover.probe_interval", "failover.probe_interval %s must be positive", f.ProbeInterval)
@@ -370,6 +433,9 @@ func (f FailoverConfig) validate(p *problems) {
 	}
 	if f.Cooldown < 0 {
 		p.add("failover.cooldown", "failover.cooldown %s is negative", f.Cooldown)
+	}
+	if f.QuorumLossTimeout < f.FailoverTimeout {
+		p.add("failover.quorum_loss_timeout", "failover.quorum_loss_timeout %s must be at least failover_timeout %s", f.QuorumLossTimeout, f.FailoverTimeout)
 	}
 	// Invariant 4 of DESIGN.md: at least three renewals fit in a lease, and
 	// a lease always lapses before the DR site may be promoted.

@@ -68,6 +68,15 @@ type rawFailover struct {
 	ClockSkewMargin string `hcl:"clock_skew_margin,optional"`
 	MaxDataLoss     string `hcl:"max_data_loss,optional"`
 	Cooldown        string `hcl:"cooldown,optional"`
+	// QuorumLossTimeout and Stonith govern failover without a witness.
+	QuorumLossTimeout string       `hcl:"quorum_loss_timeout,optional"`
+	Stonith           []rawStonith `hcl:"stonith,block"`
+}
+
+type rawStonith struct {
+	Site    string   `hcl:"site,label"`
+	Command []string `hcl:"command"`
+	Timeout string   `hcl:"timeout,optional"`
 }
 
 // LoadServerConfig reads and validates a server configuration file. It
@@ -173,6 +182,17 @@ func (v *serverValidator) failover(raw *rawFailover, f *FailoverConfig) {
 	f.ClockSkewMargin = dur("clock_skew_margin", raw.ClockSkewMargin, f.ClockSkewMargin)
 	f.MaxDataLoss = dur("max_data_loss", raw.MaxDataLoss, f.MaxDataLoss)
 	f.Cooldown = dur("cooldown", raw.Cooldown, f.Cooldown)
+	f.QuorumLossTimeout = dur("quorum_loss_timeout", raw.QuorumLossTimeout, f.QuorumLossTimeout)
+	stonith := blocks(body, "stonith")
+	for i, r := range raw.Stonith {
+		sb := stonith[i].Body
+		sc := StonithConfig{Site: r.Site, Command: r.Command,
+			Timeout: v.d.parseDuration(attrRange(sb, "timeout"), "failover.stonith."+r.Site+".timeout", r.Timeout, 30*time.Second)}
+		if len(sc.Command) == 0 || sc.Command[0] == "" {
+			v.d.at(attrRange(sb, "command"), "stonith %q: command is empty; expected the program (and its arguments) that powers off or isolates site %s and exits 0 once it is fenced", r.Site, r.Site)
+		}
+		f.Stonith = append(f.Stonith, sc)
+	}
 }
 
 // plans reads the objectives and plan blocks with plan.Parse, which checks

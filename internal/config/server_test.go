@@ -76,13 +76,14 @@ func TestParseServerConfig_Example(t *testing.T) {
 	require.Equal(t, time.Second, cfg.RetryInterval)
 	require.Equal(t, "info", cfg.LogLevel)
 	require.Equal(t, FailoverConfig{
-		ProbeInterval:   500 * time.Millisecond,
-		ProbeTimeout:    time.Second,
-		LeaseTTL:        3 * time.Second,
-		FailoverTimeout: 5 * time.Second,
-		ClockSkewMargin: 500 * time.Millisecond,
-		MaxDataLoss:     30 * time.Second,
-		Cooldown:        time.Hour,
+		ProbeInterval:     500 * time.Millisecond,
+		ProbeTimeout:      time.Second,
+		LeaseTTL:          3 * time.Second,
+		FailoverTimeout:   5 * time.Second,
+		ClockSkewMargin:   500 * time.Millisecond,
+		MaxDataLoss:       30 * time.Second,
+		Cooldown:          time.Hour,
+		QuorumLossTimeout: 10 * time.Second,
 	}, cfg.Failover)
 
 	// Addresses.
@@ -128,6 +129,9 @@ failover {
   clock_skew_margin = "100ms"
   max_data_loss     = "1m"
   cooldown          = "10m"
+  quorum_loss_timeout = "20s"
+  stonith "primary" { command = ["/etc/drplane/fence-primary.sh"]  timeout = "45s" }
+  stonith "dr" { command = ["/etc/drplane/fence-dr.sh"] }
 }
 `
 	cfg, dir, err := parseExample(t, src)
@@ -140,14 +144,19 @@ failover {
 	require.Equal(t, 250*time.Millisecond, cfg.RetryInterval)
 	require.Equal(t, "debug", cfg.LogLevel)
 	require.Equal(t, FailoverConfig{
-		Automatic:       true,
-		ProbeInterval:   250 * time.Millisecond,
-		ProbeTimeout:    400 * time.Millisecond,
-		LeaseTTL:        2 * time.Second,
-		FailoverTimeout: 4 * time.Second,
-		ClockSkewMargin: 100 * time.Millisecond,
-		MaxDataLoss:     time.Minute,
-		Cooldown:        10 * time.Minute,
+		Automatic:         true,
+		ProbeInterval:     250 * time.Millisecond,
+		ProbeTimeout:      400 * time.Millisecond,
+		LeaseTTL:          2 * time.Second,
+		FailoverTimeout:   4 * time.Second,
+		ClockSkewMargin:   100 * time.Millisecond,
+		MaxDataLoss:       time.Minute,
+		Cooldown:          10 * time.Minute,
+		QuorumLossTimeout: 20 * time.Second,
+		Stonith: []StonithConfig{
+			{Site: "primary", Command: []string{"/etc/drplane/fence-primary.sh"}, Timeout: 45 * time.Second},
+			{Site: "dr", Command: []string{"/etc/drplane/fence-dr.sh"}, Timeout: 30 * time.Second},
+		},
 	}, cfg.Failover)
 }
 
@@ -269,6 +278,14 @@ func TestLoadServerConfig_Errors(t *testing.T) {
 			`failover.max_data_loss: invalid duration "lots": expected a number with a unit`},
 		{"negative max_data_loss", appendText("failover {\n  max_data_loss = \"-5s\"\n}\n"), "13:19",
 			`failover.max_data_loss: duration "-5s" is negative`},
+		{"automatic without witness or stonith", func(s string) string {
+			s = replace(`site "witness" { kind = "witness" }`, ``)(s)
+			return s + "failover {\n  automatic = true\n}\n"
+		}, "13:15", `automatic = true with data sites primary, dr and no witness site needs a stonith hook for every data site (missing: primary)`},
+		{"stonith with empty command", appendText("failover {\n  stonith \"primary\" { command = [] }\n}\n"), "13:33",
+			`stonith "primary": command is empty`},
+		{"quorum_loss_timeout below failover_timeout", appendText("failover {\n  quorum_loss_timeout = \"1s\"\n}\n"), "13:25",
+			"failover.quorum_loss_timeout 1s must be at least failover_timeout 5s"},
 
 		// Plans, checked by the plan parser.
 		{"bad objectives", appendText(`objectives { rto = "quick" }` + "\n"), "12:20", `objectives.rto: invalid duration "quick"`},

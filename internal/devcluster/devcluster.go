@@ -157,6 +157,13 @@ failover {
   clock_skew_margin = "{{.ClockSkewMargin}}"
   max_data_loss     = "{{.MaxDataLoss}}"
   cooldown          = "{{.Cooldown}}"
+  quorum_loss_timeout = "{{.QuorumLossTimeout}}"
+{{- range .Stonith}}
+  stonith {{printf "%q" .Site}} {
+    command = [{{range $i, $a := .Command}}{{if $i}}, {{end}}{{printf "%q" $a}}{{end}}]
+    timeout = "{{.Timeout}}"
+  }
+{{- end}}
 }
 {{- end}}
 `))
