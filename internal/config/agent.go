@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drplane/drplane/internal/hclpos"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -223,7 +224,7 @@ func LoadAgentConfig(path string) (*AgentConfig, error) {
 
 // ParseAgentConfig parses and validates src as the file filename.
 func ParseAgentConfig(src []byte, filename string) (*AgentConfig, error) {
-	src, lines := expandSingleLineBlocks(src, filename)
+	src, lines := hclpos.ExpandSingleLineBlocks(src, filename)
 	d := &diagnostics{file: filename, lines: lines}
 	file, hd := hclparse.NewParser().ParseHCL(src, filename)
 	d.addHCL(hd)

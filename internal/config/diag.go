@@ -3,46 +3,18 @@ package config
 import (
 	"fmt"
 	"sort"
-	"strings"
 
+	"github.com/drplane/drplane/internal/hclpos"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
-// Diagnostic is one problem in a configuration. A problem found in a file
-// carries the file's name and the 1-based line and column of the offending
-// key or block; one found by a Validate method on a configuration built in
-// code has no position.
-type Diagnostic struct {
-	File    string
-	Line    int
-	Column  int
-	Key     string // the key concerned, e.g. "failover.lease_ttl"; empty when none
-	Message string
-}
-
-// String formats d as "file:line:col: message", or just the message when d
-// has no position.
-func (d Diagnostic) String() string {
-	if d.File == "" {
-		return d.Message
-	}
-	return fmt.Sprintf("%s:%d:%d: %s", d.File, d.Line, d.Column, d.Message)
-}
+// Diagnostic is one problem in a configuration; see hclpos.Diagnostic.
+type Diagnostic = hclpos.Diagnostic
 
 // Error is every problem found in one configuration, one per line, sorted
 // by position when they come from a file.
-type Error struct {
-	Diagnostics []Diagnostic
-}
-
-func (e *Error) Error() string {
-	lines := make([]string, len(e.Diagnostics))
-	for i, d := range e.Diagnostics {
-		lines[i] = d.String()
-	}
-	return strings.Join(lines, "\n")
-}
+type Error = hclpos.Error
 
 // problems collects what Validate methods find, each under the key it
 // concerns, so that a file loader can place it at that key's position.
@@ -67,7 +39,7 @@ func (p *problems) err() error {
 // and validated.
 type diagnostics struct {
 	file  string
-	lines *lineMap
+	lines *hclpos.LineMap
 	// body is the parsed file once parsing succeeded; it lets HCL's own
 	// diagnostics name the key they concern.
 	body  *hclsyntax.Body
@@ -84,7 +56,7 @@ func (d *diagnostics) at(rng hcl.Range, format string, args ...any) {
 
 // record records msg about key at rng.
 func (d *diagnostics) record(rng hcl.Range, key, msg string) {
-	pos := d.lines.original(rng.Start)
+	pos := d.lines.Original(rng.Start)
 	d.diags = append(d.diags, Diagnostic{File: d.file, Line: pos.Line, Column: pos.Column, Key: key, Message: msg})
 }
 

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/drplane/drplane/internal/hclpos"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
@@ -16,11 +17,11 @@ import (
 // the wrong type and missing required keys are all recorded in the
 // returned diagnostics; body is nil when the file could not be parsed.
 func decodeFile(src []byte, filename string, raw any) (*hclsyntax.Body, *diagnostics) {
-	src, lines := expandSingleLineBlocks(src, filename)
+	src, lines := hclpos.ExpandSingleLineBlocks(src, filename)
 	d := &diagnostics{file: filename, lines: lines}
 	file, hd := hclparse.NewParser().ParseHCL(src, filename)
 	if hd.HasErrors() {
-		d.addHCL(firstErrors(hd))
+		d.addHCL(hclpos.FirstErrors(hd))
 		return nil, d
 	}
 	d.body = file.Body.(*hclsyntax.Body)
@@ -44,33 +45,6 @@ func (d *diagnostics) addHCL(hd hcl.Diagnostics) {
 	}
 }
 
-// firstErrors keeps the syntax errors at the earliest position: after one,
-// HCL reads the rest of the file out of step (an unterminated string makes
-// every later line an error), so later ones mislead more than they help.
-func firstErrors(hd hcl.Diagnostics) hcl.Diagnostics {
-	var first hcl.Diagnostics
-	for _, h := range hd {
-		switch {
-		case h.Severity != hcl.DiagError:
-		case len(first) == 0 || before(h.Subject, first[0].Subject):
-			first = hcl.Diagnostics{h}
-		case !before(first[0].Subject, h.Subject):
-			first = append(first, h)
-		}
-	}
-	return first
-}
-
-// before reports whether a starts before b; a missing range is last.
-func before(a, b *hcl.Range) bool {
-	switch {
-	case a == nil:
-		return false
-	case b == nil:
-		return true
-	}
-	return a.Start.Byte < b.Start.Byte
-}
 
 var (
 	unknownArgRe   = regexp.MustCompile(`^An argument named "([^"]*)" is not expected here\.\s*(.*)$`)

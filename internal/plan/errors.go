@@ -5,42 +5,17 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/drplane/drplane/internal/hclpos"
 	"github.com/hashicorp/hcl/v2"
 )
 
-// Diagnostic is one problem in a plan file, a definition or a plan. One
-// found in a file carries the file's name and the 1-based line and column
-// of the offending key or block; one found in a plan built in code (by
-// Validate) has no position.
-type Diagnostic struct {
-	File    string
-	Line    int
-	Column  int
-	Message string
-}
-
-// String formats d as "file:line:col: message", or just the message when d
-// has no position.
-func (d Diagnostic) String() string {
-	if d.File == "" {
-		return d.Message
-	}
-	return fmt.Sprintf("%s:%d:%d: %s", d.File, d.Line, d.Column, d.Message)
-}
+// Diagnostic is one problem in a plan file, a definition or a plan; one
+// found in a plan built in code (by Validate) has no position.
+type Diagnostic = hclpos.Diagnostic
 
 // Error is every problem found at once, one per line; those with a
 // position come sorted by it.
-type Error struct {
-	Diagnostics []Diagnostic
-}
-
-func (e *Error) Error() string {
-	lines := make([]string, len(e.Diagnostics))
-	for i, d := range e.Diagnostics {
-		lines[i] = d.String()
-	}
-	return strings.Join(lines, "\n")
-}
+type Error = hclpos.Error
 
 // problems collects diagnostics.
 type problems struct {

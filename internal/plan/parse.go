@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drplane/drplane/internal/hclpos"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -62,11 +63,11 @@ func ParseFile(path string) (*File, error) {
 // unknown keys, wrong types, missing keys) are reported alone, before the
 // values are checked. File.Validate checks what needs a topology.
 func Parse(src []byte, filename string) (*File, error) {
-	exp, lines := expandSingleLineBlocks(src, filename)
+	exp, lines := hclpos.ExpandSingleLineBlocks(src, filename)
 	p := &parser{file: filename, lines: lines}
 	f, hd := hclsyntax.ParseConfig(exp, filename, hcl.InitialPos)
 	if hd.HasErrors() {
-		p.addHCL(firstErrors(hd), nil)
+		p.addHCL(hclpos.FirstErrors(hd), nil)
 		return nil, p.err()
 	}
 	body := f.Body.(*hclsyntax.Body)
@@ -134,11 +135,11 @@ func Parse(src []byte, filename string) (*File, error) {
 type parser struct {
 	problems
 	file  string
-	lines *lineMap
+	lines *hclpos.LineMap
 }
 
 // rng translates a range of the rewritten source to the operator's file.
-func (p *parser) rng(r hcl.Range) hcl.Range { return p.lines.originalRange(r) }
+func (p *parser) rng(r hcl.Range) hcl.Range { return p.lines.OriginalRange(r) }
 
 // attr is where attribute name's value is in body, or the body's block
 // (def) when it is absent.
@@ -547,32 +548,6 @@ func blockName(b *hclsyntax.Block) string {
 	return b.Type
 }
 
-// firstErrors keeps the syntax errors at the earliest position: after
-// one, HCL reads the rest of the file out of step.
-func firstErrors(hd hcl.Diagnostics) hcl.Diagnostics {
-	var first hcl.Diagnostics
-	for _, h := range hd {
-		switch {
-		case h.Severity != hcl.DiagError:
-		case len(first) == 0 || before(h.Subject, first[0].Subject):
-			first = hcl.Diagnostics{h}
-		case !before(first[0].Subject, h.Subject):
-			first = append(first, h)
-		}
-	}
-	return first
-}
-
-// before reports whether a starts before b; a missing range is last.
-func before(a, b *hcl.Range) bool {
-	switch {
-	case a == nil:
-		return false
-	case b == nil:
-		return true
-	}
-	return a.Start.Byte < b.Start.Byte
-}
 
 func lowerFirst(s string) string {
 	if s == "" {

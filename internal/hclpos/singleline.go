@@ -1,4 +1,4 @@
-package config
+package hclpos
 
 import (
 	"bytes"
@@ -7,47 +7,47 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
-// HCL itself allows only one argument in a block written on one line, but
-// drplane's documented shape is the compact
+// HCL allows one argument only in a block written on one line, but the
+// documented shape is the compact
 //
-//	ports { grpc = 7400  raft = 7401  http = 7402 }
+//	objectives { rto = "15m"  rpo = "5m" }
 //
 // expandSingleLineBlocks rewrites such blocks into one argument per line
-// and returns a map that translates positions in the rewritten source back
-// to the operator's file, so every message still names the line and column
-// they wrote.
-func expandSingleLineBlocks(src []byte, filename string) ([]byte, *lineMap) {
-	tokens, _ := hclsyntax.LexConfig(src, filename, hcl.Pos{Line: 1, Column: 1, Byte: 0})
+// and returns a map from positions in the rewritten source back to the
+// operator's file.
+
+func ExpandSingleLineBlocks(src []byte, filename string) ([]byte, *LineMap) {
+	tokens, _ := hclsyntax.LexConfig(src, filename, hcl.InitialPos)
 	splits := splitPoints(tokens)
-	m := &lineMap{origins: []hcl.Pos{{Line: 1, Column: 1}}}
 	if len(splits) == 0 {
 		return src, nil
 	}
+	m := &LineMap{origins: []hcl.Pos{{Line: 1, Column: 1, Byte: 0}}}
 	var out bytes.Buffer
 	line, next := 1, 0
 	for i, b := range src {
 		if next < len(splits) && splits[next].Byte == i {
 			out.WriteByte('\n')
-			m.origins = append(m.origins, hcl.Pos{Line: splits[next].Line, Column: splits[next].Column})
+			m.origins = append(m.origins, splits[next])
+			m.starts = append(m.starts, out.Len())
 			next++
 		}
 		out.WriteByte(b)
 		if b == '\n' {
 			line++
-			m.origins = append(m.origins, hcl.Pos{Line: line, Column: 1})
+			m.origins = append(m.origins, hcl.Pos{Line: line, Column: 1, Byte: i + 1})
+			m.starts = append(m.starts, out.Len())
 		}
 	}
 	return out.Bytes(), m
 }
 
 // splitPoints finds where newlines must go so that no argument shares a
-// line with a block's braces or with another argument: before each
-// argument written on a brace's line or after another argument, and
-// before a closing brace that follows an argument.
+// line with a block's braces or with another argument.
 func splitPoints(tokens hclsyntax.Tokens) []hcl.Pos {
 	type frame struct {
 		block     bool // a block body, not an object constructor
-		items     int  // arguments since the last newline, or on the brace line
+		items     int  // arguments on the current line
 		onOpen    bool // no newline since the opening brace
 		exprDepth int  // open ( [ inside this frame
 	}
@@ -57,7 +57,8 @@ func splitPoints(tokens hclsyntax.Tokens) []hcl.Pos {
 		top := len(stack) - 1
 		switch tok.Type {
 		case hclsyntax.TokenOBrace:
-			stack = append(stack, frame{block: opensBlock(tokens, i), onOpen: true})
+			opens := i > 0 && (tokens[i-1].Type == hclsyntax.TokenIdent || tokens[i-1].Type == hclsyntax.TokenCQuote)
+			stack = append(stack, frame{block: opens, onOpen: true})
 		case hclsyntax.TokenCBrace:
 			if top < 0 {
 				continue
@@ -91,29 +92,29 @@ func splitPoints(tokens hclsyntax.Tokens) []hcl.Pos {
 	return out
 }
 
-// opensBlock reports whether the brace at i opens a block body (after a
-// block type or label) rather than an object constructor (after = , [ ().
-func opensBlock(tokens hclsyntax.Tokens, i int) bool {
-	if i == 0 {
-		return false
-	}
-	switch tokens[i-1].Type {
-	case hclsyntax.TokenIdent, hclsyntax.TokenCQuote:
-		return true
-	}
-	return false
-}
-
-// lineMap translates positions in rewritten source to the original file.
-type lineMap struct {
-	// origins[n-1] is where rewritten line n starts in the original.
+// LineMap translates positions in rewritten source to the original file.
+type LineMap struct {
+	// origins[n-1] is where rewritten line n starts in the original;
+	// starts[n-1] is its byte offset in the rewritten source.
 	origins []hcl.Pos
+	starts  []int
 }
 
-func (m *lineMap) original(p hcl.Pos) hcl.Pos {
+// Original maps p; a nil map is the identity.
+func (m *LineMap) Original(p hcl.Pos) hcl.Pos {
 	if m == nil || p.Line < 1 || p.Line > len(m.origins) {
 		return p
 	}
 	o := m.origins[p.Line-1]
-	return hcl.Pos{Line: o.Line, Column: o.Column + p.Column - 1, Byte: p.Byte}
+	start := 0
+	if p.Line > 1 {
+		start = m.starts[p.Line-2]
+	}
+	return hcl.Pos{Line: o.Line, Column: o.Column + p.Column - 1, Byte: o.Byte + p.Byte - start}
+}
+
+// OriginalRange maps both ends of r.
+func (m *LineMap) OriginalRange(r hcl.Range) hcl.Range {
+	r.Start, r.End = m.Original(r.Start), m.Original(r.End)
+	return r
 }
