@@ -63,7 +63,14 @@ func (s *Server) setupRaft(deps Deps) error {
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 3,
-		Timeout: raftTransportTimeout,
+		// 1 disables pipelined replication. With the default of 2 the
+		// pipeline can deadlock after a follower rejects an append (as
+		// after a leadership transfer): replicate() then never returns
+		// and Raft.Shutdown waits forever (hashicorp/raft pipelining,
+		// seen here and in grafana/pyroscope#5518). HashiCorp measured
+		// little benefit from pipelining on a LAN (hashicorp/raft#541).
+		MaxRPCsInFlight: 1,
+		Timeout:         raftTransportTimeout,
 		Logger:  s.logger.Named("raft"),
 	})
 	rc := s.raftConfig()
