@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/user"
 	"strings"
@@ -18,6 +19,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 )
 
@@ -74,13 +77,61 @@ func (f *Factory) dialControlPlane() (pb.ControlPlaneClient, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err := grpc.NewClient(f.addr,
+	target, resolverOpts, err := dialTarget(f.addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := append(resolverOpts,
 		grpc.WithTransportCredentials(m.ClientCredentials(tlsutil.RoleServer)),
 		grpc.WithUnaryInterceptor(withOperator))
+	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to %s: %w", f.addr, err)
 	}
 	return pb.NewControlPlaneClient(conn), func() { _ = conn.Close() }, nil
+}
+
+// addrScheme is the resolver scheme of a connection to several servers.
+const addrScheme = "drplane-servers"
+
+// splitAddrs splits --addr at commas, dropping blanks.
+func splitAddrs(addr string) []string {
+	var out []string
+	for _, a := range strings.Split(addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// dialTarget turns --addr into a gRPC target. Several addresses become
+// one connection over all of them with pick_first, which tries them in
+// the order given until one connects (starting the next attempt early
+// when one hangs) and reconnects the same way when its server goes
+// away: the CLI keeps working while a site's servers are down. Any
+// server answers: followers forward to the leader.
+func dialTarget(addr string) (string, []grpc.DialOption, error) {
+	addrs := splitAddrs(addr)
+	switch len(addrs) {
+	case 0:
+		return "", nil, fmt.Errorf("no server address: set --addr or %s to host:port[,host:port...]", EnvAddr)
+	case 1:
+		return addrs[0], nil, nil
+	}
+	state := resolver.State{}
+	for _, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return "", nil, fmt.Errorf("server address %q in %q: %w", a, addr, err)
+		}
+		state.Addresses = append(state.Addresses, resolver.Address{Addr: a})
+	}
+	r := manual.NewBuilderWithScheme(addrScheme)
+	r.InitialState(state)
+	return addrScheme + ":///servers", []grpc.DialOption{
+		grpc.WithResolvers(r),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"pick_first": {}}]}`),
+	}, nil
 }
 
 // withOperator tells the server the operator's user name for the audit
@@ -117,6 +168,8 @@ func explain(addr string, err error) error {
 		return fmt.Errorf("%s", msg)
 	case st.Code() == codes.Unavailable && strings.Contains(msg, "authority"):
 		return fmt.Errorf("server %s: its certificate is not signed by --ca-cert (%s)", addr, msg)
+	case st.Code() == codes.Unavailable && len(splitAddrs(addr)) > 1:
+		return fmt.Errorf("cannot reach any of the servers %s: %s; is `drplane server` running there? Set --addr or %s", addr, msg, EnvAddr)
 	case st.Code() == codes.Unavailable:
 		return fmt.Errorf("cannot reach server %s: %s; is `drplane server` running there? Set --addr or %s", addr, msg, EnvAddr)
 	case st.Code() == codes.PermissionDenied:

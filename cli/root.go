@@ -15,7 +15,7 @@ func NewRootCmd(f *Factory) *cobra.Command {
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
 	pf := root.PersistentFlags()
-	pf.StringVar(&f.addr, "addr", envOr(EnvAddr, DefaultAddr), "gRPC address of any drplane server (env "+EnvAddr+")")
+	pf.StringVar(&f.addr, "addr", envOr(EnvAddr, DefaultAddr), "gRPC address of any drplane server, or several separated by commas, tried in turn (env "+EnvAddr+")")
 	pf.StringVar(&f.caCert, "ca-cert", envOr(EnvCACert, ""), "CA certificate file (env "+EnvCACert+")")
 	pf.StringVar(&f.clientCert, "client-cert", envOr(EnvClientCert, ""), "client certificate file (env "+EnvClientCert+")")
 	pf.StringVar(&f.clientKey, "client-key", envOr(EnvClientKey, ""), "client key file (env "+EnvClientKey+")")
@@ -23,6 +23,7 @@ func NewRootCmd(f *Factory) *cobra.Command {
 	root.AddCommand(
 		newCmdServer(f, nil),
 		newCmdAgent(f, nil),
+		newCmdDev(f),
 		newCmdStatus(f, nil),
 		newCmdMembers(f, nil),
 		newCmdTLS(f),

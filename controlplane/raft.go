@@ -71,7 +71,7 @@ func (s *Server) setupRaft(deps Deps) error {
 		// little benefit from pipelining on a LAN (hashicorp/raft#541).
 		MaxRPCsInFlight: 1,
 		Timeout:         raftTransportTimeout,
-		Logger:  s.logger.Named("raft"),
+		Logger:          s.logger.Named("raft"),
 	})
 	rc := s.raftConfig()
 	if deps.RaftConfig != nil {

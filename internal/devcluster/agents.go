@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,6 +48,14 @@ type AgentSpec struct {
 	// the same path on the pulling host; without this both agents would
 	// read and write one directory.
 	Mounts []Mount
+
+	// Netns runs the agent (and so the services it starts) inside that
+	// network namespace, through `ip netns exec`; empty: the harness's.
+	Netns string
+	// IP, when set, is the agent's own address: listen and http bind it
+	// with the default ports (PlacedAgentPort, PlacedAgentHTTPPort)
+	// instead of free loopback ports.
+	IP string
 }
 
 // Mount bind-mounts the directory Source over the directory Target.
@@ -82,9 +91,18 @@ func (c *Cluster) AddAgent(spec AgentSpec) (*Agent, error) {
 	if c.Node(spec.HostID) != nil || c.Agent(spec.HostID) != nil {
 		return nil, fmt.Errorf("add agent %s: the name is taken", spec.HostID)
 	}
-	ports, err := freePorts(2)
-	if err != nil {
-		return nil, err
+	ports := []int{PlacedAgentPort, PlacedAgentHTTPPort}
+	ip := "127.0.0.1"
+	if spec.IP != "" {
+		if net.ParseIP(spec.IP) == nil {
+			return nil, fmt.Errorf("add agent %s: IP %q is not an IP address", spec.HostID, spec.IP)
+		}
+		ip = spec.IP
+	} else {
+		var err error
+		if ports, err = freePorts(2); err != nil {
+			return nil, err
+		}
 	}
 	dir := filepath.Join(c.Dir, "agents", spec.HostID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -96,8 +114,8 @@ func (c *Cluster) AddAgent(spec AgentSpec) (*Agent, error) {
 	}
 	a := &Agent{
 		HostID: spec.HostID, Site: spec.Site,
-		GRPCAddr:   fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		HTTPAddr:   fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		GRPCAddr:   net.JoinHostPort(ip, strconv.Itoa(ports[0])),
+		HTTPAddr:   net.JoinHostPort(ip, strconv.Itoa(ports[1])),
 		Dir:        dir,
 		ConfigPath: filepath.Join(dir, "agent.hcl"),
 		LogPath:    filepath.Join(dir, "agent.log"),
@@ -264,6 +282,7 @@ func (a *Agent) Start() error {
 	if len(a.Spec.Mounts) > 0 {
 		name, args = mountNamespaceCommand(a.Spec.Mounts, name, args)
 	}
+	name, args = NetnsCommand(a.Spec.Netns, name, args)
 	return a.start("agent "+a.HostID, a.LogPath, withFastRaceExit(os.Environ()), name, args...)
 }
 

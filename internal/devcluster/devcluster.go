@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/template"
@@ -38,6 +39,9 @@ type Node struct {
 	ConfigPath string
 	DataDir    string
 	LogPath    string
+	// Netns is the network namespace the server runs in (through `ip
+	// netns exec`); empty runs it in the harness's own. Set with Place.
+	Netns string
 
 	proc
 }
@@ -57,8 +61,58 @@ type Cluster struct {
 	// are rewritten by StartNode, so a change takes effect at the next
 	// start.
 	Failover *config.FailoverConfig
+	// CLINetns is the network namespace CLI commands run in (through `ip
+	// netns exec`), so that they reach servers placed in namespaces;
+	// empty runs them in the harness's own.
+	CLINetns string
 
 	clients clients
+}
+
+// Default ports of a server or agent placed on its own address (Place,
+// AgentSpec.IP): each host of a namespace topology has an address of its
+// own, so the documented defaults never collide.
+const (
+	PlacedGRPCPort      = 7400
+	PlacedRaftPort      = 7401
+	PlacedHTTPPort      = 7402
+	PlacedAgentPort     = 7500
+	PlacedAgentHTTPPort = 7501
+)
+
+// Place moves server n onto a host of its own: it runs inside the network
+// namespace netns and binds and advertises ip with the default ports.
+// Place every server before the first starts and before AddAgent (agents
+// are configured with the servers' addresses); StartNode rewrites the
+// configs, so the other servers' retry_join follows.
+func (c *Cluster) Place(n *Node, netns, ip string) error {
+	if net.ParseIP(ip) == nil {
+		return fmt.Errorf("place %s: %q is not an IP address", n.ID, ip)
+	}
+	if n.Running() {
+		return fmt.Errorf("place %s: it runs as pid %d", n.ID, n.Pid())
+	}
+	n.Netns = netns
+	n.GRPCAddr = net.JoinHostPort(ip, strconv.Itoa(PlacedGRPCPort))
+	n.RaftAddr = net.JoinHostPort(ip, strconv.Itoa(PlacedRaftPort))
+	n.HTTPAddr = net.JoinHostPort(ip, strconv.Itoa(PlacedHTTPPort))
+	for _, o := range c.Nodes {
+		if err := c.writeConfig(o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// NetnsCommand returns name and args wrapped to run inside the network
+// namespace netns with `ip netns exec`, or unchanged when netns is empty.
+// ip execs the program in place, so the pid a harness signals is the
+// program's own.
+func NetnsCommand(netns, name string, args []string) (string, []string) {
+	if netns == "" {
+		return name, args
+	}
+	return "ip", append([]string{"netns", "exec", netns, name}, args...)
 }
 
 // New writes certificates and configs under dir for one server per entry
@@ -107,6 +161,10 @@ func (c *Cluster) newNode(id, site string) (*Node, error) {
 	}, nil
 }
 
+// FreePorts asks the kernel for n free loopback ports, for the other
+// processes of a deployment (databases, applications); see freePorts.
+func FreePorts(n int) ([]int, error) { return freePorts(n) }
+
 // freePorts asks the kernel for n free ports. The listeners are closed
 // before the processes bind, which a parallel test could race; the ports
 // come from the ephemeral range, so a collision is unlikely and shows up
@@ -133,7 +191,7 @@ func freePorts(n int) ([]int, error) {
 var serverConfigTmpl = template.Must(template.New("server").Parse(`node_id          = "{{.Node.ID}}"
 site             = "{{.Node.Site}}"
 data_dir         = "{{.Node.DataDir}}"
-bind_addr        = "127.0.0.1"
+bind_addr        = "{{.BindAddr}}"
 ports { grpc = {{.GRPCPort}}  raft = {{.RaftPort}}  http = {{.HTTPPort}} }
 bootstrap_expect = {{.Expect}}
 retry_join       = [{{.Join}}]
@@ -177,7 +235,7 @@ func (c *Cluster) writeConfig(n *Node) error {
 	}
 	var buf bytes.Buffer
 	err := serverConfigTmpl.Execute(&buf, map[string]any{
-		"Node": n, "Expect": len(c.Nodes), "Join": strings.Join(join, ", "), "Multiplier": c.Multiplier,
+		"Node": n, "BindAddr": host(n.GRPCAddr), "Expect": len(c.Nodes), "Join": strings.Join(join, ", "), "Multiplier": c.Multiplier,
 		"GRPCPort": port(n.GRPCAddr), "RaftPort": port(n.RaftAddr), "HTTPPort": port(n.HTTPAddr),
 		"TLSDir": filepath.Join(c.Dir, "tls"), "Failover": c.Failover,
 	})
@@ -193,6 +251,11 @@ func (c *Cluster) writeConfig(n *Node) error {
 func port(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)
 	return p
+}
+
+func host(addr string) string {
+	h, _, _ := net.SplitHostPort(addr)
+	return h
 }
 
 // Start starts every node that is not running.
@@ -213,7 +276,8 @@ func (c *Cluster) StartNode(n *Node) error {
 	if err := c.writeConfig(n); err != nil {
 		return err
 	}
-	return n.start("server "+n.ID, n.LogPath, nil, c.Bin, "server", "--config", n.ConfigPath)
+	name, args := NetnsCommand(n.Netns, c.Bin, []string{"server", "--config", n.ConfigPath})
+	return n.start("server "+n.ID, n.LogPath, nil, name, args...)
 }
 
 // Kill sends SIGKILL and waits for the process to exit.
@@ -250,7 +314,8 @@ func (c *Cluster) Env(n *Node) []string {
 // CLI runs a drplane command against node n and returns its stdout; the
 // error carries stderr.
 func (c *Cluster) CLI(ctx context.Context, n *Node, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, c.Bin, args...)
+	name, argv := NetnsCommand(c.CLINetns, c.Bin, args)
+	cmd := exec.CommandContext(ctx, name, argv...)
 	cmd.Env = c.Env(n)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
