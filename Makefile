@@ -48,8 +48,9 @@ bench: $(TOOLS)/benchstat build
 	DRPLANE_BENCH_FULL=$(BENCH_FULL) $(GO) test -run '^$$' -bench 'BenchmarkPull' \
 		-benchtime $(if $(filter 1,$(BENCH_FULL)),1x,3x) -count 6 -timeout 40m ./hostagent/rsync/ | tee bin/bench-rsync.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkSnapshot' -benchtime 1x -count 6 -timeout 20m ./hostagent/snapshot/ | tee bin/bench-snapshot.txt
+	$(GO) test -run '^$$' -bench 'BenchmarkSwitchover|BenchmarkFailover' -benchtime 1x -count 6 -timeout 30m ./e2e/ | tee bin/bench-plans.txt
 	@echo; echo "== medians over 6 runs =="; $(TOOLS)/benchstat bin/bench-apply.txt bin/bench-election.txt \
-		bin/bench-rsync.txt bin/bench-snapshot.txt
+		bin/bench-rsync.txt bin/bench-snapshot.txt bin/bench-plans.txt
 
 demo: build
 	$(GO) run ./deploy/demo --bin $(CURDIR)/$(BIN)
