@@ -30,6 +30,9 @@ func (e *controlPlaneEndpoint) startExecutionLocal(ctx context.Context, req *pb.
 	}
 	now := time.Now().UTC()
 	w := writeRequest(ctx, req.GetWrite(), s.config.NodeID)
+	// A new leader probes the agents once before the exposure shown and
+	// recorded is judged.
+	s.awaitObservations(ctx, req.GetTo())
 	ex, err := s.newExecution(req, w.Actor, now)
 	if err != nil {
 		return nil, err

@@ -343,7 +343,7 @@ func (e *executor) perform(ctx context.Context, step plan.Step, attempt int) (st
 		msg = step.Args["message"]
 		e.s.logger.Info("plan notification", "execution_id", e.id, "step", step.ID, "message", msg)
 	case plan.ActionGuard:
-		msg, err = e.s.rpoGuard(e.id, step)
+		msg, err = e.s.rpoGuard(ctx, e.id, step)
 	case plan.ActionActivate:
 		v := e.s.fsm.view()
 		if v.ActiveSite == step.Target {

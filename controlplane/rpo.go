@@ -182,12 +182,13 @@ func parseLSN(s string) (uint64, bool) {
 // rpoGuard is invariant 7: it fails when the target's exposure exceeds
 // max_data_loss, or cannot be judged, unless the execution allows data
 // loss.
-func (s *Server) rpoGuard(execID string, step plan.Step) (string, error) {
+func (s *Server) rpoGuard(ctx context.Context, execID string, step plan.Step) (string, error) {
 	ex, _ := s.fsm.execution(execID)
 	site := step.Args["site"]
 	if site == "" {
 		site = ex.To
 	}
+	s.awaitObservations(ctx, site)
 	limit := ex.Plan.MaxDataLoss
 	exp := s.rpoExposure(site, ex.TriggeredAt)
 	switch {
@@ -197,6 +198,32 @@ func (s *Server) rpoGuard(execID string, step plan.Step) (string, error) {
 		return fmt.Sprintf("expected data loss %s beyond max_data_loss %s, allowed by --allow-data-loss (%s)", exposureText(exp), limit, exp.detail), nil
 	}
 	return "", fmt.Errorf("RPO guard: expected data loss %s exceeds max_data_loss %s (%s); run again with --allow-data-loss to accept it", exposureText(exp), limit, exp.detail)
+}
+
+// awaitObservations gives a new leader time to probe every agent of site
+// once, so it judges an exposure on what it observed rather than refusing
+// for lack of observations: it returns once each has a result of this term
+// or two probe rounds after the election have passed. An empty site means
+// every agent.
+func (s *Server) awaitObservations(ctx context.Context, site string) {
+	f := s.config.Failover
+	deadline := s.leaderSinceTime().Add(2 * (f.ProbeInterval + f.ProbeTimeout))
+	for time.Now().Before(deadline) {
+		missing := false
+		for _, a := range s.fsm.view().Agents {
+			if _, ok := s.probes.get(a.HostID); !ok && (site == "" || a.Site == site) {
+				missing = true
+			}
+		}
+		if !missing {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(f.ProbeInterval / 4):
+		}
+	}
 }
 
 func exposureText(e exposure) string {
