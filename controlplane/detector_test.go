@@ -118,3 +118,28 @@ func TestDetector_Paused_NoFailover(t *testing.T) {
 	require.Contains(t, a.GetReason(), "paused")
 	require.Empty(t, executions(t, ts))
 }
+
+func TestDetector_LagAboveGuard_AutomaticFailoverRefused(t *testing.T) {
+	ts := newTwoSites(t, fastFailover(true))
+	ts.db2["postgres"].SetReplication(driver.Replication{Position: "0/1000000", ReceivePosition: "0/2000000",
+		LagBytes: 16 << 20, LastReplayAt: time.Now().Add(-2 * time.Minute)})
+	ts.losePrimaryAgents(t)
+	ts.c.kill(ts.server("primary"))
+
+	var ex *pb.Execution
+	testutil.WaitForResult(t, 60*time.Second, func() (bool, error) {
+		for _, e := range executions(t, ts) {
+			ex = e
+		}
+		return ex != nil, fmt.Errorf("no execution started")
+	})
+	require.Equal(t, "automatic", ex.GetTrigger())
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "failed", ex.GetState(), "the RPO guard refuses an automatic failover beyond max_data_loss")
+	require.Contains(t, ex.GetMessage(), "exceeds max_data_loss")
+	promotes, _ := ts.db2["postgres"].Transitions()
+	require.Zero(t, promotes)
+	st, err := ts.c.client(ts.c.waitForLeader()).GetStatus(testCtx(t), &pb.GetStatusRequest{})
+	require.NoError(t, err)
+	require.Equal(t, "primary", st.GetActiveSite(), "nothing was activated")
+}
