@@ -45,7 +45,6 @@ func (d *diagnostics) addHCL(hd hcl.Diagnostics) {
 	}
 }
 
-
 var (
 	unknownArgRe   = regexp.MustCompile(`^An argument named "([^"]*)" is not expected here\.\s*(.*)$`)
 	unknownBlockRe = regexp.MustCompile(`^Blocks of type "([^"]*)" are not expected here\.\s*(.*)$`)

@@ -548,7 +548,6 @@ func blockName(b *hclsyntax.Block) string {
 	return b.Type
 }
 
-
 func lowerFirst(s string) string {
 	if s == "" {
 		return s
