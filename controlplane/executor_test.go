@@ -34,15 +34,8 @@ type appDriver struct {
 	driver.Driller
 }
 
-// startPlanAgent runs an agent whose services are fakes, registered with
-// the cluster; it returns the fakes by service name.
-func startPlanAgent(t *testing.T, c *testCluster, hostID, site string, services ...testService) map[string]*driver.Fake {
-	t.Helper()
-	fakes, _ := startPlanAgentHandle(t, c, hostID, site, services...)
-	return fakes
-}
-
-// startPlanAgentHandle is startPlanAgent that also returns the agent, for
+// startPlanAgentHandle runs an agent whose services are fakes, registered
+// with the cluster; it returns the fakes by service name and the agent, for
 // tests that stop it.
 func startPlanAgentHandle(t *testing.T, c *testCluster, hostID, site string, services ...testService) (map[string]*driver.Fake, *hostagent.Agent) {
 	t.Helper()

@@ -118,7 +118,7 @@ func (s *Server) revokeLeadership() {
 	// quickly regained leadership never runs two executors of the same
 	// execution.
 	s.executors.Wait()
-	s.setLeaderTerm(nil, time.Time{})
+	s.endLeaderTerm()
 	s.probes.reset()
 	s.primaries.reset()
 	s.logger.Debug("leadership revoked")
@@ -128,6 +128,13 @@ func (s *Server) setLeaderTerm(ctx context.Context, since time.Time) {
 	s.leaderMu.Lock()
 	defer s.leaderMu.Unlock()
 	s.leaderCtx, s.leaderSince, s.executing = ctx, since, map[string]bool{}
+}
+
+// endLeaderTerm forgets the term: no context, no executions claimed.
+func (s *Server) endLeaderTerm() {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	s.leaderCtx, s.leaderSince, s.executing = nil, time.Time{}, nil
 }
 
 func (s *Server) leaderSinceTime() time.Time {

@@ -159,13 +159,6 @@ func serviceStatusOf(resp *pb.ProbeResponse, name string) *pb.ServiceStatus {
 	return nil
 }
 
-// lsnAtLeast compares two PostgreSQL LSNs ("16/B374D848").
-func lsnAtLeast(a, b string) bool {
-	x, okA := parseLSN(a)
-	y, okB := parseLSN(b)
-	return okA && okB && x >= y
-}
-
 func parseLSN(s string) (uint64, bool) {
 	hi, lo, ok := strings.Cut(s, "/")
 	if !ok {
