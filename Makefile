@@ -3,6 +3,9 @@ GO       ?= go
 BIN      := bin/drplane
 TOOLS    := $(CURDIR)/.bin
 export PATH := $(TOOLS):$(PATH)
+# pipefail: a failing `go test | tee` must fail the target.
+SHELL       := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 
 BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_VERSION      := v1.36.12
@@ -46,7 +49,7 @@ bench: $(TOOLS)/benchstat build
 	$(GO) test -run '^$$' -bench 'BenchmarkFSMApply' -benchtime 2s -count 6 ./controlplane/ | tee bin/bench-apply.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkReelection' -benchtime 1x -count 6 -timeout 20m ./e2e/ | tee bin/bench-election.txt
 	DRPLANE_BENCH_FULL=$(BENCH_FULL) $(GO) test -run '^$$' -bench 'BenchmarkPull' \
-		-benchtime $(if $(filter 1,$(BENCH_FULL)),1x,3x) -count 6 -timeout 40m ./hostagent/rsync/ | tee bin/bench-rsync.txt
+		-benchtime $(if $(filter 1,$(BENCH_FULL)),1x,2x) -count 6 -timeout 40m ./hostagent/rsync/ | tee bin/bench-rsync.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkSnapshot' -benchtime 1x -count 6 -timeout 20m ./hostagent/snapshot/ | tee bin/bench-snapshot.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkSwitchover|BenchmarkFailover' -benchtime 1x -count 6 -timeout 30m ./e2e/ | tee bin/bench-plans.txt
 	@echo; echo "== medians over 6 runs =="; $(TOOLS)/benchstat bin/bench-apply.txt bin/bench-election.txt \
