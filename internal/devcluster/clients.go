@@ -79,7 +79,7 @@ func (c *Cluster) ControlPlane() (pb.ControlPlaneClient, error) {
 		if err != nil {
 			return nil, err
 		}
-		return grpc.NewClient(n.GRPCAddr, grpc.WithTransportCredentials(m.ClientCredentials(tlsutil.RoleServer)))
+		return grpc.NewClient(n.GRPCAddr, c.dialOptions(grpc.WithTransportCredentials(m.ClientCredentials(tlsutil.RoleServer)))...)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to server %s: %w", n.ID, err)
@@ -98,12 +98,20 @@ func (c *Cluster) AgentClient(a *Agent) (pb.HostAgentClient, error) {
 		if err != nil {
 			return nil, err
 		}
-		return grpc.NewClient(a.GRPCAddr, grpc.WithTransportCredentials(m.ClientCredentials(tlsutil.RoleAgent)))
+		return grpc.NewClient(a.GRPCAddr, c.dialOptions(grpc.WithTransportCredentials(m.ClientCredentials(tlsutil.RoleAgent)))...)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to agent %s: %w", a.HostID, err)
 	}
 	return pb.NewHostAgentClient(conn), nil
+}
+
+// dialOptions adds the cluster's Dial, when set, to opts.
+func (c *Cluster) dialOptions(opts ...grpc.DialOption) []grpc.DialOption {
+	if c.Dial != nil {
+		opts = append(opts, grpc.WithContextDialer(c.Dial))
+	}
+	return opts
 }
 
 // Execute sends one step to a through AgentClient and returns its

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/tlsutil"
 )
 
 // Node is one server process.
@@ -65,8 +66,13 @@ type Cluster struct {
 	// netns exec`), so that they reach servers placed in namespaces;
 	// empty runs them in the harness's own.
 	CLINetns string
+	// Dial, when set, connects the harness's own gRPC clients
+	// (ControlPlane, AgentClient), for example from inside a network
+	// namespace; nil dials from the harness's.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 
-	clients clients
+	inProcessTLS bool
+	clients      clients
 }
 
 // Default ports of a server or agent placed on its own address (Place,
@@ -118,12 +124,27 @@ func NetnsCommand(netns, name string, args []string) (string, []string) {
 // New writes certificates and configs under dir for one server per entry
 // of sites (named s1, s2, ...). Nothing is started yet.
 func New(bin, dir string, sites []string) (*Cluster, error) {
-	c := &Cluster{Bin: bin, Dir: dir, Multiplier: 1}
-	tlsDir := filepath.Join(dir, "tls")
-	if _, err := c.run(context.Background(), "tls", "ca", "create", "--dir", tlsDir); err != nil {
+	return newCluster(&Cluster{Bin: bin, Dir: dir, Multiplier: 1}, sites)
+}
+
+// NewInProcessTLS is New with the CA and certificates made in this
+// process by tlsutil, the library behind `drplane tls`: the same files,
+// without seven runs of the binary, which take seconds on a busy machine
+// (more with -race).
+func NewInProcessTLS(bin, dir string, sites []string) (*Cluster, error) {
+	return newCluster(&Cluster{Bin: bin, Dir: dir, Multiplier: 1, inProcessTLS: true}, sites)
+}
+
+func newCluster(c *Cluster, sites []string) (*Cluster, error) {
+	tlsDir := c.tlsDir()
+	if c.inProcessTLS {
+		if err := tlsutil.CreateCA(tlsDir); err != nil {
+			return nil, err
+		}
+	} else if _, err := c.run(context.Background(), "tls", "ca", "create", "--dir", tlsDir); err != nil {
 		return nil, err
 	}
-	if _, err := c.run(context.Background(), "tls", "cert", "create", "--dir", tlsDir, "--name", "operator", "--cli"); err != nil {
+	if err := c.createCert("operator", tlsutil.RoleCLI); err != nil {
 		return nil, err
 	}
 	for i, site := range sites {
@@ -146,7 +167,7 @@ func (c *Cluster) newNode(id, site string) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.run(context.Background(), "tls", "cert", "create", "--dir", filepath.Join(c.Dir, "tls"), "--name", id, "--server"); err != nil {
+	if err := c.createCert(id, tlsutil.RoleServer); err != nil {
 		return nil, err
 	}
 	nodeDir := filepath.Join(c.Dir, id)
@@ -159,6 +180,17 @@ func (c *Cluster) newNode(id, site string) (*Node, error) {
 		DataDir:    filepath.Join(nodeDir, "data"),
 		LogPath:    filepath.Join(nodeDir, "server.log"),
 	}, nil
+}
+
+// createCert makes the certificate name with role, with `drplane tls
+// cert create` (or tlsutil when inProcessTLS).
+func (c *Cluster) createCert(name string, role tlsutil.Role) error {
+	if c.inProcessTLS {
+		_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: c.tlsDir(), Name: name, Role: role})
+		return err
+	}
+	_, err := c.run(context.Background(), "tls", "cert", "create", "--dir", c.tlsDir(), "--name", name, "--"+string(role))
+	return err
 }
 
 // FreePorts asks the kernel for n free loopback ports, for the other
