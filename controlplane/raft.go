@@ -22,16 +22,26 @@ const (
 	raftApplyTimeout = 10 * time.Second
 )
 
-// raftStores are the on-disk stores that must be closed after Raft stops.
+// raftStores are the transport and on-disk stores that must be closed
+// after Raft stops, the transport first: NetworkTransport hands
+// heartbeats to Raft on its own goroutines, and one arriving after the
+// store closed would make Raft panic writing the term.
 type raftStores struct {
-	bolt *raftboltdb.BoltStore
+	trans *raft.NetworkTransport
+	bolt  *raftboltdb.BoltStore
 }
 
 func (r raftStores) close() error {
-	if r.bolt == nil {
-		return nil
+	var err error
+	if r.trans != nil {
+		err = r.trans.Close()
 	}
-	return r.bolt.Close()
+	if r.bolt != nil {
+		if cerr := r.bolt.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
 }
 
 // setupRaft opens the stores under data_dir/raft, the TLS transport, and
@@ -73,12 +83,12 @@ func (s *Server) setupRaft(deps Deps) error {
 		Timeout:         raftTransportTimeout,
 		Logger:          s.logger.Named("raft"),
 	})
+	s.raftStore.trans = trans
 	rc := s.raftConfig()
 	if deps.RaftConfig != nil {
 		deps.RaftConfig(rc)
 	}
 	if s.raft, err = raft.NewRaft(rc, s.fsm, logs, bolt, snaps, trans); err != nil {
-		_ = trans.Close()
 		return fmt.Errorf("start raft: %w", err)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/devcluster"
 	"github.com/drplane/drplane/internal/testutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
@@ -30,8 +31,16 @@ const leaseTTL = 3 * time.Second
 // failed, the end of every log is printed.
 func newAgentCluster(t testing.TB, sites ...string) *devcluster.Cluster {
 	t.Helper()
+	return newAgentClusterWith(t, nil, sites...)
+}
+
+// newAgentClusterWith is newAgentCluster with the servers' failover block
+// set to failover (nil keeps the defaults).
+func newAgentClusterWith(t testing.TB, failover *config.FailoverConfig, sites ...string) *devcluster.Cluster {
+	t.Helper()
 	c, err := devcluster.New(drplaneBin, t.TempDir(), sites)
 	require.NoError(t, err)
+	c.Failover = failover
 	t.Cleanup(func() {
 		c.Close()
 		if t.Failed() {

@@ -20,7 +20,12 @@ import (
 // next leader resumes the execution, which completes, and every service
 // was started exactly once.
 func TestPlans_LeaderKilledMidFailover(t *testing.T) {
-	c := newAgentCluster(t, "primary", "dr", "witness")
+	// Leases outlive a slow election on a busy machine: this test is about
+	// resuming each step once, not about an active site fencing itself
+	// while no leader renews its lease (the agents' own tests cover that).
+	f := config.DefaultServerConfig().Failover
+	f.LeaseTTL, f.FailoverTimeout, f.QuorumLossTimeout = 15*time.Second, 20*time.Second, 20*time.Second
+	c := newAgentClusterWith(t, &f, "primary", "dr", "witness")
 	dir := t.TempDir()
 	// Each service appends a line to its count file when it starts, and
 	// passes its health check only once the test creates its ready file:
@@ -34,8 +39,8 @@ func TestPlans_LeaderKilledMidFailover(t *testing.T) {
 		}
 	}
 	specs := []config.ServiceConfig{service("engine"), service("gateway", "engine")}
-	startAgent(t, c, devcluster.AgentSpec{HostID: "app-1", Site: "primary", Services: specs})
-	startAgent(t, c, devcluster.AgentSpec{HostID: "app-2", Site: "dr", Services: specs})
+	startAgent(t, c, devcluster.AgentSpec{HostID: "app-1", Site: "primary", Services: specs, LeaseTTL: f.LeaseTTL})
+	startAgent(t, c, devcluster.AgentSpec{HostID: "app-2", Site: "dr", Services: specs, LeaseTTL: f.LeaseTTL})
 
 	out, err := cliAny(t, c, "failover", "--to", "dr", "--yes", "--detach")
 	require.NoError(t, err, out)
