@@ -14,7 +14,7 @@ STATICCHECK_VERSION        := v0.8.2
 BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 
 # Packages whose tests run in make test; the e2e suite is part of it.
-TEST_TIMEOUT ?= 14m
+TEST_TIMEOUT ?= 20m
 
 .PHONY: all build test e2e lint proto bench demo clean tools
 
