@@ -152,7 +152,7 @@ func (e *executor) schedule(ex *structs.Execution) (ready []int, finished bool) 
 	for i, st := range ex.Plan.Steps {
 		index[st.ID] = i
 	}
-	dead := deadSteps(ex, stopping, index)
+	dead := deadSteps(ex, stopping)
 	active := len(e.inFlight)
 	for i, st := range ex.Plan.Steps {
 		state := ex.Steps[i]
@@ -202,11 +202,10 @@ func aborted(ex *structs.Execution) bool {
 	return false
 }
 
-// deadSteps marks pending steps that will never run: while stopping,
-// every non-Always step; otherwise steps below a dependency that failed
-// with on_failure = abort (which also means stopping, so this is the
-// stopping case) or that is itself dead.
-func deadSteps(ex *structs.Execution, stopping bool, index map[string]int) map[int]bool {
+// deadSteps marks pending steps that will never run: while stopping (an
+// abort or a cancel), every non-Always step. Nothing is dead otherwise: a
+// dependency that failed with on_failure = abort already means stopping.
+func deadSteps(ex *structs.Execution, stopping bool) map[int]bool {
 	dead := map[int]bool{}
 	if !stopping {
 		return dead

@@ -257,7 +257,10 @@ func TestExecutor_LeaderKilledMidStep_ResumesAndRunsEachStepOnce(t *testing.T) {
 	require.Equal(t, uint64(2), st.GetEpoch(), "the site was activated exactly once")
 }
 
-func TestExecutor_Approval_PausesUntilApproved(t *testing.T) {
+// failoverWaitingForApproval starts a failover whose plan has an approval
+// step "go-ahead" before activation, and waits until that step waits.
+func failoverWaitingForApproval(t *testing.T) (*twoSites, *pb.Execution, pb.ControlPlaneClient) {
+	t.Helper()
 	ts := newTwoSites(t, func(cfg *config.ServerConfig) {
 		cfg.Plans = []*plan.Definition{{Name: "failover", Kind: plan.KindFailover, Steps: []plan.StepDef{
 			{Name: "go-ahead", Action: plan.ActionApproval, Before: plan.PhaseActivate},
@@ -273,6 +276,11 @@ func TestExecutor_Approval_PausesUntilApproved(t *testing.T) {
 		st := stepOf(t, resp.GetExecution(), "go-ahead")
 		return st.GetState() == "waiting", fmt.Errorf("approval is %s", st.GetState())
 	})
+	return ts, ex, client
+}
+
+func TestExecutor_Approval_PausesUntilApproved(t *testing.T) {
+	ts, ex, client := failoverWaitingForApproval(t)
 	promotes, _ := ts.db2["postgres"].Transitions()
 	require.Zero(t, promotes, "nothing after the approval runs before it is given")
 	_, err := client.ApproveExecution(testCtx(t), &pb.ApproveExecutionRequest{Id: ex.GetId()})
@@ -283,21 +291,7 @@ func TestExecutor_Approval_PausesUntilApproved(t *testing.T) {
 }
 
 func TestExecutor_Cancel_StopsScheduling(t *testing.T) {
-	ts := newTwoSites(t, func(cfg *config.ServerConfig) {
-		cfg.Plans = []*plan.Definition{{Name: "failover", Kind: plan.KindFailover, Steps: []plan.StepDef{
-			{Name: "go-ahead", Action: plan.ActionApproval, Before: plan.PhaseActivate},
-		}}}
-	})
-	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr", AllowDataLoss: true})
-	client := ts.c.client(ts.c.waitForLeader())
-	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
-		resp, err := client.GetExecution(testCtx(t), &pb.GetExecutionRequest{Id: ex.GetId()})
-		if err != nil {
-			return false, err
-		}
-		st := stepOf(t, resp.GetExecution(), "go-ahead")
-		return st.GetState() == "waiting", fmt.Errorf("approval is %s", st.GetState())
-	})
+	ts, ex, client := failoverWaitingForApproval(t)
 	_, err := client.CancelExecution(testCtx(t), &pb.CancelExecutionRequest{Id: ex.GetId()})
 	require.NoError(t, err)
 	ex = ts.waitEnded(t, ex.GetId())
