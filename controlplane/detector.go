@@ -96,7 +96,7 @@ func (s *Server) judgeActiveSite(ctx context.Context, now time.Time) verdict {
 		v.Reason = "new leader: observing for failover_timeout before judging"
 		return v
 	}
-	agents := sortedHosts(st.Agents, st.ActiveSite)
+	agents := hostsAt(st.Agents, st.ActiveSite)
 	if len(agents) == 0 {
 		v.Reason = "no agent registered at the active site"
 		return v

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -503,14 +502,14 @@ func measuredRTO(ex *structs.Execution) (float64, bool) {
 	return last.Sub(ex.TriggeredAt).Seconds(), true
 }
 
-// sortedHosts is the hosts of site, in host id order.
-func sortedHosts(agents []structs.Agent, site string) []structs.Agent {
+// hostsAt is the agents of site, in the order given: stateView.Agents is
+// already sorted by host id.
+func hostsAt(agents []structs.Agent, site string) []structs.Agent {
 	var out []structs.Agent
 	for _, a := range agents {
 		if a.Site == site {
 			out = append(out, a)
 		}
 	}
-	slices.SortFunc(out, func(a, b structs.Agent) int { return strings.Compare(a.HostID, b.HostID) })
 	return out
 }

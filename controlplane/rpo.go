@@ -42,7 +42,7 @@ func (s *Server) rpoExposure(site string, now time.Time) exposure {
 		parts = append(parts, fmt.Sprintf("%s unknown (%s)", what, why))
 		out.known = false
 	}
-	for _, a := range sortedHosts(v.Agents, site) {
+	for _, a := range hostsAt(v.Agents, site) {
 		r, _ := s.probes.get(a.HostID)
 		for _, svc := range a.Services {
 			if !svc.Promotable {
@@ -241,7 +241,7 @@ func (s *Server) waitLeases(ctx context.Context, execID string, step plan.Step) 
 	f := s.config.Failover
 	var until time.Time
 	var waited []string
-	for _, a := range sortedHosts(s.fsm.view().Agents, site) {
+	for _, a := range hostsAt(s.fsm.view().Agents, site) {
 		if fencedIn(&ex, a.HostID) {
 			continue
 		}
