@@ -17,7 +17,8 @@ import (
 // under the history checker's write load, judges the history as the
 // scenarios do, and tears the deployment down before the next iteration.
 // The automatic failovers run once with the leader beside the survivors
-// and once with it in the lost site (leaderPlacements). Run one iteration per run and take medians over runs:
+// and once with it in the lost site (leaderPlacements). Run one
+// iteration per run and take medians over runs:
 //
 //	go test -run '^$' -bench BenchmarkNetns -benchtime 1x -count 5 -timeout 60m ./e2e/
 //
@@ -38,6 +39,9 @@ import (
 //	s/detect           first missed probe to the execution's start
 //	s/fault-to-start   the fault to the execution's start
 //	s/fault-to-healthy the fault to the last health gate passing at dr
+//	s/fault-to-last-old-write
+//	                   (partition) the cut to the last write the partitioned
+//	                   primary acknowledged, before its agent fenced it
 //
 // The instants come from the control plane's record; every process of a
 // deployment runs on this machine, on the test's clock.
@@ -144,6 +148,11 @@ func BenchmarkNetns_AutoFailover_Partition(b *testing.B) {
 		r, h := checkHistory(t, d, c, "db-2", promise)
 		m.addAutomatic(t, d, ex, faultAt)
 		m.addLoss(h, r)
+		// How long the partitioned primary went on acknowledging writes:
+		// its fence, bounded by lease_ttl (invariant 4).
+		last, ok := h.LastAck("primary")
+		require.True(t, ok)
+		m.add("s/fault-to-last-old-write", last.Done.Sub(faultAt).Seconds())
 	})
 }
 
