@@ -88,6 +88,11 @@ func (a *Agent) serviceStep(req *pb.ExecuteRequest, svc *service) (stepFunc, err
 		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
 			a.vouch(epoch, svc)
 			pos, err := promoter.Promote(ctx, p)
+			if err == nil {
+				// The lease guard learns of a new primary from its last
+				// read role: do not wait for the next probe.
+				svc.observe(driver.Status{Role: driver.RolePrimary}, nil)
+			}
 			return map[string]string{"position": pos}, err
 		}, nil
 	}
@@ -192,6 +197,9 @@ func (a *Agent) startService(ctx context.Context, svc *service, epoch uint64, p 
 	if err := svc.driver.Start(ctx, p); err != nil {
 		return err
 	}
+	// The role read updates what the lease guard protects (a database
+	// may start as a primary) without waiting for the next probe.
+	_, _ = svc.status(ctx)
 	if svc.monitor == nil {
 		return nil
 	}
