@@ -772,6 +772,26 @@ func (d *Deployment) KillSite(site string) error {
 	return nil
 }
 
+// FreezeAgent stops (SIGSTOP) host's agent process alone, as a GC pause,
+// stuck I/O or a paused VM would: its services and its lease guard run
+// on. Cleanup continues it.
+func (d *Deployment) FreezeAgent(host string) error {
+	a := d.Cluster.Agent(host)
+	if a == nil || a.Pid() == 0 {
+		return fmt.Errorf("no agent runs on %s", host)
+	}
+	return FreezeProcess(a.Pid())
+}
+
+// ThawAgent continues (SIGCONT) host's frozen agent.
+func (d *Deployment) ThawAgent(host string) error {
+	a := d.Cluster.Agent(host)
+	if a == nil || a.Pid() == 0 {
+		return fmt.Errorf("no agent runs on %s", host)
+	}
+	return ThawProcess(a.Pid())
+}
+
 // FreezeProcess stops (SIGSTOP) one process; ThawProcess continues it.
 func FreezeProcess(pid int) error { return syscall.Kill(pid, syscall.SIGSTOP) }
 
