@@ -101,6 +101,10 @@ func (a *Agent) serviceStep(req *pb.ExecuteRequest, svc *service) (stepFunc, err
 		return nil, err
 	}
 	return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
+		// From here the service is meant to be a standby: the lease
+		// guard must not take the standby Demote starts for the primary
+		// last read (the next status read corrects a failed demote).
+		svc.observe(driver.Status{Role: driver.RoleStandby}, nil)
 		if err := promoter.Demote(ctx, up, p); err != nil {
 			return nil, err
 		}
@@ -152,6 +156,7 @@ func (a *Agent) stopService(ctx context.Context, svc *service, p driver.Progress
 	if err := svc.driver.Stop(ctx, p); err != nil {
 		return nil, err
 	}
+	svc.observe(driver.Status{Role: driver.RoleStopped}, nil)
 	fp, ok := svc.driver.(driver.FinalPositioner)
 	if !ok {
 		return nil, nil
