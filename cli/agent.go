@@ -122,7 +122,7 @@ func newCmdLeaseGuard(f *Factory) *cobra.Command {
 			defer stop()
 			logger := hclog.New(&hclog.LoggerOptions{Name: "drplane-agent.lease-guard", Output: f.IO.ErrOut})
 			logger = logger.With("pid", os.Getpid())
-			return hostagent.RunLeaseGuard(ctx, hostagent.GuardConfig{Dir: dir, In: os.Stdin, Logger: logger})
+			return hostagent.RunLeaseGuard(ctx, hostagent.GuardConfig{Dir: dir, In: os.Stdin, Ready: os.Stdout, Logger: logger})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "the agent's data dir")

@@ -89,6 +89,10 @@ type GuardConfig struct {
 	Dir string
 	// In carries the agent's updates; its end means the agent is gone.
 	In io.Reader
+	// Ready, when set, gets one line once the first update is taken: the
+	// agent then lets a previous agent's guard stand down. Only one, so a
+	// frozen agent that reads nothing never blocks the guard.
+	Ready io.Writer
 	// Logger logs what the guard does.
 	Logger hclog.Logger
 }
@@ -116,6 +120,10 @@ func RunLeaseGuard(ctx context.Context, cfg GuardConfig) error {
 				return nil
 			}
 			g.set(u, timer)
+			if cfg.Ready != nil {
+				_, _ = io.WriteString(cfg.Ready, "ready\n")
+				cfg.Ready = nil
+			}
 		case <-closed:
 			closed = nil
 			g.agentGone = true

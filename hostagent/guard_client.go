@@ -1,6 +1,7 @@
 package hostagent
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,6 +44,7 @@ type guardProc struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	mail   chan guardUpdate // the latest update not yet written
+	ready  chan struct{}    // closed once the guard took its first update
 	exited chan struct{}
 	done   chan struct{} // closes the writer
 }
@@ -63,8 +65,8 @@ func (c *guardClient) update(now, deadline time.Time, targets []guardTarget) {
 		default:
 		}
 	}
-	// A guard a previous agent left stands down once this agent's has
-	// the state (posted before, so it is written before anything else).
+	// A guard a previous agent left stands down once this agent's took
+	// the state.
 	defer c.standDownPrevious()
 	fresh := false
 	if c.proc == nil {
@@ -99,16 +101,26 @@ func (c *guardClient) start() error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// An *os.File is inherited as is: the guard logs to the agent's
 	// stderr without the agent copying, which a frozen agent could not.
-	cmd.Stdout, cmd.Stderr = nil, os.Stderr
+	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return fmt.Errorf("start lease guard: %w", err)
+	}
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return fmt.Errorf("start lease guard: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start lease guard: %w", err)
 	}
-	p := &guardProc{cmd: cmd, stdin: stdin, mail: make(chan guardUpdate, 1), exited: make(chan struct{}), done: make(chan struct{})}
+	p := &guardProc{cmd: cmd, stdin: stdin, mail: make(chan guardUpdate, 1), ready: make(chan struct{}),
+		exited: make(chan struct{}), done: make(chan struct{})}
 	go func() {
+		// The guard says "ready" once, then nothing: read it, then
+		// wait for the exit (Wait closes stdout).
+		if line, _ := bufio.NewReader(stdout).ReadString('\n'); line == "ready\n" {
+			close(p.ready)
+		}
 		_ = cmd.Wait()
 		close(p.exited)
 	}()
@@ -130,6 +142,11 @@ func (c *guardClient) standDownPrevious() {
 	prev := c.previous
 	if prev.Pid <= 0 || c.proc == nil {
 		return
+	}
+	select {
+	case <-c.proc.ready:
+	default:
+		return // the new guard has no state yet: the old one enforces
 	}
 	if ticks, alive := driver.ProcStartTicks(prev.Pid); !alive || ticks != prev.StartTicks {
 		c.logger.Info("previous lease guard stood down", "pid", prev.Pid)

@@ -33,7 +33,7 @@ func runLeaseGuardCommand(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGUSR1)
 	defer stop()
 	logger := hclog.New(&hclog.LoggerOptions{Name: "lease-guard", Output: os.Stderr})
-	if err := RunLeaseGuard(ctx, GuardConfig{Dir: *dir, In: os.Stdin, Logger: logger}); err != nil {
+	if err := RunLeaseGuard(ctx, GuardConfig{Dir: *dir, In: os.Stdin, Ready: os.Stdout, Logger: logger}); err != nil {
 		fmt.Fprintln(os.Stderr, "lease-guard:", err)
 		return 1
 	}
