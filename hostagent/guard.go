@@ -37,9 +37,9 @@ import (
 //
 // A pipe rather than a unix socket: there is no address anyone else could
 // write to, and end of file tells the guard its agent is gone. A restarted
-// agent does not reconnect; it starts a new guard and then tells the old
-// one (named in lease-guard.pid) to stand down with SIGUSR1, so the two
-// overlap instead of leaving a gap. After a clean agent stop the guard
+// agent does not reconnect; it starts a new guard and, once that one says
+// it took its first update, tells the old one (named in lease-guard.pid)
+// to stand down with SIGUSR1: the two overlap instead of leaving a gap. After a clean agent stop the guard
 // keeps enforcing the current lease too: nothing renews it any more, and
 // the leader counts on it lapsing. Stopping the whole process group or
 // cgroup (e.g. systemd's default KillMode) stops the guard with it.
