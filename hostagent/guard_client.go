@@ -35,8 +35,10 @@ type guardClient struct {
 	proc      *guardProc // nil until started, or after it died
 	lastStart time.Time
 	previous  guardPid // the guard to stand down once proc has the state
-	sent      guardUpdate
-	sentAt    time.Time // the lease deadline sent, to resend on change
+	// standingDown is set once previous was told to stand down.
+	standingDown bool
+	sent         guardUpdate
+	sentAt       time.Time // the lease deadline sent, to resend on change
 }
 
 // guardProc is one running guard.
@@ -50,7 +52,9 @@ type guardProc struct {
 }
 
 func newGuardClient(argv []string, dir string, logger hclog.Logger) *guardClient {
-	return &guardClient{argv: argv, dir: dir, logger: logger}
+	c := &guardClient{argv: argv, dir: dir, logger: logger}
+	c.previous, _ = readGuardPid(dir)
+	return c
 }
 
 // update makes sure a guard runs and knows the lease deadline and the
@@ -70,6 +74,13 @@ func (c *guardClient) update(now, deadline time.Time, targets []guardTarget) {
 	defer c.standDownPrevious()
 	fresh := false
 	if c.proc == nil {
+		// A guard runs only once there is something to guard, or a
+		// previous agent's guard to take over from: most hosts (a DR
+		// site's) never need one, and a booting agent is not slowed.
+		if len(targets) == 0 && !c.previous.alive() {
+			c.previous = guardPid{}
+			return
+		}
 		if now.Sub(c.lastStart) < guardRestartDelay {
 			return
 		}
@@ -148,12 +159,14 @@ func (c *guardClient) standDownPrevious() {
 	default:
 		return // the new guard has no state yet: the old one enforces
 	}
-	if ticks, alive := driver.ProcStartTicks(prev.Pid); !alive || ticks != prev.StartTicks {
-		c.logger.Info("previous lease guard stood down", "pid", prev.Pid)
+	if !prev.alive() {
 		c.previous = guardPid{}
 		return
 	}
-	_ = syscall.Kill(prev.Pid, syscall.SIGUSR1)
+	if err := syscall.Kill(prev.Pid, syscall.SIGUSR1); err == nil && !c.standingDown {
+		c.standingDown = true
+		c.logger.Info("previous lease guard standing down", "pid", prev.Pid)
+	}
 }
 
 // close ends the guard's input after a last update: the guard keeps
@@ -211,6 +224,15 @@ func (p *guardProc) send(u guardUpdate) error {
 type guardPid struct {
 	Pid        int    `json:"pid"`
 	StartTicks uint64 `json:"start_ticks"`
+}
+
+// alive reports whether the guard still runs.
+func (gp guardPid) alive() bool {
+	if gp.Pid <= 0 {
+		return false
+	}
+	ticks, alive := driver.ProcStartTicks(gp.Pid)
+	return alive && ticks == gp.StartTicks
 }
 
 // readGuardPid returns the guard lease-guard.pid names; zero when none.
