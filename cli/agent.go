@@ -38,7 +38,7 @@ func newCmdAgent(f *Factory, runF func(*agentOptions) error) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&opts.ConfigFile, "config", "", "agent configuration file (HCL)")
-	cmd.AddCommand(newCmdRsyncTunnel(f))
+	cmd.AddCommand(newCmdRsyncTunnel(f), newCmdLeaseGuard(f))
 	return cmd
 }
 
@@ -57,7 +57,11 @@ func runAgent(ctx context.Context, opts *agentOptions) error {
 	if id := m.Identity(); id.Role != tlsutil.RoleAgent || id.Name != cfg.HostID {
 		return fmt.Errorf("%s: tls: %s is a %s certificate named %q; the agent needs one made with `drplane tls cert create --agent --name %s`", opts.ConfigFile, cfg.TLS.CertFile, id.Role, id.Name, cfg.HostID)
 	}
-	a, err := hostagent.New(cfg, hostagent.Deps{Logger: logger, TLS: m})
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the drplane binary for the lease guard: %w", err)
+	}
+	a, err := hostagent.New(cfg, hostagent.Deps{Logger: logger, TLS: m, Self: self, LeaseGuard: []string{self, "agent", "lease-guard"}})
 	if err != nil {
 		return err
 	}
@@ -96,5 +100,31 @@ func newCmdRsyncTunnel(f *Factory) *cobra.Command {
 	fl.StringVar(&opts.CAFile, "ca", "", "CA certificate file")
 	fl.StringVar(&opts.CertFile, "cert", "", "agent certificate file")
 	fl.StringVar(&opts.KeyFile, "key", "", "agent key file")
+	return cmd
+}
+
+// newCmdLeaseGuard is the lease guard the agent runs beside itself: it
+// fences the host's primary-role services when the lease lapses while the
+// agent is frozen or gone (hostagent/guard.go). SIGUSR1 tells it a newer
+// guard took over. Not for operators.
+func newCmdLeaseGuard(f *Factory) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:    "lease-guard --dir DATA_DIR",
+		Short:  "Fence primary-role services when the agent's lease lapses (run by the agent, not by operators)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return fmt.Errorf("--dir is required")
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGUSR1)
+			defer stop()
+			logger := hclog.New(&hclog.LoggerOptions{Name: "drplane-agent.lease-guard", Output: f.IO.ErrOut})
+			logger = logger.With("pid", os.Getpid())
+			return hostagent.RunLeaseGuard(ctx, hostagent.GuardConfig{Dir: dir, In: os.Stdin, Ready: os.Stdout, Logger: logger})
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the agent's data dir")
 	return cmd
 }

@@ -37,6 +37,10 @@ type Deps struct {
 	// Self is the drplane binary rsync runs as its remote shell; the
 	// running executable when empty.
 	Self string
+	// LeaseGuard is the command that runs the lease guard (`drplane agent
+	// lease-guard`; the agent adds --dir). Nil runs none: the agent alone
+	// fences, which a frozen agent cannot (see guard.go).
+	LeaseGuard []string
 }
 
 // Agent is one running host agent.
@@ -49,6 +53,7 @@ type Agent struct {
 	epoch     *epochStore
 	journal   *journal
 	lease     *lease
+	guard     *guardClient // nil without a lease guard; the fencer's alone
 	services  map[string]*service
 	order     []string // services in config order
 	startedAt time.Time
@@ -108,6 +113,9 @@ func New(cfg *config.AgentConfig, deps Deps) (a *Agent, err error) {
 	}
 	if err := a.buildServices(deps.NewDriver); err != nil {
 		return nil, err
+	}
+	if len(deps.LeaseGuard) > 0 {
+		a.guard = newGuardClient(deps.LeaseGuard, cfg.DataDir, a.logger.Named("lease-guard"))
 	}
 	if err := a.openListeners(&deps); err != nil {
 		return nil, err
@@ -219,7 +227,9 @@ func (a *Agent) Addr() string { return a.listener.Addr().String() }
 func (a *Agent) HTTPAddr() string { return a.httpListener.Addr().String() }
 
 // Shutdown stops serving. Services keep running: an agent restart must not
-// restart them, and a later agent adopts them.
+// restart them, and a later agent adopts them. The lease guard keeps
+// running too, and fences them when the lease lapses before a new agent
+// takes over.
 func (a *Agent) Shutdown(ctx context.Context) error {
 	a.cancel()
 	done := make(chan struct{})
@@ -234,6 +244,11 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	}
 	_ = a.httpServer.Close()
 	a.wg.Wait()
+	if a.guard != nil {
+		// The guard goes on enforcing the current lease: nothing renews
+		// it once the agent is gone (see guard.go).
+		a.guard.close(time.Now(), a.lease.deadline(), a.guardTargets())
+	}
 	a.logger.Info("agent stopped")
 	return nil
 }

@@ -38,7 +38,9 @@ type testAgent struct {
 	dataDir string
 	// real gives services without a fake their real driver.
 	real bool
-	log  *testLogWriter
+	// guard is Deps.LeaseGuard.
+	guard []string
+	log   *testLogWriter
 }
 
 // newTestAgent starts an agent whose services are fakes. The fakes and the
@@ -96,6 +98,7 @@ func (ta *testAgent) start() {
 			}
 			return nil, fmt.Errorf("no fake for %s", sc.Name)
 		},
+		LeaseGuard: ta.guard,
 	})
 	require.NoError(t, err)
 	ta.agent = a

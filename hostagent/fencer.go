@@ -33,6 +33,13 @@ func (a *Agent) runFencer(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
+		// What a guard fenced while this agent could not act (frozen, or
+		// before it started) is marked fenced first, before a restart
+		// policy or a renewed lease could bring it back as primary.
+		a.applyGuardFences(ctx)
+		if a.guard != nil {
+			a.guard.update(now, a.lease.deadline(), a.guardTargets())
+		}
 		valid := a.lease.valid(now)
 		lapsedNow := wasValid && !valid
 		wasValid = valid

@@ -62,3 +62,10 @@ func (l *lease) snapshot(now time.Time) (valid bool, remaining time.Duration, ep
 	}
 	return remaining > 0, remaining, l.epoch, l.granted
 }
+
+// deadline returns when the lease ends, on the monotonic clock.
+func (l *lease) deadline() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.expiresAt
+}

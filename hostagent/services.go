@@ -44,6 +44,14 @@ func (s *service) knownNotPrimary() bool {
 	return s.lastRole != "" && s.lastRole != driver.RolePrimary
 }
 
+// lastObservedRole is the role the driver last reported; empty before
+// the first read.
+func (s *service) lastObservedRole() driver.Role {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastRole
+}
+
 func (s *service) setFenced(fenced bool, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -88,6 +88,11 @@ func (a *Agent) serviceStep(req *pb.ExecuteRequest, svc *service) (stepFunc, err
 		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
 			a.vouch(epoch, svc)
 			pos, err := promoter.Promote(ctx, p)
+			if err == nil {
+				// The lease guard learns of a new primary from its last
+				// read role: do not wait for the next probe.
+				svc.observe(driver.Status{Role: driver.RolePrimary}, nil)
+			}
 			return map[string]string{"position": pos}, err
 		}, nil
 	}
@@ -96,6 +101,10 @@ func (a *Agent) serviceStep(req *pb.ExecuteRequest, svc *service) (stepFunc, err
 		return nil, err
 	}
 	return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
+		// From here the service is meant to be a standby: the lease
+		// guard must not take the standby Demote starts for the primary
+		// last read (the next status read corrects a failed demote).
+		svc.observe(driver.Status{Role: driver.RoleStandby}, nil)
 		if err := promoter.Demote(ctx, up, p); err != nil {
 			return nil, err
 		}
@@ -147,6 +156,7 @@ func (a *Agent) stopService(ctx context.Context, svc *service, p driver.Progress
 	if err := svc.driver.Stop(ctx, p); err != nil {
 		return nil, err
 	}
+	svc.observe(driver.Status{Role: driver.RoleStopped}, nil)
 	fp, ok := svc.driver.(driver.FinalPositioner)
 	if !ok {
 		return nil, nil
@@ -192,6 +202,9 @@ func (a *Agent) startService(ctx context.Context, svc *service, epoch uint64, p 
 	if err := svc.driver.Start(ctx, p); err != nil {
 		return err
 	}
+	// The role read updates what the lease guard protects (a database
+	// may start as a primary) without waiting for the next probe.
+	_, _ = svc.status(ctx)
 	if svc.monitor == nil {
 		return nil
 	}

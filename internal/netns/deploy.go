@@ -330,18 +330,33 @@ func (d *Deployment) setUpAgents() error {
 	if err != nil {
 		return err
 	}
-	// Production runs: the primary site's engine was started by the
-	// deployment's first plan, here a step sent as a leader would send
-	// it. From then on the leader's lease renewals keep it running.
+	// Production runs: the primary site's database and engine were
+	// started by the deployment's first plan, here steps sent as a leader
+	// would send them. From then on the leader's lease renewals keep them
+	// running. The database already runs and is adopted; the start step
+	// vouches for it, so that a first probe slower than the boot window
+	// on a loaded machine (which fences it) does not fail the setup: the
+	// step starts it again.
+	primary := DataSites["primary"]
+	for _, st := range []struct{ host, service string }{{primary.DB, "postgres"}, {primary.App, "engine"}} {
+		if err := d.startService(c.Agent(st.host), st.service, epoch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startService sends a start step for service to a, as a leader would.
+func (d *Deployment) startService(a *devcluster.Agent, service string, epoch uint64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, res, err := c.Execute(ctx, c.Agent(DataSites["primary"].App), &pb.ExecuteRequest{
-		ExecutionId: "netns-setup", StepId: "start-engine", Epoch: epoch, Action: "start", Target: "engine"})
+	_, res, err := d.Cluster.Execute(ctx, a, &pb.ExecuteRequest{
+		ExecutionId: "netns-setup", StepId: "start-" + service, Epoch: epoch, Action: "start", Target: service})
 	if err != nil {
-		return fmt.Errorf("start the engine on %s: %w", DataSites["primary"].App, err)
+		return fmt.Errorf("start %s on %s: %w", service, a.HostID, err)
 	}
 	if !res.GetOk() {
-		return fmt.Errorf("start the engine on %s: %s", DataSites["primary"].App, res.GetMessage())
+		return fmt.Errorf("start %s on %s: %s", service, a.HostID, res.GetMessage())
 	}
 	return nil
 }
@@ -770,6 +785,26 @@ func (d *Deployment) KillSite(site string) error {
 		}
 	}
 	return nil
+}
+
+// FreezeAgent stops (SIGSTOP) host's agent process alone, as a GC pause,
+// stuck I/O or a paused VM would: its services and its lease guard run
+// on. Cleanup continues it.
+func (d *Deployment) FreezeAgent(host string) error {
+	a := d.Cluster.Agent(host)
+	if a == nil || a.Pid() == 0 {
+		return fmt.Errorf("no agent runs on %s", host)
+	}
+	return FreezeProcess(a.Pid())
+}
+
+// ThawAgent continues (SIGCONT) host's frozen agent.
+func (d *Deployment) ThawAgent(host string) error {
+	a := d.Cluster.Agent(host)
+	if a == nil || a.Pid() == 0 {
+		return fmt.Errorf("no agent runs on %s", host)
+	}
+	return ThawProcess(a.Pid())
 }
 
 // FreezeProcess stops (SIGSTOP) one process; ThawProcess continues it.
