@@ -164,7 +164,7 @@ func explain(addr string, err error) error {
 	}
 	msg := st.Message()
 	switch {
-	case st.Code() == codes.Unavailable && strings.Contains(msg, "no leader"):
+	case st.Code() == codes.Unavailable && (strings.Contains(msg, "no leader") || strings.Contains(msg, "removed from the cluster")):
 		return fmt.Errorf("%s", msg)
 	case st.Code() == codes.Unavailable && strings.Contains(msg, "authority"):
 		return fmt.Errorf("server %s: its certificate is not signed by --ca-cert (%s)", addr, msg)

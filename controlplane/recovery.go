@@ -307,6 +307,7 @@ func (s *Server) watchQuorum(ctx context.Context) {
 	t := time.NewTicker(f.ProbeInterval)
 	defer t.Stop()
 	var leaderlessSince, stonithTried time.Time
+	defer s.setLeaderlessSince(time.Time{})
 	for {
 		select {
 		case <-ctx.Done():
@@ -315,12 +316,14 @@ func (s *Server) watchQuorum(ctx context.Context) {
 		}
 		if addr, _ := s.raft.LeaderWithID(); addr != "" {
 			leaderlessSince, stonithTried = time.Time{}, time.Time{}
+			s.setLeaderlessSince(time.Time{})
 			s.setQuorumNote("")
 			continue
 		}
 		now := time.Now()
 		if leaderlessSince.IsZero() {
 			leaderlessSince = now
+			s.setLeaderlessSince(now)
 		}
 		st := s.fsm.view()
 		if !st.Initialized || st.ActiveSite == s.config.Site || siteKind(st, s.config.Site) != structs.SiteKindData || hasWitness(st) {
@@ -329,6 +332,10 @@ func (s *Server) watchQuorum(ctx context.Context) {
 			continue
 		}
 		if now.Sub(leaderlessSince) < f.QuorumLossTimeout {
+			// Keep track of which peers of this site answer, so that
+			// one that goes quiet later (restarting into its own
+			// recovery) is not taken for dead.
+			s.pollPeers(ctx, st)
 			s.setQuorumNote("")
 			continue
 		}
@@ -413,20 +420,78 @@ func (s *Server) checkQuorumLoss(ctx context.Context, st stateView, req *pb.Reco
 	}
 	// The server of this site with the longest log acts (ties: lowest id),
 	// so the recovered state loses nothing the site holds.
+	// A peer that answered lately but not now may be restarting to apply
+	// its own recovery: only one silent for quorum_loss_timeout is
+	// counted out, so that two servers never recover apart.
 	mine := s.raft.LastIndex()
+	now := time.Now()
 	for _, id := range sortedServerIDs(st, s.config.Site) {
 		if id == s.config.NodeID {
 			continue
 		}
 		info, err := s.nodeInfo(ctx, st.Servers[id].Address, f.ProbeTimeout)
-		if err != nil || info.GetRemoved() != "" {
+		if err != nil {
+			if seen := s.peerLastSeen(id); now.Sub(seen) < f.QuorumLossTimeout {
+				return "", fmt.Errorf("%w: quorum lost; server %s of this site answered %s ago and may be recovering; waiting until it has been silent for %s", errDefer, id, now.Sub(seen).Round(time.Second), f.QuorumLossTimeout)
+			}
 			continue
 		}
-		if info.GetLastIndex() > mine || (info.GetLastIndex() == mine && id < s.config.NodeID) {
+		s.peerSeen(id, now)
+		switch {
+		case info.GetRemoved() != "":
+			continue
+		case info.GetState() == "leader":
+			return "", fmt.Errorf("%w: server %s of this site leads a recovered cluster; this server rejoins it when told", errDefer, id)
+		case info.GetLastIndex() > mine || (info.GetLastIndex() == mine && id < s.config.NodeID):
 			return "", fmt.Errorf("%w: quorum lost; server %s of this site has the longest log (index %d, here %d) and acts", errDefer, id, info.GetLastIndex(), mine)
 		}
 	}
 	return why, nil
+}
+
+// pollPeers records which servers of this site answer now.
+func (s *Server) pollPeers(ctx context.Context, st stateView) {
+	for _, id := range sortedServerIDs(st, s.config.Site) {
+		if id == s.config.NodeID {
+			continue
+		}
+		if _, err := s.nodeInfo(ctx, st.Servers[id].Address, s.config.Failover.ProbeTimeout); err == nil {
+			s.peerSeen(id, time.Now())
+		}
+	}
+}
+
+// setLeaderlessSince records when this server last lost its leader (zero:
+// it has one); peers are counted as seen from then on.
+func (s *Server) setLeaderlessSince(t time.Time) {
+	s.quorumMu.Lock()
+	defer s.quorumMu.Unlock()
+	s.leaderlessSince = t
+	s.peersSeen = map[string]time.Time{}
+}
+
+func (s *Server) peerSeen(id string, t time.Time) {
+	s.quorumMu.Lock()
+	defer s.quorumMu.Unlock()
+	if s.peersSeen == nil {
+		s.peersSeen = map[string]time.Time{}
+	}
+	s.peersSeen[id] = t
+}
+
+// peerLastSeen is when the peer last answered since the leader was lost,
+// or when the leader was lost: a peer is not presumed dead for having
+// been silent while there was a leader.
+func (s *Server) peerLastSeen(id string) time.Time {
+	s.quorumMu.Lock()
+	defer s.quorumMu.Unlock()
+	if t, ok := s.peersSeen[id]; ok {
+		return t
+	}
+	if s.leaderlessSince.IsZero() {
+		return time.Now()
+	}
+	return s.leaderlessSince
 }
 
 func sortedServerIDs(st stateView, site string) []string {
@@ -541,6 +606,10 @@ func (e *controlPlaneEndpoint) NotifyRemoved(ctx context.Context, req *pb.Notify
 	s := e.srv
 	if reason := s.removedReason(); reason != "" {
 		return &pb.NotifyRemovedResponse{Accepted: true, Reason: "already removed"}, nil
+	}
+	if !s.isBootstrapped() {
+		// Fresh (as after a wipe): it joins through retry_join by itself.
+		return &pb.NotifyRemovedResponse{Reason: "refused: this server has no Raft state and joins by itself"}, nil
 	}
 	// Only a leader of a newer epoch may remove: a stale leader must not
 	// stop a server of the cluster that replaced it.

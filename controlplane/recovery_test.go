@@ -28,8 +28,12 @@ var twoSiteServers = []string{"primary", "primary", "dr", "dr"}
 func twoSiteFailover(automatic bool, stonithLog string) func(*config.ServerConfig) {
 	return func(cfg *config.ServerConfig) {
 		fastFailover(automatic)(cfg)
+		// Leases long enough to outlive the elections of a two-voter
+		// cluster forming on a loaded machine (a lapsed lease fences).
+		cfg.Failover.LeaseTTL = 2 * time.Second
+		cfg.Failover.FailoverTimeout = 3 * time.Second
+		cfg.Failover.QuorumLossTimeout = 3 * time.Second
 		cfg.Sites = []config.SiteConfig{{Name: "primary", Kind: "data", Active: true}, {Name: "dr", Kind: "data"}}
-		cfg.Failover.QuorumLossTimeout = 1500 * time.Millisecond
 		if stonithLog != "" {
 			cfg.Failover.Stonith = []config.StonithConfig{{Site: "primary", Timeout: 10 * time.Second,
 				Command: []string{"/bin/sh", "-c", `echo "$DRPLANE_STONITH_SITE by $DRPLANE_NODE_ID" >> ` + stonithLog}}}
