@@ -40,6 +40,12 @@ const (
 	recoveryFileName = "recovery.json"
 	// removedFileName marks a server removed from the cluster.
 	removedFileName = "removed.json"
+	// recoveringPeerGrace is how long a server of the surviving site that
+	// answered during the quorum loss and then went silent is presumed to
+	// be restarting into its own recovery, rather than dead: long enough
+	// for a restart and RecoverCluster on a loaded machine, so that two
+	// servers never recover apart.
+	recoveringPeerGrace = time.Minute
 	// notifyRemovedInterval is how often a leader tells servers outside
 	// its configuration that they were removed.
 	notifyRemovedInterval = 2 * time.Second
@@ -431,8 +437,8 @@ func (s *Server) checkQuorumLoss(ctx context.Context, st stateView, req *pb.Reco
 		}
 		info, err := s.nodeInfo(ctx, st.Servers[id].Address, f.ProbeTimeout)
 		if err != nil {
-			if seen := s.peerLastSeen(id); now.Sub(seen) < f.QuorumLossTimeout {
-				return "", fmt.Errorf("%w: quorum lost; server %s of this site answered %s ago and may be recovering; waiting until it has been silent for %s", errDefer, id, now.Sub(seen).Round(time.Second), f.QuorumLossTimeout)
+			if seen, ok := s.peerLastSeen(id); ok && now.Sub(seen) < recoveringPeerGrace {
+				return "", fmt.Errorf("%w: quorum lost; server %s of this site answered %s ago and may be restarting into its own recovery; waiting until it has been silent for %s", errDefer, id, now.Sub(seen).Round(time.Second), recoveringPeerGrace)
 			}
 			continue
 		}
@@ -479,19 +485,13 @@ func (s *Server) peerSeen(id string, t time.Time) {
 	s.peersSeen[id] = t
 }
 
-// peerLastSeen is when the peer last answered since the leader was lost,
-// or when the leader was lost: a peer is not presumed dead for having
-// been silent while there was a leader.
-func (s *Server) peerLastSeen(id string) time.Time {
+// peerLastSeen is when the peer last answered since this server lost its
+// leader; ok is false when it has not answered since, so it is counted out.
+func (s *Server) peerLastSeen(id string) (time.Time, bool) {
 	s.quorumMu.Lock()
 	defer s.quorumMu.Unlock()
-	if t, ok := s.peersSeen[id]; ok {
-		return t
-	}
-	if s.leaderlessSince.IsZero() {
-		return time.Now()
-	}
-	return s.leaderlessSince
+	t, ok := s.peersSeen[id]
+	return t, ok
 }
 
 func sortedServerIDs(st stateView, site string) []string {
