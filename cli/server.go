@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -120,14 +121,42 @@ func runServer(ctx context.Context, opts *serverOptions) error {
 			logger.Warn("restarting")
 			restart = true
 		}
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = srv.Shutdown(shutdownCtx)
-		cancel()
 		if !restart {
+			shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			return srv.Shutdown(shutdownCtx)
+		}
+		if err := shutdownForRestart(srv, logger); err != nil {
 			return err
 		}
+	}
+}
+
+// restartShutdownWait bounds the shutdown before an in-place restart. Raft
+// waits for its in-flight vote requests, and one to a server of a lost site
+// can hang until its dial times out (10s); the restart then re-executes
+// the binary instead, which releases everything at once, as a crash
+// would. Everything the restart needs is on disk already.
+const restartShutdownWait = 3 * time.Second
+
+func shutdownForRestart(srv *controlplane.Server, logger hclog.Logger) error {
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(context.Background()) }()
+	select {
+	case err := <-done:
 		if err != nil {
 			logger.Warn("shutdown before restart", "error", err)
 		}
+		return nil
+	case <-time.After(restartShutdownWait):
 	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("restart: find own executable: %w", err)
+	}
+	logger.Warn("shutdown is slow; re-executing to restart", "waited", restartShutdownWait)
+	if err := syscall.Exec(exe, os.Args, os.Environ()); err != nil {
+		return fmt.Errorf("restart: exec %s: %w", exe, err)
+	}
+	return nil
 }
