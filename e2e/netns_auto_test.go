@@ -22,7 +22,7 @@ import (
 const rtoBound = 30 * time.Second
 
 // automaticExecution waits for the automatic failover and checks it.
-func automaticExecution(t *testing.T, d *netns.Deployment) *netns.Execution {
+func automaticExecution(t testing.TB, d *netns.Deployment) *netns.Execution {
 	t.Helper()
 	ex := d.WaitForExecution(2*time.Minute, func(ex netns.Execution) bool { return ex.Kind == "failover" })
 	require.Equal(t, "succeeded", ex.Result, ex.Message)

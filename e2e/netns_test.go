@@ -24,7 +24,7 @@ import (
 
 // newNetnsDeployment builds a deployment for t; a nil failover keeps the
 // servers' defaults (manual failover only).
-func newNetnsDeployment(t *testing.T, failover *config.FailoverConfig) *netns.Deployment {
+func newNetnsDeployment(t testing.TB, failover *config.FailoverConfig) *netns.Deployment {
 	t.Helper()
 	return netns.NewDeployment(t, netns.Options{Bin: drplaneBin, Failover: failover})
 }
@@ -38,7 +38,7 @@ func automaticFailover() *config.FailoverConfig {
 }
 
 // timed runs a CLI command and returns its output and wall time.
-func timed(t *testing.T, d *netns.Deployment, args ...string) (string, time.Duration) {
+func timed(t testing.TB, d *netns.Deployment, args ...string) (string, time.Duration) {
 	t.Helper()
 	start := time.Now()
 	out := d.MustCLI(args...)
@@ -48,7 +48,7 @@ func timed(t *testing.T, d *netns.Deployment, args ...string) (string, time.Dura
 // checkHistory stops the checker, reads the rows of the final primary
 // (host) and judges the history against promise; it fails the test on
 // any violation and logs the verdict.
-func checkHistory(t *testing.T, d *netns.Deployment, c *netns.Checker, host string, promise netns.Promise) (netns.Result, *netns.History) {
+func checkHistory(t testing.TB, d *netns.Deployment, c *netns.Checker, host string, promise netns.Promise) (netns.Result, *netns.History) {
 	t.Helper()
 	h := c.Stop()
 	rows, err := d.Rows(context.Background(), host)
@@ -78,7 +78,7 @@ func lossPromise(d *netns.Deployment, killStart, killEnd time.Time) netns.Promis
 // earlier than that plus lease_ttl: no promotion may start before. It
 // returns how long after lastContact + lease_ttl the first promotion
 // started (negative when within that last probe round).
-func requirePromotedAfterLease(t *testing.T, d *netns.Deployment, ex *netns.Execution, lastContact time.Time) time.Duration {
+func requirePromotedAfterLease(t testing.TB, d *netns.Deployment, ex *netns.Execution, lastContact time.Time) time.Duration {
 	t.Helper()
 	f := d.Failover
 	earliest := lastContact.Add(-f.ProbeInterval - f.ProbeTimeout + f.LeaseTTL)
@@ -112,7 +112,7 @@ func opsString(ops []netns.Op) string {
 
 // waitActive waits until the control plane names site active, and
 // returns the epoch.
-func waitActive(t *testing.T, d *netns.Deployment, site string, timeout time.Duration) uint64 {
+func waitActive(t testing.TB, d *netns.Deployment, site string, timeout time.Duration) uint64 {
 	t.Helper()
 	var epoch uint64
 	testutil.WaitForResult(t, timeout, func() (bool, error) {

@@ -65,12 +65,18 @@ func Require(t testing.TB) {
 	if testing.Short() {
 		t.Skip("netns: skipping the network-namespace suite in -short mode")
 	}
-	err := Available()
-	if err == nil {
+	requireAvailable(t, Available(), os.Getenv("CI") == "true")
+}
+
+// requireAvailable skips t, or fails it in CI, when unavailable says why
+// the suite cannot run.
+func requireAvailable(t testing.TB, unavailable error, ci bool) {
+	t.Helper()
+	if unavailable == nil {
 		return
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("netns: cannot run with CI=true: %v", err)
+	if ci {
+		t.Fatalf("netns: cannot run with CI=true: %v", unavailable)
 	}
-	t.Skipf("netns: %v", err)
+	t.Skipf("netns: %v", unavailable)
 }
