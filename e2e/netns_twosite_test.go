@@ -125,6 +125,11 @@ echo "site $DRPLANE_STONITH_SITE powered off"
 	r, _ := checkHistory(t, d, c, "db-2", netns.Promise{LossSite: "primary", LossFrom: cutAt.Add(-d.Failover.MaxDataLoss), LossUntil: time.Now()})
 	t.Logf("two sites, primary cut off: failover %s started %s after the cut (quorum_loss_timeout %s); %s; %d acknowledged rows lost",
 		ex.ID, ex.StartedAt.Sub(cutAt).Round(time.Millisecond), d.Failover.QuorumLossTimeout, ex.Measured(), len(r.Lost))
+	for _, st := range ex.Steps {
+		if st.Started != nil && st.Ended != nil {
+			t.Logf("  step %-24s %-8s %-6s +%s for %s: %s", st.ID, st.Action, st.Host, st.Started.Sub(cutAt).Round(time.Millisecond), st.Ended.Sub(*st.Started).Round(time.Millisecond), st.Message)
+		}
+	}
 
 	// The dr servers are the configuration now.
 	testutil.WaitForResult(t, time.Minute, func() (bool, error) {
