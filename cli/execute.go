@@ -31,6 +31,10 @@ type executeOptions struct {
 	Yes           bool
 	Detach        bool
 	Cleanup       string
+	// Force and ConfirmPrimaryDown make a failover act without a quorum
+	// (two sites, the active one down).
+	Force              bool
+	ConfirmPrimaryDown bool
 }
 
 func newCmdFailover(f *Factory) *cobra.Command {
@@ -43,13 +47,23 @@ make SITE active (bumping the epoch), promote its data services and start its
 services in dependency order, each gated by its health check.
 
 Without --yes the plan and the expected data loss are shown first and you are
-asked to confirm; with no terminal and no --yes the command refuses.`,
+asked to confirm; with no terminal and no --yes the command refuses.
+
+With two sites and no witness, losing the active site loses the Raft quorum:
+no leader can run a failover. Then --force --confirm-primary-down, sent to the
+servers of SITE, has the server of SITE with the longest log make itself the
+only voter (the other servers of SITE rejoin it) and, as leader, fail over.
+Confirm only when every server and data host of the active site is down or
+fenced: if it still runs, there would be two clusters. Its servers, when they
+come back, refuse to serve until ` + "`drplane server rejoin`" + ` is run on them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runExecute(cmd.Context(), opts) },
 	}
 	cmd.Flags().StringVar(&opts.To, "to", "", "target site (required)")
 	cmd.Flags().StringVar(&opts.Plan, "plan", "", "an operator-defined failover plan from the servers' config")
 	cmd.Flags().BoolVar(&opts.AllowDataLoss, "allow-data-loss", false, "promote even when replication lag exceeds max_data_loss")
+	cmd.Flags().BoolVar(&opts.Force, "force", false, "fail over without a quorum (two sites, the active one down); needs --confirm-primary-down")
+	cmd.Flags().BoolVar(&opts.ConfirmPrimaryDown, "confirm-primary-down", false, "confirm that every server and host of the active site is down or fenced")
 	addExecuteFlags(cmd, opts)
 	return cmd
 }
@@ -105,11 +119,17 @@ func runExecute(ctx context.Context, opts *executeOptions) error {
 	if (opts.Kind == "failover" || opts.Kind == "switchover") && opts.To == "" {
 		return errors.New("--to is required: name the site to move the active role to")
 	}
+	if opts.ConfirmPrimaryDown && !opts.Force {
+		return errors.New("--confirm-primary-down goes with --force")
+	}
 	client, closeFn, err := opts.f.ControlPlane()
 	if err != nil {
 		return err
 	}
 	defer closeFn()
+	if opts.Force {
+		return runForcedFailover(ctx, opts, client)
+	}
 	req := &pb.StartExecutionRequest{Write: &pb.WriteOptions{RequestId: uuid.NewString()},
 		Kind: opts.Kind, Plan: opts.Plan, To: opts.To, AllowDataLoss: opts.AllowDataLoss, CleanupOf: opts.Cleanup}
 	out := opts.f.IO.Out
@@ -131,6 +151,54 @@ func runExecute(ctx context.Context, opts *executeOptions) error {
 		return nil
 	}
 	return follow(ctx, opts.f, client, ex.GetId())
+}
+
+// forcedFailoverWait bounds how long the command waits for the recovered
+// leader to start the failover.
+const forcedFailoverWait = 2 * time.Minute
+
+// runForcedFailover is the quorum-loss failover: the servers of the target
+// site recover the cluster and their new leader starts the failover, which
+// the command then follows.
+func runForcedFailover(ctx context.Context, opts *executeOptions, client pb.ControlPlaneClient) error {
+	if !opts.ConfirmPrimaryDown {
+		return errors.New("--force acts without a quorum and needs --confirm-primary-down: confirm that every server and data host of the active site is down or fenced (if it still runs, there would be two clusters)")
+	}
+	out := opts.f.IO.Out
+	start := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	resp, err := client.RecoverQuorum(rctx, &pb.RecoverQuorumRequest{To: opts.To, ConfirmPrimaryDown: true, AllowDataLoss: opts.AllowDataLoss})
+	cancel()
+	if err != nil {
+		return explain(opts.f.addr, err)
+	}
+	fmt.Fprintf(out, "quorum-loss recovery %s: %s\n", resp.GetId(), resp.GetMessage())
+	if opts.Detach {
+		fmt.Fprintln(out, "follow the failover with: drplane history")
+		return nil
+	}
+	deadline := time.Now().Add(forcedFailoverWait)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		list, err := client.ListExecutions(rctx, &pb.ListExecutionsRequest{})
+		cancel()
+		if err == nil {
+			for _, ex := range list.GetExecutions() {
+				if ex.GetKind() == "failover" && ex.GetTo() == opts.To && !ex.GetStartedAt().AsTime().Before(start.Add(-time.Second)) {
+					fmt.Fprintf(out, "started failover %s (%s -> %s, %d steps)\n", ex.GetId(), ex.GetFrom(), ex.GetTo(), len(ex.GetSteps()))
+					return follow(ctx, opts.f, client, ex.GetId())
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the recovered servers started no failover to %s within %s (last error: %v); see `drplane status` and the servers' logs", opts.To, forcedFailoverWait, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(followInterval):
+		}
+	}
 }
 
 // confirmPlan shows the plan and the expected data loss and asks on a

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
@@ -81,14 +82,47 @@ func (f *Factory) dialControlPlane() (pb.ControlPlaneClient, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	opts := append(resolverOpts,
-		grpc.WithTransportCredentials(m.ClientCredentials(tlsutil.RoleServer)),
-		grpc.WithUnaryInterceptor(withOperator))
+	creds := grpc.WithTransportCredentials(m.ClientCredentials(tlsutil.RoleServer))
+	opts := append(resolverOpts, creds, grpc.WithChainUnaryInterceptor(withOperator, skipRemovedServers(f.addr, creds)))
 	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to %s: %w", f.addr, err)
 	}
 	return pb.NewControlPlaneClient(conn), func() { _ = conn.Close() }, nil
+}
+
+// skipRemovedServers retries a call on the other servers of addr when the
+// one that answered says it was removed from the cluster (it refuses to
+// serve until rejoined): pick_first only moves on from servers it cannot
+// connect to.
+func skipRemovedServers(addr string, creds grpc.DialOption) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		var p peer.Peer
+		err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Peer(&p))...)
+		st, _ := status.FromError(err)
+		if err == nil || st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "removed from the cluster") || p.Addr == nil {
+			return err
+		}
+		var rest []string
+		for _, a := range splitAddrs(addr) {
+			if a != p.Addr.String() {
+				rest = append(rest, a)
+			}
+		}
+		if len(rest) == 0 {
+			return err
+		}
+		target, resolverOpts, terr := dialTarget(strings.Join(rest, ","))
+		if terr != nil {
+			return err
+		}
+		other, derr := grpc.NewClient(target, append(resolverOpts, creds, grpc.WithUnaryInterceptor(withOperator))...)
+		if derr != nil {
+			return err
+		}
+		defer func() { _ = other.Close() }()
+		return other.Invoke(ctx, method, req, reply, opts...)
+	}
 }
 
 // addrScheme is the resolver scheme of a connection to several servers.
@@ -164,7 +198,7 @@ func explain(addr string, err error) error {
 	}
 	msg := st.Message()
 	switch {
-	case st.Code() == codes.Unavailable && strings.Contains(msg, "no leader"):
+	case st.Code() == codes.Unavailable && (strings.Contains(msg, "no leader") || strings.Contains(msg, "removed from the cluster")):
 		return fmt.Errorf("%s", msg)
 	case st.Code() == codes.Unavailable && strings.Contains(msg, "authority"):
 		return fmt.Errorf("server %s: its certificate is not signed by --ca-cert (%s)", addr, msg)

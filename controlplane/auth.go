@@ -34,6 +34,8 @@ var methodRoles = map[string][]tlsutil.Role{
 	pb.ControlPlane_CancelExecution_FullMethodName:   {tlsutil.RoleServer, tlsutil.RoleCLI},
 	pb.ControlPlane_ObserveSite_FullMethodName:       {tlsutil.RoleServer},
 	pb.ControlPlane_SetAutomation_FullMethodName:     {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.ControlPlane_RecoverQuorum_FullMethodName:     {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.ControlPlane_NotifyRemoved_FullMethodName:     {tlsutil.RoleServer},
 }
 
 // authorize is a unary interceptor that refuses callers whose certificate

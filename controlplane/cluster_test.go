@@ -80,6 +80,14 @@ func newTestCluster(t testing.TB, n int) *testCluster {
 // adjusted by configure.
 func newTestClusterWith(t testing.TB, n int, configure func(*config.ServerConfig)) *testCluster {
 	t.Helper()
+	return newTestClusterOf(t, testSites(n), configure)
+}
+
+// newTestClusterOf starts a server in each of sites (one entry per
+// server, named s1, s2, ...).
+func newTestClusterOf(t testing.TB, sites []string, configure func(*config.ServerConfig)) *testCluster {
+	t.Helper()
+	n := len(sites)
 	c := &testCluster{t: t, tlsDir: t.TempDir()}
 	require.NoError(t, tlsutil.CreateCA(c.tlsDir))
 	_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: c.tlsDir, Name: "ops", Role: tlsutil.RoleCLI})
@@ -91,7 +99,6 @@ func newTestClusterWith(t testing.TB, n int, configure func(*config.ServerConfig
 		lns[i] = [2]net.Listener{listen(t, "127.0.0.1:0"), listen(t, "127.0.0.1:0")}
 		addrs[i] = lns[i][0].Addr().String()
 	}
-	sites := testSites(n)
 	for i := range n {
 		id := fmt.Sprintf("s%d", i+1)
 		_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: c.tlsDir, Name: id, Role: tlsutil.RoleServer})

@@ -29,7 +29,7 @@ func (s *Server) endpoint() *controlPlaneEndpoint { return &controlPlaneEndpoint
 func (s *Server) setupGRPC() {
 	s.grpcServer = grpc.NewServer(
 		grpc.Creds(s.tls.ServerCredentials(s.logger.Named("grpc"))),
-		grpc.ChainUnaryInterceptor(authorize(s.logger.Named("grpc"))),
+		grpc.ChainUnaryInterceptor(authorize(s.logger.Named("grpc")), s.refuseWhenRemoved),
 	)
 	pb.RegisterControlPlaneServer(s.grpcServer, s.endpoint())
 }

@@ -20,6 +20,9 @@ var (
 	// errPermissionDenied wraps a caller whose certificate role may not
 	// make the request.
 	errPermissionDenied = errors.New("permission denied")
+	// errFailedPrecondition wraps a request the cluster's situation does
+	// not allow now.
+	errFailedPrecondition = errors.New("cannot recover")
 )
 
 // toStatus turns an error from the server's internals into the gRPC status
@@ -34,6 +37,8 @@ func toStatus(err error) error {
 	var rejected *structs.RejectedError
 	switch {
 	case errors.As(err, &rejected):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, errFailedPrecondition), errors.Is(err, errDefer):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, errInvalidArgument):
 		return status.Error(codes.InvalidArgument, err.Error())

@@ -82,7 +82,12 @@ type twoSites struct {
 }
 
 func newTwoSites(t *testing.T, configure func(*config.ServerConfig)) *twoSites {
-	c := newTestClusterWith(t, 3, configure)
+	return newTwoSitesOn(t, testSites(3), configure)
+}
+
+// newTwoSitesOn is newTwoSites with servers in sites.
+func newTwoSitesOn(t *testing.T, sites []string, configure func(*config.ServerConfig)) *twoSites {
+	c := newTestClusterOf(t, sites, configure)
 	ts := &twoSites{c: c, agents: map[string]*hostagent.Agent{}}
 	start := func(host, site string, svc testService) map[string]*driver.Fake {
 		fakes, a := startPlanAgentHandle(t, c, host, site, svc)

@@ -141,5 +141,8 @@ func (s *Server) noLeaderError(ctx context.Context, cause error) error {
 	if reachable >= quorum {
 		msg += "; an election may be in progress, retry shortly"
 	}
+	if note := s.quorumNote(); note != "" {
+		msg += "; " + note
+	}
 	return fmt.Errorf("%w: %s", errNoLeader, msg)
 }

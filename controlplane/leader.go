@@ -107,6 +107,10 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	// Every execution a predecessor left running continues here
 	// (invariant 6).
 	s.resumeExecutions(ctx)
+	// A configuration this server recovered after a quorum loss is
+	// followed by its failover; servers left outside are told.
+	s.startRecoveredFailover(ctx)
+	go s.notifyRemovedLoop(ctx)
 	return nil
 }
 

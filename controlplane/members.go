@@ -72,6 +72,9 @@ func (s *Server) fillMemberState(ctx context.Context, m *pb.Server) {
 
 // localNodeInfo describes this server.
 func (s *Server) localNodeInfo() *pb.NodeInfoResponse {
+	if reason := s.removedReason(); reason != "" {
+		return &pb.NodeInfoResponse{Id: s.config.NodeID, Site: s.config.Site, Address: s.grpcAddr, State: "removed", Removed: reason}
+	}
 	_, leaderID := s.raft.LeaderWithID()
 	return &pb.NodeInfoResponse{
 		Id:           s.config.NodeID,
@@ -83,6 +86,7 @@ func (s *Server) localNodeInfo() *pb.NodeInfoResponse {
 		Bootstrapped: s.isBootstrapped(),
 		LastIndex:    s.raft.LastIndex(),
 		AppliedIndex: s.raft.AppliedIndex(),
+		Epoch:        s.fsm.view().Epoch,
 	}
 }
 

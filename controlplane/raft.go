@@ -88,6 +88,9 @@ func (s *Server) setupRaft(deps Deps) error {
 	if deps.RaftConfig != nil {
 		deps.RaftConfig(rc)
 	}
+	if s.pendingRecovery, err = s.recoverAtStart(rc, logs, bolt, snaps, trans); err != nil {
+		return err
+	}
 	if s.raft, err = raft.NewRaft(rc, s.fsm, logs, bolt, snaps, trans); err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}

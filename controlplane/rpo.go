@@ -193,18 +193,20 @@ func (s *Server) rpoGuard(ctx context.Context, execID string, step plan.Step) (s
 	return "", fmt.Errorf("RPO guard: expected data loss %s exceeds max_data_loss %s (%s); run again with --allow-data-loss to accept it", exposureText(exp), limit, exp.detail)
 }
 
-// awaitObservations gives a new leader time to probe every agent of site
-// once, so it judges an exposure on what it observed rather than refusing
-// for lack of observations: it returns once each has a result of this term
-// or two probe rounds after the election have passed. An empty site means
-// every agent.
+// awaitObservations gives a new leader time to hear from every agent of
+// site once, so it judges an exposure on what it observed rather than
+// refusing for lack of observations: it returns once each has answered a
+// probe of this term, or at the deadline. A leader that just restarted,
+// as after a quorum-loss recovery, dials every agent anew, which on a
+// loaded machine takes a few rounds; only a dead host of the target site
+// makes it wait until the deadline. An empty site means every agent.
 func (s *Server) awaitObservations(ctx context.Context, site string) {
 	f := s.config.Failover
-	deadline := s.leaderSinceTime().Add(2 * (f.ProbeInterval + f.ProbeTimeout))
+	deadline := s.leaderSinceTime().Add(max(2*f.FailoverTimeout, 10*(f.ProbeInterval+f.ProbeTimeout)))
 	for time.Now().Before(deadline) {
 		missing := false
 		for _, a := range s.fsm.view().Agents {
-			if _, ok := s.probes.get(a.HostID); !ok && (site == "" || a.Site == site) {
+			if r, ok := s.probes.get(a.HostID); (!ok || r.lastResp == nil) && (site == "" || a.Site == site) {
 				missing = true
 			}
 		}

@@ -81,6 +81,24 @@ type Server struct {
 	leaderCtx   context.Context
 	executing   map[string]bool
 
+	// restartCh is closed when the server must be restarted (see
+	// RestartRequested).
+	restartCh   chan struct{}
+	restartOnce sync.Once
+	// quorumMsg is the quorum watcher's latest judgement; removed, when
+	// set, is why this server refuses to serve.
+	quorumMu  sync.Mutex
+	quorumMsg string
+	removed   string
+	// leaderlessSince is when this server lost its leader (zero while it
+	// has one); peersSeen when each server of its site last answered
+	// since.
+	leaderlessSince time.Time
+	peersSeen       map[string]time.Time
+	// pendingRecovery is a recovered configuration whose failover this
+	// server starts once it leads.
+	pendingRecovery *recoveryPlan
+
 	shutdownCtx    context.Context
 	shutdownCancel context.CancelFunc
 	shutdownOnce   sync.Once
@@ -109,6 +127,7 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (s *Server, err error) {
 		probes:         newProbeTable(),
 		progress:       newProgressTable(),
 		primaries:      newPrimaryHistory(),
+		restartCh:      make(chan struct{}),
 		shutdownCtx:    ctx,
 		shutdownCancel: cancel,
 	}
@@ -120,6 +139,20 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (s *Server, err error) {
 	}()
 	if err := s.openListeners(&deps); err != nil {
 		return nil, err
+	}
+	if err := s.loadRemovedMark(); err != nil {
+		return nil, err
+	}
+	if reason := s.removedReason(); reason != "" {
+		// A removed server opens no Raft state at all: it answers every
+		// call with why it refuses, until an operator rejoins it.
+		_ = deps.RaftListener.Close()
+		_ = deps.HTTPListener.Close()
+		s.logger.Error("refusing to serve", "reason", reason)
+		s.setupGRPC()
+		s.goFunc(s.serveGRPC)
+		s.goFunc(s.watchRemovedMark)
+		return s, nil
 	}
 	if err := s.setupRaft(deps); err != nil {
 		return nil, err
@@ -178,16 +211,19 @@ func advertised(host string, ln net.Listener) string {
 func (s *Server) startBackground() {
 	s.goFunc(s.monitorLeadership)
 	s.goFunc(s.joinLoop)
-	s.goFunc(func(context.Context) {
-		if err := s.grpcServer.Serve(s.grpcListener); err != nil {
-			s.logger.Error("grpc server stopped", "error", err)
-		}
-	})
+	s.goFunc(s.watchQuorum)
+	s.goFunc(s.serveGRPC)
 	s.goFunc(func(context.Context) {
 		if err := s.httpServer.ServeTLS(s.httpListener, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.logger.Error("http server stopped", "error", err)
 		}
 	})
+}
+
+func (s *Server) serveGRPC(context.Context) {
+	if err := s.grpcServer.Serve(s.grpcListener); err != nil {
+		s.logger.Error("grpc server stopped", "error", err)
+	}
 }
 
 func (s *Server) goFunc(f func(ctx context.Context)) {
@@ -216,7 +252,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) shutdown(ctx context.Context) error {
-	if s.IsLeader() && s.votersLen() > 1 {
+	if s.raft != nil && s.IsLeader() && s.votersLen() > 1 {
 		s.logger.Info("transferring leadership before shutdown")
 		if err := s.raft.LeadershipTransfer().Error(); err != nil {
 			s.logger.Warn("failed to transfer leadership", "error", err)
@@ -231,6 +267,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	if s.httpServer != nil {
 		_ = s.httpServer.Close()
+	}
+	if s.grpcServer == nil {
+		_ = s.grpcListener.Close()
 	}
 	var err error
 	if s.raft != nil {

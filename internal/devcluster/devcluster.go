@@ -236,7 +236,9 @@ tls {
 }
 site "primary" { kind = "data"  active = true }
 site "dr"      { kind = "data" }
+{{- if .Witness}}
 site "witness" { kind = "witness" }
+{{- end}}
 {{- with .Failover}}
 failover {
   automatic         = {{.Automatic}}
@@ -260,7 +262,9 @@ failover {
 
 func (c *Cluster) writeConfig(n *Node) error {
 	var join []string
+	witness := false
 	for _, o := range c.Nodes {
+		witness = witness || o.Site == "witness"
 		if o != n {
 			join = append(join, fmt.Sprintf("%q", o.GRPCAddr))
 		}
@@ -269,7 +273,7 @@ func (c *Cluster) writeConfig(n *Node) error {
 	err := serverConfigTmpl.Execute(&buf, map[string]any{
 		"Node": n, "BindAddr": host(n.GRPCAddr), "Expect": len(c.Nodes), "Join": strings.Join(join, ", "), "Multiplier": c.Multiplier,
 		"GRPCPort": port(n.GRPCAddr), "RaftPort": port(n.RaftAddr), "HTTPPort": port(n.HTTPAddr),
-		"TLSDir": filepath.Join(c.Dir, "tls"), "Failover": c.Failover,
+		"TLSDir": filepath.Join(c.Dir, "tls"), "Failover": c.Failover, "Witness": witness,
 	})
 	if err != nil {
 		return fmt.Errorf("render config for %s: %w", n.ID, err)

@@ -34,7 +34,8 @@ func TestServerConfig_Failover(t *testing.T) {
 	// Zero is a value here (no data loss allowed, no cooldown), not "unset".
 	f.MaxDataLoss, f.Cooldown = 0, 0
 	f.QuorumLossTimeout = 7 * time.Second
-	f.Stonith = []config.StonithConfig{{Site: "primary", Command: []string{"/bin/fence", "--site", "primary"}, Timeout: 5 * time.Second}}
+	f.Stonith = []config.StonithConfig{{Site: "primary", Command: []string{"/bin/fence", "--site", "primary"}, Timeout: 5 * time.Second},
+		{Site: "dr", Command: []string{"/bin/fence", "--site", "dr"}, Timeout: 5 * time.Second}}
 	c.Failover = &f
 	require.NoError(t, c.writeConfig(c.Nodes[0]))
 	cfg, err := config.LoadServerConfig(c.Nodes[0].ConfigPath)

@@ -37,6 +37,9 @@ type Options struct {
 	// (SIGSTOP) until one of these leads, then continued, and they rejoin
 	// as followers. The remaining servers must be a quorum.
 	LeaderIn []string
+	// TwoSites leaves the witness out: servers s1, s2 at primary and s3,
+	// s4 at dr, so neither site holds a quorum alone.
+	TwoSites bool
 }
 
 // Deployment is drplane on a StandardLayout topology: a server on each
@@ -163,7 +166,11 @@ func (d *Deployment) setUpDatabases() error {
 }
 
 func (d *Deployment) setUpServers(opts Options) error {
-	c, err := devcluster.NewInProcessTLS(opts.Bin, filepath.Join(d.Dir, "cp"), []string{"primary", "primary", "dr", "dr", "witness"})
+	sites := []string{"primary", "primary", "dr", "dr", "witness"}
+	if opts.TwoSites {
+		sites = sites[:4]
+	}
+	c, err := devcluster.NewInProcessTLS(opts.Bin, filepath.Join(d.Dir, "cp"), sites)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,241 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RecoverQuorumRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// to is the data site whose servers take over.
+	To string `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
+	// confirm_primary_down is the operator's word that the active site is
+	// down or fenced; the server refuses without it.
+	ConfirmPrimaryDown bool `protobuf:"varint,2,opt,name=confirm_primary_down,json=confirmPrimaryDown,proto3" json:"confirm_primary_down,omitempty"`
+	AllowDataLoss      bool `protobuf:"varint,3,opt,name=allow_data_loss,json=allowDataLoss,proto3" json:"allow_data_loss,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *RecoverQuorumRequest) Reset() {
+	*x = RecoverQuorumRequest{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoverQuorumRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoverQuorumRequest) ProtoMessage() {}
+
+func (x *RecoverQuorumRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoverQuorumRequest.ProtoReflect.Descriptor instead.
+func (*RecoverQuorumRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RecoverQuorumRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *RecoverQuorumRequest) GetConfirmPrimaryDown() bool {
+	if x != nil {
+		return x.ConfirmPrimaryDown
+	}
+	return false
+}
+
+func (x *RecoverQuorumRequest) GetAllowDataLoss() bool {
+	if x != nil {
+		return x.AllowDataLoss
+	}
+	return false
+}
+
+type RecoverQuorumResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Voters        []string               `protobuf:"bytes,2,rep,name=voters,proto3" json:"voters,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecoverQuorumResponse) Reset() {
+	*x = RecoverQuorumResponse{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoverQuorumResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoverQuorumResponse) ProtoMessage() {}
+
+func (x *RecoverQuorumResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoverQuorumResponse.ProtoReflect.Descriptor instead.
+func (*RecoverQuorumResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RecoverQuorumResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RecoverQuorumResponse) GetVoters() []string {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+func (x *RecoverQuorumResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type NotifyRemovedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeaderId      string                 `protobuf:"bytes,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Voters        []string               `protobuf:"bytes,3,rep,name=voters,proto3" json:"voters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifyRemovedRequest) Reset() {
+	*x = NotifyRemovedRequest{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifyRemovedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifyRemovedRequest) ProtoMessage() {}
+
+func (x *NotifyRemovedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifyRemovedRequest.ProtoReflect.Descriptor instead.
+func (*NotifyRemovedRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *NotifyRemovedRequest) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *NotifyRemovedRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *NotifyRemovedRequest) GetVoters() []string {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+type NotifyRemovedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Accepted      bool                   `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifyRemovedResponse) Reset() {
+	*x = NotifyRemovedResponse{}
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifyRemovedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifyRemovedResponse) ProtoMessage() {}
+
+func (x *NotifyRemovedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifyRemovedResponse.ProtoReflect.Descriptor instead.
+func (*NotifyRemovedResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *NotifyRemovedResponse) GetAccepted() bool {
+	if x != nil {
+		return x.Accepted
+	}
+	return false
+}
+
+func (x *NotifyRemovedResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type ObserveSiteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Site  string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
@@ -33,7 +268,7 @@ type ObserveSiteRequest struct {
 
 func (x *ObserveSiteRequest) Reset() {
 	*x = ObserveSiteRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[0]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +280,7 @@ func (x *ObserveSiteRequest) String() string {
 func (*ObserveSiteRequest) ProtoMessage() {}
 
 func (x *ObserveSiteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[0]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +293,7 @@ func (x *ObserveSiteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObserveSiteRequest.ProtoReflect.Descriptor instead.
 func (*ObserveSiteRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{0}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ObserveSiteRequest) GetSite() string {
@@ -88,7 +323,7 @@ type ObserveSiteResponse struct {
 
 func (x *ObserveSiteResponse) Reset() {
 	*x = ObserveSiteResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[1]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -100,7 +335,7 @@ func (x *ObserveSiteResponse) String() string {
 func (*ObserveSiteResponse) ProtoMessage() {}
 
 func (x *ObserveSiteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[1]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -113,7 +348,7 @@ func (x *ObserveSiteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObserveSiteResponse.ProtoReflect.Descriptor instead.
 func (*ObserveSiteResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{1}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ObserveSiteResponse) GetNodeId() string {
@@ -163,7 +398,7 @@ type SetAutomationRequest struct {
 
 func (x *SetAutomationRequest) Reset() {
 	*x = SetAutomationRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[2]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -175,7 +410,7 @@ func (x *SetAutomationRequest) String() string {
 func (*SetAutomationRequest) ProtoMessage() {}
 
 func (x *SetAutomationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[2]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -188,7 +423,7 @@ func (x *SetAutomationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAutomationRequest.ProtoReflect.Descriptor instead.
 func (*SetAutomationRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{2}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SetAutomationRequest) GetWrite() *WriteOptions {
@@ -221,7 +456,7 @@ type SetAutomationResponse struct {
 
 func (x *SetAutomationResponse) Reset() {
 	*x = SetAutomationResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[3]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -233,7 +468,7 @@ func (x *SetAutomationResponse) String() string {
 func (*SetAutomationResponse) ProtoMessage() {}
 
 func (x *SetAutomationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[3]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -246,7 +481,7 @@ func (x *SetAutomationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAutomationResponse.ProtoReflect.Descriptor instead.
 func (*SetAutomationResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{3}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SetAutomationResponse) GetMeta() *ResponseMeta {
@@ -275,7 +510,7 @@ type StartExecutionRequest struct {
 
 func (x *StartExecutionRequest) Reset() {
 	*x = StartExecutionRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[4]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +522,7 @@ func (x *StartExecutionRequest) String() string {
 func (*StartExecutionRequest) ProtoMessage() {}
 
 func (x *StartExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[4]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +535,7 @@ func (x *StartExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartExecutionRequest.ProtoReflect.Descriptor instead.
 func (*StartExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{4}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StartExecutionRequest) GetWrite() *WriteOptions {
@@ -362,7 +597,7 @@ type StartExecutionResponse struct {
 
 func (x *StartExecutionResponse) Reset() {
 	*x = StartExecutionResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[5]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -374,7 +609,7 @@ func (x *StartExecutionResponse) String() string {
 func (*StartExecutionResponse) ProtoMessage() {}
 
 func (x *StartExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[5]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -387,7 +622,7 @@ func (x *StartExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartExecutionResponse.ProtoReflect.Descriptor instead.
 func (*StartExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{5}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StartExecutionResponse) GetMeta() *ResponseMeta {
@@ -414,7 +649,7 @@ type GetExecutionRequest struct {
 
 func (x *GetExecutionRequest) Reset() {
 	*x = GetExecutionRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[6]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -426,7 +661,7 @@ func (x *GetExecutionRequest) String() string {
 func (*GetExecutionRequest) ProtoMessage() {}
 
 func (x *GetExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[6]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -439,7 +674,7 @@ func (x *GetExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExecutionRequest.ProtoReflect.Descriptor instead.
 func (*GetExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{6}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetExecutionRequest) GetRead() *ReadOptions {
@@ -466,7 +701,7 @@ type GetExecutionResponse struct {
 
 func (x *GetExecutionResponse) Reset() {
 	*x = GetExecutionResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[7]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +713,7 @@ func (x *GetExecutionResponse) String() string {
 func (*GetExecutionResponse) ProtoMessage() {}
 
 func (x *GetExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[7]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +726,7 @@ func (x *GetExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExecutionResponse.ProtoReflect.Descriptor instead.
 func (*GetExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{7}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetExecutionResponse) GetMeta() *ResponseMeta {
@@ -517,7 +752,7 @@ type ListExecutionsRequest struct {
 
 func (x *ListExecutionsRequest) Reset() {
 	*x = ListExecutionsRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[8]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +764,7 @@ func (x *ListExecutionsRequest) String() string {
 func (*ListExecutionsRequest) ProtoMessage() {}
 
 func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[8]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +777,7 @@ func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExecutionsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{8}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListExecutionsRequest) GetRead() *ReadOptions {
@@ -562,7 +797,7 @@ type ListExecutionsResponse struct {
 
 func (x *ListExecutionsResponse) Reset() {
 	*x = ListExecutionsResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[9]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -574,7 +809,7 @@ func (x *ListExecutionsResponse) String() string {
 func (*ListExecutionsResponse) ProtoMessage() {}
 
 func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[9]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -587,7 +822,7 @@ func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExecutionsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{9}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListExecutionsResponse) GetMeta() *ResponseMeta {
@@ -616,7 +851,7 @@ type ApproveExecutionRequest struct {
 
 func (x *ApproveExecutionRequest) Reset() {
 	*x = ApproveExecutionRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[10]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +863,7 @@ func (x *ApproveExecutionRequest) String() string {
 func (*ApproveExecutionRequest) ProtoMessage() {}
 
 func (x *ApproveExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[10]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +876,7 @@ func (x *ApproveExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveExecutionRequest.ProtoReflect.Descriptor instead.
 func (*ApproveExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{10}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ApproveExecutionRequest) GetWrite() *WriteOptions {
@@ -674,7 +909,7 @@ type ApproveExecutionResponse struct {
 
 func (x *ApproveExecutionResponse) Reset() {
 	*x = ApproveExecutionResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[11]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +921,7 @@ func (x *ApproveExecutionResponse) String() string {
 func (*ApproveExecutionResponse) ProtoMessage() {}
 
 func (x *ApproveExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[11]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +934,7 @@ func (x *ApproveExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveExecutionResponse.ProtoReflect.Descriptor instead.
 func (*ApproveExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{11}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ApproveExecutionResponse) GetMeta() *ResponseMeta {
@@ -719,7 +954,7 @@ type CancelExecutionRequest struct {
 
 func (x *CancelExecutionRequest) Reset() {
 	*x = CancelExecutionRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[12]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +966,7 @@ func (x *CancelExecutionRequest) String() string {
 func (*CancelExecutionRequest) ProtoMessage() {}
 
 func (x *CancelExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[12]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +979,7 @@ func (x *CancelExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExecutionRequest.ProtoReflect.Descriptor instead.
 func (*CancelExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{12}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CancelExecutionRequest) GetWrite() *WriteOptions {
@@ -770,7 +1005,7 @@ type CancelExecutionResponse struct {
 
 func (x *CancelExecutionResponse) Reset() {
 	*x = CancelExecutionResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[13]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +1017,7 @@ func (x *CancelExecutionResponse) String() string {
 func (*CancelExecutionResponse) ProtoMessage() {}
 
 func (x *CancelExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[13]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1030,7 @@ func (x *CancelExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExecutionResponse.ProtoReflect.Descriptor instead.
 func (*CancelExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{13}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelExecutionResponse) GetMeta() *ResponseMeta {
@@ -831,7 +1066,7 @@ type PlanStep struct {
 
 func (x *PlanStep) Reset() {
 	*x = PlanStep{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[14]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +1078,7 @@ func (x *PlanStep) String() string {
 func (*PlanStep) ProtoMessage() {}
 
 func (x *PlanStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[14]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +1091,7 @@ func (x *PlanStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanStep.ProtoReflect.Descriptor instead.
 func (*PlanStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{14}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PlanStep) GetId() string {
@@ -988,7 +1223,7 @@ type ExecutionStep struct {
 
 func (x *ExecutionStep) Reset() {
 	*x = ExecutionStep{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[15]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1235,7 @@ func (x *ExecutionStep) String() string {
 func (*ExecutionStep) ProtoMessage() {}
 
 func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[15]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1248,7 @@ func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionStep.ProtoReflect.Descriptor instead.
 func (*ExecutionStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{15}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExecutionStep) GetStep() *PlanStep {
@@ -1125,7 +1360,7 @@ type Execution struct {
 
 func (x *Execution) Reset() {
 	*x = Execution{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[16]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1372,7 @@ func (x *Execution) String() string {
 func (*Execution) ProtoMessage() {}
 
 func (x *Execution) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[16]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1385,7 @@ func (x *Execution) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Execution.ProtoReflect.Descriptor instead.
 func (*Execution) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{16}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Execution) GetId() string {
@@ -1350,7 +1585,7 @@ type RunHostStepRequest struct {
 
 func (x *RunHostStepRequest) Reset() {
 	*x = RunHostStepRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[17]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1597,7 @@ func (x *RunHostStepRequest) String() string {
 func (*RunHostStepRequest) ProtoMessage() {}
 
 func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[17]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1610,7 @@ func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepRequest.ProtoReflect.Descriptor instead.
 func (*RunHostStepRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{17}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RunHostStepRequest) GetWrite() *WriteOptions {
@@ -1424,7 +1659,7 @@ type RunHostStepResponse struct {
 
 func (x *RunHostStepResponse) Reset() {
 	*x = RunHostStepResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[18]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1671,7 @@ func (x *RunHostStepResponse) String() string {
 func (*RunHostStepResponse) ProtoMessage() {}
 
 func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[18]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1684,7 @@ func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepResponse.ProtoReflect.Descriptor instead.
 func (*RunHostStepResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{18}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RunHostStepResponse) GetMeta() *ResponseMeta {
@@ -1483,7 +1718,7 @@ type ListHostSnapshotsRequest struct {
 
 func (x *ListHostSnapshotsRequest) Reset() {
 	*x = ListHostSnapshotsRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[19]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1730,7 @@ func (x *ListHostSnapshotsRequest) String() string {
 func (*ListHostSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[19]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1743,7 @@ func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{19}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListHostSnapshotsRequest) GetHostId() string {
@@ -1535,7 +1770,7 @@ type ListHostSnapshotsResponse struct {
 
 func (x *ListHostSnapshotsResponse) Reset() {
 	*x = ListHostSnapshotsResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[20]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1547,7 +1782,7 @@ func (x *ListHostSnapshotsResponse) String() string {
 func (*ListHostSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[20]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1560,7 +1795,7 @@ func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{20}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListHostSnapshotsResponse) GetMeta() *ResponseMeta {
@@ -1589,7 +1824,7 @@ type WriteOptions struct {
 
 func (x *WriteOptions) Reset() {
 	*x = WriteOptions{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[21]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1836,7 @@ func (x *WriteOptions) String() string {
 func (*WriteOptions) ProtoMessage() {}
 
 func (x *WriteOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[21]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1849,7 @@ func (x *WriteOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteOptions.ProtoReflect.Descriptor instead.
 func (*WriteOptions) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{21}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WriteOptions) GetRequestId() string {
@@ -1636,7 +1871,7 @@ type ReadOptions struct {
 
 func (x *ReadOptions) Reset() {
 	*x = ReadOptions{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[22]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1883,7 @@ func (x *ReadOptions) String() string {
 func (*ReadOptions) ProtoMessage() {}
 
 func (x *ReadOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[22]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1896,7 @@ func (x *ReadOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadOptions.ProtoReflect.Descriptor instead.
 func (*ReadOptions) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{22}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReadOptions) GetStale() bool {
@@ -1688,7 +1923,7 @@ type ResponseMeta struct {
 
 func (x *ResponseMeta) Reset() {
 	*x = ResponseMeta{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[23]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +1935,7 @@ func (x *ResponseMeta) String() string {
 func (*ResponseMeta) ProtoMessage() {}
 
 func (x *ResponseMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[23]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +1948,7 @@ func (x *ResponseMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseMeta.ProtoReflect.Descriptor instead.
 func (*ResponseMeta) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{23}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ResponseMeta) GetServedBy() string {
@@ -1756,7 +1991,7 @@ type Site struct {
 
 func (x *Site) Reset() {
 	*x = Site{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[24]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +2003,7 @@ func (x *Site) String() string {
 func (*Site) ProtoMessage() {}
 
 func (x *Site) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[24]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +2016,7 @@ func (x *Site) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Site.ProtoReflect.Descriptor instead.
 func (*Site) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{24}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Site) GetName() string {
@@ -1822,7 +2057,7 @@ type Server struct {
 
 func (x *Server) Reset() {
 	*x = Server{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[25]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1834,7 +2069,7 @@ func (x *Server) String() string {
 func (*Server) ProtoMessage() {}
 
 func (x *Server) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[25]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1847,7 +2082,7 @@ func (x *Server) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Server.ProtoReflect.Descriptor instead.
 func (*Server) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{25}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Server) GetId() string {
@@ -1916,7 +2151,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[26]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2163,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[26]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2176,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{26}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Service) GetName() string {
@@ -2008,7 +2243,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[27]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2255,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[27]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2268,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{27}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Agent) GetHostId() string {
@@ -2118,7 +2353,7 @@ type AgentProbe struct {
 
 func (x *AgentProbe) Reset() {
 	*x = AgentProbe{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[28]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2130,7 +2365,7 @@ func (x *AgentProbe) String() string {
 func (*AgentProbe) ProtoMessage() {}
 
 func (x *AgentProbe) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[28]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2143,7 +2378,7 @@ func (x *AgentProbe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentProbe.ProtoReflect.Descriptor instead.
 func (*AgentProbe) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{28}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AgentProbe) GetReachable() bool {
@@ -2232,7 +2467,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[29]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2479,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[29]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2492,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{29}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -2311,7 +2546,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[30]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2558,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[30]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2571,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{30}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetStatusRequest) GetRead() *ReadOptions {
@@ -2362,7 +2597,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[31]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2374,7 +2609,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[31]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2387,7 +2622,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{31}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetStatusResponse) GetMeta() *ResponseMeta {
@@ -2476,7 +2711,7 @@ type Automation struct {
 
 func (x *Automation) Reset() {
 	*x = Automation{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[32]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2488,7 +2723,7 @@ func (x *Automation) String() string {
 func (*Automation) ProtoMessage() {}
 
 func (x *Automation) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[32]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2501,7 +2736,7 @@ func (x *Automation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Automation.ProtoReflect.Descriptor instead.
 func (*Automation) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{32}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Automation) GetEnabled() bool {
@@ -2604,7 +2839,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[33]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2616,7 +2851,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[33]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2629,7 +2864,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{33}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListMembersRequest) GetRead() *ReadOptions {
@@ -2650,7 +2885,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[34]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2662,7 +2897,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[34]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2675,7 +2910,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{34}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListMembersResponse) GetMeta() *ResponseMeta {
@@ -2709,7 +2944,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[35]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2721,7 +2956,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[35]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2734,7 +2969,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{35}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RemoveMemberRequest) GetWrite() *WriteOptions {
@@ -2760,7 +2995,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[36]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2772,7 +3007,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[36]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2785,7 +3020,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{36}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RemoveMemberResponse) GetMeta() *ResponseMeta {
@@ -2805,7 +3040,7 @@ type RegisterAgentRequest struct {
 
 func (x *RegisterAgentRequest) Reset() {
 	*x = RegisterAgentRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[37]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2817,7 +3052,7 @@ func (x *RegisterAgentRequest) String() string {
 func (*RegisterAgentRequest) ProtoMessage() {}
 
 func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[37]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2830,7 +3065,7 @@ func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentRequest.ProtoReflect.Descriptor instead.
 func (*RegisterAgentRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{37}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RegisterAgentRequest) GetWrite() *WriteOptions {
@@ -2858,7 +3093,7 @@ type RegisterAgentResponse struct {
 
 func (x *RegisterAgentResponse) Reset() {
 	*x = RegisterAgentResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[38]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +3105,7 @@ func (x *RegisterAgentResponse) String() string {
 func (*RegisterAgentResponse) ProtoMessage() {}
 
 func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[38]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2883,7 +3118,7 @@ func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentResponse.ProtoReflect.Descriptor instead.
 func (*RegisterAgentResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{38}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RegisterAgentResponse) GetMeta() *ResponseMeta {
@@ -2917,7 +3152,7 @@ type DeregisterAgentRequest struct {
 
 func (x *DeregisterAgentRequest) Reset() {
 	*x = DeregisterAgentRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[39]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2929,7 +3164,7 @@ func (x *DeregisterAgentRequest) String() string {
 func (*DeregisterAgentRequest) ProtoMessage() {}
 
 func (x *DeregisterAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[39]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2942,7 +3177,7 @@ func (x *DeregisterAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterAgentRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterAgentRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{39}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DeregisterAgentRequest) GetWrite() *WriteOptions {
@@ -2968,7 +3203,7 @@ type DeregisterAgentResponse struct {
 
 func (x *DeregisterAgentResponse) Reset() {
 	*x = DeregisterAgentResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[40]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2980,7 +3215,7 @@ func (x *DeregisterAgentResponse) String() string {
 func (*DeregisterAgentResponse) ProtoMessage() {}
 
 func (x *DeregisterAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[40]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2993,7 +3228,7 @@ func (x *DeregisterAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterAgentResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterAgentResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{40}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DeregisterAgentResponse) GetMeta() *ResponseMeta {
@@ -3015,7 +3250,7 @@ type SetActiveSiteRequest struct {
 
 func (x *SetActiveSiteRequest) Reset() {
 	*x = SetActiveSiteRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[41]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3027,7 +3262,7 @@ func (x *SetActiveSiteRequest) String() string {
 func (*SetActiveSiteRequest) ProtoMessage() {}
 
 func (x *SetActiveSiteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[41]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3040,7 +3275,7 @@ func (x *SetActiveSiteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetActiveSiteRequest.ProtoReflect.Descriptor instead.
 func (*SetActiveSiteRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{41}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SetActiveSiteRequest) GetWrite() *WriteOptions {
@@ -3082,7 +3317,7 @@ type SetActiveSiteResponse struct {
 
 func (x *SetActiveSiteResponse) Reset() {
 	*x = SetActiveSiteResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[42]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3094,7 +3329,7 @@ func (x *SetActiveSiteResponse) String() string {
 func (*SetActiveSiteResponse) ProtoMessage() {}
 
 func (x *SetActiveSiteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[42]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3107,7 +3342,7 @@ func (x *SetActiveSiteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetActiveSiteResponse.ProtoReflect.Descriptor instead.
 func (*SetActiveSiteResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{42}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SetActiveSiteResponse) GetMeta() *ResponseMeta {
@@ -3142,7 +3377,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[43]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3154,7 +3389,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[43]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3167,7 +3402,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{43}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListAuditRequest) GetRead() *ReadOptions {
@@ -3194,7 +3429,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[44]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3206,7 +3441,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[44]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3219,7 +3454,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{44}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListAuditResponse) GetMeta() *ResponseMeta {
@@ -3244,7 +3479,7 @@ type NodeInfoRequest struct {
 
 func (x *NodeInfoRequest) Reset() {
 	*x = NodeInfoRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[45]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3256,7 +3491,7 @@ func (x *NodeInfoRequest) String() string {
 func (*NodeInfoRequest) ProtoMessage() {}
 
 func (x *NodeInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[45]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3269,7 +3504,7 @@ func (x *NodeInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfoRequest.ProtoReflect.Descriptor instead.
 func (*NodeInfoRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{45}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{49}
 }
 
 type NodeInfoResponse struct {
@@ -3282,16 +3517,21 @@ type NodeInfoResponse struct {
 	State    string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
 	LeaderId string `protobuf:"bytes,6,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
 	// bootstrapped is true when the server has Raft state on disk.
-	Bootstrapped  bool   `protobuf:"varint,7,opt,name=bootstrapped,proto3" json:"bootstrapped,omitempty"`
-	LastIndex     uint64 `protobuf:"varint,8,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
-	AppliedIndex  uint64 `protobuf:"varint,9,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Bootstrapped bool   `protobuf:"varint,7,opt,name=bootstrapped,proto3" json:"bootstrapped,omitempty"`
+	LastIndex    uint64 `protobuf:"varint,8,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,9,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// removed, when set, says why this server refuses to serve: it was
+	// removed from the cluster (see NotifyRemoved).
+	Removed string `protobuf:"bytes,10,opt,name=removed,proto3" json:"removed,omitempty"`
+	// epoch is the epoch in this server's state.
+	Epoch         uint64 `protobuf:"varint,11,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeInfoResponse) Reset() {
 	*x = NodeInfoResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[46]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3303,7 +3543,7 @@ func (x *NodeInfoResponse) String() string {
 func (*NodeInfoResponse) ProtoMessage() {}
 
 func (x *NodeInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[46]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3316,7 +3556,7 @@ func (x *NodeInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfoResponse.ProtoReflect.Descriptor instead.
 func (*NodeInfoResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{46}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *NodeInfoResponse) GetId() string {
@@ -3382,20 +3622,37 @@ func (x *NodeInfoResponse) GetAppliedIndex() uint64 {
 	return 0
 }
 
+func (x *NodeInfoResponse) GetRemoved() string {
+	if x != nil {
+		return x.Removed
+	}
+	return ""
+}
+
+func (x *NodeInfoResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type JoinClusterRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Write         *WriteOptions          `protobuf:"bytes,1,opt,name=write,proto3" json:"write,omitempty"`
-	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	Site          string                 `protobuf:"bytes,3,opt,name=site,proto3" json:"site,omitempty"`
-	Address       string                 `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
-	RaftAddress   string                 `protobuf:"bytes,5,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Write       *WriteOptions          `protobuf:"bytes,1,opt,name=write,proto3" json:"write,omitempty"`
+	Id          string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Site        string                 `protobuf:"bytes,3,opt,name=site,proto3" json:"site,omitempty"`
+	Address     string                 `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	RaftAddress string                 `protobuf:"bytes,5,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	// fresh is set by a server that started without Raft state: only such a
+	// server may join again after it was removed.
+	Fresh         bool `protobuf:"varint,6,opt,name=fresh,proto3" json:"fresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JoinClusterRequest) Reset() {
 	*x = JoinClusterRequest{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[47]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3407,7 +3664,7 @@ func (x *JoinClusterRequest) String() string {
 func (*JoinClusterRequest) ProtoMessage() {}
 
 func (x *JoinClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[47]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3420,7 +3677,7 @@ func (x *JoinClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinClusterRequest.ProtoReflect.Descriptor instead.
 func (*JoinClusterRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{47}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *JoinClusterRequest) GetWrite() *WriteOptions {
@@ -3458,6 +3715,13 @@ func (x *JoinClusterRequest) GetRaftAddress() string {
 	return ""
 }
 
+func (x *JoinClusterRequest) GetFresh() bool {
+	if x != nil {
+		return x.Fresh
+	}
+	return false
+}
+
 type JoinClusterResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Meta          *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -3467,7 +3731,7 @@ type JoinClusterResponse struct {
 
 func (x *JoinClusterResponse) Reset() {
 	*x = JoinClusterResponse{}
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[48]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3479,7 +3743,7 @@ func (x *JoinClusterResponse) String() string {
 func (*JoinClusterResponse) ProtoMessage() {}
 
 func (x *JoinClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_controlplane_proto_msgTypes[48]
+	mi := &file_drplane_v1_controlplane_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3492,7 +3756,7 @@ func (x *JoinClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinClusterResponse.ProtoReflect.Descriptor instead.
 func (*JoinClusterResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{48}
+	return file_drplane_v1_controlplane_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *JoinClusterResponse) GetMeta() *ResponseMeta {
@@ -3507,7 +3771,22 @@ var File_drplane_v1_controlplane_proto protoreflect.FileDescriptor
 const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\n" +
 	"\x1ddrplane/v1/controlplane.proto\x12\n" +
-	"drplane.v1\x1a\x1adrplane/v1/hostagent.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"G\n" +
+	"drplane.v1\x1a\x1adrplane/v1/hostagent.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n" +
+	"\x14RecoverQuorumRequest\x12\x0e\n" +
+	"\x02to\x18\x01 \x01(\tR\x02to\x120\n" +
+	"\x14confirm_primary_down\x18\x02 \x01(\bR\x12confirmPrimaryDown\x12&\n" +
+	"\x0fallow_data_loss\x18\x03 \x01(\bR\rallowDataLoss\"Y\n" +
+	"\x15RecoverQuorumResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06voters\x18\x02 \x03(\tR\x06voters\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"a\n" +
+	"\x14NotifyRemovedRequest\x12\x1b\n" +
+	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06voters\x18\x03 \x03(\tR\x06voters\"K\n" +
+	"\x15NotifyRemovedResponse\x12\x1a\n" +
+	"\baccepted\x18\x01 \x01(\bR\baccepted\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"G\n" +
 	"\x12ObserveSiteRequest\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1d\n" +
 	"\n" +
@@ -3795,7 +4074,7 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\x11ListAuditResponse\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x120\n" +
 	"\aentries\x18\x02 \x03(\v2\x16.drplane.v1.AuditEntryR\aentries\"\x11\n" +
-	"\x0fNodeInfoRequest\"\x8e\x02\n" +
+	"\x0fNodeInfoRequest\"\xbe\x02\n" +
 	"\x10NodeInfoResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x18\n" +
@@ -3806,15 +4085,19 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\fbootstrapped\x18\a \x01(\bR\fbootstrapped\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\b \x01(\x04R\tlastIndex\x12#\n" +
-	"\rapplied_index\x18\t \x01(\x04R\fappliedIndex\"\xa5\x01\n" +
+	"\rapplied_index\x18\t \x01(\x04R\fappliedIndex\x12\x18\n" +
+	"\aremoved\x18\n" +
+	" \x01(\tR\aremoved\x12\x14\n" +
+	"\x05epoch\x18\v \x01(\x04R\x05epoch\"\xbb\x01\n" +
 	"\x12JoinClusterRequest\x12.\n" +
 	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
 	"\x04site\x18\x03 \x01(\tR\x04site\x12\x18\n" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12!\n" +
-	"\fraft_address\x18\x05 \x01(\tR\vraftAddress\"C\n" +
+	"\fraft_address\x18\x05 \x01(\tR\vraftAddress\x12\x14\n" +
+	"\x05fresh\x18\x06 \x01(\bR\x05fresh\"C\n" +
 	"\x13JoinClusterResponse\x12,\n" +
-	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta2\xfc\v\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta2\xa8\r\n" +
 	"\fControlPlane\x12H\n" +
 	"\tGetStatus\x12\x1c.drplane.v1.GetStatusRequest\x1a\x1d.drplane.v1.GetStatusResponse\x12N\n" +
 	"\vListMembers\x12\x1e.drplane.v1.ListMembersRequest\x1a\x1f.drplane.v1.ListMembersResponse\x12Q\n" +
@@ -3833,7 +4116,9 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\x10ApproveExecution\x12#.drplane.v1.ApproveExecutionRequest\x1a$.drplane.v1.ApproveExecutionResponse\x12Z\n" +
 	"\x0fCancelExecution\x12\".drplane.v1.CancelExecutionRequest\x1a#.drplane.v1.CancelExecutionResponse\x12N\n" +
 	"\vObserveSite\x12\x1e.drplane.v1.ObserveSiteRequest\x1a\x1f.drplane.v1.ObserveSiteResponse\x12T\n" +
-	"\rSetAutomation\x12 .drplane.v1.SetAutomationRequest\x1a!.drplane.v1.SetAutomationResponseB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	"\rSetAutomation\x12 .drplane.v1.SetAutomationRequest\x1a!.drplane.v1.SetAutomationResponse\x12T\n" +
+	"\rRecoverQuorum\x12 .drplane.v1.RecoverQuorumRequest\x1a!.drplane.v1.RecoverQuorumResponse\x12T\n" +
+	"\rNotifyRemoved\x12 .drplane.v1.NotifyRemovedRequest\x1a!.drplane.v1.NotifyRemovedResponseB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_controlplane_proto_rawDescOnce sync.Once
@@ -3847,168 +4132,176 @@ func file_drplane_v1_controlplane_proto_rawDescGZIP() []byte {
 	return file_drplane_v1_controlplane_proto_rawDescData
 }
 
-var file_drplane_v1_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_drplane_v1_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_drplane_v1_controlplane_proto_goTypes = []any{
-	(*ObserveSiteRequest)(nil),        // 0: drplane.v1.ObserveSiteRequest
-	(*ObserveSiteResponse)(nil),       // 1: drplane.v1.ObserveSiteResponse
-	(*SetAutomationRequest)(nil),      // 2: drplane.v1.SetAutomationRequest
-	(*SetAutomationResponse)(nil),     // 3: drplane.v1.SetAutomationResponse
-	(*StartExecutionRequest)(nil),     // 4: drplane.v1.StartExecutionRequest
-	(*StartExecutionResponse)(nil),    // 5: drplane.v1.StartExecutionResponse
-	(*GetExecutionRequest)(nil),       // 6: drplane.v1.GetExecutionRequest
-	(*GetExecutionResponse)(nil),      // 7: drplane.v1.GetExecutionResponse
-	(*ListExecutionsRequest)(nil),     // 8: drplane.v1.ListExecutionsRequest
-	(*ListExecutionsResponse)(nil),    // 9: drplane.v1.ListExecutionsResponse
-	(*ApproveExecutionRequest)(nil),   // 10: drplane.v1.ApproveExecutionRequest
-	(*ApproveExecutionResponse)(nil),  // 11: drplane.v1.ApproveExecutionResponse
-	(*CancelExecutionRequest)(nil),    // 12: drplane.v1.CancelExecutionRequest
-	(*CancelExecutionResponse)(nil),   // 13: drplane.v1.CancelExecutionResponse
-	(*PlanStep)(nil),                  // 14: drplane.v1.PlanStep
-	(*ExecutionStep)(nil),             // 15: drplane.v1.ExecutionStep
-	(*Execution)(nil),                 // 16: drplane.v1.Execution
-	(*RunHostStepRequest)(nil),        // 17: drplane.v1.RunHostStepRequest
-	(*RunHostStepResponse)(nil),       // 18: drplane.v1.RunHostStepResponse
-	(*ListHostSnapshotsRequest)(nil),  // 19: drplane.v1.ListHostSnapshotsRequest
-	(*ListHostSnapshotsResponse)(nil), // 20: drplane.v1.ListHostSnapshotsResponse
-	(*WriteOptions)(nil),              // 21: drplane.v1.WriteOptions
-	(*ReadOptions)(nil),               // 22: drplane.v1.ReadOptions
-	(*ResponseMeta)(nil),              // 23: drplane.v1.ResponseMeta
-	(*Site)(nil),                      // 24: drplane.v1.Site
-	(*Server)(nil),                    // 25: drplane.v1.Server
-	(*Service)(nil),                   // 26: drplane.v1.Service
-	(*Agent)(nil),                     // 27: drplane.v1.Agent
-	(*AgentProbe)(nil),                // 28: drplane.v1.AgentProbe
-	(*AuditEntry)(nil),                // 29: drplane.v1.AuditEntry
-	(*GetStatusRequest)(nil),          // 30: drplane.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),         // 31: drplane.v1.GetStatusResponse
-	(*Automation)(nil),                // 32: drplane.v1.Automation
-	(*ListMembersRequest)(nil),        // 33: drplane.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),       // 34: drplane.v1.ListMembersResponse
-	(*RemoveMemberRequest)(nil),       // 35: drplane.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),      // 36: drplane.v1.RemoveMemberResponse
-	(*RegisterAgentRequest)(nil),      // 37: drplane.v1.RegisterAgentRequest
-	(*RegisterAgentResponse)(nil),     // 38: drplane.v1.RegisterAgentResponse
-	(*DeregisterAgentRequest)(nil),    // 39: drplane.v1.DeregisterAgentRequest
-	(*DeregisterAgentResponse)(nil),   // 40: drplane.v1.DeregisterAgentResponse
-	(*SetActiveSiteRequest)(nil),      // 41: drplane.v1.SetActiveSiteRequest
-	(*SetActiveSiteResponse)(nil),     // 42: drplane.v1.SetActiveSiteResponse
-	(*ListAuditRequest)(nil),          // 43: drplane.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),         // 44: drplane.v1.ListAuditResponse
-	(*NodeInfoRequest)(nil),           // 45: drplane.v1.NodeInfoRequest
-	(*NodeInfoResponse)(nil),          // 46: drplane.v1.NodeInfoResponse
-	(*JoinClusterRequest)(nil),        // 47: drplane.v1.JoinClusterRequest
-	(*JoinClusterResponse)(nil),       // 48: drplane.v1.JoinClusterResponse
-	nil,                               // 49: drplane.v1.PlanStep.ArgsEntry
-	nil,                               // 50: drplane.v1.PlanStep.ArgsFromEntry
-	nil,                               // 51: drplane.v1.ExecutionStep.OutputsEntry
-	nil,                               // 52: drplane.v1.RunHostStepRequest.ArgsEntry
-	(*timestamppb.Timestamp)(nil),     // 53: google.protobuf.Timestamp
-	(*StepResult)(nil),                // 54: drplane.v1.StepResult
-	(*SnapshotInfo)(nil),              // 55: drplane.v1.SnapshotInfo
-	(*ServiceStatus)(nil),             // 56: drplane.v1.ServiceStatus
-	(*SyncStatus)(nil),                // 57: drplane.v1.SyncStatus
+	(*RecoverQuorumRequest)(nil),      // 0: drplane.v1.RecoverQuorumRequest
+	(*RecoverQuorumResponse)(nil),     // 1: drplane.v1.RecoverQuorumResponse
+	(*NotifyRemovedRequest)(nil),      // 2: drplane.v1.NotifyRemovedRequest
+	(*NotifyRemovedResponse)(nil),     // 3: drplane.v1.NotifyRemovedResponse
+	(*ObserveSiteRequest)(nil),        // 4: drplane.v1.ObserveSiteRequest
+	(*ObserveSiteResponse)(nil),       // 5: drplane.v1.ObserveSiteResponse
+	(*SetAutomationRequest)(nil),      // 6: drplane.v1.SetAutomationRequest
+	(*SetAutomationResponse)(nil),     // 7: drplane.v1.SetAutomationResponse
+	(*StartExecutionRequest)(nil),     // 8: drplane.v1.StartExecutionRequest
+	(*StartExecutionResponse)(nil),    // 9: drplane.v1.StartExecutionResponse
+	(*GetExecutionRequest)(nil),       // 10: drplane.v1.GetExecutionRequest
+	(*GetExecutionResponse)(nil),      // 11: drplane.v1.GetExecutionResponse
+	(*ListExecutionsRequest)(nil),     // 12: drplane.v1.ListExecutionsRequest
+	(*ListExecutionsResponse)(nil),    // 13: drplane.v1.ListExecutionsResponse
+	(*ApproveExecutionRequest)(nil),   // 14: drplane.v1.ApproveExecutionRequest
+	(*ApproveExecutionResponse)(nil),  // 15: drplane.v1.ApproveExecutionResponse
+	(*CancelExecutionRequest)(nil),    // 16: drplane.v1.CancelExecutionRequest
+	(*CancelExecutionResponse)(nil),   // 17: drplane.v1.CancelExecutionResponse
+	(*PlanStep)(nil),                  // 18: drplane.v1.PlanStep
+	(*ExecutionStep)(nil),             // 19: drplane.v1.ExecutionStep
+	(*Execution)(nil),                 // 20: drplane.v1.Execution
+	(*RunHostStepRequest)(nil),        // 21: drplane.v1.RunHostStepRequest
+	(*RunHostStepResponse)(nil),       // 22: drplane.v1.RunHostStepResponse
+	(*ListHostSnapshotsRequest)(nil),  // 23: drplane.v1.ListHostSnapshotsRequest
+	(*ListHostSnapshotsResponse)(nil), // 24: drplane.v1.ListHostSnapshotsResponse
+	(*WriteOptions)(nil),              // 25: drplane.v1.WriteOptions
+	(*ReadOptions)(nil),               // 26: drplane.v1.ReadOptions
+	(*ResponseMeta)(nil),              // 27: drplane.v1.ResponseMeta
+	(*Site)(nil),                      // 28: drplane.v1.Site
+	(*Server)(nil),                    // 29: drplane.v1.Server
+	(*Service)(nil),                   // 30: drplane.v1.Service
+	(*Agent)(nil),                     // 31: drplane.v1.Agent
+	(*AgentProbe)(nil),                // 32: drplane.v1.AgentProbe
+	(*AuditEntry)(nil),                // 33: drplane.v1.AuditEntry
+	(*GetStatusRequest)(nil),          // 34: drplane.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),         // 35: drplane.v1.GetStatusResponse
+	(*Automation)(nil),                // 36: drplane.v1.Automation
+	(*ListMembersRequest)(nil),        // 37: drplane.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),       // 38: drplane.v1.ListMembersResponse
+	(*RemoveMemberRequest)(nil),       // 39: drplane.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),      // 40: drplane.v1.RemoveMemberResponse
+	(*RegisterAgentRequest)(nil),      // 41: drplane.v1.RegisterAgentRequest
+	(*RegisterAgentResponse)(nil),     // 42: drplane.v1.RegisterAgentResponse
+	(*DeregisterAgentRequest)(nil),    // 43: drplane.v1.DeregisterAgentRequest
+	(*DeregisterAgentResponse)(nil),   // 44: drplane.v1.DeregisterAgentResponse
+	(*SetActiveSiteRequest)(nil),      // 45: drplane.v1.SetActiveSiteRequest
+	(*SetActiveSiteResponse)(nil),     // 46: drplane.v1.SetActiveSiteResponse
+	(*ListAuditRequest)(nil),          // 47: drplane.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),         // 48: drplane.v1.ListAuditResponse
+	(*NodeInfoRequest)(nil),           // 49: drplane.v1.NodeInfoRequest
+	(*NodeInfoResponse)(nil),          // 50: drplane.v1.NodeInfoResponse
+	(*JoinClusterRequest)(nil),        // 51: drplane.v1.JoinClusterRequest
+	(*JoinClusterResponse)(nil),       // 52: drplane.v1.JoinClusterResponse
+	nil,                               // 53: drplane.v1.PlanStep.ArgsEntry
+	nil,                               // 54: drplane.v1.PlanStep.ArgsFromEntry
+	nil,                               // 55: drplane.v1.ExecutionStep.OutputsEntry
+	nil,                               // 56: drplane.v1.RunHostStepRequest.ArgsEntry
+	(*timestamppb.Timestamp)(nil),     // 57: google.protobuf.Timestamp
+	(*StepResult)(nil),                // 58: drplane.v1.StepResult
+	(*SnapshotInfo)(nil),              // 59: drplane.v1.SnapshotInfo
+	(*ServiceStatus)(nil),             // 60: drplane.v1.ServiceStatus
+	(*SyncStatus)(nil),                // 61: drplane.v1.SyncStatus
 }
 var file_drplane_v1_controlplane_proto_depIdxs = []int32{
-	21, // 0: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
-	23, // 1: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
-	21, // 2: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	23, // 3: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	16, // 4: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
-	22, // 5: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
-	23, // 6: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	16, // 7: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
-	22, // 8: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
-	23, // 9: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	16, // 10: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
-	21, // 11: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	23, // 12: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	21, // 13: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	23, // 14: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	49, // 15: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
-	50, // 16: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
-	14, // 17: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
-	53, // 18: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
-	53, // 19: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
-	51, // 20: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
-	53, // 21: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
-	53, // 22: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
-	53, // 23: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
-	15, // 24: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
-	21, // 25: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
-	52, // 26: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
-	23, // 27: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
-	54, // 28: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
-	23, // 29: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	55, // 30: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	26, // 31: drplane.v1.Agent.services:type_name -> drplane.v1.Service
-	53, // 32: drplane.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
-	28, // 33: drplane.v1.Agent.probe:type_name -> drplane.v1.AgentProbe
-	53, // 34: drplane.v1.AgentProbe.last_seen:type_name -> google.protobuf.Timestamp
-	56, // 35: drplane.v1.AgentProbe.services:type_name -> drplane.v1.ServiceStatus
-	57, // 36: drplane.v1.AgentProbe.syncs:type_name -> drplane.v1.SyncStatus
-	53, // 37: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	22, // 38: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
-	23, // 39: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
-	24, // 40: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
-	25, // 41: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
-	27, // 42: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
-	32, // 43: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
-	53, // 44: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
-	22, // 45: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
-	23, // 46: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
-	25, // 47: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
-	21, // 48: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
-	23, // 49: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
-	21, // 50: drplane.v1.RegisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
-	27, // 51: drplane.v1.RegisterAgentRequest.agent:type_name -> drplane.v1.Agent
-	23, // 52: drplane.v1.RegisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
-	21, // 53: drplane.v1.DeregisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
-	23, // 54: drplane.v1.DeregisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
-	21, // 55: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
-	23, // 56: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
-	22, // 57: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
-	23, // 58: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
-	29, // 59: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
-	21, // 60: drplane.v1.JoinClusterRequest.write:type_name -> drplane.v1.WriteOptions
-	23, // 61: drplane.v1.JoinClusterResponse.meta:type_name -> drplane.v1.ResponseMeta
-	30, // 62: drplane.v1.ControlPlane.GetStatus:input_type -> drplane.v1.GetStatusRequest
-	33, // 63: drplane.v1.ControlPlane.ListMembers:input_type -> drplane.v1.ListMembersRequest
-	35, // 64: drplane.v1.ControlPlane.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
-	37, // 65: drplane.v1.ControlPlane.RegisterAgent:input_type -> drplane.v1.RegisterAgentRequest
-	39, // 66: drplane.v1.ControlPlane.DeregisterAgent:input_type -> drplane.v1.DeregisterAgentRequest
-	41, // 67: drplane.v1.ControlPlane.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
-	43, // 68: drplane.v1.ControlPlane.ListAudit:input_type -> drplane.v1.ListAuditRequest
-	45, // 69: drplane.v1.ControlPlane.NodeInfo:input_type -> drplane.v1.NodeInfoRequest
-	47, // 70: drplane.v1.ControlPlane.JoinCluster:input_type -> drplane.v1.JoinClusterRequest
-	17, // 71: drplane.v1.ControlPlane.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
-	19, // 72: drplane.v1.ControlPlane.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
-	4,  // 73: drplane.v1.ControlPlane.StartExecution:input_type -> drplane.v1.StartExecutionRequest
-	6,  // 74: drplane.v1.ControlPlane.GetExecution:input_type -> drplane.v1.GetExecutionRequest
-	8,  // 75: drplane.v1.ControlPlane.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
-	10, // 76: drplane.v1.ControlPlane.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
-	12, // 77: drplane.v1.ControlPlane.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
-	0,  // 78: drplane.v1.ControlPlane.ObserveSite:input_type -> drplane.v1.ObserveSiteRequest
-	2,  // 79: drplane.v1.ControlPlane.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
-	31, // 80: drplane.v1.ControlPlane.GetStatus:output_type -> drplane.v1.GetStatusResponse
-	34, // 81: drplane.v1.ControlPlane.ListMembers:output_type -> drplane.v1.ListMembersResponse
-	36, // 82: drplane.v1.ControlPlane.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
-	38, // 83: drplane.v1.ControlPlane.RegisterAgent:output_type -> drplane.v1.RegisterAgentResponse
-	40, // 84: drplane.v1.ControlPlane.DeregisterAgent:output_type -> drplane.v1.DeregisterAgentResponse
-	42, // 85: drplane.v1.ControlPlane.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
-	44, // 86: drplane.v1.ControlPlane.ListAudit:output_type -> drplane.v1.ListAuditResponse
-	46, // 87: drplane.v1.ControlPlane.NodeInfo:output_type -> drplane.v1.NodeInfoResponse
-	48, // 88: drplane.v1.ControlPlane.JoinCluster:output_type -> drplane.v1.JoinClusterResponse
-	18, // 89: drplane.v1.ControlPlane.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
-	20, // 90: drplane.v1.ControlPlane.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
-	5,  // 91: drplane.v1.ControlPlane.StartExecution:output_type -> drplane.v1.StartExecutionResponse
-	7,  // 92: drplane.v1.ControlPlane.GetExecution:output_type -> drplane.v1.GetExecutionResponse
-	9,  // 93: drplane.v1.ControlPlane.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
-	11, // 94: drplane.v1.ControlPlane.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
-	13, // 95: drplane.v1.ControlPlane.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
-	1,  // 96: drplane.v1.ControlPlane.ObserveSite:output_type -> drplane.v1.ObserveSiteResponse
-	3,  // 97: drplane.v1.ControlPlane.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
-	80, // [80:98] is the sub-list for method output_type
-	62, // [62:80] is the sub-list for method input_type
+	25, // 0: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
+	27, // 1: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
+	25, // 2: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	27, // 3: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	20, // 4: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
+	26, // 5: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
+	27, // 6: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	20, // 7: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
+	26, // 8: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
+	27, // 9: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	20, // 10: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
+	25, // 11: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	27, // 12: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	25, // 13: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	27, // 14: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	53, // 15: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
+	54, // 16: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
+	18, // 17: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
+	57, // 18: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
+	57, // 19: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
+	55, // 20: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
+	57, // 21: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
+	57, // 22: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
+	57, // 23: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	19, // 24: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
+	25, // 25: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
+	56, // 26: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
+	27, // 27: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
+	58, // 28: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
+	27, // 29: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	59, // 30: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	30, // 31: drplane.v1.Agent.services:type_name -> drplane.v1.Service
+	57, // 32: drplane.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
+	32, // 33: drplane.v1.Agent.probe:type_name -> drplane.v1.AgentProbe
+	57, // 34: drplane.v1.AgentProbe.last_seen:type_name -> google.protobuf.Timestamp
+	60, // 35: drplane.v1.AgentProbe.services:type_name -> drplane.v1.ServiceStatus
+	61, // 36: drplane.v1.AgentProbe.syncs:type_name -> drplane.v1.SyncStatus
+	57, // 37: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	26, // 38: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
+	27, // 39: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
+	28, // 40: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
+	29, // 41: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
+	31, // 42: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
+	36, // 43: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
+	57, // 44: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
+	26, // 45: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
+	27, // 46: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
+	29, // 47: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
+	25, // 48: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
+	27, // 49: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
+	25, // 50: drplane.v1.RegisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
+	31, // 51: drplane.v1.RegisterAgentRequest.agent:type_name -> drplane.v1.Agent
+	27, // 52: drplane.v1.RegisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
+	25, // 53: drplane.v1.DeregisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
+	27, // 54: drplane.v1.DeregisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
+	25, // 55: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
+	27, // 56: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
+	26, // 57: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
+	27, // 58: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
+	33, // 59: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
+	25, // 60: drplane.v1.JoinClusterRequest.write:type_name -> drplane.v1.WriteOptions
+	27, // 61: drplane.v1.JoinClusterResponse.meta:type_name -> drplane.v1.ResponseMeta
+	34, // 62: drplane.v1.ControlPlane.GetStatus:input_type -> drplane.v1.GetStatusRequest
+	37, // 63: drplane.v1.ControlPlane.ListMembers:input_type -> drplane.v1.ListMembersRequest
+	39, // 64: drplane.v1.ControlPlane.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
+	41, // 65: drplane.v1.ControlPlane.RegisterAgent:input_type -> drplane.v1.RegisterAgentRequest
+	43, // 66: drplane.v1.ControlPlane.DeregisterAgent:input_type -> drplane.v1.DeregisterAgentRequest
+	45, // 67: drplane.v1.ControlPlane.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
+	47, // 68: drplane.v1.ControlPlane.ListAudit:input_type -> drplane.v1.ListAuditRequest
+	49, // 69: drplane.v1.ControlPlane.NodeInfo:input_type -> drplane.v1.NodeInfoRequest
+	51, // 70: drplane.v1.ControlPlane.JoinCluster:input_type -> drplane.v1.JoinClusterRequest
+	21, // 71: drplane.v1.ControlPlane.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
+	23, // 72: drplane.v1.ControlPlane.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
+	8,  // 73: drplane.v1.ControlPlane.StartExecution:input_type -> drplane.v1.StartExecutionRequest
+	10, // 74: drplane.v1.ControlPlane.GetExecution:input_type -> drplane.v1.GetExecutionRequest
+	12, // 75: drplane.v1.ControlPlane.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
+	14, // 76: drplane.v1.ControlPlane.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
+	16, // 77: drplane.v1.ControlPlane.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
+	4,  // 78: drplane.v1.ControlPlane.ObserveSite:input_type -> drplane.v1.ObserveSiteRequest
+	6,  // 79: drplane.v1.ControlPlane.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
+	0,  // 80: drplane.v1.ControlPlane.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
+	2,  // 81: drplane.v1.ControlPlane.NotifyRemoved:input_type -> drplane.v1.NotifyRemovedRequest
+	35, // 82: drplane.v1.ControlPlane.GetStatus:output_type -> drplane.v1.GetStatusResponse
+	38, // 83: drplane.v1.ControlPlane.ListMembers:output_type -> drplane.v1.ListMembersResponse
+	40, // 84: drplane.v1.ControlPlane.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
+	42, // 85: drplane.v1.ControlPlane.RegisterAgent:output_type -> drplane.v1.RegisterAgentResponse
+	44, // 86: drplane.v1.ControlPlane.DeregisterAgent:output_type -> drplane.v1.DeregisterAgentResponse
+	46, // 87: drplane.v1.ControlPlane.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
+	48, // 88: drplane.v1.ControlPlane.ListAudit:output_type -> drplane.v1.ListAuditResponse
+	50, // 89: drplane.v1.ControlPlane.NodeInfo:output_type -> drplane.v1.NodeInfoResponse
+	52, // 90: drplane.v1.ControlPlane.JoinCluster:output_type -> drplane.v1.JoinClusterResponse
+	22, // 91: drplane.v1.ControlPlane.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
+	24, // 92: drplane.v1.ControlPlane.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
+	9,  // 93: drplane.v1.ControlPlane.StartExecution:output_type -> drplane.v1.StartExecutionResponse
+	11, // 94: drplane.v1.ControlPlane.GetExecution:output_type -> drplane.v1.GetExecutionResponse
+	13, // 95: drplane.v1.ControlPlane.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
+	15, // 96: drplane.v1.ControlPlane.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
+	17, // 97: drplane.v1.ControlPlane.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
+	5,  // 98: drplane.v1.ControlPlane.ObserveSite:output_type -> drplane.v1.ObserveSiteResponse
+	7,  // 99: drplane.v1.ControlPlane.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
+	1,  // 100: drplane.v1.ControlPlane.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
+	3,  // 101: drplane.v1.ControlPlane.NotifyRemoved:output_type -> drplane.v1.NotifyRemovedResponse
+	82, // [82:102] is the sub-list for method output_type
+	62, // [62:82] is the sub-list for method input_type
 	62, // [62:62] is the sub-list for extension type_name
 	62, // [62:62] is the sub-list for extension extendee
 	0,  // [0:62] is the sub-list for field type_name
@@ -4026,7 +4319,7 @@ func file_drplane_v1_controlplane_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_controlplane_proto_rawDesc), len(file_drplane_v1_controlplane_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   53,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,8 @@ const (
 	ControlPlane_CancelExecution_FullMethodName   = "/drplane.v1.ControlPlane/CancelExecution"
 	ControlPlane_ObserveSite_FullMethodName       = "/drplane.v1.ControlPlane/ObserveSite"
 	ControlPlane_SetAutomation_FullMethodName     = "/drplane.v1.ControlPlane/SetAutomation"
+	ControlPlane_RecoverQuorum_FullMethodName     = "/drplane.v1.ControlPlane/RecoverQuorum"
+	ControlPlane_NotifyRemoved_FullMethodName     = "/drplane.v1.ControlPlane/NotifyRemoved"
 )
 
 // ControlPlaneClient is the client API for ControlPlane service.
@@ -93,6 +95,19 @@ type ControlPlaneClient interface {
 	// SetAutomation pauses or resumes automatic action, or acknowledges the
 	// last automatic failover.
 	SetAutomation(ctx context.Context, in *SetAutomationRequest, opts ...grpc.CallOption) (*SetAutomationResponse, error)
+	// RecoverQuorum is the operator's quorum-loss failover (two sites, no
+	// witness): `drplane failover --to SITE --force --confirm-primary-down`.
+	// The receiving server, of site SITE, checks that there is no leader and
+	// that no server of the active site answers; then the server of SITE
+	// with the longest log rewrites the Raft configuration to itself alone
+	// (raft.RecoverCluster), restarts, and as leader runs the failover; the
+	// other servers of SITE rejoin it.
+	RecoverQuorum(ctx context.Context, in *RecoverQuorumRequest, opts ...grpc.CallOption) (*RecoverQuorumResponse, error)
+	// NotifyRemoved tells a server that the cluster's leader no longer
+	// counts it as a voter, at a newer epoch than the server knows (it was
+	// recovered around after a quorum loss): it stops serving until
+	// `drplane server rejoin`. Only servers call it.
+	NotifyRemoved(ctx context.Context, in *NotifyRemovedRequest, opts ...grpc.CallOption) (*NotifyRemovedResponse, error)
 }
 
 type controlPlaneClient struct {
@@ -283,6 +298,26 @@ func (c *controlPlaneClient) SetAutomation(ctx context.Context, in *SetAutomatio
 	return out, nil
 }
 
+func (c *controlPlaneClient) RecoverQuorum(ctx context.Context, in *RecoverQuorumRequest, opts ...grpc.CallOption) (*RecoverQuorumResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecoverQuorumResponse)
+	err := c.cc.Invoke(ctx, ControlPlane_RecoverQuorum_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlPlaneClient) NotifyRemoved(ctx context.Context, in *NotifyRemovedRequest, opts ...grpc.CallOption) (*NotifyRemovedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NotifyRemovedResponse)
+	err := c.cc.Invoke(ctx, ControlPlane_NotifyRemoved_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlPlaneServer is the server API for ControlPlane service.
 // All implementations must embed UnimplementedControlPlaneServer
 // for forward compatibility.
@@ -337,6 +372,19 @@ type ControlPlaneServer interface {
 	// SetAutomation pauses or resumes automatic action, or acknowledges the
 	// last automatic failover.
 	SetAutomation(context.Context, *SetAutomationRequest) (*SetAutomationResponse, error)
+	// RecoverQuorum is the operator's quorum-loss failover (two sites, no
+	// witness): `drplane failover --to SITE --force --confirm-primary-down`.
+	// The receiving server, of site SITE, checks that there is no leader and
+	// that no server of the active site answers; then the server of SITE
+	// with the longest log rewrites the Raft configuration to itself alone
+	// (raft.RecoverCluster), restarts, and as leader runs the failover; the
+	// other servers of SITE rejoin it.
+	RecoverQuorum(context.Context, *RecoverQuorumRequest) (*RecoverQuorumResponse, error)
+	// NotifyRemoved tells a server that the cluster's leader no longer
+	// counts it as a voter, at a newer epoch than the server knows (it was
+	// recovered around after a quorum loss): it stops serving until
+	// `drplane server rejoin`. Only servers call it.
+	NotifyRemoved(context.Context, *NotifyRemovedRequest) (*NotifyRemovedResponse, error)
 	mustEmbedUnimplementedControlPlaneServer()
 }
 
@@ -400,6 +448,12 @@ func (UnimplementedControlPlaneServer) ObserveSite(context.Context, *ObserveSite
 }
 func (UnimplementedControlPlaneServer) SetAutomation(context.Context, *SetAutomationRequest) (*SetAutomationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetAutomation not implemented")
+}
+func (UnimplementedControlPlaneServer) RecoverQuorum(context.Context, *RecoverQuorumRequest) (*RecoverQuorumResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecoverQuorum not implemented")
+}
+func (UnimplementedControlPlaneServer) NotifyRemoved(context.Context, *NotifyRemovedRequest) (*NotifyRemovedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NotifyRemoved not implemented")
 }
 func (UnimplementedControlPlaneServer) mustEmbedUnimplementedControlPlaneServer() {}
 func (UnimplementedControlPlaneServer) testEmbeddedByValue()                      {}
@@ -746,6 +800,42 @@ func _ControlPlane_SetAutomation_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControlPlane_RecoverQuorum_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecoverQuorumRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlPlaneServer).RecoverQuorum(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlPlane_RecoverQuorum_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlPlaneServer).RecoverQuorum(ctx, req.(*RecoverQuorumRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlPlane_NotifyRemoved_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NotifyRemovedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlPlaneServer).NotifyRemoved(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlPlane_NotifyRemoved_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlPlaneServer).NotifyRemoved(ctx, req.(*NotifyRemovedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ControlPlane_ServiceDesc is the grpc.ServiceDesc for ControlPlane service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -824,6 +914,14 @@ var ControlPlane_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetAutomation",
 			Handler:    _ControlPlane_SetAutomation_Handler,
+		},
+		{
+			MethodName: "RecoverQuorum",
+			Handler:    _ControlPlane_RecoverQuorum_Handler,
+		},
+		{
+			MethodName: "NotifyRemoved",
+			Handler:    _ControlPlane_NotifyRemoved_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
