@@ -37,6 +37,10 @@ type Deps struct {
 	// Self is the drplane binary rsync runs as its remote shell; the
 	// running executable when empty.
 	Self string
+	// Dial, when set, makes the agent's connections to the servers;
+	// tests use it to partition the network. nil means the normal TCP
+	// dialer.
+	Dial tlsutil.DialFunc
 }
 
 // Agent is one running host agent.
@@ -45,6 +49,7 @@ type Agent struct {
 	logger hclog.Logger
 	tls    *tlsutil.Material
 	self   string
+	dial   tlsutil.DialFunc
 
 	epoch     *epochStore
 	journal   *journal
@@ -92,7 +97,7 @@ func New(cfg *config.AgentConfig, deps Deps) (a *Agent, err error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a = &Agent{
-		config: cfg, logger: deps.Logger, tls: deps.TLS, self: deps.Self,
+		config: cfg, logger: deps.Logger, tls: deps.TLS, self: deps.Self, dial: deps.Dial,
 		services: map[string]*service{}, startedAt: time.Now(),
 		snapshots: map[string]*snapshot.Manager{}, syncStates: map[string]*syncState{},
 		ctx: ctx, cancel: cancel,
