@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,25 +26,27 @@ import (
 // the safety invariants of DESIGN.md section 4 from outside the network
 // while the scenario runs.
 
-// partitionTimings are fastFailover's, with a lease that outlasts a Raft
-// election on this loaded machine, as the default 3 s lease outlasts a
-// production election: a change of leader alone must not fence the active
-// site. 3 x probe_interval <= lease_ttl < failover_timeout still holds.
+// partitionTimings are fastFailover's probing with the production
+// default lease_ttl, which outlasts a Raft election even on this loaded
+// 2-core machine under -race: a change of leader alone must not fence the
+// active site before a scenario starts. 3 x probe_interval <= lease_ttl <
+// failover_timeout still holds.
 func partitionTimings(cfg *config.ServerConfig) {
 	fastFailover(true)(cfg)
-	cfg.Failover.LeaseTTL = 2 * time.Second
-	cfg.Failover.FailoverTimeout = 3 * time.Second
+	cfg.Failover.ProbeTimeout = 500 * time.Millisecond
+	cfg.Failover.LeaseTTL = 3 * time.Second
+	cfg.Failover.FailoverTimeout = 4 * time.Second
 }
 
-// partitionRaftConfig relaxes testRaftConfig's leader lease: with one of
-// three servers cut off, the leader keeps its quorum through one link
-// only, and a 150 ms scheduling stall on that link under -race would
-// depose it.
+// partitionRaftConfig uses Raft's own LAN timings instead of
+// testRaftConfig's: with one of three servers cut off the leader keeps its
+// quorum through one link only, and a scheduling stall of testRaftConfig's
+// 150 ms leader lease on that link would depose it.
 func partitionRaftConfig(rc *raft.Config) {
 	testRaftConfig(rc)
-	rc.HeartbeatTimeout = 500 * time.Millisecond
-	rc.ElectionTimeout = 500 * time.Millisecond
-	rc.LeaderLeaseTimeout = 300 * time.Millisecond
+	rc.HeartbeatTimeout = time.Second
+	rc.ElectionTimeout = time.Second
+	rc.LeaderLeaseTimeout = 500 * time.Millisecond
 }
 
 // partitionedTwoSites starts twoSites on a fresh network, led by the server
@@ -132,9 +135,9 @@ type history struct {
 	done chan struct{}
 }
 
-// sampleEvery is the history's sampling period: small against the
-// fencer's margins (clock_skew_margin 100 ms with fastFailover).
-const sampleEvery = 25 * time.Millisecond
+// sampleEvery is the history's sampling period: small against the time a
+// lease-holding primary of a wrong site would run (lease_ttl).
+const sampleEvery = 50 * time.Millisecond
 
 // watch starts a history of ts; it stops in t.Cleanup or at check.
 func watch(t *testing.T, ts *twoSites) *history {
@@ -455,4 +458,192 @@ func TestPartition_PrimarySiteIsolated_DRTakesOverAndOldPrimaryStaysFenced(t *te
 			h.check(t)
 		})
 	}
+}
+
+// requireOldPrimaryFenced heals nothing; it waits until the primary site's
+// agents report epoch and no lease after from, and requires that they then
+// run no primary for a few lease_ttl.
+func (ts *twoSites) requireOldPrimaryFenced(t *testing.T, h *history, from time.Time, epoch uint64) {
+	t.Helper()
+	ttl := ts.server("primary").cfg.Failover.LeaseTTL
+	for _, host := range []string{"db-1", "app-1"} {
+		h.waitObserved(t, host, from, fmt.Sprintf("in epoch %d without a lease", epoch), func(o observation) bool { return o.epoch == epoch && !o.valid })
+		h.stayedFenced(t, host, from, 3*ttl)
+	}
+}
+
+func TestPartition_PrimaryAgentsFrozen_DoNotActAsPrimaryAgain(t *testing.T) {
+	ts, network := partitionedTwoSites(t, "dr", nil)
+	h := watch(t, ts)
+	f := ts.server("primary").cfg.Failover
+
+	// A frozen agent neither answers nor hears anything; its server of the
+	// primary site still runs, so this is a host outage, not a site loss.
+	frozenAt := time.Now()
+	network.Isolate("primary/db-1")
+	network.Isolate("primary/app-1")
+	for _, host := range []string{"db-1", "app-1"} {
+		h.waitObserved(t, host, frozenAt, "fenced", func(o observation) bool { return len(o.primaries) == 0 })
+	}
+	ts.waitAutomation(t, func(a *pb.Automation) bool { return strings.Contains(a.GetReason(), "not a site loss") })
+	require.Empty(t, executions(t, ts))
+
+	// While they stay frozen the operator fails over to dr.
+	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr"})
+	ex = ts.waitEnded(t, ex.GetId())
+	ts.requireSucceeded(t, ex, "dr")
+	require.Equal(t, driver.RolePrimary, ts.db2["postgres"].Role())
+	require.Greater(t, time.Since(frozenAt), f.LeaseTTL, "frozen for longer than lease_ttl")
+
+	// Thawed, they get what queued up for them, old-epoch renewals first,
+	// and must not act as primary again.
+	thawedAt := time.Now()
+	network.Heal()
+	ts.requireOldPrimaryFenced(t, h, thawedAt, 2)
+	require.Equal(t, driver.RoleStopped, ts.db1["postgres"].Role())
+	require.Equal(t, driver.RoleStopped, ts.app1["engine"].Role())
+	require.Empty(t, automaticExecutions(t, ts))
+	h.check(t)
+}
+
+func TestPartition_FlappingPrimaryLink_NoFailover(t *testing.T) {
+	cases := []struct {
+		name   string
+		leader string
+	}{
+		// The leader loses its quorum at every cut: Raft flaps.
+		{"leader in primary", "primary"},
+		// The leader's probes of the primary site fail at every cut.
+		{"leader in dr", "dr"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ts, network := partitionedTwoSites(t, tc.leader, nil)
+			h := watch(t, ts)
+			f := ts.server("primary").cfg.Failover
+
+			// Down and up every lease_ttl/3 for 10 x failover_timeout:
+			// the link is never down for failover_timeout in a row.
+			flap := f.LeaseTTL / 3
+			tick := time.NewTicker(flap)
+			defer tick.Stop()
+			cuts := 0
+			for end := time.Now().Add(10 * f.FailoverTimeout); time.Now().Before(end); {
+				if cuts%2 == 0 {
+					network.Isolate("primary")
+				} else {
+					network.Heal()
+				}
+				cuts++
+				<-tick.C
+			}
+			network.Heal()
+
+			require.Empty(t, executions(t, ts), "a flapping link is not a site loss")
+			st := ts.status(t)
+			require.Equal(t, "primary", st.GetActiveSite())
+			require.Equal(t, uint64(1), st.GetEpoch())
+			stopsDB, _ := ts.db1["postgres"].Counts()
+			_, stopsApp := ts.app1["engine"].Counts()
+			t.Logf("%d link changes; primary services stopped %d (postgres) and %d (engine) times by fencing", cuts, stopsDB, stopsApp)
+			h.check(t)
+		})
+	}
+}
+
+func TestPartition_Cooldown_BlocksSecondAutomaticFailoverUntilAck(t *testing.T) {
+	ts, network := partitionedTwoSites(t, "witness", func(cfg *config.ServerConfig) { cfg.Failover.Cooldown = time.Hour })
+	h := watch(t, ts)
+	noProgress := func(string, ...any) {}
+
+	// The first site loss fails over automatically.
+	isolatePrimary(network)
+	first := ts.waitAutomatic(t, 1)
+	ts.requireSucceeded(t, first, "dr")
+	healedAt := time.Now()
+	network.Heal()
+	ts.requireOldPrimaryFenced(t, h, healedAt, 2)
+
+	// Manual commands are never blocked by the cooldown: the operator
+	// re-protects the old primary as a standby and fails back.
+	require.NoError(t, ts.db1["postgres"].Demote(context.Background(), driver.Upstream{}, noProgress))
+	back := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "primary", AllowDataLoss: true})
+	back = ts.waitEnded(t, back.GetId())
+	ts.requireSucceeded(t, back, "primary")
+	require.Equal(t, driver.RolePrimary, ts.db1["postgres"].Role())
+	require.NoError(t, ts.db2["postgres"].Demote(context.Background(), driver.Upstream{}, noProgress))
+
+	// The primary site is lost again within the cooldown: the detector
+	// sees it and holds back.
+	isolatePrimary(network)
+	a := ts.waitAutomation(t, func(a *pb.Automation) bool { return a.GetSiteLost() && strings.Contains(a.GetReason(), "cooldown") })
+	require.False(t, a.GetWouldFire())
+	require.Len(t, automaticExecutions(t, ts), 1, "the cooldown blocks a second automatic failover")
+
+	// ack lifts it, and the second automatic failover runs.
+	_, err := ts.c.client(ts.c.waitForLeader()).SetAutomation(testCtx(t), &pb.SetAutomationRequest{Action: "ack"})
+	require.NoError(t, err)
+	second := ts.waitAutomatic(t, 2)
+	ts.requireSucceeded(t, second, "dr")
+	require.NotEqual(t, first.GetId(), second.GetId())
+	require.Equal(t, uint64(4), ts.status(t).GetEpoch(), "one epoch per change of active site")
+	healedAt = time.Now()
+	network.Heal()
+	ts.requireOldPrimaryFenced(t, h, healedAt, 4)
+	require.Len(t, automaticExecutions(t, ts), 2)
+	require.Len(t, executions(t, ts), 3)
+	h.check(t)
+}
+
+func TestPartition_Paused_ProbesContinueAndResumeFires(t *testing.T) {
+	ts, network := partitionedTwoSites(t, "witness", nil)
+	h := watch(t, ts)
+	f := ts.server("primary").cfg.Failover
+
+	_, err := ts.c.client(ts.c.waitForLeader()).SetAutomation(testCtx(t), &pb.SetAutomationRequest{Action: "pause", Reason: "maintenance"})
+	require.NoError(t, err)
+	pausedAt := time.Now()
+	// Paused, the leader still renews: the primaries run on past several
+	// lease_ttl.
+	h.waitObserved(t, "db-1", pausedAt.Add(2*f.LeaseTTL), "observed", func(observation) bool { return true })
+	for _, host := range []string{"db-1", "app-1"} {
+		for _, o := range h.of(host, pausedAt) {
+			require.True(t, o.valid && len(o.primaries) > 0, "%s lost its lease while paused: %+v", host, o)
+		}
+	}
+
+	cutAt := isolatePrimary(network)
+	a := ts.waitAutomation(t, func(a *pb.Automation) bool { return a.GetSiteLost() })
+	require.False(t, a.GetWouldFire())
+	require.Contains(t, a.GetReason(), "paused")
+	require.Empty(t, executions(t, ts))
+	for _, host := range []string{"db-2", "app-2"} {
+		ag, _, err := agentStatus(t, ts.c, host)
+		require.NoError(t, err)
+		require.True(t, ag.GetProbe().GetReachable(), "%s is still probed while paused", host)
+	}
+
+	leader := ts.c.waitForLeader()
+	_, err = ts.c.client(leader).SetAutomation(testCtx(t), &pb.SetAutomationRequest{Action: "resume"})
+	require.NoError(t, err)
+	resumedAt := time.Now()
+	ex := ts.waitAutomatic(t, 1)
+	ts.requireSucceeded(t, ex, "dr")
+	// The trigger is the site's first missed probe, not the resume. A
+	// leader elected meanwhile knows only its own probes (they live in
+	// memory), so only the leader that saw the cut can date it earlier.
+	trigger := ex.GetTriggeredAt().AsTime()
+	require.False(t, trigger.Before(cutAt.Add(-f.ProbeTimeout)), "trigger %s, cut %s", trigger, cutAt)
+	require.True(t, trigger.Before(ex.GetStartedAt().AsTime()))
+	if strings.Contains(ex.GetActor(), leader.cfg.NodeID) {
+		require.True(t, trigger.Before(resumedAt), "trigger %s, resumed %s", trigger, resumedAt)
+	} else {
+		t.Logf("leadership moved from %s to %s (%s) after the resume", leader.cfg.NodeID, ex.GetActor(), "trigger "+trigger.Sub(cutAt).String()+" after the cut")
+	}
+
+	healedAt := time.Now()
+	network.Heal()
+	ts.requireOldPrimaryFenced(t, h, healedAt, 2)
+	require.Len(t, executions(t, ts), 1)
+	h.check(t)
 }
