@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/netsim"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
@@ -28,6 +29,15 @@ type testCluster struct {
 	t       testing.TB
 	tlsDir  string
 	servers []*testServer
+	// net, when set, carries every connection between servers and agents,
+	// so that tests can partition them; the test itself talks to them
+	// from outside it.
+	net *netsim.Network
+	// raftConfig adjusts each server's Raft configuration.
+	raftConfig func(*raft.Config)
+	// agentLeaseTTL, when set, is the lease_ttl of agents started by
+	// startPlanAgentHandle (their boot window) instead of 3s.
+	agentLeaseTTL time.Duration
 }
 
 type testServer struct {
@@ -80,15 +90,28 @@ func newTestCluster(t testing.TB, n int) *testCluster {
 // adjusted by configure.
 func newTestClusterWith(t testing.TB, n int, configure func(*config.ServerConfig)) *testCluster {
 	t.Helper()
-	return newTestClusterOf(t, testSites(n), configure)
+	return newTestClusterOn(t, nil, testRaftConfig, n, configure)
 }
 
 // newTestClusterOf starts a server in each of sites (one entry per
-// server, named s1, s2, ...).
+// server, named s1, s2, ...) on plain loopback.
 func newTestClusterOf(t testing.TB, sites []string, configure func(*config.ServerConfig)) *testCluster {
 	t.Helper()
+	return newTestClusterSites(t, nil, testRaftConfig, sites, configure)
+}
+
+// newTestClusterOn is newTestClusterWith over network, where each server is
+// the endpoint "<site>/<node id>" (a nil network is plain loopback), with
+// each server's Raft configuration adjusted by raftConfig.
+func newTestClusterOn(t testing.TB, network *netsim.Network, raftConfig func(*raft.Config), n int, configure func(*config.ServerConfig)) *testCluster {
+	t.Helper()
+	return newTestClusterSites(t, network, raftConfig, testSites(n), configure)
+}
+
+func newTestClusterSites(t testing.TB, network *netsim.Network, raftConfig func(*raft.Config), sites []string, configure func(*config.ServerConfig)) *testCluster {
+	t.Helper()
 	n := len(sites)
-	c := &testCluster{t: t, tlsDir: t.TempDir()}
+	c := &testCluster{t: t, tlsDir: t.TempDir(), net: network, raftConfig: raftConfig}
 	require.NoError(t, tlsutil.CreateCA(c.tlsDir))
 	_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: c.tlsDir, Name: "ops", Role: tlsutil.RoleCLI})
 	require.NoError(t, err)
@@ -151,16 +174,30 @@ func (c *testCluster) material(name string) *tlsutil.Material {
 
 func (c *testCluster) start(ts *testServer, grpcLn, raftLn net.Listener) {
 	c.t.Helper()
-	srv, err := NewServer(ts.cfg, Deps{
+	deps := Deps{
 		Logger:       testLogger(c.t, ts.cfg.NodeID, ts.logs),
 		TLS:          c.material(ts.cfg.NodeID),
 		GRPCListener: grpcLn,
 		RaftListener: raftLn,
 		HTTPListener: listen(c.t, "127.0.0.1:0"),
-		RaftConfig:   testRaftConfig,
-	})
+		RaftConfig:   c.raftConfig,
+	}
+	if c.net != nil {
+		ep := ts.endpoint()
+		deps.GRPCListener, deps.RaftListener = c.net.Listen(ep, grpcLn), c.net.Listen(ep, raftLn)
+		deps.Dial = c.net.Dialer(ep)
+	}
+	srv, err := NewServer(ts.cfg, deps)
 	require.NoError(c.t, err)
 	ts.Server, ts.dead = srv, false
+}
+
+// endpoint is the server's name on a test network.
+func (ts *testServer) endpoint() string { return ts.cfg.Site + "/" + ts.cfg.NodeID }
+
+// connected reports whether a and b can talk on the cluster's network.
+func (c *testCluster) connected(a, b *testServer) bool {
+	return c.net == nil || c.net.Connected(a.endpoint(), b.endpoint())
 }
 
 // testLogger sends a server's logs through t.Log, so they show only when
@@ -205,7 +242,9 @@ func (c *testCluster) restart(ts *testServer) {
 }
 
 // waitForLeader waits until one leader is elected, every live server
-// knows its address and has registered with it, and returns it.
+// knows its address and has registered with it, and returns it. On a
+// partitioned network only the leader of a majority counts, and only the
+// servers connected to it must know it.
 func (c *testCluster) waitForLeader() *testServer {
 	c.t.Helper()
 	var leader *testServer
@@ -215,7 +254,7 @@ func (c *testCluster) waitForLeader() *testServer {
 			if ts.dead {
 				continue
 			}
-			if ts.IsLeader() {
+			if ts.IsLeader() && c.reachesMajority(ts) {
 				leader = ts
 			}
 		}
@@ -224,7 +263,7 @@ func (c *testCluster) waitForLeader() *testServer {
 		}
 		records := leader.fsm.view().Servers
 		for _, ts := range c.servers {
-			if ts.dead {
+			if ts.dead || !c.connected(ts, leader) {
 				continue
 			}
 			if addr, self := ts.leaderAddr(); addr == "" && !self {
@@ -237,6 +276,18 @@ func (c *testCluster) waitForLeader() *testServer {
 		return true, nil
 	})
 	return leader
+}
+
+// reachesMajority reports whether ts is connected to a majority of the
+// servers, itself included.
+func (c *testCluster) reachesMajority(ts *testServer) bool {
+	n := 0
+	for _, other := range c.servers {
+		if c.connected(ts, other) {
+			n++
+		}
+	}
+	return n > len(c.servers)/2
 }
 
 func (c *testCluster) follower() *testServer {

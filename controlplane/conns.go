@@ -14,6 +14,8 @@ import (
 type connPool struct {
 	tls  *tlsutil.Material
 	peer tlsutil.Role
+	// dial connects to a peer; nil means gRPC's own dialer.
+	dial tlsutil.DialFunc
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
@@ -32,12 +34,21 @@ func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(p.tls.ClientCredentials(p.peer)))
+	c, err := grpc.NewClient(addr, p.dialOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s %s: %w", p.peer, addr, err)
 	}
 	p.conns[addr] = c
 	return c, nil
+}
+
+// dialOptions are the options of every connection of the pool.
+func (p *connPool) dialOptions() []grpc.DialOption {
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(p.tls.ClientCredentials(p.peer))}
+	if p.dial != nil {
+		opts = append(opts, grpc.WithContextDialer(p.dial))
+	}
+	return opts
 }
 
 func (p *connPool) close() {

@@ -21,10 +21,19 @@ func fastFailover(automatic bool) func(*config.ServerConfig) {
 		cfg.Failover.Automatic = automatic
 		cfg.Failover.ProbeInterval = 100 * time.Millisecond
 		cfg.Failover.ProbeTimeout = 300 * time.Millisecond
-		cfg.Failover.LeaseTTL = 600 * time.Millisecond
-		cfg.Failover.FailoverTimeout = time.Second
+		cfg.Failover.LeaseTTL = 1500 * time.Millisecond
+		cfg.Failover.FailoverTimeout = 2 * time.Second
 		cfg.Failover.ClockSkewMargin = 100 * time.Millisecond
 	}
+}
+
+// newDetectorSites is newTwoSites with partitionRaftConfig: once a server
+// is killed the leader keeps its quorum through one link only, and a
+// leader deposed by a scheduling stall on this loaded machine leaves the
+// freshly promoted primaries without renewals for longer than lease_ttl
+// (their promotion grants only the leader's lease_ttl).
+func newDetectorSites(t *testing.T, configure func(*config.ServerConfig)) *twoSites {
+	return newTwoSitesIn(t, newTestClusterOn(t, nil, partitionRaftConfig, 3, configure))
 }
 
 // losePrimaryAgents stops the primary site's agents, as a dead site would.
@@ -68,7 +77,7 @@ func executions(t *testing.T, ts *twoSites) []*pb.Execution {
 }
 
 func TestDetector_PrimarySiteLost_AutomaticFailover(t *testing.T) {
-	ts := newTwoSites(t, fastFailover(true))
+	ts := newDetectorSites(t, fastFailover(true))
 	ts.losePrimaryAgents(t)
 	ts.c.kill(ts.server("primary"))
 
@@ -98,7 +107,7 @@ func TestDetector_PrimarySiteLost_AutomaticFailover(t *testing.T) {
 }
 
 func TestDetector_SilentAgentsButServerAnswers_NoFailover(t *testing.T) {
-	ts := newTwoSites(t, fastFailover(true))
+	ts := newDetectorSites(t, fastFailover(true))
 	ts.losePrimaryAgents(t)
 	a := ts.waitAutomation(t, func(a *pb.Automation) bool {
 		return strings.Contains(a.GetReason(), "not a site loss")
@@ -108,7 +117,7 @@ func TestDetector_SilentAgentsButServerAnswers_NoFailover(t *testing.T) {
 }
 
 func TestDetector_Paused_NoFailover(t *testing.T) {
-	ts := newTwoSites(t, fastFailover(true))
+	ts := newDetectorSites(t, fastFailover(true))
 	_, err := ts.c.client(ts.c.waitForLeader()).SetAutomation(testCtx(t), &pb.SetAutomationRequest{Action: "pause", Reason: "maintenance"})
 	require.NoError(t, err)
 	ts.losePrimaryAgents(t)
@@ -120,7 +129,7 @@ func TestDetector_Paused_NoFailover(t *testing.T) {
 }
 
 func TestDetector_LagAboveGuard_AutomaticFailoverRefused(t *testing.T) {
-	ts := newTwoSites(t, fastFailover(true))
+	ts := newDetectorSites(t, fastFailover(true))
 	ts.db2["postgres"].SetReplication(driver.Replication{Position: "0/1000000", ReceivePosition: "0/2000000",
 		LagBytes: 16 << 20, LastReplayAt: time.Now().Add(-2 * time.Minute)})
 	ts.losePrimaryAgents(t)

@@ -47,6 +47,9 @@ func startPlanAgentHandle(t *testing.T, c *testCluster, hostID, site string, ser
 		HostID: hostID, Site: site, DataDir: t.TempDir(), Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", LeaseTTL: 3 * time.Second,
 		TLS: config.TLSConfig{CAFile: filepath.Join(c.tlsDir, "ca.pem"), CertFile: filepath.Join(c.tlsDir, hostID+".pem"), KeyFile: filepath.Join(c.tlsDir, hostID+"-key.pem")},
 	}
+	if c.agentLeaseTTL > 0 {
+		cfg.LeaseTTL = c.agentLeaseTTL
+	}
 	for _, ts := range c.servers {
 		cfg.Servers = append(cfg.Servers, ts.grpcAddr)
 	}
@@ -61,13 +64,18 @@ func startPlanAgentHandle(t *testing.T, c *testCluster, hostID, site string, ser
 		}
 		cfg.Services = append(cfg.Services, sc)
 	}
-	a, err := hostagent.New(cfg, hostagent.Deps{
+	deps := hostagent.Deps{
 		Logger: testLogger(t, hostID, &lockedBuffer{}),
 		TLS:    c.material(hostID),
 		NewDriver: func(sc config.ServiceConfig, _ string, _ hclog.Logger) (driver.Driver, error) {
 			return drivers[sc.Name], nil
 		},
-	})
+	}
+	if c.net != nil {
+		ep := site + "/" + hostID
+		deps.Listener, deps.Dial = c.net.Listen(ep, listen(t, "127.0.0.1:0")), c.net.Dialer(ep)
+	}
+	a, err := hostagent.New(cfg, deps)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
 	return fakes, a
@@ -82,12 +90,16 @@ type twoSites struct {
 }
 
 func newTwoSites(t *testing.T, configure func(*config.ServerConfig)) *twoSites {
-	return newTwoSitesOn(t, testSites(3), configure)
+	return newTwoSitesIn(t, newTestClusterWith(t, 3, configure))
 }
 
 // newTwoSitesOn is newTwoSites with servers in sites.
 func newTwoSitesOn(t *testing.T, sites []string, configure func(*config.ServerConfig)) *twoSites {
-	c := newTestClusterOf(t, sites, configure)
+	return newTwoSitesIn(t, newTestClusterOf(t, sites, configure))
+}
+
+// newTwoSitesIn starts the two sites' agents with the servers of c.
+func newTwoSitesIn(t *testing.T, c *testCluster) *twoSites {
 	ts := &twoSites{c: c, agents: map[string]*hostagent.Agent{}}
 	start := func(host, site string, svc testService) map[string]*driver.Fake {
 		fakes, a := startPlanAgentHandle(t, c, host, site, svc)

@@ -69,7 +69,7 @@ func (s *Server) setupRaft(deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("read raft state in %s: %w", dir, err)
 	}
-	stream := tlsutil.NewStreamLayer(deps.RaftListener, tcpAddr(s.raftAddr), s.tls, s.logger.Named("raft"))
+	stream := tlsutil.NewStreamLayerWithDialer(deps.RaftListener, tcpAddr(s.raftAddr), s.tls, s.logger.Named("raft"), deps.Dial)
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 3,

@@ -34,6 +34,10 @@ type Deps struct {
 	// RaftConfig, when set, may adjust the Raft configuration after the
 	// defaults and raft_multiplier are applied.
 	RaftConfig func(*raft.Config)
+	// Dial, when set, makes every outgoing connection to other servers
+	// and to agents (Raft and gRPC); tests use it to partition the
+	// network. nil means the normal TCP dialer.
+	Dial tlsutil.DialFunc
 }
 
 // Server is one control-plane node.
@@ -131,6 +135,7 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (s *Server, err error) {
 		shutdownCtx:    ctx,
 		shutdownCancel: cancel,
 	}
+	s.conns.dial, s.agentConns.dial = deps.Dial, deps.Dial
 	defer func() {
 		if err != nil {
 			s.closeListeners(deps)

@@ -41,6 +41,10 @@ type Deps struct {
 	// lease-guard`; the agent adds --dir). Nil runs none: the agent alone
 	// fences, which a frozen agent cannot (see guard.go).
 	LeaseGuard []string
+	// Dial, when set, makes the agent's connections to the servers;
+	// tests use it to partition the network. nil means the normal TCP
+	// dialer.
+	Dial tlsutil.DialFunc
 }
 
 // Agent is one running host agent.
@@ -49,6 +53,7 @@ type Agent struct {
 	logger hclog.Logger
 	tls    *tlsutil.Material
 	self   string
+	dial   tlsutil.DialFunc
 
 	epoch     *epochStore
 	journal   *journal
@@ -97,7 +102,7 @@ func New(cfg *config.AgentConfig, deps Deps) (a *Agent, err error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a = &Agent{
-		config: cfg, logger: deps.Logger, tls: deps.TLS, self: deps.Self,
+		config: cfg, logger: deps.Logger, tls: deps.TLS, self: deps.Self, dial: deps.Dial,
 		services: map[string]*service{}, startedAt: time.Now(),
 		snapshots: map[string]*snapshot.Manager{}, syncStates: map[string]*syncState{},
 		ctx: ctx, cancel: cancel,

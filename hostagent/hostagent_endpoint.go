@@ -75,6 +75,9 @@ func (e *hostAgentEndpoint) Probe(ctx context.Context, req *pb.ProbeRequest) (*p
 	a.activeSite, a.leaderID = req.GetActiveSite(), req.GetLeaderId()
 	a.mu.Unlock()
 	a.setSyncSources(req.GetSyncSources())
+	if req.GetLeaseTtlMs() > 0 {
+		a.lease.learnTTL(time.Duration(req.GetLeaseTtlMs()) * time.Millisecond)
+	}
 	switch {
 	case req.GetActiveSite() == a.config.Site && req.GetLeaseTtlMs() > 0:
 		a.lease.renew(time.Now(), time.Duration(req.GetLeaseTtlMs())*time.Millisecond, req.GetEpoch())

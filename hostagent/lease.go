@@ -16,20 +16,44 @@ type lease struct {
 	expiresAt time.Time // monotonic reading; zero never
 	epoch     uint64
 	granted   bool // a leader (not boot) granted the current lease
+	// leaderTTL is the lease_ttl the last leader probe carried, zero
+	// before one: the leader counts leases by its own lease_ttl, which
+	// may differ from the agent's configured one.
+	leaderTTL time.Duration
 }
 
 func newBootLease(now time.Time, ttl time.Duration) *lease {
 	return &lease{expiresAt: now.Add(ttl)}
 }
 
-// renew extends the lease to now+ttl; it never shortens one.
+// renew extends the lease to now+ttl. It never shortens a leader's grant,
+// but the first grant replaces the boot window: the leader counts only
+// the leases it granted (DESIGN.md section 5), and a boot window of a
+// longer agent lease_ttl would outlive them.
 func (l *lease) renew(now time.Time, ttl time.Duration, epoch uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if exp := now.Add(ttl); exp.After(l.expiresAt) {
+	if exp := now.Add(ttl); exp.After(l.expiresAt) || !l.granted {
 		l.expiresAt = exp
 	}
 	l.epoch, l.granted = epoch, true
+}
+
+// learnTTL records the lease_ttl a leader probe carried.
+func (l *lease) learnTTL(ttl time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.leaderTTL = ttl
+}
+
+// ttlOr returns the leader's lease_ttl, or fallback before any probe.
+func (l *lease) ttlOr(fallback time.Duration) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.leaderTTL > 0 {
+		return l.leaderTTL
+	}
+	return fallback
 }
 
 // revoke ends the lease at now: a leader of epoch says another site is

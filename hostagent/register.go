@@ -37,7 +37,11 @@ func (a *Agent) register(ctx context.Context) {
 }
 
 func (a *Agent) registerWith(ctx context.Context, addr string, req *pb.RegisterAgentRequest) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(a.tls.ClientCredentials(tlsutil.RoleServer)))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(a.tls.ClientCredentials(tlsutil.RoleServer))}
+	if a.dial != nil {
+		opts = append(opts, grpc.WithContextDialer(a.dial))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", addr, err)
 	}

@@ -143,9 +143,10 @@ func validHostname(h string) bool {
 
 // vouch treats a leader's instruction to make svc primary as a lease
 // grant: the leader of a current epoch just said so. It also lifts the
-// service's fence.
+// service's fence. The grant runs for the leader's lease_ttl, which its
+// lease-wait counts with, not a longer one of the agent's config.
 func (a *Agent) vouch(epoch uint64, svc *service) {
-	a.lease.renew(time.Now(), a.config.LeaseTTL, epoch)
+	a.lease.renew(time.Now(), a.lease.ttlOr(a.config.LeaseTTL), epoch)
 	svc.setFenced(false, "")
 }
 

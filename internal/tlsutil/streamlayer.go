@@ -25,7 +25,13 @@ type streamLayer struct {
 	clientConfig     *tls.Config
 	logger           hclog.Logger
 	handshakeTimeout time.Duration
+	// dial connects to a peer; nil means a net.Dialer.
+	dial DialFunc
 }
+
+// DialFunc connects to addr over TCP until ctx ends. Tests hand one in to
+// run servers over a partitionable network.
+type DialFunc func(ctx context.Context, addr string) (net.Conn, error)
 
 // NewStreamLayer returns a Raft stream layer that wraps every connection
 // accepted from ln or dialed to a peer in mutual TLS using m. Only peers
@@ -37,6 +43,12 @@ type streamLayer struct {
 //
 // Addr returns advertise, or ln.Addr() when advertise is nil.
 func NewStreamLayer(ln net.Listener, advertise net.Addr, m *Material, logger hclog.Logger) raft.StreamLayer {
+	return NewStreamLayerWithDialer(ln, advertise, m, logger, nil)
+}
+
+// NewStreamLayerWithDialer is NewStreamLayer connecting to peers with
+// dial, or with a net.Dialer when dial is nil.
+func NewStreamLayerWithDialer(ln net.Listener, advertise net.Addr, m *Material, logger hclog.Logger, dial DialFunc) raft.StreamLayer {
 	serverConfig := m.ServerConfig()
 	serverConfig.VerifyConnection = verifyPeerRole(RoleServer)
 	return &streamLayer{
@@ -46,6 +58,7 @@ func NewStreamLayer(ln net.Listener, advertise net.Addr, m *Material, logger hcl
 		clientConfig:     m.ClientConfig(RoleServer),
 		logger:           orNullLogger(logger),
 		handshakeTimeout: raftHandshakeTimeout,
+		dial:             dial,
 	}
 }
 
@@ -85,8 +98,7 @@ func (s *streamLayer) Addr() net.Addr {
 // completes the TLS handshake within timeout, verifying that the peer holds
 // a server certificate.
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	dialer := &net.Dialer{Timeout: timeout}
-	raw, err := dialer.Dial("tcp", string(address))
+	raw, err := s.dialTCP(string(address), timeout)
 	if err != nil {
 		return nil, fmt.Errorf("dial raft peer %s: %w", address, err)
 	}
@@ -96,6 +108,21 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 		return nil, fmt.Errorf("tls handshake with raft peer %s: %w", address, err)
 	}
 	return conn, nil
+}
+
+// dialTCP connects within timeout (none when zero).
+func (s *streamLayer) dialTCP(addr string, timeout time.Duration) (net.Conn, error) {
+	if s.dial == nil {
+		dialer := &net.Dialer{Timeout: timeout}
+		return dialer.Dial("tcp", addr)
+	}
+	ctx := context.Background()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	return s.dial(ctx, addr)
 }
 
 // handshakeWithin runs the client handshake with timeout as its deadline,
