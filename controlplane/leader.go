@@ -90,6 +90,16 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	if err := s.raft.Barrier(barrierTimeout).Error(); err != nil {
 		return err
 	}
+	// The prober renews the active site's leases, whose time has been
+	// running out since the old leader's last renewal: it starts right
+	// after the Barrier, once this leader is sure it leads and knows the
+	// active site, before anything else this leader writes. It starts once
+	// per term; a retried establishLeadership finds it running.
+	if s.leaderContext() != ctx {
+		s.probes.reset()
+		s.setLeaderTerm(ctx, time.Now())
+		go s.runProber(ctx)
+	}
 	// The first leader seeds the sites from its configuration; later
 	// leaders find them initialized and keep what the cluster agreed on.
 	if err := s.initSites(); err != nil {
@@ -99,11 +109,6 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	if err := s.upsertSelf(); err != nil {
 		return err
 	}
-	// The prober renews the active site's leases. It starts only now,
-	// after the Barrier: a new leader renews only once it is sure it leads.
-	s.probes.reset()
-	s.setLeaderTerm(ctx, time.Now())
-	go s.runProber(ctx)
 	// Every execution a predecessor left running continues here
 	// (invariant 6).
 	s.resumeExecutions(ctx)
