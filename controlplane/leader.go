@@ -98,7 +98,13 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	if s.leaderContext() != ctx {
 		s.probes.reset()
 		s.setLeaderTerm(ctx, time.Now())
-		go s.runProber(ctx)
+		// Counted with the executors: revokeLeadership waits for it, so
+		// no probe of this term lands in the next term's table.
+		s.executors.Add(1)
+		go func() {
+			defer s.executors.Done()
+			s.runProber(ctx)
+		}()
 	}
 	// The first leader seeds the sites from its configuration; later
 	// leaders find them initialized and keep what the cluster agreed on.
@@ -119,9 +125,9 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 // leadership context; its observations are dropped, as they belong to this
 // term only.
 func (s *Server) revokeLeadership() {
-	// The executors stop with the leadership context; wait for them so a
-	// quickly regained leadership never runs two executors of the same
-	// execution.
+	// The executors and the prober stop with the leadership context; wait
+	// for them so a quickly regained leadership never runs two executors
+	// of the same execution, nor two probe loops of one agent.
 	s.executors.Wait()
 	s.endLeaderTerm()
 	s.probes.reset()

@@ -10,6 +10,7 @@ import (
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 )
 
@@ -83,6 +84,17 @@ func (t *probeTable) put(hostID string, r probeResult) {
 	t.results[hostID] = r
 }
 
+// extend records a renewal that may have landed, without a result: a
+// probe cut short by the end of its loop says nothing about the host.
+func (t *probeTable) extend(hostID string, renewedUntil time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r, ok := t.results[hostID]; ok && renewedUntil.After(r.renewedUntil) {
+		r.renewedUntil = renewedUntil
+		t.results[hostID] = r
+	}
+}
+
 func (t *probeTable) reset() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -97,6 +109,7 @@ func (t *probeTable) reset() {
 // have been running out since the old leader's last renewal.
 func (s *Server) runProber(ctx context.Context) {
 	loops := map[string]*probeLoopHandle{}
+	rs := newRestarter()
 	defer func() {
 		for _, l := range loops {
 			l.stop()
@@ -105,7 +118,7 @@ func (s *Server) runProber(ctx context.Context) {
 	t := time.NewTicker(s.config.Failover.ProbeInterval)
 	defer t.Stop()
 	for {
-		s.syncProbeLoops(ctx, loops)
+		s.syncProbeLoops(ctx, loops, rs)
 		select {
 		case <-ctx.Done():
 			return
@@ -135,7 +148,7 @@ func (l *probeLoopHandle) stop() {
 
 // syncProbeLoops starts a probe loop for every registered agent that has
 // none, and stops the loops of agents gone or moved to another address.
-func (s *Server) syncProbeLoops(ctx context.Context, loops map[string]*probeLoopHandle) {
+func (s *Server) syncProbeLoops(ctx context.Context, loops map[string]*probeLoopHandle, rs *restarter) {
 	agents := map[string]string{}
 	for _, a := range s.fsm.view().Agents {
 		agents[a.HostID] = a.Address
@@ -154,7 +167,7 @@ func (s *Server) syncProbeLoops(ctx context.Context, loops map[string]*probeLoop
 		l := &probeLoopHandle{addr: addr, cancel: cancel, done: make(chan struct{})}
 		go func() {
 			defer close(l.done)
-			s.probeLoop(lctx, id, addr)
+			s.probeLoop(lctx, id, addr, rs)
 		}()
 		loops[id] = l
 	}
@@ -172,6 +185,8 @@ type probeDone struct {
 	pc     *probeConn
 	sentAt time.Time
 	err    error
+	// ready is whether the connection was up when the probe was sent.
+	ready bool
 }
 
 // probeLoop probes one agent until ctx ends: every probe_interval while it
@@ -181,7 +196,7 @@ type probeDone struct {
 // backoff, seconds, while a new one reaches the agent as soon as the link
 // is back. The probe in flight on the old connection still runs to its
 // deadline, so a slow answer is not lost.
-func (s *Server) probeLoop(ctx context.Context, hostID, addr string) {
+func (s *Server) probeLoop(ctx context.Context, hostID, addr string, rs *restarter) {
 	f := s.config.Failover
 	done := make(chan probeDone)
 	var cur *probeConn
@@ -210,7 +225,7 @@ func (s *Server) probeLoop(ctx context.Context, hostID, addr string) {
 				_ = d.pc.cc.Close()
 				continue
 			}
-			if d.err != nil && connBroken(d.err) {
+			if d.err != nil && d.ready && connBroken(d.err) {
 				_ = cur.cc.Close()
 				cur = nil
 				// Try again on a new connection soon, but not in a
@@ -221,8 +236,15 @@ func (s *Server) probeLoop(ctx context.Context, hostID, addr string) {
 		case <-timer.C:
 		}
 		if cur != nil && cur.busy {
-			// Unanswered for probe_interval: give the connection up; it
-			// closes when its probe ends.
+			if cur.cc.GetState() != connectivity.Ready {
+				// Still connecting: gRPC redials by itself and sends the
+				// waiting probe once connected; a new connection would
+				// only start its handshake over.
+				timer.Reset(f.ProbeInterval)
+				continue
+			}
+			// Unanswered for probe_interval on a connection that is up:
+			// give it up; it closes when its probe ends.
 			s.logger.Debug("probe unanswered for probe_interval: probing on a new connection", "host_id", hostID)
 			cur = nil
 		}
@@ -238,8 +260,9 @@ func (s *Server) probeLoop(ctx context.Context, hostID, addr string) {
 		cur.busy = true
 		inflight++
 		go func(pc *probeConn) {
-			sentAt, err := s.probeOnce(ctx, pc.cc, hostID)
-			done <- probeDone{pc: pc, sentAt: sentAt, err: err}
+			ready := pc.cc.GetState() == connectivity.Ready
+			sentAt, err := s.probeOnce(ctx, pc.cc, hostID, rs)
+			done <- probeDone{pc: pc, sentAt: sentAt, err: err, ready: ready}
 		}(cur)
 		timer.Reset(f.ProbeInterval)
 	}
@@ -256,9 +279,10 @@ func connBroken(err error) bool {
 }
 
 // probeOnce confirms this server still leads and probes hostID once over
-// cc. It returns when the probe was sent (zero when none was) and why it
-// failed.
-func (s *Server) probeOnce(ctx context.Context, cc *grpc.ClientConn, hostID string) (time.Time, error) {
+// cc, then restarts in place what the answer shows fenced by a lapsed
+// lease, if anything. It returns when the probe was sent (zero when none
+// was) and why it failed.
+func (s *Server) probeOnce(ctx context.Context, cc *grpc.ClientConn, hostID string, rs *restarter) (time.Time, error) {
 	// Renew only while still leader: a deposed leader that kept renewing
 	// would keep a fenced site's lease alive (invariant 4).
 	if err := s.raft.VerifyLeader().Error(); err != nil {
@@ -269,6 +293,9 @@ func (s *Server) probeOnce(ctx context.Context, cc *grpc.ClientConn, hostID stri
 	for _, a := range v.Agents {
 		if a.HostID == hostID {
 			res := s.probeAgent(ctx, cc, a, v.Agents, v.Epoch, v.ActiveSite)
+			if res.err == nil {
+				s.restartFencedInPlace(ctx, rs, a, res.resp, v.Epoch, v.ActiveSite)
+			}
 			return res.sentAt, res.err
 		}
 	}
@@ -290,6 +317,12 @@ func (s *Server) probeAgent(ctx context.Context, cc *grpc.ClientConn, a structs.
 	pctx, cancel := context.WithTimeout(ctx, f.ProbeTimeout)
 	res.resp, res.err = pb.NewHostAgentClient(cc).Probe(pctx, req)
 	cancel()
+	if res.err != nil && ctx.Err() != nil {
+		// The term or the loop ended, not the agent's answer; the
+		// renewal may still have landed.
+		s.probes.extend(a.HostID, res.renewedUntil)
+		return res
+	}
 	if res.err == nil {
 		res.answeredAt = time.Now()
 		// The probe was answered between sentAt and answeredAt; the

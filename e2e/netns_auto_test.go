@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -204,24 +203,20 @@ func flap(t *testing.T, d *netns.Deployment, dur time.Duration) {
 	require.NoError(t, d.Topo.HealSite("primary"))
 }
 
-// TestNetns_KnownBug_ProductionFenced reproduces a control-plane bug and
-// is skipped unless DRPLANE_E2E_KNOWN_BUGS=1: the healthy primary site
-// fences its database and its engine, and since the site still answers
-// probes no failover follows, so production is down until an operator
-// acts. The lease renewals of the active site's agents stop for longer
-// than lease_ttl (3s):
-//   - when the leader crashes: until the next leader's first probe
-//     round, after an election (1-2.5s with the default Raft timeouts),
-//     one probe_interval, a leadership check and new connections to the
-//     agents;
-//   - when the primary site's link flaps while the leader is a server of
-//     that site: it loses its quorum in the first down second, and the
-//     change of leader adds the same gap to the flapping's (see
-//     TestNetns_AutoFailover_FlappingLinkNoFailover).
-func TestNetns_KnownBug_ProductionFenced(t *testing.T) {
-	if os.Getenv("DRPLANE_E2E_KNOWN_BUGS") != "1" {
-		t.Skip("known control-plane bug (see the comment); DRPLANE_E2E_KNOWN_BUGS=1 runs it")
-	}
+// TestNetns_LeaderChangesAndFlappingLink_ProductionKeepsRunning checks
+// that the healthy primary site keeps its database running (same
+// postmaster) through changes of leader: the active site's lease
+// renewals must never stop for lease_ttl (3s), or the agents fence the
+// database and, since the site still answers probes, no failover
+// follows and production is down until an operator acts.
+//   - the leader crashes, five times: the next leader renews right after
+//     its election (at most 3 heartbeat timeouts of 400ms) and its
+//     Barrier, not one probe_interval later;
+//   - the primary site's link flaps while the leader is a server of that
+//     site: it loses its quorum in the first down second, and the next
+//     leader renews in every up second, on a new connection whenever a
+//     probe goes unanswered for probe_interval.
+func TestNetns_LeaderChangesAndFlappingLink_ProductionKeepsRunning(t *testing.T) {
 	cases := []struct {
 		name     string
 		leaderIn []string

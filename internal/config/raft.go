@@ -2,20 +2,24 @@ package config
 
 import "time"
 
-// Raft's timeouts at raft_multiplier 1, for servers on one LAN. They are
-// tighter than hashicorp/raft's defaults (1s, 1s, 500ms) so that a new
-// leader is elected, and renews the active site's leases, well within the
-// default lease_ttl of 3s (see ElectionBound). raft_multiplier scales all
+// Raft's timeouts at raft_multiplier 1, for servers on one LAN. The
+// heartbeat timeout is tighter than hashicorp/raft's default (1s) so that
+// a new leader is elected, and renews the active site's leases, well
+// within the default lease_ttl of 3s (see ElectionBound). The other two
+// keep raft's defaults: the election timeout only paces a candidate's
+// retries after a split vote, and a leader lease much shorter than 500ms
+// makes a leader on a loaded machine step down on a late heartbeat,
+// causing the very elections this avoids. raft_multiplier scales all
 // three, so a WAN deployment trades detection speed for fewer spurious
 // elections.
 const (
-	RaftHeartbeatTimeout = 400 * time.Millisecond
-	RaftElectionTimeout  = 400 * time.Millisecond
+	RaftHeartbeatTimeout = 450 * time.Millisecond
+	RaftElectionTimeout  = 1000 * time.Millisecond
 	// RaftLeaderLeaseTimeout is how long a leader keeps leading without
 	// reaching a quorum. It stays below the election timeout, so a leader
 	// cut off from its quorum steps down, and stops renewing leases,
 	// before another can be elected (DESIGN.md section 5).
-	RaftLeaderLeaseTimeout = 200 * time.Millisecond
+	RaftLeaderLeaseTimeout = 450 * time.Millisecond
 )
 
 // RaftTimeouts returns the heartbeat, election and leader lease timeouts
