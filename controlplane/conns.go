@@ -34,11 +34,26 @@ func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, p.dialOptions()...)
+	c, err := p.newClient(addr)
+	if err != nil {
+		return nil, err
+	}
+	p.conns[addr] = c
+	return c, nil
+}
+
+// fresh returns a new connection to addr that the pool does not share or
+// keep: the caller closes it. The prober gives up a connection that stops
+// answering and probes on a new one (see probeLoop).
+func (p *connPool) fresh(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return p.newClient(addr, opts...)
+}
+
+func (p *connPool) newClient(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	c, err := grpc.NewClient(addr, append(p.dialOptions(), opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s %s: %w", p.peer, addr, err)
 	}
-	p.conns[addr] = c
 	return c, nil
 }
 

@@ -212,7 +212,8 @@ func TestExecutor_Guard_RefusesLagBeyondMaxDataLoss(t *testing.T) {
 		if err != nil {
 			return false, err
 		}
-		return a.GetProbe().GetServices()[0].GetReplication().GetLagBytes() > 0, fmt.Errorf("lag not observed yet")
+		svcs := a.GetProbe().GetServices()
+		return len(svcs) > 0 && svcs[0].GetReplication().GetLagBytes() > 0, fmt.Errorf("lag not observed yet")
 	})
 
 	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr"})

@@ -90,6 +90,22 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	if err := s.raft.Barrier(barrierTimeout).Error(); err != nil {
 		return err
 	}
+	// The prober renews the active site's leases, whose time has been
+	// running out since the old leader's last renewal: it starts right
+	// after the Barrier, once this leader is sure it leads and knows the
+	// active site, before anything else this leader writes. It starts once
+	// per term; a retried establishLeadership finds it running.
+	if s.leaderContext() != ctx {
+		s.probes.reset()
+		s.setLeaderTerm(ctx, time.Now())
+		// Counted with the executors: revokeLeadership waits for it, so
+		// no probe of this term lands in the next term's table.
+		s.executors.Add(1)
+		go func() {
+			defer s.executors.Done()
+			s.runProber(ctx)
+		}()
+	}
 	// The first leader seeds the sites from its configuration; later
 	// leaders find them initialized and keep what the cluster agreed on.
 	if err := s.initSites(); err != nil {
@@ -99,11 +115,6 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	if err := s.upsertSelf(); err != nil {
 		return err
 	}
-	// The prober renews the active site's leases. It starts only now,
-	// after the Barrier: a new leader renews only once it is sure it leads.
-	s.probes.reset()
-	s.setLeaderTerm(ctx, time.Now())
-	go s.runProber(ctx)
 	// Every execution a predecessor left running continues here
 	// (invariant 6).
 	s.resumeExecutions(ctx)
@@ -118,9 +129,9 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 // leadership context; its observations are dropped, as they belong to this
 // term only.
 func (s *Server) revokeLeadership() {
-	// The executors stop with the leadership context; wait for them so a
-	// quickly regained leadership never runs two executors of the same
-	// execution.
+	// The executors and the prober stop with the leadership context; wait
+	// for them so a quickly regained leadership never runs two executors
+	// of the same execution, nor two probe loops of one agent.
 	s.executors.Wait()
 	s.endLeaderTerm()
 	s.probes.reset()

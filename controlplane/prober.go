@@ -8,6 +8,10 @@ import (
 
 	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
 )
 
 // probeResult is the leader's latest observation of one agent.
@@ -55,6 +59,17 @@ func (t *probeTable) put(hostID string, r probeResult) {
 	if ok && prev.renewedUntil.After(r.renewedUntil) {
 		r.renewedUntil = prev.renewedUntil
 	}
+	if ok && r.sentAt.Before(prev.sentAt) {
+		// A probe sent before the latest one ended late, on a connection
+		// the prober gave up: its renewal counts, and its answer if newer,
+		// but it says nothing newer about the host's silence.
+		prev.renewedUntil = r.renewedUntil
+		if r.resp != nil && r.answeredAt.After(prev.lastAnsweredAt) {
+			prev.lastResp, prev.lastAnsweredAt = r.resp, r.answeredAt
+		}
+		t.results[hostID] = prev
+		return
+	}
 	if r.resp != nil {
 		r.lastResp, r.lastAnsweredAt = r.resp, r.answeredAt
 	} else {
@@ -69,50 +84,226 @@ func (t *probeTable) put(hostID string, r probeResult) {
 	t.results[hostID] = r
 }
 
+// extend records a renewal that may have landed, without a result: a
+// probe cut short by the end of its loop says nothing about the host.
+func (t *probeTable) extend(hostID string, renewedUntil time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r, ok := t.results[hostID]; ok && renewedUntil.After(r.renewedUntil) {
+		r.renewedUntil = renewedUntil
+		t.results[hostID] = r
+	}
+}
+
 func (t *probeTable) reset() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.results = map[string]probeResult{}
 }
 
-// runProber probes every registered agent every probe_interval while this
-// server leads, renewing the leases of the active site's agents.
+// runProber runs one probe loop per registered agent while this server
+// leads, so that an agent slow to answer, or unreachable, delays no other
+// agent's renewal, and judges the active site every probe_interval. It
+// starts right after the new leader's Barrier: the first renewals go out
+// at once, not one probe_interval later, since the active site's leases
+// have been running out since the old leader's last renewal.
 func (s *Server) runProber(ctx context.Context) {
+	loops := map[string]*probeLoopHandle{}
+	rs := newRestarter()
+	defer func() {
+		for _, l := range loops {
+			l.stop()
+		}
+	}()
 	t := time.NewTicker(s.config.Failover.ProbeInterval)
 	defer t.Stop()
 	for {
+		s.syncProbeLoops(ctx, loops, rs)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		// Renew only while still leader: a deposed leader that kept
-		// renewing would keep a fenced site's lease alive (invariant 4).
+		// Without confirmed leadership the loops observe nothing, and
+		// their silence must not be judged.
 		if err := s.raft.VerifyLeader().Error(); err != nil {
-			s.logger.Warn("not renewing leases: leadership not confirmed", "error", err)
+			s.logger.Warn("not judging the active site: leadership not confirmed", "error", err)
 			continue
 		}
-		s.probeRound(ctx)
 		s.detect(ctx)
 	}
 }
 
-// probeRound probes all agents concurrently and waits for the round.
-func (s *Server) probeRound(ctx context.Context) {
-	v := s.fsm.view()
-	var wg sync.WaitGroup
-	for _, a := range v.Agents {
-		wg.Add(1)
-		go func(a structs.Agent) {
-			defer wg.Done()
-			s.probeAgent(ctx, a, v.Agents, v.Epoch, v.ActiveSite)
-		}(a)
+// probeLoopHandle is one agent's running probe loop.
+type probeLoopHandle struct {
+	addr   string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (l *probeLoopHandle) stop() {
+	l.cancel()
+	<-l.done
+}
+
+// syncProbeLoops starts a probe loop for every registered agent that has
+// none, and stops the loops of agents gone or moved to another address.
+func (s *Server) syncProbeLoops(ctx context.Context, loops map[string]*probeLoopHandle, rs *restarter) {
+	agents := map[string]string{}
+	for _, a := range s.fsm.view().Agents {
+		agents[a.HostID] = a.Address
 	}
-	wg.Wait()
+	for id, l := range loops {
+		if agents[id] != l.addr {
+			l.stop()
+			delete(loops, id)
+		}
+	}
+	for id, addr := range agents {
+		if _, ok := loops[id]; ok {
+			continue
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		l := &probeLoopHandle{addr: addr, cancel: cancel, done: make(chan struct{})}
+		go func() {
+			defer close(l.done)
+			s.probeLoop(lctx, id, addr, rs)
+		}()
+		loops[id] = l
+	}
+}
+
+// probeConn is one connection of a probe loop; it carries one probe at a
+// time.
+type probeConn struct {
+	cc   *grpc.ClientConn
+	busy bool
+}
+
+// probeDone is the end of one probe.
+type probeDone struct {
+	pc     *probeConn
+	sentAt time.Time
+	err    error
+	// ready is whether the connection was up when the probe was sent.
+	ready bool
+}
+
+// probeLoop probes one agent until ctx ends: every probe_interval while it
+// answers. A probe left unanswered for probe_interval, or failed, gives up
+// its connection and the next probe goes out on a new one: a connection
+// whose packets were lost (a flapping link) waits out TCP's retransmission
+// backoff, seconds, while a new one reaches the agent as soon as the link
+// is back. The probe in flight on the old connection still runs to its
+// deadline, so a slow answer is not lost.
+func (s *Server) probeLoop(ctx context.Context, hostID, addr string, rs *restarter) {
+	f := s.config.Failover
+	done := make(chan probeDone)
+	var cur *probeConn
+	inflight := 0
+	defer func() {
+		for ; inflight > 0; inflight-- {
+			d := <-done
+			if d.pc != cur {
+				_ = d.pc.cc.Close()
+			}
+		}
+		if cur != nil {
+			_ = cur.cc.Close()
+		}
+	}()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case d := <-done:
+			inflight--
+			d.pc.busy = false
+			if d.pc != cur {
+				_ = d.pc.cc.Close()
+				continue
+			}
+			if d.err != nil && d.ready && connBroken(d.err) {
+				_ = cur.cc.Close()
+				cur = nil
+				// Try again on a new connection soon, but not in a
+				// tight loop against a host that refuses connections.
+				timer.Reset(time.Until(d.sentAt.Add(f.ProbeInterval / 4)))
+			}
+			continue
+		case <-timer.C:
+		}
+		if cur != nil && cur.busy {
+			if cur.cc.GetState() != connectivity.Ready {
+				// Still connecting: gRPC redials by itself and sends the
+				// waiting probe once connected; a new connection would
+				// only start its handshake over.
+				timer.Reset(f.ProbeInterval)
+				continue
+			}
+			// Unanswered for probe_interval on a connection that is up:
+			// give it up; it closes when its probe ends.
+			s.logger.Debug("probe unanswered for probe_interval: probing on a new connection", "host_id", hostID)
+			cur = nil
+		}
+		if cur == nil {
+			cc, err := s.agentConns.fresh(addr, probeDialOptions(f.ProbeInterval, f.ProbeTimeout, s.agentConns.dial)...)
+			if err != nil {
+				s.logger.Error("failed to create probe connection", "host_id", hostID, "error", err)
+				timer.Reset(f.ProbeInterval)
+				continue
+			}
+			cur = &probeConn{cc: cc}
+		}
+		cur.busy = true
+		inflight++
+		go func(pc *probeConn) {
+			ready := pc.cc.GetState() == connectivity.Ready
+			sentAt, err := s.probeOnce(ctx, pc.cc, hostID, rs)
+			done <- probeDone{pc: pc, sentAt: sentAt, err: err, ready: ready}
+		}(cur)
+		timer.Reset(f.ProbeInterval)
+	}
+}
+
+// connBroken reports whether a failed probe says its connection is of no
+// more use; an answer refusing the probe (a stale epoch, say) does not.
+func connBroken(err error) bool {
+	switch status.Code(err) {
+	case codes.FailedPrecondition, codes.PermissionDenied, codes.InvalidArgument, codes.Unimplemented:
+		return false
+	}
+	return true
+}
+
+// probeOnce confirms this server still leads and probes hostID once over
+// cc, then restarts in place what the answer shows fenced by a lapsed
+// lease, if anything. It returns when the probe was sent (zero when none
+// was) and why it failed.
+func (s *Server) probeOnce(ctx context.Context, cc *grpc.ClientConn, hostID string, rs *restarter) (time.Time, error) {
+	// Renew only while still leader: a deposed leader that kept renewing
+	// would keep a fenced site's lease alive (invariant 4).
+	if err := s.raft.VerifyLeader().Error(); err != nil {
+		s.logger.Warn("not renewing lease: leadership not confirmed", "host_id", hostID, "error", err)
+		return time.Time{}, nil
+	}
+	v := s.fsm.view()
+	for _, a := range v.Agents {
+		if a.HostID == hostID {
+			res := s.probeAgent(ctx, cc, a, v.Agents, v.Epoch, v.ActiveSite)
+			if res.err == nil {
+				s.restartFencedInPlace(ctx, rs, a, res.resp, v.Epoch, v.ActiveSite)
+			}
+			return res.sentAt, res.err
+		}
+	}
+	return time.Time{}, nil
 }
 
 // probeAgent sends one probe and records what came back.
-func (s *Server) probeAgent(ctx context.Context, a structs.Agent, agents []structs.Agent, epoch uint64, activeSite string) {
+func (s *Server) probeAgent(ctx context.Context, cc *grpc.ClientConn, a structs.Agent, agents []structs.Agent, epoch uint64, activeSite string) probeResult {
 	f := s.config.Failover
 	req := &pb.ProbeRequest{Epoch: epoch, LeaderId: s.config.NodeID, ActiveSite: activeSite, LeaseTtlMs: uint64(f.LeaseTTL.Milliseconds()),
 		SyncSources: syncSources(a, agents, activeSite)}
@@ -123,14 +314,16 @@ func (s *Server) probeAgent(ctx context.Context, a structs.Agent, agents []struc
 		// latest instant it could have.
 		res.renewedUntil = res.sentAt.Add(f.ProbeTimeout + f.LeaseTTL + f.ClockSkewMargin)
 	}
-	conn, err := s.agentConns.get(a.Address)
-	if err == nil {
-		pctx, cancel := context.WithTimeout(ctx, f.ProbeTimeout)
-		res.resp, err = pb.NewHostAgentClient(conn).Probe(pctx, req)
-		cancel()
+	pctx, cancel := context.WithTimeout(ctx, f.ProbeTimeout)
+	res.resp, res.err = pb.NewHostAgentClient(cc).Probe(pctx, req)
+	cancel()
+	if res.err != nil && ctx.Err() != nil {
+		// The term or the loop ended, not the agent's answer; the
+		// renewal may still have landed.
+		s.probes.extend(a.HostID, res.renewedUntil)
+		return res
 	}
-	res.err = err
-	if err == nil {
+	if res.err == nil {
 		res.answeredAt = time.Now()
 		// The probe was answered between sentAt and answeredAt; the
 		// primary's position was read in between, so sentAt is when it
@@ -140,9 +333,10 @@ func (s *Server) probeAgent(ctx context.Context, a structs.Agent, agents []struc
 			res.renewedUntil = res.answeredAt.Add(f.LeaseTTL + f.ClockSkewMargin)
 		}
 	} else {
-		s.logger.Debug("probe failed", "host_id", a.HostID, "error", err)
+		s.logger.Debug("probe failed", "host_id", a.HostID, "error", res.err)
 	}
 	s.probes.put(a.HostID, res)
+	return res
 }
 
 // syncSources maps each sync block of a, when a is outside the active

@@ -97,17 +97,15 @@ func (s *Server) setupRaft(deps Deps) error {
 	return nil
 }
 
-// raftConfig scales Raft's LAN defaults by raft_multiplier, so a WAN
-// deployment can trade detection speed for fewer spurious elections.
+// raftConfig uses the LAN timeouts of config.RaftTimeouts, scaled by
+// raft_multiplier: config validation checks that lease_ttl outlasts an
+// election with them (config.ServerConfig.ElectionBound).
 func (s *Server) raftConfig() *raft.Config {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(s.config.NodeID)
 	rc.Logger = s.logger.Named("raft")
 	rc.NotifyCh = s.raftNotifyCh
-	m := time.Duration(max(s.config.RaftMultiplier, 1))
-	rc.HeartbeatTimeout *= m
-	rc.ElectionTimeout *= m
-	rc.LeaderLeaseTimeout *= m
+	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = s.config.RaftTimeouts()
 	return rc
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/structs"
 )
 
 // fencerInterval is how often the agent checks its lease. It bounds how
@@ -47,7 +48,7 @@ func (a *Agent) runFencer(ctx context.Context) {
 			continue
 		}
 		lastPass = now
-		a.fenceAll(ctx, "lease expired: no renewal from a leader within lease_ttl")
+		a.fenceAll(ctx, structs.FenceReasonLeaseLapsed(a.epoch.current()))
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 )
 
@@ -65,6 +66,9 @@ func (a *Agent) serviceStep(req *pb.ExecuteRequest, svc *service) (stepFunc, err
 	epoch := req.GetEpoch()
 	switch req.GetAction() {
 	case "start":
+		if req.GetArgs()[structs.ArgRestartInPlace] == "true" {
+			return a.restartInPlaceStep(svc, epoch), nil
+		}
 		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
 			return nil, a.startService(ctx, svc, epoch, p)
 		}, nil

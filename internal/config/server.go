@@ -210,6 +210,7 @@ func (c *ServerConfig) validate(p *problems) {
 	c.validateJoin(p)
 	c.validateSites(p)
 	c.Failover.validate(p)
+	c.validateLeaseCoversElection(p)
 	c.validateAutomatic(p)
 	if c.Objectives.RTO < 0 {
 		p.add("objectives.rto", "objectives.rto %s is negative", c.Objectives.RTO)
@@ -381,6 +382,26 @@ func (f FailoverConfig) Validate() error {
 	var p problems
 	f.validate(&p)
 	return p.err()
+}
+
+// validateLeaseCoversElection refuses timings where the active site's
+// leases lapse while the servers elect a new leader after the leader dies:
+// the last renewal of the dead leader may have arrived one probe_interval
+// before its death, and the new leader's first renewal, sent as soon as it
+// leads, takes up to probe_timeout to arrive. Production would be fenced
+// although nothing failed over. It is checked only when the lease rule of
+// FailoverConfig.validate holds, so a key gets one problem at a time.
+func (c *ServerConfig) validateLeaseCoversElection(p *problems) {
+	f := c.Failover
+	if 3*f.ProbeInterval > f.LeaseTTL || f.LeaseTTL >= f.FailoverTimeout || f.ProbeTimeout >= f.LeaseTTL {
+		return
+	}
+	need := c.ElectionBound() + f.ProbeInterval + f.ProbeTimeout
+	if f.LeaseTTL > need {
+		return
+	}
+	p.add("failover.lease_ttl", "failover.lease_ttl %s does not outlast a change of leader: it must exceed the election bound %s (3 x the Raft heartbeat timeout %s x raft_multiplier %d) + probe_interval %s + probe_timeout %s = %s, or the active site fences its services while the servers elect a new leader after the leader dies; raise lease_ttl (and failover_timeout above it) or lower raft_multiplier, probe_interval or probe_timeout",
+		f.LeaseTTL, c.ElectionBound(), RaftHeartbeatTimeout, max(c.RaftMultiplier, 1), f.ProbeInterval, f.ProbeTimeout, need)
 }
 
 // validateAutomatic refuses automatic failover where it cannot be safe:

@@ -124,8 +124,8 @@ failover {
   automatic         = true
   probe_interval    = "250ms"
   probe_timeout     = "400ms"
-  lease_ttl         = "2s"
-  failover_timeout  = "4s"
+  lease_ttl         = "8s"
+  failover_timeout  = "10s"
   clock_skew_margin = "100ms"
   max_data_loss     = "1m"
   cooldown          = "10m"
@@ -147,8 +147,8 @@ failover {
 		Automatic:         true,
 		ProbeInterval:     250 * time.Millisecond,
 		ProbeTimeout:      400 * time.Millisecond,
-		LeaseTTL:          2 * time.Second,
-		FailoverTimeout:   4 * time.Second,
+		LeaseTTL:          8 * time.Second,
+		FailoverTimeout:   10 * time.Second,
 		ClockSkewMargin:   100 * time.Millisecond,
 		MaxDataLoss:       time.Minute,
 		Cooldown:          10 * time.Minute,
@@ -274,6 +274,10 @@ func TestLoadServerConfig_Errors(t *testing.T) {
 			"got probe_interval 2s, lease_ttl 3s, failover_timeout 5s"},
 		{"probe_timeout not below lease_ttl", appendText("failover {\n  probe_timeout = \"3s\"\n}\n"), "13:19",
 			"failover.probe_timeout 3s must be shorter than lease_ttl 3s"},
+		{"lease_ttl shorter than an election", appendText("failover {\n  lease_ttl        = \"2500ms\"\n}\n"), "13:22",
+			"failover.lease_ttl 2.5s does not outlast a change of leader: it must exceed the election bound 1.35s (3 x the Raft heartbeat timeout 450ms x raft_multiplier 1) + probe_interval 500ms + probe_timeout 1s = 2.85s"},
+		{"raft_multiplier makes elections outlast lease_ttl", appendText("raft_multiplier = 2\n"), "1:1",
+			"must exceed the election bound 2.7s (3 x the Raft heartbeat timeout 450ms x raft_multiplier 2) + probe_interval 500ms + probe_timeout 1s = 4.2s"},
 		{"bad max_data_loss", appendText("failover {\n  max_data_loss = \"lots\"\n}\n"), "13:19",
 			`failover.max_data_loss: invalid duration "lots": expected a number with a unit`},
 		{"negative max_data_loss", appendText("failover {\n  max_data_loss = \"-5s\"\n}\n"), "13:19",
@@ -457,4 +461,44 @@ func TestServerConfig_Validate_PlanDefaults(t *testing.T) {
 	require.ErrorContains(t, err, "failover.max_data_loss -1s is negative")
 	require.ErrorContains(t, err, "objectives.rpo -1m0s is negative")
 	require.ErrorContains(t, FailoverConfig{MaxDataLoss: -1}.Validate(), "failover.max_data_loss")
+}
+
+// TestServerConfig_Validate_LeaseCoversElection checks the rule that a
+// lease outlasts a change of leader: lease_ttl > 3 x heartbeat timeout x
+// raft_multiplier + probe_interval + probe_timeout.
+func TestServerConfig_Validate_LeaseCoversElection(t *testing.T) {
+	cases := []struct {
+		name   string
+		edit   func(c *ServerConfig)
+		wantOK bool
+	}{
+		{"defaults", func(c *ServerConfig) {}, true},
+		{"raft_multiplier 2 with the default lease", func(c *ServerConfig) { c.RaftMultiplier = 2 }, false},
+		{"raft_multiplier 2 with a longer lease", func(c *ServerConfig) {
+			c.RaftMultiplier, c.Failover.LeaseTTL, c.Failover.FailoverTimeout = 2, 5*time.Second, 7*time.Second
+		}, true},
+		{"lease exactly the bound", func(c *ServerConfig) { c.Failover.LeaseTTL = 2850 * time.Millisecond }, false},
+		{"lease just above the bound", func(c *ServerConfig) { c.Failover.LeaseTTL = 2851 * time.Millisecond }, true},
+		{"slow probes", func(c *ServerConfig) { c.Failover.ProbeTimeout = 1500 * time.Millisecond }, false},
+		{"fast probes, short lease", func(c *ServerConfig) {
+			c.Failover.ProbeInterval, c.Failover.ProbeTimeout, c.Failover.LeaseTTL = 200*time.Millisecond, 300*time.Millisecond, 1900*time.Millisecond
+		}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DevServerConfig()
+			c.DataDir = t.TempDir()
+			tc.edit(c)
+			err := c.Validate()
+			if tc.wantOK {
+				require.NoError(t, err)
+				return
+			}
+			var cfgErr *Error
+			require.ErrorAs(t, err, &cfgErr)
+			require.Len(t, cfgErr.Diagnostics, 1, "one problem: %s", err)
+			require.Equal(t, "failover.lease_ttl", cfgErr.Diagnostics[0].Key)
+			require.Contains(t, cfgErr.Diagnostics[0].Message, "does not outlast a change of leader")
+		})
+	}
 }

@@ -29,8 +29,8 @@ func newTestCluster(t *testing.T) *Cluster {
 func TestServerConfig_Failover(t *testing.T) {
 	c := newTestCluster(t)
 	f := config.DefaultServerConfig().Failover
-	f.Automatic, f.ProbeInterval, f.ProbeTimeout, f.LeaseTTL = true, 200*time.Millisecond, 400*time.Millisecond, time.Second
-	f.FailoverTimeout, f.ClockSkewMargin = 2*time.Second, 100*time.Millisecond
+	f.Automatic, f.ProbeInterval, f.ProbeTimeout, f.LeaseTTL = true, 200*time.Millisecond, 400*time.Millisecond, 2*time.Second
+	f.FailoverTimeout, f.ClockSkewMargin = 3*time.Second, 100*time.Millisecond
 	// Zero is a value here (no data loss allowed, no cooldown), not "unset".
 	f.MaxDataLoss, f.Cooldown = 0, 0
 	f.QuorumLossTimeout = 7 * time.Second
