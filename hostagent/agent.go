@@ -252,7 +252,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	if a.guard != nil {
 		// The guard goes on enforcing the current lease: nothing renews
 		// it once the agent is gone (see guard.go).
-		a.guard.close(time.Now(), a.lease.deadline(), a.guardTargets())
+		a.guard.close(time.Now(), a.lease.deadline(), a.epoch.current(), a.guardTargets())
 	}
 	a.logger.Info("agent stopped")
 	return nil

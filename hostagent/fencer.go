@@ -39,7 +39,7 @@ func (a *Agent) runFencer(ctx context.Context) {
 		// policy or a renewed lease could bring it back as primary.
 		a.applyGuardFences(ctx)
 		if a.guard != nil {
-			a.guard.update(now, a.lease.deadline(), a.guardTargets())
+			a.guard.update(now, a.lease.deadline(), a.epoch.current(), a.guardTargets())
 		}
 		valid := a.lease.valid(now)
 		lapsedNow := wasValid && !valid

@@ -57,6 +57,9 @@ type guardUpdate struct {
 	// RemainingMS is how long the lease still runs; zero or less is a
 	// lapsed lease.
 	RemainingMS int64 `json:"remaining_ms"`
+	// Epoch is the epoch of the lease: the guard's record says in which
+	// epoch the lease lapsed.
+	Epoch uint64 `json:"epoch,omitempty"`
 	// Targets are the primary-role processes to signal at the deadline.
 	Targets []guardTarget `json:"targets,omitempty"`
 	// Stop ends the guard without fencing.
@@ -72,6 +75,7 @@ type guardTarget struct {
 // guardRecord is what a guard did when the lease lapsed.
 type guardRecord struct {
 	FencedAt time.Time      `json:"fenced_at"`
+	Epoch    uint64         `json:"epoch"`
 	Services []guardFencing `json:"services"`
 }
 
@@ -146,6 +150,7 @@ type leaseGuard struct {
 	dir       string
 	logger    hclog.Logger
 	deadline  time.Time // monotonic
+	epoch     uint64
 	targets   []guardTarget
 	agentGone bool
 }
@@ -154,7 +159,7 @@ type leaseGuard struct {
 // no earlier than the agent measured the remaining time.
 func (g *leaseGuard) set(u guardUpdate, timer *time.Timer) {
 	g.deadline = time.Now().Add(time.Duration(u.RemainingMS) * time.Millisecond)
-	g.targets = u.Targets
+	g.targets, g.epoch = u.Targets, u.Epoch
 	timer.Stop()
 	if len(g.targets) > 0 {
 		timer.Reset(time.Until(g.deadline))
@@ -166,7 +171,7 @@ func (g *leaseGuard) set(u guardUpdate, timer *time.Timer) {
 func (g *leaseGuard) fire() {
 	targets := g.targets
 	g.targets = nil
-	rec := guardRecord{FencedAt: time.Now().UTC()}
+	rec := guardRecord{FencedAt: time.Now().UTC(), Epoch: g.epoch}
 	for _, t := range targets {
 		if err := signalTarget(t.FenceTarget); errors.Is(err, errTargetGone) {
 			continue

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/structs"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -59,7 +60,7 @@ func newGuardClient(argv []string, dir string, logger hclog.Logger) *guardClient
 
 // update makes sure a guard runs and knows the lease deadline and the
 // targets; it sends only what changed.
-func (c *guardClient) update(now, deadline time.Time, targets []guardTarget) {
+func (c *guardClient) update(now, deadline time.Time, epoch uint64, targets []guardTarget) {
 	if c.proc != nil {
 		select {
 		case <-c.proc.exited:
@@ -91,10 +92,10 @@ func (c *guardClient) update(now, deadline time.Time, targets []guardTarget) {
 		}
 		fresh = true
 	}
-	if !fresh && deadline.Equal(c.sentAt) && slices.Equal(targets, c.sent.Targets) {
+	if !fresh && deadline.Equal(c.sentAt) && epoch == c.sent.Epoch && slices.Equal(targets, c.sent.Targets) {
 		return
 	}
-	u := guardUpdate{RemainingMS: deadline.Sub(now).Milliseconds(), Targets: targets}
+	u := guardUpdate{RemainingMS: deadline.Sub(now).Milliseconds(), Epoch: epoch, Targets: targets}
 	if u.RemainingMS < 0 {
 		u.RemainingMS = 0
 	}
@@ -171,8 +172,8 @@ func (c *guardClient) standDownPrevious() {
 
 // close ends the guard's input after a last update: the guard keeps
 // enforcing the last lease and exits once it lapsed (see guard.go).
-func (c *guardClient) close(now, deadline time.Time, targets []guardTarget) {
-	c.update(now, deadline, targets)
+func (c *guardClient) close(now, deadline time.Time, epoch uint64, targets []guardTarget) {
+	c.update(now, deadline, epoch, targets)
 	if c.proc != nil {
 		close(c.proc.done)
 		c.proc = nil
@@ -301,8 +302,11 @@ func (a *Agent) applyGuardFences(ctx context.Context) {
 			if !ok {
 				continue
 			}
-			reason := fmt.Sprintf("fenced by the lease guard at %s: the lease lapsed while the agent could not act (pid %d, %s)",
-				rec.FencedAt.Format(time.RFC3339Nano), f.Pid, f.Signal)
+			// The same lease-lapse reason as the agent's own fence, so the
+			// leader restarts it in place if this epoch's site is still
+			// active (structs.LeaseLapsedEpoch).
+			reason := fmt.Sprintf("%s (fenced by the lease guard at %s while the agent could not act: pid %d, %s)",
+				structs.FenceReasonLeaseLapsed(rec.Epoch), rec.FencedAt.Format(time.RFC3339Nano), f.Pid, f.Signal)
 			a.logger.Warn("lease guard fenced service", "service", f.Service, "pid", f.Pid, "signal", f.Signal, "fenced_at", rec.FencedAt, "error", f.Error)
 			if err := a.fenceService(ctx, svc, reason, nil); err != nil {
 				a.logger.Error("failed to stop service the lease guard fenced", "service", f.Service, "error", err)
