@@ -129,14 +129,20 @@ func (s *Server) judgeActiveSite(ctx context.Context, now time.Time) verdict {
 		v.Reason = fmt.Sprintf("agents of %s are silent but this leader (%s) is a server of that site: not a site loss", st.ActiveSite, s.config.NodeID)
 		return v
 	}
+	// This server's own look at the site and the other vantage points'
+	// run at once: against a partitioned site each waits out a probe
+	// timeout, and in turn they would add up.
+	disagreeCh := make(chan string, 1)
+	go func() { disagreeCh <- s.askVantagePoints(ctx, st) }()
 	cctx, cancel := context.WithTimeout(ctx, f.ProbeTimeout)
 	servers, _ := s.observeSite(cctx, st, st.ActiveSite)
 	cancel()
+	disagree := <-disagreeCh
 	if len(servers) > 0 {
 		v.Reason = fmt.Sprintf("agents of %s are silent but its servers %s answer: not a site loss", st.ActiveSite, strings.Join(servers, ", "))
 		return v
 	}
-	if disagree := s.askVantagePoints(ctx, st); disagree != "" {
+	if disagree != "" {
 		v.Reason = "agents and servers of " + st.ActiveSite + " are silent here, but " + disagree
 		return v
 	}

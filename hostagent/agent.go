@@ -55,13 +55,17 @@ type Agent struct {
 	self   string
 	dial   tlsutil.DialFunc
 
-	epoch     *epochStore
-	journal   *journal
-	lease     *lease
-	guard     *guardClient // nil without a lease guard; the fencer's alone
-	services  map[string]*service
-	order     []string // services in config order
-	startedAt time.Time
+	epoch   *epochStore
+	journal *journal
+	// leaseRecorded is the lease deadline last written to data_dir (see
+	// recordLease).
+	leaseRecordMu sync.Mutex
+	leaseRecorded time.Time
+	lease         *lease
+	guard         *guardClient // nil without a lease guard; the fencer's alone
+	services      map[string]*service
+	order         []string // services in config order
+	startedAt     time.Time
 
 	// activeSite is the active site the last leader probe named.
 	mu         sync.Mutex
@@ -146,8 +150,34 @@ func (a *Agent) openState() error {
 	if a.journal, err = openJournal(filepath.Join(a.config.DataDir, "journal")); err != nil {
 		return err
 	}
-	a.lease = newBootLease(a.startedAt, a.config.LeaseTTL)
+	window, err := bootWindow(a.config.DataDir, a.startedAt, a.config.LeaseTTL)
+	if err != nil {
+		// Unknown: assume the recorded lease lapsed, the safe side.
+		a.logger.Warn("cannot read the last lease; fencing adopted primaries unless a leader vouches at once", "error", err)
+		window = 0
+	}
+	if window < a.config.LeaseTTL {
+		a.logger.Info("boot window shortened to the end of the last lease a leader granted", "window", window)
+	}
+	a.lease = newBootLease(a.startedAt, window)
 	return nil
+}
+
+// recordLease writes when the current lease ends, for the boot window of
+// a restarted agent (see leaseFileName).
+func (a *Agent) recordLease(now time.Time) {
+	a.leaseRecordMu.Lock()
+	defer a.leaseRecordMu.Unlock()
+	deadline := a.lease.deadline()
+	if deadline.Equal(a.leaseRecorded) {
+		return
+	}
+	until := time.Now().Add(deadline.Sub(now))
+	if err := writeLeaseUntil(a.config.DataDir, until); err != nil {
+		a.logger.Warn("failed to record the lease", "error", err)
+		return
+	}
+	a.leaseRecorded = deadline
 }
 
 func (a *Agent) buildServices(newDriver DriverFactory) error {

@@ -80,11 +80,15 @@ func (e *hostAgentEndpoint) Probe(ctx context.Context, req *pb.ProbeRequest) (*p
 	}
 	switch {
 	case req.GetActiveSite() == a.config.Site && req.GetLeaseTtlMs() > 0:
-		a.lease.renew(time.Now(), time.Duration(req.GetLeaseTtlMs())*time.Millisecond, req.GetEpoch())
+		now := time.Now()
+		a.lease.renew(now, time.Duration(req.GetLeaseTtlMs())*time.Millisecond, req.GetEpoch())
+		a.recordLease(now)
 	case req.GetActiveSite() != "" && req.GetActiveSite() != a.config.Site:
 		// The leader says another site is active: fence now rather than
 		// at the end of the lease (invariant 1).
-		a.lease.revoke(time.Now(), req.GetEpoch())
+		now := time.Now()
+		a.lease.revoke(now, req.GetEpoch())
+		a.recordLease(now)
 	}
 	return a.probeResponse(ctx), nil
 }

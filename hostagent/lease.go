@@ -1,9 +1,63 @@
 package hostagent
 
 import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
+
+// leaseFileName records in data_dir, in wall-clock time, when the last
+// lease a leader granted (or revoked) ends. A restarted agent's boot
+// window never outlives it: the leader counts only the leases it granted,
+// and may promote another site once they lapsed (invariant 4), so an
+// agent that restarts after that must not keep an adopted primary for a
+// fresh lease_ttl.
+const leaseFileName = "lease"
+
+// readLeaseUntil returns when the recorded lease ends, and false when no
+// leader ever granted this agent one.
+func readLeaseUntil(dir string) (time.Time, bool, error) {
+	b, err := os.ReadFile(filepath.Join(dir, leaseFileName))
+	if errors.Is(err, os.ErrNotExist) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("parse %s: %w", filepath.Join(dir, leaseFileName), err)
+	}
+	return time.Unix(0, ns), true, nil
+}
+
+// writeLeaseUntil records when the lease ends. It is not fsynced: it
+// guards against an agent restart, and a crash of the host stops its
+// services too.
+func writeLeaseUntil(dir string, until time.Time) error {
+	path := filepath.Join(dir, leaseFileName)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(until.UnixNano(), 10)+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// bootWindow is how long an agent starting at now waits for a leader
+// before it fences adopted primaries: lease_ttl, but never beyond the end
+// of the last lease a leader granted it.
+func bootWindow(dir string, now time.Time, ttl time.Duration) (time.Duration, error) {
+	until, ok, err := readLeaseUntil(dir)
+	if err != nil || !ok {
+		return ttl, err
+	}
+	return max(0, min(ttl, until.Sub(now))), nil
+}
 
 // lease is this host's right to keep services in the primary role
 // (DESIGN.md sections 4 and 5). It starts when a renewal arrives, on the
