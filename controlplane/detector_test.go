@@ -71,9 +71,18 @@ func (ts *twoSites) waitAutomation(t *testing.T, cond func(*pb.Automation) bool)
 
 func executions(t *testing.T, ts *twoSites) []*pb.Execution {
 	t.Helper()
-	resp, err := ts.c.client(ts.c.waitForLeader()).ListExecutions(testCtx(t), &pb.ListExecutionsRequest{})
-	require.NoError(t, err)
-	return resp.GetExecutions()
+	var out []*pb.Execution
+	// A call can fail while leadership moves, or while a connection is
+	// set up on a loaded machine: ask again.
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		resp, err := ts.c.client(ts.c.waitForLeader()).ListExecutions(testCtx(t), &pb.ListExecutionsRequest{})
+		if err != nil {
+			return false, err
+		}
+		out = resp.GetExecutions()
+		return true, nil
+	})
+	return out
 }
 
 func TestDetector_PrimarySiteLost_AutomaticFailover(t *testing.T) {

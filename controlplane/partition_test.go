@@ -357,8 +357,12 @@ func (ts *twoSites) waitAutomatic(t *testing.T, n int) *pb.Execution {
 // status returns the leader's status.
 func (ts *twoSites) status(t *testing.T) *pb.GetStatusResponse {
 	t.Helper()
-	resp, err := ts.c.client(ts.c.waitForLeader()).GetStatus(testCtx(t), &pb.GetStatusRequest{})
-	require.NoError(t, err)
+	var resp *pb.GetStatusResponse
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		var err error
+		resp, err = ts.c.client(ts.c.waitForLeader()).GetStatus(testCtx(t), &pb.GetStatusRequest{})
+		return err == nil, err
+	})
 	return resp
 }
 
