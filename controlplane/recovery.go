@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drplane/drplane/internal/fsutil"
 	"github.com/drplane/drplane/internal/plan"
 	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
@@ -92,39 +93,6 @@ func readJSONFile(path string, v any) (bool, error) {
 		return false, fmt.Errorf("parse %s: %w", path, err)
 	}
 	return true, nil
-}
-
-// writeJSONFile writes v atomically and durably: these files decide what
-// a server does after a restart.
-func writeJSONFile(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
 }
 
 // ReadRemovedMark returns why the server with data dir dir was removed,
@@ -228,7 +196,7 @@ func (s *Server) recoverAtStart(rc *raft.Config, logs raft.LogStore, stable raft
 		return nil, fmt.Errorf("recover raft configuration for recovery %s: %w", p.ID, err)
 	}
 	p.Recovered = true
-	if err := writeJSONFile(path, p); err != nil {
+	if err := fsutil.WriteJSONDurable(path, p); err != nil {
 		return nil, fmt.Errorf("record recovery %s: %w", p.ID, err)
 	}
 	s.logger.Warn("raft configuration recovered after quorum loss: this server is the only voter until its site's servers rejoin",
@@ -515,7 +483,7 @@ func (s *Server) newRecoveryPlan(st stateView, trigger time.Time, automatic, all
 // prepareRecovery records the plan and restarts the server, which applies
 // it before Raft starts.
 func (s *Server) prepareRecovery(p recoveryPlan) error {
-	if err := writeJSONFile(filepath.Join(s.config.DataDir, recoveryFileName), p); err != nil {
+	if err := fsutil.WriteJSONDurable(filepath.Join(s.config.DataDir, recoveryFileName), p); err != nil {
 		return fmt.Errorf("record recovery plan: %w", err)
 	}
 	s.logger.Warn("quorum-loss recovery prepared; restarting to apply it", "recovery_id", p.ID, "reason", p.Reason, "from_site", p.FromSite, "to_site", p.ToSite)
@@ -632,7 +600,7 @@ func (e *controlPlaneEndpoint) NotifyRemoved(ctx context.Context, req *pb.Notify
 		return &pb.NotifyRemovedResponse{Accepted: true, Reason: "rejoining"}, nil
 	}
 	m := removedMark{LeaderID: req.GetLeaderId(), Epoch: req.GetEpoch(), Voters: req.GetVoters(), Time: time.Now().UTC()}
-	if err := writeJSONFile(filepath.Join(s.config.DataDir, removedFileName), m); err != nil {
+	if err := fsutil.WriteJSONDurable(filepath.Join(s.config.DataDir, removedFileName), m); err != nil {
 		return nil, toStatus(fmt.Errorf("record removal: %w", err))
 	}
 	s.logger.Error("removed from the cluster; refusing to serve", "reason", m.reason())

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/drplane/drplane/internal/fsutil"
 )
 
 // ErrStaleEpoch is returned for an instruction carrying an epoch older than
@@ -69,36 +71,5 @@ func (s *epochStore) observe(epoch uint64) error {
 	return nil
 }
 
-// writeFileSync writes v as JSON to path atomically and durably: a temp
-// file, fsync, rename, fsync of the directory.
-func writeFileSync(path string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	dir, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	return dir.Sync()
-}
+// writeFileSync writes v as JSON to path atomically and durably.
+func writeFileSync(path string, v any) error { return fsutil.WriteJSONDurable(path, v) }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drplane/drplane/internal/fsutil"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -79,7 +80,7 @@ func (b *Builtin) create(ctx context.Context, name string, paths []string, reaso
 		err = writeManifest(dir, m)
 	}
 	if err == nil {
-		err = syncDir(b.dir)
+		err = fsutil.SyncDir(b.dir)
 	}
 	if err != nil {
 		if rerr := os.RemoveAll(dir); rerr != nil {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/drplane/drplane/internal/fsutil"
 )
 
 const (
@@ -55,7 +57,7 @@ func writeManifest(dir string, m *manifest) error {
 	if err != nil {
 		return fmt.Errorf("encode manifest: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(dir, manifestFile), data)
+	return fsutil.WriteFileDurable(filepath.Join(dir, manifestFile), data)
 }
 
 // readManifest loads and sanity-checks dir's manifest. A missing manifest

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/drplane/drplane/internal/fsutil"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -75,7 +76,7 @@ func (s *staging) swap() error {
 	s.committed = true
 	for _, p := range s.paths {
 		// Make the renames durable before the old content is removed.
-		if err := syncDir(filepath.Dir(p.target)); err != nil {
+		if err := fsutil.SyncDir(filepath.Dir(p.target)); err != nil {
 			return err
 		}
 	}
