@@ -281,7 +281,6 @@ func (s *Server) watchQuorum(ctx context.Context) {
 	t := time.NewTicker(f.ProbeInterval)
 	defer t.Stop()
 	var leaderlessSince, stonithTried time.Time
-	defer s.setLeaderlessSince(time.Time{})
 	for {
 		select {
 		case <-ctx.Done():
@@ -290,14 +289,13 @@ func (s *Server) watchQuorum(ctx context.Context) {
 		}
 		if addr, _ := s.raft.LeaderWithID(); addr != "" {
 			leaderlessSince, stonithTried = time.Time{}, time.Time{}
-			s.setLeaderlessSince(time.Time{})
 			s.setQuorumNote("")
 			continue
 		}
 		now := time.Now()
 		if leaderlessSince.IsZero() {
 			leaderlessSince = now
-			s.setLeaderlessSince(now)
+			s.resetPeersSeen()
 		}
 		st := s.fsm.view()
 		if !st.Initialized || st.ActiveSite == s.config.Site || siteKind(st, s.config.Site) != structs.SiteKindData || hasWitness(st) {
@@ -435,12 +433,11 @@ func (s *Server) pollPeers(ctx context.Context, st stateView) {
 	}
 }
 
-// setLeaderlessSince records when this server last lost its leader (zero:
-// it has one); peers are counted as seen from then on.
-func (s *Server) setLeaderlessSince(t time.Time) {
+// resetPeersSeen forgets which peers answered: it starts over whenever
+// this server loses its leader.
+func (s *Server) resetPeersSeen() {
 	s.quorumMu.Lock()
 	defer s.quorumMu.Unlock()
-	s.leaderlessSince = t
 	s.peersSeen = map[string]time.Time{}
 }
 

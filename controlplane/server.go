@@ -94,11 +94,9 @@ type Server struct {
 	quorumMu  sync.Mutex
 	quorumMsg string
 	removed   string
-	// leaderlessSince is when this server lost its leader (zero while it
-	// has one); peersSeen when each server of its site last answered
-	// since.
-	leaderlessSince time.Time
-	peersSeen       map[string]time.Time
+	// peersSeen is when each server of this server's site last answered
+	// since it lost its leader.
+	peersSeen map[string]time.Time
 	// pendingRecovery is a recovered configuration whose failover this
 	// server starts once it leads.
 	pendingRecovery *recoveryPlan
