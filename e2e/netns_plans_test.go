@@ -69,20 +69,10 @@ func TestNetns_SwitchoverAndBackUnderLoad(t *testing.T) {
 func TestNetns_FailoverAfterPrimaryHostLoss_BootFencing_Failback(t *testing.T) {
 	d := newNetnsDeployment(t, nil)
 	c := d.StartChecker()
-	d.WaitForAcks(c, "primary", 100, time.Minute)
-
-	killedAt := time.Now()
-	require.NoError(t, d.KillHost("db-1"))
-	killEnd := time.Now()
-	out, took := timed(t, d, "failover", "--to", "dr", "--yes")
-	failover := d.LastExecution()
-	require.Equal(t, "succeeded", failover.Result, out)
-	require.Equal(t, "failover", failover.Kind)
-	require.NotNil(t, failover.RTOSeconds)
-	require.NotNil(t, failover.RPOSeconds)
+	f := failoverAfterDBLoss(t, d, c)
+	failover, killedAt, killEnd := f.Ex, f.KilledAt, f.KillEnd
 	t.Logf("failover primary -> dr after db-1 died: command %s, %s; promoted %s after db-1's lease could have lapsed\n%s",
-		took.Round(time.Millisecond), failover.Measured(), requirePromotedAfterLease(t, d, failover, killEnd).Round(time.Millisecond), out)
-	require.Equal(t, uint64(2), waitActive(t, d, "dr", 30*time.Second))
+		f.Took.Round(time.Millisecond), failover.Measured(), f.PromotedAfterLease.Round(time.Millisecond), f.Out)
 	require.Equal(t, "false", inRecovery(t, d, "db-2"))
 	d.WaitForAgent("app-2", 30*time.Second, netns.HasRole("engine", "primary"))
 	d.WaitForAcks(c, "dr", 100, time.Minute)
@@ -112,7 +102,7 @@ func TestNetns_FailoverAfterPrimaryHostLoss_BootFencing_Failback(t *testing.T) {
 	require.Zero(t, d.PG["db-1"].PostmasterPID(), "the fenced old primary must stay down")
 	d.WaitForAgent("db-1", 30*time.Second, netns.AtCurrentEpoch, netns.HasRole("postgres", "fenced"))
 
-	out, took = timed(t, d, "failback", "--yes")
+	out, took := timed(t, d, "failback", "--yes")
 	failback := d.LastExecution()
 	require.Equal(t, "succeeded", failback.Result, out)
 	t.Logf("failback dr -> primary: command %s, %s\n%s", took.Round(time.Millisecond), failback.Measured(), out)

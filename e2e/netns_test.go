@@ -151,3 +151,37 @@ func waitStreaming(t *testing.T, d *netns.Deployment, host string, rows int) {
 		return strings.HasPrefix(s, "true ") && n >= rows, fmt.Errorf("%s: streaming and rows: %q, want %q or more rows", host, s, want)
 	})
 }
+
+// dbLossFailover is a manual failover to dr after db-1 was killed under
+// the checker's load.
+type dbLossFailover struct {
+	Ex                *netns.Execution
+	Out               string
+	Took              time.Duration
+	KilledAt, KillEnd time.Time
+	// PromotedAfterLease is how long after db-1's lease could have lapsed
+	// the first promotion started (see requirePromotedAfterLease).
+	PromotedAfterLease time.Duration
+}
+
+// failoverAfterDBLoss kills db-1 once the checker has 100 acknowledged
+// rows there, runs `drplane failover --to dr`, checks that it succeeded
+// with an RTO and RPO recorded and promoted only after the lost host's
+// lease (invariant 4), and waits until dr is active at epoch 2.
+func failoverAfterDBLoss(t testing.TB, d *netns.Deployment, c *netns.Checker) dbLossFailover {
+	t.Helper()
+	d.WaitForAcks(c, "primary", 100, time.Minute)
+	var f dbLossFailover
+	f.KilledAt = time.Now()
+	require.NoError(t, d.KillHost("db-1"))
+	f.KillEnd = time.Now()
+	f.Out, f.Took = timed(t, d, "failover", "--to", "dr", "--yes")
+	f.Ex = d.LastExecution()
+	require.Equal(t, "succeeded", f.Ex.Result, f.Out)
+	require.Equal(t, "failover", f.Ex.Kind)
+	require.NotNil(t, f.Ex.RTOSeconds, "execution %s recorded no RTO", f.Ex.ID)
+	require.NotNil(t, f.Ex.RPOSeconds, "execution %s recorded no RPO", f.Ex.ID)
+	f.PromotedAfterLease = requirePromotedAfterLease(t, d, f.Ex, f.KillEnd)
+	require.Equal(t, uint64(2), waitActive(t, d, "dr", 30*time.Second))
+	return f
+}
