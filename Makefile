@@ -16,20 +16,29 @@ BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 # Packages whose tests run in make test; the e2e suite is part of it.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build test e2e lint proto bench demo clean tools
+.PHONY: all build test e2e lint proto bench demo clean tools prereqs-test prereqs-demo
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cli/drplane
 
-test:
+# scripts/prerequisites installs what a fresh Debian or Ubuntu machine
+# lacks when run as root (rsync, restic, PostgreSQL 15, ...), and elsewhere
+# fails at once naming what to install.
+prereqs-test:
+	@scripts/prerequisites test
+prereqs-demo:
+	@scripts/prerequisites demo
+
+test: prereqs-test
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 e2e:
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -v ./e2e/...
 
 lint: $(TOOLS)/staticcheck
+	@scripts/check-tracked-files
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(TOOLS)/staticcheck ./...
@@ -60,7 +69,7 @@ bench: $(TOOLS)/benchstat build
 	@echo; echo "== medians over 6 runs (5 for BenchmarkNetns_*) =="; $(TOOLS)/benchstat bin/bench-apply.txt bin/bench-election.txt \
 		bin/bench-rsync.txt bin/bench-snapshot.txt bin/bench-plans.txt bin/bench-netns.txt
 
-demo: build
+demo: prereqs-demo build
 	$(GO) run ./deploy/demo --bin $(CURDIR)/$(BIN)
 
 clean:
