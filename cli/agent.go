@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
@@ -47,6 +48,11 @@ func newCmdAgent(f *Factory, runF func(*agentOptions) error) *cobra.Command {
 func runAgent(ctx context.Context, opts *agentOptions) error {
 	cfg, err := config.LoadAgentConfig(opts.ConfigFile)
 	if err != nil {
+		return err
+	}
+	// Before anything starts: a missing rsync or pg_ctl would otherwise
+	// surface as a step failing in the middle of a failover.
+	if err := cfg.CheckPrograms(exec.LookPath); err != nil {
 		return err
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "drplane-agent", Level: hclog.LevelFromString(cfg.LogLevel), Output: opts.f.IO.ErrOut})

@@ -43,6 +43,9 @@ type AgentConfig struct {
 	Syncs     []SyncConfig
 	Snapshots []SnapshotConfig
 	Hooks     []HookConfig
+	// Programs are the external programs the blocks above run, with
+	// where each is declared; see CheckPrograms.
+	Programs []Program
 }
 
 // ServiceConfig declares one service the agent owns.
@@ -248,6 +251,8 @@ type agentValidator struct {
 	d    *diagnostics
 	body *hclsyntax.Body
 	file string
+	// programs collects the external programs the blocks run.
+	programs []Program
 }
 
 func (v *agentValidator) build(raw *rawAgent) *AgentConfig {
@@ -263,6 +268,7 @@ func (v *agentValidator) build(raw *rawAgent) *AgentConfig {
 	v.syncs(raw.Syncs, cfg)
 	v.snapshots(raw.Snapshots, cfg)
 	v.hooks(raw.Hooks, cfg)
+	cfg.Programs = v.programs
 	return cfg
 }
 
@@ -352,6 +358,7 @@ func (v *agentValidator) service(r rawService, body *hclsyntax.Body) ServiceConf
 			v.d.at(attrRange(body, "port"), "service %q: the postgres driver needs port between 1 and 65535", r.Name)
 		}
 		s.BinDir, s.RunAs = orDefault(s.BinDir, "/usr/lib/postgresql/15/bin"), orDefault(s.RunAs, "postgres")
+		v.postgresBinDir(attrRange(body, "bin_dir"), s)
 	case DriverProcess:
 		if len(s.Command) == 0 {
 			v.d.at(body.SrcRange, "service %q: the process driver needs command = [\"/path/to/binary\", \"arg\", ...]", r.Name)
@@ -359,10 +366,14 @@ func (v *agentValidator) service(r rawService, body *hclsyntax.Body) ServiceConf
 		if !slices.Contains([]string{"no", "on-failure", "always"}, s.Restart) {
 			v.d.at(attrRange(body, "restart"), "service %q: restart %q is not one of no, on-failure, always", r.Name, s.Restart)
 		}
+		if s.Dir == "" {
+			v.command(attrRange(body, "command"), fmt.Sprintf("service %q", r.Name), s.Command)
+		}
 	case DriverSystemd:
 		if s.Unit == "" {
 			s.Unit = r.Name + ".service"
 		}
+		v.program(attrRange(body, "driver"), fmt.Sprintf("service %q (driver systemd)", r.Name), "systemctl", "apt-get install systemd")
 	default:
 		v.d.at(attrRange(body, "driver"), "service %q: driver %q is not one of postgres, process, systemd", r.Name, r.Driver)
 	}
@@ -425,6 +436,7 @@ func (v *agentValidator) health(svc, block string, r *rawHealth, body *hclsyntax
 	if kinds != 1 {
 		v.d.at(body.SrcRange, "service %q: %s needs exactly one of http, tcp, exec, sql (found %d)", svc, block, kinds)
 	}
+	v.command(attrRange(body, "exec"), fmt.Sprintf("service %q %s check", svc, block), h.Exec)
 	if h.Timeout > h.Interval {
 		v.d.at(attrRange(body, "timeout"), "service %q: %s timeout %s is longer than its interval %s", svc, block, h.Timeout, h.Interval)
 	}
@@ -439,6 +451,7 @@ func (v *agentValidator) syncs(raw []rawSync, cfg *AgentConfig) {
 		v.uniqueName(seen, blks[i], "sync", r.Name)
 		s := SyncConfig{Name: r.Name, Paths: v.absPaths("sync "+r.Name, r.Paths, body), Source: r.Source}
 		s.Interval = v.d.parseDuration(attrRange(body, "interval"), "sync "+r.Name+": interval", r.Interval, 10*time.Second)
+		v.program(blks[i].DefRange(), fmt.Sprintf("sync %q", r.Name), "rsync", "apt-get install rsync")
 		cfg.Syncs = append(cfg.Syncs, s)
 	}
 }
@@ -463,6 +476,7 @@ func (v *agentValidator) snapshots(raw []rawSnapshot, cfg *AgentConfig) {
 			if s.Repository == "" || s.PasswordFile == "" {
 				v.d.at(attrRange(body, "engine"), "%sthe restic engine needs repository and password_file", key)
 			}
+			v.program(attrRange(body, "engine"), fmt.Sprintf("snapshot %q (engine restic)", r.Name), "restic", "apt-get install restic")
 		default:
 			v.d.at(attrRange(body, "engine"), "%sengine %q is not builtin or restic", key, s.Engine)
 		}
@@ -479,6 +493,7 @@ func (v *agentValidator) hooks(raw []rawHook, cfg *AgentConfig) {
 		if len(r.Command) == 0 || !filepath.IsAbs(r.Command[0]) {
 			v.d.at(attrRange(body, "command"), "hook %q: command must start with an absolute path to the program", r.Name)
 		}
+		v.command(attrRange(body, "command"), fmt.Sprintf("hook %q", r.Name), r.Command)
 		h := HookConfig{Name: r.Name, Command: r.Command}
 		h.Timeout = v.d.parseDuration(attrRange(body, "timeout"), "hook "+r.Name+": timeout", r.Timeout, 30*time.Second)
 		cfg.Hooks = append(cfg.Hooks, h)

@@ -143,6 +143,9 @@ func newEnv(opts Options) (*env, error) {
 			return nil, err
 		}
 	}
+	if err := prerequisitesHere(); err != nil {
+		return nil, err
+	}
 	e := &env{opts: opts}
 	if opts.Dir == "" {
 		dir, err := os.MkdirTemp("", "drplane-dev-")

@@ -1,6 +1,7 @@
 package devenv
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,4 +92,18 @@ func TestAgentSpecs(t *testing.T) {
 	require.Equal(t, app1.Syncs[0].Paths, app2.Syncs[0].Paths, "a sync block mirrors a path into the same path")
 	require.NotEqual(t, app1.Mounts[0].Source, app2.Mounts[0].Source, "each app host has its own disk")
 	require.Equal(t, e.appDir(), app2.Mounts[0].Target)
+}
+
+func TestCheckPrerequisites(t *testing.T) {
+	noRsync := func(string) (string, error) { return "", exec.ErrNotFound }
+	withRsync := func(string) (string, error) { return "/usr/bin/rsync", nil }
+	mounts := func() error { return nil }
+	noMounts := func() error { return errors.New("not root") }
+
+	err := checkPrerequisites(noRsync, mounts)
+	require.ErrorContains(t, err, "drplane dev needs rsync")
+	require.ErrorContains(t, err, "apt-get install rsync")
+	require.NoError(t, checkPrerequisites(withRsync, mounts))
+	// Without mount namespaces there is no sync block, so no rsync to run.
+	require.NoError(t, checkPrerequisites(noRsync, noMounts))
 }
