@@ -16,6 +16,8 @@ type connPool struct {
 	peer tlsutil.Role
 	// dial connects to a peer; nil means gRPC's own dialer.
 	dial tlsutil.DialFunc
+	// opts are further options of every shared connection.
+	opts []grpc.DialOption
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
@@ -34,7 +36,7 @@ func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := p.newClient(addr)
+	c, err := p.newClient(addr, p.opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -383,13 +383,9 @@ func (e *executor) performOnAgent(ctx context.Context, step plan.Step, attempt i
 	if err != nil {
 		return failed("%v", err)
 	}
-	if step.Action == plan.ActionFence {
-		// A fence of a host the prober cannot reach would only wait out
-		// its timeout; that host fences itself when its lease lapses,
-		// which the lease-wait step waits for.
-		if r, ok := e.s.probes.get(step.Host); ok && r.err != nil {
-			return failed("host %s is unreachable (%v); it fences itself when its lease lapses", step.Host, r.err)
-		}
+	delivery, refused := e.delivery(step)
+	if refused != "" {
+		return failed("%s", refused)
 	}
 	args, err := e.args(step)
 	if err != nil {
@@ -403,7 +399,7 @@ func (e *executor) performOnAgent(ctx context.Context, step plan.Step, attempt i
 		Action: step.Action, Target: step.Target, Args: args, TimeoutMs: uint64(step.Timeout.Milliseconds())}
 	rctx, cancel := context.WithTimeout(ctx, step.Timeout+stepSlack)
 	defer cancel()
-	res, err := e.s.streamOnAgent(rctx, agent, req, func(line string) { e.progress.set(e.id, step.ID, line) })
+	res, err := e.s.sendStep(rctx, agent, req, func(line string) { e.progress.set(e.id, step.ID, line) }, delivery)
 	if err != nil {
 		return failed("%v", err)
 	}
@@ -412,6 +408,25 @@ func (e *executor) performOnAgent(ctx context.Context, step plan.Step, attempt i
 		out.State = structs.StepSucceeded
 	}
 	return out
+}
+
+// delivery says how a step reaches its host, and why it is not sent at
+// all when it is not. A fence is sent once, and not to a host the prober
+// cannot reach: it would only wait out its timeout and hold up the
+// failover, while that host fences itself when its lease lapses (the
+// lease-wait step waits for it). Every other step waits for its agent's
+// connection and is re-sent after a transient error until its timeout,
+// or until the host has been silent for failover_timeout: an agent that
+// just came back (a failback right after the old primary returns) gets
+// it, and a lost one does not hold up the end of a failover.
+func (e *executor) delivery(step plan.Step) (stepDelivery, string) {
+	if step.Action != plan.ActionFence {
+		return deliverPatiently, e.s.hostGivenUp(step.Host)
+	}
+	if r, ok := e.s.probes.get(step.Host); ok && r.err != nil {
+		return deliverOnce, fmt.Sprintf("host %s is unreachable (%v); it fences itself when its lease lapses", step.Host, r.err)
+	}
+	return deliverOnce, ""
 }
 
 // args are the step's arguments with those taken from earlier steps'

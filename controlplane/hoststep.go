@@ -2,9 +2,7 @@ package controlplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/drplane/drplane/internal/structs"
@@ -83,32 +81,6 @@ func (s *Server) executeOnAgent(ctx context.Context, agent structs.Agent, step *
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	var lines []string
-	res, err := s.streamOnAgent(ctx, agent, step, func(line string) { lines = append(lines, line) })
+	res, err := s.sendStep(ctx, agent, step, func(line string) { lines = append(lines, line) }, deliverPatiently)
 	return lines, res, err
-}
-
-// streamOnAgent sends one step and passes each progress line to progress
-// until the result arrives.
-func (s *Server) streamOnAgent(ctx context.Context, agent structs.Agent, step *pb.ExecuteRequest, progress func(string)) (*pb.StepResult, error) {
-	conn, err := s.agentConns.get(agent.Address)
-	if err != nil {
-		return nil, err
-	}
-	stream, err := pb.NewHostAgentClient(conn).Execute(ctx, step)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s on %s: %w", step.GetAction(), step.GetTarget(), agent.HostID, err)
-	}
-	for {
-		ev, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s %s on %s: stream ended without a result", step.GetAction(), step.GetTarget(), agent.HostID)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s %s on %s: %w", step.GetAction(), step.GetTarget(), agent.HostID, err)
-		}
-		if r := ev.GetResult(); r != nil {
-			return r, nil
-		}
-		progress(ev.GetProgress())
-	}
 }

@@ -125,7 +125,7 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (s *Server, err error) {
 		fsm:            NewFSM(deps.Logger),
 		raftNotifyCh:   make(chan bool, 16),
 		conns:          newConnPool(deps.TLS, tlsutil.RoleServer),
-		agentConns:     newConnPool(deps.TLS, tlsutil.RoleAgent),
+		agentConns:     newAgentConnPool(deps.TLS),
 		probes:         newProbeTable(),
 		progress:       newProgressTable(),
 		primaries:      newPrimaryHistory(),
