@@ -52,7 +52,7 @@ func runAgent(ctx context.Context, opts *agentOptions) error {
 	}
 	// Before anything starts: a missing rsync or pg_ctl would otherwise
 	// surface as a step failing in the middle of a failover.
-	if err := cfg.CheckPrograms(exec.LookPath); err != nil {
+	if err := cfg.Programs.Check(exec.LookPath); err != nil {
 		return err
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "drplane-agent", Level: hclog.LevelFromString(cfg.LogLevel), Output: opts.f.IO.ErrOut})

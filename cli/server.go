@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -90,6 +91,11 @@ through retry_join; a stopped one does so when started.`,
 func runServer(ctx context.Context, opts *serverOptions) error {
 	cfg, err := config.LoadServerConfig(opts.ConfigFile)
 	if err != nil {
+		return err
+	}
+	// A STONITH hook that cannot run would be found only when a site is
+	// lost and the fence is needed.
+	if err := cfg.Programs.Check(exec.LookPath); err != nil {
 		return err
 	}
 	logger := hclog.New(&hclog.LoggerOptions{

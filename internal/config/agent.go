@@ -44,8 +44,8 @@ type AgentConfig struct {
 	Snapshots []SnapshotConfig
 	Hooks     []HookConfig
 	// Programs are the external programs the blocks above run, with
-	// where each is declared; see CheckPrograms.
-	Programs []Program
+	// where each is declared; see Programs.Check.
+	Programs Programs
 }
 
 // ServiceConfig declares one service the agent owns.
@@ -239,7 +239,7 @@ func ParseAgentConfig(src []byte, filename string) (*AgentConfig, error) {
 	if len(d.diags) > 0 {
 		return nil, d.err()
 	}
-	v := &agentValidator{d: d, body: file.Body.(*hclsyntax.Body), file: filename}
+	v := &agentValidator{d: d, body: file.Body.(*hclsyntax.Body), file: filename, programs: programCollector{d: d}}
 	cfg := v.build(&raw)
 	if err := d.err(); err != nil {
 		return nil, err
@@ -252,7 +252,7 @@ type agentValidator struct {
 	body *hclsyntax.Body
 	file string
 	// programs collects the external programs the blocks run.
-	programs []Program
+	programs programCollector
 }
 
 func (v *agentValidator) build(raw *rawAgent) *AgentConfig {
@@ -268,7 +268,7 @@ func (v *agentValidator) build(raw *rawAgent) *AgentConfig {
 	v.syncs(raw.Syncs, cfg)
 	v.snapshots(raw.Snapshots, cfg)
 	v.hooks(raw.Hooks, cfg)
-	cfg.Programs = v.programs
+	cfg.Programs = v.programs.list
 	return cfg
 }
 
@@ -367,13 +367,13 @@ func (v *agentValidator) service(r rawService, body *hclsyntax.Body) ServiceConf
 			v.d.at(attrRange(body, "restart"), "service %q: restart %q is not one of no, on-failure, always", r.Name, s.Restart)
 		}
 		if s.Dir == "" {
-			v.command(attrRange(body, "command"), fmt.Sprintf("service %q", r.Name), s.Command)
+			v.programs.command(attrRange(body, "command"), fmt.Sprintf("service %q", r.Name), s.Command)
 		}
 	case DriverSystemd:
 		if s.Unit == "" {
 			s.Unit = r.Name + ".service"
 		}
-		v.program(attrRange(body, "driver"), fmt.Sprintf("service %q (driver systemd)", r.Name), "systemctl", "apt-get install systemd")
+		v.programs.program(attrRange(body, "driver"), fmt.Sprintf("service %q (driver systemd)", r.Name), "systemctl", "apt-get install systemd")
 	default:
 		v.d.at(attrRange(body, "driver"), "service %q: driver %q is not one of postgres, process, systemd", r.Name, r.Driver)
 	}
@@ -436,7 +436,7 @@ func (v *agentValidator) health(svc, block string, r *rawHealth, body *hclsyntax
 	if kinds != 1 {
 		v.d.at(body.SrcRange, "service %q: %s needs exactly one of http, tcp, exec, sql (found %d)", svc, block, kinds)
 	}
-	v.command(attrRange(body, "exec"), fmt.Sprintf("service %q %s check", svc, block), h.Exec)
+	v.programs.command(attrRange(body, "exec"), fmt.Sprintf("service %q %s check", svc, block), h.Exec)
 	if h.Timeout > h.Interval {
 		v.d.at(attrRange(body, "timeout"), "service %q: %s timeout %s is longer than its interval %s", svc, block, h.Timeout, h.Interval)
 	}
@@ -451,7 +451,7 @@ func (v *agentValidator) syncs(raw []rawSync, cfg *AgentConfig) {
 		v.uniqueName(seen, blks[i], "sync", r.Name)
 		s := SyncConfig{Name: r.Name, Paths: v.absPaths("sync "+r.Name, r.Paths, body), Source: r.Source}
 		s.Interval = v.d.parseDuration(attrRange(body, "interval"), "sync "+r.Name+": interval", r.Interval, 10*time.Second)
-		v.program(blks[i].DefRange(), fmt.Sprintf("sync %q", r.Name), "rsync", "apt-get install rsync")
+		v.programs.program(blks[i].DefRange(), fmt.Sprintf("sync %q", r.Name), "rsync", "apt-get install rsync")
 		cfg.Syncs = append(cfg.Syncs, s)
 	}
 }
@@ -476,7 +476,7 @@ func (v *agentValidator) snapshots(raw []rawSnapshot, cfg *AgentConfig) {
 			if s.Repository == "" || s.PasswordFile == "" {
 				v.d.at(attrRange(body, "engine"), "%sthe restic engine needs repository and password_file", key)
 			}
-			v.program(attrRange(body, "engine"), fmt.Sprintf("snapshot %q (engine restic)", r.Name), "restic", "apt-get install restic")
+			v.programs.program(attrRange(body, "engine"), fmt.Sprintf("snapshot %q (engine restic)", r.Name), "restic", "apt-get install restic")
 		default:
 			v.d.at(attrRange(body, "engine"), "%sengine %q is not builtin or restic", key, s.Engine)
 		}
@@ -493,7 +493,7 @@ func (v *agentValidator) hooks(raw []rawHook, cfg *AgentConfig) {
 		if len(r.Command) == 0 || !filepath.IsAbs(r.Command[0]) {
 			v.d.at(attrRange(body, "command"), "hook %q: command must start with an absolute path to the program", r.Name)
 		}
-		v.command(attrRange(body, "command"), fmt.Sprintf("hook %q", r.Name), r.Command)
+		v.programs.command(attrRange(body, "command"), fmt.Sprintf("hook %q", r.Name), r.Command)
 		h := HookConfig{Name: r.Name, Command: r.Command}
 		h.Timeout = v.d.parseDuration(attrRange(body, "timeout"), "hook "+r.Name+": timeout", r.Timeout, 30*time.Second)
 		cfg.Hooks = append(cfg.Hooks, h)

@@ -8,12 +8,13 @@ import (
 	"github.com/hashicorp/hcl/v2"
 )
 
-// Program is an external program an agent's configuration relies on: rsync
-// for a sync block, restic for a restic snapshot engine, PostgreSQL's tools
-// in a postgres service's bin_dir, systemctl, and the commands of process
-// services, health checks and hooks. The agent checks them all before it
-// starts, so a missing one is a clear error at start rather than a step
-// that fails in the middle of a failover.
+// Program is an external program a configuration relies on: for an agent,
+// rsync for a sync block, restic for a restic snapshot engine, PostgreSQL's
+// tools in a postgres service's bin_dir, systemctl, and the commands of
+// process services, health checks and hooks; for a server, its STONITH
+// hooks. Agents and servers check them all before they start, so a missing
+// one is a clear error at start rather than a step or a fence that fails
+// in the middle of a disaster.
 type Program struct {
 	// Name is looked up in PATH, or is an absolute path.
 	Name string
@@ -29,21 +30,24 @@ type Program struct {
 // postgresPrograms are the tools of bin_dir the postgres driver runs.
 var postgresPrograms = []string{"pg_ctl", "postgres", "pg_controldata", "pg_rewind", "pg_basebackup"}
 
-// CheckPrograms returns an *Error naming, at the block that needs it,
-// every program of c.Programs that lookPath (exec.LookPath, or a fake in
-// tests) cannot find, with what to install; nil when all are there.
-func (c *AgentConfig) CheckPrograms(lookPath func(string) (string, error)) error {
+// Programs are the external programs of one configuration file.
+type Programs []Program
+
+// Check returns an *Error naming, at the block that needs it, every
+// program that lookPath (exec.LookPath, or a fake in tests) cannot find,
+// with what to install; nil when all are there.
+func (ps Programs) Check(lookPath func(string) (string, error)) error {
 	var out []Diagnostic
-	for _, p := range c.Programs {
+	for _, p := range ps {
 		if _, err := lookPath(p.Name); err == nil {
 			continue
 		}
 		d := p.Where
 		d.Message = fmt.Sprintf("%s runs %s, which is not installed (%s)", p.NeededBy, p.Name, notFound(p.Name))
 		if p.Install != "" {
-			d.Message += fmt.Sprintf("; install it with `%s` (Debian/Ubuntu) and start the agent again", p.Install)
+			d.Message += fmt.Sprintf("; install it with `%s` (Debian/Ubuntu), then start again", p.Install)
 		} else {
-			d.Message += "; install it or correct the path, then start the agent again"
+			d.Message += "; install it or correct the path, then start again"
 		}
 		out = append(out, d)
 	}
@@ -60,20 +64,27 @@ func notFound(name string) string {
 	return "not found in PATH"
 }
 
+// programCollector records the programs a file's blocks run, with their
+// positions, while the file is validated.
+type programCollector struct {
+	d    *diagnostics
+	list Programs
+}
+
 // program records that the block neededBy, at rng, runs name.
-func (v *agentValidator) program(rng hcl.Range, neededBy, name, install string) {
+func (v *programCollector) program(rng hcl.Range, neededBy, name, install string) {
 	if name == "" {
 		return
 	}
 	pos := v.d.lines.Original(rng.Start)
-	v.programs = append(v.programs, Program{Name: name, NeededBy: neededBy, Install: install,
+	v.list = append(v.list, Program{Name: name, NeededBy: neededBy, Install: install,
 		Where: Diagnostic{File: v.d.file, Line: pos.Line, Column: pos.Column}})
 }
 
 // command records the program of a command line, unless it is relative
 // to a directory the agent changes into (a process service's dir), which
 // only the start can resolve.
-func (v *agentValidator) command(rng hcl.Range, neededBy string, argv []string) {
+func (v *programCollector) command(rng hcl.Range, neededBy string, argv []string) {
 	if len(argv) == 0 || (!filepath.IsAbs(argv[0]) && strings.Contains(argv[0], "/")) {
 		return
 	}
@@ -87,6 +98,6 @@ func (v *agentValidator) postgresBinDir(rng hcl.Range, s ServiceConfig) {
 		install = "apt-get install postgresql-15"
 	}
 	for _, prog := range postgresPrograms {
-		v.program(rng, fmt.Sprintf("service %q (bin_dir)", s.Name), filepath.Join(s.BinDir, prog), install)
+		v.programs.program(rng, fmt.Sprintf("service %q (bin_dir)", s.Name), filepath.Join(s.BinDir, prog), install)
 	}
 }

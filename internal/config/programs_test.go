@@ -21,7 +21,7 @@ func fakeLookPath(have ...string) func(string) (string, error) {
 	}
 }
 
-func TestAgentConfig_CheckPrograms(t *testing.T) {
+func TestAgentConfig_Programs(t *testing.T) {
 	dir := t.TempDir()
 	writeTLSFiles(t, dir)
 	file := filepath.Join(dir, "agent.hcl")
@@ -41,7 +41,7 @@ snapshot "offsite" {
 	pg := func(p string) string { return "/usr/lib/postgresql/15/bin/" + p }
 	everything := []string{"rsync", "restic", "systemctl", "/opt/app/engine", "/opt/app/bin/halt",
 		pg("pg_ctl"), pg("postgres"), pg("pg_controldata"), pg("pg_rewind"), pg("pg_basebackup")}
-	require.NoError(t, cfg.CheckPrograms(fakeLookPath(everything...)))
+	require.NoError(t, cfg.Programs.Check(fakeLookPath(everything...)))
 
 	tests := []struct {
 		name    string
@@ -67,7 +67,7 @@ snapshot "offsite" {
 					have = append(have, p)
 				}
 			}
-			err := cfg.CheckPrograms(fakeLookPath(have...))
+			err := cfg.Programs.Check(fakeLookPath(have...))
 			require.Error(t, err)
 			require.Contains(t, err.Error(), tc.want)
 			require.Equal(t, 1, strings.Count(err.Error(), "\n")+1, "only the missing program is named: %v", err)

@@ -62,6 +62,9 @@ type ServerConfig struct {
 	// Plans are the plan blocks: operator steps and objectives of the
 	// default plans, and named plans of a kind. plan.Resolve finds one.
 	Plans []*plan.Definition
+	// Programs are the STONITH hooks' programs, with where each is
+	// declared; see Programs.Check.
+	Programs Programs
 }
 
 // PortsConfig are the server's listening ports; 0 lets the kernel choose.

@@ -98,8 +98,9 @@ func ParseServerConfig(src []byte, filename string) (*ServerConfig, error) {
 	if err := d.err(); err != nil {
 		return nil, err
 	}
-	v := &serverValidator{d: d, body: body, file: filename}
+	v := &serverValidator{d: d, body: body, file: filename, programs: programCollector{d: d}}
 	cfg := v.build(&raw)
+	cfg.Programs = v.programs.list
 	v.plans(src, cfg)
 	if err := d.err(); err != nil {
 		return nil, err
@@ -114,6 +115,8 @@ type serverValidator struct {
 	d    *diagnostics
 	body *hclsyntax.Body
 	file string
+	// programs collects the STONITH hooks' programs.
+	programs programCollector
 }
 
 // build fills the defaults with the file's values and validates the result.
@@ -191,6 +194,7 @@ func (v *serverValidator) failover(raw *rawFailover, f *FailoverConfig) {
 		if len(sc.Command) == 0 || sc.Command[0] == "" {
 			v.d.at(attrRange(sb, "command"), "stonith %q: command is empty; expected the program (and its arguments) that powers off or isolates site %s and exits 0 once it is fenced", r.Site, r.Site)
 		}
+		v.programs.command(attrRange(sb, "command"), fmt.Sprintf("stonith %q", r.Site), sc.Command)
 		f.Stonith = append(f.Stonith, sc)
 	}
 }

@@ -158,6 +158,10 @@ failover {
 			{Site: "dr", Command: []string{"/etc/drplane/fence-dr.sh"}, Timeout: 30 * time.Second},
 		},
 	}, cfg.Failover)
+	// A STONITH hook whose program is missing stops the server at start,
+	// not when the site is lost and the fence is needed.
+	err = cfg.Programs.Check(fakeLookPath("/etc/drplane/fence-primary.sh"))
+	require.EqualError(t, err, filepath.Join(dir, "server.hcl")+`:36:28: stonith "dr" runs /etc/drplane/fence-dr.sh, which is not installed (no executable file at that path); install it or correct the path, then start again`)
 }
 
 func TestLoadServerConfig_RelativePaths(t *testing.T) {
