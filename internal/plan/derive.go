@@ -71,29 +71,8 @@ func Derive(kind Kind, topo Topology, def *Definition, opts DeriveOptions) (*Pla
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{Name: string(kind), Kind: kind, From: from, To: to, Objectives: opts.Objectives, MaxDataLoss: opts.MaxDataLoss}
-	if def != nil {
-		p.Name = def.Name
-		if def.RTO != nil {
-			p.Objectives.RTO = *def.RTO
-		}
-		if def.RPO != nil {
-			p.Objectives.RPO = *def.RPO
-		}
-		if def.MaxDataLoss != nil {
-			p.MaxDataLoss = *def.MaxDataLoss
-		}
-	}
-	switch kind {
-	case KindFailover:
-		b.failover(p.MaxDataLoss)
-	case KindSwitchover:
-		b.switchover(nil)
-	case KindFailback:
-		b.failback()
-	case KindDrill:
-		b.drill(opts.DrillID)
-	}
+	p := newPlan(kind, from, to, def, opts)
+	b.deriveKind(kind, p.MaxDataLoss, opts.DrillID)
 	if err := b.probs.err(); err != nil {
 		return nil, err
 	}
@@ -109,6 +88,40 @@ func Derive(kind Kind, topo Topology, def *Definition, opts DeriveOptions) (*Pla
 		return nil, fmt.Errorf("derived %s plan is invalid: %w", p.Name, err)
 	}
 	return p, nil
+}
+
+// newPlan is the plan's heading: its name, sites and objectives, def's
+// overriding the defaults in opts field by field.
+func newPlan(kind Kind, from, to string, def *Definition, opts DeriveOptions) *Plan {
+	p := &Plan{Name: string(kind), Kind: kind, From: from, To: to, Objectives: opts.Objectives, MaxDataLoss: opts.MaxDataLoss}
+	if def == nil {
+		return p
+	}
+	p.Name = def.Name
+	if def.RTO != nil {
+		p.Objectives.RTO = *def.RTO
+	}
+	if def.RPO != nil {
+		p.Objectives.RPO = *def.RPO
+	}
+	if def.MaxDataLoss != nil {
+		p.MaxDataLoss = *def.MaxDataLoss
+	}
+	return p
+}
+
+// deriveKind adds the default steps of kind; each kind has its own file.
+func (b *builder) deriveKind(kind Kind, maxDataLoss time.Duration, drillID string) {
+	switch kind {
+	case KindFailover:
+		b.failover(maxDataLoss)
+	case KindSwitchover:
+		b.switchover(nil)
+	case KindFailback:
+		b.failback()
+	case KindDrill:
+		b.drill(drillID)
+	}
 }
 
 // builder accumulates the steps of one derivation.
@@ -181,8 +194,27 @@ func agentStep(id, phase, action string, a *Agent, target string) Step {
 // bringUp promotes, starts and checks the target's services after gate;
 // it returns the promote step of each promotable service by host.
 func (b *builder) bringUp(gate []string) map[string]map[string]string {
-	T := b.to
 	up := map[string][]string{} // service -> its promote or start steps
+	promotes := b.promoteAll(gate, up)
+	order, err := b.to.startOrder()
+	if err != nil {
+		b.probs.add("%v", err)
+		return promotes
+	}
+	for _, name := range order {
+		if !b.to.svc[name].promotable {
+			b.startAll(name, gate, up)
+		}
+	}
+	b.checkAll(up)
+	return promotes
+}
+
+// promoteAll promotes every promotable service on every target host that
+// declares it, after gate, recording the steps in up; it returns them by
+// service and host.
+func (b *builder) promoteAll(gate []string, up map[string][]string) map[string]map[string]string {
+	T := b.to
 	promotes := map[string]map[string]string{}
 	for _, name := range T.order {
 		s := T.svc[name]
@@ -199,31 +231,34 @@ func (b *builder) bringUp(gate []string) map[string]map[string]string {
 			promotes[name][h.agent.HostID] = id
 		}
 	}
-	order, err := T.startOrder()
-	if err != nil {
-		b.probs.add("%v", err)
-		return promotes
-	}
-	for _, name := range order {
-		s := T.svc[name]
-		if s.promotable {
+	return promotes
+}
+
+// startAll starts service name on every target host that declares it,
+// after gate and the steps in up of the services it depends on, and
+// records the starts in up.
+func (b *builder) startAll(name string, gate []string, up map[string][]string) {
+	T := b.to
+	deps := slices.Clone(gate)
+	for _, d := range T.svc[name].deps {
+		if T.svc[d] == nil {
+			b.probs.add("service %q at site %q depends on %q, which no host at %q declares", name, T.name, d, T.name)
 			continue
 		}
-		deps := slices.Clone(gate)
-		for _, d := range s.deps {
-			if T.svc[d] == nil {
-				b.probs.add("service %q at site %q depends on %q, which no host at %q declares", name, T.name, d, T.name)
-				continue
-			}
-			deps = append(deps, up[d]...)
-		}
-		for _, h := range s.hosts {
-			st := agentStep("start:"+name+"@"+h.agent.HostID, PhaseStart, ActionStart, h.agent, name)
-			st.DependsOn, st.HealthGate = slices.Clone(deps), true
-			st.Description = fmt.Sprintf("start %s on %s and wait until it is healthy", name, h.agent.HostID)
-			up[name] = append(up[name], b.add(st))
-		}
+		deps = append(deps, up[d]...)
 	}
+	for _, h := range T.svc[name].hosts {
+		st := agentStep("start:"+name+"@"+h.agent.HostID, PhaseStart, ActionStart, h.agent, name)
+		st.DependsOn, st.HealthGate = slices.Clone(deps), true
+		st.Description = fmt.Sprintf("start %s on %s and wait until it is healthy", name, h.agent.HostID)
+		up[name] = append(up[name], b.add(st))
+	}
+}
+
+// checkAll checks every service on every target host once every promote
+// and start in up has ended.
+func (b *builder) checkAll(up map[string][]string) {
+	T := b.to
 	var all []string
 	for _, name := range T.order {
 		all = append(all, up[name]...)
@@ -236,7 +271,6 @@ func (b *builder) bringUp(gate []string) map[string]map[string]string {
 			b.add(st)
 		}
 	}
-	return promotes
 }
 
 // upstreamArgs point a demoted service at up.

@@ -13,7 +13,28 @@ func (b *builder) switchover(roots []string) {
 	first := len(b.steps)
 	drain := b.drain()
 	syncs := b.syncs(drain)
-	pre := append(slices.Clone(drain), syncs...)
+	b.stopPrimaries(append(slices.Clone(drain), syncs...))
+	for i := first; i < len(b.steps); i++ {
+		if len(b.steps[i].DependsOn) == 0 {
+			b.steps[i].DependsOn = slices.Clone(roots)
+		}
+	}
+	actDeps := b.sinks(first)
+	if len(actDeps) == 0 {
+		actDeps = slices.Clone(roots)
+	}
+	act := b.add(Step{ID: "activate:" + T.name, Phase: PhaseActivate, Action: ActionActivate, Target: T.name, DependsOn: actDeps,
+		Description: fmt.Sprintf("make %s the active site and bump the epoch (every primary at %s stopped)", T.name, A.name)})
+	promotes := b.bringUp([]string{act})
+	b.reprotect(promotes)
+	b.warnMissing()
+}
+
+// stopPrimaries stops every promotable service of the active site after
+// pre (the drain and the syncs), each followed by the target's standbys
+// catching up with the position it stopped at.
+func (b *builder) stopPrimaries(pre []string) {
+	A, T := b.from, b.to
 	for _, name := range A.order {
 		s := A.svc[name]
 		if !s.promotable {
@@ -28,31 +49,34 @@ func (b *builder) switchover(roots []string) {
 			st.DependsOn = slices.Clone(pre)
 			st.Description = fmt.Sprintf("stop %s on %s; its final position is what the standbys must reach", name, h.agent.HostID)
 			stop := b.add(st)
-			for _, sb := range standbys {
-				id := "catchup:" + name + "@" + sb.agent.HostID
-				if len(s.hosts) > 1 {
-					id += "~" + h.agent.HostID
-				}
-				c := agentStep(id, PhaseDemote, ActionCheck, sb.agent, name)
-				c.DependsOn = []string{stop}
-				c.ArgsFrom = map[string]string{"after_position": stop + ".position"}
-				c.Description = fmt.Sprintf("wait until %s on %s replayed past the final position of %s", name, sb.agent.HostID, h.agent.HostID)
-				b.add(c)
-			}
+			b.catchUps(s, h, stop, standbys)
 		}
 	}
-	for i := first; i < len(b.steps); i++ {
-		if len(b.steps[i].DependsOn) == 0 {
-			b.steps[i].DependsOn = slices.Clone(roots)
+}
+
+// catchUps makes every standby wait until it replayed past the final
+// position of s on h, which step stop records. With several primaries of
+// s, the step ids name the primary too.
+func (b *builder) catchUps(s *siteService, h hostService, stop string, standbys []hostService) {
+	for _, sb := range standbys {
+		id := "catchup:" + s.name + "@" + sb.agent.HostID
+		if len(s.hosts) > 1 {
+			id += "~" + h.agent.HostID
 		}
+		c := agentStep(id, PhaseDemote, ActionCheck, sb.agent, s.name)
+		c.DependsOn = []string{stop}
+		c.ArgsFrom = map[string]string{"after_position": stop + ".position"}
+		c.Description = fmt.Sprintf("wait until %s on %s replayed past the final position of %s", s.name, sb.agent.HostID, h.agent.HostID)
+		b.add(c)
 	}
-	actDeps := b.sinks(first)
-	if len(actDeps) == 0 {
-		actDeps = slices.Clone(roots)
-	}
-	act := b.add(Step{ID: "activate:" + T.name, Phase: PhaseActivate, Action: ActionActivate, Target: T.name, DependsOn: actDeps,
-		Description: fmt.Sprintf("make %s the active site and bump the epoch (every primary at %s stopped)", T.name, A.name)})
-	promotes := b.bringUp([]string{act})
+}
+
+// reprotect rejoins the old active site's promotable services as
+// standbys of the first target host of each, once promotes says it was
+// promoted. It may fail without failing the switchover: the target
+// already serves.
+func (b *builder) reprotect(promotes map[string]map[string]string) {
+	A, T := b.from, b.to
 	for _, name := range A.order {
 		s, t := A.svc[name], T.svc[name]
 		if !s.promotable || t == nil || len(t.hosts) == 0 {
@@ -68,7 +92,6 @@ func (b *builder) switchover(roots []string) {
 			b.add(st)
 		}
 	}
-	b.warnMissing()
 }
 
 // drain stops the active site's application services in reverse
