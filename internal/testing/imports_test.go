@@ -6,8 +6,6 @@ package testing_test
 
 import (
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -40,16 +38,14 @@ func TestImports_ProductDoesNotDependOnTestSupport(t *testing.T) {
 	}
 }
 
-// goList runs `go list` with args and returns its output lines; the go
-// command is the one that built this test, so the answer matches its
-// module and build settings.
+// goList runs `go list` with args and returns its output lines. `go test`
+// puts its own GOROOT/bin first in PATH, so this is the go command that
+// built the test.
 func goList(t *testing.T, args ...string) []string {
 	t.Helper()
-	goBin, err := exec.LookPath(filepath.Join(runtime.GOROOT(), "bin", "go"))
+	goBin, err := exec.LookPath("go")
 	if err != nil {
-		if goBin, err = exec.LookPath("go"); err != nil {
-			t.Skipf("no go command to list packages: %v", err)
-		}
+		t.Skipf("no go command to list packages: %v", err)
 	}
 	out, err := exec.Command(goBin, append([]string{"list"}, args...)...).Output()
 	if err != nil {
