@@ -101,41 +101,6 @@ func printExecution(w io.Writer, ex *pb.Execution) error {
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
-// executionJSON is the report's and history's JSON form.
-type executionJSON struct {
-	ID               string     `json:"id"`
-	Kind             string     `json:"kind"`
-	Trigger          string     `json:"trigger"`
-	Plan             string     `json:"plan"`
-	From             string     `json:"from"`
-	To               string     `json:"to"`
-	Actor            string     `json:"actor"`
-	StartedAt        time.Time  `json:"started_at"`
-	FinishedAt       *time.Time `json:"finished_at"`
-	Result           string     `json:"result"`
-	Message          string     `json:"message"`
-	RTOSeconds       *float64   `json:"rto_seconds"`
-	RPOSeconds       *float64   `json:"rpo_seconds"`
-	RTOTargetSeconds *float64   `json:"rto_target_seconds"`
-	RPOTargetSeconds *float64   `json:"rpo_target_seconds"`
-	Pass             bool       `json:"pass"`
-	Steps            []stepJSON `json:"steps,omitempty"`
-}
-
-type stepJSON struct {
-	ID       string            `json:"id"`
-	Action   string            `json:"action"`
-	Host     string            `json:"host,omitempty"`
-	Target   string            `json:"target,omitempty"`
-	State    string            `json:"state"`
-	Attempt  int32             `json:"attempt,omitempty"`
-	Started  *time.Time        `json:"started_at,omitempty"`
-	Ended    *time.Time        `json:"ended_at,omitempty"`
-	Message  string            `json:"message,omitempty"`
-	Outputs  map[string]string `json:"outputs,omitempty"`
-	Replayed bool              `json:"replayed,omitempty"`
-}
-
 func executionJSONOf(ex *pb.Execution, withSteps bool) executionJSON {
 	out := executionJSON{ID: ex.GetId(), Kind: ex.GetKind(), Trigger: ex.GetTrigger(), Plan: ex.GetPlan(), From: ex.GetFrom(), To: ex.GetTo(),
 		Actor: ex.GetActor(), StartedAt: ex.GetStartedAt().AsTime(), Result: ex.GetState(), Message: ex.GetMessage(), Pass: pass(ex)}

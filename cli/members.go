@@ -16,12 +16,6 @@ type membersOptions struct {
 	RemoveID string
 }
 
-// membersJSON is the stable shape of `drplane members --json`.
-type membersJSON struct {
-	LeaderID string       `json:"leader_id"`
-	Servers  []serverJSON `json:"servers"`
-}
-
 func newCmdMembers(f *Factory, runF func(*membersOptions) error) *cobra.Command {
 	opts := &membersOptions{f: f}
 	cmd := &cobra.Command{

@@ -53,18 +53,9 @@ func runSnapshotList(ctx context.Context, opts *snapshotOptions) error {
 	if err != nil {
 		return explain(opts.f.addr, err)
 	}
-	type snapJSON struct {
-		ID        string    `json:"id"`
-		Name      string    `json:"name"`
-		Engine    string    `json:"engine"`
-		CreatedAt time.Time `json:"created_at"`
-		Files     int64     `json:"files"`
-		Bytes     int64     `json:"bytes"`
-		Reason    string    `json:"reason"`
-	}
-	out := []snapJSON{}
+	out := []SnapshotJSON{}
 	for _, s := range resp.GetSnapshots() {
-		out = append(out, snapJSON{s.GetId(), s.GetName(), s.GetEngine(), s.GetCreatedAt().AsTime(), s.GetFiles(), s.GetBytes(), s.GetReason()})
+		out = append(out, SnapshotJSON{s.GetId(), s.GetName(), s.GetEngine(), s.GetCreatedAt().AsTime(), s.GetFiles(), s.GetBytes(), s.GetReason()})
 	}
 	if opts.JSON {
 		return printJSON(opts.f.IO.Out, out)

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/internal/config"
-	"github.com/drplane/drplane/internal/netsim"
+	"github.com/drplane/drplane/internal/testing/netsim"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"

@@ -12,7 +12,7 @@ import (
 
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/devcluster"
-	"github.com/drplane/drplane/internal/pgtest"
+	"github.com/drplane/drplane/internal/testing/pgtest"
 	"github.com/drplane/drplane/internal/testutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drplane/drplane/internal/netns"
+	"github.com/drplane/drplane/internal/testing/netns"
 	"github.com/drplane/drplane/internal/testutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drplane/drplane/internal/netns"
+	"github.com/drplane/drplane/internal/testing/netns"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/stretchr/testify/require"
 )

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/internal/config"
-	"github.com/drplane/drplane/internal/netns"
+	"github.com/drplane/drplane/internal/testing/netns"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/stretchr/testify/require"
 )
@@ -186,7 +186,7 @@ func TestNetns_LeaderKilledDuringFailover(t *testing.T) {
 			continue // the dead host cannot confirm its fence; the plan goes on without it
 		}
 		require.Equal(t, "succeeded", st.State, "step %s: %s", st.ID, st.Message)
-		require.Equal(t, 1, st.Attempt, "step %s ran in one attempt", st.ID)
+		require.EqualValues(t, 1, st.Attempt, "step %s ran in one attempt", st.ID)
 	}
 	t.Logf("failover %s under two leader kills: %s; promoted %s after db-1's lease could have lapsed",
 		ex.ID, ex.Measured(), requirePromotedAfterLease(t, d, ex, killEnd).Round(time.Millisecond))

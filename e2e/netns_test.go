@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/internal/config"
-	"github.com/drplane/drplane/internal/netns"
+	"github.com/drplane/drplane/internal/testing/netns"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/stretchr/testify/require"
 )
 
 // Helpers of the network-namespace scenarios (netns_*_test.go). Each
-// scenario builds its own topology (internal/netns.StandardLayout: sites
+// scenario builds its own topology (internal/testing/netns.StandardLayout: sites
 // primary, dr, witness and an operator's host, one namespace per host)
 // with drplane servers and agents and a PostgreSQL primary and standby in
 // it, drives it through the CLI on the operator's host, and judges a

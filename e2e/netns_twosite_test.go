@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/internal/config"
-	"github.com/drplane/drplane/internal/netns"
+	"github.com/drplane/drplane/internal/testing/netns"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/stretchr/testify/require"
 )

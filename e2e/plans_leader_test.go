@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/cli"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/devcluster"
 	"github.com/drplane/drplane/internal/testutil"
@@ -62,13 +63,13 @@ func TestPlans_LeaderKilledMidFailover(t *testing.T) {
 		require.NoError(t, c.StartNode(leader))
 	}
 
-	var ex historyJSON
+	var ex cli.ExecutionJSON
 	testutil.WaitForResult(t, 2*time.Minute, func() (bool, error) {
 		out, err := cliAny(t, c, "history", "--json")
 		if err != nil {
 			return false, err
 		}
-		var list []historyJSON
+		var list []cli.ExecutionJSON
 		if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) == 0 {
 			return false, fmt.Errorf("history: %v %s", err, out)
 		}
@@ -81,7 +82,7 @@ func TestPlans_LeaderKilledMidFailover(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &ex))
 	for _, st := range ex.Steps {
 		require.Equal(t, "succeeded", st.State, "step %s", st.ID)
-		require.Equal(t, 1, st.Attempt, "step %s ran in one attempt", st.ID)
+		require.EqualValues(t, 1, st.Attempt, "step %s ran in one attempt", st.ID)
 	}
 	for _, name := range []string{"engine", "gateway"} {
 		require.Equal(t, 1, startCount(t, dir, name), "%s started exactly once (invariant 3)", name)

@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/cli"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/devcluster"
-	"github.com/drplane/drplane/internal/pgtest"
+	"github.com/drplane/drplane/internal/testing/pgtest"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -156,34 +157,17 @@ func requireRows(t testing.TB, pair *pgtest.Pair, n *pgtest.Node, acked []int) {
 	require.Empty(t, lost, "acknowledged rows missing on the new primary (%d acknowledged)", len(acked))
 }
 
-type historyJSON struct {
-	ID      string `json:"id"`
-	Kind    string `json:"kind"`
-	Result  string `json:"result"`
-	Trigger string `json:"trigger"`
-	Steps   []struct {
-		ID       string `json:"id"`
-		Host     string `json:"host"`
-		State    string `json:"state"`
-		Attempt  int    `json:"attempt"`
-		Replayed bool   `json:"replayed"`
-	} `json:"steps"`
-	RTOSeconds *float64 `json:"rto_seconds"`
-	RPOSeconds *float64 `json:"rpo_seconds"`
-	Pass       bool     `json:"pass"`
-}
-
 // lastExecution returns the newest execution with its steps.
-func (ps *planSites) lastExecution(t testing.TB) historyJSON {
+func (ps *planSites) lastExecution(t testing.TB) cli.ExecutionJSON {
 	t.Helper()
 	out, err := ps.cli(t, "history", "--json")
 	require.NoError(t, err)
-	var list []historyJSON
+	var list []cli.ExecutionJSON
 	require.NoError(t, json.Unmarshal([]byte(out), &list))
 	require.NotEmpty(t, list)
 	out, err = ps.cli(t, "history", list[len(list)-1].ID, "--json")
 	require.NoError(t, err)
-	var ex historyJSON
+	var ex cli.ExecutionJSON
 	require.NoError(t, json.Unmarshal([]byte(out), &ex))
 	return ex
 }

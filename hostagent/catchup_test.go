@@ -6,7 +6,7 @@ import (
 
 	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/internal/config"
-	"github.com/drplane/drplane/internal/pgtest"
+	"github.com/drplane/drplane/internal/testing/pgtest"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"
 )

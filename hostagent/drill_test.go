@@ -13,7 +13,7 @@ import (
 
 	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/internal/config"
-	"github.com/drplane/drplane/internal/pgtest"
+	"github.com/drplane/drplane/internal/testing/pgtest"
 	"github.com/drplane/drplane/internal/testutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"

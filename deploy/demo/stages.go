@@ -9,35 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/drplane/drplane/cli"
 )
-
-// statusJSON is what the demo reads of `drplane status --json`.
-type statusJSON struct {
-	ActiveSite string `json:"active_site"`
-	Agents     []struct {
-		HostID string                               `json:"host_id"`
-		Roles  map[string]string                    `json:"roles"`
-		Lag    map[string]struct{ Position string } `json:"lag"`
-	} `json:"agents"`
-	Automation *struct {
-		Reason          string   `json:"reason"`
-		Blocked         string   `json:"blocked"`
-		ExposureSeconds *float64 `json:"exposure_seconds"`
-		ExposureDetail  string   `json:"exposure_detail"`
-	} `json:"automation"`
-}
-
-// executionJSON is what the demo reads of `drplane history --json`.
-type executionJSON struct {
-	ID         string    `json:"id"`
-	Kind       string    `json:"kind"`
-	Trigger    string    `json:"trigger"`
-	StartedAt  time.Time `json:"started_at"`
-	Result     string    `json:"result"`
-	Message    string    `json:"message"`
-	RTOSeconds *float64  `json:"rto_seconds"`
-	RPOSeconds *float64  `json:"rpo_seconds"`
-}
 
 func (d *demo) status(ctx context.Context) error {
 	d.say("The deployment as the control plane sees it: leader, epoch, active site, servers, agents and their services")
@@ -115,7 +89,7 @@ func (d *demo) outage(ctx context.Context) error {
 // recordManualFailover notes the measurements of the last execution, the
 // failover the demo ran by command.
 func (d *demo) recordManualFailover(ctx context.Context) {
-	var list []executionJSON
+	var list []cli.ExecutionJSON
 	if err := d.cliJSON(ctx, &list, "history"); err != nil || len(list) == 0 {
 		return
 	}
@@ -131,7 +105,7 @@ func (d *demo) waitProtected(ctx context.Context) error {
 	const protectedExposure = 3.0 // seconds
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var st statusJSON
+		var st cli.StatusJSON
 		err := d.cliJSON(ctx, &st, "status")
 		if err == nil {
 			err = protected(st, d.info.Postgres, protectedExposure)
@@ -149,7 +123,7 @@ func (d *demo) waitProtected(ctx context.Context) error {
 	}
 }
 
-func protected(st statusJSON, withPG bool, maxExposure float64) error {
+func protected(st cli.StatusJSON, withPG bool, maxExposure float64) error {
 	if withPG {
 		standby := false
 		for _, a := range st.Agents {
@@ -174,7 +148,7 @@ func (d *demo) waitAutomatic(ctx context.Context, killedAt time.Time) (string, e
 	lastReason, announced := "", ""
 	for {
 		since := time.Since(killedAt)
-		var list []executionJSON
+		var list []cli.ExecutionJSON
 		if err := d.cliJSON(ctx, &list, "history"); err != nil {
 			d.note("[+%4.1fs] %v", since.Seconds(), err)
 		}
@@ -191,7 +165,7 @@ func (d *demo) waitAutomatic(ctx context.Context, killedAt time.Time) (string, e
 			announced = ex.ID
 			d.note("[+%4.1fs] the leader started automatic failover %s", since.Seconds(), ex.ID)
 		case ex == nil:
-			var st statusJSON
+			var st cli.StatusJSON
 			if err := d.cliJSON(ctx, &st, "status"); err == nil && st.Automation != nil && st.Automation.Reason != lastReason {
 				lastReason = st.Automation.Reason
 				d.note("[+%4.1fs] judgement: %s", since.Seconds(), lastReason)
@@ -207,7 +181,7 @@ func (d *demo) waitAutomatic(ctx context.Context, killedAt time.Time) (string, e
 }
 
 // automaticSince returns the newest automatic failover started after t.
-func automaticSince(list []executionJSON, t time.Time) *executionJSON {
+func automaticSince(list []cli.ExecutionJSON, t time.Time) *cli.ExecutionJSON {
 	for i := len(list) - 1; i >= 0; i-- {
 		ex := list[i]
 		if ex.Kind == "failover" && ex.Trigger == "automatic" && ex.StartedAt.After(t.Add(-time.Second)) {

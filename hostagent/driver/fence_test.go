@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
-	"github.com/drplane/drplane/internal/pgtest"
+	"github.com/drplane/drplane/internal/testing/pgtest"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/stretchr/testify/require"
 )

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
-	"github.com/drplane/drplane/internal/pgtest"
+	"github.com/drplane/drplane/internal/testing/pgtest"
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
 )

@@ -10,6 +10,10 @@
 // (ControlPlane, SetActiveSite), or an agent's HostAgent API with a
 // server certificate, standing in for the leader (AgentClient, Execute).
 // Close kills every process it started.
+//
+// Unlike the harnesses under internal/testing it is product code: `drplane
+// dev` (internal/devenv) runs its deployment through it, so it stays beside
+// the product packages and must not import anything under internal/testing.
 package devcluster
 
 import (

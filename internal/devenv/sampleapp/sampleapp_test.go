@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drplane/drplane/internal/pgtest"
+	"github.com/drplane/drplane/internal/testing/pgtest"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"

@@ -13,6 +13,10 @@
 //
 // The package needs root and iproute2's `ip`; Require skips a test that
 // cannot have them, or fails it when CI=true.
+//
+// It is test support, not product: the netns scenarios and benchmarks in
+// e2e/ use it, and the drplane binary must never import it (see
+// internal/testing/imports_test.go).
 package netns
 
 import (

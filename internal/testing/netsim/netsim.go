@@ -10,6 +10,10 @@
 // peer's reads simply block; new dials wait until the link heals or their
 // context ends, as SYN retransmissions would. Bytes already written before
 // the cut are in flight and still arrive.
+//
+// It is test support, not product: the controlplane cluster and partition
+// tests inject it through the servers' Deps (listeners and Dial), and the
+// drplane binary must never import it (see internal/testing/imports_test.go).
 package netsim
 
 import (

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/cli"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/devcluster"
 	"github.com/drplane/drplane/internal/testutil"
@@ -632,34 +634,15 @@ func (d *Deployment) WaitForAgent(host string, timeout time.Duration, checks ...
 	})
 }
 
-// Execution is one entry of `drplane history ID --json`.
+// Execution is one entry of `drplane history [ID] --json`, decoded into
+// the CLI's own type so that a field the CLI renames fails to decode here
+// instead of reading as zero.
 type Execution struct {
-	ID         string     `json:"id"`
-	Kind       string     `json:"kind"`
-	Trigger    string     `json:"trigger"`
-	From       string     `json:"from"`
-	To         string     `json:"to"`
-	StartedAt  time.Time  `json:"started_at"`
-	FinishedAt *time.Time `json:"finished_at"`
-	Result     string     `json:"result"`
-	Message    string     `json:"message"`
-	RTOSeconds *float64   `json:"rto_seconds"`
-	RPOSeconds *float64   `json:"rpo_seconds"`
-	Steps      []Step     `json:"steps"`
+	cli.ExecutionJSON
 }
 
 // Step is one step of an Execution.
-type Step struct {
-	ID       string     `json:"id"`
-	Action   string     `json:"action"`
-	Host     string     `json:"host"`
-	State    string     `json:"state"`
-	Attempt  int        `json:"attempt"`
-	Started  *time.Time `json:"started_at"`
-	Ended    *time.Time `json:"ended_at"`
-	Message  string     `json:"message"`
-	Replayed bool       `json:"replayed"`
-}
+type Step = cli.StepJSON
 
 // Step returns the step with the given id, or nil.
 func (ex *Execution) Step(id string) *Step {
@@ -682,6 +665,21 @@ func (ex *Execution) Measured() string {
 	return fmt.Sprintf("RTO %s, RPO %s", f(ex.RTOSeconds), f(ex.RPOSeconds))
 }
 
+// decodeStrict decodes the CLI's --json output into v, refusing a field v
+// does not know: the harness reads the CLI's own types, so an unknown field
+// means the binary under test and this code disagree about the contract.
+func decodeStrict(out string, v any) error {
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("more than one JSON value")
+	}
+	return nil
+}
+
 // Executions lists every execution, oldest first (`drplane history
 // --json`), without steps.
 func (d *Deployment) Executions(ctx context.Context) ([]Execution, error) {
@@ -690,7 +688,7 @@ func (d *Deployment) Executions(ctx context.Context) ([]Execution, error) {
 		return nil, err
 	}
 	var list []Execution
-	if err := json.Unmarshal([]byte(out), &list); err != nil {
+	if err := decodeStrict(out, &list); err != nil {
 		return nil, fmt.Errorf("decode history --json: %w: %q", err, out)
 	}
 	return list, nil
@@ -704,7 +702,7 @@ func (d *Deployment) Execution(ctx context.Context, id string) (*Execution, erro
 		return nil, err
 	}
 	var ex Execution
-	if err := json.Unmarshal([]byte(out), &ex); err != nil {
+	if err := decodeStrict(out, &ex); err != nil {
 		return nil, fmt.Errorf("decode history %s --json: %w: %q", id, err, out)
 	}
 	return &ex, nil

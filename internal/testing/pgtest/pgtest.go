@@ -4,6 +4,11 @@
 // Tests skip when PostgreSQL 15 is not installed or they do not run as
 // root (PostgreSQL runs as the postgres user, which needs root to switch
 // to).
+//
+// It is test support, not product: the hostagent and driver tests, the
+// e2e agent and plan tests and the sample application's test use it, and
+// the drplane binary must never import it (see
+// internal/testing/imports_test.go).
 package pgtest
 
 import (

@@ -1,0 +1,154 @@
+package cli
+
+import "time"
+
+// The types in this file are the --json contract of the operator commands:
+// scripts, the demo and the end-to-end harnesses decode the output into
+// them instead of keeping their own copies, so a renamed or retyped field
+// breaks their build rather than reading as zero. The JSON names and
+// meanings of existing fields must not change; add fields, never repurpose
+// them.
+
+// ExecutionJSON is one execution in `drplane history --json` (a list,
+// without steps), `drplane history ID --json` (one, with its steps) and
+// `drplane report --json` (a list of the ended executions, without steps).
+type ExecutionJSON struct {
+	ID               string     `json:"id"`
+	Kind             string     `json:"kind"`
+	Trigger          string     `json:"trigger"`
+	Plan             string     `json:"plan"`
+	From             string     `json:"from"`
+	To               string     `json:"to"`
+	Actor            string     `json:"actor"`
+	StartedAt        time.Time  `json:"started_at"`
+	FinishedAt       *time.Time `json:"finished_at"`
+	Result           string     `json:"result"`
+	Message          string     `json:"message"`
+	RTOSeconds       *float64   `json:"rto_seconds"`
+	RPOSeconds       *float64   `json:"rpo_seconds"`
+	RTOTargetSeconds *float64   `json:"rto_target_seconds"`
+	RPOTargetSeconds *float64   `json:"rpo_target_seconds"`
+	Pass             bool       `json:"pass"`
+	Steps            []StepJSON `json:"steps,omitempty"`
+}
+
+// StepJSON is one step of an ExecutionJSON, as `drplane history ID --json`
+// prints it.
+type StepJSON struct {
+	ID       string            `json:"id"`
+	Action   string            `json:"action"`
+	Host     string            `json:"host,omitempty"`
+	Target   string            `json:"target,omitempty"`
+	State    string            `json:"state"`
+	Attempt  int32             `json:"attempt,omitempty"`
+	Started  *time.Time        `json:"started_at,omitempty"`
+	Ended    *time.Time        `json:"ended_at,omitempty"`
+	Message  string            `json:"message,omitempty"`
+	Outputs  map[string]string `json:"outputs,omitempty"`
+	Replayed bool              `json:"replayed,omitempty"`
+}
+
+// StatusJSON is the stable shape of `drplane status --json`.
+type StatusJSON struct {
+	LeaderID   string          `json:"leader_id"`
+	Epoch      uint64          `json:"epoch"`
+	ActiveSite string          `json:"active_site"`
+	Stale      bool            `json:"stale"`
+	ServedBy   string          `json:"served_by"`
+	Sites      []SiteJSON      `json:"sites"`
+	Servers    []ServerJSON    `json:"servers"`
+	Agents     []AgentJSON     `json:"agents"`
+	Automation *AutomationJSON `json:"automation,omitempty"`
+}
+
+// AutomationJSON is automatic failover's state and the live RPO exposure
+// in StatusJSON; absent from stale answers.
+type AutomationJSON struct {
+	Enabled   bool   `json:"enabled"`
+	Paused    bool   `json:"paused"`
+	PausedBy  string `json:"paused_by,omitempty"`
+	Blocked   string `json:"blocked,omitempty"`
+	SiteLost  bool   `json:"site_lost"`
+	WouldFire bool   `json:"would_fire"`
+	Reason    string `json:"reason,omitempty"`
+	// ExposureSeconds is what a failover to ExposureTarget would lose
+	// now; nil when it cannot be judged.
+	ExposureTarget  string   `json:"exposure_target,omitempty"`
+	ExposureSeconds *float64 `json:"exposure_seconds,omitempty"`
+	ExposureDetail  string   `json:"exposure_detail,omitempty"`
+}
+
+// SiteJSON is one site in StatusJSON.
+type SiteJSON struct {
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Active bool   `json:"active"`
+}
+
+// ServerJSON is one control-plane server in StatusJSON and MembersJSON.
+type ServerJSON struct {
+	ID          string `json:"id"`
+	Site        string `json:"site"`
+	Address     string `json:"address"`
+	RaftAddress string `json:"raft_address"`
+	State       string `json:"state"`
+	Voter       bool   `json:"voter"`
+	LastIndex   uint64 `json:"last_index"`
+}
+
+// AgentJSON is one agent in StatusJSON: its registration and the leader's
+// latest probe of it.
+type AgentJSON struct {
+	HostID   string   `json:"host_id"`
+	Site     string   `json:"site"`
+	Address  string   `json:"address"`
+	Services []string `json:"services"`
+	// The leader's latest probe; absent in stale answers.
+	Reachable  *bool              `json:"reachable,omitempty"`
+	LeaseValid bool               `json:"lease_valid"`
+	Fenced     bool               `json:"fenced"`
+	Epoch      uint64             `json:"epoch,omitempty"`
+	Roles      map[string]string  `json:"roles,omitempty"`
+	Lag        map[string]LagJSON `json:"lag,omitempty"`
+	ProbeError string             `json:"probe_error,omitempty"`
+}
+
+// LagJSON is a service's replication position and lag in AgentJSON.
+type LagJSON struct {
+	Position string `json:"position"`
+	LagMs    uint64 `json:"lag_ms"`
+	LagBytes uint64 `json:"lag_bytes"`
+}
+
+// MembersJSON is the stable shape of `drplane members --json`.
+type MembersJSON struct {
+	LeaderID string       `json:"leader_id"`
+	Servers  []ServerJSON `json:"servers"`
+}
+
+// SnapshotJSON is one snapshot in `drplane snapshot list --json`.
+type SnapshotJSON struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Engine    string    `json:"engine"`
+	CreatedAt time.Time `json:"created_at"`
+	Files     int64     `json:"files"`
+	Bytes     int64     `json:"bytes"`
+	Reason    string    `json:"reason"`
+}
+
+// The unexported names the commands fill these types under. They keep the
+// filling code in history.go, status.go and members.go as it was while
+// other changes to it are in flight; once those have landed, a
+// `gofmt -r 'executionJSON -> ExecutionJSON'` (and so on) can drop them.
+type (
+	executionJSON  = ExecutionJSON
+	stepJSON       = StepJSON
+	statusJSON     = StatusJSON
+	automationJSON = AutomationJSON
+	siteJSON       = SiteJSON
+	serverJSON     = ServerJSON
+	agentJSON      = AgentJSON
+	lagJSON        = LagJSON
+	membersJSON    = MembersJSON
+)

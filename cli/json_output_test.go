@@ -1,0 +1,39 @@
+package cli
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestJSONOutput_FieldNames pins the JSON names of the --json contract:
+// scripts read them, so a rename must be a deliberate change to this list,
+// never a side effect of renaming a Go field.
+func TestJSONOutput_FieldNames(t *testing.T) {
+	cases := []struct {
+		value any
+		tags  []string
+	}{
+		{ExecutionJSON{}, []string{"id", "kind", "trigger", "plan", "from", "to", "actor", "started_at", "finished_at", "result", "message", "rto_seconds", "rpo_seconds", "rto_target_seconds", "rpo_target_seconds", "pass", "steps,omitempty"}},
+		{StepJSON{}, []string{"id", "action", "host,omitempty", "target,omitempty", "state", "attempt,omitempty", "started_at,omitempty", "ended_at,omitempty", "message,omitempty", "outputs,omitempty", "replayed,omitempty"}},
+		{StatusJSON{}, []string{"leader_id", "epoch", "active_site", "stale", "served_by", "sites", "servers", "agents", "automation,omitempty"}},
+		{AutomationJSON{}, []string{"enabled", "paused", "paused_by,omitempty", "blocked,omitempty", "site_lost", "would_fire", "reason,omitempty", "exposure_target,omitempty", "exposure_seconds,omitempty", "exposure_detail,omitempty"}},
+		{SiteJSON{}, []string{"name", "kind", "active"}},
+		{ServerJSON{}, []string{"id", "site", "address", "raft_address", "state", "voter", "last_index"}},
+		{AgentJSON{}, []string{"host_id", "site", "address", "services", "reachable,omitempty", "lease_valid", "fenced", "epoch,omitempty", "roles,omitempty", "lag,omitempty", "probe_error,omitempty"}},
+		{LagJSON{}, []string{"position", "lag_ms", "lag_bytes"}},
+		{MembersJSON{}, []string{"leader_id", "servers"}},
+		{SnapshotJSON{}, []string{"id", "name", "engine", "created_at", "files", "bytes", "reason"}},
+	}
+	for _, tc := range cases {
+		typ := reflect.TypeOf(tc.value)
+		t.Run(typ.Name(), func(t *testing.T) {
+			var tags []string
+			for i := 0; i < typ.NumField(); i++ {
+				tags = append(tags, typ.Field(i).Tag.Get("json"))
+			}
+			require.Equal(t, tc.tags, tags)
+		})
+	}
+}
