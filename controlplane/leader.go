@@ -97,7 +97,10 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	// per term; a retried establishLeadership finds it running.
 	if s.leaderContext() != ctx {
 		s.probes.reset()
-		s.setLeaderTerm(ctx, time.Now())
+		// This term's leases count from its election (leaseTable).
+		since := s.leases.now()
+		s.leases.elect(since)
+		s.setLeaderTerm(ctx, since)
 		// Counted with the executors: revokeLeadership waits for it, so
 		// no probe of this term lands in the next term's table.
 		s.executors.Add(1)
@@ -135,6 +138,7 @@ func (s *Server) revokeLeadership() {
 	s.executors.Wait()
 	s.endLeaderTerm()
 	s.probes.reset()
+	s.leases.reset()
 	s.primaries.reset()
 	s.logger.Debug("leadership revoked")
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drplane/drplane/internal/clock"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
@@ -38,6 +39,9 @@ type Deps struct {
 	// and to agents (Raft and gRPC); tests use it to partition the
 	// network. nil means the normal TCP dialer.
 	Dial tlsutil.DialFunc
+	// Clock, when set, is the leader's source of time for the lease
+	// arithmetic (see leaseTable); nil means the real clock.
+	Clock clock.Clock
 }
 
 // Server is one control-plane node.
@@ -68,6 +72,9 @@ type Server struct {
 	// probes is the leader's latest observation of every agent; it lives
 	// in memory only and is rebuilt after an election.
 	probes *probeTable
+	// leases counts the leases this leader may have granted (invariant 4);
+	// memory only, one term at a time.
+	leases *leaseTable
 	// progress is the latest progress line of each running step.
 	progress *progressTable
 	// detector judges the active site after each probe round.
@@ -127,6 +134,7 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (s *Server, err error) {
 		conns:          newConnPool(deps.TLS, tlsutil.RoleServer),
 		agentConns:     newConnPool(deps.TLS, tlsutil.RoleAgent),
 		probes:         newProbeTable(),
+		leases:         newLeaseTable(deps.Clock, cfg.Failover),
 		progress:       newProgressTable(),
 		primaries:      newPrimaryHistory(),
 		restartCh:      make(chan struct{}),
