@@ -46,6 +46,13 @@ func (d *detector) begin() bool {
 	return true
 }
 
+// abort ends a detection that never ran, keeping the last verdict.
+func (d *detector) abort() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.running = false
+}
+
 func (d *detector) end(v verdict) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -58,13 +65,14 @@ func (d *detector) verdict() verdict {
 	return d.last
 }
 
-// detect judges the active site after a probe round, in its own goroutine
-// so that asking other vantage points never delays lease renewals.
+// detect judges the active site after a probe round, in a term goroutine
+// of its own so that asking other vantage points never delays lease
+// renewals.
 func (s *Server) detect(ctx context.Context) {
 	if !s.detector.begin() {
 		return
 	}
-	go func() {
+	started := s.goLeader(func() {
 		v := s.judgeActiveSite(ctx, time.Now())
 		if v.Lost && v.WouldFire {
 			if id, err := s.startAutomaticFailover(ctx, v); err != nil {
@@ -75,7 +83,10 @@ func (s *Server) detect(ctx context.Context) {
 			}
 		}
 		s.detector.end(v)
-	}()
+	})
+	if !started {
+		s.detector.abort()
+	}
 }
 
 // judgeActiveSite decides whether the active site is lost (DESIGN.md

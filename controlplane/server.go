@@ -81,16 +81,16 @@ type Server struct {
 	detector detector
 	// primaries are the primaries' observed positions, for RPO.
 	primaries *primaryHistory
-	// executors counts the executor goroutines of the current term, so
-	// a lost leadership ends them before a new term can start others.
-	executors sync.WaitGroup
 	// leaderSince is when this server's current term of leadership was
 	// established, zero while it does not lead; leaderCtx ends with the
-	// term; executing holds the ids of the executions this term runs.
+	// term; executing holds the ids of the executions this term runs;
+	// tasks counts the term's goroutines, so a lost leadership ends them
+	// all before a new term can start others (see goLeader).
 	leaderMu    sync.Mutex
 	leaderSince time.Time
 	leaderCtx   context.Context
 	executing   map[string]bool
+	tasks       *termTasks
 
 	// restartCh is closed when the server must be restarted (see
 	// RestartRequested).
