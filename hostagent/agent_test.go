@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/clock"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/drplane/drplane/internal/tlsutil"
@@ -40,6 +41,8 @@ type testAgent struct {
 	real bool
 	// guard is Deps.LeaseGuard.
 	guard []string
+	// clock is Deps.Clock; nil is the real clock.
+	clock clock.Clock
 	log   *testLogWriter
 }
 
@@ -99,6 +102,7 @@ func (ta *testAgent) start() {
 			return nil, fmt.Errorf("no fake for %s", sc.Name)
 		},
 		LeaseGuard: ta.guard,
+		Clock:      ta.clock,
 	})
 	require.NoError(t, err)
 	ta.agent = a
