@@ -288,13 +288,19 @@ func TestAgent_Lease_LapseFencesPrimaries(t *testing.T) {
 	require.Equal(t, string(driver.RoleStandby), serviceRole(resp, "pg"), "standbys are not fenced")
 }
 
+// TestAgent_Lease_RenewalKeepsPrimary renews a 2s lease every 100ms of
+// virtual time for 3s, past the boot window: the primary keeps running.
 func TestAgent_Lease_RenewalKeepsPrimary(t *testing.T) {
-	ta := newTestAgent(t, 2*time.Second, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RolePrimary})
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		_, err := ta.client.Probe(ctxT(t), &pb.ProbeRequest{Epoch: 1, ActiveSite: "primary", LeaseTtlMs: 2000})
+	ctx := ctxT(t)
+	clk := clock.NewFake(time.Now())
+	start := clk.Now()
+	ta := newTestAgent(t, 2*time.Second, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RolePrimary}, func(ta *testAgent) {
+		ta.clock = clk
+	})
+	for now := start; now.Before(start.Add(3 * time.Second)); now = now.Add(100 * time.Millisecond) {
+		advanceTo(t, ctx, clk, now)
+		_, err := ta.client.Probe(ctx, &pb.ProbeRequest{Epoch: 1, ActiveSite: "primary", LeaseTtlMs: 2000})
 		require.NoError(t, err)
-		time.Sleep(100 * time.Millisecond) // the renewal cadence under test, not a synchronisation
 	}
 	require.Equal(t, driver.RolePrimary, ta.fakes["app"].Role(), "renewals within lease_ttl keep the primary running")
 }
