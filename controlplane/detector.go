@@ -73,7 +73,7 @@ func (s *Server) detect(ctx context.Context) {
 		return
 	}
 	started := s.goLeader(func() {
-		v := s.judgeActiveSite(ctx, time.Now())
+		v := s.judgeActiveSite(ctx, s.clock.Now())
 		if v.Lost && v.WouldFire {
 			if id, err := s.startAutomaticFailover(ctx, v); err != nil {
 				v.WouldFire, v.Reason = false, "automatic failover refused: "+err.Error()

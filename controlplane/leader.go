@@ -99,7 +99,7 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	if s.leaderContext() != ctx {
 		s.probes.reset()
 		// This term's leases count from its election (leaseTable).
-		since := s.leases.now()
+		since := s.clock.Now()
 		s.leases.elect(since)
 		s.setLeaderTerm(ctx, since)
 		// A term goroutine: revokeLeadership waits for it, so no probe of

@@ -289,7 +289,7 @@ func (s *Server) probeAgent(ctx context.Context, cc *grpc.ClientConn, a structs.
 	f := s.config.Failover
 	req := &pb.ProbeRequest{Epoch: epoch, LeaderId: s.config.NodeID, ActiveSite: activeSite, LeaseTtlMs: uint64(f.LeaseTTL.Milliseconds()),
 		SyncSources: syncSources(a, agents, activeSite)}
-	res := probeResult{sentAt: s.leases.now()}
+	res := probeResult{sentAt: s.clock.Now()}
 	renews := a.Site == activeSite
 	pctx, cancel := context.WithTimeout(ctx, f.ProbeTimeout)
 	res.resp, res.err = pb.NewHostAgentClient(cc).Probe(pctx, req)
@@ -303,7 +303,7 @@ func (s *Server) probeAgent(ctx context.Context, cc *grpc.ClientConn, a structs.
 		return res
 	}
 	if res.err == nil {
-		res.answeredAt = s.leases.now()
+		res.answeredAt = s.clock.Now()
 		// The probe was answered between sentAt and answeredAt; the
 		// primary's position was read in between, so sentAt is when it
 		// had written at least that much.

@@ -40,7 +40,9 @@ type Deps struct {
 	// network. nil means the normal TCP dialer.
 	Dial tlsutil.DialFunc
 	// Clock, when set, is the leader's source of time for the lease
-	// arithmetic (see leaseTable); nil means the real clock.
+	// arithmetic (see leaseTable): its election, the probes' send and
+	// answer times, the detector's judgements and the lease wait. nil
+	// means the real clock.
 	Clock clock.Clock
 }
 
@@ -49,6 +51,8 @@ type Server struct {
 	config *config.ServerConfig
 	logger hclog.Logger
 	tls    *tlsutil.Material
+	// clock is Deps.Clock, the leader's time (see leaseTable).
+	clock clock.Clock
 
 	fsm       *FSM
 	raft      *raft.Raft
@@ -129,6 +133,7 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (s *Server, err error) {
 		config:         cfg,
 		logger:         deps.Logger,
 		tls:            deps.TLS,
+		clock:          clock.OrReal(deps.Clock),
 		fsm:            NewFSM(deps.Logger),
 		raftNotifyCh:   make(chan bool, 16),
 		conns:          newConnPool(deps.TLS, tlsutil.RoleServer),
