@@ -98,7 +98,9 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	// per term; a retried establishLeadership finds it running.
 	if s.leaderContext() != ctx {
 		s.probes.reset()
-		// This term's leases count from its election (leaseTable).
+		// A new leader does not know its predecessor's renewals: the
+		// lease table counts every lease from this election on
+		// (invariant 4, see leaseTable).
 		since := s.clock.Now()
 		s.leases.elect(since)
 		s.setLeaderTerm(ctx, since)
