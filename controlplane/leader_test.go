@@ -98,6 +98,7 @@ func TestLeader_RevokeWaitsForEveryTermGoroutine(t *testing.T) {
 	require.NotEmpty(t, leaderGoroutines(), "the term runs its prober and its removed-server notifier")
 	term := s.termTasks()
 	require.NotNil(t, term)
+	require.GreaterOrEqual(t, term.count(), 2, "the prober and the removed-server notifier are term goroutines")
 
 	// Raft reports the leadership lost, as it does to a deposed leader.
 	s.raftNotifyCh <- false
