@@ -46,6 +46,13 @@ func (d *detector) begin() bool {
 	return true
 }
 
+// abort ends a detection that never ran, keeping the last verdict.
+func (d *detector) abort() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.running = false
+}
+
 func (d *detector) end(v verdict) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -58,14 +65,15 @@ func (d *detector) verdict() verdict {
 	return d.last
 }
 
-// detect judges the active site after a probe round, in its own goroutine
-// so that asking other vantage points never delays lease renewals.
+// detect judges the active site after a probe round, in a term goroutine
+// of its own so that asking other vantage points never delays lease
+// renewals.
 func (s *Server) detect(ctx context.Context) {
 	if !s.detector.begin() {
 		return
 	}
-	go func() {
-		v := s.judgeActiveSite(ctx, time.Now())
+	started := s.goLeader(func() {
+		v := s.judgeActiveSite(ctx, s.clock.Now())
 		if v.Lost && v.WouldFire {
 			if id, err := s.startAutomaticFailover(ctx, v); err != nil {
 				v.WouldFire, v.Reason = false, "automatic failover refused: "+err.Error()
@@ -75,25 +83,21 @@ func (s *Server) detect(ctx context.Context) {
 			}
 		}
 		s.detector.end(v)
-	}()
+	})
+	if !started {
+		s.detector.abort()
+	}
 }
 
 // judgeActiveSite decides whether the active site is lost (DESIGN.md
 // section 5): none of its agents answered for failover_timeout, none of
-// its servers answers this leader, and every other vantage point agrees.
+// its servers answers this leader, and every other vantage point agrees;
+// then whether an automatic failover fires for it.
 func (s *Server) judgeActiveSite(ctx context.Context, now time.Time) verdict {
-	f := s.config.Failover
 	st := s.fsm.view()
 	v := verdict{At: now, Site: st.ActiveSite}
 	since := s.leaderSinceTime()
-	if since.IsZero() {
-		v.Reason = "not leading"
-		return v
-	}
-	// A new leader judges nothing on its predecessor's silence: every
-	// host gets a full failover_timeout of this leader's probes.
-	if now.Before(since.Add(f.FailoverTimeout)) {
-		v.Reason = "new leader: observing for failover_timeout before judging"
+	if v.Reason = s.tooSoonToJudge(since, now); v.Reason != "" {
 		return v
 	}
 	agents := hostsAt(st.Agents, st.ActiveSite)
@@ -102,13 +106,45 @@ func (s *Server) judgeActiveSite(ctx context.Context, now time.Time) verdict {
 		return v
 	}
 	var answering []string
+	answering, v.Trigger = s.answeringAgents(agents, since, now)
+	if len(answering) > 0 {
+		v.Reason = fmt.Sprintf("site %s is up: %s answered within failover_timeout", st.ActiveSite, strings.Join(answering, ", "))
+		return v
+	}
+	if v.Reason = s.siteStillReached(ctx, st); v.Reason != "" {
+		return v
+	}
+	v.Lost = true
+	v.Reason = fmt.Sprintf("site %s lost: no agent answered for %s, no server answers, every vantage point agrees", st.ActiveSite, s.config.Failover.FailoverTimeout)
+	v.WouldFire, v.Reason = s.judgeAutomaticFailover(st, now, v.Reason)
+	return v
+}
+
+// tooSoonToJudge says why this server judges nothing yet, or "". A new
+// leader judges nothing on its predecessor's silence: every host gets a
+// full failover_timeout of this leader's probes.
+func (s *Server) tooSoonToJudge(since, now time.Time) string {
+	switch {
+	case since.IsZero():
+		return "not leading"
+	case now.Before(since.Add(s.config.Failover.FailoverTimeout)):
+		return "new leader: observing for failover_timeout before judging"
+	}
+	return ""
+}
+
+// answeringAgents returns the agents that answered this leader within
+// failover_timeout before now, and, of the others, when the last of them
+// went silent (its first missed probe): the trigger of an automatic
+// failover. A silence counts from this leader's election at the earliest.
+func (s *Server) answeringAgents(agents []structs.Agent, since, now time.Time) (answering []string, trigger time.Time) {
 	for _, a := range agents {
 		r, _ := s.probes.get(a.HostID)
 		last := r.lastAnsweredAt
 		if last.Before(since) {
 			last = since
 		}
-		if now.Sub(last) < f.FailoverTimeout {
+		if now.Sub(last) < s.config.Failover.FailoverTimeout {
 			answering = append(answering, a.HostID)
 			continue
 		}
@@ -116,55 +152,56 @@ func (s *Server) judgeActiveSite(ctx context.Context, now time.Time) verdict {
 		if miss.IsZero() {
 			miss = last
 		}
-		if miss.After(v.Trigger) {
-			v.Trigger = miss
+		if miss.After(trigger) {
+			trigger = miss
 		}
 	}
-	if len(answering) > 0 {
-		v.Reason = fmt.Sprintf("site %s is up: %s answered within failover_timeout", st.ActiveSite, strings.Join(answering, ", "))
-		return v
-	}
+	return answering, trigger
+}
+
+// siteStillReached says why the active site, whose agents are all silent,
+// is not lost, or "": this leader is one of its servers, one of its
+// servers answers, or another vantage point still reaches it or none
+// answers. This server's own look at the site and the other vantage
+// points' run at once: against a partitioned site each waits out a probe
+// timeout, and in turn they would add up.
+func (s *Server) siteStillReached(ctx context.Context, st stateView) string {
 	if s.config.Site == st.ActiveSite {
 		// This leader is a server of the active site, and it runs.
-		v.Reason = fmt.Sprintf("agents of %s are silent but this leader (%s) is a server of that site: not a site loss", st.ActiveSite, s.config.NodeID)
-		return v
+		return fmt.Sprintf("agents of %s are silent but this leader (%s) is a server of that site: not a site loss", st.ActiveSite, s.config.NodeID)
 	}
-	// This server's own look at the site and the other vantage points'
-	// run at once: against a partitioned site each waits out a probe
-	// timeout, and in turn they would add up.
 	disagreeCh := make(chan string, 1)
 	go func() { disagreeCh <- s.askVantagePoints(ctx, st) }()
-	cctx, cancel := context.WithTimeout(ctx, f.ProbeTimeout)
+	cctx, cancel := context.WithTimeout(ctx, s.config.Failover.ProbeTimeout)
 	servers, _ := s.observeSite(cctx, st, st.ActiveSite)
 	cancel()
 	disagree := <-disagreeCh
-	if len(servers) > 0 {
-		v.Reason = fmt.Sprintf("agents of %s are silent but its servers %s answer: not a site loss", st.ActiveSite, strings.Join(servers, ", "))
-		return v
+	switch {
+	case len(servers) > 0:
+		return fmt.Sprintf("agents of %s are silent but its servers %s answer: not a site loss", st.ActiveSite, strings.Join(servers, ", "))
+	case disagree != "":
+		return "agents and servers of " + st.ActiveSite + " are silent here, but " + disagree
 	}
-	if disagree != "" {
-		v.Reason = "agents and servers of " + st.ActiveSite + " are silent here, but " + disagree
-		return v
-	}
-	v.Lost = true
-	v.Reason = fmt.Sprintf("site %s lost: no agent answered for %s, no server answers, every vantage point agrees", st.ActiveSite, f.FailoverTimeout)
+	return ""
+}
+
+// judgeAutomaticFailover decides whether a lost active site is failed over
+// automatically now, and adds why or why not to reason.
+func (s *Server) judgeAutomaticFailover(st stateView, now time.Time, reason string) (bool, string) {
+	f := s.config.Failover
 	target, err := failoverTarget(st)
 	switch {
 	case !f.Automatic:
-		v.Reason += "; automatic failover is off (failover { automatic = true })"
+		return false, reason + "; automatic failover is off (failover { automatic = true })"
 	case err != nil:
-		v.Reason += "; " + err.Error()
+		return false, reason + "; " + err.Error()
 	case s.fsm.runningExecutionIDs() != nil:
-		v.Reason += "; an execution is running"
-	default:
-		if why := s.fsm.automation().Blocked(now, f.Cooldown); why != "" {
-			v.Reason += "; " + why
-			break
-		}
-		v.WouldFire = true
-		v.Reason += "; failing over to " + target
+		return false, reason + "; an execution is running"
 	}
-	return v
+	if why := s.fsm.automation().Blocked(now, f.Cooldown); why != "" {
+		return false, reason + "; " + why
+	}
+	return true, reason + "; failing over to " + target
 }
 
 // observeSite lists the servers and agents of site that answer this

@@ -86,16 +86,16 @@ func (s *Server) startExecutor(ctx context.Context, id string) {
 		return
 	}
 	e := &executor{s: s, id: id, progress: s.progress, inFlight: map[string]bool{}, done: make(chan struct{}, maxParallelSteps)}
-	s.executors.Add(1)
-	go func() {
-		defer s.executors.Done()
-		e.run(ctx)
-	}()
+	// A term goroutine, which waits for its steps: revokeLeadership waits
+	// for it before a new term may resume the same execution.
+	s.goLeader(func() { e.run(ctx) })
 }
 
 // run schedules steps until the execution ends or leadership is lost.
 func (e *executor) run(ctx context.Context) {
 	logger := e.s.logger.With("execution_id", e.id)
+	// However it ends, no step goroutine outlives the executor.
+	defer e.wait()
 	for {
 		watch := e.s.fsm.watch()
 		ex, ok := e.s.fsm.execution(e.id)
@@ -115,7 +115,6 @@ func (e *executor) run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			e.wait()
 			return
 		case <-e.done:
 		case <-watch:

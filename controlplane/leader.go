@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/drplane/drplane/internal/structs"
@@ -97,14 +98,15 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	// per term; a retried establishLeadership finds it running.
 	if s.leaderContext() != ctx {
 		s.probes.reset()
-		s.setLeaderTerm(ctx, time.Now())
-		// Counted with the executors: revokeLeadership waits for it, so
-		// no probe of this term lands in the next term's table.
-		s.executors.Add(1)
-		go func() {
-			defer s.executors.Done()
-			s.runProber(ctx)
-		}()
+		// A new leader does not know its predecessor's renewals: the
+		// lease table counts every lease from this election on
+		// (invariant 4, see leaseTable).
+		since := s.clock.Now()
+		s.leases.elect(since)
+		s.setLeaderTerm(ctx, since)
+		// A term goroutine: revokeLeadership waits for it, so no probe of
+		// this term lands in the next term's tables.
+		s.goLeader(func() { s.runProber(ctx) })
 	}
 	// The first leader seeds the sites from its configuration; later
 	// leaders find them initialized and keep what the cluster agreed on.
@@ -121,41 +123,120 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 	// A configuration this server recovered after a quorum loss is
 	// followed by its failover; servers left outside are told.
 	s.startRecoveredFailover(ctx)
-	go s.notifyRemovedLoop(ctx)
+	s.goLeader(func() { s.notifyRemovedLoop(ctx) })
 	return nil
 }
 
-// revokeLeadership undoes establishLeadership. The prober stops with the
-// leadership context; its observations are dropped, as they belong to this
-// term only.
+// revokeLeadership undoes establishLeadership. Every goroutine the term
+// started watches the leadership context, which has ended; it waits for
+// them all, so a quickly regained leadership never runs two executors of
+// the same execution, nor two probe loops of one agent, and no probe of
+// this term lands in the next term's tables. The observations and lease
+// counts are dropped, as they belong to this term only.
 func (s *Server) revokeLeadership() {
-	// The executors and the prober stop with the leadership context; wait
-	// for them so a quickly regained leadership never runs two executors
-	// of the same execution, nor two probe loops of one agent.
-	s.executors.Wait()
+	s.termTasks().wait()
 	s.endLeaderTerm()
 	s.probes.reset()
+	s.leases.reset()
 	s.primaries.reset()
 	s.logger.Debug("leadership revoked")
 }
 
+// setLeaderTerm starts a term: its context, when it began, no executions
+// claimed, and a new set of term goroutines.
 func (s *Server) setLeaderTerm(ctx context.Context, since time.Time) {
 	s.leaderMu.Lock()
 	defer s.leaderMu.Unlock()
 	s.leaderCtx, s.leaderSince, s.executing = ctx, since, map[string]bool{}
+	s.tasks = &termTasks{}
 }
 
 // endLeaderTerm forgets the term: no context, no executions claimed.
 func (s *Server) endLeaderTerm() {
 	s.leaderMu.Lock()
 	defer s.leaderMu.Unlock()
-	s.leaderCtx, s.leaderSince, s.executing = nil, time.Time{}, nil
+	s.leaderCtx, s.leaderSince, s.executing, s.tasks = nil, time.Time{}, nil, nil
 }
 
 func (s *Server) leaderSinceTime() time.Time {
 	s.leaderMu.Lock()
 	defer s.leaderMu.Unlock()
 	return s.leaderSince
+}
+
+// termTasks returns the current term's goroutines, nil while not leading.
+func (s *Server) termTasks() *termTasks {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	return s.tasks
+}
+
+// goLeader runs f in a goroutine of the current term, which
+// revokeLeadership waits for; f must return once the leadership context
+// ends. It reports false, and runs nothing, when no term runs or the
+// term is ending. Every goroutine leader-only work starts goes through it,
+// or is waited for by one that did (a prober's probe loops, an executor's
+// steps).
+func (s *Server) goLeader(f func()) bool {
+	return s.termTasks().goFunc(f)
+}
+
+// termTasks counts the goroutines of one term of leadership. Once wait
+// has begun it starts nothing more, so none can slip in after the count
+// drained (a WaitGroup alone would let an Add race its Wait).
+type termTasks struct {
+	mu      sync.Mutex
+	closed  bool
+	running int
+	wg      sync.WaitGroup
+}
+
+// goFunc runs f in a counted goroutine unless the term is ending; a nil
+// termTasks (no term) runs nothing.
+func (g *termTasks) goFunc(f func()) bool {
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.running++
+	g.wg.Add(1)
+	go func() {
+		defer g.done()
+		f()
+	}()
+	return true
+}
+
+func (g *termTasks) done() {
+	g.mu.Lock()
+	g.running--
+	g.mu.Unlock()
+	g.wg.Done()
+}
+
+// wait refuses new goroutines and returns once every counted one ended.
+func (g *termTasks) wait() {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.wg.Wait()
+}
+
+// count returns how many counted goroutines run.
+func (g *termTasks) count() int {
+	if g == nil {
+		return 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.running
 }
 
 // leaderContext is the current term's context, nil while not leading.

@@ -20,12 +20,6 @@ type probeResult struct {
 	answeredAt time.Time // zero when the last probe failed
 	resp       *pb.ProbeResponse
 	err        error
-	// renewedUntil is the latest instant until which a lease this leader
-	// granted the agent may still run (DESIGN.md section 5): response
-	// time + lease_ttl + clock_skew_margin for an answered renewal, or send
-	// time + probe timeout + lease_ttl + clock_skew_margin for one whose
-	// answer never came back.
-	renewedUntil time.Time
 	// lastResp and lastAnsweredAt are the newest answer, kept across
 	// failed probes: the RPO of a failover is judged from what the lost
 	// site last reported.
@@ -56,14 +50,11 @@ func (t *probeTable) put(hostID string, r probeResult) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	prev, ok := t.results[hostID]
-	if ok && prev.renewedUntil.After(r.renewedUntil) {
-		r.renewedUntil = prev.renewedUntil
-	}
 	if ok && r.sentAt.Before(prev.sentAt) {
 		// A probe sent before the latest one ended late, on a connection
-		// the prober gave up: its renewal counts, and its answer if newer,
-		// but it says nothing newer about the host's silence.
-		prev.renewedUntil = r.renewedUntil
+		// the prober gave up: its answer counts if newer (its renewal is
+		// the lease table's), but it says nothing newer about the host's
+		// silence.
 		if r.resp != nil && r.answeredAt.After(prev.lastAnsweredAt) {
 			prev.lastResp, prev.lastAnsweredAt = r.resp, r.answeredAt
 		}
@@ -82,17 +73,6 @@ func (t *probeTable) put(hostID string, r probeResult) {
 		}
 	}
 	t.results[hostID] = r
-}
-
-// extend records a renewal that may have landed, without a result: a
-// probe cut short by the end of its loop says nothing about the host.
-func (t *probeTable) extend(hostID string, renewedUntil time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if r, ok := t.results[hostID]; ok && renewedUntil.After(r.renewedUntil) {
-		r.renewedUntil = renewedUntil
-		t.results[hostID] = r
-	}
 }
 
 func (t *probeTable) reset() {
@@ -302,41 +282,49 @@ func (s *Server) probeOnce(ctx context.Context, cc *grpc.ClientConn, hostID stri
 	return time.Time{}, nil
 }
 
-// probeAgent sends one probe and records what came back.
+// probeAgent sends one probe and records what came back: the observation
+// in the probe table and, for an agent of the active site, the renewal in
+// the lease table (invariant 4).
 func (s *Server) probeAgent(ctx context.Context, cc *grpc.ClientConn, a structs.Agent, agents []structs.Agent, epoch uint64, activeSite string) probeResult {
 	f := s.config.Failover
 	req := &pb.ProbeRequest{Epoch: epoch, LeaderId: s.config.NodeID, ActiveSite: activeSite, LeaseTtlMs: uint64(f.LeaseTTL.Milliseconds()),
 		SyncSources: syncSources(a, agents, activeSite)}
-	res := probeResult{sentAt: time.Now()}
+	res := probeResult{sentAt: s.clock.Now()}
 	renews := a.Site == activeSite
-	if renews {
-		// Until the answer arrives, assume the renewal landed at the
-		// latest instant it could have.
-		res.renewedUntil = res.sentAt.Add(f.ProbeTimeout + f.LeaseTTL + f.ClockSkewMargin)
-	}
 	pctx, cancel := context.WithTimeout(ctx, f.ProbeTimeout)
 	res.resp, res.err = pb.NewHostAgentClient(cc).Probe(pctx, req)
 	cancel()
 	if res.err != nil && ctx.Err() != nil {
-		// The term or the loop ended, not the agent's answer; the
-		// renewal may still have landed.
-		s.probes.extend(a.HostID, res.renewedUntil)
+		// The term or the loop ended, not the agent's answer: no
+		// observation, but the renewal may still have landed.
+		if renews {
+			s.leases.unanswered(a.HostID, res.sentAt)
+		}
 		return res
 	}
 	if res.err == nil {
-		res.answeredAt = time.Now()
+		res.answeredAt = s.clock.Now()
 		// The probe was answered between sentAt and answeredAt; the
 		// primary's position was read in between, so sentAt is when it
 		// had written at least that much.
 		s.primaries.record(res.resp, res.sentAt)
-		if renews {
-			res.renewedUntil = res.answeredAt.Add(f.LeaseTTL + f.ClockSkewMargin)
-		}
 	} else {
 		s.logger.Debug("probe failed", "host_id", a.HostID, "error", res.err)
 	}
+	if renews {
+		s.recordRenewal(a.HostID, res)
+	}
 	s.probes.put(a.HostID, res)
 	return res
+}
+
+// recordRenewal counts the renewal res carried in the lease table.
+func (s *Server) recordRenewal(hostID string, res probeResult) {
+	if res.err == nil {
+		s.leases.answered(hostID, res.answeredAt)
+		return
+	}
+	s.leases.unanswered(hostID, res.sentAt)
 }
 
 // syncSources maps each sync block of a, when a is outside the active

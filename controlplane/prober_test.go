@@ -9,12 +9,15 @@ import (
 
 	"github.com/drplane/drplane/hostagent"
 	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/clock"
 	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 )
 
 // startTestAgent runs a host agent with fake services that registers with
@@ -89,4 +92,65 @@ func TestProber_RenewsActiveSiteLeases_AndFlipFencesOldSite(t *testing.T) {
 		return fakes["engine"].Role() == driver.RoleStopped && a.GetProbe().GetFenced() && a.GetProbe().GetEpoch() == 2,
 			fmt.Errorf("engine %s, probe %+v", fakes["engine"].Role(), a.GetProbe())
 	})
+}
+
+// TestProber_RecordsRenewalsInLeaseTable sends single probes from a bare
+// leader on a virtual clock, elected at leaseEpoch, ten seconds into its
+// term, and checks what each kind of probe counts in its lease table.
+func TestProber_RecordsRenewalsInLeaseTable(t *testing.T) {
+	c := newTestCluster(t, 1)
+	startTestAgent(t, c, "db-1", "primary", 3*time.Second, map[string]driver.Role{"postgres": driver.RolePrimary})
+	var addr string
+	testutil.WaitForResult(t, 20*time.Second, func() (bool, error) {
+		a, _, err := agentStatus(t, c, "db-1")
+		addr = a.GetAddress()
+		return err == nil && addr != "", fmt.Errorf("agent db-1 has no address: %v", err)
+	})
+	dial := func(t *testing.T, addr string) *grpc.ClientConn {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(c.material("s1").ClientCredentials(tlsutil.RoleAgent)))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = conn.Close() })
+		return conn
+	}
+	f := leaseTimings()
+	now := at(10 * time.Second)
+	floor := at(f.ProbeTimeout + f.LeaseTTL + f.ClockSkewMargin)
+	cases := []struct {
+		name    string
+		addr    string
+		site    string
+		cancel  bool
+		want    time.Time
+		answers bool
+	}{
+		{name: "answered: answer + ttl + skew", addr: addr, site: "primary", answers: true,
+			want: now.Add(f.LeaseTTL + f.ClockSkewMargin)},
+		{name: "unanswered: send + RPC deadline + ttl + skew", addr: "127.0.0.1:1", site: "primary",
+			want: now.Add(f.ProbeTimeout + f.LeaseTTL + f.ClockSkewMargin)},
+		{name: "cut short by the end of the term: as unanswered", addr: addr, site: "primary", cancel: true,
+			want: now.Add(f.ProbeTimeout + f.LeaseTTL + f.ClockSkewMargin)},
+		{name: "outside the active site: no renewal", addr: addr, site: "dr", answers: true, want: floor},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewFake(leaseEpoch)
+			cfg := *c.servers[0].cfg
+			cfg.Failover = f
+			s := &Server{config: &cfg, logger: hclog.NewNullLogger(), clock: clk, leases: newLeaseTable(clk, f),
+				probes: newProbeTable(), primaries: newPrimaryHistory()}
+			s.leases.elect(clk.Now())
+			clk.Advance(10 * time.Second)
+			ctx, cancel := context.WithCancel(testCtx(t))
+			if tc.cancel {
+				cancel()
+			}
+			defer cancel()
+			a := structs.Agent{HostID: "db-1", Site: tc.site, Address: tc.addr}
+			res := s.probeAgent(ctx, dial(t, tc.addr), a, []structs.Agent{a}, 1, "primary")
+			require.Equal(t, tc.answers, res.err == nil, "probe error: %v", res.err)
+			require.Equal(t, tc.want, s.leases.hostUntil("db-1"))
+			_, observed := s.probes.get("db-1")
+			require.Equal(t, !tc.cancel, observed, "a probe cut short says nothing about the host")
+		})
+	}
 }

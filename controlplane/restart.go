@@ -74,10 +74,14 @@ func (s *Server) restartFencedInPlace(ctx context.Context, rs *restarter, a stru
 		if !rs.begin(key, time.Now(), s.config.Failover.FailoverTimeout) {
 			continue
 		}
-		go func(name string) {
+		// A term goroutine: revokeLeadership waits for the restart.
+		name := svc.GetName()
+		if !s.goLeader(func() {
 			defer rs.end(key)
 			s.restartInPlace(ctx, a, name, epoch)
-		}(svc.GetName())
+		}) {
+			rs.end(key)
+		}
 	}
 }
 

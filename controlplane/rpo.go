@@ -229,45 +229,30 @@ func exposureText(e exposure) string {
 }
 
 // waitLeases waits until no agent of the old site can still hold a lease
-// (invariant 4): lease_ttl + clock_skew_margin after the last renewal this
-// leader could have delivered, and, for renewals a predecessor may have
-// delivered, after this leader's election plus the probe deadline. Hosts
-// whose fence step of this execution succeeded have stopped their
-// primaries and are not waited for.
+// (invariant 4), as the lease table counts them: after the last renewal
+// this leader could have delivered, and after this leader's election for
+// those a predecessor may have delivered. Hosts whose fence step of this
+// execution succeeded have stopped their primaries and are not waited for.
 func (s *Server) waitLeases(ctx context.Context, execID string, step plan.Step) (string, error) {
 	ex, _ := s.fsm.execution(execID)
 	site := step.Args["site"]
 	if site == "" {
 		site = ex.From
 	}
-	f := s.config.Failover
-	var until time.Time
 	var waited []string
 	for _, a := range hostsAt(s.fsm.view().Agents, site) {
-		if fencedIn(&ex, a.HostID) {
-			continue
+		if !fencedIn(&ex, a.HostID) {
+			waited = append(waited, a.HostID)
 		}
-		t := s.leaderSinceTime().Add(f.ProbeTimeout + f.LeaseTTL + f.ClockSkewMargin)
-		if r, ok := s.probes.get(a.HostID); ok && r.renewedUntil.After(t) {
-			t = r.renewedUntil
-		}
-		if t.After(until) {
-			until = t
-		}
-		waited = append(waited, a.HostID)
 	}
 	if len(waited) == 0 {
 		return "every host of " + site + " confirmed its fence", nil
 	}
-	d := time.Until(until)
-	if d > 0 {
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(d):
-		}
+	d, err := s.leases.waitLapsed(ctx, waited)
+	if err != nil {
+		return "", err
 	}
-	return fmt.Sprintf("leases of %s lapsed (waited %s)", strings.Join(waited, ", "), max(d, 0).Round(time.Millisecond)), nil
+	return fmt.Sprintf("leases of %s lapsed (waited %s)", strings.Join(waited, ", "), d.Round(time.Millisecond)), nil
 }
 
 // fencedIn reports whether a fence step of ex on host succeeded.

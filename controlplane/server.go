@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drplane/drplane/internal/clock"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
@@ -38,6 +39,11 @@ type Deps struct {
 	// and to agents (Raft and gRPC); tests use it to partition the
 	// network. nil means the normal TCP dialer.
 	Dial tlsutil.DialFunc
+	// Clock, when set, is the leader's source of time for the lease
+	// arithmetic (see leaseTable): its election, the probes' send and
+	// answer times, the detector's judgements and the lease wait. nil
+	// means the real clock.
+	Clock clock.Clock
 }
 
 // Server is one control-plane node.
@@ -45,6 +51,8 @@ type Server struct {
 	config *config.ServerConfig
 	logger hclog.Logger
 	tls    *tlsutil.Material
+	// clock is Deps.Clock, the leader's time (see leaseTable).
+	clock clock.Clock
 
 	fsm       *FSM
 	raft      *raft.Raft
@@ -68,22 +76,25 @@ type Server struct {
 	// probes is the leader's latest observation of every agent; it lives
 	// in memory only and is rebuilt after an election.
 	probes *probeTable
+	// leases counts the leases this leader may have granted (invariant 4);
+	// memory only, one term at a time.
+	leases *leaseTable
 	// progress is the latest progress line of each running step.
 	progress *progressTable
 	// detector judges the active site after each probe round.
 	detector detector
 	// primaries are the primaries' observed positions, for RPO.
 	primaries *primaryHistory
-	// executors counts the executor goroutines of the current term, so
-	// a lost leadership ends them before a new term can start others.
-	executors sync.WaitGroup
 	// leaderSince is when this server's current term of leadership was
 	// established, zero while it does not lead; leaderCtx ends with the
-	// term; executing holds the ids of the executions this term runs.
+	// term; executing holds the ids of the executions this term runs;
+	// tasks counts the term's goroutines, so a lost leadership ends them
+	// all before a new term can start others (see goLeader).
 	leaderMu    sync.Mutex
 	leaderSince time.Time
 	leaderCtx   context.Context
 	executing   map[string]bool
+	tasks       *termTasks
 
 	// restartCh is closed when the server must be restarted (see
 	// RestartRequested).
@@ -122,11 +133,13 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (s *Server, err error) {
 		config:         cfg,
 		logger:         deps.Logger,
 		tls:            deps.TLS,
+		clock:          clock.OrReal(deps.Clock),
 		fsm:            NewFSM(deps.Logger),
 		raftNotifyCh:   make(chan bool, 16),
 		conns:          newConnPool(deps.TLS, tlsutil.RoleServer),
 		agentConns:     newAgentConnPool(deps.TLS),
 		probes:         newProbeTable(),
+		leases:         newLeaseTable(deps.Clock, cfg.Failover),
 		progress:       newProgressTable(),
 		primaries:      newPrimaryHistory(),
 		restartCh:      make(chan struct{}),

@@ -18,6 +18,7 @@ import (
 	"github.com/drplane/drplane/hostagent/health"
 	"github.com/drplane/drplane/hostagent/rsync"
 	"github.com/drplane/drplane/hostagent/snapshot"
+	"github.com/drplane/drplane/internal/clock"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
@@ -45,6 +46,9 @@ type Deps struct {
 	// tests use it to partition the network. nil means the normal TCP
 	// dialer.
 	Dial tlsutil.DialFunc
+	// Clock, when set, is the source of time of the lease and the fencer
+	// (invariant 4); nil means the real clock. Tests pass a virtual one.
+	Clock clock.Clock
 }
 
 // Agent is one running host agent.
@@ -54,6 +58,9 @@ type Agent struct {
 	tls    *tlsutil.Material
 	self   string
 	dial   tlsutil.DialFunc
+	// clock measures the lease: every instant handed to lease comes from
+	// it, and the fencer waits on its timers.
+	clock clock.Clock
 
 	epoch   *epochStore
 	journal *journal
@@ -106,11 +113,12 @@ func New(cfg *config.AgentConfig, deps Deps) (a *Agent, err error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a = &Agent{
-		config: cfg, logger: deps.Logger, tls: deps.TLS, self: deps.Self, dial: deps.Dial,
-		services: map[string]*service{}, startedAt: time.Now(),
+		config: cfg, logger: deps.Logger, tls: deps.TLS, self: deps.Self, dial: deps.Dial, clock: clock.OrReal(deps.Clock),
+		services:  map[string]*service{},
 		snapshots: map[string]*snapshot.Manager{}, syncStates: map[string]*syncState{},
 		ctx: ctx, cancel: cancel,
 	}
+	a.startedAt = a.clock.Now()
 	defer func() {
 		if err != nil {
 			cancel()
@@ -282,7 +290,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	if a.guard != nil {
 		// The guard goes on enforcing the current lease: nothing renews
 		// it once the agent is gone (see guard.go).
-		a.guard.close(time.Now(), a.lease.deadline(), a.epoch.current(), a.guardTargets())
+		a.guard.close(a.clock.Now(), a.lease.deadline(), a.epoch.current(), a.guardTargets())
 	}
 	a.logger.Info("agent stopped")
 	return nil

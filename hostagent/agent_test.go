@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/clock"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/drplane/drplane/internal/tlsutil"
@@ -40,6 +41,8 @@ type testAgent struct {
 	real bool
 	// guard is Deps.LeaseGuard.
 	guard []string
+	// clock is Deps.Clock; nil is the real clock.
+	clock clock.Clock
 	log   *testLogWriter
 }
 
@@ -99,6 +102,7 @@ func (ta *testAgent) start() {
 			return nil, fmt.Errorf("no fake for %s", sc.Name)
 		},
 		LeaseGuard: ta.guard,
+		Clock:      ta.clock,
 	})
 	require.NoError(t, err)
 	ta.agent = a
@@ -284,13 +288,19 @@ func TestAgent_Lease_LapseFencesPrimaries(t *testing.T) {
 	require.Equal(t, string(driver.RoleStandby), serviceRole(resp, "pg"), "standbys are not fenced")
 }
 
+// TestAgent_Lease_RenewalKeepsPrimary renews a 2s lease every 100ms of
+// virtual time for 3s, past the boot window: the primary keeps running.
 func TestAgent_Lease_RenewalKeepsPrimary(t *testing.T) {
-	ta := newTestAgent(t, 2*time.Second, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RolePrimary})
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		_, err := ta.client.Probe(ctxT(t), &pb.ProbeRequest{Epoch: 1, ActiveSite: "primary", LeaseTtlMs: 2000})
+	ctx := ctxT(t)
+	clk := clock.NewFake(time.Now())
+	start := clk.Now()
+	ta := newTestAgent(t, 2*time.Second, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RolePrimary}, func(ta *testAgent) {
+		ta.clock = clk
+	})
+	for now := start; now.Before(start.Add(3 * time.Second)); now = now.Add(100 * time.Millisecond) {
+		advanceTo(t, ctx, clk, now)
+		_, err := ta.client.Probe(ctx, &pb.ProbeRequest{Epoch: 1, ActiveSite: "primary", LeaseTtlMs: 2000})
 		require.NoError(t, err)
-		time.Sleep(100 * time.Millisecond) // the renewal cadence under test, not a synchronisation
 	}
 	require.Equal(t, driver.RolePrimary, ta.fakes["app"].Role(), "renewals within lease_ttl keep the primary running")
 }

@@ -21,9 +21,11 @@ const lapsedRecheck = time.Second
 
 // runFencer fences every primary-role service once the lease lapses
 // (invariant 4). At boot the lease is the boot window, so an adopted
-// primary nobody vouches for is fenced too (invariant 5).
+// primary nobody vouches for is fenced too (invariant 5). It checks every
+// fencerInterval on the agent's clock, re-arming one timer after each
+// pass, so a test in virtual time knows when a pass is over.
 func (a *Agent) runFencer(ctx context.Context) {
-	t := time.NewTicker(fencerInterval)
+	t := a.clock.NewTimer(fencerInterval)
 	defer t.Stop()
 	var lastPass time.Time
 	wasValid := true
@@ -31,9 +33,9 @@ func (a *Agent) runFencer(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
-		now := time.Now()
+		now := a.clock.Now()
 		// What a guard fenced while this agent could not act (frozen, or
 		// before it started) is marked fenced first, before a restart
 		// policy or a renewed lease could bring it back as primary.
@@ -44,11 +46,11 @@ func (a *Agent) runFencer(ctx context.Context) {
 		valid := a.lease.valid(now)
 		lapsedNow := wasValid && !valid
 		wasValid = valid
-		if valid || (!lapsedNow && now.Sub(lastPass) < lapsedRecheck) {
-			continue
+		if !valid && (lapsedNow || now.Sub(lastPass) >= lapsedRecheck) {
+			lastPass = now
+			a.fenceAll(ctx, structs.FenceReasonLeaseLapsed(a.epoch.current()))
 		}
-		lastPass = now
-		a.fenceAll(ctx, structs.FenceReasonLeaseLapsed(a.epoch.current()))
+		t.Reset(fencerInterval)
 	}
 }
 

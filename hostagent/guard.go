@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/clock"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -99,6 +100,9 @@ type GuardConfig struct {
 	Ready io.Writer
 	// Logger logs what the guard does.
 	Logger hclog.Logger
+	// Clock measures the lease the guard enforces; nil means the real
+	// clock (monotonic). Tests pass a virtual one.
+	Clock clock.Clock
 }
 
 // RunLeaseGuard is the lease guard's main loop. It returns nil when told
@@ -108,9 +112,9 @@ func RunLeaseGuard(ctx context.Context, cfg GuardConfig) error {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	g := &leaseGuard{dir: cfg.Dir, logger: cfg.Logger}
+	g := &leaseGuard{dir: cfg.Dir, logger: cfg.Logger, clock: clock.OrReal(cfg.Clock)}
 	updates, closed := readGuardUpdates(ctx, cfg.In, cfg.Logger)
-	timer := time.NewTimer(time.Hour)
+	timer := g.clock.NewTimer(time.Hour)
 	defer timer.Stop()
 	timer.Stop()
 	for {
@@ -135,8 +139,8 @@ func RunLeaseGuard(ctx context.Context, cfg GuardConfig) error {
 				g.logger.Info("agent gone, nothing to guard")
 				return nil
 			}
-			g.logger.Warn("agent gone, guarding its last lease", "remaining", time.Until(g.deadline).Round(time.Millisecond), "targets", len(g.targets))
-		case <-timer.C:
+			g.logger.Warn("agent gone, guarding its last lease", "remaining", g.deadline.Sub(g.clock.Now()).Round(time.Millisecond), "targets", len(g.targets))
+		case <-timer.C():
 			g.fire()
 			if g.agentGone {
 				return nil
@@ -149,7 +153,8 @@ func RunLeaseGuard(ctx context.Context, cfg GuardConfig) error {
 type leaseGuard struct {
 	dir       string
 	logger    hclog.Logger
-	deadline  time.Time // monotonic
+	clock     clock.Clock
+	deadline  time.Time // on clock (monotonic when real)
 	epoch     uint64
 	targets   []guardTarget
 	agentGone bool
@@ -157,12 +162,13 @@ type leaseGuard struct {
 
 // set takes an update: the new deadline counts from its arrival, which is
 // no earlier than the agent measured the remaining time.
-func (g *leaseGuard) set(u guardUpdate, timer *time.Timer) {
-	g.deadline = time.Now().Add(time.Duration(u.RemainingMS) * time.Millisecond)
+func (g *leaseGuard) set(u guardUpdate, timer clock.Timer) {
+	remaining := time.Duration(u.RemainingMS) * time.Millisecond
+	g.deadline = g.clock.Now().Add(remaining)
 	g.targets, g.epoch = u.Targets, u.Epoch
 	timer.Stop()
 	if len(g.targets) > 0 {
-		timer.Reset(time.Until(g.deadline))
+		timer.Reset(remaining)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/clock"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/testutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
@@ -78,10 +79,16 @@ func (s *sleeper) waitExited(t *testing.T, within time.Duration) time.Time {
 // yields its result.
 func runGuard(t *testing.T, ctx context.Context, dir string) (*json.Encoder, io.Closer, <-chan error) {
 	t.Helper()
+	return runGuardOn(t, ctx, dir, nil)
+}
+
+// runGuardOn is runGuard with the guard on clk (nil: the real clock).
+func runGuardOn(t *testing.T, ctx context.Context, dir string, clk clock.Clock) (*json.Encoder, io.Closer, <-chan error) {
+	t.Helper()
 	r, w := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- RunLeaseGuard(ctx, GuardConfig{Dir: dir, In: r, Logger: hclog.New(&hclog.LoggerOptions{Name: "guard", Output: &testLogWriter{t: t}})})
+		done <- RunLeaseGuard(ctx, GuardConfig{Dir: dir, In: r, Clock: clk, Logger: hclog.New(&hclog.LoggerOptions{Name: "guard", Output: &testLogWriter{t: t}})})
 		_ = r.Close()
 	}()
 	t.Cleanup(func() { _ = w.Close() })
@@ -129,21 +136,60 @@ func TestLeaseGuard_FencesAtDeadline_OnlyTheRegisteredProcess(t *testing.T) {
 	require.Equal(t, []guardFencing{{Service: "engine", Pid: primary.pid, Signal: syscall.SIGKILL.String()}}, rec.Services)
 }
 
-func TestLeaseGuard_NewerUpdateReplacesDeadline(t *testing.T) {
-	dir := t.TempDir()
+// TestLeaseGuard_FencesExactlyAtDeadline runs the guard on a virtual
+// clock: the deadline counts from the update's arrival, and the guard
+// fences at it, not 1ns before.
+func TestLeaseGuard_FencesExactlyAtDeadline(t *testing.T) {
+	ctx := ctxT(t)
+	clk := clock.NewFake(time.Now())
 	s := startSleeper(t)
-	enc, _, _ := runGuard(t, context.Background(), dir)
+	dir := t.TempDir()
+	enc, _, _ := runGuardOn(t, context.Background(), dir, clk)
+	const remaining = 500 * time.Millisecond
+	require.NoError(t, enc.Encode(guardUpdate{RemainingMS: remaining.Milliseconds(), Targets: []guardTarget{{Service: "engine", FenceTarget: s.target}}}))
+	require.NoError(t, clk.BlockUntil(ctx, 1), "the guard armed no deadline")
+	deadline, _ := clk.Next()
+	require.Equal(t, clk.Now().Add(remaining), deadline)
+
+	clk.Advance(remaining - time.Nanosecond)
+	require.True(t, s.alive(), "fenced before the deadline")
+	clk.Advance(time.Nanosecond)
+	s.waitExited(t, guardBound)
+	waitGuardRecord(t, dir)
+}
+
+// waitGuardRecord waits until the guard recorded its fence in dir: its
+// last act before it waits again.
+func waitGuardRecord(t *testing.T, dir string) {
+	t.Helper()
+	testutil.WaitForResult(t, guardBound, func() (bool, error) {
+		recs := readGuardRecords(t, dir)
+		return len(recs) == 1, fmt.Errorf("%d records", len(recs))
+	})
+}
+
+// TestLeaseGuard_NewerUpdateReplacesDeadline checks in virtual time that a
+// renewal postpones the fence and a revoke fences at once.
+func TestLeaseGuard_NewerUpdateReplacesDeadline(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	start := clk.Now()
+	s := startSleeper(t)
+	dir := t.TempDir()
+	enc, _, _ := runGuardOn(t, context.Background(), dir, clk)
 	target := []guardTarget{{Service: "engine", FenceTarget: s.target}}
 	first := 2 * time.Second
 	require.NoError(t, enc.Encode(guardUpdate{RemainingMS: first.Milliseconds(), Targets: target}))
 	require.NoError(t, enc.Encode(guardUpdate{RemainingMS: time.Hour.Milliseconds(), Targets: target}))
-	// A negative check: nothing may happen at the first deadline.
-	time.Sleep(first + time.Second)
+	testutil.WaitForResult(t, guardBound, func() (bool, error) {
+		next, ok := clk.Next()
+		return ok && next.Equal(start.Add(time.Hour)), fmt.Errorf("guard deadline %s, want %s", next, start.Add(time.Hour))
+	})
+	clk.Advance(first + time.Second)
 	require.True(t, s.alive(), "a renewal must postpone the fence")
 	// A revoke (nothing left of the lease) fences at once.
-	revoked := time.Now()
 	require.NoError(t, enc.Encode(guardUpdate{RemainingMS: 0, Targets: target}))
-	t.Logf("fenced %s after the revoke", s.waitExited(t, guardBound).Sub(revoked).Round(time.Millisecond))
+	s.waitExited(t, guardBound)
+	waitGuardRecord(t, dir)
 }
 
 func TestLeaseGuard_Ends(t *testing.T) {

@@ -80,13 +80,13 @@ func (e *hostAgentEndpoint) Probe(ctx context.Context, req *pb.ProbeRequest) (*p
 	}
 	switch {
 	case req.GetActiveSite() == a.config.Site && req.GetLeaseTtlMs() > 0:
-		now := time.Now()
+		now := a.clock.Now()
 		a.lease.renew(now, time.Duration(req.GetLeaseTtlMs())*time.Millisecond, req.GetEpoch())
 		a.recordLease(now)
 	case req.GetActiveSite() != "" && req.GetActiveSite() != a.config.Site:
 		// The leader says another site is active: fence now rather than
 		// at the end of the lease (invariant 1).
-		now := time.Now()
+		now := a.clock.Now()
 		a.lease.revoke(now, req.GetEpoch())
 		a.recordLease(now)
 	}
@@ -94,7 +94,7 @@ func (e *hostAgentEndpoint) Probe(ctx context.Context, req *pb.ProbeRequest) (*p
 }
 
 func (a *Agent) probeResponse(ctx context.Context) *pb.ProbeResponse {
-	now := time.Now()
+	now := a.clock.Now()
 	valid, remaining, epoch, _ := a.lease.snapshot(now)
 	resp := &pb.ProbeResponse{
 		HostId: a.config.HostID, Site: a.config.Site, Epoch: a.epoch.current(),

@@ -33,7 +33,7 @@ func (a *Agent) handleRole(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		role = "unknown"
 	}
-	now := time.Now()
+	now := a.clock.Now()
 	valid, remaining, _, _ := a.lease.snapshot(now)
 	code := http.StatusServiceUnavailable
 	if err == nil && st.Role == driver.RolePrimary && valid {

@@ -61,10 +61,14 @@ func bootWindow(dir string, now time.Time, ttl time.Duration) (time.Duration, er
 
 // lease is this host's right to keep services in the primary role
 // (DESIGN.md sections 4 and 5). It starts when a renewal arrives, on the
-// agent's own monotonic clock, and runs for the TTL the leader granted. At
-// boot the agent behaves as if a lease had been granted at start, so an
-// adopted primary is fenced unless a leader renews within one TTL
-// (invariant 5).
+// agent's own monotonic clock, and runs for the TTL the leader granted: it
+// is valid before that deadline and lapsed at it, the instant the leader's
+// leaseTable counts it lapsed at too, less the clock skew margin (invariant
+// 4). At boot the agent behaves as if a lease had been granted at start,
+// so an adopted primary is fenced unless a leader renews within one TTL
+// (invariant 5). Every instant passed in comes from the agent's clock
+// (Deps.Clock), which the fencer waits on, so tests run the lease in
+// virtual time.
 type lease struct {
 	mu        sync.Mutex
 	expiresAt time.Time // monotonic reading; zero never

@@ -3,7 +3,6 @@ package hostagent
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/internal/structs"
@@ -58,7 +57,7 @@ func (a *Agent) restartableInPlace(svc *service, epoch uint64) error {
 	if active != a.config.Site {
 		return fmt.Errorf("site %s is not active (the leader last named %q)", a.config.Site, active)
 	}
-	valid, _, leaseEpoch, granted := a.lease.snapshot(time.Now())
+	valid, _, leaseEpoch, granted := a.lease.snapshot(a.clock.Now())
 	if !valid || !granted || leaseEpoch != epoch {
 		return fmt.Errorf("no lease of epoch %d runs (valid %t, granted %t, epoch %d)", epoch, valid, granted, leaseEpoch)
 	}

@@ -150,7 +150,7 @@ func validHostname(h string) bool {
 // service's fence. The grant runs for the leader's lease_ttl, which its
 // lease-wait counts with, not a longer one of the agent's config.
 func (a *Agent) vouch(epoch uint64, svc *service) {
-	now := time.Now()
+	now := a.clock.Now()
 	a.lease.renew(now, a.lease.ttlOr(a.config.LeaseTTL), epoch)
 	a.recordLease(now)
 	svc.setFenced(false, "")

@@ -387,6 +387,20 @@ func (f FailoverConfig) Validate() error {
 	return p.err()
 }
 
+// leaseFitsProbes is the timing rule of invariant 4 (DESIGN.md section 4):
+// 3 x probe_interval <= lease_ttl < failover_timeout, so at least three
+// renewals fit in a lease, and a lease always lapses before the DR site
+// may be promoted. The leader counts the leases themselves in
+// controlplane's leaseTable.
+func (f FailoverConfig) leaseFitsProbes() bool {
+	return 3*f.ProbeInterval <= f.LeaseTTL && f.LeaseTTL < f.FailoverTimeout
+}
+
+// probeFitsLease is whether a renewal's RPC deadline (probe_timeout) is
+// shorter than the lease it grants: the leader counts an unanswered
+// renewal as arriving as late as that deadline.
+func (f FailoverConfig) probeFitsLease() bool { return f.ProbeTimeout < f.LeaseTTL }
+
 // validateLeaseCoversElection refuses timings where the active site's
 // leases lapse while the servers elect a new leader after the leader dies:
 // the last renewal of the dead leader may have arrived one probe_interval
@@ -396,7 +410,7 @@ func (f FailoverConfig) Validate() error {
 // FailoverConfig.validate holds, so a key gets one problem at a time.
 func (c *ServerConfig) validateLeaseCoversElection(p *problems) {
 	f := c.Failover
-	if 3*f.ProbeInterval > f.LeaseTTL || f.LeaseTTL >= f.FailoverTimeout || f.ProbeTimeout >= f.LeaseTTL {
+	if !f.leaseFitsProbes() || !f.probeFitsLease() {
 		return
 	}
 	need := c.ElectionBound() + f.ProbeInterval + f.ProbeTimeout
@@ -461,13 +475,11 @@ func (f FailoverConfig) validate(p *problems) {
 	if f.QuorumLossTimeout < f.FailoverTimeout {
 		p.add("failover.quorum_loss_timeout", "failover.quorum_loss_timeout %s must be at least failover_timeout %s", f.QuorumLossTimeout, f.FailoverTimeout)
 	}
-	// Invariant 4 of DESIGN.md: at least three renewals fit in a lease, and
-	// a lease always lapses before the DR site may be promoted.
-	if 3*f.ProbeInterval > f.LeaseTTL || f.LeaseTTL >= f.FailoverTimeout {
+	if !f.leaseFitsProbes() {
 		p.add("failover.lease_ttl", "failover timings must satisfy 3 x probe_interval <= lease_ttl < failover_timeout; got probe_interval %s, lease_ttl %s, failover_timeout %s",
 			f.ProbeInterval, f.LeaseTTL, f.FailoverTimeout)
 	}
-	if f.ProbeTimeout >= f.LeaseTTL {
+	if !f.probeFitsLease() {
 		p.add("failover.probe_timeout", "failover.probe_timeout %s must be shorter than lease_ttl %s", f.ProbeTimeout, f.LeaseTTL)
 	}
 }

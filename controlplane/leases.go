@@ -1,0 +1,160 @@
+package controlplane
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/drplane/drplane/internal/clock"
+	"github.com/drplane/drplane/internal/config"
+)
+
+// leaseTable is the leader's count of the leases it may have granted, the
+// arithmetic that makes invariant 4 of DESIGN.md section 4 true: the DR
+// site is promoted only once no agent of the old active site can still
+// hold a lease. An agent starts its lease when a renewal arrives, on its
+// own clock, and keeps it for lease_ttl (DESIGN.md section 5), so the
+// leader counts a host's lease as possibly live until
+//
+//   - answered renewal:   answer time + lease_ttl + clock_skew_margin
+//   - unanswered renewal: send time + probe RPC deadline + lease_ttl +
+//     clock_skew_margin (the renewal may have arrived at the last instant
+//     the RPC could still be served), and the same for a probe cut short
+//     by the end of its loop or of the term
+//   - any host, whatever this leader granted: its election + probe RPC
+//     deadline + lease_ttl + clock_skew_margin, since it does not know its
+//     predecessor's renewals; the predecessor stops renewing within
+//     LeaderLeaseTimeout of losing its quorum, before this leader can be
+//     elected, and its last renewal lands within the RPC deadline
+//
+// and a lease has lapsed at that instant, not one nanosecond before. A
+// renewal counts once its probe ended, answered or not: the prober records
+// it then.
+//
+// The table lives in the leader's memory only and holds one term: elect
+// starts one and forgets the previous term's grants, reset ends it. Times
+// come from the clock the table was given, which the prober and the
+// lease-wait step share, so tests run the arithmetic in virtual time.
+type leaseTable struct {
+	clock clock.Clock
+	// ttl, skew and rpcDeadline are failover.lease_ttl,
+	// failover.clock_skew_margin and failover.probe_timeout (the probe's
+	// RPC deadline).
+	ttl, skew, rpcDeadline time.Duration
+
+	mu sync.Mutex
+	// electedAt is when this server's term of leadership began; zero
+	// while it does not lead.
+	electedAt time.Time
+	// until is, per host, the latest instant until which a lease this
+	// term granted it may still run.
+	until map[string]time.Time
+}
+
+// newLeaseTable returns an empty table counting by the failover timings f
+// on clk.
+func newLeaseTable(clk clock.Clock, f config.FailoverConfig) *leaseTable {
+	return &leaseTable{
+		clock: clock.OrReal(clk),
+		ttl:   f.LeaseTTL, skew: f.ClockSkewMargin, rpcDeadline: f.ProbeTimeout,
+		until: map[string]time.Time{},
+	}
+}
+
+// now is the table's clock's current instant.
+func (t *leaseTable) now() time.Time { return t.clock.Now() }
+
+// elect starts a term of leadership won at at: every host's lease counts
+// from at plus the RPC deadline, and the previous term's grants are
+// forgotten.
+func (t *leaseTable) elect(at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.electedAt, t.until = at, map[string]time.Time{}
+}
+
+// reset ends the term: nothing is counted until the next elect.
+func (t *leaseTable) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.electedAt, t.until = time.Time{}, map[string]time.Time{}
+}
+
+// answered records a renewal of host whose answer came back at
+// answeredAt: the agent started its lease before that.
+func (t *leaseTable) answered(host string, answeredAt time.Time) {
+	t.extend(host, answeredAt.Add(t.ttl+t.skew))
+}
+
+// unanswered records a renewal of host sent at sentAt whose answer never
+// came back (failed, timed out, or cut short): it may still have arrived
+// as late as the RPC deadline allowed.
+func (t *leaseTable) unanswered(host string, sentAt time.Time) {
+	t.extend(host, sentAt.Add(t.rpcDeadline+t.ttl+t.skew))
+}
+
+// extend raises host's bound to until; a grant never shortens it, since a
+// renewal that ends late (an answer slower than a later probe's) may still
+// be the one the agent holds.
+func (t *leaseTable) extend(host string, until time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if until.After(t.until[host]) {
+		t.until[host] = until
+	}
+}
+
+// hostUntil returns until when host may still hold a lease: the later of
+// this term's grants to it and the new-leader bound.
+func (t *leaseTable) hostUntil(host string) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.hostUntilLocked(host)
+}
+
+func (t *leaseTable) hostUntilLocked(host string) time.Time {
+	until := t.electedAt.Add(t.rpcDeadline + t.ttl + t.skew)
+	if u := t.until[host]; u.After(until) {
+		until = u
+	}
+	return until
+}
+
+// siteUntil returns until when some host of hosts, the agents of one
+// site, may still hold a lease; zero for no hosts.
+func (t *leaseTable) siteUntil(hosts []string) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var until time.Time
+	for _, h := range hosts {
+		if u := t.hostUntilLocked(h); u.After(until) {
+			until = u
+		}
+	}
+	return until
+}
+
+// lapsed reports whether every lease of hosts has lapsed now, and when
+// the last one does (or did).
+func (t *leaseTable) lapsed(hosts []string) (bool, time.Time) {
+	until := t.siteUntil(hosts)
+	return !t.now().Before(until), until
+}
+
+// waitLapsed waits until every lease of hosts has lapsed, as counted when
+// it is called, and returns how long it waited. It fails when ctx ends
+// first.
+func (t *leaseTable) waitLapsed(ctx context.Context, hosts []string) (time.Duration, error) {
+	d := t.siteUntil(hosts).Sub(t.now())
+	if d <= 0 {
+		return 0, nil
+	}
+	timer := t.clock.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-timer.C():
+		return d, nil
+	}
+}

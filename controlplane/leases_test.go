@@ -1,0 +1,185 @@
+package controlplane
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/drplane/drplane/internal/clock"
+	"github.com/drplane/drplane/internal/config"
+	"github.com/stretchr/testify/require"
+)
+
+// leaseTimings are the failover timings of the lease tests: probe RPC
+// deadline 1s, lease_ttl 3s, clock_skew_margin 500ms.
+func leaseTimings() config.FailoverConfig {
+	return config.FailoverConfig{ProbeInterval: 500 * time.Millisecond, ProbeTimeout: time.Second, LeaseTTL: 3 * time.Second, ClockSkewMargin: 500 * time.Millisecond}
+}
+
+// leaseEpoch is the virtual time the lease tests start at; the leader is
+// elected then.
+var leaseEpoch = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+
+// at is an instant of a lease test, d after the election.
+func at(d time.Duration) time.Time { return leaseEpoch.Add(d) }
+
+// newTestLeaseTable returns a table on a virtual clock at leaseEpoch, with
+// this leader elected then.
+func newTestLeaseTable(f config.FailoverConfig) (*leaseTable, *clock.Fake) {
+	clk := clock.NewFake(leaseEpoch)
+	t := newLeaseTable(clk, f)
+	t.elect(clk.Now())
+	return t, clk
+}
+
+// TestLeaseTable_HostUntil checks the bound of DESIGN.md section 5 for
+// each kind of grant, and that a lease lapses exactly at it: not 1ns
+// before, and at it.
+func TestLeaseTable_HostUntil(t *testing.T) {
+	noSkew := leaseTimings()
+	noSkew.ClockSkewMargin = 0
+	cases := []struct {
+		name   string
+		timing *config.FailoverConfig // nil: leaseTimings
+		record func(*leaseTable)
+		want   time.Time
+	}{{
+		name: "new leader, nothing granted: election + RPC deadline + ttl + skew",
+		want: at(time.Second + 3*time.Second + 500*time.Millisecond),
+	}, {
+		name:   "answered renewal: answer + ttl + skew",
+		record: func(l *leaseTable) { l.answered("db-1", at(10*time.Second)) },
+		want:   at(10*time.Second + 3*time.Second + 500*time.Millisecond),
+	}, {
+		name:   "unanswered renewal: send + RPC deadline + ttl + skew",
+		record: func(l *leaseTable) { l.unanswered("db-1", at(10*time.Second)) },
+		want:   at(10*time.Second + time.Second + 3*time.Second + 500*time.Millisecond),
+	}, {
+		name:   "an answered renewal soon after the election stays under the new-leader bound",
+		record: func(l *leaseTable) { l.answered("db-1", at(200*time.Millisecond)) },
+		want:   at(time.Second + 3*time.Second + 500*time.Millisecond),
+	}, {
+		name: "a later answer never shortens an earlier unanswered renewal",
+		record: func(l *leaseTable) {
+			l.unanswered("db-1", at(10*time.Second))
+			l.answered("db-1", at(10*time.Second+400*time.Millisecond))
+		},
+		want: at(10*time.Second + time.Second + 3*time.Second + 500*time.Millisecond),
+	}, {
+		name: "a renewal recorded out of order counts",
+		record: func(l *leaseTable) {
+			l.answered("db-1", at(20*time.Second))
+			l.unanswered("db-1", at(19*time.Second+800*time.Millisecond))
+		},
+		want: at(19*time.Second + 800*time.Millisecond + time.Second + 3*time.Second + 500*time.Millisecond),
+	}, {
+		name:   "another host's renewal does not count",
+		record: func(l *leaseTable) { l.answered("db-2", at(10*time.Second)) },
+		want:   at(time.Second + 3*time.Second + 500*time.Millisecond),
+	}, {
+		name:   "the skew margin is added: without it, answer + ttl",
+		timing: &noSkew,
+		record: func(l *leaseTable) { l.answered("db-1", at(10*time.Second)) },
+		want:   at(10*time.Second + 3*time.Second),
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			timing := leaseTimings()
+			if tc.timing != nil {
+				timing = *tc.timing
+			}
+			l, clk := newTestLeaseTable(timing)
+			if tc.record != nil {
+				tc.record(l)
+			}
+			require.Equal(t, tc.want, l.hostUntil("db-1"))
+
+			clk.Advance(tc.want.Sub(clk.Now()) - time.Nanosecond)
+			lapsed, until := l.lapsed([]string{"db-1"})
+			require.False(t, lapsed, "lapsed 1ns before the bound")
+			require.Equal(t, tc.want, until)
+			clk.Advance(time.Nanosecond)
+			lapsed, _ = l.lapsed([]string{"db-1"})
+			require.True(t, lapsed, "not lapsed at the bound")
+		})
+	}
+}
+
+// TestLeaseTable_SiteLapsesWithItsLastHost checks that a site lapses when
+// the last lease of its hosts does.
+func TestLeaseTable_SiteLapsesWithItsLastHost(t *testing.T) {
+	l, clk := newTestLeaseTable(leaseTimings())
+	l.answered("db-1", at(10*time.Second))
+	l.unanswered("app-1", at(10*time.Second))
+	want := at(14*time.Second + 500*time.Millisecond)
+	require.Equal(t, want, l.siteUntil([]string{"db-1", "app-1"}))
+
+	clk.Advance(want.Sub(clk.Now()) - time.Nanosecond)
+	lapsed, _ := l.lapsed([]string{"db-1"})
+	require.True(t, lapsed, "db-1's own lease lapsed at 13.5s")
+	lapsed, until := l.lapsed([]string{"db-1", "app-1"})
+	require.False(t, lapsed)
+	require.Equal(t, want, until)
+	clk.Advance(time.Nanosecond)
+	lapsed, _ = l.lapsed([]string{"db-1", "app-1"})
+	require.True(t, lapsed)
+	require.True(t, l.siteUntil(nil).IsZero(), "a site without hosts holds no lease")
+}
+
+// TestLeaseTable_NewTermForgetsTheOld checks that a term's grants do not
+// outlive it: a new election counts only from itself.
+func TestLeaseTable_NewTermForgetsTheOld(t *testing.T) {
+	l, clk := newTestLeaseTable(leaseTimings())
+	l.unanswered("db-1", at(time.Minute))
+	l.reset()
+	clk.Advance(2 * time.Minute)
+	l.elect(clk.Now())
+	require.Equal(t, at(2*time.Minute+4500*time.Millisecond), l.hostUntil("db-1"))
+}
+
+// TestLeaseTable_WaitLapsed waits in virtual time: the wait ends exactly
+// at the bound, and early when its context ends.
+func TestLeaseTable_WaitLapsed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, clk := newTestLeaseTable(leaseTimings())
+	l.answered("db-1", at(time.Second))
+	clk.Advance(2 * time.Second)
+
+	type result struct {
+		waited time.Duration
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		d, err := l.waitLapsed(ctx, []string{"db-1"})
+		done <- result{d, err}
+	}()
+	require.NoError(t, clk.BlockUntil(ctx, 1))
+	clk.Advance(2500*time.Millisecond - time.Nanosecond)
+	select {
+	case r := <-done:
+		t.Fatalf("the wait ended 1ns before the bound: %+v", r)
+	default:
+	}
+	clk.Advance(time.Nanosecond)
+	r := <-done
+	require.NoError(t, r.err)
+	require.Equal(t, 2500*time.Millisecond, r.waited)
+	require.Equal(t, at(4500*time.Millisecond), clk.Now())
+
+	d, err := l.waitLapsed(ctx, []string{"db-1"})
+	require.NoError(t, err)
+	require.Zero(t, d, "a lapsed lease is not waited for")
+
+	l.unanswered("db-1", clk.Now())
+	cctx, ccancel := context.WithCancel(ctx)
+	go func() {
+		d, err := l.waitLapsed(cctx, []string{"db-1"})
+		done <- result{d, err}
+	}()
+	require.NoError(t, clk.BlockUntil(ctx, 1))
+	ccancel()
+	require.ErrorIs(t, (<-done).err, context.Canceled)
+	require.Zero(t, clk.Armed(), "the abandoned wait stopped its timer")
+}

@@ -1,0 +1,64 @@
+package hostagent
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/clock"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/stretchr/testify/require"
+)
+
+// advanceTo moves clk to target one armed timer at a time, waiting before
+// each step until the code under test armed its next timer (its pass is
+// over), and after the last one until the pass it fired is over too.
+func advanceTo(t *testing.T, ctx context.Context, clk *clock.Fake, target time.Time) {
+	t.Helper()
+	for {
+		require.NoError(t, clk.BlockUntil(ctx, 1))
+		next, ok := clk.Next()
+		if !ok || next.After(target) {
+			clk.Advance(target.Sub(clk.Now()))
+			require.NoError(t, clk.BlockUntil(ctx, 1))
+			return
+		}
+		clk.Advance(next.Sub(clk.Now()))
+	}
+}
+
+// TestAgent_Fencer_FencesAtTheGrantedDeadline runs the agent on a virtual
+// clock: a renewal granting lease_ttl keeps the primary until exactly
+// arrival + lease_ttl, and the fencer fences it at that instant, not 1ns
+// before (invariant 4). The renewal arrives on a fencer tick, so the
+// deadline is one of the fencer's checks.
+func TestAgent_Fencer_FencesAtTheGrantedDeadline(t *testing.T) {
+	ctx := ctxT(t)
+	// The virtual clock starts at the wall clock's time: the boot window
+	// is compared with the (absent) lease file's wall-clock time.
+	clk := clock.NewFake(time.Now())
+	start := clk.Now()
+	ta := newTestAgent(t, 3*time.Second, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RolePrimary}, func(ta *testAgent) {
+		ta.clock = clk
+	})
+	advanceTo(t, ctx, clk, start.Add(time.Second))
+
+	const ttl = 2500 * time.Millisecond
+	_, err := ta.client.Probe(ctx, &pb.ProbeRequest{Epoch: 1, LeaderId: "s1", ActiveSite: "primary", LeaseTtlMs: uint64(ttl.Milliseconds())})
+	require.NoError(t, err)
+	deadline := start.Add(time.Second + ttl)
+	require.Equal(t, deadline, ta.agent.lease.deadline(), "the lease runs lease_ttl from the renewal's arrival")
+
+	advanceTo(t, ctx, clk, deadline.Add(-time.Nanosecond))
+	require.True(t, ta.agent.lease.valid(clk.Now()))
+	require.Equal(t, driver.RolePrimary, ta.fakes["app"].Role(), "fenced before the lease lapsed")
+
+	advanceTo(t, ctx, clk, deadline)
+	require.False(t, ta.agent.lease.valid(clk.Now()), "the lease runs past its deadline")
+	require.Equal(t, driver.RoleStopped, ta.fakes["app"].Role(), "not fenced at the deadline")
+	require.Equal(t, driver.RoleStandby, ta.fakes["pg"].Role(), "a standby is not fenced")
+	fenced, reason := ta.agent.services["app"].isFenced()
+	require.True(t, fenced)
+	require.Contains(t, reason, "lease expired")
+}
