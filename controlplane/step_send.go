@@ -91,7 +91,7 @@ func (s *Server) hostGivenUp(hostID string) string {
 	if !ok || r.err == nil || r.firstMissAt.IsZero() {
 		return ""
 	}
-	silent := time.Since(r.firstMissAt)
+	silent := s.clock.Now().Sub(r.firstMissAt)
 	if silent < s.config.Failover.FailoverTimeout {
 		return ""
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/internal/clock"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/tlsutil"
@@ -69,7 +70,7 @@ func newStepSendFixture(t *testing.T) *stepSendFixture {
 	}
 	cfg := &config.ServerConfig{NodeID: "s1"}
 	cfg.Failover.FailoverTimeout = 5 * time.Second
-	srv := &Server{config: cfg, logger: hclog.NewNullLogger(), probes: newProbeTable(), agentConns: newAgentConnPool(load("s1"))}
+	srv := &Server{config: cfg, logger: hclog.NewNullLogger(), clock: clock.Real(), probes: newProbeTable(), agentConns: newAgentConnPool(load("s1"))}
 	t.Cleanup(srv.agentConns.close)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
