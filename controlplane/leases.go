@@ -28,8 +28,9 @@ import (
 //     elected, and its last renewal lands within the RPC deadline
 //
 // and a lease has lapsed at that instant, not one nanosecond before. A
-// renewal counts once its probe ended, answered or not: the prober records
-// it then.
+// renewal counts from the moment it is sent: while its probe is in flight
+// it counts as unanswered (the agent may already hold it), and when the
+// probe ends the prober records what became of it.
 //
 // The table lives in the leader's memory only and holds one term: elect
 // starts one and forgets the previous term's grants, reset ends it. Times
@@ -49,6 +50,10 @@ type leaseTable struct {
 	// until is, per host, the latest instant until which a lease this
 	// term granted it may still run.
 	until map[string]time.Time
+	// inflight are the send times of renewals whose probes have not
+	// ended, per host, by a number sending gave them.
+	inflight map[string]map[uint64]time.Time
+	lastSend uint64
 }
 
 // newLeaseTable returns an empty table counting by the failover timings f
@@ -57,7 +62,7 @@ func newLeaseTable(clk clock.Clock, f config.FailoverConfig) *leaseTable {
 	return &leaseTable{
 		clock: clock.OrReal(clk),
 		ttl:   f.LeaseTTL, skew: f.ClockSkewMargin, rpcDeadline: f.ProbeTimeout,
-		until: map[string]time.Time{},
+		until: map[string]time.Time{}, inflight: map[string]map[uint64]time.Time{},
 	}
 }
 
@@ -70,14 +75,36 @@ func (t *leaseTable) now() time.Time { return t.clock.Now() }
 func (t *leaseTable) elect(at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.electedAt, t.until = at, map[string]time.Time{}
+	t.electedAt, t.until, t.inflight = at, map[string]time.Time{}, map[string]map[uint64]time.Time{}
 }
 
 // reset ends the term: nothing is counted until the next elect.
 func (t *leaseTable) reset() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.electedAt, t.until = time.Time{}, map[string]time.Time{}
+	t.electedAt, t.until, t.inflight = time.Time{}, map[string]time.Time{}, map[string]map[uint64]time.Time{}
+}
+
+// sending records a renewal of host sent at sentAt, counted as unanswered
+// until done is called, which the prober does once the probe ended and
+// it recorded the outcome with answered or unanswered. Without it a
+// lease-wait reading the table while the probe is in flight would miss a
+// renewal the agent may already hold (invariant 4).
+func (t *leaseTable) sending(host string, sentAt time.Time) (done func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lastSend++
+	id, term := t.lastSend, t.inflight
+	if term[host] == nil {
+		term[host] = map[uint64]time.Time{}
+	}
+	term[host][id] = sentAt
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		// A probe of an ended term leaves the new term's table alone.
+		delete(term[host], id)
+	}
 }
 
 // answered records a renewal of host whose answer came back at
@@ -117,6 +144,11 @@ func (t *leaseTable) hostUntilLocked(host string) time.Time {
 	if u := t.until[host]; u.After(until) {
 		until = u
 	}
+	for _, sentAt := range t.inflight[host] {
+		if u := sentAt.Add(t.rpcDeadline + t.ttl + t.skew); u.After(until) {
+			until = u
+		}
+	}
 	return until
 }
 
@@ -141,20 +173,31 @@ func (t *leaseTable) lapsed(hosts []string) (bool, time.Time) {
 	return !t.now().Before(until), until
 }
 
-// waitLapsed waits until every lease of hosts has lapsed, as counted when
-// it is called, and returns how long it waited. It fails when ctx ends
-// first.
+// waitLapsed waits until every lease of hosts has lapsed and returns how
+// long it waited. It counts again when the bound it waited for passes, so
+// a renewal recorded meanwhile (a probe that was in flight) is waited for
+// too. It fails when ctx ends first.
 func (t *leaseTable) waitLapsed(ctx context.Context, hosts []string) (time.Duration, error) {
-	d := t.siteUntil(hosts).Sub(t.now())
-	if d <= 0 {
-		return 0, nil
+	start := t.now()
+	for {
+		d := t.siteUntil(hosts).Sub(t.now())
+		if d <= 0 {
+			return t.now().Sub(start), nil
+		}
+		if err := t.sleep(ctx, d); err != nil {
+			return 0, err
+		}
 	}
+}
+
+// sleep waits d on the table's clock, or until ctx ends.
+func (t *leaseTable) sleep(ctx context.Context, d time.Duration) error {
 	timer := t.clock.NewTimer(d)
 	defer timer.Stop()
 	select {
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return ctx.Err()
 	case <-timer.C():
-		return d, nil
+		return nil
 	}
 }

@@ -183,3 +183,48 @@ func TestLeaseTable_WaitLapsed(t *testing.T) {
 	require.ErrorIs(t, (<-done).err, context.Canceled)
 	require.Zero(t, clk.Armed(), "the abandoned wait stopped its timer")
 }
+
+// TestLeaseTable_InFlightRenewalCounts checks that a renewal counts from
+// its send: a lease-wait that reads the table while the probe is in
+// flight waits for the unanswered bound, and one that started before the
+// renewal was recorded counts again when its first bound passes.
+func TestLeaseTable_InFlightRenewalCounts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, clk := newTestLeaseTable(leaseTimings())
+	clk.Advance(5 * time.Second) // past the new-leader bound of 4.5s
+	l.answered("db-1", at(5*time.Second))
+	require.Equal(t, at(8500*time.Millisecond), l.hostUntil("db-1"))
+
+	done := l.sending("db-1", at(5500*time.Millisecond))
+	require.Equal(t, at(10*time.Second), l.hostUntil("db-1"), "in flight: send + deadline + ttl + skew")
+	l.answered("db-1", at(5600*time.Millisecond))
+	done()
+	require.Equal(t, at(9100*time.Millisecond), l.hostUntil("db-1"), "answered: the tighter bound once the probe ended")
+
+	// A wait that began before a renewal was sent ends only once that
+	// renewal, too, has lapsed.
+	waited := make(chan time.Duration, 1)
+	go func() {
+		d, err := l.waitLapsed(ctx, []string{"db-1"})
+		require.NoError(t, err)
+		waited <- d
+	}()
+	require.NoError(t, clk.BlockUntil(ctx, 1))
+	l.answered("db-1", at(6*time.Second))
+	clk.Advance(9100*time.Millisecond - 5*time.Second)
+	require.NoError(t, clk.BlockUntil(ctx, 1))
+	select {
+	case d := <-waited:
+		t.Fatalf("the wait ended after %s, before the renewal recorded meanwhile lapsed", d)
+	default:
+	}
+	clk.Advance(400 * time.Millisecond)
+	require.Equal(t, 4500*time.Millisecond, <-waited)
+
+	// A probe of an ended term leaves the new term's table alone.
+	done = l.sending("db-1", clk.Now())
+	l.elect(clk.Now())
+	done()
+	require.Equal(t, clk.Now().Add(4500*time.Millisecond), l.hostUntil("db-1"))
+}

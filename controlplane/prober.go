@@ -291,6 +291,10 @@ func (s *Server) probeAgent(ctx context.Context, cc *grpc.ClientConn, a structs.
 		SyncSources: syncSources(a, agents, activeSite)}
 	res := probeResult{sentAt: s.clock.Now()}
 	renews := a.Site == activeSite
+	if renews {
+		// Counted from now: the renewal may land before the answer.
+		defer s.leases.sending(a.HostID, res.sentAt)()
+	}
 	pctx, cancel := context.WithTimeout(ctx, f.ProbeTimeout)
 	res.resp, res.err = pb.NewHostAgentClient(cc).Probe(pctx, req)
 	cancel()
