@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
@@ -260,7 +261,7 @@ func follow(ctx context.Context, f *Factory, client pb.ControlPlaneClient, id st
 		default:
 			ex := resp.GetExecution()
 			printTransitions(out, ex, seen)
-			if ex.GetState() != "running" {
+			if execState(ex) != structs.ExecRunning {
 				return finished(out, ex)
 			}
 		}
@@ -280,8 +281,8 @@ func printTransitions(w io.Writer, ex *pb.Execution, seen map[string]string) {
 	}
 	var events []event
 	for _, st := range ex.GetSteps() {
-		id, state := st.GetStep().GetId(), st.GetState()
-		if seen[id] == state || state == "pending" {
+		id, state := st.GetStep().GetId(), stepState(st)
+		if seen[id] == state || state == structs.StepPending {
 			continue
 		}
 		seen[id] = state
@@ -290,13 +291,13 @@ func printTransitions(w io.Writer, ex *pb.Execution, seen map[string]string) {
 			where = "control plane"
 		}
 		switch state {
-		case "running", "waiting":
+		case structs.StepRunning, structs.StepWaiting:
 			line := fmt.Sprintf("%s  %-9s %s (%s)", clock(st.GetStartedAt().AsTime()), state, id, where)
-			if state == "waiting" {
+			if state == structs.StepWaiting {
 				line += ": " + st.GetMessage()
 			}
 			events = append(events, event{st.GetStartedAt().AsTime(), line})
-		case "skipped":
+		case structs.StepSkipped:
 			// Skipped steps never ran: they sort last, without a time.
 			events = append(events, event{time.Now().Add(time.Hour), fmt.Sprintf("%12s  %-9s %s (%s): not run", "", state, id, where)})
 		default:
@@ -318,13 +319,13 @@ func clock(t time.Time) string { return t.Local().Format("15:04:05.000") }
 
 // finished prints the outcome and turns a failed execution into an error.
 func finished(w io.Writer, ex *pb.Execution) error {
-	fmt.Fprintf(w, "%s %s %s: %s\n", ex.GetKind(), ex.GetId(), ex.GetState(), ex.GetMessage())
+	fmt.Fprintf(w, "%s %s %s: %s\n", ex.GetKind(), ex.GetId(), execState(ex), ex.GetMessage())
 	if ex.GetHasRto() || ex.GetHasRpo() {
 		fmt.Fprintf(w, "RTO %s (target %s), RPO %s (target %s)\n", measured(ex.GetHasRto(), ex.GetRtoSeconds()), seconds(ex.GetRtoTargetSeconds()),
 			measured(ex.GetHasRpo(), ex.GetRpoSeconds()), seconds(ex.GetRpoTargetSeconds()))
 	}
-	if ex.GetState() != "succeeded" {
-		return fmt.Errorf("%s %s %s: %s", ex.GetKind(), ex.GetId(), ex.GetState(), ex.GetMessage())
+	if execState(ex) != structs.ExecSucceeded {
+		return fmt.Errorf("%s %s %s: %s", ex.GetKind(), ex.GetId(), execState(ex), ex.GetMessage())
 	}
 	return nil
 }

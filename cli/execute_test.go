@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
@@ -23,7 +24,7 @@ func (f *fakeExecutions) StartExecution(_ context.Context, req *pb.StartExecutio
 	f.started = append(f.started, req)
 	ex := sampleExecution("failover-1", "failover", "running")
 	if req.GetDryRun() {
-		ex.State = "planned"
+		ex.State = pb.ExecutionState_EXECUTION_STATE_PLANNED
 	}
 	return &pb.StartExecutionResponse{Execution: ex}, nil
 }
@@ -38,14 +39,14 @@ func (f *fakeExecutions) ListExecutions(context.Context, *pb.ListExecutionsReque
 
 func sampleExecution(id, kind, state string) *pb.Execution {
 	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	ex := &pb.Execution{Id: id, Kind: kind, Plan: kind, From: "primary", To: "dr", Trigger: "manual", Actor: "cli:ops",
-		State: state, StartedAt: timestamppb.New(t0), TriggeredAt: timestamppb.New(t0),
+	ex := &pb.Execution{Id: id, Kind: kind, Plan: kind, From: "primary", To: "dr", Trigger: pb.ExecutionTrigger_EXECUTION_TRIGGER_MANUAL, Actor: "cli:ops",
+		State: structs.ExecStateToProto(state), StartedAt: timestamppb.New(t0), TriggeredAt: timestamppb.New(t0),
 		RtoTargetSeconds: 600, RpoTargetSeconds: 60, MaxDataLossSeconds: 30, HasRpo: true, RpoSeconds: 0.5, RpoDetail: "postgres@db-2 0.5s",
-		Steps: []*pb.ExecutionStep{{Step: &pb.PlanStep{Id: "promote:postgres@db-2", Phase: "promote", Action: "promote", Host: "db-2", Target: "postgres", TimeoutMs: 120000, OnFailure: "abort"},
-			State: "pending"}}}
+		Steps: []*pb.ExecutionStep{{Step: &pb.PlanStep{Id: "promote:postgres@db-2", Phase: "promote", Action: pb.StepAction_STEP_ACTION_PROMOTE, Host: "db-2", Target: "postgres", TimeoutMs: 120000, OnFailure: "abort"},
+			State: pb.StepState_STEP_STATE_PENDING}}}
 	if state == "failed" {
 		ex.Message = "step promote:postgres@db-2 failed on db-2: pg_ctl promote: exit status 1"
-		ex.Steps[0].State, ex.Steps[0].Message = "failed", "pg_ctl promote: exit status 1"
+		ex.Steps[0].State, ex.Steps[0].Message = pb.StepState_STEP_STATE_FAILED, "pg_ctl promote: exit status 1"
 		ex.Steps[0].StartedAt, ex.Steps[0].EndedAt = timestamppb.New(t0), timestamppb.New(t0.Add(time.Second))
 	}
 	if state == "succeeded" {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drplane/drplane/internal/rpcerr"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"google.golang.org/grpc"
@@ -99,8 +100,7 @@ func skipRemovedServers(addr string, creds grpc.DialOption) grpc.UnaryClientInte
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		var p peer.Peer
 		err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Peer(&p))...)
-		st, _ := status.FromError(err)
-		if err == nil || st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "removed from the cluster") || p.Addr == nil {
+		if !rpcerr.Is(err, pb.ErrorReason_ERROR_REASON_SERVER_REMOVED) || p.Addr == nil {
 			return err
 		}
 		var rest []string
@@ -197,8 +197,8 @@ func explain(addr string, err error) error {
 		return err
 	}
 	msg := st.Message()
-	switch {
-	case st.Code() == codes.Unavailable && (strings.Contains(msg, "no leader") || strings.Contains(msg, "removed from the cluster")):
+	switch reason := rpcerr.Reason(err); {
+	case reason == pb.ErrorReason_ERROR_REASON_NO_LEADER || reason == pb.ErrorReason_ERROR_REASON_SERVER_REMOVED:
 		return fmt.Errorf("%s", msg)
 	case st.Code() == codes.Unavailable && strings.Contains(msg, "authority"):
 		return fmt.Errorf("server %s: its certificate is not signed by --ca-cert (%s)", addr, msg)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/spf13/cobra"
 )
@@ -158,7 +159,7 @@ func addProbe(aj *agentJSON, p *pb.AgentProbe) {
 	aj.Reachable, aj.LeaseValid, aj.Fenced, aj.Epoch, aj.ProbeError = &reachable, p.GetLeaseValid(), p.GetFenced(), p.GetEpoch(), p.GetError()
 	aj.Roles, aj.Lag = map[string]string{}, map[string]lagJSON{}
 	for _, svc := range p.GetServices() {
-		aj.Roles[svc.GetName()] = svc.GetRole()
+		aj.Roles[svc.GetName()] = structs.RoleName(svc.GetRole())
 		if r := svc.GetReplication(); r != nil {
 			aj.Lag[svc.GetName()] = lagJSON{Position: r.GetPosition(), LagMs: r.GetLagMs(), LagBytes: r.GetLagBytes()}
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/drplane/drplane/internal/rpcerr"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
@@ -58,7 +59,7 @@ func sampleStatus() *pb.GetStatusResponse {
 			{Id: "s2", Site: "dr", Address: "127.0.0.1:7410", State: "unreachable", Voter: true},
 		},
 		Agents: []*pb.Agent{{HostId: "db-1", Site: "dr", Address: "127.0.0.1:7500", Services: []*pb.Service{{Name: "postgres"}},
-			Probe: &pb.AgentProbe{Reachable: true, LeaseValid: true, Epoch: 3, Services: []*pb.ServiceStatus{{Name: "postgres", Role: "primary",
+			Probe: &pb.AgentProbe{Reachable: true, LeaseValid: true, Epoch: 3, Services: []*pb.ServiceStatus{{Name: "postgres", Role: pb.ServiceRole_SERVICE_ROLE_PRIMARY,
 				Replication: &pb.Replication{Position: "0/3000060"}}}}}},
 	}
 }
@@ -100,7 +101,11 @@ func TestStatus_Errors_SayWhatToDo(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"no leader", status.Error(codes.Unavailable, "no leader: 1 of 3 servers reachable; quorum needs 2"), "no leader: 1 of 3 servers reachable; quorum needs 2"},
+		{"no leader", rpcerr.New(codes.Unavailable, "no leader: 1 of 3 servers reachable; quorum needs 2", &pb.ErrorInfo{Reason: pb.ErrorReason_ERROR_REASON_NO_LEADER}),
+			"no leader: 1 of 3 servers reachable; quorum needs 2"},
+		{"removed", rpcerr.New(codes.Unavailable, "server s1: this server was removed from the cluster", &pb.ErrorInfo{Reason: pb.ErrorReason_ERROR_REASON_SERVER_REMOVED, ServerId: "s1"}),
+			"server s1: this server was removed from the cluster"},
+		{"no leader in text only", status.Error(codes.Unavailable, "no leader: 1 of 3 servers reachable"), "is `drplane server` running there?"},
 		{"server down", status.Error(codes.Unavailable, "connection error: dial tcp 127.0.0.1:7400: connect: connection refused"), "is `drplane server` running there? Set --addr or DRPLANE_ADDR"},
 		{"refused", status.Error(codes.PermissionDenied, "permission denied: an agent certificate may not"), "refused by server 127.0.0.1:7400"},
 	}

@@ -225,6 +225,9 @@ func (e *controlPlaneEndpoint) SetActiveSite(ctx context.Context, req *pb.SetAct
 			ExpectedEpoch: req.GetExpectedEpoch(),
 			Reason:        req.GetReason(),
 		})
+		if isRejected(err) && res != nil && res.Epoch != req.GetExpectedEpoch() {
+			return nil, &epochMismatchError{expected: req.GetExpectedEpoch(), current: res.Epoch, err: err}
+		}
 		if err != nil {
 			return nil, err
 		}

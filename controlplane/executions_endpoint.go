@@ -38,7 +38,7 @@ func (e *controlPlaneEndpoint) startExecutionLocal(ctx context.Context, req *pb.
 		return nil, err
 	}
 	if req.GetDryRun() {
-		ex.State = "planned"
+		ex.State = structs.ExecPlanned
 		return &pb.StartExecutionResponse{Meta: s.meta(false), Execution: s.executionToProto(ex)}, nil
 	}
 	res, err := s.raftApply(structs.StartExecutionRequestType, &structs.StartExecutionRequest{WriteRequest: w, Execution: *ex})
@@ -244,8 +244,8 @@ func (e *controlPlaneEndpoint) CancelExecution(ctx context.Context, req *pb.Canc
 // lines and the targets that apply.
 func (s *Server) executionToProto(ex *structs.Execution) *pb.Execution {
 	out := &pb.Execution{
-		Id: ex.ID, Kind: ex.Kind, Plan: ex.PlanName, From: ex.From, To: ex.To, Trigger: ex.Trigger, Actor: ex.Actor,
-		AllowDataLoss: ex.AllowDataLoss, CleanupOf: ex.CleanupOf, StartEpoch: ex.StartEpoch, State: ex.State, Message: ex.Message,
+		Id: ex.ID, Kind: ex.Kind, Plan: ex.PlanName, From: ex.From, To: ex.To, Trigger: structs.TriggerToProto(ex.Trigger), Actor: ex.Actor,
+		AllowDataLoss: ex.AllowDataLoss, CleanupOf: ex.CleanupOf, StartEpoch: ex.StartEpoch, State: structs.ExecStateToProto(ex.State), Message: ex.Message,
 		CancelRequested: ex.CancelRequested, RpoDetail: ex.RPODetail,
 		RtoTargetSeconds: ex.Plan.Objectives.RTO.Seconds(), RpoTargetSeconds: ex.Plan.Objectives.RPO.Seconds(),
 		MaxDataLossSeconds: ex.Plan.MaxDataLoss.Seconds(), Warnings: ex.Plan.Warnings,
@@ -267,10 +267,10 @@ func (s *Server) executionToProto(ex *structs.Execution) *pb.Execution {
 	for i, st := range ex.Plan.Steps {
 		es := ex.Steps[i]
 		ps := &pb.ExecutionStep{
-			Step: &pb.PlanStep{Id: st.ID, Phase: st.Phase, Action: st.Action, Host: st.Host, Site: st.Site, Target: st.Target,
+			Step: &pb.PlanStep{Id: st.ID, Phase: st.Phase, Action: structs.ActionToProto(st.Action), Host: st.Host, Site: st.Site, Target: st.Target,
 				Args: st.Args, ArgsFrom: st.ArgsFrom, TimeoutMs: uint64(st.Timeout.Milliseconds()), Retries: int32(st.Retries),
 				OnFailure: st.OnFailure, DependsOn: st.DependsOn, HealthGate: st.HealthGate, Always: st.Always, Description: st.Description},
-			State: es.State, Attempt: int32(es.Attempt), Message: es.Message, Outputs: es.Outputs, Replayed: es.Replayed, ApprovedBy: es.ApprovedBy,
+			State: structs.StepStateToProto(es.State), Attempt: int32(es.Attempt), Message: es.Message, Outputs: es.Outputs, Replayed: es.Replayed, ApprovedBy: es.ApprovedBy,
 		}
 		if !es.StartedAt.IsZero() {
 			ps.StartedAt = timestamppb.New(es.StartedAt)

@@ -13,13 +13,13 @@ import (
 
 // operatorActions are the agent actions an operator may run directly;
 // everything else runs only as a step of a plan.
-var operatorActions = map[string]bool{"snapshot": true, "restore": true}
+var operatorActions = map[pb.StepAction]bool{pb.StepAction_STEP_ACTION_SNAPSHOT: true, pb.StepAction_STEP_ACTION_RESTORE: true}
 
 // RunHostStep runs one operator step on a registered host, through the
 // leader, and records it in the audit trail.
 func (e *controlPlaneEndpoint) RunHostStep(ctx context.Context, req *pb.RunHostStepRequest) (*pb.RunHostStepResponse, error) {
 	if !operatorActions[req.GetAction()] {
-		return nil, toStatus(fmt.Errorf("%w: action %q cannot be run directly; operators may run snapshot and restore", errInvalidArgument, req.GetAction()))
+		return nil, toStatus(fmt.Errorf("%w: action %s cannot be run directly; operators may run snapshot and restore", errInvalidArgument, req.GetAction()))
 	}
 	req.Write = ensureRequestID(req.GetWrite())
 	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.RunHostStep, e.runHostStepLocal)
@@ -32,14 +32,15 @@ func (e *controlPlaneEndpoint) runHostStepLocal(ctx context.Context, req *pb.Run
 		return nil, err
 	}
 	w := writeRequest(ctx, req.GetWrite(), s.config.NodeID)
+	action := structs.ActionName(req.GetAction())
 	if _, err := s.raftApply(structs.AuditRequestType, &structs.AuditRequest{WriteRequest: w,
-		Action: "host-" + req.GetAction(), Detail: fmt.Sprintf("%s %s on %s %v", req.GetAction(), req.GetTarget(), req.GetHostId(), req.GetArgs())}); err != nil {
+		Action: "host-" + action, Detail: fmt.Sprintf("%s %s on %s %v", action, req.GetTarget(), req.GetHostId(), req.GetArgs())}); err != nil {
 		return nil, err
 	}
 	// The request id names the step, so a retried request attaches to the
 	// same run on the agent instead of starting a second one.
 	step := &pb.ExecuteRequest{
-		ExecutionId: "op-" + req.GetWrite().GetRequestId(), StepId: req.GetAction(),
+		ExecutionId: "op-" + req.GetWrite().GetRequestId(), StepId: action,
 		Epoch: s.fsm.view().Epoch, Action: req.GetAction(), Target: req.GetTarget(), Args: req.GetArgs(),
 	}
 	lines, res, err := s.executeOnAgent(ctx, agent, step)
@@ -96,15 +97,15 @@ func (s *Server) streamOnAgent(ctx context.Context, agent structs.Agent, step *p
 	}
 	stream, err := pb.NewHostAgentClient(conn).Execute(ctx, step)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s on %s: %w", step.GetAction(), step.GetTarget(), agent.HostID, err)
+		return nil, fmt.Errorf("%s %s on %s: %w", structs.ActionName(step.GetAction()), step.GetTarget(), agent.HostID, err)
 	}
 	for {
 		ev, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s %s on %s: stream ended without a result", step.GetAction(), step.GetTarget(), agent.HostID)
+			return nil, fmt.Errorf("%s %s on %s: stream ended without a result", structs.ActionName(step.GetAction()), step.GetTarget(), agent.HostID)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s %s on %s: %w", step.GetAction(), step.GetTarget(), agent.HostID, err)
+			return nil, fmt.Errorf("%s %s on %s: %w", structs.ActionName(step.GetAction()), step.GetTarget(), agent.HostID, err)
 		}
 		if r := ev.GetResult(); r != nil {
 			return r, nil

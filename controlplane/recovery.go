@@ -13,12 +13,12 @@ import (
 
 	"github.com/drplane/drplane/internal/fsutil"
 	"github.com/drplane/drplane/internal/plan"
+	"github.com/drplane/drplane/internal/rpcerr"
 	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // Quorum-loss recovery (DESIGN.md section 5, two sites without a witness).
@@ -348,9 +348,6 @@ func siteKind(st stateView, name string) string {
 	return ""
 }
 
-// errDefer means another server of this site acts.
-var errDefer = errors.New("another server acts")
-
 // checkQuorumLoss decides whether this server may recover its site now.
 // For the automatic path (req.ConfirmPrimaryDown unset) it also needs
 // automatic failover, no pause or cooldown, and a STONITH hook. It returns
@@ -404,7 +401,7 @@ func (s *Server) checkQuorumLoss(ctx context.Context, st stateView, req *pb.Reco
 		info, err := s.nodeInfo(ctx, st.Servers[id].Address, f.ProbeTimeout)
 		if err != nil {
 			if seen, ok := s.peerLastSeen(id); ok && now.Sub(seen) < recoveringPeerGrace {
-				return "", fmt.Errorf("%w: quorum lost; server %s of this site answered %s ago and may be restarting into its own recovery; waiting until it has been silent for %s", errDefer, id, now.Sub(seen).Round(time.Second), recoveringPeerGrace)
+				return "", deferTo(id, st.Servers[id].Address, "quorum lost; server %s of this site answered %s ago and may be restarting into its own recovery; waiting until it has been silent for %s", id, now.Sub(seen).Round(time.Second), recoveringPeerGrace)
 			}
 			continue
 		}
@@ -413,9 +410,9 @@ func (s *Server) checkQuorumLoss(ctx context.Context, st stateView, req *pb.Reco
 		case info.GetRemoved() != "":
 			continue
 		case info.GetState() == "leader":
-			return "", fmt.Errorf("%w: server %s of this site leads a recovered cluster; this server rejoins it when told", errDefer, id)
+			return "", deferTo(id, st.Servers[id].Address, "server %s of this site leads a recovered cluster; this server rejoins it when told", id)
 		case info.GetLastIndex() > mine || (info.GetLastIndex() == mine && id < s.config.NodeID):
-			return "", fmt.Errorf("%w: quorum lost; server %s of this site has the longest log (index %d, here %d) and acts", errDefer, id, info.GetLastIndex(), mine)
+			return "", deferTo(id, st.Servers[id].Address, "quorum lost; server %s of this site has the longest log (index %d, here %d) and acts", id, info.GetLastIndex(), mine)
 		}
 	}
 	return why, nil
@@ -496,16 +493,10 @@ func (e *controlPlaneEndpoint) RecoverQuorum(ctx context.Context, req *pb.Recove
 	}
 	st := s.fsm.view()
 	why, err := s.checkQuorumLoss(ctx, st, req)
-	if errors.Is(err, errDefer) {
-		// Hand the request to the server with the longest log.
-		for _, id := range sortedServerIDs(st, s.config.Site) {
-			if id == s.config.NodeID || !strings.Contains(err.Error(), "server "+id+" ") {
-				continue
-			}
-			conn, cerr := s.conns.get(st.Servers[id].Address)
-			if cerr != nil {
-				break
-			}
+	var deferred *deferError
+	if errors.As(err, &deferred) && deferred.serverID != s.config.NodeID {
+		// Hand the request to the server that acts (the longest log).
+		if conn, cerr := s.conns.get(deferred.address); cerr == nil {
 			return pb.NewControlPlaneClient(conn).RecoverQuorum(forwardContext(ctx, s), req)
 		}
 	}
@@ -613,5 +604,6 @@ func (s *Server) refuseWhenRemoved(ctx context.Context, req any, info *grpc.Unar
 	if reason == "" || info.FullMethod == pb.ControlPlane_NodeInfo_FullMethodName || info.FullMethod == pb.ControlPlane_NotifyRemoved_FullMethodName {
 		return handler(ctx, req)
 	}
-	return nil, status.Error(codes.Unavailable, "server "+s.config.NodeID+": "+reason)
+	return nil, rpcerr.New(codes.Unavailable, "server "+s.config.NodeID+": "+reason,
+		&pb.ErrorInfo{Reason: pb.ErrorReason_ERROR_REASON_SERVER_REMOVED, ServerId: s.config.NodeID, Address: s.grpcAddr})
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/internal/devcluster"
+	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 )
 
@@ -162,8 +163,8 @@ func hasRole(st *pb.GetStatusResponse, hostID, name, role string) error {
 		return err
 	case a.GetProbe().GetFenced():
 		return fmt.Errorf("%s is fenced: %s", hostID, a.GetProbe().GetFenceReason())
-	case service(a, name).GetRole() != role:
-		return fmt.Errorf("%s on %s is %q, not %s", name, hostID, service(a, name).GetRole(), role)
+	case structs.RoleName(service(a, name).GetRole()) != role:
+		return fmt.Errorf("%s on %s is %q, not %s", name, hostID, structs.RoleName(service(a, name).GetRole()), role)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/devcluster"
+	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
@@ -358,7 +359,7 @@ func (d *Deployment) startService(a *devcluster.Agent, service string, epoch uin
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, res, err := d.Cluster.Execute(ctx, a, &pb.ExecuteRequest{
-		ExecutionId: "netns-setup", StepId: "start-" + service, Epoch: epoch, Action: "start", Target: service})
+		ExecutionId: "netns-setup", StepId: "start-" + service, Epoch: epoch, Action: pb.StepAction_STEP_ACTION_START, Target: service})
 	if err != nil {
 		return fmt.Errorf("start %s on %s: %w", service, a.HostID, err)
 	}
@@ -595,8 +596,8 @@ func HasRole(service, role string) AgentCheck {
 		}
 		for _, s := range p.GetServices() {
 			if s.GetName() == service {
-				if s.GetRole() != role {
-					return fmt.Errorf("%s is %q, want %q", service, s.GetRole(), role)
+				if got := structs.RoleName(s.GetRole()); got != role {
+					return fmt.Errorf("%s is %q, want %q", service, got, role)
 				}
 				return nil
 			}

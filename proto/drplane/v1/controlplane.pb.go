@@ -1045,7 +1045,7 @@ type PlanStep struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Phase  string                 `protobuf:"bytes,2,opt,name=phase,proto3" json:"phase,omitempty"`
-	Action string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	Action StepAction             `protobuf:"varint,3,opt,name=action,proto3,enum=drplane.v1.StepAction" json:"action,omitempty"`
 	// host is the agent that runs the step; empty for control-plane steps.
 	Host   string            `protobuf:"bytes,4,opt,name=host,proto3" json:"host,omitempty"`
 	Site   string            `protobuf:"bytes,5,opt,name=site,proto3" json:"site,omitempty"`
@@ -1108,11 +1108,11 @@ func (x *PlanStep) GetPhase() string {
 	return ""
 }
 
-func (x *PlanStep) GetAction() string {
+func (x *PlanStep) GetAction() StepAction {
 	if x != nil {
 		return x.Action
 	}
-	return ""
+	return StepAction_STEP_ACTION_UNSPECIFIED
 }
 
 func (x *PlanStep) GetHost() string {
@@ -1201,11 +1201,9 @@ func (x *PlanStep) GetDescription() string {
 
 // ExecutionStep is a plan step with its outcome.
 type ExecutionStep struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	Step  *PlanStep              `protobuf:"bytes,1,opt,name=step,proto3" json:"step,omitempty"`
-	// state is pending, running, waiting, succeeded, failed, skipped or
-	// cancelled.
-	State     string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Step      *PlanStep              `protobuf:"bytes,1,opt,name=step,proto3" json:"step,omitempty"`
+	State     StepState              `protobuf:"varint,2,opt,name=state,proto3,enum=drplane.v1.StepState" json:"state,omitempty"`
 	Attempt   int32                  `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	StartedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	EndedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=ended_at,json=endedAt,proto3" json:"ended_at,omitempty"`
@@ -1258,11 +1256,11 @@ func (x *ExecutionStep) GetStep() *PlanStep {
 	return nil
 }
 
-func (x *ExecutionStep) GetState() string {
+func (x *ExecutionStep) GetState() StepState {
 	if x != nil {
 		return x.State
 	}
-	return ""
+	return StepState_STEP_STATE_UNSPECIFIED
 }
 
 func (x *ExecutionStep) GetAttempt() int32 {
@@ -1323,26 +1321,24 @@ func (x *ExecutionStep) GetProgress() string {
 
 // Execution is one run of a plan.
 type Execution struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Kind  string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
-	Plan  string                 `protobuf:"bytes,3,opt,name=plan,proto3" json:"plan,omitempty"`
-	From  string                 `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
-	To    string                 `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
-	// trigger is manual or automatic.
-	Trigger       string                 `protobuf:"bytes,6,opt,name=trigger,proto3" json:"trigger,omitempty"`
-	Actor         string                 `protobuf:"bytes,7,opt,name=actor,proto3" json:"actor,omitempty"`
-	AllowDataLoss bool                   `protobuf:"varint,8,opt,name=allow_data_loss,json=allowDataLoss,proto3" json:"allow_data_loss,omitempty"`
-	CleanupOf     string                 `protobuf:"bytes,9,opt,name=cleanup_of,json=cleanupOf,proto3" json:"cleanup_of,omitempty"`
-	TriggeredAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=triggered_at,json=triggeredAt,proto3" json:"triggered_at,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
-	StartEpoch    uint64                 `protobuf:"varint,13,opt,name=start_epoch,json=startEpoch,proto3" json:"start_epoch,omitempty"`
-	// state is running, succeeded, failed or cancelled.
-	State           string           `protobuf:"bytes,14,opt,name=state,proto3" json:"state,omitempty"`
-	Message         string           `protobuf:"bytes,15,opt,name=message,proto3" json:"message,omitempty"`
-	CancelRequested bool             `protobuf:"varint,16,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
-	Steps           []*ExecutionStep `protobuf:"bytes,17,rep,name=steps,proto3" json:"steps,omitempty"`
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Kind            string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Plan            string                 `protobuf:"bytes,3,opt,name=plan,proto3" json:"plan,omitempty"`
+	From            string                 `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	To              string                 `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	Trigger         ExecutionTrigger       `protobuf:"varint,6,opt,name=trigger,proto3,enum=drplane.v1.ExecutionTrigger" json:"trigger,omitempty"`
+	Actor           string                 `protobuf:"bytes,7,opt,name=actor,proto3" json:"actor,omitempty"`
+	AllowDataLoss   bool                   `protobuf:"varint,8,opt,name=allow_data_loss,json=allowDataLoss,proto3" json:"allow_data_loss,omitempty"`
+	CleanupOf       string                 `protobuf:"bytes,9,opt,name=cleanup_of,json=cleanupOf,proto3" json:"cleanup_of,omitempty"`
+	TriggeredAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=triggered_at,json=triggeredAt,proto3" json:"triggered_at,omitempty"`
+	StartedAt       *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt      *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	StartEpoch      uint64                 `protobuf:"varint,13,opt,name=start_epoch,json=startEpoch,proto3" json:"start_epoch,omitempty"`
+	State           ExecutionState         `protobuf:"varint,14,opt,name=state,proto3,enum=drplane.v1.ExecutionState" json:"state,omitempty"`
+	Message         string                 `protobuf:"bytes,15,opt,name=message,proto3" json:"message,omitempty"`
+	CancelRequested bool                   `protobuf:"varint,16,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
+	Steps           []*ExecutionStep       `protobuf:"bytes,17,rep,name=steps,proto3" json:"steps,omitempty"`
 	// rto_seconds and rpo_seconds are the achieved figures; has_rto and
 	// has_rpo say whether they were measured.
 	RtoSeconds         float64  `protobuf:"fixed64,18,opt,name=rto_seconds,json=rtoSeconds,proto3" json:"rto_seconds,omitempty"`
@@ -1423,11 +1419,11 @@ func (x *Execution) GetTo() string {
 	return ""
 }
 
-func (x *Execution) GetTrigger() string {
+func (x *Execution) GetTrigger() ExecutionTrigger {
 	if x != nil {
 		return x.Trigger
 	}
-	return ""
+	return ExecutionTrigger_EXECUTION_TRIGGER_UNSPECIFIED
 }
 
 func (x *Execution) GetActor() string {
@@ -1479,11 +1475,11 @@ func (x *Execution) GetStartEpoch() uint64 {
 	return 0
 }
 
-func (x *Execution) GetState() string {
+func (x *Execution) GetState() ExecutionState {
 	if x != nil {
 		return x.State
 	}
-	return ""
+	return ExecutionState_EXECUTION_STATE_UNSPECIFIED
 }
 
 func (x *Execution) GetMessage() string {
@@ -1575,7 +1571,7 @@ type RunHostStepRequest struct {
 	Write  *WriteOptions          `protobuf:"bytes,1,opt,name=write,proto3" json:"write,omitempty"`
 	HostId string                 `protobuf:"bytes,2,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
 	// action is snapshot or restore.
-	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	Action StepAction `protobuf:"varint,3,opt,name=action,proto3,enum=drplane.v1.StepAction" json:"action,omitempty"`
 	// target is the snapshot block name.
 	Target        string            `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
 	Args          map[string]string `protobuf:"bytes,5,rep,name=args,proto3" json:"args,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
@@ -1627,11 +1623,11 @@ func (x *RunHostStepRequest) GetHostId() string {
 	return ""
 }
 
-func (x *RunHostStepRequest) GetAction() string {
+func (x *RunHostStepRequest) GetAction() StepAction {
 	if x != nil {
 		return x.Action
 	}
-	return ""
+	return StepAction_STEP_ACTION_UNSPECIFIED
 }
 
 func (x *RunHostStepRequest) GetTarget() string {
@@ -3771,7 +3767,7 @@ var File_drplane_v1_controlplane_proto protoreflect.FileDescriptor
 const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\n" +
 	"\x1ddrplane/v1/controlplane.proto\x12\n" +
-	"drplane.v1\x1a\x1adrplane/v1/hostagent.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n" +
+	"drplane.v1\x1a\x16drplane/v1/enums.proto\x1a\x1adrplane/v1/hostagent.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n" +
 	"\x14RecoverQuorumRequest\x12\x0e\n" +
 	"\x02to\x18\x01 \x01(\tR\x02to\x120\n" +
 	"\x14confirm_primary_down\x18\x02 \x01(\bR\x12confirmPrimaryDown\x12&\n" +
@@ -3838,11 +3834,11 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"G\n" +
 	"\x17CancelExecutionResponse\x12,\n" +
-	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\"\xc5\x04\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\"\xdd\x04\n" +
 	"\bPlanStep\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
-	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x16\n" +
-	"\x06action\x18\x03 \x01(\tR\x06action\x12\x12\n" +
+	"\x05phase\x18\x02 \x01(\tR\x05phase\x12.\n" +
+	"\x06action\x18\x03 \x01(\x0e2\x16.drplane.v1.StepActionR\x06action\x12\x12\n" +
 	"\x04host\x18\x04 \x01(\tR\x04host\x12\x12\n" +
 	"\x04site\x18\x05 \x01(\tR\x04site\x12\x16\n" +
 	"\x06target\x18\x06 \x01(\tR\x06target\x122\n" +
@@ -3865,10 +3861,10 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +
 	"\rArgsFromEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe3\x03\n" +
 	"\rExecutionStep\x12(\n" +
-	"\x04step\x18\x01 \x01(\v2\x14.drplane.v1.PlanStepR\x04step\x12\x14\n" +
-	"\x05state\x18\x02 \x01(\tR\x05state\x12\x18\n" +
+	"\x04step\x18\x01 \x01(\v2\x14.drplane.v1.PlanStepR\x04step\x12+\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x15.drplane.v1.StepStateR\x05state\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\x05R\aattempt\x129\n" +
 	"\n" +
 	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x125\n" +
@@ -3882,14 +3878,14 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	" \x01(\tR\bprogress\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x80\a\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xba\a\n" +
 	"\tExecution\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04plan\x18\x03 \x01(\tR\x04plan\x12\x12\n" +
 	"\x04from\x18\x04 \x01(\tR\x04from\x12\x0e\n" +
-	"\x02to\x18\x05 \x01(\tR\x02to\x12\x18\n" +
-	"\atrigger\x18\x06 \x01(\tR\atrigger\x12\x14\n" +
+	"\x02to\x18\x05 \x01(\tR\x02to\x126\n" +
+	"\atrigger\x18\x06 \x01(\x0e2\x1c.drplane.v1.ExecutionTriggerR\atrigger\x12\x14\n" +
 	"\x05actor\x18\a \x01(\tR\x05actor\x12&\n" +
 	"\x0fallow_data_loss\x18\b \x01(\bR\rallowDataLoss\x12\x1d\n" +
 	"\n" +
@@ -3901,8 +3897,8 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\vfinished_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x1f\n" +
 	"\vstart_epoch\x18\r \x01(\x04R\n" +
-	"startEpoch\x12\x14\n" +
-	"\x05state\x18\x0e \x01(\tR\x05state\x12\x18\n" +
+	"startEpoch\x120\n" +
+	"\x05state\x18\x0e \x01(\x0e2\x1a.drplane.v1.ExecutionStateR\x05state\x12\x18\n" +
 	"\amessage\x18\x0f \x01(\tR\amessage\x12)\n" +
 	"\x10cancel_requested\x18\x10 \x01(\bR\x0fcancelRequested\x12/\n" +
 	"\x05steps\x18\x11 \x03(\v2\x19.drplane.v1.ExecutionStepR\x05steps\x12\x1f\n" +
@@ -3917,11 +3913,11 @@ const file_drplane_v1_controlplane_proto_rawDesc = "" +
 	"\x12rto_target_seconds\x18\x17 \x01(\x01R\x10rtoTargetSeconds\x12,\n" +
 	"\x12rpo_target_seconds\x18\x18 \x01(\x01R\x10rpoTargetSeconds\x121\n" +
 	"\x15max_data_loss_seconds\x18\x19 \x01(\x01R\x12maxDataLossSeconds\x12\x1a\n" +
-	"\bwarnings\x18\x1a \x03(\tR\bwarnings\"\x84\x02\n" +
+	"\bwarnings\x18\x1a \x03(\tR\bwarnings\"\x9c\x02\n" +
 	"\x12RunHostStepRequest\x12.\n" +
 	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x17\n" +
-	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12\x16\n" +
-	"\x06action\x18\x03 \x01(\tR\x06action\x12\x16\n" +
+	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12.\n" +
+	"\x06action\x18\x03 \x01(\x0e2\x16.drplane.v1.StepActionR\x06action\x12\x16\n" +
 	"\x06target\x18\x04 \x01(\tR\x06target\x12<\n" +
 	"\x04args\x18\x05 \x03(\v2(.drplane.v1.RunHostStepRequest.ArgsEntryR\x04args\x1a7\n" +
 	"\tArgsEntry\x12\x10\n" +
@@ -4191,11 +4187,15 @@ var file_drplane_v1_controlplane_proto_goTypes = []any{
 	nil,                               // 54: drplane.v1.PlanStep.ArgsFromEntry
 	nil,                               // 55: drplane.v1.ExecutionStep.OutputsEntry
 	nil,                               // 56: drplane.v1.RunHostStepRequest.ArgsEntry
-	(*timestamppb.Timestamp)(nil),     // 57: google.protobuf.Timestamp
-	(*StepResult)(nil),                // 58: drplane.v1.StepResult
-	(*SnapshotInfo)(nil),              // 59: drplane.v1.SnapshotInfo
-	(*ServiceStatus)(nil),             // 60: drplane.v1.ServiceStatus
-	(*SyncStatus)(nil),                // 61: drplane.v1.SyncStatus
+	(StepAction)(0),                   // 57: drplane.v1.StepAction
+	(StepState)(0),                    // 58: drplane.v1.StepState
+	(*timestamppb.Timestamp)(nil),     // 59: google.protobuf.Timestamp
+	(ExecutionTrigger)(0),             // 60: drplane.v1.ExecutionTrigger
+	(ExecutionState)(0),               // 61: drplane.v1.ExecutionState
+	(*StepResult)(nil),                // 62: drplane.v1.StepResult
+	(*SnapshotInfo)(nil),              // 63: drplane.v1.SnapshotInfo
+	(*ServiceStatus)(nil),             // 64: drplane.v1.ServiceStatus
+	(*SyncStatus)(nil),                // 65: drplane.v1.SyncStatus
 }
 var file_drplane_v1_controlplane_proto_depIdxs = []int32{
 	25, // 0: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
@@ -4213,98 +4213,103 @@ var file_drplane_v1_controlplane_proto_depIdxs = []int32{
 	27, // 12: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
 	25, // 13: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
 	27, // 14: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	53, // 15: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
-	54, // 16: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
-	18, // 17: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
-	57, // 18: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
-	57, // 19: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
-	55, // 20: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
-	57, // 21: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
-	57, // 22: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
-	57, // 23: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
-	19, // 24: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
-	25, // 25: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
-	56, // 26: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
-	27, // 27: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
-	58, // 28: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
-	27, // 29: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	59, // 30: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	30, // 31: drplane.v1.Agent.services:type_name -> drplane.v1.Service
-	57, // 32: drplane.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
-	32, // 33: drplane.v1.Agent.probe:type_name -> drplane.v1.AgentProbe
-	57, // 34: drplane.v1.AgentProbe.last_seen:type_name -> google.protobuf.Timestamp
-	60, // 35: drplane.v1.AgentProbe.services:type_name -> drplane.v1.ServiceStatus
-	61, // 36: drplane.v1.AgentProbe.syncs:type_name -> drplane.v1.SyncStatus
-	57, // 37: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	26, // 38: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
-	27, // 39: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
-	28, // 40: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
-	29, // 41: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
-	31, // 42: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
-	36, // 43: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
-	57, // 44: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
-	26, // 45: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
-	27, // 46: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
-	29, // 47: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
-	25, // 48: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
-	27, // 49: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
-	25, // 50: drplane.v1.RegisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
-	31, // 51: drplane.v1.RegisterAgentRequest.agent:type_name -> drplane.v1.Agent
-	27, // 52: drplane.v1.RegisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
-	25, // 53: drplane.v1.DeregisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
-	27, // 54: drplane.v1.DeregisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
-	25, // 55: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
-	27, // 56: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
-	26, // 57: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
-	27, // 58: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
-	33, // 59: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
-	25, // 60: drplane.v1.JoinClusterRequest.write:type_name -> drplane.v1.WriteOptions
-	27, // 61: drplane.v1.JoinClusterResponse.meta:type_name -> drplane.v1.ResponseMeta
-	34, // 62: drplane.v1.ControlPlane.GetStatus:input_type -> drplane.v1.GetStatusRequest
-	37, // 63: drplane.v1.ControlPlane.ListMembers:input_type -> drplane.v1.ListMembersRequest
-	39, // 64: drplane.v1.ControlPlane.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
-	41, // 65: drplane.v1.ControlPlane.RegisterAgent:input_type -> drplane.v1.RegisterAgentRequest
-	43, // 66: drplane.v1.ControlPlane.DeregisterAgent:input_type -> drplane.v1.DeregisterAgentRequest
-	45, // 67: drplane.v1.ControlPlane.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
-	47, // 68: drplane.v1.ControlPlane.ListAudit:input_type -> drplane.v1.ListAuditRequest
-	49, // 69: drplane.v1.ControlPlane.NodeInfo:input_type -> drplane.v1.NodeInfoRequest
-	51, // 70: drplane.v1.ControlPlane.JoinCluster:input_type -> drplane.v1.JoinClusterRequest
-	21, // 71: drplane.v1.ControlPlane.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
-	23, // 72: drplane.v1.ControlPlane.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
-	8,  // 73: drplane.v1.ControlPlane.StartExecution:input_type -> drplane.v1.StartExecutionRequest
-	10, // 74: drplane.v1.ControlPlane.GetExecution:input_type -> drplane.v1.GetExecutionRequest
-	12, // 75: drplane.v1.ControlPlane.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
-	14, // 76: drplane.v1.ControlPlane.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
-	16, // 77: drplane.v1.ControlPlane.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
-	4,  // 78: drplane.v1.ControlPlane.ObserveSite:input_type -> drplane.v1.ObserveSiteRequest
-	6,  // 79: drplane.v1.ControlPlane.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
-	0,  // 80: drplane.v1.ControlPlane.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
-	2,  // 81: drplane.v1.ControlPlane.NotifyRemoved:input_type -> drplane.v1.NotifyRemovedRequest
-	35, // 82: drplane.v1.ControlPlane.GetStatus:output_type -> drplane.v1.GetStatusResponse
-	38, // 83: drplane.v1.ControlPlane.ListMembers:output_type -> drplane.v1.ListMembersResponse
-	40, // 84: drplane.v1.ControlPlane.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
-	42, // 85: drplane.v1.ControlPlane.RegisterAgent:output_type -> drplane.v1.RegisterAgentResponse
-	44, // 86: drplane.v1.ControlPlane.DeregisterAgent:output_type -> drplane.v1.DeregisterAgentResponse
-	46, // 87: drplane.v1.ControlPlane.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
-	48, // 88: drplane.v1.ControlPlane.ListAudit:output_type -> drplane.v1.ListAuditResponse
-	50, // 89: drplane.v1.ControlPlane.NodeInfo:output_type -> drplane.v1.NodeInfoResponse
-	52, // 90: drplane.v1.ControlPlane.JoinCluster:output_type -> drplane.v1.JoinClusterResponse
-	22, // 91: drplane.v1.ControlPlane.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
-	24, // 92: drplane.v1.ControlPlane.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
-	9,  // 93: drplane.v1.ControlPlane.StartExecution:output_type -> drplane.v1.StartExecutionResponse
-	11, // 94: drplane.v1.ControlPlane.GetExecution:output_type -> drplane.v1.GetExecutionResponse
-	13, // 95: drplane.v1.ControlPlane.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
-	15, // 96: drplane.v1.ControlPlane.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
-	17, // 97: drplane.v1.ControlPlane.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
-	5,  // 98: drplane.v1.ControlPlane.ObserveSite:output_type -> drplane.v1.ObserveSiteResponse
-	7,  // 99: drplane.v1.ControlPlane.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
-	1,  // 100: drplane.v1.ControlPlane.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
-	3,  // 101: drplane.v1.ControlPlane.NotifyRemoved:output_type -> drplane.v1.NotifyRemovedResponse
-	82, // [82:102] is the sub-list for method output_type
-	62, // [62:82] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	57, // 15: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
+	53, // 16: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
+	54, // 17: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
+	18, // 18: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
+	58, // 19: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
+	59, // 20: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
+	59, // 21: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
+	55, // 22: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
+	60, // 23: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
+	59, // 24: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
+	59, // 25: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
+	59, // 26: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	61, // 27: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
+	19, // 28: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
+	25, // 29: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
+	57, // 30: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
+	56, // 31: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
+	27, // 32: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
+	62, // 33: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
+	27, // 34: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	63, // 35: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	30, // 36: drplane.v1.Agent.services:type_name -> drplane.v1.Service
+	59, // 37: drplane.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
+	32, // 38: drplane.v1.Agent.probe:type_name -> drplane.v1.AgentProbe
+	59, // 39: drplane.v1.AgentProbe.last_seen:type_name -> google.protobuf.Timestamp
+	64, // 40: drplane.v1.AgentProbe.services:type_name -> drplane.v1.ServiceStatus
+	65, // 41: drplane.v1.AgentProbe.syncs:type_name -> drplane.v1.SyncStatus
+	59, // 42: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	26, // 43: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
+	27, // 44: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
+	28, // 45: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
+	29, // 46: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
+	31, // 47: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
+	36, // 48: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
+	59, // 49: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
+	26, // 50: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
+	27, // 51: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
+	29, // 52: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
+	25, // 53: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
+	27, // 54: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
+	25, // 55: drplane.v1.RegisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
+	31, // 56: drplane.v1.RegisterAgentRequest.agent:type_name -> drplane.v1.Agent
+	27, // 57: drplane.v1.RegisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
+	25, // 58: drplane.v1.DeregisterAgentRequest.write:type_name -> drplane.v1.WriteOptions
+	27, // 59: drplane.v1.DeregisterAgentResponse.meta:type_name -> drplane.v1.ResponseMeta
+	25, // 60: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
+	27, // 61: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
+	26, // 62: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
+	27, // 63: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
+	33, // 64: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
+	25, // 65: drplane.v1.JoinClusterRequest.write:type_name -> drplane.v1.WriteOptions
+	27, // 66: drplane.v1.JoinClusterResponse.meta:type_name -> drplane.v1.ResponseMeta
+	34, // 67: drplane.v1.ControlPlane.GetStatus:input_type -> drplane.v1.GetStatusRequest
+	37, // 68: drplane.v1.ControlPlane.ListMembers:input_type -> drplane.v1.ListMembersRequest
+	39, // 69: drplane.v1.ControlPlane.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
+	41, // 70: drplane.v1.ControlPlane.RegisterAgent:input_type -> drplane.v1.RegisterAgentRequest
+	43, // 71: drplane.v1.ControlPlane.DeregisterAgent:input_type -> drplane.v1.DeregisterAgentRequest
+	45, // 72: drplane.v1.ControlPlane.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
+	47, // 73: drplane.v1.ControlPlane.ListAudit:input_type -> drplane.v1.ListAuditRequest
+	49, // 74: drplane.v1.ControlPlane.NodeInfo:input_type -> drplane.v1.NodeInfoRequest
+	51, // 75: drplane.v1.ControlPlane.JoinCluster:input_type -> drplane.v1.JoinClusterRequest
+	21, // 76: drplane.v1.ControlPlane.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
+	23, // 77: drplane.v1.ControlPlane.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
+	8,  // 78: drplane.v1.ControlPlane.StartExecution:input_type -> drplane.v1.StartExecutionRequest
+	10, // 79: drplane.v1.ControlPlane.GetExecution:input_type -> drplane.v1.GetExecutionRequest
+	12, // 80: drplane.v1.ControlPlane.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
+	14, // 81: drplane.v1.ControlPlane.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
+	16, // 82: drplane.v1.ControlPlane.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
+	4,  // 83: drplane.v1.ControlPlane.ObserveSite:input_type -> drplane.v1.ObserveSiteRequest
+	6,  // 84: drplane.v1.ControlPlane.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
+	0,  // 85: drplane.v1.ControlPlane.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
+	2,  // 86: drplane.v1.ControlPlane.NotifyRemoved:input_type -> drplane.v1.NotifyRemovedRequest
+	35, // 87: drplane.v1.ControlPlane.GetStatus:output_type -> drplane.v1.GetStatusResponse
+	38, // 88: drplane.v1.ControlPlane.ListMembers:output_type -> drplane.v1.ListMembersResponse
+	40, // 89: drplane.v1.ControlPlane.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
+	42, // 90: drplane.v1.ControlPlane.RegisterAgent:output_type -> drplane.v1.RegisterAgentResponse
+	44, // 91: drplane.v1.ControlPlane.DeregisterAgent:output_type -> drplane.v1.DeregisterAgentResponse
+	46, // 92: drplane.v1.ControlPlane.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
+	48, // 93: drplane.v1.ControlPlane.ListAudit:output_type -> drplane.v1.ListAuditResponse
+	50, // 94: drplane.v1.ControlPlane.NodeInfo:output_type -> drplane.v1.NodeInfoResponse
+	52, // 95: drplane.v1.ControlPlane.JoinCluster:output_type -> drplane.v1.JoinClusterResponse
+	22, // 96: drplane.v1.ControlPlane.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
+	24, // 97: drplane.v1.ControlPlane.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
+	9,  // 98: drplane.v1.ControlPlane.StartExecution:output_type -> drplane.v1.StartExecutionResponse
+	11, // 99: drplane.v1.ControlPlane.GetExecution:output_type -> drplane.v1.GetExecutionResponse
+	13, // 100: drplane.v1.ControlPlane.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
+	15, // 101: drplane.v1.ControlPlane.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
+	17, // 102: drplane.v1.ControlPlane.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
+	5,  // 103: drplane.v1.ControlPlane.ObserveSite:output_type -> drplane.v1.ObserveSiteResponse
+	7,  // 104: drplane.v1.ControlPlane.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
+	1,  // 105: drplane.v1.ControlPlane.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
+	3,  // 106: drplane.v1.ControlPlane.NotifyRemoved:output_type -> drplane.v1.NotifyRemovedResponse
+	87, // [87:107] is the sub-list for method output_type
+	67, // [67:87] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_controlplane_proto_init() }
@@ -4312,6 +4317,7 @@ func file_drplane_v1_controlplane_proto_init() {
 	if File_drplane_v1_controlplane_proto != nil {
 		return
 	}
+	file_drplane_v1_enums_proto_init()
 	file_drplane_v1_hostagent_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
