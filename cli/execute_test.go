@@ -15,7 +15,7 @@ import (
 
 // fakeExecutions answers the execution calls of the CLI.
 type fakeExecutions struct {
-	fakeControlPlane
+	fakeOperator
 	started []*pb.StartExecutionRequest
 	list    []*pb.Execution
 }
@@ -57,8 +57,8 @@ func sampleExecution(id, kind, state string) *pb.Execution {
 
 func TestExecute_WithoutTerminalOrYes_Refuses(t *testing.T) {
 	fake := &fakeExecutions{}
-	f, out := testFactory(&fake.fakeControlPlane)
-	f.ControlPlane = func() (pb.ControlPlaneClient, func(), error) { return fake, func() {}, nil }
+	f, out := testFactory(&fake.fakeOperator)
+	f.Operator = func() (pb.OperatorClient, func(), error) { return fake, func() {}, nil }
 	f.IsTerminal = func() bool { return false }
 	root := NewRootCmd(f)
 	root.SetArgs([]string{"failover", "--to", "dr"})
@@ -72,8 +72,8 @@ func TestExecute_WithoutTerminalOrYes_Refuses(t *testing.T) {
 
 func TestExecute_FailureNamesStepAndHost(t *testing.T) {
 	fake := &fakeExecutions{}
-	f, out := testFactory(&fake.fakeControlPlane)
-	f.ControlPlane = func() (pb.ControlPlaneClient, func(), error) { return fake, func() {}, nil }
+	f, out := testFactory(&fake.fakeOperator)
+	f.Operator = func() (pb.OperatorClient, func(), error) { return fake, func() {}, nil }
 	root := NewRootCmd(f)
 	root.SetArgs([]string{"failover", "--to", "dr", "--yes"})
 	err := root.Execute()
@@ -83,7 +83,7 @@ func TestExecute_FailureNamesStepAndHost(t *testing.T) {
 }
 
 func TestExecute_ToRequired(t *testing.T) {
-	f, _ := testFactory(&fakeControlPlane{})
+	f, _ := testFactory(&fakeOperator{})
 	root := NewRootCmd(f)
 	root.SetArgs([]string{"switchover", "--yes"})
 	require.ErrorContains(t, root.Execute(), "--to is required")
@@ -95,8 +95,8 @@ func TestReport_Markdown(t *testing.T) {
 		sampleExecution("failover-1", "failover", "succeeded"),
 		sampleExecution("failover-2", "failover", "running"),
 	}}
-	f, out := testFactory(&fake.fakeControlPlane)
-	f.ControlPlane = func() (pb.ControlPlaneClient, func(), error) { return fake, func() {}, nil }
+	f, out := testFactory(&fake.fakeOperator)
+	f.Operator = func() (pb.OperatorClient, func(), error) { return fake, func() {}, nil }
 	root := NewRootCmd(f)
 	root.SetArgs([]string{"report", "--markdown"})
 	require.NoError(t, root.Execute())

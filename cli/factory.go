@@ -45,11 +45,12 @@ type IOStreams struct {
 }
 
 // Factory gives commands what they need from outside: streams and a
-// ControlPlane client built from the global flags.
+// client of the Operator service built from the global flags.
 type Factory struct {
 	IO IOStreams
-	// ControlPlane returns a client and a function that closes it.
-	ControlPlane func() (pb.ControlPlaneClient, func(), error)
+	// Operator returns a client of the servers' Operator service and a
+	// function that closes it.
+	Operator func() (pb.OperatorClient, func(), error)
 	// IsTerminal reports whether IO.In is a terminal an operator can
 	// answer a confirmation on.
 	IsTerminal func() bool
@@ -61,7 +62,7 @@ type Factory struct {
 // a gRPC client over mutual TLS.
 func NewFactory() *Factory {
 	f := &Factory{IO: IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}}
-	f.ControlPlane = f.dialControlPlane
+	f.Operator = f.dialOperator
 	f.IsTerminal = func() bool {
 		fi, err := os.Stdin.Stat()
 		return err == nil && fi.Mode()&os.ModeCharDevice != 0
@@ -69,9 +70,9 @@ func NewFactory() *Factory {
 	return f
 }
 
-// dialControlPlane connects to the server at --addr with the client
+// dialOperator connects to the server at --addr with the client
 // certificate from the flags or environment.
-func (f *Factory) dialControlPlane() (pb.ControlPlaneClient, func(), error) {
+func (f *Factory) dialOperator() (pb.OperatorClient, func(), error) {
 	if f.caCert == "" || f.clientCert == "" || f.clientKey == "" {
 		return nil, nil, errors.New("no client certificate: set --ca-cert, --client-cert and --client-key (or DRPLANE_CACERT, DRPLANE_CLIENT_CERT, DRPLANE_CLIENT_KEY); make one with `drplane tls cert create --cli`")
 	}
@@ -89,7 +90,7 @@ func (f *Factory) dialControlPlane() (pb.ControlPlaneClient, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to %s: %w", f.addr, err)
 	}
-	return pb.NewControlPlaneClient(conn), func() { _ = conn.Close() }, nil
+	return pb.NewOperatorClient(conn), func() { _ = conn.Close() }, nil
 }
 
 // skipRemovedServers retries a call on the other servers of addr when the

@@ -17,9 +17,9 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// statusServer is a ControlPlane server that answers GetStatus as id.
+// statusServer is an Operator server that answers GetStatus as id.
 type statusServer struct {
-	pb.UnimplementedControlPlaneServer
+	pb.UnimplementedOperatorServer
 	id string
 }
 
@@ -27,10 +27,10 @@ func (s *statusServer) GetStatus(context.Context, *pb.GetStatusRequest) (*pb.Get
 	return &pb.GetStatusResponse{LeaderId: s.id, Meta: &pb.ResponseMeta{ServedBy: s.id}}, nil
 }
 
-// removedServer is a ControlPlane server removed from the cluster: it
+// removedServer is an Operator server removed from the cluster: it
 // refuses everything with the SERVER_REMOVED detail.
 type removedServer struct {
-	pb.UnimplementedControlPlaneServer
+	pb.UnimplementedOperatorServer
 	id string
 }
 
@@ -57,18 +57,18 @@ func tlsFactory(t *testing.T) (*Factory, *tlsutil.Material) {
 	return f, server
 }
 
-// serve runs a ControlPlane server on loopback until the test ends.
+// serve runs an Operator server on loopback until the test ends.
 func serve(t *testing.T, m *tlsutil.Material, id string) string {
 	t.Helper()
 	return serveWith(t, m, &statusServer{id: id})
 }
 
-func serveWith(t *testing.T, m *tlsutil.Material, impl pb.ControlPlaneServer) string {
+func serveWith(t *testing.T, m *tlsutil.Material, impl pb.OperatorServer) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	srv := grpc.NewServer(grpc.Creds(m.ServerCredentials(nil)))
-	pb.RegisterControlPlaneServer(srv, impl)
+	pb.RegisterOperatorServer(srv, impl)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 	return ln.Addr().String()
@@ -112,7 +112,7 @@ func silentAddr(t *testing.T) string {
 
 func getStatus(t *testing.T, f *Factory) (*pb.GetStatusResponse, error) {
 	t.Helper()
-	client, closeFn, err := f.ControlPlane()
+	client, closeFn, err := f.Operator()
 	require.NoError(t, err)
 	defer closeFn()
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)

@@ -19,7 +19,7 @@ func newCmdHistory(f *Factory) *cobra.Command {
 		Short: "List executions, or show one with every step",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			client, closeFn, err := f.ControlPlane()
+			client, closeFn, err := f.Operator()
 			if err != nil {
 				return err
 			}
@@ -198,7 +198,7 @@ func newCmdReport(f *Factory) *cobra.Command {
 			if asJSON && markdown {
 				return fmt.Errorf("--json and --markdown cannot be combined")
 			}
-			client, closeFn, err := f.ControlPlane()
+			client, closeFn, err := f.Operator()
 			if err != nil {
 				return err
 			}

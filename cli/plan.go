@@ -49,7 +49,7 @@ services, hooks and sync blocks.`,
 }
 
 func runPlanShow(ctx context.Context, f *Factory, name, to string, asJSON bool) error {
-	client, closeFn, err := f.ControlPlane()
+	client, closeFn, err := f.Operator()
 	if err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func runPlanValidate(ctx context.Context, f *Factory, path string, offline bool)
 
 // fetchTopology builds the plan topology from the control plane's status.
 func fetchTopology(ctx context.Context, f *Factory) (plan.Topology, error) {
-	client, closeFn, err := f.ControlPlane()
+	client, closeFn, err := f.Operator()
 	if err != nil {
 		return plan.Topology{}, err
 	}

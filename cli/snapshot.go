@@ -48,7 +48,7 @@ func runSnapshotList(ctx context.Context, opts *snapshotOptions) error {
 	if opts.Host == "" {
 		return fmt.Errorf("--host is required")
 	}
-	client, closeFn, err := opts.f.ControlPlane()
+	client, closeFn, err := opts.f.Operator()
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func runSnapshotStep(ctx context.Context, opts *snapshotOptions, action string) 
 	case action == structs.ActionRestore && opts.ID == "":
 		return fmt.Errorf("--id is required: the snapshot to restore (see `drplane snapshot list --host %s`)", opts.Host)
 	}
-	client, closeFn, err := opts.f.ControlPlane()
+	client, closeFn, err := opts.f.Operator()
 	if err != nil {
 		return err
 	}

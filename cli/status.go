@@ -102,7 +102,7 @@ func newCmdStatus(f *Factory, runF func(*statusOptions) error) *cobra.Command {
 }
 
 func runStatus(ctx context.Context, opts *statusOptions) error {
-	client, closeFn, err := opts.f.ControlPlane()
+	client, closeFn, err := opts.f.Operator()
 	if err != nil {
 		return err
 	}

@@ -14,25 +14,25 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// fakeControlPlane answers the calls a test sets; the rest panic through
+// fakeOperator answers the calls a test sets; the rest panic through
 // the nil embedded interface.
-type fakeControlPlane struct {
-	pb.ControlPlaneClient
+type fakeOperator struct {
+	pb.OperatorClient
 	status  *pb.GetStatusResponse
 	members *pb.ListMembersResponse
 	err     error
 	removed string
 }
 
-func (f *fakeControlPlane) GetStatus(context.Context, *pb.GetStatusRequest, ...grpc.CallOption) (*pb.GetStatusResponse, error) {
+func (f *fakeOperator) GetStatus(context.Context, *pb.GetStatusRequest, ...grpc.CallOption) (*pb.GetStatusResponse, error) {
 	return f.status, f.err
 }
 
-func (f *fakeControlPlane) ListMembers(context.Context, *pb.ListMembersRequest, ...grpc.CallOption) (*pb.ListMembersResponse, error) {
+func (f *fakeOperator) ListMembers(context.Context, *pb.ListMembersRequest, ...grpc.CallOption) (*pb.ListMembersResponse, error) {
 	return f.members, f.err
 }
 
-func (f *fakeControlPlane) RemoveMember(_ context.Context, req *pb.RemoveMemberRequest, _ ...grpc.CallOption) (*pb.RemoveMemberResponse, error) {
+func (f *fakeOperator) RemoveMember(_ context.Context, req *pb.RemoveMemberRequest, _ ...grpc.CallOption) (*pb.RemoveMemberResponse, error) {
 	if req.GetWrite().GetRequestId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "no request id")
 	}
@@ -40,10 +40,10 @@ func (f *fakeControlPlane) RemoveMember(_ context.Context, req *pb.RemoveMemberR
 	return &pb.RemoveMemberResponse{}, f.err
 }
 
-func testFactory(fake *fakeControlPlane) (*Factory, *bytes.Buffer) {
+func testFactory(fake *fakeOperator) (*Factory, *bytes.Buffer) {
 	out := &bytes.Buffer{}
 	f := &Factory{IO: IOStreams{Out: out, ErrOut: out}, addr: "127.0.0.1:7400"}
-	f.ControlPlane = func() (pb.ControlPlaneClient, func(), error) { return fake, func() {}, nil }
+	f.Operator = func() (pb.OperatorClient, func(), error) { return fake, func() {}, nil }
 	return f, out
 }
 
@@ -65,7 +65,7 @@ func sampleStatus() *pb.GetStatusResponse {
 }
 
 func TestStatus_JSON(t *testing.T) {
-	f, out := testFactory(&fakeControlPlane{status: sampleStatus()})
+	f, out := testFactory(&fakeOperator{status: sampleStatus()})
 	require.NoError(t, runStatus(context.Background(), &statusOptions{f: f, JSON: true}))
 	var got map[string]any
 	require.NoError(t, json.Unmarshal(out.Bytes(), &got))
@@ -86,7 +86,7 @@ func TestStatus_JSON(t *testing.T) {
 }
 
 func TestStatus_Table(t *testing.T) {
-	f, out := testFactory(&fakeControlPlane{status: sampleStatus()})
+	f, out := testFactory(&fakeOperator{status: sampleStatus()})
 	require.NoError(t, runStatus(context.Background(), &statusOptions{f: f}))
 	s := out.String()
 	require.Contains(t, s, "Leader:       s1")
@@ -111,7 +111,7 @@ func TestStatus_Errors_SayWhatToDo(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			f, _ := testFactory(&fakeControlPlane{err: tc.err})
+			f, _ := testFactory(&fakeOperator{err: tc.err})
 			err := runStatus(context.Background(), &statusOptions{f: f})
 			require.ErrorContains(t, err, tc.want)
 		})
@@ -119,15 +119,15 @@ func TestStatus_Errors_SayWhatToDo(t *testing.T) {
 }
 
 func TestMembersRemove_SendsRequestID(t *testing.T) {
-	fake := &fakeControlPlane{}
+	fake := &fakeOperator{}
 	f, out := testFactory(fake)
 	require.NoError(t, runMembersRemove(context.Background(), &membersOptions{f: f, RemoveID: "s3"}))
 	require.Equal(t, "s3", fake.removed)
 	require.Contains(t, out.String(), "Removed server s3")
 }
 
-func TestDialControlPlane_NoCertificate(t *testing.T) {
+func TestDialOperator_NoCertificate(t *testing.T) {
 	f := NewFactory()
-	_, _, err := f.dialControlPlane()
+	_, _, err := f.dialOperator()
 	require.ErrorContains(t, err, "--client-cert")
 }

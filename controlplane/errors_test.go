@@ -59,7 +59,7 @@ func TestErrors_RefuseWhenRemoved_CarriesServer(t *testing.T) {
 	s := &Server{config: &config.ServerConfig{NodeID: "s1"}, grpcAddr: "10.0.0.1:7400", removed: "this server was removed from the cluster"}
 	called := false
 	handler := func(context.Context, any) (any, error) { called = true; return nil, nil }
-	_, err := s.refuseWhenRemoved(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: pb.ControlPlane_GetStatus_FullMethodName}, handler)
+	_, err := s.refuseWhenRemoved(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: pb.Operator_GetStatus_FullMethodName}, handler)
 	require.False(t, called)
 	require.Equal(t, codes.Unavailable, status.Code(err))
 	info := rpcerr.Info(err)
@@ -68,7 +68,7 @@ func TestErrors_RefuseWhenRemoved_CarriesServer(t *testing.T) {
 	require.Equal(t, "s1", info.GetServerId())
 	require.Equal(t, "10.0.0.1:7400", info.GetAddress())
 
-	_, err = s.refuseWhenRemoved(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: pb.ControlPlane_NodeInfo_FullMethodName}, handler)
+	_, err = s.refuseWhenRemoved(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: pb.Peer_NodeInfo_FullMethodName}, handler)
 	require.NoError(t, err)
 	require.True(t, called, "NodeInfo still says why")
 }

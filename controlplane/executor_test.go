@@ -278,7 +278,7 @@ func TestExecutor_LeaderKilledMidStep_ResumesAndRunsEachStepOnce(t *testing.T) {
 
 // failoverWaitingForApproval starts a failover whose plan has an approval
 // step "go-ahead" before activation, and waits until that step waits.
-func failoverWaitingForApproval(t *testing.T) (*twoSites, *pb.Execution, pb.ControlPlaneClient) {
+func failoverWaitingForApproval(t *testing.T) (*twoSites, *pb.Execution, testClient) {
 	t.Helper()
 	ts := newTwoSites(t, func(cfg *config.ServerConfig) {
 		cfg.Plans = []*plan.Definition{{Name: "failover", Kind: plan.KindFailover, Steps: []plan.StepDef{

@@ -485,34 +485,6 @@ func (s *Server) prepareRecovery(p recoveryPlan) error {
 	return nil
 }
 
-// RecoverQuorum is the operator's forced quorum-loss failover.
-func (e *controlPlaneEndpoint) RecoverQuorum(ctx context.Context, req *pb.RecoverQuorumRequest) (*pb.RecoverQuorumResponse, error) {
-	s := e.srv
-	if !req.GetConfirmPrimaryDown() {
-		return nil, toStatus(fmt.Errorf("%w: a forced failover needs the operator's confirmation that the active site is down (--confirm-primary-down)", errInvalidArgument))
-	}
-	st := s.fsm.view()
-	why, err := s.checkQuorumLoss(ctx, st, req)
-	var deferred *deferError
-	if errors.As(err, &deferred) && deferred.serverID != s.config.NodeID {
-		// Hand the request to the server that acts (the longest log).
-		if conn, cerr := s.conns.get(deferred.address); cerr == nil {
-			return pb.NewControlPlaneClient(conn).RecoverQuorum(forwardContext(ctx, s), req)
-		}
-	}
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	p := s.newRecoveryPlan(st, time.Now(), false, req.GetAllowDataLoss(), actorFromContext(ctx, s.config.NodeID),
-		"operator confirmed site "+st.ActiveSite+" down")
-	s.setQuorumNote("quorum lost; " + why + "; recovering: " + p.Reason)
-	if err := s.prepareRecovery(p); err != nil {
-		return nil, toStatus(err)
-	}
-	return &pb.RecoverQuorumResponse{Id: p.ID, Voters: []string{s.config.NodeID},
-		Message: fmt.Sprintf("server %s recovers the cluster as its only voter and, as leader, fails over from %s to %s; the other servers of %s rejoin it", s.config.NodeID, p.FromSite, p.ToSite, p.ToSite)}, nil
-}
-
 // notifyRemovedLoop runs while this server leads: every server recorded
 // in the state but absent from the Raft configuration is told so. Servers
 // of this leader's site wipe their state and rejoin by themselves; others
@@ -549,7 +521,7 @@ func (s *Server) notifyRemoved(ctx context.Context) {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, s.config.Failover.ProbeTimeout)
-		resp, err := pb.NewControlPlaneClient(conn).NotifyRemoved(cctx, &pb.NotifyRemovedRequest{LeaderId: s.config.NodeID, Epoch: st.Epoch, Voters: voters})
+		resp, err := pb.NewPeerClient(conn).NotifyRemoved(cctx, &pb.NotifyRemovedRequest{LeaderId: s.config.NodeID, Epoch: st.Epoch, Voters: voters})
 		cancel()
 		if err == nil {
 			s.logger.Info("told a server outside the configuration", "server", id, "accepted", resp.GetAccepted(), "reason", resp.GetReason())
@@ -557,51 +529,12 @@ func (s *Server) notifyRemoved(ctx context.Context) {
 	}
 }
 
-// NotifyRemoved is a leader telling this server it is not a voter.
-func (e *controlPlaneEndpoint) NotifyRemoved(ctx context.Context, req *pb.NotifyRemovedRequest) (*pb.NotifyRemovedResponse, error) {
-	s := e.srv
-	if reason := s.removedReason(); reason != "" {
-		return &pb.NotifyRemovedResponse{Accepted: true, Reason: "already removed"}, nil
-	}
-	if !s.isBootstrapped() {
-		// Fresh (as after a wipe): it joins through retry_join by itself.
-		return &pb.NotifyRemovedResponse{Reason: "refused: this server has no Raft state and joins by itself"}, nil
-	}
-	// Only a leader of a newer epoch may remove: a stale leader must not
-	// stop a server of the cluster that replaced it.
-	st := s.fsm.view()
-	if req.GetEpoch() <= st.Epoch {
-		return &pb.NotifyRemovedResponse{Reason: fmt.Sprintf("refused: leader %s is at epoch %d, this server at %d", req.GetLeaderId(), req.GetEpoch(), st.Epoch)}, nil
-	}
-	if slices.Contains(req.GetVoters(), s.config.NodeID) {
-		return &pb.NotifyRemovedResponse{Reason: "refused: this server is a voter"}, nil
-	}
-	if leaderSite := st.Servers[req.GetLeaderId()].Site; leaderSite != "" && leaderSite == s.config.Site {
-		// A server of the recovering site: its state is no newer than the
-		// leader's (the longest log acted), so it starts afresh and joins.
-		moved, err := WipeForRejoin(s.config.DataDir)
-		if err != nil {
-			return nil, toStatus(err)
-		}
-		s.logger.Warn("rejoining the recovered cluster with fresh state", "leader", req.GetLeaderId(), "epoch", req.GetEpoch(), "old_state", moved)
-		s.requestRestart("rejoin the cluster recovered by " + req.GetLeaderId())
-		return &pb.NotifyRemovedResponse{Accepted: true, Reason: "rejoining"}, nil
-	}
-	m := removedMark{LeaderID: req.GetLeaderId(), Epoch: req.GetEpoch(), Voters: req.GetVoters(), Time: time.Now().UTC()}
-	if err := fsutil.WriteJSONDurable(filepath.Join(s.config.DataDir, removedFileName), m); err != nil {
-		return nil, toStatus(fmt.Errorf("record removal: %w", err))
-	}
-	s.logger.Error("removed from the cluster; refusing to serve", "reason", m.reason())
-	s.requestRestart("removed by leader " + req.GetLeaderId())
-	return &pb.NotifyRemovedResponse{Accepted: true, Reason: "removed"}, nil
-}
-
 // refuseWhenRemoved is a unary interceptor: a removed server answers only
 // NodeInfo (which says why) and refuses everything else as unavailable, so
 // clients with several addresses go on to the next server.
 func (s *Server) refuseWhenRemoved(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	reason := s.removedReason()
-	if reason == "" || info.FullMethod == pb.ControlPlane_NodeInfo_FullMethodName || info.FullMethod == pb.ControlPlane_NotifyRemoved_FullMethodName {
+	if reason == "" || info.FullMethod == pb.Peer_NodeInfo_FullMethodName || info.FullMethod == pb.Peer_NotifyRemoved_FullMethodName {
 		return handler(ctx, req)
 	}
 	return nil, rpcerr.New(codes.Unavailable, "server "+s.config.NodeID+": "+reason,

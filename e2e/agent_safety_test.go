@@ -107,7 +107,7 @@ func TestAgentSafety_RealProcesses(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, first.GetOk(), first.GetMessage())
 	require.Equal(t, "ran\n", readFile(t, counter))
-	cp, err := c.ControlPlane()
+	cp, err := c.Operator()
 	require.NoError(t, err)
 	snapshotReq := &pb.RunHostStepRequest{Write: &pb.WriteOptions{RequestId: uuid.NewString()}, HostId: "app-1", Action: pb.StepAction_STEP_ACTION_SNAPSHOT, Target: "state"}
 	snap, err := cp.RunHostStep(ctx, snapshotReq)

@@ -40,7 +40,7 @@ func poll(ctx context.Context, timeout time.Duration, what string, f func() erro
 // machine, or under -race, those take the CPU the leader and the agents
 // need for the agents to be probed within lease_ttl.
 func (e *env) status(ctx context.Context) (*pb.GetStatusResponse, error) {
-	client, err := e.c.ControlPlane()
+	client, err := e.c.Operator()
 	if err != nil {
 		return nil, err
 	}

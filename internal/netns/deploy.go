@@ -517,9 +517,9 @@ func (d *Deployment) MustCLI(args ...string) string {
 	return out
 }
 
-// controlPlane returns a ControlPlane client holding the operator's
+// controlPlane returns an Operator client holding the operator's
 // certificate, connected to n from the ops host.
-func (d *Deployment) controlPlane(n *devcluster.Node) (pb.ControlPlaneClient, error) {
+func (d *Deployment) controlPlane(n *devcluster.Node) (pb.OperatorClient, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.conns == nil {
@@ -546,7 +546,7 @@ func (d *Deployment) controlPlane(n *devcluster.Node) (pb.ControlPlaneClient, er
 		}
 		d.conns[n.GRPCAddr] = conn
 	}
-	return pb.NewControlPlaneClient(conn), nil
+	return pb.NewOperatorClient(conn), nil
 }
 
 // Status asks the control plane for its status (what `drplane status`

@@ -13,17 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// StartExecution derives a plan and, unless dry_run, starts it.
-func (e *controlPlaneEndpoint) StartExecution(ctx context.Context, req *pb.StartExecutionRequest) (*pb.StartExecutionResponse, error) {
-	kindOK := slices.Contains(plan.Kinds, plan.Kind(req.GetKind())) || (req.GetKind() == "" && req.GetPlan() != "")
-	if req.GetCleanupOf() == "" && !kindOK {
-		return nil, toStatus(fmt.Errorf("%w: kind %q; expected one of failover, switchover, failback, drill", errInvalidArgument, req.GetKind()))
-	}
-	req.Write = ensureRequestID(req.GetWrite())
-	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.StartExecution, e.startExecutionLocal)
-}
-
-func (e *controlPlaneEndpoint) startExecutionLocal(ctx context.Context, req *pb.StartExecutionRequest) (*pb.StartExecutionResponse, error) {
+func (e *operatorEndpoint) startExecutionLocal(ctx context.Context, req *pb.StartExecutionRequest) (*pb.StartExecutionResponse, error) {
 	s := e.srv
 	if err := s.raft.VerifyLeader().Error(); err != nil {
 		return nil, err
@@ -181,63 +171,6 @@ func topology(v stateView) plan.Topology {
 		t.Agents = append(t.Agents, pa)
 	}
 	return t
-}
-
-// GetExecution returns one execution; answered by the leader, it carries
-// the running steps' progress.
-func (e *controlPlaneEndpoint) GetExecution(ctx context.Context, req *pb.GetExecutionRequest) (*pb.GetExecutionResponse, error) {
-	local := func(_ context.Context, req *pb.GetExecutionRequest) (*pb.GetExecutionResponse, error) {
-		ex, ok := e.srv.fsm.execution(req.GetId())
-		if !ok {
-			return nil, toStatus(fmt.Errorf("%w: execution %q does not exist", errNotFound, req.GetId()))
-		}
-		return &pb.GetExecutionResponse{Meta: e.srv.meta(req.GetRead().GetStale()), Execution: e.srv.executionToProto(&ex)}, nil
-	}
-	if req.GetRead().GetStale() {
-		return local(ctx, req)
-	}
-	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.GetExecution, local)
-}
-
-// ListExecutions returns every execution, oldest first.
-func (e *controlPlaneEndpoint) ListExecutions(ctx context.Context, req *pb.ListExecutionsRequest) (*pb.ListExecutionsResponse, error) {
-	local := func(_ context.Context, req *pb.ListExecutionsRequest) (*pb.ListExecutionsResponse, error) {
-		resp := &pb.ListExecutionsResponse{Meta: e.srv.meta(req.GetRead().GetStale())}
-		for _, ex := range e.srv.fsm.executions() {
-			resp.Executions = append(resp.Executions, e.srv.executionToProto(&ex))
-		}
-		return resp, nil
-	}
-	if req.GetRead().GetStale() {
-		return local(ctx, req)
-	}
-	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.ListExecutions, local)
-}
-
-// ApproveExecution ends the execution's waiting approval.
-func (e *controlPlaneEndpoint) ApproveExecution(ctx context.Context, req *pb.ApproveExecutionRequest) (*pb.ApproveExecutionResponse, error) {
-	req.Write = ensureRequestID(req.GetWrite())
-	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.ApproveExecution, func(ctx context.Context, req *pb.ApproveExecutionRequest) (*pb.ApproveExecutionResponse, error) {
-		res, err := e.srv.raftApply(structs.ApproveStepRequestType, &structs.ApproveStepRequest{
-			WriteRequest: writeRequest(ctx, req.GetWrite(), e.srv.config.NodeID), ExecutionID: req.GetId(), StepID: req.GetStepId()})
-		if err != nil {
-			return nil, err
-		}
-		return &pb.ApproveExecutionResponse{Meta: e.srv.metaAt(res.Index)}, nil
-	})
-}
-
-// CancelExecution stops scheduling the execution's new steps.
-func (e *controlPlaneEndpoint) CancelExecution(ctx context.Context, req *pb.CancelExecutionRequest) (*pb.CancelExecutionResponse, error) {
-	req.Write = ensureRequestID(req.GetWrite())
-	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.CancelExecution, func(ctx context.Context, req *pb.CancelExecutionRequest) (*pb.CancelExecutionResponse, error) {
-		res, err := e.srv.raftApply(structs.CancelExecutionRequestType, &structs.CancelExecutionRequest{
-			WriteRequest: writeRequest(ctx, req.GetWrite(), e.srv.config.NodeID), ExecutionID: req.GetId()})
-		if err != nil {
-			return nil, err
-		}
-		return &pb.CancelExecutionResponse{Meta: e.srv.metaAt(res.Index)}, nil
-	})
 }
 
 // executionToProto converts an execution, adding the leader's progress
