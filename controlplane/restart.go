@@ -48,13 +48,14 @@ func (r *restarter) end(key string) {
 // agent is at the active site, holds the current epoch and the lease this
 // leader just renewed, and reports services fenced because its lease
 // lapsed in this same epoch (a long election, a frozen host, a flapping
-// link: the fence cause and epoch of each service say so), those services were this epoch's primaries at the active site:
-// nothing failed over, so production is restarted where it was rather
-// than left down ("restarted in place where the driver can"). A service
-// fenced because another site became active carries another cause, or
-// an older epoch, and is never restarted; nor is anything while an
-// execution runs, which owns the services it moves. Pause does not stop
-// it: it is a repair of the active site's own primary, not a failover.
+// link; each service's fence cause and epoch say so), those services were
+// this epoch's primaries at the active site: nothing failed over, so
+// production is restarted where it was rather than left down ("restarted
+// in place where the driver can"). A service fenced because another site
+// became active carries another cause, or an older epoch, and is never
+// restarted; nor is anything while an execution runs, which owns the
+// services it moves. Pause does not stop it: it is a repair of the active
+// site's own primary, not a failover.
 func (s *Server) restartFencedInPlace(ctx context.Context, rs *restarter, a structs.Agent, resp *pb.ProbeResponse, epoch uint64, activeSite string) {
 	lease := resp.GetLease()
 	if a.Site != activeSite || resp.GetEpoch() != epoch || !resp.GetFenced() || !lease.GetValid() || lease.GetEpoch() != epoch {

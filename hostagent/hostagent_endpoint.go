@@ -237,8 +237,6 @@ func toStatus(err error) error {
 	case errors.As(err, &stale):
 		return rpcerr.New(codes.FailedPrecondition, err.Error(), &pb.ErrorInfo{
 			Reason: pb.ErrorReason_ERROR_REASON_STALE_EPOCH, Epoch: stale.Seen, RequestEpoch: stale.Got})
-	case errors.Is(err, ErrStaleEpoch):
-		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.As(err, &invalid):
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
