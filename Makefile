@@ -37,11 +37,15 @@ test: prereqs-test
 e2e:
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -v ./e2e/...
 
-lint: $(TOOLS)/staticcheck
+# buf breaking compares the .proto files with branch main: a change that
+# breaks the wire or generated code of the services needs a new version.
+lint: $(TOOLS)/staticcheck $(TOOLS)/buf
 	@scripts/check-tracked-files
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(TOOLS)/staticcheck ./...
+	$(TOOLS)/buf lint
+	$(TOOLS)/buf breaking --against '.git#branch=main'
 
 proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 	$(TOOLS)/buf lint

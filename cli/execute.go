@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
@@ -122,7 +123,7 @@ func runExecute(ctx context.Context, opts *executeOptions) error {
 	if opts.ConfirmPrimaryDown && !opts.Force {
 		return errors.New("--confirm-primary-down goes with --force")
 	}
-	client, closeFn, err := opts.f.ControlPlane()
+	client, closeFn, err := opts.f.Operator()
 	if err != nil {
 		return err
 	}
@@ -160,7 +161,7 @@ const forcedFailoverWait = 2 * time.Minute
 // runForcedFailover is the quorum-loss failover: the servers of the target
 // site recover the cluster and their new leader starts the failover, which
 // the command then follows.
-func runForcedFailover(ctx context.Context, opts *executeOptions, client pb.ControlPlaneClient) error {
+func runForcedFailover(ctx context.Context, opts *executeOptions, client pb.OperatorClient) error {
 	if !opts.ConfirmPrimaryDown {
 		return errors.New("--force acts without a quorum and needs --confirm-primary-down: confirm that every server and data host of the active site is down or fenced (if it still runs, there would be two clusters)")
 	}
@@ -203,7 +204,7 @@ func runForcedFailover(ctx context.Context, opts *executeOptions, client pb.Cont
 
 // confirmPlan shows the plan and the expected data loss and asks on a
 // terminal; without one it refuses, as --yes was not given.
-func confirmPlan(ctx context.Context, opts *executeOptions, client pb.ControlPlaneClient, req *pb.StartExecutionRequest) error {
+func confirmPlan(ctx context.Context, opts *executeOptions, client pb.OperatorClient, req *pb.StartExecutionRequest) error {
 	dry := &pb.StartExecutionRequest{Kind: req.GetKind(), Plan: req.GetPlan(), To: req.GetTo(), AllowDataLoss: req.GetAllowDataLoss(), CleanupOf: req.GetCleanupOf(), DryRun: true}
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	resp, err := client.StartExecution(rctx, dry)
@@ -240,7 +241,7 @@ func expectedLoss(ex *pb.Execution) string {
 
 // follow prints each step's start and end until the execution ends. An
 // interrupt detaches: the execution goes on in the control plane.
-func follow(ctx context.Context, f *Factory, client pb.ControlPlaneClient, id string) error {
+func follow(ctx context.Context, f *Factory, client pb.OperatorClient, id string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	out := f.IO.Out
@@ -260,7 +261,7 @@ func follow(ctx context.Context, f *Factory, client pb.ControlPlaneClient, id st
 		default:
 			ex := resp.GetExecution()
 			printTransitions(out, ex, seen)
-			if ex.GetState() != "running" {
+			if execState(ex) != structs.ExecRunning {
 				return finished(out, ex)
 			}
 		}
@@ -280,8 +281,8 @@ func printTransitions(w io.Writer, ex *pb.Execution, seen map[string]string) {
 	}
 	var events []event
 	for _, st := range ex.GetSteps() {
-		id, state := st.GetStep().GetId(), st.GetState()
-		if seen[id] == state || state == "pending" {
+		id, state := st.GetStep().GetId(), stepState(st)
+		if seen[id] == state || state == structs.StepPending {
 			continue
 		}
 		seen[id] = state
@@ -290,13 +291,13 @@ func printTransitions(w io.Writer, ex *pb.Execution, seen map[string]string) {
 			where = "control plane"
 		}
 		switch state {
-		case "running", "waiting":
+		case structs.StepRunning, structs.StepWaiting:
 			line := fmt.Sprintf("%s  %-9s %s (%s)", clock(st.GetStartedAt().AsTime()), state, id, where)
-			if state == "waiting" {
+			if state == structs.StepWaiting {
 				line += ": " + st.GetMessage()
 			}
 			events = append(events, event{st.GetStartedAt().AsTime(), line})
-		case "skipped":
+		case structs.StepSkipped:
 			// Skipped steps never ran: they sort last, without a time.
 			events = append(events, event{time.Now().Add(time.Hour), fmt.Sprintf("%12s  %-9s %s (%s): not run", "", state, id, where)})
 		default:
@@ -318,13 +319,13 @@ func clock(t time.Time) string { return t.Local().Format("15:04:05.000") }
 
 // finished prints the outcome and turns a failed execution into an error.
 func finished(w io.Writer, ex *pb.Execution) error {
-	fmt.Fprintf(w, "%s %s %s: %s\n", ex.GetKind(), ex.GetId(), ex.GetState(), ex.GetMessage())
+	fmt.Fprintf(w, "%s %s %s: %s\n", ex.GetKind(), ex.GetId(), execState(ex), ex.GetMessage())
 	if ex.GetHasRto() || ex.GetHasRpo() {
 		fmt.Fprintf(w, "RTO %s (target %s), RPO %s (target %s)\n", measured(ex.GetHasRto(), ex.GetRtoSeconds()), seconds(ex.GetRtoTargetSeconds()),
 			measured(ex.GetHasRpo(), ex.GetRpoSeconds()), seconds(ex.GetRpoTargetSeconds()))
 	}
-	if ex.GetState() != "succeeded" {
-		return fmt.Errorf("%s %s %s: %s", ex.GetKind(), ex.GetId(), ex.GetState(), ex.GetMessage())
+	if execState(ex) != structs.ExecSucceeded {
+		return fmt.Errorf("%s %s %s: %s", ex.GetKind(), ex.GetId(), execState(ex), ex.GetMessage())
 	}
 	return nil
 }
@@ -350,7 +351,7 @@ func newCmdApprove(f *Factory) *cobra.Command {
 		Short: "Approve the execution's waiting approval step",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return simpleWrite(cmd.Context(), f, func(ctx context.Context, c pb.ControlPlaneClient, w *pb.WriteOptions) error {
+			return simpleWrite(cmd.Context(), f, func(ctx context.Context, c pb.OperatorClient, w *pb.WriteOptions) error {
 				_, err := c.ApproveExecution(ctx, &pb.ApproveExecutionRequest{Write: w, Id: args[0], StepId: step})
 				return err
 			}, "approved "+args[0])
@@ -366,7 +367,7 @@ func newCmdCancel(f *Factory) *cobra.Command {
 		Short: "Stop scheduling the execution's new steps and record it as cancelled",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return simpleWrite(cmd.Context(), f, func(ctx context.Context, c pb.ControlPlaneClient, w *pb.WriteOptions) error {
+			return simpleWrite(cmd.Context(), f, func(ctx context.Context, c pb.OperatorClient, w *pb.WriteOptions) error {
 				_, err := c.CancelExecution(ctx, &pb.CancelExecutionRequest{Write: w, Id: args[0]})
 				return err
 			}, "cancelling "+args[0]+": running steps finish, no new step starts (teardown steps still run)")
@@ -375,8 +376,8 @@ func newCmdCancel(f *Factory) *cobra.Command {
 }
 
 // simpleWrite runs one write request and prints done on success.
-func simpleWrite(ctx context.Context, f *Factory, call func(context.Context, pb.ControlPlaneClient, *pb.WriteOptions) error, done string) error {
-	client, closeFn, err := f.ControlPlane()
+func simpleWrite(ctx context.Context, f *Factory, call func(context.Context, pb.OperatorClient, *pb.WriteOptions) error, done string) error {
+	client, closeFn, err := f.Operator()
 	if err != nil {
 		return err
 	}
@@ -403,7 +404,7 @@ func newCmdAutomation(f *Factory, action, short string) *cobra.Command {
 				"resume": "automatic action resumed",
 				"ack":    "automatic failover acknowledged; automatic failover is armed again",
 			}[action]
-			return simpleWrite(cmd.Context(), f, func(ctx context.Context, c pb.ControlPlaneClient, w *pb.WriteOptions) error {
+			return simpleWrite(cmd.Context(), f, func(ctx context.Context, c pb.OperatorClient, w *pb.WriteOptions) error {
 				_, err := c.SetAutomation(ctx, &pb.SetAutomationRequest{Write: w, Action: action, Reason: reason})
 				return err
 			}, done)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
@@ -14,7 +15,7 @@ import (
 
 // fakeExecutions answers the execution calls of the CLI.
 type fakeExecutions struct {
-	fakeControlPlane
+	fakeOperator
 	started []*pb.StartExecutionRequest
 	list    []*pb.Execution
 }
@@ -23,7 +24,7 @@ func (f *fakeExecutions) StartExecution(_ context.Context, req *pb.StartExecutio
 	f.started = append(f.started, req)
 	ex := sampleExecution("failover-1", "failover", "running")
 	if req.GetDryRun() {
-		ex.State = "planned"
+		ex.State = pb.ExecutionState_EXECUTION_STATE_PLANNED
 	}
 	return &pb.StartExecutionResponse{Execution: ex}, nil
 }
@@ -38,14 +39,14 @@ func (f *fakeExecutions) ListExecutions(context.Context, *pb.ListExecutionsReque
 
 func sampleExecution(id, kind, state string) *pb.Execution {
 	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	ex := &pb.Execution{Id: id, Kind: kind, Plan: kind, From: "primary", To: "dr", Trigger: "manual", Actor: "cli:ops",
-		State: state, StartedAt: timestamppb.New(t0), TriggeredAt: timestamppb.New(t0),
+	ex := &pb.Execution{Id: id, Kind: kind, Plan: kind, From: "primary", To: "dr", Trigger: pb.ExecutionTrigger_EXECUTION_TRIGGER_MANUAL, Actor: "cli:ops",
+		State: structs.ExecStateToProto(state), StartedAt: timestamppb.New(t0), TriggeredAt: timestamppb.New(t0),
 		RtoTargetSeconds: 600, RpoTargetSeconds: 60, MaxDataLossSeconds: 30, HasRpo: true, RpoSeconds: 0.5, RpoDetail: "postgres@db-2 0.5s",
-		Steps: []*pb.ExecutionStep{{Step: &pb.PlanStep{Id: "promote:postgres@db-2", Phase: "promote", Action: "promote", Host: "db-2", Target: "postgres", TimeoutMs: 120000, OnFailure: "abort"},
-			State: "pending"}}}
+		Steps: []*pb.ExecutionStep{{Step: &pb.PlanStep{Id: "promote:postgres@db-2", Phase: "promote", Action: pb.StepAction_STEP_ACTION_PROMOTE, Host: "db-2", Target: "postgres", TimeoutMs: 120000, OnFailure: "abort"},
+			State: pb.StepState_STEP_STATE_PENDING}}}
 	if state == "failed" {
 		ex.Message = "step promote:postgres@db-2 failed on db-2: pg_ctl promote: exit status 1"
-		ex.Steps[0].State, ex.Steps[0].Message = "failed", "pg_ctl promote: exit status 1"
+		ex.Steps[0].State, ex.Steps[0].Message = pb.StepState_STEP_STATE_FAILED, "pg_ctl promote: exit status 1"
 		ex.Steps[0].StartedAt, ex.Steps[0].EndedAt = timestamppb.New(t0), timestamppb.New(t0.Add(time.Second))
 	}
 	if state == "succeeded" {
@@ -56,8 +57,8 @@ func sampleExecution(id, kind, state string) *pb.Execution {
 
 func TestExecute_WithoutTerminalOrYes_Refuses(t *testing.T) {
 	fake := &fakeExecutions{}
-	f, out := testFactory(&fake.fakeControlPlane)
-	f.ControlPlane = func() (pb.ControlPlaneClient, func(), error) { return fake, func() {}, nil }
+	f, out := testFactory(&fake.fakeOperator)
+	f.Operator = func() (pb.OperatorClient, func(), error) { return fake, func() {}, nil }
 	f.IsTerminal = func() bool { return false }
 	root := NewRootCmd(f)
 	root.SetArgs([]string{"failover", "--to", "dr"})
@@ -71,8 +72,8 @@ func TestExecute_WithoutTerminalOrYes_Refuses(t *testing.T) {
 
 func TestExecute_FailureNamesStepAndHost(t *testing.T) {
 	fake := &fakeExecutions{}
-	f, out := testFactory(&fake.fakeControlPlane)
-	f.ControlPlane = func() (pb.ControlPlaneClient, func(), error) { return fake, func() {}, nil }
+	f, out := testFactory(&fake.fakeOperator)
+	f.Operator = func() (pb.OperatorClient, func(), error) { return fake, func() {}, nil }
 	root := NewRootCmd(f)
 	root.SetArgs([]string{"failover", "--to", "dr", "--yes"})
 	err := root.Execute()
@@ -82,7 +83,7 @@ func TestExecute_FailureNamesStepAndHost(t *testing.T) {
 }
 
 func TestExecute_ToRequired(t *testing.T) {
-	f, _ := testFactory(&fakeControlPlane{})
+	f, _ := testFactory(&fakeOperator{})
 	root := NewRootCmd(f)
 	root.SetArgs([]string{"switchover", "--yes"})
 	require.ErrorContains(t, root.Execute(), "--to is required")
@@ -94,8 +95,8 @@ func TestReport_Markdown(t *testing.T) {
 		sampleExecution("failover-1", "failover", "succeeded"),
 		sampleExecution("failover-2", "failover", "running"),
 	}}
-	f, out := testFactory(&fake.fakeControlPlane)
-	f.ControlPlane = func() (pb.ControlPlaneClient, func(), error) { return fake, func() {}, nil }
+	f, out := testFactory(&fake.fakeOperator)
+	f.Operator = func() (pb.OperatorClient, func(), error) { return fake, func() {}, nil }
 	root := NewRootCmd(f)
 	root.SetArgs([]string{"report", "--markdown"})
 	require.NoError(t, root.Execute())

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drplane/drplane/internal/rpcerr"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"google.golang.org/grpc"
@@ -44,11 +45,12 @@ type IOStreams struct {
 }
 
 // Factory gives commands what they need from outside: streams and a
-// ControlPlane client built from the global flags.
+// client of the Operator service built from the global flags.
 type Factory struct {
 	IO IOStreams
-	// ControlPlane returns a client and a function that closes it.
-	ControlPlane func() (pb.ControlPlaneClient, func(), error)
+	// Operator returns a client of the servers' Operator service and a
+	// function that closes it.
+	Operator func() (pb.OperatorClient, func(), error)
 	// IsTerminal reports whether IO.In is a terminal an operator can
 	// answer a confirmation on.
 	IsTerminal func() bool
@@ -60,7 +62,7 @@ type Factory struct {
 // a gRPC client over mutual TLS.
 func NewFactory() *Factory {
 	f := &Factory{IO: IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}}
-	f.ControlPlane = f.dialControlPlane
+	f.Operator = f.dialOperator
 	f.IsTerminal = func() bool {
 		fi, err := os.Stdin.Stat()
 		return err == nil && fi.Mode()&os.ModeCharDevice != 0
@@ -68,9 +70,9 @@ func NewFactory() *Factory {
 	return f
 }
 
-// dialControlPlane connects to the server at --addr with the client
+// dialOperator connects to the server at --addr with the client
 // certificate from the flags or environment.
-func (f *Factory) dialControlPlane() (pb.ControlPlaneClient, func(), error) {
+func (f *Factory) dialOperator() (pb.OperatorClient, func(), error) {
 	if f.caCert == "" || f.clientCert == "" || f.clientKey == "" {
 		return nil, nil, errors.New("no client certificate: set --ca-cert, --client-cert and --client-key (or DRPLANE_CACERT, DRPLANE_CLIENT_CERT, DRPLANE_CLIENT_KEY); make one with `drplane tls cert create --cli`")
 	}
@@ -88,7 +90,7 @@ func (f *Factory) dialControlPlane() (pb.ControlPlaneClient, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to %s: %w", f.addr, err)
 	}
-	return pb.NewControlPlaneClient(conn), func() { _ = conn.Close() }, nil
+	return pb.NewOperatorClient(conn), func() { _ = conn.Close() }, nil
 }
 
 // skipRemovedServers retries a call on the other servers of addr when the
@@ -99,8 +101,7 @@ func skipRemovedServers(addr string, creds grpc.DialOption) grpc.UnaryClientInte
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		var p peer.Peer
 		err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Peer(&p))...)
-		st, _ := status.FromError(err)
-		if err == nil || st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "removed from the cluster") || p.Addr == nil {
+		if !rpcerr.Is(err, pb.ErrorReason_ERROR_REASON_SERVER_REMOVED) || p.Addr == nil {
 			return err
 		}
 		var rest []string
@@ -197,8 +198,8 @@ func explain(addr string, err error) error {
 		return err
 	}
 	msg := st.Message()
-	switch {
-	case st.Code() == codes.Unavailable && (strings.Contains(msg, "no leader") || strings.Contains(msg, "removed from the cluster")):
+	switch reason := rpcerr.Reason(err); {
+	case reason == pb.ErrorReason_ERROR_REASON_NO_LEADER || reason == pb.ErrorReason_ERROR_REASON_SERVER_REMOVED:
 		return fmt.Errorf("%s", msg)
 	case st.Code() == codes.Unavailable && strings.Contains(msg, "authority"):
 		return fmt.Errorf("server %s: its certificate is not signed by --ca-cert (%s)", addr, msg)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/internal/rpcerr"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"
@@ -16,14 +17,26 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// statusServer is a ControlPlane server that answers GetStatus as id.
+// statusServer is an Operator server that answers GetStatus as id.
 type statusServer struct {
-	pb.UnimplementedControlPlaneServer
+	pb.UnimplementedOperatorServer
 	id string
 }
 
 func (s *statusServer) GetStatus(context.Context, *pb.GetStatusRequest) (*pb.GetStatusResponse, error) {
 	return &pb.GetStatusResponse{LeaderId: s.id, Meta: &pb.ResponseMeta{ServedBy: s.id}}, nil
+}
+
+// removedServer is an Operator server removed from the cluster: it
+// refuses everything with the SERVER_REMOVED detail.
+type removedServer struct {
+	pb.UnimplementedOperatorServer
+	id string
+}
+
+func (s *removedServer) GetStatus(context.Context, *pb.GetStatusRequest) (*pb.GetStatusResponse, error) {
+	return nil, rpcerr.New(codes.Unavailable, "server "+s.id+": this server was removed from the cluster",
+		&pb.ErrorInfo{Reason: pb.ErrorReason_ERROR_REASON_SERVER_REMOVED, ServerId: s.id})
 }
 
 // tlsFactory returns a factory with an operator certificate of a new CA,
@@ -44,13 +57,18 @@ func tlsFactory(t *testing.T) (*Factory, *tlsutil.Material) {
 	return f, server
 }
 
-// serve runs a ControlPlane server on loopback until the test ends.
+// serve runs an Operator server on loopback until the test ends.
 func serve(t *testing.T, m *tlsutil.Material, id string) string {
+	t.Helper()
+	return serveWith(t, m, &statusServer{id: id})
+}
+
+func serveWith(t *testing.T, m *tlsutil.Material, impl pb.OperatorServer) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	srv := grpc.NewServer(grpc.Creds(m.ServerCredentials(nil)))
-	pb.RegisterControlPlaneServer(srv, &statusServer{id: id})
+	pb.RegisterOperatorServer(srv, impl)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 	return ln.Addr().String()
@@ -94,7 +112,7 @@ func silentAddr(t *testing.T) string {
 
 func getStatus(t *testing.T, f *Factory) (*pb.GetStatusResponse, error) {
 	t.Helper()
-	client, closeFn, err := f.ControlPlane()
+	client, closeFn, err := f.Operator()
 	require.NoError(t, err)
 	defer closeFn()
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
@@ -128,6 +146,23 @@ func TestDial_SeveralAddressesTriedInTurn(t *testing.T) {
 			require.Less(t, time.Since(start), requestTimeout/2)
 		})
 	}
+}
+
+// TestDial_RemovedServerSkipped checks that a server that says, in the
+// typed detail, that it was removed sends the CLI on to the next address,
+// and that a plain Unavailable does not.
+func TestDial_RemovedServerSkipped(t *testing.T) {
+	f, server := tlsFactory(t)
+	removed, live := serveWith(t, server, &removedServer{id: "s1"}), serve(t, server, "s2")
+	f.addr = removed + "," + live
+	resp, err := getStatus(t, f)
+	require.NoError(t, err)
+	require.Equal(t, "s2", resp.GetMeta().GetServedBy())
+
+	f.addr = removed
+	_, err = getStatus(t, f)
+	require.True(t, rpcerr.Is(err, pb.ErrorReason_ERROR_REASON_SERVER_REMOVED), "%v", err)
+	require.ErrorContains(t, explain(f.addr, err), "removed from the cluster")
 }
 
 // TestDial_NoServerAnswers checks the error when every server is down:

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/spf13/cobra"
 )
@@ -18,7 +19,7 @@ func newCmdHistory(f *Factory) *cobra.Command {
 		Short: "List executions, or show one with every step",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			client, closeFn, err := f.ControlPlane()
+			client, closeFn, err := f.Operator()
 			if err != nil {
 				return err
 			}
@@ -48,8 +49,8 @@ func newCmdHistory(f *Factory) *cobra.Command {
 			}
 			t := newTable(f.IO.Out, "ID", "KIND", "TRIGGER", "FROM", "TO", "STARTED", "DURATION", "RESULT", "RTO", "RPO")
 			for _, ex := range resp.GetExecutions() {
-				t.row(ex.GetId(), ex.GetKind(), ex.GetTrigger(), ex.GetFrom(), ex.GetTo(), ex.GetStartedAt().AsTime().Local().Format(time.DateTime),
-					duration(ex), ex.GetState(), measured(ex.GetHasRto(), ex.GetRtoSeconds()), measured(ex.GetHasRpo(), ex.GetRpoSeconds()))
+				t.row(ex.GetId(), ex.GetKind(), execTrigger(ex), ex.GetFrom(), ex.GetTo(), ex.GetStartedAt().AsTime().Local().Format(time.DateTime),
+					duration(ex), execState(ex), measured(ex.GetHasRto(), ex.GetRtoSeconds()), measured(ex.GetHasRpo(), ex.GetRpoSeconds()))
 			}
 			return t.flush()
 		},
@@ -67,7 +68,7 @@ func duration(ex *pb.Execution) string {
 
 // printExecution prints one execution with every step.
 func printExecution(w io.Writer, ex *pb.Execution) error {
-	fmt.Fprintf(w, "%s %s (%s, plan %s, trigger %s by %s)\n", ex.GetKind(), ex.GetId(), ex.GetState(), ex.GetPlan(), ex.GetTrigger(), ex.GetActor())
+	fmt.Fprintf(w, "%s %s (%s, plan %s, trigger %s by %s)\n", ex.GetKind(), ex.GetId(), execState(ex), ex.GetPlan(), execTrigger(ex), ex.GetActor())
 	fmt.Fprintf(w, "%s -> %s, epoch at start %d; %s\n", ex.GetFrom(), ex.GetTo(), ex.GetStartEpoch(), ex.GetMessage())
 	fmt.Fprintf(w, "RTO %s (target %s), RPO %s (target %s)\n\n", measured(ex.GetHasRto(), ex.GetRtoSeconds()), seconds(ex.GetRtoTargetSeconds()),
 		measured(ex.GetHasRpo(), ex.GetRpoSeconds()), seconds(ex.GetRpoTargetSeconds()))
@@ -88,13 +89,13 @@ func printExecution(w io.Writer, ex *pb.Execution) error {
 			}
 		}
 		msg := st.GetMessage()
-		if st.GetState() == "running" && st.GetProgress() != "" {
+		if stepState(st) == structs.StepRunning && st.GetProgress() != "" {
 			msg = st.GetProgress()
 		}
 		if st.GetReplayed() {
 			msg += " (from the agent's journal)"
 		}
-		t.row(st.GetStep().GetId(), host, start, end, took, st.GetState(), oneLine(msg))
+		t.row(st.GetStep().GetId(), host, start, end, took, stepState(st), oneLine(msg))
 	}
 	return t.flush()
 }
@@ -102,8 +103,8 @@ func printExecution(w io.Writer, ex *pb.Execution) error {
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 func executionJSONOf(ex *pb.Execution, withSteps bool) executionJSON {
-	out := executionJSON{ID: ex.GetId(), Kind: ex.GetKind(), Trigger: ex.GetTrigger(), Plan: ex.GetPlan(), From: ex.GetFrom(), To: ex.GetTo(),
-		Actor: ex.GetActor(), StartedAt: ex.GetStartedAt().AsTime(), Result: ex.GetState(), Message: ex.GetMessage(), Pass: pass(ex)}
+	out := executionJSON{ID: ex.GetId(), Kind: ex.GetKind(), Trigger: execTrigger(ex), Plan: ex.GetPlan(), From: ex.GetFrom(), To: ex.GetTo(),
+		Actor: ex.GetActor(), StartedAt: ex.GetStartedAt().AsTime(), Result: execState(ex), Message: ex.GetMessage(), Pass: pass(ex)}
 	if ex.GetFinishedAt() != nil {
 		t := ex.GetFinishedAt().AsTime()
 		out.FinishedAt = &t
@@ -116,8 +117,8 @@ func executionJSONOf(ex *pb.Execution, withSteps bool) executionJSON {
 		return out
 	}
 	for _, st := range ex.GetSteps() {
-		sj := stepJSON{ID: st.GetStep().GetId(), Action: st.GetStep().GetAction(), Host: st.GetStep().GetHost(), Target: st.GetStep().GetTarget(),
-			State: st.GetState(), Attempt: st.GetAttempt(), Message: st.GetMessage(), Outputs: st.GetOutputs(), Replayed: st.GetReplayed()}
+		sj := stepJSON{ID: st.GetStep().GetId(), Action: structs.ActionName(st.GetStep().GetAction()), Host: st.GetStep().GetHost(), Target: st.GetStep().GetTarget(),
+			State: stepState(st), Attempt: st.GetAttempt(), Message: st.GetMessage(), Outputs: st.GetOutputs(), Replayed: st.GetReplayed()}
 		if st.GetStartedAt() != nil {
 			t := st.GetStartedAt().AsTime()
 			sj.Started = &t
@@ -140,7 +141,7 @@ func optional(ok bool, v float64) *float64 {
 
 // pass is whether an execution succeeded within its targets.
 func pass(ex *pb.Execution) bool {
-	if ex.GetState() != "succeeded" {
+	if execState(ex) != structs.ExecSucceeded {
 		return false
 	}
 	if t := ex.GetRtoTargetSeconds(); t > 0 && (!ex.GetHasRto() || ex.GetRtoSeconds() > t) {
@@ -162,7 +163,7 @@ func newCmdReport(f *Factory) *cobra.Command {
 			if asJSON && markdown {
 				return fmt.Errorf("--json and --markdown cannot be combined")
 			}
-			client, closeFn, err := f.ControlPlane()
+			client, closeFn, err := f.Operator()
 			if err != nil {
 				return err
 			}
@@ -175,7 +176,7 @@ func newCmdReport(f *Factory) *cobra.Command {
 			}
 			var ended []*pb.Execution
 			for _, ex := range resp.GetExecutions() {
-				if ex.GetState() != "running" && ex.GetCleanupOf() == "" {
+				if execState(ex) != structs.ExecRunning && ex.GetCleanupOf() == "" {
 					ended = append(ended, ex)
 				}
 			}
@@ -214,7 +215,7 @@ func printReport(w io.Writer, execs []*pb.Execution, markdown bool) error {
 	}
 	log := [][]string{}
 	for _, ex := range execs {
-		log = append(log, []string{ex.GetStartedAt().AsTime().Local().Format(time.DateTime), scenario(ex), ex.GetState(), oneLine(ex.GetId() + ": " + ex.GetMessage()), ex.GetActor()})
+		log = append(log, []string{ex.GetStartedAt().AsTime().Local().Format(time.DateTime), scenario(ex), execState(ex), oneLine(ex.GetId() + ": " + ex.GetMessage()), ex.GetActor()})
 	}
 	if markdown {
 		fmt.Fprintln(w, "## RTO/RPO summary")
@@ -250,7 +251,7 @@ func scenario(ex *pb.Execution) string {
 	if ex.GetPlan() != "" && ex.GetPlan() != ex.GetKind() {
 		s += " (plan " + ex.GetPlan() + ")"
 	}
-	if ex.GetTrigger() == "automatic" {
+	if execTrigger(ex) == structs.TriggerAutomatic {
 		s += ", automatic"
 	}
 	return s

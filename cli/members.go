@@ -47,7 +47,7 @@ func newCmdMembers(f *Factory, runF func(*membersOptions) error) *cobra.Command 
 }
 
 func runMembers(ctx context.Context, opts *membersOptions) error {
-	client, closeFn, err := opts.f.ControlPlane()
+	client, closeFn, err := opts.f.Operator()
 	if err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func runMembers(ctx context.Context, opts *membersOptions) error {
 }
 
 func runMembersRemove(ctx context.Context, opts *membersOptions) error {
-	client, closeFn, err := opts.f.ControlPlane()
+	client, closeFn, err := opts.f.Operator()
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,9 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/drplane/drplane/internal/structs"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
 )
 
 // printJSON is the one exporter behind every --json flag: indented, one
@@ -39,3 +42,11 @@ func yesNo(b bool) string {
 	}
 	return "no"
 }
+
+// execState, stepState and execTrigger spell the wire enums as the human
+// and --json output always has ("succeeded", "automatic").
+func execState(ex *pb.Execution) string { return structs.ExecStateName(ex.GetState()) }
+
+func stepState(st *pb.ExecutionStep) string { return structs.StepStateName(st.GetState()) }
+
+func execTrigger(ex *pb.Execution) string { return structs.TriggerName(ex.GetTrigger()) }

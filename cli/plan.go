@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/internal/plan"
+	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/spf13/cobra"
 )
@@ -48,7 +49,7 @@ services, hooks and sync blocks.`,
 }
 
 func runPlanShow(ctx context.Context, f *Factory, name, to string, asJSON bool) error {
-	client, closeFn, err := f.ControlPlane()
+	client, closeFn, err := f.Operator()
 	if err != nil {
 		return err
 	}
@@ -94,7 +95,7 @@ func planFromProto(ex *pb.Execution) *plan.Plan {
 		MaxDataLoss: secondsDuration(ex.GetMaxDataLossSeconds())}
 	for _, es := range ex.GetSteps() {
 		st := es.GetStep()
-		p.Steps = append(p.Steps, plan.Step{ID: st.GetId(), Phase: st.GetPhase(), Action: st.GetAction(), Host: st.GetHost(), Site: st.GetSite(),
+		p.Steps = append(p.Steps, plan.Step{ID: st.GetId(), Phase: st.GetPhase(), Action: structs.ActionName(st.GetAction()), Host: st.GetHost(), Site: st.GetSite(),
 			Target: st.GetTarget(), Args: st.GetArgs(), ArgsFrom: st.GetArgsFrom(), Timeout: time.Duration(st.GetTimeoutMs()) * time.Millisecond,
 			Retries: int(st.GetRetries()), OnFailure: st.GetOnFailure(), DependsOn: st.GetDependsOn(), HealthGate: st.GetHealthGate(),
 			Always: st.GetAlways(), Description: st.GetDescription()})
@@ -127,7 +128,7 @@ func runPlanValidate(ctx context.Context, f *Factory, path string, offline bool)
 
 // fetchTopology builds the plan topology from the control plane's status.
 func fetchTopology(ctx context.Context, f *Factory) (plan.Topology, error) {
-	client, closeFn, err := f.ControlPlane()
+	client, closeFn, err := f.Operator()
 	if err != nil {
 		return plan.Topology{}, err
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/drplane/drplane/internal/plan"
+	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
@@ -30,9 +32,13 @@ func newCmdSnapshot(f *Factory) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error { return runSnapshotList(cmd.Context(), opts) }}
 	list.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
 	create := &cobra.Command{Use: "create --host H --name N", Short: "Take a snapshot now", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runSnapshotStep(cmd.Context(), opts, "snapshot") }}
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runSnapshotStep(cmd.Context(), opts, plan.ActionSnapshot)
+		}}
 	restore := &cobra.Command{Use: "restore --host H --name N --id ID", Short: "Restore a snapshot (a pre-restore snapshot is taken first)", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runSnapshotStep(cmd.Context(), opts, "restore") }}
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runSnapshotStep(cmd.Context(), opts, structs.ActionRestore)
+		}}
 	restore.Flags().StringVar(&opts.ID, "id", "", "snapshot id to restore")
 	cmd.AddCommand(list, create, restore)
 	return cmd
@@ -42,7 +48,7 @@ func runSnapshotList(ctx context.Context, opts *snapshotOptions) error {
 	if opts.Host == "" {
 		return fmt.Errorf("--host is required")
 	}
-	client, closeFn, err := opts.f.ControlPlane()
+	client, closeFn, err := opts.f.Operator()
 	if err != nil {
 		return err
 	}
@@ -71,17 +77,17 @@ func runSnapshotStep(ctx context.Context, opts *snapshotOptions, action string) 
 	switch {
 	case opts.Host == "" || opts.Name == "":
 		return fmt.Errorf("--host and --name are required")
-	case action == "restore" && opts.ID == "":
+	case action == structs.ActionRestore && opts.ID == "":
 		return fmt.Errorf("--id is required: the snapshot to restore (see `drplane snapshot list --host %s`)", opts.Host)
 	}
-	client, closeFn, err := opts.f.ControlPlane()
+	client, closeFn, err := opts.f.Operator()
 	if err != nil {
 		return err
 	}
 	defer closeFn()
 	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
 	defer cancel()
-	req := &pb.RunHostStepRequest{Write: &pb.WriteOptions{RequestId: uuid.NewString()}, HostId: opts.Host, Action: action, Target: opts.Name}
+	req := &pb.RunHostStepRequest{Write: &pb.WriteOptions{RequestId: uuid.NewString()}, HostId: opts.Host, Action: structs.ActionToProto(action), Target: opts.Name}
 	if opts.ID != "" {
 		req.Args = map[string]string{"id": opts.ID}
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/spf13/cobra"
 )
@@ -35,7 +36,7 @@ func newCmdStatus(f *Factory, runF func(*statusOptions) error) *cobra.Command {
 }
 
 func runStatus(ctx context.Context, opts *statusOptions) error {
-	client, closeFn, err := opts.f.ControlPlane()
+	client, closeFn, err := opts.f.Operator()
 	if err != nil {
 		return err
 	}
@@ -92,7 +93,7 @@ func addProbe(aj *agentJSON, p *pb.AgentProbe) {
 	aj.Reachable, aj.LeaseValid, aj.Fenced, aj.Epoch, aj.ProbeError = &reachable, p.GetLeaseValid(), p.GetFenced(), p.GetEpoch(), p.GetError()
 	aj.Roles, aj.Lag = map[string]string{}, map[string]lagJSON{}
 	for _, svc := range p.GetServices() {
-		aj.Roles[svc.GetName()] = svc.GetRole()
+		aj.Roles[svc.GetName()] = structs.RoleName(svc.GetRole())
 		if r := svc.GetReplication(); r != nil {
 			aj.Lag[svc.GetName()] = lagJSON{Position: r.GetPosition(), LagMs: r.GetLagMs(), LagBytes: r.GetLagBytes()}
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/drplane/drplane/internal/rpcerr"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
@@ -13,25 +14,25 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// fakeControlPlane answers the calls a test sets; the rest panic through
+// fakeOperator answers the calls a test sets; the rest panic through
 // the nil embedded interface.
-type fakeControlPlane struct {
-	pb.ControlPlaneClient
+type fakeOperator struct {
+	pb.OperatorClient
 	status  *pb.GetStatusResponse
 	members *pb.ListMembersResponse
 	err     error
 	removed string
 }
 
-func (f *fakeControlPlane) GetStatus(context.Context, *pb.GetStatusRequest, ...grpc.CallOption) (*pb.GetStatusResponse, error) {
+func (f *fakeOperator) GetStatus(context.Context, *pb.GetStatusRequest, ...grpc.CallOption) (*pb.GetStatusResponse, error) {
 	return f.status, f.err
 }
 
-func (f *fakeControlPlane) ListMembers(context.Context, *pb.ListMembersRequest, ...grpc.CallOption) (*pb.ListMembersResponse, error) {
+func (f *fakeOperator) ListMembers(context.Context, *pb.ListMembersRequest, ...grpc.CallOption) (*pb.ListMembersResponse, error) {
 	return f.members, f.err
 }
 
-func (f *fakeControlPlane) RemoveMember(_ context.Context, req *pb.RemoveMemberRequest, _ ...grpc.CallOption) (*pb.RemoveMemberResponse, error) {
+func (f *fakeOperator) RemoveMember(_ context.Context, req *pb.RemoveMemberRequest, _ ...grpc.CallOption) (*pb.RemoveMemberResponse, error) {
 	if req.GetWrite().GetRequestId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "no request id")
 	}
@@ -39,10 +40,10 @@ func (f *fakeControlPlane) RemoveMember(_ context.Context, req *pb.RemoveMemberR
 	return &pb.RemoveMemberResponse{}, f.err
 }
 
-func testFactory(fake *fakeControlPlane) (*Factory, *bytes.Buffer) {
+func testFactory(fake *fakeOperator) (*Factory, *bytes.Buffer) {
 	out := &bytes.Buffer{}
 	f := &Factory{IO: IOStreams{Out: out, ErrOut: out}, addr: "127.0.0.1:7400"}
-	f.ControlPlane = func() (pb.ControlPlaneClient, func(), error) { return fake, func() {}, nil }
+	f.Operator = func() (pb.OperatorClient, func(), error) { return fake, func() {}, nil }
 	return f, out
 }
 
@@ -58,13 +59,13 @@ func sampleStatus() *pb.GetStatusResponse {
 			{Id: "s2", Site: "dr", Address: "127.0.0.1:7410", State: "unreachable", Voter: true},
 		},
 		Agents: []*pb.Agent{{HostId: "db-1", Site: "dr", Address: "127.0.0.1:7500", Services: []*pb.Service{{Name: "postgres"}},
-			Probe: &pb.AgentProbe{Reachable: true, LeaseValid: true, Epoch: 3, Services: []*pb.ServiceStatus{{Name: "postgres", Role: "primary",
+			Probe: &pb.AgentProbe{Reachable: true, LeaseValid: true, Epoch: 3, Services: []*pb.ServiceStatus{{Name: "postgres", Role: pb.ServiceRole_SERVICE_ROLE_PRIMARY,
 				Replication: &pb.Replication{Position: "0/3000060"}}}}}},
 	}
 }
 
 func TestStatus_JSON(t *testing.T) {
-	f, out := testFactory(&fakeControlPlane{status: sampleStatus()})
+	f, out := testFactory(&fakeOperator{status: sampleStatus()})
 	require.NoError(t, runStatus(context.Background(), &statusOptions{f: f, JSON: true}))
 	var got map[string]any
 	require.NoError(t, json.Unmarshal(out.Bytes(), &got))
@@ -85,7 +86,7 @@ func TestStatus_JSON(t *testing.T) {
 }
 
 func TestStatus_Table(t *testing.T) {
-	f, out := testFactory(&fakeControlPlane{status: sampleStatus()})
+	f, out := testFactory(&fakeOperator{status: sampleStatus()})
 	require.NoError(t, runStatus(context.Background(), &statusOptions{f: f}))
 	s := out.String()
 	require.Contains(t, s, "Leader:       s1")
@@ -100,13 +101,17 @@ func TestStatus_Errors_SayWhatToDo(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"no leader", status.Error(codes.Unavailable, "no leader: 1 of 3 servers reachable; quorum needs 2"), "no leader: 1 of 3 servers reachable; quorum needs 2"},
+		{"no leader", rpcerr.New(codes.Unavailable, "no leader: 1 of 3 servers reachable; quorum needs 2", &pb.ErrorInfo{Reason: pb.ErrorReason_ERROR_REASON_NO_LEADER}),
+			"no leader: 1 of 3 servers reachable; quorum needs 2"},
+		{"removed", rpcerr.New(codes.Unavailable, "server s1: this server was removed from the cluster", &pb.ErrorInfo{Reason: pb.ErrorReason_ERROR_REASON_SERVER_REMOVED, ServerId: "s1"}),
+			"server s1: this server was removed from the cluster"},
+		{"no leader in text only", status.Error(codes.Unavailable, "no leader: 1 of 3 servers reachable"), "is `drplane server` running there?"},
 		{"server down", status.Error(codes.Unavailable, "connection error: dial tcp 127.0.0.1:7400: connect: connection refused"), "is `drplane server` running there? Set --addr or DRPLANE_ADDR"},
 		{"refused", status.Error(codes.PermissionDenied, "permission denied: an agent certificate may not"), "refused by server 127.0.0.1:7400"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			f, _ := testFactory(&fakeControlPlane{err: tc.err})
+			f, _ := testFactory(&fakeOperator{err: tc.err})
 			err := runStatus(context.Background(), &statusOptions{f: f})
 			require.ErrorContains(t, err, tc.want)
 		})
@@ -114,15 +119,15 @@ func TestStatus_Errors_SayWhatToDo(t *testing.T) {
 }
 
 func TestMembersRemove_SendsRequestID(t *testing.T) {
-	fake := &fakeControlPlane{}
+	fake := &fakeOperator{}
 	f, out := testFactory(fake)
 	require.NoError(t, runMembersRemove(context.Background(), &membersOptions{f: f, RemoveID: "s3"}))
 	require.Equal(t, "s3", fake.removed)
 	require.Contains(t, out.String(), "Removed server s3")
 }
 
-func TestDialControlPlane_NoCertificate(t *testing.T) {
+func TestDialOperator_NoCertificate(t *testing.T) {
 	f := NewFactory()
-	_, _, err := f.dialControlPlane()
+	_, _, err := f.dialOperator()
 	require.ErrorContains(t, err, "--client-cert")
 }

@@ -12,30 +12,33 @@ import (
 	"google.golang.org/grpc/metadata"
 )
 
-// methodRoles says which certificate roles may call each ControlPlane
-// method. TLS already proved the certificate is the cluster CA's; this
+// methodRoles says which certificate roles may call each method of the
+// servers' services. TLS already proved the certificate is the cluster CA's; this
 // decides what its holder may do. A method missing here is refused.
 var methodRoles = map[string][]tlsutil.Role{
-	pb.ControlPlane_GetStatus_FullMethodName:         {tlsutil.RoleServer, tlsutil.RoleCLI, tlsutil.RoleAgent},
-	pb.ControlPlane_ListMembers_FullMethodName:       {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_RemoveMember_FullMethodName:      {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_RegisterAgent_FullMethodName:     {tlsutil.RoleServer, tlsutil.RoleAgent},
-	pb.ControlPlane_DeregisterAgent_FullMethodName:   {tlsutil.RoleServer, tlsutil.RoleCLI, tlsutil.RoleAgent},
-	pb.ControlPlane_SetActiveSite_FullMethodName:     {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_ListAudit_FullMethodName:         {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_NodeInfo_FullMethodName:          {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_JoinCluster_FullMethodName:       {tlsutil.RoleServer},
-	pb.ControlPlane_RunHostStep_FullMethodName:       {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_ListHostSnapshots_FullMethodName: {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_StartExecution_FullMethodName:    {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_GetExecution_FullMethodName:      {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_ListExecutions_FullMethodName:    {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_ApproveExecution_FullMethodName:  {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_CancelExecution_FullMethodName:   {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_ObserveSite_FullMethodName:       {tlsutil.RoleServer},
-	pb.ControlPlane_SetAutomation_FullMethodName:     {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_RecoverQuorum_FullMethodName:     {tlsutil.RoleServer, tlsutil.RoleCLI},
-	pb.ControlPlane_NotifyRemoved_FullMethodName:     {tlsutil.RoleServer},
+	// Operator: the CLI. Servers may call every method (forwarding).
+	pb.Operator_GetStatus_FullMethodName:         {tlsutil.RoleServer, tlsutil.RoleCLI, tlsutil.RoleAgent},
+	pb.Operator_ListMembers_FullMethodName:       {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.Operator_RemoveMember_FullMethodName:      {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.Operator_SetActiveSite_FullMethodName:     {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.Operator_ListAudit_FullMethodName:         {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.Operator_RunHostStep_FullMethodName:       {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.Operator_ListHostSnapshots_FullMethodName: {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.Operator_StartExecution_FullMethodName:    {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.Operator_GetExecution_FullMethodName:      {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.Operator_ListExecutions_FullMethodName:    {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.Operator_ApproveExecution_FullMethodName:  {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.Operator_CancelExecution_FullMethodName:   {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.Operator_SetAutomation_FullMethodName:     {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.Operator_RecoverQuorum_FullMethodName:     {tlsutil.RoleServer, tlsutil.RoleCLI},
+	// AgentRegistry: the host agents (and an operator deregistering one).
+	pb.AgentRegistry_RegisterAgent_FullMethodName:   {tlsutil.RoleServer, tlsutil.RoleAgent},
+	pb.AgentRegistry_DeregisterAgent_FullMethodName: {tlsutil.RoleServer, tlsutil.RoleCLI, tlsutil.RoleAgent},
+	// Peer: the other servers (and an operator asking a server about itself).
+	pb.Peer_NodeInfo_FullMethodName:      {tlsutil.RoleServer, tlsutil.RoleCLI},
+	pb.Peer_JoinCluster_FullMethodName:   {tlsutil.RoleServer},
+	pb.Peer_ObserveSite_FullMethodName:   {tlsutil.RoleServer},
+	pb.Peer_NotifyRemoved_FullMethodName: {tlsutil.RoleServer},
 }
 
 // authorize is a unary interceptor that refuses callers whose certificate

@@ -300,15 +300,22 @@ func (c *testCluster) follower() *testServer {
 	return nil
 }
 
-// client returns a ControlPlane client with the operator certificate,
-// connected to ts.
-func (c *testCluster) client(ts *testServer) pb.ControlPlaneClient {
+// testClient is a client of each of a server's services, holding one
+// certificate; the certificate's role decides which calls succeed.
+type testClient struct {
+	pb.OperatorClient
+	pb.AgentRegistryClient
+	pb.PeerClient
+}
+
+// client returns a client with the operator certificate, connected to ts.
+func (c *testCluster) client(ts *testServer) testClient {
 	return c.clientAs(ts, "ops")
 }
 
 // agentClient returns a client with an agent certificate for hostID,
 // which may register only that host.
-func (c *testCluster) agentClient(ts *testServer, hostID string) pb.ControlPlaneClient {
+func (c *testCluster) agentClient(ts *testServer, hostID string) testClient {
 	c.t.Helper()
 	if _, err := os.Stat(filepath.Join(c.tlsDir, hostID+".pem")); err != nil {
 		_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: c.tlsDir, Name: hostID, Role: tlsutil.RoleAgent})
@@ -317,12 +324,12 @@ func (c *testCluster) agentClient(ts *testServer, hostID string) pb.ControlPlane
 	return c.clientAs(ts, hostID)
 }
 
-func (c *testCluster) clientAs(ts *testServer, certName string) pb.ControlPlaneClient {
+func (c *testCluster) clientAs(ts *testServer, certName string) testClient {
 	c.t.Helper()
 	conn, err := grpc.NewClient(ts.grpcAddr, grpc.WithTransportCredentials(c.material(certName).ClientCredentials(tlsutil.RoleServer)))
 	require.NoError(c.t, err)
 	c.t.Cleanup(func() { _ = conn.Close() })
-	return pb.NewControlPlaneClient(conn)
+	return testClient{pb.NewOperatorClient(conn), pb.NewAgentRegistryClient(conn), pb.NewPeerClient(conn)}
 }
 
 func testCtx(t *testing.T) context.Context {

@@ -218,7 +218,7 @@ func (s *Server) observeSite(ctx context.Context, st stateView, site string) (se
 			defer wg.Done()
 			conn, err := s.conns.get(srv.Address)
 			if err == nil {
-				_, err = pb.NewControlPlaneClient(conn).NodeInfo(ctx, &pb.NodeInfoRequest{})
+				_, err = pb.NewPeerClient(conn).NodeInfo(ctx, &pb.NodeInfoRequest{})
 			}
 			if err == nil {
 				mu.Lock()
@@ -275,7 +275,7 @@ func (s *Server) askVantagePoints(ctx context.Context, st stateView) string {
 			// The vantage point runs its own checks under probe_timeout.
 			cctx, cancel := context.WithTimeout(ctx, 2*f.ProbeTimeout+time.Second)
 			defer cancel()
-			resp, err := pb.NewControlPlaneClient(conn).ObserveSite(cctx, &pb.ObserveSiteRequest{Site: st.ActiveSite, TimeoutMs: uint64(f.ProbeTimeout.Milliseconds())})
+			resp, err := pb.NewPeerClient(conn).ObserveSite(cctx, &pb.ObserveSiteRequest{Site: st.ActiveSite, TimeoutMs: uint64(f.ProbeTimeout.Milliseconds())})
 			if err != nil {
 				return
 			}
@@ -338,48 +338,4 @@ func (s *Server) startAutomaticFailover(ctx context.Context, v verdict) (string,
 	s.logger.Warn("site lost: automatic failover started", "site", v.Site, "target", target, "execution_id", ex.ID, "trigger", v.Trigger)
 	s.startExecutor(ctx, ex.ID)
 	return ex.ID, nil
-}
-
-// ObserveSite checks which servers and agents of a site answer this
-// server.
-func (e *controlPlaneEndpoint) ObserveSite(ctx context.Context, req *pb.ObserveSiteRequest) (*pb.ObserveSiteResponse, error) {
-	timeout := time.Duration(req.GetTimeoutMs()) * time.Millisecond
-	if timeout <= 0 || timeout > 30*time.Second {
-		timeout = e.srv.config.Failover.ProbeTimeout
-	}
-	st := e.srv.fsm.view()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	servers, agents := e.srv.observeSite(ctx, st, req.GetSite())
-	resp := &pb.ObserveSiteResponse{NodeId: e.srv.config.NodeID, ReachableServers: servers, ReachableAgents: agents}
-	for _, srv := range st.Servers {
-		if srv.Site == req.GetSite() {
-			resp.Servers++
-		}
-	}
-	for _, a := range st.Agents {
-		if a.Site == req.GetSite() {
-			resp.Agents++
-		}
-	}
-	return resp, nil
-}
-
-// SetAutomation pauses or resumes automatic action, or acknowledges the
-// last automatic failover.
-func (e *controlPlaneEndpoint) SetAutomation(ctx context.Context, req *pb.SetAutomationRequest) (*pb.SetAutomationResponse, error) {
-	switch req.GetAction() {
-	case structs.AutomationPause, structs.AutomationResume, structs.AutomationAck:
-	default:
-		return nil, toStatus(fmt.Errorf("%w: action %q; expected pause, resume or ack", errInvalidArgument, req.GetAction()))
-	}
-	req.Write = ensureRequestID(req.GetWrite())
-	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.SetAutomation, func(ctx context.Context, req *pb.SetAutomationRequest) (*pb.SetAutomationResponse, error) {
-		res, err := e.srv.raftApply(structs.AutomationRequestType, &structs.AutomationRequest{
-			WriteRequest: writeRequest(ctx, req.GetWrite(), e.srv.config.NodeID), Action: req.GetAction(), Reason: req.GetReason()})
-		if err != nil {
-			return nil, err
-		}
-		return &pb.SetAutomationResponse{Meta: e.srv.metaAt(res.Index)}, nil
-	})
 }

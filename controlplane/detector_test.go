@@ -9,6 +9,7 @@ import (
 
 	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/testutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"
@@ -97,10 +98,10 @@ func TestDetector_PrimarySiteLost_AutomaticFailover(t *testing.T) {
 		}
 		return ex != nil, fmt.Errorf("no execution started")
 	})
-	require.Equal(t, "automatic", ex.GetTrigger())
+	require.Equal(t, "automatic", structs.TriggerName(ex.GetTrigger()))
 	require.Equal(t, "failover", ex.GetKind())
 	ex = ts.waitEnded(t, ex.GetId())
-	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
 	require.True(t, ex.GetHasRto())
 	// The trigger is the first missed probe, before the execution started.
 	require.True(t, ex.GetTriggeredAt().AsTime().Before(ex.GetStartedAt().AsTime()))
@@ -151,9 +152,9 @@ func TestDetector_LagAboveGuard_AutomaticFailoverRefused(t *testing.T) {
 		}
 		return ex != nil, fmt.Errorf("no execution started")
 	})
-	require.Equal(t, "automatic", ex.GetTrigger())
+	require.Equal(t, "automatic", structs.TriggerName(ex.GetTrigger()))
 	ex = ts.waitEnded(t, ex.GetId())
-	require.Equal(t, "failed", ex.GetState(), "the RPO guard refuses an automatic failover beyond max_data_loss")
+	require.Equal(t, "failed", structs.ExecStateName(ex.GetState()), "the RPO guard refuses an automatic failover beyond max_data_loss")
 	require.Contains(t, ex.GetMessage(), "exceeds max_data_loss")
 	promotes, _ := ts.db2["postgres"].Transitions()
 	require.Zero(t, promotes)

@@ -395,7 +395,7 @@ func (e *executor) performOnAgent(ctx context.Context, step plan.Step, attempt i
 		stepID = fmt.Sprintf("%s#%d", step.ID, attempt)
 	}
 	req := &pb.ExecuteRequest{ExecutionId: e.id, StepId: stepID, Epoch: e.s.fsm.view().Epoch,
-		Action: step.Action, Target: step.Target, Args: args, TimeoutMs: uint64(step.Timeout.Milliseconds())}
+		Action: structs.ActionToProto(step.Action), Target: step.Target, Args: args, TimeoutMs: uint64(step.Timeout.Milliseconds())}
 	rctx, cancel := context.WithTimeout(ctx, step.Timeout+stepSlack)
 	defer cancel()
 	res, err := e.s.sendStep(rctx, agent, req, func(line string) { e.progress.set(e.id, step.ID, line) }, delivery)

@@ -12,6 +12,7 @@ import (
 	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/plan"
+	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
@@ -146,7 +147,7 @@ func (ts *twoSites) waitEnded(t *testing.T, id string) *pb.Execution {
 			return false, err
 		}
 		ex = resp.GetExecution()
-		return ex.GetState() != "running", fmt.Errorf("execution %s is %s", id, ex.GetState())
+		return ex.GetState() != pb.ExecutionState_EXECUTION_STATE_RUNNING, fmt.Errorf("execution %s is %s", id, ex.GetState())
 	})
 	return ex
 }
@@ -161,7 +162,7 @@ func stepOf(t *testing.T, ex *pb.Execution, id string) *pb.ExecutionStep {
 func stepIDs(ex *pb.Execution, action string) []string {
 	var ids []string
 	for _, s := range ex.GetSteps() {
-		if s.GetStep().GetAction() == action {
+		if structs.ActionName(s.GetStep().GetAction()) == action {
 			ids = append(ids, s.GetStep().GetId())
 		}
 	}
@@ -172,7 +173,7 @@ func TestExecutor_Failover_PromotesThenStartsInOrder(t *testing.T) {
 	ts := newTwoSites(t, nil)
 	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr"})
 	ex = ts.waitEnded(t, ex.GetId())
-	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
 	require.True(t, ex.GetHasRpo())
 	// The standby had replayed all its primary wrote: at most the writes
 	// since the leader's last look at the primary are at risk.
@@ -218,7 +219,7 @@ func TestExecutor_Guard_RefusesLagBeyondMaxDataLoss(t *testing.T) {
 
 	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr"})
 	ex = ts.waitEnded(t, ex.GetId())
-	require.Equal(t, "failed", ex.GetState())
+	require.Equal(t, "failed", structs.ExecStateName(ex.GetState()))
 	require.Contains(t, ex.GetMessage(), "exceeds max_data_loss")
 	require.Contains(t, ex.GetMessage(), "--allow-data-loss")
 	promotes, _ := ts.db2["postgres"].Transitions()
@@ -230,7 +231,7 @@ func TestExecutor_Guard_RefusesLagBeyondMaxDataLoss(t *testing.T) {
 	// The operator accepts the loss.
 	ex = ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr", AllowDataLoss: true})
 	ex = ts.waitEnded(t, ex.GetId())
-	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
 	require.InDelta(t, 120, ex.GetRpoSeconds(), 30, "the RPO is the exposure at the trigger")
 }
 
@@ -243,7 +244,7 @@ func TestExecutor_SecondConcurrentExecution_Refused(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), first.GetId(), "the refusal names the running execution")
 	close(block)
-	require.Equal(t, "succeeded", ts.waitEnded(t, first.GetId()).GetState())
+	require.Equal(t, "succeeded", structs.ExecStateName(ts.waitEnded(t, first.GetId()).GetState()))
 }
 
 func TestExecutor_LeaderKilledMidStep_ResumesAndRunsEachStepOnce(t *testing.T) {
@@ -265,7 +266,7 @@ func TestExecutor_LeaderKilledMidStep_ResumesAndRunsEachStepOnce(t *testing.T) {
 	close(block)
 
 	ex = ts.waitEnded(t, ex.GetId())
-	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
 	starts, _ := ts.app2["engine"].Counts()
 	promotes, _ := ts.db2["postgres"].Transitions()
 	require.Equal(t, 1, starts, "the re-sent start attached to the run in progress (invariant 3)")
@@ -277,7 +278,7 @@ func TestExecutor_LeaderKilledMidStep_ResumesAndRunsEachStepOnce(t *testing.T) {
 
 // failoverWaitingForApproval starts a failover whose plan has an approval
 // step "go-ahead" before activation, and waits until that step waits.
-func failoverWaitingForApproval(t *testing.T) (*twoSites, *pb.Execution, pb.ControlPlaneClient) {
+func failoverWaitingForApproval(t *testing.T) (*twoSites, *pb.Execution, testClient) {
 	t.Helper()
 	ts := newTwoSites(t, func(cfg *config.ServerConfig) {
 		cfg.Plans = []*plan.Definition{{Name: "failover", Kind: plan.KindFailover, Steps: []plan.StepDef{
@@ -292,7 +293,7 @@ func failoverWaitingForApproval(t *testing.T) (*twoSites, *pb.Execution, pb.Cont
 			return false, err
 		}
 		st := stepOf(t, resp.GetExecution(), "go-ahead")
-		return st.GetState() == "waiting", fmt.Errorf("approval is %s", st.GetState())
+		return st.GetState() == pb.StepState_STEP_STATE_WAITING, fmt.Errorf("approval is %s", st.GetState())
 	})
 	return ts, ex, client
 }
@@ -304,7 +305,7 @@ func TestExecutor_Approval_PausesUntilApproved(t *testing.T) {
 	_, err := client.ApproveExecution(testCtx(t), &pb.ApproveExecutionRequest{Id: ex.GetId()})
 	require.NoError(t, err)
 	ex = ts.waitEnded(t, ex.GetId())
-	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
 	require.NotEmpty(t, stepOf(t, ex, "go-ahead").GetApprovedBy())
 }
 
@@ -313,11 +314,11 @@ func TestExecutor_Cancel_StopsScheduling(t *testing.T) {
 	_, err := client.CancelExecution(testCtx(t), &pb.CancelExecutionRequest{Id: ex.GetId()})
 	require.NoError(t, err)
 	ex = ts.waitEnded(t, ex.GetId())
-	require.Equal(t, "cancelled", ex.GetState(), ex.GetMessage())
+	require.Equal(t, "cancelled", structs.ExecStateName(ex.GetState()), ex.GetMessage())
 	promotes, _ := ts.db2["postgres"].Transitions()
 	require.Zero(t, promotes)
 	for _, id := range stepIDs(ex, plan.ActionPromote) {
-		require.Equal(t, "skipped", stepOf(t, ex, id).GetState())
+		require.Equal(t, structs.StepSkipped, structs.StepStateName(stepOf(t, ex, id).GetState()))
 	}
 	st, err := client.GetStatus(testCtx(t), &pb.GetStatusRequest{})
 	require.NoError(t, err)
@@ -329,7 +330,7 @@ func TestExecutor_Drill_ProductionUntouched_CleansUp(t *testing.T) {
 	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "drill"})
 	require.Equal(t, "dr", ex.GetTo())
 	ex = ts.waitEnded(t, ex.GetId())
-	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
 	require.True(t, ex.GetHasRto())
 
 	// Production roles and the epoch are untouched; the copies are gone.
@@ -350,7 +351,7 @@ func TestExecutor_Switchover_ThenFailback(t *testing.T) {
 	ts := newTwoSites(t, nil)
 	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "switchover", To: "dr"})
 	ex = ts.waitEnded(t, ex.GetId())
-	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
 	require.True(t, ex.GetHasRpo())
 	require.Zero(t, ex.GetRpoSeconds(), "a switchover loses nothing")
 	require.Equal(t, driver.RolePrimary, ts.db2["postgres"].Role())
@@ -361,7 +362,7 @@ func TestExecutor_Switchover_ThenFailback(t *testing.T) {
 	ex = ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failback"})
 	require.Equal(t, "primary", ex.GetTo())
 	ex = ts.waitEnded(t, ex.GetId())
-	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
 	require.Equal(t, driver.RolePrimary, ts.db1["postgres"].Role())
 	require.Equal(t, driver.RoleStandby, ts.db2["postgres"].Role())
 	require.Equal(t, driver.RolePrimary, ts.app1["engine"].Role())

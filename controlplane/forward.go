@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -29,9 +28,18 @@ const (
 	mdUser = "x-drplane-user"
 )
 
-// remoteCall is a ControlPlane client method, e.g.
-// pb.ControlPlaneClient.RegisterAgent.
-type remoteCall[Req, Resp any] func(pb.ControlPlaneClient, context.Context, Req, ...grpc.CallOption) (Resp, error)
+// remoteCall makes the request on a connection to the leader.
+type remoteCall[Req, Resp any] func(grpc.ClientConnInterface, context.Context, Req) (Resp, error)
+
+// via returns the remoteCall of one service's client method, e.g.
+// via(pb.NewOperatorClient, pb.OperatorClient.GetStatus): every service a
+// follower forwards (Operator, AgentRegistry, Peer) goes through the same
+// withLeader.
+func via[C, Req, Resp any](newClient func(grpc.ClientConnInterface) C, method func(C, context.Context, Req, ...grpc.CallOption) (Resp, error)) remoteCall[Req, Resp] {
+	return func(conn grpc.ClientConnInterface, ctx context.Context, req Req) (Resp, error) {
+		return method(newClient(conn), ctx, req)
+	}
+}
 
 // withLeader is the one place where requests reach the leader: it serves
 // the request with local when this server leads, or forwards it to the
@@ -91,7 +99,7 @@ func tryLeaderOnce[Req, Resp any](ctx context.Context, s *Server, req Req, remot
 	if err != nil {
 		return zero, err
 	}
-	return remote(pb.NewControlPlaneClient(conn), forwardContext(ctx, s), req)
+	return remote(conn, forwardContext(ctx, s), req)
 }
 
 // forwardContext marks the request as forwarded and carries the caller's

@@ -9,35 +9,22 @@ import (
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 )
 
-// operatorActions are the agent actions an operator may run directly;
-// everything else runs only as a step of a plan.
-var operatorActions = map[string]bool{"snapshot": true, "restore": true}
-
-// RunHostStep runs one operator step on a registered host, through the
-// leader, and records it in the audit trail.
-func (e *controlPlaneEndpoint) RunHostStep(ctx context.Context, req *pb.RunHostStepRequest) (*pb.RunHostStepResponse, error) {
-	if !operatorActions[req.GetAction()] {
-		return nil, toStatus(fmt.Errorf("%w: action %q cannot be run directly; operators may run snapshot and restore", errInvalidArgument, req.GetAction()))
-	}
-	req.Write = ensureRequestID(req.GetWrite())
-	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.RunHostStep, e.runHostStepLocal)
-}
-
-func (e *controlPlaneEndpoint) runHostStepLocal(ctx context.Context, req *pb.RunHostStepRequest) (*pb.RunHostStepResponse, error) {
+func (e *operatorEndpoint) runHostStepLocal(ctx context.Context, req *pb.RunHostStepRequest) (*pb.RunHostStepResponse, error) {
 	s := e.srv
 	agent, err := s.registeredAgent(req.GetHostId())
 	if err != nil {
 		return nil, err
 	}
 	w := writeRequest(ctx, req.GetWrite(), s.config.NodeID)
+	action := structs.ActionName(req.GetAction())
 	if _, err := s.raftApply(structs.AuditRequestType, &structs.AuditRequest{WriteRequest: w,
-		Action: "host-" + req.GetAction(), Detail: fmt.Sprintf("%s %s on %s %v", req.GetAction(), req.GetTarget(), req.GetHostId(), req.GetArgs())}); err != nil {
+		Action: "host-" + action, Detail: fmt.Sprintf("%s %s on %s %v", action, req.GetTarget(), req.GetHostId(), req.GetArgs())}); err != nil {
 		return nil, err
 	}
 	// The request id names the step, so a retried request attaches to the
 	// same run on the agent instead of starting a second one.
 	step := &pb.ExecuteRequest{
-		ExecutionId: "op-" + req.GetWrite().GetRequestId(), StepId: req.GetAction(),
+		ExecutionId: "op-" + req.GetWrite().GetRequestId(), StepId: action,
 		Epoch: s.fsm.view().Epoch, Action: req.GetAction(), Target: req.GetTarget(), Args: req.GetArgs(),
 	}
 	lines, res, err := s.executeOnAgent(ctx, agent, step)
@@ -45,25 +32,6 @@ func (e *controlPlaneEndpoint) runHostStepLocal(ctx context.Context, req *pb.Run
 		return nil, err
 	}
 	return &pb.RunHostStepResponse{Meta: s.meta(false), Progress: lines, Result: res}, nil
-}
-
-// ListHostSnapshots asks a registered host for its snapshots.
-func (e *controlPlaneEndpoint) ListHostSnapshots(ctx context.Context, req *pb.ListHostSnapshotsRequest) (*pb.ListHostSnapshotsResponse, error) {
-	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.ListHostSnapshots, func(ctx context.Context, req *pb.ListHostSnapshotsRequest) (*pb.ListHostSnapshotsResponse, error) {
-		agent, err := e.srv.registeredAgent(req.GetHostId())
-		if err != nil {
-			return nil, err
-		}
-		conn, err := e.srv.agentConns.get(agent.Address)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := pb.NewHostAgentClient(conn).ListSnapshots(ctx, &pb.ListSnapshotsRequest{Name: req.GetName()})
-		if err != nil {
-			return nil, fmt.Errorf("list snapshots on %s: %w", agent.HostID, err)
-		}
-		return &pb.ListHostSnapshotsResponse{Meta: e.srv.meta(false), Snapshots: resp.GetSnapshots()}, nil
-	})
 }
 
 func (s *Server) registeredAgent(hostID string) (structs.Agent, error) {

@@ -106,7 +106,7 @@ func (s *Server) bootstrap(peers []*pb.NodeInfoResponse) error {
 func (s *Server) registerSelf(ctx context.Context, requestID string) error {
 	ctx, cancel := context.WithTimeout(ctx, joinRPCTimeout*2)
 	defer cancel()
-	_, err := s.endpoint().JoinCluster(ctx, s.joinRequest(requestID))
+	_, err := (&peerEndpoint{srv: s}).JoinCluster(ctx, s.joinRequest(requestID))
 	return err
 }
 
@@ -119,7 +119,7 @@ func (s *Server) joinVia(ctx context.Context, addr, requestID string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := pb.NewControlPlaneClient(conn).JoinCluster(ctx, s.joinRequest(requestID)); err != nil {
+	if _, err := pb.NewPeerClient(conn).JoinCluster(ctx, s.joinRequest(requestID)); err != nil {
 		return fmt.Errorf("join cluster via %s: %w", addr, err)
 	}
 	return nil
@@ -143,5 +143,5 @@ func (s *Server) nodeInfo(ctx context.Context, addr string, timeout time.Duratio
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return pb.NewControlPlaneClient(conn).NodeInfo(ctx, &pb.NodeInfoRequest{})
+	return pb.NewPeerClient(conn).NodeInfo(ctx, &pb.NodeInfoRequest{})
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/testing/netsim"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/drplane/drplane/internal/tlsutil"
@@ -202,7 +203,7 @@ func (h *history) round() {
 				o.expires = resp.GetLease().GetExpiresAt().AsTime()
 			}
 			for _, s := range resp.GetServices() {
-				if s.GetRole() == string(driver.RolePrimary) {
+				if s.GetRole() == pb.ServiceRole_SERVICE_ROLE_PRIMARY {
 					o.primaries = append(o.primaries, s.GetName())
 				}
 			}
@@ -332,7 +333,7 @@ func automaticExecutions(t *testing.T, ts *twoSites) []*pb.Execution {
 	t.Helper()
 	var out []*pb.Execution
 	for _, e := range executions(t, ts) {
-		if e.GetTrigger() == "automatic" {
+		if e.GetTrigger() == pb.ExecutionTrigger_EXECUTION_TRIGGER_AUTOMATIC {
 			out = append(out, e)
 		}
 	}
@@ -380,7 +381,7 @@ func (ts *twoSites) requireSucceeded(t *testing.T, ex *pb.Execution, to string) 
 	t.Helper()
 	require.Equal(t, "failover", ex.GetKind())
 	require.Equal(t, to, ex.GetTo())
-	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
+	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
 	st := ts.status(t)
 	require.Equal(t, to, st.GetActiveSite())
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/testutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"
@@ -102,7 +103,7 @@ func (ts *twoSites) waitRecoveredFailover(t *testing.T) (*pb.Execution, *testSer
 		if ex == nil {
 			return false, fmt.Errorf("leader %s started no failover", leader.cfg.NodeID)
 		}
-		return ex.GetState() != "running", fmt.Errorf("failover %s is %s", ex.GetId(), ex.GetState())
+		return ex.GetState() != pb.ExecutionState_EXECUTION_STATE_RUNNING, fmt.Errorf("failover %s is %s", ex.GetId(), ex.GetState())
 	})
 	return ex, leader
 }
@@ -145,8 +146,8 @@ func TestQuorumLoss_StonithConfirms_AutomaticFailover_OldServersRefuseUntilRejoi
 
 	ts.loseSite(t, "primary")
 	ex, leader := ts.waitRecoveredFailover(t)
-	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
-	require.Equal(t, "automatic", ex.GetTrigger())
+	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
+	require.Equal(t, "automatic", structs.TriggerName(ex.GetTrigger()))
 	require.Equal(t, "dr", ex.GetTo())
 	require.Contains(t, ex.GetRpoDetail(), "quorum lost; stonith hook for site primary confirmed the fence")
 	// The hook ran once, on the one server that acted.
@@ -217,8 +218,8 @@ func TestQuorumLoss_NoStonith_WaitsForOperator(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, resp.GetId())
 	ex, leader := ts.waitRecoveredFailover(t)
-	require.Equal(t, "succeeded", ex.GetState(), ex.GetMessage())
-	require.Equal(t, "manual", ex.GetTrigger())
+	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
+	require.Equal(t, "manual", structs.TriggerName(ex.GetTrigger()))
 	require.Equal(t, "dr", leader.fsm.view().ActiveSite)
 	ts.waitVoters(t, "s3", "s4")
 }

@@ -48,26 +48,24 @@ func (r *restarter) end(key string) {
 // agent is at the active site, holds the current epoch and the lease this
 // leader just renewed, and reports services fenced because its lease
 // lapsed in this same epoch (a long election, a frozen host, a flapping
-// link), those services were this epoch's primaries at the active site:
-// nothing failed over, so production is restarted where it was rather
-// than left down ("restarted in place where the driver can"). A service
-// fenced because another site became active carries another reason, or
-// an older epoch, and is never restarted; nor is anything while an
-// execution runs, which owns the services it moves. Pause does not stop
-// it: it is a repair of the active site's own primary, not a failover.
+// link; each service's fence cause and epoch say so), those services were
+// this epoch's primaries at the active site: nothing failed over, so
+// production is restarted where it was rather than left down ("restarted
+// in place where the driver can"). A service fenced because another site
+// became active carries another cause, or an older epoch, and is never
+// restarted; nor is anything while an execution runs, which owns the
+// services it moves. Pause does not stop it: it is a repair of the active
+// site's own primary, not a failover.
 func (s *Server) restartFencedInPlace(ctx context.Context, rs *restarter, a structs.Agent, resp *pb.ProbeResponse, epoch uint64, activeSite string) {
 	lease := resp.GetLease()
 	if a.Site != activeSite || resp.GetEpoch() != epoch || !resp.GetFenced() || !lease.GetValid() || lease.GetEpoch() != epoch {
-		return
-	}
-	if e, ok := structs.LeaseLapsedEpoch(resp.GetFenceReason()); !ok || e != epoch {
 		return
 	}
 	if s.fsm.runningExecutionIDs() != nil {
 		return
 	}
 	for _, svc := range resp.GetServices() {
-		if svc.GetRole() != "fenced" {
+		if svc.GetRole() != pb.ServiceRole_SERVICE_ROLE_FENCED || !structs.RestartableInPlace(svc.GetFenceCause()) || svc.GetFenceEpoch() != epoch {
 			continue
 		}
 		key := a.HostID + "/" + svc.GetName()
@@ -103,7 +101,7 @@ func (s *Server) restartInPlace(ctx context.Context, a structs.Agent, service st
 	}
 	log.Warn("restarting fenced service in place")
 	step := &pb.ExecuteRequest{
-		ExecutionId: id, StepId: "start-" + service, Epoch: epoch, Action: "start", Target: service,
+		ExecutionId: id, StepId: "start-" + service, Epoch: epoch, Action: pb.StepAction_STEP_ACTION_START, Target: service,
 		Args: map[string]string{structs.ArgRestartInPlace: "true"}, TimeoutMs: uint64(restartInPlaceTimeout.Milliseconds()),
 	}
 	ctx, cancel := context.WithTimeout(ctx, restartInPlaceTimeout+10*time.Second)

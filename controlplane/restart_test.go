@@ -3,7 +3,6 @@ package controlplane
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -64,7 +63,12 @@ func TestRestartInPlace_LeaseLapsedInSameEpoch(t *testing.T) {
 		if err != nil {
 			return false, err
 		}
-		return fakes["postgres"].Role() == driver.RoleStopped && resp.GetFenced() && strings.Contains(resp.GetFenceReason(), "lease expired in epoch 1"),
+		var pg *pb.ServiceStatus // the one service, nil until reported
+		if svcs := resp.GetServices(); len(svcs) > 0 {
+			pg = svcs[0]
+		}
+		return fakes["postgres"].Role() == driver.RoleStopped && resp.GetFenced() &&
+				pg.GetFenceCause() == pb.FenceCause_FENCE_CAUSE_LEASE_LAPSED && pg.GetFenceEpoch() == 1,
 			fmt.Errorf("postgres %s, fenced %t (%s)", fakes["postgres"].Role(), resp.GetFenced(), resp.GetFenceReason())
 	})
 

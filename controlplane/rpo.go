@@ -54,7 +54,7 @@ func (s *Server) rpoExposure(site string, now time.Time) exposure {
 				unknown(what, "never observed by this leader")
 				continue
 			}
-			if st.GetRole() == "primary" {
+			if st.GetRole() == pb.ServiceRole_SERVICE_ROLE_PRIMARY {
 				worst(0, what+" (primary)")
 				continue
 			}
@@ -115,7 +115,7 @@ func (h *primaryHistory) record(resp *pb.ProbeResponse, at time.Time) {
 	defer h.mu.Unlock()
 	for _, st := range resp.GetServices() {
 		pos, ok := parseLSN(st.GetReplication().GetPosition())
-		if st.GetRole() != "primary" || !ok {
+		if st.GetRole() != pb.ServiceRole_SERVICE_ROLE_PRIMARY || !ok {
 			continue
 		}
 		list := append(h.obs[st.GetName()], positionAt{pos: pos, at: at})

@@ -1,5 +1,6 @@
 // Package controlplane is the drplane server: a Raft node, the replicated
-// FSM, the ControlPlane gRPC API and the leader-only work.
+// FSM, the gRPC services (Operator, AgentRegistry, Peer) and the
+// leader-only work.
 package controlplane
 
 import (
@@ -336,4 +337,8 @@ func (s *Server) votersLen() int {
 	return n
 }
 
-var _ pb.ControlPlaneServer = (*controlPlaneEndpoint)(nil)
+var (
+	_ pb.OperatorServer      = (*operatorEndpoint)(nil)
+	_ pb.AgentRegistryServer = (*agentRegistryEndpoint)(nil)
+	_ pb.PeerServer          = (*peerEndpoint)(nil)
+)

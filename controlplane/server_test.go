@@ -263,7 +263,7 @@ func TestCluster_TLS_RefusesForeignAndMissingCerts(t *testing.T) {
 			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 			require.NoError(t, err)
 			defer conn.Close()
-			_, err = pb.NewControlPlaneClient(conn).GetStatus(testCtx(t), &pb.GetStatusRequest{Read: &pb.ReadOptions{Stale: true}})
+			_, err = pb.NewOperatorClient(conn).GetStatus(testCtx(t), &pb.GetStatusRequest{Read: &pb.ReadOptions{Stale: true}})
 			require.Error(t, err)
 			require.Equal(t, codes.Unavailable, status.Code(err), "the TLS handshake fails before any RPC: %v", err)
 		})

@@ -105,7 +105,7 @@ func (s *Server) hostGivenUp(hostID string) string {
 // wrapping (status.Code unwraps).
 func (s *Server) streamOnAgent(ctx context.Context, agent structs.Agent, req *pb.ExecuteRequest, progress func(string), how stepDelivery) (*pb.StepResult, error) {
 	fail := func(err error) error {
-		return fmt.Errorf("%s %s on %s: %w", req.GetAction(), req.GetTarget(), agent.HostID, err)
+		return fmt.Errorf("%s %s on %s: %w", structs.ActionName(req.GetAction()), req.GetTarget(), agent.HostID, err)
 	}
 	conn, err := s.agentConns.get(agent.Address)
 	if err != nil {
@@ -125,7 +125,7 @@ func (s *Server) streamOnAgent(ctx context.Context, agent structs.Agent, req *pb
 	for {
 		ev, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s %s on %s: stream ended without a result", req.GetAction(), req.GetTarget(), agent.HostID)
+			return nil, fmt.Errorf("%s %s on %s: stream ended without a result", structs.ActionName(req.GetAction()), req.GetTarget(), agent.HostID)
 		}
 		if err != nil {
 			return nil, fail(err)

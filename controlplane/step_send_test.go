@@ -91,7 +91,7 @@ func (f *stepSendFixture) serve(t *testing.T, agent *stepAgent) (stop func()) {
 }
 
 func (f *stepSendFixture) send(ctx context.Context, how stepDelivery) error {
-	req := &pb.ExecuteRequest{ExecutionId: "ex-1", StepId: "demote:postgres@db-1", Epoch: 2, Action: "demote", Target: "postgres"}
+	req := &pb.ExecuteRequest{ExecutionId: "ex-1", StepId: "demote:postgres@db-1", Epoch: 2, Action: pb.StepAction_STEP_ACTION_DEMOTE, Target: "postgres"}
 	_, err := f.srv.sendStep(ctx, f.agent, req, func(string) {}, how)
 	return err
 }

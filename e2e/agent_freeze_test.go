@@ -30,7 +30,7 @@ func TestAgentFrozen_LeaseGuardFencesPrimary(t *testing.T) {
 			Restart: "always", StopTimeout: 5 * time.Second,
 		}},
 	})
-	_, res, err := c.Execute(ctx, app, &pb.ExecuteRequest{ExecutionId: "e2e-freeze", StepId: "start-engine", Epoch: 1, Action: "start", Target: "engine"})
+	_, res, err := c.Execute(ctx, app, &pb.ExecuteRequest{ExecutionId: "e2e-freeze", StepId: "start-engine", Epoch: 1, Action: pb.StepAction_STEP_ACTION_START, Target: "engine"})
 	require.NoError(t, err)
 	require.True(t, res.GetOk(), res.GetMessage())
 	enginePID, err := app.ServicePID("engine")

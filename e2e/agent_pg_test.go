@@ -103,7 +103,7 @@ func TestAgentPostgres_AdoptReplicatePromoteRejoin(t *testing.T) {
 	// The old primary is rewound onto the new primary's timeline and
 	// follows it; rows written on the new primary replicate back.
 	lines, res, err = c.Execute(ctx, dbA, &pb.ExecuteRequest{
-		ExecutionId: "e2e-switchover", StepId: "rejoin-db-a", Epoch: epoch, Action: "demote", Target: "postgres",
+		ExecutionId: "e2e-switchover", StepId: "rejoin-db-a", Epoch: epoch, Action: pb.StepAction_STEP_ACTION_DEMOTE, Target: "postgres",
 		Args: map[string]string{"upstream_host": "127.0.0.1", "upstream_port": strconv.Itoa(pair.Standby.Port)},
 	})
 	require.NoError(t, err)
@@ -130,7 +130,7 @@ func pgService(n *pgtest.Node) config.ServiceConfig {
 }
 
 func promoteStep(stepID string, epoch uint64) *pb.ExecuteRequest {
-	return &pb.ExecuteRequest{ExecutionId: "e2e-switchover", StepId: stepID, Epoch: epoch, Action: "promote", Target: "postgres",
+	return &pb.ExecuteRequest{ExecutionId: "e2e-switchover", StepId: stepID, Epoch: epoch, Action: pb.StepAction_STEP_ACTION_PROMOTE, Target: "postgres",
 		TimeoutMs: uint64((2 * time.Minute).Milliseconds())}
 }
 

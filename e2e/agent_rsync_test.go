@@ -69,7 +69,7 @@ func TestAgentRsync_PullDeclaredRefuseOthers(t *testing.T) {
 	pull := func(stepID string) *pb.StepResult {
 		t.Helper()
 		lines, res, err := c.Execute(ctx, dr, &pb.ExecuteRequest{ExecutionId: "e2e-rsync", StepId: stepID, Epoch: 1,
-			Action: "rsync", Target: "state", Args: map[string]string{"source": primary.GRPCAddr}})
+			Action: pb.StepAction_STEP_ACTION_RSYNC, Target: "state", Args: map[string]string{"source": primary.GRPCAddr}})
 		require.NoError(t, err)
 		require.True(t, res.GetOk(), "%s: %s\n%s", stepID, res.GetMessage(), strings.Join(lines, "\n"))
 		return res

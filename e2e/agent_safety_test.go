@@ -51,23 +51,23 @@ func TestAgentSafety_RealProcesses(t *testing.T) {
 			code codes.Code
 			want string
 		}{
-			{"unknown service", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "1", Epoch: 1, Action: "start", Target: "redis"},
+			{"unknown service", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "1", Epoch: 1, Action: pb.StepAction_STEP_ACTION_START, Target: "redis"},
 				codes.InvalidArgument, `service "redis" is not declared in this agent's config (services: [engine])`},
-			{"undeclared hook", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "2", Epoch: 1, Action: "hook", Target: "rm-rf"},
+			{"undeclared hook", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "2", Epoch: 1, Action: pb.StepAction_STEP_ACTION_HOOK, Target: "rm-rf"},
 				codes.InvalidArgument, `hook "rm-rf" is not declared in this agent's config (hooks: [count])`},
-			{"undeclared sync block", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "3", Epoch: 1, Action: "rsync", Target: "etc"},
+			{"undeclared sync block", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "3", Epoch: 1, Action: pb.StepAction_STEP_ACTION_RSYNC, Target: "etc"},
 				codes.InvalidArgument, `sync block "etc" is not declared`},
-			{"missing ids", &pb.ExecuteRequest{Epoch: 1, Action: "start", Target: "engine"},
+			{"missing ids", &pb.ExecuteRequest{Epoch: 1, Action: pb.StepAction_STEP_ACTION_START, Target: "engine"},
 				codes.InvalidArgument, "malformed step: execution_id and step_id are required"},
 			{"empty action", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "4", Epoch: 1, Target: "engine"},
 				codes.InvalidArgument, "malformed step: action is empty"},
-			{"unknown action", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "5", Epoch: 1, Action: "reboot", Target: "engine"},
-				codes.InvalidArgument, `unknown action "reboot"`},
-			{"step id with a path", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "../../epoch", Epoch: 1, Action: "stop", Target: "engine"},
+			{"unknown action", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "5", Epoch: 1, Action: pb.StepAction(99), Target: "engine"},
+				codes.InvalidArgument, `unknown action 99`},
+			{"step id with a path", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "../../epoch", Epoch: 1, Action: pb.StepAction_STEP_ACTION_STOP, Target: "engine"},
 				codes.InvalidArgument, `malformed step: execution id "e2e-bad" and step id "../../epoch" must match`},
-			{"promote of a process", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "6", Epoch: 1, Action: "promote", Target: "engine"},
+			{"promote of a process", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "6", Epoch: 1, Action: pb.StepAction_STEP_ACTION_PROMOTE, Target: "engine"},
 				codes.InvalidArgument, `service "engine" (driver process) cannot be promoted`},
-			{"lower epoch", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "7", Epoch: 0, Action: "start", Target: "engine"},
+			{"lower epoch", &pb.ExecuteRequest{ExecutionId: "e2e-bad", StepId: "7", Epoch: 0, Action: pb.StepAction_STEP_ACTION_START, Target: "engine"},
 				codes.FailedPrecondition, "instruction carries epoch 0, but this agent has seen epoch 1"},
 		}
 		for _, tc := range cases {
@@ -96,8 +96,8 @@ func TestAgentSafety_RealProcesses(t *testing.T) {
 	// The leader starts the engine (a primary-role service) and runs the
 	// hook once; an operator takes a snapshot through the control plane
 	// with a request id it may retry.
-	runHook := &pb.ExecuteRequest{ExecutionId: "e2e-safety", StepId: "count", Epoch: 1, Action: "hook", Target: "count"}
-	_, res, err := c.Execute(ctx, app, &pb.ExecuteRequest{ExecutionId: "e2e-safety", StepId: "start-engine", Epoch: 1, Action: "start", Target: "engine"})
+	runHook := &pb.ExecuteRequest{ExecutionId: "e2e-safety", StepId: "count", Epoch: 1, Action: pb.StepAction_STEP_ACTION_HOOK, Target: "count"}
+	_, res, err := c.Execute(ctx, app, &pb.ExecuteRequest{ExecutionId: "e2e-safety", StepId: "start-engine", Epoch: 1, Action: pb.StepAction_STEP_ACTION_START, Target: "engine"})
 	require.NoError(t, err)
 	require.True(t, res.GetOk(), res.GetMessage())
 	enginePID, err := app.ServicePID("engine")
@@ -107,9 +107,9 @@ func TestAgentSafety_RealProcesses(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, first.GetOk(), first.GetMessage())
 	require.Equal(t, "ran\n", readFile(t, counter))
-	cp, err := c.ControlPlane()
+	cp, err := c.Operator()
 	require.NoError(t, err)
-	snapshotReq := &pb.RunHostStepRequest{Write: &pb.WriteOptions{RequestId: uuid.NewString()}, HostId: "app-1", Action: "snapshot", Target: "state"}
+	snapshotReq := &pb.RunHostStepRequest{Write: &pb.WriteOptions{RequestId: uuid.NewString()}, HostId: "app-1", Action: pb.StepAction_STEP_ACTION_SNAPSHOT, Target: "state"}
 	snap, err := cp.RunHostStep(ctx, snapshotReq)
 	require.NoError(t, err)
 	require.True(t, snap.GetResult().GetOk(), snap.GetResult().GetMessage())
@@ -165,7 +165,7 @@ func TestAgentSafety_RealProcesses(t *testing.T) {
 		require.NoError(t, c.Kill(n))
 	}
 	startedAt := time.Now()
-	_, res, err = c.Execute(ctx, app, &pb.ExecuteRequest{ExecutionId: "e2e-safety", StepId: "restart-engine", Epoch: epoch, Action: "start", Target: "engine"})
+	_, res, err = c.Execute(ctx, app, &pb.ExecuteRequest{ExecutionId: "e2e-safety", StepId: "restart-engine", Epoch: epoch, Action: pb.StepAction_STEP_ACTION_START, Target: "engine"})
 	require.NoError(t, err)
 	require.True(t, res.GetOk(), res.GetMessage())
 	enginePID, err = app.ServicePID("engine")
@@ -191,7 +191,7 @@ func TestAgentSafety_RealProcesses(t *testing.T) {
 	_, err = probe(ctx, c, app, epoch-1, "primary")
 	require.Equal(t, codes.FailedPrecondition, status.Code(err), "%v", err)
 	require.Contains(t, status.Convert(err).Message(), fmt.Sprintf("instruction carries epoch %d, but this agent has seen epoch %d", epoch-1, epoch))
-	_, _, err = c.Execute(ctx, app, &pb.ExecuteRequest{ExecutionId: "e2e-safety", StepId: "stale-start", Epoch: epoch - 1, Action: "start", Target: "engine"})
+	_, _, err = c.Execute(ctx, app, &pb.ExecuteRequest{ExecutionId: "e2e-safety", StepId: "stale-start", Epoch: epoch - 1, Action: pb.StepAction_STEP_ACTION_START, Target: "engine"})
 	require.Equal(t, codes.FailedPrecondition, status.Code(err), "%v", err)
 	resp, err := probe(ctx, c, app, epoch, "dr")
 	require.NoError(t, err)

@@ -17,6 +17,8 @@ import (
 	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/internal/clock"
 	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/rpcerr"
+	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
@@ -192,7 +194,7 @@ func TestAgent_Epoch_PersistedAndLowerRefused(t *testing.T) {
 	require.Contains(t, status.Convert(err).Message(), "epoch 4")
 	require.Contains(t, status.Convert(err).Message(), "epoch 5")
 
-	_, _, err = ta.execute(&pb.ExecuteRequest{ExecutionId: "e1", StepId: "s1", Epoch: 4, Action: "start", Target: "app"})
+	_, _, err = ta.execute(&pb.ExecuteRequest{ExecutionId: "e1", StepId: "s1", Epoch: 4, Action: pb.StepAction_STEP_ACTION_START, Target: "app"})
 	require.Equal(t, codes.FailedPrecondition, status.Code(err))
 	starts, _ := ta.fakes["app"].Counts()
 	require.Zero(t, starts, "a step with a stale epoch must not run")
@@ -204,7 +206,7 @@ func TestAgent_Epoch_PersistedAndLowerRefused(t *testing.T) {
 
 func TestAgent_Step_RunsAtMostOnce(t *testing.T) {
 	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
-	req := &pb.ExecuteRequest{ExecutionId: "exec-1", StepId: "start-app", Epoch: 1, Action: "start", Target: "app"}
+	req := &pb.ExecuteRequest{ExecutionId: "exec-1", StepId: "start-app", Epoch: 1, Action: pb.StepAction_STEP_ACTION_START, Target: "app"}
 	_, first, err := ta.execute(req)
 	require.NoError(t, err)
 	require.True(t, first.GetOk(), first.GetMessage())
@@ -226,7 +228,7 @@ func TestAgent_Step_ResentWhileRunning_Attaches(t *testing.T) {
 	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
 	release := make(chan struct{})
 	ta.fakes["app"].Block = release
-	req := &pb.ExecuteRequest{ExecutionId: "exec-2", StepId: "start-app", Epoch: 1, Action: "start", Target: "app"}
+	req := &pb.ExecuteRequest{ExecutionId: "exec-2", StepId: "start-app", Epoch: 1, Action: pb.StepAction_STEP_ACTION_START, Target: "app"}
 
 	results := make([]*pb.StepResult, 2)
 	var wg sync.WaitGroup
@@ -262,7 +264,7 @@ func TestAgent_Step_InterruptedByRestart_NotRerun(t *testing.T) {
 	require.NoError(t, os.MkdirAll(dir, 0o700))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "start-app.json"), []byte(`{"action":"start","target":"app","done":false}`), 0o600))
 
-	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "exec-3", StepId: "start-app", Epoch: 1, Action: "start", Target: "app"})
+	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "exec-3", StepId: "start-app", Epoch: 1, Action: pb.StepAction_STEP_ACTION_START, Target: "app"})
 	require.NoError(t, err)
 	require.False(t, res.GetOk())
 	require.Contains(t, res.GetMessage(), "interrupted")
@@ -273,7 +275,7 @@ func TestAgent_Step_InterruptedByRestart_NotRerun(t *testing.T) {
 func TestAgent_Lease_LapseFencesPrimaries(t *testing.T) {
 	ta := newTestAgent(t, 300*time.Millisecond, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
 	// The leader's start step vouches for one lease_ttl; no probe renews it.
-	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "start", Epoch: 1, Action: "start", Target: "app"})
+	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "start", Epoch: 1, Action: pb.StepAction_STEP_ACTION_START, Target: "app"})
 	require.NoError(t, err)
 	require.True(t, res.GetOk())
 
@@ -286,6 +288,10 @@ func TestAgent_Lease_LapseFencesPrimaries(t *testing.T) {
 	require.Contains(t, resp.GetFenceReason(), "lease expired")
 	require.Equal(t, string(driver.RoleFenced), serviceRole(resp, "app"))
 	require.Equal(t, string(driver.RoleStandby), serviceRole(resp, "pg"), "standbys are not fenced")
+	app := serviceStatus(resp, "app")
+	require.Equal(t, pb.FenceCause_FENCE_CAUSE_LEASE_LAPSED, app.GetFenceCause(), "a lease the leader granted lapsed")
+	require.Equal(t, uint64(1), app.GetFenceEpoch())
+	require.Equal(t, pb.FenceCause_FENCE_CAUSE_UNSPECIFIED, serviceStatus(resp, "pg").GetFenceCause())
 }
 
 // TestAgent_Lease_RenewalKeepsPrimary renews a 2s lease every 100ms of
@@ -317,6 +323,56 @@ func TestAgent_BootFencing_AdoptedPrimaryWithoutLease(t *testing.T) {
 		starts, _ := f.Counts()
 		require.Zero(t, starts, "an agent never starts a service on its own at boot")
 	}
+	resp, err := ta.client.Probe(ctxT(t), &pb.ProbeRequest{ObserveOnly: true})
+	require.NoError(t, err)
+	require.Equal(t, pb.FenceCause_FENCE_CAUSE_BOOT_WINDOW, serviceStatus(resp, "pg").GetFenceCause())
+}
+
+func TestAgent_Fence_OtherSiteActiveIsNotALapse(t *testing.T) {
+	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
+	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "start", Epoch: 1, Action: pb.StepAction_STEP_ACTION_START, Target: "app"})
+	require.NoError(t, err)
+	require.True(t, res.GetOk(), res.GetMessage())
+	// A leader names another site active: the lease is revoked and the
+	// primary fenced at once, for a cause no restart in place accepts.
+	ta.observe(1)
+	testutil.WaitForResult(t, 10*time.Second, func() (bool, error) {
+		role := ta.fakes["app"].Role()
+		return role == driver.RoleStopped, fmt.Errorf("app is %s", role)
+	})
+	app := serviceStatus(ta.observe(1), "app")
+	require.Equal(t, pb.FenceCause_FENCE_CAUSE_OTHER_SITE_ACTIVE, app.GetFenceCause())
+	require.Equal(t, uint64(1), app.GetFenceEpoch())
+	require.False(t, structs.RestartableInPlace(app.GetFenceCause()))
+}
+
+func TestAgent_StaleEpoch_TypedRefusal(t *testing.T) {
+	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
+	ta.observe(3)
+	cases := []struct {
+		name string
+		call func() error
+	}{
+		{"execute", func() error {
+			_, _, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "1", Epoch: 2, Action: pb.StepAction_STEP_ACTION_STOP, Target: "app"})
+			return err
+		}},
+		{"probe", func() error {
+			_, err := ta.client.Probe(context.Background(), &pb.ProbeRequest{Epoch: 2, LeaderId: "s1"})
+			return err
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			require.Equal(t, codes.FailedPrecondition, status.Code(err), "%v", err)
+			info := rpcerr.Info(err)
+			require.NotNil(t, info, "the refusal names both epochs as fields")
+			require.Equal(t, pb.ErrorReason_ERROR_REASON_STALE_EPOCH, info.GetReason())
+			require.Equal(t, uint64(3), info.GetEpoch())
+			require.Equal(t, uint64(2), info.GetRequestEpoch())
+		})
+	}
 }
 
 func TestAgent_BadInput_ClearErrorsAndKeepsServing(t *testing.T) {
@@ -328,13 +384,13 @@ func TestAgent_BadInput_ClearErrorsAndKeepsServing(t *testing.T) {
 		code codes.Code
 		want string
 	}{
-		{"unknown service", &pb.ExecuteRequest{ExecutionId: "e", StepId: "1", Epoch: 3, Action: "start", Target: "redis"}, codes.InvalidArgument, `service "redis" is not declared`},
-		{"undeclared hook", &pb.ExecuteRequest{ExecutionId: "e", StepId: "2", Epoch: 3, Action: "hook", Target: "rm-rf"}, codes.InvalidArgument, `hook "rm-rf" is not declared`},
-		{"missing ids", &pb.ExecuteRequest{Epoch: 3, Action: "start", Target: "app"}, codes.InvalidArgument, "malformed step"},
-		{"unknown action", &pb.ExecuteRequest{ExecutionId: "e", StepId: "3", Epoch: 3, Action: "reboot", Target: "app"}, codes.InvalidArgument, `unknown action "reboot"`},
-		{"bad step id", &pb.ExecuteRequest{ExecutionId: "e", StepId: "../../etc", Epoch: 3, Action: "stop", Target: "app"}, codes.InvalidArgument, "must match"},
-		{"bad upstream", &pb.ExecuteRequest{ExecutionId: "e", StepId: "5", Epoch: 3, Action: "demote", Target: "pg", Args: map[string]string{"upstream_host": "h; rm -rf /", "upstream_port": "5432"}}, codes.InvalidArgument, "upstream_host"},
-		{"wrong epoch", &pb.ExecuteRequest{ExecutionId: "e", StepId: "6", Epoch: 2, Action: "stop", Target: "app"}, codes.FailedPrecondition, "epoch 2"},
+		{"unknown service", &pb.ExecuteRequest{ExecutionId: "e", StepId: "1", Epoch: 3, Action: pb.StepAction_STEP_ACTION_START, Target: "redis"}, codes.InvalidArgument, `service "redis" is not declared`},
+		{"undeclared hook", &pb.ExecuteRequest{ExecutionId: "e", StepId: "2", Epoch: 3, Action: pb.StepAction_STEP_ACTION_HOOK, Target: "rm-rf"}, codes.InvalidArgument, `hook "rm-rf" is not declared`},
+		{"missing ids", &pb.ExecuteRequest{Epoch: 3, Action: pb.StepAction_STEP_ACTION_START, Target: "app"}, codes.InvalidArgument, "malformed step"},
+		{"unknown action", &pb.ExecuteRequest{ExecutionId: "e", StepId: "3", Epoch: 3, Action: pb.StepAction(99), Target: "app"}, codes.InvalidArgument, `unknown action 99`},
+		{"bad step id", &pb.ExecuteRequest{ExecutionId: "e", StepId: "../../etc", Epoch: 3, Action: pb.StepAction_STEP_ACTION_STOP, Target: "app"}, codes.InvalidArgument, "must match"},
+		{"bad upstream", &pb.ExecuteRequest{ExecutionId: "e", StepId: "5", Epoch: 3, Action: pb.StepAction_STEP_ACTION_DEMOTE, Target: "pg", Args: map[string]string{"upstream_host": "h; rm -rf /", "upstream_port": "5432"}}, codes.InvalidArgument, "upstream_host"},
+		{"wrong epoch", &pb.ExecuteRequest{ExecutionId: "e", StepId: "6", Epoch: 2, Action: pb.StepAction_STEP_ACTION_STOP, Target: "app"}, codes.FailedPrecondition, "epoch 2"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -348,13 +404,13 @@ func TestAgent_BadInput_ClearErrorsAndKeepsServing(t *testing.T) {
 
 func TestAgent_Hook_RunsDeclaredCommandOnly(t *testing.T) {
 	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
-	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "trip", Epoch: 1, Action: "hook", Target: "trip",
+	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "trip", Epoch: 1, Action: pb.StepAction_STEP_ACTION_HOOK, Target: "trip",
 		Args: map[string]string{"command": "/bin/rm -rf /"}})
 	require.NoError(t, err)
 	require.True(t, res.GetOk(), res.GetMessage())
 	require.Equal(t, "circuit breaker tripped", res.GetOutputs()["output"], "args never change the declared command")
 
-	_, res, err = ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "broken", Epoch: 1, Action: "hook", Target: "broken"})
+	_, res, err = ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "broken", Epoch: 1, Action: pb.StepAction_STEP_ACTION_HOOK, Target: "broken"})
 	require.NoError(t, err)
 	require.False(t, res.GetOk())
 	require.Contains(t, res.GetMessage(), "hook broken")
@@ -382,7 +438,7 @@ func TestAgent_LoadBalancerEndpoint(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.Equal(t, "standby", body["role"])
 
-	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "promote", Epoch: 1, Action: "promote", Target: "pg"})
+	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "promote", Epoch: 1, Action: pb.StepAction_STEP_ACTION_PROMOTE, Target: "pg"})
 	require.NoError(t, err)
 	require.True(t, res.GetOk())
 	require.Equal(t, "0/3000060", res.GetOutputs()["position"])
@@ -398,10 +454,19 @@ func TestAgent_LoadBalancerEndpoint(t *testing.T) {
 	require.Error(t, err, "the endpoint requires a client certificate")
 }
 
+func serviceStatus(resp *pb.ProbeResponse, name string) *pb.ServiceStatus {
+	for _, s := range resp.GetServices() {
+		if s.GetName() == name {
+			return s
+		}
+	}
+	return nil
+}
+
 func serviceRole(resp *pb.ProbeResponse, name string) string {
 	for _, s := range resp.GetServices() {
 		if s.GetName() == name {
-			return s.GetRole()
+			return structs.RoleName(s.GetRole())
 		}
 	}
 	return ""

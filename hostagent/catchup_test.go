@@ -6,6 +6,7 @@ import (
 
 	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/testing/pgtest"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"
@@ -30,7 +31,7 @@ func TestAgent_SwitchoverCatchUp(t *testing.T) {
 		}
 	})
 	step := func(id, action, target string, args map[string]string, timeout time.Duration) *pb.ExecuteRequest {
-		return &pb.ExecuteRequest{ExecutionId: "switchover", StepId: id, Epoch: 1, Action: action, Target: target,
+		return &pb.ExecuteRequest{ExecutionId: "switchover", StepId: id, Epoch: 1, Action: structs.ActionToProto(action), Target: target,
 			Args: args, TimeoutMs: uint64(timeout.Milliseconds())}
 	}
 

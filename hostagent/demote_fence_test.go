@@ -26,7 +26,7 @@ func TestAgent_Demote_LiftsFence(t *testing.T) {
 	require.True(t, resp.GetFenced())
 	require.Equal(t, string(driver.RoleFenced), serviceRole(resp, "pg"))
 
-	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "rejoin", Epoch: 1, Action: "demote", Target: "pg",
+	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "rejoin", Epoch: 1, Action: pb.StepAction_STEP_ACTION_DEMOTE, Target: "pg",
 		Args: map[string]string{"upstream_host": "10.0.2.21", "upstream_port": "5432"}})
 	require.NoError(t, err)
 	require.True(t, res.GetOk(), res.GetMessage())

@@ -27,16 +27,19 @@ var drillIDRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 // drill/<id>/<service>.
 const drillDirName = "drill"
 
+// drillActions are the actions a drill copy takes.
+var drillActions = []pb.StepAction{pb.StepAction_STEP_ACTION_START, pb.StepAction_STEP_ACTION_CHECK, pb.StepAction_STEP_ACTION_STOP}
+
 // drillStep returns the step for a start, check or stop with
 // Args["drill"]: it acts on the service's isolated drill copy only. The
 // service itself, the lease, its fence and the epoch are left alone: a
 // drill copy holds no production role.
 func (a *Agent) drillStep(req *pb.ExecuteRequest, svc *service, id string) (stepFunc, error) {
-	action := req.GetAction()
+	action, kind := actionName(req), req.GetAction()
 	if !drillIDRE.MatchString(id) {
 		return nil, invalidStep("%s: drill %q is not a drill id (1 to 64 letters, digits and -)", action, id)
 	}
-	if !slices.Contains([]string{"start", "check", "stop"}, action) {
+	if !slices.Contains(drillActions, kind) {
 		return nil, invalidStep("%s: a drill only starts, checks and stops copies of services; it never runs %s", action, action)
 	}
 	if _, ok := req.GetArgs()["after_position"]; ok {
@@ -53,8 +56,8 @@ func (a *Agent) drillStep(req *pb.ExecuteRequest, svc *service, id string) (step
 	if dc := svc.cfg.Drill; dc != nil {
 		d.Port, d.Command, d.Env = dc.Port, dc.Command, dc.Env
 	}
-	switch action {
-	case "start":
+	switch kind {
+	case pb.StepAction_STEP_ACTION_START:
 		// Without a drill block the copy would run exactly as production
 		// does: same port, same mode.
 		if svc.cfg.Drill == nil {
@@ -63,7 +66,7 @@ func (a *Agent) drillStep(req *pb.ExecuteRequest, svc *service, id string) (step
 		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
 			return a.startDrill(ctx, svc, driller, d, p)
 		}, nil
-	case "check":
+	case pb.StepAction_STEP_ACTION_CHECK:
 		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
 			return nil, a.checkDrill(ctx, svc, driller, d, p)
 		}, nil

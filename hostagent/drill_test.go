@@ -13,6 +13,7 @@ import (
 
 	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/testing/pgtest"
 	"github.com/drplane/drplane/internal/testutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
@@ -53,7 +54,7 @@ func serviceMessage(resp *pb.ProbeResponse, name string) string {
 }
 
 func drillReq(step, action, target, id string) *pb.ExecuteRequest {
-	return &pb.ExecuteRequest{ExecutionId: "drill-" + id, StepId: step, Epoch: 1, Action: action, Target: target,
+	return &pb.ExecuteRequest{ExecutionId: "drill-" + id, StepId: step, Epoch: 1, Action: structs.ActionToProto(action), Target: target,
 		Args: map[string]string{"drill": id}, TimeoutMs: uint64(drillWait.Milliseconds())}
 }
 
@@ -129,7 +130,7 @@ func processDrillAgent(t *testing.T, leaseTTL time.Duration, fakes map[string]dr
 // pid file, log and process group, and stops are idempotent.
 func TestAgent_ProcessDrill_Lifecycle(t *testing.T) {
 	ta, live, drillOut := processDrillAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby}, true)
-	ta.runStepOK(&pb.ExecuteRequest{ExecutionId: "e", StepId: "start-app", Epoch: 1, Action: "start", Target: "app"})
+	ta.runStepOK(&pb.ExecuteRequest{ExecutionId: "e", StepId: "start-app", Epoch: 1, Action: pb.StepAction_STEP_ACTION_START, Target: "app"})
 	prodPid := readPid(t, filepath.Join(ta.dataDir, "services", "app", "process.pid"))
 	killGroupOnCleanup(t, prodPid)
 
@@ -229,7 +230,7 @@ func TestAgent_DrillAndCatchUp_BadArgs(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "bad", StepId: strconv.Itoa(i), Epoch: 1, Action: tc.action, Target: tc.target, Args: tc.args})
+			_, _, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "bad", StepId: strconv.Itoa(i), Epoch: 1, Action: structs.ActionToProto(tc.action), Target: tc.target, Args: tc.args})
 			require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
 			require.Contains(t, status.Convert(err).Message(), tc.want)
 		})

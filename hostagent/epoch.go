@@ -15,6 +15,20 @@ import (
 // the highest one this agent has seen.
 var ErrStaleEpoch = errors.New("stale epoch")
 
+// StaleEpochError is an instruction refused because it carries epoch Got,
+// older than Seen, the highest this agent has seen (invariant 2). It
+// reaches the leader with both epochs as fields.
+type StaleEpochError struct {
+	Got, Seen uint64
+}
+
+func (e *StaleEpochError) Error() string {
+	return fmt.Sprintf("%v: instruction carries epoch %d, but this agent has seen epoch %d", ErrStaleEpoch, e.Got, e.Seen)
+}
+
+// Unwrap makes errors.Is(err, ErrStaleEpoch) hold.
+func (e *StaleEpochError) Unwrap() error { return ErrStaleEpoch }
+
 // epochStore keeps the highest epoch the agent has seen, fsynced in its
 // data dir before any instruction carrying it is acted on (invariant 2).
 type epochStore struct {
@@ -59,7 +73,7 @@ func (s *epochStore) observe(epoch uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if epoch < s.epoch {
-		return fmt.Errorf("%w: instruction carries epoch %d, but this agent has seen epoch %d", ErrStaleEpoch, epoch, s.epoch)
+		return &StaleEpochError{Got: epoch, Seen: s.epoch}
 	}
 	if epoch == s.epoch {
 		return nil

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
-	"github.com/drplane/drplane/internal/structs"
 )
 
 // fencerInterval is how often the agent checks its lease. It bounds how
@@ -48,14 +47,14 @@ func (a *Agent) runFencer(ctx context.Context) {
 		wasValid = valid
 		if !valid && (lapsedNow || now.Sub(lastPass) >= lapsedRecheck) {
 			lastPass = now
-			a.fenceAll(ctx, structs.FenceReasonLeaseLapsed(a.epoch.current()))
+			a.fenceAll(ctx, a.lapseFence())
 		}
 		t.Reset(fencerInterval)
 	}
 }
 
 // fenceAll stops every service that runs in the primary role.
-func (a *Agent) fenceAll(ctx context.Context, reason string) (fenced []string) {
+func (a *Agent) fenceAll(ctx context.Context, f fence) (fenced []string) {
 	for _, name := range a.order {
 		svc := a.services[name]
 		st, err := svc.driver.Status(ctx)
@@ -69,13 +68,13 @@ func (a *Agent) fenceAll(ctx context.Context, reason string) (fenced []string) {
 			if fenced, _ := svc.isFenced(); fenced || svc.knownNotPrimary() {
 				continue
 			}
-			a.logger.Warn("fencing service whose status cannot be read", "service", name, "reason", reason, "error", err)
+			a.logger.Warn("fencing service whose status cannot be read", "service", name, "reason", f.reason, "error", err)
 		case st.Role != driver.RolePrimary:
 			continue
 		default:
-			a.logger.Warn("fencing service", "service", name, "reason", reason)
+			a.logger.Warn("fencing service", "service", name, "reason", f.reason)
 		}
-		if err := a.fenceService(ctx, svc, reason, nil); err != nil {
+		if err := a.fenceService(ctx, svc, f, nil); err != nil {
 			a.logger.Error("failed to fence service", "service", name, "error", err)
 			continue
 		}
@@ -87,8 +86,8 @@ func (a *Agent) fenceAll(ctx context.Context, reason string) (fenced []string) {
 // fenceService stops one service and marks it fenced. Stopping a
 // PostgreSQL primary is its fence: a stopped primary accepts no writes,
 // and it is rejoined as a standby before it runs again.
-func (a *Agent) fenceService(ctx context.Context, svc *service, reason string, p driver.Progress) error {
-	svc.setFenced(true, reason)
+func (a *Agent) fenceService(ctx context.Context, svc *service, f fence, p driver.Progress) error {
+	svc.setFence(f)
 	if p == nil {
 		p = func(string, ...any) {}
 	}

@@ -58,7 +58,8 @@ func TestAgent_Fencer_FencesAtTheGrantedDeadline(t *testing.T) {
 	require.False(t, ta.agent.lease.valid(clk.Now()), "the lease runs past its deadline")
 	require.Equal(t, driver.RoleStopped, ta.fakes["app"].Role(), "not fenced at the deadline")
 	require.Equal(t, driver.RoleStandby, ta.fakes["pg"].Role(), "a standby is not fenced")
-	fenced, reason := ta.agent.services["app"].isFenced()
+	fenced, f := ta.agent.services["app"].isFenced()
 	require.True(t, fenced)
-	require.Contains(t, reason, "lease expired")
+	require.Contains(t, f.reason, "lease expired")
+	require.Equal(t, pb.FenceCause_FENCE_CAUSE_LEASE_LAPSED, f.cause)
 }

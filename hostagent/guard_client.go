@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
-	"github.com/drplane/drplane/internal/structs"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -302,13 +301,13 @@ func (a *Agent) applyGuardFences(ctx context.Context) {
 			if !ok {
 				continue
 			}
-			// The same lease-lapse reason as the agent's own fence, so the
+			// The same lease-lapse cause as the agent's own fence, so the
 			// leader restarts it in place if this epoch's site is still
-			// active (structs.LeaseLapsedEpoch).
-			reason := fmt.Sprintf("%s (fenced by the lease guard at %s while the agent could not act: pid %d, %s)",
-				structs.FenceReasonLeaseLapsed(rec.Epoch), rec.FencedAt.Format(time.RFC3339Nano), f.Pid, f.Signal)
+			// active (structs.RestartableInPlace).
+			lapsed := leaseLapsedFence(rec.Epoch, fmt.Sprintf("fenced by the lease guard at %s while the agent could not act: pid %d, %s",
+				rec.FencedAt.Format(time.RFC3339Nano), f.Pid, f.Signal))
 			a.logger.Warn("lease guard fenced service", "service", f.Service, "pid", f.Pid, "signal", f.Signal, "fenced_at", rec.FencedAt, "error", f.Error)
-			if err := a.fenceService(ctx, svc, reason, nil); err != nil {
+			if err := a.fenceService(ctx, svc, lapsed, nil); err != nil {
 				a.logger.Error("failed to stop service the lease guard fenced", "service", f.Service, "error", err)
 			}
 		}

@@ -289,7 +289,7 @@ func (ta *testAgent) enginePid() int {
 func TestAgent_LeaseGuard_FencesWhenAgentGone(t *testing.T) {
 	const ttl = time.Second
 	ta := guardedAgent(t, ttl, "no")
-	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "start", Epoch: 1, Action: "start", Target: "engine"})
+	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "start", Epoch: 1, Action: pb.StepAction_STEP_ACTION_START, Target: "engine"})
 	require.NoError(t, err)
 	require.True(t, res.GetOk(), res.GetMessage())
 	pid := ta.enginePid()
@@ -315,6 +315,8 @@ func TestAgent_LeaseGuard_FencesWhenAgentGone(t *testing.T) {
 	})
 	resp := ta.observe(1)
 	require.Contains(t, resp.GetFenceReason(), "fenced by the lease guard")
+	require.Equal(t, pb.FenceCause_FENCE_CAUSE_LEASE_LAPSED, serviceStatus(resp, "engine").GetFenceCause(),
+		"the guard's fence is a lease lapse, restartable in place like the agent's own")
 	// Nothing brings it back (a negative check needs a wait).
 	time.Sleep(2 * time.Second)
 	require.Zero(t, ta.enginePid(), "the engine must stay fenced")
@@ -328,7 +330,7 @@ func TestAgent_LeaseGuard_RestartedAgentTakesOver(t *testing.T) {
 	// Long enough that a probe delayed on a loaded machine is no lapse.
 	const ttl = 3 * time.Second
 	ta := guardedAgent(t, ttl, "no")
-	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "start", Epoch: 1, Action: "start", Target: "engine"})
+	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "start", Epoch: 1, Action: pb.StepAction_STEP_ACTION_START, Target: "engine"})
 	require.NoError(t, err)
 	require.True(t, res.GetOk(), res.GetMessage())
 	pid := ta.enginePid()

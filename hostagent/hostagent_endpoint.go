@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/rpcerr"
+	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"google.golang.org/grpc"
@@ -104,8 +107,8 @@ func (a *Agent) probeResponse(ctx context.Context) *pb.ProbeResponse {
 	for _, name := range a.order {
 		svc := a.services[name]
 		resp.Services = append(resp.Services, a.serviceStatus(ctx, svc))
-		if fenced, reason := svc.isFenced(); fenced {
-			resp.Fenced, resp.FenceReason = true, reason
+		if fenced, f := svc.isFenced(); fenced {
+			resp.Fenced, resp.FenceReason = true, f.reason
 		}
 	}
 	resp.Syncs = a.syncStatuses()
@@ -117,11 +120,14 @@ func (a *Agent) serviceStatus(ctx context.Context, svc *service) *pb.ServiceStat
 	out := &pb.ServiceStatus{Name: svc.cfg.Name, Driver: svc.cfg.Driver, DependsOn: svc.cfg.DependsOn}
 	st, err := svc.status(ctx)
 	if err != nil {
-		out.Role, out.Message = "unknown", err.Error()
+		out.Role, out.Message = pb.ServiceRole_SERVICE_ROLE_UNKNOWN, err.Error()
 		return out
 	}
-	out.Role, out.Message = string(st.Role), st.Message
-	out.Healthy = st.Role != "stopped" && st.Role != "fenced"
+	out.Role, out.Message = structs.RoleToProto(string(st.Role)), st.Message
+	out.Healthy = st.Role != driver.RoleStopped && st.Role != driver.RoleFenced
+	if fenced, f := svc.isFenced(); fenced && st.Role == driver.RoleFenced {
+		out.FenceCause, out.FenceEpoch = f.cause, f.epoch
+	}
 	if svc.monitor != nil {
 		r := svc.monitor.Latest()
 		out.Healthy = out.Healthy && r.Healthy
@@ -157,13 +163,13 @@ func (e *hostAgentEndpoint) Execute(req *pb.ExecuteRequest, stream grpc.ServerSt
 	a := e.agent
 	run, err := a.prepareStep(req)
 	if err != nil {
-		a.logger.Warn("refused step", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "action", req.GetAction(), "target", req.GetTarget(), "error", err)
+		a.logger.Warn("refused step", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "action", actionName(req), "target", req.GetTarget(), "error", err)
 		return toStatus(err)
 	}
 	if err := a.epoch.observe(req.GetEpoch()); err != nil {
 		return toStatus(err)
 	}
-	recorded, progress, owned, err := a.journal.begin(req.GetExecutionId(), req.GetStepId(), req.GetAction(), req.GetTarget())
+	recorded, progress, owned, err := a.journal.begin(req.GetExecutionId(), req.GetStepId(), actionName(req), req.GetTarget())
 	if err != nil {
 		return toStatus(err)
 	}
@@ -226,9 +232,11 @@ func (e *hostAgentEndpoint) ListSnapshots(ctx context.Context, req *pb.ListSnaps
 // toStatus maps the agent's errors to gRPC codes the leader acts on.
 func toStatus(err error) error {
 	var invalid *invalidStepError
+	var stale *StaleEpochError
 	switch {
-	case errors.Is(err, ErrStaleEpoch):
-		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.As(err, &stale):
+		return rpcerr.New(codes.FailedPrecondition, err.Error(), &pb.ErrorInfo{
+			Reason: pb.ErrorReason_ERROR_REASON_STALE_EPOCH, Epoch: stale.Seen, RequestEpoch: stale.Got})
 	case errors.As(err, &invalid):
 		return status.Error(codes.InvalidArgument, err.Error())
 	}

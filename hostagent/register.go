@@ -48,7 +48,7 @@ func (a *Agent) registerWith(ctx context.Context, addr string, req *pb.RegisterA
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err = pb.NewControlPlaneClient(conn).RegisterAgent(ctx, req)
+	_, err = pb.NewAgentRegistryClient(conn).RegisterAgent(ctx, req)
 	return err
 }
 

@@ -21,7 +21,7 @@ func (a *Agent) restartInPlaceStep(svc *service, epoch uint64) stepFunc {
 			return nil, err
 		}
 		a.logger.Warn("restarting fenced service in place", "service", svc.cfg.Name, "epoch", epoch)
-		svc.setFenced(false, "")
+		svc.unfence()
 		p("restarting %s in place: fenced when its lease lapsed in epoch %d, renewed since in the same epoch", svc.cfg.Name, epoch)
 		if err := svc.driver.Start(ctx, p); err != nil {
 			return nil, err
@@ -41,12 +41,12 @@ func (a *Agent) restartInPlaceStep(svc *service, epoch uint64) stepFunc {
 // another site became active carries another reason or an older epoch,
 // and is never restarted.
 func (a *Agent) restartableInPlace(svc *service, epoch uint64) error {
-	fenced, reason := svc.isFenced()
+	fenced, f := svc.isFenced()
 	if !fenced {
 		return fmt.Errorf("service %s is not fenced", svc.cfg.Name)
 	}
-	if e, ok := structs.LeaseLapsedEpoch(reason); !ok || e != epoch {
-		return fmt.Errorf("service %s was fenced (%s), not by its lease lapsing in epoch %d", svc.cfg.Name, reason, epoch)
+	if !structs.RestartableInPlace(f.cause) || f.epoch != epoch {
+		return fmt.Errorf("service %s was fenced (%s), not by its lease lapsing in epoch %d", svc.cfg.Name, f.reason, epoch)
 	}
 	if cur := a.epoch.current(); cur != epoch {
 		return fmt.Errorf("this agent has seen epoch %d, not %d", cur, epoch)

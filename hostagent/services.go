@@ -19,9 +19,9 @@ type service struct {
 	driver  driver.Driver
 	monitor *health.Monitor // nil without a health block
 
-	mu          sync.Mutex
-	fenced      bool
-	fenceReason string
+	mu     sync.Mutex
+	fenced bool
+	fence  fence
 	// lastRole is the role the driver last reported, so a standby whose
 	// status briefly cannot be read is not taken for a primary.
 	lastRole driver.Role
@@ -52,16 +52,25 @@ func (s *service) lastObservedRole() driver.Role {
 	return s.lastRole
 }
 
-func (s *service) setFenced(fenced bool, reason string) {
+// setFence marks the service fenced, for f's cause.
+func (s *service) setFence(f fence) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.fenced, s.fenceReason = fenced, reason
+	s.fenced, s.fence = true, f
 }
 
-func (s *service) isFenced() (bool, string) {
+// unfence lifts the service's fence: a leader made it run again.
+func (s *service) unfence() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.fenced, s.fenceReason
+	s.fenced, s.fence = false, fence{}
+}
+
+// isFenced reports whether the service is fenced, and why.
+func (s *service) isFenced() (bool, fence) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fenced, s.fence
 }
 
 // DriverFactory builds the driver for a declared service; tests inject
@@ -119,8 +128,8 @@ func (s *service) status(ctx context.Context) (driver.Status, error) {
 	if err != nil {
 		return st, err
 	}
-	if fenced, reason := s.isFenced(); fenced && st.Role == driver.RoleStopped {
-		st.Role, st.Message = driver.RoleFenced, reason
+	if fenced, f := s.isFenced(); fenced && st.Role == driver.RoleStopped {
+		st.Role, st.Message = driver.RoleFenced, f.reason
 	}
 	return st, nil
 }

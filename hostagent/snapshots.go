@@ -50,9 +50,9 @@ func (a *Agent) declaredSnapshot(name string) (config.SnapshotConfig, bool) {
 func (a *Agent) snapshotStep(req *pb.ExecuteRequest) (stepFunc, error) {
 	sc, ok := a.declaredSnapshot(req.GetTarget())
 	if !ok {
-		return nil, invalidStep("%s: snapshot block %q is not declared in this agent's config", req.GetAction(), req.GetTarget())
+		return nil, invalidStep("%s: snapshot block %q is not declared in this agent's config", actionName(req), req.GetTarget())
 	}
-	if req.GetAction() == "snapshot" {
+	if req.GetAction() == pb.StepAction_STEP_ACTION_SNAPSHOT {
 		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
 			m, err := a.snapshotManager(sc)
 			if err != nil {

@@ -30,7 +30,8 @@ func (a *Agent) prepareStep(req *pb.ExecuteRequest) (stepFunc, error) {
 		return nil, invalidStep("malformed step: execution id %q and step id %q must match %s", req.GetExecutionId(), req.GetStepId(), validID)
 	}
 	switch req.GetAction() {
-	case "start", "stop", "promote", "demote", "check":
+	case pb.StepAction_STEP_ACTION_START, pb.StepAction_STEP_ACTION_STOP, pb.StepAction_STEP_ACTION_PROMOTE,
+		pb.StepAction_STEP_ACTION_DEMOTE, pb.StepAction_STEP_ACTION_CHECK:
 		svc, err := a.declaredService(req)
 		if err != nil {
 			return nil, err
@@ -39,24 +40,24 @@ func (a *Agent) prepareStep(req *pb.ExecuteRequest) (stepFunc, error) {
 			return a.drillStep(req, svc, id)
 		}
 		return a.serviceStep(req, svc)
-	case "fence":
+	case pb.StepAction_STEP_ACTION_FENCE:
 		return a.fenceStep(req)
-	case "hook":
+	case pb.StepAction_STEP_ACTION_HOOK:
 		return a.hookStep(req)
-	case "snapshot", "restore":
+	case pb.StepAction_STEP_ACTION_SNAPSHOT, pb.StepAction_STEP_ACTION_RESTORE:
 		return a.snapshotStep(req)
-	case "rsync":
+	case pb.StepAction_STEP_ACTION_RSYNC:
 		return a.rsyncStep(req)
-	case "":
+	case pb.StepAction_STEP_ACTION_UNSPECIFIED:
 		return nil, invalidStep("malformed step: action is empty")
 	}
-	return nil, invalidStep("unknown action %q; expected start, stop, promote, demote, fence, snapshot, restore, rsync, check or hook", req.GetAction())
+	return nil, invalidStep("unknown action %s; expected start, stop, promote, demote, fence, snapshot, restore, rsync, check or hook", req.GetAction())
 }
 
 func (a *Agent) declaredService(req *pb.ExecuteRequest) (*service, error) {
 	svc, ok := a.services[req.GetTarget()]
 	if !ok {
-		return nil, invalidStep("%s: service %q is not declared in this agent's config (services: %v)", req.GetAction(), req.GetTarget(), a.order)
+		return nil, invalidStep("%s: service %q is not declared in this agent's config (services: %v)", actionName(req), req.GetTarget(), a.order)
 	}
 	return svc, nil
 }
@@ -65,18 +66,18 @@ func (a *Agent) declaredService(req *pb.ExecuteRequest) (*service, error) {
 func (a *Agent) serviceStep(req *pb.ExecuteRequest, svc *service) (stepFunc, error) {
 	epoch := req.GetEpoch()
 	switch req.GetAction() {
-	case "start":
+	case pb.StepAction_STEP_ACTION_START:
 		if req.GetArgs()[structs.ArgRestartInPlace] == "true" {
 			return a.restartInPlaceStep(svc, epoch), nil
 		}
 		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
 			return nil, a.startService(ctx, svc, epoch, p)
 		}, nil
-	case "stop":
+	case pb.StepAction_STEP_ACTION_STOP:
 		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
 			return a.stopService(ctx, svc, p)
 		}, nil
-	case "check":
+	case pb.StepAction_STEP_ACTION_CHECK:
 		if after, ok := req.GetArgs()["after_position"]; ok {
 			return a.catchUpStep(svc, after)
 		}
@@ -86,9 +87,9 @@ func (a *Agent) serviceStep(req *pb.ExecuteRequest, svc *service) (stepFunc, err
 	}
 	promoter, ok := svc.driver.(driver.Promoter)
 	if !ok {
-		return nil, invalidStep("%s: service %q (driver %s) cannot be promoted or demoted", req.GetAction(), svc.cfg.Name, svc.cfg.Driver)
+		return nil, invalidStep("%s: service %q (driver %s) cannot be promoted or demoted", actionName(req), svc.cfg.Name, svc.cfg.Driver)
 	}
-	if req.GetAction() == "promote" {
+	if req.GetAction() == pb.StepAction_STEP_ACTION_PROMOTE {
 		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
 			a.vouch(epoch, svc)
 			pos, err := promoter.Promote(ctx, p)
@@ -115,7 +116,7 @@ func (a *Agent) serviceStep(req *pb.ExecuteRequest, svc *service) (stepFunc, err
 		// The service now runs as a standby of the new primary: the fence
 		// that stopped it as a primary has done its job, and probes must
 		// not go on reporting the host fenced.
-		svc.setFenced(false, "")
+		svc.unfence()
 		return nil, nil
 	}, nil
 }
@@ -153,7 +154,7 @@ func (a *Agent) vouch(epoch uint64, svc *service) {
 	now := a.clock.Now()
 	a.lease.renew(now, a.lease.ttlOr(a.config.LeaseTTL), epoch)
 	a.recordLease(now)
-	svc.setFenced(false, "")
+	svc.unfence()
 }
 
 // stopService stops svc and, for a data service that can tell, outputs
@@ -243,10 +244,10 @@ func (a *Agent) checkService(ctx context.Context, svc *service, p driver.Progres
 // fenceStep fences one declared service, or every primary-role service
 // when the target is empty.
 func (a *Agent) fenceStep(req *pb.ExecuteRequest) (stepFunc, error) {
-	reason := "fenced by the leader (execution " + req.GetExecutionId() + ")"
+	f := planFence(req.GetExecutionId(), req.GetEpoch())
 	if req.GetTarget() == "" {
 		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
-			fenced := a.fenceAll(ctx, reason)
+			fenced := a.fenceAll(ctx, f)
 			p("fenced %d primary-role services: %v", len(fenced), fenced)
 			return nil, nil
 		}, nil
@@ -256,7 +257,7 @@ func (a *Agent) fenceStep(req *pb.ExecuteRequest) (stepFunc, error) {
 		return nil, err
 	}
 	return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
-		return nil, a.fenceService(ctx, svc, reason, p)
+		return nil, a.fenceService(ctx, svc, f, p)
 	}, nil
 }
 
@@ -270,7 +271,7 @@ func (a *Agent) runStep(req *pb.ExecuteRequest, fn stepFunc, run *stepRun) {
 	ctx, cancel := context.WithTimeout(a.ctx, timeout)
 	defer cancel()
 	res := &stepResult{StartedAt: time.Now().UTC()}
-	a.logger.Info("running step", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "action", req.GetAction(), "target", req.GetTarget())
+	a.logger.Info("running step", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "action", actionName(req), "target", req.GetTarget())
 	outputs, err := fn(ctx, func(format string, args ...any) { run.add(fmt.Sprintf(format, args...)) })
 	res.EndedAt, res.Outputs = time.Now().UTC(), outputs
 	if err != nil {
@@ -284,7 +285,7 @@ func (a *Agent) runStep(req *pb.ExecuteRequest, fn stepFunc, run *stepRun) {
 		}
 	}
 	a.logger.Info("step ended", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "ok", res.OK, "message", res.Message)
-	if err := a.journal.end(req.GetExecutionId(), req.GetStepId(), req.GetAction(), req.GetTarget(), run, res); err != nil {
+	if err := a.journal.end(req.GetExecutionId(), req.GetStepId(), actionName(req), req.GetTarget(), run, res); err != nil {
 		a.logger.Error("failed to journal step result", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "error", err)
 	}
 }
@@ -293,7 +294,12 @@ func (a *Agent) runStep(req *pb.ExecuteRequest, fn stepFunc, run *stepRun) {
 // (a fence of every primary-role service).
 func stepName(req *pb.ExecuteRequest) string {
 	if req.GetTarget() == "" {
-		return req.GetAction()
+		return actionName(req)
 	}
-	return req.GetAction() + " " + req.GetTarget()
+	return actionName(req) + " " + req.GetTarget()
+}
+
+// actionName is the step's action as plans and the journal spell it.
+func actionName(req *pb.ExecuteRequest) string {
+	return structs.ActionName(req.GetAction())
 }

@@ -65,11 +65,11 @@ func (c *Cluster) material(name string, role tlsutil.Role) (*tlsutil.Material, e
 	return tlsutil.Load(filepath.Join(dir, tlsutil.CACertFile), cert, key)
 }
 
-// ControlPlane returns a ControlPlane client holding the operator's (cli)
+// Operator returns an Operator client holding the operator's (cli)
 // certificate, connected to the first running server; a follower forwards
 // to the leader. It is for what the CLI has no command for, such as
 // SetActiveSite, or a request re-sent with the same request id.
-func (c *Cluster) ControlPlane() (pb.ControlPlaneClient, error) {
+func (c *Cluster) Operator() (pb.OperatorClient, error) {
 	n, err := c.firstRunning()
 	if err != nil {
 		return nil, err
@@ -84,7 +84,7 @@ func (c *Cluster) ControlPlane() (pb.ControlPlaneClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to server %s: %w", n.ID, err)
 	}
-	return pb.NewControlPlaneClient(conn), nil
+	return pb.NewOperatorClient(conn), nil
 }
 
 // AgentClient returns a HostAgent client for a that holds a server
@@ -209,7 +209,7 @@ func (c *Cluster) SetActiveSite(ctx context.Context, site, reason string) (uint6
 	if err != nil {
 		return 0, err
 	}
-	client, err := c.ControlPlane()
+	client, err := c.Operator()
 	if err != nil {
 		return 0, err
 	}

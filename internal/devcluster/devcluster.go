@@ -6,8 +6,8 @@
 //
 // A test builds a Cluster with New (servers) and AddAgent (agents, from
 // an AgentSpec), starts them, and reaches them through the CLI (CLI,
-// Status, Members), the ControlPlane API with the operator's certificate
-// (ControlPlane, SetActiveSite), or an agent's HostAgent API with a
+// Status, Members), the Operator API with the operator's certificate
+// (Operator, SetActiveSite), or an agent's HostAgent API with a
 // server certificate, standing in for the leader (AgentClient, Execute).
 // Close kills every process it started.
 //
@@ -71,7 +71,7 @@ type Cluster struct {
 	// empty runs them in the harness's own.
 	CLINetns string
 	// Dial, when set, connects the harness's own gRPC clients
-	// (ControlPlane, AgentClient), for example from inside a network
+	// (Operator, AgentClient), for example from inside a network
 	// namespace; nil dials from the harness's.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 

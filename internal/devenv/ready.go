@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/internal/devcluster"
+	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 )
 
@@ -39,7 +40,7 @@ func poll(ctx context.Context, timeout time.Duration, what string, f func() erro
 // machine, or under -race, those take the CPU the leader and the agents
 // need for the agents to be probed within lease_ttl.
 func (e *env) status(ctx context.Context) (*pb.GetStatusResponse, error) {
-	client, err := e.c.ControlPlane()
+	client, err := e.c.Operator()
 	if err != nil {
 		return nil, err
 	}
@@ -162,8 +163,8 @@ func hasRole(st *pb.GetStatusResponse, hostID, name, role string) error {
 		return err
 	case a.GetProbe().GetFenced():
 		return fmt.Errorf("%s is fenced: %s", hostID, a.GetProbe().GetFenceReason())
-	case service(a, name).GetRole() != role:
-		return fmt.Errorf("%s on %s is %q, not %s", name, hostID, service(a, name).GetRole(), role)
+	case structs.RoleName(service(a, name).GetRole()) != role:
+		return fmt.Errorf("%s on %s is %q, not %s", name, hostID, structs.RoleName(service(a, name).GetRole()), role)
 	}
 	return nil
 }

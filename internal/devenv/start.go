@@ -235,7 +235,7 @@ func (e *env) startService(ctx context.Context, h *host, service string) error {
 	e.steps++
 	lines, res, err := e.c.Execute(ctx, h.agent, &pb.ExecuteRequest{
 		ExecutionId: "dev-bootstrap", StepId: fmt.Sprintf("start-%s-%s-%d", service, h.ID, e.steps), Epoch: st.GetEpoch(),
-		Action: "start", Target: service, TimeoutMs: uint64(time.Minute.Milliseconds()),
+		Action: pb.StepAction_STEP_ACTION_START, Target: service, TimeoutMs: uint64(time.Minute.Milliseconds()),
 	})
 	if err != nil {
 		return e.withLogs(fmt.Errorf("start %s on %s: %w", service, h.ID, err))

@@ -12,6 +12,8 @@ const (
 	ExecSucceeded = "succeeded"
 	ExecFailed    = "failed"
 	ExecCancelled = "cancelled"
+	// ExecPlanned is a dry run's execution, never recorded.
+	ExecPlanned = "planned"
 
 	StepPending   = "pending"
 	StepRunning   = "running"

@@ -20,6 +20,7 @@ import (
 	"github.com/drplane/drplane/cli"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/devcluster"
+	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
@@ -360,7 +361,7 @@ func (d *Deployment) startService(a *devcluster.Agent, service string, epoch uin
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, res, err := d.Cluster.Execute(ctx, a, &pb.ExecuteRequest{
-		ExecutionId: "netns-setup", StepId: "start-" + service, Epoch: epoch, Action: "start", Target: service})
+		ExecutionId: "netns-setup", StepId: "start-" + service, Epoch: epoch, Action: pb.StepAction_STEP_ACTION_START, Target: service})
 	if err != nil {
 		return fmt.Errorf("start %s on %s: %w", service, a.HostID, err)
 	}
@@ -518,9 +519,9 @@ func (d *Deployment) MustCLI(args ...string) string {
 	return out
 }
 
-// controlPlane returns a ControlPlane client holding the operator's
+// controlPlane returns an Operator client holding the operator's
 // certificate, connected to n from the ops host.
-func (d *Deployment) controlPlane(n *devcluster.Node) (pb.ControlPlaneClient, error) {
+func (d *Deployment) controlPlane(n *devcluster.Node) (pb.OperatorClient, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.conns == nil {
@@ -547,7 +548,7 @@ func (d *Deployment) controlPlane(n *devcluster.Node) (pb.ControlPlaneClient, er
 		}
 		d.conns[n.GRPCAddr] = conn
 	}
-	return pb.NewControlPlaneClient(conn), nil
+	return pb.NewOperatorClient(conn), nil
 }
 
 // Status asks the control plane for its status (what `drplane status`
@@ -597,8 +598,8 @@ func HasRole(service, role string) AgentCheck {
 		}
 		for _, s := range p.GetServices() {
 			if s.GetName() == service {
-				if s.GetRole() != role {
-					return fmt.Errorf("%s is %q, want %q", service, s.GetRole(), role)
+				if got := structs.RoleName(s.GetRole()); got != role {
+					return fmt.Errorf("%s is %q, want %q", service, got, role)
 				}
 				return nil
 			}

@@ -60,7 +60,7 @@ func timelineOf(ex *pb.Execution) Timeline {
 		tl.Started = ex.GetStartedAt().AsTime()
 	}
 	for _, st := range ex.GetSteps() {
-		if !st.GetStep().GetHealthGate() || st.GetState() != "succeeded" || st.GetEndedAt() == nil {
+		if !st.GetStep().GetHealthGate() || st.GetState() != pb.StepState_STEP_STATE_SUCCEEDED || st.GetEndedAt() == nil {
 			continue
 		}
 		if end := st.GetEndedAt().AsTime(); end.After(tl.Healthy) {

@@ -461,15 +461,21 @@ func (x *Replication) GetLastReceivedAt() *timestamppb.Timestamp {
 }
 
 type ServiceStatus struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Driver string                 `protobuf:"bytes,2,opt,name=driver,proto3" json:"driver,omitempty"`
-	// role is primary, standby, stopped or fenced.
-	Role          string       `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
-	Healthy       bool         `protobuf:"varint,4,opt,name=healthy,proto3" json:"healthy,omitempty"`
-	Message       string       `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
-	Replication   *Replication `protobuf:"bytes,6,opt,name=replication,proto3" json:"replication,omitempty"`
-	DependsOn     []string     `protobuf:"bytes,7,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Driver  string                 `protobuf:"bytes,2,opt,name=driver,proto3" json:"driver,omitempty"`
+	Role    ServiceRole            `protobuf:"varint,3,opt,name=role,proto3,enum=drplane.v1.ServiceRole" json:"role,omitempty"`
+	Healthy bool                   `protobuf:"varint,4,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	// message explains the role or a problem; for a fenced service it is
+	// the fence's reason, for display only.
+	Message     string       `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	Replication *Replication `protobuf:"bytes,6,opt,name=replication,proto3" json:"replication,omitempty"`
+	DependsOn   []string     `protobuf:"bytes,7,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	// fence_cause and fence_epoch are set on a fenced service: why the
+	// agent fenced it, and the agent's epoch when it did. The leader decides
+	// a restart in place on them.
+	FenceCause    FenceCause `protobuf:"varint,8,opt,name=fence_cause,json=fenceCause,proto3,enum=drplane.v1.FenceCause" json:"fence_cause,omitempty"`
+	FenceEpoch    uint64     `protobuf:"varint,9,opt,name=fence_epoch,json=fenceEpoch,proto3" json:"fence_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -518,11 +524,11 @@ func (x *ServiceStatus) GetDriver() string {
 	return ""
 }
 
-func (x *ServiceStatus) GetRole() string {
+func (x *ServiceStatus) GetRole() ServiceRole {
 	if x != nil {
 		return x.Role
 	}
-	return ""
+	return ServiceRole_SERVICE_ROLE_UNSPECIFIED
 }
 
 func (x *ServiceStatus) GetHealthy() bool {
@@ -551,6 +557,20 @@ func (x *ServiceStatus) GetDependsOn() []string {
 		return x.DependsOn
 	}
 	return nil
+}
+
+func (x *ServiceStatus) GetFenceCause() FenceCause {
+	if x != nil {
+		return x.FenceCause
+	}
+	return FenceCause_FENCE_CAUSE_UNSPECIFIED
+}
+
+func (x *ServiceStatus) GetFenceEpoch() uint64 {
+	if x != nil {
+		return x.FenceEpoch
+	}
+	return 0
 }
 
 type SyncStatus struct {
@@ -644,8 +664,9 @@ type ProbeResponse struct {
 	Site   string                 `protobuf:"bytes,2,opt,name=site,proto3" json:"site,omitempty"`
 	Epoch  uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	Lease  *Lease                 `protobuf:"bytes,4,opt,name=lease,proto3" json:"lease,omitempty"`
-	// fenced is true when the agent stopped or demoted its primary-role
-	// services because its lease lapsed or it booted without one.
+	// fenced is true when the agent stopped or demoted a primary-role
+	// service (see each ServiceStatus's fence_cause); fence_reason is the
+	// last such service's reason, for display only.
 	Fenced        bool                   `protobuf:"varint,5,opt,name=fenced,proto3" json:"fenced,omitempty"`
 	FenceReason   string                 `protobuf:"bytes,6,opt,name=fence_reason,json=fenceReason,proto3" json:"fence_reason,omitempty"`
 	Services      []*ServiceStatus       `protobuf:"bytes,7,rep,name=services,proto3" json:"services,omitempty"`
@@ -761,9 +782,9 @@ type ExecuteRequest struct {
 	ExecutionId string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
 	StepId      string                 `protobuf:"bytes,2,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
 	Epoch       uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	// action is start, stop, promote, demote, fence, snapshot, restore,
-	// rsync, check or hook.
-	Action string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	// action is one of the agent actions: start, stop, promote, demote,
+	// fence, snapshot, restore, rsync, check or hook.
+	Action StepAction `protobuf:"varint,4,opt,name=action,proto3,enum=drplane.v1.StepAction" json:"action,omitempty"`
 	// target is the service, sync, snapshot or hook name the action applies
 	// to; it must be declared in the agent's own configuration.
 	Target string `protobuf:"bytes,5,opt,name=target,proto3" json:"target,omitempty"`
@@ -826,11 +847,11 @@ func (x *ExecuteRequest) GetEpoch() uint64 {
 	return 0
 }
 
-func (x *ExecuteRequest) GetAction() string {
+func (x *ExecuteRequest) GetAction() StepAction {
 	if x != nil {
 		return x.Action
 	}
-	return ""
+	return StepAction_STEP_ACTION_UNSPECIFIED
 }
 
 func (x *ExecuteRequest) GetTarget() string {
@@ -1163,7 +1184,7 @@ var File_drplane_v1_hostagent_proto protoreflect.FileDescriptor
 const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\n" +
 	"\x1adrplane/v1/hostagent.proto\x12\n" +
-	"drplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n" +
+	"drplane.v1\x1a\x16drplane/v1/enums.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n" +
 	"\x14ListSnapshotsRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\xc9\x01\n" +
 	"\fSnapshotInfo\x12\x0e\n" +
@@ -1201,16 +1222,20 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\x0elast_replay_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\flastReplayAt\x12\x15\n" +
 	"\x06lag_ms\x18\x04 \x01(\x04R\x05lagMs\x12\x1b\n" +
 	"\tlag_bytes\x18\x05 \x01(\x04R\blagBytes\x12D\n" +
-	"\x10last_received_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastReceivedAt\"\xdd\x01\n" +
+	"\x10last_received_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastReceivedAt\"\xd0\x02\n" +
 	"\rServiceStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06driver\x18\x02 \x01(\tR\x06driver\x12\x12\n" +
-	"\x04role\x18\x03 \x01(\tR\x04role\x12\x18\n" +
+	"\x06driver\x18\x02 \x01(\tR\x06driver\x12+\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x17.drplane.v1.ServiceRoleR\x04role\x12\x18\n" +
 	"\ahealthy\x18\x04 \x01(\bR\ahealthy\x12\x18\n" +
 	"\amessage\x18\x05 \x01(\tR\amessage\x129\n" +
 	"\vreplication\x18\x06 \x01(\v2\x17.drplane.v1.ReplicationR\vreplication\x12\x1d\n" +
 	"\n" +
-	"depends_on\x18\a \x03(\tR\tdependsOn\"\xe2\x01\n" +
+	"depends_on\x18\a \x03(\tR\tdependsOn\x127\n" +
+	"\vfence_cause\x18\b \x01(\x0e2\x16.drplane.v1.FenceCauseR\n" +
+	"fenceCause\x12\x1f\n" +
+	"\vfence_epoch\x18\t \x01(\x04R\n" +
+	"fenceEpoch\"\xe2\x01\n" +
 	"\n" +
 	"SyncStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12B\n" +
@@ -1235,12 +1260,12 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\n" +
 	"started_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12,\n" +
 	"\x03now\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\xa4\x02\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\xbc\x02\n" +
 	"\x0eExecuteRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x17\n" +
 	"\astep_id\x18\x02 \x01(\tR\x06stepId\x12\x14\n" +
-	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06action\x18\x04 \x01(\tR\x06action\x12\x16\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12.\n" +
+	"\x06action\x18\x04 \x01(\x0e2\x16.drplane.v1.StepActionR\x06action\x12\x16\n" +
 	"\x06target\x18\x05 \x01(\tR\x06target\x128\n" +
 	"\x04args\x18\x06 \x03(\v2$.drplane.v1.ExecuteRequest.ArgsEntryR\x04args\x12\x1d\n" +
 	"\n" +
@@ -1313,6 +1338,9 @@ var file_drplane_v1_hostagent_proto_goTypes = []any{
 	nil,                           // 15: drplane.v1.ExecuteRequest.ArgsEntry
 	nil,                           // 16: drplane.v1.StepResult.OutputsEntry
 	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(ServiceRole)(0),              // 18: drplane.v1.ServiceRole
+	(FenceCause)(0),               // 19: drplane.v1.FenceCause
+	(StepAction)(0),               // 20: drplane.v1.StepAction
 }
 var file_drplane_v1_hostagent_proto_depIdxs = []int32{
 	17, // 0: drplane.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
@@ -1321,31 +1349,34 @@ var file_drplane_v1_hostagent_proto_depIdxs = []int32{
 	17, // 3: drplane.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
 	17, // 4: drplane.v1.Replication.last_replay_at:type_name -> google.protobuf.Timestamp
 	17, // 5: drplane.v1.Replication.last_received_at:type_name -> google.protobuf.Timestamp
-	5,  // 6: drplane.v1.ServiceStatus.replication:type_name -> drplane.v1.Replication
-	17, // 7: drplane.v1.SyncStatus.last_success_at:type_name -> google.protobuf.Timestamp
-	4,  // 8: drplane.v1.ProbeResponse.lease:type_name -> drplane.v1.Lease
-	6,  // 9: drplane.v1.ProbeResponse.services:type_name -> drplane.v1.ServiceStatus
-	7,  // 10: drplane.v1.ProbeResponse.syncs:type_name -> drplane.v1.SyncStatus
-	17, // 11: drplane.v1.ProbeResponse.started_at:type_name -> google.protobuf.Timestamp
-	17, // 12: drplane.v1.ProbeResponse.now:type_name -> google.protobuf.Timestamp
-	15, // 13: drplane.v1.ExecuteRequest.args:type_name -> drplane.v1.ExecuteRequest.ArgsEntry
-	16, // 14: drplane.v1.StepResult.outputs:type_name -> drplane.v1.StepResult.OutputsEntry
-	17, // 15: drplane.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
-	17, // 16: drplane.v1.StepResult.ended_at:type_name -> google.protobuf.Timestamp
-	10, // 17: drplane.v1.ExecuteResponse.result:type_name -> drplane.v1.StepResult
-	3,  // 18: drplane.v1.HostAgent.Probe:input_type -> drplane.v1.ProbeRequest
-	9,  // 19: drplane.v1.HostAgent.Execute:input_type -> drplane.v1.ExecuteRequest
-	12, // 20: drplane.v1.HostAgent.SyncTunnel:input_type -> drplane.v1.SyncTunnelRequest
-	0,  // 21: drplane.v1.HostAgent.ListSnapshots:input_type -> drplane.v1.ListSnapshotsRequest
-	8,  // 22: drplane.v1.HostAgent.Probe:output_type -> drplane.v1.ProbeResponse
-	11, // 23: drplane.v1.HostAgent.Execute:output_type -> drplane.v1.ExecuteResponse
-	13, // 24: drplane.v1.HostAgent.SyncTunnel:output_type -> drplane.v1.SyncTunnelResponse
-	2,  // 25: drplane.v1.HostAgent.ListSnapshots:output_type -> drplane.v1.ListSnapshotsResponse
-	22, // [22:26] is the sub-list for method output_type
-	18, // [18:22] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	18, // 6: drplane.v1.ServiceStatus.role:type_name -> drplane.v1.ServiceRole
+	5,  // 7: drplane.v1.ServiceStatus.replication:type_name -> drplane.v1.Replication
+	19, // 8: drplane.v1.ServiceStatus.fence_cause:type_name -> drplane.v1.FenceCause
+	17, // 9: drplane.v1.SyncStatus.last_success_at:type_name -> google.protobuf.Timestamp
+	4,  // 10: drplane.v1.ProbeResponse.lease:type_name -> drplane.v1.Lease
+	6,  // 11: drplane.v1.ProbeResponse.services:type_name -> drplane.v1.ServiceStatus
+	7,  // 12: drplane.v1.ProbeResponse.syncs:type_name -> drplane.v1.SyncStatus
+	17, // 13: drplane.v1.ProbeResponse.started_at:type_name -> google.protobuf.Timestamp
+	17, // 14: drplane.v1.ProbeResponse.now:type_name -> google.protobuf.Timestamp
+	20, // 15: drplane.v1.ExecuteRequest.action:type_name -> drplane.v1.StepAction
+	15, // 16: drplane.v1.ExecuteRequest.args:type_name -> drplane.v1.ExecuteRequest.ArgsEntry
+	16, // 17: drplane.v1.StepResult.outputs:type_name -> drplane.v1.StepResult.OutputsEntry
+	17, // 18: drplane.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
+	17, // 19: drplane.v1.StepResult.ended_at:type_name -> google.protobuf.Timestamp
+	10, // 20: drplane.v1.ExecuteResponse.result:type_name -> drplane.v1.StepResult
+	3,  // 21: drplane.v1.HostAgent.Probe:input_type -> drplane.v1.ProbeRequest
+	9,  // 22: drplane.v1.HostAgent.Execute:input_type -> drplane.v1.ExecuteRequest
+	12, // 23: drplane.v1.HostAgent.SyncTunnel:input_type -> drplane.v1.SyncTunnelRequest
+	0,  // 24: drplane.v1.HostAgent.ListSnapshots:input_type -> drplane.v1.ListSnapshotsRequest
+	8,  // 25: drplane.v1.HostAgent.Probe:output_type -> drplane.v1.ProbeResponse
+	11, // 26: drplane.v1.HostAgent.Execute:output_type -> drplane.v1.ExecuteResponse
+	13, // 27: drplane.v1.HostAgent.SyncTunnel:output_type -> drplane.v1.SyncTunnelResponse
+	2,  // 28: drplane.v1.HostAgent.ListSnapshots:output_type -> drplane.v1.ListSnapshotsResponse
+	25, // [25:29] is the sub-list for method output_type
+	21, // [21:25] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_hostagent_proto_init() }
@@ -1353,6 +1384,7 @@ func file_drplane_v1_hostagent_proto_init() {
 	if File_drplane_v1_hostagent_proto != nil {
 		return
 	}
+	file_drplane_v1_enums_proto_init()
 	file_drplane_v1_hostagent_proto_msgTypes[11].OneofWrappers = []any{
 		(*ExecuteResponse_Progress)(nil),
 		(*ExecuteResponse_Result)(nil),

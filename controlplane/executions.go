@@ -13,17 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// StartExecution derives a plan and, unless dry_run, starts it.
-func (e *controlPlaneEndpoint) StartExecution(ctx context.Context, req *pb.StartExecutionRequest) (*pb.StartExecutionResponse, error) {
-	kindOK := slices.Contains(plan.Kinds, plan.Kind(req.GetKind())) || (req.GetKind() == "" && req.GetPlan() != "")
-	if req.GetCleanupOf() == "" && !kindOK {
-		return nil, toStatus(fmt.Errorf("%w: kind %q; expected one of failover, switchover, failback, drill", errInvalidArgument, req.GetKind()))
-	}
-	req.Write = ensureRequestID(req.GetWrite())
-	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.StartExecution, e.startExecutionLocal)
-}
-
-func (e *controlPlaneEndpoint) startExecutionLocal(ctx context.Context, req *pb.StartExecutionRequest) (*pb.StartExecutionResponse, error) {
+func (e *operatorEndpoint) startExecutionLocal(ctx context.Context, req *pb.StartExecutionRequest) (*pb.StartExecutionResponse, error) {
 	s := e.srv
 	if err := s.raft.VerifyLeader().Error(); err != nil {
 		return nil, err
@@ -38,7 +28,7 @@ func (e *controlPlaneEndpoint) startExecutionLocal(ctx context.Context, req *pb.
 		return nil, err
 	}
 	if req.GetDryRun() {
-		ex.State = "planned"
+		ex.State = structs.ExecPlanned
 		return &pb.StartExecutionResponse{Meta: s.meta(false), Execution: s.executionToProto(ex)}, nil
 	}
 	res, err := s.raftApply(structs.StartExecutionRequestType, &structs.StartExecutionRequest{WriteRequest: w, Execution: *ex})
@@ -183,69 +173,12 @@ func topology(v stateView) plan.Topology {
 	return t
 }
 
-// GetExecution returns one execution; answered by the leader, it carries
-// the running steps' progress.
-func (e *controlPlaneEndpoint) GetExecution(ctx context.Context, req *pb.GetExecutionRequest) (*pb.GetExecutionResponse, error) {
-	local := func(_ context.Context, req *pb.GetExecutionRequest) (*pb.GetExecutionResponse, error) {
-		ex, ok := e.srv.fsm.execution(req.GetId())
-		if !ok {
-			return nil, toStatus(fmt.Errorf("%w: execution %q does not exist", errNotFound, req.GetId()))
-		}
-		return &pb.GetExecutionResponse{Meta: e.srv.meta(req.GetRead().GetStale()), Execution: e.srv.executionToProto(&ex)}, nil
-	}
-	if req.GetRead().GetStale() {
-		return local(ctx, req)
-	}
-	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.GetExecution, local)
-}
-
-// ListExecutions returns every execution, oldest first.
-func (e *controlPlaneEndpoint) ListExecutions(ctx context.Context, req *pb.ListExecutionsRequest) (*pb.ListExecutionsResponse, error) {
-	local := func(_ context.Context, req *pb.ListExecutionsRequest) (*pb.ListExecutionsResponse, error) {
-		resp := &pb.ListExecutionsResponse{Meta: e.srv.meta(req.GetRead().GetStale())}
-		for _, ex := range e.srv.fsm.executions() {
-			resp.Executions = append(resp.Executions, e.srv.executionToProto(&ex))
-		}
-		return resp, nil
-	}
-	if req.GetRead().GetStale() {
-		return local(ctx, req)
-	}
-	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.ListExecutions, local)
-}
-
-// ApproveExecution ends the execution's waiting approval.
-func (e *controlPlaneEndpoint) ApproveExecution(ctx context.Context, req *pb.ApproveExecutionRequest) (*pb.ApproveExecutionResponse, error) {
-	req.Write = ensureRequestID(req.GetWrite())
-	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.ApproveExecution, func(ctx context.Context, req *pb.ApproveExecutionRequest) (*pb.ApproveExecutionResponse, error) {
-		res, err := e.srv.raftApply(structs.ApproveStepRequestType, &structs.ApproveStepRequest{
-			WriteRequest: writeRequest(ctx, req.GetWrite(), e.srv.config.NodeID), ExecutionID: req.GetId(), StepID: req.GetStepId()})
-		if err != nil {
-			return nil, err
-		}
-		return &pb.ApproveExecutionResponse{Meta: e.srv.metaAt(res.Index)}, nil
-	})
-}
-
-// CancelExecution stops scheduling the execution's new steps.
-func (e *controlPlaneEndpoint) CancelExecution(ctx context.Context, req *pb.CancelExecutionRequest) (*pb.CancelExecutionResponse, error) {
-	req.Write = ensureRequestID(req.GetWrite())
-	return withLeader(ctx, e.srv, req, pb.ControlPlaneClient.CancelExecution, func(ctx context.Context, req *pb.CancelExecutionRequest) (*pb.CancelExecutionResponse, error) {
-		res, err := e.srv.raftApply(structs.CancelExecutionRequestType, &structs.CancelExecutionRequest{
-			WriteRequest: writeRequest(ctx, req.GetWrite(), e.srv.config.NodeID), ExecutionID: req.GetId()})
-		if err != nil {
-			return nil, err
-		}
-		return &pb.CancelExecutionResponse{Meta: e.srv.metaAt(res.Index)}, nil
-	})
-}
-
 // executionToProto converts an execution, adding the leader's progress
 // lines and the targets that apply.
 func (s *Server) executionToProto(ex *structs.Execution) *pb.Execution {
 	out := &pb.Execution{
-		Id: ex.ID, Kind: ex.Kind, Plan: ex.PlanName, From: ex.From, To: ex.To, Trigger: ex.Trigger, Actor: ex.Actor,
-		AllowDataLoss: ex.AllowDataLoss, CleanupOf: ex.CleanupOf, StartEpoch: ex.StartEpoch, State: ex.State, Message: ex.Message,
+		Id: ex.ID, Kind: ex.Kind, Plan: ex.PlanName, From: ex.From, To: ex.To, Trigger: structs.TriggerToProto(ex.Trigger), Actor: ex.Actor,
+		AllowDataLoss: ex.AllowDataLoss, CleanupOf: ex.CleanupOf, StartEpoch: ex.StartEpoch, State: structs.ExecStateToProto(ex.State), Message: ex.Message,
 		CancelRequested: ex.CancelRequested, RpoDetail: ex.RPODetail,
 		RtoTargetSeconds: ex.Plan.Objectives.RTO.Seconds(), RpoTargetSeconds: ex.Plan.Objectives.RPO.Seconds(),
 		MaxDataLossSeconds: ex.Plan.MaxDataLoss.Seconds(), Warnings: ex.Plan.Warnings,
@@ -267,10 +200,10 @@ func (s *Server) executionToProto(ex *structs.Execution) *pb.Execution {
 	for i, st := range ex.Plan.Steps {
 		es := ex.Steps[i]
 		ps := &pb.ExecutionStep{
-			Step: &pb.PlanStep{Id: st.ID, Phase: st.Phase, Action: st.Action, Host: st.Host, Site: st.Site, Target: st.Target,
+			Step: &pb.PlanStep{Id: st.ID, Phase: st.Phase, Action: structs.ActionToProto(st.Action), Host: st.Host, Site: st.Site, Target: st.Target,
 				Args: st.Args, ArgsFrom: st.ArgsFrom, TimeoutMs: uint64(st.Timeout.Milliseconds()), Retries: int32(st.Retries),
 				OnFailure: st.OnFailure, DependsOn: st.DependsOn, HealthGate: st.HealthGate, Always: st.Always, Description: st.Description},
-			State: es.State, Attempt: int32(es.Attempt), Message: es.Message, Outputs: es.Outputs, Replayed: es.Replayed, ApprovedBy: es.ApprovedBy,
+			State: structs.StepStateToProto(es.State), Attempt: int32(es.Attempt), Message: es.Message, Outputs: es.Outputs, Replayed: es.Replayed, ApprovedBy: es.ApprovedBy,
 		}
 		if !es.StartedAt.IsZero() {
 			ps.StartedAt = timestamppb.New(es.StartedAt)

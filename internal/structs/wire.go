@@ -1,0 +1,123 @@
+package structs
+
+import (
+	"github.com/drplane/drplane/internal/plan"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+)
+
+// The replicated state keeps actions, states, triggers and roles as the
+// strings it always had, so existing logs and snapshots still decode; on
+// the wire they are enums. This file is the one place that maps between
+// the two, one table per enum.
+
+// ArgRestartInPlace marks a start step by which the leader restarts, in
+// place, a service an agent fenced because its lease lapsed (see
+// RestartableInPlace); the agent checks the conditions again
+// itself.
+const ArgRestartInPlace = "restart_in_place"
+
+// ActionRestore restores a snapshot on an agent. It is not a plan action:
+// only an operator's RunHostStep asks for it.
+const ActionRestore = "restore"
+
+// Service roles as agents report them; the agents' drivers use the same
+// strings.
+const (
+	RolePrimary = "primary"
+	RoleStandby = "standby"
+	RoleStopped = "stopped"
+	RoleFenced  = "fenced"
+	// RoleUnknown is a service whose status could not be read.
+	RoleUnknown = "unknown"
+)
+
+// enumTable maps an enum to the string kept in the state and back. A
+// string it does not know maps to the enum's zero value (_UNSPECIFIED),
+// and that maps to "".
+type enumTable[E comparable] struct {
+	toEnum map[string]E
+	toName map[E]string
+}
+
+func newEnumTable[E comparable](pairs map[string]E) enumTable[E] {
+	t := enumTable[E]{toEnum: pairs, toName: make(map[E]string, len(pairs))}
+	for name, e := range pairs {
+		t.toName[e] = name
+	}
+	return t
+}
+
+var (
+	actions = newEnumTable(map[string]pb.StepAction{
+		plan.ActionFence: pb.StepAction_STEP_ACTION_FENCE, plan.ActionSnapshot: pb.StepAction_STEP_ACTION_SNAPSHOT,
+		plan.ActionStop: pb.StepAction_STEP_ACTION_STOP, plan.ActionDemote: pb.StepAction_STEP_ACTION_DEMOTE,
+		plan.ActionRsync: pb.StepAction_STEP_ACTION_RSYNC, plan.ActionPromote: pb.StepAction_STEP_ACTION_PROMOTE,
+		plan.ActionStart: pb.StepAction_STEP_ACTION_START, plan.ActionCheck: pb.StepAction_STEP_ACTION_CHECK,
+		plan.ActionHook: pb.StepAction_STEP_ACTION_HOOK, ActionRestore: pb.StepAction_STEP_ACTION_RESTORE,
+		plan.ActionApproval: pb.StepAction_STEP_ACTION_APPROVAL, plan.ActionWait: pb.StepAction_STEP_ACTION_WAIT,
+		plan.ActionNotify: pb.StepAction_STEP_ACTION_NOTIFY, plan.ActionGuard: pb.StepAction_STEP_ACTION_GUARD,
+		plan.ActionActivate: pb.StepAction_STEP_ACTION_ACTIVATE, plan.ActionLeaseWait: pb.StepAction_STEP_ACTION_LEASE_WAIT,
+	})
+	stepStates = newEnumTable(map[string]pb.StepState{
+		StepPending: pb.StepState_STEP_STATE_PENDING, StepRunning: pb.StepState_STEP_STATE_RUNNING,
+		StepWaiting: pb.StepState_STEP_STATE_WAITING, StepSucceeded: pb.StepState_STEP_STATE_SUCCEEDED,
+		StepFailed: pb.StepState_STEP_STATE_FAILED, StepSkipped: pb.StepState_STEP_STATE_SKIPPED,
+		StepCancelled: pb.StepState_STEP_STATE_CANCELLED,
+	})
+	execStates = newEnumTable(map[string]pb.ExecutionState{
+		ExecRunning: pb.ExecutionState_EXECUTION_STATE_RUNNING, ExecSucceeded: pb.ExecutionState_EXECUTION_STATE_SUCCEEDED,
+		ExecFailed: pb.ExecutionState_EXECUTION_STATE_FAILED, ExecCancelled: pb.ExecutionState_EXECUTION_STATE_CANCELLED,
+		ExecPlanned: pb.ExecutionState_EXECUTION_STATE_PLANNED,
+	})
+	triggers = newEnumTable(map[string]pb.ExecutionTrigger{
+		TriggerManual: pb.ExecutionTrigger_EXECUTION_TRIGGER_MANUAL, TriggerAutomatic: pb.ExecutionTrigger_EXECUTION_TRIGGER_AUTOMATIC,
+	})
+	roles = newEnumTable(map[string]pb.ServiceRole{
+		RolePrimary: pb.ServiceRole_SERVICE_ROLE_PRIMARY, RoleStandby: pb.ServiceRole_SERVICE_ROLE_STANDBY,
+		RoleStopped: pb.ServiceRole_SERVICE_ROLE_STOPPED, RoleFenced: pb.ServiceRole_SERVICE_ROLE_FENCED,
+		RoleUnknown: pb.ServiceRole_SERVICE_ROLE_UNKNOWN,
+	})
+)
+
+// ActionToProto returns the wire form of a plan or agent action.
+func ActionToProto(a string) pb.StepAction { return actions.toEnum[a] }
+
+// ActionName returns the action's name as plans and journals spell it.
+func ActionName(a pb.StepAction) string { return actions.toName[a] }
+
+// StepStateToProto returns the wire form of an ExecStep's state.
+func StepStateToProto(s string) pb.StepState { return stepStates.toEnum[s] }
+
+// StepStateName returns the state as the FSM and the CLI spell it.
+func StepStateName(s pb.StepState) string { return stepStates.toName[s] }
+
+// ExecStateToProto returns the wire form of an Execution's state.
+func ExecStateToProto(s string) pb.ExecutionState { return execStates.toEnum[s] }
+
+// ExecStateName returns the state as the FSM and the CLI spell it.
+func ExecStateName(s pb.ExecutionState) string { return execStates.toName[s] }
+
+// TriggerToProto returns the wire form of an Execution's trigger.
+func TriggerToProto(t string) pb.ExecutionTrigger { return triggers.toEnum[t] }
+
+// TriggerName returns the trigger as the FSM and the CLI spell it.
+func TriggerName(t pb.ExecutionTrigger) string { return triggers.toName[t] }
+
+// RoleToProto returns the wire form of a service role.
+func RoleToProto(r string) pb.ServiceRole { return roles.toEnum[r] }
+
+// RoleName returns the role as drivers and the CLI spell it.
+func RoleName(r pb.ServiceRole) string { return roles.toName[r] }
+
+// RestartableInPlace reports whether a service fenced for cause may be
+// restarted in place by a leader that renewed the lease in the epoch of
+// the fence, with the service's site still active: the fence only bridged
+// a silence of the leaders, nothing failed over. A service fenced because
+// another site became active, or by a plan, never is.
+func RestartableInPlace(cause pb.FenceCause) bool {
+	switch cause {
+	case pb.FenceCause_FENCE_CAUSE_LEASE_LAPSED, pb.FenceCause_FENCE_CAUSE_BOOT_WINDOW:
+		return true
+	}
+	return false
+}
