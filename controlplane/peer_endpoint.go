@@ -116,7 +116,7 @@ func (e *peerEndpoint) NotifyRemoved(ctx context.Context, req *pb.NotifyRemovedR
 	if slices.Contains(req.GetVoters(), s.config.NodeID) {
 		return &pb.NotifyRemovedResponse{Reason: "refused: this server is a voter"}, nil
 	}
-	if leaderSite := st.Servers[req.GetLeaderId()].Site; leaderSite != "" && leaderSite == s.config.Site {
+	if leaderSite := notifyingLeaderSite(req, st); leaderSite != "" && leaderSite == s.config.Site {
 		// A server of the recovering site: its state is no newer than the
 		// leader's (the longest log acted), so it starts afresh and joins.
 		moved, err := WipeForRejoin(s.config.DataDir)
@@ -134,4 +134,15 @@ func (e *peerEndpoint) NotifyRemoved(ctx context.Context, req *pb.NotifyRemovedR
 	s.logger.Error("removed from the cluster; refusing to serve", "reason", m.reason())
 	s.requestRestart("removed by leader " + req.GetLeaderId())
 	return &pb.NotifyRemovedResponse{Accepted: true, Reason: "removed"}, nil
+}
+
+// notifyingLeaderSite is the site of the leader that sent req: as the
+// request says, or, from a leader that does not say (an older version),
+// as this server's state records it. A server whose log is behind may not
+// know the recovered leader at all.
+func notifyingLeaderSite(req *pb.NotifyRemovedRequest, st stateView) string {
+	if site := req.GetLeaderSite(); site != "" {
+		return site
+	}
+	return st.Servers[req.GetLeaderId()].Site
 }

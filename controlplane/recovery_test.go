@@ -244,3 +244,41 @@ func TestRecoverQuorum_RefusedWhileALeaderOrTheActiveSiteAnswers(t *testing.T) {
 	default:
 	}
 }
+
+// TestNotifyRemoved_LeaderUnknownToABehindServer checks that a server of
+// the recovering site rejoins when the recovered leader tells it so, even
+// when its own log is too far behind to know that leader: the request
+// names the leader's site. A server of another site refuses to serve.
+func TestNotifyRemoved_LeaderUnknownToABehindServer(t *testing.T) {
+	c := newTestClusterOf(t, []string{"dr"}, nil)
+	s := c.waitForLeader()
+	ep := &peerEndpoint{srv: s.Server}
+	epoch := s.fsm.view().Epoch
+	_, known := s.fsm.view().Servers["s9"]
+	require.False(t, known, "the test needs a leader this server does not know")
+
+	resp, err := ep.NotifyRemoved(testCtx(t), &pb.NotifyRemovedRequest{LeaderId: "s9", LeaderSite: "dr", Epoch: epoch + 1, Voters: []string{"s9"}})
+	require.NoError(t, err)
+	require.True(t, resp.GetAccepted())
+	require.Equal(t, "rejoining", resp.GetReason())
+	select {
+	case <-s.RestartRequested():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server did not restart to rejoin")
+	}
+}
+
+func TestNotifyRemoved_LeaderOfAnotherSite_Removes(t *testing.T) {
+	c := newTestClusterOf(t, []string{"primary"}, nil)
+	s := c.waitForLeader()
+	ep := &peerEndpoint{srv: s.Server}
+	resp, err := ep.NotifyRemoved(testCtx(t), &pb.NotifyRemovedRequest{LeaderId: "s9", LeaderSite: "dr", Epoch: s.fsm.view().Epoch + 1, Voters: []string{"s9"}})
+	require.NoError(t, err)
+	require.Equal(t, "removed", resp.GetReason())
+	require.FileExists(t, filepath.Join(s.cfg.DataDir, removedFileName), "the removal is recorded for the restart")
+	select {
+	case <-s.RestartRequested():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the removed server did not restart to refuse serving")
+	}
+}

@@ -150,7 +150,7 @@ func (s *Server) notifyRemoved(ctx context.Context) {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, s.config.Failover.ProbeTimeout)
-		resp, err := pb.NewPeerClient(conn).NotifyRemoved(cctx, &pb.NotifyRemovedRequest{LeaderId: s.config.NodeID, Epoch: st.Epoch, Voters: voters})
+		resp, err := pb.NewPeerClient(conn).NotifyRemoved(cctx, &pb.NotifyRemovedRequest{LeaderId: s.config.NodeID, LeaderSite: s.config.Site, Epoch: st.Epoch, Voters: voters})
 		cancel()
 		if err == nil {
 			s.logger.Info("told a server outside the configuration", "server", id, "accepted", resp.GetAccepted(), "reason", resp.GetReason())

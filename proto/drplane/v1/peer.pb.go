@@ -446,10 +446,14 @@ func (x *ObserveSiteResponse) GetAgents() int32 {
 }
 
 type NotifyRemovedRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	LeaderId      string                 `protobuf:"bytes,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Voters        []string               `protobuf:"bytes,3,rep,name=voters,proto3" json:"voters,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	LeaderId string                 `protobuf:"bytes,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	Epoch    uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Voters   []string               `protobuf:"bytes,3,rep,name=voters,proto3" json:"voters,omitempty"`
+	// leader_site is the leader's site: a server of that site rejoins with
+	// fresh state, any other refuses to serve. It travels with the request
+	// because a server whose log is behind may not know the leader yet.
+	LeaderSite    string `protobuf:"bytes,4,opt,name=leader_site,json=leaderSite,proto3" json:"leader_site,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -503,6 +507,13 @@ func (x *NotifyRemovedRequest) GetVoters() []string {
 		return x.Voters
 	}
 	return nil
+}
+
+func (x *NotifyRemovedRequest) GetLeaderSite() string {
+	if x != nil {
+		return x.LeaderSite
+	}
+	return ""
 }
 
 type NotifyRemovedResponse struct {
@@ -596,11 +607,13 @@ const file_drplane_v1_peer_proto_rawDesc = "" +
 	"\x11reachable_servers\x18\x02 \x03(\tR\x10reachableServers\x12)\n" +
 	"\x10reachable_agents\x18\x03 \x03(\tR\x0freachableAgents\x12\x18\n" +
 	"\aservers\x18\x04 \x01(\x05R\aservers\x12\x16\n" +
-	"\x06agents\x18\x05 \x01(\x05R\x06agents\"a\n" +
+	"\x06agents\x18\x05 \x01(\x05R\x06agents\"\x82\x01\n" +
 	"\x14NotifyRemovedRequest\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06voters\x18\x03 \x03(\tR\x06voters\"K\n" +
+	"\x06voters\x18\x03 \x03(\tR\x06voters\x12\x1f\n" +
+	"\vleader_site\x18\x04 \x01(\tR\n" +
+	"leaderSite\"K\n" +
 	"\x15NotifyRemovedResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason2\xc3\x02\n" +
