@@ -1,19 +1,24 @@
-// Package devcluster lays out and runs a deployment of real drplane
-// processes on loopback: certificates, one HCL config per server and per
-// agent, kernel-chosen ports, and helpers to kill, restart and query them.
-// The demo and the process tests use it, so both run exactly what an
-// operator would.
+// Package devcluster is product code: it lays out and runs the local
+// deployment of `drplane dev` (internal/devenv), real drplane processes on
+// loopback: certificates, one HCL config per server and per agent,
+// kernel-chosen ports, and the calls to start, kill and reach them. The
+// process tests share it, so they run exactly what `drplane dev` and an
+// operator run.
 //
-// A test builds a Cluster with New (servers) and AddAgent (agents, from
-// an AgentSpec), starts them, and reaches them through the CLI (CLI,
-// Status, Members), the Operator API with the operator's certificate
-// (Operator, SetActiveSite), or an agent's HostAgent API with a
+// A Cluster is built with New (servers) and AddAgent (agents, from an
+// AgentSpec) and started with Start and Agent.Start; WaitForLeader and
+// WaitForMembers wait until the servers form a cluster. The servers are
+// reached through the CLI (CLI, with Env), the Operator API with the
+// operator's certificate (Operator), or an agent's HostAgent API with a
 // server certificate, standing in for the leader (AgentClient, Execute).
 // Close kills every process it started.
 //
-// Unlike the harnesses under internal/testing it is product code: `drplane
-// dev` (internal/devenv) runs its deployment through it, so it stays beside
-// the product packages and must not import anything under internal/testing.
+// It holds only what `drplane dev` uses. What only tests ask of a
+// deployment lives in test support under internal/testing: the leader's
+// status and the members decoded into the CLI's --json types, site
+// switches and waits for agents in clustertest, placement in network
+// namespaces in netns. Being product code, devcluster must not import
+// anything under internal/testing (internal/testing/imports_test.go checks).
 package devcluster
 
 import (
@@ -373,32 +378,6 @@ func (c *Cluster) run(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// Member is one entry of `drplane members --json`.
-type Member struct {
-	ID        string `json:"id"`
-	Site      string `json:"site"`
-	Address   string `json:"address"`
-	State     string `json:"state"`
-	Voter     bool   `json:"voter"`
-	LastIndex uint64 `json:"last_index"`
-}
-
-// Members runs `drplane members --json` against n.
-func (c *Cluster) Members(ctx context.Context, n *Node) (leaderID string, members []Member, err error) {
-	out, err := c.CLI(ctx, n, "members", "--json")
-	if err != nil {
-		return "", nil, err
-	}
-	var resp struct {
-		LeaderID string   `json:"leader_id"`
-		Servers  []Member `json:"servers"`
-	}
-	if err := json.Unmarshal([]byte(out), &resp); err != nil {
-		return "", nil, fmt.Errorf("decode members --json: %w: %q", err, out)
-	}
-	return resp.LeaderID, resp.Servers, nil
-}
-
 // Node returns the node with the given id, or nil.
 func (c *Cluster) Node(id string) *Node {
 	for _, n := range c.Nodes {
@@ -443,9 +422,7 @@ func (c *Cluster) nodeLeader(ctx context.Context, n *Node) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var st struct {
-		LeaderID string `json:"leader_id"`
-	}
+	var st leaderView
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		return "", err
 	}
@@ -480,12 +457,16 @@ func (c *Cluster) WaitForMembers(ctx context.Context, via *Node, poll time.Durat
 }
 
 func (c *Cluster) membersReady(ctx context.Context, via *Node) error {
-	_, members, err := c.Members(ctx, via)
+	out, err := c.CLI(ctx, via, "members", "--json")
 	if err != nil {
 		return err
 	}
-	state := map[string]Member{}
-	for _, m := range members {
+	var resp membersView
+	if err := json.Unmarshal([]byte(out), &resp); err != nil {
+		return fmt.Errorf("decode members --json: %w: %q", err, out)
+	}
+	state := map[string]memberView{}
+	for _, m := range resp.Servers {
 		state[m.ID] = m
 	}
 	for _, n := range c.Nodes {
