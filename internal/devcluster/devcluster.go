@@ -30,7 +30,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/template"
@@ -40,7 +39,10 @@ import (
 	"github.com/drplane/drplane/internal/tlsutil"
 )
 
-// Node is one server process.
+// Node is one server process. New gives it free loopback ports; a test may
+// move it to other addresses before it first starts and before AddAgent,
+// since StartNode writes its config from these fields and AddAgent
+// configures agents with the servers' GRPCAddr.
 type Node struct {
 	ID, Site   string
 	GRPCAddr   string
@@ -49,9 +51,6 @@ type Node struct {
 	ConfigPath string
 	DataDir    string
 	LogPath    string
-	// Netns is the network namespace the server runs in (through `ip
-	// netns exec`); empty runs it in the harness's own. Set with Place.
-	Netns string
 
 	proc
 }
@@ -71,10 +70,13 @@ type Cluster struct {
 	// are rewritten by StartNode, so a change takes effect at the next
 	// start.
 	Failover *config.FailoverConfig
-	// CLINetns is the network namespace CLI commands run in (through `ip
-	// netns exec`), so that they reach servers placed in namespaces;
-	// empty runs them in the harness's own.
-	CLINetns string
+	// Wrap, when set, rewrites the command line of every server and
+	// agent process before it starts, given the server's node id or the
+	// agent's host id: a test runs each in a network namespace of its own
+	// this way. The program it runs must exec the given one in place, so
+	// the pid the harness signals is drplane's. Set it before AddAgent;
+	// nil runs the processes as they are.
+	Wrap func(host, name string, args []string) (string, []string)
 	// Dial, when set, connects the harness's own gRPC clients
 	// (Operator, AgentClient), for example from inside a network
 	// namespace; nil dials from the harness's.
@@ -82,52 +84,6 @@ type Cluster struct {
 
 	inProcessTLS bool
 	clients      clients
-}
-
-// Default ports of a server or agent placed on its own address (Place,
-// AgentSpec.IP): each host of a namespace topology has an address of its
-// own, so the documented defaults never collide.
-const (
-	PlacedGRPCPort      = 7400
-	PlacedRaftPort      = 7401
-	PlacedHTTPPort      = 7402
-	PlacedAgentPort     = 7500
-	PlacedAgentHTTPPort = 7501
-)
-
-// Place moves server n onto a host of its own: it runs inside the network
-// namespace netns and binds and advertises ip with the default ports.
-// Place every server before the first starts and before AddAgent (agents
-// are configured with the servers' addresses); StartNode rewrites the
-// configs, so the other servers' retry_join follows.
-func (c *Cluster) Place(n *Node, netns, ip string) error {
-	if net.ParseIP(ip) == nil {
-		return fmt.Errorf("place %s: %q is not an IP address", n.ID, ip)
-	}
-	if n.Running() {
-		return fmt.Errorf("place %s: it runs as pid %d", n.ID, n.Pid())
-	}
-	n.Netns = netns
-	n.GRPCAddr = net.JoinHostPort(ip, strconv.Itoa(PlacedGRPCPort))
-	n.RaftAddr = net.JoinHostPort(ip, strconv.Itoa(PlacedRaftPort))
-	n.HTTPAddr = net.JoinHostPort(ip, strconv.Itoa(PlacedHTTPPort))
-	for _, o := range c.Nodes {
-		if err := c.writeConfig(o); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// NetnsCommand returns name and args wrapped to run inside the network
-// namespace netns with `ip netns exec`, or unchanged when netns is empty.
-// ip execs the program in place, so the pid a harness signals is the
-// program's own.
-func NetnsCommand(netns, name string, args []string) (string, []string) {
-	if netns == "" {
-		return name, args
-	}
-	return "ip", append([]string{"netns", "exec", netns, name}, args...)
 }
 
 // New writes certificates and configs under dir for one server per entry
@@ -139,7 +95,8 @@ func New(bin, dir string, sites []string) (*Cluster, error) {
 // NewInProcessTLS is New with the CA and certificates made in this
 // process by tlsutil, the library behind `drplane tls`: the same files,
 // without seven runs of the binary, which take seconds on a busy machine
-// (more with -race).
+// (more with -race). The network-namespace harness uses it; `drplane dev`
+// uses New, running `drplane tls` as an operator would.
 func NewInProcessTLS(bin, dir string, sites []string) (*Cluster, error) {
 	return newCluster(&Cluster{Bin: bin, Dir: dir, Multiplier: 1, inProcessTLS: true}, sites)
 }
@@ -321,7 +278,10 @@ func (c *Cluster) StartNode(n *Node) error {
 	if err := c.writeConfig(n); err != nil {
 		return err
 	}
-	name, args := NetnsCommand(n.Netns, c.Bin, []string{"server", "--config", n.ConfigPath})
+	name, args := c.Bin, []string{"server", "--config", n.ConfigPath}
+	if c.Wrap != nil {
+		name, args = c.Wrap(n.ID, name, args)
+	}
 	return n.start("server "+n.ID, n.LogPath, nil, name, args...)
 }
 
@@ -359,8 +319,7 @@ func (c *Cluster) Env(n *Node) []string {
 // CLI runs a drplane command against node n and returns its stdout; the
 // error carries stderr.
 func (c *Cluster) CLI(ctx context.Context, n *Node, args ...string) (string, error) {
-	name, argv := NetnsCommand(c.CLINetns, c.Bin, args)
-	cmd := exec.CommandContext(ctx, name, argv...)
+	cmd := exec.CommandContext(ctx, c.Bin, args...)
 	cmd.Env = c.Env(n)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
