@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/cli"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/devcluster"
 	"github.com/drplane/drplane/internal/testutil"
@@ -38,7 +39,7 @@ func TestAgentFrozen_LeaseGuardFencesPrimary(t *testing.T) {
 	require.NotZero(t, enginePID)
 	// The leader has probed the agent since the start, so the lease runs
 	// and the guard knows the engine.
-	waitForAgent(t, c, "app-1", 30*time.Second, func(as devcluster.AgentStatus) error {
+	waitForAgent(t, c, "app-1", 30*time.Second, func(as cli.AgentJSON) error {
 		if err := hasRole("engine", "primary", false)(as); err != nil {
 			return err
 		}
@@ -71,7 +72,7 @@ func TestAgentFrozen_LeaseGuardFencesPrimary(t *testing.T) {
 	logBefore := fileSize(t, app.LogPath)
 	require.NoError(t, syscall.Kill(app.Pid(), syscall.SIGCONT))
 	thawed = true
-	waitForAgent(t, c, "app-1", 30*time.Second, func(as devcluster.AgentStatus) error {
+	waitForAgent(t, c, "app-1", 30*time.Second, func(as cli.AgentJSON) error {
 		if as.Epoch != epoch {
 			return fmt.Errorf("epoch %d, want %d", as.Epoch, epoch)
 		}

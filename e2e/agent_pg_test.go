@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/cli"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/devcluster"
 	"github.com/drplane/drplane/internal/testing/pgtest"
@@ -80,7 +81,7 @@ func TestAgentPostgres_AdoptReplicatePromoteRejoin(t *testing.T) {
 	})
 	t.Logf("old primary fenced %s after the active site changed (lease_ttl %s)", time.Since(switchedAt).Round(time.Millisecond), leaseTTL)
 	waitForAgent(t, c, "db-a", 30*time.Second, hasRole("postgres", "fenced", true))
-	waitForAgent(t, c, "db-b", 30*time.Second, func(as devcluster.AgentStatus) error {
+	waitForAgent(t, c, "db-b", 30*time.Second, func(as cli.AgentJSON) error {
 		if as.Epoch != epoch || !as.LeaseValid {
 			return fmt.Errorf("epoch %d, lease valid %v; want epoch %d with a lease", as.Epoch, as.LeaseValid, epoch)
 		}
@@ -136,8 +137,8 @@ func promoteStep(stepID string, epoch uint64) *pb.ExecuteRequest {
 
 // replayedAtLeast is a waitForAgent check: service is a standby whose
 // reported position is at or past lsn.
-func replayedAtLeast(service string, lsn uint64) func(devcluster.AgentStatus) error {
-	return func(as devcluster.AgentStatus) error {
+func replayedAtLeast(service string, lsn uint64) func(cli.AgentJSON) error {
+	return func(as cli.AgentJSON) error {
 		if role := as.Roles[service]; role != "standby" {
 			return fmt.Errorf("%s is %q, not a standby", service, role)
 		}

@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/cli"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/devcluster"
+	"github.com/drplane/drplane/internal/testing/clustertest"
 	"github.com/drplane/drplane/internal/testutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"
@@ -29,16 +31,16 @@ const leaseTTL = 3 * time.Second
 // enough to drive agents of both data sites. On cleanup every process is
 // killed (agents, their process services, servers) and, when the test
 // failed, the end of every log is printed.
-func newAgentCluster(t testing.TB, sites ...string) *devcluster.Cluster {
+func newAgentCluster(t testing.TB, sites ...string) *clustertest.Cluster {
 	t.Helper()
 	return newAgentClusterWith(t, nil, sites...)
 }
 
 // newAgentClusterWith is newAgentCluster with the servers' failover block
 // set to failover (nil keeps the defaults).
-func newAgentClusterWith(t testing.TB, failover *config.FailoverConfig, sites ...string) *devcluster.Cluster {
+func newAgentClusterWith(t testing.TB, failover *config.FailoverConfig, sites ...string) *clustertest.Cluster {
 	t.Helper()
-	c, err := devcluster.New(drplaneBin, t.TempDir(), sites)
+	c, err := clustertest.New(drplaneBin, t.TempDir(), sites)
 	require.NoError(t, err)
 	c.Failover = failover
 	t.Cleanup(func() {
@@ -55,7 +57,7 @@ func newAgentClusterWith(t testing.TB, failover *config.FailoverConfig, sites ..
 }
 
 // logTails prints the end of every server and agent log.
-func logTails(t testing.TB, c *devcluster.Cluster) {
+func logTails(t testing.TB, c *clustertest.Cluster) {
 	for _, n := range c.Nodes {
 		t.Logf("--- end of server %s log %s ---\n%s", n.ID, n.LogPath, devcluster.Tail(n.LogPath, logTailBytes))
 	}
@@ -66,7 +68,7 @@ func logTails(t testing.TB, c *devcluster.Cluster) {
 
 // startAgent adds an agent to c, starts it and waits until the leader
 // probes it successfully.
-func startAgent(t testing.TB, c *devcluster.Cluster, spec devcluster.AgentSpec) *devcluster.Agent {
+func startAgent(t testing.TB, c *clustertest.Cluster, spec devcluster.AgentSpec) *devcluster.Agent {
 	t.Helper()
 	a, err := c.AddAgent(spec)
 	require.NoError(t, err)
@@ -84,9 +86,9 @@ func testContext(t testing.TB, d time.Duration) context.Context {
 
 // waitForAgent polls `drplane status --json` until check accepts the
 // leader's view of agent hostID, and returns that view.
-func waitForAgent(t testing.TB, c *devcluster.Cluster, hostID string, timeout time.Duration, check func(devcluster.AgentStatus) error) devcluster.AgentStatus {
+func waitForAgent(t testing.TB, c *clustertest.Cluster, hostID string, timeout time.Duration, check func(cli.AgentJSON) error) cli.AgentJSON {
 	t.Helper()
-	var got devcluster.AgentStatus
+	var got cli.AgentJSON
 	testutil.WaitForResult(t, timeout, func() (bool, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
@@ -109,8 +111,8 @@ func waitForAgent(t testing.TB, c *devcluster.Cluster, hostID string, timeout ti
 
 // hasRole is a waitForAgent check: service has role and the fenced flag
 // is as given.
-func hasRole(service, role string, fenced bool) func(devcluster.AgentStatus) error {
-	return func(as devcluster.AgentStatus) error {
+func hasRole(service, role string, fenced bool) func(cli.AgentJSON) error {
+	return func(as cli.AgentJSON) error {
 		if as.Reachable == nil || !*as.Reachable {
 			return fmt.Errorf("not reachable: %s", as.ProbeError)
 		}
@@ -126,7 +128,7 @@ func hasRole(service, role string, fenced bool) func(devcluster.AgentStatus) err
 
 // probe sends a probe as the leader would, but grants no lease: it only
 // reads what the agent reports, and never keeps a primary alive.
-func probe(ctx context.Context, c *devcluster.Cluster, a *devcluster.Agent, epoch uint64, activeSite string) (*pb.ProbeResponse, error) {
+func probe(ctx context.Context, c *clustertest.Cluster, a *devcluster.Agent, epoch uint64, activeSite string) (*pb.ProbeResponse, error) {
 	client, err := c.AgentClient(a)
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"github.com/drplane/drplane/cli"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/devcluster"
+	"github.com/drplane/drplane/internal/testing/clustertest"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/stretchr/testify/require"
 )
@@ -94,7 +95,7 @@ func TestPlans_LeaderKilledMidFailover(t *testing.T) {
 }
 
 // cliAny runs a drplane command against the first running server.
-func cliAny(t testing.TB, c *devcluster.Cluster, args ...string) (string, error) {
+func cliAny(t testing.TB, c *clustertest.Cluster, args ...string) (string, error) {
 	t.Helper()
 	for _, n := range c.Nodes {
 		if n.Running() {
@@ -115,7 +116,7 @@ func startCount(t testing.TB, dir, name string) int {
 }
 
 // killLeader SIGKILLs the current leader and returns it.
-func killLeader(t testing.TB, c *devcluster.Cluster) *devcluster.Node {
+func killLeader(t testing.TB, c *clustertest.Cluster) *devcluster.Node {
 	t.Helper()
 	id, err := c.WaitForLeader(testContext(t, time.Minute), 100*time.Millisecond)
 	require.NoError(t, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/drplane/drplane/cli"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/devcluster"
+	"github.com/drplane/drplane/internal/testing/clustertest"
 	"github.com/drplane/drplane/internal/testing/pgtest"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/jackc/pgx/v5"
@@ -27,7 +28,7 @@ import (
 // its agent, and an application host per site whose engine depends on
 // the database and whose gateway depends on the engine.
 type planSites struct {
-	c          *devcluster.Cluster
+	c          *clustertest.Cluster
 	pair       *pgtest.Pair
 	pgDir      string
 	db1, db2   *devcluster.Agent

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/internal/devcluster"
+	"github.com/drplane/drplane/internal/testing/clustertest"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/stretchr/testify/require"
 )
@@ -18,9 +19,9 @@ import (
 // newProcessCluster starts one server process per site and waits for a
 // leader. Processes are killed and their logs shown on failure in
 // t.Cleanup.
-func newProcessCluster(t testing.TB, sites ...string) *devcluster.Cluster {
+func newProcessCluster(t testing.TB, sites ...string) *clustertest.Cluster {
 	t.Helper()
-	c, err := devcluster.New(drplaneBin, t.TempDir(), sites)
+	c, err := clustertest.New(drplaneBin, t.TempDir(), sites)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		c.Close()
@@ -36,7 +37,7 @@ func newProcessCluster(t testing.TB, sites ...string) *devcluster.Cluster {
 	return c
 }
 
-func dumpLogs(t testing.TB, c *devcluster.Cluster) {
+func dumpLogs(t testing.TB, c *clustertest.Cluster) {
 	for _, n := range c.Nodes {
 		data, err := os.ReadFile(n.LogPath)
 		if err == nil {
@@ -133,7 +134,7 @@ func TestServer_BadConfig_ExitsWithPosition(t *testing.T) {
 	require.True(t, os.IsNotExist(err), "nothing may be started or created on a bad config")
 }
 
-func lastIndex(t *testing.T, c *devcluster.Cluster, via *devcluster.Node, id string) uint64 {
+func lastIndex(t *testing.T, c *clustertest.Cluster, via *devcluster.Node, id string) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

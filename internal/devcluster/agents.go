@@ -19,9 +19,10 @@ import (
 	"github.com/zclconf/go-cty/cty"
 )
 
-// AgentSpec is what a test declares about one agent. AddAgent fills in
-// the rest of its config: data_dir, listen and http on free loopback
-// ports, servers (every server of the cluster) and tls.
+// AgentSpec is what `drplane dev` or a test declares about one agent.
+// AddAgent fills in the rest of its config: data_dir, listen and http
+// (free loopback ports unless declared), servers (every server of the
+// cluster) and tls.
 type AgentSpec struct {
 	// HostID is the agent's host_id and certificate name; it must not be
 	// a server's node id.
@@ -49,13 +50,9 @@ type AgentSpec struct {
 	// read and write one directory.
 	Mounts []Mount
 
-	// Netns runs the agent (and so the services it starts) inside that
-	// network namespace, through `ip netns exec`; empty: the harness's.
-	Netns string
-	// IP, when set, is the agent's own address: listen and http bind it
-	// with the default ports (PlacedAgentPort, PlacedAgentHTTPPort)
-	// instead of free loopback ports.
-	IP string
+	// Listen and HTTP, when set, are the agent's listen and http
+	// addresses; each is a free loopback port when empty.
+	Listen, HTTP string
 }
 
 // Mount bind-mounts the directory Source over the directory Target.
@@ -76,7 +73,8 @@ type Agent struct {
 	CAFile, CertFile, KeyFile string
 	Spec                      AgentSpec
 
-	bin string
+	bin  string
+	wrap func(host, name string, args []string) (string, []string)
 	proc
 }
 
@@ -91,18 +89,9 @@ func (c *Cluster) AddAgent(spec AgentSpec) (*Agent, error) {
 	if c.Node(spec.HostID) != nil || c.Agent(spec.HostID) != nil {
 		return nil, fmt.Errorf("add agent %s: the name is taken", spec.HostID)
 	}
-	ports := []int{PlacedAgentPort, PlacedAgentHTTPPort}
-	ip := "127.0.0.1"
-	if spec.IP != "" {
-		if net.ParseIP(spec.IP) == nil {
-			return nil, fmt.Errorf("add agent %s: IP %q is not an IP address", spec.HostID, spec.IP)
-		}
-		ip = spec.IP
-	} else {
-		var err error
-		if ports, err = freePorts(2); err != nil {
-			return nil, err
-		}
+	listen, httpAddr, err := agentAddrs(spec)
+	if err != nil {
+		return nil, err
 	}
 	dir := filepath.Join(c.Dir, "agents", spec.HostID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -114,15 +103,15 @@ func (c *Cluster) AddAgent(spec AgentSpec) (*Agent, error) {
 	}
 	a := &Agent{
 		HostID: spec.HostID, Site: spec.Site,
-		GRPCAddr:   net.JoinHostPort(ip, strconv.Itoa(ports[0])),
-		HTTPAddr:   net.JoinHostPort(ip, strconv.Itoa(ports[1])),
+		GRPCAddr:   listen,
+		HTTPAddr:   httpAddr,
 		Dir:        dir,
 		ConfigPath: filepath.Join(dir, "agent.hcl"),
 		LogPath:    filepath.Join(dir, "agent.log"),
 		DataDir:    filepath.Join(dir, "data"),
 		CAFile:     filepath.Join(c.tlsDir(), tlsutil.CACertFile),
 		CertFile:   certFile, KeyFile: keyFile,
-		Spec: spec, bin: c.Bin,
+		Spec: spec, bin: c.Bin, wrap: c.Wrap,
 	}
 	if err := os.WriteFile(a.ConfigPath, a.renderConfig(c.serverAddrs()), 0o600); err != nil {
 		return nil, fmt.Errorf("add agent %s: write config: %w", spec.HostID, err)
@@ -132,6 +121,22 @@ func (c *Cluster) AddAgent(spec AgentSpec) (*Agent, error) {
 	}
 	c.Agents = append(c.Agents, a)
 	return a, nil
+}
+
+// agentAddrs returns the listen and http addresses spec declares, with a
+// free loopback port for each it leaves empty. AddAgent's config check
+// catches an address the agent would refuse.
+func agentAddrs(spec AgentSpec) (listen, httpAddr string, err error) {
+	listen, httpAddr = spec.Listen, spec.HTTP
+	if listen == "" || httpAddr == "" {
+		ports, err := freePorts(2)
+		if err != nil {
+			return "", "", err
+		}
+		listen = cmp.Or(listen, net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])))
+		httpAddr = cmp.Or(httpAddr, net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])))
+	}
+	return listen, httpAddr, nil
 }
 
 // Agent returns the agent with the given host id, or nil.
@@ -282,7 +287,9 @@ func (a *Agent) Start() error {
 	if len(a.Spec.Mounts) > 0 {
 		name, args = mountNamespaceCommand(a.Spec.Mounts, name, args)
 	}
-	name, args = NetnsCommand(a.Spec.Netns, name, args)
+	if a.wrap != nil {
+		name, args = a.wrap(a.HostID, name, args)
+	}
 	return a.start("agent "+a.HostID, a.LogPath, withFastRaceExit(os.Environ()), name, args...)
 }
 

@@ -2,17 +2,14 @@ package devcluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
-	"github.com/google/uuid"
 	"google.golang.org/grpc"
 )
 
@@ -140,125 +137,6 @@ func (c *Cluster) Execute(ctx context.Context, a *Agent, req *pb.ExecuteRequest)
 		}
 		lines = append(lines, ev.GetProgress())
 	}
-}
-
-// Status is `drplane status --json`.
-type Status struct {
-	LeaderID   string        `json:"leader_id"`
-	Epoch      uint64        `json:"epoch"`
-	ActiveSite string        `json:"active_site"`
-	Agents     []AgentStatus `json:"agents"`
-}
-
-// AgentStatus is one agent in `drplane status --json`: its registration
-// and the leader's latest probe of it.
-type AgentStatus struct {
-	HostID     string            `json:"host_id"`
-	Site       string            `json:"site"`
-	Address    string            `json:"address"`
-	Services   []string          `json:"services"`
-	Reachable  *bool             `json:"reachable"`
-	LeaseValid bool              `json:"lease_valid"`
-	Fenced     bool              `json:"fenced"`
-	Epoch      uint64            `json:"epoch"`
-	Roles      map[string]string `json:"roles"`
-	Lag        map[string]Lag    `json:"lag"`
-	ProbeError string            `json:"probe_error"`
-}
-
-// Lag is a service's replication position and lag.
-type Lag struct {
-	Position string `json:"position"`
-	LagMs    uint64 `json:"lag_ms"`
-	LagBytes uint64 `json:"lag_bytes"`
-}
-
-// Agent returns the status of hostID, if it is registered.
-func (s *Status) Agent(hostID string) (AgentStatus, bool) {
-	for _, a := range s.Agents {
-		if a.HostID == hostID {
-			return a, true
-		}
-	}
-	return AgentStatus{}, false
-}
-
-// Status runs `drplane status --json` against the first running server;
-// the leader answers, with its probes of the agents.
-func (c *Cluster) Status(ctx context.Context) (*Status, error) {
-	n, err := c.firstRunning()
-	if err != nil {
-		return nil, err
-	}
-	out, err := c.CLI(ctx, n, "status", "--json")
-	if err != nil {
-		return nil, err
-	}
-	var st Status
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		return nil, fmt.Errorf("decode status --json: %w: %q", err, out)
-	}
-	return &st, nil
-}
-
-// SetActiveSite makes site the active site through the control plane, as
-// a compare-and-set on the epoch it reads first, and returns the new
-// epoch. The leader's probes carry it to the agents from then on.
-func (c *Cluster) SetActiveSite(ctx context.Context, site, reason string) (uint64, error) {
-	st, err := c.Status(ctx)
-	if err != nil {
-		return 0, err
-	}
-	client, err := c.Operator()
-	if err != nil {
-		return 0, err
-	}
-	resp, err := client.SetActiveSite(ctx, &pb.SetActiveSiteRequest{
-		Write: &pb.WriteOptions{RequestId: uuid.NewString()}, Site: site, ExpectedEpoch: st.Epoch, Reason: reason,
-	})
-	if err != nil {
-		return 0, fmt.Errorf("set active site %s from epoch %d: %w", site, st.Epoch, err)
-	}
-	return resp.GetEpoch(), nil
-}
-
-// WaitForAgents polls `drplane status` until the leader's latest probe of
-// every agent succeeded at its address and found it at the cluster's
-// epoch: the agent registered, and a leader reaches it.
-func (c *Cluster) WaitForAgents(ctx context.Context, poll time.Duration, agents ...*Agent) error {
-	var lastErr error
-	for {
-		lastErr = c.agentsReady(ctx, agents)
-		if lastErr == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("agents not ready: %w (last: %v)", ctx.Err(), lastErr)
-		case <-time.After(poll):
-		}
-	}
-}
-
-func (c *Cluster) agentsReady(ctx context.Context, agents []*Agent) error {
-	st, err := c.Status(ctx)
-	if err != nil {
-		return err
-	}
-	for _, a := range agents {
-		as, ok := st.Agent(a.HostID)
-		switch {
-		case !ok:
-			return fmt.Errorf("agent %s is not registered", a.HostID)
-		case as.Address != a.GRPCAddr:
-			return fmt.Errorf("agent %s is registered at %s, not %s", a.HostID, as.Address, a.GRPCAddr)
-		case as.Reachable == nil || !*as.Reachable:
-			return fmt.Errorf("agent %s is not reachable: %s", a.HostID, as.ProbeError)
-		case as.Epoch != st.Epoch:
-			return fmt.Errorf("agent %s is at epoch %d, the cluster at %d", a.HostID, as.Epoch, st.Epoch)
-		}
-	}
-	return nil
 }
 
 // firstRunning returns the first server whose process runs.

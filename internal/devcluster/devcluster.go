@@ -1,19 +1,24 @@
-// Package devcluster lays out and runs a deployment of real drplane
-// processes on loopback: certificates, one HCL config per server and per
-// agent, kernel-chosen ports, and helpers to kill, restart and query them.
-// The demo and the process tests use it, so both run exactly what an
-// operator would.
+// Package devcluster is product code: it lays out and runs the local
+// deployment of `drplane dev` (internal/devenv), real drplane processes on
+// loopback: certificates, one HCL config per server and per agent,
+// kernel-chosen ports, and the calls to start, kill and reach them. The
+// process tests share it, so they run exactly what `drplane dev` and an
+// operator run.
 //
-// A test builds a Cluster with New (servers) and AddAgent (agents, from
-// an AgentSpec), starts them, and reaches them through the CLI (CLI,
-// Status, Members), the Operator API with the operator's certificate
-// (Operator, SetActiveSite), or an agent's HostAgent API with a
+// A Cluster is built with New (servers) and AddAgent (agents, from an
+// AgentSpec) and started with Start and Agent.Start; WaitForLeader and
+// WaitForMembers wait until the servers form a cluster. The servers are
+// reached through the CLI (CLI, with Env), the Operator API with the
+// operator's certificate (Operator), or an agent's HostAgent API with a
 // server certificate, standing in for the leader (AgentClient, Execute).
 // Close kills every process it started.
 //
-// Unlike the harnesses under internal/testing it is product code: `drplane
-// dev` (internal/devenv) runs its deployment through it, so it stays beside
-// the product packages and must not import anything under internal/testing.
+// It holds only what `drplane dev` uses. What only tests ask of a
+// deployment lives in test support under internal/testing: the leader's
+// status and the members decoded into the CLI's --json types, site
+// switches and waits for agents in clustertest, placement in network
+// namespaces in netns. Being product code, devcluster must not import
+// anything under internal/testing (internal/testing/imports_test.go checks).
 package devcluster
 
 import (
@@ -25,7 +30,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/template"
@@ -35,7 +39,10 @@ import (
 	"github.com/drplane/drplane/internal/tlsutil"
 )
 
-// Node is one server process.
+// Node is one server process. New gives it free loopback ports; a test may
+// move it to other addresses before it first starts and before AddAgent,
+// since StartNode writes its config from these fields and AddAgent
+// configures agents with the servers' GRPCAddr.
 type Node struct {
 	ID, Site   string
 	GRPCAddr   string
@@ -44,9 +51,6 @@ type Node struct {
 	ConfigPath string
 	DataDir    string
 	LogPath    string
-	// Netns is the network namespace the server runs in (through `ip
-	// netns exec`); empty runs it in the harness's own. Set with Place.
-	Netns string
 
 	proc
 }
@@ -66,10 +70,13 @@ type Cluster struct {
 	// are rewritten by StartNode, so a change takes effect at the next
 	// start.
 	Failover *config.FailoverConfig
-	// CLINetns is the network namespace CLI commands run in (through `ip
-	// netns exec`), so that they reach servers placed in namespaces;
-	// empty runs them in the harness's own.
-	CLINetns string
+	// Wrap, when set, rewrites the command line of every server and
+	// agent process before it starts, given the server's node id or the
+	// agent's host id: a test runs each in a network namespace of its own
+	// this way. The program it runs must exec the given one in place, so
+	// the pid the harness signals is drplane's. Set it before AddAgent;
+	// nil runs the processes as they are.
+	Wrap func(host, name string, args []string) (string, []string)
 	// Dial, when set, connects the harness's own gRPC clients
 	// (Operator, AgentClient), for example from inside a network
 	// namespace; nil dials from the harness's.
@@ -77,52 +84,6 @@ type Cluster struct {
 
 	inProcessTLS bool
 	clients      clients
-}
-
-// Default ports of a server or agent placed on its own address (Place,
-// AgentSpec.IP): each host of a namespace topology has an address of its
-// own, so the documented defaults never collide.
-const (
-	PlacedGRPCPort      = 7400
-	PlacedRaftPort      = 7401
-	PlacedHTTPPort      = 7402
-	PlacedAgentPort     = 7500
-	PlacedAgentHTTPPort = 7501
-)
-
-// Place moves server n onto a host of its own: it runs inside the network
-// namespace netns and binds and advertises ip with the default ports.
-// Place every server before the first starts and before AddAgent (agents
-// are configured with the servers' addresses); StartNode rewrites the
-// configs, so the other servers' retry_join follows.
-func (c *Cluster) Place(n *Node, netns, ip string) error {
-	if net.ParseIP(ip) == nil {
-		return fmt.Errorf("place %s: %q is not an IP address", n.ID, ip)
-	}
-	if n.Running() {
-		return fmt.Errorf("place %s: it runs as pid %d", n.ID, n.Pid())
-	}
-	n.Netns = netns
-	n.GRPCAddr = net.JoinHostPort(ip, strconv.Itoa(PlacedGRPCPort))
-	n.RaftAddr = net.JoinHostPort(ip, strconv.Itoa(PlacedRaftPort))
-	n.HTTPAddr = net.JoinHostPort(ip, strconv.Itoa(PlacedHTTPPort))
-	for _, o := range c.Nodes {
-		if err := c.writeConfig(o); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// NetnsCommand returns name and args wrapped to run inside the network
-// namespace netns with `ip netns exec`, or unchanged when netns is empty.
-// ip execs the program in place, so the pid a harness signals is the
-// program's own.
-func NetnsCommand(netns, name string, args []string) (string, []string) {
-	if netns == "" {
-		return name, args
-	}
-	return "ip", append([]string{"netns", "exec", netns, name}, args...)
 }
 
 // New writes certificates and configs under dir for one server per entry
@@ -134,7 +95,8 @@ func New(bin, dir string, sites []string) (*Cluster, error) {
 // NewInProcessTLS is New with the CA and certificates made in this
 // process by tlsutil, the library behind `drplane tls`: the same files,
 // without seven runs of the binary, which take seconds on a busy machine
-// (more with -race).
+// (more with -race). The network-namespace harness uses it; `drplane dev`
+// uses New, running `drplane tls` as an operator would.
 func NewInProcessTLS(bin, dir string, sites []string) (*Cluster, error) {
 	return newCluster(&Cluster{Bin: bin, Dir: dir, Multiplier: 1, inProcessTLS: true}, sites)
 }
@@ -316,7 +278,10 @@ func (c *Cluster) StartNode(n *Node) error {
 	if err := c.writeConfig(n); err != nil {
 		return err
 	}
-	name, args := NetnsCommand(n.Netns, c.Bin, []string{"server", "--config", n.ConfigPath})
+	name, args := c.Bin, []string{"server", "--config", n.ConfigPath}
+	if c.Wrap != nil {
+		name, args = c.Wrap(n.ID, name, args)
+	}
 	return n.start("server "+n.ID, n.LogPath, nil, name, args...)
 }
 
@@ -354,8 +319,7 @@ func (c *Cluster) Env(n *Node) []string {
 // CLI runs a drplane command against node n and returns its stdout; the
 // error carries stderr.
 func (c *Cluster) CLI(ctx context.Context, n *Node, args ...string) (string, error) {
-	name, argv := NetnsCommand(c.CLINetns, c.Bin, args)
-	cmd := exec.CommandContext(ctx, name, argv...)
+	cmd := exec.CommandContext(ctx, c.Bin, args...)
 	cmd.Env = c.Env(n)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -371,32 +335,6 @@ func (c *Cluster) run(ctx context.Context, args ...string) (string, error) {
 		return string(out), fmt.Errorf("drplane %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return string(out), nil
-}
-
-// Member is one entry of `drplane members --json`.
-type Member struct {
-	ID        string `json:"id"`
-	Site      string `json:"site"`
-	Address   string `json:"address"`
-	State     string `json:"state"`
-	Voter     bool   `json:"voter"`
-	LastIndex uint64 `json:"last_index"`
-}
-
-// Members runs `drplane members --json` against n.
-func (c *Cluster) Members(ctx context.Context, n *Node) (leaderID string, members []Member, err error) {
-	out, err := c.CLI(ctx, n, "members", "--json")
-	if err != nil {
-		return "", nil, err
-	}
-	var resp struct {
-		LeaderID string   `json:"leader_id"`
-		Servers  []Member `json:"servers"`
-	}
-	if err := json.Unmarshal([]byte(out), &resp); err != nil {
-		return "", nil, fmt.Errorf("decode members --json: %w: %q", err, out)
-	}
-	return resp.LeaderID, resp.Servers, nil
 }
 
 // Node returns the node with the given id, or nil.
@@ -443,9 +381,7 @@ func (c *Cluster) nodeLeader(ctx context.Context, n *Node) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var st struct {
-		LeaderID string `json:"leader_id"`
-	}
+	var st leaderView
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		return "", err
 	}
@@ -480,12 +416,16 @@ func (c *Cluster) WaitForMembers(ctx context.Context, via *Node, poll time.Durat
 }
 
 func (c *Cluster) membersReady(ctx context.Context, via *Node) error {
-	_, members, err := c.Members(ctx, via)
+	out, err := c.CLI(ctx, via, "members", "--json")
 	if err != nil {
 		return err
 	}
-	state := map[string]Member{}
-	for _, m := range members {
+	var resp membersView
+	if err := json.Unmarshal([]byte(out), &resp); err != nil {
+		return fmt.Errorf("decode members --json: %w: %q", err, out)
+	}
+	state := map[string]memberView{}
+	for _, m := range resp.Servers {
 		state[m.ID] = m
 	}
 	for _, n := range c.Nodes {

@@ -9,19 +9,20 @@ import (
 	"github.com/drplane/drplane/internal/devcluster"
 )
 
-// TestJSONContract_MirrorsMatchTheCLI checks devcluster's own copies of the
-// CLI's --json types against the CLI's. devcluster cannot decode into the
-// CLI's types itself, as the netns harness and the demo do: `drplane dev`
-// runs on devcluster, so importing cli from it would be a cycle. Every
-// field a copy reads must exist in the CLI's type under the same JSON name
-// with the same Go type, or the copy would read it as zero.
-func TestJSONContract_MirrorsMatchTheCLI(t *testing.T) {
+// TestJSONContract_ViewsMatchTheCLI checks devcluster's own copies of the
+// parts of the CLI's --json output it reads (cli_views.go) against the
+// CLI's types. devcluster cannot decode into the CLI's types itself, as the
+// test support under internal/testing does: `drplane dev` runs on
+// devcluster, so importing cli from it would be a cycle. Every field a copy
+// reads must exist in the CLI's type under the same JSON name with the same
+// Go type, or the copy would read it as zero.
+func TestJSONContract_ViewsMatchTheCLI(t *testing.T) {
 	cases := []struct {
 		name             string
 		mirror, contract any
 	}{
-		{"status --json", devcluster.Status{}, cli.StatusJSON{}},
-		{"members --json", devcluster.Member{}, cli.ServerJSON{}},
+		{"status --json", devcluster.LeaderView{}, cli.StatusJSON{}},
+		{"members --json", devcluster.MembersView{}, cli.MembersJSON{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

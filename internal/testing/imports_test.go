@@ -1,7 +1,8 @@
 // Package testing_test guards the line between product and test support:
-// the packages under internal/testing (network namespaces, the
-// partitionable network, PostgreSQL fixtures) may import the product, never
-// the other way round, so the drplane binary ships none of them.
+// the packages under internal/testing (the process tests' cluster queries,
+// network namespaces, the partitionable network, PostgreSQL fixtures) may
+// import the product, never the other way round, so the drplane binary
+// ships none of them.
 package testing_test
 
 import (

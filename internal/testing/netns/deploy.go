@@ -178,12 +178,11 @@ func (d *Deployment) setUpServers(opts Options) error {
 		return err
 	}
 	d.Cluster = c
-	c.CLINetns = d.ops.NS
+	c.Wrap = d.Topo.hostNetns
 	c.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.ops.DialContext(ctx, "tcp", addr) }
 	c.Failover = &d.Failover
 	for _, n := range c.Nodes {
-		h := d.Topo.Host(n.ID)
-		if err := c.Place(n, h.NS, h.IP); err != nil {
+		if err := placeServer(n, d.Topo.Host(n.ID).IP); err != nil {
 			return err
 		}
 	}
@@ -302,8 +301,10 @@ func (d *Deployment) setUpAgents() error {
 			{HostID: app.Name, Site: site, Services: []config.ServiceConfig{d.engine(app.Name)}},
 		}
 		for _, spec := range specs {
-			h := d.Topo.Host(spec.HostID)
-			spec.Netns, spec.IP, spec.LeaseTTL = h.NS, h.IP, d.Failover.LeaseTTL
+			spec.LeaseTTL = d.Failover.LeaseTTL
+			if err := placeAgent(&spec, d.Topo.Host(spec.HostID).IP); err != nil {
+				return err
+			}
 			a, err := c.AddAgent(spec)
 			if err != nil {
 				return err
@@ -495,7 +496,7 @@ func (d *Deployment) CLI(ctx context.Context, args ...string) (string, error) {
 	for i, n := range servers {
 		addrs[i] = n.GRPCAddr
 	}
-	name, argv := devcluster.NetnsCommand(d.ops.NS, d.Cluster.Bin, args)
+	name, argv := inNetns(d.ops.NS, d.Cluster.Bin, args)
 	cmd := exec.CommandContext(ctx, name, argv...)
 	// The last value of a key wins.
 	cmd.Env = append(d.Cluster.Env(servers[0]), "DRPLANE_ADDR="+strings.Join(addrs, ","))
