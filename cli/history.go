@@ -41,7 +41,7 @@ func newCmdHistory(f *Factory) *cobra.Command {
 				return explain(f.addr, err)
 			}
 			if asJSON {
-				out := []executionJSON{}
+				out := []ExecutionJSON{}
 				for _, ex := range resp.GetExecutions() {
 					out = append(out, executionJSONOf(ex, false))
 				}
@@ -102,8 +102,8 @@ func printExecution(w io.Writer, ex *pb.Execution) error {
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
-func executionJSONOf(ex *pb.Execution, withSteps bool) executionJSON {
-	out := executionJSON{ID: ex.GetId(), Kind: ex.GetKind(), Trigger: execTrigger(ex), Plan: ex.GetPlan(), From: ex.GetFrom(), To: ex.GetTo(),
+func executionJSONOf(ex *pb.Execution, withSteps bool) ExecutionJSON {
+	out := ExecutionJSON{ID: ex.GetId(), Kind: ex.GetKind(), Trigger: execTrigger(ex), Plan: ex.GetPlan(), From: ex.GetFrom(), To: ex.GetTo(),
 		Actor: ex.GetActor(), StartedAt: ex.GetStartedAt().AsTime(), Result: execState(ex), Message: ex.GetMessage(), Pass: pass(ex)}
 	if ex.GetFinishedAt() != nil {
 		t := ex.GetFinishedAt().AsTime()
@@ -117,7 +117,7 @@ func executionJSONOf(ex *pb.Execution, withSteps bool) executionJSON {
 		return out
 	}
 	for _, st := range ex.GetSteps() {
-		sj := stepJSON{ID: st.GetStep().GetId(), Action: structs.ActionName(st.GetStep().GetAction()), Host: st.GetStep().GetHost(), Target: st.GetStep().GetTarget(),
+		sj := StepJSON{ID: st.GetStep().GetId(), Action: structs.ActionName(st.GetStep().GetAction()), Host: st.GetStep().GetHost(), Target: st.GetStep().GetTarget(),
 			State: stepState(st), Attempt: st.GetAttempt(), Message: st.GetMessage(), Outputs: st.GetOutputs(), Replayed: st.GetReplayed()}
 		if st.GetStartedAt() != nil {
 			t := st.GetStartedAt().AsTime()
@@ -181,7 +181,7 @@ func newCmdReport(f *Factory) *cobra.Command {
 				}
 			}
 			if asJSON {
-				out := []executionJSON{}
+				out := []ExecutionJSON{}
 				for _, ex := range ended {
 					out = append(out, executionJSONOf(ex, false))
 				}

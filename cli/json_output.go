@@ -136,19 +136,3 @@ type SnapshotJSON struct {
 	Bytes     int64     `json:"bytes"`
 	Reason    string    `json:"reason"`
 }
-
-// The unexported names the commands fill these types under. They keep the
-// filling code in history.go, status.go and members.go as it was while
-// other changes to it are in flight; once those have landed, a
-// `gofmt -r 'executionJSON -> ExecutionJSON'` (and so on) can drop them.
-type (
-	executionJSON  = ExecutionJSON
-	stepJSON       = StepJSON
-	statusJSON     = StatusJSON
-	automationJSON = AutomationJSON
-	siteJSON       = SiteJSON
-	serverJSON     = ServerJSON
-	agentJSON      = AgentJSON
-	lagJSON        = LagJSON
-	membersJSON    = MembersJSON
-)

@@ -58,7 +58,7 @@ func runMembers(ctx context.Context, opts *membersOptions) error {
 	if err != nil {
 		return explain(opts.f.addr, err)
 	}
-	out := membersJSON{LeaderID: resp.GetLeaderId(), Servers: toServersJSON(resp.GetServers())}
+	out := MembersJSON{LeaderID: resp.GetLeaderId(), Servers: toServersJSON(resp.GetServers())}
 	if opts.JSON {
 		return printJSON(opts.f.IO.Out, out)
 	}

@@ -54,27 +54,27 @@ func runStatus(ctx context.Context, opts *statusOptions) error {
 	return printStatus(opts.f.IO.Out, out)
 }
 
-func toStatusJSON(resp *pb.GetStatusResponse) statusJSON {
-	out := statusJSON{
+func toStatusJSON(resp *pb.GetStatusResponse) StatusJSON {
+	out := StatusJSON{
 		LeaderID:   resp.GetLeaderId(),
 		Epoch:      resp.GetEpoch(),
 		ActiveSite: resp.GetActiveSite(),
 		Stale:      resp.GetMeta().GetStale(),
 		ServedBy:   resp.GetMeta().GetServedBy(),
-		Sites:      []siteJSON{},
+		Sites:      []SiteJSON{},
 		Servers:    toServersJSON(resp.GetServers()),
-		Agents:     []agentJSON{},
+		Agents:     []AgentJSON{},
 	}
 	for _, s := range resp.GetSites() {
-		out.Sites = append(out.Sites, siteJSON{Name: s.GetName(), Kind: s.GetKind(), Active: s.GetActive()})
+		out.Sites = append(out.Sites, SiteJSON{Name: s.GetName(), Kind: s.GetKind(), Active: s.GetActive()})
 	}
 	if a := resp.GetAutomation(); a != nil {
-		out.Automation = &automationJSON{Enabled: a.GetEnabled(), Paused: a.GetPaused(), PausedBy: a.GetPausedBy(), Blocked: a.GetBlocked(),
+		out.Automation = &AutomationJSON{Enabled: a.GetEnabled(), Paused: a.GetPaused(), PausedBy: a.GetPausedBy(), Blocked: a.GetBlocked(),
 			SiteLost: a.GetSiteLost(), WouldFire: a.GetWouldFire(), Reason: a.GetReason(),
 			ExposureTarget: a.GetExposureTarget(), ExposureSeconds: optional(a.GetExposureKnown(), a.GetExposureSeconds()), ExposureDetail: a.GetExposureDetail()}
 	}
 	for _, a := range resp.GetAgents() {
-		aj := agentJSON{HostID: a.GetHostId(), Site: a.GetSite(), Address: a.GetAddress(), Services: []string{}}
+		aj := AgentJSON{HostID: a.GetHostId(), Site: a.GetSite(), Address: a.GetAddress(), Services: []string{}}
 		for _, svc := range a.GetServices() {
 			aj.Services = append(aj.Services, svc.GetName())
 		}
@@ -85,25 +85,25 @@ func toStatusJSON(resp *pb.GetStatusResponse) statusJSON {
 }
 
 // addProbe copies the leader's latest probe of an agent into its JSON.
-func addProbe(aj *agentJSON, p *pb.AgentProbe) {
+func addProbe(aj *AgentJSON, p *pb.AgentProbe) {
 	if p == nil {
 		return
 	}
 	reachable := p.GetReachable()
 	aj.Reachable, aj.LeaseValid, aj.Fenced, aj.Epoch, aj.ProbeError = &reachable, p.GetLeaseValid(), p.GetFenced(), p.GetEpoch(), p.GetError()
-	aj.Roles, aj.Lag = map[string]string{}, map[string]lagJSON{}
+	aj.Roles, aj.Lag = map[string]string{}, map[string]LagJSON{}
 	for _, svc := range p.GetServices() {
 		aj.Roles[svc.GetName()] = structs.RoleName(svc.GetRole())
 		if r := svc.GetReplication(); r != nil {
-			aj.Lag[svc.GetName()] = lagJSON{Position: r.GetPosition(), LagMs: r.GetLagMs(), LagBytes: r.GetLagBytes()}
+			aj.Lag[svc.GetName()] = LagJSON{Position: r.GetPosition(), LagMs: r.GetLagMs(), LagBytes: r.GetLagBytes()}
 		}
 	}
 }
 
-func toServersJSON(servers []*pb.Server) []serverJSON {
-	out := []serverJSON{}
+func toServersJSON(servers []*pb.Server) []ServerJSON {
+	out := []ServerJSON{}
 	for _, s := range servers {
-		out = append(out, serverJSON{
+		out = append(out, ServerJSON{
 			ID: s.GetId(), Site: s.GetSite(), Address: s.GetAddress(), RaftAddress: s.GetRaftAddress(),
 			State: s.GetState(), Voter: s.GetVoter(), LastIndex: s.GetLastIndex(),
 		})
@@ -111,7 +111,7 @@ func toServersJSON(servers []*pb.Server) []serverJSON {
 	return out
 }
 
-func printStatus(w io.Writer, s statusJSON) error {
+func printStatus(w io.Writer, s StatusJSON) error {
 	leader := s.LeaderID
 	if leader == "" {
 		leader = "(none)"
@@ -147,7 +147,7 @@ func printStatus(w io.Writer, s statusJSON) error {
 
 // printAutomation prints whether an automatic failover would fire now and
 // what a failover would lose.
-func printAutomation(w io.Writer, a *automationJSON) {
+func printAutomation(w io.Writer, a *AutomationJSON) {
 	if a == nil {
 		return
 	}
@@ -172,7 +172,7 @@ func printAutomation(w io.Writer, a *automationJSON) {
 	}
 }
 
-func printServers(w io.Writer, servers []serverJSON) error {
+func printServers(w io.Writer, servers []ServerJSON) error {
 	t := newTable(w, "ID", "SITE", "ADDRESS", "RAFT ADDRESS", "STATE", "VOTER", "LAST INDEX")
 	for _, s := range servers {
 		t.row(s.ID, s.Site, s.Address, s.RaftAddress, s.State, yesNo(s.Voter), fmt.Sprint(s.LastIndex))
@@ -180,14 +180,14 @@ func printServers(w io.Writer, servers []serverJSON) error {
 	return t.flush()
 }
 
-func reachability(a agentJSON) string {
+func reachability(a AgentJSON) string {
 	if a.Reachable == nil {
 		return "-"
 	}
 	return yesNo(*a.Reachable)
 }
 
-func leaseState(a agentJSON) string {
+func leaseState(a AgentJSON) string {
 	switch {
 	case a.Reachable == nil:
 		return "-"
@@ -200,7 +200,7 @@ func leaseState(a agentJSON) string {
 }
 
 // serviceRoles renders "postgres=primary,engine=primary" in config order.
-func serviceRoles(a agentJSON) string {
+func serviceRoles(a AgentJSON) string {
 	parts := make([]string, len(a.Services))
 	for i, name := range a.Services {
 		parts[i] = name
