@@ -59,6 +59,17 @@ type StatusJSON struct {
 	Servers    []ServerJSON    `json:"servers"`
 	Agents     []AgentJSON     `json:"agents"`
 	Automation *AutomationJSON `json:"automation,omitempty"`
+	// Degraded is what is down at the active site by the leader's probes:
+	// empty when production runs whole, null in a stale answer (no probes).
+	Degraded []ProductionProblemJSON `json:"degraded"`
+}
+
+// ProductionProblemJSON is one thing down at the active site; HostID is
+// empty for a problem of the whole site, Service for the host itself.
+type ProductionProblemJSON struct {
+	HostID  string `json:"host_id,omitempty"`
+	Service string `json:"service,omitempty"`
+	Problem string `json:"problem"`
 }
 
 // AutomationJSON is automatic failover's state and the live RPO exposure

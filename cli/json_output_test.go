@@ -17,7 +17,8 @@ func TestJSONOutput_FieldNames(t *testing.T) {
 	}{
 		{ExecutionJSON{}, []string{"id", "kind", "trigger", "plan", "from", "to", "actor", "started_at", "finished_at", "result", "message", "rto_seconds", "rpo_seconds", "rto_target_seconds", "rpo_target_seconds", "pass", "steps,omitempty"}},
 		{StepJSON{}, []string{"id", "action", "host,omitempty", "target,omitempty", "state", "attempt,omitempty", "started_at,omitempty", "ended_at,omitempty", "message,omitempty", "outputs,omitempty", "replayed,omitempty"}},
-		{StatusJSON{}, []string{"leader_id", "epoch", "active_site", "stale", "served_by", "sites", "servers", "agents", "automation,omitempty"}},
+		{StatusJSON{}, []string{"leader_id", "epoch", "active_site", "stale", "served_by", "sites", "servers", "agents", "automation,omitempty", "degraded"}},
+		{ProductionProblemJSON{}, []string{"host_id,omitempty", "service,omitempty", "problem"}},
 		{AutomationJSON{}, []string{"enabled", "paused", "paused_by,omitempty", "blocked,omitempty", "site_lost", "would_fire", "reason,omitempty", "exposure_target,omitempty", "exposure_seconds,omitempty", "exposure_detail,omitempty"}},
 		{SiteJSON{}, []string{"name", "kind", "active"}},
 		{ServerJSON{}, []string{"id", "site", "address", "raft_address", "state", "voter", "last_index"}},

@@ -73,6 +73,12 @@ func toStatusJSON(resp *pb.GetStatusResponse) StatusJSON {
 			SiteLost: a.GetSiteLost(), WouldFire: a.GetWouldFire(), Reason: a.GetReason(),
 			ExposureTarget: a.GetExposureTarget(), ExposureSeconds: optional(a.GetExposureKnown(), a.GetExposureSeconds()), ExposureDetail: a.GetExposureDetail()}
 	}
+	if !out.Stale {
+		out.Degraded = []ProductionProblemJSON{}
+		for _, p := range resp.GetDegraded() {
+			out.Degraded = append(out.Degraded, ProductionProblemJSON{HostID: p.GetHostId(), Service: p.GetService(), Problem: p.GetProblem()})
+		}
+	}
 	for _, a := range resp.GetAgents() {
 		aj := AgentJSON{HostID: a.GetHostId(), Site: a.GetSite(), Address: a.GetAddress(), Services: []string{}}
 		for _, svc := range a.GetServices() {
@@ -119,6 +125,8 @@ func printStatus(w io.Writer, s StatusJSON) error {
 	fmt.Fprintf(w, "Leader:       %s\nEpoch:        %d\nActive site:  %s\n", leader, s.Epoch, s.ActiveSite)
 	if s.Stale {
 		fmt.Fprintf(w, "(stale: answered by %s from its local state)\n", s.ServedBy)
+	} else {
+		fmt.Fprintf(w, "Production:   %s\n", production(s.Degraded))
 	}
 	fmt.Fprintln(w, "\nSites")
 	t := newTable(w, "NAME", "KIND", "ACTIVE")
@@ -209,4 +217,23 @@ func serviceRoles(a AgentJSON) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// production says whether the active site runs whole, or what is down.
+func production(degraded []ProductionProblemJSON) string {
+	if len(degraded) == 0 {
+		return "up (every declared service of the active site runs and is healthy)"
+	}
+	parts := make([]string, len(degraded))
+	for i, p := range degraded {
+		where := p.Service + " on " + p.HostID
+		switch {
+		case p.HostID == "":
+			where = p.Service
+		case p.Service == "":
+			where = "host " + p.HostID
+		}
+		parts[i] = where + ": " + p.Problem
+	}
+	return "degraded: " + strings.Join(parts, "; ")
 }

@@ -131,3 +131,33 @@ func TestDialOperator_NoCertificate(t *testing.T) {
 	_, _, err := f.dialOperator()
 	require.ErrorContains(t, err, "--client-cert")
 }
+
+func TestStatus_ProductionDegraded(t *testing.T) {
+	st := sampleStatus()
+	f, out := testFactory(&fakeOperator{status: st})
+	require.NoError(t, runStatus(context.Background(), &statusOptions{f: f}))
+	require.Contains(t, out.String(), "Production:   up (every declared service of the active site runs and is healthy)")
+
+	st.Degraded = []*pb.ProductionProblem{
+		{HostId: "app-2", Service: "sampleapp", Problem: "stopped"},
+		{HostId: "db-2", Problem: "does not answer the leader's probes: connection refused"},
+		{Service: "postgres", Problem: "no primary at site dr"},
+	}
+	out.Reset()
+	require.NoError(t, runStatus(context.Background(), &statusOptions{f: f}))
+	require.Contains(t, out.String(), "Production:   degraded: sampleapp on app-2: stopped; host db-2: does not answer the leader's probes: connection refused; postgres: no primary at site dr")
+
+	out.Reset()
+	require.NoError(t, runStatus(context.Background(), &statusOptions{f: f, JSON: true}))
+	var got StatusJSON
+	require.NoError(t, json.Unmarshal(out.Bytes(), &got))
+	require.Equal(t, []ProductionProblemJSON{{HostID: "app-2", Service: "sampleapp", Problem: "stopped"},
+		{HostID: "db-2", Problem: "does not answer the leader's probes: connection refused"},
+		{Service: "postgres", Problem: "no primary at site dr"}}, got.Degraded)
+
+	// A stale answer has no probes: it says nothing about production.
+	st.Meta.Stale = true
+	out.Reset()
+	require.NoError(t, runStatus(context.Background(), &statusOptions{f: f, JSON: true}))
+	require.Contains(t, out.String(), `"degraded": null`)
+}

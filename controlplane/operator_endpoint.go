@@ -61,6 +61,9 @@ func (e *operatorEndpoint) status(ctx context.Context, stale bool) (*pb.GetStatu
 		resp.Agents = append(resp.Agents, pa)
 	}
 	resp.Automation = e.srv.automationStatus(stale)
+	if !stale {
+		resp.Degraded = e.srv.productionProblems(v)
+	}
 	return resp, nil
 }
 

@@ -67,15 +67,20 @@ func (x *GetStatusRequest) GetRead() *ReadOptions {
 }
 
 type GetStatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Meta          *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	LeaderId      string                 `protobuf:"bytes,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	ActiveSite    string                 `protobuf:"bytes,4,opt,name=active_site,json=activeSite,proto3" json:"active_site,omitempty"`
-	Sites         []*Site                `protobuf:"bytes,5,rep,name=sites,proto3" json:"sites,omitempty"`
-	Servers       []*Server              `protobuf:"bytes,6,rep,name=servers,proto3" json:"servers,omitempty"`
-	Agents        []*Agent               `protobuf:"bytes,7,rep,name=agents,proto3" json:"agents,omitempty"`
-	Automation    *Automation            `protobuf:"bytes,8,opt,name=automation,proto3" json:"automation,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Meta       *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	LeaderId   string                 `protobuf:"bytes,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	Epoch      uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	ActiveSite string                 `protobuf:"bytes,4,opt,name=active_site,json=activeSite,proto3" json:"active_site,omitempty"`
+	Sites      []*Site                `protobuf:"bytes,5,rep,name=sites,proto3" json:"sites,omitempty"`
+	Servers    []*Server              `protobuf:"bytes,6,rep,name=servers,proto3" json:"servers,omitempty"`
+	Agents     []*Agent               `protobuf:"bytes,7,rep,name=agents,proto3" json:"agents,omitempty"`
+	Automation *Automation            `protobuf:"bytes,8,opt,name=automation,proto3" json:"automation,omitempty"`
+	// degraded lists what is down at the active site by the leader's latest
+	// probes: a declared service not running or not healthy, an agent that
+	// does not answer, a data service without a primary. Empty when
+	// production runs whole; absent from stale answers, which have no probes.
+	Degraded      []*ProductionProblem `protobuf:"bytes,9,rep,name=degraded,proto3" json:"degraded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -166,6 +171,78 @@ func (x *GetStatusResponse) GetAutomation() *Automation {
 	return nil
 }
 
+func (x *GetStatusResponse) GetDegraded() []*ProductionProblem {
+	if x != nil {
+		return x.Degraded
+	}
+	return nil
+}
+
+// ProductionProblem is one thing down at the active site.
+type ProductionProblem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// host_id is the host concerned; empty for a problem of the whole site
+	// (a data service with no primary anywhere in it).
+	HostId string `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	// service is the declared service concerned; empty for the host itself.
+	Service string `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	// problem says what is wrong, for display.
+	Problem       string `protobuf:"bytes,3,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProductionProblem) Reset() {
+	*x = ProductionProblem{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProductionProblem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProductionProblem) ProtoMessage() {}
+
+func (x *ProductionProblem) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProductionProblem.ProtoReflect.Descriptor instead.
+func (*ProductionProblem) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ProductionProblem) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *ProductionProblem) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ProductionProblem) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
 type ListMembersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Read          *ReadOptions           `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
@@ -175,7 +252,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[2]
+	mi := &file_drplane_v1_operator_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -187,7 +264,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[2]
+	mi := &file_drplane_v1_operator_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -200,7 +277,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{2}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListMembersRequest) GetRead() *ReadOptions {
@@ -221,7 +298,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[3]
+	mi := &file_drplane_v1_operator_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -233,7 +310,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[3]
+	mi := &file_drplane_v1_operator_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -246,7 +323,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{3}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListMembersResponse) GetMeta() *ResponseMeta {
@@ -280,7 +357,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[4]
+	mi := &file_drplane_v1_operator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -292,7 +369,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[4]
+	mi := &file_drplane_v1_operator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -305,7 +382,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{4}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RemoveMemberRequest) GetWrite() *WriteOptions {
@@ -331,7 +408,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[5]
+	mi := &file_drplane_v1_operator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -343,7 +420,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[5]
+	mi := &file_drplane_v1_operator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -356,7 +433,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{5}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RemoveMemberResponse) GetMeta() *ResponseMeta {
@@ -378,7 +455,7 @@ type SetActiveSiteRequest struct {
 
 func (x *SetActiveSiteRequest) Reset() {
 	*x = SetActiveSiteRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[6]
+	mi := &file_drplane_v1_operator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -390,7 +467,7 @@ func (x *SetActiveSiteRequest) String() string {
 func (*SetActiveSiteRequest) ProtoMessage() {}
 
 func (x *SetActiveSiteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[6]
+	mi := &file_drplane_v1_operator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -403,7 +480,7 @@ func (x *SetActiveSiteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetActiveSiteRequest.ProtoReflect.Descriptor instead.
 func (*SetActiveSiteRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{6}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SetActiveSiteRequest) GetWrite() *WriteOptions {
@@ -445,7 +522,7 @@ type SetActiveSiteResponse struct {
 
 func (x *SetActiveSiteResponse) Reset() {
 	*x = SetActiveSiteResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[7]
+	mi := &file_drplane_v1_operator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -457,7 +534,7 @@ func (x *SetActiveSiteResponse) String() string {
 func (*SetActiveSiteResponse) ProtoMessage() {}
 
 func (x *SetActiveSiteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[7]
+	mi := &file_drplane_v1_operator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -470,7 +547,7 @@ func (x *SetActiveSiteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetActiveSiteResponse.ProtoReflect.Descriptor instead.
 func (*SetActiveSiteResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{7}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SetActiveSiteResponse) GetMeta() *ResponseMeta {
@@ -505,7 +582,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[8]
+	mi := &file_drplane_v1_operator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -517,7 +594,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[8]
+	mi := &file_drplane_v1_operator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +607,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{8}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListAuditRequest) GetRead() *ReadOptions {
@@ -557,7 +634,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[9]
+	mi := &file_drplane_v1_operator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +646,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[9]
+	mi := &file_drplane_v1_operator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +659,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{9}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListAuditResponse) GetMeta() *ResponseMeta {
@@ -618,7 +695,7 @@ type StartExecutionRequest struct {
 
 func (x *StartExecutionRequest) Reset() {
 	*x = StartExecutionRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[10]
+	mi := &file_drplane_v1_operator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +707,7 @@ func (x *StartExecutionRequest) String() string {
 func (*StartExecutionRequest) ProtoMessage() {}
 
 func (x *StartExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[10]
+	mi := &file_drplane_v1_operator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +720,7 @@ func (x *StartExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartExecutionRequest.ProtoReflect.Descriptor instead.
 func (*StartExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{10}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StartExecutionRequest) GetWrite() *WriteOptions {
@@ -705,7 +782,7 @@ type StartExecutionResponse struct {
 
 func (x *StartExecutionResponse) Reset() {
 	*x = StartExecutionResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[11]
+	mi := &file_drplane_v1_operator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +794,7 @@ func (x *StartExecutionResponse) String() string {
 func (*StartExecutionResponse) ProtoMessage() {}
 
 func (x *StartExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[11]
+	mi := &file_drplane_v1_operator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +807,7 @@ func (x *StartExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartExecutionResponse.ProtoReflect.Descriptor instead.
 func (*StartExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{11}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StartExecutionResponse) GetMeta() *ResponseMeta {
@@ -757,7 +834,7 @@ type GetExecutionRequest struct {
 
 func (x *GetExecutionRequest) Reset() {
 	*x = GetExecutionRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[12]
+	mi := &file_drplane_v1_operator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +846,7 @@ func (x *GetExecutionRequest) String() string {
 func (*GetExecutionRequest) ProtoMessage() {}
 
 func (x *GetExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[12]
+	mi := &file_drplane_v1_operator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +859,7 @@ func (x *GetExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExecutionRequest.ProtoReflect.Descriptor instead.
 func (*GetExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{12}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetExecutionRequest) GetRead() *ReadOptions {
@@ -809,7 +886,7 @@ type GetExecutionResponse struct {
 
 func (x *GetExecutionResponse) Reset() {
 	*x = GetExecutionResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[13]
+	mi := &file_drplane_v1_operator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +898,7 @@ func (x *GetExecutionResponse) String() string {
 func (*GetExecutionResponse) ProtoMessage() {}
 
 func (x *GetExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[13]
+	mi := &file_drplane_v1_operator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +911,7 @@ func (x *GetExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExecutionResponse.ProtoReflect.Descriptor instead.
 func (*GetExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{13}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetExecutionResponse) GetMeta() *ResponseMeta {
@@ -860,7 +937,7 @@ type ListExecutionsRequest struct {
 
 func (x *ListExecutionsRequest) Reset() {
 	*x = ListExecutionsRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[14]
+	mi := &file_drplane_v1_operator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +949,7 @@ func (x *ListExecutionsRequest) String() string {
 func (*ListExecutionsRequest) ProtoMessage() {}
 
 func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[14]
+	mi := &file_drplane_v1_operator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +962,7 @@ func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExecutionsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{14}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListExecutionsRequest) GetRead() *ReadOptions {
@@ -905,7 +982,7 @@ type ListExecutionsResponse struct {
 
 func (x *ListExecutionsResponse) Reset() {
 	*x = ListExecutionsResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[15]
+	mi := &file_drplane_v1_operator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +994,7 @@ func (x *ListExecutionsResponse) String() string {
 func (*ListExecutionsResponse) ProtoMessage() {}
 
 func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[15]
+	mi := &file_drplane_v1_operator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1007,7 @@ func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExecutionsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{15}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListExecutionsResponse) GetMeta() *ResponseMeta {
@@ -959,7 +1036,7 @@ type ApproveExecutionRequest struct {
 
 func (x *ApproveExecutionRequest) Reset() {
 	*x = ApproveExecutionRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[16]
+	mi := &file_drplane_v1_operator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1048,7 @@ func (x *ApproveExecutionRequest) String() string {
 func (*ApproveExecutionRequest) ProtoMessage() {}
 
 func (x *ApproveExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[16]
+	mi := &file_drplane_v1_operator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1061,7 @@ func (x *ApproveExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveExecutionRequest.ProtoReflect.Descriptor instead.
 func (*ApproveExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{16}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ApproveExecutionRequest) GetWrite() *WriteOptions {
@@ -1017,7 +1094,7 @@ type ApproveExecutionResponse struct {
 
 func (x *ApproveExecutionResponse) Reset() {
 	*x = ApproveExecutionResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[17]
+	mi := &file_drplane_v1_operator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1106,7 @@ func (x *ApproveExecutionResponse) String() string {
 func (*ApproveExecutionResponse) ProtoMessage() {}
 
 func (x *ApproveExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[17]
+	mi := &file_drplane_v1_operator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1119,7 @@ func (x *ApproveExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveExecutionResponse.ProtoReflect.Descriptor instead.
 func (*ApproveExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{17}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ApproveExecutionResponse) GetMeta() *ResponseMeta {
@@ -1062,7 +1139,7 @@ type CancelExecutionRequest struct {
 
 func (x *CancelExecutionRequest) Reset() {
 	*x = CancelExecutionRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[18]
+	mi := &file_drplane_v1_operator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1151,7 @@ func (x *CancelExecutionRequest) String() string {
 func (*CancelExecutionRequest) ProtoMessage() {}
 
 func (x *CancelExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[18]
+	mi := &file_drplane_v1_operator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1164,7 @@ func (x *CancelExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExecutionRequest.ProtoReflect.Descriptor instead.
 func (*CancelExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{18}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelExecutionRequest) GetWrite() *WriteOptions {
@@ -1113,7 +1190,7 @@ type CancelExecutionResponse struct {
 
 func (x *CancelExecutionResponse) Reset() {
 	*x = CancelExecutionResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[19]
+	mi := &file_drplane_v1_operator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1202,7 @@ func (x *CancelExecutionResponse) String() string {
 func (*CancelExecutionResponse) ProtoMessage() {}
 
 func (x *CancelExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[19]
+	mi := &file_drplane_v1_operator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1215,7 @@ func (x *CancelExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExecutionResponse.ProtoReflect.Descriptor instead.
 func (*CancelExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{19}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CancelExecutionResponse) GetMeta() *ResponseMeta {
@@ -1160,7 +1237,7 @@ type SetAutomationRequest struct {
 
 func (x *SetAutomationRequest) Reset() {
 	*x = SetAutomationRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[20]
+	mi := &file_drplane_v1_operator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1249,7 @@ func (x *SetAutomationRequest) String() string {
 func (*SetAutomationRequest) ProtoMessage() {}
 
 func (x *SetAutomationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[20]
+	mi := &file_drplane_v1_operator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1262,7 @@ func (x *SetAutomationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAutomationRequest.ProtoReflect.Descriptor instead.
 func (*SetAutomationRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{20}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetAutomationRequest) GetWrite() *WriteOptions {
@@ -1218,7 +1295,7 @@ type SetAutomationResponse struct {
 
 func (x *SetAutomationResponse) Reset() {
 	*x = SetAutomationResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[21]
+	mi := &file_drplane_v1_operator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1307,7 @@ func (x *SetAutomationResponse) String() string {
 func (*SetAutomationResponse) ProtoMessage() {}
 
 func (x *SetAutomationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[21]
+	mi := &file_drplane_v1_operator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1320,7 @@ func (x *SetAutomationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAutomationResponse.ProtoReflect.Descriptor instead.
 func (*SetAutomationResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{21}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SetAutomationResponse) GetMeta() *ResponseMeta {
@@ -1267,7 +1344,7 @@ type RecoverQuorumRequest struct {
 
 func (x *RecoverQuorumRequest) Reset() {
 	*x = RecoverQuorumRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[22]
+	mi := &file_drplane_v1_operator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1356,7 @@ func (x *RecoverQuorumRequest) String() string {
 func (*RecoverQuorumRequest) ProtoMessage() {}
 
 func (x *RecoverQuorumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[22]
+	mi := &file_drplane_v1_operator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1369,7 @@ func (x *RecoverQuorumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverQuorumRequest.ProtoReflect.Descriptor instead.
 func (*RecoverQuorumRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{22}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RecoverQuorumRequest) GetTo() string {
@@ -1327,7 +1404,7 @@ type RecoverQuorumResponse struct {
 
 func (x *RecoverQuorumResponse) Reset() {
 	*x = RecoverQuorumResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[23]
+	mi := &file_drplane_v1_operator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1416,7 @@ func (x *RecoverQuorumResponse) String() string {
 func (*RecoverQuorumResponse) ProtoMessage() {}
 
 func (x *RecoverQuorumResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[23]
+	mi := &file_drplane_v1_operator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1429,7 @@ func (x *RecoverQuorumResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverQuorumResponse.ProtoReflect.Descriptor instead.
 func (*RecoverQuorumResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{23}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RecoverQuorumResponse) GetId() string {
@@ -1391,7 +1468,7 @@ type RunHostStepRequest struct {
 
 func (x *RunHostStepRequest) Reset() {
 	*x = RunHostStepRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[24]
+	mi := &file_drplane_v1_operator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1480,7 @@ func (x *RunHostStepRequest) String() string {
 func (*RunHostStepRequest) ProtoMessage() {}
 
 func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[24]
+	mi := &file_drplane_v1_operator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1493,7 @@ func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepRequest.ProtoReflect.Descriptor instead.
 func (*RunHostStepRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{24}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RunHostStepRequest) GetWrite() *WriteOptions {
@@ -1465,7 +1542,7 @@ type RunHostStepResponse struct {
 
 func (x *RunHostStepResponse) Reset() {
 	*x = RunHostStepResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[25]
+	mi := &file_drplane_v1_operator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1554,7 @@ func (x *RunHostStepResponse) String() string {
 func (*RunHostStepResponse) ProtoMessage() {}
 
 func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[25]
+	mi := &file_drplane_v1_operator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1567,7 @@ func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepResponse.ProtoReflect.Descriptor instead.
 func (*RunHostStepResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{25}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RunHostStepResponse) GetMeta() *ResponseMeta {
@@ -1524,7 +1601,7 @@ type ListHostSnapshotsRequest struct {
 
 func (x *ListHostSnapshotsRequest) Reset() {
 	*x = ListHostSnapshotsRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[26]
+	mi := &file_drplane_v1_operator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1613,7 @@ func (x *ListHostSnapshotsRequest) String() string {
 func (*ListHostSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[26]
+	mi := &file_drplane_v1_operator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1626,7 @@ func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{26}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListHostSnapshotsRequest) GetHostId() string {
@@ -1576,7 +1653,7 @@ type ListHostSnapshotsResponse struct {
 
 func (x *ListHostSnapshotsResponse) Reset() {
 	*x = ListHostSnapshotsResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[27]
+	mi := &file_drplane_v1_operator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1665,7 @@ func (x *ListHostSnapshotsResponse) String() string {
 func (*ListHostSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[27]
+	mi := &file_drplane_v1_operator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1678,7 @@ func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{27}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListHostSnapshotsResponse) GetMeta() *ResponseMeta {
@@ -1648,7 +1725,7 @@ type Automation struct {
 
 func (x *Automation) Reset() {
 	*x = Automation{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[28]
+	mi := &file_drplane_v1_operator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1737,7 @@ func (x *Automation) String() string {
 func (*Automation) ProtoMessage() {}
 
 func (x *Automation) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[28]
+	mi := &file_drplane_v1_operator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1750,7 @@ func (x *Automation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Automation.ProtoReflect.Descriptor instead.
 func (*Automation) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{28}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Automation) GetEnabled() bool {
@@ -1783,7 +1860,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[29]
+	mi := &file_drplane_v1_operator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1795,7 +1872,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[29]
+	mi := &file_drplane_v1_operator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1808,7 +1885,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{29}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -1879,7 +1956,7 @@ type PlanStep struct {
 
 func (x *PlanStep) Reset() {
 	*x = PlanStep{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[30]
+	mi := &file_drplane_v1_operator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1891,7 +1968,7 @@ func (x *PlanStep) String() string {
 func (*PlanStep) ProtoMessage() {}
 
 func (x *PlanStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[30]
+	mi := &file_drplane_v1_operator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1904,7 +1981,7 @@ func (x *PlanStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanStep.ProtoReflect.Descriptor instead.
 func (*PlanStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{30}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PlanStep) GetId() string {
@@ -2034,7 +2111,7 @@ type ExecutionStep struct {
 
 func (x *ExecutionStep) Reset() {
 	*x = ExecutionStep{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[31]
+	mi := &file_drplane_v1_operator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2046,7 +2123,7 @@ func (x *ExecutionStep) String() string {
 func (*ExecutionStep) ProtoMessage() {}
 
 func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[31]
+	mi := &file_drplane_v1_operator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2059,7 +2136,7 @@ func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionStep.ProtoReflect.Descriptor instead.
 func (*ExecutionStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{31}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ExecutionStep) GetStep() *PlanStep {
@@ -2169,7 +2246,7 @@ type Execution struct {
 
 func (x *Execution) Reset() {
 	*x = Execution{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[32]
+	mi := &file_drplane_v1_operator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2181,7 +2258,7 @@ func (x *Execution) String() string {
 func (*Execution) ProtoMessage() {}
 
 func (x *Execution) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[32]
+	mi := &file_drplane_v1_operator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2194,7 +2271,7 @@ func (x *Execution) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Execution.ProtoReflect.Descriptor instead.
 func (*Execution) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{32}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Execution) GetId() string {
@@ -2386,7 +2463,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x19drplane/v1/operator.proto\x12\n" +
 	"drplane.v1\x1a\x16drplane/v1/enums.proto\x1a\x1adrplane/v1/hostagent.proto\x1a\x16drplane/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n" +
 	"\x10GetStatusRequest\x12+\n" +
-	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"\xce\x02\n" +
+	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"\x89\x03\n" +
 	"\x11GetStatusResponse\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x14\n" +
@@ -2398,7 +2475,12 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x06agents\x18\a \x03(\v2\x11.drplane.v1.AgentR\x06agents\x126\n" +
 	"\n" +
 	"automation\x18\b \x01(\v2\x16.drplane.v1.AutomationR\n" +
-	"automation\"A\n" +
+	"automation\x129\n" +
+	"\bdegraded\x18\t \x03(\v2\x1d.drplane.v1.ProductionProblemR\bdegraded\"`\n" +
+	"\x11ProductionProblem\x12\x17\n" +
+	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12\x18\n" +
+	"\aproblem\x18\x03 \x01(\tR\aproblem\"A\n" +
 	"\x12ListMembersRequest\x12+\n" +
 	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"\x8e\x01\n" +
 	"\x13ListMembersResponse\x12,\n" +
@@ -2628,147 +2710,149 @@ func file_drplane_v1_operator_proto_rawDescGZIP() []byte {
 	return file_drplane_v1_operator_proto_rawDescData
 }
 
-var file_drplane_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_drplane_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_drplane_v1_operator_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),          // 0: drplane.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),         // 1: drplane.v1.GetStatusResponse
-	(*ListMembersRequest)(nil),        // 2: drplane.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),       // 3: drplane.v1.ListMembersResponse
-	(*RemoveMemberRequest)(nil),       // 4: drplane.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),      // 5: drplane.v1.RemoveMemberResponse
-	(*SetActiveSiteRequest)(nil),      // 6: drplane.v1.SetActiveSiteRequest
-	(*SetActiveSiteResponse)(nil),     // 7: drplane.v1.SetActiveSiteResponse
-	(*ListAuditRequest)(nil),          // 8: drplane.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),         // 9: drplane.v1.ListAuditResponse
-	(*StartExecutionRequest)(nil),     // 10: drplane.v1.StartExecutionRequest
-	(*StartExecutionResponse)(nil),    // 11: drplane.v1.StartExecutionResponse
-	(*GetExecutionRequest)(nil),       // 12: drplane.v1.GetExecutionRequest
-	(*GetExecutionResponse)(nil),      // 13: drplane.v1.GetExecutionResponse
-	(*ListExecutionsRequest)(nil),     // 14: drplane.v1.ListExecutionsRequest
-	(*ListExecutionsResponse)(nil),    // 15: drplane.v1.ListExecutionsResponse
-	(*ApproveExecutionRequest)(nil),   // 16: drplane.v1.ApproveExecutionRequest
-	(*ApproveExecutionResponse)(nil),  // 17: drplane.v1.ApproveExecutionResponse
-	(*CancelExecutionRequest)(nil),    // 18: drplane.v1.CancelExecutionRequest
-	(*CancelExecutionResponse)(nil),   // 19: drplane.v1.CancelExecutionResponse
-	(*SetAutomationRequest)(nil),      // 20: drplane.v1.SetAutomationRequest
-	(*SetAutomationResponse)(nil),     // 21: drplane.v1.SetAutomationResponse
-	(*RecoverQuorumRequest)(nil),      // 22: drplane.v1.RecoverQuorumRequest
-	(*RecoverQuorumResponse)(nil),     // 23: drplane.v1.RecoverQuorumResponse
-	(*RunHostStepRequest)(nil),        // 24: drplane.v1.RunHostStepRequest
-	(*RunHostStepResponse)(nil),       // 25: drplane.v1.RunHostStepResponse
-	(*ListHostSnapshotsRequest)(nil),  // 26: drplane.v1.ListHostSnapshotsRequest
-	(*ListHostSnapshotsResponse)(nil), // 27: drplane.v1.ListHostSnapshotsResponse
-	(*Automation)(nil),                // 28: drplane.v1.Automation
-	(*AuditEntry)(nil),                // 29: drplane.v1.AuditEntry
-	(*PlanStep)(nil),                  // 30: drplane.v1.PlanStep
-	(*ExecutionStep)(nil),             // 31: drplane.v1.ExecutionStep
-	(*Execution)(nil),                 // 32: drplane.v1.Execution
-	nil,                               // 33: drplane.v1.RunHostStepRequest.ArgsEntry
-	nil,                               // 34: drplane.v1.PlanStep.ArgsEntry
-	nil,                               // 35: drplane.v1.PlanStep.ArgsFromEntry
-	nil,                               // 36: drplane.v1.ExecutionStep.OutputsEntry
-	(*ReadOptions)(nil),               // 37: drplane.v1.ReadOptions
-	(*ResponseMeta)(nil),              // 38: drplane.v1.ResponseMeta
-	(*Site)(nil),                      // 39: drplane.v1.Site
-	(*Server)(nil),                    // 40: drplane.v1.Server
-	(*Agent)(nil),                     // 41: drplane.v1.Agent
-	(*WriteOptions)(nil),              // 42: drplane.v1.WriteOptions
-	(StepAction)(0),                   // 43: drplane.v1.StepAction
-	(*StepResult)(nil),                // 44: drplane.v1.StepResult
-	(*SnapshotInfo)(nil),              // 45: drplane.v1.SnapshotInfo
-	(*timestamppb.Timestamp)(nil),     // 46: google.protobuf.Timestamp
-	(StepState)(0),                    // 47: drplane.v1.StepState
-	(ExecutionTrigger)(0),             // 48: drplane.v1.ExecutionTrigger
-	(ExecutionState)(0),               // 49: drplane.v1.ExecutionState
+	(*ProductionProblem)(nil),         // 2: drplane.v1.ProductionProblem
+	(*ListMembersRequest)(nil),        // 3: drplane.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),       // 4: drplane.v1.ListMembersResponse
+	(*RemoveMemberRequest)(nil),       // 5: drplane.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),      // 6: drplane.v1.RemoveMemberResponse
+	(*SetActiveSiteRequest)(nil),      // 7: drplane.v1.SetActiveSiteRequest
+	(*SetActiveSiteResponse)(nil),     // 8: drplane.v1.SetActiveSiteResponse
+	(*ListAuditRequest)(nil),          // 9: drplane.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),         // 10: drplane.v1.ListAuditResponse
+	(*StartExecutionRequest)(nil),     // 11: drplane.v1.StartExecutionRequest
+	(*StartExecutionResponse)(nil),    // 12: drplane.v1.StartExecutionResponse
+	(*GetExecutionRequest)(nil),       // 13: drplane.v1.GetExecutionRequest
+	(*GetExecutionResponse)(nil),      // 14: drplane.v1.GetExecutionResponse
+	(*ListExecutionsRequest)(nil),     // 15: drplane.v1.ListExecutionsRequest
+	(*ListExecutionsResponse)(nil),    // 16: drplane.v1.ListExecutionsResponse
+	(*ApproveExecutionRequest)(nil),   // 17: drplane.v1.ApproveExecutionRequest
+	(*ApproveExecutionResponse)(nil),  // 18: drplane.v1.ApproveExecutionResponse
+	(*CancelExecutionRequest)(nil),    // 19: drplane.v1.CancelExecutionRequest
+	(*CancelExecutionResponse)(nil),   // 20: drplane.v1.CancelExecutionResponse
+	(*SetAutomationRequest)(nil),      // 21: drplane.v1.SetAutomationRequest
+	(*SetAutomationResponse)(nil),     // 22: drplane.v1.SetAutomationResponse
+	(*RecoverQuorumRequest)(nil),      // 23: drplane.v1.RecoverQuorumRequest
+	(*RecoverQuorumResponse)(nil),     // 24: drplane.v1.RecoverQuorumResponse
+	(*RunHostStepRequest)(nil),        // 25: drplane.v1.RunHostStepRequest
+	(*RunHostStepResponse)(nil),       // 26: drplane.v1.RunHostStepResponse
+	(*ListHostSnapshotsRequest)(nil),  // 27: drplane.v1.ListHostSnapshotsRequest
+	(*ListHostSnapshotsResponse)(nil), // 28: drplane.v1.ListHostSnapshotsResponse
+	(*Automation)(nil),                // 29: drplane.v1.Automation
+	(*AuditEntry)(nil),                // 30: drplane.v1.AuditEntry
+	(*PlanStep)(nil),                  // 31: drplane.v1.PlanStep
+	(*ExecutionStep)(nil),             // 32: drplane.v1.ExecutionStep
+	(*Execution)(nil),                 // 33: drplane.v1.Execution
+	nil,                               // 34: drplane.v1.RunHostStepRequest.ArgsEntry
+	nil,                               // 35: drplane.v1.PlanStep.ArgsEntry
+	nil,                               // 36: drplane.v1.PlanStep.ArgsFromEntry
+	nil,                               // 37: drplane.v1.ExecutionStep.OutputsEntry
+	(*ReadOptions)(nil),               // 38: drplane.v1.ReadOptions
+	(*ResponseMeta)(nil),              // 39: drplane.v1.ResponseMeta
+	(*Site)(nil),                      // 40: drplane.v1.Site
+	(*Server)(nil),                    // 41: drplane.v1.Server
+	(*Agent)(nil),                     // 42: drplane.v1.Agent
+	(*WriteOptions)(nil),              // 43: drplane.v1.WriteOptions
+	(StepAction)(0),                   // 44: drplane.v1.StepAction
+	(*StepResult)(nil),                // 45: drplane.v1.StepResult
+	(*SnapshotInfo)(nil),              // 46: drplane.v1.SnapshotInfo
+	(*timestamppb.Timestamp)(nil),     // 47: google.protobuf.Timestamp
+	(StepState)(0),                    // 48: drplane.v1.StepState
+	(ExecutionTrigger)(0),             // 49: drplane.v1.ExecutionTrigger
+	(ExecutionState)(0),               // 50: drplane.v1.ExecutionState
 }
 var file_drplane_v1_operator_proto_depIdxs = []int32{
-	37, // 0: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
-	38, // 1: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
-	39, // 2: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
-	40, // 3: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
-	41, // 4: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
-	28, // 5: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
-	37, // 6: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
-	38, // 7: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
-	40, // 8: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
-	42, // 9: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
-	38, // 10: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
-	42, // 11: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
-	38, // 12: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
-	37, // 13: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
-	38, // 14: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
-	29, // 15: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
-	42, // 16: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	38, // 17: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	32, // 18: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
-	37, // 19: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
-	38, // 20: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	32, // 21: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
-	37, // 22: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
-	38, // 23: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	32, // 24: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
-	42, // 25: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	38, // 26: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	42, // 27: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	38, // 28: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	42, // 29: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
-	38, // 30: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
-	42, // 31: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
-	43, // 32: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
-	33, // 33: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
-	38, // 34: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
-	44, // 35: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
-	38, // 36: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	45, // 37: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	46, // 38: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
-	46, // 39: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	43, // 40: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
-	34, // 41: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
-	35, // 42: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
-	30, // 43: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
-	47, // 44: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
-	46, // 45: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
-	46, // 46: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
-	36, // 47: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
-	48, // 48: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
-	46, // 49: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
-	46, // 50: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
-	46, // 51: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
-	49, // 52: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
-	31, // 53: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
-	0,  // 54: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
-	2,  // 55: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
-	4,  // 56: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
-	6,  // 57: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
-	8,  // 58: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
-	10, // 59: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
-	12, // 60: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
-	14, // 61: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
-	16, // 62: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
-	18, // 63: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
-	20, // 64: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
-	22, // 65: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
-	24, // 66: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
-	26, // 67: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
-	1,  // 68: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
-	3,  // 69: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
-	5,  // 70: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
-	7,  // 71: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
-	9,  // 72: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
-	11, // 73: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
-	13, // 74: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
-	15, // 75: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
-	17, // 76: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
-	19, // 77: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
-	21, // 78: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
-	23, // 79: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
-	25, // 80: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
-	27, // 81: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
-	68, // [68:82] is the sub-list for method output_type
-	54, // [54:68] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	38, // 0: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
+	39, // 1: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
+	40, // 2: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
+	41, // 3: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
+	42, // 4: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
+	29, // 5: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
+	2,  // 6: drplane.v1.GetStatusResponse.degraded:type_name -> drplane.v1.ProductionProblem
+	38, // 7: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
+	39, // 8: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
+	41, // 9: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
+	43, // 10: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
+	39, // 11: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
+	43, // 12: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
+	39, // 13: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
+	38, // 14: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
+	39, // 15: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
+	30, // 16: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
+	43, // 17: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	39, // 18: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	33, // 19: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
+	38, // 20: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
+	39, // 21: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	33, // 22: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
+	38, // 23: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
+	39, // 24: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	33, // 25: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
+	43, // 26: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	39, // 27: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	43, // 28: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	39, // 29: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	43, // 30: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
+	39, // 31: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
+	43, // 32: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
+	44, // 33: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
+	34, // 34: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
+	39, // 35: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
+	45, // 36: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
+	39, // 37: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	46, // 38: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	47, // 39: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
+	47, // 40: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	44, // 41: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
+	35, // 42: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
+	36, // 43: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
+	31, // 44: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
+	48, // 45: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
+	47, // 46: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
+	47, // 47: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
+	37, // 48: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
+	49, // 49: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
+	47, // 50: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
+	47, // 51: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
+	47, // 52: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	50, // 53: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
+	32, // 54: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
+	0,  // 55: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
+	3,  // 56: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
+	5,  // 57: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
+	7,  // 58: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
+	9,  // 59: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
+	11, // 60: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
+	13, // 61: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
+	15, // 62: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
+	17, // 63: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
+	19, // 64: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
+	21, // 65: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
+	23, // 66: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
+	25, // 67: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
+	27, // 68: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
+	1,  // 69: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
+	4,  // 70: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
+	6,  // 71: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
+	8,  // 72: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
+	10, // 73: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
+	12, // 74: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
+	14, // 75: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
+	16, // 76: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
+	18, // 77: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
+	20, // 78: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
+	22, // 79: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
+	24, // 80: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
+	26, // 81: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
+	28, // 82: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
+	69, // [69:83] is the sub-list for method output_type
+	55, // [55:69] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_operator_proto_init() }
@@ -2785,7 +2869,7 @@ func file_drplane_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_operator_proto_rawDesc), len(file_drplane_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
