@@ -46,6 +46,9 @@ type StepJSON struct {
 	Message  string            `json:"message,omitempty"`
 	Outputs  map[string]string `json:"outputs,omitempty"`
 	Replayed bool              `json:"replayed,omitempty"`
+	// Verified is true when the agent stopped while the step ran and
+	// found its effect in place when the step was re-sent.
+	Verified bool `json:"verified,omitempty"`
 }
 
 // StatusJSON is the stable shape of `drplane status --json`.

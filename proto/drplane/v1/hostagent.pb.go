@@ -883,7 +883,11 @@ type StepResult struct {
 	StartedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	EndedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=ended_at,json=endedAt,proto3" json:"ended_at,omitempty"`
 	// replayed is true when the result came from the journal.
-	Replayed      bool `protobuf:"varint,6,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	Replayed bool `protobuf:"varint,6,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// verified is true when the agent stopped while the step ran (its
+	// outcome unknown) and a re-sent step found the step's effect in place
+	// on the service itself, without running the step again.
+	Verified      bool `protobuf:"varint,7,opt,name=verified,proto3" json:"verified,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -956,6 +960,13 @@ func (x *StepResult) GetEndedAt() *timestamppb.Timestamp {
 func (x *StepResult) GetReplayed() bool {
 	if x != nil {
 		return x.Replayed
+	}
+	return false
+}
+
+func (x *StepResult) GetVerified() bool {
+	if x != nil {
+		return x.Verified
 	}
 	return false
 }
@@ -1272,7 +1283,7 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"timeout_ms\x18\a \x01(\x04R\ttimeoutMs\x1a7\n" +
 	"\tArgsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbf\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdb\x02\n" +
 	"\n" +
 	"StepResult\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x18\n" +
@@ -1281,7 +1292,8 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\n" +
 	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x125\n" +
 	"\bended_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt\x12\x1a\n" +
-	"\breplayed\x18\x06 \x01(\bR\breplayed\x1a:\n" +
+	"\breplayed\x18\x06 \x01(\bR\breplayed\x12\x1a\n" +
+	"\bverified\x18\a \x01(\bR\bverified\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"j\n" +
