@@ -45,7 +45,9 @@ type testAgent struct {
 	guard []string
 	// clock is Deps.Clock; nil is the real clock.
 	clock clock.Clock
-	log   *testLogWriter
+	// writeFile is Deps.WriteFile; nil is the real file system.
+	writeFile WriteFileFunc
+	log       *testLogWriter
 }
 
 // newTestAgent starts an agent whose services are fakes. The fakes and the
@@ -105,6 +107,7 @@ func (ta *testAgent) start() {
 		},
 		LeaseGuard: ta.guard,
 		Clock:      ta.clock,
+		WriteFile:  ta.writeFile,
 	})
 	require.NoError(t, err)
 	ta.agent = a

@@ -112,6 +112,7 @@ func (a *Agent) probeResponse(ctx context.Context) *pb.ProbeResponse {
 		}
 	}
 	resp.Syncs = a.syncStatuses()
+	resp.Problems = a.dataDir.problems()
 	return resp
 }
 

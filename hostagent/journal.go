@@ -60,6 +60,7 @@ var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@#-]{0,127}$`)
 // it twice does what running it once does.
 type journal struct {
 	dir string
+	w   *dataDirWriter
 
 	mu      sync.Mutex
 	running map[string]*stepRun
@@ -115,11 +116,11 @@ func (r *stepRun) since(i int) ([]string, *stepResult, <-chan struct{}) {
 	return lines, r.result, r.changed
 }
 
-func openJournal(dir string) (*journal, error) {
+func openJournal(dir string, w *dataDirWriter) (*journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create journal dir %s: %w", dir, err)
 	}
-	return &journal{dir: dir, running: map[string]*stepRun{}}, nil
+	return &journal{dir: dir, w: w, running: map[string]*stepRun{}}, nil
 }
 
 func (j *journal) path(execID, stepID string) string {
@@ -207,7 +208,7 @@ func (j *journal) write(execID, stepID string, rec *journalRecord) error {
 	if err := os.MkdirAll(filepath.Join(j.dir, execID), 0o700); err != nil {
 		return fmt.Errorf("create journal dir for %s: %w", execID, err)
 	}
-	if err := writeFileSync(j.path(execID, stepID), rec); err != nil {
+	if err := j.w.writeJSON(j.path(execID, stepID), rec); err != nil {
 		return fmt.Errorf("journal %s/%s: %w", execID, stepID, err)
 	}
 	return nil
