@@ -159,7 +159,9 @@ func (a *Agent) serviceStatus(ctx context.Context, svc *service) *pb.ServiceStat
 // Execute runs one step at most once per (execution id, step id) and
 // streams its progress and result. The step runs on the agent's own
 // context: a leader that disconnects does not cancel it, and a re-sent
-// step attaches to it.
+// step attaches to it. A re-sent step this agent (or the one before it)
+// stopped during is resumed: its effect is checked on the service, and an
+// idempotent one runs again when the effect is absent (resume.go).
 func (e *hostAgentEndpoint) Execute(req *pb.ExecuteRequest, stream grpc.ServerStreamingServer[pb.ExecuteResponse]) error {
 	a := e.agent
 	run, err := a.prepareStep(req)
