@@ -95,6 +95,9 @@ func printExecution(w io.Writer, ex *pb.Execution) error {
 		if st.GetReplayed() {
 			msg += " (from the agent's journal)"
 		}
+		if st.GetVerified() {
+			msg += " (verified on the service after the agent stopped)"
+		}
 		t.row(st.GetStep().GetId(), host, start, end, took, stepState(st), oneLine(msg))
 	}
 	return t.flush()
@@ -118,7 +121,7 @@ func executionJSONOf(ex *pb.Execution, withSteps bool) ExecutionJSON {
 	}
 	for _, st := range ex.GetSteps() {
 		sj := StepJSON{ID: st.GetStep().GetId(), Action: structs.ActionName(st.GetStep().GetAction()), Host: st.GetStep().GetHost(), Target: st.GetStep().GetTarget(),
-			State: stepState(st), Attempt: st.GetAttempt(), Message: st.GetMessage(), Outputs: st.GetOutputs(), Replayed: st.GetReplayed()}
+			State: stepState(st), Attempt: st.GetAttempt(), Message: st.GetMessage(), Outputs: st.GetOutputs(), Replayed: st.GetReplayed(), Verified: st.GetVerified()}
 		if st.GetStartedAt() != nil {
 			t := st.GetStartedAt().AsTime()
 			sj.Started = &t

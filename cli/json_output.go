@@ -46,6 +46,9 @@ type StepJSON struct {
 	Message  string            `json:"message,omitempty"`
 	Outputs  map[string]string `json:"outputs,omitempty"`
 	Replayed bool              `json:"replayed,omitempty"`
+	// Verified is true when the agent stopped while the step ran and
+	// found its effect in place when the step was re-sent.
+	Verified bool `json:"verified,omitempty"`
 }
 
 // StatusJSON is the stable shape of `drplane status --json`.
@@ -122,6 +125,16 @@ type AgentJSON struct {
 	Roles      map[string]string  `json:"roles,omitempty"`
 	Lag        map[string]LagJSON `json:"lag,omitempty"`
 	ProbeError string             `json:"probe_error,omitempty"`
+	// Problems are the host problems the agent reported in that probe.
+	Problems []HostProblemJSON `json:"problems,omitempty"`
+}
+
+// HostProblemJSON is one problem an agent reported on its host, in
+// AgentJSON. Kind is "data_dir_unwritable".
+type HostProblemJSON struct {
+	Kind    string     `json:"kind"`
+	Message string     `json:"message"`
+	Since   *time.Time `json:"since,omitempty"`
 }
 
 // LagJSON is a service's replication position and lag in AgentJSON.

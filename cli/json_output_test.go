@@ -16,13 +16,13 @@ func TestJSONOutput_FieldNames(t *testing.T) {
 		tags  []string
 	}{
 		{ExecutionJSON{}, []string{"id", "kind", "trigger", "plan", "from", "to", "actor", "started_at", "finished_at", "result", "message", "rto_seconds", "rpo_seconds", "rto_target_seconds", "rpo_target_seconds", "pass", "steps,omitempty"}},
-		{StepJSON{}, []string{"id", "action", "host,omitempty", "target,omitempty", "state", "attempt,omitempty", "started_at,omitempty", "ended_at,omitempty", "message,omitempty", "outputs,omitempty", "replayed,omitempty"}},
+		{StepJSON{}, []string{"id", "action", "host,omitempty", "target,omitempty", "state", "attempt,omitempty", "started_at,omitempty", "ended_at,omitempty", "message,omitempty", "outputs,omitempty", "replayed,omitempty", "verified,omitempty"}},
 		{StatusJSON{}, []string{"leader_id", "epoch", "active_site", "stale", "served_by", "sites", "servers", "agents", "automation,omitempty", "degraded"}},
 		{ProductionProblemJSON{}, []string{"host_id,omitempty", "service,omitempty", "problem"}},
 		{AutomationJSON{}, []string{"enabled", "paused", "paused_by,omitempty", "blocked,omitempty", "site_lost", "would_fire", "reason,omitempty", "exposure_target,omitempty", "exposure_seconds,omitempty", "exposure_detail,omitempty"}},
 		{SiteJSON{}, []string{"name", "kind", "active"}},
 		{ServerJSON{}, []string{"id", "site", "address", "raft_address", "state", "voter", "last_index"}},
-		{AgentJSON{}, []string{"host_id", "site", "address", "services", "reachable,omitempty", "lease_valid", "fenced", "epoch,omitempty", "roles,omitempty", "lag,omitempty", "probe_error,omitempty"}},
+		{AgentJSON{}, []string{"host_id", "site", "address", "services", "reachable,omitempty", "lease_valid", "fenced", "epoch,omitempty", "roles,omitempty", "lag,omitempty", "probe_error,omitempty", "problems,omitempty"}},
 		{LagJSON{}, []string{"position", "lag_ms", "lag_bytes"}},
 		{MembersJSON{}, []string{"leader_id", "servers"}},
 		{SnapshotJSON{}, []string{"id", "name", "engine", "created_at", "files", "bytes", "reason"}},

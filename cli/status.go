@@ -98,6 +98,14 @@ func addProbe(aj *AgentJSON, p *pb.AgentProbe) {
 	reachable := p.GetReachable()
 	aj.Reachable, aj.LeaseValid, aj.Fenced, aj.Epoch, aj.ProbeError = &reachable, p.GetLeaseValid(), p.GetFenced(), p.GetEpoch(), p.GetError()
 	aj.Roles, aj.Lag = map[string]string{}, map[string]LagJSON{}
+	for _, hp := range p.GetProblems() {
+		pj := HostProblemJSON{Kind: hostProblemKind(hp.GetKind()), Message: hp.GetMessage()}
+		if hp.GetSince() != nil {
+			since := hp.GetSince().AsTime()
+			pj.Since = &since
+		}
+		aj.Problems = append(aj.Problems, pj)
+	}
 	for _, svc := range p.GetServices() {
 		aj.Roles[svc.GetName()] = structs.RoleName(svc.GetRole())
 		if r := svc.GetReplication(); r != nil {
@@ -150,7 +158,27 @@ func printStatus(w io.Writer, s StatusJSON) error {
 	for _, a := range s.Agents {
 		t.row(a.HostID, a.Site, a.Address, reachability(a), leaseState(a), serviceRoles(a))
 	}
-	return t.flush()
+	if err := t.flush(); err != nil {
+		return err
+	}
+	printHostProblems(w, s.Agents)
+	return nil
+}
+
+// printHostProblems prints one line per problem an agent reported, such
+// as a data_dir it cannot write.
+func printHostProblems(w io.Writer, agents []AgentJSON) {
+	for _, a := range agents {
+		for _, p := range a.Problems {
+			fmt.Fprintf(w, "host %s: %s\n", a.HostID, p.Message)
+		}
+	}
+}
+
+// hostProblemKind is a problem kind as --json spells it:
+// HOST_PROBLEM_KIND_DATA_DIR_UNWRITABLE is "data_dir_unwritable".
+func hostProblemKind(k pb.HostProblemKind) string {
+	return strings.ToLower(strings.TrimPrefix(k.String(), "HOST_PROBLEM_KIND_"))
 }
 
 // printAutomation prints whether an automatic failover would fire now and

@@ -95,6 +95,27 @@ func TestStatus_Table(t *testing.T) {
 	require.Regexp(t, `db-1\s+dr\s+127\.0\.0\.1:7500\s+yes\s+valid\s+postgres=primary`, s)
 }
 
+// An agent that cannot write its data_dir says so in status, human and
+// --json, typed by kind.
+func TestStatus_HostProblem_DataDirUnwritable(t *testing.T) {
+	st := sampleStatus()
+	st.Agents[0].Probe.Problems = []*pb.HostProblem{{Kind: pb.HostProblemKind_HOST_PROBLEM_KIND_DATA_DIR_UNWRITABLE,
+		Message: "data_dir /x not writable: no space left on device"}}
+	f, out := testFactory(&fakeOperator{status: st})
+	require.NoError(t, runStatus(context.Background(), &statusOptions{f: f}))
+	require.Contains(t, out.String(), "host db-1: data_dir /x not writable: no space left on device\n")
+
+	f, out = testFactory(&fakeOperator{status: st})
+	require.NoError(t, runStatus(context.Background(), &statusOptions{f: f, JSON: true}))
+	var got StatusJSON
+	require.NoError(t, json.Unmarshal(out.Bytes(), &got))
+	require.Equal(t, []HostProblemJSON{{Kind: "data_dir_unwritable", Message: "data_dir /x not writable: no space left on device"}}, got.Agents[0].Problems)
+
+	f, out = testFactory(&fakeOperator{status: sampleStatus()})
+	require.NoError(t, runStatus(context.Background(), &statusOptions{f: f}))
+	require.NotContains(t, out.String(), "not writable")
+}
+
 func TestStatus_Errors_SayWhatToDo(t *testing.T) {
 	cases := []struct {
 		name string

@@ -36,7 +36,7 @@ type testCluster struct {
 	// raftConfig adjusts each server's Raft configuration.
 	raftConfig func(*raft.Config)
 	// agentLeaseTTL, when set, is the lease_ttl of agents started by
-	// startPlanAgentHandle (their boot window) instead of 3s.
+	// startPlanAgent (their boot window) instead of 3s.
 	agentLeaseTTL time.Duration
 }
 

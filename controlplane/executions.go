@@ -203,7 +203,7 @@ func (s *Server) executionToProto(ex *structs.Execution) *pb.Execution {
 			Step: &pb.PlanStep{Id: st.ID, Phase: st.Phase, Action: structs.ActionToProto(st.Action), Host: st.Host, Site: st.Site, Target: st.Target,
 				Args: st.Args, ArgsFrom: st.ArgsFrom, TimeoutMs: uint64(st.Timeout.Milliseconds()), Retries: int32(st.Retries),
 				OnFailure: st.OnFailure, DependsOn: st.DependsOn, HealthGate: st.HealthGate, Always: st.Always, Description: st.Description},
-			State: structs.StepStateToProto(es.State), Attempt: int32(es.Attempt), Message: es.Message, Outputs: es.Outputs, Replayed: es.Replayed, ApprovedBy: es.ApprovedBy,
+			State: structs.StepStateToProto(es.State), Attempt: int32(es.Attempt), Message: es.Message, Outputs: es.Outputs, Replayed: es.Replayed, Verified: es.Verified, ApprovedBy: es.ApprovedBy,
 		}
 		if !es.StartedAt.IsZero() {
 			ps.StartedAt = timestamppb.New(es.StartedAt)

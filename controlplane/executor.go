@@ -402,7 +402,7 @@ func (e *executor) performOnAgent(ctx context.Context, step plan.Step, attempt i
 	if err != nil {
 		return failed("%v", err)
 	}
-	out := structs.ExecStep{State: structs.StepFailed, Message: res.GetMessage(), Outputs: res.GetOutputs(), Replayed: res.GetReplayed()}
+	out := structs.ExecStep{State: structs.StepFailed, Message: res.GetMessage(), Outputs: res.GetOutputs(), Replayed: res.GetReplayed(), Verified: res.GetVerified()}
 	if res.GetOk() {
 		out.State = structs.StepSucceeded
 	}

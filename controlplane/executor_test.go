@@ -35,10 +35,19 @@ type appDriver struct {
 	driver.Driller
 }
 
-// startPlanAgentHandle runs an agent whose services are fakes, registered
-// with the cluster; it returns the fakes by service name and the agent, for
-// tests that stop it.
-func startPlanAgentHandle(t *testing.T, c *testCluster, hostID, site string, services ...testService) (map[string]*driver.Fake, *hostagent.Agent) {
+// planAgent is a test agent whose fakes and data dir outlive it, as a
+// host's services and disk outlive its agent process.
+type planAgent struct {
+	fakes map[string]*driver.Fake
+	agent *hostagent.Agent
+	cfg   *config.AgentConfig
+	deps  hostagent.Deps
+	ep    string // the agent's netsim endpoint, with c.net
+}
+
+// startPlanAgent runs an agent whose services are fakes, registered with
+// the cluster, and keeps what a restart needs.
+func startPlanAgent(t *testing.T, c *testCluster, hostID, site string, services ...testService) *planAgent {
 	t.Helper()
 	_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: c.tlsDir, Name: hostID, Role: tlsutil.RoleAgent})
 	require.NoError(t, err)
@@ -65,21 +74,43 @@ func startPlanAgentHandle(t *testing.T, c *testCluster, hostID, site string, ser
 		}
 		cfg.Services = append(cfg.Services, sc)
 	}
-	deps := hostagent.Deps{
+	pa := &planAgent{fakes: fakes, cfg: cfg, deps: hostagent.Deps{
 		Logger: testLogger(t, hostID, &lockedBuffer{}),
 		TLS:    c.material(hostID),
 		NewDriver: func(sc config.ServiceConfig, _ string, _ hclog.Logger) (driver.Driver, error) {
 			return drivers[sc.Name], nil
 		},
-	}
+	}}
 	if c.net != nil {
-		ep := site + "/" + hostID
-		deps.Listener, deps.Dial = c.net.Listen(ep, listen(t, "127.0.0.1:0")), c.net.Dialer(ep)
+		pa.ep = site + "/" + hostID
+		pa.deps.Dial = c.net.Dialer(pa.ep)
 	}
-	a, err := hostagent.New(cfg, deps)
+	pa.start(t, c, "127.0.0.1:0")
+	return pa
+}
+
+// start runs the agent listening on addr.
+func (pa *planAgent) start(t *testing.T, c *testCluster, addr string) {
+	t.Helper()
+	deps := pa.deps
+	if c.net != nil {
+		deps.Listener = c.net.Listen(pa.ep, listen(t, addr))
+	} else if addr != "127.0.0.1:0" {
+		deps.Listener = listen(t, addr)
+	}
+	a, err := hostagent.New(pa.cfg, deps)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
-	return fakes, a
+	pa.agent = a
+}
+
+// restart stops the agent and starts it again on the same address, data
+// dir and services, as an agent process restarted on its host.
+func (pa *planAgent) restart(t *testing.T, c *testCluster) {
+	t.Helper()
+	addr := pa.agent.Addr()
+	require.NoError(t, pa.agent.Shutdown(context.Background()))
+	pa.start(t, c, addr)
 }
 
 // twoSites is a primary site and a DR site, each with a database host and
@@ -88,6 +119,7 @@ type twoSites struct {
 	c                    *testCluster
 	db1, app1, db2, app2 map[string]*driver.Fake
 	agents               map[string]*hostagent.Agent
+	hosts                map[string]*planAgent
 }
 
 func newTwoSites(t *testing.T, configure func(*config.ServerConfig)) *twoSites {
@@ -101,11 +133,11 @@ func newTwoSitesOn(t *testing.T, sites []string, configure func(*config.ServerCo
 
 // newTwoSitesIn starts the two sites' agents with the servers of c.
 func newTwoSitesIn(t *testing.T, c *testCluster) *twoSites {
-	ts := &twoSites{c: c, agents: map[string]*hostagent.Agent{}}
+	ts := &twoSites{c: c, agents: map[string]*hostagent.Agent{}, hosts: map[string]*planAgent{}}
 	start := func(host, site string, svc testService) map[string]*driver.Fake {
-		fakes, a := startPlanAgentHandle(t, c, host, site, svc)
-		ts.agents[host] = a
-		return fakes
+		pa := startPlanAgent(t, c, host, site, svc)
+		ts.agents[host], ts.hosts[host] = pa.agent, pa
+		return pa.fakes
 	}
 	ts.db1 = start("db-1", "primary", testService{name: "postgres", role: driver.RolePrimary, promotable: true})
 	ts.app1 = start("app-1", "primary", testService{name: "engine", role: driver.RolePrimary, dependsOn: []string{"postgres"}})
@@ -274,6 +306,34 @@ func TestExecutor_LeaderKilledMidStep_ResumesAndRunsEachStepOnce(t *testing.T) {
 	st, err := ts.c.client(newLeader).GetStatus(testCtx(t), &pb.GetStatusRequest{})
 	require.NoError(t, err)
 	require.Equal(t, uint64(2), st.GetEpoch(), "the site was activated exactly once")
+}
+
+// TestExecutor_PromoteAnswerLost_ResentAndVerified: db-2's agent stops
+// while it promotes, after the database became primary, so the leader
+// sees the stream break (Unavailable) instead of a result. The leader
+// re-sends the same step to the restarted agent, which finds the service
+// primary: the step succeeds, verified, without a second promote, and the
+// failover completes.
+func TestExecutor_PromoteAnswerLost_ResentAndVerified(t *testing.T) {
+	ts := newTwoSites(t, nil)
+	ts.db2["postgres"].PromoteHold = make(chan struct{}) // never released
+	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr", AllowDataLoss: true})
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		role := ts.db2["postgres"].Role()
+		return role == driver.RolePrimary, fmt.Errorf("db-2's postgres is %s", role)
+	})
+	ts.hosts["db-2"].restart(t, ts.c)
+
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
+	promote := stepOf(t, ex, stepIDs(ex, plan.ActionPromote)[0])
+	require.Equal(t, structs.StepSucceeded, structs.StepStateName(promote.GetState()), promote.GetMessage())
+	require.True(t, promote.GetVerified(), "the leader records the agent's verified answer")
+	require.Contains(t, promote.GetMessage(), "the step's effect is in place: postgres is primary")
+	require.Equal(t, int32(1), promote.GetAttempt(), "the same step was re-sent, not retried as a new one")
+	promotes, _ := ts.db2["postgres"].Transitions()
+	require.Equal(t, 1, promotes, "the promote ran once")
+	require.Equal(t, driver.RolePrimary, ts.app2["engine"].Role(), "the failover went on after the promote")
 }
 
 // failoverWaitingForApproval starts a failover whose plan has an approval

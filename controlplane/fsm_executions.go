@@ -81,7 +81,7 @@ func (f *FSM) applyStepUpdate(req *structs.StepUpdateRequest, index uint64) stri
 			}
 		}
 		cur.State, cur.EndedAt, cur.Message = next.State, req.Time, next.Message
-		cur.Outputs, cur.Replayed = maps.Clone(next.Outputs), next.Replayed
+		cur.Outputs, cur.Replayed, cur.Verified = maps.Clone(next.Outputs), next.Replayed, next.Verified
 	default:
 		return fmt.Sprintf("step state %q is not one a step moves to", next.State)
 	}

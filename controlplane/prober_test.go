@@ -3,7 +3,10 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -11,6 +14,7 @@ import (
 	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/internal/clock"
 	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/fsutil"
 	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/drplane/drplane/internal/tlsutil"
@@ -153,4 +157,45 @@ func TestProber_RecordsRenewalsInLeaseTable(t *testing.T) {
 			require.Equal(t, !tc.cancel, observed, "a probe cut short says nothing about the host")
 		})
 	}
+}
+
+// An agent that cannot write its data_dir (a full disk) reports it in its
+// probe answer; the leader keeps it with the probe and status shows it,
+// until the agent's writes succeed again.
+func TestProber_HostProblem_KeptWithProbe(t *testing.T) {
+	c := newTestCluster(t, 1)
+	c.waitForLeader()
+	var full atomic.Bool
+	full.Store(true)
+	pa := startPlanAgent(t, c, "db-1", "primary", testService{name: "postgres", role: driver.RolePrimary, promotable: true})
+	pa.deps.WriteFile = func(path string, data []byte, durable bool) error {
+		if full.Load() && filepath.Base(path) == "lease" {
+			return &os.PathError{Op: "write", Path: path + ".tmp-1", Err: syscall.ENOSPC}
+		}
+		return fsutil.WriteFile(path, data, durable)
+	}
+	pa.restart(t, c)
+	problemsOf := func() ([]*pb.HostProblem, error) {
+		a, _, err := agentStatus(t, c, "db-1")
+		if err != nil {
+			return nil, err
+		}
+		if !a.GetProbe().GetReachable() {
+			return nil, fmt.Errorf("db-1 not probed yet")
+		}
+		return a.GetProbe().GetProblems(), nil
+	}
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		problems, err := problemsOf()
+		if err != nil {
+			return false, err
+		}
+		return len(problems) == 1 && problems[0].GetKind() == pb.HostProblemKind_HOST_PROBLEM_KIND_DATA_DIR_UNWRITABLE &&
+			problems[0].GetMessage() == "data_dir "+pa.cfg.DataDir+" not writable: no space left on device", fmt.Errorf("problems: %v", problems)
+	})
+	full.Store(false)
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		problems, err := problemsOf()
+		return err == nil && len(problems) == 0, fmt.Errorf("problems: %v (%v)", problems, err)
+	})
 }

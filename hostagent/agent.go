@@ -49,6 +49,10 @@ type Deps struct {
 	// Clock, when set, is the source of time of the lease and the fencer
 	// (invariant 4); nil means the real clock. Tests pass a virtual one.
 	Clock clock.Clock
+	// WriteFile, when set, writes the agent's own files in data_dir (the
+	// epoch, the journal, the lease record); nil means fsutil.WriteFile.
+	// Tests inject a full disk.
+	WriteFile WriteFileFunc
 }
 
 // Agent is one running host agent.
@@ -62,6 +66,7 @@ type Agent struct {
 	// it, and the fencer waits on its timers.
 	clock clock.Clock
 
+	dataDir *dataDirWriter
 	epoch   *epochStore
 	journal *journal
 	// leaseRecorded is the lease deadline last written to data_dir (see
@@ -114,6 +119,7 @@ func New(cfg *config.AgentConfig, deps Deps) (a *Agent, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	a = &Agent{
 		config: cfg, logger: deps.Logger, tls: deps.TLS, self: deps.Self, dial: deps.Dial, clock: clock.OrReal(deps.Clock),
+		dataDir:   newDataDirWriter(cfg.DataDir, deps.WriteFile),
 		services:  map[string]*service{},
 		snapshots: map[string]*snapshot.Manager{}, syncStates: map[string]*syncState{},
 		ctx: ctx, cancel: cancel,
@@ -152,10 +158,10 @@ func (a *Agent) openState() error {
 		return fmt.Errorf("create data dir %s: %w", a.config.DataDir, err)
 	}
 	var err error
-	if a.epoch, err = openEpochStore(a.config.DataDir); err != nil {
+	if a.epoch, err = openEpochStore(a.config.DataDir, a.dataDir); err != nil {
 		return err
 	}
-	if a.journal, err = openJournal(filepath.Join(a.config.DataDir, "journal")); err != nil {
+	if a.journal, err = openJournal(filepath.Join(a.config.DataDir, "journal"), a.dataDir); err != nil {
 		return err
 	}
 	window, err := bootWindow(a.config.DataDir, a.startedAt, a.config.LeaseTTL)
@@ -181,7 +187,9 @@ func (a *Agent) recordLease(now time.Time) {
 		return
 	}
 	until := time.Now().Add(deadline.Sub(now))
-	if err := writeLeaseUntil(a.config.DataDir, until); err != nil {
+	if err := writeLeaseUntil(a.dataDir, until); err != nil {
+		// Probes report it too (dataDirWriter), and the next renewal
+		// tries again.
 		a.logger.Warn("failed to record the lease", "error", err)
 		return
 	}

@@ -45,7 +45,9 @@ type testAgent struct {
 	guard []string
 	// clock is Deps.Clock; nil is the real clock.
 	clock clock.Clock
-	log   *testLogWriter
+	// writeFile is Deps.WriteFile; nil is the real file system.
+	writeFile WriteFileFunc
+	log       *testLogWriter
 }
 
 // newTestAgent starts an agent whose services are fakes. The fakes and the
@@ -105,6 +107,7 @@ func (ta *testAgent) start() {
 		},
 		LeaseGuard: ta.guard,
 		Clock:      ta.clock,
+		WriteFile:  ta.writeFile,
 	})
 	require.NoError(t, err)
 	ta.agent = a
@@ -257,19 +260,95 @@ func TestAgent_Step_ResentWhileRunning_Attaches(t *testing.T) {
 	require.Equal(t, 1, starts, "a step re-sent while it runs must attach, not run again")
 }
 
-func TestAgent_Step_InterruptedByRestart_NotRerun(t *testing.T) {
-	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
-	// The intent is journaled but no result: the agent died mid-step.
-	dir := filepath.Join(ta.dataDir, "journal", "exec-3")
+// journalIntent leaves in the journal what a SIGKILLed agent leaves: the
+// intent of a step and no result.
+func journalIntent(t *testing.T, dataDir, execID, stepID, action, target string) {
+	t.Helper()
+	dir := filepath.Join(dataDir, "journal", execID)
 	require.NoError(t, os.MkdirAll(dir, 0o700))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "start-app.json"), []byte(`{"action":"start","target":"app","done":false}`), 0o600))
+	rec := fmt.Sprintf(`{"action":%q,"target":%q,"done":false}`, action, target)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, stepID+".json"), []byte(rec), 0o600))
+}
 
-	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "exec-3", StepId: "start-app", Epoch: 1, Action: pb.StepAction_STEP_ACTION_START, Target: "app"})
+// A hook the agent died during is never run again: its outcome is unknown
+// and running it twice may do twice what must happen once.
+func TestAgent_Step_InterruptedHook_NotRerun(t *testing.T) {
+	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
+	journalIntent(t, ta.dataDir, "exec-3", "trip", "hook", "trip")
+
+	lines, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "exec-3", StepId: "trip", Epoch: 1, Action: pb.StepAction_STEP_ACTION_HOOK, Target: "trip"})
 	require.NoError(t, err)
 	require.False(t, res.GetOk())
+	require.False(t, res.GetVerified())
 	require.Contains(t, res.GetMessage(), "interrupted")
+	require.Empty(t, lines, "the hook did not run again")
+}
+
+// A start the agent died during, whose service is not running, is run
+// again (Start is idempotent); a stop whose service is stopped is found
+// done without stopping again.
+func TestAgent_Step_Interrupted_RerunOrVerified(t *testing.T) {
+	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStopped, "app": driver.RoleStopped})
+	journalIntent(t, ta.dataDir, "exec-4", "start-app", "start", "app")
+	journalIntent(t, ta.dataDir, "exec-4", "stop-pg", "stop", "pg")
+
+	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "exec-4", StepId: "start-app", Epoch: 1, Action: pb.StepAction_STEP_ACTION_START, Target: "app"})
+	require.NoError(t, err)
+	require.True(t, res.GetOk(), res.GetMessage())
+	require.False(t, res.GetVerified())
 	starts, _ := ta.fakes["app"].Counts()
-	require.Zero(t, starts)
+	require.Equal(t, 1, starts, "the effect was absent: the start ran again")
+
+	_, res, err = ta.execute(&pb.ExecuteRequest{ExecutionId: "exec-4", StepId: "stop-pg", Epoch: 1, Action: pb.StepAction_STEP_ACTION_STOP, Target: "pg"})
+	require.NoError(t, err)
+	require.True(t, res.GetOk(), res.GetMessage())
+	require.True(t, res.GetVerified())
+	require.Contains(t, res.GetMessage(), "the step's effect is in place: pg is stopped")
+	require.Equal(t, "0/3000028", res.GetOutputs()["position"], "the stop's final position is output as the step does")
+	_, stops := ta.fakes["pg"].Counts()
+	require.Zero(t, stops)
+}
+
+// TestAgent_Step_PromoteAnswerLost_ResentVerified: the agent stops while
+// a promote runs, after the service became primary; the re-sent step, to
+// the restarted agent, finds the service primary and records success,
+// verified, without promoting again.
+func TestAgent_Step_PromoteAnswerLost_ResentVerified(t *testing.T) {
+	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
+	ta.fakes["pg"].PromoteHold = make(chan struct{}) // never released
+	req := &pb.ExecuteRequest{ExecutionId: "exec-5", StepId: "promote-pg", Epoch: 2, Action: pb.StepAction_STEP_ACTION_PROMOTE, Target: "pg"}
+	first := make(chan error, 1)
+	go func() {
+		_, _, err := ta.execute(req)
+		first <- err
+	}()
+	testutil.WaitForResult(t, 10*time.Second, func() (bool, error) {
+		role := ta.fakes["pg"].Role()
+		return role == driver.RolePrimary, fmt.Errorf("pg is %s", role)
+	})
+	ta.restart()
+	err := <-first
+	require.Equal(t, codes.Unavailable, status.Code(err), "the leader sees a transient error and re-sends: %v", err)
+
+	lines, res, err := ta.execute(req)
+	require.NoError(t, err)
+	require.True(t, res.GetOk(), res.GetMessage())
+	require.True(t, res.GetVerified())
+	require.Contains(t, res.GetMessage(), "the step's effect is in place: pg is primary at "+driver.FakePosition)
+	require.Equal(t, driver.FakePosition, res.GetOutputs()["position"])
+	require.Contains(t, strings.Join(lines, "\n"), "checking whether its effect is in place")
+	promotes, _ := ta.fakes["pg"].Transitions()
+	require.Equal(t, 1, promotes, "the promote did not run again")
+
+	// The journal says so, and answers the next re-send from it.
+	data, err := os.ReadFile(filepath.Join(ta.dataDir, "journal", "exec-5", "promote-pg.json"))
+	require.NoError(t, err)
+	var rec journalRecord
+	require.NoError(t, json.Unmarshal(data, &rec))
+	require.True(t, rec.Done && rec.Result.OK && rec.Result.Verified, "%s", data)
+	_, again, err := ta.execute(req)
+	require.NoError(t, err)
+	require.True(t, again.GetReplayed() && again.GetVerified() && again.GetOk())
 }
 
 func TestAgent_Lease_LapseFencesPrimaries(t *testing.T) {

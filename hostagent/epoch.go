@@ -33,6 +33,7 @@ func (e *StaleEpochError) Unwrap() error { return ErrStaleEpoch }
 // data dir before any instruction carrying it is acted on (invariant 2).
 type epochStore struct {
 	path string
+	w    *dataDirWriter
 
 	mu    sync.Mutex
 	epoch uint64
@@ -43,8 +44,8 @@ type epochFile struct {
 }
 
 // openEpochStore reads dir/epoch, starting from 0 when it does not exist.
-func openEpochStore(dir string) (*epochStore, error) {
-	s := &epochStore{path: filepath.Join(dir, "epoch")}
+func openEpochStore(dir string, w *dataDirWriter) (*epochStore, error) {
+	s := &epochStore{path: filepath.Join(dir, "epoch"), w: w}
 	data, err := os.ReadFile(s.path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -78,7 +79,7 @@ func (s *epochStore) observe(epoch uint64) error {
 	if epoch == s.epoch {
 		return nil
 	}
-	if err := writeFileSync(s.path, epochFile{Epoch: epoch}); err != nil {
+	if err := s.w.writeJSON(s.path, epochFile{Epoch: epoch}); err != nil {
 		return fmt.Errorf("persist epoch %d: %w", epoch, err)
 	}
 	s.epoch = epoch

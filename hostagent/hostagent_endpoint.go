@@ -112,6 +112,7 @@ func (a *Agent) probeResponse(ctx context.Context) *pb.ProbeResponse {
 		}
 	}
 	resp.Syncs = a.syncStatuses()
+	resp.Problems = a.dataDir.problems()
 	return resp
 }
 
@@ -158,7 +159,9 @@ func (a *Agent) serviceStatus(ctx context.Context, svc *service) *pb.ServiceStat
 // Execute runs one step at most once per (execution id, step id) and
 // streams its progress and result. The step runs on the agent's own
 // context: a leader that disconnects does not cancel it, and a re-sent
-// step attaches to it.
+// step attaches to it. A re-sent step this agent (or the one before it)
+// stopped during is resumed: its effect is checked on the service, and an
+// idempotent one runs again when the effect is absent (resume.go).
 func (e *hostAgentEndpoint) Execute(req *pb.ExecuteRequest, stream grpc.ServerStreamingServer[pb.ExecuteResponse]) error {
 	a := e.agent
 	run, err := a.prepareStep(req)
@@ -169,21 +172,26 @@ func (e *hostAgentEndpoint) Execute(req *pb.ExecuteRequest, stream grpc.ServerSt
 	if err := a.epoch.observe(req.GetEpoch()); err != nil {
 		return toStatus(err)
 	}
-	recorded, progress, owned, err := a.journal.begin(req.GetExecutionId(), req.GetStepId(), actionName(req), req.GetTarget())
+	resume := a.resumption(req, run)
+	c, err := a.journal.begin(req.GetExecutionId(), req.GetStepId(), actionName(req), req.GetTarget(), resume != nil)
 	if err != nil {
 		return toStatus(err)
 	}
-	if recorded != nil {
-		return stream.Send(&pb.ExecuteResponse{Event: &pb.ExecuteResponse_Result{Result: resultToProto(recorded, true)}})
+	if c.recorded != nil {
+		return stream.Send(&pb.ExecuteResponse{Event: &pb.ExecuteResponse_Result{Result: resultToProto(c.recorded, true)}})
 	}
-	if owned {
+	if c.owned {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			a.runStep(req, run, progress)
+			if c.resumed {
+				a.runResumed(req, resume, c.run)
+				return
+			}
+			a.runStep(req, run, c.run)
 		}()
 	}
-	return follow(stream, progress)
+	return follow(stream, c.run)
 }
 
 // follow streams a run's progress lines and then its result.
@@ -197,6 +205,12 @@ func follow(stream grpc.ServerStreamingServer[pb.ExecuteResponse], run *stepRun)
 			}
 		}
 		sent += len(lines)
+		if res != nil && res.Interrupted {
+			// This agent is stopping: the step's outcome is unknown here,
+			// and the leader re-sends it to the agent that comes back,
+			// which finds out (resume.go).
+			return status.Error(codes.Unavailable, "the agent is stopping while the step runs; re-send it: "+res.Message)
+		}
 		if res != nil {
 			return stream.Send(&pb.ExecuteResponse{Event: &pb.ExecuteResponse_Result{Result: resultToProto(res, false)}})
 		}
@@ -210,7 +224,7 @@ func follow(stream grpc.ServerStreamingServer[pb.ExecuteResponse], run *stepRun)
 
 func resultToProto(r *stepResult, replayed bool) *pb.StepResult {
 	return &pb.StepResult{
-		Ok: r.OK, Message: r.Message, Outputs: r.Outputs, Replayed: replayed,
+		Ok: r.OK, Message: r.Message, Outputs: r.Outputs, Replayed: replayed, Verified: r.Verified,
 		StartedAt: timestamppb.New(r.StartedAt), EndedAt: timestamppb.New(r.EndedAt),
 	}
 }

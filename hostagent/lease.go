@@ -36,16 +36,11 @@ func readLeaseUntil(dir string) (time.Time, bool, error) {
 	return time.Unix(0, ns), true, nil
 }
 
-// writeLeaseUntil records when the lease ends. It is not fsynced: it
-// guards against an agent restart, and a crash of the host stops its
-// services too.
-func writeLeaseUntil(dir string, until time.Time) error {
-	path := filepath.Join(dir, leaseFileName)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(until.UnixNano(), 10)+"\n"), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+// writeLeaseUntil records when the lease ends, through w. It is not
+// fsynced: it guards against an agent restart, and a crash of the host
+// stops its services too.
+func writeLeaseUntil(w *dataDirWriter, until time.Time) error {
+	return w.writeFile(filepath.Join(w.dir, leaseFileName), []byte(strconv.FormatInt(until.UnixNano(), 10)+"\n"), false)
 }
 
 // bootWindow is how long an agent starting at now waits for a leader

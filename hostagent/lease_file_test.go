@@ -36,7 +36,7 @@ func TestBootWindow_NeverOutlivesTheLastGrantedLease(t *testing.T) {
 			case tc.file != "":
 				require.NoError(t, os.WriteFile(filepath.Join(dir, leaseFileName), []byte(tc.file), 0o600))
 			case !tc.until.IsZero():
-				require.NoError(t, writeLeaseUntil(dir, tc.until))
+				require.NoError(t, writeLeaseUntil(newDataDirWriter(dir, nil), tc.until))
 			}
 			got, err := bootWindow(dir, now, ttl)
 			if tc.wantErr {

@@ -165,6 +165,12 @@ func (a *Agent) stopService(ctx context.Context, svc *service, p driver.Progress
 		return nil, err
 	}
 	svc.observe(driver.Status{Role: driver.RoleStopped}, nil)
+	return a.finalPosition(ctx, svc, p)
+}
+
+// finalPosition outputs a stopped data service's final position, when
+// its driver can tell.
+func (a *Agent) finalPosition(ctx context.Context, svc *service, p driver.Progress) (map[string]string, error) {
 	fp, ok := svc.driver.(driver.FinalPositioner)
 	if !ok {
 		return nil, nil
@@ -264,19 +270,35 @@ func (a *Agent) fenceStep(req *pb.ExecuteRequest) (stepFunc, error) {
 // runStep executes a prepared step under its timeout and journals the
 // result.
 func (a *Agent) runStep(req *pb.ExecuteRequest, fn stepFunc, run *stepRun) {
+	ctx, cancel := a.stepContext(req)
+	defer cancel()
+	a.logger.Info("running step", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "action", actionName(req), "target", req.GetTarget())
+	a.endStep(req, run, a.perform(ctx, req, fn, run))
+}
+
+// stepContext is the step's timeout on the agent's own context: the
+// agent's stop ends it, a leader that disconnects does not.
+func (a *Agent) stepContext(req *pb.ExecuteRequest) (context.Context, context.CancelFunc) {
 	timeout := time.Duration(req.GetTimeoutMs()) * time.Millisecond
 	if timeout <= 0 {
 		timeout = defaultStepTimeout
 	}
-	ctx, cancel := context.WithTimeout(a.ctx, timeout)
-	defer cancel()
+	return context.WithTimeout(a.ctx, timeout)
+}
+
+// perform runs fn and returns its result. A step that failed because this
+// agent is stopping is interrupted, not failed: what it did before the
+// stop is unknown, and a re-sent step finds out (resume.go).
+func (a *Agent) perform(ctx context.Context, req *pb.ExecuteRequest, fn stepFunc, run *stepRun) *stepResult {
 	res := &stepResult{StartedAt: time.Now().UTC()}
-	a.logger.Info("running step", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "action", actionName(req), "target", req.GetTarget())
-	outputs, err := fn(ctx, func(format string, args ...any) { run.add(fmt.Sprintf(format, args...)) })
+	outputs, err := fn(ctx, progressOf(run))
 	res.EndedAt, res.Outputs = time.Now().UTC(), outputs
-	if err != nil {
+	switch {
+	case err != nil && a.ctx.Err() != nil:
+		return interruptedResult(res.StartedAt, fmt.Sprintf("%s: %v", stepName(req), err))
+	case err != nil:
 		res.Message = fmt.Sprintf("%s failed: %v", stepName(req), err)
-	} else {
+	default:
 		res.OK, res.Message = true, stepName(req)+" done"
 		if last := run.last(); last != "" {
 			// The last progress line says what was done, e.g. "promoted
@@ -284,11 +306,23 @@ func (a *Agent) runStep(req *pb.ExecuteRequest, fn stepFunc, run *stepRun) {
 			res.Message += ": " + last
 		}
 	}
-	a.logger.Info("step ended", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "ok", res.OK, "message", res.Message)
+	return res
+}
+
+// progressOf passes a step's progress lines to its run's followers.
+func progressOf(run *stepRun) driver.Progress {
+	return func(format string, args ...any) { run.add(fmt.Sprintf(format, args...)) }
+}
+
+// endStep journals a run's result and hands it to its followers.
+func (a *Agent) endStep(req *pb.ExecuteRequest, run *stepRun, res *stepResult) {
+	a.logger.Info("step ended", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "ok", res.OK, "verified", res.Verified, "interrupted", res.Interrupted, "message", res.Message)
 	if err := a.journal.end(req.GetExecutionId(), req.GetStepId(), actionName(req), req.GetTarget(), run, res); err != nil {
 		a.logger.Error("failed to journal step result", "execution_id", req.GetExecutionId(), "step_id", req.GetStepId(), "error", err)
 	}
 }
+
+func nowUTC() time.Time { return time.Now().UTC() }
 
 // stepName is "action target", or the action alone when it has no target
 // (a fence of every primary-role service).

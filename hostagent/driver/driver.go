@@ -81,6 +81,15 @@ type Promoter interface {
 	Demote(ctx context.Context, upstream Upstream, p Progress) error
 }
 
+// FollowChecker is implemented by drivers of replicated data services
+// that can tell whom a standby follows: a demote step re-sent after the
+// agent stopped while it ran is found done without demoting again.
+type FollowChecker interface {
+	// Follows reports whether the service runs as a standby streaming
+	// from upstream.
+	Follows(ctx context.Context, upstream Upstream) (bool, error)
+}
+
 // Upstream is the primary a demoted service follows. It arrives as step
 // arguments: data, never a command line.
 type Upstream struct {

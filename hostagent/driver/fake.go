@@ -24,6 +24,12 @@ type Fake struct {
 	StartAs Role
 	// Block, when set before Start, makes Start wait until it is closed.
 	Block chan struct{}
+	// PromoteHold, when set before Promote, makes Promote wait after the
+	// fake became primary until it is closed or ctx ends: a promote whose
+	// effect happened but whose answer is lost when the agent stops.
+	PromoteHold chan struct{}
+	// upstream is whom the fake follows after Demote.
+	upstream Upstream
 }
 
 // NewFake returns a fake service currently in role.
@@ -142,22 +148,38 @@ func (f *Fake) Stop(context.Context, Progress) error {
 	return nil
 }
 
-// Promote makes the fake primary.
-func (f *Fake) Promote(context.Context, Progress) (string, error) {
+// Promote makes the fake primary, then waits for PromoteHold if set.
+func (f *Fake) Promote(ctx context.Context, p Progress) (string, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.promotes++
 	f.role = RolePrimary
-	return "0/3000060", nil
+	hold := f.PromoteHold
+	f.mu.Unlock()
+	if hold != nil {
+		p("writable at %s; checkpointing", FakePosition)
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	return FakePosition, nil
 }
 
-// Demote makes the fake a standby.
-func (f *Fake) Demote(context.Context, Upstream, Progress) error {
+// Demote makes the fake a standby of up.
+func (f *Fake) Demote(_ context.Context, up Upstream, _ Progress) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.demotes++
-	f.role = RoleStandby
+	f.role, f.upstream = RoleStandby, up
 	return nil
+}
+
+// Follows reports whether the fake is a standby of up.
+func (f *Fake) Follows(_ context.Context, up Upstream) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.role == RoleStandby && f.upstream == up, nil
 }
 
 // Transitions returns how often Promote and Demote ran.

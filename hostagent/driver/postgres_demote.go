@@ -61,6 +61,15 @@ func (p *Postgres) alreadyFollows(ctx context.Context, up Upstream) bool {
 	return err == nil && ok
 }
 
+// Follows reports whether the server runs as a standby streaming from up.
+func (p *Postgres) Follows(ctx context.Context, up Upstream) (bool, error) {
+	running, err := p.running(ctx)
+	if err != nil || !running {
+		return false, err
+	}
+	return p.streamingFrom(ctx, up)
+}
+
 // resync brings the stopped server's data onto up's history: pg_rewind,
 // or a fresh clone when pg_rewind cannot (no common history, a missing
 // or damaged data directory, wal_log_hints off).

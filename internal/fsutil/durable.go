@@ -12,7 +12,14 @@ import (
 // WriteFileDurable writes data to path (mode 0600) through a synced
 // temporary file and a rename, then syncs the directory, so that after a
 // crash path is either its old content or data, and the rename survives.
-func WriteFileDurable(path string, data []byte) error {
+func WriteFileDurable(path string, data []byte) error { return WriteFile(path, data, true) }
+
+// WriteFile writes data to path (mode 0600) through a temporary file in
+// the same directory and a rename, so that readers see the old content
+// or data, never a part. With durable, the file and the directory are
+// synced too (see WriteFileDurable). On failure the temporary file is
+// removed: a full disk leaves no empty file behind.
+func WriteFile(path string, data []byte, durable bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
 	if err != nil {
@@ -20,7 +27,7 @@ func WriteFileDurable(path string, data []byte) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -32,6 +39,9 @@ func WriteFileDurable(path string, data []byte) error {
 	if err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if !durable {
+		return nil
 	}
 	return SyncDir(dir)
 }

@@ -83,7 +83,10 @@ type ExecStep struct {
 	Message   string            `json:"message,omitempty"`
 	Outputs   map[string]string `json:"outputs,omitempty"`
 	// Replayed is true when the agent answered from its journal.
-	Replayed   bool   `json:"replayed,omitempty"`
+	Replayed bool `json:"replayed,omitempty"`
+	// Verified is true when the agent stopped while the step ran and,
+	// on the re-sent step, found its effect in place on the service.
+	Verified   bool   `json:"verified,omitempty"`
 	ApprovedBy string `json:"approved_by,omitempty"`
 }
 

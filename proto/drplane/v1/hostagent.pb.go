@@ -22,6 +22,56 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// HostProblemKind is what kind of problem an agent reports on its host.
+type HostProblemKind int32
+
+const (
+	HostProblemKind_HOST_PROBLEM_KIND_UNSPECIFIED HostProblemKind = 0
+	// HOST_PROBLEM_KIND_DATA_DIR_UNWRITABLE: the agent's last write to its
+	// data_dir (the lease record, the epoch, the step journal) failed, for
+	// example on a full disk. Cleared when a write succeeds again.
+	HostProblemKind_HOST_PROBLEM_KIND_DATA_DIR_UNWRITABLE HostProblemKind = 1
+)
+
+// Enum value maps for HostProblemKind.
+var (
+	HostProblemKind_name = map[int32]string{
+		0: "HOST_PROBLEM_KIND_UNSPECIFIED",
+		1: "HOST_PROBLEM_KIND_DATA_DIR_UNWRITABLE",
+	}
+	HostProblemKind_value = map[string]int32{
+		"HOST_PROBLEM_KIND_UNSPECIFIED":         0,
+		"HOST_PROBLEM_KIND_DATA_DIR_UNWRITABLE": 1,
+	}
+)
+
+func (x HostProblemKind) Enum() *HostProblemKind {
+	p := new(HostProblemKind)
+	*p = x
+	return p
+}
+
+func (x HostProblemKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HostProblemKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_drplane_v1_hostagent_proto_enumTypes[0].Descriptor()
+}
+
+func (HostProblemKind) Type() protoreflect.EnumType {
+	return &file_drplane_v1_hostagent_proto_enumTypes[0]
+}
+
+func (x HostProblemKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HostProblemKind.Descriptor instead.
+func (HostProblemKind) EnumDescriptor() ([]byte, []int) {
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{0}
+}
+
 type ListSnapshotsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name is the snapshot block; empty lists every block.
@@ -667,12 +717,15 @@ type ProbeResponse struct {
 	// fenced is true when the agent stopped or demoted a primary-role
 	// service (see each ServiceStatus's fence_cause); fence_reason is the
 	// last such service's reason, for display only.
-	Fenced        bool                   `protobuf:"varint,5,opt,name=fenced,proto3" json:"fenced,omitempty"`
-	FenceReason   string                 `protobuf:"bytes,6,opt,name=fence_reason,json=fenceReason,proto3" json:"fence_reason,omitempty"`
-	Services      []*ServiceStatus       `protobuf:"bytes,7,rep,name=services,proto3" json:"services,omitempty"`
-	Syncs         []*SyncStatus          `protobuf:"bytes,8,rep,name=syncs,proto3" json:"syncs,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	Now           *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=now,proto3" json:"now,omitempty"`
+	Fenced      bool                   `protobuf:"varint,5,opt,name=fenced,proto3" json:"fenced,omitempty"`
+	FenceReason string                 `protobuf:"bytes,6,opt,name=fence_reason,json=fenceReason,proto3" json:"fence_reason,omitempty"`
+	Services    []*ServiceStatus       `protobuf:"bytes,7,rep,name=services,proto3" json:"services,omitempty"`
+	Syncs       []*SyncStatus          `protobuf:"bytes,8,rep,name=syncs,proto3" json:"syncs,omitempty"`
+	StartedAt   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	Now         *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=now,proto3" json:"now,omitempty"`
+	// problems are what is wrong on the host beside its services, while it
+	// lasts (a data_dir the agent cannot write); empty when nothing is.
+	Problems      []*HostProblem `protobuf:"bytes,11,rep,name=problems,proto3" json:"problems,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -777,6 +830,77 @@ func (x *ProbeResponse) GetNow() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ProbeResponse) GetProblems() []*HostProblem {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+// HostProblem is one problem an agent reports on its host.
+type HostProblem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  HostProblemKind        `protobuf:"varint,1,opt,name=kind,proto3,enum=drplane.v1.HostProblemKind" json:"kind,omitempty"`
+	// message says what is wrong, for display, e.g. "data_dir /x not
+	// writable: no space left on device".
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// since is when the problem began.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostProblem) Reset() {
+	*x = HostProblem{}
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostProblem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostProblem) ProtoMessage() {}
+
+func (x *HostProblem) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostProblem.ProtoReflect.Descriptor instead.
+func (*HostProblem) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *HostProblem) GetKind() HostProblemKind {
+	if x != nil {
+		return x.Kind
+	}
+	return HostProblemKind_HOST_PROBLEM_KIND_UNSPECIFIED
+}
+
+func (x *HostProblem) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *HostProblem) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
 type ExecuteRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	ExecutionId string                 `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
@@ -798,7 +922,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[9]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +934,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[9]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +947,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{9}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExecuteRequest) GetExecutionId() string {
@@ -883,14 +1007,18 @@ type StepResult struct {
 	StartedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	EndedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=ended_at,json=endedAt,proto3" json:"ended_at,omitempty"`
 	// replayed is true when the result came from the journal.
-	Replayed      bool `protobuf:"varint,6,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	Replayed bool `protobuf:"varint,6,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// verified is true when the agent stopped while the step ran (its
+	// outcome unknown) and a re-sent step found the step's effect in place
+	// on the service itself, without running the step again.
+	Verified      bool `protobuf:"varint,7,opt,name=verified,proto3" json:"verified,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StepResult) Reset() {
 	*x = StepResult{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[10]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +1030,7 @@ func (x *StepResult) String() string {
 func (*StepResult) ProtoMessage() {}
 
 func (x *StepResult) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[10]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1043,7 @@ func (x *StepResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepResult.ProtoReflect.Descriptor instead.
 func (*StepResult) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{10}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StepResult) GetOk() bool {
@@ -960,6 +1088,13 @@ func (x *StepResult) GetReplayed() bool {
 	return false
 }
 
+func (x *StepResult) GetVerified() bool {
+	if x != nil {
+		return x.Verified
+	}
+	return false
+}
+
 type ExecuteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Event:
@@ -973,7 +1108,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[11]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1120,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[11]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1133,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{11}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExecuteResponse) GetEvent() isExecuteResponse_Event {
@@ -1061,7 +1196,7 @@ type SyncTunnelRequest struct {
 
 func (x *SyncTunnelRequest) Reset() {
 	*x = SyncTunnelRequest{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[12]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1208,7 @@ func (x *SyncTunnelRequest) String() string {
 func (*SyncTunnelRequest) ProtoMessage() {}
 
 func (x *SyncTunnelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[12]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1221,7 @@ func (x *SyncTunnelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncTunnelRequest.ProtoReflect.Descriptor instead.
 func (*SyncTunnelRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{12}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SyncTunnelRequest) GetSync() string {
@@ -1130,7 +1265,7 @@ type SyncTunnelResponse struct {
 
 func (x *SyncTunnelResponse) Reset() {
 	*x = SyncTunnelResponse{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[13]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1277,7 @@ func (x *SyncTunnelResponse) String() string {
 func (*SyncTunnelResponse) ProtoMessage() {}
 
 func (x *SyncTunnelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[13]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1290,7 @@ func (x *SyncTunnelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncTunnelResponse.ProtoReflect.Descriptor instead.
 func (*SyncTunnelResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{13}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SyncTunnelResponse) GetData() []byte {
@@ -1247,7 +1382,7 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\x05 \x01(\tR\tlastError\x12\x1f\n" +
 	"\vsource_host\x18\x06 \x01(\tR\n" +
-	"sourceHost\"\x84\x03\n" +
+	"sourceHost\"\xb9\x03\n" +
 	"\rProbeResponse\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x14\n" +
@@ -1260,7 +1395,12 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\n" +
 	"started_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12,\n" +
 	"\x03now\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\xbc\x02\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x03now\x123\n" +
+	"\bproblems\x18\v \x03(\v2\x17.drplane.v1.HostProblemR\bproblems\"\x8a\x01\n" +
+	"\vHostProblem\x12/\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1b.drplane.v1.HostProblemKindR\x04kind\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xbc\x02\n" +
 	"\x0eExecuteRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x17\n" +
 	"\astep_id\x18\x02 \x01(\tR\x06stepId\x12\x14\n" +
@@ -1272,7 +1412,7 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"timeout_ms\x18\a \x01(\x04R\ttimeoutMs\x1a7\n" +
 	"\tArgsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbf\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdb\x02\n" +
 	"\n" +
 	"StepResult\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x18\n" +
@@ -1281,7 +1421,8 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\n" +
 	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x125\n" +
 	"\bended_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt\x12\x1a\n" +
-	"\breplayed\x18\x06 \x01(\bR\breplayed\x1a:\n" +
+	"\breplayed\x18\x06 \x01(\bR\breplayed\x12\x1a\n" +
+	"\bverified\x18\a \x01(\bR\bverified\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"j\n" +
@@ -1298,7 +1439,10 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\x12SyncTunnelResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
 	"\x06exited\x18\x02 \x01(\bR\x06exited\x12\x1b\n" +
-	"\texit_code\x18\x03 \x01(\x05R\bexitCode2\xb6\x02\n" +
+	"\texit_code\x18\x03 \x01(\x05R\bexitCode*_\n" +
+	"\x0fHostProblemKind\x12!\n" +
+	"\x1dHOST_PROBLEM_KIND_UNSPECIFIED\x10\x00\x12)\n" +
+	"%HOST_PROBLEM_KIND_DATA_DIR_UNWRITABLE\x10\x012\xb6\x02\n" +
 	"\tHostAgent\x12<\n" +
 	"\x05Probe\x12\x18.drplane.v1.ProbeRequest\x1a\x19.drplane.v1.ProbeResponse\x12D\n" +
 	"\aExecute\x12\x1a.drplane.v1.ExecuteRequest\x1a\x1b.drplane.v1.ExecuteResponse0\x01\x12O\n" +
@@ -1318,65 +1462,71 @@ func file_drplane_v1_hostagent_proto_rawDescGZIP() []byte {
 	return file_drplane_v1_hostagent_proto_rawDescData
 }
 
-var file_drplane_v1_hostagent_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_drplane_v1_hostagent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_drplane_v1_hostagent_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_drplane_v1_hostagent_proto_goTypes = []any{
-	(*ListSnapshotsRequest)(nil),  // 0: drplane.v1.ListSnapshotsRequest
-	(*SnapshotInfo)(nil),          // 1: drplane.v1.SnapshotInfo
-	(*ListSnapshotsResponse)(nil), // 2: drplane.v1.ListSnapshotsResponse
-	(*ProbeRequest)(nil),          // 3: drplane.v1.ProbeRequest
-	(*Lease)(nil),                 // 4: drplane.v1.Lease
-	(*Replication)(nil),           // 5: drplane.v1.Replication
-	(*ServiceStatus)(nil),         // 6: drplane.v1.ServiceStatus
-	(*SyncStatus)(nil),            // 7: drplane.v1.SyncStatus
-	(*ProbeResponse)(nil),         // 8: drplane.v1.ProbeResponse
-	(*ExecuteRequest)(nil),        // 9: drplane.v1.ExecuteRequest
-	(*StepResult)(nil),            // 10: drplane.v1.StepResult
-	(*ExecuteResponse)(nil),       // 11: drplane.v1.ExecuteResponse
-	(*SyncTunnelRequest)(nil),     // 12: drplane.v1.SyncTunnelRequest
-	(*SyncTunnelResponse)(nil),    // 13: drplane.v1.SyncTunnelResponse
-	nil,                           // 14: drplane.v1.ProbeRequest.SyncSourcesEntry
-	nil,                           // 15: drplane.v1.ExecuteRequest.ArgsEntry
-	nil,                           // 16: drplane.v1.StepResult.OutputsEntry
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(ServiceRole)(0),              // 18: drplane.v1.ServiceRole
-	(FenceCause)(0),               // 19: drplane.v1.FenceCause
-	(StepAction)(0),               // 20: drplane.v1.StepAction
+	(HostProblemKind)(0),          // 0: drplane.v1.HostProblemKind
+	(*ListSnapshotsRequest)(nil),  // 1: drplane.v1.ListSnapshotsRequest
+	(*SnapshotInfo)(nil),          // 2: drplane.v1.SnapshotInfo
+	(*ListSnapshotsResponse)(nil), // 3: drplane.v1.ListSnapshotsResponse
+	(*ProbeRequest)(nil),          // 4: drplane.v1.ProbeRequest
+	(*Lease)(nil),                 // 5: drplane.v1.Lease
+	(*Replication)(nil),           // 6: drplane.v1.Replication
+	(*ServiceStatus)(nil),         // 7: drplane.v1.ServiceStatus
+	(*SyncStatus)(nil),            // 8: drplane.v1.SyncStatus
+	(*ProbeResponse)(nil),         // 9: drplane.v1.ProbeResponse
+	(*HostProblem)(nil),           // 10: drplane.v1.HostProblem
+	(*ExecuteRequest)(nil),        // 11: drplane.v1.ExecuteRequest
+	(*StepResult)(nil),            // 12: drplane.v1.StepResult
+	(*ExecuteResponse)(nil),       // 13: drplane.v1.ExecuteResponse
+	(*SyncTunnelRequest)(nil),     // 14: drplane.v1.SyncTunnelRequest
+	(*SyncTunnelResponse)(nil),    // 15: drplane.v1.SyncTunnelResponse
+	nil,                           // 16: drplane.v1.ProbeRequest.SyncSourcesEntry
+	nil,                           // 17: drplane.v1.ExecuteRequest.ArgsEntry
+	nil,                           // 18: drplane.v1.StepResult.OutputsEntry
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(ServiceRole)(0),              // 20: drplane.v1.ServiceRole
+	(FenceCause)(0),               // 21: drplane.v1.FenceCause
+	(StepAction)(0),               // 22: drplane.v1.StepAction
 }
 var file_drplane_v1_hostagent_proto_depIdxs = []int32{
-	17, // 0: drplane.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
-	1,  // 1: drplane.v1.ListSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	14, // 2: drplane.v1.ProbeRequest.sync_sources:type_name -> drplane.v1.ProbeRequest.SyncSourcesEntry
-	17, // 3: drplane.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 4: drplane.v1.Replication.last_replay_at:type_name -> google.protobuf.Timestamp
-	17, // 5: drplane.v1.Replication.last_received_at:type_name -> google.protobuf.Timestamp
-	18, // 6: drplane.v1.ServiceStatus.role:type_name -> drplane.v1.ServiceRole
-	5,  // 7: drplane.v1.ServiceStatus.replication:type_name -> drplane.v1.Replication
-	19, // 8: drplane.v1.ServiceStatus.fence_cause:type_name -> drplane.v1.FenceCause
-	17, // 9: drplane.v1.SyncStatus.last_success_at:type_name -> google.protobuf.Timestamp
-	4,  // 10: drplane.v1.ProbeResponse.lease:type_name -> drplane.v1.Lease
-	6,  // 11: drplane.v1.ProbeResponse.services:type_name -> drplane.v1.ServiceStatus
-	7,  // 12: drplane.v1.ProbeResponse.syncs:type_name -> drplane.v1.SyncStatus
-	17, // 13: drplane.v1.ProbeResponse.started_at:type_name -> google.protobuf.Timestamp
-	17, // 14: drplane.v1.ProbeResponse.now:type_name -> google.protobuf.Timestamp
-	20, // 15: drplane.v1.ExecuteRequest.action:type_name -> drplane.v1.StepAction
-	15, // 16: drplane.v1.ExecuteRequest.args:type_name -> drplane.v1.ExecuteRequest.ArgsEntry
-	16, // 17: drplane.v1.StepResult.outputs:type_name -> drplane.v1.StepResult.OutputsEntry
-	17, // 18: drplane.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
-	17, // 19: drplane.v1.StepResult.ended_at:type_name -> google.protobuf.Timestamp
-	10, // 20: drplane.v1.ExecuteResponse.result:type_name -> drplane.v1.StepResult
-	3,  // 21: drplane.v1.HostAgent.Probe:input_type -> drplane.v1.ProbeRequest
-	9,  // 22: drplane.v1.HostAgent.Execute:input_type -> drplane.v1.ExecuteRequest
-	12, // 23: drplane.v1.HostAgent.SyncTunnel:input_type -> drplane.v1.SyncTunnelRequest
-	0,  // 24: drplane.v1.HostAgent.ListSnapshots:input_type -> drplane.v1.ListSnapshotsRequest
-	8,  // 25: drplane.v1.HostAgent.Probe:output_type -> drplane.v1.ProbeResponse
-	11, // 26: drplane.v1.HostAgent.Execute:output_type -> drplane.v1.ExecuteResponse
-	13, // 27: drplane.v1.HostAgent.SyncTunnel:output_type -> drplane.v1.SyncTunnelResponse
-	2,  // 28: drplane.v1.HostAgent.ListSnapshots:output_type -> drplane.v1.ListSnapshotsResponse
-	25, // [25:29] is the sub-list for method output_type
-	21, // [21:25] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	19, // 0: drplane.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
+	2,  // 1: drplane.v1.ListSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	16, // 2: drplane.v1.ProbeRequest.sync_sources:type_name -> drplane.v1.ProbeRequest.SyncSourcesEntry
+	19, // 3: drplane.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 4: drplane.v1.Replication.last_replay_at:type_name -> google.protobuf.Timestamp
+	19, // 5: drplane.v1.Replication.last_received_at:type_name -> google.protobuf.Timestamp
+	20, // 6: drplane.v1.ServiceStatus.role:type_name -> drplane.v1.ServiceRole
+	6,  // 7: drplane.v1.ServiceStatus.replication:type_name -> drplane.v1.Replication
+	21, // 8: drplane.v1.ServiceStatus.fence_cause:type_name -> drplane.v1.FenceCause
+	19, // 9: drplane.v1.SyncStatus.last_success_at:type_name -> google.protobuf.Timestamp
+	5,  // 10: drplane.v1.ProbeResponse.lease:type_name -> drplane.v1.Lease
+	7,  // 11: drplane.v1.ProbeResponse.services:type_name -> drplane.v1.ServiceStatus
+	8,  // 12: drplane.v1.ProbeResponse.syncs:type_name -> drplane.v1.SyncStatus
+	19, // 13: drplane.v1.ProbeResponse.started_at:type_name -> google.protobuf.Timestamp
+	19, // 14: drplane.v1.ProbeResponse.now:type_name -> google.protobuf.Timestamp
+	10, // 15: drplane.v1.ProbeResponse.problems:type_name -> drplane.v1.HostProblem
+	0,  // 16: drplane.v1.HostProblem.kind:type_name -> drplane.v1.HostProblemKind
+	19, // 17: drplane.v1.HostProblem.since:type_name -> google.protobuf.Timestamp
+	22, // 18: drplane.v1.ExecuteRequest.action:type_name -> drplane.v1.StepAction
+	17, // 19: drplane.v1.ExecuteRequest.args:type_name -> drplane.v1.ExecuteRequest.ArgsEntry
+	18, // 20: drplane.v1.StepResult.outputs:type_name -> drplane.v1.StepResult.OutputsEntry
+	19, // 21: drplane.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
+	19, // 22: drplane.v1.StepResult.ended_at:type_name -> google.protobuf.Timestamp
+	12, // 23: drplane.v1.ExecuteResponse.result:type_name -> drplane.v1.StepResult
+	4,  // 24: drplane.v1.HostAgent.Probe:input_type -> drplane.v1.ProbeRequest
+	11, // 25: drplane.v1.HostAgent.Execute:input_type -> drplane.v1.ExecuteRequest
+	14, // 26: drplane.v1.HostAgent.SyncTunnel:input_type -> drplane.v1.SyncTunnelRequest
+	1,  // 27: drplane.v1.HostAgent.ListSnapshots:input_type -> drplane.v1.ListSnapshotsRequest
+	9,  // 28: drplane.v1.HostAgent.Probe:output_type -> drplane.v1.ProbeResponse
+	13, // 29: drplane.v1.HostAgent.Execute:output_type -> drplane.v1.ExecuteResponse
+	15, // 30: drplane.v1.HostAgent.SyncTunnel:output_type -> drplane.v1.SyncTunnelResponse
+	3,  // 31: drplane.v1.HostAgent.ListSnapshots:output_type -> drplane.v1.ListSnapshotsResponse
+	28, // [28:32] is the sub-list for method output_type
+	24, // [24:28] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_hostagent_proto_init() }
@@ -1385,7 +1535,7 @@ func file_drplane_v1_hostagent_proto_init() {
 		return
 	}
 	file_drplane_v1_enums_proto_init()
-	file_drplane_v1_hostagent_proto_msgTypes[11].OneofWrappers = []any{
+	file_drplane_v1_hostagent_proto_msgTypes[12].OneofWrappers = []any{
 		(*ExecuteResponse_Progress)(nil),
 		(*ExecuteResponse_Result)(nil),
 	}
@@ -1394,13 +1544,14 @@ func file_drplane_v1_hostagent_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_hostagent_proto_rawDesc), len(file_drplane_v1_hostagent_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   17,
+			NumEnums:      1,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_drplane_v1_hostagent_proto_goTypes,
 		DependencyIndexes: file_drplane_v1_hostagent_proto_depIdxs,
+		EnumInfos:         file_drplane_v1_hostagent_proto_enumTypes,
 		MessageInfos:      file_drplane_v1_hostagent_proto_msgTypes,
 	}.Build()
 	File_drplane_v1_hostagent_proto = out.File

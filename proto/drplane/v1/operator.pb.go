@@ -2104,7 +2104,10 @@ type ExecutionStep struct {
 	ApprovedBy string `protobuf:"bytes,9,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
 	// progress is the latest progress line of a running step, known to the
 	// leader only.
-	Progress      string `protobuf:"bytes,10,opt,name=progress,proto3" json:"progress,omitempty"`
+	Progress string `protobuf:"bytes,10,opt,name=progress,proto3" json:"progress,omitempty"`
+	// verified is true when the agent stopped while the step ran and found
+	// its effect in place when the step was re-sent.
+	Verified      bool `protobuf:"varint,11,opt,name=verified,proto3" json:"verified,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2207,6 +2210,13 @@ func (x *ExecutionStep) GetProgress() string {
 		return x.Progress
 	}
 	return ""
+}
+
+func (x *ExecutionStep) GetVerified() bool {
+	if x != nil {
+		return x.Verified
+	}
+	return false
 }
 
 // Execution is one run of a plan.
@@ -2629,7 +2639,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +
 	"\rArgsFromEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe3\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xff\x03\n" +
 	"\rExecutionStep\x12(\n" +
 	"\x04step\x18\x01 \x01(\v2\x14.drplane.v1.PlanStepR\x04step\x12+\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x15.drplane.v1.StepStateR\x05state\x12\x18\n" +
@@ -2643,7 +2653,8 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\vapproved_by\x18\t \x01(\tR\n" +
 	"approvedBy\x12\x1a\n" +
 	"\bprogress\x18\n" +
-	" \x01(\tR\bprogress\x1a:\n" +
+	" \x01(\tR\bprogress\x12\x1a\n" +
+	"\bverified\x18\v \x01(\bR\bverified\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xba\a\n" +

@@ -557,8 +557,10 @@ type AgentProbe struct {
 	FenceReason      string                 `protobuf:"bytes,8,opt,name=fence_reason,json=fenceReason,proto3" json:"fence_reason,omitempty"`
 	Services         []*ServiceStatus       `protobuf:"bytes,9,rep,name=services,proto3" json:"services,omitempty"`
 	Syncs            []*SyncStatus          `protobuf:"bytes,10,rep,name=syncs,proto3" json:"syncs,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// problems are the host problems the agent reported (see HostProblem).
+	Problems      []*HostProblem `protobuf:"bytes,11,rep,name=problems,proto3" json:"problems,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AgentProbe) Reset() {
@@ -661,6 +663,13 @@ func (x *AgentProbe) GetSyncs() []*SyncStatus {
 	return nil
 }
 
+func (x *AgentProbe) GetProblems() []*HostProblem {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
 var File_drplane_v1_types_proto protoreflect.FileDescriptor
 
 const file_drplane_v1_types_proto_rawDesc = "" +
@@ -709,7 +718,7 @@ const file_drplane_v1_types_proto_rawDesc = "" +
 	"\x05probe\x18\x06 \x01(\v2\x16.drplane.v1.AgentProbeR\x05probe\x12\x14\n" +
 	"\x05syncs\x18\a \x03(\tR\x05syncs\x12\x1c\n" +
 	"\tsnapshots\x18\b \x03(\tR\tsnapshots\x12\x14\n" +
-	"\x05hooks\x18\t \x03(\tR\x05hooks\"\xfe\x02\n" +
+	"\x05hooks\x18\t \x03(\tR\x05hooks\"\xb3\x03\n" +
 	"\n" +
 	"AgentProbe\x12\x1c\n" +
 	"\treachable\x18\x01 \x01(\bR\treachable\x127\n" +
@@ -723,7 +732,8 @@ const file_drplane_v1_types_proto_rawDesc = "" +
 	"\ffence_reason\x18\b \x01(\tR\vfenceReason\x125\n" +
 	"\bservices\x18\t \x03(\v2\x19.drplane.v1.ServiceStatusR\bservices\x12,\n" +
 	"\x05syncs\x18\n" +
-	" \x03(\v2\x16.drplane.v1.SyncStatusR\x05syncsB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	" \x03(\v2\x16.drplane.v1.SyncStatusR\x05syncs\x123\n" +
+	"\bproblems\x18\v \x03(\v2\x17.drplane.v1.HostProblemR\bproblemsB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_types_proto_rawDescOnce sync.Once
@@ -750,6 +760,7 @@ var file_drplane_v1_types_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 	(*ServiceStatus)(nil),         // 9: drplane.v1.ServiceStatus
 	(*SyncStatus)(nil),            // 10: drplane.v1.SyncStatus
+	(*HostProblem)(nil),           // 11: drplane.v1.HostProblem
 }
 var file_drplane_v1_types_proto_depIdxs = []int32{
 	5,  // 0: drplane.v1.Agent.services:type_name -> drplane.v1.Service
@@ -758,11 +769,12 @@ var file_drplane_v1_types_proto_depIdxs = []int32{
 	8,  // 3: drplane.v1.AgentProbe.last_seen:type_name -> google.protobuf.Timestamp
 	9,  // 4: drplane.v1.AgentProbe.services:type_name -> drplane.v1.ServiceStatus
 	10, // 5: drplane.v1.AgentProbe.syncs:type_name -> drplane.v1.SyncStatus
-	6,  // [6:6] is the sub-list for method output_type
-	6,  // [6:6] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	11, // 6: drplane.v1.AgentProbe.problems:type_name -> drplane.v1.HostProblem
+	7,  // [7:7] is the sub-list for method output_type
+	7,  // [7:7] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_types_proto_init() }
