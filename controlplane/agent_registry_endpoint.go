@@ -7,6 +7,7 @@ import (
 
 	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/tlsutil"
+	"github.com/drplane/drplane/internal/wirecheck"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 )
 
@@ -49,7 +50,7 @@ func validateAgent(ctx context.Context, a *pb.Agent) error {
 		return fmt.Errorf("%w: agent %s: site is empty", errInvalidArgument, a.GetHostId())
 	}
 	if _, _, err := net.SplitHostPort(a.GetAddress()); err != nil {
-		return fmt.Errorf("%w: agent %s: address %q is not host:port", errInvalidArgument, a.GetHostId(), a.GetAddress())
+		return fmt.Errorf("%w: agent %s: address %s is not host:port", errInvalidArgument, a.GetHostId(), wirecheck.Quote(a.GetAddress()))
 	}
 	if id, err := callerIdentity(ctx); err == nil && id.Role == tlsutil.RoleAgent && id.Name != a.GetHostId() {
 		return fmt.Errorf("%w: certificate %s may not register host %s", errPermissionDenied, id.Name, a.GetHostId())
