@@ -7,6 +7,7 @@ import (
 
 	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/tlsutil"
+	"github.com/drplane/drplane/internal/wirecheck"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 )
 
@@ -49,9 +50,9 @@ func validateAgent(ctx context.Context, a *pb.Agent) error {
 		return fmt.Errorf("%w: agent %s: site is empty", errInvalidArgument, a.GetHostId())
 	}
 	if _, _, err := net.SplitHostPort(a.GetAddress()); err != nil {
-		return fmt.Errorf("%w: agent %s: address %q is not host:port", errInvalidArgument, a.GetHostId(), a.GetAddress())
+		return fmt.Errorf("%w: agent %s: address %s is not host:port", errInvalidArgument, a.GetHostId(), wirecheck.Quote(a.GetAddress()))
 	}
-	if id, err := tlsutil.IdentityFromContext(ctx); err == nil && id.Role == tlsutil.RoleAgent && id.Name != a.GetHostId() {
+	if id, err := callerIdentity(ctx); err == nil && id.Role == tlsutil.RoleAgent && id.Name != a.GetHostId() {
 		return fmt.Errorf("%w: certificate %s may not register host %s", errPermissionDenied, id.Name, a.GetHostId())
 	}
 	return nil
@@ -62,7 +63,7 @@ func (e *agentRegistryEndpoint) DeregisterAgent(ctx context.Context, req *pb.Der
 	if req.GetHostId() == "" {
 		return nil, toStatus(fmt.Errorf("%w: host_id is empty", errInvalidArgument))
 	}
-	if id, err := tlsutil.IdentityFromContext(ctx); err == nil && id.Role == tlsutil.RoleAgent && id.Name != req.GetHostId() {
+	if id, err := callerIdentity(ctx); err == nil && id.Role == tlsutil.RoleAgent && id.Name != req.GetHostId() {
 		return nil, toStatus(fmt.Errorf("%w: certificate %s may not deregister host %s", errPermissionDenied, id.Name, req.GetHostId()))
 	}
 	req.Write = ensureRequestID(req.GetWrite())

@@ -18,12 +18,17 @@ func BenchmarkFSMApply(b *testing.B) {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			c := newTestCluster(b, 3)
 			leader := c.waitForLeader()
-			cl := c.clientAs(leader, "s1") // a server certificate may register any host
+			// Each client registers its own host again and again (an agent
+			// may register only itself): every call is a new Raft entry.
+			cls := make([]testClient, clients)
+			for i := range cls {
+				cls[i] = c.agentClient(leader, fmt.Sprintf("h%d", i))
+			}
 			var next atomic.Int64
 			b.ResetTimer()
 			start := time.Now()
 			var wg sync.WaitGroup
-			for range clients {
+			for h, cl := range cls {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -33,7 +38,7 @@ func BenchmarkFSMApply(b *testing.B) {
 							return
 						}
 						_, err := cl.RegisterAgent(b.Context(), &pb.RegisterAgentRequest{
-							Agent: &pb.Agent{HostId: fmt.Sprintf("h%d", i%1000), Site: "primary", Address: fmt.Sprintf("127.0.0.1:%d", i%60000+1)},
+							Agent: &pb.Agent{HostId: fmt.Sprintf("h%d", h), Site: "primary", Address: fmt.Sprintf("127.0.0.1:%d", i%60000+1)},
 						})
 						if err != nil {
 							b.Error(err)

@@ -324,6 +324,18 @@ func (c *testCluster) agentClient(ts *testServer, hostID string) testClient {
 	return c.clientAs(ts, hostID)
 }
 
+// standIn returns a client with a server certificate that belongs to no
+// server, as clustertest's: only with it may a test set the active site
+// without a plan (see methodRoles).
+func (c *testCluster) standIn(ts *testServer) testClient {
+	c.t.Helper()
+	if _, err := os.Stat(filepath.Join(c.tlsDir, "stand-in.pem")); err != nil {
+		_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: c.tlsDir, Name: "stand-in", Role: tlsutil.RoleServer})
+		require.NoError(c.t, err)
+	}
+	return c.clientAs(ts, "stand-in")
+}
+
 func (c *testCluster) clientAs(ts *testServer, certName string) testClient {
 	c.t.Helper()
 	conn, err := grpc.NewClient(ts.grpcAddr, grpc.WithTransportCredentials(c.material(certName).ClientCredentials(tlsutil.RoleServer)))

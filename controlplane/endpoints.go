@@ -4,17 +4,21 @@ import (
 	"context"
 
 	"github.com/drplane/drplane/internal/structs"
+	"github.com/drplane/drplane/internal/wirecheck"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// setupGRPC creates the gRPC server with mutual TLS and role checks.
+// setupGRPC creates the gRPC server with mutual TLS, role checks, and the
+// bounds on every request's ids and strings (wirecheck), checked after the
+// role so that a caller without one learns nothing from them.
 func (s *Server) setupGRPC() {
 	s.grpcServer = grpc.NewServer(
 		grpc.Creds(s.tls.ServerCredentials(s.logger.Named("grpc"))),
-		grpc.ChainUnaryInterceptor(authorize(s.logger.Named("grpc")), s.refuseWhenRemoved),
+		grpc.ChainUnaryInterceptor(authorize(s.logger.Named("grpc")), wirecheck.UnaryServerInterceptor(), s.refuseWhenRemoved),
+		grpc.ChainStreamInterceptor(wirecheck.StreamServerInterceptor()),
 	)
 	pb.RegisterOperatorServer(s.grpcServer, &operatorEndpoint{srv: s})
 	pb.RegisterAgentRegistryServer(s.grpcServer, &agentRegistryEndpoint{srv: s})

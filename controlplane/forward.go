@@ -22,8 +22,14 @@ const (
 	// forwarded again, so two servers that disagree about the leader cannot
 	// bounce a request between them.
 	mdForwarded = "x-drplane-forwarded"
-	// mdActor carries the original caller's identity on a forwarded request.
+	// mdActor carries the original caller's name for the audit trail on a
+	// forwarded request.
 	mdActor = "x-drplane-actor"
+	// mdCallerRole and mdCallerName carry the original caller's certificate
+	// role and name on a forwarded request, so the leader checks its role
+	// again (see callerIdentity).
+	mdCallerRole = "x-drplane-caller-role"
+	mdCallerName = "x-drplane-caller-name"
 	// mdUser carries the operator's user name from the CLI.
 	mdUser = "x-drplane-user"
 )
@@ -104,9 +110,11 @@ func tryLeaderOnce[Req, Resp any](ctx context.Context, s *Server, req Req, remot
 
 // forwardContext marks the request as forwarded and carries the caller's
 // identity, which the leader trusts because this server's certificate has
-// the server role.
+// the server role, and checks against methodRoles again.
 func forwardContext(ctx context.Context, s *Server) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, mdForwarded, s.config.NodeID, mdActor, actorFromContext(ctx, s.config.NodeID))
+	id := selfIdentity(ctx, s.config.NodeID)
+	return metadata.AppendToOutgoingContext(ctx, mdForwarded, s.config.NodeID, mdActor, actorFromContext(ctx, s.config.NodeID),
+		mdCallerRole, string(id.Role), mdCallerName, id.Name)
 }
 
 func isForwarded(ctx context.Context) bool {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/drplane/drplane/internal/plan"
 	"github.com/drplane/drplane/internal/structs"
+	"github.com/drplane/drplane/internal/wirecheck"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -190,7 +191,7 @@ func (e *operatorEndpoint) ListAudit(ctx context.Context, req *pb.ListAuditReque
 func (e *operatorEndpoint) StartExecution(ctx context.Context, req *pb.StartExecutionRequest) (*pb.StartExecutionResponse, error) {
 	kindOK := slices.Contains(plan.Kinds, plan.Kind(req.GetKind())) || (req.GetKind() == "" && req.GetPlan() != "")
 	if req.GetCleanupOf() == "" && !kindOK {
-		return nil, toStatus(fmt.Errorf("%w: kind %q; expected one of failover, switchover, failback, drill", errInvalidArgument, req.GetKind()))
+		return nil, toStatus(fmt.Errorf("%w: kind %s; expected one of failover, switchover, failback, drill", errInvalidArgument, wirecheck.Quote(req.GetKind())))
 	}
 	req.Write = ensureRequestID(req.GetWrite())
 	return withLeader(ctx, e.srv, req, via(pb.NewOperatorClient, pb.OperatorClient.StartExecution), e.startExecutionLocal)
@@ -202,7 +203,7 @@ func (e *operatorEndpoint) GetExecution(ctx context.Context, req *pb.GetExecutio
 	local := func(_ context.Context, req *pb.GetExecutionRequest) (*pb.GetExecutionResponse, error) {
 		ex, ok := e.srv.fsm.execution(req.GetId())
 		if !ok {
-			return nil, toStatus(fmt.Errorf("%w: execution %q does not exist", errNotFound, req.GetId()))
+			return nil, toStatus(fmt.Errorf("%w: execution %s does not exist", errNotFound, wirecheck.Quote(req.GetId())))
 		}
 		return &pb.GetExecutionResponse{Meta: e.srv.meta(req.GetRead().GetStale()), Execution: e.srv.executionToProto(&ex)}, nil
 	}
@@ -259,7 +260,7 @@ func (e *operatorEndpoint) SetAutomation(ctx context.Context, req *pb.SetAutomat
 	switch req.GetAction() {
 	case structs.AutomationPause, structs.AutomationResume, structs.AutomationAck:
 	default:
-		return nil, toStatus(fmt.Errorf("%w: action %q; expected pause, resume or ack", errInvalidArgument, req.GetAction()))
+		return nil, toStatus(fmt.Errorf("%w: action %s; expected pause, resume or ack", errInvalidArgument, wirecheck.Quote(req.GetAction())))
 	}
 	req.Write = ensureRequestID(req.GetWrite())
 	return withLeader(ctx, e.srv, req, via(pb.NewOperatorClient, pb.OperatorClient.SetAutomation), func(ctx context.Context, req *pb.SetAutomationRequest) (*pb.SetAutomationResponse, error) {

@@ -86,7 +86,7 @@ func TestProber_RenewsActiveSiteLeases_AndFlipFencesOldSite(t *testing.T) {
 
 	// The active site moves on: the old site's leases are no longer
 	// renewed, and its agent fences itself (invariants 1 and 4).
-	_, err := c.client(c.follower()).SetActiveSite(testCtx(t), &pb.SetActiveSiteRequest{Site: "dr", ExpectedEpoch: 1, Reason: "test"})
+	_, err := c.standIn(c.follower()).SetActiveSite(testCtx(t), &pb.SetActiveSiteRequest{Site: "dr", ExpectedEpoch: 1, Reason: "test"})
 	require.NoError(t, err)
 	testutil.WaitForResult(t, 20*time.Second, func() (bool, error) {
 		a, _, err := agentStatus(t, c, "app-1")

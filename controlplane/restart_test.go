@@ -108,7 +108,7 @@ func TestRestartInPlace_NotAfterAnotherSiteWasActive(t *testing.T) {
 		return err == nil, err
 	})
 
-	_, err := c.client(c.follower()).SetActiveSite(ctx, &pb.SetActiveSiteRequest{Site: "dr", ExpectedEpoch: 1, Reason: "test"})
+	_, err := c.standIn(c.follower()).SetActiveSite(ctx, &pb.SetActiveSiteRequest{Site: "dr", ExpectedEpoch: 1, Reason: "test"})
 	require.NoError(t, err)
 	testutil.WaitForResult(t, 20*time.Second, func() (bool, error) {
 		resp, err := w.probe(ctx)
@@ -119,7 +119,7 @@ func TestRestartInPlace_NotAfterAnotherSiteWasActive(t *testing.T) {
 			fmt.Errorf("engine %s, fenced %t, epoch %d", fakes["engine"].Role(), resp.GetFenced(), resp.GetEpoch())
 	})
 
-	_, err = c.client(c.follower()).SetActiveSite(ctx, &pb.SetActiveSiteRequest{Site: "primary", ExpectedEpoch: 2, Reason: "test"})
+	_, err = c.standIn(c.follower()).SetActiveSite(ctx, &pb.SetActiveSiteRequest{Site: "primary", ExpectedEpoch: 2, Reason: "test"})
 	require.NoError(t, err)
 	// The leader renews app-1's lease in epoch 3; a restart in place
 	// would follow the first renewal. Wait for several more.

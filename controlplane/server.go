@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -122,7 +123,7 @@ type Server struct {
 // NewServer starts a server: Raft, the gRPC and HTTP listeners, the
 // leadership monitor and the join loop. It returns an error, and leaves
 // nothing running, when any part fails to start.
-func NewServer(cfg *config.ServerConfig, deps Deps) (s *Server, err error) {
+func NewServer(cfg *config.ServerConfig, deps Deps) (*Server, error) {
 	if deps.TLS == nil {
 		return nil, errors.New("start server: no TLS material")
 	}
@@ -130,7 +131,7 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (s *Server, err error) {
 		deps.Logger = hclog.NewNullLogger()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s = &Server{
+	s := &Server{
 		config:         cfg,
 		logger:         deps.Logger,
 		tls:            deps.TLS,
@@ -148,17 +149,27 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (s *Server, err error) {
 		shutdownCancel: cancel,
 	}
 	s.conns.dial, s.agentConns.dial = deps.Dial, deps.Dial
-	defer func() {
-		if err != nil {
-			s.closeListeners(deps)
-			_ = s.Shutdown(context.Background())
-		}
-	}()
-	if err := s.openListeners(&deps); err != nil {
+	if err := s.start(&deps); err != nil {
+		// s is the half-started server, never nil here: release what
+		// start opened (listeners, Raft stores, Raft) before returning.
+		s.closeListeners(deps)
+		_ = s.Shutdown(context.Background())
 		return nil, err
 	}
+	return s, nil
+}
+
+// start opens the listeners and the data dir, then starts Raft and the
+// background work; NewServer releases whatever it opened when it fails.
+func (s *Server) start(deps *Deps) error {
+	if err := s.openListeners(deps); err != nil {
+		return err
+	}
+	if err := checkDataDir(s.config.DataDir); err != nil {
+		return err
+	}
 	if err := s.loadRemovedMark(); err != nil {
-		return nil, err
+		return err
 	}
 	if reason := s.removedReason(); reason != "" {
 		// A removed server opens no Raft state at all: it answers every
@@ -169,17 +180,32 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (s *Server, err error) {
 		s.setupGRPC()
 		s.goFunc(s.serveGRPC)
 		s.goFunc(s.watchRemovedMark)
-		return s, nil
+		return nil
 	}
-	if err := s.setupRaft(deps); err != nil {
-		return nil, err
+	if err := s.setupRaft(*deps); err != nil {
+		return err
 	}
 	s.setupGRPC()
 	s.setupHTTP()
 	s.startBackground()
-	s.logger.Info("server started", "node_id", cfg.NodeID, "site", cfg.Site,
+	s.logger.Info("server started", "node_id", s.config.NodeID, "site", s.config.Site,
 		"grpc_addr", s.grpcAddr, "raft_addr", s.raftAddr, "http_addr", s.httpListener.Addr().String())
-	return s, nil
+	return nil
+}
+
+// checkDataDir creates the data dir when it does not exist and says which
+// path is in the way when it cannot be: a file where a directory must be,
+// or a directory the server may not write.
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data_dir %s: %w; set data_dir to a directory this server can create and write", dir, err)
+	}
+	probe, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("data_dir %s is not writable: %w; set data_dir to a directory this server can write", dir, err)
+	}
+	_ = probe.Close()
+	return os.Remove(probe.Name())
 }
 
 // openListeners opens the listeners the caller did not provide and works
@@ -191,7 +217,7 @@ func (s *Server) openListeners(deps *Deps) error {
 			return
 		}
 		if *ln, err = net.Listen("tcp", addr); err != nil {
-			err = fmt.Errorf("listen for %s on %s: %w", what, addr, err)
+			err = fmt.Errorf("listen for %s on %s: %w; stop what holds the port (another drplane server?) or set ports { %s = ... } to a free one", what, addr, err, what)
 		}
 	}
 	listen(&deps.GRPCListener, s.config.GRPCAddr(), "grpc")
@@ -285,7 +311,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	if s.httpServer != nil {
 		_ = s.httpServer.Close()
 	}
-	if s.grpcServer == nil {
+	if s.grpcServer == nil && s.grpcListener != nil {
 		_ = s.grpcListener.Close()
 	}
 	var err error

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -53,7 +55,7 @@ func TestCluster_LeaderLoss_Reelection(t *testing.T) {
 			require.NotEqual(t, old.cfg.NodeID, leader.cfg.NodeID)
 
 			// The new leader accepts writes and reports the dead server.
-			resp, err := c.client(c.follower()).SetActiveSite(testCtx(t), &pb.SetActiveSiteRequest{Site: "dr", ExpectedEpoch: 1, Reason: "test"})
+			resp, err := c.standIn(c.follower()).SetActiveSite(testCtx(t), &pb.SetActiveSiteRequest{Site: "dr", ExpectedEpoch: 1, Reason: "test"})
 			require.NoError(t, err)
 			require.Equal(t, uint64(2), resp.GetEpoch())
 			members, err := c.client(leader).ListMembers(testCtx(t), &pb.ListMembersRequest{})
@@ -93,12 +95,12 @@ func TestCluster_RetriedRequest_AppliedOnce(t *testing.T) {
 	leader := c.waitForLeader()
 	req := &pb.SetActiveSiteRequest{Write: &pb.WriteOptions{RequestId: "flip-1"}, Site: "dr", ExpectedEpoch: 1}
 
-	first, err := c.client(c.follower()).SetActiveSite(testCtx(t), req)
+	first, err := c.standIn(c.follower()).SetActiveSite(testCtx(t), req)
 	require.NoError(t, err)
 	// The retry goes to another server, as a client does after an
 	// ambiguous error; it gets the recorded answer, not a second flip or
 	// a CAS failure.
-	second, err := c.client(leader).SetActiveSite(testCtx(t), req)
+	second, err := c.standIn(leader).SetActiveSite(testCtx(t), req)
 	require.NoError(t, err)
 	require.Equal(t, first.GetEpoch(), second.GetEpoch())
 	require.Equal(t, first.GetMeta().GetIndex(), second.GetMeta().GetIndex())
@@ -108,7 +110,7 @@ func TestCluster_RetriedRequest_AppliedOnce(t *testing.T) {
 func TestCluster_CompareAndSet_Rejected(t *testing.T) {
 	c := newTestCluster(t, 3)
 	c.waitForLeader()
-	_, err := c.client(c.follower()).SetActiveSite(testCtx(t), &pb.SetActiveSiteRequest{Site: "dr", ExpectedEpoch: 7})
+	_, err := c.standIn(c.follower()).SetActiveSite(testCtx(t), &pb.SetActiveSiteRequest{Site: "dr", ExpectedEpoch: 7})
 	require.Equal(t, codes.FailedPrecondition, status.Code(err))
 	require.Contains(t, status.Convert(err).Message(), "epoch is 1, not 7")
 }
@@ -238,6 +240,37 @@ func TestCluster_Permissions(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.client(c.servers[0]).JoinCluster(testCtx(t), &pb.JoinClusterRequest{Id: "evil", Address: "127.0.0.1:1", RaftAddress: "127.0.0.1:2"})
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "only servers may join")
+}
+
+// TestCluster_Permissions_OnlyPlansSetTheActiveSite: an operator's
+// certificate may not set the active site, at the leader or through a
+// follower; and a server certificate that forwards a request is checked as
+// the caller it names, so it cannot carry an operator's or an agent's call
+// past methodRoles.
+func TestCluster_Permissions_OnlyPlansSetTheActiveSite(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitForLeader()
+	for _, ts := range []*testServer{leader, c.follower()} {
+		_, err := c.client(ts).SetActiveSite(testCtx(t), &pb.SetActiveSiteRequest{Site: "dr", ExpectedEpoch: 1, Reason: "test"})
+		require.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
+		require.Contains(t, status.Convert(err).Message(), "a cli certificate (ops) may not call /drplane.v1.Operator/SetActiveSite")
+	}
+	require.Equal(t, uint64(1), leader.fsm.view().Epoch)
+	require.Equal(t, "primary", leader.fsm.view().ActiveSite)
+
+	asForwarded := func(role tlsutil.Role, name string) context.Context {
+		return metadata.AppendToOutgoingContext(testCtx(t), mdForwarded, "stand-in", mdCallerRole, string(role), mdCallerName, name)
+	}
+	standIn := c.standIn(leader)
+	_, err := standIn.SetActiveSite(asForwarded(tlsutil.RoleCLI, "ops"), &pb.SetActiveSiteRequest{Site: "dr", ExpectedEpoch: 1})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "a forwarded operator's call is checked as the operator's")
+	_, err = standIn.StartExecution(testCtx(t), &pb.StartExecutionRequest{Kind: "failover", To: "dr"})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "a server certificate is no operator's")
+	_, err = standIn.RegisterAgent(asForwarded(tlsutil.RoleAgent, "db-1"), &pb.RegisterAgentRequest{Agent: &pb.Agent{HostId: "db-2", Site: "primary", Address: "127.0.0.1:1"}})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "a forwarded agent may register only its own host")
+	_, err = standIn.GetStatus(asForwarded(tlsutil.RoleCLI, "ops"), &pb.GetStatusRequest{})
+	require.NoError(t, err, "a forwarded operator's read is served")
+	require.Equal(t, uint64(1), leader.fsm.view().Epoch)
 }
 
 func TestCluster_TLS_RefusesForeignAndMissingCerts(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"github.com/drplane/drplane/internal/rpcerr"
 	"github.com/drplane/drplane/internal/structs"
 	"github.com/drplane/drplane/internal/tlsutil"
+	"github.com/drplane/drplane/internal/wirecheck"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -34,6 +35,8 @@ var methodRoles = map[string][]tlsutil.Role{
 	pb.HostAgent_ListSnapshots_FullMethodName: {tlsutil.RoleServer},
 }
 
+// setupGRPC creates the gRPC server: mutual TLS, the role check, then the
+// bounds on every request's ids and strings (wirecheck).
 func (a *Agent) setupGRPC() {
 	a.grpcServer = grpc.NewServer(
 		grpc.Creds(a.tls.ServerCredentials(a.logger.Named("grpc"))),
@@ -42,13 +45,13 @@ func (a *Agent) setupGRPC() {
 				return nil, err
 			}
 			return h(ctx, req)
-		}),
+		}, wirecheck.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			if err := a.authorize(ss.Context(), info.FullMethod); err != nil {
 				return err
 			}
 			return h(srv, ss)
-		}),
+		}, wirecheck.StreamServerInterceptor()),
 	)
 	pb.RegisterHostAgentServer(a.grpcServer, &hostAgentEndpoint{agent: a})
 }

@@ -13,7 +13,8 @@ import (
 	"google.golang.org/grpc"
 )
 
-// LeaderStandIn is the name of the server certificate AgentClient holds.
+// LeaderStandIn is the name of the server certificate AgentClient and
+// StandInOperator hold.
 const LeaderStandIn = "leader-stand-in"
 
 // clients caches the gRPC connections of a Cluster until Close.
@@ -64,8 +65,8 @@ func (c *Cluster) material(name string, role tlsutil.Role) (*tlsutil.Material, e
 
 // Operator returns an Operator client holding the operator's (cli)
 // certificate, connected to the first running server; a follower forwards
-// to the leader. It is for what the CLI has no command for, such as
-// SetActiveSite, or a request re-sent with the same request id.
+// to the leader. It is for what the CLI has no command for, such as a
+// request re-sent with the same request id.
 func (c *Cluster) Operator() (pb.OperatorClient, error) {
 	n, err := c.firstRunning()
 	if err != nil {
@@ -73,6 +74,29 @@ func (c *Cluster) Operator() (pb.OperatorClient, error) {
 	}
 	conn, err := c.clients.get("cp "+n.GRPCAddr, func() (*grpc.ClientConn, error) {
 		m, err := c.material("operator", tlsutil.RoleCLI)
+		if err != nil {
+			return nil, err
+		}
+		return grpc.NewClient(n.GRPCAddr, c.dialOptions(grpc.WithTransportCredentials(m.ClientCredentials(tlsutil.RoleServer)))...)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to server %s: %w", n.ID, err)
+	}
+	return pb.NewOperatorClient(conn), nil
+}
+
+// StandInOperator returns an Operator client holding the server
+// certificate LeaderStandIn, connected to the first running server. Only a
+// server certificate may call SetActiveSite (an operator's may not: only
+// plans change the active site), so with it a test moves the active site
+// and the epoch without a plan, as a plan's activate step would.
+func (c *Cluster) StandInOperator() (pb.OperatorClient, error) {
+	n, err := c.firstRunning()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := c.clients.get("cp-stand-in "+n.GRPCAddr, func() (*grpc.ClientConn, error) {
+		m, err := c.material(LeaderStandIn, tlsutil.RoleServer)
 		if err != nil {
 			return nil, err
 		}

@@ -3,8 +3,9 @@
 // only tests ask of it. Status and Members decode the CLI's --json output
 // into the CLI's own types (cli/json_output.go), so a renamed or retyped
 // field breaks the tests' build instead of reading as zero; SetActiveSite
-// switches the active site through the Operator API; WaitForAgents waits
-// until the leader probes the given agents.
+// switches the active site through the Operator API with a server
+// certificate; WaitForAgents waits until the leader probes the given
+// agents.
 //
 // Cluster embeds *devcluster.Cluster, so a test starts, kills and queries
 // servers and agents through the same value.

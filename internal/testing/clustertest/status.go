@@ -60,13 +60,15 @@ func (c *Cluster) Members(ctx context.Context, n *devcluster.Node) (leaderID str
 
 // SetActiveSite makes site the active site through the control plane, as
 // a compare-and-set on the epoch it reads first, and returns the new
-// epoch. The leader's probes carry it to the agents from then on.
+// epoch. The leader's probes carry it to the agents from then on. It calls
+// with the stand-in's server certificate (StandInOperator): an operator's
+// certificate may not set the active site outside a plan.
 func (c *Cluster) SetActiveSite(ctx context.Context, site, reason string) (uint64, error) {
 	st, err := c.Status(ctx)
 	if err != nil {
 		return 0, err
 	}
-	client, err := c.Operator()
+	client, err := c.StandInOperator()
 	if err != nil {
 		return 0, err
 	}

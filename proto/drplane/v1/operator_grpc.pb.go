@@ -53,7 +53,10 @@ type OperatorClient interface {
 	// remove the last server or to leave fewer healthy voters than a quorum.
 	RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error)
 	// SetActiveSite makes a data site active and bumps the epoch, only if the
-	// current epoch equals expected_epoch (compare-and-set).
+	// current epoch equals expected_epoch (compare-and-set). Only plans
+	// change the active site: an operator's (cli) certificate is refused.
+	// It admits a server certificate only, for test harnesses that need an
+	// epoch change without a plan.
 	SetActiveSite(ctx context.Context, in *SetActiveSiteRequest, opts ...grpc.CallOption) (*SetActiveSiteResponse, error)
 	// ListAudit returns the append-only audit trail.
 	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
@@ -254,7 +257,10 @@ type OperatorServer interface {
 	// remove the last server or to leave fewer healthy voters than a quorum.
 	RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error)
 	// SetActiveSite makes a data site active and bumps the epoch, only if the
-	// current epoch equals expected_epoch (compare-and-set).
+	// current epoch equals expected_epoch (compare-and-set). Only plans
+	// change the active site: an operator's (cli) certificate is refused.
+	// It admits a server certificate only, for test harnesses that need an
+	// epoch change without a plan.
 	SetActiveSite(context.Context, *SetActiveSiteRequest) (*SetActiveSiteResponse, error)
 	// ListAudit returns the append-only audit trail.
 	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
