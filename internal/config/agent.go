@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/internal/hclpos"
+	"github.com/drplane/drplane/internal/names"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -280,11 +281,17 @@ func orDefault(s, def string) string {
 }
 
 func (v *agentValidator) identity(cfg *AgentConfig) {
-	if cfg.HostID == "" {
+	switch {
+	case cfg.HostID == "":
 		v.d.at(attrRange(v.body, "host_id"), "host_id is empty; expected this host's name, e.g. \"db-1\" (also its certificate name)")
+	case !names.Valid(cfg.HostID):
+		v.d.at(attrRange(v.body, "host_id"), "host_id %q: %v", cfg.HostID, names.Check(cfg.HostID))
 	}
-	if cfg.Site == "" {
+	switch {
+	case cfg.Site == "":
 		v.d.at(attrRange(v.body, "site"), "site is empty; expected the data site this host is in")
+	case !names.Valid(cfg.Site):
+		v.d.at(attrRange(v.body, "site"), "site %q: %v", cfg.Site, names.Check(cfg.Site))
 	}
 	if cfg.DataDir == "" {
 		v.d.at(attrRange(v.body, "data_dir"), "data_dir is empty; expected a directory for the epoch, journal and snapshots")
@@ -319,8 +326,12 @@ func (v *agentValidator) hostPort(key, val string) {
 	}
 }
 
-// names records block names and reports duplicates at their label.
+// uniqueName checks a block's name label: it follows the name rule (the
+// agent makes directories and step ids of it) and is not declared twice.
 func (v *agentValidator) uniqueName(seen map[string]bool, b *hclsyntax.Block, kind, name string) {
+	if err := names.Check(name); err != nil {
+		v.d.at(b.LabelRanges[0], "%s %q: %v", kind, name, err)
+	}
 	if seen[name] {
 		v.d.at(b.LabelRanges[0], "%s %q is declared twice", kind, name)
 	}
@@ -349,6 +360,11 @@ func (v *agentValidator) service(r rawService, body *hclsyntax.Body) ServiceConf
 		Command: r.Command, Env: r.Env, Dir: r.Dir, Restart: orDefault(r.Restart, "no"), Unit: r.Unit,
 	}
 	s.StopTimeout = v.d.parseDuration(attrRange(body, "stop_timeout"), "service "+r.Name+": stop_timeout", r.StopTimeout, 30*time.Second)
+	for i, dep := range r.DependsOn {
+		if err := names.Check(dep); err != nil {
+			v.d.at(keyRange(body, fmt.Sprintf("depends_on[%d]", i)), "service %q: depends_on %q: %v", r.Name, dep, err)
+		}
+	}
 	switch r.Driver {
 	case DriverPostgres:
 		if s.DataDir == "" {

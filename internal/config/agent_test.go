@@ -100,6 +100,24 @@ func TestParseAgentConfig_Errors(t *testing.T) {
 		{"missing process command", `  command    = ["/opt/app/engine", "--config", "production.toml"]` + "\n", ``, "agent.hcl:16:", "needs command"},
 		{"bad listen", `listen   = "127.0.0.1:7500"`, `listen   = "127.0.0.1"`, "agent.hcl:4:12", `listen "127.0.0.1" is not host:port`},
 		{"missing tls file", `key_file = "s1-key.pem"`, `key_file = "gone.pem"`, "agent.hcl:7:", "tls.key_file: file"},
+
+		// Names become directories under data_dir and parts of step ids:
+		// one rule (package names), checked here with file:line.
+		{"service name leaving data_dir", `service "engine"`, `service "../../../../../x/escape"`, "agent.hcl:16:9",
+			`service "../../../../../x/escape": a name is one path element and cannot contain "/" or "\"; expected 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit`},
+		{"service name outside the rule", `service "engine"`, `service "ünï☃"`, "agent.hcl:16:9",
+			`service "ünï☃": 'ü', 'ï', '☃' are not allowed in a name; expected 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit`},
+		{"empty service name", `service "engine"`, `service ""`, "agent.hcl:16:9",
+			`service "": the name is empty; expected 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit`},
+		{"long service name", `service "engine"`, `service "` + strings.Repeat("e", 64) + `"`, "agent.hcl:16:9",
+			`: the name is 64 characters long; expected 1 to 63 letters`},
+		{"bad depends_on", `depends_on = ["postgres"]`, `depends_on = ["postgres", "../pg"]`, "agent.hcl:19:29",
+			`service "engine": depends_on "../pg": a name is one path element`},
+		{"bad sync name", `sync "state"`, `sync "st ate"`, "agent.hcl:22:6", `sync "st ate": ' ' is not allowed in a name`},
+		{"bad snapshot name", `snapshot "state"`, `snapshot "../state"`, "agent.hcl:26:10", `snapshot "../state": a name is one path element`},
+		{"bad hook name", `hook "circuit-breaker-trip"`, `hook "trip:breaker"`, "agent.hcl:32:6", `hook "trip:breaker": ':' is not allowed in a name`},
+		{"bad host_id", `host_id  = "db-1"`, `host_id  = "db/1"`, "agent.hcl:1:12", `host_id "db/1": a name is one path element`},
+		{"bad site", `site     = "primary"`, `site     = "prim@ry"`, "agent.hcl:2:12", `site "prim@ry": '@' is not allowed in a name`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drplane/drplane/internal/names"
 	"github.com/drplane/drplane/internal/plan"
 )
 
@@ -224,8 +225,11 @@ func (c *ServerConfig) validate(p *problems) {
 }
 
 func (c *ServerConfig) validateIdentity(p *problems) {
-	if c.NodeID == "" {
+	switch {
+	case c.NodeID == "":
 		p.add("node_id", "node_id is empty; expected a unique name such as \"s1\"")
+	case !names.Valid(c.NodeID):
+		p.add("node_id", "node_id %q: %v", c.NodeID, names.Check(c.NodeID))
 	}
 	if c.DataDir == "" {
 		p.add("data_dir", "data_dir is empty; expected a directory for the Raft log and snapshots")
@@ -320,15 +324,19 @@ func (c *ServerConfig) validateNodeSite(p *problems, declared map[string]bool) {
 	if declared[c.Site] {
 		return
 	}
-	names := make([]string, len(c.Sites))
+	declaredNames := make([]string, len(c.Sites))
 	for i, s := range c.Sites {
-		names[i] = s.Name
+		declaredNames[i] = s.Name
 	}
 	if c.Site == "" {
-		p.add("site", "site is empty; expected this node's site, one of: %s", strings.Join(names, ", "))
+		p.add("site", "site is empty; expected this node's site, one of: %s", strings.Join(declaredNames, ", "))
 		return
 	}
-	p.add("site", "site %q of this node is not declared (declared: %s)", c.Site, strings.Join(names, ", "))
+	if err := names.Check(c.Site); err != nil {
+		p.add("site", "site %q: %v; set it to this node's site, one of: %s", c.Site, err, strings.Join(declaredNames, ", "))
+		return
+	}
+	p.add("site", "site %q of this node is not declared (declared: %s)", c.Site, strings.Join(declaredNames, ", "))
 }
 
 // Validate reports the problems of one port setting.
@@ -368,8 +376,11 @@ func (s SiteConfig) Validate() error {
 
 // validate checks s, the site block that key names.
 func (s SiteConfig) validate(p *problems, key string) {
-	if s.Name == "" {
-		p.add(key, "site name is empty; expected e.g. site \"primary\" { kind = \"data\" }")
+	switch {
+	case s.Name == "":
+		p.add(key+"."+labelKey, "site name is empty; expected e.g. site \"primary\" { kind = \"data\" }")
+	case !names.Valid(s.Name):
+		p.add(key+"."+labelKey, "site %q: %v", s.Name, names.Check(s.Name))
 	}
 	if s.Kind != SiteKindData && s.Kind != SiteKindWitness {
 		p.add(key+".kind", "site %q: kind %q is not %q or %q", s.Name, s.Kind, SiteKindData, SiteKindWitness)

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
+	"github.com/drplane/drplane/internal/names"
 	"github.com/drplane/drplane/internal/plan"
 )
 
@@ -189,6 +190,9 @@ func (v *serverValidator) failover(raw *rawFailover, f *FailoverConfig) {
 	stonith := blocks(body, "stonith")
 	for i, r := range raw.Stonith {
 		sb := stonith[i].Body
+		if err := names.Check(r.Site); err != nil {
+			v.d.at(stonith[i].LabelRanges[0], "stonith %q: %v; a stonith block is labelled with the site it fences", r.Site, err)
+		}
 		sc := StonithConfig{Site: r.Site, Command: r.Command,
 			Timeout: v.d.parseDuration(attrRange(sb, "timeout"), "failover.stonith."+r.Site+".timeout", r.Timeout, 30*time.Second)}
 		if len(sc.Command) == 0 || sc.Command[0] == "" {

@@ -295,6 +295,20 @@ func TestLoadServerConfig_Errors(t *testing.T) {
 		{"quorum_loss_timeout below failover_timeout", appendText("failover {\n  quorum_loss_timeout = \"1s\"\n}\n"), "13:25",
 			"failover.quorum_loss_timeout 1s must be at least failover_timeout 5s"},
 
+		// Names, one rule for all (package names).
+		{"bad node_id", replace(`= "s1"`, `= "s1/../s2"`), "1:20",
+			`node_id "s1/../s2": a name is one path element and cannot contain "/" or "\"; expected 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit`},
+		{"bad site key", replace(`site             = "primary"`, `site             = "prïmary"`), "2:20",
+			`site "prïmary": 'ï' is not allowed in a name; expected 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit; set it to this node's site, one of: primary, dr, witness`},
+		{"bad site label", replace(`site "primary"`, `site "prïmary"`), "9:6", `site "prïmary": 'ï' is not allowed in a name`},
+		{"site label not starting with a letter", replace(`site "witness"`, `site ".witness"`), "11:6",
+			`site ".witness": a name starts with a letter or digit; expected 1 to 63 letters`},
+		{"empty site label", replace(`site "witness"`, `site ""`), "11:6", `site name is empty`},
+		{"bad stonith label", appendText("failover {\n  stonith \"dr:1\" { command = [\"/bin/fence\"] }\n}\n"), "13:11",
+			`stonith "dr:1": ':' is not allowed in a name; expected 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit; a stonith block is labelled with the site it fences`},
+		{"bad plan name", appendText("plan \"fast failover\" {\n  kind = \"failover\"\n}\n"), "12:6",
+			`plan "fast failover": ' ' is not allowed in a name`},
+
 		// Plans, checked by the plan parser.
 		{"bad objectives", appendText(`objectives { rto = "quick" }` + "\n"), "12:20", `objectives.rto: invalid duration "quick"`},
 		{"duplicate objectives", appendText("objectives { rto = \"1m\" }\nobjectives { rpo = \"1m\" }\n"), "13:1", "duplicate objectives block"},
