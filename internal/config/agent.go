@@ -5,12 +5,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/drplane/drplane/internal/hclpos"
 	"github.com/drplane/drplane/internal/names"
+	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -47,6 +49,9 @@ type AgentConfig struct {
 	// Programs are the external programs the blocks above run, with
 	// where each is declared; see Programs.Check.
 	Programs Programs
+	// hostIDAt is where host_id is written, for CheckCertificateName;
+	// zero for a config built in code.
+	hostIDAt Diagnostic
 }
 
 // ServiceConfig declares one service the agent owns.
@@ -263,6 +268,7 @@ func (v *agentValidator) build(raw *rawAgent) *AgentConfig {
 		Advertise: raw.Advertise, Servers: raw.Servers, LogLevel: orDefault(raw.LogLevel, "info"),
 	}
 	cfg.LeaseTTL = v.d.parseDuration(attrRange(v.body, "lease_ttl"), "lease_ttl", raw.LeaseTTL, 3*time.Second)
+	v.leaseTTL(cfg.LeaseTTL)
 	v.identity(cfg)
 	(&serverValidator{d: v.d, body: v.body, file: v.file}).tls(raw.TLS, &cfg.TLS)
 	v.services(raw.Services, cfg)
@@ -270,7 +276,29 @@ func (v *agentValidator) build(raw *rawAgent) *AgentConfig {
 	v.snapshots(raw.Snapshots, cfg)
 	v.hooks(raw.Hooks, cfg)
 	cfg.Programs = v.programs.list
+	cfg.hostIDAt = v.d.position(attrRange(v.body, "host_id"))
 	return cfg
+}
+
+// minAgentLeaseTTL is the bound an agent's lease_ttl must exceed: the
+// election bound at raft_multiplier 1 (3 x RaftHeartbeatTimeout), which
+// every server's failover.lease_ttl exceeds (see
+// ServerConfig.validateLeaseCoversElection), so no value a server accepts
+// is refused here. The agent's lease_ttl is its boot fencing window and
+// should equal the servers' value; a shorter one ("1ns") fences every
+// primary the agent adopts at start before a leader can vouch for it, so
+// each restart of the agent would take production down (invariant 4 is
+// kept either way: this bound is about availability, not safety).
+const minAgentLeaseTTL = 3 * RaftHeartbeatTimeout
+
+// leaseTTL checks the agent's lease_ttl against minAgentLeaseTTL, unless
+// it could not be parsed (reported already).
+func (v *agentValidator) leaseTTL(ttl time.Duration) {
+	if v.d.broken["lease_ttl"] || ttl > minAgentLeaseTTL {
+		return
+	}
+	v.d.at(attrRange(v.body, "lease_ttl"), "lease_ttl %s is shorter than any lease a server grants: a server's failover.lease_ttl must exceed %s (3 x the Raft heartbeat timeout %s); set lease_ttl to the servers' failover.lease_ttl (default 3s)",
+		ttl, minAgentLeaseTTL, RaftHeartbeatTimeout)
 }
 
 func orDefault(s, def string) string {
@@ -382,9 +410,8 @@ func (v *agentValidator) service(r rawService, body *hclsyntax.Body) ServiceConf
 		if !slices.Contains([]string{"no", "on-failure", "always"}, s.Restart) {
 			v.d.at(attrRange(body, "restart"), "service %q: restart %q is not one of no, on-failure, always", r.Name, s.Restart)
 		}
-		if s.Dir == "" {
-			v.programs.command(attrRange(body, "command"), fmt.Sprintf("service %q", r.Name), s.Command)
-		}
+		v.absoluteCommand(attrRange(body, "command"), fmt.Sprintf("service %q: command", r.Name), s.Command)
+		v.programs.command(attrRange(body, "command"), fmt.Sprintf("service %q", r.Name), s.Command)
 	case DriverSystemd:
 		if s.Unit == "" {
 			s.Unit = r.Name + ".service"
@@ -393,6 +420,7 @@ func (v *agentValidator) service(r rawService, body *hclsyntax.Body) ServiceConf
 	default:
 		v.d.at(attrRange(body, "driver"), "service %q: driver %q is not one of postgres, process, systemd", r.Name, r.Driver)
 	}
+	v.envNames(body, fmt.Sprintf("service %q: env", r.Name), s.Env)
 	if r.Health != nil {
 		s.Health = v.health(r.Name, "health", r.Health, blockBody(body, "health"))
 	}
@@ -426,7 +454,10 @@ func (v *agentValidator) drill(s ServiceConfig, r *rawDrill, body *hclsyntax.Bod
 		}
 		if _, ok := body.Attributes["command"]; ok && (len(d.Command) == 0 || d.Command[0] == "") {
 			v.d.at(attrRange(body, "command"), "service %q: drill.command is empty; leave it out to run the service's command", s.Name)
+		} else if ok {
+			v.absoluteCommand(attrRange(body, "command"), fmt.Sprintf("service %q: drill.command", s.Name), d.Command)
 		}
+		v.envNames(body, fmt.Sprintf("service %q: drill.env", s.Name), d.Env)
 	case DriverSystemd:
 		v.d.at(body.SrcRange, "service %q: the systemd driver cannot run a drill copy beside its unit; remove the drill block", s.Name)
 	}
@@ -513,6 +544,37 @@ func (v *agentValidator) hooks(raw []rawHook, cfg *AgentConfig) {
 		h := HookConfig{Name: r.Name, Command: r.Command}
 		h.Timeout = v.d.parseDuration(attrRange(body, "timeout"), "hook "+r.Name+": timeout", r.Timeout, 30*time.Second)
 		cfg.Hooks = append(cfg.Hooks, h)
+	}
+}
+
+// absoluteCommand requires a command line whose program is an absolute
+// path, as a hook's is: a bare name would be looked up in the agent's
+// PATH and a relative path in its working directory, both of which differ
+// between the shell an operator tries a command in and the agent's
+// service unit. what names the key, e.g. `service "engine": command`.
+func (v *agentValidator) absoluteCommand(rng hcl.Range, what string, argv []string) {
+	if len(argv) == 0 || filepath.IsAbs(argv[0]) {
+		return
+	}
+	where := "the agent's PATH"
+	if strings.Contains(argv[0], "/") {
+		where = "the agent's working directory"
+	}
+	v.d.at(rng, "%s must start with an absolute path to the program, e.g. [\"/usr/local/bin/%s\", ...]; %q would be looked up in %s", what, filepath.Base(argv[0]), argv[0], where)
+}
+
+// envNameRe is what the name of an environment variable may be (POSIX's
+// portable names): "A=B" would set another variable than it says, and an
+// empty name none.
+var envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// envNames checks the keys of the env map in body, each at its position;
+// what names the key, e.g. `service "engine": env`.
+func (v *agentValidator) envNames(body *hclsyntax.Body, what string, env map[string]string) {
+	for name := range env {
+		if !envNameRe.MatchString(name) {
+			v.d.at(mapKeyRange(body, "env", name), "%s: %q is not an environment variable name; expected letters, digits and \"_\", not starting with a digit, e.g. MODE", what, name)
+		}
 	}
 }
 

@@ -118,6 +118,20 @@ func TestParseAgentConfig_Errors(t *testing.T) {
 		{"bad hook name", `hook "circuit-breaker-trip"`, `hook "trip:breaker"`, "agent.hcl:32:6", `hook "trip:breaker": ':' is not allowed in a name`},
 		{"bad host_id", `host_id  = "db-1"`, `host_id  = "db/1"`, "agent.hcl:1:12", `host_id "db/1": a name is one path element`},
 		{"bad site", `site     = "primary"`, `site     = "prim@ry"`, "agent.hcl:2:12", `site "prim@ry": '@' is not allowed in a name`},
+
+		// Values accepted before, refused now with their position.
+		{"process command in PATH", `command    = ["/opt/app/engine"`, `command    = ["engine"`, "agent.hcl:18:16",
+			`service "engine": command must start with an absolute path to the program, e.g. ["/usr/local/bin/engine", ...]; "engine" would be looked up in the agent's PATH`},
+		{"relative process command", `command    = ["/opt/app/engine"`, `command    = ["./bin/engine"`, "agent.hcl:18:16",
+			`service "engine": command must start with an absolute path to the program, e.g. ["/usr/local/bin/engine", ...]; "./bin/engine" would be looked up in the agent's working directory`},
+		{"env key with =", `  depends_on = ["postgres"]`, "  env        = { \"A=B\" = \"x\", MODE = \"live\" }\n  depends_on = [\"postgres\"]", "agent.hcl:19:18",
+			`service "engine": env: "A=B" is not an environment variable name; expected letters, digits and "_", not starting with a digit, e.g. MODE`},
+		{"empty env key", `  depends_on = ["postgres"]`, "  env        = { MODE = \"live\", \"\" = \"y\" }\n  depends_on = [\"postgres\"]", "agent.hcl:19:33",
+			`service "engine": env: "" is not an environment variable name`},
+		{"lease_ttl of 1ns", `servers  = [`, "lease_ttl = \"1ns\"\nservers  = [", "agent.hcl:6:13",
+			`lease_ttl 1ns is shorter than any lease a server grants: a server's failover.lease_ttl must exceed 1.35s (3 x the Raft heartbeat timeout 450ms); set lease_ttl to the servers' failover.lease_ttl (default 3s)`},
+		{"lease_ttl at the election bound", `servers  = [`, "lease_ttl = \"1350ms\"\nservers  = [", "agent.hcl:6:13",
+			`lease_ttl 1.35s is shorter than any lease a server grants`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -203,6 +217,10 @@ func TestParseAgentConfig_DrillErrors(t *testing.T) {
 		{"systemd drill", `service "gateway" { driver = "systemd" }`, "service \"gateway\" {\n  driver = \"systemd\"\n  drill { port = 1 }\n}", "agent.hcl:26:9", "the systemd driver cannot run a drill copy"},
 		{"unknown drill key", `drill { port = 15432 }`, `drill { prot = 15432 }`, "agent.hcl:11:11", `unknown key "prot"`},
 		{"two drill blocks", `drill { port = 15432 }`, "drill { port = 15432 }\n  drill { port = 15433 }", "agent.hcl:12:", "duplicate drill block"},
+		{"relative drill command", `command = ["/opt/app/engine", "--config", "drill.toml"]`, `command = ["engine", "--config", "drill.toml"]`, "agent.hcl:19:15",
+			`service "engine": drill.command must start with an absolute path to the program, e.g. ["/usr/local/bin/engine", ...]; "engine" would be looked up in the agent's PATH`},
+		{"bad drill env key", `env     = { MODE = "drill" }`, `env     = { "1MODE" = "drill" }`, "agent.hcl:20:17",
+			`service "engine": drill.env: "1MODE" is not an environment variable name; expected letters, digits and "_", not starting with a digit, e.g. MODE`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -222,4 +240,22 @@ func TestParseAgentConfig_DrillErrors(t *testing.T) {
 			require.True(t, found, "no diagnostic at %s containing %q in:\n%s", tc.wantPos, tc.want, err)
 		})
 	}
+}
+
+// TestAgentConfig_CheckCertificateName checks that a host_id other than
+// its certificate's name is refused at host_id's position, saying both
+// ways out.
+func TestAgentConfig_CheckCertificateName(t *testing.T) {
+	dir := t.TempDir()
+	writeTLSFiles(t, dir)
+	file := filepath.Join(dir, "agent.hcl")
+	cfg, err := ParseAgentConfig([]byte(exampleAgentConfig), file)
+	require.NoError(t, err)
+	require.NoError(t, cfg.CheckCertificateName("db-1"))
+	err = cfg.CheckCertificateName("db-2")
+	var cfgErr *Error
+	require.ErrorAs(t, err, &cfgErr)
+	require.EqualError(t, err, file+`:1:12: host_id "db-1" is not the name of this agent's certificate: `+filepath.Join(dir, "s1.pem")+
+		` is named "db-2", and the servers let an agent register only the host its certificate names; set host_id = "db-2", or make a certificate for db-1 with `+
+		"`drplane tls cert create --agent --name db-1`")
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
@@ -116,6 +117,27 @@ func attrOrElement(body *hclsyntax.Body, name string, idx int, indexed bool) (hc
 		return a.Expr.Range(), true
 	}
 	return tuple.Exprs[idx].Range(), true
+}
+
+// mapKeyRange is where key is written in the map that attribute name of
+// body holds ({ MODE = "live" }), or the attribute's value when the key
+// is not found there.
+func mapKeyRange(body *hclsyntax.Body, name, key string) hcl.Range {
+	a, ok := body.Attributes[name]
+	if !ok {
+		return attrRange(body, name)
+	}
+	obj, ok := a.Expr.(*hclsyntax.ObjectConsExpr)
+	if !ok {
+		return a.Expr.Range()
+	}
+	for _, item := range obj.Items {
+		var k string
+		if diags := gohcl.DecodeExpression(item.KeyExpr, nil, &k); !diags.HasErrors() && k == key {
+			return item.KeyExpr.Range()
+		}
+	}
+	return a.Expr.Range()
 }
 
 // splitIndex splits "name[3]" into "name", 3, true and "name" into

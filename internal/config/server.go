@@ -66,6 +66,9 @@ type ServerConfig struct {
 	// Programs are the STONITH hooks' programs, with where each is
 	// declared; see Programs.Check.
 	Programs Programs
+	// nodeIDAt is where node_id is written, for CheckCertificateName;
+	// zero for a config built in code.
+	nodeIDAt Diagnostic
 }
 
 // PortsConfig are the server's listening ports; 0 lets the kernel choose.
@@ -214,6 +217,7 @@ func (c *ServerConfig) validate(p *problems) {
 	c.validateJoin(p)
 	c.validateSites(p)
 	c.Failover.validate(p)
+	c.validateStonith(p)
 	c.validateLeaseCoversElection(p)
 	c.validateAutomatic(p)
 	if c.Objectives.RTO < 0 {
@@ -450,11 +454,6 @@ func (c *ServerConfig) validateAutomatic(p *problems) {
 			data = append(data, s.Name)
 		}
 	}
-	for _, st := range c.Failover.Stonith {
-		if !slices.ContainsFunc(c.Sites, func(s SiteConfig) bool { return s.Name == st.Site && s.Kind == SiteKindData }) {
-			p.add("failover.stonith", "failover: stonith %q names no declared data site (data sites: %s)", st.Site, strings.Join(data, ", "))
-		}
-	}
 	if witness || len(data) < 2 {
 		return
 	}
@@ -463,6 +462,23 @@ func (c *ServerConfig) validateAutomatic(p *problems) {
 			p.add("failover.automatic", "failover: automatic = true with data sites %s and no witness site needs a stonith hook for every data site (missing: %s): without a witness, the servers that lose the majority cannot tell a dead site from a partition, and only a confirmed fence makes failing over safe; add a site with kind = \"witness\" or a stonith \"%s\" { command = [...] } block",
 				strings.Join(data, ", "), site, site)
 			return
+		}
+	}
+}
+
+// validateStonith checks that every STONITH hook fences a declared data
+// site: a hook for a site that does not exist (a typo of one that does)
+// would leave that site without its fence when it is lost.
+func (c *ServerConfig) validateStonith(p *problems) {
+	var data []string
+	for _, s := range c.Sites {
+		if s.Kind == SiteKindData {
+			data = append(data, s.Name)
+		}
+	}
+	for i, st := range c.Failover.Stonith {
+		if !slices.Contains(data, st.Site) && names.Valid(st.Site) {
+			p.add(fmt.Sprintf("failover.stonith[%d].%s", i, labelKey), "stonith %q names no declared data site (data sites: %s); label the block with the data site it fences", st.Site, strings.Join(data, ", "))
 		}
 	}
 }

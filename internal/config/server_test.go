@@ -309,6 +309,14 @@ func TestLoadServerConfig_Errors(t *testing.T) {
 		{"bad plan name", appendText("plan \"fast failover\" {\n  kind = \"failover\"\n}\n"), "12:6",
 			`plan "fast failover": ' ' is not allowed in a name`},
 
+		// STONITH hooks, with or without automatic failover.
+		{"stonith for an undeclared site", appendText("failover {\n  stonith \"nowhere\" { command = [\"/bin/fence\"] }\n}\n"), "13:11",
+			`stonith "nowhere" names no declared data site (data sites: primary, dr); label the block with the data site it fences`},
+		{"stonith for the witness", appendText("failover {\n  stonith \"witness\" { command = [\"/bin/fence\"] }\n}\n"), "13:11",
+			`stonith "witness" names no declared data site (data sites: primary, dr)`},
+		{"relative stonith command", appendText("failover {\n  stonith \"primary\" { command = [\"fence-primary\"] }\n}\n"), "13:33",
+			`stonith "primary": command must start with an absolute path to the program, e.g. ["/usr/local/bin/fence-primary", ...]; "fence-primary" would depend on the server's PATH or working directory`},
+
 		// Plans, checked by the plan parser.
 		{"bad objectives", appendText(`objectives { rto = "quick" }` + "\n"), "12:20", `objectives.rto: invalid duration "quick"`},
 		{"duplicate objectives", appendText("objectives { rto = \"1m\" }\nobjectives { rpo = \"1m\" }\n"), "13:1", "duplicate objectives block"},
@@ -519,4 +527,22 @@ func TestServerConfig_Validate_LeaseCoversElection(t *testing.T) {
 			require.Contains(t, cfgErr.Diagnostics[0].Message, "does not outlast a change of leader")
 		})
 	}
+}
+
+// TestServerConfig_CheckCertificateName checks that a node_id other than
+// its certificate's name is refused at node_id's position, saying both
+// ways out; a config built in code has no position.
+func TestServerConfig_CheckCertificateName(t *testing.T) {
+	cfg, dir, err := parseExample(t, exampleConfig)
+	require.NoError(t, err)
+	require.NoError(t, cfg.CheckCertificateName("s1"))
+	err = cfg.CheckCertificateName("s2")
+	var cfgErr *Error
+	require.ErrorAs(t, err, &cfgErr)
+	require.EqualError(t, err, filepath.Join(dir, "server.hcl")+`:1:20: node_id "s1" is not the name of this server's certificate: `+filepath.Join(dir, "s1.pem")+
+		` is named "s2", and other servers, agents and the audit trail know a server by its certificate; set node_id = "s2", or make a certificate for s1 with `+
+		"`drplane tls cert create --server --name s1`")
+
+	dev := DevServerConfig()
+	require.ErrorContains(t, dev.CheckCertificateName("s2"), `node_id "dev" is not the name of this server's certificate`)
 }
