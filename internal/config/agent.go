@@ -323,13 +323,15 @@ func (v *agentValidator) identity(cfg *AgentConfig) {
 	}
 	if cfg.DataDir == "" {
 		v.d.at(attrRange(v.body, "data_dir"), "data_dir is empty; expected a directory for the epoch, journal and snapshots")
+	} else if err := checkDir(cfg.DataDir); err != nil {
+		v.d.at(attrRange(v.body, "data_dir"), "data_dir %v; set data_dir to a directory for the epoch, journal and snapshots", err)
 	}
-	v.hostPort("listen", cfg.Listen)
-	v.hostPort("http", cfg.HTTP)
+	v.hostPort("listen", cfg.Listen, true, "10.0.1.11:7500")
+	v.hostPort("http", cfg.HTTP, true, "10.0.1.11:7501")
 	if cfg.Advertise == "" {
 		cfg.Advertise = cfg.Listen
 	} else {
-		v.hostPort("advertise", cfg.Advertise)
+		v.hostPort("advertise", cfg.Advertise, false, "10.0.1.11:7500")
 	}
 	if host, _, err := net.SplitHostPort(cfg.Advertise); err == nil && net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
 		v.d.at(attrRange(v.body, "listen"), "listen %q cannot be advertised to the servers; set advertise to this host's address", cfg.Listen)
@@ -337,9 +339,9 @@ func (v *agentValidator) identity(cfg *AgentConfig) {
 	if len(cfg.Servers) == 0 {
 		v.d.at(attrRange(v.body, "servers"), "servers is empty; expected the grpc addresses of the drplane servers")
 	}
-	for _, s := range cfg.Servers {
-		if _, _, err := net.SplitHostPort(s); err != nil {
-			v.d.at(attrRange(v.body, "servers"), "servers entry %q is not host:port", s)
+	for i, s := range cfg.Servers {
+		if msg := addrProblem("servers entry", s, false, "10.0.1.11:7400"); msg != "" {
+			v.d.at(keyRange(v.body, fmt.Sprintf("servers[%d]", i)), "%s", msg)
 		}
 	}
 	levels := []string{"trace", "debug", "info", "warn", "error"}
@@ -348,9 +350,10 @@ func (v *agentValidator) identity(cfg *AgentConfig) {
 	}
 }
 
-func (v *agentValidator) hostPort(key, val string) {
-	if _, port, err := net.SplitHostPort(val); err != nil || port == "" {
-		v.d.at(attrRange(v.body, key), "%s %q is not host:port", key, val)
+// hostPort checks the address key; see addrProblem.
+func (v *agentValidator) hostPort(key, val string, listening bool, example string) {
+	if msg := addrProblem(key, val, listening, example); msg != "" {
+		v.d.at(attrRange(v.body, key), "%s", msg)
 	}
 }
 
@@ -384,7 +387,7 @@ func (v *agentValidator) services(raw []rawService, cfg *AgentConfig) {
 func (v *agentValidator) service(r rawService, body *hclsyntax.Body) ServiceConfig {
 	s := ServiceConfig{
 		Name: r.Name, Driver: r.Driver, DependsOn: r.DependsOn,
-		DataDir: resolvePath(v.file, r.DataDir), Port: r.Port, BinDir: r.BinDir, RunAs: r.RunAs,
+		DataDir: r.DataDir, Port: r.Port, BinDir: r.BinDir, RunAs: r.RunAs,
 		Command: r.Command, Env: r.Env, Dir: r.Dir, Restart: orDefault(r.Restart, "no"), Unit: r.Unit,
 	}
 	s.StopTimeout = v.d.parseDuration(attrRange(body, "stop_timeout"), "service "+r.Name+": stop_timeout", r.StopTimeout, 30*time.Second)
@@ -395,9 +398,7 @@ func (v *agentValidator) service(r rawService, body *hclsyntax.Body) ServiceConf
 	}
 	switch r.Driver {
 	case DriverPostgres:
-		if s.DataDir == "" {
-			v.d.at(body.SrcRange, "service %q: the postgres driver needs data_dir", r.Name)
-		}
+		v.postgresDataDir(body, s)
 		if s.Port <= 0 || s.Port > 65535 {
 			v.d.at(attrRange(body, "port"), "service %q: the postgres driver needs port between 1 and 65535", r.Name)
 		}
@@ -428,6 +429,25 @@ func (v *agentValidator) service(r rawService, body *hclsyntax.Body) ServiceConf
 		s.Drill = v.drill(s, r.Drill, blockBody(body, "drill"))
 	}
 	return s
+}
+
+// postgresDataDir checks a postgres service's data_dir: PostgreSQL's own
+// data directory on this host, which pg_ctl is given as written, so it
+// must be absolute and clean (not resolved against the config file's
+// directory, as the agent's own paths are). It may not exist yet (a
+// standby is cloned into it), but an existing one must be a directory.
+func (v *agentValidator) postgresDataDir(body *hclsyntax.Body, s ServiceConfig) {
+	rng := attrRange(body, "data_dir")
+	switch {
+	case s.DataDir == "":
+		v.d.at(body.SrcRange, "service %q: the postgres driver needs data_dir", s.Name)
+	case !filepath.IsAbs(s.DataDir) || filepath.Clean(s.DataDir) != s.DataDir:
+		v.d.at(rng, "service %q: data_dir %q must be a clean absolute path, PostgreSQL's data directory on this host, e.g. \"/var/lib/postgresql/15/main\"", s.Name, s.DataDir)
+	default:
+		if err := checkDir(s.DataDir); err != nil {
+			v.d.at(rng, "service %q: data_dir %v; set it to PostgreSQL's data directory", s.Name, err)
+		}
+	}
 }
 
 // drill validates a service's drill block: a postgres copy needs a port
@@ -484,6 +504,11 @@ func (v *agentValidator) health(svc, block string, r *rawHealth, body *hclsyntax
 		v.d.at(body.SrcRange, "service %q: %s needs exactly one of http, tcp, exec, sql (found %d)", svc, block, kinds)
 	}
 	v.programs.command(attrRange(body, "exec"), fmt.Sprintf("service %q %s check", svc, block), h.Exec)
+	if h.TCP != "" {
+		if msg := addrProblem(fmt.Sprintf("service %q: %s.tcp", svc, block), h.TCP, false, "127.0.0.1:5432"); msg != "" {
+			v.d.at(attrRange(body, "tcp"), "%s", msg)
+		}
+	}
 	if h.Timeout > h.Interval {
 		v.d.at(attrRange(body, "timeout"), "service %q: %s timeout %s is longer than its interval %s", svc, block, h.Timeout, h.Interval)
 	}
@@ -498,6 +523,11 @@ func (v *agentValidator) syncs(raw []rawSync, cfg *AgentConfig) {
 		v.uniqueName(seen, blks[i], "sync", r.Name)
 		s := SyncConfig{Name: r.Name, Paths: v.absPaths("sync "+r.Name, r.Paths, body), Source: r.Source}
 		s.Interval = v.d.parseDuration(attrRange(body, "interval"), "sync "+r.Name+": interval", r.Interval, 10*time.Second)
+		if s.Source != "" {
+			if msg := addrProblem(fmt.Sprintf("sync %q: source", r.Name), s.Source, false, "10.0.1.11:7500"); msg != "" {
+				v.d.at(attrRange(body, "source"), "%s", msg)
+			}
+		}
 		v.programs.program(blks[i].DefRange(), fmt.Sprintf("sync %q", r.Name), "rsync", "apt-get install rsync")
 		cfg.Syncs = append(cfg.Syncs, s)
 	}

@@ -84,6 +84,10 @@ func TestParseAgentConfig_DependencyOnAnotherHost(t *testing.T) {
 	require.Equal(t, []string{"postgres", "risk-db"}, engine.DependsOn)
 }
 
+// TestParseAgentConfig_Errors has one row per validation error: an edit
+// of exampleAgentConfig, the file:line:col it is reported at and its
+// message (or a part of it). "$DIR" in new and want stands for the config
+// file's directory.
 func TestParseAgentConfig_Errors(t *testing.T) {
 	cases := []struct {
 		name, old, new, wantPos, want string
@@ -132,19 +136,44 @@ func TestParseAgentConfig_Errors(t *testing.T) {
 			`lease_ttl 1ns is shorter than any lease a server grants: a server's failover.lease_ttl must exceed 1.35s (3 x the Raft heartbeat timeout 450ms); set lease_ttl to the servers' failover.lease_ttl (default 3s)`},
 		{"lease_ttl at the election bound", `servers  = [`, "lease_ttl = \"1350ms\"\nservers  = [", "agent.hcl:6:13",
 			`lease_ttl 1.35s is shorter than any lease a server grants`},
+
+		// Refused before only when the agent started, without a position.
+		{"relative postgres data_dir", `data_dir = "/var/lib/postgresql/15/main"`, `data_dir = "pgdata"`, "agent.hcl:11:14",
+			`service "postgres": data_dir "pgdata" must be a clean absolute path, PostgreSQL's data directory on this host, e.g. "/var/lib/postgresql/15/main"`},
+		{"postgres data_dir is a file", `data_dir = "/var/lib/postgresql/15/main"`, `data_dir = "$DIR/ca.pem"`, "agent.hcl:11:14",
+			`service "postgres": data_dir $DIR/ca.pem is a file, expected a directory; set it to PostgreSQL's data directory`},
+		{"listen out of range", `listen   = "127.0.0.1:7500"`, `listen   = "999.1.1.1:99999"`, "agent.hcl:4:12",
+			`listen "999.1.1.1:99999" is not a usable address: 999.1.1.1 is not an IP address and port 99999 is out of range (expected 0 to 65535); expected e.g. "10.0.1.11:7500"`},
+		{"http port not a number", `http     = "127.0.0.1:7501"`, `http     = "127.0.0.1:http"`, "agent.hcl:5:12",
+			`http "127.0.0.1:http" is not a usable address: port http is out of range (expected 0 to 65535); expected e.g. "10.0.1.11:7501"`},
+		{"advertise not a host name", `servers  = [`, "advertise = \"db-1..example:7500\"\nservers  = [", "agent.hcl:6:13",
+			`advertise "db-1..example:7500" is not a usable address: "db-1..example" is not a host name; expected e.g. "10.0.1.11:7500"`},
+		{"servers entry with port 0", `"127.0.0.1:7410"`, `"127.0.0.1:0"`, "agent.hcl:6:31",
+			`servers entry "127.0.0.1:0" is not a usable address: port 0 is out of range (expected 1 to 65535); expected e.g. "10.0.1.11:7400"`},
+		{"sync source without a host", `interval = "10s"`, "interval = \"10s\"\n  source   = \":7500\"", "agent.hcl:25:14",
+			`sync "state": source ":7500" is not a usable address: the host is empty; expected e.g. "10.0.1.11:7500"`},
+		{"health tcp out of range", `health { http = "http://127.0.0.1:8004/health"`, `health { tcp = "127.0.0.1:80040"`, "agent.hcl:20:18",
+			`service "engine": health.tcp "127.0.0.1:80040" is not a usable address: port 80040 is out of range (expected 1 to 65535); expected e.g. "127.0.0.1:5432"`},
+		{"data_dir is a file", `data_dir = "/var/lib/drplane-agent"`, `data_dir = "ca.pem"`, "agent.hcl:3:12",
+			`data_dir $DIR/ca.pem is a file, expected a directory; set data_dir to a directory for the epoch, journal and snapshots`},
+		{"data_dir under a file", `data_dir = "/var/lib/drplane-agent"`, `data_dir = "ca.pem/state"`, "agent.hcl:3:12",
+			`data_dir $DIR/ca.pem/state cannot be created: $DIR/ca.pem is a file, expected a directory; set data_dir to a directory for the epoch, journal and snapshots`},
+		{"duration out of range", `interval = "10s"`, `interval = "100000000h"`, "agent.hcl:24:14",
+			`sync state: interval: duration "100000000h" is out of range; the longest is 2562047h47m16.854775807s (about 292 years)`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			writeTLSFiles(t, dir)
-			src := strings.Replace(exampleAgentConfig, tc.old, tc.new, 1)
+			src := strings.Replace(exampleAgentConfig, tc.old, strings.ReplaceAll(tc.new, "$DIR", dir), 1)
 			require.NotEqual(t, exampleAgentConfig, src, "the edit must apply")
 			_, err := ParseAgentConfig([]byte(src), filepath.Join(dir, "agent.hcl"))
 			var cfgErr *Error
 			require.ErrorAs(t, err, &cfgErr)
+			want := strings.ReplaceAll(tc.want, "$DIR", dir)
 			found := false
 			for _, d := range cfgErr.Diagnostics {
-				if strings.HasPrefix(d.String(), filepath.Join(dir, tc.wantPos)) && strings.Contains(d.Message, tc.want) {
+				if strings.HasPrefix(d.String(), filepath.Join(dir, tc.wantPos)) && strings.Contains(d.Message, want) {
 					found = true
 				}
 			}

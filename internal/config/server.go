@@ -237,6 +237,8 @@ func (c *ServerConfig) validateIdentity(p *problems) {
 	}
 	if c.DataDir == "" {
 		p.add("data_dir", "data_dir is empty; expected a directory for the Raft log and snapshots")
+	} else if err := checkDir(c.DataDir); err != nil {
+		p.add("data_dir", "data_dir %v; set data_dir to a directory for the Raft log and snapshots", err)
 	}
 	if !slices.Contains(logLevels, strings.ToLower(c.LogLevel)) {
 		p.add("log_level", "log_level %q is not one of %s", c.LogLevel, strings.Join(logLevels, ", "))
@@ -268,8 +270,8 @@ func (c *ServerConfig) validateAddrs(p *problems) {
 
 func (c *ServerConfig) validateJoin(p *problems) {
 	for i, addr := range c.RetryJoin {
-		if !isHostPort(addr) {
-			p.add(fmt.Sprintf("retry_join[%d]", i), "retry_join entry %q is not host:port; expected another server's grpc address, e.g. \"10.0.1.11:7400\"", addr)
+		if msg := addrProblem("retry_join entry", addr, false, "10.0.1.11:7400"); msg != "" {
+			p.add(fmt.Sprintf("retry_join[%d]", i), "%s (another server's grpc address)", msg)
 		}
 	}
 	switch {
@@ -280,17 +282,6 @@ func (c *ServerConfig) validateJoin(p *problems) {
 	case c.BootstrapExpect > 1 && len(c.RetryJoin) == 0:
 		p.add("bootstrap_expect", "bootstrap_expect = %d needs retry_join with the other servers' grpc addresses", c.BootstrapExpect)
 	}
-}
-
-// isHostPort reports whether addr is host:port with a host and a port
-// number from 1 to 65535.
-func isHostPort(addr string) bool {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil || host == "" {
-		return false
-	}
-	n, err := strconv.Atoi(port)
-	return err == nil && n >= 1 && n <= 65535
 }
 
 func (c *ServerConfig) validateSites(p *problems) {

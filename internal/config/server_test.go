@@ -317,6 +317,17 @@ func TestLoadServerConfig_Errors(t *testing.T) {
 		{"relative stonith command", appendText("failover {\n  stonith \"primary\" { command = [\"fence-primary\"] }\n}\n"), "13:33",
 			`stonith "primary": command must start with an absolute path to the program, e.g. ["/usr/local/bin/fence-primary", ...]; "fence-primary" would depend on the server's PATH or working directory`},
 
+		// Refused before only when the server started, or in other words.
+		{"retry_join entry out of range", replace(`"127.0.0.1:7420"`, `"999.1.1.1:99999"`), "7:39",
+			`retry_join entry "999.1.1.1:99999" is not a usable address: 999.1.1.1 is not an IP address and port 99999 is out of range (expected 1 to 65535); expected e.g. "10.0.1.11:7400" (another server's grpc address)`},
+		{"bind_addr not an IP", replace(`= "127.0.0.1"`, `= "999.1.1.1"`), "4:20", `bind_addr "999.1.1.1" is not an IP address`},
+		{"data_dir is a file", replace(`data_dir         = "/var/lib/drplane"`, `data_dir         = "ca.pem"`), "3:20",
+			`data_dir $DIR/ca.pem is a file, expected a directory; set data_dir to a directory for the Raft log and snapshots`},
+		{"data_dir under a file", replace(`data_dir         = "/var/lib/drplane"`, `data_dir         = "ca.pem/raft"`), "3:20",
+			`data_dir $DIR/ca.pem/raft cannot be created: $DIR/ca.pem is a file, expected a directory; set data_dir to a directory for the Raft log and snapshots`},
+		{"duration out of range", appendText("failover {\n  lease_ttl = \"100000000h\"\n}\n"), "13:15",
+			`failover.lease_ttl: duration "100000000h" is out of range; the longest is 2562047h47m16.854775807s (about 292 years)`},
+
 		// Plans, checked by the plan parser.
 		{"bad objectives", appendText(`objectives { rto = "quick" }` + "\n"), "12:20", `objectives.rto: invalid duration "quick"`},
 		{"duplicate objectives", appendText("objectives { rto = \"1m\" }\nobjectives { rpo = \"1m\" }\n"), "13:1", "duplicate objectives block"},
