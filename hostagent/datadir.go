@@ -10,9 +10,9 @@ import (
 // The agent's data_dir holds, besides the epoch, the lease and the
 // journal, one directory per declared name:
 //
-//	services/<service>        a service's state (pid file, log)
-//	snapshots/<snapshot>      a builtin snapshot block's snapshots
-//	drill/<drill id>/<service> a service's drill copy
+//	services/<service>          a service's state (pid file, log)
+//	snapshots/<snapshot>        a builtin snapshot block's snapshots
+//	drill/<drill id>/<service>  a service's drill copy
 //
 // namedDir is the one way the agent makes such a path.
 

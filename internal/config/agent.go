@@ -326,6 +326,16 @@ func (v *agentValidator) identity(cfg *AgentConfig) {
 	} else if err := checkDir(cfg.DataDir); err != nil {
 		v.d.at(attrRange(v.body, "data_dir"), "data_dir %v; set data_dir to a directory for the epoch, journal and snapshots", err)
 	}
+	levels := []string{"trace", "debug", "info", "warn", "error"}
+	if !slices.Contains(levels, strings.ToLower(cfg.LogLevel)) {
+		v.d.at(attrRange(v.body, "log_level"), "log_level %q is not one of %s", cfg.LogLevel, strings.Join(levels, ", "))
+	}
+	v.addresses(cfg)
+}
+
+// addresses checks the addresses the agent listens on, advertises and
+// dials, and fills in advertise from listen when it is not set.
+func (v *agentValidator) addresses(cfg *AgentConfig) {
 	v.hostPort("listen", cfg.Listen, true, "10.0.1.11:7500")
 	v.hostPort("http", cfg.HTTP, true, "10.0.1.11:7501")
 	if cfg.Advertise == "" {
@@ -343,10 +353,6 @@ func (v *agentValidator) identity(cfg *AgentConfig) {
 		if msg := addrProblem("servers entry", s, false, "10.0.1.11:7400"); msg != "" {
 			v.d.at(keyRange(v.body, fmt.Sprintf("servers[%d]", i)), "%s", msg)
 		}
-	}
-	levels := []string{"trace", "debug", "info", "warn", "error"}
-	if !slices.Contains(levels, strings.ToLower(cfg.LogLevel)) {
-		v.d.at(attrRange(v.body, "log_level"), "log_level %q is not one of %s", cfg.LogLevel, strings.Join(levels, ", "))
 	}
 }
 
@@ -396,31 +402,7 @@ func (v *agentValidator) service(r rawService, body *hclsyntax.Body) ServiceConf
 			v.d.at(keyRange(body, fmt.Sprintf("depends_on[%d]", i)), "service %q: depends_on %q: %v", r.Name, dep, err)
 		}
 	}
-	switch r.Driver {
-	case DriverPostgres:
-		v.postgresDataDir(body, s)
-		if s.Port <= 0 || s.Port > 65535 {
-			v.d.at(attrRange(body, "port"), "service %q: the postgres driver needs port between 1 and 65535", r.Name)
-		}
-		s.BinDir, s.RunAs = orDefault(s.BinDir, "/usr/lib/postgresql/15/bin"), orDefault(s.RunAs, "postgres")
-		v.postgresBinDir(attrRange(body, "bin_dir"), s)
-	case DriverProcess:
-		if len(s.Command) == 0 {
-			v.d.at(body.SrcRange, "service %q: the process driver needs command = [\"/path/to/binary\", \"arg\", ...]", r.Name)
-		}
-		if !slices.Contains([]string{"no", "on-failure", "always"}, s.Restart) {
-			v.d.at(attrRange(body, "restart"), "service %q: restart %q is not one of no, on-failure, always", r.Name, s.Restart)
-		}
-		v.absoluteCommand(attrRange(body, "command"), fmt.Sprintf("service %q: command", r.Name), s.Command)
-		v.programs.command(attrRange(body, "command"), fmt.Sprintf("service %q", r.Name), s.Command)
-	case DriverSystemd:
-		if s.Unit == "" {
-			s.Unit = r.Name + ".service"
-		}
-		v.programs.program(attrRange(body, "driver"), fmt.Sprintf("service %q (driver systemd)", r.Name), "systemctl", "apt-get install systemd")
-	default:
-		v.d.at(attrRange(body, "driver"), "service %q: driver %q is not one of postgres, process, systemd", r.Name, r.Driver)
-	}
+	v.serviceDriver(body, &s)
 	v.envNames(body, fmt.Sprintf("service %q: env", r.Name), s.Env)
 	if r.Health != nil {
 		s.Health = v.health(r.Name, "health", r.Health, blockBody(body, "health"))
@@ -429,6 +411,35 @@ func (v *agentValidator) service(r rawService, body *hclsyntax.Body) ServiceConf
 		s.Drill = v.drill(s, r.Drill, blockBody(body, "drill"))
 	}
 	return s
+}
+
+// serviceDriver checks the keys of s's driver and fills its defaults.
+func (v *agentValidator) serviceDriver(body *hclsyntax.Body, s *ServiceConfig) {
+	switch s.Driver {
+	case DriverPostgres:
+		v.postgresDataDir(body, *s)
+		if s.Port <= 0 || s.Port > 65535 {
+			v.d.at(attrRange(body, "port"), "service %q: the postgres driver needs port between 1 and 65535", s.Name)
+		}
+		s.BinDir, s.RunAs = orDefault(s.BinDir, "/usr/lib/postgresql/15/bin"), orDefault(s.RunAs, "postgres")
+		v.postgresBinDir(attrRange(body, "bin_dir"), *s)
+	case DriverProcess:
+		if len(s.Command) == 0 {
+			v.d.at(body.SrcRange, "service %q: the process driver needs command = [\"/path/to/binary\", \"arg\", ...]", s.Name)
+		}
+		if !slices.Contains([]string{"no", "on-failure", "always"}, s.Restart) {
+			v.d.at(attrRange(body, "restart"), "service %q: restart %q is not one of no, on-failure, always", s.Name, s.Restart)
+		}
+		v.absoluteCommand(attrRange(body, "command"), fmt.Sprintf("service %q: command", s.Name), s.Command)
+		v.programs.command(attrRange(body, "command"), fmt.Sprintf("service %q", s.Name), s.Command)
+	case DriverSystemd:
+		if s.Unit == "" {
+			s.Unit = s.Name + ".service"
+		}
+		v.programs.program(attrRange(body, "driver"), fmt.Sprintf("service %q (driver systemd)", s.Name), "systemctl", "apt-get install systemd")
+	default:
+		v.d.at(attrRange(body, "driver"), "service %q: driver %q is not one of postgres, process, systemd", s.Name, s.Driver)
+	}
 }
 
 // postgresDataDir checks a postgres service's data_dir: PostgreSQL's own
