@@ -60,8 +60,11 @@ func runAgent(ctx context.Context, opts *agentOptions) error {
 	if err != nil {
 		return fmt.Errorf("%s: tls: %w", opts.ConfigFile, err)
 	}
-	if id := m.Identity(); id.Role != tlsutil.RoleAgent || id.Name != cfg.HostID {
+	if id := m.Identity(); id.Role != tlsutil.RoleAgent {
 		return fmt.Errorf("%s: tls: %s is a %s certificate named %q; the agent needs one made with `drplane tls cert create --agent --name %s`", opts.ConfigFile, cfg.TLS.CertFile, id.Role, id.Name, cfg.HostID)
+	}
+	if err := cfg.CheckCertificateName(m.Identity().Name); err != nil {
+		return err
 	}
 	self, err := os.Executable()
 	if err != nil {

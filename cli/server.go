@@ -110,6 +110,9 @@ func runServer(ctx context.Context, opts *serverOptions) error {
 	if m.Identity().Role != tlsutil.RoleServer {
 		return fmt.Errorf("%s: tls: %s is a %s certificate; a server needs one made with `drplane tls cert create --server`", opts.ConfigFile, cfg.TLS.CertFile, m.Identity().Role)
 	}
+	if err := cfg.CheckCertificateName(m.Identity().Name); err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	// A server restarts itself in place to apply a quorum-loss recovery or

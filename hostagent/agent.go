@@ -198,7 +198,10 @@ func (a *Agent) recordLease(now time.Time) {
 
 func (a *Agent) buildServices(newDriver DriverFactory) error {
 	for _, sc := range a.config.Services {
-		stateDir := filepath.Join(a.config.DataDir, "services", sc.Name)
+		stateDir, err := namedDir(filepath.Join(a.config.DataDir, "services"), sc.Name)
+		if err != nil {
+			return fmt.Errorf("service %w", err)
+		}
 		if err := os.MkdirAll(stateDir, 0o700); err != nil {
 			return fmt.Errorf("create state dir for %s: %w", sc.Name, err)
 		}

@@ -1,92 +1,35 @@
 package hostagent
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"sync"
-	"syscall"
-	"time"
+	"path/filepath"
 
-	"github.com/drplane/drplane/internal/fsutil"
-	pb "github.com/drplane/drplane/proto/drplane/v1"
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"github.com/drplane/drplane/internal/names"
 )
 
-// WriteFileFunc writes data to path atomically (a temporary file and a
-// rename, the temporary removed on failure); durable also syncs the file
-// and its directory. fsutil.WriteFile is the real one; tests inject a
-// full disk through Deps.WriteFile.
-type WriteFileFunc func(path string, data []byte, durable bool) error
+// The agent's data_dir holds, besides the epoch, the lease and the
+// journal, one directory per declared name:
+//
+//	services/<service>          a service's state (pid file, log)
+//	snapshots/<snapshot>        a builtin snapshot block's snapshots
+//	drill/<drill id>/<service>  a service's drill copy
+//
+// namedDir is the one way the agent makes such a path.
 
-// dataDirWriter writes the agent's own files in data_dir: the epoch
-// (invariant 2), the step journal (invariant 3) and the lease record
-// (invariant 4). Every such write goes through it, so that a failure (a
-// full disk, a read-only mount) is seen in one place: probes report the
-// data_dir unwritable from the first failed write until a write succeeds
-// again, where it used to show only as a warning in the agent's log.
-type dataDirWriter struct {
-	dir   string
-	write WriteFileFunc
-
-	mu    sync.Mutex
-	err   error     // the last write's error; nil after a success
-	since time.Time // when the current run of failures began
-}
-
-func newDataDirWriter(dir string, write WriteFileFunc) *dataDirWriter {
-	if write == nil {
-		write = fsutil.WriteFile
+// namedDir returns parent/name for a name declared in the config. It
+// refuses a name outside the name rule, and any join that would leave
+// parent, so that no name ever creates or removes anything outside
+// data_dir. The config loader refuses such names first, with their
+// file:line; this is the agent's own check for configs built in code.
+func namedDir(parent, name string) (string, error) {
+	if err := names.Check(name); err != nil {
+		return "", fmt.Errorf("%q: %w", name, err)
 	}
-	return &dataDirWriter{dir: dir, write: write}
-}
-
-// writeFile writes one file of data_dir and records the outcome.
-func (w *dataDirWriter) writeFile(path string, data []byte, durable bool) error {
-	err := w.write(path, data, durable)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	switch {
-	case err == nil:
-		w.err, w.since = nil, time.Time{}
-	case w.err == nil:
-		w.err, w.since = err, time.Now()
-	default:
-		w.err = err
+	dir := filepath.Join(parent, name)
+	// Unreachable for a name that follows the rule; kept so that a
+	// change of the rule cannot reopen the path.
+	if rel, err := filepath.Rel(parent, dir); err != nil || !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("%q would lead outside %s", name, parent)
 	}
-	return err
-}
-
-// writeJSON writes v as JSON to path, durably.
-func (w *dataDirWriter) writeJSON(path string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", path, err)
-	}
-	return w.writeFile(path, data, true)
-}
-
-// problems are the host problems to report in a probe: data_dir not
-// writable while the last write failed.
-func (w *dataDirWriter) problems() []*pb.HostProblem {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err == nil {
-		return nil
-	}
-	return []*pb.HostProblem{{
-		Kind:    pb.HostProblemKind_HOST_PROBLEM_KIND_DATA_DIR_UNWRITABLE,
-		Message: fmt.Sprintf("data_dir %s not writable: %s", w.dir, rootCause(w.err)),
-		Since:   timestamppb.New(w.since),
-	}}
-}
-
-// rootCause is the system's own words for err ("no space left on
-// device"), or err itself when it carries no errno.
-func rootCause(err error) string {
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return errno.Error()
-	}
-	return err.Error()
+	return dir, nil
 }

@@ -1,66 +1,64 @@
 package hostagent
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/drplane/drplane/hostagent/driver"
-	"github.com/drplane/drplane/internal/fsutil"
-	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/tlsutil"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
 )
 
-// A full disk: while the agent cannot write its data_dir (here the lease
-// record a renewal writes), its probe answer says so, typed; once a write
-// succeeds again, it no longer does.
-func TestAgent_DataDirUnwritable_ReportedInProbe(t *testing.T) {
-	var full atomic.Bool
-	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped}, func(ta *testAgent) {
-		ta.writeFile = func(path string, data []byte, durable bool) error {
-			if full.Load() {
-				return fmt.Errorf("write %s: %w", path, &os.PathError{Op: "write", Path: path + ".tmp-1", Err: syscall.ENOSPC})
-			}
-			return fsutil.WriteFile(path, data, durable)
-		}
-	})
-	renew := func() *pb.ProbeResponse {
-		resp, err := ta.client.Probe(ctxT(t), &pb.ProbeRequest{Epoch: 1, LeaderId: "s1", ActiveSite: "primary", LeaseTtlMs: 60000})
-		require.NoError(t, err)
-		return resp
+func TestNamedDir(t *testing.T) {
+	parent := filepath.Join(t.TempDir(), "services")
+	dir, err := namedDir(parent, "postgres")
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(parent, "postgres"), dir)
+	for _, name := range []string{"", ".", "..", "../../../../../x/escape", "a/b", "/etc", "ünï☃"} {
+		_, err := namedDir(parent, name)
+		require.Error(t, err, "%q", name)
 	}
-	require.Empty(t, renew().GetProblems())
-
-	full.Store(true)
-	problems := renew().GetProblems()
-	require.Len(t, problems, 1)
-	require.Equal(t, pb.HostProblemKind_HOST_PROBLEM_KIND_DATA_DIR_UNWRITABLE, problems[0].GetKind())
-	require.Equal(t, "data_dir "+ta.dataDir+" not writable: no space left on device", problems[0].GetMessage())
-	since := problems[0].GetSince().AsTime()
-	again := renew().GetProblems()
-	require.Len(t, again, 1, "reported while writes keep failing")
-	require.Equal(t, since, again[0].GetSince().AsTime(), "since is when the failures began")
-
-	full.Store(false)
-	require.Empty(t, renew().GetProblems(), "cleared once a write succeeds again")
 }
 
-// A write that fails leaves no temporary file behind (a full disk used to
-// leave an empty lease.tmp).
-func TestWriteFile_FailureLeavesNoTemporary(t *testing.T) {
-	dir := t.TempDir()
-	target := filepath.Join(dir, "lease")
-	// A non-empty directory in the way: the rename fails after the
-	// temporary file was written.
-	require.NoError(t, os.MkdirAll(filepath.Join(target, "x"), 0o700))
-	for _, durable := range []bool{false, true} {
-		require.Error(t, fsutil.WriteFile(target, []byte("1\n"), durable))
-		entries, err := os.ReadDir(dir)
-		require.NoError(t, err)
-		require.Len(t, entries, 1, "only the directory in the way is left: %v", entries)
-	}
+// A config built in code bypasses the loader's name check: the agent
+// refuses the name itself before it creates anything, so no service name
+// reaches a directory outside data_dir.
+func TestAgent_New_RefusesNameOutsideDataDir(t *testing.T) {
+	root, tlsDir := t.TempDir(), t.TempDir()
+	require.NoError(t, tlsutil.CreateCA(tlsDir))
+	_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: tlsDir, Name: "db-1", Role: tlsutil.RoleAgent})
+	require.NoError(t, err)
+	m, err := tlsutil.Load(filepath.Join(tlsDir, "ca.pem"), filepath.Join(tlsDir, "db-1.pem"), filepath.Join(tlsDir, "db-1-key.pem"))
+	require.NoError(t, err)
+
+	dataDir, escape := filepath.Join(root, "data"), filepath.Join(root, "x", "escape")
+	rel, err := filepath.Rel(filepath.Join(dataDir, "services"), escape)
+	require.NoError(t, err)
+	cfg := &config.AgentConfig{HostID: "db-1", Site: "primary", DataDir: dataDir, Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0",
+		Servers: []string{"127.0.0.1:1"}, LeaseTTL: time.Hour, LogLevel: "debug",
+		Services: []config.ServiceConfig{{Name: rel, Driver: config.DriverProcess, Command: []string{"/bin/sleep", "60"}}}}
+	_, err = New(cfg, Deps{TLS: m, NewDriver: func(config.ServiceConfig, string, hclog.Logger) (driver.Driver, error) {
+		return driver.NewFake(driver.RoleStopped), nil
+	}})
+	require.ErrorContains(t, err, `service "../../x/escape": a name is one path element`)
+	_, err = os.Stat(escape)
+	require.ErrorIs(t, err, os.ErrNotExist, "nothing is created outside data_dir")
+}
+
+// A step's target follows the name rule the config checked: a target
+// outside it is refused as malformed, naming the rule.
+func TestAgent_Step_TargetOutsideNameRule(t *testing.T) {
+	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
+	ta.observe(1)
+	_, _, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "stop:x@db-1", Epoch: 1, Action: pb.StepAction_STEP_ACTION_STOP, Target: "ünï☃"})
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+	require.Contains(t, status.Convert(err).Message(), `malformed step: target "ünï☃": 'ü', 'ï', '☃' are not allowed in a name; expected 1 to 63`)
 }

@@ -9,13 +9,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/hostagent/health"
 	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/names"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 )
 
@@ -49,10 +49,11 @@ func (a *Agent) drillStep(req *pb.ExecuteRequest, svc *service, id string) (step
 	if !ok {
 		return nil, invalidStep("%s: service %q (driver %s) cannot run a drill copy", action, svc.cfg.Name, svc.cfg.Driver)
 	}
-	if !plainPathElem(svc.cfg.Name) {
-		return nil, invalidStep("%s: service name %q cannot name a drill directory", action, svc.cfg.Name)
+	dir, err := namedDir(filepath.Join(a.config.DataDir, drillDirName, id), svc.cfg.Name)
+	if err != nil {
+		return nil, invalidStep("%s: service %v: it cannot name a drill directory", action, err)
 	}
-	d := driver.Drill{ID: id, Dir: filepath.Join(a.config.DataDir, drillDirName, id, svc.cfg.Name)}
+	d := driver.Drill{ID: id, Dir: dir}
 	if dc := svc.cfg.Drill; dc != nil {
 		d.Port, d.Command, d.Env = dc.Port, dc.Command, dc.Env
 	}
@@ -178,7 +179,7 @@ func (a *Agent) prepareDrillDir(svc *service, id string) error {
 // drillIDs lists the drills that have a copy of the named service on
 // disk, for the probe's message.
 func (a *Agent) drillIDs(name string) []string {
-	if !plainPathElem(name) {
+	if !names.Valid(name) {
 		return nil
 	}
 	root := filepath.Join(a.config.DataDir, drillDirName)
@@ -213,9 +214,4 @@ func waitHealthy(ctx context.Context, check health.Check, interval time.Duration
 		case <-t.C:
 		}
 	}
-}
-
-// plainPathElem reports whether name can be one element of a path.
-func plainPathElem(name string) bool {
-	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
 }

@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sync"
 	"time"
+
+	"github.com/drplane/drplane/internal/names"
 )
 
 // stepResult is the outcome of one step, as journaled and as streamed.
@@ -48,7 +49,7 @@ type journalRecord struct {
 }
 
 // validID keeps ids usable as file names and free of path tricks.
-var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@#-]{0,127}$`)
+var validID = names.ID
 
 // journal makes a step run at most once per (execution id, step id)
 // (invariant 3): the intent is written before the step runs and the result

@@ -27,7 +27,10 @@ func (a *Agent) snapshotManager(sc config.SnapshotConfig) (*snapshot.Manager, er
 	if sc.Engine == "restic" {
 		engine, err = snapshot.NewRestic(snapshot.ResticConfig{Repository: sc.Repository, PasswordFile: sc.PasswordFile}, logger)
 	} else {
-		engine, err = snapshot.NewBuiltin(filepath.Join(a.config.DataDir, "snapshots", sc.Name), logger)
+		var dir string
+		if dir, err = namedDir(filepath.Join(a.config.DataDir, "snapshots"), sc.Name); err == nil {
+			engine, err = snapshot.NewBuiltin(dir, logger)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", sc.Name, err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/names"
 	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 )
@@ -28,6 +29,13 @@ func (a *Agent) prepareStep(req *pb.ExecuteRequest) (stepFunc, error) {
 	}
 	if !validID.MatchString(req.GetExecutionId()) || !validID.MatchString(req.GetStepId()) {
 		return nil, invalidStep("malformed step: execution id %q and step id %q must match %s", req.GetExecutionId(), req.GetStepId(), validID)
+	}
+	// A target names a block of this agent's config, which follows the
+	// name rule: anything else cannot be declared.
+	if t := req.GetTarget(); t != "" {
+		if err := names.Check(t); err != nil {
+			return nil, invalidStep("malformed step: target %q: %v", t, err)
+		}
 	}
 	switch req.GetAction() {
 	case pb.StepAction_STEP_ACTION_START, pb.StepAction_STEP_ACTION_STOP, pb.StepAction_STEP_ACTION_PROMOTE,

@@ -20,6 +20,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/drplane/drplane/internal/names"
 )
 
 // Reasons recorded in Meta.Reason.
@@ -88,8 +90,8 @@ type Engine interface {
 	Delete(ctx context.Context, id string) error
 }
 
-// validName keeps block names and ids usable as file names and free of path
-// tricks; it matches the agent's id check.
+// validName keeps snapshot ids, "<name>-<time>-<suffix>", usable as file
+// names and free of path tricks.
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 // idTimeFormat is the UTC time in a builtin snapshot id; it sorts as text.
@@ -104,11 +106,12 @@ func newID(name string, t time.Time) (string, error) {
 	return name + "-" + t.UTC().Format(idTimeFormat) + "-" + hex.EncodeToString(b[:]), nil
 }
 
-// checkName rejects a block name that could not be part of an id.
+// checkName rejects a block name outside the name rule (package names),
+// which the config loader checks too. A name of at most names.MaxLen
+// characters leaves room in an id's 128 for the time and suffix.
 func checkName(name string) error {
-	// Leave room in the 128 characters for the time and suffix.
-	if !validName.MatchString(name) || len(name) > 100 {
-		return fmt.Errorf("%w: name %q must be 1-100 letters, digits, '.', '_' or '-'", ErrInvalid, name)
+	if err := names.Check(name); err != nil {
+		return fmt.Errorf("%w: snapshot name %q: %w", ErrInvalid, name, err)
 	}
 	return nil
 }

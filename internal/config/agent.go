@@ -5,11 +5,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/drplane/drplane/internal/hclpos"
+	"github.com/drplane/drplane/internal/names"
+	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -46,6 +49,9 @@ type AgentConfig struct {
 	// Programs are the external programs the blocks above run, with
 	// where each is declared; see Programs.Check.
 	Programs Programs
+	// hostIDAt is where host_id is written, for CheckCertificateName;
+	// zero for a config built in code.
+	hostIDAt Diagnostic
 }
 
 // ServiceConfig declares one service the agent owns.
@@ -262,6 +268,7 @@ func (v *agentValidator) build(raw *rawAgent) *AgentConfig {
 		Advertise: raw.Advertise, Servers: raw.Servers, LogLevel: orDefault(raw.LogLevel, "info"),
 	}
 	cfg.LeaseTTL = v.d.parseDuration(attrRange(v.body, "lease_ttl"), "lease_ttl", raw.LeaseTTL, 3*time.Second)
+	v.leaseTTL(cfg.LeaseTTL)
 	v.identity(cfg)
 	(&serverValidator{d: v.d, body: v.body, file: v.file}).tls(raw.TLS, &cfg.TLS)
 	v.services(raw.Services, cfg)
@@ -269,7 +276,29 @@ func (v *agentValidator) build(raw *rawAgent) *AgentConfig {
 	v.snapshots(raw.Snapshots, cfg)
 	v.hooks(raw.Hooks, cfg)
 	cfg.Programs = v.programs.list
+	cfg.hostIDAt = v.d.position(attrRange(v.body, "host_id"))
 	return cfg
+}
+
+// minAgentLeaseTTL is the bound an agent's lease_ttl must exceed: the
+// election bound at raft_multiplier 1 (3 x RaftHeartbeatTimeout), which
+// every server's failover.lease_ttl exceeds (see
+// ServerConfig.validateLeaseCoversElection), so no value a server accepts
+// is refused here. The agent's lease_ttl is its boot fencing window and
+// should equal the servers' value; a shorter one ("1ns") fences every
+// primary the agent adopts at start before a leader can vouch for it, so
+// each restart of the agent would take production down (invariant 4 is
+// kept either way: this bound is about availability, not safety).
+const minAgentLeaseTTL = 3 * RaftHeartbeatTimeout
+
+// leaseTTL checks the agent's lease_ttl against minAgentLeaseTTL, unless
+// it could not be parsed (reported already).
+func (v *agentValidator) leaseTTL(ttl time.Duration) {
+	if v.d.broken["lease_ttl"] || ttl > minAgentLeaseTTL {
+		return
+	}
+	v.d.at(attrRange(v.body, "lease_ttl"), "lease_ttl %s is shorter than any lease a server grants: a server's failover.lease_ttl must exceed %s (3 x the Raft heartbeat timeout %s); set lease_ttl to the servers' failover.lease_ttl (default 3s)",
+		ttl, minAgentLeaseTTL, RaftHeartbeatTimeout)
 }
 
 func orDefault(s, def string) string {
@@ -280,21 +309,39 @@ func orDefault(s, def string) string {
 }
 
 func (v *agentValidator) identity(cfg *AgentConfig) {
-	if cfg.HostID == "" {
+	switch {
+	case cfg.HostID == "":
 		v.d.at(attrRange(v.body, "host_id"), "host_id is empty; expected this host's name, e.g. \"db-1\" (also its certificate name)")
+	case !names.Valid(cfg.HostID):
+		v.d.at(attrRange(v.body, "host_id"), "host_id %q: %v", cfg.HostID, names.Check(cfg.HostID))
 	}
-	if cfg.Site == "" {
+	switch {
+	case cfg.Site == "":
 		v.d.at(attrRange(v.body, "site"), "site is empty; expected the data site this host is in")
+	case !names.Valid(cfg.Site):
+		v.d.at(attrRange(v.body, "site"), "site %q: %v", cfg.Site, names.Check(cfg.Site))
 	}
 	if cfg.DataDir == "" {
 		v.d.at(attrRange(v.body, "data_dir"), "data_dir is empty; expected a directory for the epoch, journal and snapshots")
+	} else if err := checkDir(cfg.DataDir); err != nil {
+		v.d.at(attrRange(v.body, "data_dir"), "data_dir %v; set data_dir to a directory for the epoch, journal and snapshots", err)
 	}
-	v.hostPort("listen", cfg.Listen)
-	v.hostPort("http", cfg.HTTP)
+	levels := []string{"trace", "debug", "info", "warn", "error"}
+	if !slices.Contains(levels, strings.ToLower(cfg.LogLevel)) {
+		v.d.at(attrRange(v.body, "log_level"), "log_level %q is not one of %s", cfg.LogLevel, strings.Join(levels, ", "))
+	}
+	v.addresses(cfg)
+}
+
+// addresses checks the addresses the agent listens on, advertises and
+// dials, and fills in advertise from listen when it is not set.
+func (v *agentValidator) addresses(cfg *AgentConfig) {
+	v.hostPort("listen", cfg.Listen, true, "10.0.1.11:7500")
+	v.hostPort("http", cfg.HTTP, true, "10.0.1.11:7501")
 	if cfg.Advertise == "" {
 		cfg.Advertise = cfg.Listen
 	} else {
-		v.hostPort("advertise", cfg.Advertise)
+		v.hostPort("advertise", cfg.Advertise, false, "10.0.1.11:7500")
 	}
 	if host, _, err := net.SplitHostPort(cfg.Advertise); err == nil && net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
 		v.d.at(attrRange(v.body, "listen"), "listen %q cannot be advertised to the servers; set advertise to this host's address", cfg.Listen)
@@ -302,25 +349,26 @@ func (v *agentValidator) identity(cfg *AgentConfig) {
 	if len(cfg.Servers) == 0 {
 		v.d.at(attrRange(v.body, "servers"), "servers is empty; expected the grpc addresses of the drplane servers")
 	}
-	for _, s := range cfg.Servers {
-		if _, _, err := net.SplitHostPort(s); err != nil {
-			v.d.at(attrRange(v.body, "servers"), "servers entry %q is not host:port", s)
+	for i, s := range cfg.Servers {
+		if msg := addrProblem("servers entry", s, false, "10.0.1.11:7400"); msg != "" {
+			v.d.at(keyRange(v.body, fmt.Sprintf("servers[%d]", i)), "%s", msg)
 		}
 	}
-	levels := []string{"trace", "debug", "info", "warn", "error"}
-	if !slices.Contains(levels, strings.ToLower(cfg.LogLevel)) {
-		v.d.at(attrRange(v.body, "log_level"), "log_level %q is not one of %s", cfg.LogLevel, strings.Join(levels, ", "))
+}
+
+// hostPort checks the address key; see addrProblem.
+func (v *agentValidator) hostPort(key, val string, listening bool, example string) {
+	if msg := addrProblem(key, val, listening, example); msg != "" {
+		v.d.at(attrRange(v.body, key), "%s", msg)
 	}
 }
 
-func (v *agentValidator) hostPort(key, val string) {
-	if _, port, err := net.SplitHostPort(val); err != nil || port == "" {
-		v.d.at(attrRange(v.body, key), "%s %q is not host:port", key, val)
-	}
-}
-
-// names records block names and reports duplicates at their label.
+// uniqueName checks a block's name label: it follows the name rule (the
+// agent makes directories and step ids of it) and is not declared twice.
 func (v *agentValidator) uniqueName(seen map[string]bool, b *hclsyntax.Block, kind, name string) {
+	if err := names.Check(name); err != nil {
+		v.d.at(b.LabelRanges[0], "%s %q: %v", kind, name, err)
+	}
 	if seen[name] {
 		v.d.at(b.LabelRanges[0], "%s %q is declared twice", kind, name)
 	}
@@ -345,38 +393,17 @@ func (v *agentValidator) services(raw []rawService, cfg *AgentConfig) {
 func (v *agentValidator) service(r rawService, body *hclsyntax.Body) ServiceConfig {
 	s := ServiceConfig{
 		Name: r.Name, Driver: r.Driver, DependsOn: r.DependsOn,
-		DataDir: resolvePath(v.file, r.DataDir), Port: r.Port, BinDir: r.BinDir, RunAs: r.RunAs,
+		DataDir: r.DataDir, Port: r.Port, BinDir: r.BinDir, RunAs: r.RunAs,
 		Command: r.Command, Env: r.Env, Dir: r.Dir, Restart: orDefault(r.Restart, "no"), Unit: r.Unit,
 	}
 	s.StopTimeout = v.d.parseDuration(attrRange(body, "stop_timeout"), "service "+r.Name+": stop_timeout", r.StopTimeout, 30*time.Second)
-	switch r.Driver {
-	case DriverPostgres:
-		if s.DataDir == "" {
-			v.d.at(body.SrcRange, "service %q: the postgres driver needs data_dir", r.Name)
+	for i, dep := range r.DependsOn {
+		if err := names.Check(dep); err != nil {
+			v.d.at(keyRange(body, fmt.Sprintf("depends_on[%d]", i)), "service %q: depends_on %q: %v", r.Name, dep, err)
 		}
-		if s.Port <= 0 || s.Port > 65535 {
-			v.d.at(attrRange(body, "port"), "service %q: the postgres driver needs port between 1 and 65535", r.Name)
-		}
-		s.BinDir, s.RunAs = orDefault(s.BinDir, "/usr/lib/postgresql/15/bin"), orDefault(s.RunAs, "postgres")
-		v.postgresBinDir(attrRange(body, "bin_dir"), s)
-	case DriverProcess:
-		if len(s.Command) == 0 {
-			v.d.at(body.SrcRange, "service %q: the process driver needs command = [\"/path/to/binary\", \"arg\", ...]", r.Name)
-		}
-		if !slices.Contains([]string{"no", "on-failure", "always"}, s.Restart) {
-			v.d.at(attrRange(body, "restart"), "service %q: restart %q is not one of no, on-failure, always", r.Name, s.Restart)
-		}
-		if s.Dir == "" {
-			v.programs.command(attrRange(body, "command"), fmt.Sprintf("service %q", r.Name), s.Command)
-		}
-	case DriverSystemd:
-		if s.Unit == "" {
-			s.Unit = r.Name + ".service"
-		}
-		v.programs.program(attrRange(body, "driver"), fmt.Sprintf("service %q (driver systemd)", r.Name), "systemctl", "apt-get install systemd")
-	default:
-		v.d.at(attrRange(body, "driver"), "service %q: driver %q is not one of postgres, process, systemd", r.Name, r.Driver)
 	}
+	v.serviceDriver(body, &s)
+	v.envNames(body, fmt.Sprintf("service %q: env", r.Name), s.Env)
 	if r.Health != nil {
 		s.Health = v.health(r.Name, "health", r.Health, blockBody(body, "health"))
 	}
@@ -384,6 +411,54 @@ func (v *agentValidator) service(r rawService, body *hclsyntax.Body) ServiceConf
 		s.Drill = v.drill(s, r.Drill, blockBody(body, "drill"))
 	}
 	return s
+}
+
+// serviceDriver checks the keys of s's driver and fills its defaults.
+func (v *agentValidator) serviceDriver(body *hclsyntax.Body, s *ServiceConfig) {
+	switch s.Driver {
+	case DriverPostgres:
+		v.postgresDataDir(body, *s)
+		if s.Port <= 0 || s.Port > 65535 {
+			v.d.at(attrRange(body, "port"), "service %q: the postgres driver needs port between 1 and 65535", s.Name)
+		}
+		s.BinDir, s.RunAs = orDefault(s.BinDir, "/usr/lib/postgresql/15/bin"), orDefault(s.RunAs, "postgres")
+		v.postgresBinDir(attrRange(body, "bin_dir"), *s)
+	case DriverProcess:
+		if len(s.Command) == 0 {
+			v.d.at(body.SrcRange, "service %q: the process driver needs command = [\"/path/to/binary\", \"arg\", ...]", s.Name)
+		}
+		if !slices.Contains([]string{"no", "on-failure", "always"}, s.Restart) {
+			v.d.at(attrRange(body, "restart"), "service %q: restart %q is not one of no, on-failure, always", s.Name, s.Restart)
+		}
+		v.absoluteCommand(attrRange(body, "command"), fmt.Sprintf("service %q: command", s.Name), s.Command)
+		v.programs.command(attrRange(body, "command"), fmt.Sprintf("service %q", s.Name), s.Command)
+	case DriverSystemd:
+		if s.Unit == "" {
+			s.Unit = s.Name + ".service"
+		}
+		v.programs.program(attrRange(body, "driver"), fmt.Sprintf("service %q (driver systemd)", s.Name), "systemctl", "apt-get install systemd")
+	default:
+		v.d.at(attrRange(body, "driver"), "service %q: driver %q is not one of postgres, process, systemd", s.Name, s.Driver)
+	}
+}
+
+// postgresDataDir checks a postgres service's data_dir: PostgreSQL's own
+// data directory on this host, which pg_ctl is given as written, so it
+// must be absolute and clean (not resolved against the config file's
+// directory, as the agent's own paths are). It may not exist yet (a
+// standby is cloned into it), but an existing one must be a directory.
+func (v *agentValidator) postgresDataDir(body *hclsyntax.Body, s ServiceConfig) {
+	rng := attrRange(body, "data_dir")
+	switch {
+	case s.DataDir == "":
+		v.d.at(body.SrcRange, "service %q: the postgres driver needs data_dir", s.Name)
+	case !filepath.IsAbs(s.DataDir) || filepath.Clean(s.DataDir) != s.DataDir:
+		v.d.at(rng, "service %q: data_dir %q must be a clean absolute path, PostgreSQL's data directory on this host, e.g. \"/var/lib/postgresql/15/main\"", s.Name, s.DataDir)
+	default:
+		if err := checkDir(s.DataDir); err != nil {
+			v.d.at(rng, "service %q: data_dir %v; set it to PostgreSQL's data directory", s.Name, err)
+		}
+	}
 }
 
 // drill validates a service's drill block: a postgres copy needs a port
@@ -410,7 +485,10 @@ func (v *agentValidator) drill(s ServiceConfig, r *rawDrill, body *hclsyntax.Bod
 		}
 		if _, ok := body.Attributes["command"]; ok && (len(d.Command) == 0 || d.Command[0] == "") {
 			v.d.at(attrRange(body, "command"), "service %q: drill.command is empty; leave it out to run the service's command", s.Name)
+		} else if ok {
+			v.absoluteCommand(attrRange(body, "command"), fmt.Sprintf("service %q: drill.command", s.Name), d.Command)
 		}
+		v.envNames(body, fmt.Sprintf("service %q: drill.env", s.Name), d.Env)
 	case DriverSystemd:
 		v.d.at(body.SrcRange, "service %q: the systemd driver cannot run a drill copy beside its unit; remove the drill block", s.Name)
 	}
@@ -437,6 +515,11 @@ func (v *agentValidator) health(svc, block string, r *rawHealth, body *hclsyntax
 		v.d.at(body.SrcRange, "service %q: %s needs exactly one of http, tcp, exec, sql (found %d)", svc, block, kinds)
 	}
 	v.programs.command(attrRange(body, "exec"), fmt.Sprintf("service %q %s check", svc, block), h.Exec)
+	if h.TCP != "" {
+		if msg := addrProblem(fmt.Sprintf("service %q: %s.tcp", svc, block), h.TCP, false, "127.0.0.1:5432"); msg != "" {
+			v.d.at(attrRange(body, "tcp"), "%s", msg)
+		}
+	}
 	if h.Timeout > h.Interval {
 		v.d.at(attrRange(body, "timeout"), "service %q: %s timeout %s is longer than its interval %s", svc, block, h.Timeout, h.Interval)
 	}
@@ -451,6 +534,11 @@ func (v *agentValidator) syncs(raw []rawSync, cfg *AgentConfig) {
 		v.uniqueName(seen, blks[i], "sync", r.Name)
 		s := SyncConfig{Name: r.Name, Paths: v.absPaths("sync "+r.Name, r.Paths, body), Source: r.Source}
 		s.Interval = v.d.parseDuration(attrRange(body, "interval"), "sync "+r.Name+": interval", r.Interval, 10*time.Second)
+		if s.Source != "" {
+			if msg := addrProblem(fmt.Sprintf("sync %q: source", r.Name), s.Source, false, "10.0.1.11:7500"); msg != "" {
+				v.d.at(attrRange(body, "source"), "%s", msg)
+			}
+		}
 		v.programs.program(blks[i].DefRange(), fmt.Sprintf("sync %q", r.Name), "rsync", "apt-get install rsync")
 		cfg.Syncs = append(cfg.Syncs, s)
 	}
@@ -497,6 +585,37 @@ func (v *agentValidator) hooks(raw []rawHook, cfg *AgentConfig) {
 		h := HookConfig{Name: r.Name, Command: r.Command}
 		h.Timeout = v.d.parseDuration(attrRange(body, "timeout"), "hook "+r.Name+": timeout", r.Timeout, 30*time.Second)
 		cfg.Hooks = append(cfg.Hooks, h)
+	}
+}
+
+// absoluteCommand requires a command line whose program is an absolute
+// path, as a hook's is: a bare name would be looked up in the agent's
+// PATH and a relative path in its working directory, both of which differ
+// between the shell an operator tries a command in and the agent's
+// service unit. what names the key, e.g. `service "engine": command`.
+func (v *agentValidator) absoluteCommand(rng hcl.Range, what string, argv []string) {
+	if len(argv) == 0 || filepath.IsAbs(argv[0]) {
+		return
+	}
+	where := "the agent's PATH"
+	if strings.Contains(argv[0], "/") {
+		where = "the agent's working directory"
+	}
+	v.d.at(rng, "%s must start with an absolute path to the program, e.g. [\"/usr/local/bin/%s\", ...]; %q would be looked up in %s", what, filepath.Base(argv[0]), argv[0], where)
+}
+
+// envNameRe is what the name of an environment variable may be (POSIX's
+// portable names): "A=B" would set another variable than it says, and an
+// empty name none.
+var envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// envNames checks the keys of the env map in body, each at its position;
+// what names the key, e.g. `service "engine": env`.
+func (v *agentValidator) envNames(body *hclsyntax.Body, what string, env map[string]string) {
+	for name := range env {
+		if !envNameRe.MatchString(name) {
+			v.d.at(mapKeyRange(body, "env", name), "%s: %q is not an environment variable name; expected letters, digits and \"_\", not starting with a digit, e.g. MODE", what, name)
+		}
 	}
 }
 

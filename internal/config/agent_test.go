@@ -84,6 +84,10 @@ func TestParseAgentConfig_DependencyOnAnotherHost(t *testing.T) {
 	require.Equal(t, []string{"postgres", "risk-db"}, engine.DependsOn)
 }
 
+// TestParseAgentConfig_Errors has one row per validation error: an edit
+// of exampleAgentConfig, the file:line:col it is reported at and its
+// message (or a part of it). "$DIR" in new and want stands for the config
+// file's directory.
 func TestParseAgentConfig_Errors(t *testing.T) {
 	cases := []struct {
 		name, old, new, wantPos, want string
@@ -100,19 +104,76 @@ func TestParseAgentConfig_Errors(t *testing.T) {
 		{"missing process command", `  command    = ["/opt/app/engine", "--config", "production.toml"]` + "\n", ``, "agent.hcl:16:", "needs command"},
 		{"bad listen", `listen   = "127.0.0.1:7500"`, `listen   = "127.0.0.1"`, "agent.hcl:4:12", `listen "127.0.0.1" is not host:port`},
 		{"missing tls file", `key_file = "s1-key.pem"`, `key_file = "gone.pem"`, "agent.hcl:7:", "tls.key_file: file"},
+
+		// Names become directories under data_dir and parts of step ids:
+		// one rule (package names), checked here with file:line.
+		{"service name leaving data_dir", `service "engine"`, `service "../../../../../x/escape"`, "agent.hcl:16:9",
+			`service "../../../../../x/escape": a name is one path element and cannot contain "/" or "\"; expected 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit`},
+		{"service name outside the rule", `service "engine"`, `service "ünï☃"`, "agent.hcl:16:9",
+			`service "ünï☃": 'ü', 'ï', '☃' are not allowed in a name; expected 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit`},
+		{"empty service name", `service "engine"`, `service ""`, "agent.hcl:16:9",
+			`service "": the name is empty; expected 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit`},
+		{"long service name", `service "engine"`, `service "` + strings.Repeat("e", 64) + `"`, "agent.hcl:16:9",
+			`: the name is 64 characters long; expected 1 to 63 letters`},
+		{"bad depends_on", `depends_on = ["postgres"]`, `depends_on = ["postgres", "../pg"]`, "agent.hcl:19:29",
+			`service "engine": depends_on "../pg": a name is one path element`},
+		{"bad sync name", `sync "state"`, `sync "st ate"`, "agent.hcl:22:6", `sync "st ate": ' ' is not allowed in a name`},
+		{"bad snapshot name", `snapshot "state"`, `snapshot "../state"`, "agent.hcl:26:10", `snapshot "../state": a name is one path element`},
+		{"bad hook name", `hook "circuit-breaker-trip"`, `hook "trip:breaker"`, "agent.hcl:32:6", `hook "trip:breaker": ':' is not allowed in a name`},
+		{"bad host_id", `host_id  = "db-1"`, `host_id  = "db/1"`, "agent.hcl:1:12", `host_id "db/1": a name is one path element`},
+		{"bad site", `site     = "primary"`, `site     = "prim@ry"`, "agent.hcl:2:12", `site "prim@ry": '@' is not allowed in a name`},
+
+		// Values accepted before, refused now with their position.
+		{"process command in PATH", `command    = ["/opt/app/engine"`, `command    = ["engine"`, "agent.hcl:18:16",
+			`service "engine": command must start with an absolute path to the program, e.g. ["/usr/local/bin/engine", ...]; "engine" would be looked up in the agent's PATH`},
+		{"relative process command", `command    = ["/opt/app/engine"`, `command    = ["./bin/engine"`, "agent.hcl:18:16",
+			`service "engine": command must start with an absolute path to the program, e.g. ["/usr/local/bin/engine", ...]; "./bin/engine" would be looked up in the agent's working directory`},
+		{"env key with =", `  depends_on = ["postgres"]`, "  env        = { \"A=B\" = \"x\", MODE = \"live\" }\n  depends_on = [\"postgres\"]", "agent.hcl:19:18",
+			`service "engine": env: "A=B" is not an environment variable name; expected letters, digits and "_", not starting with a digit, e.g. MODE`},
+		{"empty env key", `  depends_on = ["postgres"]`, "  env        = { MODE = \"live\", \"\" = \"y\" }\n  depends_on = [\"postgres\"]", "agent.hcl:19:33",
+			`service "engine": env: "" is not an environment variable name`},
+		{"lease_ttl of 1ns", `servers  = [`, "lease_ttl = \"1ns\"\nservers  = [", "agent.hcl:6:13",
+			`lease_ttl 1ns is shorter than any lease a server grants: a server's failover.lease_ttl must exceed 1.35s (3 x the Raft heartbeat timeout 450ms); set lease_ttl to the servers' failover.lease_ttl (default 3s)`},
+		{"lease_ttl at the election bound", `servers  = [`, "lease_ttl = \"1350ms\"\nservers  = [", "agent.hcl:6:13",
+			`lease_ttl 1.35s is shorter than any lease a server grants`},
+
+		// Refused before only when the agent started, without a position.
+		{"relative postgres data_dir", `data_dir = "/var/lib/postgresql/15/main"`, `data_dir = "pgdata"`, "agent.hcl:11:14",
+			`service "postgres": data_dir "pgdata" must be a clean absolute path, PostgreSQL's data directory on this host, e.g. "/var/lib/postgresql/15/main"`},
+		{"postgres data_dir is a file", `data_dir = "/var/lib/postgresql/15/main"`, `data_dir = "$DIR/ca.pem"`, "agent.hcl:11:14",
+			`service "postgres": data_dir $DIR/ca.pem is a file, expected a directory; set it to PostgreSQL's data directory`},
+		{"listen out of range", `listen   = "127.0.0.1:7500"`, `listen   = "999.1.1.1:99999"`, "agent.hcl:4:12",
+			`listen "999.1.1.1:99999" is not a usable address: 999.1.1.1 is not an IP address and port 99999 is out of range (expected 0 to 65535); expected e.g. "10.0.1.11:7500"`},
+		{"http port not a number", `http     = "127.0.0.1:7501"`, `http     = "127.0.0.1:http"`, "agent.hcl:5:12",
+			`http "127.0.0.1:http" is not a usable address: port http is out of range (expected 0 to 65535); expected e.g. "10.0.1.11:7501"`},
+		{"advertise not a host name", `servers  = [`, "advertise = \"db-1..example:7500\"\nservers  = [", "agent.hcl:6:13",
+			`advertise "db-1..example:7500" is not a usable address: "db-1..example" is not a host name; expected e.g. "10.0.1.11:7500"`},
+		{"servers entry with port 0", `"127.0.0.1:7410"`, `"127.0.0.1:0"`, "agent.hcl:6:31",
+			`servers entry "127.0.0.1:0" is not a usable address: port 0 is out of range (expected 1 to 65535); expected e.g. "10.0.1.11:7400"`},
+		{"sync source without a host", `interval = "10s"`, "interval = \"10s\"\n  source   = \":7500\"", "agent.hcl:25:14",
+			`sync "state": source ":7500" is not a usable address: the host is empty; expected e.g. "10.0.1.11:7500"`},
+		{"health tcp out of range", `health { http = "http://127.0.0.1:8004/health"`, `health { tcp = "127.0.0.1:80040"`, "agent.hcl:20:18",
+			`service "engine": health.tcp "127.0.0.1:80040" is not a usable address: port 80040 is out of range (expected 1 to 65535); expected e.g. "127.0.0.1:5432"`},
+		{"data_dir is a file", `data_dir = "/var/lib/drplane-agent"`, `data_dir = "ca.pem"`, "agent.hcl:3:12",
+			`data_dir $DIR/ca.pem is a file, expected a directory; set data_dir to a directory for the epoch, journal and snapshots`},
+		{"data_dir under a file", `data_dir = "/var/lib/drplane-agent"`, `data_dir = "ca.pem/state"`, "agent.hcl:3:12",
+			`data_dir $DIR/ca.pem/state cannot be created: $DIR/ca.pem is a file, expected a directory; set data_dir to a directory for the epoch, journal and snapshots`},
+		{"duration out of range", `interval = "10s"`, `interval = "100000000h"`, "agent.hcl:24:14",
+			`sync state: interval: duration "100000000h" is out of range; the longest is 2562047h47m16.854775807s (about 292 years)`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			writeTLSFiles(t, dir)
-			src := strings.Replace(exampleAgentConfig, tc.old, tc.new, 1)
+			src := strings.Replace(exampleAgentConfig, tc.old, strings.ReplaceAll(tc.new, "$DIR", dir), 1)
 			require.NotEqual(t, exampleAgentConfig, src, "the edit must apply")
 			_, err := ParseAgentConfig([]byte(src), filepath.Join(dir, "agent.hcl"))
 			var cfgErr *Error
 			require.ErrorAs(t, err, &cfgErr)
+			want := strings.ReplaceAll(tc.want, "$DIR", dir)
 			found := false
 			for _, d := range cfgErr.Diagnostics {
-				if strings.HasPrefix(d.String(), filepath.Join(dir, tc.wantPos)) && strings.Contains(d.Message, tc.want) {
+				if strings.HasPrefix(d.String(), filepath.Join(dir, tc.wantPos)) && strings.Contains(d.Message, want) {
 					found = true
 				}
 			}
@@ -185,6 +246,10 @@ func TestParseAgentConfig_DrillErrors(t *testing.T) {
 		{"systemd drill", `service "gateway" { driver = "systemd" }`, "service \"gateway\" {\n  driver = \"systemd\"\n  drill { port = 1 }\n}", "agent.hcl:26:9", "the systemd driver cannot run a drill copy"},
 		{"unknown drill key", `drill { port = 15432 }`, `drill { prot = 15432 }`, "agent.hcl:11:11", `unknown key "prot"`},
 		{"two drill blocks", `drill { port = 15432 }`, "drill { port = 15432 }\n  drill { port = 15433 }", "agent.hcl:12:", "duplicate drill block"},
+		{"relative drill command", `command = ["/opt/app/engine", "--config", "drill.toml"]`, `command = ["engine", "--config", "drill.toml"]`, "agent.hcl:19:15",
+			`service "engine": drill.command must start with an absolute path to the program, e.g. ["/usr/local/bin/engine", ...]; "engine" would be looked up in the agent's PATH`},
+		{"bad drill env key", `env     = { MODE = "drill" }`, `env     = { "1MODE" = "drill" }`, "agent.hcl:20:17",
+			`service "engine": drill.env: "1MODE" is not an environment variable name; expected letters, digits and "_", not starting with a digit, e.g. MODE`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -204,4 +269,22 @@ func TestParseAgentConfig_DrillErrors(t *testing.T) {
 			require.True(t, found, "no diagnostic at %s containing %q in:\n%s", tc.wantPos, tc.want, err)
 		})
 	}
+}
+
+// TestAgentConfig_CheckCertificateName checks that a host_id other than
+// its certificate's name is refused at host_id's position, saying both
+// ways out.
+func TestAgentConfig_CheckCertificateName(t *testing.T) {
+	dir := t.TempDir()
+	writeTLSFiles(t, dir)
+	file := filepath.Join(dir, "agent.hcl")
+	cfg, err := ParseAgentConfig([]byte(exampleAgentConfig), file)
+	require.NoError(t, err)
+	require.NoError(t, cfg.CheckCertificateName("db-1"))
+	err = cfg.CheckCertificateName("db-2")
+	var cfgErr *Error
+	require.ErrorAs(t, err, &cfgErr)
+	require.EqualError(t, err, file+`:1:12: host_id "db-1" is not the name of this agent's certificate: `+filepath.Join(dir, "s1.pem")+
+		` is named "db-2", and the servers let an agent register only the host its certificate names; set host_id = "db-2", or make a certificate for db-1 with `+
+		"`drplane tls cert create --agent --name db-1`")
 }

@@ -56,8 +56,9 @@ func (d *diagnostics) at(rng hcl.Range, format string, args ...any) {
 
 // record records msg about key at rng.
 func (d *diagnostics) record(rng hcl.Range, key, msg string) {
-	pos := d.lines.Original(rng.Start)
-	d.diags = append(d.diags, Diagnostic{File: d.file, Line: pos.Line, Column: pos.Column, Key: key, Message: msg})
+	diag := d.position(rng)
+	diag.Key, diag.Message = key, msg
+	d.diags = append(d.diags, diag)
 }
 
 // markBroken notes that key's value was unusable and a default stands in.

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // resolvePath makes a relative path relative to the config file's
@@ -30,4 +31,29 @@ func checkFile(path string) error {
 		return fmt.Errorf("%s is a directory, expected a file", path)
 	}
 	return nil
+}
+
+// checkDir reports why path cannot be a directory that a server or agent
+// creates or uses: it is a file, or one of its parents is. A path that
+// does not exist yet is fine (it is created at start), and so is one this
+// process may not look at: only what is cheap to see at load is checked,
+// the rest is found where the directory is opened. The error starts with
+// path, for "data_dir %v".
+func checkDir(path string) error {
+	for p := path; ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		switch {
+		case err == nil && st.IsDir():
+			return nil
+		case err == nil && p == path:
+			return fmt.Errorf("%s is a file, expected a directory", path)
+		case err == nil:
+			return fmt.Errorf("%s cannot be created: %s is a file, expected a directory", path, p)
+		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
+			return nil
+		}
+		if filepath.Dir(p) == p {
+			return nil
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
@@ -64,11 +65,14 @@ func blocks(body *hclsyntax.Body, typ string) []*hclsyntax.Block {
 //	site[1]              the second site block itself
 //	retry_join[2]        the third element of the retry_join list
 //
+//	site[1].label        the name label of the second site block
+//
 // When the key is absent (a default was used, or a block is missing) the
 // range is that of the nearest enclosing block that is present, or the
 // start of the file.
 func keyRange(body *hclsyntax.Body, key string) hcl.Range {
 	rng := fileStart(body)
+	var block *hclsyntax.Block
 	segs := strings.Split(key, ".")
 	for i, seg := range segs {
 		name, idx, indexed := splitIndex(seg)
@@ -76,15 +80,24 @@ func keyRange(body *hclsyntax.Body, key string) hcl.Range {
 			if r, ok := attrOrElement(body, name, idx, indexed); ok {
 				return r
 			}
+			if name == labelKey && block != nil && len(block.LabelRanges) > 0 {
+				return block.LabelRanges[0]
+			}
 		}
 		bs := blocks(body, name)
 		if idx >= len(bs) {
 			return rng
 		}
-		rng, body = bs[idx].DefRange(), bs[idx].Body
+		block = bs[idx]
+		rng, body = block.DefRange(), block.Body
 	}
 	return rng
 }
+
+// labelKey is the last segment of a key that names a block's label
+// rather than one of its attributes (no block has an attribute of that
+// name).
+const labelKey = "label"
 
 // attrOrElement is the range of attribute name's value in body, or of its
 // idx'th element when indexed and the value is a list.
@@ -104,6 +117,27 @@ func attrOrElement(body *hclsyntax.Body, name string, idx int, indexed bool) (hc
 		return a.Expr.Range(), true
 	}
 	return tuple.Exprs[idx].Range(), true
+}
+
+// mapKeyRange is where key is written in the map that attribute name of
+// body holds ({ MODE = "live" }), or the attribute's value when the key
+// is not found there.
+func mapKeyRange(body *hclsyntax.Body, name, key string) hcl.Range {
+	a, ok := body.Attributes[name]
+	if !ok {
+		return attrRange(body, name)
+	}
+	obj, ok := a.Expr.(*hclsyntax.ObjectConsExpr)
+	if !ok {
+		return a.Expr.Range()
+	}
+	for _, item := range obj.Items {
+		var k string
+		if diags := gohcl.DecodeExpression(item.KeyExpr, nil, &k); !diags.HasErrors() && k == key {
+			return item.KeyExpr.Range()
+		}
+	}
+	return a.Expr.Range()
 }
 
 // splitIndex splits "name[3]" into "name", 3, true and "name" into

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drplane/drplane/internal/names"
 	"github.com/drplane/drplane/internal/plan"
 )
 
@@ -65,6 +66,9 @@ type ServerConfig struct {
 	// Programs are the STONITH hooks' programs, with where each is
 	// declared; see Programs.Check.
 	Programs Programs
+	// nodeIDAt is where node_id is written, for CheckCertificateName;
+	// zero for a config built in code.
+	nodeIDAt Diagnostic
 }
 
 // PortsConfig are the server's listening ports; 0 lets the kernel choose.
@@ -213,6 +217,7 @@ func (c *ServerConfig) validate(p *problems) {
 	c.validateJoin(p)
 	c.validateSites(p)
 	c.Failover.validate(p)
+	c.validateStonith(p)
 	c.validateLeaseCoversElection(p)
 	c.validateAutomatic(p)
 	if c.Objectives.RTO < 0 {
@@ -224,11 +229,16 @@ func (c *ServerConfig) validate(p *problems) {
 }
 
 func (c *ServerConfig) validateIdentity(p *problems) {
-	if c.NodeID == "" {
+	switch {
+	case c.NodeID == "":
 		p.add("node_id", "node_id is empty; expected a unique name such as \"s1\"")
+	case !names.Valid(c.NodeID):
+		p.add("node_id", "node_id %q: %v", c.NodeID, names.Check(c.NodeID))
 	}
 	if c.DataDir == "" {
 		p.add("data_dir", "data_dir is empty; expected a directory for the Raft log and snapshots")
+	} else if err := checkDir(c.DataDir); err != nil {
+		p.add("data_dir", "data_dir %v; set data_dir to a directory for the Raft log and snapshots", err)
 	}
 	if !slices.Contains(logLevels, strings.ToLower(c.LogLevel)) {
 		p.add("log_level", "log_level %q is not one of %s", c.LogLevel, strings.Join(logLevels, ", "))
@@ -260,8 +270,8 @@ func (c *ServerConfig) validateAddrs(p *problems) {
 
 func (c *ServerConfig) validateJoin(p *problems) {
 	for i, addr := range c.RetryJoin {
-		if !isHostPort(addr) {
-			p.add(fmt.Sprintf("retry_join[%d]", i), "retry_join entry %q is not host:port; expected another server's grpc address, e.g. \"10.0.1.11:7400\"", addr)
+		if msg := addrProblem("retry_join entry", addr, false, "10.0.1.11:7400"); msg != "" {
+			p.add(fmt.Sprintf("retry_join[%d]", i), "%s (another server's grpc address)", msg)
 		}
 	}
 	switch {
@@ -272,17 +282,6 @@ func (c *ServerConfig) validateJoin(p *problems) {
 	case c.BootstrapExpect > 1 && len(c.RetryJoin) == 0:
 		p.add("bootstrap_expect", "bootstrap_expect = %d needs retry_join with the other servers' grpc addresses", c.BootstrapExpect)
 	}
-}
-
-// isHostPort reports whether addr is host:port with a host and a port
-// number from 1 to 65535.
-func isHostPort(addr string) bool {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil || host == "" {
-		return false
-	}
-	n, err := strconv.Atoi(port)
-	return err == nil && n >= 1 && n <= 65535
 }
 
 func (c *ServerConfig) validateSites(p *problems) {
@@ -320,15 +319,19 @@ func (c *ServerConfig) validateNodeSite(p *problems, declared map[string]bool) {
 	if declared[c.Site] {
 		return
 	}
-	names := make([]string, len(c.Sites))
+	declaredNames := make([]string, len(c.Sites))
 	for i, s := range c.Sites {
-		names[i] = s.Name
+		declaredNames[i] = s.Name
 	}
 	if c.Site == "" {
-		p.add("site", "site is empty; expected this node's site, one of: %s", strings.Join(names, ", "))
+		p.add("site", "site is empty; expected this node's site, one of: %s", strings.Join(declaredNames, ", "))
 		return
 	}
-	p.add("site", "site %q of this node is not declared (declared: %s)", c.Site, strings.Join(names, ", "))
+	if err := names.Check(c.Site); err != nil {
+		p.add("site", "site %q: %v; set it to this node's site, one of: %s", c.Site, err, strings.Join(declaredNames, ", "))
+		return
+	}
+	p.add("site", "site %q of this node is not declared (declared: %s)", c.Site, strings.Join(declaredNames, ", "))
 }
 
 // Validate reports the problems of one port setting.
@@ -368,8 +371,11 @@ func (s SiteConfig) Validate() error {
 
 // validate checks s, the site block that key names.
 func (s SiteConfig) validate(p *problems, key string) {
-	if s.Name == "" {
-		p.add(key, "site name is empty; expected e.g. site \"primary\" { kind = \"data\" }")
+	switch {
+	case s.Name == "":
+		p.add(key+"."+labelKey, "site name is empty; expected e.g. site \"primary\" { kind = \"data\" }")
+	case !names.Valid(s.Name):
+		p.add(key+"."+labelKey, "site %q: %v", s.Name, names.Check(s.Name))
 	}
 	if s.Kind != SiteKindData && s.Kind != SiteKindWitness {
 		p.add(key+".kind", "site %q: kind %q is not %q or %q", s.Name, s.Kind, SiteKindData, SiteKindWitness)
@@ -439,11 +445,6 @@ func (c *ServerConfig) validateAutomatic(p *problems) {
 			data = append(data, s.Name)
 		}
 	}
-	for _, st := range c.Failover.Stonith {
-		if !slices.ContainsFunc(c.Sites, func(s SiteConfig) bool { return s.Name == st.Site && s.Kind == SiteKindData }) {
-			p.add("failover.stonith", "failover: stonith %q names no declared data site (data sites: %s)", st.Site, strings.Join(data, ", "))
-		}
-	}
 	if witness || len(data) < 2 {
 		return
 	}
@@ -452,6 +453,23 @@ func (c *ServerConfig) validateAutomatic(p *problems) {
 			p.add("failover.automatic", "failover: automatic = true with data sites %s and no witness site needs a stonith hook for every data site (missing: %s): without a witness, the servers that lose the majority cannot tell a dead site from a partition, and only a confirmed fence makes failing over safe; add a site with kind = \"witness\" or a stonith \"%s\" { command = [...] } block",
 				strings.Join(data, ", "), site, site)
 			return
+		}
+	}
+}
+
+// validateStonith checks that every STONITH hook fences a declared data
+// site: a hook for a site that does not exist (a typo of one that does)
+// would leave that site without its fence when it is lost.
+func (c *ServerConfig) validateStonith(p *problems) {
+	var data []string
+	for _, s := range c.Sites {
+		if s.Kind == SiteKindData {
+			data = append(data, s.Name)
+		}
+	}
+	for i, st := range c.Failover.Stonith {
+		if !slices.Contains(data, st.Site) && names.Valid(st.Site) {
+			p.add(fmt.Sprintf("failover.stonith[%d].%s", i, labelKey), "stonith %q names no declared data site (data sites: %s); label the block with the data site it fences", st.Site, strings.Join(data, ", "))
 		}
 	}
 }

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
+	"github.com/drplane/drplane/internal/names"
 	"github.com/drplane/drplane/internal/plan"
 )
 
@@ -101,6 +103,7 @@ func ParseServerConfig(src []byte, filename string) (*ServerConfig, error) {
 	v := &serverValidator{d: d, body: body, file: filename, programs: programCollector{d: d}}
 	cfg := v.build(&raw)
 	cfg.Programs = v.programs.list
+	cfg.nodeIDAt = d.position(attrRange(body, "node_id"))
 	v.plans(src, cfg)
 	if err := d.err(); err != nil {
 		return nil, err
@@ -189,10 +192,18 @@ func (v *serverValidator) failover(raw *rawFailover, f *FailoverConfig) {
 	stonith := blocks(body, "stonith")
 	for i, r := range raw.Stonith {
 		sb := stonith[i].Body
+		if err := names.Check(r.Site); err != nil {
+			v.d.at(stonith[i].LabelRanges[0], "stonith %q: %v; a stonith block is labelled with the site it fences", r.Site, err)
+		}
 		sc := StonithConfig{Site: r.Site, Command: r.Command,
 			Timeout: v.d.parseDuration(attrRange(sb, "timeout"), "failover.stonith."+r.Site+".timeout", r.Timeout, 30*time.Second)}
-		if len(sc.Command) == 0 || sc.Command[0] == "" {
+		switch {
+		case len(sc.Command) == 0 || sc.Command[0] == "":
 			v.d.at(attrRange(sb, "command"), "stonith %q: command is empty; expected the program (and its arguments) that powers off or isolates site %s and exits 0 once it is fenced", r.Site, r.Site)
+		case !filepath.IsAbs(sc.Command[0]):
+			// As an agent's hooks: PATH and the working directory
+			// differ between an operator's shell and the server's unit.
+			v.d.at(attrRange(sb, "command"), "stonith %q: command must start with an absolute path to the program, e.g. [\"/usr/local/bin/%s\", ...]; %q would depend on the server's PATH or working directory", r.Site, filepath.Base(sc.Command[0]), sc.Command[0])
 		}
 		v.programs.command(attrRange(sb, "command"), fmt.Sprintf("stonith %q", r.Site), sc.Command)
 		f.Stonith = append(f.Stonith, sc)

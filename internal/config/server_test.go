@@ -295,6 +295,39 @@ func TestLoadServerConfig_Errors(t *testing.T) {
 		{"quorum_loss_timeout below failover_timeout", appendText("failover {\n  quorum_loss_timeout = \"1s\"\n}\n"), "13:25",
 			"failover.quorum_loss_timeout 1s must be at least failover_timeout 5s"},
 
+		// Names, one rule for all (package names).
+		{"bad node_id", replace(`= "s1"`, `= "s1/../s2"`), "1:20",
+			`node_id "s1/../s2": a name is one path element and cannot contain "/" or "\"; expected 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit`},
+		{"bad site key", replace(`site             = "primary"`, `site             = "prïmary"`), "2:20",
+			`site "prïmary": 'ï' is not allowed in a name; expected 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit; set it to this node's site, one of: primary, dr, witness`},
+		{"bad site label", replace(`site "primary"`, `site "prïmary"`), "9:6", `site "prïmary": 'ï' is not allowed in a name`},
+		{"site label not starting with a letter", replace(`site "witness"`, `site ".witness"`), "11:6",
+			`site ".witness": a name starts with a letter or digit; expected 1 to 63 letters`},
+		{"empty site label", replace(`site "witness"`, `site ""`), "11:6", `site name is empty`},
+		{"bad stonith label", appendText("failover {\n  stonith \"dr:1\" { command = [\"/bin/fence\"] }\n}\n"), "13:11",
+			`stonith "dr:1": ':' is not allowed in a name; expected 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit; a stonith block is labelled with the site it fences`},
+		{"bad plan name", appendText("plan \"fast failover\" {\n  kind = \"failover\"\n}\n"), "12:6",
+			`plan "fast failover": ' ' is not allowed in a name`},
+
+		// STONITH hooks, with or without automatic failover.
+		{"stonith for an undeclared site", appendText("failover {\n  stonith \"nowhere\" { command = [\"/bin/fence\"] }\n}\n"), "13:11",
+			`stonith "nowhere" names no declared data site (data sites: primary, dr); label the block with the data site it fences`},
+		{"stonith for the witness", appendText("failover {\n  stonith \"witness\" { command = [\"/bin/fence\"] }\n}\n"), "13:11",
+			`stonith "witness" names no declared data site (data sites: primary, dr)`},
+		{"relative stonith command", appendText("failover {\n  stonith \"primary\" { command = [\"fence-primary\"] }\n}\n"), "13:33",
+			`stonith "primary": command must start with an absolute path to the program, e.g. ["/usr/local/bin/fence-primary", ...]; "fence-primary" would depend on the server's PATH or working directory`},
+
+		// Refused before only when the server started, or in other words.
+		{"retry_join entry out of range", replace(`"127.0.0.1:7420"`, `"999.1.1.1:99999"`), "7:39",
+			`retry_join entry "999.1.1.1:99999" is not a usable address: 999.1.1.1 is not an IP address and port 99999 is out of range (expected 1 to 65535); expected e.g. "10.0.1.11:7400" (another server's grpc address)`},
+		{"bind_addr not an IP", replace(`= "127.0.0.1"`, `= "999.1.1.1"`), "4:20", `bind_addr "999.1.1.1" is not an IP address`},
+		{"data_dir is a file", replace(`data_dir         = "/var/lib/drplane"`, `data_dir         = "ca.pem"`), "3:20",
+			`data_dir $DIR/ca.pem is a file, expected a directory; set data_dir to a directory for the Raft log and snapshots`},
+		{"data_dir under a file", replace(`data_dir         = "/var/lib/drplane"`, `data_dir         = "ca.pem/raft"`), "3:20",
+			`data_dir $DIR/ca.pem/raft cannot be created: $DIR/ca.pem is a file, expected a directory; set data_dir to a directory for the Raft log and snapshots`},
+		{"duration out of range", appendText("failover {\n  lease_ttl = \"100000000h\"\n}\n"), "13:15",
+			`failover.lease_ttl: duration "100000000h" is out of range; the longest is 2562047h47m16.854775807s (about 292 years)`},
+
 		// Plans, checked by the plan parser.
 		{"bad objectives", appendText(`objectives { rto = "quick" }` + "\n"), "12:20", `objectives.rto: invalid duration "quick"`},
 		{"duplicate objectives", appendText("objectives { rto = \"1m\" }\nobjectives { rpo = \"1m\" }\n"), "13:1", "duplicate objectives block"},
@@ -505,4 +538,22 @@ func TestServerConfig_Validate_LeaseCoversElection(t *testing.T) {
 			require.Contains(t, cfgErr.Diagnostics[0].Message, "does not outlast a change of leader")
 		})
 	}
+}
+
+// TestServerConfig_CheckCertificateName checks that a node_id other than
+// its certificate's name is refused at node_id's position, saying both
+// ways out; a config built in code has no position.
+func TestServerConfig_CheckCertificateName(t *testing.T) {
+	cfg, dir, err := parseExample(t, exampleConfig)
+	require.NoError(t, err)
+	require.NoError(t, cfg.CheckCertificateName("s1"))
+	err = cfg.CheckCertificateName("s2")
+	var cfgErr *Error
+	require.ErrorAs(t, err, &cfgErr)
+	require.EqualError(t, err, filepath.Join(dir, "server.hcl")+`:1:20: node_id "s1" is not the name of this server's certificate: `+filepath.Join(dir, "s1.pem")+
+		` is named "s2", and other servers, agents and the audit trail know a server by its certificate; set node_id = "s2", or make a certificate for s1 with `+
+		"`drplane tls cert create --server --name s1`")
+
+	dev := DevServerConfig()
+	require.ErrorContains(t, dev.CheckCertificateName("s2"), `node_id "dev" is not the name of this server's certificate`)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/drplane/drplane/internal/hclpos"
+	"github.com/drplane/drplane/internal/names"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -150,14 +151,12 @@ func (p *parser) attr(body *hclsyntax.Body, name string, def hcl.Range) hcl.Rang
 	return def
 }
 
-var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
-
 // plan checks one plan block's values.
 func (p *parser) plan(b *hclsyntax.Block, raw *rawPlan) *Definition {
 	def := &Definition{Name: b.Labels[0], Range: p.rng(b.DefRange())}
 	label := p.rng(b.LabelRanges[0])
-	if !namePattern.MatchString(def.Name) {
-		p.at(label, "plan name %q is not valid; expected letters, digits, \"-\" and \"_\", e.g. \"failover-no-approval\"", def.Name)
+	if err := names.Check(def.Name); err != nil {
+		p.at(label, "plan %q: %v, e.g. \"failover-no-approval\"", def.Name, err)
 	}
 	kindRng := p.attr(b.Body, "kind", def.Range)
 	switch isKind := slices.Contains(Kinds, Kind(def.Name)); {
@@ -242,8 +241,8 @@ func (p *parser) step(def *Definition, b *hclsyntax.Block, raw *rawStep) StepDef
 		s.Ranges[name] = p.rng(a.Expr.Range())
 	}
 	what := fmt.Sprintf("plan %q: step %q", def.Name, s.Name)
-	if !namePattern.MatchString(s.Name) {
-		p.at(p.rng(b.LabelRanges[0]), "%s: the name is not valid; expected letters, digits, \"-\" and \"_\", e.g. \"trip-breaker\"", what)
+	if err := names.Check(s.Name); err != nil {
+		p.at(p.rng(b.LabelRanges[0]), "%s: %v, e.g. \"trip-breaker\"", what, err)
 	} else if slices.Contains(AgentActions, s.Name) || slices.Contains(ControlActions, s.Name) {
 		p.at(p.rng(b.LabelRanges[0]), "%s: the name is an action's, which default steps use; choose another, e.g. %q", what, s.Name+"-1")
 	}

@@ -265,7 +265,9 @@ func TestParse_Errors(t *testing.T) {
 			`the name is an action's, which default steps use; choose another`},
 		{"bad step name", `plan "failover" {
   step "a b" { action = "approval"  after = "verify" }
-}`, `"a b"`, `the name is not valid`},
+}`, `"a b"`, `step "a b": ' ' is not allowed in a name; expected 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit`},
+		{"plan name with a path", `plan "../fast" { kind = "failover" }`, `"../fast"`,
+			`plan "../fast": a name is one path element and cannot contain "/" or "\"; expected 1 to 63 letters`},
 		{"named plan without kind", `plan "quick" { }`, `plan "quick"`, `plan "quick": missing kind; expected kind = one of "failover", "switchover", "failback", "drill"`},
 		{"unknown kind", `plan "quick" { kind = "failovr" }`, `"failovr"`, `unknown kind "failovr"; did you mean "failover"?`},
 		{"kind contradicts label", `plan "drill" { kind = "failover" }`, `"failover"`, `kind "failover" contradicts the label`},

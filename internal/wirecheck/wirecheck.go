@@ -10,6 +10,7 @@ package wirecheck
 
 import (
 	"fmt"
+	"github.com/drplane/drplane/internal/names"
 	"strconv"
 	"unicode/utf8"
 
@@ -20,9 +21,11 @@ import (
 const (
 	// MaxID is the longest id or name, in bytes: request ids, execution
 	// and step ids, host ids, sites, services, syncs, snapshots, hooks,
-	// plan kinds and map keys. It is the length the agent's id pattern
-	// (^[A-Za-z0-9][A-Za-z0-9._:@#-]{0,127}$) already allows.
-	MaxID = 128
+	// plan kinds and map keys. It is names.MaxIDLen, the longest step id
+	// the agent's journal takes: a step id is built from a service and a
+	// host name (each at most 63 bytes), so a shorter bound here would
+	// refuse, mid-failover, a step the config accepted.
+	MaxID = names.MaxIDLen
 	// MaxText is the longest free-text field (reasons, messages,
 	// addresses, step arguments), in bytes.
 	MaxText = 4096
@@ -74,7 +77,8 @@ func Entries(field string, n int) error {
 
 func check(field, v string, limit int, what string) error {
 	if len(v) > limit {
-		return fmt.Errorf("%s %s is %d bytes; %s is at most %d bytes", field, Quote(v), len(v), what, limit)
+		// Quote names the length of a value it cuts short.
+		return fmt.Errorf("%s %s is too long; %s is at most %d bytes", field, Quote(v), what, limit)
 	}
 	return nil
 }
