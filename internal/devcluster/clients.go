@@ -95,13 +95,7 @@ func (c *Cluster) StandInOperator() (pb.OperatorClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := c.clients.get("cp-stand-in "+n.GRPCAddr, func() (*grpc.ClientConn, error) {
-		m, err := c.material(LeaderStandIn, tlsutil.RoleServer)
-		if err != nil {
-			return nil, err
-		}
-		return grpc.NewClient(n.GRPCAddr, c.dialOptions(grpc.WithTransportCredentials(m.ClientCredentials(tlsutil.RoleServer)))...)
-	})
+	conn, err := c.standInConn("cp-stand-in "+n.GRPCAddr, n.GRPCAddr, tlsutil.RoleServer)
 	if err != nil {
 		return nil, fmt.Errorf("connect to server %s: %w", n.ID, err)
 	}
@@ -114,17 +108,24 @@ func (c *Cluster) StandInOperator() (pb.OperatorClient, error) {
 // it sends steps as the executor of an execution does, with an epoch of
 // its choosing. The real leader keeps probing meanwhile.
 func (c *Cluster) AgentClient(a *Agent) (pb.HostAgentClient, error) {
-	conn, err := c.clients.get("agent "+a.GRPCAddr, func() (*grpc.ClientConn, error) {
-		m, err := c.material(LeaderStandIn, tlsutil.RoleServer)
-		if err != nil {
-			return nil, err
-		}
-		return grpc.NewClient(a.GRPCAddr, c.dialOptions(grpc.WithTransportCredentials(m.ClientCredentials(tlsutil.RoleAgent)))...)
-	})
+	conn, err := c.standInConn("agent "+a.GRPCAddr, a.GRPCAddr, tlsutil.RoleAgent)
 	if err != nil {
 		return nil, fmt.Errorf("connect to agent %s: %w", a.HostID, err)
 	}
 	return pb.NewHostAgentClient(conn), nil
+}
+
+// standInConn is the cached connection key to addr, holding the
+// LeaderStandIn server certificate and verifying that the peer holds a
+// certificate of role peer.
+func (c *Cluster) standInConn(key, addr string, peer tlsutil.Role) (*grpc.ClientConn, error) {
+	return c.clients.get(key, func() (*grpc.ClientConn, error) {
+		m, err := c.material(LeaderStandIn, tlsutil.RoleServer)
+		if err != nil {
+			return nil, err
+		}
+		return grpc.NewClient(addr, c.dialOptions(grpc.WithTransportCredentials(m.ClientCredentials(peer)))...)
+	})
 }
 
 // dialOptions adds the cluster's Dial, when set, to opts.
