@@ -578,9 +578,10 @@ func (v *agentValidator) hooks(raw []rawHook, cfg *AgentConfig) {
 	for i, r := range raw {
 		body := blks[i].Body
 		v.uniqueName(seen, blks[i], "hook", r.Name)
-		if len(r.Command) == 0 || !filepath.IsAbs(r.Command[0]) {
-			v.d.at(attrRange(body, "command"), "hook %q: command must start with an absolute path to the program", r.Name)
+		if len(r.Command) == 0 {
+			v.d.at(attrRange(body, "command"), "hook %q: command is empty; expected the program (an absolute path) and its arguments", r.Name)
 		}
+		v.absoluteCommand(attrRange(body, "command"), fmt.Sprintf("hook %q: command", r.Name), r.Command)
 		v.programs.command(attrRange(body, "command"), fmt.Sprintf("hook %q", r.Name), r.Command)
 		h := HookConfig{Name: r.Name, Command: r.Command}
 		h.Timeout = v.d.parseDuration(attrRange(body, "timeout"), "hook "+r.Name+": timeout", r.Timeout, 30*time.Second)
