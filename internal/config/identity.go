@@ -16,28 +16,29 @@ import (
 // name in this server's certificate (tls.cert_file), is not node_id. It is
 // called at start, once the certificate is loaded.
 func (c *ServerConfig) CheckCertificateName(certName string) error {
-	if certName == c.NodeID {
-		return nil
-	}
-	d := c.nodeIDAt
-	d.Key = "node_id"
-	d.Message = fmt.Sprintf("node_id %q is not the name of this server's certificate: %s is named %q, and other servers, agents and the audit trail know a server by its certificate; set node_id = %q, or make a certificate for %s with `drplane tls cert create --server --name %s`",
-		c.NodeID, c.TLS.CertFile, certName, certName, c.NodeID, c.NodeID)
-	return &Error{Diagnostics: []Diagnostic{d}}
+	return certNameMismatch(c.nodeIDAt, "node_id", c.NodeID, c.TLS.CertFile, certName, "server",
+		"other servers, agents and the audit trail know a server by its certificate")
 }
 
 // CheckCertificateName returns an *Error at host_id when certName, the
 // name in this agent's certificate (tls.cert_file), is not host_id. It is
 // called at start, once the certificate is loaded.
 func (c *AgentConfig) CheckCertificateName(certName string) error {
-	if certName == c.HostID {
+	return certNameMismatch(c.hostIDAt, "host_id", c.HostID, c.TLS.CertFile, certName, "agent",
+		"the servers let an agent register only the host its certificate names")
+}
+
+// certNameMismatch is the *Error at key (its position at) when certName,
+// the name in certFile, is not id; nil when they match. role is "server"
+// or "agent"; why says what relies on the two being the same.
+func certNameMismatch(at Diagnostic, key, id, certFile, certName, role, why string) error {
+	if certName == id {
 		return nil
 	}
-	d := c.hostIDAt
-	d.Key = "host_id"
-	d.Message = fmt.Sprintf("host_id %q is not the name of this agent's certificate: %s is named %q, and the servers let an agent register only the host its certificate names; set host_id = %q, or make a certificate for %s with `drplane tls cert create --agent --name %s`",
-		c.HostID, c.TLS.CertFile, certName, certName, c.HostID, c.HostID)
-	return &Error{Diagnostics: []Diagnostic{d}}
+	at.Key = key
+	at.Message = fmt.Sprintf("%s %q is not the name of this %s's certificate: %s is named %q, and %s; set %s = %q, or make a certificate for %s with `drplane tls cert create --%s --name %s`",
+		key, id, role, certFile, certName, why, key, certName, id, role, id)
+	return &Error{Diagnostics: []Diagnostic{at}}
 }
 
 // position is rng in the operator's file, as a Diagnostic without a
