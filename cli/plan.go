@@ -98,7 +98,7 @@ func planFromProto(ex *pb.Execution) *plan.Plan {
 		p.Steps = append(p.Steps, plan.Step{ID: st.GetId(), Phase: st.GetPhase(), Action: structs.ActionName(st.GetAction()), Host: st.GetHost(), Site: st.GetSite(),
 			Target: st.GetTarget(), Args: st.GetArgs(), ArgsFrom: st.GetArgsFrom(), Timeout: time.Duration(st.GetTimeoutMs()) * time.Millisecond,
 			Retries: int(st.GetRetries()), OnFailure: st.GetOnFailure(), DependsOn: st.GetDependsOn(), HealthGate: st.GetHealthGate(),
-			Always: st.GetAlways(), Description: st.GetDescription()})
+			Always: st.GetAlways(), Rollback: st.GetRollback(), Description: st.GetDescription()})
 	}
 	return p
 }

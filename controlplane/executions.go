@@ -83,7 +83,10 @@ func (s *Server) newExecution(req *pb.StartExecutionRequest, actor string, now t
 	}
 	// The exposure at the trigger instant is the RPO of a failover, and
 	// what the operator is shown before confirming.
-	if req.GetCleanupOf() == "" {
+	switch {
+	case p.Finishes != "":
+		ex.RPODetail = "the rest of " + p.Finishes + ", which activated " + p.To + ": any data loss happened then, and its RPO says it"
+	case req.GetCleanupOf() == "":
 		exp := s.rpoExposure(p.To, now)
 		ex.RPODetail = exp.detail
 		if exp.known {
@@ -116,11 +119,40 @@ func (s *Server) derivePlan(v stateView, kind plan.Kind, name, to, drillID strin
 	}
 	opts := s.config.PlanOptions()
 	opts.To, opts.DrillID = to, drillID
+	if to != "" && to == v.ActiveSite && (kind == plan.KindFailover || kind == plan.KindSwitchover) {
+		// The same command again after it activated the target and
+		// stopped: derive the rest of it.
+		if first, ok := s.unfinished(v); ok {
+			opts.From, opts.FinishOf, def = first.From, first.ID, nil
+		}
+	}
 	p, err := plan.Derive(kind, topo, def, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errInvalidArgument, err)
 	}
 	return p, nil
+}
+
+// unfinished is the execution that activated the active site in the
+// current epoch, when it ended without succeeding: the target may not
+// serve, and running the same kind of plan to it again finishes it.
+func (s *Server) unfinished(v stateView) (structs.Execution, bool) {
+	all := s.fsm.executions()
+	for i := len(all) - 1; i >= 0; i-- {
+		ex := &all[i]
+		if ex.Plan.Finishes != "" && ex.State == structs.ExecSucceeded {
+			return structs.Execution{}, false // finished already
+		}
+		if !activated(ex) {
+			continue
+		}
+		ended := ex.State == structs.ExecFailed || ex.State == structs.ExecCancelled
+		if ended && ex.To == v.ActiveSite && v.Epoch == ex.StartEpoch+1 {
+			return *ex, true
+		}
+		return structs.Execution{}, false
+	}
+	return structs.Execution{}, false
 }
 
 // cleanupPlan is the teardown of an interrupted drill: its Always steps,
@@ -202,7 +234,7 @@ func (s *Server) executionToProto(ex *structs.Execution) *pb.Execution {
 		ps := &pb.ExecutionStep{
 			Step: &pb.PlanStep{Id: st.ID, Phase: st.Phase, Action: structs.ActionToProto(st.Action), Host: st.Host, Site: st.Site, Target: st.Target,
 				Args: st.Args, ArgsFrom: st.ArgsFrom, TimeoutMs: uint64(st.Timeout.Milliseconds()), Retries: int32(st.Retries),
-				OnFailure: st.OnFailure, DependsOn: st.DependsOn, HealthGate: st.HealthGate, Always: st.Always, Description: st.Description},
+				OnFailure: st.OnFailure, DependsOn: st.DependsOn, HealthGate: st.HealthGate, Always: st.Always, Rollback: st.Rollback, Description: st.Description},
 			State: structs.StepStateToProto(es.State), Attempt: int32(es.Attempt), Message: es.Message, Outputs: es.Outputs, Replayed: es.Replayed, Verified: es.Verified, ApprovedBy: es.ApprovedBy,
 		}
 		if !es.StartedAt.IsZero() {

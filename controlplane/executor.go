@@ -141,7 +141,8 @@ func (e *executor) wait() {
 // nothing left to run. A step is ready when its dependencies have all
 // ended well (succeeded, or failed with on_failure = continue); after an
 // abort or a cancel only Always steps still start, once their
-// dependencies ended in any way.
+// dependencies ended in any way, and Rollback steps, once moreover every
+// other step ended and as long as the target was not activated.
 func (e *executor) schedule(ex *structs.Execution) (ready []int, finished bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -151,6 +152,7 @@ func (e *executor) schedule(ex *structs.Execution) (ready []int, finished bool) 
 		index[st.ID] = i
 	}
 	dead := deadSteps(ex, stopping)
+	settled := e.forwardSettledLocked(ex)
 	active := len(e.inFlight)
 	for i, st := range ex.Plan.Steps {
 		state := ex.Steps[i]
@@ -166,7 +168,7 @@ func (e *executor) schedule(ex *structs.Execution) (ready []int, finished bool) 
 				continue
 			}
 		case structs.StepPending:
-			if dead[i] || !depsMet(ex, st, index, stopping) {
+			if dead[i] || (st.Rollback && (!stopping || !settled)) || !depsMet(ex, st, index, stopping, dead) {
 				continue
 			}
 		default:
@@ -190,6 +192,26 @@ func (e *executor) schedule(ex *structs.Execution) (ready []int, finished bool) 
 	return nil, true
 }
 
+// forwardSettledLocked reports whether every step but the Rollback ones
+// has ended or will never start: only then may a rollback start what the
+// execution stopped, so that it never races a stop or the activation.
+// The caller holds e.mu.
+func (e *executor) forwardSettledLocked(ex *structs.Execution) bool {
+	for i, st := range ex.Plan.Steps {
+		if st.Rollback {
+			continue
+		}
+		switch ex.Steps[i].State {
+		case structs.StepRunning, structs.StepWaiting:
+			return false
+		}
+		if e.inFlight[st.ID] {
+			return false
+		}
+	}
+	return true
+}
+
 // aborted reports whether a step failed whose on_failure is abort.
 func aborted(ex *structs.Execution) bool {
 	for i, st := range ex.Steps {
@@ -200,35 +222,64 @@ func aborted(ex *structs.Execution) bool {
 	return false
 }
 
+// activated reports whether the execution's activate step succeeded: the
+// target is the active site, and there is no way back any more.
+func activated(ex *structs.Execution) bool {
+	for i, st := range ex.Plan.Steps {
+		if st.Action == plan.ActionActivate && ex.Steps[i].State == structs.StepSucceeded {
+			return true
+		}
+	}
+	return false
+}
+
 // deadSteps marks pending steps that will never run: while stopping (an
-// abort or a cancel), every non-Always step. Nothing is dead otherwise: a
-// dependency that failed with on_failure = abort already means stopping.
+// abort or a cancel), every step but the Always and Rollback ones; the
+// Rollback steps once the target was activated, or when the execution
+// ends without stopping. Nothing else is dead: a dependency that failed
+// with on_failure = abort already means stopping.
 func deadSteps(ex *structs.Execution, stopping bool) map[int]bool {
 	dead := map[int]bool{}
-	if !stopping {
-		return dead
-	}
+	up := activated(ex)
 	for i, st := range ex.Plan.Steps {
-		if ex.Steps[i].State == structs.StepPending && !st.Always {
+		if ex.Steps[i].State != structs.StepPending {
+			continue
+		}
+		switch {
+		case st.Always:
+		case st.Rollback:
+			if up || (!stopping && forwardEnded(ex)) {
+				dead[i] = true
+			}
+		case stopping:
 			dead[i] = true
 		}
 	}
 	return dead
 }
 
-// depsMet reports whether a pending step may start.
-func depsMet(ex *structs.Execution, st plan.Step, index map[string]int, stopping bool) bool {
+// forwardEnded reports whether every step but the Rollback ones ended.
+func forwardEnded(ex *structs.Execution) bool {
+	for i, st := range ex.Plan.Steps {
+		if !st.Rollback && !ex.Steps[i].Ended() {
+			return false
+		}
+	}
+	return true
+}
+
+// depsMet reports whether a pending step may start. Always and Rollback
+// steps of a stopping execution wait for their dependencies to end in any
+// way; one that will never start (dead) counts as ended.
+func depsMet(ex *structs.Execution, st plan.Step, index map[string]int, stopping bool, dead map[int]bool) bool {
 	for _, dep := range st.DependsOn {
 		j, ok := index[dep]
 		if !ok {
 			return false
 		}
 		ds := ex.Steps[j]
-		pending := ds.State == structs.StepPending
-		if st.Always && stopping {
-			// A teardown waits for what it depends on to end, in any
-			// way; a dependency that will never start counts as ended.
-			if !ds.Ended() && !(pending && !ex.Plan.Steps[j].Always) {
+		if (st.Always || st.Rollback) && stopping {
+			if !ds.Ended() && !dead[j] {
 				return false
 			}
 			continue
@@ -382,6 +433,9 @@ func (e *executor) performOnAgent(ctx context.Context, step plan.Step, attempt i
 	if err != nil {
 		return failed("%v", err)
 	}
+	if step.Rollback {
+		e.awaitAnswering(ctx, step.Host)
+	}
 	delivery, refused := e.delivery(step)
 	if refused != "" {
 		return failed("%s", refused)
@@ -407,6 +461,29 @@ func (e *executor) performOnAgent(ctx context.Context, step plan.Step, attempt i
 		out.State = structs.StepSucceeded
 	}
 	return out
+}
+
+// awaitAnswering gives a host that went silent during the execution a
+// fresh failover_timeout to answer the leader's probes again before a
+// rollback step is sent to it: the failure being rolled back is often
+// that very host's agent restarting, and without the wait its rollback
+// would be given up at once. It returns when the host answers, the time
+// is up, or ctx ends; the step is then sent as any other.
+func (e *executor) awaitAnswering(ctx context.Context, hostID string) {
+	ctx, cancel := context.WithTimeout(ctx, e.s.config.Failover.FailoverTimeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if r, ok := e.s.probes.get(hostID); !ok || r.err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // delivery says how a step reaches its host, and why it is not sent at
@@ -480,9 +557,14 @@ func (e *executor) finish(ctx context.Context, ex *structs.Execution) error {
 	} else if ex.CancelRequested && state == structs.ExecFailed {
 		state, msg = structs.ExecCancelled, "cancelled by "+ex.CancelledBy+"; "+msg
 	}
+	if state != structs.ExecSucceeded {
+		if note := outcomeNote(ex); note != "" {
+			msg += "; " + note
+		}
+	}
 	req := &structs.FinishExecutionRequest{WriteRequest: structs.WriteRequest{RequestID: "finish-" + ex.ID, Actor: e.s.config.NodeID},
 		ExecutionID: ex.ID, State: state, Message: msg, Skip: skip}
-	if rto, ok := measuredRTO(ex); ok && state == structs.ExecSucceeded {
+	if rto, ok := measuredRTO(ex, e.outageStart(ex)); ok && state == structs.ExecSucceeded {
 		req.RTOSeconds = &rto
 	}
 	if state == structs.ExecSucceeded && (ex.Kind == string(plan.KindSwitchover) || ex.Kind == string(plan.KindFailback)) {
@@ -502,18 +584,31 @@ func (e *executor) finish(ctx context.Context, ex *structs.Execution) error {
 	return err
 }
 
-// measuredRTO is the trigger to the end of the last health gate.
-func measuredRTO(ex *structs.Execution) (float64, bool) {
+// outageStart is when the outage an execution ends began: its trigger,
+// or for the rest of an execution that stopped after activating its
+// target, that one's trigger.
+func (e *executor) outageStart(ex *structs.Execution) time.Time {
+	if ex.Plan.Finishes != "" {
+		if first, ok := e.s.fsm.execution(ex.Plan.Finishes); ok {
+			return first.TriggeredAt
+		}
+	}
+	return ex.TriggeredAt
+}
+
+// measuredRTO is from the outage's start to the end of the last health
+// gate.
+func measuredRTO(ex *structs.Execution, start time.Time) (float64, bool) {
 	var last time.Time
 	for i, st := range ex.Plan.Steps {
 		if st.HealthGate && ex.Steps[i].State == structs.StepSucceeded && ex.Steps[i].EndedAt.After(last) {
 			last = ex.Steps[i].EndedAt
 		}
 	}
-	if last.IsZero() || ex.TriggeredAt.IsZero() {
+	if last.IsZero() || start.IsZero() {
 		return 0, false
 	}
-	return last.Sub(ex.TriggeredAt).Seconds(), true
+	return last.Sub(start).Seconds(), true
 }
 
 // hostsAt is the agents of site, in the order given: stateView.Agents is

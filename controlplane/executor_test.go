@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -431,4 +432,96 @@ func TestExecutor_Switchover_ThenFailback(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(3), st.GetEpoch())
 	require.Equal(t, "primary", st.GetActiveSite())
+}
+
+// TestExecutor_Switchover_FailsBeforeActivation_RollsBack: a catch-up that
+// fails (a full disk on the DR database host) stops the switchover before
+// dr is activated; the execution then starts again, in dependency order,
+// what it had stopped at primary, and says so.
+func TestExecutor_Switchover_FailsBeforeActivation_RollsBack(t *testing.T) {
+	ts := newTwoSites(t, nil)
+	ts.db2["postgres"].FailWith("catchup", errors.New("write /var/lib/drplane/journal: no space left on device"))
+
+	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "switchover", To: "dr"})
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "failed", structs.ExecStateName(ex.GetState()), ex.GetMessage())
+	require.Contains(t, ex.GetMessage(), "step catchup:postgres@db-2 failed on db-2")
+	require.Contains(t, ex.GetMessage(), "rolled back: primary was not activated and serves as before; started again: postgres on db-1, engine on app-1")
+
+	require.Equal(t, driver.RolePrimary, ts.db1["postgres"].Role(), "the primary database runs again")
+	require.Equal(t, driver.RolePrimary, ts.app1["engine"].Role(), "and the engine on it")
+	require.Equal(t, driver.RoleStandby, ts.db2["postgres"].Role())
+	require.Equal(t, driver.RoleStopped, ts.app2["engine"].Role())
+	pg, engine := stepOf(t, ex, "rollback:postgres@db-1"), stepOf(t, ex, "rollback:engine@app-1")
+	require.Equal(t, structs.StepSucceeded, structs.StepStateName(pg.GetState()))
+	require.Equal(t, structs.StepSucceeded, structs.StepStateName(engine.GetState()))
+	require.False(t, engine.GetStartedAt().AsTime().Before(pg.GetEndedAt().AsTime()), "the engine starts after the database it depends on")
+	require.False(t, pg.GetStartedAt().AsTime().Before(stepOf(t, ex, "catchup:postgres@db-2").GetEndedAt().AsTime()),
+		"no rollback while a step of the switchover still runs")
+	require.Equal(t, structs.StepSkipped, structs.StepStateName(stepOf(t, ex, "activate:dr").GetState()))
+	require.False(t, ex.GetHasRto(), "a rollback is not a recovery: no RTO")
+
+	st, err := ts.c.client(ts.c.waitForLeader()).GetStatus(testCtx(t), &pb.GetStatusRequest{})
+	require.NoError(t, err)
+	require.Equal(t, "primary", st.GetActiveSite())
+	require.Equal(t, uint64(1), st.GetEpoch())
+}
+
+// TestExecutor_Switchover_Succeeds_SkipsRollback: the rollback steps of a
+// switchover that succeeds never run.
+func TestExecutor_Switchover_Succeeds_SkipsRollback(t *testing.T) {
+	ts := newTwoSites(t, nil)
+	ex := ts.waitEnded(t, ts.startExecution(t, &pb.StartExecutionRequest{Kind: "switchover", To: "dr"}).GetId())
+	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
+	for _, id := range []string{"rollback:postgres@db-1", "rollback:engine@app-1"} {
+		require.Equal(t, structs.StepSkipped, structs.StepStateName(stepOf(t, ex, id).GetState()), id)
+	}
+	starts, _ := ts.app1["engine"].Counts()
+	require.Zero(t, starts)
+	require.Equal(t, driver.RoleStopped, ts.app1["engine"].Role())
+}
+
+// TestExecutor_Switchover_FailsAfterActivation_TheSameCommandFinishes: a
+// promote that fails after dr was activated cannot be rolled back; the
+// execution says what is down at dr and the command that finishes it, and
+// that command derives the rest: bring dr up, reprotect primary. Its RTO
+// counts from the first trigger, when the outage began.
+func TestExecutor_Switchover_FailsAfterActivation_TheSameCommandFinishes(t *testing.T) {
+	ts := newTwoSites(t, nil)
+	ts.db2["postgres"].FailWith("promote", errors.New("pg_ctl promote: server did not promote in time"))
+
+	first := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "switchover", To: "dr"})
+	first = ts.waitEnded(t, first.GetId())
+	require.Equal(t, "failed", structs.ExecStateName(first.GetState()), first.GetMessage())
+	require.Contains(t, first.GetMessage(), "dr is active but not serving fully: postgres on db-2 (promote failed: ")
+	require.Contains(t, first.GetMessage(), "engine on app-2 (start never ran)")
+	require.Contains(t, first.GetMessage(), "finish with `drplane switchover --to dr`")
+	require.Equal(t, structs.StepSkipped, structs.StepStateName(stepOf(t, first, "rollback:postgres@db-1").GetState()),
+		"never a start at primary once dr is active")
+	starts, _ := ts.db1["postgres"].Counts()
+	require.Zero(t, starts)
+
+	client := ts.c.client(ts.c.waitForLeader())
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		st, err := client.GetStatus(testCtx(t), &pb.GetStatusRequest{})
+		if err != nil {
+			return false, err
+		}
+		return len(st.GetDegraded()) > 0, fmt.Errorf("status shows production up at %s", st.GetActiveSite())
+	})
+
+	ts.db2["postgres"].FailWith("promote", nil)
+	rest := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "switchover", To: "dr"})
+	require.Equal(t, "switchover-finish", rest.GetPlan())
+	rest = ts.waitEnded(t, rest.GetId())
+	require.Equal(t, "succeeded", structs.ExecStateName(rest.GetState()), rest.GetMessage())
+	require.Equal(t, driver.RolePrimary, ts.db2["postgres"].Role())
+	require.Equal(t, driver.RolePrimary, ts.app2["engine"].Role())
+	require.Equal(t, driver.RoleStandby, ts.db1["postgres"].Role(), "primary is reprotected")
+	require.True(t, rest.GetHasRto())
+	outage := rest.GetTriggeredAt().AsTime().Sub(first.GetTriggeredAt().AsTime()).Seconds()
+	require.GreaterOrEqual(t, rest.GetRtoSeconds(), outage, "the RTO starts with the first trigger")
+
+	_, err := client.StartExecution(testCtx(t), &pb.StartExecutionRequest{Kind: "switchover", To: "dr"})
+	require.ErrorContains(t, err, `target site "dr" is already the active site`, "once finished there is nothing left to finish")
 }

@@ -62,8 +62,16 @@ func (f *FSM) applyStepUpdate(req *structs.StepUpdateRequest, index uint64) stri
 		default:
 			return fmt.Sprintf("step %s of %s is %s (attempt %d); cannot start attempt %d", cur.ID, ex.ID, cur.State, cur.Attempt, next.Attempt)
 		}
-		if !ex.Plan.Steps[i].Always && ex.CancelRequested {
+		step := ex.Plan.Steps[i]
+		if !step.Always && !step.Rollback && ex.CancelRequested {
 			return fmt.Sprintf("execution %s is being cancelled; step %s is not started", ex.ID, cur.ID)
+		}
+		// A rollback starts services at the original site again: only
+		// while that site is still the active one, in the epoch the
+		// execution started in (invariant 1).
+		if step.Rollback && (f.state.ActiveSite != ex.From || f.state.Epoch != ex.StartEpoch) {
+			return fmt.Sprintf("step %s of %s rolls back to site %s in epoch %d, but site %s is active in epoch %d",
+				cur.ID, ex.ID, ex.From, ex.StartEpoch, f.state.ActiveSite, f.state.Epoch)
 		}
 		cur.State, cur.Attempt, cur.StartedAt, cur.Message = structs.StepRunning, next.Attempt, req.Time, next.Message
 	case structs.StepWaiting:

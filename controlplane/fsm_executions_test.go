@@ -155,3 +155,41 @@ func TestFSM_Executions_SurviveSnapshot(t *testing.T) {
 	require.Equal(t, structs.StepRunning, ex.Steps[0].State)
 	require.Equal(t, []string{"ex-1"}, restored.runningExecutionIDs())
 }
+
+// TestFSM_RollbackStep_OnlyWhileTheOriginalSiteIsActive: a rollback
+// starts services at the site the execution started from; once another
+// site was activated the FSM refuses to start one (invariant 1), even
+// when the executor asks, a cancel or not.
+func TestFSM_RollbackStep_OnlyWhileTheOriginalSiteIsActive(t *testing.T) {
+	start := func(t *testing.T, f *testFSM, id string) {
+		ex := structs.Execution{ID: id, Kind: "switchover", From: "primary", To: "dr", StartEpoch: f.view().Epoch,
+			Plan: plan.Plan{Steps: []plan.Step{
+				{ID: "stop", Action: plan.ActionStop, OnFailure: plan.OnFailureAbort},
+				{ID: "activate:dr", Action: plan.ActionActivate, Target: "dr", DependsOn: []string{"stop"}, OnFailure: plan.OnFailureAbort},
+				{ID: "rollback", Action: plan.ActionStart, DependsOn: []string{"stop"}, OnFailure: plan.OnFailureContinue, Rollback: true},
+			}},
+			Steps: []structs.ExecStep{{ID: "stop", State: structs.StepPending}, {ID: "activate:dr", State: structs.StepPending}, {ID: "rollback", State: structs.StepPending}},
+		}
+		require.NoError(t, f.apply(t, structs.StartExecutionRequestType, &structs.StartExecutionRequest{WriteRequest: w(), Execution: ex}).Err())
+		require.NoError(t, stepUpdate(t, f, id, "stop", structs.StepRunning, 1, nil))
+	}
+
+	t.Run("original site active: cancelled, the rollback starts", func(t *testing.T) {
+		f := newTestFSM(t)
+		initSites(t, f)
+		start(t, f, "ex-1")
+		require.NoError(t, f.apply(t, structs.CancelExecutionRequestType, &structs.CancelExecutionRequest{WriteRequest: w(), ExecutionID: "ex-1"}).Err())
+		require.NoError(t, stepUpdate(t, f, "ex-1", "stop", structs.StepCancelled, 1, nil))
+		require.NoError(t, stepUpdate(t, f, "ex-1", "rollback", structs.StepRunning, 1, nil))
+	})
+	t.Run("target activated: refused", func(t *testing.T) {
+		f := newTestFSM(t)
+		initSites(t, f)
+		start(t, f, "ex-1")
+		require.NoError(t, stepUpdate(t, f, "ex-1", "stop", structs.StepSucceeded, 1, nil))
+		require.NoError(t, stepUpdate(t, f, "ex-1", "activate:dr", structs.StepRunning, 1, nil))
+		require.NoError(t, stepUpdate(t, f, "ex-1", "activate:dr", structs.StepSucceeded, 1, &structs.ActivateSite{Site: "dr", ExpectedEpoch: 1}))
+		err := stepUpdate(t, f, "ex-1", "rollback", structs.StepRunning, 1, nil)
+		require.ErrorContains(t, err, "step rollback of ex-1 rolls back to site primary in epoch 1, but site dr is active in epoch 2")
+	})
+}

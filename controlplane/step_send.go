@@ -66,7 +66,8 @@ func (s *Server) sendStep(ctx context.Context, agent structs.Agent, req *pb.Exec
 	pause := 100 * time.Millisecond
 	for sends := 1; ; sends++ {
 		res, err := s.streamOnAgent(ctx, agent, req, progress, how)
-		if err == nil || how == deliverOnce || status.Code(err) != codes.Unavailable {
+		var givenUp *givenUpError
+		if err == nil || how == deliverOnce || status.Code(err) != codes.Unavailable || errors.As(err, &givenUp) {
 			return res, err
 		}
 		if why := s.hostGivenUp(agent.HostID); why != "" {
@@ -81,6 +82,15 @@ func (s *Server) sendStep(ctx context.Context, agent structs.Agent, req *pb.Exec
 		pause = min(2*pause, resendBackoffMax)
 	}
 }
+
+// givenUpError is a step not sent because the prober gave its host up;
+// it says why. Its code is Unavailable, as any failure to reach the agent.
+type givenUpError struct{ why string }
+
+func (e *givenUpError) Error() string { return e.why }
+
+// GRPCStatus makes status.Code see Unavailable.
+func (e *givenUpError) GRPCStatus() *status.Status { return status.New(codes.Unavailable, e.why) }
 
 // hostGivenUp says why the leader stops trying to reach a host: its
 // probes have gone unanswered for failover_timeout, the time after which
@@ -149,7 +159,7 @@ func (s *Server) waitReady(ctx context.Context, conn *grpc.ClientConn, hostID st
 			conn.Connect()
 		}
 		if why := s.hostGivenUp(hostID); why != "" {
-			return status.Errorf(codes.Unavailable, "no connection to the agent (%s); %s", st, why)
+			return &givenUpError{fmt.Sprintf("no connection to the agent (%s); %s", st, why)}
 		}
 		wctx, cancel := context.WithTimeout(ctx, readyCheckInterval)
 		conn.WaitForStateChange(wctx, st)

@@ -37,6 +37,13 @@ type planSites struct {
 
 func newPlanSites(t testing.TB) *planSites {
 	t.Helper()
+	return newPlanSitesWith(t, nil)
+}
+
+// newPlanSitesWith is newPlanSites with edit applied to the postgres
+// service of each database host before its agent starts.
+func newPlanSitesWith(t testing.TB, edit func(hostID string, svc *config.ServiceConfig)) *planSites {
+	t.Helper()
 	ps := &planSites{pair: pgtest.NewPair(t)}
 	ps.pgDir = filepath.Dir(ps.pair.Primary.DataDir)
 	giveToPostgres(t, ps.pgDir)
@@ -44,6 +51,13 @@ func newPlanSites(t testing.TB) *planSites {
 	pg := func(n *pgtest.Node) config.ServiceConfig {
 		svc := pgService(n)
 		svc.Drill = &config.DrillConfig{Port: freeTCPPort(t)}
+		if edit != nil {
+			host := "db-1"
+			if n == ps.pair.Standby {
+				host = "db-2"
+			}
+			edit(host, &svc)
+		}
 		return svc
 	}
 	engine := config.ServiceConfig{

@@ -8,8 +8,8 @@ import (
 )
 
 // Fake is an in-memory service for tests of the agent and the control
-// plane, as raft's in-memory transport is for raft: it records calls and
-// can hold a start until released.
+// plane, as raft's in-memory transport is for raft: it records calls, can
+// hold a start until released, and can fail an operation on demand.
 type Fake struct {
 	mu       sync.Mutex
 	role     Role
@@ -30,6 +30,27 @@ type Fake struct {
 	PromoteHold chan struct{}
 	// upstream is whom the fake follows after Demote.
 	upstream Upstream
+	// failures, when set for an operation ("start", "stop", "promote",
+	// "catchup"), makes it fail with that error instead.
+	failures map[string]error
+}
+
+// FailWith makes op ("start", "stop", "promote" or "catchup") fail with
+// err from now on; a nil err makes it work again.
+func (f *Fake) FailWith(op string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failures == nil {
+		f.failures = map[string]error{}
+	}
+	f.failures[op] = err
+}
+
+// failure is the error op fails with, if any.
+func (f *Fake) failure(op string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failures[op]
 }
 
 // NewFake returns a fake service currently in role.
@@ -73,6 +94,9 @@ func (f *Fake) FinalPosition(context.Context) (string, error) {
 
 // WaitReplayed returns at once: a fake standby has replayed everything.
 func (f *Fake) WaitReplayed(_ context.Context, after string, p Progress) (string, error) {
+	if err := f.failure("catchup"); err != nil {
+		return "", err
+	}
 	p("replayed %s, past %s", FakePosition, after)
 	return FakePosition, nil
 }
@@ -121,6 +145,9 @@ func (f *Fake) Drills() []string {
 
 // Start counts the call, waits for Block if set, and takes StartAs.
 func (f *Fake) Start(ctx context.Context, p Progress) error {
+	if err := f.failure("start"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	f.starts++
 	block := f.Block
@@ -141,6 +168,9 @@ func (f *Fake) Start(ctx context.Context, p Progress) error {
 
 // Stop counts the call and stops.
 func (f *Fake) Stop(context.Context, Progress) error {
+	if err := f.failure("stop"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.stops++
@@ -150,6 +180,9 @@ func (f *Fake) Stop(context.Context, Progress) error {
 
 // Promote makes the fake primary, then waits for PromoteHold if set.
 func (f *Fake) Promote(ctx context.Context, p Progress) (string, error) {
+	if err := f.failure("promote"); err != nil {
+		return "", err
+	}
 	f.mu.Lock()
 	f.promotes++
 	f.role = RolePrimary

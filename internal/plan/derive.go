@@ -26,6 +26,12 @@ type DeriveOptions struct {
 	// definition's own override them field by field.
 	Objectives  Objectives
 	MaxDataLoss time.Duration
+	// FinishOf names a failover or switchover that activated To, the
+	// active site now, but stopped before To served; the plan derived is
+	// the rest of it: wait for From's leases, bring To up, and for a
+	// switchover reprotect From. From must name the site that execution
+	// started from. Operator steps are not part of it.
+	FinishOf string
 }
 
 // Derive builds the plan of kind from the services, dependencies, syncs
@@ -48,6 +54,8 @@ type DeriveOptions struct {
 //   - failback: from the active site back to the other one: first turn
 //     that site's promotable services into standbys of the active site's
 //     (reprotect), then the switchover.
+//   - both of these end with Rollback steps: should the execution stop
+//     before T is activated, they start again what it stopped at A.
 //   - drill: start isolated copies at T in dependency order, check them,
 //     tear them down in reverse order, always; production is untouched.
 //
@@ -59,6 +67,9 @@ func Derive(kind Kind, topo Topology, def *Definition, opts DeriveOptions) (*Pla
 	}
 	if def != nil && def.Kind != "" && def.Kind != kind {
 		return nil, fmt.Errorf("plan %q is a %s plan, not a %s plan", def.Name, def.Kind, kind)
+	}
+	if opts.FinishOf != "" {
+		return deriveFinish(kind, topo, opts)
 	}
 	from, to, err := sites(kind, topo, opts)
 	if err != nil {
@@ -78,6 +89,12 @@ func Derive(kind Kind, topo Topology, def *Definition, opts DeriveOptions) (*Pla
 	}
 	if def != nil {
 		b.extend(def)
+		if err := b.probs.err(); err != nil {
+			return nil, err
+		}
+	}
+	if kind == KindSwitchover || kind == KindFailback {
+		b.rollback()
 		if err := b.probs.err(); err != nil {
 			return nil, err
 		}

@@ -180,6 +180,7 @@ func TestDerive_Switchover(t *testing.T) {
 		"stop:gateway@app-1", "stop:engine@app-1", "rsync:state@app-2", "stop:postgres@db-1", "catchup:postgres@db-2",
 		"activate:dr", "promote:postgres@db-2", "start:engine@app-2", "start:gateway@app-2",
 		"check:postgres@db-2", "check:engine@app-2", "check:gateway@app-2", "demote:postgres@db-1",
+		"rollback:postgres@db-1", "rollback:engine@app-1", "rollback:gateway@app-1",
 	}, ids(p))
 	requireTopological(t, p)
 	s := steps(t, p)
@@ -206,6 +207,11 @@ func TestDerive_Switchover(t *testing.T) {
 		{"start:engine@app-2", PhaseStart, ActionStart, []string{"activate:dr", "promote:postgres@db-2"}, nil, nil},
 		{"demote:postgres@db-1", PhaseReprotect, ActionDemote, []string{"promote:postgres@db-2"},
 			map[string]string{"upstream_host": "10.0.2.10", "upstream_port": "5433"}, nil},
+		// The way back starts what was stopped at primary, in dependency
+		// order, each after its own stop ended.
+		{"rollback:postgres@db-1", PhaseRollback, ActionStart, []string{"stop:postgres@db-1"}, nil, nil},
+		{"rollback:engine@app-1", PhaseRollback, ActionStart, []string{"stop:engine@app-1", "rollback:postgres@db-1"}, nil, nil},
+		{"rollback:gateway@app-1", PhaseRollback, ActionStart, []string{"stop:gateway@app-1", "rollback:engine@app-1"}, nil, nil},
 	}
 	for _, tc := range cases {
 		st := s[tc.id]
@@ -214,6 +220,14 @@ func TestDerive_Switchover(t *testing.T) {
 		require.ElementsMatch(t, tc.deps, st.DependsOn, tc.id)
 		require.Equal(t, tc.args, st.Args, tc.id)
 		require.Equal(t, tc.argsFrom, st.ArgsFrom, tc.id)
+	}
+	for id, st := range s {
+		require.Equal(t, strings.HasPrefix(id, "rollback:"), st.Rollback, "%s: only the rollback steps are marked so", id)
+		if st.Rollback {
+			require.Equal(t, "primary", st.Site, id)
+			require.Equal(t, OnFailureContinue, st.OnFailure, "%s: one failed start does not stop the others", id)
+			require.False(t, st.HealthGate, "%s: a rollback is not the target serving: no RTO from it", id)
+		}
 	}
 	demote := s["demote:postgres@db-1"]
 	require.Equal(t, OnFailureContinue, demote.OnFailure)
@@ -263,6 +277,7 @@ func TestDerive_Failback(t *testing.T) {
 		"stop:gateway@app-2", "stop:engine@app-2", "rsync:state@app-1", "stop:postgres@db-2", "catchup:postgres@db-1",
 		"activate:primary", "promote:postgres@db-1", "start:engine@app-1", "start:gateway@app-1",
 		"check:postgres@db-1", "check:engine@app-1", "check:gateway@app-1", "demote:postgres@db-2",
+		"rollback:postgres@db-2", "rollback:engine@app-2", "rollback:gateway@app-2",
 	}, ids(p))
 	requireTopological(t, p)
 	s := steps(t, p)
@@ -449,4 +464,41 @@ func TestDerive_Drill_LeavesOutServicesWithoutDrillBlock(t *testing.T) {
 	}
 	_, err = Derive(KindDrill, topo, nil, DeriveOptions{DrillID: "d1"})
 	require.ErrorContains(t, err, "nothing to drill")
+}
+
+func TestDerive_Finish(t *testing.T) {
+	topo := testTopology()
+	topo.ActiveSite = "dr" // activated by the execution that stopped
+
+	p, err := Derive(KindSwitchover, topo, nil, DeriveOptions{From: "primary", To: "dr", FinishOf: "switchover-1"})
+	require.NoError(t, err)
+	require.Equal(t, "switchover-finish", p.Name)
+	require.Equal(t, "switchover-1", p.Finishes)
+	require.Equal(t, []string{
+		"lease-wait:primary", "promote:postgres@db-2", "start:engine@app-2", "start:gateway@app-2",
+		"check:postgres@db-2", "check:engine@app-2", "check:gateway@app-2", "demote:postgres@db-1",
+	}, ids(p), "no stop, no activate: only what brings dr up, then the reprotection")
+	requireTopological(t, p)
+	require.Equal(t, []string{"lease-wait:primary"}, steps(t, p)["promote:postgres@db-2"].DependsOn)
+
+	f, err := Derive(KindFailover, topo, nil, DeriveOptions{From: "primary", To: "dr", FinishOf: "failover-1"})
+	require.NoError(t, err)
+	require.NotContains(t, ids(f), "demote:postgres@db-1", "a failover leaves the old site to failback")
+
+	cases := []struct {
+		name string
+		kind Kind
+		opts DeriveOptions
+		want string
+	}{
+		{"a drill", KindDrill, DeriveOptions{From: "primary", To: "dr", FinishOf: "x"}, "only a failover or a switchover can be finished, not a drill"},
+		{"not the active site", KindSwitchover, DeriveOptions{From: "dr", To: "primary", FinishOf: "x"}, `finished at the active site "dr", not at "primary"`},
+		{"from itself", KindSwitchover, DeriveOptions{From: "dr", To: "dr", FinishOf: "x"}, `site "dr" is not the data site a switchover to "dr" started from`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Derive(tc.kind, topo, nil, tc.opts)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
 }

@@ -276,3 +276,26 @@ func TestFile_Validate(t *testing.T) {
 	err = f.Validate(topo)
 	requireDiag(t, err, "plans.hcl:10:48", `no host at the target site dr declares hook "reconcile-positions"; none is declared there`)
 }
+
+// TestExtend_OperatorStopIsRolledBack: a switchover's way back starts
+// again whatever a stop step stopped at the original site, an operator's
+// included; no operator step can be placed around the rollback.
+func TestExtend_OperatorStopIsRolledBack(t *testing.T) {
+	src := `plan "switchover" {
+  step "halt-engine" { action = "stop"  target = "engine"  host = "app-1"  before = "drain" }
+}
+`
+	p, err := deriveWith(t, src, "switchover", testTopology(), DeriveOptions{To: "dr"})
+	require.NoError(t, err)
+	requireTopological(t, p)
+	s := steps(t, p)
+	require.ElementsMatch(t, []string{"halt-engine@app-1", "stop:engine@app-1", "rollback:postgres@db-1"}, s["rollback:engine@app-1"].DependsOn,
+		"the engine comes back after both of its stops ended and after the database it depends on")
+	require.True(t, s["rollback:engine@app-1"].Rollback)
+
+	_, err = Parse([]byte(`plan "switchover" {
+  step "late" { action = "notify"  after = "rollback"  args = { message = "x" } }
+}
+`), "plans.hcl")
+	require.ErrorContains(t, err, `plans.hcl:2:44: plan "switchover": step "late": unknown phase "rollback" for a switchover plan`)
+}

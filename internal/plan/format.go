@@ -49,6 +49,9 @@ func notes(s Step) string {
 	if s.Always {
 		out = append(out, "always")
 	}
+	if s.Rollback {
+		out = append(out, "only to roll back")
+	}
 	if s.Retries > 0 {
 		out = append(out, fmt.Sprintf("retries %d", s.Retries))
 	}

@@ -92,11 +92,15 @@ const (
 	PhaseVerify    = "verify"    // verification checks
 	PhaseReprotect = "reprotect" // rejoin the old site as standbys, reverse syncs
 	PhaseTeardown  = "teardown"  // drill: stop the copies, remove their data
+	// PhaseRollback runs only when a switchover or failback stops before
+	// its activate step succeeded: it starts again what the plan stopped
+	// at the original site. Operator steps cannot be placed around it.
+	PhaseRollback = "rollback"
 )
 
 // Phases lists every phase; PhasesOf gives the phases of one kind, in order.
 var Phases = []string{PhaseFence, PhaseDrain, PhaseSync, PhaseDemote, PhaseGuard, PhaseActivate,
-	PhasePromote, PhaseStart, PhaseVerify, PhaseReprotect, PhaseTeardown}
+	PhasePromote, PhaseStart, PhaseVerify, PhaseReprotect, PhaseTeardown, PhaseRollback}
 
 // Step is one concrete step of a plan: who does what, on which host.
 type Step struct {
@@ -128,6 +132,12 @@ type Step struct {
 	// Always steps (a drill's teardown) run even after the execution
 	// aborted or was cancelled, once their dependencies ended in any state.
 	Always bool `json:"always,omitempty"`
+	// Rollback steps undo a planned execution that stopped (a failure or
+	// a cancel) before its activate step succeeded: they start again, in
+	// dependency order, what it stopped at the original site. They run
+	// once every other step has ended, and never once the target site
+	// was activated; on success they are skipped.
+	Rollback bool `json:"rollback,omitempty"`
 	// Description is a one-line human explanation for `plan show`.
 	Description string `json:"description,omitempty"`
 }
@@ -141,6 +151,9 @@ type Plan struct {
 	From  string `json:"from"`
 	To    string `json:"to"`
 	Steps []Step `json:"steps"`
+	// Finishes is the execution whose rest this plan is (see
+	// DeriveOptions.FinishOf); its outage began with that one.
+	Finishes string `json:"finishes,omitempty"`
 	// Objectives are the RTO and RPO targets that apply.
 	Objectives Objectives `json:"objectives"`
 	// MaxDataLoss is the RPO guard's limit (invariant 7).

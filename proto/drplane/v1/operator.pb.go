@@ -1942,14 +1942,17 @@ type PlanStep struct {
 	Target string            `protobuf:"bytes,6,opt,name=target,proto3" json:"target,omitempty"`
 	Args   map[string]string `protobuf:"bytes,7,rep,name=args,proto3" json:"args,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// args_from fills arguments from earlier steps' outputs.
-	ArgsFrom      map[string]string `protobuf:"bytes,8,rep,name=args_from,json=argsFrom,proto3" json:"args_from,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	TimeoutMs     uint64            `protobuf:"varint,9,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
-	Retries       int32             `protobuf:"varint,10,opt,name=retries,proto3" json:"retries,omitempty"`
-	OnFailure     string            `protobuf:"bytes,11,opt,name=on_failure,json=onFailure,proto3" json:"on_failure,omitempty"`
-	DependsOn     []string          `protobuf:"bytes,12,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
-	HealthGate    bool              `protobuf:"varint,13,opt,name=health_gate,json=healthGate,proto3" json:"health_gate,omitempty"`
-	Always        bool              `protobuf:"varint,14,opt,name=always,proto3" json:"always,omitempty"`
-	Description   string            `protobuf:"bytes,15,opt,name=description,proto3" json:"description,omitempty"`
+	ArgsFrom    map[string]string `protobuf:"bytes,8,rep,name=args_from,json=argsFrom,proto3" json:"args_from,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	TimeoutMs   uint64            `protobuf:"varint,9,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	Retries     int32             `protobuf:"varint,10,opt,name=retries,proto3" json:"retries,omitempty"`
+	OnFailure   string            `protobuf:"bytes,11,opt,name=on_failure,json=onFailure,proto3" json:"on_failure,omitempty"`
+	DependsOn   []string          `protobuf:"bytes,12,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	HealthGate  bool              `protobuf:"varint,13,opt,name=health_gate,json=healthGate,proto3" json:"health_gate,omitempty"`
+	Always      bool              `protobuf:"varint,14,opt,name=always,proto3" json:"always,omitempty"`
+	Description string            `protobuf:"bytes,15,opt,name=description,proto3" json:"description,omitempty"`
+	// rollback steps run only when a switchover or failback stops before
+	// its activate step succeeded.
+	Rollback      bool `protobuf:"varint,16,opt,name=rollback,proto3" json:"rollback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2087,6 +2090,13 @@ func (x *PlanStep) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *PlanStep) GetRollback() bool {
+	if x != nil {
+		return x.Rollback
+	}
+	return false
 }
 
 // ExecutionStep is a plan step with its outcome.
@@ -2612,7 +2622,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x06action\x18\x04 \x01(\tR\x06action\x12\x16\n" +
 	"\x06detail\x18\x05 \x01(\tR\x06detail\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tR\trequestId\"\xdd\x04\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\"\xf9\x04\n" +
 	"\bPlanStep\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x12.\n" +
@@ -2633,7 +2643,8 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\vhealth_gate\x18\r \x01(\bR\n" +
 	"healthGate\x12\x16\n" +
 	"\x06always\x18\x0e \x01(\bR\x06always\x12 \n" +
-	"\vdescription\x18\x0f \x01(\tR\vdescription\x1a7\n" +
+	"\vdescription\x18\x0f \x01(\tR\vdescription\x12\x1a\n" +
+	"\brollback\x18\x10 \x01(\bR\brollback\x1a7\n" +
 	"\tArgsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +
