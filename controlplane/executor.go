@@ -235,23 +235,31 @@ func activated(ex *structs.Execution) bool {
 
 // deadSteps marks pending steps that will never run: while stopping (an
 // abort or a cancel), every step but the Always and Rollback ones; the
-// Rollback steps once the target was activated, or when the execution
-// ends without stopping. Nothing else is dead: a dependency that failed
-// with on_failure = abort already means stopping.
+// Rollback steps once the target was activated, when the execution ends
+// without stopping, or when none of the stops they undo ever started.
+// Nothing else is dead: a dependency that failed with on_failure = abort
+// already means stopping.
 func deadSteps(ex *structs.Execution, stopping bool) map[int]bool {
 	dead := map[int]bool{}
 	up := activated(ex)
+	index := map[string]int{}
 	for i, st := range ex.Plan.Steps {
-		if ex.Steps[i].State != structs.StepPending {
+		index[st.ID] = i
+		if ex.Steps[i].State == structs.StepPending && stopping && !st.Always && !st.Rollback {
+			dead[i] = true
+		}
+	}
+	for i, st := range ex.Plan.Steps {
+		if !st.Rollback || ex.Steps[i].State != structs.StepPending {
 			continue
 		}
-		switch {
-		case st.Always:
-		case st.Rollback:
-			if up || (!stopping && forwardEnded(ex)) {
-				dead[i] = true
+		undone := true // every stop this step undoes never started
+		for _, dep := range st.DependsOn {
+			if j, ok := index[dep]; ok && !ex.Plan.Steps[j].Rollback && !dead[j] {
+				undone = false
 			}
-		case stopping:
+		}
+		if up || (!stopping && forwardEnded(ex)) || (stopping && undone) {
 			dead[i] = true
 		}
 	}

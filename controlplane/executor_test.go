@@ -525,3 +525,57 @@ func TestExecutor_Switchover_FailsAfterActivation_TheSameCommandFinishes(t *test
 	_, err := client.StartExecution(testCtx(t), &pb.StartExecutionRequest{Kind: "switchover", To: "dr"})
 	require.ErrorContains(t, err, `target site "dr" is already the active site`, "once finished there is nothing left to finish")
 }
+
+// TestExecutor_Switchover_CancelledWhileDraining_RollsBackWhatItStopped: a
+// cancel while the engine is being stopped lets that stop end, then starts
+// the engine again; the database, never stopped, is left alone.
+func TestExecutor_Switchover_CancelledWhileDraining_RollsBackWhatItStopped(t *testing.T) {
+	ts := newTwoSites(t, nil)
+	release := make(chan struct{})
+	ts.app1["engine"].StopBlock = release
+	ex := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "switchover", To: "dr"})
+	client := ts.c.client(ts.c.waitForLeader())
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		resp, err := client.GetExecution(testCtx(t), &pb.GetExecutionRequest{Id: ex.GetId()})
+		if err != nil {
+			return false, err
+		}
+		st := structs.StepStateName(stepOf(t, resp.GetExecution(), "stop:engine@app-1").GetState())
+		return st == structs.StepRunning, fmt.Errorf("stop:engine@app-1 is %s", st)
+	})
+	_, err := client.CancelExecution(testCtx(t), &pb.CancelExecutionRequest{Id: ex.GetId()})
+	require.NoError(t, err)
+	close(release)
+
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "cancelled", structs.ExecStateName(ex.GetState()), ex.GetMessage())
+	require.Contains(t, ex.GetMessage(), "rolled back: primary was not activated and serves as before; started again: engine on app-1")
+	require.Equal(t, structs.StepSucceeded, structs.StepStateName(stepOf(t, ex, "rollback:engine@app-1").GetState()))
+	require.Equal(t, structs.StepSkipped, structs.StepStateName(stepOf(t, ex, "rollback:postgres@db-1").GetState()),
+		"the database was never stopped: nothing to start")
+	require.Equal(t, driver.RolePrimary, ts.app1["engine"].Role())
+	starts, stops := ts.db1["postgres"].Counts()
+	require.Zero(t, starts+stops)
+}
+
+// TestExecutor_Failover_FailsAfterActivation_TheSameCommandFinishes: an
+// unplanned failover that cannot promote after dr was activated says
+// what is down and that running it again finishes it.
+func TestExecutor_Failover_FailsAfterActivation_TheSameCommandFinishes(t *testing.T) {
+	ts := newTwoSites(t, nil)
+	ts.db2["postgres"].FailWith("promote", errors.New("pg_ctl promote: server did not promote in time"))
+	first := ts.waitEnded(t, ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr", AllowDataLoss: true}).GetId())
+	require.Equal(t, "failed", structs.ExecStateName(first.GetState()), first.GetMessage())
+	require.Contains(t, first.GetMessage(), "dr is active but not serving fully: postgres on db-2 (promote failed: ")
+	require.Contains(t, first.GetMessage(), "finish with `drplane failover --to dr`")
+
+	ts.db2["postgres"].FailWith("promote", nil)
+	rest := ts.startExecution(t, &pb.StartExecutionRequest{Kind: "failover", To: "dr"})
+	require.Equal(t, "failover-finish", rest.GetPlan())
+	require.NotContains(t, stepIDs(rest, plan.ActionFence), "fence@db-1", "no fence, no guard: dr is active already")
+	rest = ts.waitEnded(t, rest.GetId())
+	require.Equal(t, "succeeded", structs.ExecStateName(rest.GetState()), rest.GetMessage())
+	require.Equal(t, driver.RolePrimary, ts.db2["postgres"].Role())
+	require.Equal(t, driver.RolePrimary, ts.app2["engine"].Role())
+	require.False(t, rest.GetHasRpo(), "the data loss, if any, is the first execution's: %s", rest.GetRpoDetail())
+}

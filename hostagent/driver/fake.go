@@ -24,6 +24,9 @@ type Fake struct {
 	StartAs Role
 	// Block, when set before Start, makes Start wait until it is closed.
 	Block chan struct{}
+	// StopBlock, when set before Stop, makes Stop wait until it is
+	// closed or ctx ends; it then stops.
+	StopBlock chan struct{}
 	// PromoteHold, when set before Promote, makes Promote wait after the
 	// fake became primary until it is closed or ctx ends: a promote whose
 	// effect happened but whose answer is lost when the agent stops.
@@ -166,10 +169,20 @@ func (f *Fake) Start(ctx context.Context, p Progress) error {
 	return nil
 }
 
-// Stop counts the call and stops.
-func (f *Fake) Stop(context.Context, Progress) error {
+// Stop waits for StopBlock if set, counts the call and stops.
+func (f *Fake) Stop(ctx context.Context, _ Progress) error {
 	if err := f.failure("stop"); err != nil {
 		return err
+	}
+	f.mu.Lock()
+	block := f.StopBlock
+	f.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
