@@ -31,8 +31,13 @@ prereqs-test:
 prereqs-demo:
 	@scripts/prerequisites demo
 
+# The whole output is kept in bin/test.log; on a failure its summary is
+# printed last (CI shows the end of a long log): which tests failed and,
+# after a timeout, which were still running.
 test: prereqs-test
-	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+	@mkdir -p bin
+	@$(GO) test -race -timeout $(TEST_TIMEOUT) ./... 2>&1 | tee bin/test.log; rc=$${PIPESTATUS[0]}; \
+	if [ $$rc -ne 0 ]; then scripts/test-summary bin/test.log; fi; exit $$rc
 
 e2e:
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -v ./e2e/...
