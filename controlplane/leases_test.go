@@ -228,3 +228,89 @@ func TestLeaseTable_InFlightRenewalCounts(t *testing.T) {
 	done()
 	require.Equal(t, clk.Now().Add(4500*time.Millisecond), l.hostUntil("db-1"))
 }
+
+// TestRenewalGate: a probe renews unless the newest probe that ended went
+// unanswered; a late end of an older probe changes nothing.
+func TestRenewalGate(t *testing.T) {
+	type end struct {
+		sent   time.Duration
+		missed bool
+	}
+	cases := []struct {
+		name string
+		ends []end
+		want bool
+	}{
+		{"nothing ended yet", nil, true},
+		{"answered", []end{{0, false}}, true},
+		{"unanswered", []end{{0, false}, {500 * time.Millisecond, true}}, false},
+		{"answered again after a miss", []end{{0, true}, {500 * time.Millisecond, false}}, true},
+		{"an older probe answering late does not undo a newer miss", []end{{time.Second, true}, {500 * time.Millisecond, false}}, false},
+		{"an older probe failing late does not undo a newer answer", []end{{time.Second, false}, {500 * time.Millisecond, true}}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var g renewalGate
+			for _, e := range tc.ends {
+				var err error
+				if e.missed {
+					err = context.DeadlineExceeded
+				}
+				g.ended(at(e.sent), err)
+			}
+			g.ended(time.Time{}, context.Canceled) // no probe sent: no news
+			require.Equal(t, tc.want, g.next())
+		})
+	}
+}
+
+// TestLeaseTable_SilentHost_LeaseLapsesBeforeDetection runs a probe loop's
+// renewals in virtual time against a host that answers until 100ms and
+// then goes silent: probes every 500ms, each failing at its 1s deadline.
+// Only the probes sent before the first failure came back renew, so the
+// host's bound stops at the last of them (sent at 1s: 1s + 1s deadline +
+// 3s ttl + 500ms skew = 5.5s) and has lapsed by the time the detector
+// gives the host up (first miss at 500ms + failover_timeout 5s): the
+// failover's lease-wait is zero. Had every probe renewed, as before, the
+// bound would run 4.5s past the last probe sent, whenever that is.
+func TestLeaseTable_SilentHost_LeaseLapsesBeforeDetection(t *testing.T) {
+	f := leaseTimings()
+	f.FailoverTimeout = 5 * time.Second
+	l, clk := newTestLeaseTable(f)
+	var gate renewalGate
+	l.answered("db-1", at(0))
+	gate.ended(at(0), nil)
+	type probe struct {
+		sent  time.Time
+		renew bool
+	}
+	var inflight []probe
+	var firstMiss time.Time
+	for now := f.ProbeInterval; now <= 8*time.Second; now += f.ProbeInterval {
+		clk.Advance(at(now).Sub(clk.Now()))
+		// Probes whose deadline passed end unanswered, oldest first.
+		for len(inflight) > 0 && !inflight[0].sent.Add(f.ProbeTimeout).After(clk.Now()) {
+			p := inflight[0]
+			inflight = inflight[1:]
+			if p.renew {
+				l.unanswered("db-1", p.sent)
+			}
+			gate.ended(p.sent, context.DeadlineExceeded)
+			if firstMiss.IsZero() {
+				firstMiss = p.sent
+			}
+		}
+		inflight = append(inflight, probe{sent: clk.Now(), renew: gate.next()})
+	}
+	require.Equal(t, at(500*time.Millisecond), firstMiss)
+	require.Equal(t, at(5500*time.Millisecond), l.hostUntil("db-1"), "the bound stops at the last renewing probe, sent at 1s")
+	detected := firstMiss.Add(f.FailoverTimeout)
+	require.False(t, l.hostUntil("db-1").After(detected), "the lease lapses no later than the detector gives the host up")
+	renewing := 0
+	for _, p := range inflight {
+		if p.renew {
+			renewing++
+		}
+	}
+	require.Zero(t, renewing, "no probe in flight renews")
+}

@@ -194,6 +194,7 @@ func (s *Server) probeLoop(ctx context.Context, hostID, addr string, rs *restart
 	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	var renewal renewalGate
 	for {
 		select {
 		case <-ctx.Done():
@@ -201,6 +202,7 @@ func (s *Server) probeLoop(ctx context.Context, hostID, addr string, rs *restart
 		case d := <-done:
 			inflight--
 			d.pc.busy = false
+			renewal.ended(d.sentAt, d.err)
 			if d.pc != cur {
 				_ = d.pc.cc.Close()
 				continue
@@ -224,7 +226,9 @@ func (s *Server) probeLoop(ctx context.Context, hostID, addr string, rs *restart
 				continue
 			}
 			// Unanswered for probe_interval on a connection that is up:
-			// give it up; it closes when its probe ends.
+			// give it up; it closes when its probe ends. Whether the next
+			// probe renews still depends on the last probe that ended: a
+			// host that is only slow keeps its lease.
 			s.logger.Debug("probe unanswered for probe_interval: probing on a new connection", "host_id", hostID)
 			cur = nil
 		}
@@ -239,14 +243,35 @@ func (s *Server) probeLoop(ctx context.Context, hostID, addr string, rs *restart
 		}
 		cur.busy = true
 		inflight++
-		go func(pc *probeConn) {
+		go func(pc *probeConn, renew bool) {
 			ready := pc.cc.GetState() == connectivity.Ready
-			sentAt, err := s.probeOnce(ctx, pc.cc, hostID, rs)
+			sentAt, err := s.probeOnce(ctx, pc.cc, hostID, rs, renew)
 			done <- probeDone{pc: pc, sentAt: sentAt, err: err, ready: ready}
-		}(cur)
+		}(cur, renewal.next())
 		timer.Reset(f.ProbeInterval)
 	}
 }
+
+// renewalGate decides whether a probe loop's next probe renews the lease:
+// not when the newest probe that ended (by send time) went unanswered, so
+// that a silent host's lease bound stops growing at its first miss (see
+// probeAgent). A probe merely slow to answer changes nothing: a host that
+// answers late still answers, and keeps its lease.
+type renewalGate struct {
+	missed  bool
+	lastEnd time.Time
+}
+
+// ended records the end of the probe sent at sentAt (zero: none was sent).
+func (g *renewalGate) ended(sentAt time.Time, err error) {
+	if sentAt.IsZero() || sentAt.Before(g.lastEnd) {
+		return
+	}
+	g.lastEnd, g.missed = sentAt, err != nil
+}
+
+// next reports whether the next probe renews.
+func (g *renewalGate) next() bool { return !g.missed }
 
 // connBroken reports whether a failed probe says its connection is of no
 // more use; an answer refusing the probe (a stale epoch, say) does not.
@@ -259,10 +284,10 @@ func connBroken(err error) bool {
 }
 
 // probeOnce confirms this server still leads and probes hostID once over
-// cc, then restarts in place what the answer shows fenced by a lapsed
-// lease, if anything. It returns when the probe was sent (zero when none
-// was) and why it failed.
-func (s *Server) probeOnce(ctx context.Context, cc *grpc.ClientConn, hostID string, rs *restarter) (time.Time, error) {
+// cc, renewing its lease when renew is set, then restarts in place what
+// the answer shows fenced by a lapsed lease, if anything. It returns when
+// the probe was sent (zero when none was) and why it failed.
+func (s *Server) probeOnce(ctx context.Context, cc *grpc.ClientConn, hostID string, rs *restarter, renew bool) (time.Time, error) {
 	// Renew only while still leader: a deposed leader that kept renewing
 	// would keep a fenced site's lease alive (invariant 4).
 	if err := s.raft.VerifyLeader().Error(); err != nil {
@@ -272,7 +297,7 @@ func (s *Server) probeOnce(ctx context.Context, cc *grpc.ClientConn, hostID stri
 	v := s.fsm.view()
 	for _, a := range v.Agents {
 		if a.HostID == hostID {
-			res := s.probeAgent(ctx, cc, a, v.Agents, v.Epoch, v.ActiveSite)
+			res := s.probeAgent(ctx, cc, a, v.Agents, v.Epoch, v.ActiveSite, renew)
 			if res.err == nil {
 				s.restartFencedInPlace(ctx, rs, a, res.resp, v.Epoch, v.ActiveSite)
 			}
@@ -283,14 +308,23 @@ func (s *Server) probeOnce(ctx context.Context, cc *grpc.ClientConn, hostID stri
 }
 
 // probeAgent sends one probe and records what came back: the observation
-// in the probe table and, for an agent of the active site, the renewal in
-// the lease table (invariant 4).
-func (s *Server) probeAgent(ctx context.Context, cc *grpc.ClientConn, a structs.Agent, agents []structs.Agent, epoch uint64, activeSite string) probeResult {
+// in the probe table and, for an agent of the active site when renew is
+// set, the renewal in the lease table (invariant 4). A probe that follows
+// an unanswered one carries no renewal (lease_ttl_ms 0): the agent still
+// learns the epoch and the active site and answers, and the probe after
+// an answer renews again. A host that went silent thus holds at most the
+// lease of the probe that first went unanswered, and its lease lapses
+// while the detector still waits out failover_timeout, instead of after.
+func (s *Server) probeAgent(ctx context.Context, cc *grpc.ClientConn, a structs.Agent, agents []structs.Agent, epoch uint64, activeSite string, renew bool) probeResult {
 	f := s.config.Failover
-	req := &pb.ProbeRequest{Epoch: epoch, LeaderId: s.config.NodeID, ActiveSite: activeSite, LeaseTtlMs: uint64(f.LeaseTTL.Milliseconds()),
+	renews := a.Site == activeSite && renew
+	ttl := f.LeaseTTL
+	if a.Site == activeSite && !renew {
+		ttl = 0
+	}
+	req := &pb.ProbeRequest{Epoch: epoch, LeaderId: s.config.NodeID, ActiveSite: activeSite, LeaseTtlMs: uint64(ttl.Milliseconds()),
 		SyncSources: syncSources(a, agents, activeSite)}
 	res := probeResult{sentAt: s.clock.Now()}
-	renews := a.Site == activeSite
 	if renews {
 		// Counted from now: the renewal may land before the answer.
 		defer s.leases.sending(a.HostID, res.sentAt)()

@@ -126,6 +126,7 @@ func TestProber_RecordsRenewalsInLeaseTable(t *testing.T) {
 		cancel  bool
 		want    time.Time
 		answers bool
+		noRenew bool
 	}{
 		{name: "answered: answer + ttl + skew", addr: addr, site: "primary", answers: true,
 			want: now.Add(f.LeaseTTL + f.ClockSkewMargin)},
@@ -134,6 +135,8 @@ func TestProber_RecordsRenewalsInLeaseTable(t *testing.T) {
 		{name: "cut short by the end of the term: as unanswered", addr: addr, site: "primary", cancel: true,
 			want: now.Add(f.ProbeTimeout + f.LeaseTTL + f.ClockSkewMargin)},
 		{name: "outside the active site: no renewal", addr: addr, site: "dr", answers: true, want: floor},
+		{name: "after an unanswered probe: answered, no renewal", addr: addr, site: "primary", noRenew: true, answers: true, want: floor},
+		{name: "after an unanswered probe: unanswered, no renewal", addr: "127.0.0.1:1", site: "primary", noRenew: true, want: floor},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,7 +153,7 @@ func TestProber_RecordsRenewalsInLeaseTable(t *testing.T) {
 			}
 			defer cancel()
 			a := structs.Agent{HostID: "db-1", Site: tc.site, Address: tc.addr}
-			res := s.probeAgent(ctx, dial(t, tc.addr), a, []structs.Agent{a}, 1, "primary")
+			res := s.probeAgent(ctx, dial(t, tc.addr), a, []structs.Agent{a}, 1, "primary", !tc.noRenew)
 			require.Equal(t, tc.answers, res.err == nil, "probe error: %v", res.err)
 			require.Equal(t, tc.want, s.leases.hostUntil("db-1"))
 			_, observed := s.probes.get("db-1")
