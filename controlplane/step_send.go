@@ -122,11 +122,19 @@ func (s *Server) streamOnAgent(ctx context.Context, agent structs.Agent, req *pb
 		return nil, err
 	}
 	var opts []grpc.CallOption
-	if how == deliverPatiently {
+	switch how {
+	case deliverPatiently:
 		if err := s.waitReady(ctx, conn, agent.HostID); err != nil {
 			return nil, fail(err)
 		}
 		opts = append(opts, grpc.WaitForReady(true))
+	case deliverOnce:
+		if err := s.connectWithin(ctx, conn, s.config.Failover.ProbeTimeout); err != nil {
+			return nil, fail(err)
+		}
+		var stop func()
+		ctx, stop = s.cancelWhenSilent(ctx, agent.HostID)
+		defer stop()
 	}
 	stream, err := pb.NewHostAgentClient(conn).Execute(ctx, req, opts...)
 	if err != nil {
@@ -138,6 +146,9 @@ func (s *Server) streamOnAgent(ctx context.Context, agent structs.Agent, req *pb
 			return nil, fmt.Errorf("%s %s on %s: stream ended without a result", structs.ActionName(req.GetAction()), req.GetTarget(), agent.HostID)
 		}
 		if err != nil {
+			if cause := context.Cause(ctx); errors.Is(cause, errWentSilent) {
+				err = cause
+			}
 			return nil, fail(err)
 		}
 		if r := ev.GetResult(); r != nil {
@@ -145,6 +156,60 @@ func (s *Server) streamOnAgent(ctx context.Context, agent structs.Agent, req *pb
 		}
 		progress(ev.GetProgress())
 	}
+}
+
+// errWentSilent ends a step sent once whose host stopped answering the
+// leader's probes while it ran.
+var errWentSilent = errors.New("the host stopped answering the leader's probes while the step ran; it fences itself when its lease lapses")
+
+// connectWithin waits until conn is ready, at most d (probe_timeout): a
+// step sent once (a fence of the site being failed away from) must not
+// wait out a TCP connect to a host that is gone, which takes gRPC's 20s
+// minimum connect timeout when the host drops packets instead of
+// refusing.
+func (s *Server) connectWithin(ctx context.Context, conn *grpc.ClientConn, d time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	for {
+		st := conn.GetState()
+		switch st {
+		case connectivity.Ready:
+			return nil
+		case connectivity.Idle:
+			conn.Connect()
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return status.Errorf(codes.Unavailable, "no connection to the agent (%s)", st)
+		}
+		if !conn.WaitForStateChange(wctx, st) {
+			return status.Errorf(codes.Unavailable, "no connection to the agent within %s (%s); it fences itself when its lease lapses", d, st)
+		}
+	}
+}
+
+// cancelWhenSilent returns ctx cancelled, with cause errWentSilent, once a
+// probe of hostID sent after now goes unanswered; stop releases it.
+func (s *Server) cancelWhenSilent(ctx context.Context, hostID string) (context.Context, func()) {
+	since := s.clock.Now()
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if r, ok := s.probes.get(hostID); ok && r.err != nil && !r.sentAt.Before(since) {
+				cancel(errWentSilent)
+				return
+			}
+		}
+	}()
+	return ctx, func() { close(done); cancel(nil) }
 }
 
 // waitReady waits until conn is ready, ctx ends, or the prober gives the

@@ -29,6 +29,8 @@ type stepAgent struct {
 	mu        sync.Mutex
 	failFirst int
 	calls     []string
+	// hang, when set, makes Execute hold until the call ends.
+	hang bool
 }
 
 func (a *stepAgent) Execute(req *pb.ExecuteRequest, stream pb.HostAgent_ExecuteServer) error {
@@ -38,6 +40,10 @@ func (a *stepAgent) Execute(req *pb.ExecuteRequest, stream pb.HostAgent_ExecuteS
 	a.mu.Unlock()
 	if fail {
 		return status.Error(codes.Unavailable, "agent is shutting down")
+	}
+	if a.hang {
+		<-stream.Context().Done()
+		return stream.Context().Err()
 	}
 	return stream.Send(&pb.ExecuteResponse{Event: &pb.ExecuteResponse_Result{Result: &pb.StepResult{Ok: true}}})
 }
@@ -69,7 +75,7 @@ func newStepSendFixture(t *testing.T) *stepSendFixture {
 		return m
 	}
 	cfg := &config.ServerConfig{NodeID: "s1"}
-	cfg.Failover.FailoverTimeout = 5 * time.Second
+	cfg.Failover.FailoverTimeout, cfg.Failover.ProbeTimeout = 5*time.Second, time.Second
 	srv := &Server{config: cfg, logger: hclog.NewNullLogger(), clock: clock.Real(), probes: newProbeTable(), agentConns: newAgentConnPool(load("s1"))}
 	t.Cleanup(srv.agentConns.close)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -146,4 +152,44 @@ func TestSendStep_GivesUpHostSilentForFailoverTimeout(t *testing.T) {
 	err := f.send(testCtx(t), deliverPatiently)
 	require.ErrorContains(t, err, "host db-1 has not answered the leader's probes for")
 	require.Less(t, time.Since(start), 5*time.Second)
+}
+
+// A fence (sent once) to a host that is gone without refusing connections
+// (it accepts TCP but never completes the TLS handshake, as a host whose
+// packets are dropped never answers the SYN) ends within probe_timeout
+// instead of waiting out gRPC's 20s connect timeout.
+func TestSendStep_FenceOfSilentHost_EndsWithinProbeTimeout(t *testing.T) {
+	f := newStepSendFixture(t)
+	f.srv.config.Failover.ProbeTimeout = 300 * time.Millisecond
+	ln, err := net.Listen("tcp", f.agent.Address)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() }) // never accepted: the handshake hangs
+	start := time.Now()
+	err = f.send(testCtx(t), deliverOnce)
+	require.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
+	require.ErrorContains(t, err, "no connection to the agent within 300ms")
+	require.Less(t, time.Since(start), 5*time.Second)
+}
+
+// A fence that reached its host but whose host then stops answering the
+// leader's probes ends once a probe sent after it went unanswered,
+// instead of waiting out the step's timeout.
+func TestSendStep_FenceEndsWhenItsHostGoesSilent(t *testing.T) {
+	f := newStepSendFixture(t)
+	f.serve(t, &stepAgent{hang: true})
+	done := make(chan error, 1)
+	go func() { done <- f.send(testCtx(t), deliverOnce) }()
+	time.Sleep(300 * time.Millisecond) // the fence is in flight
+	select {
+	case err := <-done:
+		t.Fatalf("the fence ended while its host answered: %v", err)
+	default:
+	}
+	f.srv.probes.put("db-1", probeResult{sentAt: time.Now(), err: errors.New("context deadline exceeded")})
+	select {
+	case err := <-done:
+		require.ErrorContains(t, err, "the host stopped answering the leader's probes while the step ran")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the fence did not end when its host went silent")
+	}
 }
