@@ -15,7 +15,7 @@ import (
 
 func (e *operatorEndpoint) startExecutionLocal(ctx context.Context, req *pb.StartExecutionRequest) (*pb.StartExecutionResponse, error) {
 	s := e.srv
-	if err := s.raft.VerifyLeader().Error(); err != nil {
+	if err := s.verifyLeader(ctx); err != nil {
 		return nil, err
 	}
 	now := time.Now().UTC()

@@ -328,7 +328,7 @@ func (e *executor) runStep(ctx context.Context, step plan.Step, state structs.Ex
 	attempt := max(state.Attempt, 1)
 	resumed := state.State == structs.StepRunning
 	for {
-		if err := e.s.raft.VerifyLeader().Error(); err != nil {
+		if err := e.s.verifyLeader(ctx); err != nil {
 			return fmt.Errorf("verify leadership before step %s: %w", step.ID, err)
 		}
 		if !resumed {
@@ -380,6 +380,9 @@ func (e *executor) update(ctx context.Context, st structs.ExecStep, activate *st
 // perform runs one attempt and returns its end state. An empty state
 // means the step now waits (an approval).
 func (e *executor) perform(ctx context.Context, step plan.Step, attempt int) (structs.ExecStep, *structs.ActivateSite) {
+	if msg, ok := e.doneBySiteFence(step); ok {
+		return structs.ExecStep{State: structs.StepSucceeded, Message: msg}, nil
+	}
 	if step.Host != "" {
 		return e.performOnAgent(ctx, step, attempt), nil
 	}
@@ -469,6 +472,29 @@ func (e *executor) performOnAgent(ctx context.Context, step plan.Step, attempt i
 		out.State = structs.StepSucceeded
 	}
 	return out
+}
+
+// doneBySiteFence reports whether the execution's STONITH confirmation
+// does step: a fence of a host of the fenced site, or the lease-wait for
+// it. A site whose STONITH hook exited 0 is powered off or cut off; its
+// hosts are neither contacted nor waited for.
+func (e *executor) doneBySiteFence(step plan.Step) (string, bool) {
+	ex, ok := e.s.fsm.execution(e.id)
+	if !ok || ex.SiteFence == nil {
+		return "", false
+	}
+	f := ex.SiteFence
+	confirmed := fmt.Sprintf("the STONITH hook of site %s confirmed its fence at %s", f.Site, f.At.Format(time.RFC3339Nano))
+	if f.Output != "" {
+		confirmed += " (output: " + f.Output + ")"
+	}
+	switch {
+	case step.Action == plan.ActionFence && step.Site == f.Site:
+		return "fenced by STONITH: " + confirmed, true
+	case step.Action == plan.ActionLeaseWait && step.Args["site"] == f.Site:
+		return "no lease to wait for: " + confirmed, true
+	}
+	return "", false
 }
 
 // awaitAnswering gives a host that went silent during the execution a

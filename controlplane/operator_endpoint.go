@@ -32,7 +32,7 @@ func (e *operatorEndpoint) GetStatus(ctx context.Context, req *pb.GetStatusReque
 		return e.status(ctx, true)
 	}
 	return withLeader(ctx, e.srv, req, via(pb.NewOperatorClient, pb.OperatorClient.GetStatus), func(ctx context.Context, _ *pb.GetStatusRequest) (*pb.GetStatusResponse, error) {
-		if err := e.srv.raft.VerifyLeader().Error(); err != nil {
+		if err := e.srv.verifyLeader(ctx); err != nil {
 			return nil, err
 		}
 		return e.status(ctx, false)

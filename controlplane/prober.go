@@ -106,7 +106,7 @@ func (s *Server) runProber(ctx context.Context) {
 		}
 		// Without confirmed leadership the loops observe nothing, and
 		// their silence must not be judged.
-		if err := s.raft.VerifyLeader().Error(); err != nil {
+		if err := s.verifyLeader(ctx); err != nil {
 			s.logger.Warn("not judging the active site: leadership not confirmed", "error", err)
 			continue
 		}
@@ -290,7 +290,7 @@ func connBroken(err error) bool {
 func (s *Server) probeOnce(ctx context.Context, cc *grpc.ClientConn, hostID string, rs *restarter, renew bool) (time.Time, error) {
 	// Renew only while still leader: a deposed leader that kept renewing
 	// would keep a fenced site's lease alive (invariant 4).
-	if err := s.raft.VerifyLeader().Error(); err != nil {
+	if err := s.verifyLeader(ctx); err != nil {
 		s.logger.Warn("not renewing lease: leadership not confirmed", "host_id", hostID, "error", err)
 		return time.Time{}, nil
 	}

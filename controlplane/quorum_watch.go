@@ -89,12 +89,14 @@ func (s *Server) watchQuorum(ctx context.Context) {
 			continue
 		}
 		stonithTried = now
-		if err := s.runStonith(ctx, st.ActiveSite); err != nil {
+		fence, err := s.runStonith(ctx, st.ActiveSite)
+		if err != nil {
 			s.setQuorumNote(fmt.Sprintf("quorum lost; primary state unknown: %v; not failing over", err))
 			continue
 		}
 		p := s.newRecoveryPlan(st, leaderlessSince, true, false, "server:"+s.config.NodeID+" (automatic)",
 			fmt.Sprintf("stonith hook for site %s confirmed the fence", st.ActiveSite))
+		p.SiteFence = fence
 		s.setQuorumNote("quorum lost; " + why + "; recovering: " + p.Reason)
 		if err := s.prepareRecovery(p); err != nil {
 			s.setQuorumNote(fmt.Sprintf("quorum lost; recovery failed: %v", err))

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -114,3 +115,22 @@ type tcpAddr string
 
 func (a tcpAddr) Network() string { return "tcp" }
 func (a tcpAddr) String() string  { return string(a) }
+
+// verifyLeader confirms this server still leads, as raft's VerifyLeader,
+// but returns when ctx ends or the server shuts down: hashicorp/raft
+// leaves a verification queued just before it shut down unanswered
+// forever, and waiting on it hung the prober and with it Shutdown. Such a
+// wait is left behind in its own goroutine.
+func (s *Server) verifyLeader(ctx context.Context) error {
+	f := s.raft.VerifyLeader()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("verify leadership: %w", ctx.Err())
+	case <-s.shutdownCtx.Done():
+		return raft.ErrRaftShutdown
+	}
+}

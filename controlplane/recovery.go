@@ -47,6 +47,10 @@ type recoveryPlan struct {
 	// Recovered is set once the Raft configuration was rewritten; the
 	// failover is still to be started by this server as leader.
 	Recovered bool `json:"recovered"`
+	// SiteFence is the STONITH hook's confirmation that FromSite is
+	// fenced, when the recovery rests on one; the failover takes it as
+	// its fence and lease-wait for that site.
+	SiteFence *structs.SiteFence `json:"site_fence,omitempty"`
 }
 
 // readJSONFile decodes the JSON file at path into v, reporting false when
@@ -133,6 +137,9 @@ func (s *Server) startRecoveredFailover(ctx context.Context) {
 	}
 	if p.Automatic {
 		ex.Trigger = structs.TriggerAutomatic
+	}
+	if p.SiteFence != nil && p.SiteFence.Site == ex.From {
+		ex.SiteFence = p.SiteFence
 	}
 	ex.RPODetail = "quorum lost; " + p.Reason + "; " + ex.RPODetail
 	var cooldown time.Duration

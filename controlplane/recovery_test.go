@@ -150,6 +150,14 @@ func TestQuorumLoss_StonithConfirms_AutomaticFailover_OldServersRefuseUntilRejoi
 	require.Equal(t, "automatic", structs.TriggerName(ex.GetTrigger()))
 	require.Equal(t, "dr", ex.GetTo())
 	require.Contains(t, ex.GetRpoDetail(), "quorum lost; stonith hook for site primary confirmed the fence")
+	// The confirmed STONITH is the fence of every primary host and ends
+	// the wait for their leases: none of them is contacted.
+	for _, id := range []string{"fence@db-1", "fence@app-1", "lease-wait:primary"} {
+		st := stepOf(t, ex, id)
+		require.Equal(t, structs.StepSucceeded, structs.StepStateName(st.GetState()), "%s: %s", id, st.GetMessage())
+		require.Contains(t, st.GetMessage(), "the STONITH hook of site primary confirmed its fence at ", id)
+		require.Less(t, st.GetEndedAt().AsTime().Sub(st.GetStartedAt().AsTime()), time.Second, "%s waited for nothing", id)
+	}
 	// The hook ran once, on the one server that acted.
 	calls, err := os.ReadFile(stonithLog)
 	require.NoError(t, err)

@@ -9,23 +9,25 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/drplane/drplane/internal/structs"
 )
 
 // stonithOutputLimit bounds how much of a STONITH hook's output is kept
 // for the log.
 const stonithOutputLimit = 4096
 
-// runStonith runs the STONITH hook of site and returns nil only when it
-// exited 0 within its timeout: the hook's word that the site is fenced
-// (powered off, cut off) is what makes failing over on quorum loss safe.
-// The command comes from this server's own configuration only.
-func (s *Server) runStonith(ctx context.Context, site string) error {
+// runStonith runs the STONITH hook of site and returns its confirmation
+// only when it exited 0 within its timeout: the hook's word that the site
+// is fenced (powered off, cut off) is what makes failing over on quorum
+// loss safe. The command comes from this server's own configuration only.
+func (s *Server) runStonith(ctx context.Context, site string) (*structs.SiteFence, error) {
 	hook, ok := s.config.Failover.StonithFor(site)
 	if !ok {
-		return fmt.Errorf("no stonith hook for site %s", site)
+		return nil, fmt.Errorf("no stonith hook for site %s", site)
 	}
 	if len(hook.Command) == 0 {
-		return fmt.Errorf("stonith hook for site %s has no command", site)
+		return nil, fmt.Errorf("stonith hook for site %s has no command", site)
 	}
 	timeout := hook.Timeout
 	if timeout <= 0 {
@@ -48,10 +50,10 @@ func (s *Server) runStonith(ctx context.Context, site string) error {
 			err = fmt.Errorf("timed out after %s", timeout)
 		}
 		s.logger.Error("stonith hook failed", "site", site, "took", took, "error", err, "output", output)
-		return fmt.Errorf("stonith hook for site %s failed: %w", site, err)
+		return nil, fmt.Errorf("stonith hook for site %s failed: %w", site, err)
 	}
 	s.logger.Warn("stonith hook confirmed the fence", "site", site, "took", took, "output", output)
-	return nil
+	return &structs.SiteFence{Site: site, At: time.Now().UTC(), Output: output}, nil
 }
 
 // limitedBuffer keeps the first stonithOutputLimit bytes written to it.

@@ -67,6 +67,21 @@ type Execution struct {
 	RPOSeconds *float64 `json:"rpo_seconds,omitempty"`
 	RPODetail  string   `json:"rpo_detail,omitempty"`
 	RTOSeconds *float64 `json:"rto_seconds,omitempty"`
+
+	// SiteFence, when set, is a confirmation from outside drplane that
+	// every host of a site is fenced: its STONITH hook exited 0 before
+	// this failover started. The failover's fence steps for that site's
+	// hosts and its lease-wait for the site are done by it: no host of a
+	// killed site is contacted or waited for.
+	SiteFence *SiteFence `json:"site_fence,omitempty"`
+}
+
+// SiteFence is a STONITH hook's confirmation that a site is fenced.
+type SiteFence struct {
+	Site string `json:"site"`
+	// At is when the hook exited 0; Output is what it printed (bounded).
+	At     time.Time `json:"at"`
+	Output string    `json:"output,omitempty"`
 }
 
 // ExecStep is the outcome side of one plan step, at the same index as
