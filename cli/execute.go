@@ -324,6 +324,9 @@ func finished(w io.Writer, ex *pb.Execution) error {
 		fmt.Fprintf(w, "RTO %s (target %s), RPO %s (target %s)\n", measured(ex.GetHasRto(), ex.GetRtoSeconds()), seconds(ex.GetRtoTargetSeconds()),
 			measured(ex.GetHasRpo(), ex.GetRpoSeconds()), seconds(ex.GetRpoTargetSeconds()))
 	}
+	if d := ex.GetRtoDetail(); d != "" {
+		fmt.Fprintf(w, "RTO counted %s\n", d)
+	}
 	if execState(ex) != structs.ExecSucceeded {
 		return fmt.Errorf("%s %s %s: %s", ex.GetKind(), ex.GetId(), execState(ex), ex.GetMessage())
 	}

@@ -70,8 +70,12 @@ func duration(ex *pb.Execution) string {
 func printExecution(w io.Writer, ex *pb.Execution) error {
 	fmt.Fprintf(w, "%s %s (%s, plan %s, trigger %s by %s)\n", ex.GetKind(), ex.GetId(), execState(ex), ex.GetPlan(), execTrigger(ex), ex.GetActor())
 	fmt.Fprintf(w, "%s -> %s, epoch at start %d; %s\n", ex.GetFrom(), ex.GetTo(), ex.GetStartEpoch(), ex.GetMessage())
-	fmt.Fprintf(w, "RTO %s (target %s), RPO %s (target %s)\n\n", measured(ex.GetHasRto(), ex.GetRtoSeconds()), seconds(ex.GetRtoTargetSeconds()),
+	fmt.Fprintf(w, "RTO %s (target %s), RPO %s (target %s)\n", measured(ex.GetHasRto(), ex.GetRtoSeconds()), seconds(ex.GetRtoTargetSeconds()),
 		measured(ex.GetHasRpo(), ex.GetRpoSeconds()), seconds(ex.GetRpoTargetSeconds()))
+	if d := ex.GetRtoDetail(); d != "" {
+		fmt.Fprintf(w, "RTO counted %s\n", d)
+	}
+	fmt.Fprintln(w)
 	t := newTable(w, "STEP", "HOST", "START", "END", "DURATION", "RESULT", "MESSAGE")
 	for _, st := range ex.GetSteps() {
 		host := st.GetStep().GetHost()
@@ -115,6 +119,7 @@ func executionJSONOf(ex *pb.Execution, withSteps bool) ExecutionJSON {
 	out.RTOSeconds = optional(ex.GetHasRto(), ex.GetRtoSeconds())
 	out.RPOSeconds = optional(ex.GetHasRpo(), ex.GetRpoSeconds())
 	out.RTOTargetSeconds = optional(ex.GetRtoTargetSeconds() > 0, ex.GetRtoTargetSeconds())
+	out.RTODetail = ex.GetRtoDetail()
 	out.RPOTargetSeconds = optional(ex.GetRpoTargetSeconds() > 0, ex.GetRpoTargetSeconds())
 	if !withSteps {
 		return out

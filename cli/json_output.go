@@ -13,18 +13,20 @@ import "time"
 // without steps), `drplane history ID --json` (one, with its steps) and
 // `drplane report --json` (a list of the ended executions, without steps).
 type ExecutionJSON struct {
-	ID               string     `json:"id"`
-	Kind             string     `json:"kind"`
-	Trigger          string     `json:"trigger"`
-	Plan             string     `json:"plan"`
-	From             string     `json:"from"`
-	To               string     `json:"to"`
-	Actor            string     `json:"actor"`
-	StartedAt        time.Time  `json:"started_at"`
-	FinishedAt       *time.Time `json:"finished_at"`
-	Result           string     `json:"result"`
-	Message          string     `json:"message"`
-	RTOSeconds       *float64   `json:"rto_seconds"`
+	ID         string     `json:"id"`
+	Kind       string     `json:"kind"`
+	Trigger    string     `json:"trigger"`
+	Plan       string     `json:"plan"`
+	From       string     `json:"from"`
+	To         string     `json:"to"`
+	Actor      string     `json:"actor"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	Result     string     `json:"result"`
+	Message    string     `json:"message"`
+	RTOSeconds *float64   `json:"rto_seconds"`
+	// RTODetail says where the RTO counts from, or why it is unknown.
+	RTODetail        string     `json:"rto_detail,omitempty"`
 	RPOSeconds       *float64   `json:"rpo_seconds"`
 	RTOTargetSeconds *float64   `json:"rto_target_seconds"`
 	RPOTargetSeconds *float64   `json:"rpo_target_seconds"`

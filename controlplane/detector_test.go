@@ -105,6 +105,17 @@ func TestDetector_PrimarySiteLost_AutomaticFailover(t *testing.T) {
 	require.True(t, ex.GetHasRto())
 	// The trigger is the first missed probe, before the execution started.
 	require.True(t, ex.GetTriggeredAt().AsTime().Before(ex.GetStartedAt().AsTime()))
+	// The RTO counts from the last sign of life of primary, at or before
+	// the trigger: never shorter than the outage.
+	require.Contains(t, ex.GetRtoDetail(), "the last sign of life of primary: ")
+	var lastGate time.Time
+	for _, st := range ex.GetSteps() {
+		if st.GetStep().GetHealthGate() && st.GetEndedAt().AsTime().After(lastGate) {
+			lastGate = st.GetEndedAt().AsTime()
+		}
+	}
+	fromTrigger := lastGate.Sub(ex.GetTriggeredAt().AsTime()).Seconds()
+	require.GreaterOrEqual(t, ex.GetRtoSeconds(), fromTrigger, "%s", ex.GetRtoDetail())
 	require.Equal(t, driver.RolePrimary, ts.db2["postgres"].Role())
 	require.Equal(t, driver.RolePrimary, ts.app2["engine"].Role())
 

@@ -83,6 +83,14 @@ func (s *Server) newExecution(req *pb.StartExecutionRequest, actor string, now t
 	}
 	// The exposure at the trigger instant is the RPO of a failover, and
 	// what the operator is shown before confirming.
+	if p.Kind == plan.KindFailover && p.Finishes == "" {
+		if since, detail, ok := s.outageEvidence(v, p.From, now); ok {
+			ex.OutageSince = since
+			ex.RTODetail = fmt.Sprintf("from %s, the last sign of life of %s: %s", since.UTC().Format("15:04:05.000"), p.From, detail)
+		} else {
+			ex.RTODetail = fmt.Sprintf("unknown: no survivor saw %s alive (this leader got no answer from it and no standby heard from its primary), so when its outage began cannot be bounded", p.From)
+		}
+	}
 	switch {
 	case p.Finishes != "":
 		ex.RPODetail = "the rest of " + p.Finishes + ", which activated " + p.To + ": any data loss happened then, and its RPO says it"
@@ -213,7 +221,7 @@ func (s *Server) executionToProto(ex *structs.Execution) *pb.Execution {
 		AllowDataLoss: ex.AllowDataLoss, CleanupOf: ex.CleanupOf, StartEpoch: ex.StartEpoch, State: structs.ExecStateToProto(ex.State), Message: ex.Message,
 		CancelRequested: ex.CancelRequested, RpoDetail: ex.RPODetail,
 		RtoTargetSeconds: ex.Plan.Objectives.RTO.Seconds(), RpoTargetSeconds: ex.Plan.Objectives.RPO.Seconds(),
-		MaxDataLossSeconds: ex.Plan.MaxDataLoss.Seconds(), Warnings: ex.Plan.Warnings,
+		MaxDataLossSeconds: ex.Plan.MaxDataLoss.Seconds(), Warnings: ex.Plan.Warnings, RtoDetail: ex.RTODetail,
 		TriggeredAt: timestamppb.New(ex.TriggeredAt),
 	}
 	if !ex.StartedAt.IsZero() {

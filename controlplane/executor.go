@@ -598,8 +598,10 @@ func (e *executor) finish(ctx context.Context, ex *structs.Execution) error {
 	}
 	req := &structs.FinishExecutionRequest{WriteRequest: structs.WriteRequest{RequestID: "finish-" + ex.ID, Actor: e.s.config.NodeID},
 		ExecutionID: ex.ID, State: state, Message: msg, Skip: skip}
-	if rto, ok := measuredRTO(ex, e.outageStart(ex)); ok && state == structs.ExecSucceeded {
-		req.RTOSeconds = &rto
+	if start, ok := e.outageStart(ex); ok && state == structs.ExecSucceeded {
+		if rto, ok := measuredRTO(ex, start); ok {
+			req.RTOSeconds = &rto
+		}
 	}
 	if state == structs.ExecSucceeded && (ex.Kind == string(plan.KindSwitchover) || ex.Kind == string(plan.KindFailback)) {
 		// Every primary at the old site was stopped and the target
@@ -618,16 +620,24 @@ func (e *executor) finish(ctx context.Context, ex *structs.Execution) error {
 	return err
 }
 
-// outageStart is when the outage an execution ends began: its trigger,
-// or for the rest of an execution that stopped after activating its
-// target, that one's trigger.
-func (e *executor) outageStart(ex *structs.Execution) time.Time {
+// outageStart is when the outage an execution ends began: for a failover
+// the last sign of life of the failed site (false when none is known: the
+// RTO is then unknown, see outageEvidence), for the rest of an execution
+// that stopped after activating its target that one's start, and
+// otherwise the trigger.
+func (e *executor) outageStart(ex *structs.Execution) (time.Time, bool) {
 	if ex.Plan.Finishes != "" {
 		if first, ok := e.s.fsm.execution(ex.Plan.Finishes); ok {
-			return first.TriggeredAt
+			return e.outageStart(&first)
 		}
 	}
-	return ex.TriggeredAt
+	if ex.Kind == string(plan.KindFailover) && ex.CleanupOf == "" {
+		if ex.OutageSince.IsZero() {
+			return time.Time{}, false
+		}
+		return ex.OutageSince, true
+	}
+	return ex.TriggeredAt, true
 }
 
 // measuredRTO is from the outage's start to the end of the last health

@@ -25,6 +25,10 @@ type probeResult struct {
 	// site last reported.
 	lastResp       *pb.ProbeResponse
 	lastAnsweredAt time.Time
+	// lastAnsweredSent is the send time of that answer's probe: the host
+	// was surely alive after it, the earliest sure sign of life, which an
+	// outage is measured from (see outageEvidence).
+	lastAnsweredSent time.Time
 	// firstMissAt is the send time of the first failed probe since the
 	// last answer: when the host went silent, the trigger time of an
 	// automatic failover.
@@ -58,15 +62,18 @@ func (t *probeTable) put(hostID string, r probeResult) {
 		if r.resp != nil && r.answeredAt.After(prev.lastAnsweredAt) {
 			prev.lastResp, prev.lastAnsweredAt = r.resp, r.answeredAt
 		}
+		if r.resp != nil && r.sentAt.After(prev.lastAnsweredSent) {
+			prev.lastAnsweredSent = r.sentAt
+		}
 		t.results[hostID] = prev
 		return
 	}
 	if r.resp != nil {
-		r.lastResp, r.lastAnsweredAt = r.resp, r.answeredAt
+		r.lastResp, r.lastAnsweredAt, r.lastAnsweredSent = r.resp, r.answeredAt, r.sentAt
 	} else {
 		r.firstMissAt = r.sentAt
 		if ok {
-			r.lastResp, r.lastAnsweredAt = prev.lastResp, prev.lastAnsweredAt
+			r.lastResp, r.lastAnsweredAt, r.lastAnsweredSent = prev.lastResp, prev.lastAnsweredAt, prev.lastAnsweredSent
 			if !prev.firstMissAt.IsZero() {
 				r.firstMissAt = prev.firstMissAt
 			}

@@ -141,6 +141,16 @@ func (s *Server) startRecoveredFailover(ctx context.Context) {
 	if p.SiteFence != nil && p.SiteFence.Site == ex.From {
 		ex.SiteFence = p.SiteFence
 	}
+	if ex.OutageSince.IsZero() {
+		// This server saw no leader from TriggerTime on; it noticed within
+		// the heartbeat and leader-lease timeouts and one poll of the
+		// quorum watch, and until then the cluster, and the site that
+		// held part of its quorum, was alive.
+		hb, _, lease := s.config.RaftTimeouts()
+		ex.OutageSince = p.TriggerTime.Add(-(hb + lease + s.config.Failover.ProbeInterval))
+		ex.RTODetail = fmt.Sprintf("from %s: this server had no leader from %s on, noticed within raft's heartbeat and leader-lease timeouts and a poll (%s)",
+			ex.OutageSince.UTC().Format("15:04:05.000"), p.TriggerTime.UTC().Format("15:04:05.000"), hb+lease+s.config.Failover.ProbeInterval)
+	}
 	ex.RPODetail = "quorum lost; " + p.Reason + "; " + ex.RPODetail
 	var cooldown time.Duration
 	if p.Automatic {

@@ -67,6 +67,12 @@ type Execution struct {
 	RPOSeconds *float64 `json:"rpo_seconds,omitempty"`
 	RPODetail  string   `json:"rpo_detail,omitempty"`
 	RTOSeconds *float64 `json:"rto_seconds,omitempty"`
+	// OutageSince, for a failover, is the latest instant a survivor knew
+	// the failed site alive, at or before TriggeredAt: the RTO counts from
+	// it, never shorter than the outage clients saw. RTODetail says where
+	// the RTO counts from, or why it is unknown.
+	OutageSince time.Time `json:"outage_since,omitempty"`
+	RTODetail   string    `json:"rto_detail,omitempty"`
 
 	// SiteFence, when set, is a confirmation from outside drplane that
 	// every host of a site is fenced: its STONITH hook exited 0 before

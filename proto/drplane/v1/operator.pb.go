@@ -2260,8 +2260,11 @@ type Execution struct {
 	RpoTargetSeconds   float64  `protobuf:"fixed64,24,opt,name=rpo_target_seconds,json=rpoTargetSeconds,proto3" json:"rpo_target_seconds,omitempty"`
 	MaxDataLossSeconds float64  `protobuf:"fixed64,25,opt,name=max_data_loss_seconds,json=maxDataLossSeconds,proto3" json:"max_data_loss_seconds,omitempty"`
 	Warnings           []string `protobuf:"bytes,26,rep,name=warnings,proto3" json:"warnings,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// rto_detail says where the RTO counts from (for a failover, the last
+	// sign of life of the failed site) or why it is unknown.
+	RtoDetail     string `protobuf:"bytes,27,opt,name=rto_detail,json=rtoDetail,proto3" json:"rto_detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Execution) Reset() {
@@ -2476,6 +2479,13 @@ func (x *Execution) GetWarnings() []string {
 	return nil
 }
 
+func (x *Execution) GetRtoDetail() string {
+	if x != nil {
+		return x.RtoDetail
+	}
+	return ""
+}
+
 var File_drplane_v1_operator_proto protoreflect.FileDescriptor
 
 const file_drplane_v1_operator_proto_rawDesc = "" +
@@ -2668,7 +2678,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\bverified\x18\v \x01(\bR\bverified\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xba\a\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd9\a\n" +
 	"\tExecution\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
@@ -2703,7 +2713,9 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x12rto_target_seconds\x18\x17 \x01(\x01R\x10rtoTargetSeconds\x12,\n" +
 	"\x12rpo_target_seconds\x18\x18 \x01(\x01R\x10rpoTargetSeconds\x121\n" +
 	"\x15max_data_loss_seconds\x18\x19 \x01(\x01R\x12maxDataLossSeconds\x12\x1a\n" +
-	"\bwarnings\x18\x1a \x03(\tR\bwarnings2\xb5\t\n" +
+	"\bwarnings\x18\x1a \x03(\tR\bwarnings\x12\x1d\n" +
+	"\n" +
+	"rto_detail\x18\x1b \x01(\tR\trtoDetail2\xb5\t\n" +
 	"\bOperator\x12H\n" +
 	"\tGetStatus\x12\x1c.drplane.v1.GetStatusRequest\x1a\x1d.drplane.v1.GetStatusResponse\x12N\n" +
 	"\vListMembers\x12\x1e.drplane.v1.ListMembersRequest\x1a\x1f.drplane.v1.ListMembersResponse\x12Q\n" +
