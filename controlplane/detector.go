@@ -27,6 +27,10 @@ type verdict struct {
 	Reason    string
 	// Trigger is when the site went silent (its first missed probe).
 	Trigger time.Time
+	// LostHosts, when set, are the active site's hosts whose loss the
+	// verdict is about: the hosts of a primary data service, silent while
+	// the rest of the site answers. Empty for the loss of a whole site.
+	LostHosts []string
 }
 
 // detector holds the verdict and keeps one detection at a time.
@@ -109,7 +113,7 @@ func (s *Server) judgeActiveSite(ctx context.Context, now time.Time) verdict {
 	answering, v.Trigger = s.answeringAgents(agents, since, now)
 	if len(answering) > 0 {
 		v.Reason = fmt.Sprintf("site %s is up: %s answered within failover_timeout", st.ActiveSite, strings.Join(answering, ", "))
-		return v
+		return s.judgePrimaryHosts(ctx, st, v, agents, answering, since, now)
 	}
 	if v.Reason = s.siteStillReached(ctx, st); v.Reason != "" {
 		return v
@@ -118,6 +122,80 @@ func (s *Server) judgeActiveSite(ctx context.Context, now time.Time) verdict {
 	v.Reason = fmt.Sprintf("site %s lost: no agent answered for %s, no server answers, every vantage point agrees", st.ActiveSite, s.config.Failover.FailoverTimeout)
 	v.WouldFire, v.Reason = s.judgeAutomaticFailover(st, now, v.Reason)
 	return v
+}
+
+// judgePrimaryHosts judges, on a site that answers, whether a primary
+// data service lost its host (DESIGN.md section 5 applied to one host):
+// the host that last reported it primary has been silent for
+// failover_timeout, no host of the site that answers reports it primary,
+// and every other vantage point agrees the host is gone. Its agent cannot
+// restart the service in place, so the site fails over as if lost; the
+// silent host's lease lapses on its own, and the plan fences the others.
+// v comes back unchanged when no such host is lost.
+func (s *Server) judgePrimaryHosts(ctx context.Context, st stateView, v verdict, agents []structs.Agent, answering []string, since, now time.Time) verdict {
+	lost, services, trigger := s.lostPrimaryHosts(agents, answering, since)
+	if len(lost) == 0 {
+		return v
+	}
+	if disagree := s.askVantagePoints(ctx, st, lost); disagree != "" {
+		v.Reason = fmt.Sprintf("%s; the primary %s of %s silent here, but %s", v.Reason, plural(lost, "host", "hosts"), strings.Join(services, ", "), disagree)
+		return v
+	}
+	v.Lost, v.LostHosts, v.Trigger = true, lost, trigger
+	v.Reason = fmt.Sprintf("primary %s %s of %s at site %s lost: no answer for %s, no other host there runs it as primary, every vantage point agrees",
+		plural(lost, "host", "hosts"), strings.Join(lost, ", "), strings.Join(services, ", "), st.ActiveSite, s.config.Failover.FailoverTimeout)
+	v.WouldFire, v.Reason = s.judgeAutomaticFailover(st, now, v.Reason)
+	return v
+}
+
+// lostPrimaryHosts returns the silent hosts (not in answering) whose last
+// answer reported a data service primary that no answering host reports
+// primary, those services, and when the last of the hosts went silent.
+func (s *Server) lostPrimaryHosts(agents []structs.Agent, answering []string, since time.Time) (lost, services []string, trigger time.Time) {
+	live := map[string]bool{} // data services an answering host runs as primary
+	for _, a := range agents {
+		if !slices.Contains(answering, a.HostID) {
+			continue
+		}
+		r, _ := s.probes.get(a.HostID)
+		for _, svc := range r.lastResp.GetServices() {
+			if svc.GetRole() == pb.ServiceRole_SERVICE_ROLE_PRIMARY {
+				live[svc.GetName()] = true
+			}
+		}
+	}
+	for _, a := range agents {
+		if slices.Contains(answering, a.HostID) {
+			continue
+		}
+		r, _ := s.probes.get(a.HostID)
+		for _, svc := range r.lastResp.GetServices() {
+			if svc.GetRole() != pb.ServiceRole_SERVICE_ROLE_PRIMARY || !a.Promotable(svc.GetName()) || live[svc.GetName()] {
+				continue
+			}
+			if !slices.Contains(lost, a.HostID) {
+				lost = append(lost, a.HostID)
+				miss := r.firstMissAt
+				if miss.IsZero() || miss.Before(since) {
+					miss = since
+				}
+				if miss.After(trigger) {
+					trigger = miss
+				}
+			}
+			if !slices.Contains(services, svc.GetName()) {
+				services = append(services, svc.GetName())
+			}
+		}
+	}
+	return lost, services, trigger
+}
+
+func plural(items []string, one, many string) string {
+	if len(items) == 1 {
+		return one
+	}
+	return many
 }
 
 // tooSoonToJudge says why this server judges nothing yet, or "". A new
@@ -171,7 +249,7 @@ func (s *Server) siteStillReached(ctx context.Context, st stateView) string {
 		return fmt.Sprintf("agents of %s are silent but this leader (%s) is a server of that site: not a site loss", st.ActiveSite, s.config.NodeID)
 	}
 	disagreeCh := make(chan string, 1)
-	go func() { disagreeCh <- s.askVantagePoints(ctx, st) }()
+	go func() { disagreeCh <- s.askVantagePoints(ctx, st, nil) }()
 	cctx, cancel := context.WithTimeout(ctx, s.config.Failover.ProbeTimeout)
 	servers, _ := s.observeSite(cctx, st, st.ActiveSite)
 	cancel()
@@ -252,9 +330,10 @@ func (s *Server) observeSite(ctx context.Context, st stateView, site string) (se
 }
 
 // askVantagePoints asks every server outside the active site (but this
-// one) whether it reaches the active site. It returns "" when all that
-// answer agree the site is gone and at least one answered, else why not.
-func (s *Server) askVantagePoints(ctx context.Context, st stateView) string {
+// one) whether it reaches the active site, or with hosts, those hosts of
+// it. It returns "" when all that answer agree they are gone and at least
+// one answered, else why not.
+func (s *Server) askVantagePoints(ctx context.Context, st stateView, hosts []string) string {
 	f := s.config.Failover
 	var asked, answered []string
 	var mu sync.Mutex
@@ -282,8 +361,12 @@ func (s *Server) askVantagePoints(ctx context.Context, st stateView) string {
 			mu.Lock()
 			defer mu.Unlock()
 			answered = append(answered, srv.ID)
-			if len(resp.GetReachableServers())+len(resp.GetReachableAgents()) > 0 {
-				seeing = append(seeing, fmt.Sprintf("%s reaches %s", srv.ID, strings.Join(append(resp.GetReachableServers(), resp.GetReachableAgents()...), ", ")))
+			reached := append(resp.GetReachableServers(), resp.GetReachableAgents()...)
+			if hosts != nil {
+				reached = slices.DeleteFunc(slices.Clone(resp.GetReachableAgents()), func(h string) bool { return !slices.Contains(hosts, h) })
+			}
+			if len(reached) > 0 {
+				seeing = append(seeing, fmt.Sprintf("%s reaches %s", srv.ID, strings.Join(reached, ", ")))
 			}
 		}(srv)
 	}
@@ -327,7 +410,12 @@ func (s *Server) startAutomaticFailover(ctx context.Context, v verdict) (string,
 		return "", err
 	}
 	ex.Trigger = structs.TriggerAutomatic
-	ex.RPODetail = "site " + v.Site + " lost; " + ex.RPODetail
+	if v.LostHosts != nil {
+		s.countOutage(ex, st, v.Site, v.LostHosts)
+		ex.RPODetail = "primary " + plural(v.LostHosts, "host", "hosts") + " " + strings.Join(v.LostHosts, ", ") + " of site " + v.Site + " lost; " + ex.RPODetail
+	} else {
+		ex.RPODetail = "site " + v.Site + " lost; " + ex.RPODetail
+	}
 	_, err = s.raftApply(structs.StartExecutionRequestType, &structs.StartExecutionRequest{
 		WriteRequest: structs.WriteRequest{RequestID: uuid.NewString(), Actor: actor},
 		Execution:    *ex, Cooldown: s.config.Failover.Cooldown,

@@ -102,20 +102,9 @@ func TestDetector_PrimarySiteLost_AutomaticFailover(t *testing.T) {
 	require.Equal(t, "failover", ex.GetKind())
 	ex = ts.waitEnded(t, ex.GetId())
 	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
-	require.True(t, ex.GetHasRto())
 	// The trigger is the first missed probe, before the execution started.
 	require.True(t, ex.GetTriggeredAt().AsTime().Before(ex.GetStartedAt().AsTime()))
-	// The RTO counts from the last sign of life of primary, at or before
-	// the trigger: never shorter than the outage.
-	require.Contains(t, ex.GetRtoDetail(), "the last sign of life of primary: ")
-	var lastGate time.Time
-	for _, st := range ex.GetSteps() {
-		if st.GetStep().GetHealthGate() && st.GetEndedAt().AsTime().After(lastGate) {
-			lastGate = st.GetEndedAt().AsTime()
-		}
-	}
-	fromTrigger := lastGate.Sub(ex.GetTriggeredAt().AsTime()).Seconds()
-	require.GreaterOrEqual(t, ex.GetRtoSeconds(), fromTrigger, "%s", ex.GetRtoDetail())
+	requireFailoverRTO(t, ex, "primary")
 	require.Equal(t, driver.RolePrimary, ts.db2["postgres"].Role())
 	require.Equal(t, driver.RolePrimary, ts.app2["engine"].Role())
 
@@ -172,4 +161,68 @@ func TestDetector_LagAboveGuard_AutomaticFailoverRefused(t *testing.T) {
 	st, err := ts.c.client(ts.c.waitForLeader()).GetStatus(testCtx(t), &pb.GetStatusRequest{})
 	require.NoError(t, err)
 	require.Equal(t, "primary", st.GetActiveSite(), "nothing was activated")
+}
+
+// TestDetector_PrimaryDatabaseHostLost_AutomaticFailover: only the host
+// of the primary database goes (its agent with it); the rest of the site
+// answers. Nothing can restart the database in place, so the leader fails
+// the site over as for a site loss: trigger automatic, the reason in
+// history, the RTO counted from that host's own last answer.
+func TestDetector_PrimaryDatabaseHostLost_AutomaticFailover(t *testing.T) {
+	ts := newDetectorSites(t, fastFailover(true))
+	require.NoError(t, ts.agents["db-1"].Shutdown(context.Background()))
+
+	var ex *pb.Execution
+	testutil.WaitForResult(t, 60*time.Second, func() (bool, error) {
+		for _, e := range executions(t, ts) {
+			ex = e
+		}
+		return ex != nil, fmt.Errorf("no execution started")
+	})
+	require.Equal(t, "automatic", structs.TriggerName(ex.GetTrigger()))
+	require.Contains(t, ex.GetRpoDetail(), "primary host db-1 of site primary lost")
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
+	requireFailoverRTO(t, ex, "db-1")
+	require.Equal(t, driver.RolePrimary, ts.db2["postgres"].Role())
+	require.Equal(t, driver.RolePrimary, ts.app2["engine"].Role())
+	require.Equal(t, structs.StepSucceeded, structs.StepStateName(stepOf(t, ex, "fence@app-1").GetState()), "the host that answers is fenced by the plan")
+	require.NotEqual(t, driver.RolePrimary, ts.app1["engine"].Role())
+}
+
+// TestDetector_ApplicationHostLost_NoFailover: a silent host that runs no
+// primary database is not a reason to fail the site over.
+func TestDetector_ApplicationHostLost_NoFailover(t *testing.T) {
+	ts := newDetectorSites(t, fastFailover(true))
+	require.NoError(t, ts.agents["app-1"].Shutdown(context.Background()))
+	a := ts.waitAutomation(t, func(a *pb.Automation) bool {
+		return strings.Contains(a.GetReason(), "site primary is up: db-1 answered")
+	})
+	// Judged for more than failover_timeout after the host went silent.
+	time.Sleep(3 * time.Second)
+	a = ts.waitAutomation(t, func(a *pb.Automation) bool { return strings.Contains(a.GetReason(), "site primary is up") })
+	require.False(t, a.GetSiteLost(), a.GetReason())
+	require.Empty(t, executions(t, ts))
+}
+
+// requireFailoverRTO checks what a failover away from site recorded as
+// its RTO: counted from the site's last sign of life, at or before the
+// trigger, so never shorter than the outage; or unknown, when the leader
+// fell with the site and nothing bounds when the outage began (the fake
+// standbys hear from their primary to the last).
+func requireFailoverRTO(t *testing.T, ex *pb.Execution, site string) {
+	t.Helper()
+	if !ex.GetHasRto() {
+		require.Contains(t, ex.GetRtoDetail(), "unknown: no survivor saw "+site+" alive")
+		return
+	}
+	require.Contains(t, ex.GetRtoDetail(), "the last sign of life of "+site+": ")
+	var lastGate time.Time
+	for _, st := range ex.GetSteps() {
+		if st.GetStep().GetHealthGate() && st.GetEndedAt().AsTime().After(lastGate) {
+			lastGate = st.GetEndedAt().AsTime()
+		}
+	}
+	fromTrigger := lastGate.Sub(ex.GetTriggeredAt().AsTime()).Seconds()
+	require.GreaterOrEqual(t, ex.GetRtoSeconds(), fromTrigger, "%s", ex.GetRtoDetail())
 }

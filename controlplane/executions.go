@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/drplane/drplane/internal/plan"
@@ -84,12 +85,7 @@ func (s *Server) newExecution(req *pb.StartExecutionRequest, actor string, now t
 	// The exposure at the trigger instant is the RPO of a failover, and
 	// what the operator is shown before confirming.
 	if p.Kind == plan.KindFailover && p.Finishes == "" {
-		if since, detail, ok := s.outageEvidence(v, p.From, now); ok {
-			ex.OutageSince = since
-			ex.RTODetail = fmt.Sprintf("from %s, the last sign of life of %s: %s", since.UTC().Format("15:04:05.000"), p.From, detail)
-		} else {
-			ex.RTODetail = fmt.Sprintf("unknown: no survivor saw %s alive (this leader got no answer from it and no standby heard from its primary), so when its outage began cannot be bounded", p.From)
-		}
+		s.countOutage(ex, v, p.From, nil)
 	}
 	switch {
 	case p.Finishes != "":
@@ -139,6 +135,23 @@ func (s *Server) derivePlan(v stateView, kind plan.Kind, name, to, drillID strin
 		return nil, fmt.Errorf("%w: %v", errInvalidArgument, err)
 	}
 	return p, nil
+}
+
+// countOutage sets where a failover's RTO counts from: the last sign of
+// life of site, or of hosts of it when set (see outageEvidence).
+func (s *Server) countOutage(ex *structs.Execution, v stateView, site string, hosts []string) {
+	what := site
+	if hosts != nil {
+		what = strings.Join(hosts, ", ")
+	}
+	since, detail, ok := s.outageEvidence(v, site, ex.TriggeredAt, hosts)
+	if !ok {
+		ex.OutageSince = time.Time{}
+		ex.RTODetail = fmt.Sprintf("unknown: no survivor saw %s alive (this leader got no answer from it and no standby heard from its primary), so when its outage began cannot be bounded", what)
+		return
+	}
+	ex.OutageSince = since
+	ex.RTODetail = fmt.Sprintf("from %s, the last sign of life of %s: %s", since.UTC().Format("15:04:05.000"), what, detail)
 }
 
 // unfinished is the execution that activated the active site in the

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	pb "github.com/drplane/drplane/proto/drplane/v1"
@@ -20,7 +21,11 @@ import (
 // A new leader whose predecessor fell with the site saw none of its
 // answers; a standby's last receipt is then what bounds the outage. The
 // detail says which evidence won; ok is false when there is none.
-func (s *Server) outageEvidence(v stateView, site string, at time.Time) (since time.Time, detail string, ok bool) {
+//
+// With hosts, only those hosts of the site count: the loss of a primary
+// database host is measured from its own last sign of life, not from the
+// answers of the site's hosts that still run.
+func (s *Server) outageEvidence(v stateView, site string, at time.Time, hosts []string) (since time.Time, detail string, ok bool) {
 	consider := func(t time.Time, what string) {
 		if t.IsZero() || t.After(at) || !t.After(since) {
 			return
@@ -33,6 +38,9 @@ func (s *Server) outageEvidence(v stateView, site string, at time.Time) (since t
 			continue
 		}
 		if a.Site == site {
+			if hosts != nil && !slices.Contains(hosts, a.HostID) {
+				continue
+			}
 			consider(r.lastAnsweredSent, fmt.Sprintf("%s answered the leader's probe sent then", a.HostID))
 			continue
 		}

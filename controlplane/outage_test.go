@@ -30,6 +30,7 @@ func TestOutageEvidence(t *testing.T) {
 		name       string
 		probes     map[string][]probeResult // in the order they were sent
 		at         time.Duration
+		hosts      []string
 		wantSince  time.Duration
 		wantDetail string
 		wantNone   bool
@@ -41,6 +42,13 @@ func TestOutageEvidence(t *testing.T) {
 			"db-2":  {{sentAt: at(2 * time.Second), resp: standby(at(900 * time.Millisecond))}},
 		},
 		at: 5 * time.Second, wantSince: 1500 * time.Millisecond, wantDetail: "app-1 answered the leader's probe sent then",
+	}, {
+		name: "the loss of one host counts from that host's last answer, not the site's",
+		probes: map[string][]probeResult{
+			"app-1": {answered(1 * time.Second), answered(4500 * time.Millisecond)},
+			"db-1":  {answered(1 * time.Second), {sentAt: at(1500 * time.Millisecond), err: missed.err}},
+		},
+		at: 5 * time.Second, hosts: []string{"db-1"}, wantSince: 1 * time.Second, wantDetail: "db-1 answered the leader's probe sent then",
 	}, {
 		name: "a new leader that saw nothing of the site: the standby's last receipt less the skew margin",
 		probes: map[string][]probeResult{
@@ -67,7 +75,7 @@ func TestOutageEvidence(t *testing.T) {
 					s.probes.put(host, r)
 				}
 			}
-			since, detail, ok := s.outageEvidence(stateView{Agents: agents}, "primary", at(tc.at))
+			since, detail, ok := s.outageEvidence(stateView{Agents: agents}, "primary", at(tc.at), tc.hosts)
 			if tc.wantNone {
 				require.False(t, ok, "since %s: %s", since, detail)
 				return

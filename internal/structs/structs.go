@@ -161,6 +161,17 @@ type Agent struct {
 	RegisteredAt time.Time `json:"registered_at"`
 }
 
+// Promotable reports whether the agent declares service as a data
+// service (one with a primary and standbys).
+func (a Agent) Promotable(service string) bool {
+	for _, s := range a.Services {
+		if s.Name == service {
+			return s.Promotable
+		}
+	}
+	return false
+}
+
 // RegisterAgentRequest records or replaces an agent.
 type RegisterAgentRequest struct {
 	WriteRequest
