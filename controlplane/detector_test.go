@@ -195,12 +195,12 @@ func TestDetector_PrimaryDatabaseHostLost_AutomaticFailover(t *testing.T) {
 func TestDetector_ApplicationHostLost_NoFailover(t *testing.T) {
 	ts := newDetectorSites(t, fastFailover(true))
 	require.NoError(t, ts.agents["app-1"].Shutdown(context.Background()))
-	a := ts.waitAutomation(t, func(a *pb.Automation) bool {
+	ts.waitAutomation(t, func(a *pb.Automation) bool {
 		return strings.Contains(a.GetReason(), "site primary is up: db-1 answered")
 	})
 	// Judged for more than failover_timeout after the host went silent.
 	time.Sleep(3 * time.Second)
-	a = ts.waitAutomation(t, func(a *pb.Automation) bool { return strings.Contains(a.GetReason(), "site primary is up") })
+	a := ts.waitAutomation(t, func(a *pb.Automation) bool { return strings.Contains(a.GetReason(), "site primary is up") })
 	require.False(t, a.GetSiteLost(), a.GetReason())
 	require.Empty(t, executions(t, ts))
 }
