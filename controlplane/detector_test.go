@@ -91,13 +91,7 @@ func TestDetector_PrimarySiteLost_AutomaticFailover(t *testing.T) {
 	ts.losePrimaryAgents(t)
 	ts.c.kill(ts.server("primary"))
 
-	var ex *pb.Execution
-	testutil.WaitForResult(t, 60*time.Second, func() (bool, error) {
-		for _, e := range executions(t, ts) {
-			ex = e
-		}
-		return ex != nil, fmt.Errorf("no execution started")
-	})
+	ex := ts.waitLastExecution(t)
 	require.Equal(t, "automatic", structs.TriggerName(ex.GetTrigger()))
 	require.Equal(t, "failover", ex.GetKind())
 	ex = ts.waitEnded(t, ex.GetId())
@@ -145,13 +139,7 @@ func TestDetector_LagAboveGuard_AutomaticFailoverRefused(t *testing.T) {
 	ts.losePrimaryAgents(t)
 	ts.c.kill(ts.server("primary"))
 
-	var ex *pb.Execution
-	testutil.WaitForResult(t, 60*time.Second, func() (bool, error) {
-		for _, e := range executions(t, ts) {
-			ex = e
-		}
-		return ex != nil, fmt.Errorf("no execution started")
-	})
+	ex := ts.waitLastExecution(t)
 	require.Equal(t, "automatic", structs.TriggerName(ex.GetTrigger()))
 	ex = ts.waitEnded(t, ex.GetId())
 	require.Equal(t, "failed", structs.ExecStateName(ex.GetState()), "the RPO guard refuses an automatic failover beyond max_data_loss")
@@ -172,13 +160,7 @@ func TestDetector_PrimaryDatabaseHostLost_AutomaticFailover(t *testing.T) {
 	ts := newDetectorSites(t, fastFailover(true))
 	require.NoError(t, ts.agents["db-1"].Shutdown(context.Background()))
 
-	var ex *pb.Execution
-	testutil.WaitForResult(t, 60*time.Second, func() (bool, error) {
-		for _, e := range executions(t, ts) {
-			ex = e
-		}
-		return ex != nil, fmt.Errorf("no execution started")
-	})
+	ex := ts.waitLastExecution(t)
 	require.Equal(t, "automatic", structs.TriggerName(ex.GetTrigger()))
 	require.Contains(t, ex.GetRpoDetail(), "primary host db-1 of site primary lost")
 	ex = ts.waitEnded(t, ex.GetId())
@@ -225,4 +207,18 @@ func requireFailoverRTO(t *testing.T, ex *pb.Execution, site string) {
 	}
 	fromTrigger := lastGate.Sub(ex.GetTriggeredAt().AsTime()).Seconds()
 	require.GreaterOrEqual(t, ex.GetRtoSeconds(), fromTrigger, "%s", ex.GetRtoDetail())
+}
+
+// waitLastExecution waits until an execution started and returns the
+// newest.
+func (ts *twoSites) waitLastExecution(t *testing.T) *pb.Execution {
+	t.Helper()
+	var ex *pb.Execution
+	testutil.WaitForResult(t, 60*time.Second, func() (bool, error) {
+		for _, e := range executions(t, ts) {
+			ex = e
+		}
+		return ex != nil, fmt.Errorf("no execution started")
+	})
+	return ex
 }

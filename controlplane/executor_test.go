@@ -230,10 +230,7 @@ func TestExecutor_Failover_PromotesThenStartsInOrder(t *testing.T) {
 	require.True(t, ex.GetHasRto())
 	require.Greater(t, ex.GetRtoSeconds(), 0.0)
 
-	st, err := ts.c.client(ts.c.waitForLeader()).GetStatus(testCtx(t), &pb.GetStatusRequest{})
-	require.NoError(t, err)
-	require.Equal(t, "dr", st.GetActiveSite())
-	require.Equal(t, uint64(2), st.GetEpoch())
+	ts.requireActive(t, "dr", 2)
 }
 
 func TestExecutor_Guard_RefusesLagBeyondMaxDataLoss(t *testing.T) {
@@ -461,10 +458,7 @@ func TestExecutor_Switchover_FailsBeforeActivation_RollsBack(t *testing.T) {
 	require.Equal(t, structs.StepSkipped, structs.StepStateName(stepOf(t, ex, "activate:dr").GetState()))
 	require.False(t, ex.GetHasRto(), "a rollback is not a recovery: no RTO")
 
-	st, err := ts.c.client(ts.c.waitForLeader()).GetStatus(testCtx(t), &pb.GetStatusRequest{})
-	require.NoError(t, err)
-	require.Equal(t, "primary", st.GetActiveSite())
-	require.Equal(t, uint64(1), st.GetEpoch())
+	ts.requireActive(t, "primary", 1)
 }
 
 // TestExecutor_Switchover_Succeeds_SkipsRollback: the rollback steps of a
@@ -578,4 +572,13 @@ func TestExecutor_Failover_FailsAfterActivation_TheSameCommandFinishes(t *testin
 	require.Equal(t, driver.RolePrimary, ts.db2["postgres"].Role())
 	require.Equal(t, driver.RolePrimary, ts.app2["engine"].Role())
 	require.False(t, rest.GetHasRpo(), "the data loss, if any, is the first execution's: %s", rest.GetRpoDetail())
+}
+
+// requireActive asserts the leader's active site and epoch.
+func (ts *twoSites) requireActive(t *testing.T, site string, epoch uint64) {
+	t.Helper()
+	st, err := ts.c.client(ts.c.waitForLeader()).GetStatus(testCtx(t), &pb.GetStatusRequest{})
+	require.NoError(t, err)
+	require.Equal(t, site, st.GetActiveSite())
+	require.Equal(t, epoch, st.GetEpoch())
 }

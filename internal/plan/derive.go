@@ -99,9 +99,15 @@ func Derive(kind Kind, topo Topology, def *Definition, opts DeriveOptions) (*Pla
 			return nil, err
 		}
 	}
+	return b.finish(p)
+}
+
+// finish puts the builder's steps in order into p, with its warnings,
+// and validates the plan against the topology it was derived from.
+func (b *builder) finish(p *Plan) (*Plan, error) {
 	p.Steps = b.ordered()
 	p.Warnings = b.warnings
-	if err := Validate(p, topo); err != nil {
+	if err := Validate(p, b.topo); err != nil {
 		return nil, fmt.Errorf("derived %s plan is invalid: %w", p.Name, err)
 	}
 	return p, nil

@@ -40,10 +40,5 @@ func deriveFinish(kind Kind, topo Topology, opts DeriveOptions) (*Plan, error) {
 	if err := b.probs.err(); err != nil {
 		return nil, err
 	}
-	p.Steps = b.ordered()
-	p.Warnings = b.warnings
-	if err := Validate(p, topo); err != nil {
-		return nil, fmt.Errorf("derived %s plan is invalid: %w", p.Name, err)
-	}
-	return p, nil
+	return b.finish(p)
 }
