@@ -90,6 +90,13 @@ type Postgres struct {
 	// drillMu serialises drill copies' starts and stops. It is not mu: a
 	// long clone for a drill must never hold up a failover.
 	drillMu sync.Mutex
+
+	// heard is the last time this standby heard from its primary, kept
+	// across the moments PostgreSQL cannot say: when the primary is lost
+	// its WAL receiver exits and pg_stat_wal_receiver loses the time,
+	// which is then what the control plane needs to bound the outage.
+	heardMu sync.Mutex
+	heard   time.Time
 }
 
 var _ Driver = (*Postgres)(nil)

@@ -84,12 +84,36 @@ func (p *Postgres) queryStatus(ctx context.Context) (Status, error) {
 		var err error
 		if inRecovery {
 			st, err = pgStandbyStatus(ctx, conn)
+			if err == nil {
+				st.Replication.LastReceivedAt = p.lastHeard(st.Replication.LastReceivedAt)
+			}
 		} else {
 			st, err = pgPrimaryStatus(ctx, conn)
+			p.forgetHeard()
 		}
 		return err
 	})
 	return st, err
+}
+
+// lastHeard records when this standby last heard from its primary, as
+// pg_stat_wal_receiver says now (zero when it cannot say), and returns the
+// latest such time it knows.
+func (p *Postgres) lastHeard(now time.Time) time.Time {
+	p.heardMu.Lock()
+	defer p.heardMu.Unlock()
+	if now.After(p.heard) {
+		p.heard = now
+	}
+	return p.heard
+}
+
+// forgetHeard clears the time: a primary hears from no one, and once
+// demoted it follows a new upstream.
+func (p *Postgres) forgetHeard() {
+	p.heardMu.Lock()
+	defer p.heardMu.Unlock()
+	p.heard = time.Time{}
 }
 
 // pgPrimaryStatus reports a primary at its current WAL position.

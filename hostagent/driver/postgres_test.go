@@ -264,3 +264,31 @@ func requireNoAsideDirs(t *testing.T, dataDir string) {
 	require.NoError(t, err)
 	require.Empty(t, aside)
 }
+
+// TestPostgres_StandbyRemembersWhenItLastHeardFromItsPrimary: once the
+// primary is gone, pg_stat_wal_receiver no longer says when the standby
+// last heard from it, but the driver does: the control plane bounds the
+// outage's start by it after a change of leader.
+func TestPostgres_StandbyRemembersWhenItLastHeardFromItsPrimary(t *testing.T) {
+	t.Parallel()
+	pair := pgtest.NewPair(t)
+	ctx := testContext(t)
+	primary, standby := newPostgresDriver(t, pair.Primary), newPostgresDriver(t, pair.Standby)
+	pair.Exec(t, pair.Primary, "CREATE TABLE t (id int)")
+	pair.Exec(t, pair.Primary, "INSERT INTO t VALUES (1)")
+	pair.WaitFor(t, pair.Standby, "1", "SELECT count(*)::text FROM t")
+	heard := requireRole(ctx, t, standby, driver.RoleStandby).Replication.LastReceivedAt
+	require.False(t, heard.IsZero(), "a streaming standby says when it last heard from its primary")
+
+	require.NoError(t, primary.Stop(ctx, func(string, ...any) {}))
+	stoppedAt := time.Now()
+	pair.WaitFor(t, pair.Standby, "0", "SELECT count(*)::text FROM pg_stat_wal_receiver WHERE status = 'streaming'")
+	st := requireRole(ctx, t, standby, driver.RoleStandby)
+	require.False(t, st.Replication.LastReceivedAt.IsZero(), "the time is kept once the receiver stopped")
+	require.False(t, st.Replication.LastReceivedAt.Before(heard))
+	require.False(t, st.Replication.LastReceivedAt.After(stoppedAt), "nothing was heard after the primary stopped")
+
+	_, err := standby.Promote(ctx, func(string, ...any) {})
+	require.NoError(t, err)
+	require.True(t, requireRole(ctx, t, standby, driver.RolePrimary).Replication.LastReceivedAt.IsZero(), "a primary hears from no one")
+}
