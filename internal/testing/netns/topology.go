@@ -411,6 +411,15 @@ func (topo *Topology) Thaw(h *Host) error {
 
 func (h *Host) nsPath() string { return filepath.Join(nsDir, h.NS) }
 
+// init keeps the main goroutine on the process's main thread, and so
+// every other goroutine off it: inNamespace must never move the main
+// thread into a host's namespace. The runtime cannot end the main thread
+// when a goroutine exits locked to it, so it would stay there, and tools
+// that read /proc/PID/ns/net (`ip netns pids`, which a STONITH hook of
+// the scenarios uses to kill a site) would take the whole test process
+// for a process of that host.
+func init() { runtime.LockOSThread() }
+
 // inNamespace runs f on a fresh OS thread that joined the network
 // namespace at path. The thread is never unlocked, so the runtime discards
 // it when f returns and no other goroutine ever runs in the namespace.
