@@ -181,12 +181,15 @@ func (j *journal) begin(execID, stepID, action, target string, resumable bool) (
 }
 
 // end journals the result of a run begun by this agent and releases it.
+// The run leaves the running set before its followers get the result: a
+// step re-sent once its first sender has the answer must find the
+// journal's record (replayed), not the ended run.
 func (j *journal) end(execID, stepID, action, target string, run *stepRun, res *stepResult) error {
 	err := j.write(execID, stepID, &journalRecord{Action: action, Target: target, Done: true, Result: res})
-	run.finish(res)
 	j.mu.Lock()
 	delete(j.running, execID+"/"+stepID)
 	j.mu.Unlock()
+	run.finish(res)
 	return err
 }
 
