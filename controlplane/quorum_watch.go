@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/drplane/drplane/internal/structs"
@@ -137,10 +138,23 @@ func (s *Server) checkQuorumLoss(ctx context.Context, st stateView, req *pb.Reco
 		return "", fmt.Errorf("%w: the deployment has a witness site: the surviving majority elects a leader that fails over; quorum-loss recovery is for two sites without one", errFailedPrecondition)
 	}
 	// A server of the active site that answers means a partition, not a
-	// loss: acting would make two clusters.
-	for _, id := range sortedServerIDs(st, st.ActiveSite) {
-		srv := st.Servers[id]
-		if info, err := s.nodeInfo(ctx, srv.Address, f.ProbeTimeout); err == nil && info.GetRemoved() == "" {
+	// loss: acting would make two clusters. They are asked at once: a lost
+	// site's servers each wait out probe_timeout.
+	ids := sortedServerIDs(st, st.ActiveSite)
+	answers := make([]*pb.NodeInfoResponse, len(ids)) // nil: no answer
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if info, err := s.nodeInfo(ctx, st.Servers[id].Address, f.ProbeTimeout); err == nil && info.GetRemoved() == "" {
+				answers[i] = info
+			}
+		}()
+	}
+	wg.Wait()
+	for i, id := range ids {
+		if info := answers[i]; info != nil {
 			return "", fmt.Errorf("%w: server %s of the active site %s answers (%s): its site is not down", errFailedPrecondition, id, st.ActiveSite, info.GetState())
 		}
 	}
