@@ -145,8 +145,10 @@ func runServer(ctx context.Context, opts *serverOptions) error {
 // waits for its in-flight vote requests, and one to a server of a lost site
 // can hang until its dial times out (10s); the restart then re-executes
 // the binary instead, which releases everything at once, as a crash
-// would. Everything the restart needs is on disk already.
-const restartShutdownWait = 3 * time.Second
+// would. Everything the restart needs is on disk already, and Raft and
+// its bbolt store are crash-safe, so the wait is short: on a quorum-loss
+// recovery, the usual reason to restart, it is time the failover waits.
+const restartShutdownWait = time.Second
 
 func shutdownForRestart(srv *controlplane.Server, logger hclog.Logger) error {
 	done := make(chan error, 1)
