@@ -16,7 +16,7 @@ BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 # Packages whose tests run in make test; the e2e suite is part of it.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build test e2e lint proto bench demo clean tools prereqs-test prereqs-demo
+.PHONY: all build test e2e lint proto bench demo clean tools prereqs-test prereqs-demo prereqs-bench
 
 all: build
 
@@ -30,6 +30,8 @@ prereqs-test:
 	@scripts/prerequisites test
 prereqs-demo:
 	@scripts/prerequisites demo
+prereqs-bench:
+	@scripts/prerequisites bench
 
 # The whole output is kept in bin/test.log; on a failure its summary is
 # printed last (CI shows the end of a long log): which tests failed and,
@@ -66,7 +68,7 @@ proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 # deployment per run and 5 runs each (about 15 minutes): switchover and
 # failover by command, automatic failover on site loss and partition; see
 # e2e/netns_bench_test.go for their figures.
-bench: $(TOOLS)/benchstat build
+bench: prereqs-bench $(TOOLS)/benchstat build
 	@mkdir -p bin
 	$(GO) test -run '^$$' -bench 'BenchmarkFSMApply' -benchtime 2s -count 6 ./controlplane/ | tee bin/bench-apply.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkReelection' -benchtime 1x -count 6 -timeout 20m ./e2e/ | tee bin/bench-election.txt
