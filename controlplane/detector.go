@@ -175,11 +175,7 @@ func (s *Server) lostPrimaryHosts(agents []structs.Agent, answering []string, si
 			}
 			if !slices.Contains(lost, a.HostID) {
 				lost = append(lost, a.HostID)
-				miss := r.firstMissAt
-				if miss.IsZero() || miss.Before(since) {
-					miss = since
-				}
-				if miss.After(trigger) {
+				if miss := wentSilent(r, since); miss.After(trigger) {
 					trigger = miss
 				}
 			}
@@ -226,15 +222,24 @@ func (s *Server) answeringAgents(agents []structs.Agent, since, now time.Time) (
 			answering = append(answering, a.HostID)
 			continue
 		}
-		miss := r.firstMissAt
-		if miss.IsZero() {
-			miss = last
-		}
-		if miss.After(trigger) {
+		if miss := wentSilent(r, since); miss.After(trigger) {
 			trigger = miss
 		}
 	}
 	return answering, trigger
+}
+
+// wentSilent is when a host stopped answering this leader, whose term
+// began at since: its first missed probe, or failing that its last answer
+// (this term's start at the earliest).
+func wentSilent(r probeResult, since time.Time) time.Time {
+	if !r.firstMissAt.IsZero() {
+		return r.firstMissAt
+	}
+	if r.lastAnsweredAt.Before(since) {
+		return since
+	}
+	return r.lastAnsweredAt
 }
 
 // siteStillReached says why the active site, whose agents are all silent,
@@ -361,9 +366,15 @@ func (s *Server) askVantagePoints(ctx context.Context, st stateView, hosts []str
 			mu.Lock()
 			defer mu.Unlock()
 			answered = append(answered, srv.ID)
-			reached := append(resp.GetReachableServers(), resp.GetReachableAgents()...)
-			if hosts != nil {
-				reached = slices.DeleteFunc(slices.Clone(resp.GetReachableAgents()), func(h string) bool { return !slices.Contains(hosts, h) })
+			var reached []string
+			if hosts == nil {
+				reached = append(slices.Clone(resp.GetReachableServers()), resp.GetReachableAgents()...)
+			} else {
+				for _, h := range resp.GetReachableAgents() {
+					if slices.Contains(hosts, h) {
+						reached = append(reached, h)
+					}
+				}
 			}
 			if len(reached) > 0 {
 				seeing = append(seeing, fmt.Sprintf("%s reaches %s", srv.ID, strings.Join(reached, ", ")))

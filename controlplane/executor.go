@@ -151,7 +151,7 @@ func (e *executor) schedule(ex *structs.Execution) (ready []int, finished bool) 
 	for i, st := range ex.Plan.Steps {
 		index[st.ID] = i
 	}
-	dead := deadSteps(ex, stopping)
+	dead := deadSteps(ex, index, stopping)
 	settled := e.forwardSettledLocked(ex)
 	active := len(e.inFlight)
 	for i, st := range ex.Plan.Steps {
@@ -239,12 +239,10 @@ func activated(ex *structs.Execution) bool {
 // without stopping, or when none of the stops they undo ever started.
 // Nothing else is dead: a dependency that failed with on_failure = abort
 // already means stopping.
-func deadSteps(ex *structs.Execution, stopping bool) map[int]bool {
+func deadSteps(ex *structs.Execution, index map[string]int, stopping bool) map[int]bool {
 	dead := map[int]bool{}
 	up := activated(ex)
-	index := map[string]int{}
 	for i, st := range ex.Plan.Steps {
-		index[st.ID] = i
 		if ex.Steps[i].State == structs.StepPending && stopping && !st.Always && !st.Rollback {
 			dead[i] = true
 		}
