@@ -42,6 +42,14 @@ import (
 //	s/fault-to-last-old-write
 //	                   (partition) the cut to the last write the partitioned
 //	                   primary acknowledged, before its agent fenced it
+//	s/client-outage    (automatic failovers) what a client of the load
+//	                   balancer saw: its last write acknowledged by the old
+//	                   primary to its first one acknowledged by the new one.
+//	                   The balancer is HAProxy on the ops host, checking
+//	                   GET /v1/role/postgres on both database hosts' agents
+//	                   every 300ms (fall 2, rise 2, sessions cut when a
+//	                   server is marked down); the client writes every 10ms
+//	s/fault-to-promoted the fault to the end of the promote step
 //
 // The instants come from the control plane's record; every process of a
 // deployment runs on this machine, on the test's clock.
@@ -105,6 +113,28 @@ func BenchmarkNetns_AutoFailover_SiteLoss(b *testing.B) {
 		r, h := checkHistory(t, d, c, "db-2", lossPromise(d, faultAt, faultEnd))
 		m.addAutomatic(t, d, ex, faultAt)
 		m.addLoss(h, r)
+		m.addClientOutage(t, h)
+	})
+}
+
+// BenchmarkNetns_AutoFailover_DatabaseHostLoss kills every process of
+// the primary database host alone (its agent and PostgreSQL), as
+// TestNetns_AutoFailover_PrimaryDatabaseHostLost does; the rest of the
+// primary site keeps running, and dr takes over by itself.
+func BenchmarkNetns_AutoFailover_DatabaseHostLoss(b *testing.B) {
+	benchmarkAutomatic(b, func(t testing.TB, m netnsMetrics, d *netns.Deployment, c *netns.Checker) {
+		faultAt := time.Now()
+		require.NoError(t, d.KillHost("db-1"))
+		faultEnd := time.Now()
+		ex := automaticExecution(t, d)
+		requirePromotedAfterLease(t, d, ex, faultEnd)
+		require.Equal(t, uint64(2), waitActive(t, d, "dr", 30*time.Second))
+		d.WaitForAcks(c, "dr", 100, time.Minute)
+
+		r, h := checkHistory(t, d, c, "db-2", lossPromise(d, faultAt, faultEnd))
+		m.addAutomatic(t, d, ex, faultAt)
+		m.addLoss(h, r)
+		m.addClientOutage(t, h)
 	})
 }
 
@@ -141,6 +171,7 @@ func BenchmarkNetns_AutoFailover_Partition(b *testing.B) {
 		last, ok := h.LastAck("primary")
 		require.True(t, ok)
 		m.add("s/fault-to-last-old-write", last.Done.Sub(faultAt).Seconds())
+		m.addClientOutage(t, h)
 	})
 }
 
@@ -166,7 +197,9 @@ func benchmarkAutomatic(b *testing.B, fault func(t testing.TB, m netnsMetrics, d
 		b.Run(lp.name, func(b *testing.B) {
 			benchmarkNetns(b, func(t testing.TB, m netnsMetrics) {
 				d := netns.NewDeployment(t, netns.Options{Bin: drplaneBin, Failover: automaticFailover(), LeaderIn: lp.sites})
-				c := d.StartChecker()
+				lb, err := d.StartHAProxy()
+				require.NoError(t, err)
+				c := d.StartCheckerBehind(lb)
 				d.WaitForAcks(c, "primary", 100, time.Minute)
 				// Nothing has failed yet: a change of leader now would be
 				// a finding of its own, and would mislabel the figures.
@@ -210,6 +243,25 @@ func (m netnsMetrics) addAutomatic(t testing.TB, d *netns.Deployment, ex *netns.
 	m.add("s/detect", tl.Started.Sub(tl.Triggered).Seconds())
 	m.add("s/fault-to-start", tl.Started.Sub(faultAt).Seconds())
 	m.add("s/fault-to-healthy", tl.Healthy.Sub(faultAt).Seconds())
+	var promoted *time.Time
+	for _, st := range ex.Steps {
+		if st.Action == "promote" && st.Ended != nil && (promoted == nil || st.Ended.After(*promoted)) {
+			promoted = st.Ended
+		}
+	}
+	require.NotNil(t, promoted, "execution %s: no promote step ended", ex.ID)
+	m.add("s/fault-to-promoted", promoted.Sub(faultAt).Seconds())
+}
+
+// addClientOutage adds the write outage the load balancer's client saw
+// across the failover from primary to dr.
+func (m netnsMetrics) addClientOutage(t testing.TB, h *netns.History) {
+	t.Helper()
+	lastOld, firstNew, err := h.ClientOutage("primary", "dr")
+	require.NoError(t, err)
+	t.Logf("client of the load balancer: last write acknowledged by the old primary %s, first by the new one %s: %s",
+		clockOf(lastOld.Done), clockOf(firstNew.Done), firstNew.Done.Sub(lastOld.Done).Round(time.Millisecond))
+	m.add("s/client-outage", firstNew.Done.Sub(lastOld.Done).Seconds())
 }
 
 // addLoss adds the acknowledged rows missing at the end and the span of

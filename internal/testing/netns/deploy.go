@@ -66,6 +66,7 @@ type Deployment struct {
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 	tls   *tlsutil.Material
+	lb    *HAProxy
 }
 
 // DataSites are the sites that run services, and their hosts.
@@ -874,13 +875,25 @@ func (d *Deployment) Rows(ctx context.Context, host string) (map[int64]bool, err
 // status; it is stopped at cleanup if the test does not stop it.
 func (d *Deployment) StartChecker() *Checker {
 	d.t.Helper()
+	return d.startChecker(nil)
+}
+
+// StartCheckerBehind starts a history checker as StartChecker does, with
+// a third writer going through the load balancer lb.
+func (d *Deployment) StartCheckerBehind(lb *HAProxy) *Checker {
+	d.t.Helper()
+	return d.startChecker(&ProxyTarget{Addr: lb.Addr, From: lb.From})
+}
+
+func (d *Deployment) startChecker(proxy *ProxyTarget) *Checker {
+	d.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var targets []Target
 	for _, site := range []string{"primary", "dr"} {
 		targets = append(targets, Target{Site: site, DB: d.PG[DataSites[site].DB], From: d.Topo.Host(DataSites[site].App)})
 	}
-	c, err := StartChecker(ctx, CheckerConfig{Targets: targets, Status: d.EpochAndSite})
+	c, err := StartChecker(ctx, CheckerConfig{Targets: targets, Status: d.EpochAndSite, Proxy: proxy})
 	if err != nil {
 		d.t.Fatalf("netns: %v", err)
 	}
@@ -914,6 +927,12 @@ func (d *Deployment) LogTails() {
 		if p := d.PG[h]; p != nil {
 			d.t.Logf("--- end of PostgreSQL %s log %s ---\n%s", h, p.LogFile, devcluster.Tail(p.LogFile, 6<<10))
 		}
+	}
+	d.mu.Lock()
+	lb := d.lb
+	d.mu.Unlock()
+	if lb != nil {
+		d.t.Logf("--- end of HAProxy log %s ---\n%s", lb.LogFile, devcluster.Tail(lb.LogFile, 6<<10))
 	}
 }
 

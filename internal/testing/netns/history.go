@@ -55,13 +55,39 @@ func (o Outcome) String() string {
 	return "?"
 }
 
-// Op is one write of the history.
-type Op struct {
-	ID int64
+// Writer is one of the checker's clients.
+type Writer int
+
+const (
+	// Active writes go to the database of the site the control plane
+	// last said is active.
+	Active Writer = iota
 	// Adversarial writes go to the data site the client believes is not
 	// active: the old primary's address after a failover.
-	Adversarial bool
-	// Site is the site whose database the write was sent to.
+	Adversarial
+	// Proxied writes go through the load balancer, wherever it routes
+	// them, as an application that knows only its address.
+	Proxied
+)
+
+func (w Writer) String() string {
+	switch w {
+	case Active:
+		return "active"
+	case Adversarial:
+		return "adversarial"
+	case Proxied:
+		return "proxied"
+	}
+	return "?"
+}
+
+// Op is one write of the history.
+type Op struct {
+	ID     int64
+	Writer Writer
+	// Site is the site whose database the write was sent to; "" for a
+	// proxied write.
 	Site string
 	// BelievedEpoch and BelievedSite are the control plane's answer the
 	// client acted on.
@@ -76,8 +102,12 @@ type Op struct {
 }
 
 func (op Op) String() string {
+	to := op.Site
+	if op.Writer == Proxied {
+		to = "the load balancer"
+	}
 	s := fmt.Sprintf("#%d %s to %s (believed epoch %d, %s active) %s..%s %s",
-		op.ID, writerName(op.Adversarial), op.Site, op.BelievedEpoch, op.BelievedSite,
+		op.ID, op.Writer, to, op.BelievedEpoch, op.BelievedSite,
 		op.Sent.Format("15:04:05.000"), op.Done.Format("15:04:05.000"), op.Outcome)
 	if op.Outcome == Acked {
 		s += " by " + op.Server + " (" + op.ServerSite + ")"
@@ -86,13 +116,6 @@ func (op Op) String() string {
 		s += ": " + op.Err
 	}
 	return s
-}
-
-func writerName(adversarial bool) string {
-	if adversarial {
-		return "adversarial"
-	}
-	return "active"
 }
 
 // Poll is one successful answer of the control plane: the epoch and
@@ -126,13 +149,23 @@ type CheckerConfig struct {
 	AdversarialEvery time.Duration
 	// Timeout bounds one write, connecting included; default 2s.
 	Timeout time.Duration
+	// Proxy, when set, adds a writer that writes every WriteEvery through
+	// this load balancer (the address, and the host connecting to it).
+	Proxy *ProxyTarget
+}
+
+// ProxyTarget is a load balancer in front of the data sites' databases.
+type ProxyTarget struct {
+	Addr string
+	From *Host
 }
 
 // Checker is a Jepsen-style client. An active writer inserts uniquely
 // numbered rows into the database of whichever site the control plane
 // last said is active; an adversarial writer inserts into the other data
 // site's database, as a client with a stale view (or an application left
-// behind in a partitioned site) would. Every write records the epoch and
+// behind in a partitioned site) would; a proxied writer, when there is a
+// load balancer, writes through it. Every write records the epoch and
 // site the client believed in, its interval and its outcome, and which
 // server acknowledged it.
 type Checker struct {
@@ -182,8 +215,12 @@ func StartChecker(ctx context.Context, cfg CheckerConfig) (*Checker, error) {
 		}
 	}
 	c.wg.Add(2)
-	go c.writer(runCtx, false, cfg.WriteEvery)
-	go c.writer(runCtx, true, cfg.AdversarialEvery)
+	go c.writer(runCtx, Active, cfg.WriteEvery)
+	go c.writer(runCtx, Adversarial, cfg.AdversarialEvery)
+	if cfg.Proxy != nil {
+		c.wg.Add(1)
+		go c.writer(runCtx, Proxied, cfg.WriteEvery)
+	}
 	return c, nil
 }
 
@@ -240,7 +277,7 @@ func (c *Checker) PauseAdversarial() { c.advPaused.Store(true) }
 // ResumeAdversarial restarts the adversarial writer.
 func (c *Checker) ResumeAdversarial() { c.advPaused.Store(false) }
 
-func (c *Checker) writer(ctx context.Context, adversarial bool, every time.Duration) {
+func (c *Checker) writer(ctx context.Context, w Writer, every time.Duration) {
 	defer c.wg.Done()
 	conns := map[string]*pgx.Conn{}
 	defer func() {
@@ -256,29 +293,36 @@ func (c *Checker) writer(ctx context.Context, adversarial bool, every time.Durat
 			return
 		case <-t.C:
 		}
-		if adversarial && c.advPaused.Load() {
+		if w == Adversarial && c.advPaused.Load() {
 			continue
 		}
 		b := c.belief.Load()
 		site := b.Active
-		if adversarial {
+		switch w {
+		case Adversarial:
 			site = ""
 			for s := range c.bySite {
 				if s != b.Active {
 					site = s
 				}
 			}
+		case Proxied:
+			site = ""
 		}
 		tg, ok := c.bySite[site]
-		if !ok {
+		if !ok && w != Proxied {
 			continue // the control plane names a site without a database
 		}
-		op := Op{ID: c.nextID.Add(1), Adversarial: adversarial, Site: site, BelievedEpoch: b.Epoch, BelievedSite: b.Active, Sent: time.Now()}
+		op := Op{ID: c.nextID.Add(1), Writer: w, Site: site, BelievedEpoch: b.Epoch, BelievedSite: b.Active, Sent: time.Now()}
 		wctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 		conn := conns[site]
 		var err error
 		if conn == nil {
-			conn, err = tg.DB.Connect(wctx, tg.From)
+			if w == Proxied {
+				conn, err = connectPG(wctx, c.cfg.Proxy.Addr, c.cfg.Proxy.From)
+			} else {
+				conn, err = tg.DB.Connect(wctx, tg.From)
+			}
 			if err == nil {
 				conns[site] = conn
 			}
@@ -287,7 +331,7 @@ func (c *Checker) writer(ctx context.Context, adversarial bool, every time.Durat
 			// Nothing was sent: the row cannot exist.
 			op.Outcome, op.Err = Failed, "connect: "+err.Error()
 		} else {
-			err = conn.QueryRow(wctx, insertSQL, op.ID, int64(b.Epoch), b.Active, writerName(adversarial)).Scan(&op.Server)
+			err = conn.QueryRow(wctx, insertSQL, op.ID, int64(b.Epoch), b.Active, w.String()).Scan(&op.Server)
 			op.Outcome, op.Err = classify(err)
 			if op.Outcome == Acked {
 				op.ServerSite = c.siteOfIP[op.Server]
@@ -551,4 +595,29 @@ func (h *History) Check(present map[int64]bool, promise Promise) Result {
 
 func (p Promise) covers(op Op) bool {
 	return p.LossSite != "" && op.ServerSite == p.LossSite && !op.Done.Before(p.LossFrom) && !op.Sent.After(p.LossUntil)
+}
+
+// ClientOutage is the write outage a client of the load balancer saw
+// across a failover: from its last write acknowledged by from's database
+// to its first one acknowledged by to's database after that.
+func (h *History) ClientOutage(from, to string) (lastOld, firstNew Op, err error) {
+	found := false
+	for _, op := range h.Ops {
+		if op.Writer == Proxied && op.Outcome == Acked && op.ServerSite == from && (!found || op.Done.After(lastOld.Done)) {
+			lastOld, found = op, true
+		}
+	}
+	if !found {
+		return Op{}, Op{}, fmt.Errorf("no write through the load balancer was acknowledged by %s", from)
+	}
+	found = false
+	for _, op := range h.Ops {
+		if op.Writer == Proxied && op.Outcome == Acked && op.ServerSite == to && op.Done.After(lastOld.Done) && (!found || op.Done.Before(firstNew.Done)) {
+			firstNew, found = op, true
+		}
+	}
+	if !found {
+		return lastOld, Op{}, fmt.Errorf("no write through the load balancer was acknowledged by %s after %s", to, lastOld)
+	}
+	return lastOld, firstNew, nil
 }

@@ -71,7 +71,7 @@ func TestHistory_Check(t *testing.T) {
 		{
 			name: "clean switchover",
 			ops: []Op{acked(1, "primary", 200, 210), acked(2, "primary", 950, 1050), acked(3, "dr", 1500, 1510),
-				{ID: 4, Site: "dr", Sent: at(300), Done: at(310), Outcome: Failed, Adversarial: true}},
+				{ID: 4, Site: "dr", Sent: at(300), Done: at(310), Outcome: Failed, Writer: Adversarial}},
 			present: []int64{1, 2, 3},
 			check: func(t *testing.T, r Result) {
 				require.True(t, r.OK(), r.String())
@@ -170,4 +170,26 @@ func TestClassify(t *testing.T) {
 			require.Equal(t, tc.want, got)
 		})
 	}
+}
+
+func TestHistory_ClientOutage(t *testing.T) {
+	proxied := func(op Op) Op { op.Writer, op.Site = Proxied, ""; return op }
+	h := &History{Ops: []Op{
+		proxied(acked(1, "primary", 100, 110)),
+		proxied(acked(2, "primary", 200, 210)),
+		acked(3, "primary", 250, 260), // not through the load balancer
+		{ID: 4, Writer: Proxied, Sent: at(300), Done: at(2300), Outcome: Unknown},
+		proxied(acked(5, "dr", 2400, 2450)),
+		proxied(acked(6, "dr", 2500, 2510)),
+	}}
+	lastOld, firstNew, err := h.ClientOutage("primary", "dr")
+	require.NoError(t, err)
+	require.Equal(t, int64(2), lastOld.ID)
+	require.Equal(t, int64(5), firstNew.ID)
+	require.Equal(t, 2240*time.Millisecond, firstNew.Done.Sub(lastOld.Done))
+
+	_, _, err = (&History{Ops: h.Ops[:4]}).ClientOutage("primary", "dr")
+	require.ErrorContains(t, err, "by dr after")
+	_, _, err = h.ClientOutage("dr", "primary")
+	require.ErrorContains(t, err, "by primary after")
 }

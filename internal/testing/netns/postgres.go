@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -152,8 +153,18 @@ func (p *Postgres) PostmasterPID() int {
 // Connect opens a connection to the server from host from, over the
 // topology (TCP to the server's address).
 func (p *Postgres) Connect(ctx context.Context, from *Host) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=postgres application_name=netns connect_timeout=5",
-		p.Host.IP, p.Port, PGUser))
+	return connectPG(ctx, p.Addr(), from)
+}
+
+// connectPG connects to the PostgreSQL server (or proxy) at addr from
+// the host from, as the harness's database user.
+func connectPG(ctx context.Context, addr string, from *Host) (*pgx.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%s user=%s dbname=postgres application_name=netns connect_timeout=5",
+		host, port, PGUser))
 	if err != nil {
 		return nil, err
 	}
