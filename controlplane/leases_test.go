@@ -7,6 +7,7 @@ import (
 
 	"github.com/drplane/drplane/internal/clock"
 	"github.com/drplane/drplane/internal/config"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"
 )
 
@@ -230,87 +231,127 @@ func TestLeaseTable_InFlightRenewalCounts(t *testing.T) {
 }
 
 // TestRenewalGate: a probe renews unless the newest probe that ended went
-// unanswered; a late end of an older probe changes nothing.
+// unanswered, anchored on that probe when its agent said it honours
+// anchors; a late end of an older probe changes nothing.
 func TestRenewalGate(t *testing.T) {
 	type end struct {
-		sent   time.Duration
-		missed bool
+		id      uint64
+		sent    time.Duration
+		missed  bool
+		anchors bool
 	}
+	unanchored := renewal{renew: true}
 	cases := []struct {
 		name string
 		ends []end
-		want bool
+		want renewal
 	}{
-		{"nothing ended yet", nil, true},
-		{"answered", []end{{0, false}}, true},
-		{"unanswered", []end{{0, false}, {500 * time.Millisecond, true}}, false},
-		{"answered again after a miss", []end{{0, true}, {500 * time.Millisecond, false}}, true},
-		{"an older probe answering late does not undo a newer miss", []end{{time.Second, true}, {500 * time.Millisecond, false}}, false},
-		{"an older probe failing late does not undo a newer answer", []end{{time.Second, false}, {500 * time.Millisecond, true}}, true},
+		{"nothing ended yet", nil, unanchored},
+		{"answered", []end{{1, 0, false, false}}, unanchored},
+		{"answered by an agent that anchors", []end{{1, 0, false, true}},
+			renewal{renew: true, anchor: 1, anchorAnswered: at(10 * time.Millisecond)}},
+		{"unanswered", []end{{1, 0, false, true}, {2, 500 * time.Millisecond, true, false}}, renewal{}},
+		{"answered again after a miss", []end{{1, 0, true, false}, {2, 500 * time.Millisecond, false, true}},
+			renewal{renew: true, anchor: 2, anchorAnswered: at(510 * time.Millisecond)}},
+		{"an older probe answering late does not undo a newer miss", []end{{2, time.Second, true, false}, {1, 500 * time.Millisecond, false, true}}, renewal{}},
+		{"an older probe failing late does not undo a newer answer", []end{{2, time.Second, false, true}, {1, 500 * time.Millisecond, true, false}},
+			renewal{renew: true, anchor: 2, anchorAnswered: at(time.Second + 10*time.Millisecond)}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var g renewalGate
 			for _, e := range tc.ends {
-				var err error
+				r := probeResult{probeID: e.id, sentAt: at(e.sent)}
 				if e.missed {
-					err = context.DeadlineExceeded
+					r.err = context.DeadlineExceeded
+				} else {
+					r.answeredAt, r.resp = at(e.sent+10*time.Millisecond), &pb.ProbeResponse{LeaseAnchors: e.anchors}
 				}
-				g.ended(at(e.sent), err)
+				g.ended(r)
 			}
-			g.ended(time.Time{}, context.Canceled) // no probe sent: no news
+			g.ended(probeResult{err: context.Canceled}) // no probe sent: no news
 			require.Equal(t, tc.want, g.next())
 		})
 	}
 }
 
 // TestLeaseTable_SilentHost_LeaseLapsesBeforeDetection runs a probe loop's
-// renewals in virtual time against a host that answers until 100ms and
-// then goes silent: probes every 500ms, each failing at its 1s deadline.
-// Only the probes sent before the first failure came back renew, so the
-// host's bound stops at the last of them (sent at 1s: 1s + 1s deadline +
-// 3s ttl + 500ms skew = 5.5s) and has lapsed by the time the detector
-// gives the host up (first miss at 500ms + failover_timeout 5s): the
-// failover's lease-wait is zero. Had every probe renewed, as before, the
-// bound would run 4.5s past the last probe sent, whenever that is.
+// renewals in virtual time, 10s into a term, against a host that answers
+// the probe sent at 0 (10ms later) and then goes silent: probes every 500ms, each failing at
+// its 1s deadline. Only probes sent before the first failure came back
+// renew. For an agent that honours anchors they are anchored on the probe
+// answered at 10ms, so the bound is that answer + 3s ttl + 500ms skew =
+// 3.51s, known before they are sent. For one that does not, each may land
+// as late as its deadline, so the bound stops at the last of them (sent at
+// 1s: 1s + 1s deadline + 3s ttl + 500ms skew = 5.5s). Either way it has
+// lapsed by the time the detector gives the host up (first miss at 500ms
+// + failover_timeout 5s): the failover's lease-wait is zero. Had every
+// probe renewed unanchored, as before, the bound would run 4.5s past the
+// last probe sent, whenever that is.
 func TestLeaseTable_SilentHost_LeaseLapsesBeforeDetection(t *testing.T) {
-	f := leaseTimings()
-	f.FailoverTimeout = 5 * time.Second
-	l, clk := newTestLeaseTable(f)
-	var gate renewalGate
-	l.answered("db-1", at(0))
-	gate.ended(at(0), nil)
-	type probe struct {
-		sent  time.Time
-		renew bool
+	cases := []struct {
+		name    string
+		anchors bool
+		want    time.Duration
+	}{
+		{"anchored", true, 3510 * time.Millisecond},
+		{"unanchored", false, 5500 * time.Millisecond},
 	}
-	var inflight []probe
-	var firstMiss time.Time
-	for now := f.ProbeInterval; now <= 8*time.Second; now += f.ProbeInterval {
-		clk.Advance(at(now).Sub(clk.Now()))
-		// Probes whose deadline passed end unanswered, oldest first.
-		for len(inflight) > 0 && !inflight[0].sent.Add(f.ProbeTimeout).After(clk.Now()) {
-			p := inflight[0]
-			inflight = inflight[1:]
-			if p.renew {
-				l.unanswered("db-1", p.sent)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := leaseTimings()
+			f.FailoverTimeout = 5 * time.Second
+			l, clk := newTestLeaseTable(f)
+			// Well into the term: the election's own bound is long past.
+			clk.Advance(10 * time.Second)
+			base := clk.Now()
+			at := func(d time.Duration) time.Time { return base.Add(d) }
+			var gate renewalGate
+			first := probeResult{probeID: 1, sentAt: at(0), answeredAt: at(10 * time.Millisecond), resp: &pb.ProbeResponse{LeaseAnchors: tc.anchors}}
+			l.answered("db-1", first.answeredAt)
+			gate.ended(first)
+			type probe struct {
+				id    uint64
+				sent  time.Time
+				renew renewal
 			}
-			gate.ended(p.sent, context.DeadlineExceeded)
-			if firstMiss.IsZero() {
-				firstMiss = p.sent
+			var inflight []probe
+			var firstMiss time.Time
+			id := first.probeID
+			for now := f.ProbeInterval; now <= 8*time.Second; now += f.ProbeInterval {
+				clk.Advance(at(now).Sub(clk.Now()))
+				// Probes whose deadline passed end unanswered, oldest first.
+				for len(inflight) > 0 && !inflight[0].sent.Add(f.ProbeTimeout).After(clk.Now()) {
+					p := inflight[0]
+					inflight = inflight[1:]
+					if p.renew.renew && p.renew.anchor == 0 {
+						l.unanswered("db-1", p.sent)
+					}
+					gate.ended(probeResult{probeID: p.id, sentAt: p.sent, err: context.DeadlineExceeded})
+					if firstMiss.IsZero() {
+						firstMiss = p.sent
+					}
+				}
+				id++
+				p := probe{id: id, sent: clk.Now(), renew: gate.next()}
+				if p.renew.anchor != 0 {
+					// What probeAgent counts before sending it.
+					require.Equal(t, first.probeID, p.renew.anchor)
+					l.answered("db-1", p.renew.anchorAnswered)
+				}
+				inflight = append(inflight, p)
 			}
-		}
-		inflight = append(inflight, probe{sent: clk.Now(), renew: gate.next()})
+			require.Equal(t, at(500*time.Millisecond), firstMiss)
+			require.Equal(t, at(tc.want), l.hostUntil("db-1"), "the bound stops at the last renewal")
+			detected := firstMiss.Add(f.FailoverTimeout)
+			require.False(t, l.hostUntil("db-1").After(detected), "the lease lapses no later than the detector gives the host up")
+			renewing := 0
+			for _, p := range inflight {
+				if p.renew.renew {
+					renewing++
+				}
+			}
+			require.Zero(t, renewing, "no probe in flight renews")
+		})
 	}
-	require.Equal(t, at(500*time.Millisecond), firstMiss)
-	require.Equal(t, at(5500*time.Millisecond), l.hostUntil("db-1"), "the bound stops at the last renewing probe, sent at 1s")
-	detected := firstMiss.Add(f.FailoverTimeout)
-	require.False(t, l.hostUntil("db-1").After(detected), "the lease lapses no later than the detector gives the host up")
-	renewing := 0
-	for _, p := range inflight {
-		if p.renew {
-			renewing++
-		}
-	}
-	require.Zero(t, renewing, "no probe in flight renews")
 }

@@ -16,6 +16,8 @@ import (
 
 // probeResult is the leader's latest observation of one agent.
 type probeResult struct {
+	// probeID is the probe's ProbeRequest.probe_id.
+	probeID    uint64
 	sentAt     time.Time
 	answeredAt time.Time // zero when the last probe failed
 	resp       *pb.ProbeResponse
@@ -169,9 +171,8 @@ type probeConn struct {
 
 // probeDone is the end of one probe.
 type probeDone struct {
-	pc     *probeConn
-	sentAt time.Time
-	err    error
+	pc  *probeConn
+	res probeResult
 	// ready is whether the connection was up when the probe was sent.
 	ready bool
 }
@@ -201,7 +202,7 @@ func (s *Server) probeLoop(ctx context.Context, hostID, addr string, rs *restart
 	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	var renewal renewalGate
+	var gate renewalGate
 	for {
 		select {
 		case <-ctx.Done():
@@ -209,17 +210,17 @@ func (s *Server) probeLoop(ctx context.Context, hostID, addr string, rs *restart
 		case d := <-done:
 			inflight--
 			d.pc.busy = false
-			renewal.ended(d.sentAt, d.err)
+			gate.ended(d.res)
 			if d.pc != cur {
 				_ = d.pc.cc.Close()
 				continue
 			}
-			if d.err != nil && d.ready && connBroken(d.err) {
+			if d.res.err != nil && d.ready && connBroken(d.res.err) {
 				_ = cur.cc.Close()
 				cur = nil
 				// Try again on a new connection soon, but not in a
 				// tight loop against a host that refuses connections.
-				timer.Reset(time.Until(d.sentAt.Add(f.ProbeInterval / 4)))
+				timer.Reset(time.Until(d.res.sentAt.Add(f.ProbeInterval / 4)))
 			}
 			continue
 		case <-timer.C:
@@ -250,35 +251,57 @@ func (s *Server) probeLoop(ctx context.Context, hostID, addr string, rs *restart
 		}
 		cur.busy = true
 		inflight++
-		go func(pc *probeConn, renew bool) {
+		go func(pc *probeConn, r renewal) {
 			ready := pc.cc.GetState() == connectivity.Ready
-			sentAt, err := s.probeOnce(ctx, pc.cc, hostID, rs, renew)
-			done <- probeDone{pc: pc, sentAt: sentAt, err: err, ready: ready}
-		}(cur, renewal.next())
+			res := s.probeOnce(ctx, pc.cc, hostID, rs, r)
+			done <- probeDone{pc: pc, res: res, ready: ready}
+		}(cur, gate.next())
 		timer.Reset(f.ProbeInterval)
 	}
 }
 
-// renewalGate decides whether a probe loop's next probe renews the lease:
-// not when the newest probe that ended (by send time) went unanswered, so
-// that a silent host's lease bound stops growing at its first miss (see
-// probeAgent). A probe merely slow to answer changes nothing: a host that
-// answers late still answers, and keeps its lease.
-type renewalGate struct {
-	missed  bool
-	lastEnd time.Time
+// renewal is what a probe grants: nothing, a lease counted from the
+// agent's receipt of the probe itself (unanchored), or one counted from
+// its receipt of an earlier probe whose answer came back (anchored).
+type renewal struct {
+	renew bool
+	// anchor is the probe_id of the anchoring probe and anchorAnswered
+	// the arrival of its answer; zero for an unanchored renewal.
+	anchor         uint64
+	anchorAnswered time.Time
 }
 
-// ended records the end of the probe sent at sentAt (zero: none was sent).
-func (g *renewalGate) ended(sentAt time.Time, err error) {
-	if sentAt.IsZero() || sentAt.Before(g.lastEnd) {
+// renewalGate decides what a probe loop's next probe renews: nothing when
+// the newest probe that ended (by send time) went unanswered, so that a
+// silent host's lease bound stops growing at its first miss (see
+// probeAgent); otherwise a lease anchored on that answered probe when its
+// agent said it honours anchors, or else an unanchored one. A probe
+// merely slow to answer changes nothing: a host that answers late still
+// answers, and keeps its lease.
+type renewalGate struct {
+	last probeResult
+}
+
+// ended records the end of a probe (a zero sentAt: none was sent).
+func (g *renewalGate) ended(r probeResult) {
+	if r.sentAt.IsZero() || r.sentAt.Before(g.last.sentAt) {
 		return
 	}
-	g.lastEnd, g.missed = sentAt, err != nil
+	g.last = r
 }
 
-// next reports whether the next probe renews.
-func (g *renewalGate) next() bool { return !g.missed }
+// next returns what the next probe renews.
+func (g *renewalGate) next() renewal {
+	switch {
+	case g.last.sentAt.IsZero():
+		return renewal{renew: true}
+	case g.last.err != nil:
+		return renewal{}
+	case g.last.resp.GetLeaseAnchors() && g.last.probeID != 0:
+		return renewal{renew: true, anchor: g.last.probeID, anchorAnswered: g.last.answeredAt}
+	}
+	return renewal{renew: true}
+}
 
 // connBroken reports whether a failed probe says its connection is of no
 // more use; an answer refusing the probe (a stale epoch, say) does not.
@@ -291,48 +314,61 @@ func connBroken(err error) bool {
 }
 
 // probeOnce confirms this server still leads and probes hostID once over
-// cc, renewing its lease when renew is set, then restarts in place what
-// the answer shows fenced by a lapsed lease, if anything. It returns when
-// the probe was sent (zero when none was) and why it failed.
-func (s *Server) probeOnce(ctx context.Context, cc *grpc.ClientConn, hostID string, rs *restarter, renew bool) (time.Time, error) {
+// cc, renewing its lease as r says, then restarts in place what the
+// answer shows fenced by a lapsed lease, if anything. It returns the
+// probe's result (a zero sentAt when none was sent).
+func (s *Server) probeOnce(ctx context.Context, cc *grpc.ClientConn, hostID string, rs *restarter, r renewal) probeResult {
 	// Renew only while still leader: a deposed leader that kept renewing
 	// would keep a fenced site's lease alive (invariant 4).
 	if err := s.verifyLeader(ctx); err != nil {
 		s.logger.Warn("not renewing lease: leadership not confirmed", "host_id", hostID, "error", err)
-		return time.Time{}, nil
+		return probeResult{}
 	}
 	v := s.fsm.view()
 	for _, a := range v.Agents {
 		if a.HostID == hostID {
-			res := s.probeAgent(ctx, cc, a, v.Agents, v.Epoch, v.ActiveSite, renew)
+			res := s.probeAgent(ctx, cc, a, v.Agents, v.Epoch, v.ActiveSite, r)
 			if res.err == nil {
 				s.restartFencedInPlace(ctx, rs, a, res.resp, v.Epoch, v.ActiveSite)
 			}
-			return res.sentAt, res.err
+			return res
 		}
 	}
-	return time.Time{}, nil
+	return probeResult{}
 }
 
 // probeAgent sends one probe and records what came back: the observation
-// in the probe table and, for an agent of the active site when renew is
-// set, the renewal in the lease table (invariant 4). A probe that follows
-// an unanswered one carries no renewal (lease_ttl_ms 0): the agent still
-// learns the epoch and the active site and answers, and the probe after
-// an answer renews again. A host that went silent thus holds at most the
-// lease of the probe that first went unanswered, and its lease lapses
-// while the detector still waits out failover_timeout, instead of after.
-func (s *Server) probeAgent(ctx context.Context, cc *grpc.ClientConn, a structs.Agent, agents []structs.Agent, epoch uint64, activeSite string, renew bool) probeResult {
+// in the probe table and, for an agent of the active site when r renews,
+// the renewal in the lease table (invariant 4).
+//
+// A probe that follows an unanswered one carries no renewal (lease_ttl_ms
+// 0): the agent still learns the epoch and the active site and answers,
+// and the probe after an answer renews again. An anchored renewal runs
+// from the agent's receipt of the answered probe it names, so the leader
+// counts it from that answer's arrival, a bound it knows before sending;
+// an unanchored one (an agent that does not anchor, or the first probe of
+// a term) may land as late as the RPC deadline. A host that went silent
+// thus holds at most the lease of its last answered probe, or of the
+// first unanswered one, and its lease lapses while the detector still
+// waits out failover_timeout, instead of after.
+func (s *Server) probeAgent(ctx context.Context, cc *grpc.ClientConn, a structs.Agent, agents []structs.Agent, epoch uint64, activeSite string, r renewal) probeResult {
 	f := s.config.Failover
-	renews := a.Site == activeSite && renew
+	renews := a.Site == activeSite && r.renew
+	anchored := renews && r.anchor != 0
 	ttl := f.LeaseTTL
-	if a.Site == activeSite && !renew {
+	if a.Site == activeSite && !r.renew {
 		ttl = 0
 	}
 	req := &pb.ProbeRequest{Epoch: epoch, LeaderId: s.config.NodeID, ActiveSite: activeSite, LeaseTtlMs: uint64(ttl.Milliseconds()),
-		SyncSources: syncSources(a, agents, activeSite)}
-	res := probeResult{sentAt: s.clock.Now()}
-	if renews {
+		SyncSources: syncSources(a, agents, activeSite), ProbeId: s.probeIDs.Add(1)}
+	res := probeResult{probeID: req.ProbeId, sentAt: s.clock.Now()}
+	switch {
+	case anchored:
+		// Counted before sending: the agent received the anchoring probe
+		// before its answer arrived here.
+		req.LeaseAnchor = r.anchor
+		s.leases.answered(a.HostID, r.anchorAnswered)
+	case renews:
 		// Counted from now: the renewal may land before the answer.
 		defer s.leases.sending(a.HostID, res.sentAt)()
 	}
@@ -342,7 +378,7 @@ func (s *Server) probeAgent(ctx context.Context, cc *grpc.ClientConn, a structs.
 	if res.err != nil && ctx.Err() != nil {
 		// The term or the loop ended, not the agent's answer: no
 		// observation, but the renewal may still have landed.
-		if renews {
+		if renews && !anchored {
 			s.leases.unanswered(a.HostID, res.sentAt)
 		}
 		return res
@@ -356,7 +392,7 @@ func (s *Server) probeAgent(ctx context.Context, cc *grpc.ClientConn, a structs.
 	} else {
 		s.logger.Debug("probe failed", "host_id", a.HostID, "error", res.err)
 	}
-	if renews {
+	if renews && !anchored {
 		s.recordRenewal(a.HostID, res)
 	}
 	s.probes.put(a.HostID, res)

@@ -127,6 +127,9 @@ func TestProber_RecordsRenewalsInLeaseTable(t *testing.T) {
 		want    time.Time
 		answers bool
 		noRenew bool
+		// anchorAnswered, when set, anchors the renewal on a probe
+		// answered then.
+		anchorAnswered time.Time
 	}{
 		{name: "answered: answer + ttl + skew", addr: addr, site: "primary", answers: true,
 			want: now.Add(f.LeaseTTL + f.ClockSkewMargin)},
@@ -134,6 +137,10 @@ func TestProber_RecordsRenewalsInLeaseTable(t *testing.T) {
 			want: now.Add(f.ProbeTimeout + f.LeaseTTL + f.ClockSkewMargin)},
 		{name: "cut short by the end of the term: as unanswered", addr: addr, site: "primary", cancel: true,
 			want: now.Add(f.ProbeTimeout + f.LeaseTTL + f.ClockSkewMargin)},
+		{name: "anchored, answered: the anchor's answer + ttl + skew", addr: addr, site: "primary", answers: true,
+			anchorAnswered: now.Add(-200 * time.Millisecond), want: now.Add(-200*time.Millisecond + f.LeaseTTL + f.ClockSkewMargin)},
+		{name: "anchored, unanswered: the same, never the RPC deadline", addr: "127.0.0.1:1", site: "primary",
+			anchorAnswered: now.Add(-200 * time.Millisecond), want: now.Add(-200*time.Millisecond + f.LeaseTTL + f.ClockSkewMargin)},
 		{name: "outside the active site: no renewal", addr: addr, site: "dr", answers: true, want: floor},
 		{name: "after an unanswered probe: answered, no renewal", addr: addr, site: "primary", noRenew: true, answers: true, want: floor},
 		{name: "after an unanswered probe: unanswered, no renewal", addr: "127.0.0.1:1", site: "primary", noRenew: true, want: floor},
@@ -153,7 +160,11 @@ func TestProber_RecordsRenewalsInLeaseTable(t *testing.T) {
 			}
 			defer cancel()
 			a := structs.Agent{HostID: "db-1", Site: tc.site, Address: tc.addr}
-			res := s.probeAgent(ctx, dial(t, tc.addr), a, []structs.Agent{a}, 1, "primary", !tc.noRenew)
+			r := renewal{renew: !tc.noRenew}
+			if !tc.anchorAnswered.IsZero() {
+				r.anchor, r.anchorAnswered = 1, tc.anchorAnswered
+			}
+			res := s.probeAgent(ctx, dial(t, tc.addr), a, []structs.Agent{a}, 1, "primary", r)
 			require.Equal(t, tc.answers, res.err == nil, "probe error: %v", res.err)
 			require.Equal(t, tc.want, s.leases.hostUntil("db-1"))
 			_, observed := s.probes.get("db-1")

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/drplane/drplane/internal/clock"
@@ -81,6 +82,8 @@ type Server struct {
 	// leases counts the leases this leader may have granted (invariant 4);
 	// memory only, one term at a time.
 	leases *leaseTable
+	// probeIDs numbers this process's probes (ProbeRequest.probe_id).
+	probeIDs atomic.Uint64
 	// progress is the latest progress line of each running step.
 	progress *progressTable
 	// detector judges the active site after each probe round.

@@ -74,6 +74,7 @@ type Agent struct {
 	leaseRecordMu sync.Mutex
 	leaseRecorded time.Time
 	lease         *lease
+	probeReceipts probeReceipts
 	guard         *guardClient // nil without a lease guard; the fencer's alone
 	services      map[string]*service
 	order         []string // services in config order

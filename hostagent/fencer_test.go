@@ -63,3 +63,48 @@ func TestAgent_Fencer_FencesAtTheGrantedDeadline(t *testing.T) {
 	require.Contains(t, f.reason, "lease expired")
 	require.Equal(t, pb.FenceCause_FENCE_CAUSE_LEASE_LAPSED, f.cause)
 }
+
+// TestAgent_AnchoredRenewal_RunsFromTheAnchorsArrival: a renewal anchored
+// on an earlier probe runs lease_ttl from that probe's arrival, however
+// late the renewal itself arrives, since the leader counts it from the
+// anchor's answer (invariant 4); one anchored on a probe the agent does
+// not remember (of another leader, or before a restart) renews nothing.
+func TestAgent_AnchoredRenewal_RunsFromTheAnchorsArrival(t *testing.T) {
+	ctx := ctxT(t)
+	clk := clock.NewFake(time.Now())
+	start := clk.Now()
+	ta := newTestAgent(t, 3*time.Second, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RolePrimary}, func(ta *testAgent) {
+		ta.clock = clk
+	})
+	const ttl = 3 * time.Second
+	probe := func(id, anchor uint64, leader string) {
+		t.Helper()
+		resp, err := ta.client.Probe(ctx, &pb.ProbeRequest{Epoch: 1, LeaderId: leader, ActiveSite: "primary",
+			LeaseTtlMs: uint64(ttl.Milliseconds()), ProbeId: id, LeaseAnchor: anchor})
+		require.NoError(t, err)
+		require.True(t, resp.GetLeaseAnchors(), "the agent says it honours anchors")
+	}
+	advanceTo(t, ctx, clk, start.Add(500*time.Millisecond))
+	probe(1, 0, "s1") // unanchored: from its own arrival
+	require.Equal(t, start.Add(500*time.Millisecond+ttl), ta.agent.lease.deadline())
+
+	advanceTo(t, ctx, clk, start.Add(time.Second))
+	probe(2, 1, "s1")
+	require.Equal(t, start.Add(500*time.Millisecond+ttl), ta.agent.lease.deadline(), "anchored on probe 1: from its arrival")
+
+	// Probe 3 arrives at 1.5s; a renewal anchored on it arrives late, at
+	// 3s, and still runs from 1.5s.
+	advanceTo(t, ctx, clk, start.Add(1500*time.Millisecond))
+	probe(3, 2, "s1")
+	advanceTo(t, ctx, clk, start.Add(3*time.Second))
+	probe(4, 3, "s1")
+	require.Equal(t, start.Add(1500*time.Millisecond+ttl), ta.agent.lease.deadline())
+
+	// Probe 4's id from another leader, and an id never seen: nothing.
+	advanceTo(t, ctx, clk, start.Add(3500*time.Millisecond))
+	probe(5, 4, "s2")
+	probe(6, 99, "s1")
+	require.Equal(t, start.Add(1500*time.Millisecond+ttl), ta.agent.lease.deadline(), "an unknown anchor renews nothing")
+	probe(7, 4, "s1")
+	require.Equal(t, start.Add(3*time.Second+ttl), ta.agent.lease.deadline())
+}

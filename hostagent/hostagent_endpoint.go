@@ -77,6 +77,8 @@ func (e *hostAgentEndpoint) Probe(ctx context.Context, req *pb.ProbeRequest) (*p
 	if err := a.epoch.observe(req.GetEpoch()); err != nil {
 		return nil, toStatus(err)
 	}
+	receivedAt := a.clock.Now()
+	a.probeReceipts.record(req.GetLeaderId(), req.GetProbeId(), receivedAt)
 	a.mu.Lock()
 	a.activeSite, a.leaderID = req.GetActiveSite(), req.GetLeaderId()
 	a.mu.Unlock()
@@ -86,9 +88,21 @@ func (e *hostAgentEndpoint) Probe(ctx context.Context, req *pb.ProbeRequest) (*p
 	}
 	switch {
 	case req.GetActiveSite() == a.config.Site && req.GetLeaseTtlMs() > 0:
-		now := a.clock.Now()
-		a.lease.renew(now, time.Duration(req.GetLeaseTtlMs())*time.Millisecond, req.GetEpoch())
-		a.recordLease(now)
+		from := receivedAt
+		if anchor := req.GetLeaseAnchor(); anchor != 0 {
+			at, ok := a.probeReceipts.receivedAt(req.GetLeaderId(), anchor)
+			if !ok {
+				// Not remembered (this agent restarted since, say): the
+				// leader counts the lease from that probe's answer, so
+				// a lease counted from anything later could outlive its
+				// count. The next probe anchors on this one.
+				a.logger.Debug("renewal anchored on a probe not remembered: not renewed", "leader_id", req.GetLeaderId(), "lease_anchor", anchor)
+				break
+			}
+			from = at
+		}
+		a.lease.renew(from, time.Duration(req.GetLeaseTtlMs())*time.Millisecond, req.GetEpoch())
+		a.recordLease(a.clock.Now())
 	case req.GetActiveSite() != "" && req.GetActiveSite() != a.config.Site:
 		// The leader says another site is active: fence now rather than
 		// at the end of the lease (invariant 1).
@@ -106,6 +120,7 @@ func (a *Agent) probeResponse(ctx context.Context) *pb.ProbeResponse {
 		HostId: a.config.HostID, Site: a.config.Site, Epoch: a.epoch.current(),
 		Lease:     &pb.Lease{Valid: valid, Epoch: epoch, RemainingMs: uint64(remaining.Milliseconds()), ExpiresAt: timestamppb.New(now.Add(remaining))},
 		StartedAt: timestamppb.New(a.startedAt), Now: timestamppb.New(now),
+		LeaseAnchors: true,
 	}
 	for _, name := range a.order {
 		svc := a.services[name]

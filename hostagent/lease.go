@@ -146,3 +146,49 @@ func (l *lease) deadline() time.Time {
 	defer l.mu.Unlock()
 	return l.expiresAt
 }
+
+// probeReceipts remembers when the agent received the leader's last few
+// probes, by leader and probe id: an anchored renewal (ProbeRequest's
+// lease_anchor) runs from the receipt of the probe it names. The leader
+// received that probe's answer after the agent received the probe, so it
+// bounds the lease by the answer's arrival, however late the renewal
+// itself lands; a probe delayed in the network cannot stretch a lease past
+// what the leader counts (invariant 4).
+type probeReceipts struct {
+	mu   sync.Mutex
+	ring [probeReceiptsKept]probeReceipt
+	next int
+}
+
+// probeReceiptsKept is how many receipts are remembered: a leader anchors
+// on its newest answered probe, a probe_interval or two back.
+const probeReceiptsKept = 16
+
+type probeReceipt struct {
+	leader string
+	id     uint64
+	at     time.Time
+}
+
+// record notes that probe id of leader arrived at at.
+func (r *probeReceipts) record(leader string, id uint64, at time.Time) {
+	if id == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ring[r.next] = probeReceipt{leader: leader, id: id, at: at}
+	r.next = (r.next + 1) % len(r.ring)
+}
+
+// receivedAt returns when probe id of leader arrived, if remembered.
+func (r *probeReceipts) receivedAt(leader string, id uint64) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.ring {
+		if p.id == id && p.leader == leader && id != 0 {
+			return p.at, true
+		}
+	}
+	return time.Time{}, false
+}

@@ -63,7 +63,7 @@ func (d *demo) outage(ctx context.Context) error {
 	// The dead host's disk is still there: its state file ends with the
 	// last row the application acknowledged.
 	lastAcked := d.lastAckedRow("app-1")
-	d.say("Waiting for the automatic failover: the leader must find every agent of the site silent for failover_timeout (5s),")
+	d.say("Waiting for the automatic failover: the leader must find every agent of the site silent for failover_timeout (3.5s),")
 	d.note("no primary server reachable, and the witness and dr servers agreeing; the CLI reaches them through DRPLANE_ADDR")
 	id, err := d.waitAutomatic(ctx, killedAt)
 	if err != nil {

@@ -142,7 +142,7 @@ func DefaultServerConfig() *ServerConfig {
 			ProbeInterval:     500 * time.Millisecond,
 			ProbeTimeout:      time.Second,
 			LeaseTTL:          3 * time.Second,
-			FailoverTimeout:   5 * time.Second,
+			FailoverTimeout:   3500 * time.Millisecond,
 			ClockSkewMargin:   500 * time.Millisecond,
 			Cooldown:          time.Hour,
 			QuorumLossTimeout: 10 * time.Second,

@@ -272,7 +272,17 @@ type ProbeRequest struct {
 	// observe_only asks for the report alone: a server other than the
 	// leader checking whether the host answers. The agent changes nothing
 	// (no epoch, lease, active site or sync source) on such a probe.
-	ObserveOnly   bool `protobuf:"varint,6,opt,name=observe_only,json=observeOnly,proto3" json:"observe_only,omitempty"`
+	ObserveOnly bool `protobuf:"varint,6,opt,name=observe_only,json=observeOnly,proto3" json:"observe_only,omitempty"`
+	// probe_id numbers the leader's probes (unique per leader process); the
+	// agent remembers when it received the last few, for lease_anchor.
+	ProbeId uint64 `protobuf:"varint,7,opt,name=probe_id,json=probeId,proto3" json:"probe_id,omitempty"`
+	// lease_anchor, when set, is the probe_id of an earlier probe of this
+	// leader whose answer the leader received: the lease granted here runs
+	// lease_ttl_ms from the agent's receipt of that probe, not of this one,
+	// so the leader bounds it by that answer's arrival whatever delays this
+	// probe (DESIGN.md section 5). An agent that does not remember the
+	// anchor renews nothing.
+	LeaseAnchor   uint64 `protobuf:"varint,8,opt,name=lease_anchor,json=leaseAnchor,proto3" json:"lease_anchor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -347,6 +357,20 @@ func (x *ProbeRequest) GetObserveOnly() bool {
 		return x.ObserveOnly
 	}
 	return false
+}
+
+func (x *ProbeRequest) GetProbeId() uint64 {
+	if x != nil {
+		return x.ProbeId
+	}
+	return 0
+}
+
+func (x *ProbeRequest) GetLeaseAnchor() uint64 {
+	if x != nil {
+		return x.LeaseAnchor
+	}
+	return 0
 }
 
 type Lease struct {
@@ -725,7 +749,10 @@ type ProbeResponse struct {
 	Now         *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=now,proto3" json:"now,omitempty"`
 	// problems are what is wrong on the host beside its services, while it
 	// lasts (a data_dir the agent cannot write); empty when nothing is.
-	Problems      []*HostProblem `protobuf:"bytes,11,rep,name=problems,proto3" json:"problems,omitempty"`
+	Problems []*HostProblem `protobuf:"bytes,11,rep,name=problems,proto3" json:"problems,omitempty"`
+	// lease_anchors says that the agent honours ProbeRequest.lease_anchor;
+	// the leader anchors its renewals only for agents that say so.
+	LeaseAnchors  bool `protobuf:"varint,12,opt,name=lease_anchors,json=leaseAnchors,proto3" json:"lease_anchors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -835,6 +862,13 @@ func (x *ProbeResponse) GetProblems() []*HostProblem {
 		return x.Problems
 	}
 	return nil
+}
+
+func (x *ProbeResponse) GetLeaseAnchors() bool {
+	if x != nil {
+		return x.LeaseAnchors
+	}
+	return false
 }
 
 // HostProblem is one problem an agent reports on its host.
@@ -1332,7 +1366,7 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\x05bytes\x18\x06 \x01(\x03R\x05bytes\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\"O\n" +
 	"\x15ListSnapshotsResponse\x126\n" +
-	"\tsnapshots\x18\x01 \x03(\v2\x18.drplane.v1.SnapshotInfoR\tsnapshots\"\xb5\x02\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x18.drplane.v1.SnapshotInfoR\tsnapshots\"\xf3\x02\n" +
 	"\fProbeRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x1f\n" +
@@ -1341,7 +1375,9 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\flease_ttl_ms\x18\x04 \x01(\x04R\n" +
 	"leaseTtlMs\x12L\n" +
 	"\fsync_sources\x18\x05 \x03(\v2).drplane.v1.ProbeRequest.SyncSourcesEntryR\vsyncSources\x12!\n" +
-	"\fobserve_only\x18\x06 \x01(\bR\vobserveOnly\x1a>\n" +
+	"\fobserve_only\x18\x06 \x01(\bR\vobserveOnly\x12\x19\n" +
+	"\bprobe_id\x18\a \x01(\x04R\aprobeId\x12!\n" +
+	"\flease_anchor\x18\b \x01(\x04R\vleaseAnchor\x1a>\n" +
 	"\x10SyncSourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x01\n" +
@@ -1382,7 +1418,7 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\x05 \x01(\tR\tlastError\x12\x1f\n" +
 	"\vsource_host\x18\x06 \x01(\tR\n" +
-	"sourceHost\"\xb9\x03\n" +
+	"sourceHost\"\xde\x03\n" +
 	"\rProbeResponse\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x14\n" +
@@ -1396,7 +1432,8 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"started_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12,\n" +
 	"\x03now\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x03now\x123\n" +
-	"\bproblems\x18\v \x03(\v2\x17.drplane.v1.HostProblemR\bproblems\"\x8a\x01\n" +
+	"\bproblems\x18\v \x03(\v2\x17.drplane.v1.HostProblemR\bproblems\x12#\n" +
+	"\rlease_anchors\x18\f \x01(\bR\fleaseAnchors\"\x8a\x01\n" +
 	"\vHostProblem\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.drplane.v1.HostProblemKindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x120\n" +
