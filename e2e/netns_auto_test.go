@@ -2,18 +2,20 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/drplane/drplane/internal/testing/netns"
 	"github.com/drplane/drplane/internal/testutil"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"
 )
 
 // Automatic failover with a witness (issue 6), in the namespace topology
 // with the servers' default timings: probe_interval 500ms, lease_ttl 3s,
-// failover_timeout 5s, clock_skew_margin 500ms, probe_timeout 1s.
+// failover_timeout 3.5s, clock_skew_margin 500ms, probe_timeout 1s.
 
 // rtoBound is what the automatic scenarios accept as RTO on a busy
 // machine running the race detector; the target with default timings is
@@ -58,6 +60,39 @@ func TestNetns_AutoFailover_PrimarySiteLoss(t *testing.T) {
 	t.Logf("primary site lost: failover %s started %s after the loss; %s; promoted %s after the lost site's leases could have lapsed; first write acknowledged at dr %s after the loss; %d acknowledged rows lost",
 		ex.ID, ex.StartedAt.Sub(lostAt).Round(time.Millisecond), ex.Measured(), requirePromotedAfterLease(t, d, ex, killEnd).Round(time.Millisecond),
 		first.Done.Sub(lostAt).Round(time.Millisecond), len(r.Lost))
+}
+
+// TestNetns_AutoFailover_PrimaryDatabaseHostLost kills every process of
+// the primary database host alone (its agent and PostgreSQL) while the
+// rest of the primary site runs: no agent there can restart the database,
+// so the leader fails the site over by itself (DESIGN.md section 5): the
+// primary site's application host is fenced by the plan, dr's database
+// promoted after the lost host's lease, and no epoch had two writers.
+func TestNetns_AutoFailover_PrimaryDatabaseHostLost(t *testing.T) {
+	d := newNetnsDeployment(t, automaticFailover())
+	c := d.StartChecker()
+	d.WaitForAcks(c, "primary", 100, time.Minute)
+
+	lostAt := time.Now()
+	require.NoError(t, d.KillHost("db-1"))
+	killEnd := time.Now()
+	ex := automaticExecution(t, d)
+	require.Equal(t, uint64(2), waitActive(t, d, "dr", 30*time.Second))
+	require.Equal(t, "false", inRecovery(t, d, "db-2"))
+	d.WaitForAgent("app-2", 30*time.Second, netns.HasRole("engine", "primary"))
+	// The primary site's application host answered throughout: the plan
+	// stopped its engine rather than waiting for its lease.
+	d.WaitForAgent("app-1", 30*time.Second, netns.AtCurrentEpoch, func(a *pb.Agent, st *pb.GetStatusResponse) error {
+		if err := netns.HasRole("engine", "primary")(a, st); err == nil {
+			return errors.New("app-1 still runs the engine as primary")
+		}
+		return nil
+	})
+	d.WaitForAcks(c, "dr", 100, time.Minute)
+
+	r, _ := checkHistory(t, d, c, "db-2", lossPromise(d, lostAt, killEnd))
+	t.Logf("primary database host lost: failover %s started %s after the loss; %s; promoted %s after its lease could have lapsed; %d acknowledged rows lost",
+		ex.ID, ex.StartedAt.Sub(lostAt).Round(time.Millisecond), ex.Measured(), requirePromotedAfterLease(t, d, ex, killEnd).Round(time.Millisecond), len(r.Lost))
 }
 
 // TestNetns_AutoFailover_PrimarySitePartitioned cuts the primary site's
@@ -186,7 +221,7 @@ func TestNetns_AutoFailover_FlappingLinkNoFailover(t *testing.T) {
 
 // flap takes the primary site's link down and up every second for d,
 // and leaves it up.
-func flap(t *testing.T, d *netns.Deployment, dur time.Duration) {
+func flap(t testing.TB, d *netns.Deployment, dur time.Duration) {
 	t.Helper()
 	start := time.Now()
 	tick := time.NewTicker(time.Second)

@@ -3,10 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/testing/netns"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/stretchr/testify/require"
@@ -175,6 +177,86 @@ func BenchmarkNetns_AutoFailover_Partition(b *testing.B) {
 	})
 }
 
+// BenchmarkNetns_TwoSites_Stonith cuts the primary site of a two-site
+// deployment (no witness) off, with automatic failover, the default
+// timings (quorum_loss_timeout 10s) and a STONITH hook that powers the
+// primary site off, as TestNetns_TwoSites_StonithKillsPrimary_... does:
+// after quorum_loss_timeout the dr servers run the hook, form a quorum of
+// their own and fail over, without waiting for the fenced site's leases.
+func BenchmarkNetns_TwoSites_Stonith(b *testing.B) {
+	benchmarkNetns(b, func(t testing.TB, m netnsMetrics) {
+		hook := newStonithHook(t)
+		f := automaticFailover()
+		f.Stonith = []config.StonithConfig{{Site: "primary", Command: []string{hook.Path}, Timeout: 30 * time.Second},
+			{Site: "dr", Command: []string{"/bin/false"}, Timeout: 30 * time.Second}}
+		d := netns.NewDeployment(t, netns.Options{Bin: drplaneBin, Failover: f, TwoSites: true})
+		hook.aim(t, d)
+		lb, err := d.StartHAProxy()
+		require.NoError(t, err)
+		c := d.StartCheckerBehind(lb)
+		d.WaitForAcks(c, "primary", 100, time.Minute)
+
+		faultAt := time.Now()
+		require.NoError(t, d.Topo.CutSite("primary"))
+		ex := d.WaitForExecution(3*time.Minute, func(ex netns.Execution) bool { return ex.Kind == "failover" })
+		require.Equal(t, "succeeded", ex.Result, ex.Message)
+		require.Equal(t, "automatic", ex.Trigger)
+		require.Equal(t, uint64(2), waitActive(t, d, "dr", 30*time.Second))
+		d.WaitForAcks(c, "dr", 100, time.Minute)
+
+		r, h := checkHistory(t, d, c, "db-2", netns.Promise{LossSite: "primary", LossFrom: faultAt.Add(-d.Failover.MaxDataLoss), LossUntil: time.Now()})
+		m.addAutomatic(t, d, ex, faultAt)
+		m.addLoss(h, r)
+		m.addClientOutage(t, h)
+		m.add("s/client-outage-beyond-quorum-loss-timeout", m.last("s/client-outage")-d.Failover.QuorumLossTimeout.Seconds())
+	})
+}
+
+// BenchmarkNetns_FlappingLink takes the primary site's link down and up
+// every second for 30s under a leader beside the survivors, with
+// automatic failover and the default timings: nothing may fail over. It
+// reports what the flapping cost the load balancer's client (the longest
+// gap between its acknowledged writes, from the first cut to 5s after the
+// last heal) and whether the primary database was fenced and restarted
+// in place (a lease lapse).
+func BenchmarkNetns_FlappingLink(b *testing.B) {
+	benchmarkNetns(b, func(t testing.TB, m netnsMetrics) {
+		d := netns.NewDeployment(t, netns.Options{Bin: drplaneBin, Failover: automaticFailover(), LeaderIn: []string{"dr", "witness"}})
+		lb, err := d.StartHAProxy()
+		require.NoError(t, err)
+		c := d.StartCheckerBehind(lb)
+		d.WaitForAcks(c, "primary", 100, time.Minute)
+		pgPID := d.PG["db-1"].PostmasterPID()
+
+		flapStart := time.Now()
+		flap(t, d, 30*time.Second)
+		flapEnd := time.Now()
+		for time.Since(flapEnd) < d.Failover.FailoverTimeout+5*time.Second {
+			require.Empty(t, failovers(t, d), "a flapping link must not fail over")
+			time.Sleep(200 * time.Millisecond)
+		}
+		d.WaitForAgent("db-1", time.Minute, netns.AtCurrentEpoch, netns.HasRole("postgres", "primary"))
+		e, active, err := d.EpochAndSite(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, uint64(1), e, "no failover")
+		require.Equal(t, "primary", active)
+		d.WaitForAcks(c, "primary", 100, time.Minute)
+
+		r, h := checkHistory(t, d, c, "db-1", netns.Promise{})
+		require.Empty(t, r.Lost)
+		gap := h.LongestProxiedGap(flapStart, flapEnd.Add(5*time.Second))
+		restarted := 0.0
+		if d.PG["db-1"].PostmasterPID() != pgPID {
+			restarted = 1
+		}
+		t.Logf("flapping for %s: no failover; longest gap between the load balancer client's writes %s; postmaster restarted in place: %v",
+			flapEnd.Sub(flapStart).Round(time.Millisecond), gap.Round(time.Millisecond), restarted == 1)
+		m.add("s/client-longest-gap", gap.Seconds())
+		m.add("primary-restarts", restarted)
+		m.add("failovers", 0)
+	})
+}
+
 // leaderPlacements are where the leader is when the primary site fails
 // in the automatic benchmarks. Beside the survivors it judges the loss
 // itself; in the lost site an election and the new leader's observation
@@ -222,10 +304,19 @@ func benchmarkNetns(b *testing.B, iteration func(t testing.TB, m netnsMetrics)) 
 	m.report(b)
 }
 
-// netnsMetrics sums each figure, by unit, over a benchmark's iterations.
+// netnsMetrics sums each figure, by unit, over a benchmark's iterations;
+// the key lastPrefix+unit holds the iteration's own figure.
 type netnsMetrics map[string]float64
 
-func (m netnsMetrics) add(unit string, v float64) { m[unit] += v }
+const lastPrefix = "\x00last:"
+
+func (m netnsMetrics) add(unit string, v float64) {
+	m[unit] += v
+	m[lastPrefix+unit] = v
+}
+
+// last is the figure unit of the latest add.
+func (m netnsMetrics) last(unit string) float64 { return m[lastPrefix+unit] }
 
 // addAutomatic adds an automatic failover's figures; faultAt is when the
 // fault was injected.
@@ -275,7 +366,9 @@ func (m netnsMetrics) addLoss(h *netns.History, r netns.Result) {
 // suppresses ns/op.
 func (m netnsMetrics) report(b *testing.B) {
 	for unit, sum := range m {
-		b.ReportMetric(sum/float64(b.N), unit)
+		if !strings.HasPrefix(unit, lastPrefix) {
+			b.ReportMetric(sum/float64(b.N), unit)
+		}
 	}
 	b.ReportMetric(0, "ns/op")
 }

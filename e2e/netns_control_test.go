@@ -29,7 +29,7 @@ func waitAutomation(t *testing.T, d *netns.Deployment, timeout time.Duration, co
 	return a
 }
 
-func failovers(t *testing.T, d *netns.Deployment) []netns.Execution {
+func failovers(t testing.TB, d *netns.Deployment) []netns.Execution {
 	t.Helper()
 	exs, err := d.Executions(context.Background())
 	require.NoError(t, err)

@@ -30,7 +30,7 @@ func newNetnsDeployment(t testing.TB, failover *config.FailoverConfig) *netns.De
 }
 
 // automaticFailover is the servers' default failover block with automatic
-// failover on: probe 500ms, lease 3s, failover_timeout 5s, skew 500ms.
+// failover on: probe 500ms, lease 3s, failover_timeout 3.5s, skew 500ms.
 func automaticFailover() *config.FailoverConfig {
 	f := config.DefaultServerConfig().Failover
 	f.Automatic = true

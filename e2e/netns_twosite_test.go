@@ -76,36 +76,9 @@ func TestNetns_TwoSites_PartitionWithoutStonith_NoFailover(t *testing.T) {
 // primary's servers, started again with their old state, refuse to serve
 // until `drplane server rejoin`.
 func TestNetns_TwoSites_StonithKillsPrimary_AutomaticFailover_Rejoin(t *testing.T) {
-	// The hook runs in a dr server's namespace; it powers the primary
-	// site off by killing everything in the site's hosts' namespaces.
-	hookDir, err := os.MkdirTemp("", "dpstonith-")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(hookDir) })
-	hook := filepath.Join(hookDir, "fence-primary.sh")
-	hookLog := filepath.Join(hookDir, "calls")
-	// The namespaces are known once the topology exists; the script reads
-	// them from a file written below.
-	nsFile := filepath.Join(hookDir, "namespaces")
-	require.NoError(t, os.WriteFile(hook, []byte(`#!/bin/sh
-echo "$DRPLANE_STONITH_SITE by $DRPLANE_NODE_ID" >> `+hookLog+`
-# A process may exit between listing and signalling: that is fine.
-for ns in $(cat `+nsFile+`); do ip netns pids "$ns" | xargs -r kill -STOP 2>/dev/null; done
-for ns in $(cat `+nsFile+`); do ip netns pids "$ns" | xargs -r kill -KILL 2>/dev/null; done
-for i in $(seq 100); do
-  left=""
-  for ns in $(cat `+nsFile+`); do left="$left$(ip netns pids "$ns")"; done
-  [ -z "$left" ] && break
-  sleep 0.1
-done
-[ -z "$left" ] || { echo "processes still run: $left"; exit 1; }
-echo "site $DRPLANE_STONITH_SITE powered off"
-`), 0o755))
-	d := netns.NewDeployment(t, netns.Options{Bin: drplaneBin, Failover: twoSiteFailover(true, []string{hook}), TwoSites: true})
-	var nss []string
-	for _, h := range d.Topo.Site("primary").Hosts {
-		nss = append(nss, h.NS)
-	}
-	require.NoError(t, os.WriteFile(nsFile, []byte(strings.Join(nss, "\n")+"\n"), 0o644))
+	hook := newStonithHook(t)
+	d := netns.NewDeployment(t, netns.Options{Bin: drplaneBin, Failover: twoSiteFailover(true, []string{hook.Path}), TwoSites: true})
+	hook.aim(t, d)
 	c := d.StartChecker()
 	d.WaitForAcks(c, "primary", 100, time.Minute)
 
@@ -117,7 +90,7 @@ echo "site $DRPLANE_STONITH_SITE powered off"
 	require.Equal(t, "dr", ex.To)
 	require.Equal(t, uint64(2), waitActive(t, d, "dr", 30*time.Second))
 	require.Equal(t, "false", inRecovery(t, d, "db-2"))
-	calls, err := os.ReadFile(hookLog)
+	calls, err := os.ReadFile(hook.calls)
 	require.NoError(t, err)
 	require.Equal(t, 1, strings.Count(string(calls), "primary by "), "the hook runs once, on the server that acts: %s", calls)
 	require.Zero(t, d.PG["db-1"].PostmasterPID(), "the hook killed the primary site")
@@ -157,4 +130,48 @@ echo "site $DRPLANE_STONITH_SITE powered off"
 		out, err := d.CLI(context.Background(), "members")
 		return err == nil && strings.Contains(out, "s1"), fmt.Errorf("members: %v: %s", err, out)
 	})
+}
+
+// stonithHook is a STONITH hook for the primary site of a two-site
+// deployment. It runs in a dr server's namespace and powers the primary
+// site off by killing everything in its hosts' namespaces, logging each
+// call.
+type stonithHook struct {
+	Path string
+	// calls logs one line per run; namespaces lists the namespaces to
+	// power off, written by aim once the topology exists.
+	calls, namespaces string
+}
+
+func newStonithHook(t testing.TB) stonithHook {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "dpstonith-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	h := stonithHook{Path: filepath.Join(dir, "fence-primary.sh"), calls: filepath.Join(dir, "calls"), namespaces: filepath.Join(dir, "namespaces")}
+	require.NoError(t, os.WriteFile(h.Path, []byte(`#!/bin/sh
+echo "$DRPLANE_STONITH_SITE by $DRPLANE_NODE_ID" >> `+h.calls+`
+# A process may exit between listing and signalling: that is fine.
+for ns in $(cat `+h.namespaces+`); do ip netns pids "$ns" | xargs -r kill -STOP 2>/dev/null; done
+for ns in $(cat `+h.namespaces+`); do ip netns pids "$ns" | xargs -r kill -KILL 2>/dev/null; done
+for i in $(seq 100); do
+  left=""
+  for ns in $(cat `+h.namespaces+`); do left="$left$(ip netns pids "$ns")"; done
+  [ -z "$left" ] && break
+  sleep 0.1
+done
+[ -z "$left" ] || { echo "processes still run: $left"; exit 1; }
+echo "site $DRPLANE_STONITH_SITE powered off"
+`), 0o755))
+	return h
+}
+
+// aim points the hook at d's primary site.
+func (h stonithHook) aim(t testing.TB, d *netns.Deployment) {
+	t.Helper()
+	var nss []string
+	for _, host := range d.Topo.Site("primary").Hosts {
+		nss = append(nss, host.NS)
+	}
+	require.NoError(t, os.WriteFile(h.namespaces, []byte(strings.Join(nss, "\n")+"\n"), 0o644))
 }

@@ -621,3 +621,22 @@ func (h *History) ClientOutage(from, to string) (lastOld, firstNew Op, err error
 	}
 	return lastOld, firstNew, nil
 }
+
+// LongestProxiedGap is the longest time between two consecutive
+// acknowledgements of writes through the load balancer, counting from
+// and to the bounds, within [from, to].
+func (h *History) LongestProxiedGap(from, to time.Time) time.Duration {
+	var acks []time.Time
+	for _, op := range h.Ops {
+		if op.Writer == Proxied && op.Outcome == Acked && op.Done.After(from) && op.Done.Before(to) {
+			acks = append(acks, op.Done)
+		}
+	}
+	slices.SortFunc(acks, func(a, b time.Time) int { return a.Compare(b) })
+	prev, longest := from, time.Duration(0)
+	for _, t := range append(acks, to) {
+		longest = max(longest, t.Sub(prev))
+		prev = t
+	}
+	return longest
+}

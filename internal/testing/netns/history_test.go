@@ -193,3 +193,17 @@ func TestHistory_ClientOutage(t *testing.T) {
 	_, _, err = h.ClientOutage("dr", "primary")
 	require.ErrorContains(t, err, "by primary after")
 }
+
+func TestHistory_LongestProxiedGap(t *testing.T) {
+	proxied := func(op Op) Op { op.Writer, op.Site = Proxied, ""; return op }
+	h := &History{Ops: []Op{
+		proxied(acked(1, "primary", 100, 110)),
+		proxied(acked(2, "primary", 200, 210)),
+		acked(3, "primary", 300, 1500), // not through the load balancer
+		proxied(acked(4, "primary", 1000, 1210)),
+		proxied(acked(5, "primary", 1300, 1310)),
+	}}
+	require.Equal(t, time.Second, h.LongestProxiedGap(at(0), at(1400)))
+	require.Equal(t, 1100*time.Millisecond, h.LongestProxiedGap(at(0), at(2410)), "to the end of the window")
+	require.Equal(t, 3*time.Second, (&History{}).LongestProxiedGap(at(0), at(3000)), "no write at all")
+}
