@@ -29,8 +29,16 @@ type verdict struct {
 	Trigger time.Time
 	// LostHosts, when set, are the active site's hosts whose loss the
 	// verdict is about: the hosts of a primary data service, silent while
-	// the rest of the site answers. Empty for the loss of a whole site.
+	// the rest of the site answers, or answering with it down and not
+	// restarted in place. Empty for the loss of a whole site.
 	LostHosts []string
+	// Down, when set, are primary services down on hosts that answer,
+	// not brought back in place: what the verdict is about. DownSince is
+	// the earliest instant one of them was last seen running (the send
+	// time of the last probe that found it primary), which the outage is
+	// counted from.
+	Down      []downPrimary
+	DownSince time.Time
 }
 
 // detector holds the verdict and keeps one detection at a time.
@@ -72,12 +80,12 @@ func (d *detector) verdict() verdict {
 // detect judges the active site after a probe round, in a term goroutine
 // of its own so that asking other vantage points never delays lease
 // renewals.
-func (s *Server) detect(ctx context.Context) {
+func (s *Server) detect(ctx context.Context, rs *restarter) {
 	if !s.detector.begin() {
 		return
 	}
 	started := s.goLeader(func() {
-		v := s.judgeActiveSite(ctx, s.clock.Now())
+		v := s.judgeActiveSite(ctx, s.clock.Now(), rs)
 		if v.Lost && v.WouldFire {
 			if id, err := s.startAutomaticFailover(ctx, v); err != nil {
 				v.WouldFire, v.Reason = false, "automatic failover refused: "+err.Error()
@@ -97,7 +105,7 @@ func (s *Server) detect(ctx context.Context) {
 // section 5): none of its agents answered for failover_timeout, none of
 // its servers answers this leader, and every other vantage point agrees;
 // then whether an automatic failover fires for it.
-func (s *Server) judgeActiveSite(ctx context.Context, now time.Time) verdict {
+func (s *Server) judgeActiveSite(ctx context.Context, now time.Time, rs *restarter) verdict {
 	st := s.fsm.view()
 	v := verdict{At: now, Site: st.ActiveSite}
 	since := s.leaderSinceTime()
@@ -113,7 +121,7 @@ func (s *Server) judgeActiveSite(ctx context.Context, now time.Time) verdict {
 	answering, v.Trigger = s.answeringAgents(agents, since, now)
 	if len(answering) > 0 {
 		v.Reason = fmt.Sprintf("site %s is up: %s answered within failover_timeout", st.ActiveSite, strings.Join(answering, ", "))
-		return s.judgePrimaryHosts(ctx, st, v, agents, answering, since, now)
+		return s.judgePrimaryHosts(ctx, st, v, agents, answering, since, now, rs)
 	}
 	if v.Reason = s.siteStillReached(ctx, st); v.Reason != "" {
 		return v
@@ -131,11 +139,13 @@ func (s *Server) judgeActiveSite(ctx context.Context, now time.Time) verdict {
 // and every other vantage point agrees the host is gone. Its agent cannot
 // restart the service in place, so the site fails over as if lost; the
 // silent host's lease lapses on its own, and the plan fences the others.
+// Failing that, it judges whether a primary went down on a host that
+// answers and was not brought back in place in time (judgeDownPrimaries).
 // v comes back unchanged when no such host is lost.
-func (s *Server) judgePrimaryHosts(ctx context.Context, st stateView, v verdict, agents []structs.Agent, answering []string, since, now time.Time) verdict {
+func (s *Server) judgePrimaryHosts(ctx context.Context, st stateView, v verdict, agents []structs.Agent, answering []string, since, now time.Time, rs *restarter) verdict {
 	lost, services, trigger := s.lostPrimaryHosts(agents, answering, since)
 	if len(lost) == 0 {
-		return v
+		return s.judgeDownPrimaries(st, v, agents, answering, now, rs)
 	}
 	if disagree := s.askVantagePoints(ctx, st, lost); disagree != "" {
 		v.Reason = fmt.Sprintf("%s; the primary %s of %s silent here, but %s", v.Reason, plural(lost, "host", "hosts"), strings.Join(services, ", "), disagree)
@@ -152,18 +162,7 @@ func (s *Server) judgePrimaryHosts(ctx context.Context, st stateView, v verdict,
 // answer reported a data service primary that no answering host reports
 // primary, those services, and when the last of the hosts went silent.
 func (s *Server) lostPrimaryHosts(agents []structs.Agent, answering []string, since time.Time) (lost, services []string, trigger time.Time) {
-	live := map[string]bool{} // data services an answering host runs as primary
-	for _, a := range agents {
-		if !slices.Contains(answering, a.HostID) {
-			continue
-		}
-		r, _ := s.probes.get(a.HostID)
-		for _, svc := range r.lastResp.GetServices() {
-			if svc.GetRole() == pb.ServiceRole_SERVICE_ROLE_PRIMARY {
-				live[svc.GetName()] = true
-			}
-		}
-	}
+	live := s.livePrimaries(agents, answering)
 	for _, a := range agents {
 		if slices.Contains(answering, a.HostID) {
 			continue
@@ -185,6 +184,71 @@ func (s *Server) lostPrimaryHosts(agents []structs.Agent, answering []string, si
 		}
 	}
 	return lost, services, trigger
+}
+
+// livePrimaries are the data services an answering host runs as primary.
+func (s *Server) livePrimaries(agents []structs.Agent, answering []string) map[string]bool {
+	live := map[string]bool{}
+	for _, a := range agents {
+		if !slices.Contains(answering, a.HostID) {
+			continue
+		}
+		r, _ := s.probes.get(a.HostID)
+		for _, svc := range r.lastResp.GetServices() {
+			if svc.GetRole() == pb.ServiceRole_SERVICE_ROLE_PRIMARY {
+				live[svc.GetName()] = true
+			}
+		}
+	}
+	return live
+}
+
+// judgeDownPrimaries judges, on a site that answers, whether a primary
+// data service went down on a host whose agent answers and was not
+// brought back in place (watchPrimaries) within primary_start_timeout,
+// or after two restarts in place in a row failed, with
+// no answering host running it as primary: the site fails over as if the
+// host were lost. Its agent answers, so its word is the evidence; no
+// other vantage point is asked. v comes back unchanged otherwise.
+func (s *Server) judgeDownPrimaries(st stateView, v verdict, agents []structs.Agent, answering []string, now time.Time, rs *restarter) verdict {
+	live := s.livePrimaries(agents, answering)
+	var hosts, services, details []string
+	var down []downPrimary
+	var downSince, trigger time.Time
+	for _, d := range rs.overdue(now, s.config.Failover) {
+		if live[d.service] || !slices.Contains(answering, d.host) {
+			continue
+		}
+		if !slices.Contains(hosts, d.host) {
+			hosts = append(hosts, d.host)
+		}
+		services, down = append(services, d.service), append(down, d)
+		details = append(details, fmt.Sprintf("%s on %s, last found primary by the probe sent at %s, %s",
+			d.service, d.host, d.lastPrimary.UTC().Format("15:04:05.000"), s.notBack(d)))
+		// The outage of the first service to go down is the longest.
+		if downSince.IsZero() || d.lastPrimary.Before(downSince) {
+			downSince = d.lastPrimary
+		}
+		if trigger.IsZero() || d.since.Before(trigger) {
+			trigger = d.since
+		}
+	}
+	if len(services) == 0 {
+		return v
+	}
+	v.Lost, v.LostHosts, v.Trigger, v.Down, v.DownSince = true, hosts, trigger, down, downSince
+	v.Reason = fmt.Sprintf("primary %s %s down at site %s while %s %s: %s",
+		plural(services, "service", "services"), strings.Join(services, ", "), st.ActiveSite, strings.Join(hosts, ", "), plural(hosts, "answers", "answer"), strings.Join(details, "; "))
+	v.WouldFire, v.Reason = s.judgeAutomaticFailover(st, now, v.Reason)
+	return v
+}
+
+// notBack says why a down primary d is given up on.
+func (s *Server) notBack(d downPrimary) string {
+	if d.restartFailed != "" {
+		return "restart in place failed: " + d.restartFailed
+	}
+	return fmt.Sprintf("not back in place within primary_start_timeout %s", s.config.Failover.PrimaryStartTimeout)
 }
 
 func plural(items []string, one, many string) string {
@@ -421,10 +485,21 @@ func (s *Server) startAutomaticFailover(ctx context.Context, v verdict) (string,
 		return "", err
 	}
 	ex.Trigger = structs.TriggerAutomatic
-	if v.LostHosts != nil {
+	switch {
+	case !v.DownSince.IsZero():
+		// Its host answers: the outage began after the last probe that
+		// found the service running.
+		var down []string
+		for _, d := range v.Down {
+			down = append(down, fmt.Sprintf("%s on %s (%s)", d.service, d.host, s.notBack(d)))
+		}
+		ex.OutageSince = v.DownSince
+		ex.RTODetail = fmt.Sprintf("from %s, when the leader's probe last found running the primary %s", v.DownSince.UTC().Format("15:04:05.000"), strings.Join(down, ", "))
+		ex.RPODetail = "primary down on " + strings.Join(v.LostHosts, ", ") + " of site " + v.Site + "; " + ex.RPODetail
+	case v.LostHosts != nil:
 		s.countOutage(ex, st, v.Site, v.LostHosts)
 		ex.RPODetail = "primary " + plural(v.LostHosts, "host", "hosts") + " " + strings.Join(v.LostHosts, ", ") + " of site " + v.Site + " lost; " + ex.RPODetail
-	} else {
+	default:
 		ex.RPODetail = "site " + v.Site + " lost; " + ex.RPODetail
 	}
 	_, err = s.raftApply(structs.StartExecutionRequestType, &structs.StartExecutionRequest{

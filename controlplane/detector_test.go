@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -170,6 +171,68 @@ func TestDetector_PrimaryDatabaseHostLost_AutomaticFailover(t *testing.T) {
 	require.Equal(t, driver.RolePrimary, ts.app2["engine"].Role())
 	require.Equal(t, structs.StepSucceeded, structs.StepStateName(stepOf(t, ex, "fence@app-1").GetState()), "the host that answers is fenced by the plan")
 	require.NotEqual(t, driver.RolePrimary, ts.app1["engine"].Role())
+}
+
+// TestDetector_PrimaryDatabaseCrashed_RestartedInPlace: the primary
+// database dies while its agent answers; the leader restarts it in place
+// (audited), in the same epoch, and nothing fails over.
+func TestDetector_PrimaryDatabaseCrashed_RestartedInPlace(t *testing.T) {
+	ts := newDetectorSites(t, fastFailover(true))
+	pg := ts.db1["postgres"]
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		return pg.Role() == driver.RolePrimary, fmt.Errorf("db-1 postgres is %s", pg.Role())
+	})
+	starts, _ := pg.Counts()
+	pg.Crash()
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		n, _ := pg.Counts()
+		return n > starts && pg.Role() == driver.RolePrimary, fmt.Errorf("db-1 postgres is %s after %d restarts", pg.Role(), n-starts)
+	})
+	// Judged for longer than failover_timeout since.
+	time.Sleep(3 * time.Second)
+	require.Equal(t, driver.RolePrimary, pg.Role())
+	require.Empty(t, executions(t, ts), "a database restarted in place is not a failover")
+	st, err := ts.c.client(ts.c.waitForLeader()).GetStatus(testCtx(t), &pb.GetStatusRequest{})
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), st.GetEpoch())
+	audit := restartsInPlace(t, ts.c)
+	require.NotEmpty(t, audit)
+	require.Contains(t, audit[0], "restart postgres on db-1 in place")
+	require.Contains(t, audit[0], "is down since, while db-1 answers with a lease of epoch 1")
+}
+
+// TestDetector_PrimaryDatabaseCrashed_RestartFails_AutomaticFailover: the
+// primary database dies while its agent answers and cannot be started
+// again; once the restart in place failed and failover_timeout passed,
+// the leader fails the site over, its RTO counted from the last probe
+// that found the database running.
+func TestDetector_PrimaryDatabaseCrashed_RestartFails_AutomaticFailover(t *testing.T) {
+	ts := newDetectorSites(t, fastFailover(true))
+	pg := ts.db1["postgres"]
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		return pg.Role() == driver.RolePrimary, fmt.Errorf("db-1 postgres is %s", pg.Role())
+	})
+	pg.FailWith("start", errors.New("could not open data directory"))
+	crashedAt := time.Now()
+	pg.Crash()
+
+	ex := ts.waitLastExecution(t)
+	require.Equal(t, "automatic", structs.TriggerName(ex.GetTrigger()))
+	require.Contains(t, ex.GetRpoDetail(), "primary down on db-1 of site primary")
+	require.Contains(t, ex.GetRtoDetail(), "when the leader's probe last found running the primary postgres on db-1 (restart in place failed: ")
+	require.Contains(t, ex.GetRtoDetail(), "could not open data directory")
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
+	require.True(t, ex.GetHasRto())
+	var lastGate time.Time
+	for _, st := range ex.GetSteps() {
+		if st.GetStep().GetHealthGate() && st.GetEndedAt().AsTime().After(lastGate) {
+			lastGate = st.GetEndedAt().AsTime()
+		}
+	}
+	require.GreaterOrEqual(t, ex.GetRtoSeconds(), lastGate.Sub(crashedAt).Seconds(), "the RTO counts from before the crash: %s", ex.GetRtoDetail())
+	require.Equal(t, driver.RolePrimary, ts.db2["postgres"].Role())
+	require.NotEqual(t, driver.RolePrimary, pg.Role())
 }
 
 // TestDetector_ApplicationHostLost_NoFailover: a silent host that runs no

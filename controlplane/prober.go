@@ -119,7 +119,7 @@ func (s *Server) runProber(ctx context.Context) {
 			s.logger.Warn("not judging the active site: leadership not confirmed", "error", err)
 			continue
 		}
-		s.detect(ctx)
+		s.detect(ctx, rs)
 	}
 }
 
@@ -330,6 +330,7 @@ func (s *Server) probeOnce(ctx context.Context, cc *grpc.ClientConn, hostID stri
 			res := s.probeAgent(ctx, cc, a, v.Agents, v.Epoch, v.ActiveSite, r)
 			if res.err == nil {
 				s.restartFencedInPlace(ctx, rs, a, res.resp, v.Epoch, v.ActiveSite)
+				s.watchPrimaries(ctx, rs, a, res, v.Epoch, v.ActiveSite)
 			}
 			return res
 		}

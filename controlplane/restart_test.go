@@ -150,3 +150,65 @@ func TestRestartInPlace_NotAfterAnotherSiteWasActive(t *testing.T) {
 	require.True(t, resp.GetFenced())
 	require.Empty(t, restartsInPlace(t, c))
 }
+
+// TestRestarter_DownPrimaries: a primary seen stopped on the host that
+// ran it is overdue after primary_start_timeout, or once two restarts in
+// a row failed; seen primary again, it is forgotten; a host that never
+// ran it as primary, or a stale probe, records nothing.
+func TestRestarter_DownPrimaries(t *testing.T) {
+	f := config.FailoverConfig{FailoverTimeout: 3 * time.Second, PrimaryStartTimeout: 30 * time.Second}
+	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	cases := []struct {
+		name    string
+		run     func(r *restarter)
+		now     time.Duration
+		overdue []string
+	}{
+		{"down, within primary_start_timeout", func(r *restarter) {
+			r.sawPrimary("db-1", "postgres", at(0))
+			r.sawStopped("db-1", "postgres", at(time.Second))
+		}, 30 * time.Second, nil},
+		{"down for primary_start_timeout", func(r *restarter) {
+			r.sawPrimary("db-1", "postgres", at(0))
+			r.sawStopped("db-1", "postgres", at(time.Second))
+			r.sawStopped("db-1", "postgres", at(2*time.Second))
+		}, 31 * time.Second, []string{"postgres@db-1 since 1s, last primary 0s"}},
+		{"two restarts failed", func(r *restarter) {
+			r.sawPrimary("db-1", "postgres", at(0))
+			r.sawStopped("db-1", "postgres", at(time.Second))
+			r.restartFailed("postgres", "shared memory still in use")
+			r.restartFailed("postgres", "no data directory")
+		}, 5 * time.Second, []string{"postgres@db-1 since 1s, last primary 0s"}},
+		{"one restart failed", func(r *restarter) {
+			r.sawPrimary("db-1", "postgres", at(0))
+			r.sawStopped("db-1", "postgres", at(time.Second))
+			r.restartFailed("postgres", "shared memory still in use")
+		}, 5 * time.Second, nil},
+		{"back as primary", func(r *restarter) {
+			r.sawPrimary("db-1", "postgres", at(0))
+			r.sawStopped("db-1", "postgres", at(time.Second))
+			r.restartFailed("postgres", "no data directory")
+			r.sawPrimary("db-1", "postgres", at(2*time.Second))
+		}, time.Minute, nil},
+		{"stopped on a host that never ran it as primary", func(r *restarter) {
+			r.sawPrimary("db-1", "postgres", at(0))
+			r.sawStopped("db-3", "postgres", at(time.Second))
+		}, time.Minute, nil},
+		{"a probe sent before the one that found it primary", func(r *restarter) {
+			r.sawPrimary("db-1", "postgres", at(time.Second))
+			r.sawStopped("db-1", "postgres", at(500*time.Millisecond))
+		}, time.Minute, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRestarter()
+			tc.run(r)
+			var got []string
+			for _, d := range r.overdue(at(tc.now), f) {
+				got = append(got, fmt.Sprintf("%s@%s since %s, last primary %s", d.service, d.host, d.since.Sub(t0), d.lastPrimary.Sub(t0)))
+			}
+			require.Equal(t, tc.overdue, got)
+		})
+	}
+}

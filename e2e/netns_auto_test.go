@@ -95,6 +95,64 @@ func TestNetns_AutoFailover_PrimaryDatabaseHostLost(t *testing.T) {
 		ex.ID, ex.StartedAt.Sub(lostAt).Round(time.Millisecond), ex.Measured(), requirePromotedAfterLease(t, d, ex, killEnd).Round(time.Millisecond), len(r.Lost))
 }
 
+// TestNetns_PrimaryDatabaseCrashed_RestartedInPlace SIGKILLs the primary
+// PostgreSQL (postmaster and backends) while its agent runs: the leader
+// restarts it in place, in the same epoch, nothing fails over and no
+// acknowledged row is lost.
+func TestNetns_PrimaryDatabaseCrashed_RestartedInPlace(t *testing.T) {
+	d := newNetnsDeployment(t, automaticFailover())
+	c := d.StartChecker()
+	d.WaitForAcks(c, "primary", 100, time.Minute)
+
+	pid, err := d.PG["db-1"].Crash()
+	require.NoError(t, err)
+	crashedAt := time.Now()
+	testutil.WaitForResult(t, time.Minute, func() (bool, error) {
+		now := d.PG["db-1"].PostmasterPID()
+		return now != 0 && now != pid, fmt.Errorf("db-1's postmaster: %d (crashed: %d)", now, pid)
+	})
+	d.WaitForAgent("db-1", time.Minute, netns.AtCurrentEpoch, netns.HasRole("postgres", "primary"))
+	d.WaitForAcks(c, "primary", 100, time.Minute)
+	require.Empty(t, failovers(t, d), "a database restarted in place is not a failover")
+	e, active, err := d.EpochAndSite(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), e)
+	require.Equal(t, "primary", active)
+
+	r, h := checkHistory(t, d, c, "db-1", netns.Promise{})
+	require.Empty(t, r.Lost)
+	first, ok := h.FirstAck("primary", crashedAt)
+	require.True(t, ok)
+	t.Logf("primary database crashed: restarted in place; first write acknowledged %s after the crash", first.Done.Sub(crashedAt).Round(time.Millisecond))
+}
+
+// TestNetns_PrimaryDatabaseCrashed_NotRestartable_AutomaticFailover
+// SIGKILLs the primary PostgreSQL after breaking its configuration, so
+// that it cannot start again: two restarts in place fail, and the leader
+// fails the site over by itself though every host of the site answers.
+func TestNetns_PrimaryDatabaseCrashed_NotRestartable_AutomaticFailover(t *testing.T) {
+	d := newNetnsDeployment(t, automaticFailover())
+	c := d.StartChecker()
+	d.WaitForAcks(c, "primary", 100, time.Minute)
+
+	require.NoError(t, d.PG["db-1"].BreakStart())
+	crashedAt := time.Now()
+	_, err := d.PG["db-1"].Crash()
+	require.NoError(t, err)
+	ex := automaticExecution(t, d)
+	require.Contains(t, ex.Message+ex.RTODetail, "postgres on db-1 (restart in place failed: ")
+	require.Equal(t, uint64(2), waitActive(t, d, "dr", 30*time.Second))
+	require.Equal(t, "false", inRecovery(t, d, "db-2"))
+	d.WaitForAcks(c, "dr", 100, time.Minute)
+
+	r, _ := checkHistory(t, d, c, "db-2", lossPromise(d, crashedAt, time.Now()))
+	tl, err := d.Timeline(context.Background(), ex.ID)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, *ex.RTOSeconds, tl.Healthy.Sub(crashedAt).Seconds(), "the RTO counts from before the crash: %s", ex.RTODetail)
+	t.Logf("primary database crashed, not restartable: failover %s started %s after the crash; %s; RTO %s; %d acknowledged rows lost",
+		ex.ID, ex.StartedAt.Sub(crashedAt).Round(time.Millisecond), ex.Measured(), ex.RTODetail, len(r.Lost))
+}
+
 // TestNetns_AutoFailover_PrimarySitePartitioned cuts the primary site's
 // link while everything in it keeps running, its application still
 // writing to its database: the partitioned primary fences itself within

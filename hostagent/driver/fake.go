@@ -248,3 +248,10 @@ func (f *Fake) Role() Role {
 	defer f.mu.Unlock()
 	return f.role
 }
+
+// Crash stops the service without a call: a database that died by itself.
+func (f *Fake) Crash() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.role = RoleStopped
+}

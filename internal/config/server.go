@@ -102,6 +102,13 @@ type FailoverConfig struct {
 	// Cooldown blocks further automatic failovers after one, until it
 	// passes or an operator runs `drplane ack` (anti-flapping).
 	Cooldown time.Duration
+	// PrimaryStartTimeout is how long a primary data service that went
+	// down on an active-site host whose agent still answers has to come
+	// back in place (the leader restarts it) before the site fails over:
+	// Patroni's primary_start_timeout. Zero fails over as soon as the
+	// service is seen down; two restarts in a row that fail (one
+	// failover_timeout apart) fail over before it.
+	PrimaryStartTimeout time.Duration
 	// QuorumLossTimeout is how long the servers of a site must be without
 	// a leader, and unable to reach any server of the active site, before
 	// they may fail over on quorum loss (two sites, no witness; only with
@@ -139,14 +146,15 @@ func DefaultServerConfig() *ServerConfig {
 		RaftMultiplier: 1,
 		LogLevel:       "info",
 		Failover: FailoverConfig{
-			ProbeInterval:     500 * time.Millisecond,
-			ProbeTimeout:      time.Second,
-			LeaseTTL:          3 * time.Second,
-			FailoverTimeout:   3500 * time.Millisecond,
-			ClockSkewMargin:   500 * time.Millisecond,
-			Cooldown:          time.Hour,
-			QuorumLossTimeout: 10 * time.Second,
-			MaxDataLoss:       plan.DefaultMaxDataLoss,
+			ProbeInterval:       500 * time.Millisecond,
+			ProbeTimeout:        time.Second,
+			LeaseTTL:            3 * time.Second,
+			FailoverTimeout:     3500 * time.Millisecond,
+			ClockSkewMargin:     500 * time.Millisecond,
+			Cooldown:            time.Hour,
+			QuorumLossTimeout:   10 * time.Second,
+			PrimaryStartTimeout: 30 * time.Second,
+			MaxDataLoss:         plan.DefaultMaxDataLoss,
 		},
 	}
 }
@@ -489,6 +497,9 @@ func (f FailoverConfig) validate(p *problems) {
 	}
 	if f.Cooldown < 0 {
 		p.add("failover.cooldown", "failover.cooldown %s is negative", f.Cooldown)
+	}
+	if f.PrimaryStartTimeout < 0 {
+		p.add("failover.primary_start_timeout", "failover.primary_start_timeout %s is negative; expected 0 (fail over as soon as a primary is seen down) or more", f.PrimaryStartTimeout)
 	}
 	if f.QuorumLossTimeout < f.FailoverTimeout {
 		p.add("failover.quorum_loss_timeout", "failover.quorum_loss_timeout %s must be at least failover_timeout %s", f.QuorumLossTimeout, f.FailoverTimeout)

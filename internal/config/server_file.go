@@ -70,6 +70,9 @@ type rawFailover struct {
 	ClockSkewMargin string `hcl:"clock_skew_margin,optional"`
 	MaxDataLoss     string `hcl:"max_data_loss,optional"`
 	Cooldown        string `hcl:"cooldown,optional"`
+	// PrimaryStartTimeout bounds a restart in place of a primary that
+	// went down under an answering agent.
+	PrimaryStartTimeout string `hcl:"primary_start_timeout,optional"`
 	// QuorumLossTimeout and Stonith govern failover without a witness.
 	QuorumLossTimeout string       `hcl:"quorum_loss_timeout,optional"`
 	Stonith           []rawStonith `hcl:"stonith,block"`
@@ -189,6 +192,7 @@ func (v *serverValidator) failover(raw *rawFailover, f *FailoverConfig) {
 	f.MaxDataLoss = dur("max_data_loss", raw.MaxDataLoss, f.MaxDataLoss)
 	f.Cooldown = dur("cooldown", raw.Cooldown, f.Cooldown)
 	f.QuorumLossTimeout = dur("quorum_loss_timeout", raw.QuorumLossTimeout, f.QuorumLossTimeout)
+	f.PrimaryStartTimeout = dur("primary_start_timeout", raw.PrimaryStartTimeout, f.PrimaryStartTimeout)
 	stonith := blocks(body, "stonith")
 	for i, r := range raw.Stonith {
 		sb := stonith[i].Body

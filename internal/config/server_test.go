@@ -76,14 +76,15 @@ func TestParseServerConfig_Example(t *testing.T) {
 	require.Equal(t, time.Second, cfg.RetryInterval)
 	require.Equal(t, "info", cfg.LogLevel)
 	require.Equal(t, FailoverConfig{
-		ProbeInterval:     500 * time.Millisecond,
-		ProbeTimeout:      time.Second,
-		LeaseTTL:          3 * time.Second,
-		FailoverTimeout:   3500 * time.Millisecond,
-		ClockSkewMargin:   500 * time.Millisecond,
-		MaxDataLoss:       30 * time.Second,
-		Cooldown:          time.Hour,
-		QuorumLossTimeout: 10 * time.Second,
+		ProbeInterval:       500 * time.Millisecond,
+		ProbeTimeout:        time.Second,
+		LeaseTTL:            3 * time.Second,
+		FailoverTimeout:     3500 * time.Millisecond,
+		ClockSkewMargin:     500 * time.Millisecond,
+		MaxDataLoss:         30 * time.Second,
+		Cooldown:            time.Hour,
+		QuorumLossTimeout:   10 * time.Second,
+		PrimaryStartTimeout: 30 * time.Second,
 	}, cfg.Failover)
 
 	// Addresses.
@@ -130,6 +131,7 @@ failover {
   max_data_loss     = "1m"
   cooldown          = "10m"
   quorum_loss_timeout = "20s"
+  primary_start_timeout = "45s"
   stonith "primary" { command = ["/etc/drplane/fence-primary.sh"]  timeout = "45s" }
   stonith "dr" { command = ["/etc/drplane/fence-dr.sh"] }
 }
@@ -144,15 +146,15 @@ failover {
 	require.Equal(t, 250*time.Millisecond, cfg.RetryInterval)
 	require.Equal(t, "debug", cfg.LogLevel)
 	require.Equal(t, FailoverConfig{
-		Automatic:         true,
-		ProbeInterval:     250 * time.Millisecond,
-		ProbeTimeout:      400 * time.Millisecond,
-		LeaseTTL:          8 * time.Second,
-		FailoverTimeout:   10 * time.Second,
-		ClockSkewMargin:   100 * time.Millisecond,
-		MaxDataLoss:       time.Minute,
-		Cooldown:          10 * time.Minute,
-		QuorumLossTimeout: 20 * time.Second,
+		Automatic:           true,
+		ProbeInterval:       250 * time.Millisecond,
+		ProbeTimeout:        400 * time.Millisecond,
+		LeaseTTL:            8 * time.Second,
+		FailoverTimeout:     10 * time.Second,
+		ClockSkewMargin:     100 * time.Millisecond,
+		MaxDataLoss:         time.Minute,
+		Cooldown:            10 * time.Minute,
+		PrimaryStartTimeout: 45 * time.Second, QuorumLossTimeout: 20 * time.Second,
 		Stonith: []StonithConfig{
 			{Site: "primary", Command: []string{"/etc/drplane/fence-primary.sh"}, Timeout: 45 * time.Second},
 			{Site: "dr", Command: []string{"/etc/drplane/fence-dr.sh"}, Timeout: 30 * time.Second},
@@ -161,7 +163,7 @@ failover {
 	// A STONITH hook whose program is missing stops the server at start,
 	// not when the site is lost and the fence is needed.
 	err = cfg.Programs.Check(fakeLookPath("/etc/drplane/fence-primary.sh"))
-	require.EqualError(t, err, filepath.Join(dir, "server.hcl")+`:36:28: stonith "dr" runs /etc/drplane/fence-dr.sh, which is not installed (no executable file at that path); install it or correct the path, then start again`)
+	require.EqualError(t, err, filepath.Join(dir, "server.hcl")+`:37:28: stonith "dr" runs /etc/drplane/fence-dr.sh, which is not installed (no executable file at that path); install it or correct the path, then start again`)
 }
 
 func TestLoadServerConfig_RelativePaths(t *testing.T) {

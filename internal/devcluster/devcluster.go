@@ -216,6 +216,7 @@ failover {
   max_data_loss     = "{{.MaxDataLoss}}"
   cooldown          = "{{.Cooldown}}"
   quorum_loss_timeout = "{{.QuorumLossTimeout}}"
+  primary_start_timeout = "{{.PrimaryStartTimeout}}"
 {{- range .Stonith}}
   stonith {{printf "%q" .Site}} {
     command = [{{range $i, $a := .Command}}{{if $i}}, {{end}}{{printf "%q" $a}}{{end}}]

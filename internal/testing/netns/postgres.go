@@ -335,3 +335,54 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// Crash kills the postmaster and its children with SIGKILL, as a crash
+// (or the kernel's OOM killer) would, and returns the postmaster's pid.
+// The agent on the host goes on running.
+func (p *Postgres) Crash() (int, error) {
+	pid := p.PostmasterPID()
+	if pid == 0 {
+		return 0, fmt.Errorf("crash %s: PostgreSQL is not running", p.Host.Name)
+	}
+	children := childrenOf(pid)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return 0, fmt.Errorf("crash %s: %w", p.Host.Name, err)
+	}
+	for _, c := range children {
+		_ = syscall.Kill(c, syscall.SIGKILL)
+	}
+	return pid, nil
+}
+
+// childrenOf lists the processes whose parent is pid, from /proc.
+func childrenOf(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so read
+		// after its closing parenthesis.
+		rest := string(stat)
+		if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+			rest = rest[i+1:]
+		}
+		if f := strings.Fields(rest); len(f) >= 2 && f[1] == strconv.Itoa(pid) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// BreakStart makes every later start of the server fail at once: a
+// setting PostgreSQL cannot parse, as a bad edit or a corrupted file
+// would leave.
+func (p *Postgres) BreakStart() error {
+	return appendFile(filepath.Join(p.DataDir, "postgresql.auto.conf"), "\nthis line is not a setting\n")
+}
