@@ -63,7 +63,14 @@ func (s *Server) watchQuorum(ctx context.Context) {
 		}
 		now := time.Now()
 		if leaderlessSince.IsZero() {
+			// Leaderless since the last contact with a leader, not since
+			// this tick noticed: raft takes a heartbeat timeout to give
+			// its leader up, and that time counts towards
+			// quorum_loss_timeout (and the recovery's RTO).
 			leaderlessSince = now
+			if last := s.raft.LastContact(); !last.IsZero() && last.Before(now) {
+				leaderlessSince = last
+			}
 			s.resetPeersSeen()
 		}
 		st := s.fsm.view()
