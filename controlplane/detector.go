@@ -117,13 +117,33 @@ func (s *Server) judgeActiveSite(ctx context.Context, now time.Time, rs *restart
 		v.Reason = "no agent registered at the active site"
 		return v
 	}
+	f := s.config.Failover
 	var answering []string
-	answering, v.Trigger = s.answeringAgents(agents, since, now)
+	answering, v.Trigger = s.answeringAgents(agents, since, now, f.FailoverTimeout)
 	if len(answering) > 0 {
-		v.Reason = fmt.Sprintf("site %s is up: %s answered within failover_timeout", st.ActiveSite, strings.Join(answering, ", "))
-		return s.judgePrimaryHosts(ctx, st, v, agents, answering, since, now, rs)
-	}
-	if v.Reason = s.siteStillReached(ctx, st); v.Reason != "" {
+		// Silent for all but the last probe_timeout of failover_timeout:
+		// look at the site's servers and ask the other vantage points
+		// now, since against a partitioned site that takes up to
+		// probe_timeout, and let their answer wait for
+		// failover_timeout instead of the other way round.
+		if recent, _ := s.answeringAgents(agents, since, now, f.FailoverTimeout-f.ProbeTimeout); len(recent) > 0 || f.ProbeTimeout >= f.FailoverTimeout {
+			v.Reason = fmt.Sprintf("site %s is up: %s answered within failover_timeout", st.ActiveSite, strings.Join(answering, ", "))
+			return s.judgePrimaryHosts(ctx, st, v, agents, answering, since, now, rs)
+		}
+		if v.Reason = s.siteStillReached(ctx, st); v.Reason != "" {
+			return v
+		}
+		if err := s.waitSilent(ctx, agents, since); err != nil {
+			v.Reason = "judgement cut short: " + err.Error()
+			return v
+		}
+		now = s.clock.Now()
+		v.At = now
+		if answering, v.Trigger = s.answeringAgents(agents, since, now, f.FailoverTimeout); len(answering) > 0 {
+			v.Reason = fmt.Sprintf("site %s is up: %s answered within failover_timeout", st.ActiveSite, strings.Join(answering, ", "))
+			return v
+		}
+	} else if v.Reason = s.siteStillReached(ctx, st); v.Reason != "" {
 		return v
 	}
 	v.Lost = true
@@ -272,25 +292,55 @@ func (s *Server) tooSoonToJudge(since, now time.Time) string {
 }
 
 // answeringAgents returns the agents that answered this leader within
-// failover_timeout before now, and, of the others, when the last of them
-// went silent (its first missed probe): the trigger of an automatic
-// failover. A silence counts from this leader's election at the earliest.
-func (s *Server) answeringAgents(agents []structs.Agent, since, now time.Time) (answering []string, trigger time.Time) {
+// window before now, and, of the others, when the last of them went
+// silent (its first missed probe): the trigger of an automatic failover.
+// A silence counts from this leader's election at the earliest.
+func (s *Server) answeringAgents(agents []structs.Agent, since, now time.Time, window time.Duration) (answering []string, trigger time.Time) {
 	for _, a := range agents {
-		r, _ := s.probes.get(a.HostID)
-		last := r.lastAnsweredAt
-		if last.Before(since) {
-			last = since
-		}
-		if now.Sub(last) < s.config.Failover.FailoverTimeout {
+		last := s.lastAnswer(a.HostID, since)
+		if now.Sub(last) < window {
 			answering = append(answering, a.HostID)
 			continue
 		}
+		r, _ := s.probes.get(a.HostID)
 		if miss := wentSilent(r, since); miss.After(trigger) {
 			trigger = miss
 		}
 	}
 	return answering, trigger
+}
+
+// lastAnswer is when hostID last answered this leader, whose term began
+// at since (since at the earliest).
+func (s *Server) lastAnswer(hostID string, since time.Time) time.Time {
+	r, _ := s.probes.get(hostID)
+	if r.lastAnsweredAt.Before(since) {
+		return since
+	}
+	return r.lastAnsweredAt
+}
+
+// waitSilent waits until none of agents has answered for
+// failover_timeout, as far as their last answers so far go.
+func (s *Server) waitSilent(ctx context.Context, agents []structs.Agent, since time.Time) error {
+	var until time.Time
+	for _, a := range agents {
+		if u := s.lastAnswer(a.HostID, since).Add(s.config.Failover.FailoverTimeout); u.After(until) {
+			until = u
+		}
+	}
+	d := until.Sub(s.clock.Now())
+	if d <= 0 {
+		return nil
+	}
+	t := s.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C():
+		return nil
+	}
 }
 
 // wentSilent is when a host stopped answering this leader, whose term

@@ -102,7 +102,13 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 		// lease table counts every lease from this election on
 		// (invariant 4, see leaseTable).
 		since := s.clock.Now()
-		s.leases.elect(since)
+		var anchoring []string
+		for _, a := range s.fsm.view().Agents {
+			if a.LeaseAnchors {
+				anchoring = append(anchoring, a.HostID)
+			}
+		}
+		s.leases.elect(since, anchoring...)
 		s.setLeaderTerm(ctx, since)
 		// A term goroutine: revokeLeadership waits for it, so no probe of
 		// this term lands in the next term's tables.

@@ -21,11 +21,17 @@ import (
 //     clock_skew_margin (the renewal may have arrived at the last instant
 //     the RPC could still be served), and the same for a probe cut short
 //     by the end of its loop or of the term
+//   - anchored renewal: the anchoring probe's answer time + lease_ttl +
+//     clock_skew_margin, counted before the renewal is sent (the agent
+//     counts the lease from its receipt of the anchoring probe)
 //   - any host, whatever this leader granted: its election + probe RPC
 //     deadline + lease_ttl + clock_skew_margin, since it does not know its
 //     predecessor's renewals; the predecessor stops renewing within
 //     LeaderLeaseTimeout of losing its quorum, before this leader can be
-//     elected, and its last renewal lands within the RPC deadline
+//     elected, and its last renewal lands within the RPC deadline. For a
+//     host registered as honouring anchors, to which a leader sends only
+//     anchored renewals (see renewalGate), without the RPC deadline:
+//     every anchor's answer came back before the predecessor stopped
 //
 // and a lease has lapsed at that instant, not one nanosecond before. A
 // renewal counts from the moment it is sent: while its probe is in flight
@@ -45,8 +51,10 @@ type leaseTable struct {
 
 	mu sync.Mutex
 	// electedAt is when this server's term of leadership began; zero
-	// while it does not lead.
+	// while it does not lead. anchors are the hosts registered, at the
+	// election, as honouring anchored renewals.
 	electedAt time.Time
+	anchors   map[string]bool
 	// until is, per host, the latest instant until which a lease this
 	// term granted it may still run.
 	until map[string]time.Time
@@ -70,12 +78,16 @@ func newLeaseTable(clk clock.Clock, f config.FailoverConfig) *leaseTable {
 func (t *leaseTable) now() time.Time { return t.clock.Now() }
 
 // elect starts a term of leadership won at at: every host's lease counts
-// from at plus the RPC deadline, and the previous term's grants are
-// forgotten.
-func (t *leaseTable) elect(at time.Time) {
+// from at plus the RPC deadline (without it for the anchoring hosts), and
+// the previous term's grants are forgotten.
+func (t *leaseTable) elect(at time.Time, anchoring ...string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.electedAt, t.until, t.inflight = at, map[string]time.Time{}, map[string]map[uint64]time.Time{}
+	t.anchors = map[string]bool{}
+	for _, h := range anchoring {
+		t.anchors[h] = true
+	}
 }
 
 // reset ends the term: nothing is counted until the next elect.
@@ -140,7 +152,10 @@ func (t *leaseTable) hostUntil(host string) time.Time {
 }
 
 func (t *leaseTable) hostUntilLocked(host string) time.Time {
-	until := t.electedAt.Add(t.rpcDeadline + t.ttl + t.skew)
+	until := t.electedAt.Add(t.ttl + t.skew)
+	if !t.anchors[host] {
+		until = until.Add(t.rpcDeadline)
+	}
 	if u := t.until[host]; u.After(until) {
 		until = u
 	}

@@ -48,6 +48,14 @@ func TestLeaseTable_HostUntil(t *testing.T) {
 		name: "new leader, nothing granted: election + RPC deadline + ttl + skew",
 		want: at(time.Second + 3*time.Second + 500*time.Millisecond),
 	}, {
+		name:   "new leader, a host registered as anchoring: election + ttl + skew",
+		record: func(l *leaseTable) { l.elect(l.electedAt, "db-1") },
+		want:   at(3*time.Second + 500*time.Millisecond),
+	}, {
+		name:   "new leader, another host anchoring: the RPC deadline still counts",
+		record: func(l *leaseTable) { l.elect(l.electedAt, "db-2") },
+		want:   at(time.Second + 3*time.Second + 500*time.Millisecond),
+	}, {
 		name:   "answered renewal: answer + ttl + skew",
 		record: func(l *leaseTable) { l.answered("db-1", at(10*time.Second)) },
 		want:   at(10*time.Second + 3*time.Second + 500*time.Millisecond),
@@ -242,24 +250,28 @@ func TestRenewalGate(t *testing.T) {
 	}
 	unanchored := renewal{renew: true}
 	cases := []struct {
-		name string
-		ends []end
-		want renewal
+		name      string
+		anchoring bool
+		ends      []end
+		want      renewal
 	}{
-		{"nothing ended yet", nil, unanchored},
-		{"answered", []end{{1, 0, false, false}}, unanchored},
-		{"answered by an agent that anchors", []end{{1, 0, false, true}},
+		{"nothing ended yet", false, nil, unanchored},
+		{"nothing ended yet, an agent registered as anchoring: no renewal", true, nil, renewal{}},
+		{"an agent registered as anchoring answered", true, []end{{1, 0, false, true}},
 			renewal{renew: true, anchor: 1, anchorAnswered: at(10 * time.Millisecond)}},
-		{"unanswered", []end{{1, 0, false, true}, {2, 500 * time.Millisecond, true, false}}, renewal{}},
-		{"answered again after a miss", []end{{1, 0, true, false}, {2, 500 * time.Millisecond, false, true}},
+		{"answered", false, []end{{1, 0, false, false}}, unanchored},
+		{"answered by an agent that anchors", false, []end{{1, 0, false, true}},
+			renewal{renew: true, anchor: 1, anchorAnswered: at(10 * time.Millisecond)}},
+		{"unanswered", false, []end{{1, 0, false, true}, {2, 500 * time.Millisecond, true, false}}, renewal{}},
+		{"answered again after a miss", false, []end{{1, 0, true, false}, {2, 500 * time.Millisecond, false, true}},
 			renewal{renew: true, anchor: 2, anchorAnswered: at(510 * time.Millisecond)}},
-		{"an older probe answering late does not undo a newer miss", []end{{2, time.Second, true, false}, {1, 500 * time.Millisecond, false, true}}, renewal{}},
-		{"an older probe failing late does not undo a newer answer", []end{{2, time.Second, false, true}, {1, 500 * time.Millisecond, true, false}},
+		{"an older probe answering late does not undo a newer miss", false, []end{{2, time.Second, true, false}, {1, 500 * time.Millisecond, false, true}}, renewal{}},
+		{"an older probe failing late does not undo a newer answer", false, []end{{2, time.Second, false, true}, {1, 500 * time.Millisecond, true, false}},
 			renewal{renew: true, anchor: 2, anchorAnswered: at(time.Second + 10*time.Millisecond)}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var g renewalGate
+			g := renewalGate{anchoring: tc.anchoring}
 			for _, e := range tc.ends {
 				r := probeResult{probeID: e.id, sentAt: at(e.sent)}
 				if e.missed {

@@ -203,6 +203,11 @@ func (s *Server) probeLoop(ctx context.Context, hostID, addr string, rs *restart
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var gate renewalGate
+	for _, a := range s.fsm.view().Agents {
+		if a.HostID == hostID {
+			gate.anchoring = a.LeaseAnchors
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -210,7 +215,13 @@ func (s *Server) probeLoop(ctx context.Context, hostID, addr string, rs *restart
 		case d := <-done:
 			inflight--
 			d.pc.busy = false
+			first := gate.last.resp == nil
 			gate.ended(d.res)
+			if first && gate.next().anchor != 0 {
+				// The first answer of the term: renew on it at once, not
+				// one probe_interval later.
+				timer.Reset(0)
+			}
 			if d.pc != cur {
 				_ = d.pc.cc.Close()
 				continue
@@ -277,9 +288,14 @@ type renewal struct {
 // probeAgent); otherwise a lease anchored on that answered probe when its
 // agent said it honours anchors, or else an unanchored one. A probe
 // merely slow to answer changes nothing: a host that answers late still
-// answers, and keeps its lease.
+// answers, and keeps its lease. Before any probe ended, an agent
+// registered as honouring anchors gets a probe that renews nothing, and
+// the renewal anchored on it right after its answer: a leader sends such
+// an agent no unanchored renewal, which is what lets the next leader count
+// its leases without the RPC deadline (leaseTable).
 type renewalGate struct {
-	last probeResult
+	anchoring bool
+	last      probeResult
 }
 
 // ended records the end of a probe (a zero sentAt: none was sent).
@@ -293,6 +309,8 @@ func (g *renewalGate) ended(r probeResult) {
 // next returns what the next probe renews.
 func (g *renewalGate) next() renewal {
 	switch {
+	case g.last.sentAt.IsZero() && g.anchoring:
+		return renewal{}
 	case g.last.sentAt.IsZero():
 		return renewal{renew: true}
 	case g.last.err != nil:

@@ -54,7 +54,7 @@ func (a *Agent) registerWith(ctx context.Context, addr string, req *pb.RegisterA
 
 // registration is the agent's record: host, site, address and services.
 func (a *Agent) registration() *pb.Agent {
-	ag := &pb.Agent{HostId: a.config.HostID, Site: a.config.Site, Address: a.config.Advertise}
+	ag := &pb.Agent{HostId: a.config.HostID, Site: a.config.Site, Address: a.config.Advertise, LeaseAnchors: true}
 	// Without an explicit advertise address the listener's real address
 	// counts, which also resolves a configured port 0.
 	if ag.Address == "" || ag.Address == a.config.Listen {

@@ -159,6 +159,9 @@ type Agent struct {
 	Snapshots    []string  `json:"snapshots,omitempty"`
 	Hooks        []string  `json:"hooks,omitempty"`
 	RegisteredAt time.Time `json:"registered_at"`
+	// LeaseAnchors: the agent honours anchored renewals, and a leader
+	// sends it no other kind (see controlplane's leaseTable).
+	LeaseAnchors bool `json:"lease_anchors,omitempty"`
 }
 
 // Promotable reports whether the agent declares service as a data

@@ -444,9 +444,15 @@ type Agent struct {
 	Probe *AgentProbe `protobuf:"bytes,6,opt,name=probe,proto3" json:"probe,omitempty"`
 	// syncs, snapshots and hooks are the names of the agent's declared
 	// sync, snapshot and hook blocks, which plans may use.
-	Syncs         []string `protobuf:"bytes,7,rep,name=syncs,proto3" json:"syncs,omitempty"`
-	Snapshots     []string `protobuf:"bytes,8,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
-	Hooks         []string `protobuf:"bytes,9,rep,name=hooks,proto3" json:"hooks,omitempty"`
+	Syncs     []string `protobuf:"bytes,7,rep,name=syncs,proto3" json:"syncs,omitempty"`
+	Snapshots []string `protobuf:"bytes,8,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	Hooks     []string `protobuf:"bytes,9,rep,name=hooks,proto3" json:"hooks,omitempty"`
+	// lease_anchors says that the agent honours anchored renewals
+	// (ProbeRequest.lease_anchor) and takes no unanchored ones from a leader
+	// that knows it: a new leader counts the leases its predecessor may have
+	// granted such an agent from its election + lease_ttl, without the
+	// probe's RPC deadline.
+	LeaseAnchors  bool `protobuf:"varint,10,opt,name=lease_anchors,json=leaseAnchors,proto3" json:"lease_anchors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -542,6 +548,13 @@ func (x *Agent) GetHooks() []string {
 		return x.Hooks
 	}
 	return nil
+}
+
+func (x *Agent) GetLeaseAnchors() bool {
+	if x != nil {
+		return x.LeaseAnchors
+	}
+	return false
 }
 
 // AgentProbe is what the leader's prober last saw of an agent.
@@ -708,7 +721,7 @@ const file_drplane_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"promotable\x18\x05 \x01(\bR\n" +
 	"promotable\x12\x1c\n" +
-	"\tdrillable\x18\x06 \x01(\bR\tdrillable\"\xb8\x02\n" +
+	"\tdrillable\x18\x06 \x01(\bR\tdrillable\"\xdd\x02\n" +
 	"\x05Agent\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x18\n" +
@@ -718,7 +731,9 @@ const file_drplane_v1_types_proto_rawDesc = "" +
 	"\x05probe\x18\x06 \x01(\v2\x16.drplane.v1.AgentProbeR\x05probe\x12\x14\n" +
 	"\x05syncs\x18\a \x03(\tR\x05syncs\x12\x1c\n" +
 	"\tsnapshots\x18\b \x03(\tR\tsnapshots\x12\x14\n" +
-	"\x05hooks\x18\t \x03(\tR\x05hooks\"\xb3\x03\n" +
+	"\x05hooks\x18\t \x03(\tR\x05hooks\x12#\n" +
+	"\rlease_anchors\x18\n" +
+	" \x01(\bR\fleaseAnchors\"\xb3\x03\n" +
 	"\n" +
 	"AgentProbe\x12\x1c\n" +
 	"\treachable\x18\x01 \x01(\bR\treachable\x127\n" +
