@@ -217,13 +217,15 @@ func (s *Server) probeLoop(ctx context.Context, hostID, addr string, rs *restart
 			d.pc.busy = false
 			first := gate.last.resp == nil
 			gate.ended(d.res)
-			if first && gate.next().anchor != 0 {
-				// The first answer of the term: renew on it at once, not
-				// one probe_interval later.
-				timer.Reset(0)
-			}
 			if d.pc != cur {
 				_ = d.pc.cc.Close()
+				continue
+			}
+			if first && gate.next().anchor != 0 {
+				// The first answer of the term, or the first after a
+				// miss: renew on it at once, not one probe_interval
+				// later (the connection is free: its probe just ended).
+				timer.Reset(0)
 				continue
 			}
 			if d.res.err != nil && d.ready && connBroken(d.res.err) {

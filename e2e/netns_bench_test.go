@@ -103,20 +103,7 @@ func BenchmarkNetns_Failover(b *testing.B) {
 // with the servers' default timings; the surviving majority fails over
 // by itself.
 func BenchmarkNetns_AutoFailover_SiteLoss(b *testing.B) {
-	benchmarkAutomatic(b, func(t testing.TB, m netnsMetrics, d *netns.Deployment, c *netns.Checker) {
-		faultAt := time.Now()
-		require.NoError(t, d.KillSite("primary"))
-		faultEnd := time.Now()
-		ex := automaticExecution(t, d)
-		requirePromotedAfterLease(t, d, ex, faultEnd)
-		require.Equal(t, uint64(2), waitActive(t, d, "dr", 30*time.Second))
-		d.WaitForAcks(c, "dr", 100, time.Minute)
-
-		r, h := checkHistory(t, d, c, "db-2", lossPromise(d, faultAt, faultEnd))
-		m.addAutomatic(t, d, ex, faultAt)
-		m.addLoss(h, r)
-		m.addClientOutage(t, h)
-	})
+	benchmarkKill(b, func(d *netns.Deployment) error { return d.KillSite("primary") })
 }
 
 // BenchmarkNetns_AutoFailover_DatabaseHostLoss kills every process of
@@ -124,9 +111,14 @@ func BenchmarkNetns_AutoFailover_SiteLoss(b *testing.B) {
 // TestNetns_AutoFailover_PrimaryDatabaseHostLost does; the rest of the
 // primary site keeps running, and dr takes over by itself.
 func BenchmarkNetns_AutoFailover_DatabaseHostLoss(b *testing.B) {
+	benchmarkKill(b, func(d *netns.Deployment) error { return d.KillHost("db-1") })
+}
+
+// benchmarkKill measures the automatic failover that follows kill.
+func benchmarkKill(b *testing.B, kill func(d *netns.Deployment) error) {
 	benchmarkAutomatic(b, func(t testing.TB, m netnsMetrics, d *netns.Deployment, c *netns.Checker) {
 		faultAt := time.Now()
-		require.NoError(t, d.KillHost("db-1"))
+		require.NoError(t, kill(d))
 		faultEnd := time.Now()
 		ex := automaticExecution(t, d)
 		requirePromotedAfterLease(t, d, ex, faultEnd)
