@@ -82,7 +82,8 @@ type Server struct {
 	// leases counts the leases this leader may have granted (invariant 4);
 	// memory only, one term at a time.
 	leases *leaseTable
-	// probeIDs numbers this process's probes (ProbeRequest.probe_id).
+	// probeIDs numbers this server's probes (ProbeRequest.probe_id),
+	// from the wall clock at start.
 	probeIDs atomic.Uint64
 	// progress is the latest progress line of each running step.
 	progress *progressTable
@@ -152,6 +153,9 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (*Server, error) {
 		shutdownCancel: cancel,
 	}
 	s.conns.dial, s.agentConns.dial = deps.Dial, deps.Dial
+	// Probe ids go on growing across restarts of this server, so that an
+	// agent never takes a new probe for one an earlier process sent.
+	s.probeIDs.Store(uint64(time.Now().UnixNano()))
 	if err := s.start(&deps); err != nil {
 		// s is the half-started server, never nil here: release what
 		// start opened (listeners, Raft stores, Raft) before returning.

@@ -108,3 +108,23 @@ func TestAgent_AnchoredRenewal_RunsFromTheAnchorsArrival(t *testing.T) {
 	probe(7, 4, "s1")
 	require.Equal(t, start.Add(3*time.Second+ttl), ta.agent.lease.deadline())
 }
+
+// TestProbeReceipts_NewestFirst: a leader's probe id seen again (a
+// restarted leader) is found at its newest arrival, and the ring keeps
+// the last probeReceiptsKept receipts.
+func TestProbeReceipts_NewestFirst(t *testing.T) {
+	var r probeReceipts
+	t0 := time.Now()
+	r.record("s1", 1, t0)
+	r.record("s1", 1, t0.Add(time.Second))
+	at, ok := r.receivedAt("s1", 1)
+	require.True(t, ok)
+	require.Equal(t, t0.Add(time.Second), at)
+	for i := range probeReceiptsKept {
+		r.record("s2", uint64(100+i), t0)
+	}
+	_, ok = r.receivedAt("s1", 1)
+	require.False(t, ok, "forgotten after %d newer receipts", probeReceiptsKept)
+	_, ok = r.receivedAt("s2", 0)
+	require.False(t, ok, "id 0 is no probe")
+}

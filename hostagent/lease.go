@@ -181,11 +181,13 @@ func (r *probeReceipts) record(leader string, id uint64, at time.Time) {
 	r.next = (r.next + 1) % len(r.ring)
 }
 
-// receivedAt returns when probe id of leader arrived, if remembered.
+// receivedAt returns when probe id of leader last arrived, if
+// remembered: newest first, should a leader's ids ever repeat.
 func (r *probeReceipts) receivedAt(leader string, id uint64) (time.Time, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, p := range r.ring {
+	for i := 1; i <= len(r.ring); i++ {
+		p := r.ring[(r.next-i+len(r.ring))%len(r.ring)]
 		if p.id == id && p.leader == leader && id != 0 {
 			return p.at, true
 		}
