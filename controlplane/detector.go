@@ -225,11 +225,11 @@ func (s *Server) livePrimaries(agents []structs.Agent, answering []string) map[s
 
 // judgeDownPrimaries judges, on a site that answers, whether a primary
 // data service went down on a host whose agent answers and was not
-// brought back in place (watchPrimaries) within primary_start_timeout,
-// or after two restarts in place in a row failed, with
-// no answering host running it as primary: the site fails over as if the
-// host were lost. Its agent answers, so its word is the evidence; no
-// other vantage point is asked. v comes back unchanged otherwise.
+// brought back in place (watchPrimaries): down for primary_start_timeout,
+// or two restarts in place in a row failed, and no answering host runs it
+// as primary. The site then fails over as if the host were lost. Its
+// agent answers, so its word is the evidence; no other vantage point is
+// asked. v comes back unchanged otherwise.
 func (s *Server) judgeDownPrimaries(st stateView, v verdict, agents []structs.Agent, answering []string, now time.Time, rs *restarter) verdict {
 	live := s.livePrimaries(agents, answering)
 	var hosts, services, details []string
