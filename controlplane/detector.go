@@ -118,6 +118,9 @@ func (s *Server) judgeActiveSite(ctx context.Context, now time.Time, rs *restart
 		return v
 	}
 	f := s.config.Failover
+	upReason := func(answering []string) string {
+		return fmt.Sprintf("site %s is up: %s answered within failover_timeout", st.ActiveSite, strings.Join(answering, ", "))
+	}
 	var answering []string
 	answering, v.Trigger = s.answeringAgents(agents, since, now, f.FailoverTimeout)
 	if len(answering) > 0 {
@@ -127,7 +130,7 @@ func (s *Server) judgeActiveSite(ctx context.Context, now time.Time, rs *restart
 		// probe_timeout, and let their answer wait for
 		// failover_timeout instead of the other way round.
 		if recent, _ := s.answeringAgents(agents, since, now, f.FailoverTimeout-f.ProbeTimeout); len(recent) > 0 || f.ProbeTimeout >= f.FailoverTimeout {
-			v.Reason = fmt.Sprintf("site %s is up: %s answered within failover_timeout", st.ActiveSite, strings.Join(answering, ", "))
+			v.Reason = upReason(answering)
 			return s.judgePrimaryHosts(ctx, st, v, agents, answering, since, now, rs)
 		}
 		if v.Reason = s.siteStillReached(ctx, st); v.Reason != "" {
@@ -140,7 +143,7 @@ func (s *Server) judgeActiveSite(ctx context.Context, now time.Time, rs *restart
 		now = s.clock.Now()
 		v.At = now
 		if answering, v.Trigger = s.answeringAgents(agents, since, now, f.FailoverTimeout); len(answering) > 0 {
-			v.Reason = fmt.Sprintf("site %s is up: %s answered within failover_timeout", st.ActiveSite, strings.Join(answering, ", "))
+			v.Reason = upReason(answering)
 			return v
 		}
 	} else if v.Reason = s.siteStillReached(ctx, st); v.Reason != "" {

@@ -156,12 +156,8 @@ func (f *Fake) Start(ctx context.Context, p Progress) error {
 	block := f.Block
 	f.mu.Unlock()
 	p("starting")
-	if block != nil {
-		select {
-		case <-block:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := awaitRelease(ctx, block); err != nil {
+		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -177,12 +173,8 @@ func (f *Fake) Stop(ctx context.Context, _ Progress) error {
 	f.mu.Lock()
 	block := f.StopBlock
 	f.mu.Unlock()
-	if block != nil {
-		select {
-		case <-block:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := awaitRelease(ctx, block); err != nil {
+		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -203,11 +195,9 @@ func (f *Fake) Promote(ctx context.Context, p Progress) (string, error) {
 	f.mu.Unlock()
 	if hold != nil {
 		p("writable at %s; checkpointing", FakePosition)
-		select {
-		case <-hold:
-		case <-ctx.Done():
-			return "", ctx.Err()
-		}
+	}
+	if err := awaitRelease(ctx, hold); err != nil {
+		return "", err
 	}
 	return FakePosition, nil
 }
@@ -254,4 +244,18 @@ func (f *Fake) Crash() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.role = RoleStopped
+}
+
+// awaitRelease waits until block is closed or ctx ends; a nil block does
+// not wait.
+func awaitRelease(ctx context.Context, block chan struct{}) error {
+	if block == nil {
+		return nil
+	}
+	select {
+	case <-block:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

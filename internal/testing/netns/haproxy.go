@@ -12,6 +12,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/drplane/drplane/internal/devcluster"
 )
 
 // HAProxyPort is where the load balancer accepts database clients, on
@@ -146,7 +148,7 @@ func (h *HAProxy) waitRoutes(d *Deployment, site string, timeout time.Duration) 
 	for time.Now().Before(deadline) {
 		select {
 		case <-h.done:
-			return fmt.Errorf("haproxy exited: %s", tail(readFileString(h.LogFile), 2000))
+			return fmt.Errorf("haproxy exited: %s", devcluster.Tail(h.LogFile, 2000))
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -158,7 +160,7 @@ func (h *HAProxy) waitRoutes(d *Deployment, site string, timeout time.Duration) 
 		last = fmt.Errorf("connection reached %q (err %v), want %s", got, err, want)
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("haproxy: no route to the %s database within %s: %v; log: %s", site, timeout, last, tail(readFileString(h.LogFile), 2000))
+	return fmt.Errorf("haproxy: no route to the %s database within %s: %v; log: %s", site, timeout, last, devcluster.Tail(h.LogFile, 2000))
 }
 
 // serverAddr connects through HAProxy and returns the address of the
@@ -177,9 +179,4 @@ func (h *HAProxy) serverAddr(ctx context.Context) (string, error) {
 func (h *HAProxy) stop() {
 	_ = h.cmd.Process.Kill()
 	<-h.done
-}
-
-func readFileString(path string) string {
-	b, _ := os.ReadFile(path)
-	return string(b)
 }
