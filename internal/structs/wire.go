@@ -57,6 +57,7 @@ var (
 		plan.ActionApproval: pb.StepAction_STEP_ACTION_APPROVAL, plan.ActionWait: pb.StepAction_STEP_ACTION_WAIT,
 		plan.ActionNotify: pb.StepAction_STEP_ACTION_NOTIFY, plan.ActionGuard: pb.StepAction_STEP_ACTION_GUARD,
 		plan.ActionActivate: pb.StepAction_STEP_ACTION_ACTIVATE, plan.ActionLeaseWait: pb.StepAction_STEP_ACTION_LEASE_WAIT,
+		ActionSetSyncStandbys: pb.StepAction_STEP_ACTION_SET_SYNC_STANDBYS,
 	})
 	stepStates = newEnumTable(map[string]pb.StepState{
 		StepPending: pb.StepState_STEP_STATE_PENDING, StepRunning: pb.StepState_STEP_STATE_RUNNING,

@@ -46,6 +46,11 @@ const (
 	StepAction_STEP_ACTION_GUARD      StepAction = 14
 	StepAction_STEP_ACTION_ACTIVATE   StepAction = 15
 	StepAction_STEP_ACTION_LEASE_WAIT StepAction = 16
+	// STEP_ACTION_SET_SYNC_STANDBYS sets which standbys a primary waits for
+	// before it acknowledges a commit (PostgreSQL's
+	// synchronous_standby_names). Only the leader's synchronous-replication
+	// manager sends it, never a plan; see structs.ArgSyncStandbys.
+	StepAction_STEP_ACTION_SET_SYNC_STANDBYS StepAction = 17
 )
 
 // Enum value maps for StepAction.
@@ -68,25 +73,27 @@ var (
 		14: "STEP_ACTION_GUARD",
 		15: "STEP_ACTION_ACTIVATE",
 		16: "STEP_ACTION_LEASE_WAIT",
+		17: "STEP_ACTION_SET_SYNC_STANDBYS",
 	}
 	StepAction_value = map[string]int32{
-		"STEP_ACTION_UNSPECIFIED": 0,
-		"STEP_ACTION_FENCE":       1,
-		"STEP_ACTION_SNAPSHOT":    2,
-		"STEP_ACTION_STOP":        3,
-		"STEP_ACTION_DEMOTE":      4,
-		"STEP_ACTION_RSYNC":       5,
-		"STEP_ACTION_PROMOTE":     6,
-		"STEP_ACTION_START":       7,
-		"STEP_ACTION_CHECK":       8,
-		"STEP_ACTION_HOOK":        9,
-		"STEP_ACTION_RESTORE":     10,
-		"STEP_ACTION_APPROVAL":    11,
-		"STEP_ACTION_WAIT":        12,
-		"STEP_ACTION_NOTIFY":      13,
-		"STEP_ACTION_GUARD":       14,
-		"STEP_ACTION_ACTIVATE":    15,
-		"STEP_ACTION_LEASE_WAIT":  16,
+		"STEP_ACTION_UNSPECIFIED":       0,
+		"STEP_ACTION_FENCE":             1,
+		"STEP_ACTION_SNAPSHOT":          2,
+		"STEP_ACTION_STOP":              3,
+		"STEP_ACTION_DEMOTE":            4,
+		"STEP_ACTION_RSYNC":             5,
+		"STEP_ACTION_PROMOTE":           6,
+		"STEP_ACTION_START":             7,
+		"STEP_ACTION_CHECK":             8,
+		"STEP_ACTION_HOOK":              9,
+		"STEP_ACTION_RESTORE":           10,
+		"STEP_ACTION_APPROVAL":          11,
+		"STEP_ACTION_WAIT":              12,
+		"STEP_ACTION_NOTIFY":            13,
+		"STEP_ACTION_GUARD":             14,
+		"STEP_ACTION_ACTIVATE":          15,
+		"STEP_ACTION_LEASE_WAIT":        16,
+		"STEP_ACTION_SET_SYNC_STANDBYS": 17,
 	}
 )
 
@@ -425,12 +432,135 @@ func (FenceCause) EnumDescriptor() ([]byte, []int) {
 	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{5}
 }
 
+// SyncState is how a primary counts one of its standbys for synchronous
+// commit (PostgreSQL's pg_stat_replication.sync_state).
+type SyncState int32
+
+const (
+	SyncState_SYNC_STATE_UNSPECIFIED SyncState = 0
+	// SYNC_STATE_ASYNC: commits do not wait for it.
+	SyncState_SYNC_STATE_ASYNC SyncState = 1
+	// SYNC_STATE_POTENTIAL: named, but another standby is waited for.
+	SyncState_SYNC_STATE_POTENTIAL SyncState = 2
+	// SYNC_STATE_SYNC: commits wait until it flushed them.
+	SyncState_SYNC_STATE_SYNC SyncState = 3
+	// SYNC_STATE_QUORUM: one of an ANY n quorum.
+	SyncState_SYNC_STATE_QUORUM SyncState = 4
+)
+
+// Enum value maps for SyncState.
+var (
+	SyncState_name = map[int32]string{
+		0: "SYNC_STATE_UNSPECIFIED",
+		1: "SYNC_STATE_ASYNC",
+		2: "SYNC_STATE_POTENTIAL",
+		3: "SYNC_STATE_SYNC",
+		4: "SYNC_STATE_QUORUM",
+	}
+	SyncState_value = map[string]int32{
+		"SYNC_STATE_UNSPECIFIED": 0,
+		"SYNC_STATE_ASYNC":       1,
+		"SYNC_STATE_POTENTIAL":   2,
+		"SYNC_STATE_SYNC":        3,
+		"SYNC_STATE_QUORUM":      4,
+	}
+)
+
+func (x SyncState) Enum() *SyncState {
+	p := new(SyncState)
+	*p = x
+	return p
+}
+
+func (x SyncState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SyncState) Descriptor() protoreflect.EnumDescriptor {
+	return file_drplane_v1_enums_proto_enumTypes[6].Descriptor()
+}
+
+func (SyncState) Type() protoreflect.EnumType {
+	return &file_drplane_v1_enums_proto_enumTypes[6]
+}
+
+func (x SyncState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SyncState.Descriptor instead.
+func (SyncState) EnumDescriptor() ([]byte, []int) {
+	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{6}
+}
+
+// WalSenderState is what a primary's WAL sender for one standby does
+// (PostgreSQL's pg_stat_replication.state).
+type WalSenderState int32
+
+const (
+	WalSenderState_WAL_SENDER_STATE_UNSPECIFIED WalSenderState = 0
+	WalSenderState_WAL_SENDER_STATE_STARTUP     WalSenderState = 1
+	// WAL_SENDER_STATE_CATCHUP: the standby is behind and catching up.
+	WalSenderState_WAL_SENDER_STATE_CATCHUP WalSenderState = 2
+	// WAL_SENDER_STATE_STREAMING: caught up, streaming as WAL is written.
+	WalSenderState_WAL_SENDER_STATE_STREAMING WalSenderState = 3
+	WalSenderState_WAL_SENDER_STATE_BACKUP    WalSenderState = 4
+	WalSenderState_WAL_SENDER_STATE_STOPPING  WalSenderState = 5
+)
+
+// Enum value maps for WalSenderState.
+var (
+	WalSenderState_name = map[int32]string{
+		0: "WAL_SENDER_STATE_UNSPECIFIED",
+		1: "WAL_SENDER_STATE_STARTUP",
+		2: "WAL_SENDER_STATE_CATCHUP",
+		3: "WAL_SENDER_STATE_STREAMING",
+		4: "WAL_SENDER_STATE_BACKUP",
+		5: "WAL_SENDER_STATE_STOPPING",
+	}
+	WalSenderState_value = map[string]int32{
+		"WAL_SENDER_STATE_UNSPECIFIED": 0,
+		"WAL_SENDER_STATE_STARTUP":     1,
+		"WAL_SENDER_STATE_CATCHUP":     2,
+		"WAL_SENDER_STATE_STREAMING":   3,
+		"WAL_SENDER_STATE_BACKUP":      4,
+		"WAL_SENDER_STATE_STOPPING":    5,
+	}
+)
+
+func (x WalSenderState) Enum() *WalSenderState {
+	p := new(WalSenderState)
+	*p = x
+	return p
+}
+
+func (x WalSenderState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WalSenderState) Descriptor() protoreflect.EnumDescriptor {
+	return file_drplane_v1_enums_proto_enumTypes[7].Descriptor()
+}
+
+func (WalSenderState) Type() protoreflect.EnumType {
+	return &file_drplane_v1_enums_proto_enumTypes[7]
+}
+
+func (x WalSenderState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WalSenderState.Descriptor instead.
+func (WalSenderState) EnumDescriptor() ([]byte, []int) {
+	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{7}
+}
+
 var File_drplane_v1_enums_proto protoreflect.FileDescriptor
 
 const file_drplane_v1_enums_proto_rawDesc = "" +
 	"\n" +
 	"\x16drplane/v1/enums.proto\x12\n" +
-	"drplane.v1*\xaa\x03\n" +
+	"drplane.v1*\xcd\x03\n" +
 	"\n" +
 	"StepAction\x12\x1b\n" +
 	"\x17STEP_ACTION_UNSPECIFIED\x10\x00\x12\x15\n" +
@@ -450,7 +580,8 @@ const file_drplane_v1_enums_proto_rawDesc = "" +
 	"\x12STEP_ACTION_NOTIFY\x10\r\x12\x15\n" +
 	"\x11STEP_ACTION_GUARD\x10\x0e\x12\x18\n" +
 	"\x14STEP_ACTION_ACTIVATE\x10\x0f\x12\x1a\n" +
-	"\x16STEP_ACTION_LEASE_WAIT\x10\x10*\xd2\x01\n" +
+	"\x16STEP_ACTION_LEASE_WAIT\x10\x10\x12!\n" +
+	"\x1dSTEP_ACTION_SET_SYNC_STANDBYS\x10\x11*\xd2\x01\n" +
 	"\tStepState\x12\x1a\n" +
 	"\x16STEP_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12STEP_STATE_PENDING\x10\x01\x12\x16\n" +
@@ -484,7 +615,20 @@ const file_drplane_v1_enums_proto_rawDesc = "" +
 	"\x18FENCE_CAUSE_LEASE_LAPSED\x10\x01\x12\x1b\n" +
 	"\x17FENCE_CAUSE_BOOT_WINDOW\x10\x02\x12!\n" +
 	"\x1dFENCE_CAUSE_OTHER_SITE_ACTIVE\x10\x03\x12\x19\n" +
-	"\x15FENCE_CAUSE_PLAN_STEP\x10\x04B7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	"\x15FENCE_CAUSE_PLAN_STEP\x10\x04*\x83\x01\n" +
+	"\tSyncState\x12\x1a\n" +
+	"\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10SYNC_STATE_ASYNC\x10\x01\x12\x18\n" +
+	"\x14SYNC_STATE_POTENTIAL\x10\x02\x12\x13\n" +
+	"\x0fSYNC_STATE_SYNC\x10\x03\x12\x15\n" +
+	"\x11SYNC_STATE_QUORUM\x10\x04*\xca\x01\n" +
+	"\x0eWalSenderState\x12 \n" +
+	"\x1cWAL_SENDER_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18WAL_SENDER_STATE_STARTUP\x10\x01\x12\x1c\n" +
+	"\x18WAL_SENDER_STATE_CATCHUP\x10\x02\x12\x1e\n" +
+	"\x1aWAL_SENDER_STATE_STREAMING\x10\x03\x12\x1b\n" +
+	"\x17WAL_SENDER_STATE_BACKUP\x10\x04\x12\x1d\n" +
+	"\x19WAL_SENDER_STATE_STOPPING\x10\x05B7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_enums_proto_rawDescOnce sync.Once
@@ -498,7 +642,7 @@ func file_drplane_v1_enums_proto_rawDescGZIP() []byte {
 	return file_drplane_v1_enums_proto_rawDescData
 }
 
-var file_drplane_v1_enums_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_drplane_v1_enums_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
 var file_drplane_v1_enums_proto_goTypes = []any{
 	(StepAction)(0),       // 0: drplane.v1.StepAction
 	(StepState)(0),        // 1: drplane.v1.StepState
@@ -506,6 +650,8 @@ var file_drplane_v1_enums_proto_goTypes = []any{
 	(ExecutionTrigger)(0), // 3: drplane.v1.ExecutionTrigger
 	(ServiceRole)(0),      // 4: drplane.v1.ServiceRole
 	(FenceCause)(0),       // 5: drplane.v1.FenceCause
+	(SyncState)(0),        // 6: drplane.v1.SyncState
+	(WalSenderState)(0),   // 7: drplane.v1.WalSenderState
 }
 var file_drplane_v1_enums_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -525,7 +671,7 @@ func file_drplane_v1_enums_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_enums_proto_rawDesc), len(file_drplane_v1_enums_proto_rawDesc)),
-			NumEnums:      6,
+			NumEnums:      8,
 			NumMessages:   0,
 			NumExtensions: 0,
 			NumServices:   0,

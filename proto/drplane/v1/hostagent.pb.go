@@ -458,8 +458,16 @@ type Replication struct {
 	// last_received_at is when a streaming standby last heard from its
 	// primary.
 	LastReceivedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_received_at,json=lastReceivedAt,proto3" json:"last_received_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// synchronous_standby_names is, on a primary, the setting in effect
+	// (empty: no commit waits for a standby).
+	SynchronousStandbyNames string `protobuf:"bytes,7,opt,name=synchronous_standby_names,json=synchronousStandbyNames,proto3" json:"synchronous_standby_names,omitempty"`
+	// standbys are, on a primary, the standbys streaming from it.
+	Standbys []*StandbyReplication `protobuf:"bytes,8,rep,name=standbys,proto3" json:"standbys,omitempty"`
+	// application_name is, on a standby, the name it streams as: what its
+	// primary's standbys list and synchronous_standby_names call it.
+	ApplicationName string `protobuf:"bytes,9,opt,name=application_name,json=applicationName,proto3" json:"application_name,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Replication) Reset() {
@@ -534,6 +542,115 @@ func (x *Replication) GetLastReceivedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Replication) GetSynchronousStandbyNames() string {
+	if x != nil {
+		return x.SynchronousStandbyNames
+	}
+	return ""
+}
+
+func (x *Replication) GetStandbys() []*StandbyReplication {
+	if x != nil {
+		return x.Standbys
+	}
+	return nil
+}
+
+func (x *Replication) GetApplicationName() string {
+	if x != nil {
+		return x.ApplicationName
+	}
+	return ""
+}
+
+// StandbyReplication is one standby as its primary sees it (a row of
+// PostgreSQL's pg_stat_replication).
+type StandbyReplication struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ApplicationName string                 `protobuf:"bytes,1,opt,name=application_name,json=applicationName,proto3" json:"application_name,omitempty"`
+	ClientAddr      string                 `protobuf:"bytes,2,opt,name=client_addr,json=clientAddr,proto3" json:"client_addr,omitempty"`
+	State           WalSenderState         `protobuf:"varint,3,opt,name=state,proto3,enum=drplane.v1.WalSenderState" json:"state,omitempty"`
+	SyncState       SyncState              `protobuf:"varint,4,opt,name=sync_state,json=syncState,proto3,enum=drplane.v1.SyncState" json:"sync_state,omitempty"`
+	// flush_position is the newest WAL position the standby flushed; a
+	// commit that waited for it is there.
+	FlushPosition  string `protobuf:"bytes,5,opt,name=flush_position,json=flushPosition,proto3" json:"flush_position,omitempty"`
+	ReplayPosition string `protobuf:"bytes,6,opt,name=replay_position,json=replayPosition,proto3" json:"replay_position,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *StandbyReplication) Reset() {
+	*x = StandbyReplication{}
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StandbyReplication) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StandbyReplication) ProtoMessage() {}
+
+func (x *StandbyReplication) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StandbyReplication.ProtoReflect.Descriptor instead.
+func (*StandbyReplication) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *StandbyReplication) GetApplicationName() string {
+	if x != nil {
+		return x.ApplicationName
+	}
+	return ""
+}
+
+func (x *StandbyReplication) GetClientAddr() string {
+	if x != nil {
+		return x.ClientAddr
+	}
+	return ""
+}
+
+func (x *StandbyReplication) GetState() WalSenderState {
+	if x != nil {
+		return x.State
+	}
+	return WalSenderState_WAL_SENDER_STATE_UNSPECIFIED
+}
+
+func (x *StandbyReplication) GetSyncState() SyncState {
+	if x != nil {
+		return x.SyncState
+	}
+	return SyncState_SYNC_STATE_UNSPECIFIED
+}
+
+func (x *StandbyReplication) GetFlushPosition() string {
+	if x != nil {
+		return x.FlushPosition
+	}
+	return ""
+}
+
+func (x *StandbyReplication) GetReplayPosition() string {
+	if x != nil {
+		return x.ReplayPosition
+	}
+	return ""
+}
+
 type ServiceStatus struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -556,7 +673,7 @@ type ServiceStatus struct {
 
 func (x *ServiceStatus) Reset() {
 	*x = ServiceStatus{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[6]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +685,7 @@ func (x *ServiceStatus) String() string {
 func (*ServiceStatus) ProtoMessage() {}
 
 func (x *ServiceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[6]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +698,7 @@ func (x *ServiceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceStatus.ProtoReflect.Descriptor instead.
 func (*ServiceStatus) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{6}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ServiceStatus) GetName() string {
@@ -662,7 +779,7 @@ type SyncStatus struct {
 
 func (x *SyncStatus) Reset() {
 	*x = SyncStatus{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[7]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +791,7 @@ func (x *SyncStatus) String() string {
 func (*SyncStatus) ProtoMessage() {}
 
 func (x *SyncStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[7]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +804,7 @@ func (x *SyncStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncStatus.ProtoReflect.Descriptor instead.
 func (*SyncStatus) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{7}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SyncStatus) GetName() string {
@@ -759,7 +876,7 @@ type ProbeResponse struct {
 
 func (x *ProbeResponse) Reset() {
 	*x = ProbeResponse{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[8]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +888,7 @@ func (x *ProbeResponse) String() string {
 func (*ProbeResponse) ProtoMessage() {}
 
 func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[8]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +901,7 @@ func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeResponse.ProtoReflect.Descriptor instead.
 func (*ProbeResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{8}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ProbeResponse) GetHostId() string {
@@ -886,7 +1003,7 @@ type HostProblem struct {
 
 func (x *HostProblem) Reset() {
 	*x = HostProblem{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[9]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1015,7 @@ func (x *HostProblem) String() string {
 func (*HostProblem) ProtoMessage() {}
 
 func (x *HostProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[9]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1028,7 @@ func (x *HostProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostProblem.ProtoReflect.Descriptor instead.
 func (*HostProblem) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{9}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HostProblem) GetKind() HostProblemKind {
@@ -956,7 +1073,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[10]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -968,7 +1085,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[10]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -981,7 +1098,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{10}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExecuteRequest) GetExecutionId() string {
@@ -1052,7 +1169,7 @@ type StepResult struct {
 
 func (x *StepResult) Reset() {
 	*x = StepResult{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[11]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1064,7 +1181,7 @@ func (x *StepResult) String() string {
 func (*StepResult) ProtoMessage() {}
 
 func (x *StepResult) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[11]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1077,7 +1194,7 @@ func (x *StepResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepResult.ProtoReflect.Descriptor instead.
 func (*StepResult) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{11}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StepResult) GetOk() bool {
@@ -1142,7 +1259,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[12]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1271,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[12]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1284,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{12}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExecuteResponse) GetEvent() isExecuteResponse_Event {
@@ -1230,7 +1347,7 @@ type SyncTunnelRequest struct {
 
 func (x *SyncTunnelRequest) Reset() {
 	*x = SyncTunnelRequest{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[13]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1359,7 @@ func (x *SyncTunnelRequest) String() string {
 func (*SyncTunnelRequest) ProtoMessage() {}
 
 func (x *SyncTunnelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[13]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1372,7 @@ func (x *SyncTunnelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncTunnelRequest.ProtoReflect.Descriptor instead.
 func (*SyncTunnelRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{13}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SyncTunnelRequest) GetSync() string {
@@ -1299,7 +1416,7 @@ type SyncTunnelResponse struct {
 
 func (x *SyncTunnelResponse) Reset() {
 	*x = SyncTunnelResponse{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[14]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1428,7 @@ func (x *SyncTunnelResponse) String() string {
 func (*SyncTunnelResponse) ProtoMessage() {}
 
 func (x *SyncTunnelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[14]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1441,7 @@ func (x *SyncTunnelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncTunnelResponse.ProtoReflect.Descriptor instead.
 func (*SyncTunnelResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{14}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SyncTunnelResponse) GetData() []byte {
@@ -1386,14 +1503,26 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12!\n" +
 	"\fremaining_ms\x18\x03 \x01(\x04R\vremainingMs\x129\n" +
 	"\n" +
-	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x90\x02\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xb3\x03\n" +
 	"\vReplication\x12\x1a\n" +
 	"\bposition\x18\x01 \x01(\tR\bposition\x12)\n" +
 	"\x10receive_position\x18\x02 \x01(\tR\x0freceivePosition\x12@\n" +
 	"\x0elast_replay_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\flastReplayAt\x12\x15\n" +
 	"\x06lag_ms\x18\x04 \x01(\x04R\x05lagMs\x12\x1b\n" +
 	"\tlag_bytes\x18\x05 \x01(\x04R\blagBytes\x12D\n" +
-	"\x10last_received_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastReceivedAt\"\xd0\x02\n" +
+	"\x10last_received_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastReceivedAt\x12:\n" +
+	"\x19synchronous_standby_names\x18\a \x01(\tR\x17synchronousStandbyNames\x12:\n" +
+	"\bstandbys\x18\b \x03(\v2\x1e.drplane.v1.StandbyReplicationR\bstandbys\x12)\n" +
+	"\x10application_name\x18\t \x01(\tR\x0fapplicationName\"\x98\x02\n" +
+	"\x12StandbyReplication\x12)\n" +
+	"\x10application_name\x18\x01 \x01(\tR\x0fapplicationName\x12\x1f\n" +
+	"\vclient_addr\x18\x02 \x01(\tR\n" +
+	"clientAddr\x120\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x1a.drplane.v1.WalSenderStateR\x05state\x124\n" +
+	"\n" +
+	"sync_state\x18\x04 \x01(\x0e2\x15.drplane.v1.SyncStateR\tsyncState\x12%\n" +
+	"\x0eflush_position\x18\x05 \x01(\tR\rflushPosition\x12'\n" +
+	"\x0freplay_position\x18\x06 \x01(\tR\x0ereplayPosition\"\xd0\x02\n" +
 	"\rServiceStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06driver\x18\x02 \x01(\tR\x06driver\x12+\n" +
@@ -1500,7 +1629,7 @@ func file_drplane_v1_hostagent_proto_rawDescGZIP() []byte {
 }
 
 var file_drplane_v1_hostagent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_drplane_v1_hostagent_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_drplane_v1_hostagent_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_drplane_v1_hostagent_proto_goTypes = []any{
 	(HostProblemKind)(0),          // 0: drplane.v1.HostProblemKind
 	(*ListSnapshotsRequest)(nil),  // 1: drplane.v1.ListSnapshotsRequest
@@ -1509,61 +1638,67 @@ var file_drplane_v1_hostagent_proto_goTypes = []any{
 	(*ProbeRequest)(nil),          // 4: drplane.v1.ProbeRequest
 	(*Lease)(nil),                 // 5: drplane.v1.Lease
 	(*Replication)(nil),           // 6: drplane.v1.Replication
-	(*ServiceStatus)(nil),         // 7: drplane.v1.ServiceStatus
-	(*SyncStatus)(nil),            // 8: drplane.v1.SyncStatus
-	(*ProbeResponse)(nil),         // 9: drplane.v1.ProbeResponse
-	(*HostProblem)(nil),           // 10: drplane.v1.HostProblem
-	(*ExecuteRequest)(nil),        // 11: drplane.v1.ExecuteRequest
-	(*StepResult)(nil),            // 12: drplane.v1.StepResult
-	(*ExecuteResponse)(nil),       // 13: drplane.v1.ExecuteResponse
-	(*SyncTunnelRequest)(nil),     // 14: drplane.v1.SyncTunnelRequest
-	(*SyncTunnelResponse)(nil),    // 15: drplane.v1.SyncTunnelResponse
-	nil,                           // 16: drplane.v1.ProbeRequest.SyncSourcesEntry
-	nil,                           // 17: drplane.v1.ExecuteRequest.ArgsEntry
-	nil,                           // 18: drplane.v1.StepResult.OutputsEntry
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(ServiceRole)(0),              // 20: drplane.v1.ServiceRole
-	(FenceCause)(0),               // 21: drplane.v1.FenceCause
-	(StepAction)(0),               // 22: drplane.v1.StepAction
+	(*StandbyReplication)(nil),    // 7: drplane.v1.StandbyReplication
+	(*ServiceStatus)(nil),         // 8: drplane.v1.ServiceStatus
+	(*SyncStatus)(nil),            // 9: drplane.v1.SyncStatus
+	(*ProbeResponse)(nil),         // 10: drplane.v1.ProbeResponse
+	(*HostProblem)(nil),           // 11: drplane.v1.HostProblem
+	(*ExecuteRequest)(nil),        // 12: drplane.v1.ExecuteRequest
+	(*StepResult)(nil),            // 13: drplane.v1.StepResult
+	(*ExecuteResponse)(nil),       // 14: drplane.v1.ExecuteResponse
+	(*SyncTunnelRequest)(nil),     // 15: drplane.v1.SyncTunnelRequest
+	(*SyncTunnelResponse)(nil),    // 16: drplane.v1.SyncTunnelResponse
+	nil,                           // 17: drplane.v1.ProbeRequest.SyncSourcesEntry
+	nil,                           // 18: drplane.v1.ExecuteRequest.ArgsEntry
+	nil,                           // 19: drplane.v1.StepResult.OutputsEntry
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(WalSenderState)(0),           // 21: drplane.v1.WalSenderState
+	(SyncState)(0),                // 22: drplane.v1.SyncState
+	(ServiceRole)(0),              // 23: drplane.v1.ServiceRole
+	(FenceCause)(0),               // 24: drplane.v1.FenceCause
+	(StepAction)(0),               // 25: drplane.v1.StepAction
 }
 var file_drplane_v1_hostagent_proto_depIdxs = []int32{
-	19, // 0: drplane.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
+	20, // 0: drplane.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
 	2,  // 1: drplane.v1.ListSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	16, // 2: drplane.v1.ProbeRequest.sync_sources:type_name -> drplane.v1.ProbeRequest.SyncSourcesEntry
-	19, // 3: drplane.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
-	19, // 4: drplane.v1.Replication.last_replay_at:type_name -> google.protobuf.Timestamp
-	19, // 5: drplane.v1.Replication.last_received_at:type_name -> google.protobuf.Timestamp
-	20, // 6: drplane.v1.ServiceStatus.role:type_name -> drplane.v1.ServiceRole
-	6,  // 7: drplane.v1.ServiceStatus.replication:type_name -> drplane.v1.Replication
-	21, // 8: drplane.v1.ServiceStatus.fence_cause:type_name -> drplane.v1.FenceCause
-	19, // 9: drplane.v1.SyncStatus.last_success_at:type_name -> google.protobuf.Timestamp
-	5,  // 10: drplane.v1.ProbeResponse.lease:type_name -> drplane.v1.Lease
-	7,  // 11: drplane.v1.ProbeResponse.services:type_name -> drplane.v1.ServiceStatus
-	8,  // 12: drplane.v1.ProbeResponse.syncs:type_name -> drplane.v1.SyncStatus
-	19, // 13: drplane.v1.ProbeResponse.started_at:type_name -> google.protobuf.Timestamp
-	19, // 14: drplane.v1.ProbeResponse.now:type_name -> google.protobuf.Timestamp
-	10, // 15: drplane.v1.ProbeResponse.problems:type_name -> drplane.v1.HostProblem
-	0,  // 16: drplane.v1.HostProblem.kind:type_name -> drplane.v1.HostProblemKind
-	19, // 17: drplane.v1.HostProblem.since:type_name -> google.protobuf.Timestamp
-	22, // 18: drplane.v1.ExecuteRequest.action:type_name -> drplane.v1.StepAction
-	17, // 19: drplane.v1.ExecuteRequest.args:type_name -> drplane.v1.ExecuteRequest.ArgsEntry
-	18, // 20: drplane.v1.StepResult.outputs:type_name -> drplane.v1.StepResult.OutputsEntry
-	19, // 21: drplane.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
-	19, // 22: drplane.v1.StepResult.ended_at:type_name -> google.protobuf.Timestamp
-	12, // 23: drplane.v1.ExecuteResponse.result:type_name -> drplane.v1.StepResult
-	4,  // 24: drplane.v1.HostAgent.Probe:input_type -> drplane.v1.ProbeRequest
-	11, // 25: drplane.v1.HostAgent.Execute:input_type -> drplane.v1.ExecuteRequest
-	14, // 26: drplane.v1.HostAgent.SyncTunnel:input_type -> drplane.v1.SyncTunnelRequest
-	1,  // 27: drplane.v1.HostAgent.ListSnapshots:input_type -> drplane.v1.ListSnapshotsRequest
-	9,  // 28: drplane.v1.HostAgent.Probe:output_type -> drplane.v1.ProbeResponse
-	13, // 29: drplane.v1.HostAgent.Execute:output_type -> drplane.v1.ExecuteResponse
-	15, // 30: drplane.v1.HostAgent.SyncTunnel:output_type -> drplane.v1.SyncTunnelResponse
-	3,  // 31: drplane.v1.HostAgent.ListSnapshots:output_type -> drplane.v1.ListSnapshotsResponse
-	28, // [28:32] is the sub-list for method output_type
-	24, // [24:28] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	17, // 2: drplane.v1.ProbeRequest.sync_sources:type_name -> drplane.v1.ProbeRequest.SyncSourcesEntry
+	20, // 3: drplane.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
+	20, // 4: drplane.v1.Replication.last_replay_at:type_name -> google.protobuf.Timestamp
+	20, // 5: drplane.v1.Replication.last_received_at:type_name -> google.protobuf.Timestamp
+	7,  // 6: drplane.v1.Replication.standbys:type_name -> drplane.v1.StandbyReplication
+	21, // 7: drplane.v1.StandbyReplication.state:type_name -> drplane.v1.WalSenderState
+	22, // 8: drplane.v1.StandbyReplication.sync_state:type_name -> drplane.v1.SyncState
+	23, // 9: drplane.v1.ServiceStatus.role:type_name -> drplane.v1.ServiceRole
+	6,  // 10: drplane.v1.ServiceStatus.replication:type_name -> drplane.v1.Replication
+	24, // 11: drplane.v1.ServiceStatus.fence_cause:type_name -> drplane.v1.FenceCause
+	20, // 12: drplane.v1.SyncStatus.last_success_at:type_name -> google.protobuf.Timestamp
+	5,  // 13: drplane.v1.ProbeResponse.lease:type_name -> drplane.v1.Lease
+	8,  // 14: drplane.v1.ProbeResponse.services:type_name -> drplane.v1.ServiceStatus
+	9,  // 15: drplane.v1.ProbeResponse.syncs:type_name -> drplane.v1.SyncStatus
+	20, // 16: drplane.v1.ProbeResponse.started_at:type_name -> google.protobuf.Timestamp
+	20, // 17: drplane.v1.ProbeResponse.now:type_name -> google.protobuf.Timestamp
+	11, // 18: drplane.v1.ProbeResponse.problems:type_name -> drplane.v1.HostProblem
+	0,  // 19: drplane.v1.HostProblem.kind:type_name -> drplane.v1.HostProblemKind
+	20, // 20: drplane.v1.HostProblem.since:type_name -> google.protobuf.Timestamp
+	25, // 21: drplane.v1.ExecuteRequest.action:type_name -> drplane.v1.StepAction
+	18, // 22: drplane.v1.ExecuteRequest.args:type_name -> drplane.v1.ExecuteRequest.ArgsEntry
+	19, // 23: drplane.v1.StepResult.outputs:type_name -> drplane.v1.StepResult.OutputsEntry
+	20, // 24: drplane.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
+	20, // 25: drplane.v1.StepResult.ended_at:type_name -> google.protobuf.Timestamp
+	13, // 26: drplane.v1.ExecuteResponse.result:type_name -> drplane.v1.StepResult
+	4,  // 27: drplane.v1.HostAgent.Probe:input_type -> drplane.v1.ProbeRequest
+	12, // 28: drplane.v1.HostAgent.Execute:input_type -> drplane.v1.ExecuteRequest
+	15, // 29: drplane.v1.HostAgent.SyncTunnel:input_type -> drplane.v1.SyncTunnelRequest
+	1,  // 30: drplane.v1.HostAgent.ListSnapshots:input_type -> drplane.v1.ListSnapshotsRequest
+	10, // 31: drplane.v1.HostAgent.Probe:output_type -> drplane.v1.ProbeResponse
+	14, // 32: drplane.v1.HostAgent.Execute:output_type -> drplane.v1.ExecuteResponse
+	16, // 33: drplane.v1.HostAgent.SyncTunnel:output_type -> drplane.v1.SyncTunnelResponse
+	3,  // 34: drplane.v1.HostAgent.ListSnapshots:output_type -> drplane.v1.ListSnapshotsResponse
+	31, // [31:35] is the sub-list for method output_type
+	27, // [27:31] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_hostagent_proto_init() }
@@ -1572,7 +1707,7 @@ func file_drplane_v1_hostagent_proto_init() {
 		return
 	}
 	file_drplane_v1_enums_proto_init()
-	file_drplane_v1_hostagent_proto_msgTypes[12].OneofWrappers = []any{
+	file_drplane_v1_hostagent_proto_msgTypes[13].OneofWrappers = []any{
 		(*ExecuteResponse_Progress)(nil),
 		(*ExecuteResponse_Result)(nil),
 	}
@@ -1582,7 +1717,7 @@ func file_drplane_v1_hostagent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_hostagent_proto_rawDesc), len(file_drplane_v1_hostagent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
