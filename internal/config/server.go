@@ -57,6 +57,8 @@ type ServerConfig struct {
 	TLS      TLSConfig
 	Sites    []SiteConfig
 	Failover FailoverConfig
+	// Replication is how the data services' primaries replicate.
+	Replication ReplicationConfig
 	// Objectives are the top-level objectives block: the RTO and RPO
 	// targets of every plan that does not set its own.
 	Objectives plan.Objectives
@@ -119,6 +121,34 @@ type FailoverConfig struct {
 	Stonith []StonithConfig
 }
 
+// Replication modes.
+const (
+	// ReplicationAsync: a primary acknowledges commits before any standby
+	// has them; a failover may lose what was written since the standby's
+	// last replayed write.
+	ReplicationAsync = "async"
+	// ReplicationSync: the leader makes each data service's primary wait
+	// for a standby at another data site before acknowledging a commit
+	// (Patroni's synchronous_mode), so that a failover to it loses nothing.
+	ReplicationSync = "sync"
+)
+
+// ReplicationConfig is the replication block (invariant 8).
+type ReplicationConfig struct {
+	// Mode is ReplicationAsync or ReplicationSync.
+	Mode string
+	// Strict never lets a primary acknowledge a commit no standby has:
+	// while no synchronous standby answers, writes wait.
+	Strict bool
+	// DegradeAfter is how long a synchronous standby may be missing
+	// before the leader records the service degraded and lets its
+	// primary write on asynchronously (not in strict mode).
+	DegradeAfter time.Duration
+}
+
+// Sync reports whether the data services replicate synchronously.
+func (r ReplicationConfig) Sync() bool { return r.Mode == ReplicationSync }
+
 // StonithConfig is the hook that fences a whole site ("shoot the other
 // node in the head").
 type StonithConfig struct {
@@ -156,6 +186,7 @@ func DefaultServerConfig() *ServerConfig {
 			PrimaryStartTimeout: 30 * time.Second,
 			MaxDataLoss:         plan.DefaultMaxDataLoss,
 		},
+		Replication: ReplicationConfig{Mode: ReplicationAsync, DegradeAfter: 2 * time.Second},
 	}
 }
 
@@ -225,6 +256,7 @@ func (c *ServerConfig) validate(p *problems) {
 	c.validateJoin(p)
 	c.validateSites(p)
 	c.Failover.validate(p)
+	c.Replication.validate(p, c.Failover)
 	c.validateStonith(p)
 	c.validateLeaseCoversElection(p)
 	c.validateAutomatic(p)
@@ -479,6 +511,20 @@ func (c *ServerConfig) validateStonith(p *problems) {
 		if !slices.Contains(data, st.Site) && names.Valid(st.Site) {
 			p.add(fmt.Sprintf("failover.stonith[%d].%s", i, labelKey), "stonith %q names no declared data site (data sites: %s); label the block with the data site it fences", st.Site, strings.Join(data, ", "))
 		}
+	}
+}
+
+func (r ReplicationConfig) validate(p *problems, f FailoverConfig) {
+	switch r.Mode {
+	case ReplicationAsync, ReplicationSync:
+	default:
+		p.add("replication.mode", "replication.mode %q is not a mode; expected \"async\" (the default) or \"sync\"", r.Mode)
+	}
+	if r.Strict && !r.Sync() {
+		p.add("replication.strict", "replication.strict = true needs mode = \"sync\": strict keeps a primary from acknowledging commits no synchronous standby has")
+	}
+	if r.DegradeAfter < f.ProbeInterval {
+		p.add("replication.degrade_after", "replication.degrade_after %s must be at least failover.probe_interval %s: the leader notices a missing synchronous standby from its probes", r.DegradeAfter, f.ProbeInterval)
 	}
 }
 

@@ -18,20 +18,21 @@ import (
 // strings until parseDuration reads them with their positions; pointers
 // tell an absent key from a zero one.
 type rawServer struct {
-	NodeID          string       `hcl:"node_id"`
-	Site            string       `hcl:"site"`
-	DataDir         string       `hcl:"data_dir"`
-	BindAddr        string       `hcl:"bind_addr,optional"`
-	AdvertiseAddr   string       `hcl:"advertise_addr,optional"`
-	Ports           *rawPorts    `hcl:"ports,block"`
-	BootstrapExpect int          `hcl:"bootstrap_expect,optional"`
-	RetryJoin       []string     `hcl:"retry_join,optional"`
-	RetryInterval   string       `hcl:"retry_interval,optional"`
-	RaftMultiplier  *int         `hcl:"raft_multiplier,optional"`
-	LogLevel        string       `hcl:"log_level,optional"`
-	TLS             *rawTLS      `hcl:"tls,block"`
-	Sites           []rawSite    `hcl:"site,block"`
-	Failover        *rawFailover `hcl:"failover,block"`
+	NodeID          string          `hcl:"node_id"`
+	Site            string          `hcl:"site"`
+	DataDir         string          `hcl:"data_dir"`
+	BindAddr        string          `hcl:"bind_addr,optional"`
+	AdvertiseAddr   string          `hcl:"advertise_addr,optional"`
+	Ports           *rawPorts       `hcl:"ports,block"`
+	BootstrapExpect int             `hcl:"bootstrap_expect,optional"`
+	RetryJoin       []string        `hcl:"retry_join,optional"`
+	RetryInterval   string          `hcl:"retry_interval,optional"`
+	RaftMultiplier  *int            `hcl:"raft_multiplier,optional"`
+	LogLevel        string          `hcl:"log_level,optional"`
+	TLS             *rawTLS         `hcl:"tls,block"`
+	Sites           []rawSite       `hcl:"site,block"`
+	Failover        *rawFailover    `hcl:"failover,block"`
+	Replication     *rawReplication `hcl:"replication,block"`
 	// The objectives and plan blocks are read by plan.Parse; gohcl only
 	// lets them through.
 	Objectives *rawPassed   `hcl:"objectives,block"`
@@ -76,6 +77,12 @@ type rawFailover struct {
 	// QuorumLossTimeout and Stonith govern failover without a witness.
 	QuorumLossTimeout string       `hcl:"quorum_loss_timeout,optional"`
 	Stonith           []rawStonith `hcl:"stonith,block"`
+}
+
+type rawReplication struct {
+	Mode         string `hcl:"mode,optional"`
+	Strict       bool   `hcl:"strict,optional"`
+	DegradeAfter string `hcl:"degrade_after,optional"`
 }
 
 type rawStonith struct {
@@ -135,6 +142,7 @@ func (v *serverValidator) build(raw *rawServer) *ServerConfig {
 		cfg.Sites = append(cfg.Sites, SiteConfig(s))
 	}
 	v.failover(raw.Failover, &cfg.Failover)
+	v.replication(raw.Replication, &cfg.Replication)
 	var p problems
 	cfg.validate(&p)
 	v.d.place(v.body, p)
@@ -212,6 +220,18 @@ func (v *serverValidator) failover(raw *rawFailover, f *FailoverConfig) {
 		v.programs.command(attrRange(sb, "command"), fmt.Sprintf("stonith %q", r.Site), sc.Command)
 		f.Stonith = append(f.Stonith, sc)
 	}
+}
+
+// replication copies the replication block.
+func (v *serverValidator) replication(raw *rawReplication, r *ReplicationConfig) {
+	if raw == nil {
+		return
+	}
+	if raw.Mode != "" {
+		r.Mode = raw.Mode
+	}
+	r.Strict = raw.Strict
+	r.DegradeAfter = v.d.parseDuration(attrRange(blockBody(v.body, "replication"), "degrade_after"), "replication.degrade_after", raw.DegradeAfter, r.DegradeAfter)
 }
 
 // plans reads the objectives and plan blocks with plan.Parse, which checks

@@ -135,6 +135,11 @@ failover {
   stonith "primary" { command = ["/etc/drplane/fence-primary.sh"]  timeout = "45s" }
   stonith "dr" { command = ["/etc/drplane/fence-dr.sh"] }
 }
+replication {
+  mode          = "sync"
+  strict        = true
+  degrade_after = "3s"
+}
 `
 	cfg, dir, err := parseExample(t, src)
 	require.NoError(t, err)
@@ -160,6 +165,7 @@ failover {
 			{Site: "dr", Command: []string{"/etc/drplane/fence-dr.sh"}, Timeout: 30 * time.Second},
 		},
 	}, cfg.Failover)
+	require.Equal(t, ReplicationConfig{Mode: ReplicationSync, Strict: true, DegradeAfter: 3 * time.Second}, cfg.Replication)
 	// A STONITH hook whose program is missing stops the server at start,
 	// not when the site is lost and the fence is needed.
 	err = cfg.Programs.Check(fakeLookPath("/etc/drplane/fence-primary.sh"))
@@ -329,6 +335,12 @@ func TestLoadServerConfig_Errors(t *testing.T) {
 			`data_dir $DIR/ca.pem/raft cannot be created: $DIR/ca.pem is a file, expected a directory; set data_dir to a directory for the Raft log and snapshots`},
 		{"duration out of range", appendText("failover {\n  lease_ttl = \"100000000h\"\n}\n"), "13:15",
 			`failover.lease_ttl: duration "100000000h" is out of range; the longest is 2562047h47m16.854775807s (about 292 years)`},
+
+		{"unknown replication mode", appendText("replication {\n  mode = \"synchronous\"\n}\n"), "13:10",
+			`replication.mode "synchronous" is not a mode; expected "async" (the default) or "sync"`},
+		{"strict without sync", appendText("replication {\n  strict = true\n}\n"), "13:12", `replication.strict = true needs mode = "sync"`},
+		{"degrade_after below probe_interval", appendText("replication {\n  mode = \"sync\"\n  degrade_after = \"100ms\"\n}\n"), "14:19",
+			"replication.degrade_after 100ms must be at least failover.probe_interval 500ms"},
 
 		// Plans, checked by the plan parser.
 		{"bad objectives", appendText(`objectives { rto = "quick" }` + "\n"), "12:20", `objectives.rto: invalid duration "quick"`},
