@@ -91,14 +91,20 @@ func (s *Server) newExecution(req *pb.StartExecutionRequest, actor string, now t
 	case p.Finishes != "":
 		ex.RPODetail = "the rest of " + p.Finishes + ", which activated " + p.To + ": any data loss happened then, and its RPO says it"
 	case req.GetCleanupOf() == "":
-		exp := s.rpoExposure(p.To, now)
-		ex.RPODetail = exp.detail
-		if exp.known {
-			sec := exp.seconds
-			ex.RPOSeconds = &sec
-		}
+		s.recordExposure(ex)
 	}
 	return ex, nil
+}
+
+// recordExposure sets an execution's RPO to the exposure of its target:
+// an upper bound, or unknown with the reason (invariant 9).
+func (s *Server) recordExposure(ex *structs.Execution) {
+	exp := s.rpoExposure(ex.To, ex)
+	ex.RPODetail, ex.RPOSeconds = exp.detail, nil
+	if exp.known {
+		sec := exp.seconds
+		ex.RPOSeconds = &sec
+	}
 }
 
 // derivePlan derives a plan of kind (or the operator plan named name) from

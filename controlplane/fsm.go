@@ -31,6 +31,9 @@ type fsmState struct {
 	Executions     map[string]*structs.Execution `json:"executions"`
 	ExecutionOrder []string                      `json:"execution_order"`
 	Automation     structs.Automation            `json:"automation"`
+	// SyncReplication is, per data service, its synchronous replication
+	// record (invariant 8).
+	SyncReplication map[string]structs.SyncReplication `json:"sync_replication,omitempty"`
 }
 
 func newFSMState() *fsmState {
@@ -111,6 +114,8 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return applyCommand(f, buf, l.Index, &structs.FinishExecutionRequest{}, f.applyFinishExecution)
 	case structs.AutomationRequestType:
 		return applyCommand(f, buf, l.Index, &structs.AutomationRequest{}, f.applyAutomation)
+	case structs.SyncReplicationRequestType:
+		return applyCommand(f, buf, l.Index, &structs.SyncReplicationRequest{}, f.applySyncReplication)
 	}
 	// An entry from a newer server that marked itself skippable is
 	// ignored during a rolling upgrade; anything else is fatal.

@@ -113,6 +113,9 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 		// A term goroutine: revokeLeadership waits for it, so no probe of
 		// this term lands in the next term's tables.
 		s.goLeader(func() { s.runProber(ctx) })
+		if s.config.Replication.Sync() {
+			s.goLeader(func() { s.runSyncManager(ctx) })
+		}
 	}
 	// The first leader seeds the sites from its configuration; later
 	// leaders find them initialized and keep what the cluster agreed on.

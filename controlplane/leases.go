@@ -181,6 +181,18 @@ func (t *leaseTable) siteUntil(hosts []string) time.Time {
 	return until
 }
 
+// siteBound is siteUntil during a term; false between terms, when this
+// server does not lead and counts nothing.
+func (t *leaseTable) siteBound(hosts []string) (time.Time, bool) {
+	t.mu.Lock()
+	inTerm := !t.electedAt.IsZero()
+	t.mu.Unlock()
+	if !inTerm || len(hosts) == 0 {
+		return time.Time{}, false
+	}
+	return t.siteUntil(hosts), true
+}
+
 // lapsed reports whether every lease of hosts has lapsed now, and when
 // the last one does (or did).
 func (t *leaseTable) lapsed(hosts []string) (bool, time.Time) {

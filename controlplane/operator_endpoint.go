@@ -64,6 +64,7 @@ func (e *operatorEndpoint) status(ctx context.Context, stale bool) (*pb.GetStatu
 	resp.Automation = e.srv.automationStatus(stale)
 	if !stale {
 		resp.Degraded = e.srv.productionProblems(v)
+		resp.Replication = e.srv.replicationStatus(v)
 	}
 	return resp, nil
 }
@@ -82,7 +83,7 @@ func (s *Server) automationStatus(stale bool) *pb.Automation {
 		out.SiteLost, out.WouldFire, out.Reason, out.JudgedAt = v.Lost, v.WouldFire, v.Reason, timestamppb.New(v.At)
 	}
 	if target, err := failoverTarget(s.fsm.view()); err == nil {
-		exp := s.rpoExposure(target, time.Now())
+		exp := s.rpoExposure(target, nil)
 		out.ExposureTarget, out.ExposureKnown, out.ExposureSeconds, out.ExposureDetail = target, exp.known, exp.seconds, exp.detail
 	}
 	return out

@@ -140,6 +140,13 @@ func (s *Server) startRecoveredFailover(ctx context.Context) {
 	}
 	if p.SiteFence != nil && p.SiteFence.Site == ex.From {
 		ex.SiteFence = p.SiteFence
+		s.recordExposure(ex) // its confirmation bounds the old primary's writes
+	} else {
+		// The old site's servers may have kept their own majority and
+		// leader, renewing its leases: no lease this server counts bounds
+		// when its primary stopped acknowledging writes.
+		ex.RPOSeconds = nil
+		ex.RPODetail = "unknown: no STONITH confirmation for " + ex.From + ", whose servers may still lead and renew its leases, so nothing bounds when its primary stops acknowledging writes; " + ex.RPODetail
 	}
 	if ex.OutageSince.IsZero() {
 		// This server saw no leader from TriggerTime on; it noticed within

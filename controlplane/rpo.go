@@ -13,26 +13,74 @@ import (
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 )
 
-// exposure is the data a failover to a site would lose at one instant,
-// judged from the prober's observations (DESIGN.md section 7).
+// exposure is the data a failover to a site would lose, judged from the
+// prober's observations (DESIGN.md section 7): an upper bound
+// (invariant 9).
 type exposure struct {
 	// seconds is the worst item's exposure; known is false when some
-	// item could not be judged (never observed, never synced).
+	// item could not be bounded (never observed, never synced, or no
+	// instant after which the old primary acknowledges nothing): seconds
+	// is then what is lost at least.
 	seconds float64
 	known   bool
 	detail  string
 }
 
-// rpoExposure judges, at now, how much data a failover to site would lose:
-// for each promotable service there, now minus the newest instant at
+// ackBound is the latest instant at which a primary of site may still
+// acknowledge a write: when a STONITH hook confirmed the site fenced, or
+// else when the last lease this leader (or its predecessor) may have
+// granted there lapses, as the lease table counts it (invariant 4). False
+// when nothing bounds it: this server counts no leases (it does not
+// lead), or site has no data-service hosts; the reason says which.
+func (s *Server) ackBound(v stateView, site string, ex *structs.Execution) (time.Time, string, bool) {
+	if ex != nil && ex.SiteFence != nil && ex.SiteFence.Site == site {
+		return ex.SiteFence.At, "its STONITH hook confirmed " + site + " fenced at " + ex.SiteFence.At.UTC().Format("15:04:05.000"), true
+	}
+	var hosts []string
+	for _, a := range hostsAt(v.Agents, site) {
+		for _, svc := range a.Services {
+			if svc.Promotable {
+				hosts = append(hosts, a.HostID)
+				break
+			}
+		}
+	}
+	until, ok := s.leases.siteBound(hosts)
+	if !ok {
+		return time.Time{}, "no lease of " + site + " is counted by this server (it does not lead), so nothing bounds when its primary stops acknowledging writes", false
+	}
+	return until, "its primary may acknowledge writes until its lease lapses at " + until.UTC().Format("15:04:05.000"), true
+}
+
+// rpoExposure judges how much data a failover to site would lose, the
+// writes acknowledged at the active site up to ackBound that site's
+// standbys may lack. A standby the replicated state records as
+// synchronous for the current primary (invariant 8) lacks none. For any
+// other promotable service there: ackBound minus the newest instant at
 // which the leader saw its primary at a position the standby has since
 // replayed; without such an observation, when it replayed all it
-// received, now minus when it last heard from its primary; otherwise now
-// minus the newest write it replayed. For each sync
-// block there, now minus its last completed sync.
-func (s *Server) rpoExposure(site string, now time.Time) exposure {
+// received, minus when it last heard from its primary; otherwise minus
+// the newest write it replayed. For each sync block there, ackBound minus
+// its last completed sync. ex is the execution being judged, nil for the
+// live figure; without a bound, the figures count up to now and are
+// unknown.
+func (s *Server) rpoExposure(site string, ex *structs.Execution) exposure {
+	return s.exposureOf(site, ex, "")
+}
+
+// exposureOf is rpoExposure of one data service's standbys (and no sync
+// blocks), or of everything when service is "".
+func (s *Server) exposureOf(site string, ex *structs.Execution, service string) exposure {
 	v := s.fsm.view()
+	now := time.Now()
 	out := exposure{known: true}
+	bound, boundWhy, bounded := s.ackBound(v, v.ActiveSite, ex)
+	if site == v.ActiveSite {
+		bound, bounded = now, true
+	}
+	if !bounded {
+		bound = now
+	}
 	var parts []string
 	worst := func(sec float64, what string) {
 		parts = append(parts, fmt.Sprintf("%s %.1fs", what, sec))
@@ -42,14 +90,19 @@ func (s *Server) rpoExposure(site string, now time.Time) exposure {
 		parts = append(parts, fmt.Sprintf("%s unknown (%s)", what, why))
 		out.known = false
 	}
+	lossUntilBound := false
 	for _, a := range hostsAt(v.Agents, site) {
 		r, _ := s.probes.get(a.HostID)
 		for _, svc := range a.Services {
-			if !svc.Promotable {
+			if !svc.Promotable || service != "" && svc.Name != service {
 				continue
 			}
 			what := svc.Name + "@" + a.HostID
 			st := serviceStatusOf(r.lastResp, svc.Name)
+			if rec, ok := s.fsm.syncReplication(svc.Name); ok && s.synchronousFor(v, rec, a.HostID) {
+				worst(0, what+" (synchronous standby of "+rec.Primary+" since "+rec.UpdatedAt.UTC().Format("15:04:05.000")+")")
+				continue
+			}
 			if st == nil {
 				unknown(what, "never observed by this leader")
 				continue
@@ -58,36 +111,64 @@ func (s *Server) rpoExposure(site string, now time.Time) exposure {
 				worst(0, what+" (primary)")
 				continue
 			}
+			lossUntilBound = true
 			rep := st.GetReplication()
 			if at, ok := s.primaries.replicatedAsOf(svc.Name, rep.GetPosition()); ok {
 				// Everything its primary had written when observed at
 				// `at` is replayed here; only later writes are at risk.
-				worst(max(0, now.Sub(at).Seconds()), what+" (replayed all its primary had written "+at.UTC().Format("15:04:05.000")+")")
+				worst(max(0, bound.Sub(at).Seconds()), what+" (replayed all its primary had written "+at.UTC().Format("15:04:05.000")+")")
 				continue
 			}
 			if rep.GetLagBytes() == 0 && rep.GetLastReceivedAt() != nil {
 				// It replayed all it received, and it last heard from
 				// its primary then: only later writes are at risk.
-				worst(max(0, now.Sub(rep.GetLastReceivedAt().AsTime()).Seconds()), what+" (replayed all it received)")
+				worst(max(0, bound.Sub(rep.GetLastReceivedAt().AsTime()).Seconds()), what+" (replayed all it received)")
 				continue
 			}
 			if rep.GetLastReplayAt() == nil {
 				unknown(what, "no replayed transaction yet")
 				continue
 			}
-			worst(max(0, now.Sub(rep.GetLastReplayAt().AsTime()).Seconds()), what)
+			worst(max(0, bound.Sub(rep.GetLastReplayAt().AsTime()).Seconds()), what)
 		}
 		for _, sy := range r.lastResp.GetSyncs() {
+			if service != "" {
+				break
+			}
 			what := "sync " + sy.GetName() + "@" + a.HostID
+			lossUntilBound = true
 			if sy.GetLastSuccessAt() == nil {
 				unknown(what, "never synced")
 				continue
 			}
-			worst(max(0, now.Sub(sy.GetLastSuccessAt().AsTime()).Seconds()), what)
+			worst(max(0, bound.Sub(sy.GetLastSuccessAt().AsTime()).Seconds()), what)
+		}
+	}
+	if lossUntilBound && site != v.ActiveSite {
+		if !bounded {
+			out.known = false
+			parts = append(parts, "counted up to now, and growing: "+boundWhy)
+		} else {
+			parts = append(parts, "counted up to "+bound.UTC().Format("15:04:05.000")+": "+boundWhy)
 		}
 	}
 	out.detail = strings.Join(parts, "; ")
 	return out
+}
+
+// synchronousFor reports whether rec records host as holding every commit
+// of the current primary: rec is of this epoch, its primary is at the
+// active site, and the leader has not degraded it to async.
+func (s *Server) synchronousFor(v stateView, rec structs.SyncReplication, host string) bool {
+	if rec.Epoch != v.Epoch || rec.Degraded() || !rec.IsSynchronous(host) {
+		return false
+	}
+	for _, a := range hostsAt(v.Agents, v.ActiveSite) {
+		if a.HostID == rec.Primary {
+			return true
+		}
+	}
+	return false
 }
 
 // primaryHistory remembers, per service, the WAL positions the leader saw
@@ -183,7 +264,7 @@ func (s *Server) rpoGuard(ctx context.Context, execID string, step plan.Step) (s
 	}
 	s.awaitObservations(ctx, site)
 	limit := ex.Plan.MaxDataLoss
-	exp := s.rpoExposure(site, ex.TriggeredAt)
+	exp := s.rpoExposure(site, &ex)
 	switch {
 	case exp.known && exp.seconds <= limit.Seconds():
 		return fmt.Sprintf("expected data loss %.1fs within max_data_loss %s (%s)", exp.seconds, limit, exp.detail), nil
@@ -223,7 +304,7 @@ func (s *Server) awaitObservations(ctx context.Context, site string) {
 
 func exposureText(e exposure) string {
 	if !e.known {
-		return "unknown"
+		return fmt.Sprintf("unknown (at least %.1fs)", e.seconds)
 	}
 	return fmt.Sprintf("%.1fs", e.seconds)
 }

@@ -47,6 +47,10 @@ const (
 	// AutomationRequestType pauses or resumes automatic action, or
 	// acknowledges an automatic failover (lifting its cooldown).
 	AutomationRequestType MessageType = 12
+	// SyncReplicationRequestType records a data service's synchronous
+	// replication state, compare-and-set on the record it replaces. An
+	// older server skips it: it knows no synchronous mode.
+	SyncReplicationRequestType MessageType = 13 | IgnoreUnknownTypeFlag
 )
 
 // IgnoreUnknownTypeFlag is set on message types that an older server may
@@ -82,6 +86,8 @@ func (t MessageType) String() string {
 		return "finish-execution"
 	case AutomationRequestType:
 		return "automation"
+	case SyncReplicationRequestType:
+		return "sync-replication"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }

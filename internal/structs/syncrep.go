@@ -101,6 +101,20 @@ type SyncReplication struct {
 	DegradedSince  time.Time `json:"degraded_since,omitempty"`
 	DegradedReason string    `json:"degraded_reason,omitempty"`
 	UpdatedAt      time.Time `json:"updated_at"`
+	// Index is the Raft index of the entry that wrote the record: the
+	// next write names it, so a decision taken on a record that changed
+	// since is refused.
+	Index uint64 `json:"index"`
+}
+
+// SyncReplicationRequest replaces the record of Record.Service when the
+// current one was written at ExpectIndex (0: there is none) and
+// Record.Epoch is the current epoch. Reason is audited with the change.
+type SyncReplicationRequest struct {
+	WriteRequest
+	Record      SyncReplication `json:"record"`
+	ExpectIndex uint64          `json:"expect_index"`
+	Reason      string          `json:"reason"`
 }
 
 // Degraded reports whether the primary may acknowledge commits no

@@ -22,6 +22,66 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ReplicationMode is how a data service's primary replicates
+// (replication { mode, strict } in the servers' configuration).
+type ReplicationMode int32
+
+const (
+	ReplicationMode_REPLICATION_MODE_UNSPECIFIED ReplicationMode = 0
+	// REPLICATION_MODE_ASYNC: commits are acknowledged before any standby
+	// has them.
+	ReplicationMode_REPLICATION_MODE_ASYNC ReplicationMode = 1
+	// REPLICATION_MODE_SYNC: commits wait for a synchronous standby; the
+	// leader degrades to async while none confirms.
+	ReplicationMode_REPLICATION_MODE_SYNC ReplicationMode = 2
+	// REPLICATION_MODE_SYNC_STRICT: commits wait for a synchronous standby,
+	// never degraded.
+	ReplicationMode_REPLICATION_MODE_SYNC_STRICT ReplicationMode = 3
+)
+
+// Enum value maps for ReplicationMode.
+var (
+	ReplicationMode_name = map[int32]string{
+		0: "REPLICATION_MODE_UNSPECIFIED",
+		1: "REPLICATION_MODE_ASYNC",
+		2: "REPLICATION_MODE_SYNC",
+		3: "REPLICATION_MODE_SYNC_STRICT",
+	}
+	ReplicationMode_value = map[string]int32{
+		"REPLICATION_MODE_UNSPECIFIED": 0,
+		"REPLICATION_MODE_ASYNC":       1,
+		"REPLICATION_MODE_SYNC":        2,
+		"REPLICATION_MODE_SYNC_STRICT": 3,
+	}
+)
+
+func (x ReplicationMode) Enum() *ReplicationMode {
+	p := new(ReplicationMode)
+	*p = x
+	return p
+}
+
+func (x ReplicationMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReplicationMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_drplane_v1_operator_proto_enumTypes[0].Descriptor()
+}
+
+func (ReplicationMode) Type() protoreflect.EnumType {
+	return &file_drplane_v1_operator_proto_enumTypes[0]
+}
+
+func (x ReplicationMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReplicationMode.Descriptor instead.
+func (ReplicationMode) EnumDescriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{0}
+}
+
 type GetStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Read          *ReadOptions           `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
@@ -80,7 +140,10 @@ type GetStatusResponse struct {
 	// probes: a declared service not running or not healthy, an agent that
 	// does not answer, a data service without a primary. Empty when
 	// production runs whole; absent from stale answers, which have no probes.
-	Degraded      []*ProductionProblem `protobuf:"bytes,9,rep,name=degraded,proto3" json:"degraded,omitempty"`
+	Degraded []*ProductionProblem `protobuf:"bytes,9,rep,name=degraded,proto3" json:"degraded,omitempty"`
+	// replication is each data service's replication as the leader manages
+	// and observes it; absent from stale answers.
+	Replication   []*DataReplication `protobuf:"bytes,10,rep,name=replication,proto3" json:"replication,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -178,6 +241,238 @@ func (x *GetStatusResponse) GetDegraded() []*ProductionProblem {
 	return nil
 }
 
+func (x *GetStatusResponse) GetReplication() []*DataReplication {
+	if x != nil {
+		return x.Replication
+	}
+	return nil
+}
+
+// DataReplication is one data service's replication.
+type DataReplication struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Mode    ReplicationMode        `protobuf:"varint,2,opt,name=mode,proto3,enum=drplane.v1.ReplicationMode" json:"mode,omitempty"`
+	// primary is the host running it as primary at the active site, as the
+	// leader last saw it; empty when none answered as primary.
+	Primary string `protobuf:"bytes,3,opt,name=primary,proto3" json:"primary,omitempty"`
+	// synchronous_standby_names is the primary's setting, as last seen.
+	SynchronousStandbyNames string `protobuf:"bytes,4,opt,name=synchronous_standby_names,json=synchronousStandbyNames,proto3" json:"synchronous_standby_names,omitempty"`
+	// synchronous are the hosts the replicated state records as holding
+	// every commit the primary acknowledged (invariant 8).
+	Synchronous []string `protobuf:"bytes,5,rep,name=synchronous,proto3" json:"synchronous,omitempty"`
+	// degraded_since and degraded_reason are set while the leader lets the
+	// primary acknowledge commits no standby confirmed (sync mode only).
+	DegradedSince  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=degraded_since,json=degradedSince,proto3" json:"degraded_since,omitempty"`
+	DegradedReason string                 `protobuf:"bytes,7,opt,name=degraded_reason,json=degradedReason,proto3" json:"degraded_reason,omitempty"`
+	// standbys are the standbys at other data sites.
+	Standbys []*StandbyState `protobuf:"bytes,8,rep,name=standbys,proto3" json:"standbys,omitempty"`
+	// exposure_* is what a failover of this service to the other data site
+	// would lose now: 0 while a recorded synchronous standby is there.
+	ExposureKnown   bool    `protobuf:"varint,9,opt,name=exposure_known,json=exposureKnown,proto3" json:"exposure_known,omitempty"`
+	ExposureSeconds float64 `protobuf:"fixed64,10,opt,name=exposure_seconds,json=exposureSeconds,proto3" json:"exposure_seconds,omitempty"`
+	ExposureDetail  string  `protobuf:"bytes,11,opt,name=exposure_detail,json=exposureDetail,proto3" json:"exposure_detail,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DataReplication) Reset() {
+	*x = DataReplication{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataReplication) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataReplication) ProtoMessage() {}
+
+func (x *DataReplication) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataReplication.ProtoReflect.Descriptor instead.
+func (*DataReplication) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DataReplication) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *DataReplication) GetMode() ReplicationMode {
+	if x != nil {
+		return x.Mode
+	}
+	return ReplicationMode_REPLICATION_MODE_UNSPECIFIED
+}
+
+func (x *DataReplication) GetPrimary() string {
+	if x != nil {
+		return x.Primary
+	}
+	return ""
+}
+
+func (x *DataReplication) GetSynchronousStandbyNames() string {
+	if x != nil {
+		return x.SynchronousStandbyNames
+	}
+	return ""
+}
+
+func (x *DataReplication) GetSynchronous() []string {
+	if x != nil {
+		return x.Synchronous
+	}
+	return nil
+}
+
+func (x *DataReplication) GetDegradedSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DegradedSince
+	}
+	return nil
+}
+
+func (x *DataReplication) GetDegradedReason() string {
+	if x != nil {
+		return x.DegradedReason
+	}
+	return ""
+}
+
+func (x *DataReplication) GetStandbys() []*StandbyState {
+	if x != nil {
+		return x.Standbys
+	}
+	return nil
+}
+
+func (x *DataReplication) GetExposureKnown() bool {
+	if x != nil {
+		return x.ExposureKnown
+	}
+	return false
+}
+
+func (x *DataReplication) GetExposureSeconds() float64 {
+	if x != nil {
+		return x.ExposureSeconds
+	}
+	return 0
+}
+
+func (x *DataReplication) GetExposureDetail() string {
+	if x != nil {
+		return x.ExposureDetail
+	}
+	return ""
+}
+
+// StandbyState is one standby of a data service.
+type StandbyState struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	HostId string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	// application_name is what it streams as.
+	ApplicationName string `protobuf:"bytes,2,opt,name=application_name,json=applicationName,proto3" json:"application_name,omitempty"`
+	// state and sync_state are its primary's view of it; unspecified when
+	// the primary does not list it.
+	State         WalSenderState `protobuf:"varint,3,opt,name=state,proto3,enum=drplane.v1.WalSenderState" json:"state,omitempty"`
+	SyncState     SyncState      `protobuf:"varint,4,opt,name=sync_state,json=syncState,proto3,enum=drplane.v1.SyncState" json:"sync_state,omitempty"`
+	FlushPosition string         `protobuf:"bytes,5,opt,name=flush_position,json=flushPosition,proto3" json:"flush_position,omitempty"`
+	// recorded_synchronous is whether the replicated state records it as
+	// holding every acknowledged commit.
+	RecordedSynchronous bool `protobuf:"varint,6,opt,name=recorded_synchronous,json=recordedSynchronous,proto3" json:"recorded_synchronous,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *StandbyState) Reset() {
+	*x = StandbyState{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StandbyState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StandbyState) ProtoMessage() {}
+
+func (x *StandbyState) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StandbyState.ProtoReflect.Descriptor instead.
+func (*StandbyState) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *StandbyState) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *StandbyState) GetApplicationName() string {
+	if x != nil {
+		return x.ApplicationName
+	}
+	return ""
+}
+
+func (x *StandbyState) GetState() WalSenderState {
+	if x != nil {
+		return x.State
+	}
+	return WalSenderState_WAL_SENDER_STATE_UNSPECIFIED
+}
+
+func (x *StandbyState) GetSyncState() SyncState {
+	if x != nil {
+		return x.SyncState
+	}
+	return SyncState_SYNC_STATE_UNSPECIFIED
+}
+
+func (x *StandbyState) GetFlushPosition() string {
+	if x != nil {
+		return x.FlushPosition
+	}
+	return ""
+}
+
+func (x *StandbyState) GetRecordedSynchronous() bool {
+	if x != nil {
+		return x.RecordedSynchronous
+	}
+	return false
+}
+
 // ProductionProblem is one thing down at the active site.
 type ProductionProblem struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -194,7 +489,7 @@ type ProductionProblem struct {
 
 func (x *ProductionProblem) Reset() {
 	*x = ProductionProblem{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[2]
+	mi := &file_drplane_v1_operator_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -206,7 +501,7 @@ func (x *ProductionProblem) String() string {
 func (*ProductionProblem) ProtoMessage() {}
 
 func (x *ProductionProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[2]
+	mi := &file_drplane_v1_operator_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -219,7 +514,7 @@ func (x *ProductionProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProductionProblem.ProtoReflect.Descriptor instead.
 func (*ProductionProblem) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{2}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ProductionProblem) GetHostId() string {
@@ -252,7 +547,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[3]
+	mi := &file_drplane_v1_operator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -264,7 +559,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[3]
+	mi := &file_drplane_v1_operator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -277,7 +572,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{3}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListMembersRequest) GetRead() *ReadOptions {
@@ -298,7 +593,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[4]
+	mi := &file_drplane_v1_operator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +605,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[4]
+	mi := &file_drplane_v1_operator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +618,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{4}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListMembersResponse) GetMeta() *ResponseMeta {
@@ -357,7 +652,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[5]
+	mi := &file_drplane_v1_operator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -369,7 +664,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[5]
+	mi := &file_drplane_v1_operator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -382,7 +677,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{5}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RemoveMemberRequest) GetWrite() *WriteOptions {
@@ -408,7 +703,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[6]
+	mi := &file_drplane_v1_operator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +715,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[6]
+	mi := &file_drplane_v1_operator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +728,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{6}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RemoveMemberResponse) GetMeta() *ResponseMeta {
@@ -455,7 +750,7 @@ type SetActiveSiteRequest struct {
 
 func (x *SetActiveSiteRequest) Reset() {
 	*x = SetActiveSiteRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[7]
+	mi := &file_drplane_v1_operator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -467,7 +762,7 @@ func (x *SetActiveSiteRequest) String() string {
 func (*SetActiveSiteRequest) ProtoMessage() {}
 
 func (x *SetActiveSiteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[7]
+	mi := &file_drplane_v1_operator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -480,7 +775,7 @@ func (x *SetActiveSiteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetActiveSiteRequest.ProtoReflect.Descriptor instead.
 func (*SetActiveSiteRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{7}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SetActiveSiteRequest) GetWrite() *WriteOptions {
@@ -522,7 +817,7 @@ type SetActiveSiteResponse struct {
 
 func (x *SetActiveSiteResponse) Reset() {
 	*x = SetActiveSiteResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[8]
+	mi := &file_drplane_v1_operator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +829,7 @@ func (x *SetActiveSiteResponse) String() string {
 func (*SetActiveSiteResponse) ProtoMessage() {}
 
 func (x *SetActiveSiteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[8]
+	mi := &file_drplane_v1_operator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +842,7 @@ func (x *SetActiveSiteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetActiveSiteResponse.ProtoReflect.Descriptor instead.
 func (*SetActiveSiteResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{8}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetActiveSiteResponse) GetMeta() *ResponseMeta {
@@ -582,7 +877,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[9]
+	mi := &file_drplane_v1_operator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +889,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[9]
+	mi := &file_drplane_v1_operator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +902,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{9}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListAuditRequest) GetRead() *ReadOptions {
@@ -634,7 +929,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[10]
+	mi := &file_drplane_v1_operator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +941,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[10]
+	mi := &file_drplane_v1_operator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +954,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{10}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListAuditResponse) GetMeta() *ResponseMeta {
@@ -695,7 +990,7 @@ type StartExecutionRequest struct {
 
 func (x *StartExecutionRequest) Reset() {
 	*x = StartExecutionRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[11]
+	mi := &file_drplane_v1_operator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -707,7 +1002,7 @@ func (x *StartExecutionRequest) String() string {
 func (*StartExecutionRequest) ProtoMessage() {}
 
 func (x *StartExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[11]
+	mi := &file_drplane_v1_operator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -720,7 +1015,7 @@ func (x *StartExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartExecutionRequest.ProtoReflect.Descriptor instead.
 func (*StartExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{11}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StartExecutionRequest) GetWrite() *WriteOptions {
@@ -782,7 +1077,7 @@ type StartExecutionResponse struct {
 
 func (x *StartExecutionResponse) Reset() {
 	*x = StartExecutionResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[12]
+	mi := &file_drplane_v1_operator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +1089,7 @@ func (x *StartExecutionResponse) String() string {
 func (*StartExecutionResponse) ProtoMessage() {}
 
 func (x *StartExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[12]
+	mi := &file_drplane_v1_operator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +1102,7 @@ func (x *StartExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartExecutionResponse.ProtoReflect.Descriptor instead.
 func (*StartExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{12}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StartExecutionResponse) GetMeta() *ResponseMeta {
@@ -834,7 +1129,7 @@ type GetExecutionRequest struct {
 
 func (x *GetExecutionRequest) Reset() {
 	*x = GetExecutionRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[13]
+	mi := &file_drplane_v1_operator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +1141,7 @@ func (x *GetExecutionRequest) String() string {
 func (*GetExecutionRequest) ProtoMessage() {}
 
 func (x *GetExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[13]
+	mi := &file_drplane_v1_operator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +1154,7 @@ func (x *GetExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExecutionRequest.ProtoReflect.Descriptor instead.
 func (*GetExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{13}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetExecutionRequest) GetRead() *ReadOptions {
@@ -886,7 +1181,7 @@ type GetExecutionResponse struct {
 
 func (x *GetExecutionResponse) Reset() {
 	*x = GetExecutionResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[14]
+	mi := &file_drplane_v1_operator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1193,7 @@ func (x *GetExecutionResponse) String() string {
 func (*GetExecutionResponse) ProtoMessage() {}
 
 func (x *GetExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[14]
+	mi := &file_drplane_v1_operator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1206,7 @@ func (x *GetExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExecutionResponse.ProtoReflect.Descriptor instead.
 func (*GetExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{14}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetExecutionResponse) GetMeta() *ResponseMeta {
@@ -937,7 +1232,7 @@ type ListExecutionsRequest struct {
 
 func (x *ListExecutionsRequest) Reset() {
 	*x = ListExecutionsRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[15]
+	mi := &file_drplane_v1_operator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1244,7 @@ func (x *ListExecutionsRequest) String() string {
 func (*ListExecutionsRequest) ProtoMessage() {}
 
 func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[15]
+	mi := &file_drplane_v1_operator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1257,7 @@ func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExecutionsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{15}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListExecutionsRequest) GetRead() *ReadOptions {
@@ -982,7 +1277,7 @@ type ListExecutionsResponse struct {
 
 func (x *ListExecutionsResponse) Reset() {
 	*x = ListExecutionsResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[16]
+	mi := &file_drplane_v1_operator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1289,7 @@ func (x *ListExecutionsResponse) String() string {
 func (*ListExecutionsResponse) ProtoMessage() {}
 
 func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[16]
+	mi := &file_drplane_v1_operator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1302,7 @@ func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExecutionsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{16}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListExecutionsResponse) GetMeta() *ResponseMeta {
@@ -1036,7 +1331,7 @@ type ApproveExecutionRequest struct {
 
 func (x *ApproveExecutionRequest) Reset() {
 	*x = ApproveExecutionRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[17]
+	mi := &file_drplane_v1_operator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1343,7 @@ func (x *ApproveExecutionRequest) String() string {
 func (*ApproveExecutionRequest) ProtoMessage() {}
 
 func (x *ApproveExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[17]
+	mi := &file_drplane_v1_operator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1356,7 @@ func (x *ApproveExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveExecutionRequest.ProtoReflect.Descriptor instead.
 func (*ApproveExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{17}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ApproveExecutionRequest) GetWrite() *WriteOptions {
@@ -1094,7 +1389,7 @@ type ApproveExecutionResponse struct {
 
 func (x *ApproveExecutionResponse) Reset() {
 	*x = ApproveExecutionResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[18]
+	mi := &file_drplane_v1_operator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1401,7 @@ func (x *ApproveExecutionResponse) String() string {
 func (*ApproveExecutionResponse) ProtoMessage() {}
 
 func (x *ApproveExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[18]
+	mi := &file_drplane_v1_operator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1414,7 @@ func (x *ApproveExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveExecutionResponse.ProtoReflect.Descriptor instead.
 func (*ApproveExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{18}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApproveExecutionResponse) GetMeta() *ResponseMeta {
@@ -1139,7 +1434,7 @@ type CancelExecutionRequest struct {
 
 func (x *CancelExecutionRequest) Reset() {
 	*x = CancelExecutionRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[19]
+	mi := &file_drplane_v1_operator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1446,7 @@ func (x *CancelExecutionRequest) String() string {
 func (*CancelExecutionRequest) ProtoMessage() {}
 
 func (x *CancelExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[19]
+	mi := &file_drplane_v1_operator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1459,7 @@ func (x *CancelExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExecutionRequest.ProtoReflect.Descriptor instead.
 func (*CancelExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{19}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CancelExecutionRequest) GetWrite() *WriteOptions {
@@ -1190,7 +1485,7 @@ type CancelExecutionResponse struct {
 
 func (x *CancelExecutionResponse) Reset() {
 	*x = CancelExecutionResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[20]
+	mi := &file_drplane_v1_operator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1497,7 @@ func (x *CancelExecutionResponse) String() string {
 func (*CancelExecutionResponse) ProtoMessage() {}
 
 func (x *CancelExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[20]
+	mi := &file_drplane_v1_operator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1510,7 @@ func (x *CancelExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExecutionResponse.ProtoReflect.Descriptor instead.
 func (*CancelExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{20}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CancelExecutionResponse) GetMeta() *ResponseMeta {
@@ -1237,7 +1532,7 @@ type SetAutomationRequest struct {
 
 func (x *SetAutomationRequest) Reset() {
 	*x = SetAutomationRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[21]
+	mi := &file_drplane_v1_operator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1544,7 @@ func (x *SetAutomationRequest) String() string {
 func (*SetAutomationRequest) ProtoMessage() {}
 
 func (x *SetAutomationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[21]
+	mi := &file_drplane_v1_operator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1557,7 @@ func (x *SetAutomationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAutomationRequest.ProtoReflect.Descriptor instead.
 func (*SetAutomationRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{21}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetAutomationRequest) GetWrite() *WriteOptions {
@@ -1295,7 +1590,7 @@ type SetAutomationResponse struct {
 
 func (x *SetAutomationResponse) Reset() {
 	*x = SetAutomationResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[22]
+	mi := &file_drplane_v1_operator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1602,7 @@ func (x *SetAutomationResponse) String() string {
 func (*SetAutomationResponse) ProtoMessage() {}
 
 func (x *SetAutomationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[22]
+	mi := &file_drplane_v1_operator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1615,7 @@ func (x *SetAutomationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAutomationResponse.ProtoReflect.Descriptor instead.
 func (*SetAutomationResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{22}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetAutomationResponse) GetMeta() *ResponseMeta {
@@ -1344,7 +1639,7 @@ type RecoverQuorumRequest struct {
 
 func (x *RecoverQuorumRequest) Reset() {
 	*x = RecoverQuorumRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[23]
+	mi := &file_drplane_v1_operator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1651,7 @@ func (x *RecoverQuorumRequest) String() string {
 func (*RecoverQuorumRequest) ProtoMessage() {}
 
 func (x *RecoverQuorumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[23]
+	mi := &file_drplane_v1_operator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1664,7 @@ func (x *RecoverQuorumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverQuorumRequest.ProtoReflect.Descriptor instead.
 func (*RecoverQuorumRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{23}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RecoverQuorumRequest) GetTo() string {
@@ -1404,7 +1699,7 @@ type RecoverQuorumResponse struct {
 
 func (x *RecoverQuorumResponse) Reset() {
 	*x = RecoverQuorumResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[24]
+	mi := &file_drplane_v1_operator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1711,7 @@ func (x *RecoverQuorumResponse) String() string {
 func (*RecoverQuorumResponse) ProtoMessage() {}
 
 func (x *RecoverQuorumResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[24]
+	mi := &file_drplane_v1_operator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1724,7 @@ func (x *RecoverQuorumResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverQuorumResponse.ProtoReflect.Descriptor instead.
 func (*RecoverQuorumResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{24}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RecoverQuorumResponse) GetId() string {
@@ -1468,7 +1763,7 @@ type RunHostStepRequest struct {
 
 func (x *RunHostStepRequest) Reset() {
 	*x = RunHostStepRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[25]
+	mi := &file_drplane_v1_operator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1775,7 @@ func (x *RunHostStepRequest) String() string {
 func (*RunHostStepRequest) ProtoMessage() {}
 
 func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[25]
+	mi := &file_drplane_v1_operator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1788,7 @@ func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepRequest.ProtoReflect.Descriptor instead.
 func (*RunHostStepRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{25}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RunHostStepRequest) GetWrite() *WriteOptions {
@@ -1542,7 +1837,7 @@ type RunHostStepResponse struct {
 
 func (x *RunHostStepResponse) Reset() {
 	*x = RunHostStepResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[26]
+	mi := &file_drplane_v1_operator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1849,7 @@ func (x *RunHostStepResponse) String() string {
 func (*RunHostStepResponse) ProtoMessage() {}
 
 func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[26]
+	mi := &file_drplane_v1_operator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1862,7 @@ func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepResponse.ProtoReflect.Descriptor instead.
 func (*RunHostStepResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{26}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RunHostStepResponse) GetMeta() *ResponseMeta {
@@ -1601,7 +1896,7 @@ type ListHostSnapshotsRequest struct {
 
 func (x *ListHostSnapshotsRequest) Reset() {
 	*x = ListHostSnapshotsRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[27]
+	mi := &file_drplane_v1_operator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1908,7 @@ func (x *ListHostSnapshotsRequest) String() string {
 func (*ListHostSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[27]
+	mi := &file_drplane_v1_operator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1921,7 @@ func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{27}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListHostSnapshotsRequest) GetHostId() string {
@@ -1653,7 +1948,7 @@ type ListHostSnapshotsResponse struct {
 
 func (x *ListHostSnapshotsResponse) Reset() {
 	*x = ListHostSnapshotsResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[28]
+	mi := &file_drplane_v1_operator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1960,7 @@ func (x *ListHostSnapshotsResponse) String() string {
 func (*ListHostSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[28]
+	mi := &file_drplane_v1_operator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1973,7 @@ func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{28}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListHostSnapshotsResponse) GetMeta() *ResponseMeta {
@@ -1725,7 +2020,7 @@ type Automation struct {
 
 func (x *Automation) Reset() {
 	*x = Automation{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[29]
+	mi := &file_drplane_v1_operator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +2032,7 @@ func (x *Automation) String() string {
 func (*Automation) ProtoMessage() {}
 
 func (x *Automation) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[29]
+	mi := &file_drplane_v1_operator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +2045,7 @@ func (x *Automation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Automation.ProtoReflect.Descriptor instead.
 func (*Automation) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{29}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Automation) GetEnabled() bool {
@@ -1860,7 +2155,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[30]
+	mi := &file_drplane_v1_operator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +2167,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[30]
+	mi := &file_drplane_v1_operator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +2180,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{30}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -1959,7 +2254,7 @@ type PlanStep struct {
 
 func (x *PlanStep) Reset() {
 	*x = PlanStep{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[31]
+	mi := &file_drplane_v1_operator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1971,7 +2266,7 @@ func (x *PlanStep) String() string {
 func (*PlanStep) ProtoMessage() {}
 
 func (x *PlanStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[31]
+	mi := &file_drplane_v1_operator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1984,7 +2279,7 @@ func (x *PlanStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanStep.ProtoReflect.Descriptor instead.
 func (*PlanStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{31}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PlanStep) GetId() string {
@@ -2124,7 +2419,7 @@ type ExecutionStep struct {
 
 func (x *ExecutionStep) Reset() {
 	*x = ExecutionStep{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[32]
+	mi := &file_drplane_v1_operator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2136,7 +2431,7 @@ func (x *ExecutionStep) String() string {
 func (*ExecutionStep) ProtoMessage() {}
 
 func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[32]
+	mi := &file_drplane_v1_operator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2149,7 +2444,7 @@ func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionStep.ProtoReflect.Descriptor instead.
 func (*ExecutionStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{32}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ExecutionStep) GetStep() *PlanStep {
@@ -2269,7 +2564,7 @@ type Execution struct {
 
 func (x *Execution) Reset() {
 	*x = Execution{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[33]
+	mi := &file_drplane_v1_operator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2281,7 +2576,7 @@ func (x *Execution) String() string {
 func (*Execution) ProtoMessage() {}
 
 func (x *Execution) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[33]
+	mi := &file_drplane_v1_operator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2294,7 +2589,7 @@ func (x *Execution) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Execution.ProtoReflect.Descriptor instead.
 func (*Execution) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{33}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Execution) GetId() string {
@@ -2493,7 +2788,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x19drplane/v1/operator.proto\x12\n" +
 	"drplane.v1\x1a\x16drplane/v1/enums.proto\x1a\x1adrplane/v1/hostagent.proto\x1a\x16drplane/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n" +
 	"\x10GetStatusRequest\x12+\n" +
-	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"\x89\x03\n" +
+	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"\xc8\x03\n" +
 	"\x11GetStatusResponse\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x14\n" +
@@ -2506,7 +2801,30 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\n" +
 	"automation\x18\b \x01(\v2\x16.drplane.v1.AutomationR\n" +
 	"automation\x129\n" +
-	"\bdegraded\x18\t \x03(\v2\x1d.drplane.v1.ProductionProblemR\bdegraded\"`\n" +
+	"\bdegraded\x18\t \x03(\v2\x1d.drplane.v1.ProductionProblemR\bdegraded\x12=\n" +
+	"\vreplication\x18\n" +
+	" \x03(\v2\x1b.drplane.v1.DataReplicationR\vreplication\"\xf1\x03\n" +
+	"\x0fDataReplication\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12/\n" +
+	"\x04mode\x18\x02 \x01(\x0e2\x1b.drplane.v1.ReplicationModeR\x04mode\x12\x18\n" +
+	"\aprimary\x18\x03 \x01(\tR\aprimary\x12:\n" +
+	"\x19synchronous_standby_names\x18\x04 \x01(\tR\x17synchronousStandbyNames\x12 \n" +
+	"\vsynchronous\x18\x05 \x03(\tR\vsynchronous\x12A\n" +
+	"\x0edegraded_since\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rdegradedSince\x12'\n" +
+	"\x0fdegraded_reason\x18\a \x01(\tR\x0edegradedReason\x124\n" +
+	"\bstandbys\x18\b \x03(\v2\x18.drplane.v1.StandbyStateR\bstandbys\x12%\n" +
+	"\x0eexposure_known\x18\t \x01(\bR\rexposureKnown\x12)\n" +
+	"\x10exposure_seconds\x18\n" +
+	" \x01(\x01R\x0fexposureSeconds\x12'\n" +
+	"\x0fexposure_detail\x18\v \x01(\tR\x0eexposureDetail\"\x94\x02\n" +
+	"\fStandbyState\x12\x17\n" +
+	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12)\n" +
+	"\x10application_name\x18\x02 \x01(\tR\x0fapplicationName\x120\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x1a.drplane.v1.WalSenderStateR\x05state\x124\n" +
+	"\n" +
+	"sync_state\x18\x04 \x01(\x0e2\x15.drplane.v1.SyncStateR\tsyncState\x12%\n" +
+	"\x0eflush_position\x18\x05 \x01(\tR\rflushPosition\x121\n" +
+	"\x14recorded_synchronous\x18\x06 \x01(\bR\x13recordedSynchronous\"`\n" +
 	"\x11ProductionProblem\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x18\n" +
@@ -2715,7 +3033,12 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x15max_data_loss_seconds\x18\x19 \x01(\x01R\x12maxDataLossSeconds\x12\x1a\n" +
 	"\bwarnings\x18\x1a \x03(\tR\bwarnings\x12\x1d\n" +
 	"\n" +
-	"rto_detail\x18\x1b \x01(\tR\trtoDetail2\xb5\t\n" +
+	"rto_detail\x18\x1b \x01(\tR\trtoDetail*\x8c\x01\n" +
+	"\x0fReplicationMode\x12 \n" +
+	"\x1cREPLICATION_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16REPLICATION_MODE_ASYNC\x10\x01\x12\x19\n" +
+	"\x15REPLICATION_MODE_SYNC\x10\x02\x12 \n" +
+	"\x1cREPLICATION_MODE_SYNC_STRICT\x10\x032\xb5\t\n" +
 	"\bOperator\x12H\n" +
 	"\tGetStatus\x12\x1c.drplane.v1.GetStatusRequest\x1a\x1d.drplane.v1.GetStatusResponse\x12N\n" +
 	"\vListMembers\x12\x1e.drplane.v1.ListMembersRequest\x1a\x1f.drplane.v1.ListMembersResponse\x12Q\n" +
@@ -2744,149 +3067,161 @@ func file_drplane_v1_operator_proto_rawDescGZIP() []byte {
 	return file_drplane_v1_operator_proto_rawDescData
 }
 
-var file_drplane_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_drplane_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_drplane_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_drplane_v1_operator_proto_goTypes = []any{
-	(*GetStatusRequest)(nil),          // 0: drplane.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),         // 1: drplane.v1.GetStatusResponse
-	(*ProductionProblem)(nil),         // 2: drplane.v1.ProductionProblem
-	(*ListMembersRequest)(nil),        // 3: drplane.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),       // 4: drplane.v1.ListMembersResponse
-	(*RemoveMemberRequest)(nil),       // 5: drplane.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),      // 6: drplane.v1.RemoveMemberResponse
-	(*SetActiveSiteRequest)(nil),      // 7: drplane.v1.SetActiveSiteRequest
-	(*SetActiveSiteResponse)(nil),     // 8: drplane.v1.SetActiveSiteResponse
-	(*ListAuditRequest)(nil),          // 9: drplane.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),         // 10: drplane.v1.ListAuditResponse
-	(*StartExecutionRequest)(nil),     // 11: drplane.v1.StartExecutionRequest
-	(*StartExecutionResponse)(nil),    // 12: drplane.v1.StartExecutionResponse
-	(*GetExecutionRequest)(nil),       // 13: drplane.v1.GetExecutionRequest
-	(*GetExecutionResponse)(nil),      // 14: drplane.v1.GetExecutionResponse
-	(*ListExecutionsRequest)(nil),     // 15: drplane.v1.ListExecutionsRequest
-	(*ListExecutionsResponse)(nil),    // 16: drplane.v1.ListExecutionsResponse
-	(*ApproveExecutionRequest)(nil),   // 17: drplane.v1.ApproveExecutionRequest
-	(*ApproveExecutionResponse)(nil),  // 18: drplane.v1.ApproveExecutionResponse
-	(*CancelExecutionRequest)(nil),    // 19: drplane.v1.CancelExecutionRequest
-	(*CancelExecutionResponse)(nil),   // 20: drplane.v1.CancelExecutionResponse
-	(*SetAutomationRequest)(nil),      // 21: drplane.v1.SetAutomationRequest
-	(*SetAutomationResponse)(nil),     // 22: drplane.v1.SetAutomationResponse
-	(*RecoverQuorumRequest)(nil),      // 23: drplane.v1.RecoverQuorumRequest
-	(*RecoverQuorumResponse)(nil),     // 24: drplane.v1.RecoverQuorumResponse
-	(*RunHostStepRequest)(nil),        // 25: drplane.v1.RunHostStepRequest
-	(*RunHostStepResponse)(nil),       // 26: drplane.v1.RunHostStepResponse
-	(*ListHostSnapshotsRequest)(nil),  // 27: drplane.v1.ListHostSnapshotsRequest
-	(*ListHostSnapshotsResponse)(nil), // 28: drplane.v1.ListHostSnapshotsResponse
-	(*Automation)(nil),                // 29: drplane.v1.Automation
-	(*AuditEntry)(nil),                // 30: drplane.v1.AuditEntry
-	(*PlanStep)(nil),                  // 31: drplane.v1.PlanStep
-	(*ExecutionStep)(nil),             // 32: drplane.v1.ExecutionStep
-	(*Execution)(nil),                 // 33: drplane.v1.Execution
-	nil,                               // 34: drplane.v1.RunHostStepRequest.ArgsEntry
-	nil,                               // 35: drplane.v1.PlanStep.ArgsEntry
-	nil,                               // 36: drplane.v1.PlanStep.ArgsFromEntry
-	nil,                               // 37: drplane.v1.ExecutionStep.OutputsEntry
-	(*ReadOptions)(nil),               // 38: drplane.v1.ReadOptions
-	(*ResponseMeta)(nil),              // 39: drplane.v1.ResponseMeta
-	(*Site)(nil),                      // 40: drplane.v1.Site
-	(*Server)(nil),                    // 41: drplane.v1.Server
-	(*Agent)(nil),                     // 42: drplane.v1.Agent
-	(*WriteOptions)(nil),              // 43: drplane.v1.WriteOptions
-	(StepAction)(0),                   // 44: drplane.v1.StepAction
-	(*StepResult)(nil),                // 45: drplane.v1.StepResult
-	(*SnapshotInfo)(nil),              // 46: drplane.v1.SnapshotInfo
-	(*timestamppb.Timestamp)(nil),     // 47: google.protobuf.Timestamp
-	(StepState)(0),                    // 48: drplane.v1.StepState
-	(ExecutionTrigger)(0),             // 49: drplane.v1.ExecutionTrigger
-	(ExecutionState)(0),               // 50: drplane.v1.ExecutionState
+	(ReplicationMode)(0),              // 0: drplane.v1.ReplicationMode
+	(*GetStatusRequest)(nil),          // 1: drplane.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),         // 2: drplane.v1.GetStatusResponse
+	(*DataReplication)(nil),           // 3: drplane.v1.DataReplication
+	(*StandbyState)(nil),              // 4: drplane.v1.StandbyState
+	(*ProductionProblem)(nil),         // 5: drplane.v1.ProductionProblem
+	(*ListMembersRequest)(nil),        // 6: drplane.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),       // 7: drplane.v1.ListMembersResponse
+	(*RemoveMemberRequest)(nil),       // 8: drplane.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),      // 9: drplane.v1.RemoveMemberResponse
+	(*SetActiveSiteRequest)(nil),      // 10: drplane.v1.SetActiveSiteRequest
+	(*SetActiveSiteResponse)(nil),     // 11: drplane.v1.SetActiveSiteResponse
+	(*ListAuditRequest)(nil),          // 12: drplane.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),         // 13: drplane.v1.ListAuditResponse
+	(*StartExecutionRequest)(nil),     // 14: drplane.v1.StartExecutionRequest
+	(*StartExecutionResponse)(nil),    // 15: drplane.v1.StartExecutionResponse
+	(*GetExecutionRequest)(nil),       // 16: drplane.v1.GetExecutionRequest
+	(*GetExecutionResponse)(nil),      // 17: drplane.v1.GetExecutionResponse
+	(*ListExecutionsRequest)(nil),     // 18: drplane.v1.ListExecutionsRequest
+	(*ListExecutionsResponse)(nil),    // 19: drplane.v1.ListExecutionsResponse
+	(*ApproveExecutionRequest)(nil),   // 20: drplane.v1.ApproveExecutionRequest
+	(*ApproveExecutionResponse)(nil),  // 21: drplane.v1.ApproveExecutionResponse
+	(*CancelExecutionRequest)(nil),    // 22: drplane.v1.CancelExecutionRequest
+	(*CancelExecutionResponse)(nil),   // 23: drplane.v1.CancelExecutionResponse
+	(*SetAutomationRequest)(nil),      // 24: drplane.v1.SetAutomationRequest
+	(*SetAutomationResponse)(nil),     // 25: drplane.v1.SetAutomationResponse
+	(*RecoverQuorumRequest)(nil),      // 26: drplane.v1.RecoverQuorumRequest
+	(*RecoverQuorumResponse)(nil),     // 27: drplane.v1.RecoverQuorumResponse
+	(*RunHostStepRequest)(nil),        // 28: drplane.v1.RunHostStepRequest
+	(*RunHostStepResponse)(nil),       // 29: drplane.v1.RunHostStepResponse
+	(*ListHostSnapshotsRequest)(nil),  // 30: drplane.v1.ListHostSnapshotsRequest
+	(*ListHostSnapshotsResponse)(nil), // 31: drplane.v1.ListHostSnapshotsResponse
+	(*Automation)(nil),                // 32: drplane.v1.Automation
+	(*AuditEntry)(nil),                // 33: drplane.v1.AuditEntry
+	(*PlanStep)(nil),                  // 34: drplane.v1.PlanStep
+	(*ExecutionStep)(nil),             // 35: drplane.v1.ExecutionStep
+	(*Execution)(nil),                 // 36: drplane.v1.Execution
+	nil,                               // 37: drplane.v1.RunHostStepRequest.ArgsEntry
+	nil,                               // 38: drplane.v1.PlanStep.ArgsEntry
+	nil,                               // 39: drplane.v1.PlanStep.ArgsFromEntry
+	nil,                               // 40: drplane.v1.ExecutionStep.OutputsEntry
+	(*ReadOptions)(nil),               // 41: drplane.v1.ReadOptions
+	(*ResponseMeta)(nil),              // 42: drplane.v1.ResponseMeta
+	(*Site)(nil),                      // 43: drplane.v1.Site
+	(*Server)(nil),                    // 44: drplane.v1.Server
+	(*Agent)(nil),                     // 45: drplane.v1.Agent
+	(*timestamppb.Timestamp)(nil),     // 46: google.protobuf.Timestamp
+	(WalSenderState)(0),               // 47: drplane.v1.WalSenderState
+	(SyncState)(0),                    // 48: drplane.v1.SyncState
+	(*WriteOptions)(nil),              // 49: drplane.v1.WriteOptions
+	(StepAction)(0),                   // 50: drplane.v1.StepAction
+	(*StepResult)(nil),                // 51: drplane.v1.StepResult
+	(*SnapshotInfo)(nil),              // 52: drplane.v1.SnapshotInfo
+	(StepState)(0),                    // 53: drplane.v1.StepState
+	(ExecutionTrigger)(0),             // 54: drplane.v1.ExecutionTrigger
+	(ExecutionState)(0),               // 55: drplane.v1.ExecutionState
 }
 var file_drplane_v1_operator_proto_depIdxs = []int32{
-	38, // 0: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
-	39, // 1: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
-	40, // 2: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
-	41, // 3: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
-	42, // 4: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
-	29, // 5: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
-	2,  // 6: drplane.v1.GetStatusResponse.degraded:type_name -> drplane.v1.ProductionProblem
-	38, // 7: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
-	39, // 8: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
-	41, // 9: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
-	43, // 10: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
-	39, // 11: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
-	43, // 12: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
-	39, // 13: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
-	38, // 14: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
-	39, // 15: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
-	30, // 16: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
-	43, // 17: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	39, // 18: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	33, // 19: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
-	38, // 20: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
-	39, // 21: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	33, // 22: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
-	38, // 23: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
-	39, // 24: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	33, // 25: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
-	43, // 26: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	39, // 27: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	43, // 28: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	39, // 29: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	43, // 30: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
-	39, // 31: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
-	43, // 32: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
-	44, // 33: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
-	34, // 34: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
-	39, // 35: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
-	45, // 36: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
-	39, // 37: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	46, // 38: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	47, // 39: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
-	47, // 40: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	44, // 41: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
-	35, // 42: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
-	36, // 43: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
-	31, // 44: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
-	48, // 45: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
-	47, // 46: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
-	47, // 47: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
-	37, // 48: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
-	49, // 49: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
-	47, // 50: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
-	47, // 51: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
-	47, // 52: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
-	50, // 53: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
-	32, // 54: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
-	0,  // 55: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
-	3,  // 56: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
-	5,  // 57: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
-	7,  // 58: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
-	9,  // 59: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
-	11, // 60: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
-	13, // 61: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
-	15, // 62: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
-	17, // 63: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
-	19, // 64: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
-	21, // 65: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
-	23, // 66: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
-	25, // 67: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
-	27, // 68: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
-	1,  // 69: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
-	4,  // 70: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
-	6,  // 71: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
-	8,  // 72: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
-	10, // 73: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
-	12, // 74: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
-	14, // 75: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
-	16, // 76: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
-	18, // 77: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
-	20, // 78: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
-	22, // 79: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
-	24, // 80: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
-	26, // 81: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
-	28, // 82: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
-	69, // [69:83] is the sub-list for method output_type
-	55, // [55:69] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	41, // 0: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
+	42, // 1: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
+	43, // 2: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
+	44, // 3: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
+	45, // 4: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
+	32, // 5: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
+	5,  // 6: drplane.v1.GetStatusResponse.degraded:type_name -> drplane.v1.ProductionProblem
+	3,  // 7: drplane.v1.GetStatusResponse.replication:type_name -> drplane.v1.DataReplication
+	0,  // 8: drplane.v1.DataReplication.mode:type_name -> drplane.v1.ReplicationMode
+	46, // 9: drplane.v1.DataReplication.degraded_since:type_name -> google.protobuf.Timestamp
+	4,  // 10: drplane.v1.DataReplication.standbys:type_name -> drplane.v1.StandbyState
+	47, // 11: drplane.v1.StandbyState.state:type_name -> drplane.v1.WalSenderState
+	48, // 12: drplane.v1.StandbyState.sync_state:type_name -> drplane.v1.SyncState
+	41, // 13: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
+	42, // 14: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
+	44, // 15: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
+	49, // 16: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
+	42, // 17: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
+	49, // 18: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
+	42, // 19: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
+	41, // 20: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
+	42, // 21: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
+	33, // 22: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
+	49, // 23: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	42, // 24: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	36, // 25: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
+	41, // 26: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
+	42, // 27: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	36, // 28: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
+	41, // 29: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
+	42, // 30: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	36, // 31: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
+	49, // 32: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	42, // 33: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	49, // 34: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	42, // 35: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	49, // 36: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
+	42, // 37: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
+	49, // 38: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
+	50, // 39: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
+	37, // 40: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
+	42, // 41: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
+	51, // 42: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
+	42, // 43: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	52, // 44: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	46, // 45: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
+	46, // 46: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	50, // 47: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
+	38, // 48: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
+	39, // 49: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
+	34, // 50: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
+	53, // 51: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
+	46, // 52: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
+	46, // 53: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
+	40, // 54: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
+	54, // 55: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
+	46, // 56: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
+	46, // 57: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
+	46, // 58: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	55, // 59: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
+	35, // 60: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
+	1,  // 61: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
+	6,  // 62: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
+	8,  // 63: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
+	10, // 64: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
+	12, // 65: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
+	14, // 66: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
+	16, // 67: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
+	18, // 68: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
+	20, // 69: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
+	22, // 70: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
+	24, // 71: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
+	26, // 72: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
+	28, // 73: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
+	30, // 74: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
+	2,  // 75: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
+	7,  // 76: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
+	9,  // 77: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
+	11, // 78: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
+	13, // 79: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
+	15, // 80: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
+	17, // 81: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
+	19, // 82: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
+	21, // 83: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
+	23, // 84: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
+	25, // 85: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
+	27, // 86: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
+	29, // 87: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
+	31, // 88: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
+	75, // [75:89] is the sub-list for method output_type
+	61, // [61:75] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_operator_proto_init() }
@@ -2902,13 +3237,14 @@ func file_drplane_v1_operator_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_operator_proto_rawDesc), len(file_drplane_v1_operator_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   38,
+			NumEnums:      1,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_drplane_v1_operator_proto_goTypes,
 		DependencyIndexes: file_drplane_v1_operator_proto_depIdxs,
+		EnumInfos:         file_drplane_v1_operator_proto_enumTypes,
 		MessageInfos:      file_drplane_v1_operator_proto_msgTypes,
 	}.Build()
 	File_drplane_v1_operator_proto = out.File
