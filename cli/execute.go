@@ -322,7 +322,7 @@ func finished(w io.Writer, ex *pb.Execution) error {
 	fmt.Fprintf(w, "%s %s %s: %s\n", ex.GetKind(), ex.GetId(), execState(ex), ex.GetMessage())
 	if ex.GetHasRto() || ex.GetHasRpo() {
 		fmt.Fprintf(w, "RTO %s (target %s), RPO %s (target %s)\n", measured(ex.GetHasRto(), ex.GetRtoSeconds()), seconds(ex.GetRtoTargetSeconds()),
-			measured(ex.GetHasRpo(), ex.GetRpoSeconds()), seconds(ex.GetRpoTargetSeconds()))
+			measured(ex.GetHasRpo(), ex.GetRpoSeconds()), rpoTarget(ex))
 	}
 	if d := ex.GetRtoDetail(); d != "" {
 		fmt.Fprintf(w, "RTO counted %s\n", d)
@@ -338,6 +338,15 @@ func measured(ok bool, sec float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1fs", sec)
+}
+
+// rpoTarget is an execution's RPO target: "0s" is zero data loss, not
+// none.
+func rpoTarget(ex *pb.Execution) string {
+	if ex.GetHasRpoTarget() && ex.GetRpoTargetSeconds() == 0 {
+		return "0s"
+	}
+	return seconds(ex.GetRpoTargetSeconds())
 }
 
 func seconds(sec float64) string {

@@ -107,3 +107,27 @@ func TestReport_Markdown(t *testing.T) {
 	require.NotContains(t, got, "failover-2", "a running execution is not reported yet")
 	require.Equal(t, 2, strings.Count(got, "| succeeded |"), "the DR test log has a row per ended execution")
 }
+
+// TestPass_ZeroRPOTarget: an RPO target of 0s passes only with a recorded
+// RPO of 0; a zero target that was never set is no target.
+func TestPass_ZeroRPOTarget(t *testing.T) {
+	cases := []struct {
+		name      string
+		hasTarget bool
+		hasRPO    bool
+		rpo       float64
+		want      bool
+	}{
+		{"zero data loss recorded", true, true, 0, true},
+		{"some data lost", true, true, 0.2, false},
+		{"rpo unknown", true, false, 0, false},
+		{"no target", false, true, 3, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ex := sampleExecution("failover-1", "failover", "succeeded")
+			ex.RpoTargetSeconds, ex.HasRpoTarget, ex.HasRpo, ex.RpoSeconds = 0, tc.hasTarget, tc.hasRPO, tc.rpo
+			require.Equal(t, tc.want, pass(ex))
+		})
+	}
+}

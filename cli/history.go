@@ -71,7 +71,7 @@ func printExecution(w io.Writer, ex *pb.Execution) error {
 	fmt.Fprintf(w, "%s %s (%s, plan %s, trigger %s by %s)\n", ex.GetKind(), ex.GetId(), execState(ex), ex.GetPlan(), execTrigger(ex), ex.GetActor())
 	fmt.Fprintf(w, "%s -> %s, epoch at start %d; %s\n", ex.GetFrom(), ex.GetTo(), ex.GetStartEpoch(), ex.GetMessage())
 	fmt.Fprintf(w, "RTO %s (target %s), RPO %s (target %s)\n", measured(ex.GetHasRto(), ex.GetRtoSeconds()), seconds(ex.GetRtoTargetSeconds()),
-		measured(ex.GetHasRpo(), ex.GetRpoSeconds()), seconds(ex.GetRpoTargetSeconds()))
+		measured(ex.GetHasRpo(), ex.GetRpoSeconds()), rpoTarget(ex))
 	if d := ex.GetRtoDetail(); d != "" {
 		fmt.Fprintf(w, "RTO counted %s\n", d)
 	}
@@ -120,7 +120,7 @@ func executionJSONOf(ex *pb.Execution, withSteps bool) ExecutionJSON {
 	out.RPOSeconds = optional(ex.GetHasRpo(), ex.GetRpoSeconds())
 	out.RTOTargetSeconds = optional(ex.GetRtoTargetSeconds() > 0, ex.GetRtoTargetSeconds())
 	out.RTODetail = ex.GetRtoDetail()
-	out.RPOTargetSeconds = optional(ex.GetRpoTargetSeconds() > 0, ex.GetRpoTargetSeconds())
+	out.RPOTargetSeconds = optional(ex.GetRpoTargetSeconds() > 0 || ex.GetHasRpoTarget(), ex.GetRpoTargetSeconds())
 	if !withSteps {
 		return out
 	}
@@ -155,7 +155,7 @@ func pass(ex *pb.Execution) bool {
 	if t := ex.GetRtoTargetSeconds(); t > 0 && (!ex.GetHasRto() || ex.GetRtoSeconds() > t) {
 		return false
 	}
-	if t := ex.GetRpoTargetSeconds(); t > 0 && (!ex.GetHasRpo() || ex.GetRpoSeconds() > t) {
+	if t := ex.GetRpoTargetSeconds(); (t > 0 || ex.GetHasRpoTarget()) && (!ex.GetHasRpo() || ex.GetRpoSeconds() > t) {
 		return false
 	}
 	return true
@@ -219,7 +219,7 @@ func printReport(w io.Writer, execs []*pb.Execution, markdown bool) error {
 	for _, sc := range scenarios {
 		ex := latest[sc]
 		summary = append(summary, []string{sc, seconds(ex.GetRtoTargetSeconds()), measured(ex.GetHasRto(), ex.GetRtoSeconds()),
-			seconds(ex.GetRpoTargetSeconds()), measured(ex.GetHasRpo(), ex.GetRpoSeconds()), passText(pass(ex))})
+			rpoTarget(ex), measured(ex.GetHasRpo(), ex.GetRpoSeconds()), passText(pass(ex))})
 	}
 	log := [][]string{}
 	for _, ex := range execs {

@@ -67,6 +67,40 @@ type StatusJSON struct {
 	// Degraded is what is down at the active site by the leader's probes:
 	// empty when production runs whole, null in a stale answer (no probes).
 	Degraded []ProductionProblemJSON `json:"degraded"`
+	// Replication is each data service's replication; absent from a
+	// stale answer.
+	Replication []ReplicationJSON `json:"replication,omitempty"`
+}
+
+// ReplicationJSON is one data service's replication in `drplane status
+// --json`. Mode is "async", "sync" or "sync-strict"; Synchronous are the
+// hosts the replicated state records as holding every acknowledged commit;
+// DegradedSince is set while sync mode is degraded to async.
+// ExposureSeconds is what a failover of the service would lose now, null
+// when it cannot be bounded (ExposureDetail says why).
+type ReplicationJSON struct {
+	Service                 string        `json:"service"`
+	Mode                    string        `json:"mode"`
+	Primary                 string        `json:"primary,omitempty"`
+	SynchronousStandbyNames string        `json:"synchronous_standby_names"`
+	Synchronous             []string      `json:"synchronous"`
+	DegradedSince           *time.Time    `json:"degraded_since,omitempty"`
+	DegradedReason          string        `json:"degraded_reason,omitempty"`
+	Standbys                []StandbyJSON `json:"standbys"`
+	ExposureSeconds         *float64      `json:"exposure_seconds"`
+	ExposureDetail          string        `json:"exposure_detail,omitempty"`
+}
+
+// StandbyJSON is one standby of a ReplicationJSON. State and SyncState
+// are its primary's view of it, as PostgreSQL spells them
+// (pg_stat_replication); empty when the primary does not list it.
+type StandbyJSON struct {
+	HostID              string `json:"host_id"`
+	ApplicationName     string `json:"application_name,omitempty"`
+	State               string `json:"state,omitempty"`
+	SyncState           string `json:"sync_state,omitempty"`
+	FlushPosition       string `json:"flush_position,omitempty"`
+	RecordedSynchronous bool   `json:"recorded_synchronous"`
 }
 
 // ProductionProblemJSON is one thing down at the active site; HostID is

@@ -91,7 +91,7 @@ func printPlan(w io.Writer, ex *pb.Execution) {
 // planFromProto turns the steps of an execution back into a plan.
 func planFromProto(ex *pb.Execution) *plan.Plan {
 	p := &plan.Plan{Name: ex.GetPlan(), Kind: plan.Kind(ex.GetKind()), From: ex.GetFrom(), To: ex.GetTo(), Warnings: ex.GetWarnings(),
-		Objectives:  plan.Objectives{RTO: secondsDuration(ex.GetRtoTargetSeconds()), RPO: secondsDuration(ex.GetRpoTargetSeconds())},
+		Objectives:  plan.Objectives{RTO: secondsDuration(ex.GetRtoTargetSeconds()), RPO: secondsDuration(ex.GetRpoTargetSeconds()), ZeroRPO: ex.GetHasRpoTarget() && ex.GetRpoTargetSeconds() == 0},
 		MaxDataLoss: secondsDuration(ex.GetMaxDataLossSeconds())}
 	for _, es := range ex.GetSteps() {
 		st := es.GetStep()

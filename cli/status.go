@@ -79,6 +79,9 @@ func toStatusJSON(resp *pb.GetStatusResponse) StatusJSON {
 			out.Degraded = append(out.Degraded, ProductionProblemJSON{HostID: p.GetHostId(), Service: p.GetService(), Problem: p.GetProblem()})
 		}
 	}
+	for _, r := range resp.GetReplication() {
+		out.Replication = append(out.Replication, toReplicationJSON(r))
+	}
 	for _, a := range resp.GetAgents() {
 		aj := AgentJSON{HostID: a.GetHostId(), Site: a.GetSite(), Address: a.GetAddress(), Services: []string{}}
 		for _, svc := range a.GetServices() {
@@ -88,6 +91,68 @@ func toStatusJSON(resp *pb.GetStatusResponse) StatusJSON {
 		out.Agents = append(out.Agents, aj)
 	}
 	return out
+}
+
+// replicationModes spell ReplicationMode as --json and the table do.
+var replicationModes = map[pb.ReplicationMode]string{
+	pb.ReplicationMode_REPLICATION_MODE_ASYNC: "async", pb.ReplicationMode_REPLICATION_MODE_SYNC: "sync",
+	pb.ReplicationMode_REPLICATION_MODE_SYNC_STRICT: "sync-strict",
+}
+
+func toReplicationJSON(r *pb.DataReplication) ReplicationJSON {
+	rj := ReplicationJSON{Service: r.GetService(), Mode: replicationModes[r.GetMode()], Primary: r.GetPrimary(),
+		SynchronousStandbyNames: r.GetSynchronousStandbyNames(), Synchronous: append([]string{}, r.GetSynchronous()...),
+		DegradedReason: r.GetDegradedReason(), Standbys: []StandbyJSON{},
+		ExposureSeconds: optional(r.GetExposureKnown(), r.GetExposureSeconds()), ExposureDetail: r.GetExposureDetail()}
+	if r.GetDegradedSince() != nil {
+		since := r.GetDegradedSince().AsTime()
+		rj.DegradedSince = &since
+	}
+	for _, s := range r.GetStandbys() {
+		rj.Standbys = append(rj.Standbys, StandbyJSON{HostID: s.GetHostId(), ApplicationName: s.GetApplicationName(),
+			State: structs.WalSenderStateName(s.GetState()), SyncState: structs.SyncStateName(s.GetSyncState()),
+			FlushPosition: s.GetFlushPosition(), RecordedSynchronous: s.GetRecordedSynchronous()})
+	}
+	return rj
+}
+
+// printReplication prints each data service's replication: the mode, the
+// synchronous standbys the cluster relies on, a degrade, and the standbys
+// as their primary sees them.
+func printReplication(w io.Writer, reps []ReplicationJSON) error {
+	if len(reps) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nReplication")
+	for _, r := range reps {
+		state := r.Mode
+		switch {
+		case r.Mode == "async":
+		case r.DegradedSince != nil:
+			state += fmt.Sprintf(", DEGRADED to async since %s: %s", clock(*r.DegradedSince), r.DegradedReason)
+		case len(r.Synchronous) > 0:
+			state += ", synchronous with " + strings.Join(r.Synchronous, ", ")
+		default:
+			state += ", no synchronous standby recorded (commits wait for one)"
+		}
+		primary := r.Primary
+		if primary == "" {
+			primary = "(none answering)"
+		}
+		fmt.Fprintf(w, "  %s: primary %s, %s\n", r.Service, primary, state)
+		loss := "unknown"
+		if r.ExposureSeconds != nil {
+			loss = fmt.Sprintf("%.1fs", *r.ExposureSeconds)
+		}
+		fmt.Fprintf(w, "  RPO now: %s (%s)\n", loss, r.ExposureDetail)
+	}
+	t := newTable(w, "SERVICE", "STANDBY", "APPLICATION NAME", "STATE", "SYNC STATE", "FLUSHED", "RECORDED SYNC")
+	for _, r := range reps {
+		for _, s := range r.Standbys {
+			t.row(r.Service, s.HostID, orDash(s.ApplicationName), orDash(s.State), orDash(s.SyncState), orDash(s.FlushPosition), yesNo(s.RecordedSynchronous))
+		}
+	}
+	return t.flush()
 }
 
 // addProbe copies the leader's latest probe of an agent into its JSON.
@@ -149,6 +214,9 @@ func printStatus(w io.Writer, s StatusJSON) error {
 		return err
 	}
 	printAutomation(w, s.Automation)
+	if err := printReplication(w, s.Replication); err != nil {
+		return err
+	}
 	fmt.Fprintln(w, "\nAgents")
 	if len(s.Agents) == 0 {
 		fmt.Fprintln(w, "(none registered)")
@@ -264,4 +332,12 @@ func production(degraded []ProductionProblemJSON) string {
 		parts[i] = where + ": " + p.Problem
 	}
 	return "degraded: " + strings.Join(parts, "; ")
+}
+
+// orDash shows an empty value as "-".
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -239,7 +239,7 @@ func (s *Server) executionToProto(ex *structs.Execution) *pb.Execution {
 		Id: ex.ID, Kind: ex.Kind, Plan: ex.PlanName, From: ex.From, To: ex.To, Trigger: structs.TriggerToProto(ex.Trigger), Actor: ex.Actor,
 		AllowDataLoss: ex.AllowDataLoss, CleanupOf: ex.CleanupOf, StartEpoch: ex.StartEpoch, State: structs.ExecStateToProto(ex.State), Message: ex.Message,
 		CancelRequested: ex.CancelRequested, RpoDetail: ex.RPODetail,
-		RtoTargetSeconds: ex.Plan.Objectives.RTO.Seconds(), RpoTargetSeconds: ex.Plan.Objectives.RPO.Seconds(),
+		RtoTargetSeconds: ex.Plan.Objectives.RTO.Seconds(), RpoTargetSeconds: ex.Plan.Objectives.RPO.Seconds(), HasRpoTarget: ex.Plan.Objectives.HasRPO(),
 		MaxDataLossSeconds: ex.Plan.MaxDataLoss.Seconds(), Warnings: ex.Plan.Warnings, RtoDetail: ex.RTODetail,
 		TriggeredAt: timestamppb.New(ex.TriggeredAt),
 	}

@@ -125,7 +125,7 @@ func newPlan(kind Kind, from, to string, def *Definition, opts DeriveOptions) *P
 		p.Objectives.RTO = *def.RTO
 	}
 	if def.RPO != nil {
-		p.Objectives.RPO = *def.RPO
+		p.Objectives.RPO, p.Objectives.ZeroRPO = *def.RPO, *def.RPO == 0
 	}
 	if def.MaxDataLoss != nil {
 		p.MaxDataLoss = *def.MaxDataLoss

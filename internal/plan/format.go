@@ -16,7 +16,7 @@ func (p *Plan) Format(w io.Writer) error {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "plan %s (%s): %s -> %s\n", p.Name, p.Kind, p.From, p.To)
 	fmt.Fprintf(&sb, "objectives: rto %s, rpo %s; max data loss %s\n\n", orNone(fmtDuration(p.Objectives.RTO), p.Objectives.RTO == 0),
-		orNone(fmtDuration(p.Objectives.RPO), p.Objectives.RPO == 0), fmtDuration(p.MaxDataLoss))
+		orNone(fmtDuration(p.Objectives.RPO), !p.Objectives.HasRPO()), fmtDuration(p.MaxDataLoss))
 	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PHASE\tSTEP\tACTION\tHOST/SITE\tTARGET\tDEPENDS ON\tTIMEOUT\tON FAILURE\tNOTES")
 	for _, s := range p.Steps {

@@ -197,7 +197,7 @@ func (p *parser) objectives(body *hclsyntax.Body, raw *rawObjectives, o Objectiv
 		o.RTO = *d
 	}
 	if d := p.optDuration(p.attr(body, "rpo", p.rng(body.SrcRange)), "objectives.rpo", raw.RPO); d != nil {
-		o.RPO = *d
+		o.RPO, o.ZeroRPO = *d, *d == 0
 	}
 	return o
 }

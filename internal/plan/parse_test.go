@@ -333,3 +333,17 @@ func TestResolve(t *testing.T) {
 	_, _, err = Resolve("failover-no-aproval", f.Plans)
 	require.EqualError(t, err, `unknown plan "failover-no-aproval"; did you mean "failover-no-approval"?; expected one of failover, switchover, failback, drill, failover-no-approval`)
 }
+
+// TestParse_ZeroRPO: rpo = "0s" is the target of zero data loss, not the
+// absence of a target.
+func TestParse_ZeroRPO(t *testing.T) {
+	f, err := Parse([]byte("objectives { rpo = \"0s\" }\nplan \"failover\" {\n  objectives { rpo = \"0s\" }\n}\n"), "server.hcl")
+	require.NoError(t, err)
+	require.True(t, f.Objectives.ZeroRPO)
+	require.True(t, f.Objectives.HasRPO())
+	require.True(t, f.Plans[0].RPO != nil && *f.Plans[0].RPO == 0)
+
+	f, err = Parse([]byte("objectives { rto = \"5m\" }\n"), "server.hcl")
+	require.NoError(t, err)
+	require.False(t, f.Objectives.HasRPO(), "no rpo, no target")
+}

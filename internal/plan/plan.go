@@ -163,11 +163,17 @@ type Plan struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// Objectives are RTO and RPO targets; zero means none.
+// Objectives are RTO and RPO targets; zero means none, except that
+// ZeroRPO marks rpo = "0s": the target of zero data loss, met only when
+// the recorded RPO is 0.
 type Objectives struct {
-	RTO time.Duration `json:"rto"`
-	RPO time.Duration `json:"rpo"`
+	RTO     time.Duration `json:"rto"`
+	RPO     time.Duration `json:"rpo"`
+	ZeroRPO bool          `json:"zero_rpo,omitempty"`
 }
+
+// HasRPO reports whether an RPO target is set.
+func (o Objectives) HasRPO() bool { return o.RPO > 0 || o.ZeroRPO }
 
 // Topology is what plans are derived from: the sites and the agents that
 // registered, with what they declared.

@@ -2557,7 +2557,10 @@ type Execution struct {
 	Warnings           []string `protobuf:"bytes,26,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	// rto_detail says where the RTO counts from (for a failover, the last
 	// sign of life of the failed site) or why it is unknown.
-	RtoDetail     string `protobuf:"bytes,27,opt,name=rto_detail,json=rtoDetail,proto3" json:"rto_detail,omitempty"`
+	RtoDetail string `protobuf:"bytes,27,opt,name=rto_detail,json=rtoDetail,proto3" json:"rto_detail,omitempty"`
+	// has_rpo_target says whether rpo_target_seconds is a target: 0 with it
+	// is the target of zero data loss, 0 without it is none.
+	HasRpoTarget  bool `protobuf:"varint,28,opt,name=has_rpo_target,json=hasRpoTarget,proto3" json:"has_rpo_target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2781,6 +2784,13 @@ func (x *Execution) GetRtoDetail() string {
 	return ""
 }
 
+func (x *Execution) GetHasRpoTarget() bool {
+	if x != nil {
+		return x.HasRpoTarget
+	}
+	return false
+}
+
 var File_drplane_v1_operator_proto protoreflect.FileDescriptor
 
 const file_drplane_v1_operator_proto_rawDesc = "" +
@@ -2996,7 +3006,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\bverified\x18\v \x01(\bR\bverified\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd9\a\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xff\a\n" +
 	"\tExecution\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
@@ -3033,7 +3043,8 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x15max_data_loss_seconds\x18\x19 \x01(\x01R\x12maxDataLossSeconds\x12\x1a\n" +
 	"\bwarnings\x18\x1a \x03(\tR\bwarnings\x12\x1d\n" +
 	"\n" +
-	"rto_detail\x18\x1b \x01(\tR\trtoDetail*\x8c\x01\n" +
+	"rto_detail\x18\x1b \x01(\tR\trtoDetail\x12$\n" +
+	"\x0ehas_rpo_target\x18\x1c \x01(\bR\fhasRpoTarget*\x8c\x01\n" +
 	"\x0fReplicationMode\x12 \n" +
 	"\x1cREPLICATION_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REPLICATION_MODE_ASYNC\x10\x01\x12\x19\n" +
