@@ -70,6 +70,9 @@ type Cluster struct {
 	// are rewritten by StartNode, so a change takes effect at the next
 	// start.
 	Failover *config.FailoverConfig
+	// Replication, when set, is written as the servers' replication
+	// block; async by default.
+	Replication *config.ReplicationConfig
 	// Wrap, when set, rewrites the command line of every server and
 	// agent process before it starts, given the server's node id or the
 	// agent's host id: a test runs each in a network namespace of its own
@@ -225,6 +228,13 @@ failover {
 {{- end}}
 }
 {{- end}}
+{{- with .Replication}}
+replication {
+  mode          = "{{.Mode}}"
+  strict        = {{.Strict}}
+  degrade_after = "{{.DegradeAfter}}"
+}
+{{- end}}
 `))
 
 func (c *Cluster) writeConfig(n *Node) error {
@@ -240,7 +250,7 @@ func (c *Cluster) writeConfig(n *Node) error {
 	err := serverConfigTmpl.Execute(&buf, map[string]any{
 		"Node": n, "BindAddr": host(n.GRPCAddr), "Expect": len(c.Nodes), "Join": strings.Join(join, ", "), "Multiplier": c.Multiplier,
 		"GRPCPort": port(n.GRPCAddr), "RaftPort": port(n.RaftAddr), "HTTPPort": port(n.HTTPAddr),
-		"TLSDir": filepath.Join(c.Dir, "tls"), "Failover": c.Failover, "Witness": witness,
+		"TLSDir": filepath.Join(c.Dir, "tls"), "Failover": c.Failover, "Replication": c.Replication, "Witness": witness,
 	})
 	if err != nil {
 		return fmt.Errorf("render config for %s: %w", n.ID, err)

@@ -37,10 +37,12 @@ func TestServerConfig_Failover(t *testing.T) {
 	f.Stonith = []config.StonithConfig{{Site: "primary", Command: []string{"/bin/fence", "--site", "primary"}, Timeout: 5 * time.Second},
 		{Site: "dr", Command: []string{"/bin/fence", "--site", "dr"}, Timeout: 5 * time.Second}}
 	c.Failover = &f
+	c.Replication = &config.ReplicationConfig{Mode: config.ReplicationSync, Strict: true, DegradeAfter: 1500 * time.Millisecond}
 	require.NoError(t, c.writeConfig(c.Nodes[0]))
 	cfg, err := config.LoadServerConfig(c.Nodes[0].ConfigPath)
 	require.NoError(t, err)
 	require.Equal(t, *c.Failover, cfg.Failover)
+	require.Equal(t, *c.Replication, cfg.Replication)
 	require.Equal(t, 7400, cfg.Ports.GRPC)
 }
 

@@ -35,6 +35,9 @@ type Options struct {
 	// from config.DefaultServerConfig().Failover); nil keeps the servers'
 	// defaults, automatic failover off.
 	Failover *config.FailoverConfig
+	// Replication is written as the servers' replication block; nil
+	// keeps async replication.
+	Replication *config.ReplicationConfig
 	// LeaderIn, when set, makes a server of one of these sites the first
 	// leader: before any agent starts, the other servers are frozen
 	// (SIGSTOP) until one of these leads, then continued, and they rejoin
@@ -182,6 +185,7 @@ func (d *Deployment) setUpServers(opts Options) error {
 	c.Wrap = d.Topo.hostNetns
 	c.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.ops.DialContext(ctx, "tcp", addr) }
 	c.Failover = &d.Failover
+	c.Replication = opts.Replication
 	for _, n := range c.Nodes {
 		if err := placeServer(n, d.Topo.Host(n.ID).IP); err != nil {
 			return err
