@@ -78,6 +78,17 @@ var (
 		RoleStopped: pb.ServiceRole_SERVICE_ROLE_STOPPED, RoleFenced: pb.ServiceRole_SERVICE_ROLE_FENCED,
 		RoleUnknown: pb.ServiceRole_SERVICE_ROLE_UNKNOWN,
 	})
+	// The standby states as PostgreSQL's pg_stat_replication spells them,
+	// which the drivers report as they read them.
+	walSenderStates = newEnumTable(map[string]pb.WalSenderState{
+		"startup": pb.WalSenderState_WAL_SENDER_STATE_STARTUP, "catchup": pb.WalSenderState_WAL_SENDER_STATE_CATCHUP,
+		"streaming": pb.WalSenderState_WAL_SENDER_STATE_STREAMING, "backup": pb.WalSenderState_WAL_SENDER_STATE_BACKUP,
+		"stopping": pb.WalSenderState_WAL_SENDER_STATE_STOPPING,
+	})
+	syncStates = newEnumTable(map[string]pb.SyncState{
+		"async": pb.SyncState_SYNC_STATE_ASYNC, "potential": pb.SyncState_SYNC_STATE_POTENTIAL,
+		"sync": pb.SyncState_SYNC_STATE_SYNC, "quorum": pb.SyncState_SYNC_STATE_QUORUM,
+	})
 )
 
 // ActionToProto returns the wire form of a plan or agent action.
@@ -109,6 +120,20 @@ func RoleToProto(r string) pb.ServiceRole { return roles.toEnum[r] }
 
 // RoleName returns the role as drivers and the CLI spell it.
 func RoleName(r pb.ServiceRole) string { return roles.toName[r] }
+
+// WalSenderStateToProto returns the wire form of a standby's state as its
+// primary reports it (pg_stat_replication.state).
+func WalSenderStateToProto(s string) pb.WalSenderState { return walSenderStates.toEnum[s] }
+
+// WalSenderStateName returns the state as PostgreSQL spells it.
+func WalSenderStateName(s pb.WalSenderState) string { return walSenderStates.toName[s] }
+
+// SyncStateToProto returns the wire form of how a primary counts a
+// standby for synchronous commit (pg_stat_replication.sync_state).
+func SyncStateToProto(s string) pb.SyncState { return syncStates.toEnum[s] }
+
+// SyncStateName returns the sync state as PostgreSQL spells it.
+func SyncStateName(s pb.SyncState) string { return syncStates.toName[s] }
 
 // RestartableInPlace reports whether a service fenced for cause may be
 // restarted in place by a leader that renewed the lease in the epoch of

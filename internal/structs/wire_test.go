@@ -9,7 +9,7 @@ import (
 )
 
 func TestWire_Actions_RoundTrip(t *testing.T) {
-	all := append(append([]string{ActionRestore}, plan.AgentActions...), plan.ControlActions...)
+	all := append(append([]string{ActionRestore, ActionSetSyncStandbys}, plan.AgentActions...), plan.ControlActions...)
 	seen := map[pb.StepAction]string{}
 	for _, a := range all {
 		t.Run(a, func(t *testing.T) {
@@ -39,6 +39,10 @@ func TestWire_States_RoundTrip(t *testing.T) {
 			[]string{TriggerManual, TriggerAutomatic}, len(pb.ExecutionTrigger_name)},
 		{"role", func(s string) string { return RoleName(RoleToProto(s)) },
 			[]string{RolePrimary, RoleStandby, RoleStopped, RoleFenced, RoleUnknown}, len(pb.ServiceRole_name)},
+		{"wal sender state", func(s string) string { return WalSenderStateName(WalSenderStateToProto(s)) },
+			[]string{"startup", "catchup", "streaming", "backup", "stopping"}, len(pb.WalSenderState_name)},
+		{"sync state", func(s string) string { return SyncStateName(SyncStateToProto(s)) },
+			[]string{"async", "potential", "sync", "quorum"}, len(pb.SyncState_name)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -58,6 +62,10 @@ func TestWire_Strings_MatchState(t *testing.T) {
 	require.Equal(t, "lease-wait", ActionName(pb.StepAction_STEP_ACTION_LEASE_WAIT))
 	require.Equal(t, "waiting", StepStateName(pb.StepState_STEP_STATE_WAITING))
 	require.Equal(t, "fenced", RoleName(pb.ServiceRole_SERVICE_ROLE_FENCED))
+	require.Equal(t, "set-sync-standbys", ActionName(pb.StepAction_STEP_ACTION_SET_SYNC_STANDBYS))
+	// PostgreSQL's spelling, as the drivers read it.
+	require.Equal(t, pb.WalSenderState_WAL_SENDER_STATE_STREAMING, WalSenderStateToProto("streaming"))
+	require.Equal(t, pb.SyncState_SYNC_STATE_SYNC, SyncStateToProto("sync"))
 }
 
 func TestWire_RestartableInPlace(t *testing.T) {
