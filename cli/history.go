@@ -118,6 +118,7 @@ func executionJSONOf(ex *pb.Execution, withSteps bool) ExecutionJSON {
 	}
 	out.RTOSeconds = optional(ex.GetHasRto(), ex.GetRtoSeconds())
 	out.RPOSeconds = optional(ex.GetHasRpo(), ex.GetRpoSeconds())
+	out.RPODetail = ex.GetRpoDetail()
 	out.RTOTargetSeconds = optional(ex.GetRtoTargetSeconds() > 0, ex.GetRtoTargetSeconds())
 	out.RTODetail = ex.GetRtoDetail()
 	out.RPOTargetSeconds = optional(ex.GetRpoTargetSeconds() > 0 || ex.GetHasRpoTarget(), ex.GetRpoTargetSeconds())

@@ -26,8 +26,11 @@ type ExecutionJSON struct {
 	Message    string     `json:"message"`
 	RTOSeconds *float64   `json:"rto_seconds"`
 	// RTODetail says where the RTO counts from, or why it is unknown.
-	RTODetail        string     `json:"rto_detail,omitempty"`
-	RPOSeconds       *float64   `json:"rpo_seconds"`
+	RTODetail  string   `json:"rto_detail,omitempty"`
+	RPOSeconds *float64 `json:"rpo_seconds"`
+	// RPODetail says what the RPO bounds and from what, or why it is
+	// unknown.
+	RPODetail        string     `json:"rpo_detail,omitempty"`
 	RTOTargetSeconds *float64   `json:"rto_target_seconds"`
 	RPOTargetSeconds *float64   `json:"rpo_target_seconds"`
 	Pass             bool       `json:"pass"`

@@ -202,6 +202,10 @@ func TestNetns_AutoFailover_PrimarySitePartitioned(t *testing.T) {
 	require.Zero(t, d.PG["db-1"].PostmasterPID(), "the old primary must stay fenced after the link heals")
 
 	r, h := checkHistory(t, d, c, "db-2", netns.Promise{LossSite: "primary", LossFrom: cutAt.Add(-d.Failover.MaxDataLoss), LossUntil: pgStoppedAt})
+	// Invariant 9: the recorded RPO bounds what the clients lost, which
+	// the partitioned primary kept acknowledging until its lease lapsed.
+	require.GreaterOrEqual(t, *ex.RPOSeconds, dataLost(h, r).Seconds(), "the recorded RPO is better than what the clients lost: %s", ex.RPODetail)
+	t.Logf("recorded RPO %.2fs >= data-loss window %s seen by the clients (%s)", *ex.RPOSeconds, dataLost(h, r).Round(time.Millisecond), ex.RPODetail)
 	last, ok := h.LastAck("primary")
 	require.True(t, ok)
 	lastWrite := last.Done.Sub(cutAt)

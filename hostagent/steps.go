@@ -100,7 +100,7 @@ func (a *Agent) serviceStep(req *pb.ExecuteRequest, svc *service) (stepFunc, err
 	if req.GetAction() == pb.StepAction_STEP_ACTION_PROMOTE {
 		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
 			a.vouch(epoch, svc)
-			pos, err := promoter.Promote(ctx, p)
+			pos, err := promoter.Promote(ctx, driver.PromoteOptions{}, p)
 			if err == nil {
 				// The lease guard learns of a new primary from its last
 				// read role: do not wait for the next probe.

@@ -52,6 +52,30 @@ type Replication struct {
 	// the primary had sent by then is safe here: what a failover would
 	// lose is at most what was written after it.
 	LastReceivedAt time.Time
+	// SynchronousStandbyNames is, on a primary, the setting in effect
+	// for new sessions, as structs.SyncStandbyNames formats what drplane
+	// sets ("" when commits wait for no standby).
+	SynchronousStandbyNames string
+	// Standbys are, on a primary, the standbys streaming from it.
+	Standbys []StandbyReplication
+	// ApplicationName is, on a standby, the name it streams as: the one
+	// its primary lists it under in Standbys.
+	ApplicationName string
+}
+
+// StandbyReplication is one standby as its primary sees it. State and
+// SyncState are spelt as PostgreSQL's pg_stat_replication spells them
+// ("streaming", "sync"); structs maps them to the wire's enums.
+type StandbyReplication struct {
+	ApplicationName string
+	// ClientAddr is the standby's address; empty over a unix socket.
+	ClientAddr string
+	State      string
+	SyncState  string
+	// FlushPosition is the newest WAL position the standby flushed: a
+	// commit that waited for it is there. Empty until it reported one.
+	FlushPosition  string
+	ReplayPosition string
 }
 
 // Progress receives human-readable progress lines while a step runs; the
@@ -75,10 +99,30 @@ type Driver interface {
 type Promoter interface {
 	// Promote makes a standby the primary and returns the position at
 	// which it became writable (e.g. the PostgreSQL LSN).
-	Promote(ctx context.Context, p Progress) (position string, err error)
+	Promote(ctx context.Context, opts PromoteOptions, p Progress) (position string, err error)
 	// Demote turns this service into a standby of the primary at
 	// upstream, rewinding or re-cloning its data as needed.
 	Demote(ctx context.Context, upstream Upstream, p Progress) error
+}
+
+// PromoteOptions are how a promote step wants the new primary to run.
+type PromoteOptions struct {
+	// SyncStandbys are the standbys the new primary waits for before it
+	// acknowledges a commit, as structs.ParseSyncStandbys returns them:
+	// none when empty, any one for [structs.SyncAnyStandby]. They are in
+	// effect before it takes its first write, so a setting it inherited
+	// from its old primary never holds it up.
+	SyncStandbys []string
+}
+
+// SyncStandbySetter is implemented by drivers of data services whose
+// primary can wait for standbys before acknowledging a commit.
+type SyncStandbySetter interface {
+	// SetSyncStandbys sets which standbys the primary waits for (names as
+	// structs.ParseSyncStandbys returns them) and returns, once the
+	// setting is in effect for new sessions, the primary's current WAL
+	// position. Setting what is in effect changes nothing.
+	SetSyncStandbys(ctx context.Context, names []string, p Progress) (position string, err error)
 }
 
 // FollowChecker is implemented by drivers of replicated data services

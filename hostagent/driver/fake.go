@@ -3,8 +3,11 @@ package driver
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/drplane/drplane/internal/structs"
 )
 
 // Fake is an in-memory service for tests of the agent and the control
@@ -33,13 +36,20 @@ type Fake struct {
 	PromoteHold chan struct{}
 	// upstream is whom the fake follows after Demote.
 	upstream Upstream
+	// syncNames is the synchronous_standby_names the fake primary runs
+	// with, set by SetSyncStandbys and Promote; syncSets counts the
+	// SetSyncStandbys calls that succeeded.
+	syncNames string
+	syncSets  int
+	// standbys are what a fake primary reports streaming from it.
+	standbys []StandbyReplication
 	// failures, when set for an operation ("start", "stop", "promote",
-	// "catchup"), makes it fail with that error instead.
+	// "catchup", "set-sync"), makes it fail with that error instead.
 	failures map[string]error
 }
 
-// FailWith makes op ("start", "stop", "promote" or "catchup") fail with
-// err from now on; a nil err makes it work again.
+// FailWith makes op ("start", "stop", "promote", "catchup" or
+// "set-sync") fail with err from now on; a nil err makes it work again.
 func (f *Fake) FailWith(op string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -65,7 +75,8 @@ func NewFake(role Role) *Fake {
 // reports: fake standbys are always caught up with fake primaries.
 const FakePosition = "0/3000060"
 
-// Status reports the current role; a running fake reports FakePosition.
+// Status reports the current role; a running fake reports FakePosition,
+// and a primary its synchronous standby setting and its standbys.
 func (f *Fake) Status(context.Context) (Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -80,7 +91,43 @@ func (f *Fake) Status(context.Context) (Status, error) {
 			st.Replication = &r
 		}
 	}
+	if f.role == RolePrimary {
+		st.Replication.SynchronousStandbyNames = f.syncNames
+		st.Replication.Standbys = slices.Clone(f.standbys)
+	}
 	return st, nil
+}
+
+// SetStandbys makes a fake primary report standbys streaming from it.
+func (f *Fake) SetStandbys(standbys []StandbyReplication) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.standbys = slices.Clone(standbys)
+}
+
+// SetSyncStandbys records the setting on a fake primary and returns
+// FakePosition.
+func (f *Fake) SetSyncStandbys(_ context.Context, names []string, p Progress) (string, error) {
+	if err := f.failure("set-sync"); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.role != RolePrimary {
+		return "", fmt.Errorf("fake is %s, not primary", f.role)
+	}
+	f.syncNames = structs.SyncStandbyNames(names)
+	f.syncSets++
+	p("synchronous_standby_names = '%s' at %s", f.syncNames, FakePosition)
+	return FakePosition, nil
+}
+
+// SyncStandbyNames returns the fake's setting and how many
+// SetSyncStandbys calls succeeded.
+func (f *Fake) SyncStandbyNames() (setting string, sets int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.syncNames, f.syncSets
 }
 
 // SetReplication makes the fake report r, for example a lagging standby.
@@ -183,13 +230,18 @@ func (f *Fake) Stop(ctx context.Context, _ Progress) error {
 	return nil
 }
 
-// Promote makes the fake primary, then waits for PromoteHold if set.
-func (f *Fake) Promote(ctx context.Context, p Progress) (string, error) {
+// Promote makes the fake primary, with the synchronous standbys of opts
+// unless it was primary, then waits for PromoteHold if set.
+func (f *Fake) Promote(ctx context.Context, opts PromoteOptions, p Progress) (string, error) {
 	if err := f.failure("promote"); err != nil {
 		return "", err
 	}
 	f.mu.Lock()
 	f.promotes++
+	if f.role != RolePrimary {
+		// As Postgres, which leaves a primary's setting alone.
+		f.syncNames = structs.SyncStandbyNames(opts.SyncStandbys)
+	}
 	f.role = RolePrimary
 	hold := f.PromoteHold
 	f.mu.Unlock()

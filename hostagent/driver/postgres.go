@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drplane/drplane/internal/structs"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -23,6 +24,9 @@ var (
 	// when the upstream's host is not an IP address or a hostname, or its
 	// port is out of range.
 	ErrInvalidUpstream = errors.New("invalid upstream")
+	// ErrPostgresStandby is returned by SetSyncStandbys on a standby:
+	// only a primary waits for standbys.
+	ErrPostgresStandby = errors.New("postgres is a standby")
 )
 
 const (
@@ -74,6 +78,12 @@ type PostgresConfig struct {
 	// DataDir. The agent opens it, so RunAs needs no access to its
 	// directory.
 	LogFile string
+	// ApplicationName is the name a standby Demote makes streams as: its
+	// primary lists it under it and synchronous_standby_names names it
+	// so. The agent sets its host id. Empty leaves PostgreSQL's own
+	// choice (cluster_name, else "walreceiver"), which standbys of one
+	// primary may share.
+	ApplicationName string
 }
 
 // Postgres is the driver of one PostgreSQL cluster on this host. It runs
@@ -101,6 +111,7 @@ type Postgres struct {
 
 var _ Driver = (*Postgres)(nil)
 var _ Promoter = (*Postgres)(nil)
+var _ SyncStandbySetter = (*Postgres)(nil)
 
 // NewPostgres fills cfg's defaults, validates it and looks up RunAs. It
 // does not touch the cluster: a running one is adopted by Start.
@@ -157,6 +168,13 @@ func (c *PostgresConfig) Validate() error {
 	for _, r := range []string{c.User, c.ReplicationUser, c.RunAs} {
 		if !pgRoleRE.MatchString(r) {
 			return fmt.Errorf("user name %q is not a plain identifier", r)
+		}
+	}
+	// It goes into primary_conninfo unquoted and into
+	// synchronous_standby_names between double quotes.
+	if c.ApplicationName != "" {
+		if err := structs.ValidApplicationName(c.ApplicationName); err != nil {
+			return fmt.Errorf("application_name: %w", err)
 		}
 	}
 	return nil

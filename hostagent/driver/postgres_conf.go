@@ -3,6 +3,7 @@ package driver
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -95,4 +96,67 @@ func (p *Postgres) writeOwned(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
+}
+
+// pgParseConnInfo reads a libpq connection string: a postgres:// URI's
+// query parameters, or keyword = value pairs whose values may be single
+// quoted, with \ escaping the next character. It returns what it could
+// read of a malformed one: the caller looks for a key, and a key it
+// cannot find is treated as unset.
+func pgParseConnInfo(s string) map[string]string {
+	if strings.HasPrefix(s, "postgresql://") || strings.HasPrefix(s, "postgres://") {
+		return pgParseConnURI(s)
+	}
+	kv := map[string]string{}
+	for {
+		s = strings.TrimLeft(s, pgBlanks)
+		key, rest, ok := strings.Cut(s, "=")
+		if !ok {
+			return kv
+		}
+		var value string
+		value, s = pgConnInfoValue(strings.TrimLeft(rest, pgBlanks))
+		kv[strings.TrimSpace(key)] = value
+	}
+}
+
+// pgBlanks separate a connection string's pairs.
+const pgBlanks = " \t\n\r\f\v"
+
+// pgConnInfoValue reads the value at the start of s, quoted or not, and
+// returns it and what follows.
+func pgConnInfoValue(s string) (value, rest string) {
+	quoted := strings.HasPrefix(s, "'")
+	if quoted {
+		s = s[1:]
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && i+1 < len(s):
+			i++
+			b.WriteByte(s[i])
+		case quoted && c == '\'':
+			return b.String(), s[i+1:]
+		case !quoted && strings.IndexByte(pgBlanks, c) >= 0:
+			return b.String(), s[i:]
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), ""
+}
+
+// pgParseConnURI reads a postgres:// URI's query parameters.
+func pgParseConnURI(s string) map[string]string {
+	kv := map[string]string{}
+	u, err := url.Parse(s)
+	if err != nil {
+		return kv
+	}
+	for k, v := range u.Query() {
+		kv[k] = v[len(v)-1]
+	}
+	return kv
 }

@@ -50,6 +50,8 @@ func TestPostgres_NewPostgres_Rejects(t *testing.T) {
 		{"user with space", func(c *PostgresConfig) { c.User = "post gres" }, "user name"},
 		{"replication user with =", func(c *PostgresConfig) { c.ReplicationUser = "a=b" }, "user name"},
 		{"unknown run_as", func(c *PostgresConfig) { c.RunAs = "no-such-user-drplane" }, "run_as"},
+		{"application name with space", func(c *PostgresConfig) { c.ApplicationName = "db 2" }, "application_name"},
+		{"application name with quote", func(c *PostgresConfig) { c.ApplicationName = `db"2` }, "application_name"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,4 +137,82 @@ func TestPostgres_SetAutoConf(t *testing.T) {
 func TestPostgres_Quote(t *testing.T) {
 	require.Equal(t, `'/run/postgresql'`, pgQuote("/run/postgresql"))
 	require.Equal(t, `'a\'b\\c'`, pgQuote(`a'b\c`))
+}
+
+// TestPostgres_StandbyApplicationName checks the name a standby is taken
+// to stream as, from what PostgreSQL 15 shows: pg_stat_wal_receiver's
+// conninfo is libpq's view, every default filled in and values unquoted;
+// a standby made by pg_basebackup -R has no application_name, only the
+// fallback the WAL receiver adds (cluster_name, else "walreceiver").
+func TestPostgres_StandbyApplicationName(t *testing.T) {
+	const basebackup = "user=postgres passfile=/var/lib/postgresql/.pgpass channel_binding=prefer dbname=replication " +
+		"host=127.0.0.1 port=45105 fallback_application_name=walreceiver sslmode=prefer sslcompression=0 sslsni=1 " +
+		"ssl_min_protocol_version=TLSv1.2 gssencmode=prefer krbsrvname=postgres target_session_attrs=any"
+	cases := []struct {
+		name                       string
+		receiver, primary, cluster string
+		want                       string
+	}{
+		{"pg_basebackup -R", basebackup, "host=127.0.0.1 port=45105 user=postgres", "", "walreceiver"},
+		{"cluster name as fallback", "host=db1 fallback_application_name=main", "", "main", "main"},
+		{"demoted by drplane", "user=rep host=db1 port=5432 application_name=db-2 fallback_application_name=walreceiver", "", "", "db-2"},
+		{"not streaming: the setting", "", "host=db1 port=5432 user=rep application_name=db-2", "main", "db-2"},
+		{"not streaming, no name in the setting", "", "host=db1 port=5432", "main", "main"},
+		{"nothing at all", "", "", "", "walreceiver"},
+		{"empty application name falls back", "application_name='' fallback_application_name=walreceiver", "", "main", "walreceiver"},
+		{"quoted with blanks around =", `host = 'db1' application_name = 'db\'s standby'`, "", "", "db's standby"},
+		{"URI", "", "postgresql://rep@db1:5432/postgres?application_name=db-3&sslmode=require", "", "db-3"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, pgStandbyApplicationName(tc.receiver, tc.primary, tc.cluster))
+		})
+	}
+}
+
+func TestPostgres_ParseConnInfo(t *testing.T) {
+	cases := []struct {
+		name, conninfo string
+		want           map[string]string
+	}{
+		{"empty", "", map[string]string{}},
+		{"plain", "host=db1  port=5432\tuser=rep", map[string]string{"host": "db1", "port": "5432", "user": "rep"}},
+		{"quoted", `password='a b\'c' host=db1`, map[string]string{"password": "a b'c", "host": "db1"}},
+		{"escaped blank", `application_name=a\ b`, map[string]string{"application_name": "a b"}},
+		{"unterminated quote", `host='db1`, map[string]string{"host": "db1"}},
+		{"no value", "host=", map[string]string{"host": ""}},
+		{"garbage after a pair", "host=db1 junk", map[string]string{"host": "db1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, pgParseConnInfo(tc.conninfo))
+		})
+	}
+}
+
+func TestPostgres_SyncStandbyNamesLiteral(t *testing.T) {
+	cases := []struct {
+		name    string
+		names   []string
+		literal string
+		err     string
+	}{
+		{"none", nil, `E''`, ""},
+		{"any", []string{"*"}, `E'*'`, ""},
+		{"two", []string{"db-2", "db_3.x"}, `E'FIRST 2 ("db-2", "db_3.x")'`, ""},
+		{"quote", []string{"db'2"}, "", "invalid standby application name"},
+		{"any among names", []string{"db-2", "*"}, "", "invalid standby application name"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := pgSyncStandbyNames(tc.names)
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.literal, pgLiteral(v))
+		})
+	}
+	require.Equal(t, `E'a\'b\\c'`, pgLiteral(`a'b\c`))
 }

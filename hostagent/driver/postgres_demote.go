@@ -176,16 +176,25 @@ func (p *Postgres) awaitStreaming(ctx context.Context, up Upstream, progress Pro
 }
 
 // writeStandbyConfig creates standby.signal and points primary_conninfo
-// at up. pg_rewind copies the source's postgresql.auto.conf and
-// pg_basebackup -R writes its own settings, so this always rewrites it.
+// at up, streaming as ApplicationName. pg_rewind copies the source's
+// postgresql.auto.conf and pg_basebackup -R writes its own settings, so
+// this always rewrites it. It also clears the synchronous_standby_names
+// copied from the source: Promote replaces it anyway, but a standby
+// promoted by hand would otherwise wait for its old primary's standbys.
 func (p *Postgres) writeStandbyConfig(up Upstream) error {
 	signal := filepath.Join(p.cfg.DataDir, "standby.signal")
 	if err := p.writeOwned(signal, nil); err != nil {
 		return fmt.Errorf("create standby.signal: %w", err)
 	}
 	conninfo := pgConnInfo(up, p.cfg.ReplicationUser, "")
-	if err := p.setAutoConf("primary_conninfo", conninfo); err != nil {
-		return fmt.Errorf("set primary_conninfo: %w", err)
+	if p.cfg.ApplicationName != "" {
+		// Validated: plain characters, nothing to quote.
+		conninfo += " application_name=" + p.cfg.ApplicationName
+	}
+	for _, kv := range [][2]string{{"primary_conninfo", conninfo}, {"synchronous_standby_names", ""}} {
+		if err := p.setAutoConf(kv[0], kv[1]); err != nil {
+			return fmt.Errorf("set %s: %w", kv[0], err)
+		}
 	}
 	return nil
 }

@@ -7,14 +7,20 @@ import (
 	"time"
 )
 
-// Promote makes a running standby the primary: pg_ctl promote, then it
-// waits until the server takes a write, checkpoints, and returns the WAL
-// position at which it became writable. A primary is left alone and
-// reports its current position, so a re-sent promote step is harmless.
-func (p *Postgres) Promote(ctx context.Context, progress Progress) (string, error) {
+// Promote makes a running standby the primary: it sets the
+// synchronous_standby_names of opts, pg_ctl promote, then it waits until
+// the server takes a write, checkpoints, and returns the WAL position at
+// which it became writable. A primary is left alone and reports its
+// current position, so a re-sent promote step is harmless. Invalid
+// standby names are rejected before anything changes.
+func (p *Postgres) Promote(ctx context.Context, opts PromoteOptions, progress Progress) (string, error) {
+	syncNames, err := pgSyncStandbyNames(opts.SyncStandbys)
+	if err != nil {
+		return "", fmt.Errorf("promote %s: %w", p.cfg.Name, err)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	lsn, err := p.promoteLocked(ctx, pgProgress(progress))
+	lsn, err := p.promoteLocked(ctx, syncNames, pgProgress(progress))
 	if err != nil {
 		return "", fmt.Errorf("promote %s: %w", p.cfg.Name, err)
 	}
@@ -22,7 +28,7 @@ func (p *Postgres) Promote(ctx context.Context, progress Progress) (string, erro
 }
 
 // promoteLocked implements Promote. The caller holds mu.
-func (p *Postgres) promoteLocked(ctx context.Context, progress Progress) (string, error) {
+func (p *Postgres) promoteLocked(ctx context.Context, syncNames string, progress Progress) (string, error) {
 	running, err := p.running(ctx)
 	if err != nil {
 		return "", err
@@ -38,6 +44,14 @@ func (p *Postgres) promoteLocked(ctx context.Context, progress Progress) (string
 		lsn, err := p.currentLSN(ctx)
 		progress("already primary at %s", lsn)
 		return lsn, err
+	}
+	// A standby carries its old primary's postgresql.auto.conf (pg_rewind
+	// and pg_basebackup copy it), which may name this very standby in
+	// synchronous_standby_names: promoted with it, every commit would
+	// wait for a standby that does not exist. The setting is replaced
+	// before the server takes its first write.
+	if err := p.applySyncStandbyNames(ctx, syncNames, progress); err != nil {
+		return "", fmt.Errorf("before promoting: %w", err)
 	}
 	progress("promoting")
 	if _, err := p.run(ctx, "pg_ctl", "promote", "-w", "-D", p.cfg.DataDir); err != nil {

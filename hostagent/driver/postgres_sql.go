@@ -116,41 +116,51 @@ func (p *Postgres) forgetHeard() {
 	p.heard = time.Time{}
 }
 
-// pgPrimaryStatus reports a primary at its current WAL position.
+// pgPrimaryStatus reports a primary at its current WAL position, with
+// the synchronous_standby_names in effect (the connection is fresh, so
+// it has the configuration the postmaster last read) and its standbys.
 func pgPrimaryStatus(ctx context.Context, conn *pgx.Conn) (Status, error) {
-	var lsn string
-	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+	r := &Replication{}
+	err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text, current_setting('synchronous_standby_names')").
+		Scan(&r.Position, &r.SynchronousStandbyNames)
+	if err != nil {
 		return Status{}, fmt.Errorf("query wal position: %w", err)
 	}
-	return Status{
-		Role:        RolePrimary,
-		Message:     "accepting writes",
-		Replication: &Replication{Position: lsn},
-	}, nil
+	if r.Standbys, err = pgStandbys(ctx, conn); err != nil {
+		return Status{}, err
+	}
+	return Status{Role: RolePrimary, Message: "accepting writes", Replication: r}, nil
 }
 
 // pgStandbyQuery reads a standby's replay and receive positions, what
-// replay lags behind receive, and where it streams from. Receive is NULL
-// until the first byte streamed, the replay timestamp until the first
-// transaction replayed since startup.
+// replay lags behind receive, where it streams from and what tells the
+// name it streams as. Receive is NULL until the first byte streamed, the
+// replay timestamp until the first transaction replayed since startup,
+// the WAL receiver's columns while none runs.
 const pgStandbyQuery = `
 SELECT pg_last_wal_replay_lsn()::text,
        pg_last_wal_receive_lsn()::text,
        pg_last_xact_replay_timestamp(),
        GREATEST(COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0), 0)::bigint,
        (SELECT status || ' from ' || sender_host || ':' || sender_port FROM pg_stat_wal_receiver),
-       (SELECT last_msg_receipt_time FROM pg_stat_wal_receiver)`
+       (SELECT last_msg_receipt_time FROM pg_stat_wal_receiver),
+       (SELECT conninfo FROM pg_stat_wal_receiver),
+       current_setting('primary_conninfo'),
+       current_setting('cluster_name')`
 
 // pgStandbyStatus reports a standby with its positions and lag.
 func pgStandbyStatus(ctx context.Context, conn *pgx.Conn) (Status, error) {
-	var replay, receive, receiver *string
+	var replay, receive, receiver, receiverConnInfo *string
 	var replayAt, heardAt *time.Time
 	var lagBytes int64
-	err := conn.QueryRow(ctx, pgStandbyQuery).Scan(&replay, &receive, &replayAt, &lagBytes, &receiver, &heardAt)
+	var primaryConnInfo, clusterName string
+	err := conn.QueryRow(ctx, pgStandbyQuery).Scan(&replay, &receive, &replayAt, &lagBytes, &receiver, &heardAt,
+		&receiverConnInfo, &primaryConnInfo, &clusterName)
 	if err != nil {
 		return Status{}, fmt.Errorf("query replication state: %w", err)
 	}
-	r := &Replication{Position: pgDeref(replay), ReceivePosition: pgDeref(receive), LagBytes: uint64(lagBytes)}
+	r := &Replication{Position: pgDeref(replay), ReceivePosition: pgDeref(receive), LagBytes: uint64(lagBytes),
+		ApplicationName: pgStandbyApplicationName(pgDeref(receiverConnInfo), primaryConnInfo, clusterName)}
 	if heardAt != nil {
 		r.LastReceivedAt = *heardAt
 	}
@@ -203,9 +213,14 @@ func (p *Postgres) currentLSN(ctx context.Context) (string, error) {
 // writableLSN checks that the server takes writes and returns the WAL
 // position where it did. Assigning a transaction id is a write that
 // touches no user data: a standby refuses it, and its commit goes to WAL.
+// The commit waits for no synchronous standby: a primary promoted in
+// strict mode has none streaming yet, and the check is about this server.
 func (p *Postgres) writableLSN(ctx context.Context) (string, error) {
 	var lsn string
 	err := p.withConn(ctx, func(conn *pgx.Conn) error {
+		if _, err := conn.Exec(ctx, "SET synchronous_commit = local"); err != nil {
+			return err
+		}
 		var xid string
 		return conn.QueryRow(ctx, "SELECT pg_current_xact_id()::text, pg_current_wal_lsn()::text").Scan(&xid, &lsn)
 	})

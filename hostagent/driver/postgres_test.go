@@ -116,14 +116,14 @@ func TestPostgres_Failover(t *testing.T) {
 	require.NoError(t, oldPrimary.Stop(ctx, progress.add))
 	requireRole(ctx, t, oldPrimary, driver.RoleStopped)
 
-	lsn, err := oldStandby.Promote(ctx, progress.add)
+	lsn, err := oldStandby.Promote(ctx, driver.PromoteOptions{}, progress.add)
 	require.NoError(t, err)
 	require.Regexp(t, `^[0-9A-F]+/[0-9A-F]+$`, lsn)
 	requireRole(ctx, t, oldStandby, driver.RolePrimary)
 	pair.Exec(t, pair.Standby, "INSERT INTO t VALUES (3, 'after failover')")
 
 	// Promote on a primary reports where it is and changes nothing.
-	again, err := oldStandby.Promote(ctx, progress.add)
+	again, err := oldStandby.Promote(ctx, driver.PromoteOptions{}, progress.add)
 	require.NoError(t, err)
 	require.NotEmpty(t, again)
 
@@ -206,7 +206,7 @@ func TestPostgres_AdoptStartStop(t *testing.T) {
 	pair.WaitStreaming(t, pair.Standby)
 	require.NoError(t, standby.Fence(ctx))
 	requireRole(ctx, t, standby, driver.RoleStopped)
-	_, err := standby.Promote(ctx, progress.add)
+	_, err := standby.Promote(ctx, driver.PromoteOptions{}, progress.add)
 	require.ErrorIs(t, err, driver.ErrPostgresNotRunning)
 }
 
@@ -231,7 +231,7 @@ func TestPostgres_DemoteFallsBackToBasebackup(t *testing.T) {
 	require.FileExists(t, filepath.Join(pair.Primary.DataDir, "PG_VERSION"))
 	requireNoAsideDirs(t, pair.Primary.DataDir)
 
-	_, err := oldStandby.Promote(ctx, progress.add)
+	_, err := oldStandby.Promote(ctx, driver.PromoteOptions{}, progress.add)
 	require.NoError(t, err)
 	pair.Exec(t, pair.Standby, "INSERT INTO t VALUES (7)")
 
@@ -288,7 +288,7 @@ func TestPostgres_StandbyRemembersWhenItLastHeardFromItsPrimary(t *testing.T) {
 	require.False(t, st.Replication.LastReceivedAt.Before(heard))
 	require.False(t, st.Replication.LastReceivedAt.After(stoppedAt), "nothing was heard after the primary stopped")
 
-	_, err := standby.Promote(ctx, func(string, ...any) {})
+	_, err := standby.Promote(ctx, driver.PromoteOptions{}, func(string, ...any) {})
 	require.NoError(t, err)
 	require.True(t, requireRole(ctx, t, standby, driver.RolePrimary).Replication.LastReceivedAt.IsZero(), "a primary hears from no one")
 }
