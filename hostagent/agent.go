@@ -33,7 +33,8 @@ type Deps struct {
 	// Listener and HTTPListener are opened from the config when nil.
 	Listener     net.Listener
 	HTTPListener net.Listener
-	// NewDriver builds service drivers; NewDriver (the real ones) when nil.
+	// NewDriver builds service drivers; RealDrivers of the config's
+	// host_id when nil.
 	NewDriver DriverFactory
 	// Self is the drplane binary rsync runs as its remote shell; the
 	// running executable when empty.
@@ -112,7 +113,7 @@ func New(cfg *config.AgentConfig, deps Deps) (a *Agent, err error) {
 		deps.Logger = hclog.NewNullLogger()
 	}
 	if deps.NewDriver == nil {
-		deps.NewDriver = NewDriver
+		deps.NewDriver = RealDrivers(cfg.HostID)
 	}
 	if deps.Self == "" {
 		deps.Self, _ = os.Executable()

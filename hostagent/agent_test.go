@@ -101,7 +101,7 @@ func (ta *testAgent) start() {
 				return f, nil
 			}
 			if ta.real {
-				return NewDriver(sc, stateDir, logger)
+				return RealDrivers(ta.cfg.HostID)(sc, stateDir, logger)
 			}
 			return nil, fmt.Errorf("no fake for %s", sc.Name)
 		},

@@ -160,16 +160,31 @@ func (a *Agent) serviceStatus(ctx context.Context, svc *service) *pb.ServiceStat
 		out.Message += "; drill copies: " + strings.Join(ids, ", ")
 	}
 	if r := st.Replication; r != nil {
-		out.Replication = &pb.Replication{
-			Position: r.Position, ReceivePosition: r.ReceivePosition,
-			LagMs: uint64(r.Lag.Milliseconds()), LagBytes: r.LagBytes,
-		}
-		if !r.LastReplayAt.IsZero() {
-			out.Replication.LastReplayAt = timestamppb.New(r.LastReplayAt)
-		}
-		if !r.LastReceivedAt.IsZero() {
-			out.Replication.LastReceivedAt = timestamppb.New(r.LastReceivedAt)
-		}
+		out.Replication = replicationToProto(r)
+	}
+	return out
+}
+
+// replicationToProto is the wire form of a data service's replication
+// state; the standbys' states become enums here, once.
+func replicationToProto(r *driver.Replication) *pb.Replication {
+	out := &pb.Replication{
+		Position: r.Position, ReceivePosition: r.ReceivePosition,
+		LagMs: uint64(r.Lag.Milliseconds()), LagBytes: r.LagBytes,
+		SynchronousStandbyNames: r.SynchronousStandbyNames, ApplicationName: r.ApplicationName,
+	}
+	if !r.LastReplayAt.IsZero() {
+		out.LastReplayAt = timestamppb.New(r.LastReplayAt)
+	}
+	if !r.LastReceivedAt.IsZero() {
+		out.LastReceivedAt = timestamppb.New(r.LastReceivedAt)
+	}
+	for _, s := range r.Standbys {
+		out.Standbys = append(out.Standbys, &pb.StandbyReplication{
+			ApplicationName: s.ApplicationName, ClientAddr: s.ClientAddr,
+			State: structs.WalSenderStateToProto(s.State), SyncState: structs.SyncStateToProto(s.SyncState),
+			FlushPosition: s.FlushPosition, ReplayPosition: s.ReplayPosition,
+		})
 	}
 	return out
 }

@@ -30,6 +30,9 @@ import (
 //     from the given upstream (driver.FollowChecker); otherwise demoted
 //     again (Demote leaves a standby of that upstream alone).
 //   - check: run again; it changes nothing.
+//   - set-sync-standbys: run again; setting what is in effect changes
+//     nothing, and the run outputs the primary's position as the first
+//     would have.
 //   - hook, snapshot, restore, rsync and every drill step: never run
 //     again and not checkable here; the re-sent step gets "interrupted"
 //     and the plan decides (a hook may not be idempotent, a second
@@ -73,7 +76,7 @@ func (a *Agent) resumption(req *pb.ExecuteRequest, fn stepFunc) *resumption {
 		return &resumption{check: a.fencedCheck(req), rerun: fn}
 	case pb.StepAction_STEP_ACTION_DEMOTE:
 		return &resumption{check: a.followsCheck(req, svc), rerun: fn}
-	case pb.StepAction_STEP_ACTION_CHECK:
+	case pb.StepAction_STEP_ACTION_CHECK, pb.StepAction_STEP_ACTION_SET_SYNC_STANDBYS:
 		return &resumption{rerun: fn}
 	}
 	return nil

@@ -77,8 +77,16 @@ func (s *service) isFenced() (bool, fence) {
 // fakes.
 type DriverFactory func(cfg config.ServiceConfig, stateDir string, logger hclog.Logger) (driver.Driver, error)
 
-// NewDriver builds the real driver a service's config names.
-func NewDriver(cfg config.ServiceConfig, stateDir string, logger hclog.Logger) (driver.Driver, error) {
+// RealDrivers is the DriverFactory of the agent of hostID: it builds the
+// real driver each service's config names.
+func RealDrivers(hostID string) DriverFactory {
+	return func(cfg config.ServiceConfig, stateDir string, logger hclog.Logger) (driver.Driver, error) {
+		return newDriver(hostID, cfg, stateDir, logger)
+	}
+}
+
+// newDriver builds the real driver cfg names for the agent of hostID.
+func newDriver(hostID string, cfg config.ServiceConfig, stateDir string, logger hclog.Logger) (driver.Driver, error) {
 	switch cfg.Driver {
 	case config.DriverProcess:
 		d, err := driver.NewProcess(driver.ProcessConfig{
@@ -95,9 +103,14 @@ func NewDriver(cfg config.ServiceConfig, stateDir string, logger hclog.Logger) (
 	case config.DriverSystemd:
 		return driver.NewSystemd(driver.SystemdConfig{Name: cfg.Name, Unit: cfg.Unit, Timeout: cfg.StopTimeout}, logger), nil
 	case config.DriverPostgres:
+		// A standby streams under its host id: the leader names it so in
+		// the primary's synchronous_standby_names and finds it under it in
+		// the primary's standbys. The config loader checked the host id
+		// against the name rule, whose names are valid application names.
 		d, err := driver.NewPostgres(driver.PostgresConfig{
 			Name: cfg.Name, DataDir: cfg.DataDir, Port: cfg.Port, BinDir: cfg.BinDir, RunAs: cfg.RunAs,
 			StopTimeout: cfg.StopTimeout, LogFile: filepath.Join(stateDir, cfg.Name+".log"),
+			ApplicationName: hostID,
 		}, logger)
 		if err != nil {
 			return nil, err

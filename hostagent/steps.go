@@ -56,10 +56,16 @@ func (a *Agent) prepareStep(req *pb.ExecuteRequest) (stepFunc, error) {
 		return a.snapshotStep(req)
 	case pb.StepAction_STEP_ACTION_RSYNC:
 		return a.rsyncStep(req)
+	case pb.StepAction_STEP_ACTION_SET_SYNC_STANDBYS:
+		svc, err := a.declaredService(req)
+		if err != nil {
+			return nil, err
+		}
+		return a.syncStandbysStep(req, svc)
 	case pb.StepAction_STEP_ACTION_UNSPECIFIED:
 		return nil, invalidStep("malformed step: action is empty")
 	}
-	return nil, invalidStep("unknown action %s; expected start, stop, promote, demote, fence, snapshot, restore, rsync, check or hook", req.GetAction())
+	return nil, invalidStep("unknown action %s; expected start, stop, promote, demote, fence, snapshot, restore, rsync, check, hook or set-sync-standbys", req.GetAction())
 }
 
 func (a *Agent) declaredService(req *pb.ExecuteRequest) (*service, error) {
@@ -98,9 +104,14 @@ func (a *Agent) serviceStep(req *pb.ExecuteRequest, svc *service) (stepFunc, err
 		return nil, invalidStep("%s: service %q (driver %s) cannot be promoted or demoted", actionName(req), svc.cfg.Name, svc.cfg.Driver)
 	}
 	if req.GetAction() == pb.StepAction_STEP_ACTION_PROMOTE {
+		syncStandbys, err := syncStandbysArg(req)
+		if err != nil {
+			return nil, err
+		}
+		opts := driver.PromoteOptions{SyncStandbys: syncStandbys}
 		return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
 			a.vouch(epoch, svc)
-			pos, err := promoter.Promote(ctx, driver.PromoteOptions{}, p)
+			pos, err := promoter.Promote(ctx, opts, p)
 			if err == nil {
 				// The lease guard learns of a new primary from its last
 				// read role: do not wait for the next probe.
