@@ -14,15 +14,16 @@ import (
 )
 
 type devOptions struct {
-	f    *Factory
-	Dir  string
-	Port int
+	f           *Factory
+	Dir         string
+	Port        int
+	Replication string
 }
 
 func newCmdDev(f *Factory) *cobra.Command {
 	opts := &devOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "dev [--dir D] [--port P]",
+		Use:   "dev [--dir D] [--port P] [--replication async|sync|sync-strict]",
 		Short: "Run a complete deployment on loopback (3 servers, 4 agents, PostgreSQL, a sample app) until Ctrl-C",
 		Long: `Run a complete local deployment until SIGINT or SIGTERM: servers for the
 primary, dr and witness sites; agents for db-1 and app-1 (primary) and db-2
@@ -47,6 +48,7 @@ every process and removes D, unless --dir named it.`,
 	}
 	cmd.Flags().StringVar(&opts.Dir, "dir", "", "directory for everything; must be new or empty; kept on exit (default: a temp dir, removed on exit)")
 	cmd.Flags().IntVar(&opts.Port, "port", devenv.DefaultPort, "gRPC port of the first server on 127.0.0.1 (0: the kernel chooses); the others get free ports")
+	cmd.Flags().StringVar(&opts.Replication, "replication", "async", "how PostgreSQL replicates: async, sync (the leader keeps the standby synchronous, degrading to async while it is lost) or sync-strict (never degraded)")
 	cmd.AddCommand(newCmdDevSampleApp())
 	return cmd
 }
@@ -55,6 +57,10 @@ every process and removes D, unless --dir named it.`,
 // caught while it cleans up, so a second Ctrl-C cannot leave processes
 // behind half way.
 func runDev(ctx context.Context, opts *devOptions) error {
+	replication, err := devenv.ParseReplication(opts.Replication)
+	if err != nil {
+		return err
+	}
 	bin, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the drplane executable the servers and agents run: %w", err)
@@ -62,7 +68,7 @@ func runDev(ctx context.Context, opts *devOptions) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	logger := hclog.New(&hclog.LoggerOptions{Name: "drplane-dev", Output: opts.f.IO.ErrOut})
-	return devenv.Run(ctx, devenv.Options{Dir: opts.Dir, Port: opts.Port, Bin: bin, Out: opts.f.IO.Out, Logger: logger})
+	return devenv.Run(ctx, devenv.Options{Dir: opts.Dir, Port: opts.Port, Bin: bin, Out: opts.f.IO.Out, Logger: logger, Replication: replication})
 }
 
 // newCmdDevSampleApp is the sample application the dev deployment's

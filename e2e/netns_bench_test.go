@@ -11,6 +11,7 @@ import (
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/testing/netns"
 	"github.com/drplane/drplane/internal/testutil"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"
 )
 
@@ -116,7 +117,7 @@ func BenchmarkNetns_AutoFailover_DatabaseHostLoss(b *testing.B) {
 
 // benchmarkKill measures the automatic failover that follows kill.
 func benchmarkKill(b *testing.B, kill func(d *netns.Deployment) error) {
-	benchmarkAutomatic(b, func(t testing.TB, m netnsMetrics, d *netns.Deployment, c *netns.Checker) {
+	benchmarkAutomatic(b, nil, func(t testing.TB, m netnsMetrics, d *netns.Deployment, c *netns.Checker) {
 		faultAt := time.Now()
 		require.NoError(t, kill(d))
 		faultEnd := time.Now()
@@ -138,7 +139,21 @@ func benchmarkKill(b *testing.B, kill func(d *netns.Deployment) error) {
 // primary fences itself and dr takes over by itself. Rows the partitioned
 // primary acknowledged until its fence are lost.
 func BenchmarkNetns_AutoFailover_Partition(b *testing.B) {
-	benchmarkAutomatic(b, func(t testing.TB, m netnsMetrics, d *netns.Deployment, c *netns.Checker) {
+	benchmarkAutomatic(b, nil, partitionFault(false))
+}
+
+// BenchmarkNetns_AutoFailover_Partition_Sync is the partition in
+// synchronous mode (replication { mode = "sync" }): the partitioned
+// primary's commits wait for dr's standby, so it acknowledges nothing
+// after the cut and nothing is lost.
+func BenchmarkNetns_AutoFailover_Partition_Sync(b *testing.B) {
+	benchmarkAutomatic(b, syncReplication(false), partitionFault(true))
+}
+
+// partitionFault cuts the primary site off and measures the failover; in
+// synchronous mode no acknowledged row may be lost.
+func partitionFault(sync bool) func(t testing.TB, m netnsMetrics, d *netns.Deployment, c *netns.Checker) {
+	return func(t testing.TB, m netnsMetrics, d *netns.Deployment, c *netns.Checker) {
 		faultAt := time.Now()
 		require.NoError(t, d.Topo.CutSite("primary"))
 		faultEnd := time.Now()
@@ -157,6 +172,9 @@ func BenchmarkNetns_AutoFailover_Partition(b *testing.B) {
 		d.WaitForAcks(c, "dr", 100, time.Minute)
 
 		promise := netns.Promise{LossSite: "primary", LossFrom: faultAt.Add(-d.Failover.MaxDataLoss), LossUntil: pgStoppedAt}
+		if sync {
+			promise = netns.Promise{}
+		}
 		r, h := checkHistory(t, d, c, "db-2", promise)
 		m.addAutomatic(t, d, ex, faultAt)
 		m.addLoss(h, r)
@@ -166,7 +184,7 @@ func BenchmarkNetns_AutoFailover_Partition(b *testing.B) {
 		require.True(t, ok)
 		m.add("s/fault-to-last-old-write", last.Done.Sub(faultAt).Seconds())
 		m.addClientOutage(t, h)
-	})
+	}
 }
 
 // BenchmarkNetns_TwoSites_Stonith cuts the primary site of a two-site
@@ -265,12 +283,15 @@ var leaderPlacements = []struct {
 // benchmarkAutomatic runs fault once per leader placement, on a
 // deployment with automatic failover and the default timings, under load
 // that reached the primary.
-func benchmarkAutomatic(b *testing.B, fault func(t testing.TB, m netnsMetrics, d *netns.Deployment, c *netns.Checker)) {
+func benchmarkAutomatic(b *testing.B, replication *config.ReplicationConfig, fault func(t testing.TB, m netnsMetrics, d *netns.Deployment, c *netns.Checker)) {
 	netns.Require(b)
 	for _, lp := range leaderPlacements {
 		b.Run(lp.name, func(b *testing.B) {
 			benchmarkNetns(b, func(t testing.TB, m netnsMetrics) {
-				d := netns.NewDeployment(t, netns.Options{Bin: drplaneBin, Failover: automaticFailover(), LeaderIn: lp.sites})
+				d := netns.NewDeployment(t, netns.Options{Bin: drplaneBin, Failover: automaticFailover(), LeaderIn: lp.sites, Replication: replication})
+				if replication != nil && replication.Sync() {
+					waitReplication(t, d, "db-2 recorded synchronous", func(r *pb.DataReplication) bool { return len(r.GetSynchronous()) == 1 })
+				}
 				lb, err := d.StartHAProxy()
 				require.NoError(t, err)
 				c := d.StartCheckerBehind(lb)
@@ -436,4 +457,36 @@ func (s *iterationTB) runCleanups() {
 	s.mu.Unlock()
 	defer s.runCleanups()
 	f()
+}
+
+// BenchmarkNetns_CommitLatency times single-row INSERT commits on the
+// primary (db-1) from its site's application host (app-1), in async mode
+// and in sync mode with db-2 at dr recorded synchronous: the cost of
+// zero data loss is a round trip to dr and its flush per commit. It
+// reports the median and p99 in milliseconds over commitSamples commits.
+func BenchmarkNetns_CommitLatency(b *testing.B) {
+	netns.Require(b)
+	for _, mode := range []string{"async", "sync"} {
+		b.Run(mode, func(b *testing.B) {
+			var replication *config.ReplicationConfig
+			if mode == "sync" {
+				replication = syncReplication(false)
+			}
+			benchmarkNetns(b, func(t testing.TB, m netnsMetrics) {
+				d := netns.NewDeployment(t, netns.Options{Bin: drplaneBin, Replication: replication})
+				if replication != nil {
+					waitReplication(t, d, "db-2 recorded synchronous", func(r *pb.DataReplication) bool { return len(r.GetSynchronous()) == 1 })
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+				defer cancel()
+				conn, err := d.PG["db-1"].Connect(ctx, d.Topo.Host("app-1"))
+				require.NoError(t, err)
+				defer conn.Close(context.Background())
+				median, p99 := commitLatencies(ctx, t, conn)
+				t.Logf("%s: commit latency median %s, p99 %s", mode, median, p99)
+				m.add("ms/commit-median", median.Seconds()*1000)
+				m.add("ms/commit-p99", p99.Seconds()*1000)
+			})
+		})
+	}
 }

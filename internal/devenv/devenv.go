@@ -74,6 +74,23 @@ type Options struct {
 	Out io.Writer
 	// Logger receives warnings that do not stop the deployment.
 	Logger hclog.Logger
+	// Replication is the servers' replication block; nil keeps async.
+	Replication *config.ReplicationConfig
+}
+
+// ParseReplication turns `drplane dev --replication`'s value into the
+// servers' replication block: "async", "sync" or "sync-strict".
+func ParseReplication(mode string) (*config.ReplicationConfig, error) {
+	r := config.DefaultServerConfig().Replication
+	switch mode {
+	case config.ReplicationAsync, config.ReplicationSync:
+		r.Mode = mode
+	case "sync-strict":
+		r.Mode, r.Strict = config.ReplicationSync, true
+	default:
+		return nil, fmt.Errorf("--replication %q: expected async, sync or sync-strict", mode)
+	}
+	return &r, nil
 }
 
 // env is one running deployment.

@@ -114,6 +114,7 @@ func (e *env) startServers() error {
 	}
 	e.c = c
 	c.Failover = failover()
+	c.Replication = e.opts.Replication
 	if e.opts.Port != 0 {
 		// StartNode writes every config from these addresses.
 		c.Nodes[0].GRPCAddr = fmt.Sprintf("127.0.0.1:%d", e.opts.Port)
