@@ -103,9 +103,14 @@ func TestPostgres_SyncStandbys(t *testing.T) {
 	require.Equal(t, `FIRST 1 ("db-2")`, requireRole(ctx, t, primary, driver.RolePrimary).Replication.SynchronousStandbyNames)
 	waitStandbyState(ctx, t, primary, "db-2", "sync")
 	require.NoError(t, execWithin(pair.Primary, commitWithin, "CREATE TABLE t (id int)"), "the sync standby confirms commits")
-	flushed, err := driver.ParseLSN(waitStandbyState(ctx, t, primary, "db-2", "sync").FlushPosition)
-	require.NoError(t, err)
-	require.Greater(t, flushed, setAt, "a commit after the setting waited until the standby flushed it")
+	// What the leader waits for before it counts the standby synchronous.
+	// Polled: the checkpointer, which decides whether commits wait, may
+	// take the reloaded setting a moment after new sessions see it.
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		s := waitStandbyState(ctx, t, primary, "db-2", "sync")
+		flushed, err := driver.ParseLSN(s.FlushPosition)
+		return err == nil && flushed > setAt, fmt.Errorf("standby flushed %q, not past %s (%v)", s.FlushPosition, pos, err)
+	})
 
 	// Setting it again changes nothing and reports the position again.
 	progress.reset()
