@@ -53,11 +53,22 @@ func (p *Postgres) setSyncStandbysLocked(ctx context.Context, want string, progr
 	if err := p.applySyncStandbyNames(ctx, want, progress); err != nil {
 		return "", err
 	}
-	// Read after the setting is in effect: a standby that flushed past
-	// it holds every commit acknowledged before, too.
-	lsn, err := p.currentLSN(ctx)
+	if want != "" {
+		if err := p.awaitCommitsWait(ctx, progress); err != nil {
+			return "", err
+		}
+	}
+	// Read once every commit waits: a commit that did not wait inserted
+	// its record before, so a standby that flushed past this position
+	// holds every commit acknowledged without waiting, too. The insert
+	// position, not the write position: a record inserted but not yet
+	// written lies beyond the latter.
+	var lsn string
+	err = p.withConn(ctx, func(conn *pgx.Conn) error {
+		return conn.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&lsn)
+	})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("query wal insert position: %w", err)
 	}
 	progress("synchronous_standby_names = '%s' at %s", want, lsn)
 	return lsn, nil
@@ -99,6 +110,27 @@ func (p *Postgres) applySyncStandbyNames(ctx context.Context, want string, progr
 	})
 	if err != nil {
 		return fmt.Errorf("wait for synchronous_standby_names: %w", err)
+	}
+	return nil
+}
+
+// awaitCommitsWait returns once commits wait for the standbys named. A
+// committing backend decides whether to wait on a flag in shared memory
+// that the checkpointer sets when it rereads the configuration, which
+// may come after new sessions see the setting. The checkpointer rereads
+// it before it runs a requested checkpoint (the postmaster signalled it
+// when it reread the configuration itself, which new sessions seeing the
+// setting proves), so a CHECKPOINT that returned means the flag is set.
+// It costs a checkpoint's I/O, once per change of the standbys waited
+// for, which is rare.
+func (p *Postgres) awaitCommitsWait(ctx context.Context, progress Progress) error {
+	progress("CHECKPOINT, so that the checkpointer has reread the configuration and commits wait")
+	err := p.withConn(ctx, func(conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "CHECKPOINT")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint after setting synchronous_standby_names: %w", err)
 	}
 	return nil
 }
