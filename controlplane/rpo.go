@@ -136,6 +136,12 @@ func (s *Server) exposureOf(site string, ex *structs.Execution, service string) 
 				break
 			}
 			what := "sync " + sy.GetName() + "@" + a.HostID
+			if sy.GetExcludeFromRpo() {
+				if at := sy.GetLastSuccessAt(); at != nil {
+					parts = append(parts, fmt.Sprintf("%s %.1fs old, not counted (exclude_from_rpo)", what, max(0, bound.Sub(at.AsTime()).Seconds())))
+				}
+				continue
+			}
 			lossUntilBound = true
 			if sy.GetLastSuccessAt() == nil {
 				unknown(what, "never synced")

@@ -144,7 +144,7 @@ func (a *Agent) syncStatuses() []*pb.SyncStatus {
 	for _, sc := range a.config.Syncs {
 		st := a.syncStates[sc.Name]
 		st.mu.Lock()
-		s := &pb.SyncStatus{Name: sc.Name, LastBytes: st.lastBytes, LastFiles: st.lastFiles, LastError: st.lastError, SourceHost: st.source}
+		s := &pb.SyncStatus{Name: sc.Name, LastBytes: st.lastBytes, LastFiles: st.lastFiles, LastError: st.lastError, SourceHost: st.source, ExcludeFromRpo: sc.ExcludeFromRPO}
 		if !st.lastSuccess.IsZero() {
 			s.LastSuccessAt = timestamppb.New(st.lastSuccess)
 		}

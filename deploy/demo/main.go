@@ -142,14 +142,15 @@ func (d *demo) note(format string, args ...any) {
 	fmt.Printf("    "+format+"\n", args...)
 }
 
-// startDev starts `drplane dev --dir D --port 0` and waits for its ready
-// line, echoing its output.
+// startDev starts `drplane dev --dir D --port 0 --replication sync` and
+// waits for its ready line, echoing its output.
 func (d *demo) startDev(ctx context.Context) error {
-	d.say("Starting a local deployment: drplane dev --dir %s --port 0", d.dir)
-	d.note("(3 servers: primary, dr, witness; agents db-1, app-1 | db-2, app-2; PostgreSQL primary + streaming standby;")
+	d.say("Starting a local deployment: drplane dev --dir %s --port 0 --replication sync", d.dir)
+	d.note("(3 servers: primary, dr, witness; agents db-1, app-1 | db-2, app-2; PostgreSQL primary + standby, which the")
+	d.note(" leader keeps synchronous: a commit is acknowledged once dr has it;")
 	d.note(" a sample application writing numbered rows; every one its own process; output prefixed with 'dev |')")
 	began := time.Now()
-	d.dev = exec.Command(d.bin, "dev", "--dir", d.dir, "--port", "0")
+	d.dev = exec.Command(d.bin, "dev", "--dir", d.dir, "--port", "0", "--replication", "sync")
 	// If the demo dies without cleaning up, drplane dev still does.
 	d.dev.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	stdout, err := d.dev.StdoutPipe()

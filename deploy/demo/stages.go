@@ -42,7 +42,7 @@ func (d *demo) switchovers(ctx context.Context) error {
 // automatic failover; when none succeeds in time it fails over by
 // command, and says so.
 func (d *demo) outage(ctx context.Context) error {
-	d.say("Before the outage: waiting until dr is fully protected again (standby streaming, state synced)")
+	d.say("Before the outage: waiting until dr is fully protected again (standby streaming and recorded synchronous, state synced)")
 	if err := d.waitProtected(ctx); err != nil {
 		return err
 	}
@@ -131,6 +131,11 @@ func protected(st cli.StatusJSON, withPG bool, maxExposure float64) error {
 		}
 		if !standby {
 			return fmt.Errorf("db-2 is not a streaming standby yet")
+		}
+	}
+	for _, r := range st.Replication {
+		if r.Mode != "async" && (len(r.Synchronous) == 0 || r.DegradedSince != nil) {
+			return fmt.Errorf("%s is not synchronous yet (recorded synchronous: %v; degraded: %s)", r.Service, r.Synchronous, r.DegradedReason)
 		}
 	}
 	if a := st.Automation; a == nil || a.ExposureSeconds == nil || *a.ExposureSeconds > maxExposure {

@@ -114,6 +114,10 @@ type SyncConfig struct {
 	// Source is the HostAgent address to pull from; empty means the agent
 	// of the active site that declares this sync.
 	Source string
+	// ExcludeFromRPO marks files rebuilt from other data (a cache, a
+	// journal of rows the database holds): their age is shown but not
+	// counted in the RPO of a failover.
+	ExcludeFromRPO bool
 }
 
 // SnapshotConfig schedules snapshots of paths.
@@ -203,6 +207,8 @@ type rawSync struct {
 	Paths    []string `hcl:"paths"`
 	Interval string   `hcl:"interval,optional"`
 	Source   string   `hcl:"source,optional"`
+	// ExcludeFromRPO: see SyncConfig.
+	ExcludeFromRPO bool `hcl:"exclude_from_rpo,optional"`
 }
 
 type rawSnapshot struct {
@@ -532,7 +538,7 @@ func (v *agentValidator) syncs(raw []rawSync, cfg *AgentConfig) {
 	for i, r := range raw {
 		body := blks[i].Body
 		v.uniqueName(seen, blks[i], "sync", r.Name)
-		s := SyncConfig{Name: r.Name, Paths: v.absPaths("sync "+r.Name, r.Paths, body), Source: r.Source}
+		s := SyncConfig{Name: r.Name, Paths: v.absPaths("sync "+r.Name, r.Paths, body), Source: r.Source, ExcludeFromRPO: r.ExcludeFromRPO}
 		s.Interval = v.d.parseDuration(attrRange(body, "interval"), "sync "+r.Name+": interval", r.Interval, 10*time.Second)
 		if s.Source != "" {
 			if msg := addrProblem(fmt.Sprintf("sync %q: source", r.Name), s.Source, false, "10.0.1.11:7500"); msg != "" {

@@ -84,6 +84,20 @@ func TestParseAgentConfig_DependencyOnAnotherHost(t *testing.T) {
 	require.Equal(t, []string{"postgres", "risk-db"}, engine.DependsOn)
 }
 
+// TestParseAgentConfig_SyncExcludedFromRPO: a sync block of files rebuilt
+// from other data says so, and nothing else does.
+func TestParseAgentConfig_SyncExcludedFromRPO(t *testing.T) {
+	dir := t.TempDir()
+	writeTLSFiles(t, dir)
+	cfg, err := ParseAgentConfig([]byte(exampleAgentConfig), filepath.Join(dir, "agent.hcl"))
+	require.NoError(t, err)
+	require.False(t, cfg.Syncs[0].ExcludeFromRPO)
+	src := strings.Replace(exampleAgentConfig, `interval = "10s"`, `interval = "10s"`+"\n  exclude_from_rpo = true", 1)
+	cfg, err = ParseAgentConfig([]byte(src), filepath.Join(dir, "agent.hcl"))
+	require.NoError(t, err)
+	require.True(t, cfg.Syncs[0].ExcludeFromRPO)
+}
+
 // TestParseAgentConfig_Errors has one row per validation error: an edit
 // of exampleAgentConfig, the file:line:col it is reported at and its
 // message (or a part of it). "$DIR" in new and want stands for the config

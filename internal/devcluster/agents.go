@@ -184,6 +184,9 @@ func (a *Agent) renderConfig(servers []string) []byte {
 		setStrings(sb, "paths", s.Paths)
 		setDuration(sb, "interval", s.Interval)
 		setString(sb, "source", s.Source)
+		if s.ExcludeFromRPO {
+			sb.SetAttributeValue("exclude_from_rpo", cty.True)
+		}
 	}
 	for _, s := range a.Spec.Snapshots {
 		sb := b.AppendNewBlock("snapshot", []string{s.Name}).Body()

@@ -70,7 +70,10 @@ func (e *env) agentSpec(h *host) devcluster.AgentSpec {
 	case h.app != nil:
 		spec.Services = []config.ServiceConfig{e.appService(h)}
 		if e.mounts {
-			spec.Syncs = []config.SyncConfig{{Name: SyncState, Paths: []string{h.app.StateDir()}, Interval: syncInterval}}
+			// With a database, the state file is a journal of the rows
+			// the database holds, and the application takes its next id
+			// from the database: the database's RPO is the data's.
+			spec.Syncs = []config.SyncConfig{{Name: SyncState, Paths: []string{h.app.StateDir()}, Interval: syncInterval, ExcludeFromRPO: e.pg != nil}}
 			spec.Mounts = []devcluster.Mount{{Source: h.app.Root, Target: h.app.View}}
 		}
 	}

@@ -772,9 +772,12 @@ type SyncStatus struct {
 	LastFiles     uint64                 `protobuf:"varint,4,opt,name=last_files,json=lastFiles,proto3" json:"last_files,omitempty"`
 	LastError     string                 `protobuf:"bytes,5,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	// source_host is the agent this host pulls from.
-	SourceHost    string `protobuf:"bytes,6,opt,name=source_host,json=sourceHost,proto3" json:"source_host,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SourceHost string `protobuf:"bytes,6,opt,name=source_host,json=sourceHost,proto3" json:"source_host,omitempty"`
+	// exclude_from_rpo says the files are rebuilt from other data: the
+	// leader shows their age but does not count it in a failover's RPO.
+	ExcludeFromRpo bool `protobuf:"varint,7,opt,name=exclude_from_rpo,json=excludeFromRpo,proto3" json:"exclude_from_rpo,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SyncStatus) Reset() {
@@ -847,6 +850,13 @@ func (x *SyncStatus) GetSourceHost() string {
 		return x.SourceHost
 	}
 	return ""
+}
+
+func (x *SyncStatus) GetExcludeFromRpo() bool {
+	if x != nil {
+		return x.ExcludeFromRpo
+	}
+	return false
 }
 
 type ProbeResponse struct {
@@ -1535,7 +1545,7 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\vfence_cause\x18\b \x01(\x0e2\x16.drplane.v1.FenceCauseR\n" +
 	"fenceCause\x12\x1f\n" +
 	"\vfence_epoch\x18\t \x01(\x04R\n" +
-	"fenceEpoch\"\xe2\x01\n" +
+	"fenceEpoch\"\x8c\x02\n" +
 	"\n" +
 	"SyncStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12B\n" +
@@ -1547,7 +1557,8 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\x05 \x01(\tR\tlastError\x12\x1f\n" +
 	"\vsource_host\x18\x06 \x01(\tR\n" +
-	"sourceHost\"\xde\x03\n" +
+	"sourceHost\x12(\n" +
+	"\x10exclude_from_rpo\x18\a \x01(\bR\x0eexcludeFromRpo\"\xde\x03\n" +
 	"\rProbeResponse\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x14\n" +
