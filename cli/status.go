@@ -132,8 +132,10 @@ func printReplication(w io.Writer, reps []ReplicationJSON) error {
 			state += fmt.Sprintf(", DEGRADED to async since %s: %s", clock(*r.DegradedSince), r.DegradedReason)
 		case len(r.Synchronous) > 0:
 			state += ", synchronous with " + strings.Join(r.Synchronous, ", ")
+		case r.Mode == "sync-strict":
+			state += ", no synchronous standby recorded yet (commits wait for one)"
 		default:
-			state += ", no synchronous standby recorded (commits wait for one)"
+			state += ", no synchronous standby recorded yet"
 		}
 		primary := r.Primary
 		if primary == "" {

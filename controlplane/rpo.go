@@ -108,7 +108,14 @@ func (s *Server) exposureOf(site string, ex *structs.Execution, service string) 
 				continue
 			}
 			if st.GetRole() == pb.ServiceRole_SERVICE_ROLE_PRIMARY {
-				worst(0, what+" (primary)")
+				if site == v.ActiveSite {
+					worst(0, what+" (primary)")
+				} else {
+					// A primary outside the active site is an old one
+					// (fenced, or last heard of before its site was
+					// lost): it follows nothing written since.
+					unknown(what, "last seen as a primary of an earlier epoch, not as a standby of the current one")
+				}
 				continue
 			}
 			lossUntilBound = true
