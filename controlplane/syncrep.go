@@ -49,6 +49,10 @@ type syncManager struct {
 	// because the standby did not confirm: the next try waits
 	// degrade_after.
 	gaveUp map[string]time.Time
+	// failed is, per service, when the last set-sync-standbys step
+	// failed: the next waits two probe intervals (an agent too old to
+	// know the step would otherwise be asked every tick).
+	failed map[string]time.Time
 	// apps is the name each standby host last said it streams as: a
 	// standby whose status could not be read for a moment stays a
 	// candidate under it.
@@ -79,7 +83,7 @@ type syncCandidate struct {
 }
 
 func newSyncManager(s *Server) *syncManager {
-	return &syncManager{s: s, set: map[string]syncSetting{}, behind: map[string]lagWatch{}, gaveUp: map[string]time.Time{}, apps: map[string]string{}}
+	return &syncManager{s: s, set: map[string]syncSetting{}, behind: map[string]lagWatch{}, gaveUp: map[string]time.Time{}, failed: map[string]time.Time{}, apps: map[string]string{}}
 }
 
 // runSyncManager manages synchronous replication until the term ends.
@@ -359,6 +363,9 @@ func (m *syncManager) apply(ctx context.Context, v stateView, primary structs.Ag
 	default:
 		names = m.namesOf(value)
 	}
+	if time.Since(m.failed[service]) < 2*m.s.config.Failover.ProbeInterval {
+		return false
+	}
 	log := m.s.logger.With("service", service, "host_id", primary.HostID, "synchronous_standby_names", value)
 	step := &pb.ExecuteRequest{
 		ExecutionId: "sync-" + uuid.NewString(), StepId: "set-sync-standbys-" + service, Epoch: v.Epoch,
@@ -370,12 +377,15 @@ func (m *syncManager) apply(ctx context.Context, v stateView, primary structs.Ag
 	_, res, err := m.s.executeOnAgent(ctx, primary, step)
 	switch {
 	case err != nil:
+		m.failed[service] = time.Now()
 		log.Warn("failed to set synchronous standbys", "error", err)
 		return false
 	case !res.GetOk():
+		m.failed[service] = time.Now()
 		log.Warn("failed to set synchronous standbys", "error", res.GetMessage())
 		return false
 	}
+	delete(m.failed, service)
 	pos, ok := parseLSN(res.GetOutputs()[structs.OutputSyncPosition])
 	if !ok && value != "" {
 		log.Warn("set synchronous standbys, but the agent reported no position", "outputs", res.GetOutputs())

@@ -197,3 +197,37 @@ func TestNetns_SyncStrict_StandbyLost_WritesWait(t *testing.T) {
 	require.Empty(t, during, "strict mode acknowledged writes while its synchronous standby was cut off:\n%s", strings.Join(during, "\n"))
 	t.Logf("sync strict, dr standby isolated for %s: no write acknowledged meanwhile; %s", waited.Sub(cutDone).Round(time.Millisecond), r)
 }
+
+// TestNetns_Sync_DrillThenSwitchover: in synchronous mode a drill leaves
+// the synchronous standby recorded and its copy never becomes one; a
+// switchover to dr loses nothing and re-establishes sync the other way:
+// db-2 primary, the demoted db-1 its recorded synchronous standby.
+func TestNetns_Sync_DrillThenSwitchover(t *testing.T) {
+	d := newSyncDeployment(t, nil, false)
+	c := d.StartChecker()
+	d.WaitForAcks(c, "primary", 50, time.Minute)
+
+	out := d.MustCLI("drill", "--yes")
+	drill := d.LastExecution()
+	require.Equal(t, "succeeded", drill.Result, out)
+	rep := waitReplication(t, d, "db-2 still synchronous", func(r *pb.DataReplication) bool { return true })
+	require.Equal(t, []string{"db-2"}, rep.GetSynchronous(), "the drill changed nothing of production's replication")
+	require.Nil(t, rep.GetDegradedSince())
+	require.Len(t, rep.GetStandbys(), 1, "the drill's copy is no standby: %v", rep.GetStandbys())
+	d.WaitForAcks(c, "primary", 50, time.Minute)
+
+	out, took := timed(t, d, "switchover", "--to", "dr", "--yes")
+	ex := d.LastExecution()
+	require.Equal(t, "succeeded", ex.Result, out)
+	require.NotNil(t, ex.RPOSeconds)
+	require.Zero(t, *ex.RPOSeconds)
+	require.Equal(t, uint64(2), waitActive(t, d, "dr", 30*time.Second))
+	d.WaitForAcks(c, "dr", 50, time.Minute)
+	rep = waitReplication(t, d, "db-1 synchronous standby of db-2", func(r *pb.DataReplication) bool {
+		return r.GetPrimary() == "db-2" && len(r.GetSynchronous()) == 1 && r.GetSynchronous()[0] == "db-1" && r.GetDegradedSince() == nil
+	})
+	r, _ := checkHistory(t, d, c, "db-2", netns.Promise{})
+	require.Empty(t, r.Lost, "a switchover loses nothing")
+	t.Logf("sync: drill, then switchover to dr in %s (%s); db-1 then recorded synchronous (%s); %s",
+		took.Round(time.Millisecond), ex.Measured(), rep.GetSynchronousStandbyNames(), r)
+}
