@@ -51,6 +51,9 @@ type recoveryPlan struct {
 	// fenced, when the recovery rests on one; the failover takes it as
 	// its fence and lease-wait for that site.
 	SiteFence *structs.SiteFence `json:"site_fence,omitempty"`
+	// ConfirmedDownAt is when an operator confirmed FromSite down
+	// (RecoverQuorum's confirm_primary_down); zero for an automatic one.
+	ConfirmedDownAt time.Time `json:"confirmed_down_at,omitempty"`
 }
 
 // readJSONFile decodes the JSON file at path into v, reporting false when
@@ -144,9 +147,13 @@ func (s *Server) startRecoveredFailover(ctx context.Context) {
 	} else {
 		// The old site's servers may have kept their own majority and
 		// leader, renewing its leases: no lease this server counts bounds
-		// when its primary stopped acknowledging writes.
-		ex.RPOSeconds = nil
-		ex.RPODetail = "unknown: no STONITH confirmation for " + ex.From + ", whose servers may still lead and renew its leases, so nothing bounds when its primary stops acknowledging writes; " + ex.RPODetail
+		// when its primary stopped acknowledging writes, only the
+		// operator's word that it was down.
+		ex.DownConfirmed = nil
+		if !p.ConfirmedDownAt.IsZero() {
+			ex.DownConfirmed = &structs.DownConfirmation{Site: ex.From, At: p.ConfirmedDownAt, By: p.Actor}
+		}
+		s.recordExposure(ex)
 	}
 	if ex.OutageSince.IsZero() {
 		// This server saw no leader from TriggerTime on; it noticed within
@@ -181,10 +188,14 @@ func (s *Server) startRecoveredFailover(ctx context.Context) {
 }
 
 func (s *Server) newRecoveryPlan(st stateView, trigger time.Time, automatic, allowDataLoss bool, actor, reason string) recoveryPlan {
-	return recoveryPlan{
+	p := recoveryPlan{
 		ID: fmt.Sprintf("%s-%d", s.config.NodeID, time.Now().UnixNano()), Reason: reason, Actor: actor,
 		FromSite: st.ActiveSite, ToSite: s.config.Site, TriggerTime: trigger.UTC(), Automatic: automatic, AllowDataLoss: allowDataLoss,
 	}
+	if !automatic {
+		p.ConfirmedDownAt = time.Now().UTC()
+	}
+	return p
 }
 
 // prepareRecovery records the plan and restarts the server, which applies

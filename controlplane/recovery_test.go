@@ -150,6 +150,7 @@ func TestQuorumLoss_StonithConfirms_AutomaticFailover_OldServersRefuseUntilRejoi
 	require.Equal(t, "automatic", structs.TriggerName(ex.GetTrigger()))
 	require.Equal(t, "dr", ex.GetTo())
 	require.Contains(t, ex.GetRpoDetail(), "quorum lost; stonith hook for site primary confirmed the fence")
+	require.Contains(t, ex.GetRpoDetail(), "its STONITH hook confirmed primary fenced at ", "the RPO counts up to the STONITH confirmation")
 	// The confirmed STONITH is the fence of every primary host and ends
 	// the wait for their leases: none of them is contacted.
 	for _, id := range []string{"fence@db-1", "fence@app-1", "lease-wait:primary"} {
@@ -229,6 +230,11 @@ func TestQuorumLoss_NoStonith_WaitsForOperator(t *testing.T) {
 	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
 	require.Equal(t, "manual", structs.TriggerName(ex.GetTrigger()))
 	require.Equal(t, "dr", leader.fsm.view().ActiveSite)
+	// Nothing but the operator's word bounds when the old primary stopped
+	// acknowledging writes (its servers may have kept leading): the RPO
+	// counts up to the confirmation.
+	require.Contains(t, ex.GetRpoDetail(), "confirmed primary down at ")
+	require.Contains(t, ex.GetRpoDetail(), "(no STONITH hook)")
 	ts.waitVoters(t, "s3", "s4")
 }
 

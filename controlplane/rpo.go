@@ -36,6 +36,9 @@ func (s *Server) ackBound(v stateView, site string, ex *structs.Execution) (time
 	if ex != nil && ex.SiteFence != nil && ex.SiteFence.Site == site {
 		return ex.SiteFence.At, "its STONITH hook confirmed " + site + " fenced at " + ex.SiteFence.At.UTC().Format("15:04:05.000"), true
 	}
+	if ex != nil && ex.DownConfirmed != nil && ex.DownConfirmed.Site == site {
+		return ex.DownConfirmed.At, ex.DownConfirmed.By + " confirmed " + site + " down at " + ex.DownConfirmed.At.UTC().Format("15:04:05.000") + " (no STONITH hook)", true
+	}
 	var hosts []string
 	for _, a := range hostsAt(v.Agents, site) {
 		for _, svc := range a.Services {
@@ -103,6 +106,7 @@ func (s *Server) exposureOf(site string, ex *structs.Execution, service string) 
 				worst(0, what+" (synchronous standby of "+rec.Primary+" since "+rec.UpdatedAt.UTC().Format("15:04:05.000")+")")
 				continue
 			}
+			lossUntilBound = true
 			if st == nil {
 				unknown(what, "never observed by this leader")
 				continue
@@ -118,7 +122,6 @@ func (s *Server) exposureOf(site string, ex *structs.Execution, service string) 
 				}
 				continue
 			}
-			lossUntilBound = true
 			rep := st.GetReplication()
 			if at, ok := s.primaries.replicatedAsOf(svc.Name, rep.GetPosition()); ok {
 				// Everything its primary had written when observed at

@@ -80,6 +80,18 @@ type Execution struct {
 	// hosts and its lease-wait for the site are done by it: no host of a
 	// killed site is contacted or waited for.
 	SiteFence *SiteFence `json:"site_fence,omitempty"`
+	// DownConfirmed, when set, is an operator's confirmation that the
+	// site the failover leaves was down (a quorum-loss recovery without a
+	// STONITH hook): the latest instant its primary may have acknowledged
+	// a write, by the operator's word.
+	DownConfirmed *DownConfirmation `json:"down_confirmed,omitempty"`
+}
+
+// DownConfirmation is an operator's word that a site is down.
+type DownConfirmation struct {
+	Site string    `json:"site"`
+	At   time.Time `json:"at"`
+	By   string    `json:"by"`
 }
 
 // SiteFence is a STONITH hook's confirmation that a site is fenced.
