@@ -86,6 +86,11 @@ func (s *Server) leaderLoop(ctx context.Context) {
 // establishLeadership is the flat list of what a new leader does, in order.
 // Everything started here watches ctx and is undone by revokeLeadership.
 func (s *Server) establishLeadership(ctx context.Context) error {
+	// The term this server leads in, read before the Barrier: once the
+	// Barrier succeeds it was leader then, so this is its own term or an
+	// earlier one, never a successor's, which a deposed leader's steps
+	// must not carry (see syncManager).
+	term := s.raft.CurrentTerm()
 	// The Barrier makes this leader's FSM reflect every entry committed by
 	// its predecessors before it decides anything from the state.
 	if err := s.raft.Barrier(barrierTimeout).Error(); err != nil {
@@ -114,7 +119,7 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 		// this term lands in the next term's tables.
 		s.goLeader(func() { s.runProber(ctx) })
 		if s.config.Replication.Sync() {
-			s.goLeader(func() { s.runSyncManager(ctx) })
+			s.goLeader(func() { s.runSyncManager(ctx, term) })
 		}
 	}
 	// The first leader seeds the sites from its configuration; later

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +40,10 @@ const setSyncTimeout = 15 * time.Second
 // primary it does not hear from is left alone.
 type syncManager struct {
 	s *Server
+	// term is the Raft term this server was elected leader in, sent with
+	// every step: an agent refuses a step of an older term than one it
+	// took (a deposed leader's, delayed).
+	term uint64
 	// set is, per service, the setting this term made the primary take
 	// and the position at which it took effect.
 	set map[string]syncSetting
@@ -82,13 +87,14 @@ type syncCandidate struct {
 	row       *pb.StandbyReplication
 }
 
-func newSyncManager(s *Server) *syncManager {
-	return &syncManager{s: s, set: map[string]syncSetting{}, behind: map[string]lagWatch{}, gaveUp: map[string]time.Time{}, failed: map[string]time.Time{}, apps: map[string]string{}}
+func newSyncManager(s *Server, term uint64) *syncManager {
+	return &syncManager{s: s, term: term, set: map[string]syncSetting{}, behind: map[string]lagWatch{}, gaveUp: map[string]time.Time{}, failed: map[string]time.Time{}, apps: map[string]string{}}
 }
 
-// runSyncManager manages synchronous replication until the term ends.
-func (s *Server) runSyncManager(ctx context.Context) {
-	m := newSyncManager(s)
+// runSyncManager manages synchronous replication until the term (won in
+// Raft term term) ends.
+func (s *Server) runSyncManager(ctx context.Context, term uint64) {
+	m := newSyncManager(s, term)
 	t := time.NewTicker(s.config.Failover.ProbeInterval / 2)
 	defer t.Stop()
 	for {
@@ -370,7 +376,8 @@ func (m *syncManager) apply(ctx context.Context, v stateView, primary structs.Ag
 	step := &pb.ExecuteRequest{
 		ExecutionId: "sync-" + uuid.NewString(), StepId: "set-sync-standbys-" + service, Epoch: v.Epoch,
 		Action: pb.StepAction_STEP_ACTION_SET_SYNC_STANDBYS, Target: service,
-		Args: map[string]string{structs.ArgSyncStandbys: strings.Join(names, ",")}, TimeoutMs: uint64(setSyncTimeout.Milliseconds()),
+		Args:      map[string]string{structs.ArgSyncStandbys: strings.Join(names, ","), structs.ArgLeaderTerm: strconv.FormatUint(m.term, 10)},
+		TimeoutMs: uint64(setSyncTimeout.Milliseconds()),
 	}
 	ctx, cancel := context.WithTimeout(ctx, setSyncTimeout+5*time.Second)
 	defer cancel()

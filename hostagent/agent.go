@@ -91,6 +91,11 @@ type Agent struct {
 
 	syncStates  map[string]*syncState
 	rsyncServer *rsync.Server
+	// syncMu serialises set-sync-standbys steps, each checked against
+	// and recorded in syncTerms, per data service the highest leader term
+	// of one taken (see takeSyncTerm).
+	syncMu    sync.Mutex
+	syncTerms map[string]uint64
 
 	grpcServer   *grpc.Server
 	listener     net.Listener

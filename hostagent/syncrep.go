@@ -2,6 +2,8 @@ package hostagent
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 
 	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/internal/structs"
@@ -23,11 +25,22 @@ func (a *Agent) syncStandbysStep(req *pb.ExecuteRequest, svc *service) (stepFunc
 	if err != nil {
 		return nil, err
 	}
+	term, fenced, err := leaderTermArg(req)
+	if err != nil {
+		return nil, err
+	}
 	setter, ok := svc.driver.(driver.SyncStandbySetter)
 	if !ok {
 		return nil, invalidStep("%s: service %q (driver %s) has no synchronous standbys", actionName(req), svc.cfg.Name, svc.cfg.Driver)
 	}
 	return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
+		a.syncMu.Lock()
+		defer a.syncMu.Unlock()
+		if fenced {
+			if err := a.takeSyncTermLocked(svc.cfg.Name, term); err != nil {
+				return nil, err
+			}
+		}
 		pos, err := setter.SetSyncStandbys(ctx, names, p)
 		if err != nil {
 			return nil, err
@@ -44,4 +57,36 @@ func syncStandbysArg(req *pb.ExecuteRequest) ([]string, error) {
 		return nil, invalidStep("%s: %s: %v", actionName(req), structs.ArgSyncStandbys, err)
 	}
 	return names, nil
+}
+
+// leaderTermArg reads a set-sync-standbys step's leader_term; false when
+// a leader too old to send one sent none, whose step is not fenced.
+func leaderTermArg(req *pb.ExecuteRequest) (uint64, bool, error) {
+	v, ok := req.GetArgs()[structs.ArgLeaderTerm]
+	if !ok {
+		return 0, false, nil
+	}
+	term, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, false, invalidStep("%s: %s %q is not a term", actionName(req), structs.ArgLeaderTerm, v)
+	}
+	return term, true, nil
+}
+
+// takeSyncTermLocked records that service takes a setting from a leader
+// of term, or refuses it when a leader of a later term already set one: a
+// deposed leader's step, delayed in the network, must not stop the
+// primary waiting for a standby its successor has since recorded
+// synchronous (invariant 8). The caller holds syncMu until the setting
+// is made, so check and setting are one. The agent keeps the terms in
+// memory: a step delayed across an agent restart is not a case it guards.
+func (a *Agent) takeSyncTermLocked(service string, term uint64) error {
+	if seen := a.syncTerms[service]; term < seen {
+		return fmt.Errorf("refused: a leader of term %d set the synchronous standbys of %s since this step's leader (term %d) sent it", seen, service, term)
+	}
+	if a.syncTerms == nil {
+		a.syncTerms = map[string]uint64{}
+	}
+	a.syncTerms[service] = term
+	return nil
 }

@@ -137,3 +137,33 @@ func TestAgent_Promote_SyncStandbys(t *testing.T) {
 	require.Equal(t, "*", setting)
 	require.Equal(t, "*", serviceStatus(ta.quietProbe(), "pg").GetReplication().GetSynchronousStandbyNames())
 }
+
+// TestAgent_SetSyncStandbys_StaleLeaderTermRefused: a step from a leader
+// of an older term than one the agent took is refused and changes
+// nothing; a deposed leader's late "stop waiting" cannot undo what its
+// successor set (invariant 8). Equal and later terms, and steps without
+// a term (an older leader), are taken.
+func TestAgent_SetSyncStandbys_StaleLeaderTermRefused(t *testing.T) {
+	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RolePrimary, "app": driver.RoleStopped})
+	pg := ta.fakes["pg"]
+	step := func(id, names, term string) *pb.ExecuteRequest {
+		return syncStep(id, "pg", map[string]string{structs.ArgSyncStandbys: names, structs.ArgLeaderTerm: term})
+	}
+
+	ta.runStepOK(step("t7", "db-2", "7"))
+	_, res, err := ta.execute(step("t6", "", "6"))
+	require.NoError(t, err)
+	require.False(t, res.GetOk())
+	require.Contains(t, res.GetMessage(), "a leader of term 7 set the synchronous standbys of pg since this step's leader (term 6) sent it")
+	setting, _ := pg.SyncStandbyNames()
+	require.Equal(t, `FIRST 1 ("db-2")`, setting, "the stale step changed nothing")
+
+	ta.runStepOK(step("t7-again", "db-2", "7"))
+	ta.runStepOK(step("t8", "", "8"))
+	setting, _ = pg.SyncStandbyNames()
+	require.Empty(t, setting)
+	ta.runStepOK(syncStep("no-term", "pg", map[string]string{structs.ArgSyncStandbys: "db-2"}))
+
+	_, _, err = ta.execute(step("bad", "db-2", "seven"))
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+}

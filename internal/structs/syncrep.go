@@ -25,6 +25,11 @@ const (
 	// some standby is synchronous: strict mode with none known). A promote
 	// step without it starts the new primary waiting for none.
 	ArgSyncStandbys = "sync_standbys"
+	// ArgLeaderTerm is, on a set-sync-standbys step, the Raft term in
+	// which its leader was elected: the agent refuses a step of a lower
+	// term than one it took, so a deposed leader's late step cannot undo
+	// what its successor set.
+	ArgLeaderTerm = "leader_term"
 	// OutputSyncPosition is the output of a set-sync-standbys step: the
 	// primary's WAL position once the setting took effect. A standby the
 	// primary reports sync that flushed past it holds every commit the
