@@ -107,3 +107,18 @@ func TestCheckPrerequisites(t *testing.T) {
 	// Without mount namespaces there is no sync block, so no rsync to run.
 	require.NoError(t, checkPrerequisites(noRsync, noMounts))
 }
+
+// TestParseReplication: `drplane dev --replication` takes the three modes
+// and names the flag when it does not know one.
+func TestParseReplication(t *testing.T) {
+	r, err := ParseReplication("sync-strict")
+	require.NoError(t, err)
+	require.Equal(t, config.ReplicationSync, r.Mode)
+	require.True(t, r.Strict)
+	require.Equal(t, config.DefaultServerConfig().Replication.DegradeAfter, r.DegradeAfter)
+	r, err = ParseReplication("async")
+	require.NoError(t, err)
+	require.False(t, r.Sync())
+	_, err = ParseReplication("synchronous")
+	require.EqualError(t, err, `--replication "synchronous": expected async, sync or sync-strict`)
+}

@@ -61,10 +61,16 @@ func ParseSyncStandbys(arg string) ([]string, error) {
 		return []string{SyncAnyStandby}, nil
 	}
 	names := strings.Split(arg, ",")
+	seen := map[string]bool{}
 	for _, n := range names {
 		if err := ValidApplicationName(n); err != nil {
 			return nil, err
 		}
+		if seen[n] {
+			// FIRST 2 ("a", "a") is a setting no standby set satisfies.
+			return nil, fmt.Errorf("standby application name %q is named twice", n)
+		}
+		seen[n] = true
 	}
 	return names, nil
 }
