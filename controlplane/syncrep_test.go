@@ -3,6 +3,7 @@ package controlplane
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,4 +166,27 @@ func TestSyncReplication_LeaderChangeMidDegrade(t *testing.T) {
 	require.True(t, rec.Degraded())
 	require.Equal(t, before.DegradedSince, rec.DegradedSince, "the new leader keeps the record it found")
 	require.Empty(t, rec.Synchronous)
+}
+
+// TestRPOExposure_CountsUntilTheLeaseEnds is invariant 9 in async mode:
+// the old primary may acknowledge writes until its lease lapses, so the
+// expected data loss runs from what the standby has to the end of that
+// lease as the leader counts it, not to now.
+func TestRPOExposure_CountsUntilTheLeaseEnds(t *testing.T) {
+	ts := newDetectorSites(t, fastFailover(false))
+	leader := ts.c.waitForLeader()
+	var exp exposure
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		exp = leader.rpoExposure("dr", nil)
+		return exp.known && strings.Contains(exp.detail, "replayed all its primary had written"), fmt.Errorf("exposure %+v", exp)
+	})
+	// The lease's end only moves later: read before the exposure, it is
+	// a bound the exposure must reach.
+	until, ok := leader.leases.siteBound([]string{"db-1", "app-1"})
+	require.True(t, ok)
+	exp = leader.rpoExposure("dr", nil)
+	require.Contains(t, exp.detail, "until its lease lapses at")
+	require.GreaterOrEqual(t, exp.seconds, time.Until(until).Seconds(), "the loss counts to the lease's end: %s", exp.detail)
+	f := leader.config.Failover
+	require.Less(t, exp.seconds, (f.LeaseTTL + f.ClockSkewMargin + f.ProbeTimeout + 2*time.Second).Seconds(), exp.detail)
 }
