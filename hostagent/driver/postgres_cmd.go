@@ -77,6 +77,19 @@ func pgTail(s string) string {
 	return s
 }
 
+// runningInRecovery reports whether the running server is a standby; it
+// fails with ErrPostgresNotRunning when the server does not run.
+func (p *Postgres) runningInRecovery(ctx context.Context) (bool, error) {
+	running, err := p.running(ctx)
+	if err != nil {
+		return false, err
+	}
+	if !running {
+		return false, ErrPostgresNotRunning
+	}
+	return p.inRecovery(ctx)
+}
+
 // running asks pg_ctl status whether a postmaster runs on DataDir. A
 // missing data directory is a stopped server (Demote may be about to
 // create it).

@@ -29,14 +29,7 @@ func (p *Postgres) Promote(ctx context.Context, opts PromoteOptions, progress Pr
 
 // promoteLocked implements Promote. The caller holds mu.
 func (p *Postgres) promoteLocked(ctx context.Context, syncNames string, progress Progress) (string, error) {
-	running, err := p.running(ctx)
-	if err != nil {
-		return "", err
-	}
-	if !running {
-		return "", ErrPostgresNotRunning
-	}
-	standby, err := p.inRecovery(ctx)
+	standby, err := p.runningInRecovery(ctx)
 	if err != nil {
 		return "", err
 	}

@@ -36,14 +36,7 @@ func (p *Postgres) SetSyncStandbys(ctx context.Context, names []string, progress
 
 // setSyncStandbysLocked implements SetSyncStandbys. The caller holds mu.
 func (p *Postgres) setSyncStandbysLocked(ctx context.Context, want string, progress Progress) (string, error) {
-	running, err := p.running(ctx)
-	if err != nil {
-		return "", err
-	}
-	if !running {
-		return "", ErrPostgresNotRunning
-	}
-	standby, err := p.inRecovery(ctx)
+	standby, err := p.runningInRecovery(ctx)
 	if err != nil {
 		return "", err
 	}
