@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -54,16 +53,4 @@ func (f *FSM) syncReplication(service string) (structs.SyncReplication, bool) {
 	r, ok := f.state.SyncReplication[service]
 	r.Synchronous = slices.Clone(r.Synchronous)
 	return r, ok
-}
-
-// syncReplications returns every record, by service.
-func (f *FSM) syncReplications() map[string]structs.SyncReplication {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	out := maps.Clone(f.state.SyncReplication)
-	for k, r := range out {
-		r.Synchronous = slices.Clone(r.Synchronous)
-		out[k] = r
-	}
-	return out
 }
