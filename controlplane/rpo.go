@@ -78,10 +78,9 @@ func (s *Server) exposureOf(site string, ex *structs.Execution, service string) 
 	now := time.Now()
 	out := exposure{known: true}
 	bound, boundWhy, bounded := s.ackBound(v, v.ActiveSite, ex)
-	if site == v.ActiveSite {
-		bound, bounded = now, true
-	}
-	if !bounded {
+	if !bounded || site == v.ActiveSite {
+		// Nothing bounds the writes (the figures are then unknown, see
+		// below), or the site judged is the one writing: up to now.
 		bound = now
 	}
 	var parts []string

@@ -175,16 +175,17 @@ func (m *syncManager) reconcile(ctx context.Context, v stateView, service string
 		return m.record(rec, true, next, why)
 	}
 
-	var value string
+	// names are the standbys the primary is to wait for.
+	var names []string
 	switch {
 	case rec.Degraded():
 		if want != nil && m.mayRestore(service, want, now) {
-			value = structs.SyncStandbyNames([]string{want.app})
+			names = []string{want.app}
 		}
 	case want != nil:
-		value = structs.SyncStandbyNames([]string{want.app})
+		names = []string{want.app}
 	case cfg.Strict:
-		value = structs.SyncStandbyNames([]string{structs.SyncAnyStandby})
+		names = []string{structs.SyncAnyStandby}
 	default:
 		next := rec
 		next.DegradedSince, next.DegradedReason = now, "no standby at another data site streams from "+primary.HostID
@@ -205,12 +206,13 @@ func (m *syncManager) reconcile(ctx context.Context, v stateView, service string
 			}
 			// A restore that did not take: wait without it again.
 			m.gaveUp[service] = now
-			value = ""
+			names = nil
 		}
 	}
 
+	value := structs.SyncStandbyNames(names)
 	if rep.GetSynchronousStandbyNames() != value || !m.knowsPosition(service, primary.HostID, value) {
-		return m.apply(ctx, v, primary, service, value)
+		return m.apply(ctx, v, primary, service, names)
 	}
 	if want == nil || rec.IsSynchronous(want.host) && !rec.Degraded() {
 		return false
@@ -360,15 +362,8 @@ func (m *syncManager) knowsPosition(service, primary, value string) bool {
 
 // apply sends the primary's agent the setting and remembers where it took
 // effect.
-func (m *syncManager) apply(ctx context.Context, v stateView, primary structs.Agent, service, value string) bool {
-	var names []string
-	switch value {
-	case "":
-	case structs.SyncAnyStandby:
-		names = []string{structs.SyncAnyStandby}
-	default:
-		names = m.namesOf(value)
-	}
+func (m *syncManager) apply(ctx context.Context, v stateView, primary structs.Agent, service string, names []string) bool {
+	value := structs.SyncStandbyNames(names)
 	if time.Since(m.failed[service]) < 2*m.s.config.Failover.ProbeInterval {
 		return false
 	}
@@ -402,17 +397,6 @@ func (m *syncManager) apply(ctx context.Context, v stateView, primary structs.Ag
 	delete(m.behind, service)
 	log.Info("set synchronous standbys", "position", formatLSN(pos))
 	return false // the next probe shows the primary's view of it
-}
-
-// namesOf returns the application names in a value SyncStandbyNames made.
-func (m *syncManager) namesOf(value string) []string {
-	_, list, _ := strings.Cut(value, "(")
-	list = strings.TrimSuffix(list, ")")
-	var out []string
-	for _, n := range strings.Split(list, ",") {
-		out = append(out, strings.Trim(strings.TrimSpace(n), `"`))
-	}
-	return out
 }
 
 // record writes next over prev (compare-and-set on its index) and
