@@ -143,7 +143,8 @@ var kindPhases = map[Kind][]string{
 	KindSwitchover: {PhaseDrain, PhaseSync, PhaseDemote, PhaseActivate, PhasePromote, PhaseStart, PhaseVerify, PhaseReprotect},
 	KindFailback: {PhaseReprotect, PhaseDrain, PhaseSync, PhaseDemote, PhaseActivate, PhasePromote, PhaseStart, PhaseVerify,
 		PhaseReprotect},
-	KindDrill: {PhaseStart, PhaseVerify, PhaseTeardown},
+	KindDrill:   {PhaseStart, PhaseVerify, PhaseTeardown},
+	KindRestart: {PhaseDrain, PhaseStart, PhaseVerify},
 }
 
 // PhasesOf returns the phases of kind's default plan in order (a

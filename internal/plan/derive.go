@@ -26,6 +26,9 @@ type DeriveOptions struct {
 	// definition's own override them field by field.
 	Objectives  Objectives
 	MaxDataLoss time.Duration
+	// Service, for a restart, is the service to restart with what
+	// depends on it; empty restarts every service of the active site.
+	Service string
 	// FinishOf names a failover or switchover that activated To, the
 	// active site now, but stopped before To served; the plan derived is
 	// the rest of it: wait for From's leases, bring To up, and for a
@@ -58,6 +61,10 @@ type DeriveOptions struct {
 //     before T is activated, they start again what it stopped at A.
 //   - drill: start isolated copies at T in dependency order, check them,
 //     tear them down in reverse order, always; production is untouched.
+//   - restart: at A itself (To is From), stop the services (or
+//     DeriveOptions.Service and what depends on it) in reverse
+//     dependency order, start them in dependency order, each
+//     health-gated, and check them.
 //
 // Services that only one site declares are absent from the other site's
 // steps; Plan.Warnings lists those the active site runs and T lacks.
@@ -83,6 +90,9 @@ func Derive(kind Kind, topo Topology, def *Definition, opts DeriveOptions) (*Pla
 		return nil, err
 	}
 	p := newPlan(kind, from, to, def, opts)
+	if kind == KindRestart {
+		b.restart(opts.Service)
+	}
 	b.deriveKind(kind, p.MaxDataLoss, opts.DrillID)
 	if err := b.probs.err(); err != nil {
 		return nil, err

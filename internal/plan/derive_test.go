@@ -391,6 +391,9 @@ func TestDerive_ServiceMissingAtTarget(t *testing.T) {
 func TestDerive_Deterministic(t *testing.T) {
 	for _, kind := range Kinds {
 		opts := DeriveOptions{To: "dr", DrillID: "d1"}
+		if kind == KindRestart {
+			opts.To = ""
+		}
 		a, err := Derive(kind, testTopology(), nil, opts)
 		if kind == KindFailback {
 			topo := testTopology()

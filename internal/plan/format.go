@@ -14,7 +14,11 @@ import (
 // JSON output comes from the struct tags instead.
 func (p *Plan) Format(w io.Writer) error {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "plan %s (%s): %s -> %s\n", p.Name, p.Kind, p.From, p.To)
+	if p.From == p.To {
+		fmt.Fprintf(&sb, "plan %s (%s): at %s\n", p.Name, p.Kind, p.From)
+	} else {
+		fmt.Fprintf(&sb, "plan %s (%s): %s -> %s\n", p.Name, p.Kind, p.From, p.To)
+	}
 	fmt.Fprintf(&sb, "objectives: rto %s, rpo %s; max data loss %s\n\n", orNone(fmtDuration(p.Objectives.RTO), p.Objectives.RTO == 0),
 		orNone(fmtDuration(p.Objectives.RPO), !p.Objectives.HasRPO()), fmtDuration(p.MaxDataLoss))
 	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)

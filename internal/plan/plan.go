@@ -24,10 +24,14 @@ const (
 	// KindDrill starts isolated copies at the DR site, checks, measures
 	// and tears them down; production is untouched.
 	KindDrill Kind = "drill"
+	// KindRestart restarts the active site's services in place, in
+	// dependency order, each health-gated: a failed application host or a
+	// cascade of failed services. Nothing moves to another site.
+	KindRestart Kind = "restart"
 )
 
 // Kinds lists every plan kind, for validation and help texts.
-var Kinds = []Kind{KindFailover, KindSwitchover, KindFailback, KindDrill}
+var Kinds = []Kind{KindFailover, KindSwitchover, KindFailback, KindDrill, KindRestart}
 
 // Agent actions: run by the agent of Step.Host on Step.Target, which the
 // agent's own config must declare.
