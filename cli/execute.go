@@ -32,6 +32,8 @@ type executeOptions struct {
 	Yes           bool
 	Detach        bool
 	Cleanup       string
+	// Service is a restart's one service (with what depends on it).
+	Service string
 	// Force and ConfirmPrimaryDown make a failover act without a quorum
 	// (two sites, the active one down).
 	Force              bool
@@ -111,6 +113,26 @@ func newCmdDrill(f *Factory) *cobra.Command {
 	return cmd
 }
 
+func newCmdRestart(f *Factory) *cobra.Command {
+	opts := &executeOptions{f: f, Kind: "restart"}
+	cmd := &cobra.Command{
+		Use:   "restart [--service S] [--plan NAME]",
+		Short: "Restart the active site's services in place, in dependency order, each health-gated",
+		Long: `Restart the services of the active site where they run: stop them in reverse
+dependency order, start them in dependency order, each gated by its health
+check, then check them all; the run is measured like a failover (RTO from the
+command to the last health gate). With --service S, only S and the services
+that depend on it, directly or not, are restarted; what S depends on keeps
+running. For a failed application host, or a cascade of failed services.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runExecute(cmd.Context(), opts) },
+	}
+	cmd.Flags().StringVar(&opts.Service, "service", "", "restart this service and what depends on it (default: every service)")
+	cmd.Flags().StringVar(&opts.Plan, "plan", "", "an operator-defined restart plan from the servers' config")
+	addExecuteFlags(cmd, opts)
+	return cmd
+}
+
 func addExecuteFlags(cmd *cobra.Command, opts *executeOptions) {
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&opts.Detach, "detach", false, "start the execution and return without following it")
@@ -132,7 +154,7 @@ func runExecute(ctx context.Context, opts *executeOptions) error {
 		return runForcedFailover(ctx, opts, client)
 	}
 	req := &pb.StartExecutionRequest{Write: &pb.WriteOptions{RequestId: uuid.NewString()},
-		Kind: opts.Kind, Plan: opts.Plan, To: opts.To, AllowDataLoss: opts.AllowDataLoss, CleanupOf: opts.Cleanup}
+		Kind: opts.Kind, Plan: opts.Plan, To: opts.To, AllowDataLoss: opts.AllowDataLoss, CleanupOf: opts.Cleanup, Service: opts.Service}
 	out := opts.f.IO.Out
 	if !opts.Yes {
 		if err := confirmPlan(ctx, opts, client, req); err != nil {
@@ -146,7 +168,11 @@ func runExecute(ctx context.Context, opts *executeOptions) error {
 		return explain(opts.f.addr, err)
 	}
 	ex := resp.GetExecution()
-	fmt.Fprintf(out, "started %s %s (%s -> %s, %d steps)\n", ex.GetKind(), ex.GetId(), ex.GetFrom(), ex.GetTo(), len(ex.GetSteps()))
+	where := ex.GetFrom() + " -> " + ex.GetTo()
+	if ex.GetFrom() == ex.GetTo() {
+		where = "at " + ex.GetFrom()
+	}
+	fmt.Fprintf(out, "started %s %s (%s, %d steps)\n", ex.GetKind(), ex.GetId(), where, len(ex.GetSteps()))
 	if opts.Detach {
 		fmt.Fprintf(out, "follow it with: drplane history %s\n", ex.GetId())
 		return nil
@@ -205,7 +231,8 @@ func runForcedFailover(ctx context.Context, opts *executeOptions, client pb.Oper
 // confirmPlan shows the plan and the expected data loss and asks on a
 // terminal; without one it refuses, as --yes was not given.
 func confirmPlan(ctx context.Context, opts *executeOptions, client pb.OperatorClient, req *pb.StartExecutionRequest) error {
-	dry := &pb.StartExecutionRequest{Kind: req.GetKind(), Plan: req.GetPlan(), To: req.GetTo(), AllowDataLoss: req.GetAllowDataLoss(), CleanupOf: req.GetCleanupOf(), DryRun: true}
+	dry := &pb.StartExecutionRequest{Kind: req.GetKind(), Plan: req.GetPlan(), To: req.GetTo(), AllowDataLoss: req.GetAllowDataLoss(), CleanupOf: req.GetCleanupOf(),
+		Service: req.GetService(), DryRun: true}
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	resp, err := client.StartExecution(rctx, dry)
 	cancel()
@@ -231,6 +258,8 @@ func expectedLoss(ex *pb.Execution) string {
 	switch {
 	case ex.GetKind() == "drill":
 		return "none (a drill runs on copies)"
+	case ex.GetKind() == "restart":
+		return "none (" + ex.GetRpoDetail() + ")"
 	case ex.GetKind() != "failover":
 		return "none (the target catches up before it is promoted)"
 	case !ex.GetHasRpo():

@@ -69,7 +69,11 @@ func duration(ex *pb.Execution) string {
 // printExecution prints one execution with every step.
 func printExecution(w io.Writer, ex *pb.Execution) error {
 	fmt.Fprintf(w, "%s %s (%s, plan %s, trigger %s by %s)\n", ex.GetKind(), ex.GetId(), execState(ex), ex.GetPlan(), execTrigger(ex), ex.GetActor())
-	fmt.Fprintf(w, "%s -> %s, epoch at start %d; %s\n", ex.GetFrom(), ex.GetTo(), ex.GetStartEpoch(), ex.GetMessage())
+	where := ex.GetFrom() + " -> " + ex.GetTo()
+	if ex.GetFrom() == ex.GetTo() {
+		where = "at " + ex.GetFrom()
+	}
+	fmt.Fprintf(w, "%s, epoch at start %d; %s\n", where, ex.GetStartEpoch(), ex.GetMessage())
 	fmt.Fprintf(w, "RTO %s (target %s), RPO %s (target %s)\n", measured(ex.GetHasRto(), ex.GetRtoSeconds()), seconds(ex.GetRtoTargetSeconds()),
 		measured(ex.GetHasRpo(), ex.GetRpoSeconds()), rpoTarget(ex))
 	if d := ex.GetRtoDetail(); d != "" {
@@ -254,8 +258,8 @@ func printReport(w io.Writer, execs []*pb.Execution, markdown bool) error {
 
 func scenario(ex *pb.Execution) string {
 	s := ex.GetKind() + " " + ex.GetFrom() + " -> " + ex.GetTo()
-	if ex.GetKind() == "drill" {
-		s = "drill at " + ex.GetTo()
+	if ex.GetKind() == "drill" || ex.GetFrom() == ex.GetTo() {
+		s = ex.GetKind() + " at " + ex.GetTo()
 	}
 	if ex.GetPlan() != "" && ex.GetPlan() != ex.GetKind() {
 		s += " (plan " + ex.GetPlan() + ")"

@@ -32,6 +32,7 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newCmdSwitchover(f),
 		newCmdFailback(f),
 		newCmdDrill(f),
+		newCmdRestart(f),
 		newCmdApprove(f),
 		newCmdCancel(f),
 		newCmdHistory(f),

@@ -66,7 +66,7 @@ func (s *Server) newExecution(req *pb.StartExecutionRequest, actor string, now t
 		id = "cleanup-" + id
 		p, err = s.cleanupPlan(req.GetCleanupOf())
 	} else {
-		p, err = s.derivePlan(v, plan.Kind(req.GetKind()), req.GetPlan(), req.GetTo(), id)
+		p, err = s.derivePlan(v, req, id)
 	}
 	if err != nil {
 		return nil, err
@@ -88,6 +88,9 @@ func (s *Server) newExecution(req *pb.StartExecutionRequest, actor string, now t
 		s.countOutage(ex, v, p.From, nil)
 	}
 	switch {
+	case p.Kind == plan.KindRestart:
+		zero := 0.0
+		ex.RPOSeconds, ex.RPODetail = &zero, "a restart in place keeps every service's data where it is: it loses nothing a database or a state directory holds (what a crashed process held only in memory before the restart is not counted)"
 	case p.Finishes != "":
 		ex.RPODetail = "the rest of " + p.Finishes + ", which activated " + p.To + ": any data loss happened then, and its RPO says it"
 	case req.GetCleanupOf() == "":
@@ -107,9 +110,10 @@ func (s *Server) recordExposure(ex *structs.Execution) {
 	}
 }
 
-// derivePlan derives a plan of kind (or the operator plan named name) from
-// the registered agents.
-func (s *Server) derivePlan(v stateView, kind plan.Kind, name, to, drillID string) (*plan.Plan, error) {
+// derivePlan derives the plan req asks for (its kind, or the operator
+// plan it names) from the registered agents.
+func (s *Server) derivePlan(v stateView, req *pb.StartExecutionRequest, drillID string) (*plan.Plan, error) {
+	kind, name, to := plan.Kind(req.GetKind()), req.GetPlan(), req.GetTo()
 	topo := topology(v)
 	if name == "" && kind == "" {
 		return nil, fmt.Errorf("%w: name a plan kind or an operator-defined plan", errInvalidArgument)
@@ -128,7 +132,10 @@ func (s *Server) derivePlan(v stateView, kind plan.Kind, name, to, drillID strin
 		return nil, fmt.Errorf("%w: plan %q is a %s plan, not a %s plan", errInvalidArgument, name, defKind, kind)
 	}
 	opts := s.config.PlanOptions()
-	opts.To, opts.DrillID = to, drillID
+	opts.To, opts.DrillID, opts.Service = to, drillID, req.GetService()
+	if opts.Service != "" && kind != plan.KindRestart {
+		return nil, fmt.Errorf("%w: service %q: only a restart restarts one service; a %s moves every service", errInvalidArgument, opts.Service, kind)
+	}
 	if to != "" && to == v.ActiveSite && (kind == plan.KindFailover || kind == plan.KindSwitchover) {
 		// The same command again after it activated the target and
 		// stopped: derive the rest of it.

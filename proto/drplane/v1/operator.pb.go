@@ -974,7 +974,7 @@ func (x *ListAuditResponse) GetEntries() []*AuditEntry {
 type StartExecutionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Write *WriteOptions          `protobuf:"bytes,1,opt,name=write,proto3" json:"write,omitempty"`
-	// kind is failover, switchover, failback or drill.
+	// kind is failover, switchover, failback, drill or restart.
 	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	// plan names an operator-defined plan of that kind; empty is the default.
 	Plan string `protobuf:"bytes,3,opt,name=plan,proto3" json:"plan,omitempty"`
@@ -982,8 +982,11 @@ type StartExecutionRequest struct {
 	To            string `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
 	AllowDataLoss bool   `protobuf:"varint,5,opt,name=allow_data_loss,json=allowDataLoss,proto3" json:"allow_data_loss,omitempty"`
 	// cleanup_of names an interrupted drill whose copies to tear down.
-	CleanupOf     string `protobuf:"bytes,6,opt,name=cleanup_of,json=cleanupOf,proto3" json:"cleanup_of,omitempty"`
-	DryRun        bool   `protobuf:"varint,7,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	CleanupOf string `protobuf:"bytes,6,opt,name=cleanup_of,json=cleanupOf,proto3" json:"cleanup_of,omitempty"`
+	DryRun    bool   `protobuf:"varint,7,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// service, for a restart, is the service to restart with everything
+	// that depends on it; empty restarts every service of the active site.
+	Service       string `protobuf:"bytes,8,opt,name=service,proto3" json:"service,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1065,6 +1068,13 @@ func (x *StartExecutionRequest) GetDryRun() bool {
 		return x.DryRun
 	}
 	return false
+}
+
+func (x *StartExecutionRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
 }
 
 type StartExecutionResponse struct {
@@ -2865,7 +2875,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"s\n" +
 	"\x11ListAuditResponse\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x120\n" +
-	"\aentries\x18\x02 \x03(\v2\x16.drplane.v1.AuditEntryR\aentries\"\xdf\x01\n" +
+	"\aentries\x18\x02 \x03(\v2\x16.drplane.v1.AuditEntryR\aentries\"\xf9\x01\n" +
 	"\x15StartExecutionRequest\x12.\n" +
 	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
@@ -2874,7 +2884,8 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x0fallow_data_loss\x18\x05 \x01(\bR\rallowDataLoss\x12\x1d\n" +
 	"\n" +
 	"cleanup_of\x18\x06 \x01(\tR\tcleanupOf\x12\x17\n" +
-	"\adry_run\x18\a \x01(\bR\x06dryRun\"{\n" +
+	"\adry_run\x18\a \x01(\bR\x06dryRun\x12\x18\n" +
+	"\aservice\x18\b \x01(\tR\aservice\"{\n" +
 	"\x16StartExecutionResponse\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x123\n" +
 	"\texecution\x18\x02 \x01(\v2\x15.drplane.v1.ExecutionR\texecution\"R\n" +
