@@ -295,3 +295,75 @@ func TestPlans_DrillThenFailoverAfterPrimaryLoss(t *testing.T) {
 	require.Contains(t, out, "| drill at dr |")
 	require.Contains(t, out, "| failover primary -> dr |")
 }
+
+// TestPlans_Restart_CrashedApplications: the engine and gateway of the
+// primary site are not running (a failed application host), and the
+// database takes writes. `drplane restart --service engine` refuses an
+// unknown service before anything stops, then restarts the engine and the
+// gateway that depends on it, in order, each health-gated, leaving the
+// database's postmaster alone; a full `drplane restart` restarts the
+// database too, and no acknowledged row is lost.
+func TestPlans_Restart_CrashedApplications(t *testing.T) {
+	ps := newPlanSites(t)
+	pair := ps.pair
+	for _, svc := range []string{"engine", "gateway"} {
+		pid, err := ps.app1.ServicePID(svc)
+		require.NoError(t, err)
+		require.Zero(t, pid, "%s does not run yet", svc)
+	}
+	postmaster := pair.Primary.PostmasterPID()
+	require.NotZero(t, postmaster)
+
+	out, err := ps.cli(t, "restart", "--service", "engin", "--yes")
+	require.Error(t, err)
+	require.Contains(t, out+err.Error(), `declares service "engin"; did you mean "engine"?`)
+
+	// Over TCP: a restarted postmaster puts its socket elsewhere.
+	tcp := *pair.Primary
+	tcp.SocketDir = "127.0.0.1"
+	w := startWriter(t, &tcp)
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		return w.count() >= 20, fmt.Errorf("%d rows written", w.count())
+	})
+	out, err = ps.cli(t, "restart", "--service", "engine", "--yes")
+	require.NoError(t, err, out)
+	t.Logf("restart --service engine:\n%s", out)
+	ex := ps.lastExecution(t)
+	require.Equal(t, "succeeded", ex.Result, ex.Message)
+	require.Equal(t, "restart", ex.Kind)
+	require.NotNil(t, ex.RTOSeconds)
+	require.NotNil(t, ex.RPOSeconds)
+	require.Zero(t, *ex.RPOSeconds)
+	started := map[string]time.Time{}
+	for _, st := range ex.Steps {
+		if st.Action == "start" {
+			require.NotNil(t, st.Ended, st.ID)
+			started[st.ID] = *st.Ended
+		}
+		require.NotEqual(t, "postgres", st.Target, "postgres is not restarted by --service engine")
+	}
+	require.Len(t, started, 2)
+	require.True(t, started["start:engine@app-1"].Before(started["start:gateway@app-1"]), "the gateway starts after the engine it depends on")
+	for _, svc := range []string{"engine", "gateway"} {
+		pid, err := ps.app1.ServicePID(svc)
+		require.NoError(t, err)
+		require.NotZero(t, pid, "%s runs", svc)
+	}
+	require.Equal(t, postmaster, pair.Primary.PostmasterPID(), "the database kept running")
+
+	out, err = ps.cli(t, "restart", "--yes")
+	require.NoError(t, err, out)
+	ex = ps.lastExecution(t)
+	require.Equal(t, "succeeded", ex.Result, ex.Message)
+	primary := ps.node(pair.Primary)
+	require.NotEqual(t, postmaster, primary.PostmasterPID(), "a full restart restarts the database")
+	waitForAgent(t, ps.c, "db-1", 30*time.Second, hasRole("postgres", "primary", false))
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		n := w.count()
+		time.Sleep(200 * time.Millisecond)
+		return w.count() > n, fmt.Errorf("the writer is not writing again (%d rows)", n)
+	})
+	acked := w.finish()
+	requireRows(t, pair, primary, acked)
+	t.Logf("full restart: %s; RTO %.2fs, RPO %.2fs; %d acknowledged rows, none lost", ex.Message, *ex.RTOSeconds, *ex.RPOSeconds, len(acked))
+}
