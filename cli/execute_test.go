@@ -18,6 +18,7 @@ type fakeExecutions struct {
 	fakeOperator
 	started []*pb.StartExecutionRequest
 	list    []*pb.Execution
+	plans   []*pb.PlanScenario
 }
 
 func (f *fakeExecutions) StartExecution(_ context.Context, req *pb.StartExecutionRequest, _ ...grpc.CallOption) (*pb.StartExecutionResponse, error) {
@@ -35,6 +36,10 @@ func (f *fakeExecutions) GetExecution(context.Context, *pb.GetExecutionRequest, 
 
 func (f *fakeExecutions) ListExecutions(context.Context, *pb.ListExecutionsRequest, ...grpc.CallOption) (*pb.ListExecutionsResponse, error) {
 	return &pb.ListExecutionsResponse{Executions: f.list}, nil
+}
+
+func (f *fakeExecutions) ListPlans(context.Context, *pb.ListPlansRequest, ...grpc.CallOption) (*pb.ListPlansResponse, error) {
+	return &pb.ListPlansResponse{Plans: f.plans}, nil
 }
 
 func sampleExecution(id, kind, state string) *pb.Execution {
@@ -90,10 +95,17 @@ func TestExecute_ToRequired(t *testing.T) {
 }
 
 func TestReport_Markdown(t *testing.T) {
+	older := sampleExecution("failover-0", "failover", "succeeded")
+	older.RtoSeconds, older.RpoSeconds = 9.5, 2
 	fake := &fakeExecutions{list: []*pb.Execution{
 		sampleExecution("drill-1", "drill", "succeeded"),
+		older,
 		sampleExecution("failover-1", "failover", "succeeded"),
 		sampleExecution("failover-2", "failover", "running"),
+	}, plans: []*pb.PlanScenario{
+		{Name: "failover", Kind: "failover", RtoTargetSeconds: 600, RpoTargetSeconds: 60, HasRpoTarget: true},
+		{Name: "drill", Kind: "drill", RtoTargetSeconds: 600, RpoTargetSeconds: 60, HasRpoTarget: true},
+		{Name: "live-system-failure", Kind: "restart", RtoTargetSeconds: 900, HasRpoTarget: true},
 	}}
 	f, out := testFactory(&fake.fakeOperator)
 	f.Operator = func() (pb.OperatorClient, func(), error) { return fake, func() {}, nil }
@@ -101,11 +113,13 @@ func TestReport_Markdown(t *testing.T) {
 	root.SetArgs([]string{"report", "--markdown"})
 	require.NoError(t, root.Execute())
 	got := out.String()
-	require.Contains(t, got, "| Scenario | RTO target | RTO actual | RPO target | RPO actual | Pass |")
-	require.Contains(t, got, "| drill at dr | 10m0s | 4.5s | 1m0s | 0.5s | yes |")
-	require.Contains(t, got, "| failover primary -> dr | 10m0s | 4.5s | 1m0s | 0.5s | yes |")
+	require.Contains(t, got, "| Scenario | Kind | RTO target | RTO last | RTO worst | RPO target | RPO last | RPO worst | Last exercised | Pass |")
+	require.Contains(t, got, "| failover | failover | 10m0s | 4.5s | 9.5s | 1m0s | 0.5s | 2.0s | 2026-12-01 ")
+	require.Contains(t, got, " (failover-1) | yes |", "the last run is the newest")
+	require.Contains(t, got, "| drill | drill | 10m0s | 4.5s | 4.5s | 1m0s | 0.5s | 0.5s | ")
+	require.Contains(t, got, "| live-system-failure | restart | 15m0s | - | - | 0s | - | - | never exercised | - |", "a scenario never exercised says so, with its zero-loss target")
 	require.NotContains(t, got, "failover-2", "a running execution is not reported yet")
-	require.Equal(t, 2, strings.Count(got, "| succeeded |"), "the DR test log has a row per ended execution")
+	require.Equal(t, 3, strings.Count(got, "| succeeded |"), "the DR test log has a row per ended execution")
 }
 
 // TestPass_ZeroRPOTarget: an RPO target of 0s passes only with a recorded

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func newCmdHistory(f *Factory) *cobra.Command {
@@ -200,7 +203,14 @@ func newCmdReport(f *Factory) *cobra.Command {
 				}
 				return printJSON(f.IO.Out, out)
 			}
-			return printReport(f.IO.Out, ended, markdown)
+			// The scenarios: every plan the leader's configuration offers,
+			// exercised or not. A server too old to list them leaves the
+			// ones the executions name.
+			plans, err := client.ListPlans(ctx, &pb.ListPlansRequest{})
+			if err != nil && status.Code(err) != codes.Unimplemented {
+				return explain(f.addr, err)
+			}
+			return printReport(f.IO.Out, plans.GetPlans(), ended, markdown)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -208,24 +218,12 @@ func newCmdReport(f *Factory) *cobra.Command {
 	return cmd
 }
 
-// printReport prints the RTO/RPO summary (the newest ended execution of
-// each scenario) and the DR test log (every execution).
-func printReport(w io.Writer, execs []*pb.Execution, markdown bool) error {
-	latest := map[string]*pb.Execution{}
-	var scenarios []string
-	for _, ex := range execs {
-		sc := scenario(ex)
-		if _, ok := latest[sc]; !ok {
-			scenarios = append(scenarios, sc)
-		}
-		latest[sc] = ex
-	}
-	summary := [][]string{}
-	for _, sc := range scenarios {
-		ex := latest[sc]
-		summary = append(summary, []string{sc, seconds(ex.GetRtoTargetSeconds()), measured(ex.GetHasRto(), ex.GetRtoSeconds()),
-			rpoTarget(ex), measured(ex.GetHasRpo(), ex.GetRpoSeconds()), passText(pass(ex))})
-	}
+// printReport prints the RTO/RPO summary (per scenario: its targets, the
+// last and worst actuals of its ended executions and drills, when it was
+// last exercised and whether that run passed; a scenario never exercised
+// says so) and the DR test log (every execution).
+func printReport(w io.Writer, plans []*pb.PlanScenario, execs []*pb.Execution, markdown bool) error {
+	summary := scenarioRows(plans, execs)
 	log := [][]string{}
 	for _, ex := range execs {
 		log = append(log, []string{ex.GetStartedAt().AsTime().Local().Format(time.DateTime), scenario(ex), execState(ex), oneLine(ex.GetId() + ": " + ex.GetMessage()), ex.GetActor()})
@@ -233,7 +231,7 @@ func printReport(w io.Writer, execs []*pb.Execution, markdown bool) error {
 	if markdown {
 		fmt.Fprintln(w, "## RTO/RPO summary")
 		fmt.Fprintln(w)
-		markdownTable(w, []string{"Scenario", "RTO target", "RTO actual", "RPO target", "RPO actual", "Pass"}, summary)
+		markdownTable(w, []string{"Scenario", "Kind", "RTO target", "RTO last", "RTO worst", "RPO target", "RPO last", "RPO worst", "Last exercised", "Pass"}, summary)
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "## DR test log")
 		fmt.Fprintln(w)
@@ -241,7 +239,7 @@ func printReport(w io.Writer, execs []*pb.Execution, markdown bool) error {
 		return nil
 	}
 	fmt.Fprintln(w, "RTO/RPO summary")
-	t := newTable(w, "SCENARIO", "RTO TARGET", "RTO ACTUAL", "RPO TARGET", "RPO ACTUAL", "PASS")
+	t := newTable(w, "SCENARIO", "KIND", "RTO TARGET", "RTO LAST", "RTO WORST", "RPO TARGET", "RPO LAST", "RPO WORST", "LAST EXERCISED", "PASS")
 	for _, r := range summary {
 		t.row(r...)
 	}
@@ -254,6 +252,60 @@ func printReport(w io.Writer, execs []*pb.Execution, markdown bool) error {
 		t.row(r...)
 	}
 	return t.flush()
+}
+
+// scenarioRows is the summary's rows: one per plan, in the order the
+// servers list them, then plans only executions name (a plan since
+// removed from the configuration).
+func scenarioRows(plans []*pb.PlanScenario, execs []*pb.Execution) [][]string {
+	runs := map[string][]*pb.Execution{}
+	for _, ex := range execs {
+		name := ex.GetPlan()
+		if name == "" {
+			name = ex.GetKind()
+		}
+		if _, ok := runs[name]; !ok && !slices.ContainsFunc(plans, func(p *pb.PlanScenario) bool { return p.GetName() == name }) {
+			plans = append(plans, &pb.PlanScenario{Name: name, Kind: ex.GetKind(), RtoTargetSeconds: ex.GetRtoTargetSeconds(),
+				RpoTargetSeconds: ex.GetRpoTargetSeconds(), HasRpoTarget: ex.GetHasRpoTarget() || ex.GetRpoTargetSeconds() > 0})
+		}
+		runs[name] = append(runs[name], ex)
+	}
+	rows := [][]string{}
+	for _, p := range plans {
+		rpoTgt := seconds(p.GetRpoTargetSeconds())
+		if p.GetHasRpoTarget() && p.GetRpoTargetSeconds() == 0 {
+			rpoTgt = "0s"
+		}
+		row := []string{p.GetName(), p.GetKind(), seconds(p.GetRtoTargetSeconds())}
+		rs := runs[p.GetName()]
+		if len(rs) == 0 {
+			rows = append(rows, append(row, "-", "-", rpoTgt, "-", "-", "never exercised", "-"))
+			continue
+		}
+		last := rs[len(rs)-1]
+		exercised := last.GetStartedAt().AsTime().Local().Format(time.DateTime) + " (" + last.GetId() + ")"
+		rows = append(rows, append(row, measured(last.GetHasRto(), last.GetRtoSeconds()), worst(rs, (*pb.Execution).GetHasRto, (*pb.Execution).GetRtoSeconds),
+			rpoTgt, measured(last.GetHasRpo(), last.GetRpoSeconds()), worst(rs, (*pb.Execution).GetHasRpo, (*pb.Execution).GetRpoSeconds),
+			exercised, passText(pass(last))))
+	}
+	return rows
+}
+
+// worst is the largest figure among the succeeded runs, "unknown" when
+// one of them has none (it cannot be bounded), "-" without a succeeded
+// run.
+func worst(runs []*pb.Execution, has func(*pb.Execution) bool, value func(*pb.Execution) float64) string {
+	out, any := 0.0, false
+	for _, ex := range runs {
+		if execState(ex) != structs.ExecSucceeded {
+			continue
+		}
+		if !has(ex) {
+			return "unknown"
+		}
+		out, any = max(out, value(ex)), true
+	}
+	return measured(any, out)
 }
 
 func scenario(ex *pb.Execution) string {

@@ -46,6 +46,7 @@ var methodRoles = map[string][]tlsutil.Role{
 	pb.Operator_StartExecution_FullMethodName:       {tlsutil.RoleCLI},
 	pb.Operator_GetExecution_FullMethodName:         {tlsutil.RoleCLI},
 	pb.Operator_ListExecutions_FullMethodName:       {tlsutil.RoleCLI},
+	pb.Operator_ListPlans_FullMethodName:            {tlsutil.RoleCLI},
 	pb.Operator_ApproveExecution_FullMethodName:     {tlsutil.RoleCLI},
 	pb.Operator_CancelExecution_FullMethodName:      {tlsutil.RoleCLI},
 	pb.Operator_SetAutomation_FullMethodName:        {tlsutil.RoleCLI},

@@ -55,6 +55,7 @@ func TestAuth_MethodRoles_Matrix(t *testing.T) {
 		pb.Operator_StartExecution_FullMethodName:       {cli},
 		pb.Operator_GetExecution_FullMethodName:         {cli},
 		pb.Operator_ListExecutions_FullMethodName:       {cli},
+		pb.Operator_ListPlans_FullMethodName:            {cli},
 		pb.Operator_ApproveExecution_FullMethodName:     {cli},
 		pb.Operator_CancelExecution_FullMethodName:      {cli},
 		pb.Operator_SetAutomation_FullMethodName:        {cli},

@@ -229,6 +229,23 @@ func (e *operatorEndpoint) ListExecutions(ctx context.Context, req *pb.ListExecu
 	return withLeader(ctx, e.srv, req, via(pb.NewOperatorClient, pb.OperatorClient.ListExecutions), local)
 }
 
+// ListPlans lists the plans of the leader's configuration with their
+// objectives; a stale read answers from this server's.
+func (e *operatorEndpoint) ListPlans(ctx context.Context, req *pb.ListPlansRequest) (*pb.ListPlansResponse, error) {
+	local := func(_ context.Context, req *pb.ListPlansRequest) (*pb.ListPlansResponse, error) {
+		resp := &pb.ListPlansResponse{Meta: e.srv.meta(req.GetRead().GetStale())}
+		for _, sc := range plan.Scenarios(e.srv.config.Objectives, e.srv.config.Plans) {
+			resp.Plans = append(resp.Plans, &pb.PlanScenario{Name: sc.Name, Kind: string(sc.Kind),
+				RtoTargetSeconds: sc.Objectives.RTO.Seconds(), RpoTargetSeconds: sc.Objectives.RPO.Seconds(), HasRpoTarget: sc.Objectives.HasRPO()})
+		}
+		return resp, nil
+	}
+	if req.GetRead().GetStale() {
+		return local(ctx, req)
+	}
+	return withLeader(ctx, e.srv, req, via(pb.NewOperatorClient, pb.OperatorClient.ListPlans), local)
+}
+
 // ApproveExecution ends the execution's waiting approval.
 func (e *operatorEndpoint) ApproveExecution(ctx context.Context, req *pb.ApproveExecutionRequest) (*pb.ApproveExecutionResponse, error) {
 	req.Write = ensureRequestID(req.GetWrite())

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/plan"
 	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"
@@ -72,4 +74,38 @@ func TestExecutor_Restart_OneService(t *testing.T) {
 	require.Equal(t, pgStops, stops)
 	starts, _ = ts.app1["engine"].Counts()
 	require.Equal(t, engineStarts+1, starts)
+}
+
+// TestListPlans_Scenarios: every kind's plan and every named plan, with
+// the objectives a run is measured against (a plan block's over the
+// top-level ones), through a follower.
+func TestListPlans_Scenarios(t *testing.T) {
+	f, err := plan.Parse([]byte(`objectives { rto = "15m"  rpo = "5m" }
+plan "failover" {
+  objectives { rto = "10m" }
+}
+plan "live-system-failure" {
+  kind = "restart"
+  objectives { rto = "15m"  rpo = "0s" }
+}
+`), "server.hcl")
+	require.NoError(t, err)
+	c := newTestClusterWith(t, 3, func(cfg *config.ServerConfig) { cfg.Objectives, cfg.Plans = f.Objectives, f.Plans })
+	c.waitForLeader()
+	resp, err := c.client(c.follower()).ListPlans(testCtx(t), &pb.ListPlansRequest{})
+	require.NoError(t, err)
+	got := map[string]*pb.PlanScenario{}
+	var names []string
+	for _, p := range resp.GetPlans() {
+		got[p.GetName()] = p
+		names = append(names, p.GetName())
+	}
+	require.Equal(t, []string{"failover", "switchover", "failback", "drill", "restart", "live-system-failure"}, names)
+	require.Equal(t, 600.0, got["failover"].GetRtoTargetSeconds(), "the plan block's RTO")
+	require.Equal(t, 300.0, got["failover"].GetRpoTargetSeconds(), "the top-level RPO")
+	require.Equal(t, 900.0, got["switchover"].GetRtoTargetSeconds())
+	lsf := got["live-system-failure"]
+	require.Equal(t, "restart", lsf.GetKind())
+	require.True(t, lsf.GetHasRpoTarget())
+	require.Zero(t, lsf.GetRpoTargetSeconds(), "rpo = \"0s\" is a target of zero loss")
 }

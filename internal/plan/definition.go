@@ -45,6 +45,52 @@ type Definition struct {
 	Range hcl.Range
 }
 
+// ObjectivesOver returns o with the definition's own objectives written
+// over it, field by field; d may be nil (a kind without a plan block).
+func (d *Definition) ObjectivesOver(o Objectives) Objectives {
+	if d == nil {
+		return o
+	}
+	if d.RTO != nil {
+		o.RTO = *d.RTO
+	}
+	if d.RPO != nil {
+		o.RPO, o.ZeroRPO = *d.RPO, *d.RPO == 0
+	}
+	return o
+}
+
+// Scenario is one plan an operator can run, with the objectives it is
+// measured against: every kind's default plan and every named plan.
+type Scenario struct {
+	Name       string
+	Kind       Kind
+	Objectives Objectives
+}
+
+// Scenarios lists the plans of the server's configuration: each kind (its
+// plan block's objectives over the defaults, when it has one), then the
+// named plans in file order.
+func Scenarios(defaults Objectives, defs []*Definition) []Scenario {
+	var out []Scenario
+	for _, k := range Kinds {
+		var def *Definition
+		for _, d := range defs {
+			if d.Name == string(k) {
+				def = d
+			}
+		}
+		out = append(out, Scenario{Name: string(k), Kind: k, Objectives: def.ObjectivesOver(defaults)})
+	}
+	for _, d := range defs {
+		if slices.Contains(Kinds, Kind(d.Name)) {
+			continue
+		}
+		out = append(out, Scenario{Name: d.Name, Kind: d.Kind, Objectives: d.ObjectivesOver(defaults)})
+	}
+	return out
+}
+
 // Operator step placements.
 const (
 	SiteActive = "active" // the site that is active when the plan is derived

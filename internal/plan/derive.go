@@ -131,12 +131,7 @@ func newPlan(kind Kind, from, to string, def *Definition, opts DeriveOptions) *P
 		return p
 	}
 	p.Name = def.Name
-	if def.RTO != nil {
-		p.Objectives.RTO = *def.RTO
-	}
-	if def.RPO != nil {
-		p.Objectives.RPO, p.Objectives.ZeroRPO = *def.RPO, *def.RPO == 0
-	}
+	p.Objectives = def.ObjectivesOver(p.Objectives)
 	if def.MaxDataLoss != nil {
 		p.MaxDataLoss = *def.MaxDataLoss
 	}

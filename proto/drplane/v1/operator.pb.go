@@ -1329,6 +1329,182 @@ func (x *ListExecutionsResponse) GetExecutions() []*Execution {
 	return nil
 }
 
+type ListPlansRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Read          *ReadOptions           `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPlansRequest) Reset() {
+	*x = ListPlansRequest{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPlansRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPlansRequest) ProtoMessage() {}
+
+func (x *ListPlansRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPlansRequest.ProtoReflect.Descriptor instead.
+func (*ListPlansRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListPlansRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+type ListPlansResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Plans         []*PlanScenario        `protobuf:"bytes,2,rep,name=plans,proto3" json:"plans,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPlansResponse) Reset() {
+	*x = ListPlansResponse{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPlansResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPlansResponse) ProtoMessage() {}
+
+func (x *ListPlansResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPlansResponse.ProtoReflect.Descriptor instead.
+func (*ListPlansResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListPlansResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *ListPlansResponse) GetPlans() []*PlanScenario {
+	if x != nil {
+		return x.Plans
+	}
+	return nil
+}
+
+// PlanScenario is one plan with the objectives it is measured against.
+type PlanScenario struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the plan's name: a kind, or a named plan block's label.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// rto_target_seconds is 0 when there is no RTO target;
+	// rpo_target_seconds is a target when has_rpo_target (0 is zero loss).
+	RtoTargetSeconds float64 `protobuf:"fixed64,3,opt,name=rto_target_seconds,json=rtoTargetSeconds,proto3" json:"rto_target_seconds,omitempty"`
+	RpoTargetSeconds float64 `protobuf:"fixed64,4,opt,name=rpo_target_seconds,json=rpoTargetSeconds,proto3" json:"rpo_target_seconds,omitempty"`
+	HasRpoTarget     bool    `protobuf:"varint,5,opt,name=has_rpo_target,json=hasRpoTarget,proto3" json:"has_rpo_target,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PlanScenario) Reset() {
+	*x = PlanScenario{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanScenario) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanScenario) ProtoMessage() {}
+
+func (x *PlanScenario) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanScenario.ProtoReflect.Descriptor instead.
+func (*PlanScenario) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PlanScenario) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PlanScenario) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *PlanScenario) GetRtoTargetSeconds() float64 {
+	if x != nil {
+		return x.RtoTargetSeconds
+	}
+	return 0
+}
+
+func (x *PlanScenario) GetRpoTargetSeconds() float64 {
+	if x != nil {
+		return x.RpoTargetSeconds
+	}
+	return 0
+}
+
+func (x *PlanScenario) GetHasRpoTarget() bool {
+	if x != nil {
+		return x.HasRpoTarget
+	}
+	return false
+}
+
 type ApproveExecutionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Write *WriteOptions          `protobuf:"bytes,1,opt,name=write,proto3" json:"write,omitempty"`
@@ -1341,7 +1517,7 @@ type ApproveExecutionRequest struct {
 
 func (x *ApproveExecutionRequest) Reset() {
 	*x = ApproveExecutionRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[19]
+	mi := &file_drplane_v1_operator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1529,7 @@ func (x *ApproveExecutionRequest) String() string {
 func (*ApproveExecutionRequest) ProtoMessage() {}
 
 func (x *ApproveExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[19]
+	mi := &file_drplane_v1_operator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1542,7 @@ func (x *ApproveExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveExecutionRequest.ProtoReflect.Descriptor instead.
 func (*ApproveExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{19}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ApproveExecutionRequest) GetWrite() *WriteOptions {
@@ -1399,7 +1575,7 @@ type ApproveExecutionResponse struct {
 
 func (x *ApproveExecutionResponse) Reset() {
 	*x = ApproveExecutionResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[20]
+	mi := &file_drplane_v1_operator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1411,7 +1587,7 @@ func (x *ApproveExecutionResponse) String() string {
 func (*ApproveExecutionResponse) ProtoMessage() {}
 
 func (x *ApproveExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[20]
+	mi := &file_drplane_v1_operator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1424,7 +1600,7 @@ func (x *ApproveExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveExecutionResponse.ProtoReflect.Descriptor instead.
 func (*ApproveExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{20}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ApproveExecutionResponse) GetMeta() *ResponseMeta {
@@ -1444,7 +1620,7 @@ type CancelExecutionRequest struct {
 
 func (x *CancelExecutionRequest) Reset() {
 	*x = CancelExecutionRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[21]
+	mi := &file_drplane_v1_operator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1456,7 +1632,7 @@ func (x *CancelExecutionRequest) String() string {
 func (*CancelExecutionRequest) ProtoMessage() {}
 
 func (x *CancelExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[21]
+	mi := &file_drplane_v1_operator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1469,7 +1645,7 @@ func (x *CancelExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExecutionRequest.ProtoReflect.Descriptor instead.
 func (*CancelExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{21}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CancelExecutionRequest) GetWrite() *WriteOptions {
@@ -1495,7 +1671,7 @@ type CancelExecutionResponse struct {
 
 func (x *CancelExecutionResponse) Reset() {
 	*x = CancelExecutionResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[22]
+	mi := &file_drplane_v1_operator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1683,7 @@ func (x *CancelExecutionResponse) String() string {
 func (*CancelExecutionResponse) ProtoMessage() {}
 
 func (x *CancelExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[22]
+	mi := &file_drplane_v1_operator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1696,7 @@ func (x *CancelExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExecutionResponse.ProtoReflect.Descriptor instead.
 func (*CancelExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{22}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CancelExecutionResponse) GetMeta() *ResponseMeta {
@@ -1542,7 +1718,7 @@ type SetAutomationRequest struct {
 
 func (x *SetAutomationRequest) Reset() {
 	*x = SetAutomationRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[23]
+	mi := &file_drplane_v1_operator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1730,7 @@ func (x *SetAutomationRequest) String() string {
 func (*SetAutomationRequest) ProtoMessage() {}
 
 func (x *SetAutomationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[23]
+	mi := &file_drplane_v1_operator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1743,7 @@ func (x *SetAutomationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAutomationRequest.ProtoReflect.Descriptor instead.
 func (*SetAutomationRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{23}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetAutomationRequest) GetWrite() *WriteOptions {
@@ -1600,7 +1776,7 @@ type SetAutomationResponse struct {
 
 func (x *SetAutomationResponse) Reset() {
 	*x = SetAutomationResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[24]
+	mi := &file_drplane_v1_operator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1788,7 @@ func (x *SetAutomationResponse) String() string {
 func (*SetAutomationResponse) ProtoMessage() {}
 
 func (x *SetAutomationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[24]
+	mi := &file_drplane_v1_operator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1801,7 @@ func (x *SetAutomationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAutomationResponse.ProtoReflect.Descriptor instead.
 func (*SetAutomationResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{24}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetAutomationResponse) GetMeta() *ResponseMeta {
@@ -1649,7 +1825,7 @@ type RecoverQuorumRequest struct {
 
 func (x *RecoverQuorumRequest) Reset() {
 	*x = RecoverQuorumRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[25]
+	mi := &file_drplane_v1_operator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1837,7 @@ func (x *RecoverQuorumRequest) String() string {
 func (*RecoverQuorumRequest) ProtoMessage() {}
 
 func (x *RecoverQuorumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[25]
+	mi := &file_drplane_v1_operator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1850,7 @@ func (x *RecoverQuorumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverQuorumRequest.ProtoReflect.Descriptor instead.
 func (*RecoverQuorumRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{25}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RecoverQuorumRequest) GetTo() string {
@@ -1709,7 +1885,7 @@ type RecoverQuorumResponse struct {
 
 func (x *RecoverQuorumResponse) Reset() {
 	*x = RecoverQuorumResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[26]
+	mi := &file_drplane_v1_operator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1721,7 +1897,7 @@ func (x *RecoverQuorumResponse) String() string {
 func (*RecoverQuorumResponse) ProtoMessage() {}
 
 func (x *RecoverQuorumResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[26]
+	mi := &file_drplane_v1_operator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +1910,7 @@ func (x *RecoverQuorumResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverQuorumResponse.ProtoReflect.Descriptor instead.
 func (*RecoverQuorumResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{26}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RecoverQuorumResponse) GetId() string {
@@ -1773,7 +1949,7 @@ type RunHostStepRequest struct {
 
 func (x *RunHostStepRequest) Reset() {
 	*x = RunHostStepRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[27]
+	mi := &file_drplane_v1_operator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1785,7 +1961,7 @@ func (x *RunHostStepRequest) String() string {
 func (*RunHostStepRequest) ProtoMessage() {}
 
 func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[27]
+	mi := &file_drplane_v1_operator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1798,7 +1974,7 @@ func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepRequest.ProtoReflect.Descriptor instead.
 func (*RunHostStepRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{27}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RunHostStepRequest) GetWrite() *WriteOptions {
@@ -1847,7 +2023,7 @@ type RunHostStepResponse struct {
 
 func (x *RunHostStepResponse) Reset() {
 	*x = RunHostStepResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[28]
+	mi := &file_drplane_v1_operator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +2035,7 @@ func (x *RunHostStepResponse) String() string {
 func (*RunHostStepResponse) ProtoMessage() {}
 
 func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[28]
+	mi := &file_drplane_v1_operator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +2048,7 @@ func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepResponse.ProtoReflect.Descriptor instead.
 func (*RunHostStepResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{28}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RunHostStepResponse) GetMeta() *ResponseMeta {
@@ -1906,7 +2082,7 @@ type ListHostSnapshotsRequest struct {
 
 func (x *ListHostSnapshotsRequest) Reset() {
 	*x = ListHostSnapshotsRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[29]
+	mi := &file_drplane_v1_operator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +2094,7 @@ func (x *ListHostSnapshotsRequest) String() string {
 func (*ListHostSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[29]
+	mi := &file_drplane_v1_operator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2107,7 @@ func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{29}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListHostSnapshotsRequest) GetHostId() string {
@@ -1958,7 +2134,7 @@ type ListHostSnapshotsResponse struct {
 
 func (x *ListHostSnapshotsResponse) Reset() {
 	*x = ListHostSnapshotsResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[30]
+	mi := &file_drplane_v1_operator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +2146,7 @@ func (x *ListHostSnapshotsResponse) String() string {
 func (*ListHostSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[30]
+	mi := &file_drplane_v1_operator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +2159,7 @@ func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{30}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListHostSnapshotsResponse) GetMeta() *ResponseMeta {
@@ -2030,7 +2206,7 @@ type Automation struct {
 
 func (x *Automation) Reset() {
 	*x = Automation{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[31]
+	mi := &file_drplane_v1_operator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2042,7 +2218,7 @@ func (x *Automation) String() string {
 func (*Automation) ProtoMessage() {}
 
 func (x *Automation) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[31]
+	mi := &file_drplane_v1_operator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2055,7 +2231,7 @@ func (x *Automation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Automation.ProtoReflect.Descriptor instead.
 func (*Automation) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{31}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Automation) GetEnabled() bool {
@@ -2165,7 +2341,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[32]
+	mi := &file_drplane_v1_operator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2353,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[32]
+	mi := &file_drplane_v1_operator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2366,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{32}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -2264,7 +2440,7 @@ type PlanStep struct {
 
 func (x *PlanStep) Reset() {
 	*x = PlanStep{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[33]
+	mi := &file_drplane_v1_operator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2276,7 +2452,7 @@ func (x *PlanStep) String() string {
 func (*PlanStep) ProtoMessage() {}
 
 func (x *PlanStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[33]
+	mi := &file_drplane_v1_operator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2289,7 +2465,7 @@ func (x *PlanStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanStep.ProtoReflect.Descriptor instead.
 func (*PlanStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{33}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PlanStep) GetId() string {
@@ -2429,7 +2605,7 @@ type ExecutionStep struct {
 
 func (x *ExecutionStep) Reset() {
 	*x = ExecutionStep{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	mi := &file_drplane_v1_operator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2441,7 +2617,7 @@ func (x *ExecutionStep) String() string {
 func (*ExecutionStep) ProtoMessage() {}
 
 func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	mi := &file_drplane_v1_operator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2454,7 +2630,7 @@ func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionStep.ProtoReflect.Descriptor instead.
 func (*ExecutionStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{34}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ExecutionStep) GetStep() *PlanStep {
@@ -2577,7 +2753,7 @@ type Execution struct {
 
 func (x *Execution) Reset() {
 	*x = Execution{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	mi := &file_drplane_v1_operator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2589,7 +2765,7 @@ func (x *Execution) String() string {
 func (*Execution) ProtoMessage() {}
 
 func (x *Execution) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	mi := &file_drplane_v1_operator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2602,7 +2778,7 @@ func (x *Execution) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Execution.ProtoReflect.Descriptor instead.
 func (*Execution) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{35}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Execution) GetId() string {
@@ -2901,7 +3077,18 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x125\n" +
 	"\n" +
 	"executions\x18\x02 \x03(\v2\x15.drplane.v1.ExecutionR\n" +
-	"executions\"r\n" +
+	"executions\"?\n" +
+	"\x10ListPlansRequest\x12+\n" +
+	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"q\n" +
+	"\x11ListPlansResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x12.\n" +
+	"\x05plans\x18\x02 \x03(\v2\x18.drplane.v1.PlanScenarioR\x05plans\"\xb8\x01\n" +
+	"\fPlanScenario\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12,\n" +
+	"\x12rto_target_seconds\x18\x03 \x01(\x01R\x10rtoTargetSeconds\x12,\n" +
+	"\x12rpo_target_seconds\x18\x04 \x01(\x01R\x10rpoTargetSeconds\x12$\n" +
+	"\x0ehas_rpo_target\x18\x05 \x01(\bR\fhasRpoTarget\"r\n" +
 	"\x17ApproveExecutionRequest\x12.\n" +
 	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x17\n" +
@@ -3060,7 +3247,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x1cREPLICATION_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REPLICATION_MODE_ASYNC\x10\x01\x12\x19\n" +
 	"\x15REPLICATION_MODE_SYNC\x10\x02\x12 \n" +
-	"\x1cREPLICATION_MODE_SYNC_STRICT\x10\x032\xb5\t\n" +
+	"\x1cREPLICATION_MODE_SYNC_STRICT\x10\x032\xff\t\n" +
 	"\bOperator\x12H\n" +
 	"\tGetStatus\x12\x1c.drplane.v1.GetStatusRequest\x1a\x1d.drplane.v1.GetStatusResponse\x12N\n" +
 	"\vListMembers\x12\x1e.drplane.v1.ListMembersRequest\x1a\x1f.drplane.v1.ListMembersResponse\x12Q\n" +
@@ -3069,7 +3256,8 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\tListAudit\x12\x1c.drplane.v1.ListAuditRequest\x1a\x1d.drplane.v1.ListAuditResponse\x12W\n" +
 	"\x0eStartExecution\x12!.drplane.v1.StartExecutionRequest\x1a\".drplane.v1.StartExecutionResponse\x12Q\n" +
 	"\fGetExecution\x12\x1f.drplane.v1.GetExecutionRequest\x1a .drplane.v1.GetExecutionResponse\x12W\n" +
-	"\x0eListExecutions\x12!.drplane.v1.ListExecutionsRequest\x1a\".drplane.v1.ListExecutionsResponse\x12]\n" +
+	"\x0eListExecutions\x12!.drplane.v1.ListExecutionsRequest\x1a\".drplane.v1.ListExecutionsResponse\x12H\n" +
+	"\tListPlans\x12\x1c.drplane.v1.ListPlansRequest\x1a\x1d.drplane.v1.ListPlansResponse\x12]\n" +
 	"\x10ApproveExecution\x12#.drplane.v1.ApproveExecutionRequest\x1a$.drplane.v1.ApproveExecutionResponse\x12Z\n" +
 	"\x0fCancelExecution\x12\".drplane.v1.CancelExecutionRequest\x1a#.drplane.v1.CancelExecutionResponse\x12T\n" +
 	"\rSetAutomation\x12 .drplane.v1.SetAutomationRequest\x1a!.drplane.v1.SetAutomationResponse\x12T\n" +
@@ -3090,7 +3278,7 @@ func file_drplane_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_drplane_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_drplane_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_drplane_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_drplane_v1_operator_proto_goTypes = []any{
 	(ReplicationMode)(0),              // 0: drplane.v1.ReplicationMode
 	(*GetStatusRequest)(nil),          // 1: drplane.v1.GetStatusRequest
@@ -3112,138 +3300,146 @@ var file_drplane_v1_operator_proto_goTypes = []any{
 	(*GetExecutionResponse)(nil),      // 17: drplane.v1.GetExecutionResponse
 	(*ListExecutionsRequest)(nil),     // 18: drplane.v1.ListExecutionsRequest
 	(*ListExecutionsResponse)(nil),    // 19: drplane.v1.ListExecutionsResponse
-	(*ApproveExecutionRequest)(nil),   // 20: drplane.v1.ApproveExecutionRequest
-	(*ApproveExecutionResponse)(nil),  // 21: drplane.v1.ApproveExecutionResponse
-	(*CancelExecutionRequest)(nil),    // 22: drplane.v1.CancelExecutionRequest
-	(*CancelExecutionResponse)(nil),   // 23: drplane.v1.CancelExecutionResponse
-	(*SetAutomationRequest)(nil),      // 24: drplane.v1.SetAutomationRequest
-	(*SetAutomationResponse)(nil),     // 25: drplane.v1.SetAutomationResponse
-	(*RecoverQuorumRequest)(nil),      // 26: drplane.v1.RecoverQuorumRequest
-	(*RecoverQuorumResponse)(nil),     // 27: drplane.v1.RecoverQuorumResponse
-	(*RunHostStepRequest)(nil),        // 28: drplane.v1.RunHostStepRequest
-	(*RunHostStepResponse)(nil),       // 29: drplane.v1.RunHostStepResponse
-	(*ListHostSnapshotsRequest)(nil),  // 30: drplane.v1.ListHostSnapshotsRequest
-	(*ListHostSnapshotsResponse)(nil), // 31: drplane.v1.ListHostSnapshotsResponse
-	(*Automation)(nil),                // 32: drplane.v1.Automation
-	(*AuditEntry)(nil),                // 33: drplane.v1.AuditEntry
-	(*PlanStep)(nil),                  // 34: drplane.v1.PlanStep
-	(*ExecutionStep)(nil),             // 35: drplane.v1.ExecutionStep
-	(*Execution)(nil),                 // 36: drplane.v1.Execution
-	nil,                               // 37: drplane.v1.RunHostStepRequest.ArgsEntry
-	nil,                               // 38: drplane.v1.PlanStep.ArgsEntry
-	nil,                               // 39: drplane.v1.PlanStep.ArgsFromEntry
-	nil,                               // 40: drplane.v1.ExecutionStep.OutputsEntry
-	(*ReadOptions)(nil),               // 41: drplane.v1.ReadOptions
-	(*ResponseMeta)(nil),              // 42: drplane.v1.ResponseMeta
-	(*Site)(nil),                      // 43: drplane.v1.Site
-	(*Server)(nil),                    // 44: drplane.v1.Server
-	(*Agent)(nil),                     // 45: drplane.v1.Agent
-	(*timestamppb.Timestamp)(nil),     // 46: google.protobuf.Timestamp
-	(WalSenderState)(0),               // 47: drplane.v1.WalSenderState
-	(SyncState)(0),                    // 48: drplane.v1.SyncState
-	(*WriteOptions)(nil),              // 49: drplane.v1.WriteOptions
-	(StepAction)(0),                   // 50: drplane.v1.StepAction
-	(*StepResult)(nil),                // 51: drplane.v1.StepResult
-	(*SnapshotInfo)(nil),              // 52: drplane.v1.SnapshotInfo
-	(StepState)(0),                    // 53: drplane.v1.StepState
-	(ExecutionTrigger)(0),             // 54: drplane.v1.ExecutionTrigger
-	(ExecutionState)(0),               // 55: drplane.v1.ExecutionState
+	(*ListPlansRequest)(nil),          // 20: drplane.v1.ListPlansRequest
+	(*ListPlansResponse)(nil),         // 21: drplane.v1.ListPlansResponse
+	(*PlanScenario)(nil),              // 22: drplane.v1.PlanScenario
+	(*ApproveExecutionRequest)(nil),   // 23: drplane.v1.ApproveExecutionRequest
+	(*ApproveExecutionResponse)(nil),  // 24: drplane.v1.ApproveExecutionResponse
+	(*CancelExecutionRequest)(nil),    // 25: drplane.v1.CancelExecutionRequest
+	(*CancelExecutionResponse)(nil),   // 26: drplane.v1.CancelExecutionResponse
+	(*SetAutomationRequest)(nil),      // 27: drplane.v1.SetAutomationRequest
+	(*SetAutomationResponse)(nil),     // 28: drplane.v1.SetAutomationResponse
+	(*RecoverQuorumRequest)(nil),      // 29: drplane.v1.RecoverQuorumRequest
+	(*RecoverQuorumResponse)(nil),     // 30: drplane.v1.RecoverQuorumResponse
+	(*RunHostStepRequest)(nil),        // 31: drplane.v1.RunHostStepRequest
+	(*RunHostStepResponse)(nil),       // 32: drplane.v1.RunHostStepResponse
+	(*ListHostSnapshotsRequest)(nil),  // 33: drplane.v1.ListHostSnapshotsRequest
+	(*ListHostSnapshotsResponse)(nil), // 34: drplane.v1.ListHostSnapshotsResponse
+	(*Automation)(nil),                // 35: drplane.v1.Automation
+	(*AuditEntry)(nil),                // 36: drplane.v1.AuditEntry
+	(*PlanStep)(nil),                  // 37: drplane.v1.PlanStep
+	(*ExecutionStep)(nil),             // 38: drplane.v1.ExecutionStep
+	(*Execution)(nil),                 // 39: drplane.v1.Execution
+	nil,                               // 40: drplane.v1.RunHostStepRequest.ArgsEntry
+	nil,                               // 41: drplane.v1.PlanStep.ArgsEntry
+	nil,                               // 42: drplane.v1.PlanStep.ArgsFromEntry
+	nil,                               // 43: drplane.v1.ExecutionStep.OutputsEntry
+	(*ReadOptions)(nil),               // 44: drplane.v1.ReadOptions
+	(*ResponseMeta)(nil),              // 45: drplane.v1.ResponseMeta
+	(*Site)(nil),                      // 46: drplane.v1.Site
+	(*Server)(nil),                    // 47: drplane.v1.Server
+	(*Agent)(nil),                     // 48: drplane.v1.Agent
+	(*timestamppb.Timestamp)(nil),     // 49: google.protobuf.Timestamp
+	(WalSenderState)(0),               // 50: drplane.v1.WalSenderState
+	(SyncState)(0),                    // 51: drplane.v1.SyncState
+	(*WriteOptions)(nil),              // 52: drplane.v1.WriteOptions
+	(StepAction)(0),                   // 53: drplane.v1.StepAction
+	(*StepResult)(nil),                // 54: drplane.v1.StepResult
+	(*SnapshotInfo)(nil),              // 55: drplane.v1.SnapshotInfo
+	(StepState)(0),                    // 56: drplane.v1.StepState
+	(ExecutionTrigger)(0),             // 57: drplane.v1.ExecutionTrigger
+	(ExecutionState)(0),               // 58: drplane.v1.ExecutionState
 }
 var file_drplane_v1_operator_proto_depIdxs = []int32{
-	41, // 0: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
-	42, // 1: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
-	43, // 2: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
-	44, // 3: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
-	45, // 4: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
-	32, // 5: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
+	44, // 0: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
+	45, // 1: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
+	46, // 2: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
+	47, // 3: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
+	48, // 4: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
+	35, // 5: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
 	5,  // 6: drplane.v1.GetStatusResponse.degraded:type_name -> drplane.v1.ProductionProblem
 	3,  // 7: drplane.v1.GetStatusResponse.replication:type_name -> drplane.v1.DataReplication
 	0,  // 8: drplane.v1.DataReplication.mode:type_name -> drplane.v1.ReplicationMode
-	46, // 9: drplane.v1.DataReplication.degraded_since:type_name -> google.protobuf.Timestamp
+	49, // 9: drplane.v1.DataReplication.degraded_since:type_name -> google.protobuf.Timestamp
 	4,  // 10: drplane.v1.DataReplication.standbys:type_name -> drplane.v1.StandbyState
-	47, // 11: drplane.v1.StandbyState.state:type_name -> drplane.v1.WalSenderState
-	48, // 12: drplane.v1.StandbyState.sync_state:type_name -> drplane.v1.SyncState
-	41, // 13: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
-	42, // 14: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
-	44, // 15: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
-	49, // 16: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
-	42, // 17: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
-	49, // 18: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
-	42, // 19: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
-	41, // 20: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
-	42, // 21: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
-	33, // 22: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
-	49, // 23: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	42, // 24: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	36, // 25: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
-	41, // 26: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
-	42, // 27: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	36, // 28: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
-	41, // 29: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
-	42, // 30: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	36, // 31: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
-	49, // 32: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	42, // 33: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	49, // 34: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	42, // 35: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	49, // 36: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
-	42, // 37: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
-	49, // 38: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
-	50, // 39: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
-	37, // 40: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
-	42, // 41: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
-	51, // 42: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
-	42, // 43: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	52, // 44: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	46, // 45: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
-	46, // 46: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	50, // 47: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
-	38, // 48: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
-	39, // 49: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
-	34, // 50: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
-	53, // 51: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
-	46, // 52: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
-	46, // 53: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
-	40, // 54: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
-	54, // 55: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
-	46, // 56: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
-	46, // 57: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
-	46, // 58: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
-	55, // 59: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
-	35, // 60: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
-	1,  // 61: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
-	6,  // 62: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
-	8,  // 63: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
-	10, // 64: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
-	12, // 65: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
-	14, // 66: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
-	16, // 67: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
-	18, // 68: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
-	20, // 69: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
-	22, // 70: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
-	24, // 71: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
-	26, // 72: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
-	28, // 73: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
-	30, // 74: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
-	2,  // 75: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
-	7,  // 76: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
-	9,  // 77: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
-	11, // 78: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
-	13, // 79: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
-	15, // 80: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
-	17, // 81: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
-	19, // 82: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
-	21, // 83: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
-	23, // 84: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
-	25, // 85: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
-	27, // 86: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
-	29, // 87: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
-	31, // 88: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
-	75, // [75:89] is the sub-list for method output_type
-	61, // [61:75] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	50, // 11: drplane.v1.StandbyState.state:type_name -> drplane.v1.WalSenderState
+	51, // 12: drplane.v1.StandbyState.sync_state:type_name -> drplane.v1.SyncState
+	44, // 13: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
+	45, // 14: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
+	47, // 15: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
+	52, // 16: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
+	45, // 17: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
+	52, // 18: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
+	45, // 19: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
+	44, // 20: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
+	45, // 21: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
+	36, // 22: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
+	52, // 23: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	45, // 24: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	39, // 25: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
+	44, // 26: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
+	45, // 27: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	39, // 28: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
+	44, // 29: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
+	45, // 30: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	39, // 31: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
+	44, // 32: drplane.v1.ListPlansRequest.read:type_name -> drplane.v1.ReadOptions
+	45, // 33: drplane.v1.ListPlansResponse.meta:type_name -> drplane.v1.ResponseMeta
+	22, // 34: drplane.v1.ListPlansResponse.plans:type_name -> drplane.v1.PlanScenario
+	52, // 35: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	45, // 36: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	52, // 37: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	45, // 38: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	52, // 39: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
+	45, // 40: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
+	52, // 41: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
+	53, // 42: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
+	40, // 43: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
+	45, // 44: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
+	54, // 45: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
+	45, // 46: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	55, // 47: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	49, // 48: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
+	49, // 49: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	53, // 50: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
+	41, // 51: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
+	42, // 52: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
+	37, // 53: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
+	56, // 54: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
+	49, // 55: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
+	49, // 56: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
+	43, // 57: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
+	57, // 58: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
+	49, // 59: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
+	49, // 60: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
+	49, // 61: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	58, // 62: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
+	38, // 63: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
+	1,  // 64: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
+	6,  // 65: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
+	8,  // 66: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
+	10, // 67: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
+	12, // 68: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
+	14, // 69: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
+	16, // 70: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
+	18, // 71: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
+	20, // 72: drplane.v1.Operator.ListPlans:input_type -> drplane.v1.ListPlansRequest
+	23, // 73: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
+	25, // 74: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
+	27, // 75: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
+	29, // 76: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
+	31, // 77: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
+	33, // 78: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
+	2,  // 79: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
+	7,  // 80: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
+	9,  // 81: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
+	11, // 82: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
+	13, // 83: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
+	15, // 84: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
+	17, // 85: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
+	19, // 86: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
+	21, // 87: drplane.v1.Operator.ListPlans:output_type -> drplane.v1.ListPlansResponse
+	24, // 88: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
+	26, // 89: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
+	28, // 90: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
+	30, // 91: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
+	32, // 92: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
+	34, // 93: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
+	79, // [79:94] is the sub-list for method output_type
+	64, // [64:79] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_operator_proto_init() }
@@ -3260,7 +3456,7 @@ func file_drplane_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_operator_proto_rawDesc), len(file_drplane_v1_operator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   40,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

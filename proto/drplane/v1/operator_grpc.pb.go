@@ -27,6 +27,7 @@ const (
 	Operator_StartExecution_FullMethodName    = "/drplane.v1.Operator/StartExecution"
 	Operator_GetExecution_FullMethodName      = "/drplane.v1.Operator/GetExecution"
 	Operator_ListExecutions_FullMethodName    = "/drplane.v1.Operator/ListExecutions"
+	Operator_ListPlans_FullMethodName         = "/drplane.v1.Operator/ListPlans"
 	Operator_ApproveExecution_FullMethodName  = "/drplane.v1.Operator/ApproveExecution"
 	Operator_CancelExecution_FullMethodName   = "/drplane.v1.Operator/CancelExecution"
 	Operator_SetAutomation_FullMethodName     = "/drplane.v1.Operator/SetAutomation"
@@ -69,6 +70,10 @@ type OperatorClient interface {
 	// ListExecutions returns every execution, oldest first, with the RTO and
 	// RPO targets that applied.
 	ListExecutions(ctx context.Context, in *ListExecutionsRequest, opts ...grpc.CallOption) (*ListExecutionsResponse, error)
+	// ListPlans lists the plans the leader's configuration offers (each
+	// kind's default plan and every named plan) with their objectives: the
+	// scenarios `drplane report` measures, exercised or not.
+	ListPlans(ctx context.Context, in *ListPlansRequest, opts ...grpc.CallOption) (*ListPlansResponse, error)
 	// ApproveExecution ends the execution's waiting approval step.
 	ApproveExecution(ctx context.Context, in *ApproveExecutionRequest, opts ...grpc.CallOption) (*ApproveExecutionResponse, error)
 	// CancelExecution stops the scheduling of the execution's new steps.
@@ -179,6 +184,16 @@ func (c *operatorClient) ListExecutions(ctx context.Context, in *ListExecutionsR
 	return out, nil
 }
 
+func (c *operatorClient) ListPlans(ctx context.Context, in *ListPlansRequest, opts ...grpc.CallOption) (*ListPlansResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPlansResponse)
+	err := c.cc.Invoke(ctx, Operator_ListPlans_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *operatorClient) ApproveExecution(ctx context.Context, in *ApproveExecutionRequest, opts ...grpc.CallOption) (*ApproveExecutionResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ApproveExecutionResponse)
@@ -273,6 +288,10 @@ type OperatorServer interface {
 	// ListExecutions returns every execution, oldest first, with the RTO and
 	// RPO targets that applied.
 	ListExecutions(context.Context, *ListExecutionsRequest) (*ListExecutionsResponse, error)
+	// ListPlans lists the plans the leader's configuration offers (each
+	// kind's default plan and every named plan) with their objectives: the
+	// scenarios `drplane report` measures, exercised or not.
+	ListPlans(context.Context, *ListPlansRequest) (*ListPlansResponse, error)
 	// ApproveExecution ends the execution's waiting approval step.
 	ApproveExecution(context.Context, *ApproveExecutionRequest) (*ApproveExecutionResponse, error)
 	// CancelExecution stops the scheduling of the execution's new steps.
@@ -326,6 +345,9 @@ func (UnimplementedOperatorServer) GetExecution(context.Context, *GetExecutionRe
 }
 func (UnimplementedOperatorServer) ListExecutions(context.Context, *ListExecutionsRequest) (*ListExecutionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListExecutions not implemented")
+}
+func (UnimplementedOperatorServer) ListPlans(context.Context, *ListPlansRequest) (*ListPlansResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPlans not implemented")
 }
 func (UnimplementedOperatorServer) ApproveExecution(context.Context, *ApproveExecutionRequest) (*ApproveExecutionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ApproveExecution not implemented")
@@ -510,6 +532,24 @@ func _Operator_ListExecutions_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Operator_ListPlans_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPlansRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).ListPlans(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_ListPlans_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).ListPlans(ctx, req.(*ListPlansRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Operator_ApproveExecution_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ApproveExecutionRequest)
 	if err := dec(in); err != nil {
@@ -656,6 +696,10 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListExecutions",
 			Handler:    _Operator_ListExecutions_Handler,
+		},
+		{
+			MethodName: "ListPlans",
+			Handler:    _Operator_ListPlans_Handler,
 		},
 		{
 			MethodName: "ApproveExecution",
