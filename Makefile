@@ -75,7 +75,7 @@ bench: prereqs-bench $(TOOLS)/benchstat build
 	DRPLANE_BENCH_FULL=$(BENCH_FULL) $(GO) test -run '^$$' -bench 'BenchmarkPull' \
 		-benchtime $(if $(filter 1,$(BENCH_FULL)),1x,2x) -count 6 -timeout 40m ./hostagent/rsync/ | tee bin/bench-rsync.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkSnapshot' -benchtime 1x -count 6 -timeout 20m ./hostagent/snapshot/ | tee bin/bench-snapshot.txt
-	$(GO) test -run '^$$' -bench 'BenchmarkSwitchover|BenchmarkFailover|BenchmarkCommitLatency' -benchtime 1x -count 6 -timeout 30m ./e2e/ | tee bin/bench-plans.txt
+	$(GO) test -run '^$$' -bench 'BenchmarkSwitchover|BenchmarkFailover|BenchmarkRestart|BenchmarkCommitLatency' -benchtime 1x -count 6 -timeout 30m ./e2e/ | tee bin/bench-plans.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkNetns' -benchtime 1x -count 5 -timeout 60m ./e2e/ | tee bin/bench-netns.txt
 	@echo; echo "== medians over 6 runs (5 for BenchmarkNetns_*) =="; $(TOOLS)/benchstat bin/bench-apply.txt bin/bench-election.txt \
 		bin/bench-rsync.txt bin/bench-snapshot.txt bin/bench-plans.txt bin/bench-netns.txt

@@ -57,6 +57,13 @@ func BenchmarkFailover(b *testing.B) {
 	})
 }
 
+// BenchmarkRestart measures `drplane restart`: the primary site's
+// PostgreSQL, engine and gateway stopped in reverse dependency order and
+// started in order, each health-gated, as BenchmarkSwitchover does.
+func BenchmarkRestart(b *testing.B) {
+	benchmarkPlan(b, []string{"restart", "--yes"}, nil)
+}
+
 func benchmarkPlan(b *testing.B, args []string, before func(*planSites)) {
 	var rto, wall time.Duration
 	for b.Loop() {
