@@ -112,6 +112,7 @@ func run(bin string, keep bool) (err error) {
 		{"status", d.status},
 		{"drill", d.drill},
 		{"switchover to dr and back", d.switchovers},
+		{"restart in place", d.restart},
 		{"primary site outage and recovery", d.outage},
 		{"report", d.report},
 	}

@@ -38,6 +38,13 @@ func (d *demo) switchovers(ctx context.Context) error {
 	return nil
 }
 
+// restart restarts the active site's application in place, as a plan
+// for a failed application host would.
+func (d *demo) restart(ctx context.Context) error {
+	d.say("A restart in place of the application (a failed application host): stop, start, wait for its health check")
+	return d.sh(ctx, "restart", "--service", "sampleapp", "--yes")
+}
+
 // outage kills every process of the primary site and follows the
 // automatic failover; when none succeeds in time it fails over by
 // command, and says so.
