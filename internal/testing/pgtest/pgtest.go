@@ -188,3 +188,20 @@ func freePort(t testing.TB) int {
 func opContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), opTimeout)
 }
+
+// TempDir returns a new directory, removed when the test ends, that RunAs
+// may traverse but not list: a place for the directories a test hands to
+// PostgreSQL's user, such as a backup repository or a restore target.
+func TempDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	traversable(t, dir)
+	return dir
+}
+
+// FreePort returns a TCP port on 127.0.0.1 the kernel just handed out, for
+// a server a test starts besides a Pair's.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	return freePort(t)
+}
