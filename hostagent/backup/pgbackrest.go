@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/drplane/drplane/internal/osuser"
+	"github.com/drplane/drplane/internal/tail"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -148,7 +150,7 @@ func or(s, def string) string {
 type PgBackRest struct {
 	cfg    PgBackRestConfig
 	logger hclog.Logger
-	user   *runAs
+	user   *osuser.User
 }
 
 // NewPgBackRest fills cfg's defaults, validates it, looks up RunAs and
@@ -170,7 +172,7 @@ func NewPgBackRest(cfg PgBackRestConfig, logger hclog.Logger) (*PgBackRest, erro
 	if err := validPath("binary", cfg.Binary); err != nil {
 		return nil, fmt.Errorf("pgbackrest stanza %s: %w", cfg.Stanza, err)
 	}
-	user, err := lookupRunAs(cfg.RunAs)
+	user, err := osuser.Lookup(cfg.RunAs)
 	if err != nil {
 		return nil, fmt.Errorf("pgbackrest stanza %s: %w", cfg.Stanza, err)
 	}
@@ -235,9 +237,9 @@ func (e *PgBackRest) run(ctx context.Context, progress Progress, args ...string)
 	if progress != nil {
 		global = append(global, "--log-level-console=info")
 	}
-	cmd := e.user.command(ctx, global[0], append(global[1:], args...)...)
+	cmd := e.user.Command(ctx, global[0], append(global[1:], args...)...)
 	var stdout bytes.Buffer
-	stderr := &tailBuffer{max: outputTail}
+	stderr := &tail.Buffer{Max: outputTail}
 	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -285,19 +287,3 @@ func logMessage(line string) (string, bool) {
 	}
 	return msg, true
 }
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	max int
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
-		t.buf = t.buf[over:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string { return string(t.buf) }

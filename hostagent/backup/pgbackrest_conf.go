@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/drplane/drplane/internal/osuser"
 )
 
 // confSection is one [section] of pgbackrest.conf, its options in the
@@ -42,7 +44,7 @@ func (e *PgBackRest) configure(ctx context.Context) error {
 	if err := os.MkdirAll(e.cfg.ConfigDir, 0o711); err != nil {
 		return fmt.Errorf("create config dir: %w", err)
 	}
-	if err := e.user.checkReachable(e.cfg.ConfigDir); err != nil {
+	if err := e.user.CheckReachable(e.cfg.ConfigDir); err != nil {
 		return fmt.Errorf("config dir: %w", err)
 	}
 	if err := writeOwned(e.user, e.ConfigFile(), renderConf(e.confSections())); err != nil {
@@ -51,10 +53,10 @@ func (e *PgBackRest) configure(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Dir(e.cfg.Repository), 0o755); err != nil {
 		return fmt.Errorf("create repository's parent: %w", err)
 	}
-	if err := e.user.mkdirOwned(e.cfg.Repository, 0o750); err != nil {
+	if err := mkdirOwned(e.user, e.cfg.Repository, 0o750); err != nil {
 		return fmt.Errorf("create repository: %w", err)
 	}
-	if err := e.user.checkReachable(e.cfg.Repository); err != nil {
+	if err := e.user.CheckReachable(e.cfg.Repository); err != nil {
 		return fmt.Errorf("repository: %w", err)
 	}
 	return nil
@@ -120,7 +122,7 @@ func renderConf(sections []confSection) []byte {
 // writeOwned replaces path with data atomically: written to a temporary
 // file beside it, mode 0600 and given to user before it is renamed over
 // path, so the file is never readable by anyone else, nor half written.
-func writeOwned(user *runAs, path string, data []byte) error {
+func writeOwned(user *osuser.User, path string, data []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
@@ -129,7 +131,7 @@ func writeOwned(user *runAs, path string, data []byte) error {
 	_, err = f.Write(data)
 	err = errors.Join(err, f.Sync(), f.Close())
 	if err == nil {
-		err = user.chown(tmp)
+		err = user.Chown(tmp)
 	}
 	if err == nil {
 		err = os.Rename(tmp, path)

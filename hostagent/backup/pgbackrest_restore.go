@@ -64,7 +64,7 @@ func (e *PgBackRest) restoreTarget(ctx context.Context, target RestoreTarget, da
 // restore creates dataDir if needed and runs pgbackrest restore into it
 // with args.
 func (e *PgBackRest) restore(ctx context.Context, dataDir string, args []string, progress Progress) error {
-	if err := e.user.mkdirOwned(dataDir, 0o700); err != nil {
+	if err := mkdirOwned(e.user, dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	progress("restoring %s into %s", e.cfg.Stanza, dataDir)

@@ -185,7 +185,7 @@ func TestPgBackRest_RestoreToTime(t *testing.T) {
 	require.NoError(t, e.Check(ctx))
 
 	sc := newScratch(filepath.Join(env.dir, "pitr"), pgtest.FreePort(t))
-	require.NoError(t, e.user.mkdirOwned(sc.dir, 0o700))
+	require.NoError(t, mkdirOwned(e.user, sc.dir, 0o700))
 	t.Cleanup(func() { require.NoError(t, e.removeScratch(context.Background(), sc, progress(t))) })
 	require.NoError(t, e.Restore(ctx, RestoreTarget{Time: target}, sc.data, progress(t)))
 	require.NoError(t, e.startScratch(ctx, sc, progress(t)))

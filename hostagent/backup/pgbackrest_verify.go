@@ -111,7 +111,7 @@ func (e *PgBackRest) verify(ctx context.Context, sc scratch, progress Progress) 
 		return res, fmt.Errorf("%w to verify", ErrNoBackup)
 	}
 	res.Label = backups[len(backups)-1].Label
-	if err := e.user.mkdirOwned(sc.dir, 0o700); err != nil {
+	if err := mkdirOwned(e.user, sc.dir, 0o700); err != nil {
 		return res, fmt.Errorf("create scratch dir: %w", err)
 	}
 	defer func() { err = errors.Join(err, e.removeScratch(ctx, sc, progress)) }()
@@ -159,14 +159,14 @@ func (e *PgBackRest) checkScratch(sc scratch) error {
 	if err := checkEmpty(sc.dir, false); err != nil {
 		return fmt.Errorf("scratch dir: %w", err)
 	}
-	return e.user.checkReachable(filepath.Dir(sc.dir))
+	return e.user.CheckReachable(filepath.Dir(sc.dir))
 }
 
 // startScratch makes the restored copy in sc independent (see
 // scratchSettings), starts it with the driver and waits until it has
 // finished recovery and answers healthQuery.
 func (e *PgBackRest) startScratch(ctx context.Context, sc scratch, progress Progress) error {
-	if err := e.user.mkdirOwned(sc.sockets, 0o700); err != nil {
+	if err := mkdirOwned(e.user, sc.sockets, 0o700); err != nil {
 		return fmt.Errorf("create socket dir: %w", err)
 	}
 	if err := appendSettings(filepath.Join(sc.data, "postgresql.auto.conf"), scratchSettings); err != nil {
@@ -215,7 +215,7 @@ func (e *PgBackRest) removeScratch(ctx context.Context, sc scratch, progress Pro
 	defer cancel()
 	var errs []error
 	if _, err := os.Stat(filepath.Join(sc.data, "postmaster.pid")); err == nil {
-		cmd := e.user.command(ctx, filepath.Join(e.cfg.BinDir, "pg_ctl"), "stop", "-D", sc.data, "-m", "immediate", "-w")
+		cmd := e.user.Command(ctx, filepath.Join(e.cfg.BinDir, "pg_ctl"), "stop", "-D", sc.data, "-m", "immediate", "-w")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			errs = append(errs, fmt.Errorf("stop the restored copy: pg_ctl stop: %w: %s", err, pgTail(string(out))))
 		}

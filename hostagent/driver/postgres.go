@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"sync"
 	"time"
 
+	"github.com/drplane/drplane/internal/osuser"
 	"github.com/drplane/drplane/internal/structs"
 	"github.com/hashicorp/go-hclog"
 )
@@ -93,7 +92,7 @@ type PostgresConfig struct {
 type Postgres struct {
 	cfg    PostgresConfig
 	logger hclog.Logger
-	cred   *pgCredential
+	cred   *osuser.User
 
 	// mu serialises Start, Stop, Promote and Demote.
 	mu sync.Mutex
@@ -120,7 +119,7 @@ func NewPostgres(cfg PostgresConfig, logger hclog.Logger) (*Postgres, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("postgres %s: %w", cfg.Name, err)
 	}
-	cred, err := pgLookupCredential(cfg.RunAs)
+	cred, err := osuser.Lookup(cfg.RunAs)
 	if err != nil {
 		return nil, fmt.Errorf("postgres %s: %w", cfg.Name, err)
 	}
@@ -288,32 +287,4 @@ func pgProgress(progress Progress) Progress {
 		return func(string, ...any) {}
 	}
 	return progress
-}
-
-// pgCredential is the OS identity PostgreSQL programs run as.
-type pgCredential struct {
-	uid, gid uint32
-	groups   []uint32
-	home     string
-}
-
-// pgLookupCredential resolves name to its uid, gid, groups and home.
-func pgLookupCredential(name string) (*pgCredential, error) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return nil, fmt.Errorf("look up run_as user: %w", err)
-	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err := errors.Join(err1, err2); err != nil {
-		return nil, fmt.Errorf("run_as user %s: %w", name, err)
-	}
-	cred := &pgCredential{uid: uint32(uid), gid: uint32(gid), home: u.HomeDir}
-	gids, _ := u.GroupIds() // supplementary groups are best effort (ssl-cert)
-	for _, g := range gids {
-		if n, err := strconv.ParseUint(g, 10, 32); err == nil {
-			cred.groups = append(cred.groups, uint32(n))
-		}
-	}
-	return cred, nil
 }

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -30,27 +29,7 @@ const pgOutputTail = 2048
 // a clean environment: no PG* variable of the agent's may redirect a
 // pg_rewind or pick another data directory.
 func (p *Postgres) command(ctx context.Context, prog string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, filepath.Join(p.cfg.BinDir, prog), args...)
-	cmd.Dir = "/"
-	cmd.Env = []string{
-		"PATH=/usr/local/bin:/usr/bin:/bin",
-		"HOME=" + p.cred.home,
-		"USER=" + p.cfg.RunAs,
-		"LOGNAME=" + p.cfg.RunAs,
-	}
-	for _, k := range []string{"LANG", "LC_ALL", "TZ"} {
-		if v, ok := os.LookupEnv(k); ok {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-	}
-	// Switching identity needs root; an agent already running as RunAs
-	// execs the programs directly.
-	if uint32(os.Geteuid()) != p.cred.uid {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{
-			Uid: p.cred.uid, Gid: p.cred.gid, Groups: p.cred.groups,
-		}}
-	}
-	return cmd
+	return p.cred.Command(ctx, filepath.Join(p.cfg.BinDir, prog), args...)
 }
 
 // run runs prog to completion and returns its combined output. On failure

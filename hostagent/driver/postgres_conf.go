@@ -90,7 +90,7 @@ func (p *Postgres) writeOwned(path string, data []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chown(f.Name(), int(p.cred.uid), int(p.cred.gid))
+		err = p.cred.Chown(f.Name())
 	}
 	if err != nil {
 		return err

@@ -149,7 +149,7 @@ func (p *Postgres) basebackup(ctx context.Context, up Upstream) error {
 	if err := os.Mkdir(p.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
-	if err := os.Chown(p.cfg.DataDir, int(p.cred.uid), int(p.cred.gid)); err != nil {
+	if err := p.cred.Chown(p.cfg.DataDir); err != nil {
 		return fmt.Errorf("chown data directory: %w", err)
 	}
 	_, err := p.run(ctx, "pg_basebackup", "-D", p.cfg.DataDir, "-R", "-X", "stream", "-c", "fast",

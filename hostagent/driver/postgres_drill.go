@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 )
 
 var _ Driller = (*Postgres)(nil)
@@ -232,7 +231,9 @@ func (p *Postgres) cloneForDrill(ctx context.Context, cp *Postgres, d Drill, pro
 // makeDrillDirs creates d.Dir and the socket directory, owned by RunAs
 // and private to it, after checking RunAs can reach them at all.
 func (p *Postgres) makeDrillDirs(d Drill, cp *Postgres) error {
-	if err := p.checkTraversable(filepath.Dir(d.Dir)); err != nil {
+	// pg_basebackup and the server run as RunAs and would otherwise fail
+	// later with a bare "permission denied".
+	if err := p.cred.CheckReachable(filepath.Dir(d.Dir)); err != nil {
 		return err
 	}
 	for _, dir := range []string{d.Dir, cp.cfg.SocketDir} {
@@ -240,46 +241,11 @@ func (p *Postgres) makeDrillDirs(d Drill, cp *Postgres) error {
 			return fmt.Errorf("create drill directory: %w", err)
 		}
 		// Mkdir's mode is subject to the umask; Chmod is not.
-		if err := errors.Join(os.Chown(dir, int(p.cred.uid), int(p.cred.gid)), os.Chmod(dir, 0o700)); err != nil {
+		if err := errors.Join(p.cred.Chown(dir), os.Chmod(dir, 0o700)); err != nil {
 			return fmt.Errorf("give drill directory %s to %s: %w", dir, p.cfg.RunAs, err)
 		}
 	}
 	return nil
-}
-
-// checkTraversable fails, naming the culprit, when RunAs cannot pass
-// through dir or a directory above it: pg_basebackup and the server run
-// as RunAs and would fail later with a bare "permission denied".
-func (p *Postgres) checkTraversable(dir string) error {
-	for d := dir; ; d = filepath.Dir(d) {
-		st, err := os.Stat(d)
-		if err != nil {
-			return fmt.Errorf("check drill directory: %w", err)
-		}
-		if !p.canTraverse(st) {
-			return fmt.Errorf("run_as user %s cannot reach %s: %s (mode %s) is not traversable by it; give it o+x", p.cfg.RunAs, dir, d, st.Mode().Perm())
-		}
-		if d == filepath.Dir(d) {
-			return nil
-		}
-	}
-}
-
-// canTraverse applies the owner, group, other permission bits to RunAs.
-func (p *Postgres) canTraverse(st fs.FileInfo) bool {
-	perm := st.Mode().Perm()
-	uid, gid, ok := fileOwner(st)
-	switch {
-	case !ok:
-		return true // unknown ownership: let the programs tell
-	case p.cred.uid == 0:
-		return true
-	case uid == p.cred.uid:
-		return perm&0o100 != 0
-	case gid == p.cred.gid || slices.Contains(p.cred.groups, gid):
-		return perm&0o010 != 0
-	}
-	return perm&0o001 != 0
 }
 
 // makeIndependent turns the base backup in dataDir into a primary of its
@@ -311,13 +277,4 @@ func (p *Postgres) makeIndependent(dataDir string, cp *Postgres) error {
 func pgWithin(path, dir string) bool {
 	rel, err := filepath.Rel(dir, path)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
-}
-
-// fileOwner returns the owner and group of a file Stat described.
-func fileOwner(st fs.FileInfo) (uid, gid uint32, ok bool) {
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, 0, false
-	}
-	return sys.Uid, sys.Gid, true
 }

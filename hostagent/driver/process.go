@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/drplane/drplane/internal/osuser"
 )
 
 // Restart policies of the process driver, as in a service's restart
@@ -105,11 +107,12 @@ func NewProcess(cfg ProcessConfig, logger hclog.Logger) (*Process, error) {
 	}
 	var runAsEnv []string
 	if cfg.RunAs != "" {
-		cred, env, err := lookupCredential(cfg.RunAs)
+		u, err := osuser.Lookup(cfg.RunAs)
 		if err != nil {
 			return nil, fmt.Errorf("process driver for %s: %w", cfg.Name, err)
 		}
-		p.cred, runAsEnv = cred, env
+		// The service sees its own user's login variables, not the agent's.
+		p.cred, runAsEnv = u.Credential(), u.LoginEnv()
 	}
 	p.env = processEnv(runAsEnv, cfg.Env)
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {

@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/drplane/drplane/internal/tail"
 )
 
 const (
@@ -48,48 +49,27 @@ func (c *execCheck) Check(ctx context.Context) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = execWaitDelay
-	out := &tailBuffer{max: execOutputTail}
+	out := &tail.Buffer{Max: execOutputTail}
 	cmd.Stdout, cmd.Stderr = out, out
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		return fmt.Errorf("%s: timed out: %w%s", c, ctx.Err(), out.suffix())
+		return fmt.Errorf("%s: timed out: %w%s", c, ctx.Err(), suffix(out))
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w%s", c, err, out.suffix())
+		return fmt.Errorf("%s: %w%s", c, err, suffix(out))
 	}
 	return nil
 }
 
 func (c *execCheck) String() string { return "exec " + strings.Join(c.argv, " ") }
 
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu        sync.Mutex
-	max       int
-	buf       []byte
-	truncated bool
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - b.max; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-		b.truncated = true
-	}
-	return len(p), nil
-}
-
 // suffix is the kept output formatted for the end of an error message.
-func (b *tailBuffer) suffix() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := strings.TrimSpace(string(b.buf))
+func suffix(b *tail.Buffer) string {
+	s := strings.TrimSpace(b.String())
 	if s == "" {
 		return ""
 	}
-	if b.truncated {
+	if b.Truncated() {
 		s = "..." + s
 	}
 	return ": " + s

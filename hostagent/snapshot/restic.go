@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drplane/drplane/internal/tail"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -311,7 +312,7 @@ func (r *Restic) run(ctx context.Context, args ...string) ([]byte, error) {
 func (r *Restic) stream(ctx context.Context, args []string, line func([]byte)) error {
 	cmd := exec.CommandContext(ctx, r.cfg.Binary, r.globalArgs(args)...)
 	cmd.Env = r.env()
-	stderr := &tailBuffer{max: 4096}
+	stderr := &tail.Buffer{Max: 4096}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -370,19 +371,3 @@ func escapeGlob(p string) string {
 	}
 	return b.String()
 }
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	max int
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
-		t.buf = t.buf[over:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string { return string(t.buf) }
