@@ -118,11 +118,7 @@ func (p *Postgres) applySyncStandbyNames(ctx context.Context, want string, progr
 // for, which is rare.
 func (p *Postgres) awaitCommitsWait(ctx context.Context, progress Progress) error {
 	progress("CHECKPOINT, so that the checkpointer has reread the configuration and commits wait")
-	err := p.withConn(ctx, func(conn *pgx.Conn) error {
-		_, err := conn.Exec(ctx, "CHECKPOINT")
-		return err
-	})
-	if err != nil {
+	if err := p.checkpoint(ctx); err != nil {
 		return fmt.Errorf("checkpoint after setting synchronous_standby_names: %w", err)
 	}
 	return nil
