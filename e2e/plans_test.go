@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -199,12 +198,13 @@ func traversable(t testing.TB, dir string) {
 	}
 }
 
+// freeTCPPort is a free port no deployment of this test process was
+// handed before.
 func freeTCPPort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := devcluster.FreePorts(1)
 	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ports[0]
 }
 
 // TestPlans_SwitchoverUnderWrites_ThenFailback switches over to dr while a

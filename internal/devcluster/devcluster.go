@@ -31,6 +31,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"text/template"
 	"time"
@@ -166,10 +167,20 @@ func (c *Cluster) createCert(name string, role tlsutil.Role) error {
 // processes of a deployment (databases, applications); see freePorts.
 func FreePorts(n int) ([]int, error) { return freePorts(n) }
 
-// freePorts asks the kernel for n free ports. The listeners are closed
-// before the processes bind, which a parallel test could race; the ports
-// come from the ephemeral range, so a collision is unlikely and shows up
-// as a clear bind error in the server's log.
+// handedOut are the ports freePorts returned in this process: the
+// listeners are closed before the processes bind, so the kernel may offer
+// one of them again before its process bound it (two servers of one
+// deployment were handed the same port that way).
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// freePorts asks the kernel for n free ports, never one it returned
+// before in this process. The listeners are closed before the processes
+// bind, which another test process could race; the ports come from the
+// ephemeral range, so a collision is unlikely and shows up as a clear bind
+// error in the server's log.
 func freePorts(n int) ([]int, error) {
 	var lns []net.Listener
 	defer func() {
@@ -177,14 +188,21 @@ func freePorts(n int) ([]int, error) {
 			_ = ln.Close()
 		}
 	}()
-	ports := make([]int, n)
-	for i := range ports {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	var ports []int
+	for len(ports) < n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("pick a free port: %w", err)
 		}
-		lns = append(lns, ln)
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
+		lns = append(lns, ln) // held until all are picked: no repeats among them
+		port := ln.Addr().(*net.TCPAddr).Port
+		if handedOut.ports[port] {
+			continue
+		}
+		handedOut.ports[port] = true
+		ports = append(ports, port)
 	}
 	return ports, nil
 }

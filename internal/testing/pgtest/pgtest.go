@@ -15,13 +15,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/devcluster"
 )
 
 const (
@@ -173,15 +173,16 @@ func appendFile(t testing.TB, path, s string) {
 	}
 }
 
-// freePort returns a TCP port on 127.0.0.1 the kernel just handed out.
+// freePort returns a TCP port on 127.0.0.1 the kernel just handed out,
+// and that no deployment of this test process was handed before
+// (devcluster.FreePorts keeps the record).
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := devcluster.FreePorts(1)
 	if err != nil {
-		t.Fatalf("pgtest: find a free port: %v", err)
+		t.Fatalf("pgtest: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports[0]
 }
 
 // opContext is a context for one operation.
