@@ -168,11 +168,7 @@ func runExecute(ctx context.Context, opts *executeOptions) error {
 		return explain(opts.f.addr, err)
 	}
 	ex := resp.GetExecution()
-	where := ex.GetFrom() + " -> " + ex.GetTo()
-	if ex.GetFrom() == ex.GetTo() {
-		where = "at " + ex.GetFrom()
-	}
-	fmt.Fprintf(out, "started %s %s (%s, %d steps)\n", ex.GetKind(), ex.GetId(), where, len(ex.GetSteps()))
+	fmt.Fprintf(out, "started %s %s (%s, %d steps)\n", ex.GetKind(), ex.GetId(), route(ex), len(ex.GetSteps()))
 	if opts.Detach {
 		fmt.Fprintf(out, "follow it with: drplane history %s\n", ex.GetId())
 		return nil

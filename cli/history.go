@@ -72,11 +72,7 @@ func duration(ex *pb.Execution) string {
 // printExecution prints one execution with every step.
 func printExecution(w io.Writer, ex *pb.Execution) error {
 	fmt.Fprintf(w, "%s %s (%s, plan %s, trigger %s by %s)\n", ex.GetKind(), ex.GetId(), execState(ex), ex.GetPlan(), execTrigger(ex), ex.GetActor())
-	where := ex.GetFrom() + " -> " + ex.GetTo()
-	if ex.GetFrom() == ex.GetTo() {
-		where = "at " + ex.GetFrom()
-	}
-	fmt.Fprintf(w, "%s, epoch at start %d; %s\n", where, ex.GetStartEpoch(), ex.GetMessage())
+	fmt.Fprintf(w, "%s, epoch at start %d; %s\n", route(ex), ex.GetStartEpoch(), ex.GetMessage())
 	fmt.Fprintf(w, "RTO %s (target %s), RPO %s (target %s)\n", measured(ex.GetHasRto(), ex.GetRtoSeconds()), seconds(ex.GetRtoTargetSeconds()),
 		measured(ex.GetHasRpo(), ex.GetRpoSeconds()), rpoTarget(ex))
 	if d := ex.GetRtoDetail(); d != "" {
@@ -308,10 +304,19 @@ func worst(runs []*pb.Execution, has func(*pb.Execution) bool, value func(*pb.Ex
 	return measured(any, out)
 }
 
+// route is where an execution goes: "primary -> dr", or "at primary"
+// for a plan that stays in one site (a restart).
+func route(ex *pb.Execution) string {
+	if ex.GetFrom() == ex.GetTo() {
+		return "at " + ex.GetFrom()
+	}
+	return ex.GetFrom() + " -> " + ex.GetTo()
+}
+
 func scenario(ex *pb.Execution) string {
-	s := ex.GetKind() + " " + ex.GetFrom() + " -> " + ex.GetTo()
-	if ex.GetKind() == "drill" || ex.GetFrom() == ex.GetTo() {
-		s = ex.GetKind() + " at " + ex.GetTo()
+	s := ex.GetKind() + " " + route(ex)
+	if ex.GetKind() == "drill" {
+		s = "drill at " + ex.GetTo()
 	}
 	if ex.GetPlan() != "" && ex.GetPlan() != ex.GetKind() {
 		s += " (plan " + ex.GetPlan() + ")"

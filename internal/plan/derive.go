@@ -283,8 +283,9 @@ func (b *builder) startAll(name string, gate []string, up map[string][]string) {
 	}
 }
 
-// checkAll checks every service on every target host once every promote
-// and start in up has ended.
+// checkAll checks every service brought up in up (every service of the
+// target, but for a restart of one service and its dependents), on every
+// target host, once every promote and start in up has ended.
 func (b *builder) checkAll(up map[string][]string) {
 	T := b.to
 	var all []string
@@ -292,6 +293,9 @@ func (b *builder) checkAll(up map[string][]string) {
 		all = append(all, up[name]...)
 	}
 	for _, name := range T.order {
+		if len(up[name]) == 0 {
+			continue
+		}
 		for _, h := range T.svc[name].hosts {
 			st := agentStep("check:"+name+"@"+h.agent.HostID, PhaseVerify, ActionCheck, h.agent, name)
 			st.DependsOn, st.HealthGate = slices.Clone(all), true

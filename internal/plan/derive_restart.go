@@ -2,7 +2,6 @@ package plan
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -25,56 +24,14 @@ func (b *builder) restart(service string) {
 		b.probs.add("%v", err)
 		return
 	}
-	stops := map[string][]string{}
-	var allStops []string
-	for _, name := range slices.Backward(order) {
-		if !selected[name] {
-			continue
-		}
-		var deps []string
-		for _, d := range A.dependents(name) {
-			deps = append(deps, stops[d]...)
-		}
-		for _, h := range A.svc[name].hosts {
-			st := agentStep("stop:"+name+"@"+h.agent.HostID, PhaseDrain, ActionStop, h.agent, name)
-			st.DependsOn = deps
-			st.Description = fmt.Sprintf("stop %s on %s", name, h.agent.HostID)
-			id := b.add(st)
-			stops[name] = append(stops[name], id)
-			allStops = append(allStops, id)
-		}
-	}
+	stops := b.stopAll(order, func(s *siteService) bool { return selected[s.name] })
 	up := map[string][]string{}
 	for _, name := range order {
-		if !selected[name] {
-			continue
-		}
-		deps := slices.Clone(allStops)
-		for _, d := range A.svc[name].deps {
-			deps = append(deps, up[d]...)
-		}
-		for _, h := range A.svc[name].hosts {
-			st := agentStep("start:"+name+"@"+h.agent.HostID, PhaseStart, ActionStart, h.agent, name)
-			st.DependsOn, st.HealthGate = deps, true
-			st.Description = fmt.Sprintf("start %s on %s and wait until it is healthy", name, h.agent.HostID)
-			up[name] = append(up[name], b.add(st))
+		if selected[name] {
+			b.startAll(name, stops, up)
 		}
 	}
-	var all []string
-	for _, name := range order {
-		all = append(all, up[name]...)
-	}
-	for _, name := range order {
-		if !selected[name] {
-			continue
-		}
-		for _, h := range A.svc[name].hosts {
-			st := agentStep("check:"+name+"@"+h.agent.HostID, PhaseVerify, ActionCheck, h.agent, name)
-			st.DependsOn, st.HealthGate = slices.Clone(all), true
-			st.Description = fmt.Sprintf("verify %s on %s", name, h.agent.HostID)
-			b.add(st)
-		}
-	}
+	b.checkAll(up)
 }
 
 // restartSelection is the services a restart of service restarts: all

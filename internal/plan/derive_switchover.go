@@ -97,17 +97,24 @@ func (b *builder) reprotect(promotes map[string]map[string]string) {
 // drain stops the active site's application services in reverse
 // dependency order and returns the stop steps.
 func (b *builder) drain() []string {
-	A := b.from
-	order, err := A.startOrder()
+	order, err := b.from.startOrder()
 	if err != nil {
 		b.probs.add("%v", err)
 		return nil
 	}
+	return b.stopAll(order, func(s *siteService) bool { return !s.promotable })
+}
+
+// stopAll stops, in phase drain, the active site's services of order that
+// include selects, in reverse order: each after the stops of the services
+// that depend on it. It returns the stop steps.
+func (b *builder) stopAll(order []string, include func(*siteService) bool) []string {
+	A := b.from
 	stops := map[string][]string{}
 	var all []string
 	for _, name := range slices.Backward(order) {
 		s := A.svc[name]
-		if s.promotable {
+		if !include(s) {
 			continue
 		}
 		var deps []string
