@@ -166,7 +166,7 @@ func (s *Server) judgeActiveSite(ctx context.Context, now time.Time, rs *restart
 // answers and was not brought back in place in time (judgeDownPrimaries).
 // v comes back unchanged when no such host is lost.
 func (s *Server) judgePrimaryHosts(ctx context.Context, st stateView, v verdict, agents []structs.Agent, answering []string, since, now time.Time, rs *restarter) verdict {
-	lost, services, trigger := s.lostPrimaryHosts(agents, answering, since)
+	lost, services, trigger, down := s.lostPrimaryHosts(agents, answering, since, rs)
 	if len(lost) == 0 {
 		return s.judgeDownPrimaries(st, v, agents, answering, now, rs)
 	}
@@ -175,38 +175,67 @@ func (s *Server) judgePrimaryHosts(ctx context.Context, st stateView, v verdict,
 		return v
 	}
 	v.Lost, v.LostHosts, v.Trigger = true, lost, trigger
+	// A host whose last answer no longer showed its primary running lost
+	// the service before it went silent: the outage counts from the last
+	// probe that found it running.
+	for _, d := range down {
+		v.Down = append(v.Down, d)
+		if v.DownSince.IsZero() || d.lastPrimary.Before(v.DownSince) {
+			v.DownSince = d.lastPrimary
+		}
+	}
 	v.Reason = fmt.Sprintf("primary %s %s of %s at site %s lost: no answer for %s, no other host there runs it as primary, every vantage point agrees",
 		plural(lost, "host", "hosts"), strings.Join(lost, ", "), strings.Join(services, ", "), st.ActiveSite, s.config.Failover.FailoverTimeout)
 	v.WouldFire, v.Reason = s.judgeAutomaticFailover(st, now, v.Reason)
 	return v
 }
 
-// lostPrimaryHosts returns the silent hosts (not in answering) whose last
-// answer reported a data service primary that no answering host reports
-// primary, those services, and when the last of the hosts went silent.
-func (s *Server) lostPrimaryHosts(agents []structs.Agent, answering []string, since time.Time) (lost, services []string, trigger time.Time) {
+// lostPrimaryHosts returns the silent hosts (not in answering) that ran a
+// data service as primary, which no answering host reports primary, those
+// services, and when the last of the hosts went silent. A host ran one
+// when its last answer reported it primary, or when it was the last this
+// term found running it as primary: a database that crashed (or could no
+// longer be read) just before its host went silent is lost with the host.
+// down are those of the second kind, whose outage began before the
+// silence.
+func (s *Server) lostPrimaryHosts(agents []structs.Agent, answering []string, since time.Time, rs *restarter) (lost, services []string, trigger time.Time, down []downPrimary) {
 	live := s.livePrimaries(agents, answering)
+	add := func(a structs.Agent, r probeResult, service string) bool {
+		if !a.Promotable(service) || live[service] {
+			return false
+		}
+		if !slices.Contains(lost, a.HostID) {
+			lost = append(lost, a.HostID)
+			if miss := wentSilent(r, since); miss.After(trigger) {
+				trigger = miss
+			}
+		}
+		if !slices.Contains(services, service) {
+			services = append(services, service)
+		}
+		return true
+	}
 	for _, a := range agents {
 		if slices.Contains(answering, a.HostID) {
 			continue
 		}
 		r, _ := s.probes.get(a.HostID)
 		for _, svc := range r.lastResp.GetServices() {
-			if svc.GetRole() != pb.ServiceRole_SERVICE_ROLE_PRIMARY || !a.Promotable(svc.GetName()) || live[svc.GetName()] {
+			if svc.GetRole() == pb.ServiceRole_SERVICE_ROLE_PRIMARY {
+				add(a, r, svc.GetName())
+			}
+		}
+		for _, d := range rs.primariesLastOn(a.HostID) {
+			if serviceStatusOf(r.lastResp, d.service).GetRole() == pb.ServiceRole_SERVICE_ROLE_PRIMARY {
 				continue
 			}
-			if !slices.Contains(lost, a.HostID) {
-				lost = append(lost, a.HostID)
-				if miss := wentSilent(r, since); miss.After(trigger) {
-					trigger = miss
-				}
-			}
-			if !slices.Contains(services, svc.GetName()) {
-				services = append(services, svc.GetName())
+			if add(a, r, d.service) {
+				d.hostSilent = true
+				down = append(down, d)
 			}
 		}
 	}
-	return lost, services, trigger
+	return lost, services, trigger, down
 }
 
 // livePrimaries are the data services an answering host runs as primary.
@@ -268,6 +297,9 @@ func (s *Server) judgeDownPrimaries(st stateView, v verdict, agents []structs.Ag
 
 // notBack says why a down primary d is given up on.
 func (s *Server) notBack(d downPrimary) string {
+	if d.hostSilent {
+		return "then its host went silent"
+	}
 	if d.restartFailed != "" {
 		return "restart in place failed: " + d.restartFailed
 	}

@@ -235,6 +235,57 @@ func TestDetector_PrimaryDatabaseCrashed_RestartFails_AutomaticFailover(t *testi
 	require.NotEqual(t, driver.RolePrimary, pg.Role())
 }
 
+// TestDetector_PrimaryDatabaseCrashedThenHostLost_AutomaticFailover: the
+// primary database stops, its agent reports it so, and then the host goes
+// silent before the database is back: its last answer shows no primary,
+// but it was the last host found running one, so the site fails over, and
+// the RTO counts from the last probe that found the database running, not
+// from the host's silence.
+func TestDetector_PrimaryDatabaseCrashedThenHostLost_AutomaticFailover(t *testing.T) {
+	ts := newDetectorSites(t, fastFailover(true))
+	pg := ts.db1["postgres"]
+	role := func() string {
+		a, _, err := agentStatus(t, ts.c, "db-1")
+		if err != nil || !a.GetProbe().GetReachable() {
+			return "unreachable"
+		}
+		for _, s := range a.GetProbe().GetServices() {
+			if s.GetName() == "postgres" {
+				return structs.RoleName(s.GetRole())
+			}
+		}
+		return "missing"
+	}
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		r := role()
+		return r == "primary", fmt.Errorf("the leader sees db-1 postgres %s", r)
+	})
+	pg.FailWith("start", errors.New("could not open data directory"))
+	crashedAt := time.Now()
+	pg.Crash()
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		r := role()
+		return r == "stopped", fmt.Errorf("the leader sees db-1 postgres %s", r)
+	})
+	require.NoError(t, ts.agents["db-1"].Shutdown(context.Background()))
+
+	ex := ts.waitLastExecution(t)
+	require.Equal(t, "automatic", structs.TriggerName(ex.GetTrigger()))
+	require.Contains(t, ex.GetRpoDetail(), "primary down on db-1 of site primary")
+	require.Contains(t, ex.GetRtoDetail(), "when the leader's probe last found running the primary postgres on db-1 (then its host went silent)")
+	ex = ts.waitEnded(t, ex.GetId())
+	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
+	require.True(t, ex.GetHasRto())
+	var lastGate time.Time
+	for _, st := range ex.GetSteps() {
+		if st.GetStep().GetHealthGate() && st.GetEndedAt().AsTime().After(lastGate) {
+			lastGate = st.GetEndedAt().AsTime()
+		}
+	}
+	require.GreaterOrEqual(t, ex.GetRtoSeconds(), lastGate.Sub(crashedAt).Seconds(), "the RTO counts from before the crash: %s", ex.GetRtoDetail())
+	require.Equal(t, driver.RolePrimary, ts.db2["postgres"].Role())
+}
+
 // TestDetector_ApplicationHostLost_NoFailover: a silent host that runs no
 // primary database is not a reason to fail the site over.
 func TestDetector_ApplicationHostLost_NoFailover(t *testing.T) {

@@ -47,6 +47,9 @@ type downPrimary struct {
 	// none has. failures counts failed restarts in a row.
 	restartFailed string
 	failures      int
+	// hostSilent is set when the host went silent after the probe that
+	// last found the service primary: it may have crashed first.
+	hostSilent bool
 }
 
 func newRestarter() *restarter {
@@ -81,6 +84,28 @@ func (r *restarter) sawStopped(host, service string, sentAt time.Time) (downPrim
 		r.down[service] = d
 	}
 	return d, true
+}
+
+// primariesLastOn returns the data services host was the last to run as
+// primary this term, each with the send time of the last probe that found
+// it so (lastPrimary) and, when a later probe found it stopped, that
+// probe's (since).
+func (r *restarter) primariesLastOn(host string) []downPrimary {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []downPrimary
+	for service, on := range r.primaryOn {
+		if on != host {
+			continue
+		}
+		d := downPrimary{host: host, service: service, lastPrimary: r.primarySeen[service]}
+		if down, ok := r.down[service]; ok {
+			d = down
+		}
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b downPrimary) int { return strings.Compare(a.service, b.service) })
+	return out
 }
 
 // restartFailed records why a restart in place of service failed.

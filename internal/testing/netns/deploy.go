@@ -750,7 +750,13 @@ func (d *Deployment) WaitForExecution(timeout time.Duration, match func(Executio
 				return ex.Result != "running", fmt.Errorf("execution %s is %s", ex.ID, ex.Result)
 			}
 		}
-		return false, fmt.Errorf("no matching execution among %d", len(list))
+		// What the leader's detector thinks is what explains a missing
+		// automatic execution.
+		why := ""
+		if st, err := d.Status(ctx); err == nil {
+			why = "; detector: " + st.GetAutomation().GetReason()
+		}
+		return false, fmt.Errorf("no matching execution among %d%s", len(list), why)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
