@@ -45,6 +45,7 @@ type AgentConfig struct {
 	Services  []ServiceConfig
 	Syncs     []SyncConfig
 	Snapshots []SnapshotConfig
+	Backups   []BackupConfig
 	Hooks     []HookConfig
 	// Programs are the external programs the blocks above run, with
 	// where each is declared; see Programs.Check.
@@ -133,6 +134,53 @@ type SnapshotConfig struct {
 	PasswordFile string
 }
 
+// BackupConfig is a backup block: consistent backups of a postgres
+// service with point-in-time recovery, through pgBackRest. Every host
+// that runs the service declares the same block with the same repository
+// (shared storage), so that the stanza stays one history across
+// failovers: whichever host is primary archives its WAL there, and the
+// active site's primary takes the scheduled backups.
+type BackupConfig struct {
+	// Name is the block's label; it is also pgBackRest's stanza.
+	Name string
+	// Engine is "pgbackrest", the only one.
+	Engine string
+	// Service is the postgres service backed up.
+	Service string
+	// Repository is the directory pgBackRest stores backups and WAL in.
+	Repository string
+	// FullEvery and IncrEvery schedule full and incremental backups; zero
+	// takes none of that kind on a schedule.
+	FullEvery time.Duration
+	IncrEvery time.Duration
+	// KeepFull is how many full backups are kept (and the WAL they need).
+	KeepFull int
+	// VerifyEvery schedules a verification: the newest backup restored
+	// into a scratch directory, started on a side port and queried. Zero
+	// verifies only on demand.
+	VerifyEvery time.Duration
+	// VerifyPort is the side port of the verification; zero takes a free
+	// one when it runs.
+	VerifyPort int
+	// ProcessMax is how many processes pgBackRest copies and compresses
+	// with.
+	ProcessMax int
+	// ConfigDir is where the agent writes the stanza's pgbackrest.conf;
+	// the service's run_as user must be able to reach it, since
+	// archive_command runs pgBackRest as that user. Default
+	// <data_dir>/backup/<name>.
+	ConfigDir string
+}
+
+// Backup returns the backup block named name.
+func (c *AgentConfig) Backup(name string) (BackupConfig, bool) {
+	i := slices.IndexFunc(c.Backups, func(b BackupConfig) bool { return b.Name == name })
+	if i < 0 {
+		return BackupConfig{}, false
+	}
+	return c.Backups[i], true
+}
+
 // HookConfig is a command the agent may run as a plan step. Only hooks
 // declared here ever run.
 type HookConfig struct {
@@ -164,6 +212,7 @@ type rawAgent struct {
 	Services  []rawService  `hcl:"service,block"`
 	Syncs     []rawSync     `hcl:"sync,block"`
 	Snapshots []rawSnapshot `hcl:"snapshot,block"`
+	Backups   []rawBackup   `hcl:"backup,block"`
 	Hooks     []rawHook     `hcl:"hook,block"`
 }
 
@@ -220,6 +269,20 @@ type rawSnapshot struct {
 	Engine       string   `hcl:"engine,optional"`
 	Repository   string   `hcl:"repository,optional"`
 	PasswordFile string   `hcl:"password_file,optional"`
+}
+
+type rawBackup struct {
+	Name        string `hcl:"name,label"`
+	Engine      string `hcl:"engine"`
+	Service     string `hcl:"service"`
+	Repository  string `hcl:"repository"`
+	FullEvery   string `hcl:"full_every,optional"`
+	IncrEvery   string `hcl:"incr_every,optional"`
+	KeepFull    int    `hcl:"keep_full,optional"`
+	VerifyEvery string `hcl:"verify_every,optional"`
+	VerifyPort  int    `hcl:"verify_port,optional"`
+	ProcessMax  int    `hcl:"process_max,optional"`
+	ConfigDir   string `hcl:"config_dir,optional"`
 }
 
 type rawHook struct {
@@ -280,6 +343,7 @@ func (v *agentValidator) build(raw *rawAgent) *AgentConfig {
 	v.services(raw.Services, cfg)
 	v.syncs(raw.Syncs, cfg)
 	v.snapshots(raw.Snapshots, cfg)
+	v.backups(raw.Backups, cfg)
 	v.hooks(raw.Hooks, cfg)
 	cfg.Programs = v.programs.list
 	cfg.hostIDAt = v.d.position(attrRange(v.body, "host_id"))
@@ -575,6 +639,82 @@ func (v *agentValidator) snapshots(raw []rawSnapshot, cfg *AgentConfig) {
 			v.d.at(attrRange(body, "engine"), "%sengine %q is not builtin or restic", key, s.Engine)
 		}
 		cfg.Snapshots = append(cfg.Snapshots, s)
+	}
+}
+
+// backupNameRe is what a backup block's name may be: it is pgBackRest's
+// stanza, a directory in the repository and a word of archive_command.
+var backupNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// backupPathRe is what the paths of a backup block may hold: they go into
+// pgBackRest's configuration file and archive_command, which a shell
+// runs, so no quotes, spaces or other shell syntax.
+var backupPathRe = regexp.MustCompile(`^/[A-Za-z0-9._/+@,=-]*$`)
+
+func (v *agentValidator) backups(raw []rawBackup, cfg *AgentConfig) {
+	blks := blocks(v.body, "backup")
+	seen := map[string]bool{}
+	services := map[string]string{}
+	for i, r := range raw {
+		body := blks[i].Body
+		v.uniqueName(seen, blks[i], "backup", r.Name)
+		key := fmt.Sprintf("backup %q: ", r.Name)
+		if !backupNameRe.MatchString(r.Name) {
+			v.d.at(blks[i].LabelRanges[0], "%sthe name is pgBackRest's stanza: 1 to 64 letters, digits, _ and -", key)
+		}
+		b := BackupConfig{Name: r.Name, Engine: r.Engine, Service: r.Service, Repository: resolvePath(v.file, r.Repository),
+			KeepFull: r.KeepFull, VerifyPort: r.VerifyPort, ProcessMax: r.ProcessMax, ConfigDir: resolvePath(v.file, r.ConfigDir)}
+		if b.Engine != "pgbackrest" {
+			v.d.at(attrRange(body, "engine"), "%sengine %q is not supported; expected \"pgbackrest\"", key, b.Engine)
+		}
+		svc, ok := cfg.Service(b.Service)
+		switch {
+		case !ok:
+			v.d.at(attrRange(body, "service"), "%sservice %q is not declared in this file; expected the postgres service it backs up", key, b.Service)
+		case svc.Driver != DriverPostgres:
+			v.d.at(attrRange(body, "service"), "%sservice %q has driver %q; only a postgres service is backed up with pgbackrest", key, b.Service, svc.Driver)
+		case services[b.Service] != "":
+			v.d.at(attrRange(body, "service"), "%sservice %q is backed up by backup %q already; one stanza per cluster", key, b.Service, services[b.Service])
+		default:
+			services[b.Service] = b.Name
+			if b.VerifyPort != 0 && b.VerifyPort == svc.Port {
+				v.d.at(attrRange(body, "verify_port"), "%sverify_port %d is the service's own port; the verification copy needs another", key, b.VerifyPort)
+			}
+		}
+		if !filepath.IsAbs(b.Repository) || !backupPathRe.MatchString(filepath.Clean(b.Repository)) {
+			v.d.at(attrRange(body, "repository"), "%srepository %q must be an absolute path of letters, digits and ._/+@,=- (the same shared directory on every host of the service)", key, r.Repository)
+		}
+		b.Repository = filepath.Clean(b.Repository)
+		if b.ConfigDir == "" && cfg.DataDir != "" {
+			b.ConfigDir = filepath.Join(cfg.DataDir, "backup", r.Name)
+		}
+		if !filepath.IsAbs(b.ConfigDir) || !backupPathRe.MatchString(filepath.Clean(b.ConfigDir)) {
+			v.d.at(attrRange(body, "config_dir"), "%sconfig_dir %q must be an absolute path of letters, digits and ._/+@,=- (set config_dir when data_dir holds other characters)", key, b.ConfigDir)
+		}
+		b.ConfigDir = filepath.Clean(b.ConfigDir)
+		b.FullEvery = v.d.parseDuration(attrRange(body, "full_every"), key+"full_every", r.FullEvery, 0)
+		b.IncrEvery = v.d.parseDuration(attrRange(body, "incr_every"), key+"incr_every", r.IncrEvery, 0)
+		b.VerifyEvery = v.d.parseDuration(attrRange(body, "verify_every"), key+"verify_every", r.VerifyEvery, 0)
+		if b.IncrEvery > 0 && b.FullEvery > 0 && b.IncrEvery >= b.FullEvery {
+			v.d.at(attrRange(body, "incr_every"), "%sincr_every %s is not shorter than full_every %s; every backup would be full", key, b.IncrEvery, b.FullEvery)
+		}
+		if b.KeepFull == 0 {
+			b.KeepFull = 2
+		}
+		if b.KeepFull < 1 {
+			v.d.at(attrRange(body, "keep_full"), "%skeep_full %d must be at least 1", key, r.KeepFull)
+		}
+		if b.ProcessMax == 0 {
+			b.ProcessMax = 2
+		}
+		if b.ProcessMax < 1 {
+			v.d.at(attrRange(body, "process_max"), "%sprocess_max %d must be at least 1", key, r.ProcessMax)
+		}
+		if b.VerifyPort < 0 || b.VerifyPort > 65535 {
+			v.d.at(attrRange(body, "verify_port"), "%sverify_port %d is not between 1 and 65535", key, b.VerifyPort)
+		}
+		v.programs.program(attrRange(body, "engine"), fmt.Sprintf("backup %q (engine pgbackrest)", r.Name), "pgbackrest", "apt-get install pgbackrest")
+		cfg.Backups = append(cfg.Backups, b)
 	}
 }
 

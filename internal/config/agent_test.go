@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -301,4 +302,80 @@ func TestAgentConfig_CheckCertificateName(t *testing.T) {
 	require.EqualError(t, err, file+`:1:12: host_id "db-1" is not the name of this agent's certificate: `+filepath.Join(dir, "s1.pem")+
 		` is named "db-2", and the servers let an agent register only the host its certificate names; set host_id = "db-2", or make a certificate for db-1 with `+
 		"`drplane tls cert create --agent --name db-1`")
+}
+
+// backupAgentConfig declares a backup block as the backup issue shows it.
+const backupAgentConfig = `host_id  = "db-1"
+site     = "primary"
+data_dir = "/var/lib/drplane-agent"
+servers  = ["127.0.0.1:7400"]
+tls { ca_file = "ca.pem"  cert_file = "s1.pem"  key_file = "s1-key.pem" }
+
+service "postgres" {
+  driver   = "postgres"
+  data_dir = "/var/lib/postgresql/15/main"
+  port     = 5432
+}
+service "engine" {
+  driver  = "process"
+  command = ["/opt/app/engine"]
+}
+backup "pg" {
+  engine       = "pgbackrest"
+  service      = "postgres"
+  repository   = "/var/lib/pgbackrest"
+  full_every   = "24h"
+  incr_every   = "15m"
+  keep_full    = 7
+  verify_every = "24h"
+}
+`
+
+func TestParseAgentConfig_Backup(t *testing.T) {
+	dir := t.TempDir()
+	writeTLSFiles(t, dir)
+	cfg, err := ParseAgentConfig([]byte(backupAgentConfig), filepath.Join(dir, "agent.hcl"))
+	require.NoError(t, err)
+	b, ok := cfg.Backup("pg")
+	require.True(t, ok)
+	require.Equal(t, BackupConfig{Name: "pg", Engine: "pgbackrest", Service: "postgres", Repository: "/var/lib/pgbackrest",
+		FullEvery: 24 * time.Hour, IncrEvery: 15 * time.Minute, KeepFull: 7, VerifyEvery: 24 * time.Hour, ProcessMax: 2,
+		ConfigDir: "/var/lib/drplane-agent/backup/pg"}, b)
+	i := slices.IndexFunc(cfg.Programs, func(p Program) bool { return p.Name == "pgbackrest" })
+	require.GreaterOrEqual(t, i, 0, "pgbackrest is checked at start")
+	require.Equal(t, `backup "pg" (engine pgbackrest)`, cfg.Programs[i].NeededBy)
+}
+
+func TestParseAgentConfig_BackupErrors(t *testing.T) {
+	cases := []struct {
+		name, old, new, wantPos, want string
+	}{
+		{"unknown service", `service      = "postgres"`, `service      = "pg"`, "agent.hcl:18:18", `backup "pg": service "pg" is not declared in this file`},
+		{"not postgres", `service      = "postgres"`, `service      = "engine"`, "agent.hcl:18:18", `service "engine" has driver "process"; only a postgres service`},
+		{"other engine", `engine       = "pgbackrest"`, `engine       = "barman"`, "agent.hcl:17:18", `engine "barman" is not supported; expected "pgbackrest"`},
+		{"shell in repository", `repository   = "/var/lib/pgbackrest"`, `repository   = "/var/lib/pg backrest"`, "agent.hcl:19:18", `repository "/var/lib/pg backrest" must be an absolute path of letters`},
+		{"bad stanza", `backup "pg"`, `backup "p;g"`, "agent.hcl:16:8", `the name is pgBackRest's stanza`},
+		{"incr not shorter", `incr_every   = "15m"`, `incr_every   = "48h"`, "agent.hcl:21:18", `incr_every 48h0m0s is not shorter than full_every 24h0m0s`},
+		{"bad duration", `verify_every = "24h"`, `verify_every = "daily"`, "agent.hcl:23:18", `backup "pg": verify_every: invalid duration "daily"`},
+		{"keep none", `keep_full    = 7`, `keep_full    = -1`, "agent.hcl:22:18", `keep_full -1 must be at least 1`},
+		{"verify on the service's port", `keep_full    = 7`, "keep_full    = 7\n  verify_port  = 5432", "agent.hcl:23:18", `verify_port 5432 is the service's own port`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeTLSFiles(t, dir)
+			src := strings.Replace(backupAgentConfig, tc.old, tc.new, 1)
+			require.NotEqual(t, backupAgentConfig, src, "the edit must apply")
+			_, err := ParseAgentConfig([]byte(src), filepath.Join(dir, "agent.hcl"))
+			var cfgErr *Error
+			require.ErrorAs(t, err, &cfgErr)
+			found := false
+			for _, d := range cfgErr.Diagnostics {
+				if strings.HasPrefix(d.String(), filepath.Join(dir, tc.wantPos)) && strings.Contains(d.Message, tc.want) {
+					found = true
+				}
+			}
+			require.True(t, found, "no diagnostic at %s containing %q in:\n%s", tc.wantPos, tc.want, err)
+		})
+	}
 }
