@@ -43,6 +43,7 @@ var methodRoles = map[string][]tlsutil.Role{
 	pb.Operator_ListAudit_FullMethodName:            {tlsutil.RoleCLI},
 	pb.Operator_RunHostStep_FullMethodName:          {tlsutil.RoleCLI},
 	pb.Operator_ListHostSnapshots_FullMethodName:    {tlsutil.RoleCLI},
+	pb.Operator_ListHostBackups_FullMethodName:      {tlsutil.RoleCLI},
 	pb.Operator_StartExecution_FullMethodName:       {tlsutil.RoleCLI},
 	pb.Operator_GetExecution_FullMethodName:         {tlsutil.RoleCLI},
 	pb.Operator_ListExecutions_FullMethodName:       {tlsutil.RoleCLI},

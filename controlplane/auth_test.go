@@ -62,6 +62,7 @@ func TestAuth_MethodRoles_Matrix(t *testing.T) {
 		pb.Operator_RecoverQuorum_FullMethodName:        {cli},
 		pb.Operator_RunHostStep_FullMethodName:          {cli},
 		pb.Operator_ListHostSnapshots_FullMethodName:    {cli},
+		pb.Operator_ListHostBackups_FullMethodName:      {cli},
 		pb.AgentRegistry_RegisterAgent_FullMethodName:   {agent},
 		pb.AgentRegistry_DeregisterAgent_FullMethodName: {agent},
 		pb.Peer_NodeInfo_FullMethodName:                 {server, cli},

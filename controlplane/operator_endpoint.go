@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -321,16 +322,88 @@ func (e *operatorEndpoint) RecoverQuorum(ctx context.Context, req *pb.RecoverQuo
 
 // operatorActions are the agent actions an operator may run directly;
 // everything else runs only as a step of a plan.
-var operatorActions = map[pb.StepAction]bool{pb.StepAction_STEP_ACTION_SNAPSHOT: true, pb.StepAction_STEP_ACTION_RESTORE: true}
+var operatorActions = map[pb.StepAction]bool{pb.StepAction_STEP_ACTION_SNAPSHOT: true, pb.StepAction_STEP_ACTION_RESTORE: true,
+	pb.StepAction_STEP_ACTION_BACKUP: true, pb.StepAction_STEP_ACTION_VERIFY_BACKUP: true}
 
 // RunHostStep runs one operator step on a registered host, through the
 // leader, and records it in the audit trail.
 func (e *operatorEndpoint) RunHostStep(ctx context.Context, req *pb.RunHostStepRequest) (*pb.RunHostStepResponse, error) {
 	if !operatorActions[req.GetAction()] {
-		return nil, toStatus(fmt.Errorf("%w: action %s cannot be run directly; operators may run snapshot and restore", errInvalidArgument, req.GetAction()))
+		return nil, toStatus(fmt.Errorf("%w: action %s cannot be run directly; operators may run snapshot, restore, backup and verify-backup", errInvalidArgument, req.GetAction()))
 	}
 	req.Write = ensureRequestID(req.GetWrite())
 	return withLeader(ctx, e.srv, req, via(pb.NewOperatorClient, pb.OperatorClient.RunHostStep), e.runHostStepLocal)
+}
+
+// ListHostBackups asks a registered host for its backups: the one named,
+// or the one whose service archives into the block's repository.
+func (e *operatorEndpoint) ListHostBackups(ctx context.Context, req *pb.ListHostBackupsRequest) (*pb.ListHostBackupsResponse, error) {
+	return withLeader(ctx, e.srv, req, via(pb.NewOperatorClient, pb.OperatorClient.ListHostBackups), func(ctx context.Context, req *pb.ListHostBackupsRequest) (*pb.ListHostBackupsResponse, error) {
+		hostID := req.GetHostId()
+		if hostID == "" {
+			var err error
+			if hostID, err = e.srv.backupHost(req.GetName()); err != nil {
+				return nil, err
+			}
+		}
+		agent, err := e.srv.registeredAgent(hostID)
+		if err != nil {
+			return nil, err
+		}
+		conn, err := e.srv.agentConns.get(agent.Address)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := pb.NewHostAgentClient(conn).ListBackups(ctx, &pb.ListBackupsRequest{Name: req.GetName()})
+		if err != nil {
+			return nil, fmt.Errorf("list backups on %s: %w", agent.HostID, err)
+		}
+		return &pb.ListHostBackupsResponse{Meta: e.srv.meta(false), HostId: agent.HostID, Sets: resp.GetSets()}, nil
+	})
+}
+
+// backupHost is the host to ask about backup block name (any block when
+// empty): the one whose service archives, at the active site first, else
+// any that reports the block.
+func (s *Server) backupHost(name string) (string, error) {
+	v := s.fsm.view()
+	var archiving, declaring []structs.Agent
+	for _, a := range v.Agents {
+		r, ok := s.probes.get(a.HostID)
+		if !ok {
+			continue
+		}
+		for _, b := range r.lastResp.GetBackups() {
+			if name != "" && b.GetName() != name {
+				continue
+			}
+			declaring = append(declaring, a)
+			if b.GetArchiving() {
+				archiving = append(archiving, a)
+			}
+		}
+	}
+	for _, list := range [][]structs.Agent{archiving, declaring} {
+		slices.SortStableFunc(list, func(a, b structs.Agent) int {
+			return cmp.Compare(boolRank(b.Site == v.ActiveSite), boolRank(a.Site == v.ActiveSite))
+		})
+		if len(list) > 0 {
+			return list[0].HostID, nil
+		}
+	}
+	what := "any backup block"
+	if name != "" {
+		what = fmt.Sprintf("backup block %q", name)
+	}
+	return "", fmt.Errorf("%w: no registered host reports %s; declare it in the agents' config (backup \"name\" { ... })", errNotFound, what)
+}
+
+// boolRank orders true before false in a descending compare.
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // ListHostSnapshots asks a registered host for its snapshots.

@@ -464,7 +464,7 @@ func (s *Server) agentProbe(hostID string) *pb.AgentProbe {
 		out.Epoch, out.Fenced, out.FenceReason = resp.GetEpoch(), resp.GetFenced(), resp.GetFenceReason()
 		out.LeaseValid, out.LeaseRemainingMs = resp.GetLease().GetValid(), resp.GetLease().GetRemainingMs()
 		out.Services, out.Syncs, out.LastSeen = resp.GetServices(), resp.GetSyncs(), resp.GetNow()
-		out.Problems = resp.GetProblems()
+		out.Problems, out.Backups = resp.GetProblems(), resp.GetBackups()
 	}
 	return out
 }

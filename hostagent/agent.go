@@ -8,10 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -54,6 +56,9 @@ type Deps struct {
 	// epoch, the journal, the lease record); nil means fsutil.WriteFile.
 	// Tests inject a full disk.
 	WriteFile WriteFileFunc
+	// BackupTick, when set, is how often backup blocks look at their
+	// service's role and schedule; tests shorten it.
+	BackupTick time.Duration
 }
 
 // Agent is one running host agent.
@@ -88,6 +93,8 @@ type Agent struct {
 	// syncSources are the leader-named sources of the sync blocks.
 	syncSources map[string]string
 	snapshots   map[string]*snapshot.Manager
+	// backups are the managers of the backup blocks, by name.
+	backups map[string]*backupManager
 
 	syncStates  map[string]*syncState
 	rsyncServer *rsync.Server
@@ -142,6 +149,9 @@ func New(cfg *config.AgentConfig, deps Deps) (a *Agent, err error) {
 		return nil, err
 	}
 	if err := a.buildServices(deps.NewDriver); err != nil {
+		return nil, err
+	}
+	if err := a.buildBackups(deps.BackupTick); err != nil {
 		return nil, err
 	}
 	if len(deps.LeaseGuard) > 0 {
@@ -265,6 +275,9 @@ func (a *Agent) startBackground() {
 	a.goFunc(a.runFencer)
 	a.goFunc(a.register)
 	a.runSnapshotSchedules(a.ctx)
+	for _, name := range slices.Sorted(maps.Keys(a.backups)) {
+		a.goFunc(a.backups[name].run)
+	}
 	a.runSyncLoops(a.ctx)
 	for _, name := range a.order {
 		if m := a.services[name].monitor; m != nil {

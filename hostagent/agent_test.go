@@ -47,7 +47,9 @@ type testAgent struct {
 	clock clock.Clock
 	// writeFile is Deps.WriteFile; nil is the real file system.
 	writeFile WriteFileFunc
-	log       *testLogWriter
+	// backupTick is Deps.BackupTick; zero is the default.
+	backupTick time.Duration
+	log        *testLogWriter
 }
 
 // newTestAgent starts an agent whose services are fakes. The fakes and the
@@ -108,6 +110,7 @@ func (ta *testAgent) start() {
 		LeaseGuard: ta.guard,
 		Clock:      ta.clock,
 		WriteFile:  ta.writeFile,
+		BackupTick: ta.backupTick,
 	})
 	require.NoError(t, err)
 	ta.agent = a

@@ -33,6 +33,7 @@ var methodRoles = map[string][]tlsutil.Role{
 	pb.HostAgent_Execute_FullMethodName:       {tlsutil.RoleServer},
 	pb.HostAgent_SyncTunnel_FullMethodName:    {tlsutil.RoleAgent},
 	pb.HostAgent_ListSnapshots_FullMethodName: {tlsutil.RoleServer},
+	pb.HostAgent_ListBackups_FullMethodName:   {tlsutil.RoleServer},
 }
 
 // setupGRPC creates the gRPC server: mutual TLS, the role check, then the
@@ -130,6 +131,7 @@ func (a *Agent) probeResponse(ctx context.Context) *pb.ProbeResponse {
 		}
 	}
 	resp.Syncs = a.syncStatuses()
+	resp.Backups = a.backupStatuses()
 	resp.Problems = a.dataDir.problems()
 	return resp
 }
@@ -274,6 +276,15 @@ func (e *hostAgentEndpoint) ListSnapshots(ctx context.Context, req *pb.ListSnaps
 		return nil, toStatus(err)
 	}
 	return &pb.ListSnapshotsResponse{Snapshots: snaps}, nil
+}
+
+// ListBackups lists the backups of the agent's backup blocks.
+func (e *hostAgentEndpoint) ListBackups(ctx context.Context, req *pb.ListBackupsRequest) (*pb.ListBackupsResponse, error) {
+	sets, err := e.agent.listBackups(ctx, req.GetName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.ListBackupsResponse{Sets: sets}, nil
 }
 
 // toStatus maps the agent's errors to gRPC codes the leader acts on.

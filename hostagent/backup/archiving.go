@@ -55,6 +55,10 @@ func configureArchiving(ctx context.Context, conn *pgx.Conn, command string) (bo
 	if mode := cur["archive_mode"].setting; mode != "on" && mode != "always" {
 		stmts = append(stmts, "ALTER SYSTEM SET archive_mode = 'on'")
 	}
+	if len(stmts) == 0 {
+		// Nothing to change: a reload would only be noise in the log.
+		return cur["archive_mode"].setting == "off" || cur["archive_mode"].pendingRestart, nil
+	}
 	for _, s := range append(stmts, "SELECT pg_reload_conf()") {
 		if _, err := conn.Exec(ctx, s); err != nil {
 			return false, fmt.Errorf("%s: %w", s, err)

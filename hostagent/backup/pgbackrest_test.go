@@ -3,7 +3,6 @@ package backup
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -36,7 +35,7 @@ type testEnv struct {
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
 	pair := pgtest.NewPair(t)
-	requirePgBackRest(t)
+	pgtest.RequirePgBackRest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
 	env := &testEnv{pair: pair, dir: pgtest.TempDir(t), ctx: ctx}
@@ -54,17 +53,6 @@ func newTestEnv(t *testing.T) *testEnv {
 	env.enableArchiving(t)
 	require.NoError(t, e.Check(ctx))
 	return env
-}
-
-// requirePgBackRest skips or, under CI=true, fails t without pgbackrest.
-func requirePgBackRest(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("pgbackrest"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("pgbackrest is not installed, and CI=true: %v", err)
-		}
-		t.Skip("pgbackrest is not installed (apt-get install pgbackrest); skipping the pgBackRest engine test")
-	}
 }
 
 // enableArchiving points the primary's archive_command at the engine and

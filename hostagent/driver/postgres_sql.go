@@ -62,6 +62,16 @@ func pgQuote(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
+// LocalAddr is the unix socket directory and port the local server
+// listens on: postmaster.pid's when it runs, else the configured ones.
+func (p *Postgres) LocalAddr() (socketDir string, port int) { return p.localAddr() }
+
+// WithConn runs f on a fresh superuser connection to the local server,
+// for what other packages set over SQL (the backup engine's archiving).
+func (p *Postgres) WithConn(ctx context.Context, f func(*pgx.Conn) error) error {
+	return p.withConn(ctx, f)
+}
+
 // withConn runs f on a fresh connection to the local server.
 func (p *Postgres) withConn(ctx context.Context, f func(*pgx.Conn) error) error {
 	conn, err := p.connect(ctx)

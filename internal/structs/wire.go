@@ -20,6 +20,14 @@ const ArgRestartInPlace = "restart_in_place"
 // only an operator's RunHostStep asks for it.
 const ActionRestore = "restore"
 
+// ActionBackup takes a backup of a backup block; ActionVerifyBackup
+// verifies its newest backup. An operator runs them on one host (drplane
+// backup create|verify), and restore plans take a restoration point.
+const (
+	ActionBackup       = "backup"
+	ActionVerifyBackup = "verify-backup"
+)
+
 // Service roles as agents report them; the agents' drivers use the same
 // strings.
 const (
@@ -58,6 +66,7 @@ var (
 		plan.ActionNotify: pb.StepAction_STEP_ACTION_NOTIFY, plan.ActionGuard: pb.StepAction_STEP_ACTION_GUARD,
 		plan.ActionActivate: pb.StepAction_STEP_ACTION_ACTIVATE, plan.ActionLeaseWait: pb.StepAction_STEP_ACTION_LEASE_WAIT,
 		ActionSetSyncStandbys: pb.StepAction_STEP_ACTION_SET_SYNC_STANDBYS,
+		ActionBackup: pb.StepAction_STEP_ACTION_BACKUP, ActionVerifyBackup: pb.StepAction_STEP_ACTION_VERIFY_BACKUP,
 	})
 	stepStates = newEnumTable(map[string]pb.StepState{
 		StepPending: pb.StepState_STEP_STATE_PENDING, StepRunning: pb.StepState_STEP_STATE_RUNNING,

@@ -51,6 +51,13 @@ const (
 	// synchronous_standby_names). Only the leader's synchronous-replication
 	// manager sends it, never a plan; see structs.ArgSyncStandbys.
 	StepAction_STEP_ACTION_SET_SYNC_STANDBYS StepAction = 17
+	// STEP_ACTION_BACKUP takes a backup of a declared backup block (the
+	// target) on the host whose service is primary; args kind is full,
+	// diff or incr (default incr).
+	StepAction_STEP_ACTION_BACKUP StepAction = 18
+	// STEP_ACTION_VERIFY_BACKUP restores the block's newest backup into a
+	// scratch directory, starts it on a side port and queries it.
+	StepAction_STEP_ACTION_VERIFY_BACKUP StepAction = 19
 )
 
 // Enum value maps for StepAction.
@@ -74,6 +81,8 @@ var (
 		15: "STEP_ACTION_ACTIVATE",
 		16: "STEP_ACTION_LEASE_WAIT",
 		17: "STEP_ACTION_SET_SYNC_STANDBYS",
+		18: "STEP_ACTION_BACKUP",
+		19: "STEP_ACTION_VERIFY_BACKUP",
 	}
 	StepAction_value = map[string]int32{
 		"STEP_ACTION_UNSPECIFIED":       0,
@@ -94,6 +103,8 @@ var (
 		"STEP_ACTION_ACTIVATE":          15,
 		"STEP_ACTION_LEASE_WAIT":        16,
 		"STEP_ACTION_SET_SYNC_STANDBYS": 17,
+		"STEP_ACTION_BACKUP":            18,
+		"STEP_ACTION_VERIFY_BACKUP":     19,
 	}
 )
 
@@ -122,6 +133,62 @@ func (x StepAction) Number() protoreflect.EnumNumber {
 // Deprecated: Use StepAction.Descriptor instead.
 func (StepAction) EnumDescriptor() ([]byte, []int) {
 	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{0}
+}
+
+// BackupKind is the type of a pgBackRest backup.
+type BackupKind int32
+
+const (
+	BackupKind_BACKUP_KIND_UNSPECIFIED BackupKind = 0
+	// BACKUP_KIND_FULL copies the whole cluster.
+	BackupKind_BACKUP_KIND_FULL BackupKind = 1
+	// BACKUP_KIND_DIFF copies what changed since the last full backup.
+	BackupKind_BACKUP_KIND_DIFF BackupKind = 2
+	// BACKUP_KIND_INCR copies what changed since the last backup.
+	BackupKind_BACKUP_KIND_INCR BackupKind = 3
+)
+
+// Enum value maps for BackupKind.
+var (
+	BackupKind_name = map[int32]string{
+		0: "BACKUP_KIND_UNSPECIFIED",
+		1: "BACKUP_KIND_FULL",
+		2: "BACKUP_KIND_DIFF",
+		3: "BACKUP_KIND_INCR",
+	}
+	BackupKind_value = map[string]int32{
+		"BACKUP_KIND_UNSPECIFIED": 0,
+		"BACKUP_KIND_FULL":        1,
+		"BACKUP_KIND_DIFF":        2,
+		"BACKUP_KIND_INCR":        3,
+	}
+)
+
+func (x BackupKind) Enum() *BackupKind {
+	p := new(BackupKind)
+	*p = x
+	return p
+}
+
+func (x BackupKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BackupKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_drplane_v1_enums_proto_enumTypes[1].Descriptor()
+}
+
+func (BackupKind) Type() protoreflect.EnumType {
+	return &file_drplane_v1_enums_proto_enumTypes[1]
+}
+
+func (x BackupKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BackupKind.Descriptor instead.
+func (BackupKind) EnumDescriptor() ([]byte, []int) {
+	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{1}
 }
 
 // StepState is where one step of an execution is.
@@ -174,11 +241,11 @@ func (x StepState) String() string {
 }
 
 func (StepState) Descriptor() protoreflect.EnumDescriptor {
-	return file_drplane_v1_enums_proto_enumTypes[1].Descriptor()
+	return file_drplane_v1_enums_proto_enumTypes[2].Descriptor()
 }
 
 func (StepState) Type() protoreflect.EnumType {
-	return &file_drplane_v1_enums_proto_enumTypes[1]
+	return &file_drplane_v1_enums_proto_enumTypes[2]
 }
 
 func (x StepState) Number() protoreflect.EnumNumber {
@@ -187,7 +254,7 @@ func (x StepState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StepState.Descriptor instead.
 func (StepState) EnumDescriptor() ([]byte, []int) {
-	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{1}
+	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{2}
 }
 
 // ExecutionState is where an execution is.
@@ -234,11 +301,11 @@ func (x ExecutionState) String() string {
 }
 
 func (ExecutionState) Descriptor() protoreflect.EnumDescriptor {
-	return file_drplane_v1_enums_proto_enumTypes[2].Descriptor()
+	return file_drplane_v1_enums_proto_enumTypes[3].Descriptor()
 }
 
 func (ExecutionState) Type() protoreflect.EnumType {
-	return &file_drplane_v1_enums_proto_enumTypes[2]
+	return &file_drplane_v1_enums_proto_enumTypes[3]
 }
 
 func (x ExecutionState) Number() protoreflect.EnumNumber {
@@ -247,7 +314,7 @@ func (x ExecutionState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExecutionState.Descriptor instead.
 func (ExecutionState) EnumDescriptor() ([]byte, []int) {
-	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{2}
+	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{3}
 }
 
 // ExecutionTrigger is what started an execution.
@@ -287,11 +354,11 @@ func (x ExecutionTrigger) String() string {
 }
 
 func (ExecutionTrigger) Descriptor() protoreflect.EnumDescriptor {
-	return file_drplane_v1_enums_proto_enumTypes[3].Descriptor()
+	return file_drplane_v1_enums_proto_enumTypes[4].Descriptor()
 }
 
 func (ExecutionTrigger) Type() protoreflect.EnumType {
-	return &file_drplane_v1_enums_proto_enumTypes[3]
+	return &file_drplane_v1_enums_proto_enumTypes[4]
 }
 
 func (x ExecutionTrigger) Number() protoreflect.EnumNumber {
@@ -300,7 +367,7 @@ func (x ExecutionTrigger) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExecutionTrigger.Descriptor instead.
 func (ExecutionTrigger) EnumDescriptor() ([]byte, []int) {
-	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{3}
+	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{4}
 }
 
 // ServiceRole is what a service is on its host right now.
@@ -349,11 +416,11 @@ func (x ServiceRole) String() string {
 }
 
 func (ServiceRole) Descriptor() protoreflect.EnumDescriptor {
-	return file_drplane_v1_enums_proto_enumTypes[4].Descriptor()
+	return file_drplane_v1_enums_proto_enumTypes[5].Descriptor()
 }
 
 func (ServiceRole) Type() protoreflect.EnumType {
-	return &file_drplane_v1_enums_proto_enumTypes[4]
+	return &file_drplane_v1_enums_proto_enumTypes[5]
 }
 
 func (x ServiceRole) Number() protoreflect.EnumNumber {
@@ -362,7 +429,7 @@ func (x ServiceRole) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ServiceRole.Descriptor instead.
 func (ServiceRole) EnumDescriptor() ([]byte, []int) {
-	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{4}
+	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{5}
 }
 
 // FenceCause is why an agent fenced a service.
@@ -416,11 +483,11 @@ func (x FenceCause) String() string {
 }
 
 func (FenceCause) Descriptor() protoreflect.EnumDescriptor {
-	return file_drplane_v1_enums_proto_enumTypes[5].Descriptor()
+	return file_drplane_v1_enums_proto_enumTypes[6].Descriptor()
 }
 
 func (FenceCause) Type() protoreflect.EnumType {
-	return &file_drplane_v1_enums_proto_enumTypes[5]
+	return &file_drplane_v1_enums_proto_enumTypes[6]
 }
 
 func (x FenceCause) Number() protoreflect.EnumNumber {
@@ -429,7 +496,7 @@ func (x FenceCause) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FenceCause.Descriptor instead.
 func (FenceCause) EnumDescriptor() ([]byte, []int) {
-	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{5}
+	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{6}
 }
 
 // SyncState is how a primary counts one of its standbys for synchronous
@@ -477,11 +544,11 @@ func (x SyncState) String() string {
 }
 
 func (SyncState) Descriptor() protoreflect.EnumDescriptor {
-	return file_drplane_v1_enums_proto_enumTypes[6].Descriptor()
+	return file_drplane_v1_enums_proto_enumTypes[7].Descriptor()
 }
 
 func (SyncState) Type() protoreflect.EnumType {
-	return &file_drplane_v1_enums_proto_enumTypes[6]
+	return &file_drplane_v1_enums_proto_enumTypes[7]
 }
 
 func (x SyncState) Number() protoreflect.EnumNumber {
@@ -490,7 +557,7 @@ func (x SyncState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SyncState.Descriptor instead.
 func (SyncState) EnumDescriptor() ([]byte, []int) {
-	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{6}
+	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{7}
 }
 
 // WalSenderState is what a primary's WAL sender for one standby does
@@ -539,11 +606,11 @@ func (x WalSenderState) String() string {
 }
 
 func (WalSenderState) Descriptor() protoreflect.EnumDescriptor {
-	return file_drplane_v1_enums_proto_enumTypes[7].Descriptor()
+	return file_drplane_v1_enums_proto_enumTypes[8].Descriptor()
 }
 
 func (WalSenderState) Type() protoreflect.EnumType {
-	return &file_drplane_v1_enums_proto_enumTypes[7]
+	return &file_drplane_v1_enums_proto_enumTypes[8]
 }
 
 func (x WalSenderState) Number() protoreflect.EnumNumber {
@@ -552,7 +619,7 @@ func (x WalSenderState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WalSenderState.Descriptor instead.
 func (WalSenderState) EnumDescriptor() ([]byte, []int) {
-	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{7}
+	return file_drplane_v1_enums_proto_rawDescGZIP(), []int{8}
 }
 
 var File_drplane_v1_enums_proto protoreflect.FileDescriptor
@@ -560,7 +627,7 @@ var File_drplane_v1_enums_proto protoreflect.FileDescriptor
 const file_drplane_v1_enums_proto_rawDesc = "" +
 	"\n" +
 	"\x16drplane/v1/enums.proto\x12\n" +
-	"drplane.v1*\xcd\x03\n" +
+	"drplane.v1*\x84\x04\n" +
 	"\n" +
 	"StepAction\x12\x1b\n" +
 	"\x17STEP_ACTION_UNSPECIFIED\x10\x00\x12\x15\n" +
@@ -581,7 +648,15 @@ const file_drplane_v1_enums_proto_rawDesc = "" +
 	"\x11STEP_ACTION_GUARD\x10\x0e\x12\x18\n" +
 	"\x14STEP_ACTION_ACTIVATE\x10\x0f\x12\x1a\n" +
 	"\x16STEP_ACTION_LEASE_WAIT\x10\x10\x12!\n" +
-	"\x1dSTEP_ACTION_SET_SYNC_STANDBYS\x10\x11*\xd2\x01\n" +
+	"\x1dSTEP_ACTION_SET_SYNC_STANDBYS\x10\x11\x12\x16\n" +
+	"\x12STEP_ACTION_BACKUP\x10\x12\x12\x1d\n" +
+	"\x19STEP_ACTION_VERIFY_BACKUP\x10\x13*k\n" +
+	"\n" +
+	"BackupKind\x12\x1b\n" +
+	"\x17BACKUP_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10BACKUP_KIND_FULL\x10\x01\x12\x14\n" +
+	"\x10BACKUP_KIND_DIFF\x10\x02\x12\x14\n" +
+	"\x10BACKUP_KIND_INCR\x10\x03*\xd2\x01\n" +
 	"\tStepState\x12\x1a\n" +
 	"\x16STEP_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12STEP_STATE_PENDING\x10\x01\x12\x16\n" +
@@ -642,16 +717,17 @@ func file_drplane_v1_enums_proto_rawDescGZIP() []byte {
 	return file_drplane_v1_enums_proto_rawDescData
 }
 
-var file_drplane_v1_enums_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_drplane_v1_enums_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
 var file_drplane_v1_enums_proto_goTypes = []any{
 	(StepAction)(0),       // 0: drplane.v1.StepAction
-	(StepState)(0),        // 1: drplane.v1.StepState
-	(ExecutionState)(0),   // 2: drplane.v1.ExecutionState
-	(ExecutionTrigger)(0), // 3: drplane.v1.ExecutionTrigger
-	(ServiceRole)(0),      // 4: drplane.v1.ServiceRole
-	(FenceCause)(0),       // 5: drplane.v1.FenceCause
-	(SyncState)(0),        // 6: drplane.v1.SyncState
-	(WalSenderState)(0),   // 7: drplane.v1.WalSenderState
+	(BackupKind)(0),       // 1: drplane.v1.BackupKind
+	(StepState)(0),        // 2: drplane.v1.StepState
+	(ExecutionState)(0),   // 3: drplane.v1.ExecutionState
+	(ExecutionTrigger)(0), // 4: drplane.v1.ExecutionTrigger
+	(ServiceRole)(0),      // 5: drplane.v1.ServiceRole
+	(FenceCause)(0),       // 6: drplane.v1.FenceCause
+	(SyncState)(0),        // 7: drplane.v1.SyncState
+	(WalSenderState)(0),   // 8: drplane.v1.WalSenderState
 }
 var file_drplane_v1_enums_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -671,7 +747,7 @@ func file_drplane_v1_enums_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_enums_proto_rawDesc), len(file_drplane_v1_enums_proto_rawDesc)),
-			NumEnums:      8,
+			NumEnums:      9,
 			NumMessages:   0,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -72,6 +72,486 @@ func (HostProblemKind) EnumDescriptor() ([]byte, []int) {
 	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{0}
 }
 
+type ListBackupsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the backup block; empty lists every block.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBackupsRequest) Reset() {
+	*x = ListBackupsRequest{}
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBackupsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBackupsRequest) ProtoMessage() {}
+
+func (x *ListBackupsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBackupsRequest.ProtoReflect.Descriptor instead.
+func (*ListBackupsRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ListBackupsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ListBackupsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sets          []*BackupSet           `protobuf:"bytes,1,rep,name=sets,proto3" json:"sets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBackupsResponse) Reset() {
+	*x = ListBackupsResponse{}
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBackupsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBackupsResponse) ProtoMessage() {}
+
+func (x *ListBackupsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBackupsResponse.ProtoReflect.Descriptor instead.
+func (*ListBackupsResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListBackupsResponse) GetSets() []*BackupSet {
+	if x != nil {
+		return x.Sets
+	}
+	return nil
+}
+
+// BackupSet is one backup block's state and its repository's backups.
+type BackupSet struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Status *BackupStatus          `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	// backups are oldest first.
+	Backups       []*BackupInfo `protobuf:"bytes,2,rep,name=backups,proto3" json:"backups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupSet) Reset() {
+	*x = BackupSet{}
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupSet) ProtoMessage() {}
+
+func (x *BackupSet) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupSet.ProtoReflect.Descriptor instead.
+func (*BackupSet) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BackupSet) GetStatus() *BackupStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *BackupSet) GetBackups() []*BackupInfo {
+	if x != nil {
+		return x.Backups
+	}
+	return nil
+}
+
+// BackupInfo is one backup in a repository.
+type BackupInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// label is pgBackRest's name of it, e.g. "20261203-090000F".
+	Label string     `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	Kind  BackupKind `protobuf:"varint,2,opt,name=kind,proto3,enum=drplane.v1.BackupKind" json:"kind,omitempty"`
+	// prior is the backup it is a delta against; empty for a full one.
+	Prior         string                 `protobuf:"bytes,3,opt,name=prior,proto3" json:"prior,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	StoppedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=stopped_at,json=stoppedAt,proto3" json:"stopped_at,omitempty"`
+	DatabaseBytes uint64                 `protobuf:"varint,6,opt,name=database_bytes,json=databaseBytes,proto3" json:"database_bytes,omitempty"`
+	// backup_bytes is what it copied; repository_bytes what it stored.
+	BackupBytes     uint64 `protobuf:"varint,7,opt,name=backup_bytes,json=backupBytes,proto3" json:"backup_bytes,omitempty"`
+	RepositoryBytes uint64 `protobuf:"varint,8,opt,name=repository_bytes,json=repositoryBytes,proto3" json:"repository_bytes,omitempty"`
+	// checksum_errors is set when pgBackRest found damaged pages while
+	// copying: the backup holds the damage too.
+	ChecksumErrors bool `protobuf:"varint,9,opt,name=checksum_errors,json=checksumErrors,proto3" json:"checksum_errors,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *BackupInfo) Reset() {
+	*x = BackupInfo{}
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupInfo) ProtoMessage() {}
+
+func (x *BackupInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupInfo.ProtoReflect.Descriptor instead.
+func (*BackupInfo) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BackupInfo) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *BackupInfo) GetKind() BackupKind {
+	if x != nil {
+		return x.Kind
+	}
+	return BackupKind_BACKUP_KIND_UNSPECIFIED
+}
+
+func (x *BackupInfo) GetPrior() string {
+	if x != nil {
+		return x.Prior
+	}
+	return ""
+}
+
+func (x *BackupInfo) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *BackupInfo) GetStoppedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StoppedAt
+	}
+	return nil
+}
+
+func (x *BackupInfo) GetDatabaseBytes() uint64 {
+	if x != nil {
+		return x.DatabaseBytes
+	}
+	return 0
+}
+
+func (x *BackupInfo) GetBackupBytes() uint64 {
+	if x != nil {
+		return x.BackupBytes
+	}
+	return 0
+}
+
+func (x *BackupInfo) GetRepositoryBytes() uint64 {
+	if x != nil {
+		return x.RepositoryBytes
+	}
+	return 0
+}
+
+func (x *BackupInfo) GetChecksumErrors() bool {
+	if x != nil {
+		return x.ChecksumErrors
+	}
+	return false
+}
+
+// BackupVerification is the outcome of one verification of a backup.
+type BackupVerification struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Label string                 `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	Ok    bool                   `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	// reason says what failed when ok is false.
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	DurationMs    uint64                 `protobuf:"varint,5,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupVerification) Reset() {
+	*x = BackupVerification{}
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupVerification) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupVerification) ProtoMessage() {}
+
+func (x *BackupVerification) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupVerification.ProtoReflect.Descriptor instead.
+func (*BackupVerification) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *BackupVerification) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *BackupVerification) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *BackupVerification) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *BackupVerification) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *BackupVerification) GetDurationMs() uint64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+// BackupStatus is one backup block as its agent sees it.
+type BackupStatus struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Service    string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	Repository string                 `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
+	// archiving is set when the service runs as primary here and its WAL
+	// goes to the repository.
+	Archiving bool `protobuf:"varint,4,opt,name=archiving,proto3" json:"archiving,omitempty"`
+	// scheduled is set when this host takes the block's scheduled backups
+	// now: its service is primary and it holds the lease of the active
+	// site.
+	Scheduled bool `protobuf:"varint,5,opt,name=scheduled,proto3" json:"scheduled,omitempty"`
+	// newest and newest_full are the repository's newest backup and newest
+	// full backup, as last read; unset when there is none.
+	Newest     *BackupInfo `protobuf:"bytes,6,opt,name=newest,proto3" json:"newest,omitempty"`
+	NewestFull *BackupInfo `protobuf:"bytes,7,opt,name=newest_full,json=newestFull,proto3" json:"newest_full,omitempty"`
+	// restorable_from and restorable_until bound the times a restore may
+	// target: from just after the oldest backup ended to the newest
+	// backup's end (archived WAL usually reaches further).
+	RestorableFrom   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=restorable_from,json=restorableFrom,proto3" json:"restorable_from,omitempty"`
+	RestorableUntil  *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=restorable_until,json=restorableUntil,proto3" json:"restorable_until,omitempty"`
+	LastVerification *BackupVerification    `protobuf:"bytes,10,opt,name=last_verification,json=lastVerification,proto3" json:"last_verification,omitempty"`
+	// warnings are what needs an operator: a backup older than twice its
+	// interval, a failed verification, archiving that waits for a restart.
+	Warnings      []string `protobuf:"bytes,11,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	BackupCount   uint32   `protobuf:"varint,12,opt,name=backup_count,json=backupCount,proto3" json:"backup_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupStatus) Reset() {
+	*x = BackupStatus{}
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupStatus) ProtoMessage() {}
+
+func (x *BackupStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupStatus.ProtoReflect.Descriptor instead.
+func (*BackupStatus) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BackupStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BackupStatus) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *BackupStatus) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *BackupStatus) GetArchiving() bool {
+	if x != nil {
+		return x.Archiving
+	}
+	return false
+}
+
+func (x *BackupStatus) GetScheduled() bool {
+	if x != nil {
+		return x.Scheduled
+	}
+	return false
+}
+
+func (x *BackupStatus) GetNewest() *BackupInfo {
+	if x != nil {
+		return x.Newest
+	}
+	return nil
+}
+
+func (x *BackupStatus) GetNewestFull() *BackupInfo {
+	if x != nil {
+		return x.NewestFull
+	}
+	return nil
+}
+
+func (x *BackupStatus) GetRestorableFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RestorableFrom
+	}
+	return nil
+}
+
+func (x *BackupStatus) GetRestorableUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RestorableUntil
+	}
+	return nil
+}
+
+func (x *BackupStatus) GetLastVerification() *BackupVerification {
+	if x != nil {
+		return x.LastVerification
+	}
+	return nil
+}
+
+func (x *BackupStatus) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
+func (x *BackupStatus) GetBackupCount() uint32 {
+	if x != nil {
+		return x.BackupCount
+	}
+	return 0
+}
+
 type ListSnapshotsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name is the snapshot block; empty lists every block.
@@ -82,7 +562,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[0]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -94,7 +574,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[0]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -107,7 +587,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{0}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListSnapshotsRequest) GetName() string {
@@ -132,7 +612,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[1]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -144,7 +624,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[1]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -157,7 +637,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{1}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SnapshotInfo) GetId() string {
@@ -218,7 +698,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[2]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -230,7 +710,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[2]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -243,7 +723,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{2}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
@@ -289,7 +769,7 @@ type ProbeRequest struct {
 
 func (x *ProbeRequest) Reset() {
 	*x = ProbeRequest{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[3]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -301,7 +781,7 @@ func (x *ProbeRequest) String() string {
 func (*ProbeRequest) ProtoMessage() {}
 
 func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[3]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -314,7 +794,7 @@ func (x *ProbeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeRequest.ProtoReflect.Descriptor instead.
 func (*ProbeRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{3}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ProbeRequest) GetEpoch() uint64 {
@@ -386,7 +866,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[4]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +878,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[4]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +891,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{4}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Lease) GetValid() bool {
@@ -472,7 +952,7 @@ type Replication struct {
 
 func (x *Replication) Reset() {
 	*x = Replication{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[5]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +964,7 @@ func (x *Replication) String() string {
 func (*Replication) ProtoMessage() {}
 
 func (x *Replication) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[5]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +977,7 @@ func (x *Replication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replication.ProtoReflect.Descriptor instead.
 func (*Replication) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{5}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Replication) GetPosition() string {
@@ -581,7 +1061,7 @@ type StandbyReplication struct {
 
 func (x *StandbyReplication) Reset() {
 	*x = StandbyReplication{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[6]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +1073,7 @@ func (x *StandbyReplication) String() string {
 func (*StandbyReplication) ProtoMessage() {}
 
 func (x *StandbyReplication) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[6]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +1086,7 @@ func (x *StandbyReplication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StandbyReplication.ProtoReflect.Descriptor instead.
 func (*StandbyReplication) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{6}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StandbyReplication) GetApplicationName() string {
@@ -673,7 +1153,7 @@ type ServiceStatus struct {
 
 func (x *ServiceStatus) Reset() {
 	*x = ServiceStatus{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[7]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +1165,7 @@ func (x *ServiceStatus) String() string {
 func (*ServiceStatus) ProtoMessage() {}
 
 func (x *ServiceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[7]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +1178,7 @@ func (x *ServiceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceStatus.ProtoReflect.Descriptor instead.
 func (*ServiceStatus) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{7}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ServiceStatus) GetName() string {
@@ -782,7 +1262,7 @@ type SyncStatus struct {
 
 func (x *SyncStatus) Reset() {
 	*x = SyncStatus{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[8]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +1274,7 @@ func (x *SyncStatus) String() string {
 func (*SyncStatus) ProtoMessage() {}
 
 func (x *SyncStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[8]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +1287,7 @@ func (x *SyncStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncStatus.ProtoReflect.Descriptor instead.
 func (*SyncStatus) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{8}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SyncStatus) GetName() string {
@@ -879,14 +1359,16 @@ type ProbeResponse struct {
 	Problems []*HostProblem `protobuf:"bytes,11,rep,name=problems,proto3" json:"problems,omitempty"`
 	// lease_anchors says that the agent honours ProbeRequest.lease_anchor;
 	// the leader anchors its renewals only for agents that say so.
-	LeaseAnchors  bool `protobuf:"varint,12,opt,name=lease_anchors,json=leaseAnchors,proto3" json:"lease_anchors,omitempty"`
+	LeaseAnchors bool `protobuf:"varint,12,opt,name=lease_anchors,json=leaseAnchors,proto3" json:"lease_anchors,omitempty"`
+	// backups are the host's backup blocks.
+	Backups       []*BackupStatus `protobuf:"bytes,13,rep,name=backups,proto3" json:"backups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ProbeResponse) Reset() {
 	*x = ProbeResponse{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[9]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1380,7 @@ func (x *ProbeResponse) String() string {
 func (*ProbeResponse) ProtoMessage() {}
 
 func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[9]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1393,7 @@ func (x *ProbeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeResponse.ProtoReflect.Descriptor instead.
 func (*ProbeResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{9}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ProbeResponse) GetHostId() string {
@@ -998,6 +1480,13 @@ func (x *ProbeResponse) GetLeaseAnchors() bool {
 	return false
 }
 
+func (x *ProbeResponse) GetBackups() []*BackupStatus {
+	if x != nil {
+		return x.Backups
+	}
+	return nil
+}
+
 // HostProblem is one problem an agent reports on its host.
 type HostProblem struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1013,7 +1502,7 @@ type HostProblem struct {
 
 func (x *HostProblem) Reset() {
 	*x = HostProblem{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[10]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1514,7 @@ func (x *HostProblem) String() string {
 func (*HostProblem) ProtoMessage() {}
 
 func (x *HostProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[10]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1527,7 @@ func (x *HostProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostProblem.ProtoReflect.Descriptor instead.
 func (*HostProblem) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{10}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HostProblem) GetKind() HostProblemKind {
@@ -1083,7 +1572,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[11]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1584,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[11]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1597,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{11}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExecuteRequest) GetExecutionId() string {
@@ -1179,7 +1668,7 @@ type StepResult struct {
 
 func (x *StepResult) Reset() {
 	*x = StepResult{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[12]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1191,7 +1680,7 @@ func (x *StepResult) String() string {
 func (*StepResult) ProtoMessage() {}
 
 func (x *StepResult) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[12]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1204,7 +1693,7 @@ func (x *StepResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepResult.ProtoReflect.Descriptor instead.
 func (*StepResult) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{12}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StepResult) GetOk() bool {
@@ -1269,7 +1758,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[13]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1770,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[13]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1783,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{13}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExecuteResponse) GetEvent() isExecuteResponse_Event {
@@ -1357,7 +1846,7 @@ type SyncTunnelRequest struct {
 
 func (x *SyncTunnelRequest) Reset() {
 	*x = SyncTunnelRequest{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[14]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1858,7 @@ func (x *SyncTunnelRequest) String() string {
 func (*SyncTunnelRequest) ProtoMessage() {}
 
 func (x *SyncTunnelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[14]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1871,7 @@ func (x *SyncTunnelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncTunnelRequest.ProtoReflect.Descriptor instead.
 func (*SyncTunnelRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{14}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SyncTunnelRequest) GetSync() string {
@@ -1426,7 +1915,7 @@ type SyncTunnelResponse struct {
 
 func (x *SyncTunnelResponse) Reset() {
 	*x = SyncTunnelResponse{}
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[15]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1927,7 @@ func (x *SyncTunnelResponse) String() string {
 func (*SyncTunnelResponse) ProtoMessage() {}
 
 func (x *SyncTunnelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_hostagent_proto_msgTypes[15]
+	mi := &file_drplane_v1_hostagent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1940,7 @@ func (x *SyncTunnelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncTunnelResponse.ProtoReflect.Descriptor instead.
 func (*SyncTunnelResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{15}
+	return file_drplane_v1_hostagent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SyncTunnelResponse) GetData() []byte {
@@ -1480,7 +1969,51 @@ var File_drplane_v1_hostagent_proto protoreflect.FileDescriptor
 const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\n" +
 	"\x1adrplane/v1/hostagent.proto\x12\n" +
-	"drplane.v1\x1a\x16drplane/v1/enums.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n" +
+	"drplane.v1\x1a\x16drplane/v1/enums.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"(\n" +
+	"\x12ListBackupsRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"@\n" +
+	"\x13ListBackupsResponse\x12)\n" +
+	"\x04sets\x18\x01 \x03(\v2\x15.drplane.v1.BackupSetR\x04sets\"o\n" +
+	"\tBackupSet\x120\n" +
+	"\x06status\x18\x01 \x01(\v2\x18.drplane.v1.BackupStatusR\x06status\x120\n" +
+	"\abackups\x18\x02 \x03(\v2\x16.drplane.v1.BackupInfoR\abackups\"\xf8\x02\n" +
+	"\n" +
+	"BackupInfo\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\x12*\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x16.drplane.v1.BackupKindR\x04kind\x12\x14\n" +
+	"\x05prior\x18\x03 \x01(\tR\x05prior\x129\n" +
+	"\n" +
+	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x129\n" +
+	"\n" +
+	"stopped_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstoppedAt\x12%\n" +
+	"\x0edatabase_bytes\x18\x06 \x01(\x04R\rdatabaseBytes\x12!\n" +
+	"\fbackup_bytes\x18\a \x01(\x04R\vbackupBytes\x12)\n" +
+	"\x10repository_bytes\x18\b \x01(\x04R\x0frepositoryBytes\x12'\n" +
+	"\x0fchecksum_errors\x18\t \x01(\bR\x0echecksumErrors\"\x9f\x01\n" +
+	"\x12BackupVerification\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1f\n" +
+	"\vduration_ms\x18\x05 \x01(\x04R\n" +
+	"durationMs\"\x99\x04\n" +
+	"\fBackupStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x03 \x01(\tR\n" +
+	"repository\x12\x1c\n" +
+	"\tarchiving\x18\x04 \x01(\bR\tarchiving\x12\x1c\n" +
+	"\tscheduled\x18\x05 \x01(\bR\tscheduled\x12.\n" +
+	"\x06newest\x18\x06 \x01(\v2\x16.drplane.v1.BackupInfoR\x06newest\x127\n" +
+	"\vnewest_full\x18\a \x01(\v2\x16.drplane.v1.BackupInfoR\n" +
+	"newestFull\x12C\n" +
+	"\x0frestorable_from\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0erestorableFrom\x12E\n" +
+	"\x10restorable_until\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0frestorableUntil\x12K\n" +
+	"\x11last_verification\x18\n" +
+	" \x01(\v2\x1e.drplane.v1.BackupVerificationR\x10lastVerification\x12\x1a\n" +
+	"\bwarnings\x18\v \x03(\tR\bwarnings\x12!\n" +
+	"\fbackup_count\x18\f \x01(\rR\vbackupCount\"*\n" +
 	"\x14ListSnapshotsRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\xc9\x01\n" +
 	"\fSnapshotInfo\x12\x0e\n" +
@@ -1558,7 +2091,7 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"last_error\x18\x05 \x01(\tR\tlastError\x12\x1f\n" +
 	"\vsource_host\x18\x06 \x01(\tR\n" +
 	"sourceHost\x12(\n" +
-	"\x10exclude_from_rpo\x18\a \x01(\bR\x0eexcludeFromRpo\"\xde\x03\n" +
+	"\x10exclude_from_rpo\x18\a \x01(\bR\x0eexcludeFromRpo\"\x92\x04\n" +
 	"\rProbeResponse\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x14\n" +
@@ -1573,7 +2106,8 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\x03now\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x03now\x123\n" +
 	"\bproblems\x18\v \x03(\v2\x17.drplane.v1.HostProblemR\bproblems\x12#\n" +
-	"\rlease_anchors\x18\f \x01(\bR\fleaseAnchors\"\x8a\x01\n" +
+	"\rlease_anchors\x18\f \x01(\bR\fleaseAnchors\x122\n" +
+	"\abackups\x18\r \x03(\v2\x18.drplane.v1.BackupStatusR\abackups\"\x8a\x01\n" +
 	"\vHostProblem\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.drplane.v1.HostProblemKindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x120\n" +
@@ -1619,13 +2153,14 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\texit_code\x18\x03 \x01(\x05R\bexitCode*_\n" +
 	"\x0fHostProblemKind\x12!\n" +
 	"\x1dHOST_PROBLEM_KIND_UNSPECIFIED\x10\x00\x12)\n" +
-	"%HOST_PROBLEM_KIND_DATA_DIR_UNWRITABLE\x10\x012\xb6\x02\n" +
+	"%HOST_PROBLEM_KIND_DATA_DIR_UNWRITABLE\x10\x012\x86\x03\n" +
 	"\tHostAgent\x12<\n" +
 	"\x05Probe\x12\x18.drplane.v1.ProbeRequest\x1a\x19.drplane.v1.ProbeResponse\x12D\n" +
 	"\aExecute\x12\x1a.drplane.v1.ExecuteRequest\x1a\x1b.drplane.v1.ExecuteResponse0\x01\x12O\n" +
 	"\n" +
 	"SyncTunnel\x12\x1d.drplane.v1.SyncTunnelRequest\x1a\x1e.drplane.v1.SyncTunnelResponse(\x010\x01\x12T\n" +
-	"\rListSnapshots\x12 .drplane.v1.ListSnapshotsRequest\x1a!.drplane.v1.ListSnapshotsResponseB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	"\rListSnapshots\x12 .drplane.v1.ListSnapshotsRequest\x1a!.drplane.v1.ListSnapshotsResponse\x12N\n" +
+	"\vListBackups\x12\x1e.drplane.v1.ListBackupsRequest\x1a\x1f.drplane.v1.ListBackupsResponseB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_hostagent_proto_rawDescOnce sync.Once
@@ -1640,76 +2175,98 @@ func file_drplane_v1_hostagent_proto_rawDescGZIP() []byte {
 }
 
 var file_drplane_v1_hostagent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_drplane_v1_hostagent_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_drplane_v1_hostagent_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_drplane_v1_hostagent_proto_goTypes = []any{
 	(HostProblemKind)(0),          // 0: drplane.v1.HostProblemKind
-	(*ListSnapshotsRequest)(nil),  // 1: drplane.v1.ListSnapshotsRequest
-	(*SnapshotInfo)(nil),          // 2: drplane.v1.SnapshotInfo
-	(*ListSnapshotsResponse)(nil), // 3: drplane.v1.ListSnapshotsResponse
-	(*ProbeRequest)(nil),          // 4: drplane.v1.ProbeRequest
-	(*Lease)(nil),                 // 5: drplane.v1.Lease
-	(*Replication)(nil),           // 6: drplane.v1.Replication
-	(*StandbyReplication)(nil),    // 7: drplane.v1.StandbyReplication
-	(*ServiceStatus)(nil),         // 8: drplane.v1.ServiceStatus
-	(*SyncStatus)(nil),            // 9: drplane.v1.SyncStatus
-	(*ProbeResponse)(nil),         // 10: drplane.v1.ProbeResponse
-	(*HostProblem)(nil),           // 11: drplane.v1.HostProblem
-	(*ExecuteRequest)(nil),        // 12: drplane.v1.ExecuteRequest
-	(*StepResult)(nil),            // 13: drplane.v1.StepResult
-	(*ExecuteResponse)(nil),       // 14: drplane.v1.ExecuteResponse
-	(*SyncTunnelRequest)(nil),     // 15: drplane.v1.SyncTunnelRequest
-	(*SyncTunnelResponse)(nil),    // 16: drplane.v1.SyncTunnelResponse
-	nil,                           // 17: drplane.v1.ProbeRequest.SyncSourcesEntry
-	nil,                           // 18: drplane.v1.ExecuteRequest.ArgsEntry
-	nil,                           // 19: drplane.v1.StepResult.OutputsEntry
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
-	(WalSenderState)(0),           // 21: drplane.v1.WalSenderState
-	(SyncState)(0),                // 22: drplane.v1.SyncState
-	(ServiceRole)(0),              // 23: drplane.v1.ServiceRole
-	(FenceCause)(0),               // 24: drplane.v1.FenceCause
-	(StepAction)(0),               // 25: drplane.v1.StepAction
+	(*ListBackupsRequest)(nil),    // 1: drplane.v1.ListBackupsRequest
+	(*ListBackupsResponse)(nil),   // 2: drplane.v1.ListBackupsResponse
+	(*BackupSet)(nil),             // 3: drplane.v1.BackupSet
+	(*BackupInfo)(nil),            // 4: drplane.v1.BackupInfo
+	(*BackupVerification)(nil),    // 5: drplane.v1.BackupVerification
+	(*BackupStatus)(nil),          // 6: drplane.v1.BackupStatus
+	(*ListSnapshotsRequest)(nil),  // 7: drplane.v1.ListSnapshotsRequest
+	(*SnapshotInfo)(nil),          // 8: drplane.v1.SnapshotInfo
+	(*ListSnapshotsResponse)(nil), // 9: drplane.v1.ListSnapshotsResponse
+	(*ProbeRequest)(nil),          // 10: drplane.v1.ProbeRequest
+	(*Lease)(nil),                 // 11: drplane.v1.Lease
+	(*Replication)(nil),           // 12: drplane.v1.Replication
+	(*StandbyReplication)(nil),    // 13: drplane.v1.StandbyReplication
+	(*ServiceStatus)(nil),         // 14: drplane.v1.ServiceStatus
+	(*SyncStatus)(nil),            // 15: drplane.v1.SyncStatus
+	(*ProbeResponse)(nil),         // 16: drplane.v1.ProbeResponse
+	(*HostProblem)(nil),           // 17: drplane.v1.HostProblem
+	(*ExecuteRequest)(nil),        // 18: drplane.v1.ExecuteRequest
+	(*StepResult)(nil),            // 19: drplane.v1.StepResult
+	(*ExecuteResponse)(nil),       // 20: drplane.v1.ExecuteResponse
+	(*SyncTunnelRequest)(nil),     // 21: drplane.v1.SyncTunnelRequest
+	(*SyncTunnelResponse)(nil),    // 22: drplane.v1.SyncTunnelResponse
+	nil,                           // 23: drplane.v1.ProbeRequest.SyncSourcesEntry
+	nil,                           // 24: drplane.v1.ExecuteRequest.ArgsEntry
+	nil,                           // 25: drplane.v1.StepResult.OutputsEntry
+	(BackupKind)(0),               // 26: drplane.v1.BackupKind
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	(WalSenderState)(0),           // 28: drplane.v1.WalSenderState
+	(SyncState)(0),                // 29: drplane.v1.SyncState
+	(ServiceRole)(0),              // 30: drplane.v1.ServiceRole
+	(FenceCause)(0),               // 31: drplane.v1.FenceCause
+	(StepAction)(0),               // 32: drplane.v1.StepAction
 }
 var file_drplane_v1_hostagent_proto_depIdxs = []int32{
-	20, // 0: drplane.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
-	2,  // 1: drplane.v1.ListSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	17, // 2: drplane.v1.ProbeRequest.sync_sources:type_name -> drplane.v1.ProbeRequest.SyncSourcesEntry
-	20, // 3: drplane.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
-	20, // 4: drplane.v1.Replication.last_replay_at:type_name -> google.protobuf.Timestamp
-	20, // 5: drplane.v1.Replication.last_received_at:type_name -> google.protobuf.Timestamp
-	7,  // 6: drplane.v1.Replication.standbys:type_name -> drplane.v1.StandbyReplication
-	21, // 7: drplane.v1.StandbyReplication.state:type_name -> drplane.v1.WalSenderState
-	22, // 8: drplane.v1.StandbyReplication.sync_state:type_name -> drplane.v1.SyncState
-	23, // 9: drplane.v1.ServiceStatus.role:type_name -> drplane.v1.ServiceRole
-	6,  // 10: drplane.v1.ServiceStatus.replication:type_name -> drplane.v1.Replication
-	24, // 11: drplane.v1.ServiceStatus.fence_cause:type_name -> drplane.v1.FenceCause
-	20, // 12: drplane.v1.SyncStatus.last_success_at:type_name -> google.protobuf.Timestamp
-	5,  // 13: drplane.v1.ProbeResponse.lease:type_name -> drplane.v1.Lease
-	8,  // 14: drplane.v1.ProbeResponse.services:type_name -> drplane.v1.ServiceStatus
-	9,  // 15: drplane.v1.ProbeResponse.syncs:type_name -> drplane.v1.SyncStatus
-	20, // 16: drplane.v1.ProbeResponse.started_at:type_name -> google.protobuf.Timestamp
-	20, // 17: drplane.v1.ProbeResponse.now:type_name -> google.protobuf.Timestamp
-	11, // 18: drplane.v1.ProbeResponse.problems:type_name -> drplane.v1.HostProblem
-	0,  // 19: drplane.v1.HostProblem.kind:type_name -> drplane.v1.HostProblemKind
-	20, // 20: drplane.v1.HostProblem.since:type_name -> google.protobuf.Timestamp
-	25, // 21: drplane.v1.ExecuteRequest.action:type_name -> drplane.v1.StepAction
-	18, // 22: drplane.v1.ExecuteRequest.args:type_name -> drplane.v1.ExecuteRequest.ArgsEntry
-	19, // 23: drplane.v1.StepResult.outputs:type_name -> drplane.v1.StepResult.OutputsEntry
-	20, // 24: drplane.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
-	20, // 25: drplane.v1.StepResult.ended_at:type_name -> google.protobuf.Timestamp
-	13, // 26: drplane.v1.ExecuteResponse.result:type_name -> drplane.v1.StepResult
-	4,  // 27: drplane.v1.HostAgent.Probe:input_type -> drplane.v1.ProbeRequest
-	12, // 28: drplane.v1.HostAgent.Execute:input_type -> drplane.v1.ExecuteRequest
-	15, // 29: drplane.v1.HostAgent.SyncTunnel:input_type -> drplane.v1.SyncTunnelRequest
-	1,  // 30: drplane.v1.HostAgent.ListSnapshots:input_type -> drplane.v1.ListSnapshotsRequest
-	10, // 31: drplane.v1.HostAgent.Probe:output_type -> drplane.v1.ProbeResponse
-	14, // 32: drplane.v1.HostAgent.Execute:output_type -> drplane.v1.ExecuteResponse
-	16, // 33: drplane.v1.HostAgent.SyncTunnel:output_type -> drplane.v1.SyncTunnelResponse
-	3,  // 34: drplane.v1.HostAgent.ListSnapshots:output_type -> drplane.v1.ListSnapshotsResponse
-	31, // [31:35] is the sub-list for method output_type
-	27, // [27:31] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	3,  // 0: drplane.v1.ListBackupsResponse.sets:type_name -> drplane.v1.BackupSet
+	6,  // 1: drplane.v1.BackupSet.status:type_name -> drplane.v1.BackupStatus
+	4,  // 2: drplane.v1.BackupSet.backups:type_name -> drplane.v1.BackupInfo
+	26, // 3: drplane.v1.BackupInfo.kind:type_name -> drplane.v1.BackupKind
+	27, // 4: drplane.v1.BackupInfo.started_at:type_name -> google.protobuf.Timestamp
+	27, // 5: drplane.v1.BackupInfo.stopped_at:type_name -> google.protobuf.Timestamp
+	27, // 6: drplane.v1.BackupVerification.at:type_name -> google.protobuf.Timestamp
+	4,  // 7: drplane.v1.BackupStatus.newest:type_name -> drplane.v1.BackupInfo
+	4,  // 8: drplane.v1.BackupStatus.newest_full:type_name -> drplane.v1.BackupInfo
+	27, // 9: drplane.v1.BackupStatus.restorable_from:type_name -> google.protobuf.Timestamp
+	27, // 10: drplane.v1.BackupStatus.restorable_until:type_name -> google.protobuf.Timestamp
+	5,  // 11: drplane.v1.BackupStatus.last_verification:type_name -> drplane.v1.BackupVerification
+	27, // 12: drplane.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
+	8,  // 13: drplane.v1.ListSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	23, // 14: drplane.v1.ProbeRequest.sync_sources:type_name -> drplane.v1.ProbeRequest.SyncSourcesEntry
+	27, // 15: drplane.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
+	27, // 16: drplane.v1.Replication.last_replay_at:type_name -> google.protobuf.Timestamp
+	27, // 17: drplane.v1.Replication.last_received_at:type_name -> google.protobuf.Timestamp
+	13, // 18: drplane.v1.Replication.standbys:type_name -> drplane.v1.StandbyReplication
+	28, // 19: drplane.v1.StandbyReplication.state:type_name -> drplane.v1.WalSenderState
+	29, // 20: drplane.v1.StandbyReplication.sync_state:type_name -> drplane.v1.SyncState
+	30, // 21: drplane.v1.ServiceStatus.role:type_name -> drplane.v1.ServiceRole
+	12, // 22: drplane.v1.ServiceStatus.replication:type_name -> drplane.v1.Replication
+	31, // 23: drplane.v1.ServiceStatus.fence_cause:type_name -> drplane.v1.FenceCause
+	27, // 24: drplane.v1.SyncStatus.last_success_at:type_name -> google.protobuf.Timestamp
+	11, // 25: drplane.v1.ProbeResponse.lease:type_name -> drplane.v1.Lease
+	14, // 26: drplane.v1.ProbeResponse.services:type_name -> drplane.v1.ServiceStatus
+	15, // 27: drplane.v1.ProbeResponse.syncs:type_name -> drplane.v1.SyncStatus
+	27, // 28: drplane.v1.ProbeResponse.started_at:type_name -> google.protobuf.Timestamp
+	27, // 29: drplane.v1.ProbeResponse.now:type_name -> google.protobuf.Timestamp
+	17, // 30: drplane.v1.ProbeResponse.problems:type_name -> drplane.v1.HostProblem
+	6,  // 31: drplane.v1.ProbeResponse.backups:type_name -> drplane.v1.BackupStatus
+	0,  // 32: drplane.v1.HostProblem.kind:type_name -> drplane.v1.HostProblemKind
+	27, // 33: drplane.v1.HostProblem.since:type_name -> google.protobuf.Timestamp
+	32, // 34: drplane.v1.ExecuteRequest.action:type_name -> drplane.v1.StepAction
+	24, // 35: drplane.v1.ExecuteRequest.args:type_name -> drplane.v1.ExecuteRequest.ArgsEntry
+	25, // 36: drplane.v1.StepResult.outputs:type_name -> drplane.v1.StepResult.OutputsEntry
+	27, // 37: drplane.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
+	27, // 38: drplane.v1.StepResult.ended_at:type_name -> google.protobuf.Timestamp
+	19, // 39: drplane.v1.ExecuteResponse.result:type_name -> drplane.v1.StepResult
+	10, // 40: drplane.v1.HostAgent.Probe:input_type -> drplane.v1.ProbeRequest
+	18, // 41: drplane.v1.HostAgent.Execute:input_type -> drplane.v1.ExecuteRequest
+	21, // 42: drplane.v1.HostAgent.SyncTunnel:input_type -> drplane.v1.SyncTunnelRequest
+	7,  // 43: drplane.v1.HostAgent.ListSnapshots:input_type -> drplane.v1.ListSnapshotsRequest
+	1,  // 44: drplane.v1.HostAgent.ListBackups:input_type -> drplane.v1.ListBackupsRequest
+	16, // 45: drplane.v1.HostAgent.Probe:output_type -> drplane.v1.ProbeResponse
+	20, // 46: drplane.v1.HostAgent.Execute:output_type -> drplane.v1.ExecuteResponse
+	22, // 47: drplane.v1.HostAgent.SyncTunnel:output_type -> drplane.v1.SyncTunnelResponse
+	9,  // 48: drplane.v1.HostAgent.ListSnapshots:output_type -> drplane.v1.ListSnapshotsResponse
+	2,  // 49: drplane.v1.HostAgent.ListBackups:output_type -> drplane.v1.ListBackupsResponse
+	45, // [45:50] is the sub-list for method output_type
+	40, // [40:45] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_hostagent_proto_init() }
@@ -1718,7 +2275,7 @@ func file_drplane_v1_hostagent_proto_init() {
 		return
 	}
 	file_drplane_v1_enums_proto_init()
-	file_drplane_v1_hostagent_proto_msgTypes[13].OneofWrappers = []any{
+	file_drplane_v1_hostagent_proto_msgTypes[19].OneofWrappers = []any{
 		(*ExecuteResponse_Progress)(nil),
 		(*ExecuteResponse_Result)(nil),
 	}
@@ -1728,7 +2285,7 @@ func file_drplane_v1_hostagent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_hostagent_proto_rawDesc), len(file_drplane_v1_hostagent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

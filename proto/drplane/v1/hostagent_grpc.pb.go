@@ -23,6 +23,7 @@ const (
 	HostAgent_Execute_FullMethodName       = "/drplane.v1.HostAgent/Execute"
 	HostAgent_SyncTunnel_FullMethodName    = "/drplane.v1.HostAgent/SyncTunnel"
 	HostAgent_ListSnapshots_FullMethodName = "/drplane.v1.HostAgent/ListSnapshots"
+	HostAgent_ListBackups_FullMethodName   = "/drplane.v1.HostAgent/ListBackups"
 )
 
 // HostAgentClient is the client API for HostAgent service.
@@ -45,6 +46,9 @@ type HostAgentClient interface {
 	SyncTunnel(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SyncTunnelRequest, SyncTunnelResponse], error)
 	// ListSnapshots lists the snapshots of a declared snapshot block.
 	ListSnapshots(ctx context.Context, in *ListSnapshotsRequest, opts ...grpc.CallOption) (*ListSnapshotsResponse, error)
+	// ListBackups lists the backups of a declared backup block, as its
+	// repository holds them.
+	ListBackups(ctx context.Context, in *ListBackupsRequest, opts ...grpc.CallOption) (*ListBackupsResponse, error)
 }
 
 type hostAgentClient struct {
@@ -107,6 +111,16 @@ func (c *hostAgentClient) ListSnapshots(ctx context.Context, in *ListSnapshotsRe
 	return out, nil
 }
 
+func (c *hostAgentClient) ListBackups(ctx context.Context, in *ListBackupsRequest, opts ...grpc.CallOption) (*ListBackupsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListBackupsResponse)
+	err := c.cc.Invoke(ctx, HostAgent_ListBackups_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HostAgentServer is the server API for HostAgent service.
 // All implementations must embed UnimplementedHostAgentServer
 // for forward compatibility.
@@ -127,6 +141,9 @@ type HostAgentServer interface {
 	SyncTunnel(grpc.BidiStreamingServer[SyncTunnelRequest, SyncTunnelResponse]) error
 	// ListSnapshots lists the snapshots of a declared snapshot block.
 	ListSnapshots(context.Context, *ListSnapshotsRequest) (*ListSnapshotsResponse, error)
+	// ListBackups lists the backups of a declared backup block, as its
+	// repository holds them.
+	ListBackups(context.Context, *ListBackupsRequest) (*ListBackupsResponse, error)
 	mustEmbedUnimplementedHostAgentServer()
 }
 
@@ -148,6 +165,9 @@ func (UnimplementedHostAgentServer) SyncTunnel(grpc.BidiStreamingServer[SyncTunn
 }
 func (UnimplementedHostAgentServer) ListSnapshots(context.Context, *ListSnapshotsRequest) (*ListSnapshotsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSnapshots not implemented")
+}
+func (UnimplementedHostAgentServer) ListBackups(context.Context, *ListBackupsRequest) (*ListBackupsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListBackups not implemented")
 }
 func (UnimplementedHostAgentServer) mustEmbedUnimplementedHostAgentServer() {}
 func (UnimplementedHostAgentServer) testEmbeddedByValue()                   {}
@@ -224,6 +244,24 @@ func _HostAgent_ListSnapshots_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HostAgent_ListBackups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListBackupsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostAgentServer).ListBackups(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HostAgent_ListBackups_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostAgentServer).ListBackups(ctx, req.(*ListBackupsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HostAgent_ServiceDesc is the grpc.ServiceDesc for HostAgent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -238,6 +276,10 @@ var HostAgent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListSnapshots",
 			Handler:    _HostAgent_ListSnapshots_Handler,
+		},
+		{
+			MethodName: "ListBackups",
+			Handler:    _HostAgent_ListBackups_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -2176,6 +2176,122 @@ func (x *ListHostSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
 	return nil
 }
 
+type ListHostBackupsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// host_id is the host asked; empty asks the host whose service archives
+	// into the block's repository, else any host that declares it.
+	HostId string `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	// name is the backup block; empty lists every block.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHostBackupsRequest) Reset() {
+	*x = ListHostBackupsRequest{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHostBackupsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHostBackupsRequest) ProtoMessage() {}
+
+func (x *ListHostBackupsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHostBackupsRequest.ProtoReflect.Descriptor instead.
+func (*ListHostBackupsRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListHostBackupsRequest) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *ListHostBackupsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ListHostBackupsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Meta  *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// host_id is the host that answered.
+	HostId        string       `protobuf:"bytes,2,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	Sets          []*BackupSet `protobuf:"bytes,3,rep,name=sets,proto3" json:"sets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHostBackupsResponse) Reset() {
+	*x = ListHostBackupsResponse{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHostBackupsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHostBackupsResponse) ProtoMessage() {}
+
+func (x *ListHostBackupsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHostBackupsResponse.ProtoReflect.Descriptor instead.
+func (*ListHostBackupsResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListHostBackupsResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *ListHostBackupsResponse) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *ListHostBackupsResponse) GetSets() []*BackupSet {
+	if x != nil {
+		return x.Sets
+	}
+	return nil
+}
+
 // Automation is the state of automatic failover: the operator's controls
 // and, from the leader, its latest judgement of the active site.
 type Automation struct {
@@ -2206,7 +2322,7 @@ type Automation struct {
 
 func (x *Automation) Reset() {
 	*x = Automation{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	mi := &file_drplane_v1_operator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2218,7 +2334,7 @@ func (x *Automation) String() string {
 func (*Automation) ProtoMessage() {}
 
 func (x *Automation) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	mi := &file_drplane_v1_operator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2231,7 +2347,7 @@ func (x *Automation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Automation.ProtoReflect.Descriptor instead.
 func (*Automation) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{34}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Automation) GetEnabled() bool {
@@ -2341,7 +2457,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	mi := &file_drplane_v1_operator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2353,7 +2469,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	mi := &file_drplane_v1_operator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2366,7 +2482,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{35}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -2440,7 +2556,7 @@ type PlanStep struct {
 
 func (x *PlanStep) Reset() {
 	*x = PlanStep{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[36]
+	mi := &file_drplane_v1_operator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2452,7 +2568,7 @@ func (x *PlanStep) String() string {
 func (*PlanStep) ProtoMessage() {}
 
 func (x *PlanStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[36]
+	mi := &file_drplane_v1_operator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2465,7 +2581,7 @@ func (x *PlanStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanStep.ProtoReflect.Descriptor instead.
 func (*PlanStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{36}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PlanStep) GetId() string {
@@ -2605,7 +2721,7 @@ type ExecutionStep struct {
 
 func (x *ExecutionStep) Reset() {
 	*x = ExecutionStep{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[37]
+	mi := &file_drplane_v1_operator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2617,7 +2733,7 @@ func (x *ExecutionStep) String() string {
 func (*ExecutionStep) ProtoMessage() {}
 
 func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[37]
+	mi := &file_drplane_v1_operator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2630,7 +2746,7 @@ func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionStep.ProtoReflect.Descriptor instead.
 func (*ExecutionStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{37}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ExecutionStep) GetStep() *PlanStep {
@@ -2753,7 +2869,7 @@ type Execution struct {
 
 func (x *Execution) Reset() {
 	*x = Execution{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[38]
+	mi := &file_drplane_v1_operator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2765,7 +2881,7 @@ func (x *Execution) String() string {
 func (*Execution) ProtoMessage() {}
 
 func (x *Execution) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[38]
+	mi := &file_drplane_v1_operator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2778,7 +2894,7 @@ func (x *Execution) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Execution.ProtoReflect.Descriptor instead.
 func (*Execution) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{38}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Execution) GetId() string {
@@ -3132,7 +3248,14 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\x81\x01\n" +
 	"\x19ListHostSnapshotsResponse\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x126\n" +
-	"\tsnapshots\x18\x02 \x03(\v2\x18.drplane.v1.SnapshotInfoR\tsnapshots\"\xd2\x03\n" +
+	"\tsnapshots\x18\x02 \x03(\v2\x18.drplane.v1.SnapshotInfoR\tsnapshots\"E\n" +
+	"\x16ListHostBackupsRequest\x12\x17\n" +
+	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x8b\x01\n" +
+	"\x17ListHostBackupsResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x12\x17\n" +
+	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12)\n" +
+	"\x04sets\x18\x03 \x03(\v2\x15.drplane.v1.BackupSetR\x04sets\"\xd2\x03\n" +
 	"\n" +
 	"Automation\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x16\n" +
@@ -3247,7 +3370,8 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x1cREPLICATION_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REPLICATION_MODE_ASYNC\x10\x01\x12\x19\n" +
 	"\x15REPLICATION_MODE_SYNC\x10\x02\x12 \n" +
-	"\x1cREPLICATION_MODE_SYNC_STRICT\x10\x032\xff\t\n" +
+	"\x1cREPLICATION_MODE_SYNC_STRICT\x10\x032\xdb\n" +
+	"\n" +
 	"\bOperator\x12H\n" +
 	"\tGetStatus\x12\x1c.drplane.v1.GetStatusRequest\x1a\x1d.drplane.v1.GetStatusResponse\x12N\n" +
 	"\vListMembers\x12\x1e.drplane.v1.ListMembersRequest\x1a\x1f.drplane.v1.ListMembersResponse\x12Q\n" +
@@ -3263,7 +3387,8 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\rSetAutomation\x12 .drplane.v1.SetAutomationRequest\x1a!.drplane.v1.SetAutomationResponse\x12T\n" +
 	"\rRecoverQuorum\x12 .drplane.v1.RecoverQuorumRequest\x1a!.drplane.v1.RecoverQuorumResponse\x12N\n" +
 	"\vRunHostStep\x12\x1e.drplane.v1.RunHostStepRequest\x1a\x1f.drplane.v1.RunHostStepResponse\x12`\n" +
-	"\x11ListHostSnapshots\x12$.drplane.v1.ListHostSnapshotsRequest\x1a%.drplane.v1.ListHostSnapshotsResponseB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	"\x11ListHostSnapshots\x12$.drplane.v1.ListHostSnapshotsRequest\x1a%.drplane.v1.ListHostSnapshotsResponse\x12Z\n" +
+	"\x0fListHostBackups\x12\".drplane.v1.ListHostBackupsRequest\x1a#.drplane.v1.ListHostBackupsResponseB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_operator_proto_rawDescOnce sync.Once
@@ -3278,7 +3403,7 @@ func file_drplane_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_drplane_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_drplane_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_drplane_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_drplane_v1_operator_proto_goTypes = []any{
 	(ReplicationMode)(0),              // 0: drplane.v1.ReplicationMode
 	(*GetStatusRequest)(nil),          // 1: drplane.v1.GetStatusRequest
@@ -3315,131 +3440,138 @@ var file_drplane_v1_operator_proto_goTypes = []any{
 	(*RunHostStepResponse)(nil),       // 32: drplane.v1.RunHostStepResponse
 	(*ListHostSnapshotsRequest)(nil),  // 33: drplane.v1.ListHostSnapshotsRequest
 	(*ListHostSnapshotsResponse)(nil), // 34: drplane.v1.ListHostSnapshotsResponse
-	(*Automation)(nil),                // 35: drplane.v1.Automation
-	(*AuditEntry)(nil),                // 36: drplane.v1.AuditEntry
-	(*PlanStep)(nil),                  // 37: drplane.v1.PlanStep
-	(*ExecutionStep)(nil),             // 38: drplane.v1.ExecutionStep
-	(*Execution)(nil),                 // 39: drplane.v1.Execution
-	nil,                               // 40: drplane.v1.RunHostStepRequest.ArgsEntry
-	nil,                               // 41: drplane.v1.PlanStep.ArgsEntry
-	nil,                               // 42: drplane.v1.PlanStep.ArgsFromEntry
-	nil,                               // 43: drplane.v1.ExecutionStep.OutputsEntry
-	(*ReadOptions)(nil),               // 44: drplane.v1.ReadOptions
-	(*ResponseMeta)(nil),              // 45: drplane.v1.ResponseMeta
-	(*Site)(nil),                      // 46: drplane.v1.Site
-	(*Server)(nil),                    // 47: drplane.v1.Server
-	(*Agent)(nil),                     // 48: drplane.v1.Agent
-	(*timestamppb.Timestamp)(nil),     // 49: google.protobuf.Timestamp
-	(WalSenderState)(0),               // 50: drplane.v1.WalSenderState
-	(SyncState)(0),                    // 51: drplane.v1.SyncState
-	(*WriteOptions)(nil),              // 52: drplane.v1.WriteOptions
-	(StepAction)(0),                   // 53: drplane.v1.StepAction
-	(*StepResult)(nil),                // 54: drplane.v1.StepResult
-	(*SnapshotInfo)(nil),              // 55: drplane.v1.SnapshotInfo
-	(StepState)(0),                    // 56: drplane.v1.StepState
-	(ExecutionTrigger)(0),             // 57: drplane.v1.ExecutionTrigger
-	(ExecutionState)(0),               // 58: drplane.v1.ExecutionState
+	(*ListHostBackupsRequest)(nil),    // 35: drplane.v1.ListHostBackupsRequest
+	(*ListHostBackupsResponse)(nil),   // 36: drplane.v1.ListHostBackupsResponse
+	(*Automation)(nil),                // 37: drplane.v1.Automation
+	(*AuditEntry)(nil),                // 38: drplane.v1.AuditEntry
+	(*PlanStep)(nil),                  // 39: drplane.v1.PlanStep
+	(*ExecutionStep)(nil),             // 40: drplane.v1.ExecutionStep
+	(*Execution)(nil),                 // 41: drplane.v1.Execution
+	nil,                               // 42: drplane.v1.RunHostStepRequest.ArgsEntry
+	nil,                               // 43: drplane.v1.PlanStep.ArgsEntry
+	nil,                               // 44: drplane.v1.PlanStep.ArgsFromEntry
+	nil,                               // 45: drplane.v1.ExecutionStep.OutputsEntry
+	(*ReadOptions)(nil),               // 46: drplane.v1.ReadOptions
+	(*ResponseMeta)(nil),              // 47: drplane.v1.ResponseMeta
+	(*Site)(nil),                      // 48: drplane.v1.Site
+	(*Server)(nil),                    // 49: drplane.v1.Server
+	(*Agent)(nil),                     // 50: drplane.v1.Agent
+	(*timestamppb.Timestamp)(nil),     // 51: google.protobuf.Timestamp
+	(WalSenderState)(0),               // 52: drplane.v1.WalSenderState
+	(SyncState)(0),                    // 53: drplane.v1.SyncState
+	(*WriteOptions)(nil),              // 54: drplane.v1.WriteOptions
+	(StepAction)(0),                   // 55: drplane.v1.StepAction
+	(*StepResult)(nil),                // 56: drplane.v1.StepResult
+	(*SnapshotInfo)(nil),              // 57: drplane.v1.SnapshotInfo
+	(*BackupSet)(nil),                 // 58: drplane.v1.BackupSet
+	(StepState)(0),                    // 59: drplane.v1.StepState
+	(ExecutionTrigger)(0),             // 60: drplane.v1.ExecutionTrigger
+	(ExecutionState)(0),               // 61: drplane.v1.ExecutionState
 }
 var file_drplane_v1_operator_proto_depIdxs = []int32{
-	44, // 0: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
-	45, // 1: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
-	46, // 2: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
-	47, // 3: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
-	48, // 4: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
-	35, // 5: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
+	46, // 0: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
+	47, // 1: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
+	48, // 2: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
+	49, // 3: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
+	50, // 4: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
+	37, // 5: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
 	5,  // 6: drplane.v1.GetStatusResponse.degraded:type_name -> drplane.v1.ProductionProblem
 	3,  // 7: drplane.v1.GetStatusResponse.replication:type_name -> drplane.v1.DataReplication
 	0,  // 8: drplane.v1.DataReplication.mode:type_name -> drplane.v1.ReplicationMode
-	49, // 9: drplane.v1.DataReplication.degraded_since:type_name -> google.protobuf.Timestamp
+	51, // 9: drplane.v1.DataReplication.degraded_since:type_name -> google.protobuf.Timestamp
 	4,  // 10: drplane.v1.DataReplication.standbys:type_name -> drplane.v1.StandbyState
-	50, // 11: drplane.v1.StandbyState.state:type_name -> drplane.v1.WalSenderState
-	51, // 12: drplane.v1.StandbyState.sync_state:type_name -> drplane.v1.SyncState
-	44, // 13: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
-	45, // 14: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
-	47, // 15: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
-	52, // 16: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
-	45, // 17: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
-	52, // 18: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
-	45, // 19: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
-	44, // 20: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
-	45, // 21: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
-	36, // 22: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
-	52, // 23: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	45, // 24: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	39, // 25: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
-	44, // 26: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
-	45, // 27: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	39, // 28: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
-	44, // 29: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
-	45, // 30: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	39, // 31: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
-	44, // 32: drplane.v1.ListPlansRequest.read:type_name -> drplane.v1.ReadOptions
-	45, // 33: drplane.v1.ListPlansResponse.meta:type_name -> drplane.v1.ResponseMeta
+	52, // 11: drplane.v1.StandbyState.state:type_name -> drplane.v1.WalSenderState
+	53, // 12: drplane.v1.StandbyState.sync_state:type_name -> drplane.v1.SyncState
+	46, // 13: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
+	47, // 14: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
+	49, // 15: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
+	54, // 16: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
+	47, // 17: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
+	54, // 18: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
+	47, // 19: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
+	46, // 20: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
+	47, // 21: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
+	38, // 22: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
+	54, // 23: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	47, // 24: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	41, // 25: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
+	46, // 26: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
+	47, // 27: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	41, // 28: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
+	46, // 29: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
+	47, // 30: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	41, // 31: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
+	46, // 32: drplane.v1.ListPlansRequest.read:type_name -> drplane.v1.ReadOptions
+	47, // 33: drplane.v1.ListPlansResponse.meta:type_name -> drplane.v1.ResponseMeta
 	22, // 34: drplane.v1.ListPlansResponse.plans:type_name -> drplane.v1.PlanScenario
-	52, // 35: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	45, // 36: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	52, // 37: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	45, // 38: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	52, // 39: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
-	45, // 40: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
-	52, // 41: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
-	53, // 42: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
-	40, // 43: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
-	45, // 44: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
-	54, // 45: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
-	45, // 46: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	55, // 47: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	49, // 48: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
-	49, // 49: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	53, // 50: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
-	41, // 51: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
-	42, // 52: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
-	37, // 53: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
-	56, // 54: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
-	49, // 55: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
-	49, // 56: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
-	43, // 57: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
-	57, // 58: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
-	49, // 59: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
-	49, // 60: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
-	49, // 61: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
-	58, // 62: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
-	38, // 63: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
-	1,  // 64: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
-	6,  // 65: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
-	8,  // 66: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
-	10, // 67: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
-	12, // 68: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
-	14, // 69: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
-	16, // 70: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
-	18, // 71: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
-	20, // 72: drplane.v1.Operator.ListPlans:input_type -> drplane.v1.ListPlansRequest
-	23, // 73: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
-	25, // 74: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
-	27, // 75: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
-	29, // 76: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
-	31, // 77: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
-	33, // 78: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
-	2,  // 79: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
-	7,  // 80: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
-	9,  // 81: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
-	11, // 82: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
-	13, // 83: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
-	15, // 84: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
-	17, // 85: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
-	19, // 86: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
-	21, // 87: drplane.v1.Operator.ListPlans:output_type -> drplane.v1.ListPlansResponse
-	24, // 88: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
-	26, // 89: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
-	28, // 90: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
-	30, // 91: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
-	32, // 92: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
-	34, // 93: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
-	79, // [79:94] is the sub-list for method output_type
-	64, // [64:79] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	54, // 35: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	47, // 36: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	54, // 37: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	47, // 38: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	54, // 39: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
+	47, // 40: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
+	54, // 41: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
+	55, // 42: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
+	42, // 43: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
+	47, // 44: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
+	56, // 45: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
+	47, // 46: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	57, // 47: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	47, // 48: drplane.v1.ListHostBackupsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	58, // 49: drplane.v1.ListHostBackupsResponse.sets:type_name -> drplane.v1.BackupSet
+	51, // 50: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
+	51, // 51: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	55, // 52: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
+	43, // 53: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
+	44, // 54: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
+	39, // 55: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
+	59, // 56: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
+	51, // 57: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
+	51, // 58: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
+	45, // 59: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
+	60, // 60: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
+	51, // 61: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
+	51, // 62: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
+	51, // 63: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	61, // 64: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
+	40, // 65: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
+	1,  // 66: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
+	6,  // 67: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
+	8,  // 68: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
+	10, // 69: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
+	12, // 70: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
+	14, // 71: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
+	16, // 72: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
+	18, // 73: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
+	20, // 74: drplane.v1.Operator.ListPlans:input_type -> drplane.v1.ListPlansRequest
+	23, // 75: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
+	25, // 76: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
+	27, // 77: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
+	29, // 78: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
+	31, // 79: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
+	33, // 80: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
+	35, // 81: drplane.v1.Operator.ListHostBackups:input_type -> drplane.v1.ListHostBackupsRequest
+	2,  // 82: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
+	7,  // 83: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
+	9,  // 84: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
+	11, // 85: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
+	13, // 86: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
+	15, // 87: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
+	17, // 88: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
+	19, // 89: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
+	21, // 90: drplane.v1.Operator.ListPlans:output_type -> drplane.v1.ListPlansResponse
+	24, // 91: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
+	26, // 92: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
+	28, // 93: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
+	30, // 94: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
+	32, // 95: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
+	34, // 96: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
+	36, // 97: drplane.v1.Operator.ListHostBackups:output_type -> drplane.v1.ListHostBackupsResponse
+	82, // [82:98] is the sub-list for method output_type
+	66, // [66:82] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_operator_proto_init() }
@@ -3456,7 +3588,7 @@ func file_drplane_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_operator_proto_rawDesc), len(file_drplane_v1_operator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   43,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	Operator_RecoverQuorum_FullMethodName     = "/drplane.v1.Operator/RecoverQuorum"
 	Operator_RunHostStep_FullMethodName       = "/drplane.v1.Operator/RunHostStep"
 	Operator_ListHostSnapshots_FullMethodName = "/drplane.v1.Operator/ListHostSnapshots"
+	Operator_ListHostBackups_FullMethodName   = "/drplane.v1.Operator/ListHostBackups"
 )
 
 // OperatorClient is the client API for Operator service.
@@ -94,6 +95,9 @@ type OperatorClient interface {
 	RunHostStep(ctx context.Context, in *RunHostStepRequest, opts ...grpc.CallOption) (*RunHostStepResponse, error)
 	// ListHostSnapshots lists a registered host's snapshots.
 	ListHostSnapshots(ctx context.Context, in *ListHostSnapshotsRequest, opts ...grpc.CallOption) (*ListHostSnapshotsResponse, error)
+	// ListHostBackups lists the backups of a host's backup blocks; without
+	// a host, of the host whose service archives (the primary's).
+	ListHostBackups(ctx context.Context, in *ListHostBackupsRequest, opts ...grpc.CallOption) (*ListHostBackupsResponse, error)
 }
 
 type operatorClient struct {
@@ -254,6 +258,16 @@ func (c *operatorClient) ListHostSnapshots(ctx context.Context, in *ListHostSnap
 	return out, nil
 }
 
+func (c *operatorClient) ListHostBackups(ctx context.Context, in *ListHostBackupsRequest, opts ...grpc.CallOption) (*ListHostBackupsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHostBackupsResponse)
+	err := c.cc.Invoke(ctx, Operator_ListHostBackups_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServer is the server API for Operator service.
 // All implementations must embed UnimplementedOperatorServer
 // for forward compatibility.
@@ -312,6 +326,9 @@ type OperatorServer interface {
 	RunHostStep(context.Context, *RunHostStepRequest) (*RunHostStepResponse, error)
 	// ListHostSnapshots lists a registered host's snapshots.
 	ListHostSnapshots(context.Context, *ListHostSnapshotsRequest) (*ListHostSnapshotsResponse, error)
+	// ListHostBackups lists the backups of a host's backup blocks; without
+	// a host, of the host whose service archives (the primary's).
+	ListHostBackups(context.Context, *ListHostBackupsRequest) (*ListHostBackupsResponse, error)
 	mustEmbedUnimplementedOperatorServer()
 }
 
@@ -366,6 +383,9 @@ func (UnimplementedOperatorServer) RunHostStep(context.Context, *RunHostStepRequ
 }
 func (UnimplementedOperatorServer) ListHostSnapshots(context.Context, *ListHostSnapshotsRequest) (*ListHostSnapshotsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListHostSnapshots not implemented")
+}
+func (UnimplementedOperatorServer) ListHostBackups(context.Context, *ListHostBackupsRequest) (*ListHostBackupsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHostBackups not implemented")
 }
 func (UnimplementedOperatorServer) mustEmbedUnimplementedOperatorServer() {}
 func (UnimplementedOperatorServer) testEmbeddedByValue()                  {}
@@ -658,6 +678,24 @@ func _Operator_ListHostSnapshots_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Operator_ListHostBackups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHostBackupsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).ListHostBackups(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_ListHostBackups_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).ListHostBackups(ctx, req.(*ListHostBackupsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Operator_ServiceDesc is the grpc.ServiceDesc for Operator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -724,6 +762,10 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListHostSnapshots",
 			Handler:    _Operator_ListHostSnapshots_Handler,
+		},
+		{
+			MethodName: "ListHostBackups",
+			Handler:    _Operator_ListHostBackups_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

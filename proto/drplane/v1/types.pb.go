@@ -571,7 +571,9 @@ type AgentProbe struct {
 	Services         []*ServiceStatus       `protobuf:"bytes,9,rep,name=services,proto3" json:"services,omitempty"`
 	Syncs            []*SyncStatus          `protobuf:"bytes,10,rep,name=syncs,proto3" json:"syncs,omitempty"`
 	// problems are the host problems the agent reported (see HostProblem).
-	Problems      []*HostProblem `protobuf:"bytes,11,rep,name=problems,proto3" json:"problems,omitempty"`
+	Problems []*HostProblem `protobuf:"bytes,11,rep,name=problems,proto3" json:"problems,omitempty"`
+	// backups are the host's backup blocks (see BackupStatus).
+	Backups       []*BackupStatus `protobuf:"bytes,12,rep,name=backups,proto3" json:"backups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -683,6 +685,13 @@ func (x *AgentProbe) GetProblems() []*HostProblem {
 	return nil
 }
 
+func (x *AgentProbe) GetBackups() []*BackupStatus {
+	if x != nil {
+		return x.Backups
+	}
+	return nil
+}
+
 var File_drplane_v1_types_proto protoreflect.FileDescriptor
 
 const file_drplane_v1_types_proto_rawDesc = "" +
@@ -733,7 +742,7 @@ const file_drplane_v1_types_proto_rawDesc = "" +
 	"\tsnapshots\x18\b \x03(\tR\tsnapshots\x12\x14\n" +
 	"\x05hooks\x18\t \x03(\tR\x05hooks\x12#\n" +
 	"\rlease_anchors\x18\n" +
-	" \x01(\bR\fleaseAnchors\"\xb3\x03\n" +
+	" \x01(\bR\fleaseAnchors\"\xe7\x03\n" +
 	"\n" +
 	"AgentProbe\x12\x1c\n" +
 	"\treachable\x18\x01 \x01(\bR\treachable\x127\n" +
@@ -748,7 +757,8 @@ const file_drplane_v1_types_proto_rawDesc = "" +
 	"\bservices\x18\t \x03(\v2\x19.drplane.v1.ServiceStatusR\bservices\x12,\n" +
 	"\x05syncs\x18\n" +
 	" \x03(\v2\x16.drplane.v1.SyncStatusR\x05syncs\x123\n" +
-	"\bproblems\x18\v \x03(\v2\x17.drplane.v1.HostProblemR\bproblemsB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	"\bproblems\x18\v \x03(\v2\x17.drplane.v1.HostProblemR\bproblems\x122\n" +
+	"\abackups\x18\f \x03(\v2\x18.drplane.v1.BackupStatusR\abackupsB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_types_proto_rawDescOnce sync.Once
@@ -776,6 +786,7 @@ var file_drplane_v1_types_proto_goTypes = []any{
 	(*ServiceStatus)(nil),         // 9: drplane.v1.ServiceStatus
 	(*SyncStatus)(nil),            // 10: drplane.v1.SyncStatus
 	(*HostProblem)(nil),           // 11: drplane.v1.HostProblem
+	(*BackupStatus)(nil),          // 12: drplane.v1.BackupStatus
 }
 var file_drplane_v1_types_proto_depIdxs = []int32{
 	5,  // 0: drplane.v1.Agent.services:type_name -> drplane.v1.Service
@@ -785,11 +796,12 @@ var file_drplane_v1_types_proto_depIdxs = []int32{
 	9,  // 4: drplane.v1.AgentProbe.services:type_name -> drplane.v1.ServiceStatus
 	10, // 5: drplane.v1.AgentProbe.syncs:type_name -> drplane.v1.SyncStatus
 	11, // 6: drplane.v1.AgentProbe.problems:type_name -> drplane.v1.HostProblem
-	7,  // [7:7] is the sub-list for method output_type
-	7,  // [7:7] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	12, // 7: drplane.v1.AgentProbe.backups:type_name -> drplane.v1.BackupStatus
+	8,  // [8:8] is the sub-list for method output_type
+	8,  // [8:8] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_types_proto_init() }

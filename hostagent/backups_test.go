@@ -1,0 +1,129 @@
+package hostagent
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/structs"
+	"github.com/drplane/drplane/internal/testing/pgtest"
+	"github.com/drplane/drplane/internal/testutil"
+	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/stretchr/testify/require"
+)
+
+// backupAgent is an agent with a real PostgreSQL primary ("primary", a
+// pgtest pair's) and a backup block "pg" of it into a fresh repository,
+// its config dir under the agent's data_dir.
+func backupAgent(t *testing.T, block config.BackupConfig) (*testAgent, *pgtest.Pair) {
+	t.Helper()
+	pair := pgtest.NewPair(t)
+	pgtest.RequirePgBackRest(t)
+	ta := newTestAgent(t, time.Hour, nil, func(ta *testAgent) {
+		ta.real = true
+		ta.backupTick = 200 * time.Millisecond
+		// pgBackRest runs as postgres and reads its config in data_dir.
+		ta.dataDir = pgtest.TempDir(t)
+		ta.cfg.DataDir = ta.dataDir
+		n := pair.Primary
+		ta.cfg.Services = []config.ServiceConfig{{Name: "primary", Driver: config.DriverPostgres, DataDir: n.DataDir, Port: n.Port,
+			BinDir: pgtest.BinDir, RunAs: pgtest.RunAs, StopTimeout: 10 * time.Second}}
+		block.Name, block.Engine, block.Service = "pg", "pgbackrest", "primary"
+		block.Repository = filepath.Join(pgtest.TempDir(t), "repo")
+		block.ConfigDir = filepath.Join(ta.dataDir, "backup", "pg")
+		block.KeepFull, block.ProcessMax = 2, 2
+		ta.cfg.Backups = []config.BackupConfig{block}
+	})
+	return ta, pair
+}
+
+// backupStatus is the agent's report of block pg.
+func (ta *testAgent) backupStatus() *pb.BackupStatus {
+	for _, b := range ta.quietProbe().GetBackups() {
+		if b.GetName() == "pg" {
+			return b
+		}
+	}
+	return nil
+}
+
+// waitBackupStatus polls the agent's report of block pg until cond
+// returns nil.
+func (ta *testAgent) waitBackupStatus(what string, cond func(*pb.BackupStatus) error) *pb.BackupStatus {
+	ta.t.Helper()
+	var st *pb.BackupStatus
+	testutil.WaitForResult(ta.t, 2*time.Minute, func() (bool, error) {
+		st = ta.backupStatus()
+		if err := cond(st); err != nil {
+			return false, fmt.Errorf("%s: %w (status %v)", what, err, st)
+		}
+		return true, nil
+	})
+	return st
+}
+
+// TestAgent_Backups_FollowRoleScheduleAndVerify: the block asks for a
+// restart while archive_mode is off; once the primary restarts it
+// archives, creates the stanza, takes its first full backup, then
+// incremental ones on schedule, and verifies the newest by restoring it.
+// A second look after a restart of the agent remembers the verification.
+func TestAgent_Backups_FollowRoleScheduleAndVerify(t *testing.T) {
+	ta, pair := backupAgent(t, config.BackupConfig{FullEvery: time.Hour, IncrEvery: 3 * time.Second, VerifyEvery: time.Hour})
+
+	st := ta.waitBackupStatus("archiving waits for a restart", func(st *pb.BackupStatus) error {
+		if len(st.GetWarnings()) == 0 || !strings.Contains(st.GetWarnings()[0], "archive_mode takes effect when primary restarts") {
+			return fmt.Errorf("no restart warning")
+		}
+		return nil
+	})
+	require.False(t, st.GetArchiving())
+	require.False(t, st.GetScheduled())
+	info, err := os.Stat(ta.dataDir)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o711), info.Mode().Perm(), "data_dir is traversable for pgBackRest, not listable")
+
+	pair.Stop(t, pair.Primary)
+	pair.Start(t, pair.Primary)
+	st = ta.waitBackupStatus("a full backup, then an incremental one", func(st *pb.BackupStatus) error {
+		if st.GetNewestFull() == nil || st.GetNewest().GetKind() != pb.BackupKind_BACKUP_KIND_INCR {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	require.True(t, st.GetArchiving())
+	require.True(t, st.GetScheduled(), "the host holds its lease and runs the primary")
+	require.Equal(t, st.GetNewestFull().GetLabel(), st.GetNewest().GetPrior()[:len(st.GetNewestFull().GetLabel())], "the incremental backup builds on the full one")
+	require.NotNil(t, st.GetRestorableUntil())
+
+	st = ta.waitBackupStatus("verified", func(st *pb.BackupStatus) error {
+		if !st.GetLastVerification().GetOk() {
+			return fmt.Errorf("not verified")
+		}
+		return nil
+	})
+	require.Empty(t, st.GetWarnings())
+
+	// An operator's backup and verification, as `drplane backup create`
+	// and `verify` send them.
+	lines, out := ta.runStepOK(&pb.ExecuteRequest{ExecutionId: "op-1", StepId: "backup", Epoch: 1,
+		Action: structs.ActionToProto(structs.ActionBackup), Target: "pg", Args: map[string]string{"kind": "full"}, TimeoutMs: uint64(time.Minute.Milliseconds())})
+	require.Equal(t, "full", out["kind"], "progress: %q", lines)
+	require.Regexp(t, `^\d{8}-\d{6}F$`, out["label"])
+	_, out = ta.runStepOK(&pb.ExecuteRequest{ExecutionId: "op-2", StepId: "verify-backup", Epoch: 1,
+		Action: structs.ActionToProto(structs.ActionVerifyBackup), Target: "pg", TimeoutMs: uint64(time.Minute.Milliseconds())})
+	require.Equal(t, "true", out["ok"])
+
+	resp, err := ta.client.ListBackups(ctxT(t), &pb.ListBackupsRequest{Name: "pg"})
+	require.NoError(t, err)
+	require.Len(t, resp.GetSets(), 1)
+	require.GreaterOrEqual(t, len(resp.GetSets()[0].GetBackups()), 3)
+	_, err = ta.client.ListBackups(ctxT(t), &pb.ListBackupsRequest{Name: "nope"})
+	require.ErrorContains(t, err, `backup block "nope" is not declared`)
+
+	ta.restart()
+	require.True(t, ta.backupStatus().GetLastVerification().GetOk(), "the verification is remembered across a restart")
+}
