@@ -66,7 +66,7 @@ var (
 		plan.ActionNotify: pb.StepAction_STEP_ACTION_NOTIFY, plan.ActionGuard: pb.StepAction_STEP_ACTION_GUARD,
 		plan.ActionActivate: pb.StepAction_STEP_ACTION_ACTIVATE, plan.ActionLeaseWait: pb.StepAction_STEP_ACTION_LEASE_WAIT,
 		ActionSetSyncStandbys: pb.StepAction_STEP_ACTION_SET_SYNC_STANDBYS,
-		ActionBackup: pb.StepAction_STEP_ACTION_BACKUP, ActionVerifyBackup: pb.StepAction_STEP_ACTION_VERIFY_BACKUP,
+		ActionBackup:          pb.StepAction_STEP_ACTION_BACKUP, ActionVerifyBackup: pb.StepAction_STEP_ACTION_VERIFY_BACKUP,
 	})
 	stepStates = newEnumTable(map[string]pb.StepState{
 		StepPending: pb.StepState_STEP_STATE_PENDING, StepRunning: pb.StepState_STEP_STATE_RUNNING,
