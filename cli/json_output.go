@@ -73,6 +73,8 @@ type StatusJSON struct {
 	// Replication is each data service's replication; absent from a
 	// stale answer.
 	Replication []ReplicationJSON `json:"replication,omitempty"`
+	// Backups are the backup blocks the agents reported, per host.
+	Backups []BackupStatusJSON `json:"backups,omitempty"`
 }
 
 // ReplicationJSON is one data service's replication in `drplane status
@@ -198,4 +200,53 @@ type SnapshotJSON struct {
 	Files     int64     `json:"files"`
 	Bytes     int64     `json:"bytes"`
 	Reason    string    `json:"reason"`
+}
+
+// BackupStatusJSON is one backup block on one host, in `drplane status
+// --json` (backups) and `drplane backup list --json`.
+type BackupStatusJSON struct {
+	HostID     string `json:"host_id"`
+	Name       string `json:"name"`
+	Service    string `json:"service"`
+	Repository string `json:"repository"`
+	// Archiving: the service is primary on the host and its WAL goes to
+	// the repository. Scheduled: the host takes the scheduled backups.
+	Archiving       bool                    `json:"archiving"`
+	Scheduled       bool                    `json:"scheduled"`
+	BackupCount     uint32                  `json:"backup_count"`
+	Newest          *BackupJSON             `json:"newest,omitempty"`
+	NewestFull      *BackupJSON             `json:"newest_full,omitempty"`
+	RestorableFrom  *time.Time              `json:"restorable_from,omitempty"`
+	RestorableUntil *time.Time              `json:"restorable_until,omitempty"`
+	Verification    *BackupVerificationJSON `json:"last_verification,omitempty"`
+	Warnings        []string                `json:"warnings"`
+}
+
+// BackupJSON is one backup in a repository. Kind is full, diff or incr.
+type BackupJSON struct {
+	Label           string    `json:"label"`
+	Kind            string    `json:"kind"`
+	Prior           string    `json:"prior,omitempty"`
+	StartedAt       time.Time `json:"started_at"`
+	StoppedAt       time.Time `json:"stopped_at"`
+	DatabaseBytes   uint64    `json:"database_bytes"`
+	BackupBytes     uint64    `json:"backup_bytes"`
+	RepositoryBytes uint64    `json:"repository_bytes"`
+	ChecksumErrors  bool      `json:"checksum_errors,omitempty"`
+}
+
+// BackupVerificationJSON is the last verification of a backup block.
+type BackupVerificationJSON struct {
+	Label      string    `json:"label"`
+	OK         bool      `json:"ok"`
+	Reason     string    `json:"reason,omitempty"`
+	At         time.Time `json:"at"`
+	DurationMs uint64    `json:"duration_ms"`
+}
+
+// BackupSetJSON is one backup block and its backups, oldest first, in
+// `drplane backup list --json` (a list).
+type BackupSetJSON struct {
+	Status  BackupStatusJSON `json:"status"`
+	Backups []BackupJSON     `json:"backups"`
 }

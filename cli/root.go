@@ -28,6 +28,7 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newCmdMembers(f, nil),
 		newCmdTLS(f),
 		newCmdSnapshot(f),
+		newCmdBackup(f),
 		newCmdFailover(f),
 		newCmdSwitchover(f),
 		newCmdFailback(f),

@@ -89,6 +89,9 @@ func toStatusJSON(resp *pb.GetStatusResponse) StatusJSON {
 		}
 		addProbe(&aj, a.GetProbe())
 		out.Agents = append(out.Agents, aj)
+		for _, b := range a.GetProbe().GetBackups() {
+			out.Backups = append(out.Backups, toBackupStatusJSON(a.GetHostId(), b))
+		}
 	}
 	return out
 }
@@ -219,6 +222,7 @@ func printStatus(w io.Writer, s StatusJSON) error {
 	if err := printReplication(w, s.Replication); err != nil {
 		return err
 	}
+	printBackupStatuses(w, s.Backups)
 	fmt.Fprintln(w, "\nAgents")
 	if len(s.Agents) == 0 {
 		fmt.Fprintln(w, "(none registered)")

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/drplane/drplane/internal/rpcerr"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
@@ -181,4 +183,25 @@ func TestStatus_ProductionDegraded(t *testing.T) {
 	out.Reset()
 	require.NoError(t, runStatus(context.Background(), &statusOptions{f: f, JSON: true}))
 	require.Contains(t, out.String(), `"degraded": null`)
+}
+
+// TestPrintBackupStatuses: the section shows where backups are taken, the
+// newest backup's age, the last verification and every warning; a host
+// that only stands by is left out unless it has a warning.
+func TestPrintBackupStatuses(t *testing.T) {
+	stopped := time.Now().Add(-90 * time.Minute)
+	var b strings.Builder
+	printBackupStatuses(&b, []BackupStatusJSON{
+		{HostID: "db-1", Name: "pg", Service: "postgres", Repository: "/var/lib/pgbackrest", Archiving: true, Scheduled: true, BackupCount: 3,
+			Newest:       &BackupJSON{Label: "20261203-090000F_20261203-091500I", Kind: "incr", StoppedAt: stopped},
+			Verification: &BackupVerificationJSON{Label: "20261203-090000F", OK: false, Reason: "the restored server did not start", At: stopped, DurationMs: 4200},
+			Warnings:     []string{"the newest backup is 1h30m0s old, more than twice its interval 15m0s"}},
+		{HostID: "db-2", Name: "pg", Service: "postgres", Repository: "/var/lib/pgbackrest", Warnings: []string{}},
+	})
+	out := b.String()
+	require.Contains(t, out, "pg (service postgres) on db-1: archiving, takes the scheduled backups")
+	require.Contains(t, out, "newest backup: 20261203-090000F_20261203-091500I (incr), 1h30m0s old; 3 in the repository")
+	require.Contains(t, out, "last verification: backup 20261203-090000F FAILED: the restored server did not start")
+	require.Contains(t, out, "WARNING: the newest backup is 1h30m0s old")
+	require.NotContains(t, out, "db-2", "a standby host without warnings is not shown")
 }
