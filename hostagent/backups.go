@@ -269,7 +269,15 @@ func (m *backupManager) tick(ctx context.Context) {
 		return
 	}
 	now := time.Now()
-	if kind, due := m.backupDue(now); due && !m.retrying("backup", now) {
+	if _, due := m.backupDue(now); due && !m.retrying("backup", now) {
+		// The repository is the schedule's memory, and another host may
+		// have added to it since it was last read here (this host was a
+		// standby then): decide on what it holds now.
+		m.op.Lock()
+		m.refreshInfo(ctx)
+		m.op.Unlock()
+	}
+	if kind, due := m.backupDue(now); due && !m.retrying("backup", now) && m.infoFresh() {
 		if _, err := m.takeBackup(ctx, kind, nil); err != nil && ctx.Err() == nil {
 			m.fail("backup", err)
 		}
@@ -453,6 +461,13 @@ func (m *backupManager) verifyDue(now time.Time) bool {
 		return false
 	}
 	return m.lastVerify == nil || now.Sub(m.lastVerify.At) >= m.cfg.VerifyEvery
+}
+
+// infoFresh reports whether the last read of the repository succeeded.
+func (m *backupManager) infoFresh() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.infoErr == ""
 }
 
 // retrying reports whether op failed less than backupRetryTicks before

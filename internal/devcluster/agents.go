@@ -40,6 +40,7 @@ type AgentSpec struct {
 	Services  []config.ServiceConfig
 	Syncs     []config.SyncConfig
 	Snapshots []config.SnapshotConfig
+	Backups   []config.BackupConfig
 	Hooks     []config.HookConfig
 
 	// Mounts run the agent in a private mount namespace (unshare(1), which
@@ -199,6 +200,24 @@ func (a *Agent) renderConfig(servers []string) []byte {
 		setString(sb, "engine", s.Engine)
 		setString(sb, "repository", s.Repository)
 		setString(sb, "password_file", s.PasswordFile)
+	}
+	for _, bc := range a.Spec.Backups {
+		bb := b.AppendNewBlock("backup", []string{bc.Name}).Body()
+		setString(bb, "engine", bc.Engine)
+		setString(bb, "service", bc.Service)
+		setString(bb, "repository", bc.Repository)
+		setDuration(bb, "full_every", bc.FullEvery)
+		setDuration(bb, "incr_every", bc.IncrEvery)
+		setDuration(bb, "verify_every", bc.VerifyEvery)
+		for _, n := range []struct {
+			key string
+			v   int
+		}{{"keep_full", bc.KeepFull}, {"verify_port", bc.VerifyPort}, {"process_max", bc.ProcessMax}} {
+			if n.v > 0 {
+				bb.SetAttributeValue(n.key, cty.NumberIntVal(int64(n.v)))
+			}
+		}
+		setString(bb, "config_dir", bc.ConfigDir)
 	}
 	for _, h := range a.Spec.Hooks {
 		hb := b.AppendNewBlock("hook", []string{h.Name}).Body()

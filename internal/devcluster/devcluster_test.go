@@ -65,7 +65,10 @@ func TestAddAgent_ConfigRoundTrip(t *testing.T) {
 		},
 		Syncs:     []config.SyncConfig{{Name: "state", Paths: []string{"/opt/app/state"}, Interval: 10 * time.Second, Source: "127.0.0.1:7500"}},
 		Snapshots: []config.SnapshotConfig{{Name: "state", Paths: []string{"/opt/app/state"}, Every: 6 * time.Hour, KeepWithin: 720 * time.Hour, KeepLast: 10, Engine: "builtin"}},
-		Hooks:     []config.HookConfig{{Name: "trip", Command: []string{"/opt/app/bin/halt", "--reason", "dr"}, Timeout: 30 * time.Second}},
+		Backups: []config.BackupConfig{{Name: "pg", Engine: "pgbackrest", Service: "postgres", Repository: "/var/lib/pgbackrest",
+			FullEvery: 24 * time.Hour, IncrEvery: 15 * time.Minute, KeepFull: 7, VerifyEvery: 24 * time.Hour, VerifyPort: 15433, ProcessMax: 2,
+			ConfigDir: "/etc/drplane/pgbackrest"}},
+		Hooks: []config.HookConfig{{Name: "trip", Command: []string{"/opt/app/bin/halt", "--reason", "dr"}, Timeout: 30 * time.Second}},
 	}
 	a, err := c.AddAgent(spec)
 	require.NoError(t, err)
@@ -81,6 +84,7 @@ func TestAddAgent_ConfigRoundTrip(t *testing.T) {
 	require.Equal(t, spec.Services, cfg.Services)
 	require.Equal(t, spec.Syncs, cfg.Syncs)
 	require.Equal(t, spec.Snapshots, cfg.Snapshots)
+	require.Equal(t, spec.Backups, cfg.Backups)
 	require.Equal(t, spec.Hooks, cfg.Hooks)
 
 	m, err := tlsutil.Load(a.CAFile, a.CertFile, a.KeyFile)

@@ -46,6 +46,12 @@ type Options struct {
 	// TwoSites leaves the witness out: servers s1, s2 at primary and s3,
 	// s4 at dr, so neither site holds a quorum alone.
 	TwoSites bool
+	// Backup, when set, is a backup block both database agents declare
+	// for their "postgres" service (its name, engine and service are
+	// filled in), into one repository on the shared filesystem
+	// (BackupRepository); the databases start with archive_mode on, as
+	// a DBA prepares a cluster for pgBackRest.
+	Backup *config.BackupConfig
 }
 
 // Deployment is drplane on a StandardLayout topology: a server on each
@@ -62,6 +68,8 @@ type Deployment struct {
 	PG map[string]*Postgres
 	// Failover is the servers' effective failover block.
 	Failover config.FailoverConfig
+	// backup is Options.Backup, completed.
+	backup *config.BackupConfig
 
 	t   testing.TB
 	ops *Host
@@ -106,6 +114,11 @@ func NewDeployment(t testing.TB, opts Options) *Deployment {
 	}
 	d := &Deployment{t: t, Dir: dir, PG: map[string]*Postgres{}, conns: map[string]*grpc.ClientConn{},
 		Failover: config.DefaultServerConfig().Failover}
+	if opts.Backup != nil {
+		b := *opts.Backup
+		b.Name, b.Engine, b.Service, b.Repository = "pg", "pgbackrest", "postgres", filepath.Join(dir, "pgbackrest")
+		d.backup = &b
+	}
 	if opts.Failover != nil {
 		d.Failover = *opts.Failover
 	}
@@ -159,6 +172,12 @@ func (d *Deployment) setUpDatabases() error {
 	primary, standby := d.PG["db-1"], d.PG["db-2"]
 	if err := primary.InitPrimary(); err != nil {
 		return err
+	}
+	if d.backup != nil {
+		// The standby's copy carries it: either archives once primary.
+		if err := appendFile(filepath.Join(primary.DataDir, "postgresql.conf"), "archive_mode = on\n"); err != nil {
+			return err
+		}
 	}
 	if err := primary.Start(); err != nil {
 		return err
@@ -304,6 +323,9 @@ func (d *Deployment) setUpAgents() error {
 		specs := []devcluster.AgentSpec{
 			{HostID: db.Name, Site: site, Services: []config.ServiceConfig{d.PG[db.Name].Service(engineDrillPort)}},
 			{HostID: app.Name, Site: site, Services: []config.ServiceConfig{d.engine(app.Name)}},
+		}
+		if d.backup != nil {
+			specs[0].Backups = []config.BackupConfig{*d.backup}
 		}
 		for _, spec := range specs {
 			spec.LeaseTTL = d.Failover.LeaseTTL
