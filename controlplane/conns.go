@@ -3,9 +3,11 @@ package controlplane
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/drplane/drplane/internal/tlsutil"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // connPool keeps one gRPC client connection per peer address.
@@ -23,10 +25,23 @@ type connPool struct {
 	conns map[string]*grpc.ClientConn
 }
 
+// reconnectMax bounds gRPC's reconnect backoff on the shared connections.
+// gRPC's default grows to two minutes: a connection that failed while a
+// peer restarted or a partition lasted would fail every call for that
+// long after the peer is back (a step to an agent, an operator's command
+// a follower forwards to the leader), where a call fails at once with
+// Unavailable while its connection waits to reconnect.
+const reconnectMax = time.Second
+
 // newConnPool returns a pool whose connections verify that the peer holds
-// a certificate of role peer.
+// a certificate of role peer, and reconnect within reconnectMax.
 func newConnPool(m *tlsutil.Material, peer tlsutil.Role) *connPool {
-	return &connPool{tls: m, peer: peer, conns: map[string]*grpc.ClientConn{}}
+	return &connPool{tls: m, peer: peer, conns: map[string]*grpc.ClientConn{},
+		opts: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: reconnectMax},
+			// gRPC's default; what bounds a hung connect.
+			MinConnectTimeout: 20 * time.Second,
+		})}}
 }
 
 // get returns the connection to the server at addr.

@@ -11,18 +11,12 @@ import (
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 )
 
 const (
-	// agentReconnectMax bounds gRPC's reconnect backoff on the leader's
-	// shared connections to agents. gRPC's default grows to two minutes:
-	// a connection that failed while an agent restarted would refuse
-	// every step sent to the agent for that long after it is back.
-	agentReconnectMax = time.Second
 	// readyCheckInterval is how often a step waiting for its agent's
 	// connection looks again at whether the prober has given the host up.
 	readyCheckInterval = time.Second
@@ -30,17 +24,8 @@ const (
 	resendBackoffMax = time.Second
 )
 
-// newAgentConnPool is the pool of the leader's connections to agents,
-// which reconnect within agentReconnectMax.
-func newAgentConnPool(m *tlsutil.Material) *connPool {
-	p := newConnPool(m, tlsutil.RoleAgent)
-	p.opts = []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-		Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: agentReconnectMax},
-		// gRPC's default; what bounds a hung connect.
-		MinConnectTimeout: 20 * time.Second,
-	})}
-	return p
-}
+// newAgentConnPool is the pool of the leader's connections to agents.
+func newAgentConnPool(m *tlsutil.Material) *connPool { return newConnPool(m, tlsutil.RoleAgent) }
 
 // stepDelivery says how hard sendStep tries to reach the agent.
 type stepDelivery int
