@@ -50,6 +50,9 @@ func (e *PgBackRest) configure(ctx context.Context) error {
 	if err := writeOwned(e.user, e.ConfigFile(), renderConf(e.confSections())); err != nil {
 		return fmt.Errorf("write %s: %w", e.ConfigFile(), err)
 	}
+	if err := mkdirOwned(e.user, e.lockDir(), 0o700); err != nil {
+		return fmt.Errorf("create lock dir: %w", err)
+	}
 	if err := os.MkdirAll(filepath.Dir(e.cfg.Repository), 0o755); err != nil {
 		return fmt.Errorf("create repository's parent: %w", err)
 	}
@@ -80,6 +83,9 @@ func (e *PgBackRest) confSections() []confSection {
 		confOption{"log-level-console", "off"},
 		confOption{"log-level-stderr", "warn"},
 		confOption{"log-level-file", "off"},
+		// The stanza's own locks: pgBackRest's default, /tmp/pgbackrest,
+		// is shared by every stanza of that name on the machine.
+		confOption{"lock-path", e.lockDir()},
 	)
 	stanza := []confOption{
 		{"pg1-path", e.cfg.DataDir},
@@ -89,6 +95,9 @@ func (e *PgBackRest) confSections() []confSection {
 	}
 	return []confSection{{name: "global", options: global}, {name: e.cfg.Stanza, options: stanza}}
 }
+
+// lockDir is where pgBackRest keeps the stanza's locks, in ConfigDir.
+func (e *PgBackRest) lockDir() string { return filepath.Join(e.cfg.ConfigDir, "lock") }
 
 // repoOptions are the repository's options: for now a local path.
 func (e *PgBackRest) repoOptions() []confOption {

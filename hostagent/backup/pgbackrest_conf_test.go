@@ -70,6 +70,7 @@ func TestPgBackRest_ConfSections(t *testing.T) {
 	for _, line := range []string{
 		"[global]\nrepo1-type=posix\nrepo1-path=/var/lib/pgbackrest\nrepo1-retention-full=2\n",
 		"start-fast=y\n", "process-max=2\n", "log-level-console=off\n", "log-level-file=off\n",
+		"lock-path=/var/lib/drplane/backup/lock\n",
 		"[pg-main_1]\npg1-path=/var/lib/postgresql/15/main\npg1-port=5432\npg1-socket-path=/var/run/postgresql\npg1-user=postgres\n",
 	} {
 		require.Contains(t, conf, line)
