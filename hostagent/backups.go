@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/fsutil"
+	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pgx/v5"
@@ -191,6 +193,90 @@ func (a *Agent) backupStep(req *pb.ExecuteRequest) (stepFunc, error) {
 		p("backup %s (%s): %d bytes copied of %d, %d stored", b.Label, b.Kind, b.BackupSize, b.DatabaseSize, b.RepositorySize)
 		return map[string]string{"label": b.Label, "kind": b.Kind.String(), "stopped_at": b.Stop.UTC().Format(time.RFC3339)}, nil
 	}, nil
+}
+
+// backupLabelRE is what a pgBackRest backup label looks like: a full
+// backup's, or a diff or incr one's after its full one's.
+var backupLabelRE = regexp.MustCompile(`^[0-9]{8}-[0-9]{6}F(_[0-9]{8}-[0-9]{6}[DI])?$`)
+
+// restoreBackupStep restores the block's stopped service in place (args
+// to_time or label; neither for the newest state), starts it and waits
+// until it recovered to that point and runs as primary.
+func (a *Agent) restoreBackupStep(req *pb.ExecuteRequest) (stepFunc, error) {
+	m, ok := a.backups[req.GetTarget()]
+	if !ok {
+		return nil, invalidStep("%s: backup block %q is not declared in this agent's config", actionName(req), req.GetTarget())
+	}
+	target := backup.RestoreTarget{Delta: true}
+	toTime, label := req.GetArgs()[structs.ArgRestoreToTime], req.GetArgs()[structs.ArgRestoreLabel]
+	switch {
+	case toTime != "" && label != "":
+		return nil, invalidStep("restore-backup: arguments to_time and label exclude each other")
+	case toTime != "":
+		t, err := time.Parse(time.RFC3339Nano, toTime)
+		if err != nil {
+			return nil, invalidStep("restore-backup: argument to_time %q is not an RFC 3339 time", toTime)
+		}
+		target.Time = t
+	case label != "":
+		if !backupLabelRE.MatchString(label) {
+			return nil, invalidStep("restore-backup: argument label %q is not a pgBackRest backup label", label)
+		}
+		target.Label = label
+	default:
+		target.Latest = true
+	}
+	epoch := req.GetEpoch()
+	return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
+		return m.restoreInPlace(ctx, target, func() { a.vouch(epoch, m.svc) }, p)
+	}, nil
+}
+
+// restoreInPlace restores the stopped service's data directory to target
+// (a delta restore: only what differs is rewritten), starts it, which
+// recovers to the target and promotes, and waits until it runs as
+// primary. vouch is called before the start, as for a start step.
+func (m *backupManager) restoreInPlace(ctx context.Context, target backup.RestoreTarget, vouch func(), p driver.Progress) (map[string]string, error) {
+	m.op.Lock()
+	defer m.op.Unlock()
+	st, err := m.svc.status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("restore %s: read its state: %w", m.cfg.Service, err)
+	}
+	if st.Role != driver.RoleStopped && st.Role != driver.RoleFenced {
+		return nil, fmt.Errorf("restore %s: it is %s; a restore in place needs it stopped", m.cfg.Service, st.Role)
+	}
+	if err := m.ensureConfigured(ctx); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	// A new timeline begins: the stanza is set up again once it runs.
+	m.stanzaReady, m.archiving = false, false
+	engine, dataDir := m.engine, m.engineCfg.DataDir
+	m.mu.Unlock()
+	if err := engine.Restore(ctx, target, dataDir, p); err != nil {
+		return nil, err
+	}
+	vouch()
+	p("starting %s: it recovers to %s, then promotes", m.cfg.Service, target)
+	if err := m.svc.driver.Start(ctx, p); err != nil {
+		return nil, fmt.Errorf("start %s after the restore: %w", m.cfg.Service, err)
+	}
+	for {
+		st, err := m.svc.status(ctx)
+		if err == nil && st.Role == driver.RolePrimary {
+			p("%s recovered to %s and runs as primary", m.cfg.Service, target)
+			return map[string]string{"target": target.String()}, nil
+		}
+		if err == nil && st.Role == driver.RoleStopped {
+			return nil, fmt.Errorf("restore %s: the server stopped during recovery (see its log): %s", m.cfg.Service, st.Message)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("restore %s: wait for recovery to end: %w", m.cfg.Service, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // listBackups lists the backups of one declared block, or of all.

@@ -64,8 +64,14 @@ func (a *Agent) registration() *pb.Agent {
 		sc := a.services[name].cfg
 		_, promotable := a.services[name].driver.(driver.Promoter)
 		_, driller := a.services[name].driver.(driver.Driller)
-		ag.Services = append(ag.Services, &pb.Service{Name: sc.Name, Driver: sc.Driver, DependsOn: sc.DependsOn,
-			Port: int32(sc.Port), Promotable: promotable, Drillable: driller && sc.Drill != nil})
+		svc := &pb.Service{Name: sc.Name, Driver: sc.Driver, DependsOn: sc.DependsOn,
+			Port: int32(sc.Port), Promotable: promotable, Drillable: driller && sc.Drill != nil}
+		for _, b := range a.config.Backups {
+			if b.Service == sc.Name {
+				svc.Backup = b.Name
+			}
+		}
+		ag.Services = append(ag.Services, svc)
 	}
 	for _, s := range a.config.Syncs {
 		ag.Syncs = append(ag.Syncs, s.Name)

@@ -56,6 +56,8 @@ func (a *Agent) prepareStep(req *pb.ExecuteRequest) (stepFunc, error) {
 		return a.snapshotStep(req)
 	case pb.StepAction_STEP_ACTION_BACKUP, pb.StepAction_STEP_ACTION_VERIFY_BACKUP:
 		return a.backupStep(req)
+	case pb.StepAction_STEP_ACTION_RESTORE_BACKUP:
+		return a.restoreBackupStep(req)
 	case pb.StepAction_STEP_ACTION_RSYNC:
 		return a.rsyncStep(req)
 	case pb.StepAction_STEP_ACTION_SET_SYNC_STANDBYS:
@@ -67,7 +69,7 @@ func (a *Agent) prepareStep(req *pb.ExecuteRequest) (stepFunc, error) {
 	case pb.StepAction_STEP_ACTION_UNSPECIFIED:
 		return nil, invalidStep("malformed step: action is empty")
 	}
-	return nil, invalidStep("unknown action %s; expected start, stop, promote, demote, fence, snapshot, restore, rsync, check, hook, set-sync-standbys, backup or verify-backup", req.GetAction())
+	return nil, invalidStep("unknown action %s; expected start, stop, promote, demote, fence, snapshot, restore, rsync, check, hook, set-sync-standbys, backup, verify-backup or restore-backup", req.GetAction())
 }
 
 func (a *Agent) declaredService(req *pb.ExecuteRequest) (*service, error) {

@@ -214,4 +214,7 @@ type Service struct {
 	// Drillable is true when the agent can start an isolated copy of the
 	// service for a drill (it declares a drill block).
 	Drillable bool
+	// Backup is the agent's backup block of the service (pgBackRest),
+	// which restore plans restore from; "" when it declares none.
+	Backup string
 }

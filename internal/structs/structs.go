@@ -153,6 +153,8 @@ type Service struct {
 	Promotable bool `json:"promotable,omitempty"`
 	// Drillable is true when the agent can start a drill copy of it.
 	Drillable bool `json:"drillable,omitempty"`
+	// Backup is the agent's backup block of the service; "" without.
+	Backup string `json:"backup,omitempty"`
 }
 
 // Agent is a registered host agent.

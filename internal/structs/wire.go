@@ -26,6 +26,16 @@ const ActionRestore = "restore"
 const (
 	ActionBackup       = "backup"
 	ActionVerifyBackup = "verify-backup"
+	// ActionRestoreBackup restores a stopped postgres service in place
+	// from its backup block; restore plans send it.
+	ActionRestoreBackup = "restore-backup"
+)
+
+// Arguments of a restore-backup step: the point restored to, a time
+// (RFC 3339) or a backup label; neither restores the newest state.
+const (
+	ArgRestoreToTime = "to_time"
+	ArgRestoreLabel  = "label"
 )
 
 // Service roles as agents report them; the agents' drivers use the same
@@ -67,6 +77,7 @@ var (
 		plan.ActionActivate: pb.StepAction_STEP_ACTION_ACTIVATE, plan.ActionLeaseWait: pb.StepAction_STEP_ACTION_LEASE_WAIT,
 		ActionSetSyncStandbys: pb.StepAction_STEP_ACTION_SET_SYNC_STANDBYS,
 		ActionBackup:          pb.StepAction_STEP_ACTION_BACKUP, ActionVerifyBackup: pb.StepAction_STEP_ACTION_VERIFY_BACKUP,
+		ActionRestoreBackup: pb.StepAction_STEP_ACTION_RESTORE_BACKUP,
 	})
 	stepStates = newEnumTable(map[string]pb.StepState{
 		StepPending: pb.StepState_STEP_STATE_PENDING, StepRunning: pb.StepState_STEP_STATE_RUNNING,

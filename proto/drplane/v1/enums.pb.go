@@ -58,6 +58,11 @@ const (
 	// STEP_ACTION_VERIFY_BACKUP restores the block's newest backup into a
 	// scratch directory, starts it on a side port and queries it.
 	StepAction_STEP_ACTION_VERIFY_BACKUP StepAction = 19
+	// STEP_ACTION_RESTORE_BACKUP restores a stopped postgres service from
+	// its backup block (the target) in place: args to_time (RFC 3339) or
+	// label, neither for the newest state the repository holds. Its next
+	// start recovers to that point and promotes.
+	StepAction_STEP_ACTION_RESTORE_BACKUP StepAction = 20
 )
 
 // Enum value maps for StepAction.
@@ -83,6 +88,7 @@ var (
 		17: "STEP_ACTION_SET_SYNC_STANDBYS",
 		18: "STEP_ACTION_BACKUP",
 		19: "STEP_ACTION_VERIFY_BACKUP",
+		20: "STEP_ACTION_RESTORE_BACKUP",
 	}
 	StepAction_value = map[string]int32{
 		"STEP_ACTION_UNSPECIFIED":       0,
@@ -105,6 +111,7 @@ var (
 		"STEP_ACTION_SET_SYNC_STANDBYS": 17,
 		"STEP_ACTION_BACKUP":            18,
 		"STEP_ACTION_VERIFY_BACKUP":     19,
+		"STEP_ACTION_RESTORE_BACKUP":    20,
 	}
 )
 
@@ -627,7 +634,7 @@ var File_drplane_v1_enums_proto protoreflect.FileDescriptor
 const file_drplane_v1_enums_proto_rawDesc = "" +
 	"\n" +
 	"\x16drplane/v1/enums.proto\x12\n" +
-	"drplane.v1*\x84\x04\n" +
+	"drplane.v1*\xa4\x04\n" +
 	"\n" +
 	"StepAction\x12\x1b\n" +
 	"\x17STEP_ACTION_UNSPECIFIED\x10\x00\x12\x15\n" +
@@ -650,7 +657,8 @@ const file_drplane_v1_enums_proto_rawDesc = "" +
 	"\x16STEP_ACTION_LEASE_WAIT\x10\x10\x12!\n" +
 	"\x1dSTEP_ACTION_SET_SYNC_STANDBYS\x10\x11\x12\x16\n" +
 	"\x12STEP_ACTION_BACKUP\x10\x12\x12\x1d\n" +
-	"\x19STEP_ACTION_VERIFY_BACKUP\x10\x13*k\n" +
+	"\x19STEP_ACTION_VERIFY_BACKUP\x10\x13\x12\x1e\n" +
+	"\x1aSTEP_ACTION_RESTORE_BACKUP\x10\x14*k\n" +
 	"\n" +
 	"BackupKind\x12\x1b\n" +
 	"\x17BACKUP_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +

@@ -354,7 +354,10 @@ type Service struct {
 	// promotable is true for data services with a primary and standbys.
 	Promotable bool `protobuf:"varint,5,opt,name=promotable,proto3" json:"promotable,omitempty"`
 	// drillable is true when the agent can start a drill copy of it.
-	Drillable     bool `protobuf:"varint,6,opt,name=drillable,proto3" json:"drillable,omitempty"`
+	Drillable bool `protobuf:"varint,6,opt,name=drillable,proto3" json:"drillable,omitempty"`
+	// backup is the agent's backup block of the service (pgBackRest);
+	// empty when it declares none. Restore plans need one.
+	Backup        string `protobuf:"bytes,7,opt,name=backup,proto3" json:"backup,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -429,6 +432,13 @@ func (x *Service) GetDrillable() bool {
 		return x.Drillable
 	}
 	return false
+}
+
+func (x *Service) GetBackup() string {
+	if x != nil {
+		return x.Backup
+	}
+	return ""
 }
 
 type Agent struct {
@@ -720,7 +730,7 @@ const file_drplane_v1_types_proto_rawDesc = "" +
 	"\x05state\x18\x05 \x01(\tR\x05state\x12\x14\n" +
 	"\x05voter\x18\x06 \x01(\bR\x05voter\x12\x1d\n" +
 	"\n" +
-	"last_index\x18\a \x01(\x04R\tlastIndex\"\xa6\x01\n" +
+	"last_index\x18\a \x01(\x04R\tlastIndex\"\xbe\x01\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06driver\x18\x02 \x01(\tR\x06driver\x12\x1d\n" +
@@ -730,7 +740,8 @@ const file_drplane_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"promotable\x18\x05 \x01(\bR\n" +
 	"promotable\x12\x1c\n" +
-	"\tdrillable\x18\x06 \x01(\bR\tdrillable\"\xdd\x02\n" +
+	"\tdrillable\x18\x06 \x01(\bR\tdrillable\x12\x16\n" +
+	"\x06backup\x18\a \x01(\tR\x06backup\"\xdd\x02\n" +
 	"\x05Agent\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x18\n" +
