@@ -191,6 +191,7 @@ var kindPhases = map[Kind][]string{
 		PhaseReprotect},
 	KindDrill:   {PhaseStart, PhaseVerify, PhaseTeardown},
 	KindRestart: {PhaseDrain, PhaseStart, PhaseVerify},
+	KindRestore: {PhaseDrain, PhaseRestorePoint, PhaseRestore, PhaseStart, PhaseVerify, PhaseReprotect},
 }
 
 // PhasesOf returns the phases of kind's default plan in order (a
@@ -221,21 +222,24 @@ func isControl(action string) bool { return slices.Contains(ControlActions, acti
 
 // defaultTimeouts are the step timeouts when nothing else is said.
 var defaultTimeouts = map[string]time.Duration{
-	ActionFence:     10 * time.Second,
-	ActionSnapshot:  30 * time.Minute,
-	ActionStop:      2 * time.Minute,
-	ActionDemote:    10 * time.Minute,
-	ActionRsync:     30 * time.Minute,
-	ActionPromote:   2 * time.Minute,
-	ActionStart:     5 * time.Minute,
-	ActionCheck:     time.Minute,
-	ActionHook:      5 * time.Minute,
-	ActionApproval:  time.Hour,
-	ActionWait:      time.Minute, // plus the wait's duration
-	ActionNotify:    30 * time.Second,
-	ActionGuard:     time.Minute,
-	ActionActivate:  30 * time.Second,
-	ActionLeaseWait: 5 * time.Minute,
+	ActionFence:    10 * time.Second,
+	ActionSnapshot: 30 * time.Minute,
+	ActionStop:     2 * time.Minute,
+	ActionDemote:   10 * time.Minute,
+	ActionRsync:    30 * time.Minute,
+	ActionPromote:  2 * time.Minute,
+	ActionStart:    5 * time.Minute,
+	ActionCheck:    time.Minute,
+	ActionHook:     5 * time.Minute,
+	// A backup or a restore copies the database.
+	ActionBackup:        6 * time.Hour,
+	ActionRestoreBackup: 6 * time.Hour,
+	ActionApproval:      time.Hour,
+	ActionWait:          time.Minute, // plus the wait's duration
+	ActionNotify:        30 * time.Second,
+	ActionGuard:         time.Minute,
+	ActionActivate:      30 * time.Second,
+	ActionLeaseWait:     5 * time.Minute,
 }
 
 // DefaultTimeout is the timeout of a step of action when neither the

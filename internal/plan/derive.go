@@ -28,7 +28,14 @@ type DeriveOptions struct {
 	MaxDataLoss time.Duration
 	// Service, for a restart, is the service to restart with what
 	// depends on it; empty restarts every service of the active site.
+	// For a restore it is the data service restored; required.
 	Service string
+	// RestoreToTime and RestoreLabel are a restore's target: a point in
+	// time or a backup label; neither restores the newest state the
+	// repository holds (after the restoration point, what the service
+	// had when its dependents stopped).
+	RestoreToTime time.Time
+	RestoreLabel  string
 	// FinishOf names a failover or switchover that activated To, the
 	// active site now, but stopped before To served; the plan derived is
 	// the rest of it: wait for From's leases, bring To up, and for a
@@ -90,8 +97,11 @@ func Derive(kind Kind, topo Topology, def *Definition, opts DeriveOptions) (*Pla
 		return nil, err
 	}
 	p := newPlan(kind, from, to, def, opts)
-	if kind == KindRestart {
+	switch kind {
+	case KindRestart:
 		b.restart(opts.Service)
+	case KindRestore:
+		b.restore(opts)
 	}
 	b.deriveKind(kind, p.MaxDataLoss, opts.DrillID)
 	if err := b.probs.err(); err != nil {

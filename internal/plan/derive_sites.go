@@ -25,10 +25,10 @@ func sites(kind Kind, topo Topology, opts DeriveOptions) (string, string, error)
 			others = append(others, s)
 		}
 	}
-	if kind == KindRestart {
+	if kind == KindRestart || kind == KindRestore {
 		// In place: the active site is also the target.
 		if opts.To != "" && opts.To != from {
-			return "", "", fmt.Errorf("a restart runs at the active site %q; it takes no other target site (got %q)", from, opts.To)
+			return "", "", fmt.Errorf("a %s runs at the active site %q; it takes no other target site (got %q)", kind, from, opts.To)
 		}
 		return from, from, nil
 	}

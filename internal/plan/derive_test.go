@@ -21,7 +21,7 @@ func testTopology() Topology {
 		}}
 	}
 	db := func(id, site, addr string, port int) Agent {
-		return Agent{HostID: id, Site: site, Address: addr, Services: []Service{{Name: "postgres", Driver: "postgres", Port: port, Promotable: true, Drillable: true}}}
+		return Agent{HostID: id, Site: site, Address: addr, Services: []Service{{Name: "postgres", Driver: "postgres", Port: port, Promotable: true, Drillable: true, Backup: "pg"}}}
 	}
 	app1 := app("app-1", "primary", "10.0.1.20:7500")
 	app1.Hooks = []string{"circuit-breaker-trip"}
@@ -357,7 +357,7 @@ func TestDerive_Sites(t *testing.T) {
 		{"drill with several candidates", KindDrill, three, DeriveOptions{DrillID: "x"}, "", "", "a drill needs a target site"},
 		{"drill to a chosen site", KindDrill, three, DeriveOptions{DrillID: "x", To: "dr"}, "primary", "dr", ""},
 		{"explicit from", KindSwitchover, testTopology(), DeriveOptions{From: "dr", To: "primary"}, "dr", "primary", ""},
-		{"unknown kind", Kind("restore"), testTopology(), DeriveOptions{}, "", "", `unknown plan kind "restore"`},
+		{"unknown kind", Kind("rebuild"), testTopology(), DeriveOptions{}, "", "", `unknown plan kind "rebuild"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -391,8 +391,8 @@ func TestDerive_ServiceMissingAtTarget(t *testing.T) {
 func TestDerive_Deterministic(t *testing.T) {
 	for _, kind := range Kinds {
 		opts := DeriveOptions{To: "dr", DrillID: "d1"}
-		if kind == KindRestart {
-			opts.To = ""
+		if kind == KindRestart || kind == KindRestore {
+			opts.To, opts.Service = "", map[Kind]string{KindRestore: "postgres"}[kind]
 		}
 		a, err := Derive(kind, testTopology(), nil, opts)
 		if kind == KindFailback {

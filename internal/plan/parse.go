@@ -391,6 +391,8 @@ func targetKind(action string) string {
 		return "snapshot block"
 	case ActionHook:
 		return "hook"
+	case ActionBackup, ActionRestoreBackup:
+		return "backup block"
 	}
 	return "service"
 }

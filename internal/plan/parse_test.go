@@ -331,7 +331,7 @@ func TestResolve(t *testing.T) {
 	require.Equal(t, KindDrill, kind)
 	require.Nil(t, def, "a kind without a plan block is the default plan")
 	_, _, err = Resolve("failover-no-aproval", f.Plans)
-	require.EqualError(t, err, `unknown plan "failover-no-aproval"; did you mean "failover-no-approval"?; expected one of failover, switchover, failback, drill, restart, failover-no-approval`)
+	require.EqualError(t, err, `unknown plan "failover-no-aproval"; did you mean "failover-no-approval"?; expected one of failover, switchover, failback, drill, restart, restore, failover-no-approval`)
 }
 
 // TestParse_ZeroRPO: rpo = "0s" is the target of zero data loss, not the

@@ -28,10 +28,14 @@ const (
 	// dependency order, each health-gated: a failed application host or a
 	// cascade of failed services. Nothing moves to another site.
 	KindRestart Kind = "restart"
+	// KindRestore restores a data service of the active site from its
+	// backup block: stop what depends on it, take a restoration point,
+	// restore, re-clone its standbys, start in dependency order.
+	KindRestore Kind = "restore"
 )
 
 // Kinds lists every plan kind, for validation and help texts.
-var Kinds = []Kind{KindFailover, KindSwitchover, KindFailback, KindDrill, KindRestart}
+var Kinds = []Kind{KindFailover, KindSwitchover, KindFailback, KindDrill, KindRestart, KindRestore}
 
 // Agent actions: run by the agent of Step.Host on Step.Target, which the
 // agent's own config must declare.
@@ -45,6 +49,11 @@ const (
 	ActionStart    = "start"
 	ActionCheck    = "check"
 	ActionHook     = "hook"
+	// ActionBackup takes a backup of a backup block (a restore plan's
+	// restoration point); ActionRestoreBackup restores a stopped data
+	// service in place from its backup block and brings it up as primary.
+	ActionBackup        = "backup"
+	ActionRestoreBackup = "restore-backup"
 )
 
 // Control-plane actions: run by the leader itself; Step.Host is empty.
@@ -72,7 +81,8 @@ const (
 
 // AgentActions and ControlActions are the valid actions of each kind.
 var (
-	AgentActions   = []string{ActionFence, ActionSnapshot, ActionStop, ActionDemote, ActionRsync, ActionPromote, ActionStart, ActionCheck, ActionHook}
+	AgentActions = []string{ActionFence, ActionSnapshot, ActionStop, ActionDemote, ActionRsync, ActionPromote, ActionStart, ActionCheck, ActionHook,
+		ActionBackup, ActionRestoreBackup}
 	ControlActions = []string{ActionApproval, ActionWait, ActionNotify, ActionGuard, ActionActivate, ActionLeaseWait}
 )
 
@@ -96,6 +106,9 @@ const (
 	PhaseVerify    = "verify"    // verification checks
 	PhaseReprotect = "reprotect" // rejoin the old site as standbys, reverse syncs
 	PhaseTeardown  = "teardown"  // drill: stop the copies, remove their data
+	// restore: a backup and snapshots taken before anything is restored
+	PhaseRestorePoint = "restore-point"
+	PhaseRestore      = "restore" // restore: stop the data service and its standbys, restore
 	// PhaseRollback runs only when a switchover or failback stops before
 	// its activate step succeeded: it starts again what the plan stopped
 	// at the original site. Operator steps cannot be placed around it.

@@ -152,6 +152,8 @@ func declares(a *Agent, action, target string) bool {
 		return slices.Contains(a.Snapshots, target)
 	case ActionHook:
 		return slices.Contains(a.Hooks, target)
+	case ActionBackup, ActionRestoreBackup:
+		return slices.ContainsFunc(a.Services, func(s Service) bool { return s.Backup != "" && s.Backup == target })
 	case ActionFence:
 		if target == "" {
 			return true
@@ -169,6 +171,14 @@ func declared(a *Agent, action string) []string {
 		return a.Snapshots
 	case ActionHook:
 		return a.Hooks
+	case ActionBackup, ActionRestoreBackup:
+		var out []string
+		for _, s := range a.Services {
+			if s.Backup != "" {
+				out = append(out, s.Backup)
+			}
+		}
+		return out
 	}
 	out := make([]string, len(a.Services))
 	for i, s := range a.Services {

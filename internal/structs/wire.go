@@ -24,11 +24,11 @@ const ActionRestore = "restore"
 // verifies its newest backup. An operator runs them on one host (drplane
 // backup create|verify), and restore plans take a restoration point.
 const (
-	ActionBackup       = "backup"
+	ActionBackup       = plan.ActionBackup
 	ActionVerifyBackup = "verify-backup"
 	// ActionRestoreBackup restores a stopped postgres service in place
 	// from its backup block; restore plans send it.
-	ActionRestoreBackup = "restore-backup"
+	ActionRestoreBackup = plan.ActionRestoreBackup
 )
 
 // Arguments of a restore-backup step: the point restored to, a time

@@ -1,0 +1,83 @@
+package plan
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestDerive_Restore: the data service's dependents stop in reverse
+// order; a restoration point (a backup, a snapshot of each snapshot
+// block) is taken while it still runs; it and its standby stop; it is
+// restored to the target; the dependents start in order, health-gated,
+// and are checked; the standby rejoins the restored primary.
+func TestDerive_Restore(t *testing.T) {
+	topo := testTopology()
+	topo.Agents[1].Snapshots = []string{"state"}
+	at := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	p, err := Derive(KindRestore, topo, nil, DeriveOptions{Service: "postgres", RestoreToTime: at})
+	require.NoError(t, err)
+	require.Equal(t, "primary", p.From)
+	require.Equal(t, "primary", p.To)
+	requireTopological(t, p)
+	st := steps(t, p)
+	require.ElementsMatch(t, []string{
+		"stop:gateway@app-1", "stop:engine@app-1", "backup:postgres@db-1", "snapshot:state@app-1",
+		"stop:postgres@db-2", "stop:postgres@db-1", "restore:postgres@db-1",
+		"start:engine@app-1", "start:gateway@app-1",
+		"check:postgres@db-1", "check:engine@app-1", "check:gateway@app-1", "demote:postgres@db-2",
+	}, ids(p))
+	require.True(t, reaches(p, "stop:engine@app-1", "stop:gateway@app-1"), "a service stops after what depends on it")
+	require.True(t, reaches(p, "backup:postgres@db-1", "stop:engine@app-1"), "the restoration point follows the last writer's stop")
+	require.True(t, reaches(p, "stop:postgres@db-1", "backup:postgres@db-1"), "the backup is taken while the database runs")
+	require.True(t, reaches(p, "stop:postgres@db-1", "snapshot:state@app-1"))
+	require.True(t, reaches(p, "restore:postgres@db-1", "stop:postgres@db-2"), "the standby stops before the restore")
+	require.True(t, reaches(p, "start:engine@app-1", "restore:postgres@db-1"))
+	require.True(t, reaches(p, "start:gateway@app-1", "start:engine@app-1"))
+	require.True(t, reaches(p, "demote:postgres@db-2", "restore:postgres@db-1"))
+
+	restore := st["restore:postgres@db-1"]
+	require.Equal(t, ActionRestoreBackup, restore.Action)
+	require.Equal(t, "pg", restore.Target, "the target is the host's backup block")
+	require.Equal(t, map[string]string{"to_time": "2026-12-03T09:00:00Z"}, restore.Args)
+	require.Equal(t, map[string]string{"kind": "incr"}, st["backup:postgres@db-1"].Args)
+	require.Equal(t, "pg", st["backup:postgres@db-1"].Target)
+	demote := st["demote:postgres@db-2"]
+	require.Equal(t, map[string]string{"upstream_host": "10.0.1.10", "upstream_port": "5432"}, demote.Args)
+	require.Equal(t, OnFailureContinue, demote.OnFailure, "the restored site serves even if the standby cannot rejoin")
+	require.True(t, st["start:engine@app-1"].HealthGate)
+	require.True(t, st["check:postgres@db-1"].HealthGate)
+
+	p, err = Derive(KindRestore, topo, nil, DeriveOptions{Service: "postgres", RestoreLabel: "20261203-090000F"})
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"label": "20261203-090000F"}, steps(t, p)["restore:postgres@db-1"].Args)
+	p, err = Derive(KindRestore, topo, nil, DeriveOptions{Service: "postgres"})
+	require.NoError(t, err)
+	require.Nil(t, steps(t, p)["restore:postgres@db-1"].Args, "the newest state")
+}
+
+// TestDerive_Restore_Refused: what cannot be restored is refused, naming
+// what can.
+func TestDerive_Restore_Refused(t *testing.T) {
+	noBackup := testTopology()
+	noBackup.Agents[0].Services[0].Backup = ""
+	cases := []struct {
+		name string
+		topo Topology
+		opts DeriveOptions
+		want string
+	}{
+		{"no service", testTopology(), DeriveOptions{}, "a restore needs the data service to restore: one of postgres"},
+		{"unknown service", testTopology(), DeriveOptions{Service: "postgre"}, `no host at the active site "primary" declares service "postgre"; did you mean "postgres"?`},
+		{"not a data service", testTopology(), DeriveOptions{Service: "engine"}, `service "engine" is not a data service`},
+		{"no backup block", noBackup, DeriveOptions{Service: "postgres"}, `db-1 declares no backup block of service "postgres"`},
+		{"another site", testTopology(), DeriveOptions{Service: "postgres", To: "dr"}, `a restore runs at the active site "primary"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Derive(KindRestore, tc.topo, nil, tc.opts)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
