@@ -28,6 +28,13 @@ func (e *operatorEndpoint) startExecutionLocal(ctx context.Context, req *pb.Star
 	if err != nil {
 		return nil, err
 	}
+	if ex.Kind == string(plan.KindRestore) {
+		// Before anything stops: the target must be one the repository
+		// can reach.
+		if err := s.checkRestore(ctx, ex, now); err != nil {
+			return nil, err
+		}
+	}
 	if req.GetDryRun() {
 		ex.State = structs.ExecPlanned
 		return &pb.StartExecutionResponse{Meta: s.meta(false), Execution: s.executionToProto(ex)}, nil
@@ -91,6 +98,8 @@ func (s *Server) newExecution(req *pb.StartExecutionRequest, actor string, now t
 	case p.Kind == plan.KindRestart:
 		zero := 0.0
 		ex.RPOSeconds, ex.RPODetail = &zero, "a restart in place keeps every service's data where it is: it loses nothing a database or a state directory holds (what a crashed process held only in memory before the restart is not counted)"
+	case p.Kind == plan.KindRestore:
+		// Set by checkRestore, which reads the repository.
 	case p.Finishes != "":
 		ex.RPODetail = "the rest of " + p.Finishes + ", which activated " + p.To + ": any data loss happened then, and its RPO says it"
 	case req.GetCleanupOf() == "":
@@ -133,8 +142,20 @@ func (s *Server) derivePlan(v stateView, req *pb.StartExecutionRequest, drillID 
 	}
 	opts := s.config.PlanOptions()
 	opts.To, opts.DrillID, opts.Service = to, drillID, req.GetService()
-	if opts.Service != "" && kind != plan.KindRestart {
-		return nil, fmt.Errorf("%w: service %q: only a restart restarts one service; a %s moves every service", errInvalidArgument, opts.Service, kind)
+	if opts.Service != "" && kind != plan.KindRestart && kind != plan.KindRestore {
+		return nil, fmt.Errorf("%w: service %q: only a restart or a restore acts on one service; a %s moves every service", errInvalidArgument, opts.Service, kind)
+	}
+	if req.GetRestoreToTime() != nil || req.GetRestoreBackup() != "" {
+		switch {
+		case kind != plan.KindRestore:
+			return nil, fmt.Errorf("%w: a restore target is only for a restore, not a %s", errInvalidArgument, kind)
+		case req.GetRestoreToTime() != nil && req.GetRestoreBackup() != "":
+			return nil, fmt.Errorf("%w: name a time or a backup to restore to, not both", errInvalidArgument)
+		case req.GetRestoreToTime() != nil:
+			opts.RestoreToTime = req.GetRestoreToTime().AsTime()
+		default:
+			opts.RestoreLabel = req.GetRestoreBackup()
+		}
 	}
 	if to != "" && to == v.ActiveSite && (kind == plan.KindFailover || kind == plan.KindSwitchover) {
 		// The same command again after it activated the target and

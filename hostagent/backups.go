@@ -222,7 +222,8 @@ func (a *Agent) restoreBackupStep(req *pb.ExecuteRequest) (stepFunc, error) {
 		if !backupLabelRE.MatchString(label) {
 			return nil, invalidStep("restore-backup: argument label %q is not a pgBackRest backup label", label)
 		}
-		target.Label = label
+		// The database as that backup left it, not replayed further.
+		target.Label, target.Immediate = label, true
 	default:
 		target.Latest = true
 	}

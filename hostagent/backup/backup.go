@@ -136,8 +136,11 @@ type Info struct {
 type RestoreTarget struct {
 	// Latest restores the newest backup and replays all archived WAL.
 	Latest bool
-	// Label restores that backup and replays all archived WAL after it.
-	Label string
+	// Label restores that backup and replays all archived WAL after it,
+	// or with Immediate only up to the backup's consistency point: the
+	// database as that backup left it.
+	Label     string
+	Immediate bool
 	// Time restores the newest backup that ended before Time and replays
 	// WAL up to Time, then promotes.
 	Time time.Time

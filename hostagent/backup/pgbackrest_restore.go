@@ -87,6 +87,9 @@ func targetArgs(target RestoreTarget, backups []Backup, now time.Time) ([]string
 		if !containsLabel(backups, target.Label) {
 			return nil, fmt.Errorf("%w %q: the repository holds %s", ErrUnknownLabel, target.Label, labels(backups))
 		}
+		if target.Immediate {
+			return []string{"--set=" + target.Label, "--type=immediate", "--target-action=promote"}, nil
+		}
 		return []string{"--set=" + target.Label}, nil
 	case !target.Time.IsZero():
 		b, err := baseFor(target.Time, backups, now)

@@ -26,6 +26,8 @@ func TestTargetArgs(t *testing.T) {
 	}{
 		{name: "latest", target: RestoreTarget{Latest: true}, backups: backups},
 		{name: "label", target: RestoreTarget{Label: "F1"}, backups: backups, want: []string{"--set=F1"}},
+		{name: "label as it left it", target: RestoreTarget{Label: "F1", Immediate: true}, backups: backups,
+			want: []string{"--set=F1", "--type=immediate", "--target-action=promote"}},
 		{name: "time after the incr", target: RestoreTarget{Time: t0.Add(90 * time.Minute)}, backups: backups,
 			want: []string{"--set=F1_I2", "--type=time", "--target=2024-01-02 04:30:00+00", "--target-action=promote"}},
 		{name: "time between", target: RestoreTarget{Time: t0.Add(30*time.Minute + 1500*time.Microsecond)}, backups: backups,

@@ -986,7 +986,13 @@ type StartExecutionRequest struct {
 	DryRun    bool   `protobuf:"varint,7,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	// service, for a restart, is the service to restart with everything
 	// that depends on it; empty restarts every service of the active site.
-	Service       string `protobuf:"bytes,8,opt,name=service,proto3" json:"service,omitempty"`
+	// For a restore it is the data service to restore; required.
+	Service string `protobuf:"bytes,8,opt,name=service,proto3" json:"service,omitempty"`
+	// restore_to_time and restore_backup are a restore's target: a point in
+	// time, or a backup label (the database as that backup left it); with
+	// neither, the newest state the repository holds.
+	RestoreToTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=restore_to_time,json=restoreToTime,proto3" json:"restore_to_time,omitempty"`
+	RestoreBackup string                 `protobuf:"bytes,10,opt,name=restore_backup,json=restoreBackup,proto3" json:"restore_backup,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1073,6 +1079,20 @@ func (x *StartExecutionRequest) GetDryRun() bool {
 func (x *StartExecutionRequest) GetService() string {
 	if x != nil {
 		return x.Service
+	}
+	return ""
+}
+
+func (x *StartExecutionRequest) GetRestoreToTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RestoreToTime
+	}
+	return nil
+}
+
+func (x *StartExecutionRequest) GetRestoreBackup() string {
+	if x != nil {
+		return x.RestoreBackup
 	}
 	return ""
 }
@@ -3167,7 +3187,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"s\n" +
 	"\x11ListAuditResponse\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x120\n" +
-	"\aentries\x18\x02 \x03(\v2\x16.drplane.v1.AuditEntryR\aentries\"\xf9\x01\n" +
+	"\aentries\x18\x02 \x03(\v2\x16.drplane.v1.AuditEntryR\aentries\"\xe4\x02\n" +
 	"\x15StartExecutionRequest\x12.\n" +
 	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
@@ -3177,7 +3197,10 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\n" +
 	"cleanup_of\x18\x06 \x01(\tR\tcleanupOf\x12\x17\n" +
 	"\adry_run\x18\a \x01(\bR\x06dryRun\x12\x18\n" +
-	"\aservice\x18\b \x01(\tR\aservice\"{\n" +
+	"\aservice\x18\b \x01(\tR\aservice\x12B\n" +
+	"\x0frestore_to_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rrestoreToTime\x12%\n" +
+	"\x0erestore_backup\x18\n" +
+	" \x01(\tR\rrestoreBackup\"{\n" +
 	"\x16StartExecutionResponse\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x123\n" +
 	"\texecution\x18\x02 \x01(\v2\x15.drplane.v1.ExecutionR\texecution\"R\n" +
@@ -3493,85 +3516,86 @@ var file_drplane_v1_operator_proto_depIdxs = []int32{
 	47, // 21: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
 	38, // 22: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
 	54, // 23: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	47, // 24: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	41, // 25: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
-	46, // 26: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
-	47, // 27: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	41, // 28: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
-	46, // 29: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
-	47, // 30: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	41, // 31: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
-	46, // 32: drplane.v1.ListPlansRequest.read:type_name -> drplane.v1.ReadOptions
-	47, // 33: drplane.v1.ListPlansResponse.meta:type_name -> drplane.v1.ResponseMeta
-	22, // 34: drplane.v1.ListPlansResponse.plans:type_name -> drplane.v1.PlanScenario
-	54, // 35: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	47, // 36: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	54, // 37: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	47, // 38: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	54, // 39: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
-	47, // 40: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
-	54, // 41: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
-	55, // 42: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
-	42, // 43: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
-	47, // 44: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
-	56, // 45: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
-	47, // 46: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	57, // 47: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	47, // 48: drplane.v1.ListHostBackupsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	58, // 49: drplane.v1.ListHostBackupsResponse.sets:type_name -> drplane.v1.BackupSet
-	51, // 50: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
-	51, // 51: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	55, // 52: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
-	43, // 53: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
-	44, // 54: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
-	39, // 55: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
-	59, // 56: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
-	51, // 57: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
-	51, // 58: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
-	45, // 59: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
-	60, // 60: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
-	51, // 61: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
-	51, // 62: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
-	51, // 63: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
-	61, // 64: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
-	40, // 65: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
-	1,  // 66: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
-	6,  // 67: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
-	8,  // 68: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
-	10, // 69: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
-	12, // 70: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
-	14, // 71: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
-	16, // 72: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
-	18, // 73: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
-	20, // 74: drplane.v1.Operator.ListPlans:input_type -> drplane.v1.ListPlansRequest
-	23, // 75: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
-	25, // 76: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
-	27, // 77: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
-	29, // 78: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
-	31, // 79: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
-	33, // 80: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
-	35, // 81: drplane.v1.Operator.ListHostBackups:input_type -> drplane.v1.ListHostBackupsRequest
-	2,  // 82: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
-	7,  // 83: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
-	9,  // 84: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
-	11, // 85: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
-	13, // 86: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
-	15, // 87: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
-	17, // 88: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
-	19, // 89: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
-	21, // 90: drplane.v1.Operator.ListPlans:output_type -> drplane.v1.ListPlansResponse
-	24, // 91: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
-	26, // 92: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
-	28, // 93: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
-	30, // 94: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
-	32, // 95: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
-	34, // 96: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
-	36, // 97: drplane.v1.Operator.ListHostBackups:output_type -> drplane.v1.ListHostBackupsResponse
-	82, // [82:98] is the sub-list for method output_type
-	66, // [66:82] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	51, // 24: drplane.v1.StartExecutionRequest.restore_to_time:type_name -> google.protobuf.Timestamp
+	47, // 25: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	41, // 26: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
+	46, // 27: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
+	47, // 28: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	41, // 29: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
+	46, // 30: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
+	47, // 31: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	41, // 32: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
+	46, // 33: drplane.v1.ListPlansRequest.read:type_name -> drplane.v1.ReadOptions
+	47, // 34: drplane.v1.ListPlansResponse.meta:type_name -> drplane.v1.ResponseMeta
+	22, // 35: drplane.v1.ListPlansResponse.plans:type_name -> drplane.v1.PlanScenario
+	54, // 36: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	47, // 37: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	54, // 38: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	47, // 39: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	54, // 40: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
+	47, // 41: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
+	54, // 42: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
+	55, // 43: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
+	42, // 44: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
+	47, // 45: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
+	56, // 46: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
+	47, // 47: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	57, // 48: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	47, // 49: drplane.v1.ListHostBackupsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	58, // 50: drplane.v1.ListHostBackupsResponse.sets:type_name -> drplane.v1.BackupSet
+	51, // 51: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
+	51, // 52: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	55, // 53: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
+	43, // 54: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
+	44, // 55: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
+	39, // 56: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
+	59, // 57: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
+	51, // 58: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
+	51, // 59: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
+	45, // 60: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
+	60, // 61: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
+	51, // 62: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
+	51, // 63: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
+	51, // 64: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	61, // 65: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
+	40, // 66: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
+	1,  // 67: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
+	6,  // 68: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
+	8,  // 69: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
+	10, // 70: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
+	12, // 71: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
+	14, // 72: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
+	16, // 73: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
+	18, // 74: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
+	20, // 75: drplane.v1.Operator.ListPlans:input_type -> drplane.v1.ListPlansRequest
+	23, // 76: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
+	25, // 77: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
+	27, // 78: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
+	29, // 79: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
+	31, // 80: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
+	33, // 81: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
+	35, // 82: drplane.v1.Operator.ListHostBackups:input_type -> drplane.v1.ListHostBackupsRequest
+	2,  // 83: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
+	7,  // 84: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
+	9,  // 85: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
+	11, // 86: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
+	13, // 87: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
+	15, // 88: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
+	17, // 89: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
+	19, // 90: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
+	21, // 91: drplane.v1.Operator.ListPlans:output_type -> drplane.v1.ListPlansResponse
+	24, // 92: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
+	26, // 93: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
+	28, // 94: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
+	30, // 95: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
+	32, // 96: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
+	34, // 97: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
+	36, // 98: drplane.v1.Operator.ListHostBackups:output_type -> drplane.v1.ListHostBackupsResponse
+	83, // [83:99] is the sub-list for method output_type
+	67, // [67:83] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_operator_proto_init() }
