@@ -17,6 +17,7 @@ import (
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // followInterval is how often a command that follows an execution asks
@@ -32,8 +33,11 @@ type executeOptions struct {
 	Yes           bool
 	Detach        bool
 	Cleanup       string
-	// Service is a restart's one service (with what depends on it).
+	// Service is a restart's one service (with what depends on it), or
+	// the data service a restore restores.
 	Service string
+	// ToTime and Backup are a restore's target, as given.
+	ToTime, Backup string
 	// Force and ConfirmPrimaryDown make a failover act without a quorum
 	// (two sites, the active one down).
 	Force              bool
@@ -133,6 +137,49 @@ running. For a failed application host, or a cascade of failed services.`,
 	return cmd
 }
 
+func newCmdRestore(f *Factory) *cobra.Command {
+	opts := &executeOptions{f: f, Kind: "restore"}
+	cmd := &cobra.Command{
+		Use:   "restore --service S [--to-time T | --backup LABEL] [--plan NAME]",
+		Short: "Restore a data service of the active site from its backups (pgBackRest), in place",
+		Long: `Restore the PostgreSQL service S of the active site from its backup block:
+stop the services that depend on it in reverse dependency order, take a
+restoration point (a backup, and a snapshot of every snapshot block) while it
+still runs, stop it and its standbys, restore it to the target and bring it up
+as primary, start its dependents in dependency order with health gates, and
+rejoin its standbys to it. Operator steps of a restore plan (--plan: the
+circuit breaker, migrations, reconciliation, an approval) run where the plan
+puts them. The target is checked against the repository before anything stops.
+
+--to-time restores the state at that instant ("2026-12-03 09:00:00+00", RFC
+3339 also works); --backup the state a backup left (drplane backup list);
+neither, the newest state the repository holds. The RPO recorded is the
+target's distance from the command; the RTO runs to the last health gate.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runExecute(cmd.Context(), opts) },
+	}
+	cmd.Flags().StringVar(&opts.Service, "service", "", "the data service to restore (required)")
+	cmd.Flags().StringVar(&opts.ToTime, "to-time", "", `restore the state at this time, e.g. "2026-12-03 09:00:00+00"`)
+	cmd.Flags().StringVar(&opts.Backup, "backup", "", "restore the state this backup left (a label from drplane backup list)")
+	cmd.Flags().StringVar(&opts.Plan, "plan", "", "an operator-defined restore plan from the servers' config")
+	addExecuteFlags(cmd, opts)
+	return cmd
+}
+
+// restoreTimeLayouts are the forms --to-time takes: PostgreSQL's own and
+// RFC 3339.
+var restoreTimeLayouts = []string{"2006-01-02 15:04:05.999999999-07", "2006-01-02 15:04:05.999999999-07:00", "2006-01-02 15:04:05.999999999Z07:00", time.RFC3339Nano}
+
+// parseRestoreTime parses --to-time; a time needs its zone.
+func parseRestoreTime(s string) (time.Time, error) {
+	for _, layout := range restoreTimeLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf(`--to-time %q is not a time with its zone; expected e.g. "2026-12-03 09:00:00+00" or "2026-12-03T09:00:00Z"`, s)
+}
+
 func addExecuteFlags(cmd *cobra.Command, opts *executeOptions) {
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&opts.Detach, "detach", false, "start the execution and return without following it")
@@ -145,6 +192,21 @@ func runExecute(ctx context.Context, opts *executeOptions) error {
 	if opts.ConfirmPrimaryDown && !opts.Force {
 		return errors.New("--confirm-primary-down goes with --force")
 	}
+	var toTime *timestamppb.Timestamp
+	if opts.Kind == "restore" {
+		switch {
+		case opts.Service == "":
+			return errors.New("--service is required: name the data service to restore (drplane status lists them)")
+		case opts.ToTime != "" && opts.Backup != "":
+			return errors.New("--to-time and --backup exclude each other: restore to a time or to a backup")
+		case opts.ToTime != "":
+			t, err := parseRestoreTime(opts.ToTime)
+			if err != nil {
+				return err
+			}
+			toTime = timestamppb.New(t)
+		}
+	}
 	client, closeFn, err := opts.f.Operator()
 	if err != nil {
 		return err
@@ -154,7 +216,8 @@ func runExecute(ctx context.Context, opts *executeOptions) error {
 		return runForcedFailover(ctx, opts, client)
 	}
 	req := &pb.StartExecutionRequest{Write: &pb.WriteOptions{RequestId: uuid.NewString()},
-		Kind: opts.Kind, Plan: opts.Plan, To: opts.To, AllowDataLoss: opts.AllowDataLoss, CleanupOf: opts.Cleanup, Service: opts.Service}
+		Kind: opts.Kind, Plan: opts.Plan, To: opts.To, AllowDataLoss: opts.AllowDataLoss, CleanupOf: opts.Cleanup, Service: opts.Service,
+		RestoreToTime: toTime, RestoreBackup: opts.Backup}
 	out := opts.f.IO.Out
 	if !opts.Yes {
 		if err := confirmPlan(ctx, opts, client, req); err != nil {
@@ -228,7 +291,7 @@ func runForcedFailover(ctx context.Context, opts *executeOptions, client pb.Oper
 // terminal; without one it refuses, as --yes was not given.
 func confirmPlan(ctx context.Context, opts *executeOptions, client pb.OperatorClient, req *pb.StartExecutionRequest) error {
 	dry := &pb.StartExecutionRequest{Kind: req.GetKind(), Plan: req.GetPlan(), To: req.GetTo(), AllowDataLoss: req.GetAllowDataLoss(), CleanupOf: req.GetCleanupOf(),
-		Service: req.GetService(), DryRun: true}
+		Service: req.GetService(), RestoreToTime: req.GetRestoreToTime(), RestoreBackup: req.GetRestoreBackup(), DryRun: true}
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	resp, err := client.StartExecution(rctx, dry)
 	cancel()

@@ -145,3 +145,14 @@ func TestPass_ZeroRPOTarget(t *testing.T) {
 		})
 	}
 }
+
+func TestParseRestoreTime(t *testing.T) {
+	want := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	for _, s := range []string{"2026-12-03 09:00:00+00", "2026-12-03 10:00:00+01:00", "2026-12-03T09:00:00Z", "2026-12-03 09:00:00Z"} {
+		got, err := parseRestoreTime(s)
+		require.NoError(t, err, s)
+		require.True(t, want.Equal(got), "%s: %s", s, got)
+	}
+	_, err := parseRestoreTime("2026-12-03 09:00:00")
+	require.EqualError(t, err, `--to-time "2026-12-03 09:00:00" is not a time with its zone; expected e.g. "2026-12-03 09:00:00+00" or "2026-12-03T09:00:00Z"`)
+}

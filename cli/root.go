@@ -34,6 +34,7 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newCmdFailback(f),
 		newCmdDrill(f),
 		newCmdRestart(f),
+		newCmdRestore(f),
 		newCmdApprove(f),
 		newCmdCancel(f),
 		newCmdHistory(f),
