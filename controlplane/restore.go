@@ -56,7 +56,7 @@ func (s *Server) checkRestore(ctx context.Context, ex *structs.Execution, now ti
 	for _, b := range backups {
 		labels = append(labels, b.GetLabel())
 	}
-	fmtTime := func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }
+	fmtTime := func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000Z") }
 	switch toTime, label := step.Args[structs.ArgRestoreToTime], step.Args[structs.ArgRestoreLabel]; {
 	case label != "":
 		var found *pb.BackupInfo

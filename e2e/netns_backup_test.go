@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -94,4 +95,84 @@ func TestNetns_Backups_FollowTheSwitchover(t *testing.T) {
 	text := d.MustCLI("status")
 	require.Contains(t, text, "pg (service postgres) on db-2: archiving, takes the scheduled backups")
 	require.True(t, strings.Contains(text, "last verification: backup "+b.Verification.Label+" passed"), text)
+}
+
+// TestNetns_Restore_ToTimeBetweenTwoRows: a restore plan to a time
+// between two committed rows, through the CLI. Bad targets are refused
+// before anything stops. Then the engine (the database's dependent) is
+// stopped, a restoration point taken, the database and its standby
+// stopped, the database restored (the earlier row back, the later one
+// gone), the engine started again, and the standby re-cloned from the
+// restored primary and streaming. The RPO recorded is the target's
+// distance from the command.
+func TestNetns_Restore_ToTimeBetweenTwoRows(t *testing.T) {
+	pgtest.RequirePgBackRest(t)
+	d := netns.NewDeployment(t, netns.Options{Bin: drplaneBin, Backup: &config.BackupConfig{FullEvery: time.Hour}})
+	first := waitBackupStatus(t, d, "db-1", "a full backup", func(b cli.BackupStatusJSON) bool { return b.NewestFull != nil })
+	ctx := context.Background()
+	pg := d.PG["db-1"]
+	require.NoError(t, pg.Exec(ctx, "CREATE TABLE orders (id int PRIMARY KEY)"))
+	require.NoError(t, pg.Exec(ctx, "INSERT INTO orders VALUES (1)"))
+	time.Sleep(1500 * time.Millisecond)
+	between := time.Now()
+	time.Sleep(1500 * time.Millisecond)
+	require.NoError(t, pg.Exec(ctx, "INSERT INTO orders VALUES (2)"))
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--service", "postgre"}, `did you mean "postgres"?`},
+		{[]string{"--service", "engine"}, `service "engine" is not a data service`},
+		{[]string{"--service", "postgres", "--backup", "20200101-000000F"}, `backup "20200101-000000F" is not in the repository of block pg; it holds ` + first.NewestFull.Label},
+		{[]string{"--service", "postgres", "--to-time", first.NewestFull.StartedAt.Add(-time.Hour).Format(time.RFC3339)}, "is before the oldest backup of block pg ended: the earliest restorable time is"},
+		{[]string{"--service", "postgres", "--to-time", "2026-12-03 09:00:00"}, "is not a time with its zone"},
+	} {
+		out, err := d.CLI(ctx, append([]string{"restore", "--yes"}, tc.args...)...)
+		require.Error(t, err, out)
+		require.Contains(t, out+err.Error(), tc.want)
+	}
+	require.Empty(t, executionsOfKind(t, d, "restore"), "nothing started")
+	d.WaitForAgent("app-1", 10*time.Second, netns.HasRole("engine", "primary"))
+
+	start := time.Now()
+	out := d.MustCLI("restore", "--service", "postgres", "--to-time", between.UTC().Format("2006-01-02 15:04:05.999999-07"), "--yes")
+	require.Contains(t, out, "succeeded", out)
+	ex := d.LastExecution()
+	require.Equal(t, "restore", ex.Kind)
+	require.Equal(t, "succeeded", ex.Result, out)
+	rows, err := pg.QueryString(ctx, "SELECT string_agg(id::text, ',') FROM orders")
+	require.NoError(t, err)
+	require.Equal(t, "1", rows, "the earlier row is back, the later one is not")
+	require.Equal(t, "false", inRecovery(t, d, "db-1"))
+	require.NotNil(t, ex.RPOSeconds)
+	require.GreaterOrEqual(t, *ex.RPOSeconds, start.Sub(between).Seconds()-0.5, ex.RPODetail)
+	require.NotNil(t, ex.RTOSeconds)
+	for _, id := range []string{"stop:engine@app-1", "backup:postgres@db-1", "stop:postgres@db-2", "restore:postgres@db-1", "start:engine@app-1", "demote:postgres@db-2"} {
+		st := ex.Step(id)
+		require.NotNil(t, st, id)
+		require.Equal(t, "succeeded", st.State, "%s: %s", id, st.Message)
+	}
+	d.WaitForAgent("app-1", 30*time.Second, netns.HasRole("engine", "primary"))
+	d.WaitForAgent("db-2", time.Minute, netns.HasRole("postgres", "standby"))
+	testutil.WaitForResult(t, time.Minute, func() (bool, error) {
+		s, err := d.PG["db-2"].QueryString(ctx, `SELECT (pg_is_in_recovery() AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'))::text
+			|| ' ' || (SELECT string_agg(id::text, ',') FROM orders)`)
+		return s == "true 1", fmt.Errorf("db-2: streaming and rows: %q (%v)", s, err)
+	})
+	t.Logf("restore to %s: %s; %s", between.UTC().Format(time.RFC3339Nano), ex.Measured(), ex.RPODetail)
+}
+
+// executionsOfKind lists the executions of kind.
+func executionsOfKind(t *testing.T, d *netns.Deployment, kind string) []netns.Execution {
+	t.Helper()
+	list, err := d.Executions(context.Background())
+	require.NoError(t, err)
+	var out []netns.Execution
+	for _, ex := range list {
+		if ex.Kind == kind {
+			out = append(out, ex)
+		}
+	}
+	return out
 }
