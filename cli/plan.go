@@ -14,20 +14,21 @@ import (
 
 func newCmdPlan(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{Use: "plan", Short: "Show the concrete steps of a plan, or validate plan definitions"}
-	var to string
+	var to, service string
 	var asJSON bool
 	show := &cobra.Command{
-		Use:   "show NAME [--to SITE]",
+		Use:   "show NAME [--to SITE] [--service S]",
 		Short: "Print the concrete steps, hosts and order of a plan without running anything",
-		Long: `NAME is failover, switchover, failback, drill, or an operator-defined plan
+		Long: `NAME is failover, switchover, failback, drill, restart, restore, or an operator-defined plan
 from the servers' configuration. The plan is derived by the leader from the
 registered agents, exactly as it would run now.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runPlanShow(cmd.Context(), f, args[0], to, asJSON)
+			return runPlanShow(cmd.Context(), f, args[0], to, service, asJSON)
 		},
 	}
 	show.Flags().StringVar(&to, "to", "", "target site")
+	show.Flags().StringVar(&service, "service", "", "a restart's service (with what depends on it), or a restore's data service")
 	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	var offline bool
 	validate := &cobra.Command{
@@ -48,13 +49,13 @@ services, hooks and sync blocks.`,
 	return cmd
 }
 
-func runPlanShow(ctx context.Context, f *Factory, name, to string, asJSON bool) error {
+func runPlanShow(ctx context.Context, f *Factory, name, to, service string, asJSON bool) error {
 	client, closeFn, err := f.Operator()
 	if err != nil {
 		return err
 	}
 	defer closeFn()
-	req := &pb.StartExecutionRequest{Kind: name, To: to, DryRun: true}
+	req := &pb.StartExecutionRequest{Kind: name, To: to, Service: service, DryRun: true}
 	if !isKind(name) {
 		// An operator-defined plan: the server knows its kind.
 		req.Kind, req.Plan = "", name
@@ -148,7 +149,7 @@ func fetchTopology(ctx context.Context, f *Factory) (plan.Topology, error) {
 	for _, a := range st.GetAgents() {
 		pa := plan.Agent{HostID: a.GetHostId(), Site: a.GetSite(), Address: a.GetAddress(), Syncs: a.GetSyncs(), Snapshots: a.GetSnapshots(), Hooks: a.GetHooks()}
 		for _, s := range a.GetServices() {
-			pa.Services = append(pa.Services, plan.Service{Name: s.GetName(), Driver: s.GetDriver(), DependsOn: s.GetDependsOn(), Port: int(s.GetPort()), Promotable: s.GetPromotable(), Drillable: s.GetDrillable()})
+			pa.Services = append(pa.Services, plan.Service{Name: s.GetName(), Driver: s.GetDriver(), DependsOn: s.GetDependsOn(), Port: int(s.GetPort()), Promotable: s.GetPromotable(), Drillable: s.GetDrillable(), Backup: s.GetBackup()})
 		}
 		topo.Agents = append(topo.Agents, pa)
 	}

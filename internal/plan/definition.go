@@ -272,25 +272,62 @@ func (f *File) Validate(topo Topology) error {
 		}
 	}
 	for _, def := range f.Plans {
-		for _, to := range dataSites(topo) {
-			if to == topo.ActiveSite {
-				continue
-			}
-			_, err := Derive(def.Kind, topo, def, DeriveOptions{To: to, DrillID: "validate"})
+		for _, run := range validationRuns(def.Kind, topo) {
+			_, err := Derive(def.Kind, topo, def, run.opts)
 			var perr *Error
 			switch {
 			case err == nil:
 			case errors.As(err, &perr):
 				for _, d := range perr.Diagnostics {
 					if d.File == "" {
-						d.Message = fmt.Sprintf("plan %q to %s: %s", def.Name, to, d.Message)
+						d.Message = fmt.Sprintf("plan %q %s: %s", def.Name, run.what, d.Message)
 					}
 					record(d)
 				}
 			default:
-				record(Diagnostic{Message: fmt.Sprintf("plan %q to %s: %v", def.Name, to, err)})
+				record(Diagnostic{Message: fmt.Sprintf("plan %q %s: %v", def.Name, run.what, err)})
 			}
 		}
 	}
 	return pr.err()
+}
+
+// validationRun is one derivation File.Validate tries, and how its
+// messages name it.
+type validationRun struct {
+	opts DeriveOptions
+	what string
+}
+
+// validationRuns are the derivations that check a plan of kind: one per
+// other data site for the kinds that move; once at the active site for a
+// restart; once per data service with a backup block for a restore (once
+// without, when there is none, which says what is missing).
+func validationRuns(kind Kind, topo Topology) []validationRun {
+	switch kind {
+	case KindRestart:
+		return []validationRun{{what: "at " + topo.ActiveSite}}
+	case KindRestore:
+		var runs []validationRun
+		seen := map[string]bool{}
+		for _, a := range topo.Agents {
+			for _, svc := range a.Services {
+				if a.Site == topo.ActiveSite && svc.Promotable && svc.Backup != "" && !seen[svc.Name] {
+					seen[svc.Name] = true
+					runs = append(runs, validationRun{opts: DeriveOptions{Service: svc.Name}, what: "of " + svc.Name + " at " + topo.ActiveSite})
+				}
+			}
+		}
+		if len(runs) == 0 {
+			runs = []validationRun{{what: "at " + topo.ActiveSite}}
+		}
+		return runs
+	}
+	var runs []validationRun
+	for _, to := range dataSites(topo) {
+		if to != topo.ActiveSite {
+			runs = append(runs, validationRun{opts: DeriveOptions{To: to, DrillID: "validate"}, what: "to " + to})
+		}
+	}
+	return runs
 }

@@ -277,6 +277,38 @@ func TestFile_Validate(t *testing.T) {
 	requireDiag(t, err, "plans.hcl:10:48", `no host at the target site dr declares hook "reconcile-positions"; none is declared there`)
 }
 
+// TestFile_Validate_InPlaceKinds: restart and restore plans are derived
+// at the active site (a restore for each data service with a backup
+// block), not towards another site; a restore plan without any backup
+// block says so.
+func TestFile_Validate_InPlaceKinds(t *testing.T) {
+	f, err := Parse([]byte(`plan "live-system-failure" {
+  kind = "restart"
+  objectives { rto = "15m" }
+  step "trip" { action = "hook"  target = "circuit-breaker-trip"  site = "active"  before = "drain" }
+}
+plan "data-corruption" {
+  kind = "restore"
+  objectives {
+    rto = "10m"
+    rpo = "5m"
+  }
+  step "trip" { action = "hook"  target = "circuit-breaker-trip"  site = "active"  before = "drain" }
+  step "ok" {
+    action = "approval"
+    after  = "verify"
+  }
+}
+`), "plans.hcl")
+	require.NoError(t, err)
+	require.NoError(t, f.Validate(testTopology()))
+
+	topo := testTopology()
+	topo.Agents[0].Services[0].Backup = ""
+	err = f.Validate(topo)
+	require.ErrorContains(t, err, `plan "data-corruption" at primary: a restore needs the data service to restore`)
+}
+
 // TestExtend_OperatorStopIsRolledBack: a switchover's way back starts
 // again whatever a stop step stopped at the original site, an operator's
 // included; no operator step can be placed around the rollback.
