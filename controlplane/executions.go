@@ -100,6 +100,8 @@ func (s *Server) newExecution(req *pb.StartExecutionRequest, actor string, now t
 		ex.RPOSeconds, ex.RPODetail = &zero, "a restart in place keeps every service's data where it is: it loses nothing a database or a state directory holds (what a crashed process held only in memory before the restart is not counted)"
 	case p.Kind == plan.KindRestore:
 		// Set by checkRestore, which reads the repository.
+	case p.Kind == plan.KindDrill && p.Name == string(plan.KindRestore):
+		ex.RPODetail = "a restore drill measures how long restoring the newest backup takes; the data a restore loses is its target's distance from its start, known only when one runs"
 	case p.Finishes != "":
 		ex.RPODetail = "the rest of " + p.Finishes + ", which activated " + p.To + ": any data loss happened then, and its RPO says it"
 	case req.GetCleanupOf() == "":
@@ -127,6 +129,11 @@ func (s *Server) derivePlan(v stateView, req *pb.StartExecutionRequest, drillID 
 	if name == "" && kind == "" {
 		return nil, fmt.Errorf("%w: name a plan kind or an operator-defined plan", errInvalidArgument)
 	}
+	var drillOf plan.Kind
+	if kind == plan.KindDrill && name == string(plan.KindRestore) {
+		// `drplane drill --plan restore`: the restore drill.
+		drillOf, name = plan.KindRestore, ""
+	}
 	if name == "" {
 		name = string(kind)
 	}
@@ -141,7 +148,7 @@ func (s *Server) derivePlan(v stateView, req *pb.StartExecutionRequest, drillID 
 		return nil, fmt.Errorf("%w: plan %q is a %s plan, not a %s plan", errInvalidArgument, name, defKind, kind)
 	}
 	opts := s.config.PlanOptions()
-	opts.To, opts.DrillID, opts.Service = to, drillID, req.GetService()
+	opts.To, opts.DrillID, opts.Service, opts.DrillOf = to, drillID, req.GetService(), drillOf
 	if opts.Service != "" && kind != plan.KindRestart && kind != plan.KindRestore {
 		return nil, fmt.Errorf("%w: service %q: only a restart or a restore acts on one service; a %s moves every service", errInvalidArgument, opts.Service, kind)
 	}

@@ -63,7 +63,26 @@ func TestNetns_Backups_FollowTheSwitchover(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, standby.Archiving, "a standby does not archive")
 
-	out := d.MustCLI("backup", "create", "--kind", "incr")
+	// The restore drill: db-2, at dr, restores the newest backup into a
+	// scratch copy, starts and queries it; production is untouched.
+	require.NoError(t, d.PG["db-1"].Exec(context.Background(), "CREATE TABLE drill_marker (id int)"))
+	out := d.MustCLI("drill", "--plan", "restore", "--yes")
+	require.Contains(t, out, "succeeded", out)
+	drill := d.LastExecution()
+	require.Equal(t, "drill", drill.Kind)
+	require.Equal(t, "restore", drill.Plan)
+	require.Equal(t, "succeeded", drill.Step("verify-backup:postgres@db-2").State)
+	require.NotNil(t, drill.RTOSeconds)
+	require.Nil(t, drill.RPOSeconds, "a drill does not know what a restore would lose: %s", drill.RPODetail)
+	require.Equal(t, "false", inRecovery(t, d, "db-1"), "production is untouched")
+	require.Equal(t, "true", inRecovery(t, d, "db-2"))
+	waitStreaming(t, d, "db-2", 0)
+	verified := waitBackupStatus(t, d, "db-2", "verified by the drill", func(b cli.BackupStatusJSON) bool { return b.Verification != nil })
+	require.True(t, verified.Verification.OK, verified.Verification.Reason)
+	require.Contains(t, d.MustCLI("report"), "restore")
+	t.Logf("restore drill at dr: %s", drill.Measured())
+
+	out = d.MustCLI("backup", "create", "--kind", "incr")
 	require.Contains(t, out, "on db-1", "the command runs where the database is primary")
 	var sets []cli.BackupSetJSON
 	require.NoError(t, json.Unmarshal([]byte(d.MustCLI("backup", "list", "--json")), &sets))
@@ -88,7 +107,8 @@ func TestNetns_Backups_FollowTheSwitchover(t *testing.T) {
 
 	out = d.MustCLI("backup", "verify")
 	require.Contains(t, out, "restored, started and answered")
-	b := waitBackupStatus(t, d, "db-2", "verified", func(b cli.BackupStatusJSON) bool { return b.Verification != nil })
+	newest := sets[0].Backups[2].Label
+	b := waitBackupStatus(t, d, "db-2", "verified", func(b cli.BackupStatusJSON) bool { return b.Verification != nil && b.Verification.Label == newest })
 	require.True(t, b.Verification.OK, b.Verification.Reason)
 	require.Equal(t, sets[0].Backups[2].Label, b.Verification.Label)
 

@@ -234,6 +234,7 @@ var defaultTimeouts = map[string]time.Duration{
 	// A backup or a restore copies the database.
 	ActionBackup:        6 * time.Hour,
 	ActionRestoreBackup: 6 * time.Hour,
+	ActionVerifyBackup:  6 * time.Hour,
 	ActionApproval:      time.Hour,
 	ActionWait:          time.Minute, // plus the wait's duration
 	ActionNotify:        30 * time.Second,

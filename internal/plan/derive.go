@@ -36,6 +36,11 @@ type DeriveOptions struct {
 	// had when its dependents stopped).
 	RestoreToTime time.Time
 	RestoreLabel  string
+	// DrillOf, for a drill, is KindRestore for a restore drill: the
+	// newest backup of every data service of the target site restored
+	// into a scratch copy there, started, queried and removed, instead of
+	// drill copies of the services.
+	DrillOf Kind
 	// FinishOf names a failover or switchover that activated To, the
 	// active site now, but stopped before To served; the plan derived is
 	// the rest of it: wait for From's leases, bring To up, and for a
@@ -89,6 +94,9 @@ func Derive(kind Kind, topo Topology, def *Definition, opts DeriveOptions) (*Pla
 	if err != nil {
 		return nil, err
 	}
+	if opts.DrillOf != "" && (kind != KindDrill || opts.DrillOf != KindRestore) {
+		return nil, fmt.Errorf("only a drill of a restore plan is derived, not a %s of a %s", kind, opts.DrillOf)
+	}
 	if kind == KindDrill && opts.DrillID == "" {
 		return nil, fmt.Errorf("a drill needs a drill id, passed to the agents so that they start isolated copies")
 	}
@@ -97,13 +105,18 @@ func Derive(kind Kind, topo Topology, def *Definition, opts DeriveOptions) (*Pla
 		return nil, err
 	}
 	p := newPlan(kind, from, to, def, opts)
-	switch kind {
-	case KindRestart:
+	switch {
+	case kind == KindRestart:
 		b.restart(opts.Service)
-	case KindRestore:
+	case kind == KindRestore:
 		b.restore(opts)
+	case opts.DrillOf == KindRestore:
+		b.restoreDrill()
+		// It exercises the restore scenario.
+		p.Name = string(KindRestore)
+	default:
+		b.deriveKind(kind, p.MaxDataLoss, opts.DrillID)
 	}
-	b.deriveKind(kind, p.MaxDataLoss, opts.DrillID)
 	if err := b.probs.err(); err != nil {
 		return nil, err
 	}

@@ -164,3 +164,32 @@ func restoreTargetText(opts DeriveOptions) string {
 	}
 	return "the newest state the repository holds"
 }
+
+// restoreDrill verifies, at the target site, the newest backup of each
+// data service there that has a backup block: restored into a scratch
+// copy on the first host that declares it, started on a side port,
+// queried and removed. Production is untouched; the step's duration is
+// what a restore of that backup takes there.
+func (b *builder) restoreDrill() {
+	T := b.to
+	for _, name := range T.order {
+		s := T.svc[name]
+		if !s.promotable {
+			continue
+		}
+		for _, h := range s.hosts {
+			if h.svc.Backup == "" {
+				continue
+			}
+			st := agentStep("verify-backup:"+name+"@"+h.agent.HostID, PhaseVerify, ActionVerifyBackup, h.agent, h.svc.Backup)
+			st.HealthGate = true
+			st.Description = fmt.Sprintf("restore the newest backup of %s (block %s) into a scratch copy on %s, start it on a side port, query it and remove it",
+				name, h.svc.Backup, h.agent.HostID)
+			b.add(st)
+			break
+		}
+	}
+	if len(b.steps) == 0 {
+		b.probs.add("nothing to drill: no host at site %s declares a backup block of a data service", T.name)
+	}
+}

@@ -81,3 +81,26 @@ func TestDerive_Restore_Refused(t *testing.T) {
 		})
 	}
 }
+
+// TestDerive_RestoreDrill: a drill of the restore plan verifies the
+// newest backup of each data service at the target site, on its host
+// there, health-gated; nothing else runs, and it counts as the restore
+// scenario's exercise.
+func TestDerive_RestoreDrill(t *testing.T) {
+	p, err := Derive(KindDrill, testTopology(), nil, DeriveOptions{DrillID: "d1", DrillOf: KindRestore})
+	require.NoError(t, err)
+	require.Equal(t, []string{"verify-backup:postgres@db-2"}, ids(p))
+	st := p.Steps[0]
+	require.Equal(t, ActionVerifyBackup, st.Action)
+	require.Equal(t, "pg", st.Target)
+	require.Equal(t, "dr", st.Site)
+	require.True(t, st.HealthGate)
+	require.Equal(t, string(KindRestore), p.Name)
+
+	topo := testTopology()
+	topo.Agents[2].Services[0].Backup = ""
+	_, err = Derive(KindDrill, topo, nil, DeriveOptions{DrillID: "d1", DrillOf: KindRestore})
+	require.ErrorContains(t, err, "nothing to drill: no host at site dr declares a backup block of a data service")
+	_, err = Derive(KindFailover, testTopology(), nil, DeriveOptions{To: "dr", DrillOf: KindRestore})
+	require.ErrorContains(t, err, "only a drill of a restore plan")
+}

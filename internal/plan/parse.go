@@ -391,7 +391,7 @@ func targetKind(action string) string {
 		return "snapshot block"
 	case ActionHook:
 		return "hook"
-	case ActionBackup, ActionRestoreBackup:
+	case ActionBackup, ActionRestoreBackup, ActionVerifyBackup:
 		return "backup block"
 	}
 	return "service"

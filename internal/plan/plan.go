@@ -54,6 +54,10 @@ const (
 	// service in place from its backup block and brings it up as primary.
 	ActionBackup        = "backup"
 	ActionRestoreBackup = "restore-backup"
+	// ActionVerifyBackup restores the newest backup of a backup block into
+	// a scratch copy, starts it on a side port, queries it and removes it
+	// (a restore drill).
+	ActionVerifyBackup = "verify-backup"
 )
 
 // Control-plane actions: run by the leader itself; Step.Host is empty.
@@ -82,7 +86,7 @@ const (
 // AgentActions and ControlActions are the valid actions of each kind.
 var (
 	AgentActions = []string{ActionFence, ActionSnapshot, ActionStop, ActionDemote, ActionRsync, ActionPromote, ActionStart, ActionCheck, ActionHook,
-		ActionBackup, ActionRestoreBackup}
+		ActionBackup, ActionRestoreBackup, ActionVerifyBackup}
 	ControlActions = []string{ActionApproval, ActionWait, ActionNotify, ActionGuard, ActionActivate, ActionLeaseWait}
 )
 

@@ -152,7 +152,7 @@ func declares(a *Agent, action, target string) bool {
 		return slices.Contains(a.Snapshots, target)
 	case ActionHook:
 		return slices.Contains(a.Hooks, target)
-	case ActionBackup, ActionRestoreBackup:
+	case ActionBackup, ActionRestoreBackup, ActionVerifyBackup:
 		return slices.ContainsFunc(a.Services, func(s Service) bool { return s.Backup != "" && s.Backup == target })
 	case ActionFence:
 		if target == "" {
@@ -171,7 +171,7 @@ func declared(a *Agent, action string) []string {
 		return a.Snapshots
 	case ActionHook:
 		return a.Hooks
-	case ActionBackup, ActionRestoreBackup:
+	case ActionBackup, ActionRestoreBackup, ActionVerifyBackup:
 		var out []string
 		for _, s := range a.Services {
 			if s.Backup != "" {

@@ -25,7 +25,7 @@ const ActionRestore = "restore"
 // backup create|verify), and restore plans take a restoration point.
 const (
 	ActionBackup       = plan.ActionBackup
-	ActionVerifyBackup = "verify-backup"
+	ActionVerifyBackup = plan.ActionVerifyBackup
 	// ActionRestoreBackup restores a stopped postgres service in place
 	// from its backup block; restore plans send it.
 	ActionRestoreBackup = plan.ActionRestoreBackup
