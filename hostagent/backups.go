@@ -267,6 +267,9 @@ func (m *backupManager) restoreInPlace(ctx context.Context, target backup.Restor
 		st, err := m.svc.status(ctx)
 		if err == nil && st.Role == driver.RolePrimary {
 			p("%s recovered to %s and runs as primary", m.cfg.Service, target)
+			if err := m.clearRecoverySettings(ctx); err != nil {
+				return nil, err
+			}
 			return map[string]string{"target": target.String()}, nil
 		}
 		if err == nil && st.Role == driver.RoleStopped {
@@ -278,6 +281,36 @@ func (m *backupManager) restoreInPlace(ctx context.Context, target backup.Restor
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// recoverySettings are what pgBackRest's restore writes into
+// postgresql.auto.conf. PostgreSQL ignores them once promoted but keeps
+// them, and a standby cloned or rewound from the restored primary copies
+// the file: it would try to recover to the same target, before its own
+// consistent point, and never start.
+var recoverySettings = []string{"restore_command", "recovery_target", "recovery_target_time", "recovery_target_name",
+	"recovery_target_xid", "recovery_target_lsn", "recovery_target_action", "recovery_target_inclusive", "recovery_target_timeline"}
+
+// clearRecoverySettings resets the recovery settings on the restored
+// primary and reloads its configuration.
+func (m *backupManager) clearRecoverySettings(ctx context.Context) error {
+	pg, ok := m.svc.driver.(pgConnector)
+	if !ok {
+		return nil
+	}
+	err := pg.WithConn(ctx, func(conn *pgx.Conn) error {
+		for _, name := range recoverySettings {
+			if _, err := conn.Exec(ctx, "ALTER SYSTEM RESET "+name); err != nil {
+				return fmt.Errorf("ALTER SYSTEM RESET %s: %w", name, err)
+			}
+		}
+		_, err := conn.Exec(ctx, "SELECT pg_reload_conf()")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("restore %s: clear the restore's recovery settings: %w", m.cfg.Service, err)
+	}
+	return nil
 }
 
 // listBackups lists the backups of one declared block, or of all.

@@ -198,6 +198,10 @@ func TestAgent_RestoreBackup_ToTimeBetweenTwoRows(t *testing.T) {
 	restored.SocketDir = filepath.Dir(p.DataDir)
 	require.Equal(t, "1", pair.QueryString(t, &restored, "SELECT string_agg(id::text, ',') FROM t"), "the earlier row is back, the later one is not")
 	require.Equal(t, "false", pair.QueryString(t, &restored, "SELECT pg_is_in_recovery()::text"))
+	auto, err := os.ReadFile(filepath.Join(p.DataDir, "postgresql.auto.conf"))
+	require.NoError(t, err)
+	require.NotContains(t, string(auto), "recovery_target", "a standby cloned from it must not inherit the restore's target")
+	require.NotContains(t, string(auto), "restore_command")
 	ta.waitBackupStatus("archiving again on the new timeline", func(st *pb.BackupStatus) error {
 		if !st.GetArchiving() {
 			return fmt.Errorf("not archiving")

@@ -113,6 +113,7 @@ func run(bin string, keep bool) (err error) {
 		{"drill", d.drill},
 		{"switchover to dr and back", d.switchovers},
 		{"restart in place", d.restart},
+		{"database corruption: restore", d.restore},
 		{"primary site outage and recovery", d.outage},
 		{"report", d.report},
 	}

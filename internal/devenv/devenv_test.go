@@ -80,6 +80,12 @@ func TestAgentSpecs(t *testing.T) {
 	require.Len(t, db.Services, 1)
 	require.Equal(t, config.DriverPostgres, db.Services[0].Driver)
 	require.Equal(t, &config.DrillConfig{Port: 15433}, db.Services[0].Drill)
+	require.Empty(t, db.Backups, "no backup block without pgbackrest")
+	e.pg = &pgPair{primary: e.hosts[0].pg, standby: e.hosts[1].pg, backups: true}
+	db1, db2 := e.agentSpec(e.hosts[0]), e.agentSpec(e.hosts[1])
+	require.Len(t, db2.Backups, 1)
+	require.Equal(t, ServicePostgres, db2.Backups[0].Service)
+	require.Equal(t, db1.Backups[0].Repository, db2.Backups[0].Repository, "one repository: one history across failovers")
 
 	app1, app2 := e.agentSpec(e.hosts[2]), e.agentSpec(e.hosts[3])
 	svc := app2.Services[0]

@@ -130,7 +130,19 @@ func (n *pgNode) PostmasterPID() int {
 type pgPair struct {
 	user             *pgUser
 	primary, standby *pgNode
+	// backups: pgbackrest is installed, both servers archive into one
+	// repository (archive_mode on from the start) and the db agents
+	// declare a backup block.
+	backups bool
 }
+
+// pgBackupConf is appended to postgresql.conf with backups: the agent
+// sets archive_command, which takes effect with a reload.
+const pgBackupConf = "archive_mode = on               # the agents' backup block sets archive_command\n"
+
+// BackupBlock is the name of the db agents' backup block (pgBackRest's
+// stanza) in `drplane dev`.
+const BackupBlock = "pg"
 
 // newPGPair lays out both servers' directories; ports are the primary's
 // and the standby's ports, then their drill ports.
@@ -170,7 +182,11 @@ func (p *pgPair) start(ctx context.Context) error {
 		"--locale=C", "--no-sync", "--no-instructions"); err != nil {
 		return err
 	}
-	if err := appendFile(filepath.Join(pr.DataDir, "postgresql.conf"), pgConf); err != nil {
+	conf := pgConf
+	if p.backups {
+		conf += pgBackupConf
+	}
+	if err := appendFile(filepath.Join(pr.DataDir, "postgresql.conf"), conf); err != nil {
 		return err
 	}
 	if err := appendFile(filepath.Join(pr.DataDir, "pg_hba.conf"), pgHBA); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -87,6 +88,10 @@ func (e *env) layout() error {
 		if e.pg, err = newPGPair(user, e.hostDir("db-1"), e.hostDir("db-2"), ports); err != nil {
 			return err
 		}
+		// Backups with point-in-time recovery when pgBackRest is there
+		// (scripts/prerequisites demo installs it).
+		_, err = exec.LookPath("pgbackrest")
+		e.pg.backups = err == nil
 	}
 	e.hosts = []*host{{ID: "db-1", Site: SitePrimary}, {ID: "db-2", Site: SiteDR}, {ID: "app-1", Site: SitePrimary}, {ID: "app-2", Site: SiteDR}}
 	if e.pg != nil {
