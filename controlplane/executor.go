@@ -544,7 +544,7 @@ func (e *executor) args(step plan.Step) (map[string]string, error) {
 	for k, v := range step.Args {
 		out[k] = v
 	}
-	if step.Action == plan.ActionPromote && e.s.config.Replication.Strict {
+	if (step.Action == plan.ActionPromote || step.Action == plan.ActionRestoreBackup) && e.s.config.Replication.Strict {
 		// Strict synchronous mode: the new primary acknowledges nothing
 		// until some standby confirms it (invariant 8).
 		out[structs.ArgSyncStandbys] = structs.SyncAnyStandby

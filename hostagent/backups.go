@@ -147,6 +147,40 @@ func (a *Agent) buildBackups(tick time.Duration) error {
 	return nil
 }
 
+// archiveNow points archive_command of service, just promoted here, at
+// this host's repository configuration (the copied one names the old
+// primary's) at once, rather than at the next tick: a quick switchover
+// back could demote it with its first segments and its timeline's history
+// unarchived, and no point in time after the promotion would be
+// restorable. Best effort, and fast (a reload, no pgBackRest run): the
+// tick does the rest (stanza-create) and tries again.
+func (a *Agent) archiveNow(ctx context.Context, service string, p driver.Progress) {
+	for _, name := range slices.Sorted(maps.Keys(a.backups)) {
+		m := a.backups[name]
+		if m.cfg.Service != service {
+			continue
+		}
+		// Never wait behind a verification: the tick comes soon enough.
+		if !m.op.TryLock() {
+			continue
+		}
+		err := m.ensureConfigured(ctx)
+		var restartNeeded bool
+		if err == nil {
+			restartNeeded, err = m.configureArchiving(ctx)
+		}
+		m.op.Unlock()
+		switch {
+		case err != nil:
+			p("backup block %s: archiving not set up yet: %v", name, err)
+		case restartNeeded:
+			p("backup block %s: archive_mode takes effect when %s restarts", name, service)
+		default:
+			p("backup block %s: archiving into %s", name, m.cfg.Repository)
+		}
+	}
+}
+
 // backupStatuses are the backup blocks' states, by name.
 func (a *Agent) backupStatuses() []*pb.BackupStatus {
 	var out []*pb.BackupStatus
@@ -227,17 +261,22 @@ func (a *Agent) restoreBackupStep(req *pb.ExecuteRequest) (stepFunc, error) {
 	default:
 		target.Latest = true
 	}
+	syncStandbys, err := syncStandbysArg(req)
+	if err != nil {
+		return nil, err
+	}
 	epoch := req.GetEpoch()
 	return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
-		return m.restoreInPlace(ctx, target, func() { a.vouch(epoch, m.svc) }, p)
+		return m.restoreInPlace(ctx, target, syncStandbys, func() { a.vouch(epoch, m.svc) }, p)
 	}, nil
 }
 
 // restoreInPlace restores the stopped service's data directory to target
 // (a delta restore: only what differs is rewritten), starts it, which
 // recovers to the target and promotes, and waits until it runs as
-// primary. vouch is called before the start, as for a start step.
-func (m *backupManager) restoreInPlace(ctx context.Context, target backup.RestoreTarget, vouch func(), p driver.Progress) (map[string]string, error) {
+// primary, waiting for syncStandbys. vouch is called before the start,
+// as for a start step.
+func (m *backupManager) restoreInPlace(ctx context.Context, target backup.RestoreTarget, syncStandbys []string, vouch func(), p driver.Progress) (map[string]string, error) {
 	m.op.Lock()
 	defer m.op.Unlock()
 	st, err := m.svc.status(ctx)
@@ -269,6 +308,15 @@ func (m *backupManager) restoreInPlace(ctx context.Context, target backup.Restor
 			p("%s recovered to %s and runs as primary", m.cfg.Service, target)
 			if err := m.clearRecoverySettings(ctx); err != nil {
 				return nil, err
+			}
+			// The backup's synchronous_standby_names names standbys of
+			// back then, maybe none that streams now: set it as a promote
+			// does (none, or any one in strict mode), before a writer
+			// starts; the leader manages it from there.
+			if setter, ok := m.svc.driver.(driver.SyncStandbySetter); ok {
+				if _, err := setter.SetSyncStandbys(ctx, syncStandbys, p); err != nil {
+					return nil, fmt.Errorf("restore %s: %w", m.cfg.Service, err)
+				}
 			}
 			return map[string]string{"target": target.String()}, nil
 		}

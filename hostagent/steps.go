@@ -120,6 +120,10 @@ func (a *Agent) serviceStep(req *pb.ExecuteRequest, svc *service) (stepFunc, err
 				// The lease guard learns of a new primary from its last
 				// read role: do not wait for the next probe.
 				svc.observe(driver.Status{Role: driver.RolePrimary}, nil)
+				// Its WAL is archived from the first segment on, and the
+				// new timeline's history file with it: a point in time
+				// after the promotion stays restorable.
+				a.archiveNow(ctx, svc.cfg.Name, p)
 			}
 			return map[string]string{"position": pos}, err
 		}, nil

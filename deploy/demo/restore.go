@@ -26,6 +26,10 @@ func (d *demo) restore(ctx context.Context) error {
 	if err != nil || !ok {
 		return err
 	}
+	d.say("The pre-market backup: an incremental one, on the primary")
+	if err := d.sh(ctx, "backup", "create", "--kind", "incr"); err != nil {
+		return err
+	}
 	conn, host, err := d.primaryDB(ctx)
 	if err != nil {
 		return err

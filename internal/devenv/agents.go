@@ -70,7 +70,7 @@ func (e *env) agentSpec(h *host) devcluster.AgentSpec {
 		if e.pg != nil && e.pg.backups {
 			// One repository for both hosts, as shared storage would be.
 			spec.Backups = []config.BackupConfig{{Name: BackupBlock, Engine: "pgbackrest", Service: ServicePostgres,
-				Repository: filepath.Join(e.dir, "pgbackrest"), FullEvery: 24 * time.Hour, IncrEvery: time.Hour, VerifyEvery: 24 * time.Hour}}
+				Repository: filepath.Join(e.dir, "pgbackrest"), FullEvery: 24 * time.Hour, IncrEvery: time.Hour}}
 		}
 	case h.app != nil:
 		spec.Services = []config.ServiceConfig{e.appService(h)}
