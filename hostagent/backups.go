@@ -127,7 +127,8 @@ func (a *Agent) buildBackups(tick time.Duration) error {
 		}
 		if rel, err := filepath.Rel(a.config.DataDir, bc.ConfigDir); err == nil && filepath.IsLocal(rel) {
 			for _, dir := range []string{a.config.DataDir, filepath.Join(a.config.DataDir, "backup")} {
-				if err := os.MkdirAll(dir, 0o711); err == nil {
+				err := os.MkdirAll(dir, 0o711)
+				if err == nil {
 					err = os.Chmod(dir, 0o711)
 				}
 				if err != nil {
