@@ -48,6 +48,21 @@ only block, or every block for list.`}
 	return cmd
 }
 
+// connectAndList connects to the control plane and lists the backups
+// of opts' host and block; the caller closes with closeFn.
+func (opts *backupOptions) connectAndList(ctx context.Context) (pb.OperatorClient, func(), *pb.ListHostBackupsResponse, error) {
+	client, closeFn, err := opts.f.Operator()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	resp, err := opts.list(ctx, client)
+	if err != nil {
+		closeFn()
+		return nil, nil, nil, err
+	}
+	return client, closeFn, resp, nil
+}
+
 func (opts *backupOptions) list(ctx context.Context, client pb.OperatorClient) (*pb.ListHostBackupsResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
@@ -59,15 +74,11 @@ func (opts *backupOptions) list(ctx context.Context, client pb.OperatorClient) (
 }
 
 func runBackupList(ctx context.Context, opts *backupOptions) error {
-	client, closeFn, err := opts.f.Operator()
+	_, closeFn, resp, err := opts.connectAndList(ctx)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
-	resp, err := opts.list(ctx, client)
-	if err != nil {
-		return err
-	}
 	out := []BackupSetJSON{}
 	for _, set := range resp.GetSets() {
 		sj := BackupSetJSON{Status: toBackupStatusJSON(resp.GetHostId(), set.GetStatus()), Backups: []BackupJSON{}}
@@ -107,16 +118,12 @@ func runBackupStep(ctx context.Context, opts *backupOptions, action string) erro
 	if action == structs.ActionBackup && !validBackupKind(opts.Kind) {
 		return fmt.Errorf("--kind %q is not full, diff or incr", opts.Kind)
 	}
-	client, closeFn, err := opts.f.Operator()
+	// The server names the host (the primary's) and the blocks it has.
+	client, closeFn, resp, err := opts.connectAndList(ctx)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
-	// The server names the host (the primary's) and the blocks it has.
-	resp, err := opts.list(ctx, client)
-	if err != nil {
-		return err
-	}
 	name := opts.Name
 	if name == "" {
 		var names []string

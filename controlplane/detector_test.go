@@ -224,12 +224,7 @@ func TestDetector_PrimaryDatabaseCrashed_RestartFails_AutomaticFailover(t *testi
 	ex = ts.waitEnded(t, ex.GetId())
 	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
 	require.True(t, ex.GetHasRto())
-	var lastGate time.Time
-	for _, st := range ex.GetSteps() {
-		if st.GetStep().GetHealthGate() && st.GetEndedAt().AsTime().After(lastGate) {
-			lastGate = st.GetEndedAt().AsTime()
-		}
-	}
+	lastGate := lastHealthGate(ex)
 	require.GreaterOrEqual(t, ex.GetRtoSeconds(), lastGate.Sub(crashedAt).Seconds(), "the RTO counts from before the crash: %s", ex.GetRtoDetail())
 	require.Equal(t, driver.RolePrimary, ts.db2["postgres"].Role())
 	require.NotEqual(t, driver.RolePrimary, pg.Role())
@@ -276,14 +271,20 @@ func TestDetector_PrimaryDatabaseCrashedThenHostLost_AutomaticFailover(t *testin
 	ex = ts.waitEnded(t, ex.GetId())
 	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
 	require.True(t, ex.GetHasRto())
-	var lastGate time.Time
-	for _, st := range ex.GetSteps() {
-		if st.GetStep().GetHealthGate() && st.GetEndedAt().AsTime().After(lastGate) {
-			lastGate = st.GetEndedAt().AsTime()
-		}
-	}
+	lastGate := lastHealthGate(ex)
 	require.GreaterOrEqual(t, ex.GetRtoSeconds(), lastGate.Sub(crashedAt).Seconds(), "the RTO counts from before the crash: %s", ex.GetRtoDetail())
 	require.Equal(t, driver.RolePrimary, ts.db2["postgres"].Role())
+}
+
+// lastHealthGate is when ex's last health-gated step ended.
+func lastHealthGate(ex *pb.Execution) time.Time {
+	var last time.Time
+	for _, st := range ex.GetSteps() {
+		if st.GetStep().GetHealthGate() && st.GetEndedAt().AsTime().After(last) {
+			last = st.GetEndedAt().AsTime()
+		}
+	}
+	return last
 }
 
 // TestDetector_ApplicationHostLost_NoFailover: a silent host that runs no
@@ -313,12 +314,7 @@ func requireFailoverRTO(t *testing.T, ex *pb.Execution, site string) {
 		return
 	}
 	require.Contains(t, ex.GetRtoDetail(), "the last sign of life of "+site+": ")
-	var lastGate time.Time
-	for _, st := range ex.GetSteps() {
-		if st.GetStep().GetHealthGate() && st.GetEndedAt().AsTime().After(lastGate) {
-			lastGate = st.GetEndedAt().AsTime()
-		}
-	}
+	lastGate := lastHealthGate(ex)
 	fromTrigger := lastGate.Sub(ex.GetTriggeredAt().AsTime()).Seconds()
 	require.GreaterOrEqual(t, ex.GetRtoSeconds(), fromTrigger, "%s", ex.GetRtoDetail())
 }

@@ -602,14 +602,7 @@ func (m *backupManager) backupDue(now time.Time) (backup.BackupKind, bool) {
 	if m.cfg.FullEvery <= 0 && m.cfg.IncrEvery <= 0 {
 		return 0, false
 	}
-	var newest, newestFull *backup.Backup
-	for i := range m.info.Backups {
-		b := &m.info.Backups[i]
-		newest = b
-		if b.Kind == backup.Full {
-			newestFull = b
-		}
-	}
+	newest, newestFull := newestBackups(m.info.Backups)
 	switch {
 	case newestFull == nil:
 		return backup.Full, true
@@ -619,6 +612,19 @@ func (m *backupManager) backupDue(now time.Time) (backup.BackupKind, bool) {
 		return backup.Incr, true
 	}
 	return 0, false
+}
+
+// newestBackups are the newest backup and the newest full backup of
+// backups (oldest first); nil when there is none.
+func newestBackups(backups []backup.Backup) (newest, newestFull *backup.Backup) {
+	for i := range backups {
+		b := &backups[i]
+		newest = b
+		if b.Kind == backup.Full {
+			newestFull = b
+		}
+	}
+	return newest, newestFull
 }
 
 // verifyDue reports whether verify_every has passed since the last
@@ -767,14 +773,7 @@ func (m *backupManager) status(now time.Time) *pb.BackupStatus {
 	defer m.mu.Unlock()
 	out := &pb.BackupStatus{Name: m.cfg.Name, Service: m.cfg.Service, Repository: m.cfg.Repository,
 		Archiving: m.archiving, Scheduled: m.scheduled, BackupCount: uint32(len(m.info.Backups))}
-	var newest, newestFull *backup.Backup
-	for i := range m.info.Backups {
-		b := &m.info.Backups[i]
-		newest = b
-		if b.Kind == backup.Full {
-			newestFull = b
-		}
-	}
+	newest, newestFull := newestBackups(m.info.Backups)
 	if newest != nil {
 		out.Newest = backupInfoProto(*newest)
 	}
