@@ -100,7 +100,7 @@ plan "live-system-failure" {
 		got[p.GetName()] = p
 		names = append(names, p.GetName())
 	}
-	require.Equal(t, []string{"failover", "switchover", "failback", "drill", "restart", "live-system-failure"}, names)
+	require.Equal(t, []string{"failover", "switchover", "failback", "drill", "restart", "restore", "live-system-failure"}, names)
 	require.Equal(t, 600.0, got["failover"].GetRtoTargetSeconds(), "the plan block's RTO")
 	require.Equal(t, 300.0, got["failover"].GetRpoTargetSeconds(), "the top-level RPO")
 	require.Equal(t, 900.0, got["switchover"].GetRtoTargetSeconds())
