@@ -86,6 +86,8 @@ type backupManager struct {
 	stanzaReady bool
 	archiving   bool
 	scheduled   bool
+	// wasPrimary is the role setUp last found, to see a promotion.
+	wasPrimary bool
 	// problem is why the block cannot archive or back up here, while it
 	// lasts (a config dir the run_as user cannot reach, archiving that
 	// waits for a restart).
@@ -469,6 +471,13 @@ func (m *backupManager) setUp(ctx context.Context) bool {
 	if !primary {
 		m.stanzaReady, m.archiving = false, false
 	}
+	if primary && !m.wasPrimary {
+		// A failure under another role (a backup cut short by a
+		// switchover) does not hold up the new primary's schedule.
+		delete(m.failed, "backup")
+		delete(m.failed, "verify")
+	}
+	m.wasPrimary = primary
 	m.mu.Unlock()
 	if !running {
 		return false

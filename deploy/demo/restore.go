@@ -26,7 +26,7 @@ func (d *demo) restore(ctx context.Context) error {
 	if err != nil || !ok {
 		return err
 	}
-	d.say("The pre-market backup: an incremental one, on the primary")
+	d.say("The pre-market backup, on the primary: incremental (full when the repository has none yet)")
 	if err := d.sh(ctx, "backup", "create", "--kind", "incr"); err != nil {
 		return err
 	}
@@ -71,9 +71,9 @@ func (d *demo) restore(ctx context.Context) error {
 	return nil
 }
 
-// waitBackups waits until the primary's agent archives and holds a full
-// backup. Without pgBackRest (no backup block) it says so and returns
-// false.
+// waitBackups waits until the primary's agent archives and takes the
+// scheduled backups. Without pgBackRest (no backup block) it says so and
+// returns false.
 func (d *demo) waitBackups(ctx context.Context) (bool, error) {
 	deadline := time.Now().Add(backupsReadyWait)
 	for {
@@ -84,13 +84,13 @@ func (d *demo) waitBackups(ctx context.Context) (bool, error) {
 			return false, nil
 		}
 		for _, b := range st.Backups {
-			if b.Archiving && b.NewestFull != nil {
-				d.note("%s archives into %s; newest full backup %s", b.HostID, b.Repository, b.NewestFull.Label)
+			if b.Archiving && b.Scheduled {
+				d.note("%s archives into %s and takes the scheduled backups (%d in the repository)", b.HostID, b.Repository, b.BackupCount)
 				return true, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return false, fmt.Errorf("no full backup within %s: %v %+v", backupsReadyWait, err, st.Backups)
+			return false, fmt.Errorf("no host archives within %s: %v %+v", backupsReadyWait, err, st.Backups)
 		}
 		if err := sleep(ctx, 500*time.Millisecond); err != nil {
 			return false, err
