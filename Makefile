@@ -64,6 +64,8 @@ proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 # ratio tunnel/local; its tree is 50 MB in 2,000 files, or 1 GiB in 10,000
 # files with BENCH_FULL=1 (make bench BENCH_FULL=1: a few minutes more).
 # BenchmarkSnapshot reports builtin snapshot create and restore in MB/s.
+# BenchmarkPgBackRest_Throughput fills a PostgreSQL database of 1 GB and
+# reports a full pgBackRest backup's and its restore's MB/s (3 runs).
 # BenchmarkNetns_* run in the network-namespace topology (root), one fresh
 # deployment per run and 5 runs each (about 15 minutes): switchover and
 # failover by command, automatic failover on site loss and partition; see
@@ -75,10 +77,11 @@ bench: prereqs-bench $(TOOLS)/benchstat build
 	DRPLANE_BENCH_FULL=$(BENCH_FULL) $(GO) test -run '^$$' -bench 'BenchmarkPull' \
 		-benchtime $(if $(filter 1,$(BENCH_FULL)),1x,2x) -count 6 -timeout 40m ./hostagent/rsync/ | tee bin/bench-rsync.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkSnapshot' -benchtime 1x -count 6 -timeout 20m ./hostagent/snapshot/ | tee bin/bench-snapshot.txt
+	$(GO) test -run '^$$' -bench 'BenchmarkPgBackRest' -benchtime 1x -count 3 -timeout 60m ./hostagent/backup/ | tee bin/bench-pgbackrest.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkSwitchover|BenchmarkFailover|BenchmarkRestart|BenchmarkCommitLatency' -benchtime 1x -count 6 -timeout 30m ./e2e/ | tee bin/bench-plans.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkNetns' -benchtime 1x -count 5 -timeout 60m ./e2e/ | tee bin/bench-netns.txt
 	@echo; echo "== medians over 6 runs (5 for BenchmarkNetns_*) =="; $(TOOLS)/benchstat bin/bench-apply.txt bin/bench-election.txt \
-		bin/bench-rsync.txt bin/bench-snapshot.txt bin/bench-plans.txt bin/bench-netns.txt
+		bin/bench-rsync.txt bin/bench-snapshot.txt bin/bench-pgbackrest.txt bin/bench-plans.txt bin/bench-netns.txt
 
 demo: prereqs-demo build
 	$(GO) run ./deploy/demo --bin $(CURDIR)/$(BIN)

@@ -32,7 +32,7 @@ type testEnv struct {
 // newTestEnv builds a testEnv. It skips like pgtest does (not root, no
 // PostgreSQL 15, -short), and when pgbackrest is missing, except under
 // CI=true, where it fails: a suite that skips in CI tests nothing.
-func newTestEnv(t *testing.T) *testEnv {
+func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
 	pair := pgtest.NewPair(t)
 	pgtest.RequirePgBackRest(t)
@@ -57,7 +57,7 @@ func newTestEnv(t *testing.T) *testEnv {
 
 // enableArchiving points the primary's archive_command at the engine and
 // restarts it when archive_mode needs it.
-func (env *testEnv) enableArchiving(t *testing.T) {
+func (env *testEnv) enableArchiving(t testing.TB) {
 	t.Helper()
 	conn, err := pgx.Connect(env.ctx, env.pair.Primary.ConnString())
 	require.NoError(t, err)
