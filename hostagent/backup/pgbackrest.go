@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 
 	"github.com/drplane/drplane/internal/osuser"
 	"github.com/drplane/drplane/internal/tail"
@@ -238,6 +239,7 @@ func (e *PgBackRest) run(ctx context.Context, progress Progress, args ...string)
 		global = append(global, "--log-level-console=info")
 	}
 	cmd := e.user.Command(ctx, global[0], append(global[1:], args...)...)
+	ownProcessGroup(cmd)
 	var stdout bytes.Buffer
 	stderr := &tail.Buffer{Max: outputTail}
 	cmd.Stderr = stderr
@@ -254,6 +256,18 @@ func (e *PgBackRest) run(ctx context.Context, progress Progress, args ...string)
 		return stdout.Bytes(), fmt.Errorf("pgbackrest %s: %w: %s", args[0], err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.Bytes(), nil
+}
+
+// ownProcessGroup runs cmd in a process group of its own and, when its
+// context ends, kills the whole group: pgBackRest runs its copying in
+// child processes (process-max), which would outlive a kill of the main
+// one (an agent stopping mid-backup) and keep working on the repository.
+func ownProcessGroup(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 }
 
 // copyOutput copies pgBackRest's standard output into buf, reporting each

@@ -58,8 +58,9 @@ func stopDrillCopies(dir string) []int {
 }
 
 // sweep kills what is left that belongs to this deployment: a process of
-// the drplane binary, PostgreSQL or rsync whose command line names the
-// directory (an rsync an agent ran, say). Only those programs are
+// the drplane binary, PostgreSQL, rsync or pgBackRest whose command line
+// names the directory (an rsync an agent ran, a backup an agent started
+// when it was killed, say). Only those programs are
 // matched, so an operator's `tail -f` of a log is spared.
 func (e *env) sweep() []int {
 	self := os.Getpid()
@@ -79,7 +80,7 @@ func (e *env) sweep() []int {
 			continue
 		}
 		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		if err != nil || !(exe == bin || strings.HasPrefix(exe, pgBinDir+"/") || filepath.Base(exe) == "rsync") {
+		if err != nil || !(exe == bin || strings.HasPrefix(exe, pgBinDir+"/") || filepath.Base(exe) == "rsync" || filepath.Base(exe) == "pgbackrest") {
 			continue
 		}
 		e.opts.Logger.Warn("killing a leftover process", "pid", pid, "command", strings.ReplaceAll(string(cmdline), "\x00", " "))
