@@ -30,6 +30,11 @@ func (d *demo) restore(ctx context.Context) error {
 	if err := d.sh(ctx, "backup", "create", "--kind", "incr"); err != nil {
 		return err
 	}
+	// pgBackRest records a backup's end to the second: a point in time
+	// is restorable from the second after (drplane refuses earlier ones).
+	if err := sleep(ctx, 1500*time.Millisecond); err != nil {
+		return err
+	}
 	conn, host, err := d.primaryDB(ctx)
 	if err != nil {
 		return err
