@@ -43,6 +43,20 @@ func (s *Server) registeredAgent(hostID string) (structs.Agent, error) {
 	return structs.Agent{}, fmt.Errorf("%w: host %q is not registered", errNotFound, hostID)
 }
 
+// hostAgentClient is a HostAgent client of the registered host hostID,
+// on the leader's shared connection to it.
+func (s *Server) hostAgentClient(hostID string) (pb.HostAgentClient, error) {
+	agent, err := s.registeredAgent(hostID)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := s.agentConns.get(agent.Address)
+	if err != nil {
+		return nil, err
+	}
+	return pb.NewHostAgentClient(conn), nil
+}
+
 // executeOnAgent sends one step to an agent and collects its progress and
 // result. The agent's journal makes re-sending the same step safe.
 func (s *Server) executeOnAgent(ctx context.Context, agent structs.Agent, step *pb.ExecuteRequest) ([]string, *pb.StepResult, error) {

@@ -346,19 +346,15 @@ func (e *operatorEndpoint) ListHostBackups(ctx context.Context, req *pb.ListHost
 				return nil, err
 			}
 		}
-		agent, err := e.srv.registeredAgent(hostID)
+		client, err := e.srv.hostAgentClient(hostID)
 		if err != nil {
 			return nil, err
 		}
-		conn, err := e.srv.agentConns.get(agent.Address)
+		resp, err := client.ListBackups(ctx, &pb.ListBackupsRequest{Name: req.GetName()})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("list backups on %s: %w", hostID, err)
 		}
-		resp, err := pb.NewHostAgentClient(conn).ListBackups(ctx, &pb.ListBackupsRequest{Name: req.GetName()})
-		if err != nil {
-			return nil, fmt.Errorf("list backups on %s: %w", agent.HostID, err)
-		}
-		return &pb.ListHostBackupsResponse{Meta: e.srv.meta(false), HostId: agent.HostID, Sets: resp.GetSets()}, nil
+		return &pb.ListHostBackupsResponse{Meta: e.srv.meta(false), HostId: hostID, Sets: resp.GetSets()}, nil
 	})
 }
 
@@ -409,17 +405,13 @@ func boolRank(b bool) int {
 // ListHostSnapshots asks a registered host for its snapshots.
 func (e *operatorEndpoint) ListHostSnapshots(ctx context.Context, req *pb.ListHostSnapshotsRequest) (*pb.ListHostSnapshotsResponse, error) {
 	return withLeader(ctx, e.srv, req, via(pb.NewOperatorClient, pb.OperatorClient.ListHostSnapshots), func(ctx context.Context, req *pb.ListHostSnapshotsRequest) (*pb.ListHostSnapshotsResponse, error) {
-		agent, err := e.srv.registeredAgent(req.GetHostId())
+		client, err := e.srv.hostAgentClient(req.GetHostId())
 		if err != nil {
 			return nil, err
 		}
-		conn, err := e.srv.agentConns.get(agent.Address)
+		resp, err := client.ListSnapshots(ctx, &pb.ListSnapshotsRequest{Name: req.GetName()})
 		if err != nil {
-			return nil, err
-		}
-		resp, err := pb.NewHostAgentClient(conn).ListSnapshots(ctx, &pb.ListSnapshotsRequest{Name: req.GetName()})
-		if err != nil {
-			return nil, fmt.Errorf("list snapshots on %s: %w", agent.HostID, err)
+			return nil, fmt.Errorf("list snapshots on %s: %w", req.GetHostId(), err)
 		}
 		return &pb.ListHostSnapshotsResponse{Meta: e.srv.meta(false), Snapshots: resp.GetSnapshots()}, nil
 	})

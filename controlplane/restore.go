@@ -29,28 +29,24 @@ func (s *Server) checkRestore(ctx context.Context, ex *structs.Execution, now ti
 	if step == nil {
 		return fmt.Errorf("restore plan %s has no %s step", ex.ID, plan.ActionRestoreBackup)
 	}
-	agent, err := s.registeredAgent(step.Host)
-	if err != nil {
-		return err
-	}
-	conn, err := s.agentConns.get(agent.Address)
+	client, err := s.hostAgentClient(step.Host)
 	if err != nil {
 		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, restoreCheckTimeout)
 	defer cancel()
-	resp, err := pb.NewHostAgentClient(conn).ListBackups(cctx, &pb.ListBackupsRequest{Name: step.Target})
+	resp, err := client.ListBackups(cctx, &pb.ListBackupsRequest{Name: step.Target})
 	if err != nil {
-		return fmt.Errorf("read the backups of block %s on %s before the restore (nothing was stopped): %w", step.Target, agent.HostID, err)
+		return fmt.Errorf("read the backups of block %s on %s before the restore (nothing was stopped): %w", step.Target, step.Host, err)
 	}
 	if len(resp.GetSets()) != 1 {
-		return fmt.Errorf("%s reported %d backup blocks named %s", agent.HostID, len(resp.GetSets()), step.Target)
+		return fmt.Errorf("%s reported %d backup blocks named %s", step.Host, len(resp.GetSets()), step.Target)
 	}
 	set := resp.GetSets()[0]
 	backups := set.GetBackups()
 	if len(backups) == 0 {
 		return fmt.Errorf("%w: backup block %s of %s holds no backup: nothing to restore from (take one with `drplane backup create`)",
-			errInvalidArgument, step.Target, agent.HostID)
+			errInvalidArgument, step.Target, step.Host)
 	}
 	var labels []string
 	for _, b := range backups {

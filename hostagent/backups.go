@@ -139,11 +139,11 @@ func (a *Agent) buildBackups(tick time.Duration) error {
 			}
 		}
 		m, err := newBackupManager(bc, sc, svc, func() bool { return a.lease.valid(a.clock.Now()) }, a.logger)
-		if err == nil && tick > 0 {
-			m.every = tick
-		}
 		if err != nil {
 			return err
+		}
+		if tick > 0 {
+			m.every = tick
 		}
 		a.backups[bc.Name] = m
 	}
