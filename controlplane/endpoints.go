@@ -53,7 +53,7 @@ func agentFromProto(a *pb.Agent) structs.Agent {
 	out := structs.Agent{HostID: a.GetHostId(), Site: a.GetSite(), Address: a.GetAddress(),
 		Syncs: a.GetSyncs(), Snapshots: a.GetSnapshots(), Hooks: a.GetHooks(), LeaseAnchors: a.GetLeaseAnchors()}
 	for _, svc := range a.GetServices() {
-		out.Services = append(out.Services, structs.Service{Name: svc.GetName(), Driver: svc.GetDriver(), DependsOn: svc.GetDependsOn(), Port: int(svc.GetPort()), Promotable: svc.GetPromotable(), Drillable: svc.GetDrillable(), Backup: svc.GetBackup()})
+		out.Services = append(out.Services, structs.Service{Name: svc.GetName(), Driver: svc.GetDriver(), DependsOn: svc.GetDependsOn(), Port: int(svc.GetPort()), Promotable: svc.GetPromotable(), Drillable: svc.GetDrillable(), Backup: svc.GetBackup(), StateSnapshots: svc.GetStateSnapshots()})
 	}
 	return out
 }
@@ -62,7 +62,7 @@ func agentToProto(a structs.Agent) *pb.Agent {
 	out := &pb.Agent{HostId: a.HostID, Site: a.Site, Address: a.Address, RegisteredAt: timestamppb.New(a.RegisteredAt),
 		Syncs: a.Syncs, Snapshots: a.Snapshots, Hooks: a.Hooks, LeaseAnchors: a.LeaseAnchors}
 	for _, svc := range a.Services {
-		out.Services = append(out.Services, &pb.Service{Name: svc.Name, Driver: svc.Driver, DependsOn: svc.DependsOn, Port: int32(svc.Port), Promotable: svc.Promotable, Drillable: svc.Drillable, Backup: svc.Backup})
+		out.Services = append(out.Services, &pb.Service{Name: svc.Name, Driver: svc.Driver, DependsOn: svc.DependsOn, Port: int32(svc.Port), Promotable: svc.Promotable, Drillable: svc.Drillable, Backup: svc.Backup, StateSnapshots: svc.StateSnapshots})
 	}
 	return out
 }

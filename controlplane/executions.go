@@ -260,7 +260,7 @@ func topology(v stateView) plan.Topology {
 	for _, a := range v.Agents {
 		pa := plan.Agent{HostID: a.HostID, Site: a.Site, Address: a.Address, Syncs: a.Syncs, Snapshots: a.Snapshots, Hooks: a.Hooks}
 		for _, svc := range a.Services {
-			pa.Services = append(pa.Services, plan.Service{Name: svc.Name, Driver: svc.Driver, DependsOn: svc.DependsOn, Port: svc.Port, Promotable: svc.Promotable, Drillable: svc.Drillable, Backup: svc.Backup})
+			pa.Services = append(pa.Services, plan.Service{Name: svc.Name, Driver: svc.Driver, DependsOn: svc.DependsOn, Port: svc.Port, Promotable: svc.Promotable, Drillable: svc.Drillable, Backup: svc.Backup, StateSnapshots: svc.StateSnapshots})
 		}
 		t.Agents = append(t.Agents, pa)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -122,21 +124,35 @@ func TestNetns_Backups_FollowTheSwitchover(t *testing.T) {
 // before anything stops. Then the engine (the database's dependent) is
 // stopped, a restoration point taken, the database and its standby
 // stopped, the database restored (the earlier row back, the later one
-// gone), the engine started again, and the standby re-cloned from the
-// restored primary and streaming. The RPO recorded is the target's
-// distance from the command.
+// gone) and the engine's state directory too (the snapshot taken with
+// the earlier row, not the later one), the engine started again, and the
+// standby re-cloned from the restored primary and streaming. The RPO
+// recorded is the target's distance from the command.
 func TestNetns_Restore_ToTimeBetweenTwoRows(t *testing.T) {
 	pgtest.RequirePgBackRest(t)
-	d := netns.NewDeployment(t, netns.Options{Bin: drplaneBin, Backup: &config.BackupConfig{FullEvery: time.Hour}})
+	d := netns.NewDeployment(t, netns.Options{Bin: drplaneBin, Backup: &config.BackupConfig{FullEvery: time.Hour}, EngineState: true})
 	first := waitBackupStatus(t, d, "db-1", "a full backup", func(b cli.BackupStatusJSON) bool { return b.NewestFull != nil })
 	ctx := context.Background()
 	pg := d.PG["db-1"]
+	state := filepath.Join(d.EngineStateDir("app-1"), "positions")
+	snapshotState := func(content string) {
+		require.NoError(t, os.WriteFile(state, []byte(content), 0o600))
+		d.MustCLI("snapshot", "create", "--host", "app-1", "--name", "engine-state")
+	}
+	// pgBackRest records a backup's end to the second: a second later
+	// the repository can restore to any time, and no snapshot exists yet.
+	time.Sleep(1100 * time.Millisecond)
+	beforeSnapshots := time.Now()
+	time.Sleep(100 * time.Millisecond)
 	require.NoError(t, pg.Exec(ctx, "CREATE TABLE orders (id int PRIMARY KEY)"))
 	require.NoError(t, pg.Exec(ctx, "INSERT INTO orders VALUES (1)"))
+	snapshotState("position after order 1")
 	time.Sleep(1500 * time.Millisecond)
 	between := time.Now()
 	time.Sleep(1500 * time.Millisecond)
 	require.NoError(t, pg.Exec(ctx, "INSERT INTO orders VALUES (2)"))
+	snapshotState("position after order 2")
+	require.NoError(t, os.WriteFile(state, []byte("position after order 3"), 0o600))
 
 	for _, tc := range []struct {
 		args []string
@@ -147,6 +163,8 @@ func TestNetns_Restore_ToTimeBetweenTwoRows(t *testing.T) {
 		{[]string{"--service", "postgres", "--backup", "20200101-000000F"}, `backup "20200101-000000F" is not in the repository of block pg; it holds ` + first.NewestFull.Label},
 		{[]string{"--service", "postgres", "--to-time", first.NewestFull.StartedAt.Add(-time.Hour).Format(time.RFC3339)}, "is before the oldest backup of block pg ended: the earliest restorable time is"},
 		{[]string{"--service", "postgres", "--to-time", "2026-12-03 09:00:00"}, "is not a time with its zone"},
+		{[]string{"--service", "postgres", "--to-time", beforeSnapshots.UTC().Format(time.RFC3339Nano)},
+			"snapshot block engine-state on app-1 holds no snapshot taken at or before"},
 	} {
 		out, err := d.CLI(ctx, append([]string{"restore", "--yes"}, tc.args...)...)
 		require.Error(t, err, out)
@@ -164,11 +182,15 @@ func TestNetns_Restore_ToTimeBetweenTwoRows(t *testing.T) {
 	rows, err := pg.QueryString(ctx, "SELECT string_agg(id::text, ',') FROM orders")
 	require.NoError(t, err)
 	require.Equal(t, "1", rows, "the earlier row is back, the later one is not")
+	content, err := os.ReadFile(state)
+	require.NoError(t, err)
+	require.Equal(t, "position after order 1", string(content), "the engine's state is the snapshot of the database's time")
 	require.Equal(t, "false", inRecovery(t, d, "db-1"))
 	require.NotNil(t, ex.RPOSeconds)
 	require.GreaterOrEqual(t, *ex.RPOSeconds, start.Sub(between).Seconds()-0.5, ex.RPODetail)
 	require.NotNil(t, ex.RTOSeconds)
-	for _, id := range []string{"stop:engine@app-1", "backup:postgres@db-1", "stop:postgres@db-2", "restore:postgres@db-1", "start:engine@app-1", "demote:postgres@db-2"} {
+	for _, id := range []string{"stop:engine@app-1", "backup:postgres@db-1", "snapshot:engine-state@app-1", "stop:postgres@db-2", "restore:postgres@db-1",
+		"restore-snapshot:engine-state@app-1", "start:engine@app-1", "demote:postgres@db-2"} {
 		st := ex.Step(id)
 		require.NotNil(t, st, id)
 		require.Equal(t, "succeeded", st.State, "%s: %s", id, st.Message)

@@ -71,6 +71,11 @@ func (a *Agent) registration() *pb.Agent {
 				svc.Backup = b.Name
 			}
 		}
+		for _, s := range a.config.Snapshots {
+			if s.Service == sc.Name {
+				svc.StateSnapshots = append(svc.StateSnapshots, s.Name)
+			}
+		}
 		ag.Services = append(ag.Services, svc)
 	}
 	for _, s := range a.config.Syncs {

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/hostagent/snapshot"
 	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -48,8 +50,9 @@ func (a *Agent) declaredSnapshot(name string) (config.SnapshotConfig, bool) {
 	return a.config.Snapshots[i], true
 }
 
-// snapshotStep takes (snapshot) or restores (restore, args id) a snapshot
-// of a declared snapshot block.
+// snapshotStep takes (snapshot) or restores (restore) a snapshot of a
+// declared snapshot block: the one named by args id, or the newest taken
+// at or before args at (a restore plan's target).
 func (a *Agent) snapshotStep(req *pb.ExecuteRequest) (stepFunc, error) {
 	sc, ok := a.declaredSnapshot(req.GetTarget())
 	if !ok {
@@ -69,21 +72,39 @@ func (a *Agent) snapshotStep(req *pb.ExecuteRequest) (stepFunc, error) {
 			return map[string]string{"snapshot_id": meta.ID}, nil
 		}, nil
 	}
-	id := req.GetArgs()["id"]
-	if !validID.MatchString(id) {
-		return nil, invalidStep("restore: argument id %q is not a snapshot id", id)
+	id, atArg := req.GetArgs()[structs.ArgSnapshotID], req.GetArgs()[structs.ArgSnapshotAt]
+	var at time.Time
+	switch {
+	case id != "" && atArg != "":
+		return nil, invalidStep("restore: arguments %s and %s both name a snapshot; give one", structs.ArgSnapshotID, structs.ArgSnapshotAt)
+	case atArg != "":
+		var err error
+		if at, err = time.Parse(time.RFC3339Nano, atArg); err != nil {
+			return nil, invalidStep("restore: argument %s %q is not an RFC 3339 time", structs.ArgSnapshotAt, atArg)
+		}
+	case !validID.MatchString(id):
+		return nil, invalidStep("restore: argument %s %q is not a snapshot id", structs.ArgSnapshotID, id)
 	}
 	return func(ctx context.Context, p driver.Progress) (map[string]string, error) {
 		m, err := a.snapshotManager(sc)
 		if err != nil {
 			return nil, err
 		}
+		id := id
+		if id == "" {
+			meta, err := m.At(ctx, sc.Name, at)
+			if err != nil {
+				return nil, err
+			}
+			id = meta.ID
+			p("snapshot %s, taken %s, is the newest at or before %s", id, meta.CreatedAt.UTC().Format(time.RFC3339Nano), atArg)
+		}
 		pre, err := m.Restore(ctx, id, snapshot.WithProgress(p))
 		if err != nil {
 			return map[string]string{"pre_restore_id": pre.ID}, err
 		}
 		p("restored %s; the state before it is snapshot %s", id, pre.ID)
-		return map[string]string{"pre_restore_id": pre.ID}, nil
+		return map[string]string{"pre_restore_id": pre.ID, "snapshot_id": id}, nil
 	}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -99,6 +100,33 @@ func (m *Manager) Restore(ctx context.Context, id string, opts ...CallOption) (M
 // only complete snapshots.
 func (m *Manager) List(ctx context.Context, name string) ([]Meta, error) {
 	return m.engine.List(ctx, name)
+}
+
+// At returns the newest snapshot of name taken at or before t: what the
+// paths held then, as far as the snapshots know.
+func (m *Manager) At(ctx context.Context, name string, t time.Time) (Meta, error) {
+	all, err := m.engine.List(ctx, name)
+	if err != nil {
+		return Meta{}, fmt.Errorf("find the snapshot of %s at %s: %w", name, t.UTC().Format(time.RFC3339), err)
+	}
+	var found, oldest *Meta
+	for i := range all {
+		meta := &all[i]
+		if !meta.CreatedAt.After(t) && (found == nil || meta.CreatedAt.After(found.CreatedAt)) {
+			found = meta
+		}
+		if oldest == nil || meta.CreatedAt.Before(oldest.CreatedAt) {
+			oldest = meta
+		}
+	}
+	switch {
+	case found != nil:
+		return *found, nil
+	case oldest == nil:
+		return Meta{}, fmt.Errorf("snapshot block %s holds no snapshot: %w", name, ErrNotFound)
+	}
+	return Meta{}, fmt.Errorf("snapshot block %s holds no snapshot taken at or before %s; the oldest, %s, was taken %s: %w",
+		name, t.UTC().Format(time.RFC3339), oldest.ID, oldest.CreatedAt.UTC().Format(time.RFC3339), ErrNotFound)
 }
 
 // find returns the Meta of snapshot id.

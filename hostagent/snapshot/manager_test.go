@@ -167,3 +167,34 @@ func TestFormatBytes(t *testing.T) {
 		require.Equal(t, tc.want, formatBytes(tc.n))
 	}
 }
+
+// TestManager_At: the snapshot of a time is the newest of the block taken
+// at or before it; a time before every snapshot names the oldest.
+func TestManager_At(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	base := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	for i, id := range []string{"state-a", "state-b", "state-c"} {
+		f.Add(Meta{ID: id, Name: "state", CreatedAt: base.Add(time.Duration(i) * time.Minute)})
+	}
+	f.Add(Meta{ID: "logs-a", Name: "logs", CreatedAt: base.Add(90 * time.Second)})
+	m := NewManager(f, testLogger(t))
+	for _, tc := range []struct {
+		at   time.Time
+		want string
+	}{
+		{base, "state-a"},
+		{base.Add(90 * time.Second), "state-b"},
+		{base.Add(2 * time.Minute), "state-c"},
+		{base.Add(time.Hour), "state-c"},
+	} {
+		meta, err := m.At(ctx, "state", tc.at)
+		require.NoError(t, err)
+		require.Equal(t, tc.want, meta.ID, "at %s", tc.at)
+	}
+	_, err := m.At(ctx, "state", base.Add(-time.Second))
+	require.ErrorIs(t, err, ErrNotFound)
+	require.ErrorContains(t, err, "snapshot block state holds no snapshot taken at or before 2026-12-03T08:59:59Z; the oldest, state-a, was taken 2026-12-03T09:00:00Z")
+	_, err = m.At(ctx, "other", base)
+	require.ErrorContains(t, err, "snapshot block other holds no snapshot")
+}

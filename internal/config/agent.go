@@ -132,6 +132,10 @@ type SnapshotConfig struct {
 	Repository string
 	// PasswordFile is restic's repository password file.
 	PasswordFile string
+	// Service is the service of this agent whose state the paths hold;
+	// "" for none. A restore plan that stops the service brings the paths
+	// back to the snapshot of its target's time.
+	Service string
 }
 
 // BackupConfig is a backup block: consistent backups of a postgres
@@ -196,6 +200,15 @@ func (c *AgentConfig) Service(name string) (ServiceConfig, bool) {
 		return ServiceConfig{}, false
 	}
 	return c.Services[i], true
+}
+
+// serviceNames lists the declared services' names, for messages.
+func (c *AgentConfig) serviceNames() []string {
+	out := make([]string, len(c.Services))
+	for i, s := range c.Services {
+		out[i] = s.Name
+	}
+	return out
 }
 
 type rawAgent struct {
@@ -269,6 +282,7 @@ type rawSnapshot struct {
 	Engine       string   `hcl:"engine,optional"`
 	Repository   string   `hcl:"repository,optional"`
 	PasswordFile string   `hcl:"password_file,optional"`
+	Service      string   `hcl:"service,optional"`
 }
 
 type rawBackup struct {
@@ -622,11 +636,15 @@ func (v *agentValidator) snapshots(raw []rawSnapshot, cfg *AgentConfig) {
 		v.uniqueName(seen, blks[i], "snapshot", r.Name)
 		key := "snapshot " + r.Name + ": "
 		s := SnapshotConfig{Name: r.Name, Paths: v.absPaths("snapshot "+r.Name, r.Paths, body), KeepLast: r.KeepLast,
-			Engine: orDefault(r.Engine, "builtin"), Repository: r.Repository, PasswordFile: resolvePath(v.file, r.PasswordFile)}
+			Engine: orDefault(r.Engine, "builtin"), Repository: r.Repository, PasswordFile: resolvePath(v.file, r.PasswordFile), Service: r.Service}
 		s.Every = v.d.parseDuration(attrRange(body, "every"), key+"every", r.Every, 0)
 		s.KeepWithin = v.d.parseDuration(attrRange(body, "keep_within"), key+"keep_within", r.KeepWithin, 0)
 		if s.KeepLast < 0 {
 			v.d.at(attrRange(body, "keep_last"), "%skeep_last %d is negative", key, s.KeepLast)
+		}
+		if _, ok := cfg.Service(s.Service); s.Service != "" && !ok {
+			v.d.at(attrRange(body, "service"), "%sservice %q is not declared in this file; expected the service whose state the paths hold (%s)",
+				key, s.Service, strings.Join(cfg.serviceNames(), ", "))
 		}
 		switch s.Engine {
 		case "builtin":

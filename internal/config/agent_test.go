@@ -68,6 +68,11 @@ func TestParseAgentConfig_Example(t *testing.T) {
 	require.Equal(t, 10*time.Second, cfg.Syncs[0].Interval)
 	require.Equal(t, 6*time.Hour, cfg.Snapshots[0].Every)
 	require.Equal(t, 720*time.Hour, cfg.Snapshots[0].KeepWithin)
+	require.Empty(t, cfg.Snapshots[0].Service)
+
+	withService, err := ParseAgentConfig([]byte(strings.Replace(exampleAgentConfig, `keep_last   = 10`, `service     = "engine"`, 1)), filepath.Join(dir, "agent.hcl"))
+	require.NoError(t, err)
+	require.Equal(t, "engine", withService.Snapshots[0].Service)
 	require.Equal(t, 10, cfg.Snapshots[0].KeepLast)
 	require.Equal(t, "builtin", cfg.Snapshots[0].Engine)
 	require.Equal(t, []string{"/opt/app/bin/halt", "--reason", "dr"}, cfg.Hooks[0].Command)
@@ -134,6 +139,8 @@ func TestParseAgentConfig_Errors(t *testing.T) {
 			`service "engine": depends_on "../pg": a name is one path element`},
 		{"bad sync name", `sync "state"`, `sync "st ate"`, "agent.hcl:22:6", `sync "st ate": ' ' is not allowed in a name`},
 		{"bad snapshot name", `snapshot "state"`, `snapshot "../state"`, "agent.hcl:26:10", `snapshot "../state": a name is one path element`},
+		{"snapshot of an undeclared service", `keep_last   = 10`, `service     = "engne"`, "agent.hcl:30:17",
+			`snapshot state: service "engne" is not declared in this file; expected the service whose state the paths hold (postgres, engine)`},
 		{"bad hook name", `hook "circuit-breaker-trip"`, `hook "trip:breaker"`, "agent.hcl:32:6", `hook "trip:breaker": ':' is not allowed in a name`},
 		{"bad host_id", `host_id  = "db-1"`, `host_id  = "db/1"`, "agent.hcl:1:12", `host_id "db/1": a name is one path element`},
 		{"bad site", `site     = "primary"`, `site     = "prim@ry"`, "agent.hcl:2:12", `site "prim@ry": '@' is not allowed in a name`},

@@ -200,6 +200,7 @@ func (a *Agent) renderConfig(servers []string) []byte {
 		setString(sb, "engine", s.Engine)
 		setString(sb, "repository", s.Repository)
 		setString(sb, "password_file", s.PasswordFile)
+		setString(sb, "service", s.Service)
 	}
 	for _, bc := range a.Spec.Backups {
 		bb := b.AppendNewBlock("backup", []string{bc.Name}).Body()

@@ -64,7 +64,7 @@ func TestAddAgent_ConfigRoundTrip(t *testing.T) {
 				Drill: &config.DrillConfig{Env: map[string]string{"MODE": "drill"}, Health: health}},
 		},
 		Syncs:     []config.SyncConfig{{Name: "state", Paths: []string{"/opt/app/state"}, Interval: 10 * time.Second, Source: "127.0.0.1:7500"}},
-		Snapshots: []config.SnapshotConfig{{Name: "state", Paths: []string{"/opt/app/state"}, Every: 6 * time.Hour, KeepWithin: 720 * time.Hour, KeepLast: 10, Engine: "builtin"}},
+		Snapshots: []config.SnapshotConfig{{Name: "state", Paths: []string{"/opt/app/state"}, Every: 6 * time.Hour, KeepWithin: 720 * time.Hour, KeepLast: 10, Engine: "builtin", Service: "engine"}},
 		Backups: []config.BackupConfig{{Name: "pg", Engine: "pgbackrest", Service: "postgres", Repository: "/var/lib/pgbackrest",
 			FullEvery: 24 * time.Hour, IncrEvery: 15 * time.Minute, KeepFull: 7, VerifyEvery: 24 * time.Hour, VerifyPort: 15433, ProcessMax: 2,
 			ConfigDir: "/etc/drplane/pgbackrest"}},

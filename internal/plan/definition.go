@@ -224,13 +224,15 @@ func isControl(action string) bool { return slices.Contains(ControlActions, acti
 var defaultTimeouts = map[string]time.Duration{
 	ActionFence:    10 * time.Second,
 	ActionSnapshot: 30 * time.Minute,
-	ActionStop:     2 * time.Minute,
-	ActionDemote:   10 * time.Minute,
-	ActionRsync:    30 * time.Minute,
-	ActionPromote:  2 * time.Minute,
-	ActionStart:    5 * time.Minute,
-	ActionCheck:    time.Minute,
-	ActionHook:     5 * time.Minute,
+	// A restore of a snapshot copies what the snapshot holds back.
+	ActionRestoreSnapshot: 30 * time.Minute,
+	ActionStop:            2 * time.Minute,
+	ActionDemote:          10 * time.Minute,
+	ActionRsync:           30 * time.Minute,
+	ActionPromote:         2 * time.Minute,
+	ActionStart:           5 * time.Minute,
+	ActionCheck:           time.Minute,
+	ActionHook:            5 * time.Minute,
 	// A backup or a restore copies the database.
 	ActionBackup:        6 * time.Hour,
 	ActionRestoreBackup: 6 * time.Hour,

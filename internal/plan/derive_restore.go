@@ -2,13 +2,15 @@ package plan
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 )
 
 // restore restores opts.Service, a data service of the active site, from
-// its backup block, in place:
+// its backup block, in place, and the state of the services it stops
+// (their snapshot blocks) to the snapshots of the same time:
 //
 //   - drain: stop every service of the site that depends on it, directly
 //     or not, in reverse dependency order;
@@ -17,7 +19,10 @@ import (
 //     snapshot block of the site's hosts, so that the restore can be
 //     undone;
 //   - restore: stop its standbys at the other data sites and the service
-//     itself, then restore it to the target and bring it up as primary;
+//     itself, then restore it to the target and bring it up as primary,
+//     and restore the snapshot blocks that hold the state of a stopped
+//     service to the newest snapshot taken at or before the target (for
+//     the newest state, the paths stay as the services left them);
 //   - start: start the dependents in dependency order, each health-gated;
 //   - verify: check what was brought up;
 //   - reprotect: rejoin each standby to the restored primary (pg_rewind,
@@ -43,24 +48,25 @@ func (b *builder) restore(opts DeriveOptions) {
 	stops := b.stopAll(order, func(d *siteService) bool { return selected[d.name] && d.name != name })
 	point := b.restorePoint(s, stops)
 	down := b.stopForRestore(s, point)
+	state := b.restoreState(opts, order, selected, down)
 	var args map[string]string // nil for the newest state: a plan's JSON round-trips
 	switch {
 	case !opts.RestoreToTime.IsZero():
-		args = map[string]string{"to_time": opts.RestoreToTime.UTC().Format(time.RFC3339Nano)}
+		args = map[string]string{ArgRestoreToTime: opts.RestoreToTime.UTC().Format(time.RFC3339Nano)}
 	case opts.RestoreLabel != "":
-		args = map[string]string{"label": opts.RestoreLabel}
+		args = map[string]string{ArgRestoreLabel: opts.RestoreLabel}
 	}
 	up := map[string][]string{}
 	primary := s.hosts[0]
 	st := agentStep("restore:"+name+"@"+primary.agent.HostID, PhaseRestore, ActionRestoreBackup, primary.agent, primary.svc.Backup)
-	st.DependsOn, st.Args = down, args
+	st.DependsOn, st.Args = append(down, state[name]...), args
 	st.Description = fmt.Sprintf("restore %s on %s from backup block %s to %s, start it and wait until it recovered and runs as primary",
 		name, primary.agent.HostID, primary.svc.Backup, restoreTargetText(opts))
 	restored := b.add(st)
 	up[name] = []string{restored}
 	for _, n := range order {
 		if selected[n] && n != name {
-			b.startAll(n, []string{restored}, up)
+			b.startAll(n, append([]string{restored}, state[n]...), up)
 		}
 	}
 	b.checkAll(up)
@@ -137,6 +143,40 @@ func (b *builder) stopForRestore(s *siteService, after []string) []string {
 	st.DependsOn = slices.Clone(after)
 	st.Description = fmt.Sprintf("stop %s on %s for the restore", s.name, h.agent.HostID)
 	return append(out, b.add(st))
+}
+
+// restoreState restores, after the stops, every snapshot block that holds
+// the state of a selected service on the active site to the newest
+// snapshot taken at or before the restore's target; it returns each
+// service's restores. A restore to the newest state restores none.
+func (b *builder) restoreState(opts DeriveOptions, order []string, selected map[string]bool, after []string) map[string][]string {
+	var args map[string]string
+	at := restoreTargetText(opts)
+	switch {
+	case !opts.RestoreToTime.IsZero():
+		args = map[string]string{ArgSnapshotAt: opts.RestoreToTime.UTC().Format(time.RFC3339Nano)}
+	case opts.RestoreLabel != "":
+		args = map[string]string{ArgSnapshotAtBackup: opts.RestoreLabel}
+		at = "the end of backup " + opts.RestoreLabel
+	default:
+		return nil
+	}
+	out := map[string][]string{}
+	for _, n := range order {
+		if !selected[n] {
+			continue
+		}
+		for _, h := range b.from.svc[n].hosts {
+			for _, block := range h.svc.StateSnapshots {
+				st := agentStep("restore-snapshot:"+block+"@"+h.agent.HostID, PhaseRestore, ActionRestoreSnapshot, h.agent, block)
+				st.DependsOn, st.Args = slices.Clone(after), maps.Clone(args)
+				st.Description = fmt.Sprintf("restore snapshot block %s (the state of %s) on %s to its newest snapshot taken at or before %s",
+					block, n, h.agent.HostID, at)
+				out[n] = append(out[n], b.add(st))
+			}
+		}
+	}
+	return out
 }
 
 // standbysOf are the hosts of the other data sites that declare the data

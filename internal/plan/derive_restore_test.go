@@ -14,7 +14,8 @@ import (
 // and are checked; the standby rejoins the restored primary.
 func TestDerive_Restore(t *testing.T) {
 	topo := testTopology()
-	topo.Agents[1].Snapshots = []string{"state"}
+	topo.Agents[1].Snapshots = []string{"state", "logs"}
+	topo.Agents[1].Services[0].StateSnapshots = []string{"state"} // the engine's
 	at := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
 	p, err := Derive(KindRestore, topo, nil, DeriveOptions{Service: "postgres", RestoreToTime: at})
 	require.NoError(t, err)
@@ -23,8 +24,8 @@ func TestDerive_Restore(t *testing.T) {
 	requireTopological(t, p)
 	st := steps(t, p)
 	require.ElementsMatch(t, []string{
-		"stop:gateway@app-1", "stop:engine@app-1", "backup:postgres@db-1", "snapshot:state@app-1",
-		"stop:postgres@db-2", "stop:postgres@db-1", "restore:postgres@db-1",
+		"stop:gateway@app-1", "stop:engine@app-1", "backup:postgres@db-1", "snapshot:state@app-1", "snapshot:logs@app-1",
+		"stop:postgres@db-2", "stop:postgres@db-1", "restore:postgres@db-1", "restore-snapshot:state@app-1",
 		"start:engine@app-1", "start:gateway@app-1",
 		"check:postgres@db-1", "check:engine@app-1", "check:gateway@app-1", "demote:postgres@db-2",
 	}, ids(p))
@@ -36,6 +37,13 @@ func TestDerive_Restore(t *testing.T) {
 	require.True(t, reaches(p, "start:engine@app-1", "restore:postgres@db-1"))
 	require.True(t, reaches(p, "start:gateway@app-1", "start:engine@app-1"))
 	require.True(t, reaches(p, "demote:postgres@db-2", "restore:postgres@db-1"))
+	require.True(t, reaches(p, "restore-snapshot:state@app-1", "snapshot:state@app-1"), "the restoration point holds the state first")
+	require.True(t, reaches(p, "restore-snapshot:state@app-1", "stop:engine@app-1"))
+	require.True(t, reaches(p, "start:engine@app-1", "restore-snapshot:state@app-1"), "the engine starts on its restored state")
+	files := st["restore-snapshot:state@app-1"]
+	require.Equal(t, ActionRestoreSnapshot, files.Action)
+	require.Equal(t, "state", files.Target)
+	require.Equal(t, map[string]string{ArgSnapshotAt: "2026-12-03T09:00:00Z"}, files.Args, "the snapshot of the database's target time")
 
 	restore := st["restore:postgres@db-1"]
 	require.Equal(t, ActionRestoreBackup, restore.Action)
@@ -52,9 +60,12 @@ func TestDerive_Restore(t *testing.T) {
 	p, err = Derive(KindRestore, topo, nil, DeriveOptions{Service: "postgres", RestoreLabel: "20261203-090000F"})
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{"label": "20261203-090000F"}, steps(t, p)["restore:postgres@db-1"].Args)
+	require.Equal(t, map[string]string{ArgSnapshotAtBackup: "20261203-090000F"}, steps(t, p)["restore-snapshot:state@app-1"].Args,
+		"the server puts the backup's end in its place")
 	p, err = Derive(KindRestore, topo, nil, DeriveOptions{Service: "postgres"})
 	require.NoError(t, err)
 	require.Nil(t, steps(t, p)["restore:postgres@db-1"].Args, "the newest state")
+	require.NotContains(t, ids(p), "restore-snapshot:state@app-1", "for the newest state the state stays as the engine left it")
 }
 
 // TestDerive_Restore_Refused: what cannot be restored is refused, naming

@@ -387,7 +387,7 @@ func targetKind(action string) string {
 	switch action {
 	case ActionRsync:
 		return "sync block"
-	case ActionSnapshot:
+	case ActionSnapshot, ActionRestoreSnapshot:
 		return "snapshot block"
 	case ActionHook:
 		return "hook"

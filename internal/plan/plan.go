@@ -58,6 +58,30 @@ const (
 	// a scratch copy, starts it on a side port, queries it and removes it
 	// (a restore drill).
 	ActionVerifyBackup = "verify-backup"
+	// ActionRestoreSnapshot brings a snapshot block's paths back to one of
+	// its snapshots: Args[ArgSnapshotID], or the newest taken at or before
+	// Args[ArgSnapshotAt]. An operator runs it on one host (drplane
+	// snapshot restore); a restore plan sends it for the state of the
+	// services it stops.
+	ActionRestoreSnapshot = "restore"
+)
+
+// Arguments of a restore-backup step: the point restored to, a time
+// (RFC 3339) or a backup label; neither restores the newest state.
+const (
+	ArgRestoreToTime = "to_time"
+	ArgRestoreLabel  = "label"
+)
+
+// Arguments of a restore (of a snapshot) step.
+const (
+	ArgSnapshotID = "id"
+	// ArgSnapshotAt is a time (RFC 3339): the snapshot restored is the
+	// newest taken at or before it.
+	ArgSnapshotAt = "at"
+	// ArgSnapshotAtBackup names a backup label; the server replaces it
+	// with ArgSnapshotAt, the time the backup ended, before the plan runs.
+	ArgSnapshotAtBackup = "at_backup"
 )
 
 // Control-plane actions: run by the leader itself; Step.Host is empty.
@@ -86,7 +110,7 @@ const (
 // AgentActions and ControlActions are the valid actions of each kind.
 var (
 	AgentActions = []string{ActionFence, ActionSnapshot, ActionStop, ActionDemote, ActionRsync, ActionPromote, ActionStart, ActionCheck, ActionHook,
-		ActionBackup, ActionRestoreBackup, ActionVerifyBackup}
+		ActionBackup, ActionRestoreBackup, ActionVerifyBackup, ActionRestoreSnapshot}
 	ControlActions = []string{ActionApproval, ActionWait, ActionNotify, ActionGuard, ActionActivate, ActionLeaseWait}
 )
 
@@ -234,4 +258,8 @@ type Service struct {
 	// Backup is the agent's backup block of the service (pgBackRest),
 	// which restore plans restore from; "" when it declares none.
 	Backup string
+	// StateSnapshots are the agent's snapshot blocks that hold the
+	// service's state: a restore plan that stops the service brings them
+	// back to the newest snapshot taken at or before its target.
+	StateSnapshots []string
 }

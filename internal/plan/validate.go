@@ -148,7 +148,7 @@ func declares(a *Agent, action, target string) bool {
 	switch action {
 	case ActionRsync:
 		return slices.Contains(a.Syncs, target)
-	case ActionSnapshot:
+	case ActionSnapshot, ActionRestoreSnapshot:
 		return slices.Contains(a.Snapshots, target)
 	case ActionHook:
 		return slices.Contains(a.Hooks, target)
@@ -167,7 +167,7 @@ func declared(a *Agent, action string) []string {
 	switch action {
 	case ActionRsync:
 		return a.Syncs
-	case ActionSnapshot:
+	case ActionSnapshot, ActionRestoreSnapshot:
 		return a.Snapshots
 	case ActionHook:
 		return a.Hooks

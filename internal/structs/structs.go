@@ -155,6 +155,9 @@ type Service struct {
 	Drillable bool `json:"drillable,omitempty"`
 	// Backup is the agent's backup block of the service; "" without.
 	Backup string `json:"backup,omitempty"`
+	// StateSnapshots are the agent's snapshot blocks holding the
+	// service's state.
+	StateSnapshots []string `json:"state_snapshots,omitempty"`
 }
 
 // Agent is a registered host agent.

@@ -16,9 +16,9 @@ import (
 // itself.
 const ArgRestartInPlace = "restart_in_place"
 
-// ActionRestore restores a snapshot on an agent. It is not a plan action:
-// only an operator's RunHostStep asks for it.
-const ActionRestore = "restore"
+// ActionRestore restores a snapshot on an agent: an operator's
+// RunHostStep, or a restore plan for the state of the services it stops.
+const ActionRestore = plan.ActionRestoreSnapshot
 
 // ActionBackup takes a backup of a backup block; ActionVerifyBackup
 // verifies its newest backup. An operator runs them on one host (drplane
@@ -31,11 +31,14 @@ const (
 	ActionRestoreBackup = plan.ActionRestoreBackup
 )
 
-// Arguments of a restore-backup step: the point restored to, a time
-// (RFC 3339) or a backup label; neither restores the newest state.
+// Arguments of a restore-backup step and of a restore (of a snapshot)
+// step; see package plan.
 const (
-	ArgRestoreToTime = "to_time"
-	ArgRestoreLabel  = "label"
+	ArgRestoreToTime    = plan.ArgRestoreToTime
+	ArgRestoreLabel     = plan.ArgRestoreLabel
+	ArgSnapshotID       = plan.ArgSnapshotID
+	ArgSnapshotAt       = plan.ArgSnapshotAt
+	ArgSnapshotAtBackup = plan.ArgSnapshotAtBackup
 )
 
 // Service roles as agents report them; the agents' drivers use the same

@@ -9,7 +9,7 @@ import (
 )
 
 func TestWire_Actions_RoundTrip(t *testing.T) {
-	all := append(append([]string{ActionRestore, ActionSetSyncStandbys}, plan.AgentActions...), plan.ControlActions...)
+	all := append(append([]string{ActionSetSyncStandbys}, plan.AgentActions...), plan.ControlActions...)
 	seen := map[pb.StepAction]string{}
 	for _, a := range all {
 		t.Run(a, func(t *testing.T) {

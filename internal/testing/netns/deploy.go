@@ -52,6 +52,10 @@ type Options struct {
 	// (BackupRepository); the databases start with archive_mode on, as
 	// a DBA prepares a cluster for pgBackRest.
 	Backup *config.BackupConfig
+	// EngineState gives each application host a snapshot block
+	// "engine-state" of the engine's state directory (EngineStateDir),
+	// declared as the engine's (service = "engine").
+	EngineState bool
 }
 
 // Deployment is drplane on a StandardLayout topology: a server on each
@@ -69,7 +73,8 @@ type Deployment struct {
 	// Failover is the servers' effective failover block.
 	Failover config.FailoverConfig
 	// backup is Options.Backup, completed.
-	backup *config.BackupConfig
+	backup      *config.BackupConfig
+	engineState bool
 
 	t   testing.TB
 	ops *Host
@@ -113,7 +118,7 @@ func NewDeployment(t testing.TB, opts Options) *Deployment {
 		t.Fatalf("netns: %v", err)
 	}
 	d := &Deployment{t: t, Dir: dir, PG: map[string]*Postgres{}, conns: map[string]*grpc.ClientConn{},
-		Failover: config.DefaultServerConfig().Failover}
+		Failover: config.DefaultServerConfig().Failover, engineState: opts.EngineState}
 	if opts.Backup != nil {
 		b := *opts.Backup
 		b.Name, b.Engine, b.Service, b.Repository = "pg", "pgbackrest", "postgres", filepath.Join(dir, "pgbackrest")
@@ -327,6 +332,12 @@ func (d *Deployment) setUpAgents() error {
 		if d.backup != nil {
 			specs[0].Backups = []config.BackupConfig{*d.backup}
 		}
+		if d.engineState {
+			if err := os.MkdirAll(d.EngineStateDir(app.Name), 0o755); err != nil {
+				return err
+			}
+			specs[1].Snapshots = []config.SnapshotConfig{{Name: "engine-state", Paths: []string{d.EngineStateDir(app.Name)}, Service: "engine"}}
+		}
 		for _, spec := range specs {
 			spec.LeaseTTL = d.Failover.LeaseTTL
 			if err := placeAgent(&spec, d.Topo.Host(spec.HostID).IP); err != nil {
@@ -431,6 +442,11 @@ func (d *Deployment) engine(host string) config.ServiceConfig {
 
 func (d *Deployment) engineStartsFile(host string) string {
 	return filepath.Join(d.Dir, "engine-starts-"+host)
+}
+
+// EngineStateDir is the engine's state directory on host (Options.EngineState).
+func (d *Deployment) EngineStateDir(host string) string {
+	return filepath.Join(d.Dir, "engine-state-"+host)
 }
 
 func (d *Deployment) engineReadyFile() string { return filepath.Join(d.Dir, "engine-ready") }

@@ -37,8 +37,8 @@ const (
 	StepAction_STEP_ACTION_START       StepAction = 7
 	StepAction_STEP_ACTION_CHECK       StepAction = 8
 	StepAction_STEP_ACTION_HOOK        StepAction = 9
-	// STEP_ACTION_RESTORE restores a snapshot; only an operator's
-	// RunHostStep asks for it, never a plan.
+	// STEP_ACTION_RESTORE restores a snapshot: an operator's RunHostStep,
+	// or a restore plan for the state of the services it stops.
 	StepAction_STEP_ACTION_RESTORE    StepAction = 10
 	StepAction_STEP_ACTION_APPROVAL   StepAction = 11
 	StepAction_STEP_ACTION_WAIT       StepAction = 12

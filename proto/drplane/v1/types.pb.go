@@ -357,9 +357,13 @@ type Service struct {
 	Drillable bool `protobuf:"varint,6,opt,name=drillable,proto3" json:"drillable,omitempty"`
 	// backup is the agent's backup block of the service (pgBackRest);
 	// empty when it declares none. Restore plans need one.
-	Backup        string `protobuf:"bytes,7,opt,name=backup,proto3" json:"backup,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Backup string `protobuf:"bytes,7,opt,name=backup,proto3" json:"backup,omitempty"`
+	// state_snapshots are the agent's snapshot blocks that hold the
+	// service's state (snapshot blocks with service = this one); a restore
+	// plan brings them back to the snapshot of its target's time.
+	StateSnapshots []string `protobuf:"bytes,8,rep,name=state_snapshots,json=stateSnapshots,proto3" json:"state_snapshots,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
@@ -439,6 +443,13 @@ func (x *Service) GetBackup() string {
 		return x.Backup
 	}
 	return ""
+}
+
+func (x *Service) GetStateSnapshots() []string {
+	if x != nil {
+		return x.StateSnapshots
+	}
+	return nil
 }
 
 type Agent struct {
@@ -730,7 +741,7 @@ const file_drplane_v1_types_proto_rawDesc = "" +
 	"\x05state\x18\x05 \x01(\tR\x05state\x12\x14\n" +
 	"\x05voter\x18\x06 \x01(\bR\x05voter\x12\x1d\n" +
 	"\n" +
-	"last_index\x18\a \x01(\x04R\tlastIndex\"\xbe\x01\n" +
+	"last_index\x18\a \x01(\x04R\tlastIndex\"\xe7\x01\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06driver\x18\x02 \x01(\tR\x06driver\x12\x1d\n" +
@@ -741,7 +752,8 @@ const file_drplane_v1_types_proto_rawDesc = "" +
 	"promotable\x18\x05 \x01(\bR\n" +
 	"promotable\x12\x1c\n" +
 	"\tdrillable\x18\x06 \x01(\bR\tdrillable\x12\x16\n" +
-	"\x06backup\x18\a \x01(\tR\x06backup\"\xdd\x02\n" +
+	"\x06backup\x18\a \x01(\tR\x06backup\x12'\n" +
+	"\x0fstate_snapshots\x18\b \x03(\tR\x0estateSnapshots\"\xdd\x02\n" +
 	"\x05Agent\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x18\n" +
