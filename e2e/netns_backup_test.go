@@ -52,7 +52,10 @@ func waitBackupStatus(t *testing.T, d *netns.Deployment, host, what string, cond
 // backup runs there. After a switchover to dr, db-2's agent archives
 // into the same stanza, and its backup builds on db-1's: one history.
 // The newest backup restores, starts and answers (verify), and the CLI
-// lists every backup.
+// lists every backup. Last, a restore at dr to a time between two rows
+// written after the switchover: its base is db-1's backup, from before
+// the switchover, so the recovery replays db-1's timeline and then
+// db-2's (point-in-time recovery across the switchover).
 func TestNetns_Backups_FollowTheSwitchover(t *testing.T) {
 	pgtest.RequirePgBackRest(t)
 	d := netns.NewDeployment(t, netns.Options{Bin: drplaneBin, Backup: &config.BackupConfig{FullEvery: time.Hour}})
@@ -99,6 +102,14 @@ func TestNetns_Backups_FollowTheSwitchover(t *testing.T) {
 	require.Contains(t, out, "succeeded")
 	waitBackupStatus(t, d, "db-2", "archiving after the switchover", func(b cli.BackupStatusJSON) bool { return b.Archiving && b.Scheduled })
 	waitBackupStatus(t, d, "db-1", "standing by after the switchover", func(b cli.BackupStatusJSON) bool { return !b.Archiving })
+	ctx := context.Background()
+	pg2 := d.PG["db-2"]
+	require.NoError(t, pg2.Exec(ctx, "CREATE TABLE trades (id int PRIMARY KEY)"))
+	require.NoError(t, pg2.Exec(ctx, "INSERT INTO trades VALUES (1)"))
+	time.Sleep(1500 * time.Millisecond)
+	between := time.Now()
+	time.Sleep(1500 * time.Millisecond)
+	require.NoError(t, pg2.Exec(ctx, "INSERT INTO trades VALUES (2)"))
 
 	out = d.MustCLI("backup", "create", "--kind", "incr")
 	require.Contains(t, out, "on db-2")
@@ -117,6 +128,24 @@ func TestNetns_Backups_FollowTheSwitchover(t *testing.T) {
 	text := d.MustCLI("status")
 	require.Contains(t, text, "pg (service postgres) on db-2: archiving, takes the scheduled backups")
 	require.True(t, strings.Contains(text, "last verification: backup "+b.Verification.Label+" passed"), text)
+
+	out = d.MustCLI("restore", "--service", "postgres", "--to-time", between.UTC().Format(time.RFC3339Nano), "--yes")
+	require.Contains(t, out, "succeeded", out)
+	ex := d.LastExecution()
+	require.Equal(t, "restore", ex.Kind)
+	require.Equal(t, "succeeded", ex.Result, out)
+	require.Equal(t, "succeeded", ex.Step("restore:postgres@db-2").State)
+	rows, err := pg2.QueryString(ctx, "SELECT string_agg(id::text, ',') FROM trades")
+	require.NoError(t, err)
+	require.Equal(t, "1", rows, "the row written after the switchover and before the target is back, the later one is not")
+	require.Equal(t, "false", inRecovery(t, d, "db-2"))
+	d.WaitForAgent("db-1", time.Minute, netns.HasRole("postgres", "standby"))
+	testutil.WaitForResult(t, time.Minute, func() (bool, error) {
+		s, err := d.PG["db-1"].QueryString(ctx, `SELECT (pg_is_in_recovery() AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'))::text
+			|| ' ' || (SELECT string_agg(id::text, ',') FROM trades)`)
+		return s == "true 1", fmt.Errorf("db-1: streaming and rows: %q (%v)", s, err)
+	})
+	t.Logf("restore at dr to %s, from %s (before the switchover): %s", between.UTC().Format(time.RFC3339Nano), incr.Label, ex.Measured())
 }
 
 // TestNetns_Restore_ToTimeBetweenTwoRows: a restore plan to a time

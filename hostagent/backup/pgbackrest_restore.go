@@ -67,7 +67,7 @@ func (e *PgBackRest) restore(ctx context.Context, dataDir string, args []string,
 	if err := mkdirOwned(e.user, dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	progress("restoring %s into %s", e.cfg.Stanza, dataDir)
+	progress("restoring %s into %s (%s)", e.cfg.Stanza, dataDir, strings.Join(append([]string{"restore"}, args...), " "))
 	args = append([]string{"restore", "--pg1-path=" + dataDir}, args...)
 	_, err := e.run(ctx, progress, args...)
 	return err
