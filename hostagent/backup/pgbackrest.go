@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/drplane/drplane/internal/backuprules"
 	"github.com/drplane/drplane/internal/osuser"
 	"github.com/drplane/drplane/internal/tail"
 	"github.com/hashicorp/go-hclog"
@@ -19,11 +20,9 @@ import (
 
 // Defaults of PgBackRestConfig.
 const (
-	defaultBinary     = "pgbackrest"
-	defaultRunAs      = "postgres"
-	defaultBinDir     = "/usr/lib/postgresql/15/bin"
-	defaultKeepFull   = 2
-	defaultProcessMax = 2
+	defaultBinary = "pgbackrest"
+	defaultRunAs  = "postgres"
+	defaultBinDir = "/usr/lib/postgresql/15/bin"
 )
 
 // confFileName is the engine's configuration file inside ConfigDir.
@@ -32,16 +31,6 @@ const confFileName = "pgbackrest.conf"
 // outputTail bounds how much of pgBackRest's standard error goes into an
 // error.
 const outputTail = 4096
-
-// stanzaRE is the stanza names allowed: they become directory names in
-// the repository and go into archive_command, which a shell runs.
-var stanzaRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
-// pathRE is the characters allowed in configured paths. archive_command
-// and restore_command run through /bin/sh, and the configuration file
-// has no quoting, so a path must not carry quotes, spaces, $ or other
-// shell syntax.
-var pathRE = regexp.MustCompile(`^/[A-Za-z0-9._/+@,=-]*$`)
 
 // roleRE is the PostgreSQL role names allowed.
 var roleRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,62}$`)
@@ -94,17 +83,17 @@ func (c *PgBackRestConfig) setDefaults() {
 	c.Binary = or(c.Binary, defaultBinary)
 	c.BinDir = or(c.BinDir, defaultBinDir)
 	if c.KeepFull == 0 {
-		c.KeepFull = defaultKeepFull
+		c.KeepFull = backuprules.DefaultKeepFull
 	}
 	if c.ProcessMax == 0 {
-		c.ProcessMax = defaultProcessMax
+		c.ProcessMax = backuprules.DefaultProcessMax
 	}
 }
 
 // Validate checks a config after defaults: every value that reaches the
 // configuration file, a command line or archive_command must be plain.
 func (c *PgBackRestConfig) Validate() error {
-	if !stanzaRE.MatchString(c.Stanza) {
+	if !backuprules.StanzaRE.MatchString(c.Stanza) {
 		return fmt.Errorf("%w: stanza %q must be 1 to 64 letters, digits, _ and -", ErrInvalid, c.Stanza)
 	}
 	for _, f := range []struct{ name, path string }{
@@ -131,7 +120,7 @@ func (c *PgBackRestConfig) Validate() error {
 
 // validPath checks that path is clean, absolute and shell-safe.
 func validPath(name, path string) error {
-	if !pathRE.MatchString(path) || filepath.Clean(path) != path {
+	if !backuprules.PathRE.MatchString(path) || filepath.Clean(path) != path {
 		return fmt.Errorf("%w: %s %q must be a clean absolute path of letters, digits and ._/+@,=-", ErrInvalid, name, path)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drplane/drplane/internal/backuprules"
 	"github.com/drplane/drplane/internal/hclpos"
 	"github.com/drplane/drplane/internal/names"
 	"github.com/hashicorp/hcl/v2"
@@ -660,15 +661,6 @@ func (v *agentValidator) snapshots(raw []rawSnapshot, cfg *AgentConfig) {
 	}
 }
 
-// backupNameRe is what a backup block's name may be: it is pgBackRest's
-// stanza, a directory in the repository and a word of archive_command.
-var backupNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
-// backupPathRe is what the paths of a backup block may hold: they go into
-// pgBackRest's configuration file and archive_command, which a shell
-// runs, so no quotes, spaces or other shell syntax.
-var backupPathRe = regexp.MustCompile(`^/[A-Za-z0-9._/+@,=-]*$`)
-
 func (v *agentValidator) backups(raw []rawBackup, cfg *AgentConfig) {
 	blks := blocks(v.body, "backup")
 	seen := map[string]bool{}
@@ -677,7 +669,7 @@ func (v *agentValidator) backups(raw []rawBackup, cfg *AgentConfig) {
 		body := blks[i].Body
 		v.uniqueName(seen, blks[i], "backup", r.Name)
 		key := fmt.Sprintf("backup %q: ", r.Name)
-		if !backupNameRe.MatchString(r.Name) {
+		if !backuprules.StanzaRE.MatchString(r.Name) {
 			v.d.at(blks[i].LabelRanges[0], "%sthe name is pgBackRest's stanza: 1 to 64 letters, digits, _ and -", key)
 		}
 		b := BackupConfig{Name: r.Name, Engine: r.Engine, Service: r.Service, Repository: resolvePath(v.file, r.Repository),
@@ -699,14 +691,14 @@ func (v *agentValidator) backups(raw []rawBackup, cfg *AgentConfig) {
 				v.d.at(attrRange(body, "verify_port"), "%sverify_port %d is the service's own port; the verification copy needs another", key, b.VerifyPort)
 			}
 		}
-		if !filepath.IsAbs(b.Repository) || !backupPathRe.MatchString(filepath.Clean(b.Repository)) {
+		if !filepath.IsAbs(b.Repository) || !backuprules.PathRE.MatchString(filepath.Clean(b.Repository)) {
 			v.d.at(attrRange(body, "repository"), "%srepository %q must be an absolute path of letters, digits and ._/+@,=- (the same shared directory on every host of the service)", key, r.Repository)
 		}
 		b.Repository = filepath.Clean(b.Repository)
 		if b.ConfigDir == "" && cfg.DataDir != "" {
 			b.ConfigDir = filepath.Join(cfg.DataDir, "backup", r.Name)
 		}
-		if !filepath.IsAbs(b.ConfigDir) || !backupPathRe.MatchString(filepath.Clean(b.ConfigDir)) {
+		if !filepath.IsAbs(b.ConfigDir) || !backuprules.PathRE.MatchString(filepath.Clean(b.ConfigDir)) {
 			v.d.at(attrRange(body, "config_dir"), "%sconfig_dir %q must be an absolute path of letters, digits and ._/+@,=- (set config_dir when data_dir holds other characters)", key, b.ConfigDir)
 		}
 		b.ConfigDir = filepath.Clean(b.ConfigDir)
@@ -717,13 +709,13 @@ func (v *agentValidator) backups(raw []rawBackup, cfg *AgentConfig) {
 			v.d.at(attrRange(body, "incr_every"), "%sincr_every %s is not shorter than full_every %s; every backup would be full", key, b.IncrEvery, b.FullEvery)
 		}
 		if b.KeepFull == 0 {
-			b.KeepFull = 2
+			b.KeepFull = backuprules.DefaultKeepFull
 		}
 		if b.KeepFull < 1 {
 			v.d.at(attrRange(body, "keep_full"), "%skeep_full %d must be at least 1", key, r.KeepFull)
 		}
 		if b.ProcessMax == 0 {
-			b.ProcessMax = 2
+			b.ProcessMax = backuprules.DefaultProcessMax
 		}
 		if b.ProcessMax < 1 {
 			v.d.at(attrRange(body, "process_max"), "%sprocess_max %d must be at least 1", key, r.ProcessMax)
