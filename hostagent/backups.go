@@ -128,13 +128,12 @@ func (a *Agent) buildBackups(tick time.Duration) error {
 			return fmt.Errorf("backup %s: service %s is not declared", bc.Name, bc.Service)
 		}
 		if rel, err := filepath.Rel(a.config.DataDir, bc.ConfigDir); err == nil && filepath.IsLocal(rel) {
-			for _, dir := range []string{a.config.DataDir, filepath.Join(a.config.DataDir, "backup")} {
-				err := os.MkdirAll(dir, 0o711)
-				if err == nil {
-					err = os.Chmod(dir, 0o711)
-				}
-				if err != nil {
-					return fmt.Errorf("backup %s: make %s traversable for %s: %w", bc.Name, dir, sc.RunAs, err)
+			for _, d := range []struct {
+				dir  string
+				perm os.FileMode
+			}{{a.config.DataDir, 0o001}, {filepath.Join(a.config.DataDir, "backup"), 0o711}} {
+				if err := addDirMode(d.dir, d.perm); err != nil {
+					return fmt.Errorf("backup %s: make %s traversable for %s: %w", bc.Name, d.dir, sc.RunAs, err)
 				}
 			}
 		}

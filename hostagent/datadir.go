@@ -1,7 +1,10 @@
 package hostagent
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 
 	"github.com/drplane/drplane/internal/names"
@@ -32,4 +35,24 @@ func namedDir(parent, name string) (string, error) {
 		return "", fmt.Errorf("%q would lead outside %s", name, parent)
 	}
 	return dir, nil
+}
+
+// addDirMode creates dir with mode perm if it is missing (Mkdir's mode is
+// subject to the umask) and adds perm's bits to its mode, never removing
+// one. A postgres process running as run_as, another user, reaches what
+// the agent keeps for it (a drill copy, a backup block's pgBackRest
+// config) through o+x directories: traverse, not list; what they hold
+// stays private by its own modes.
+func addDirMode(dir string, perm os.FileMode) error {
+	if err := os.Mkdir(dir, perm); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if st.Mode().Perm()|perm != st.Mode().Perm() {
+		return os.Chmod(dir, st.Mode().Perm()|perm)
+	}
+	return nil
 }

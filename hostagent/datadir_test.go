@@ -62,3 +62,31 @@ func TestAgent_Step_TargetOutsideNameRule(t *testing.T) {
 	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
 	require.Contains(t, status.Convert(err).Message(), `malformed step: target "ünï☃": 'ü', 'ï', '☃' are not allowed in a name; expected 1 to 63`)
 }
+
+// TestAddDirMode: the bits asked for are added, whatever the umask, and
+// none is ever taken away.
+func TestAddDirMode(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		existing os.FileMode // 0: missing
+		perm     os.FileMode
+		want     os.FileMode
+	}{
+		{"missing", 0, 0o711, 0o711},
+		{"private", 0o700, 0o001, 0o701},
+		{"readable stays readable", 0o755, 0o001, 0o755},
+		{"made for a process copy", 0o700, 0o711, 0o711},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "d")
+			if tc.existing != 0 {
+				require.NoError(t, os.Mkdir(dir, tc.existing))
+				require.NoError(t, os.Chmod(dir, tc.existing))
+			}
+			require.NoError(t, addDirMode(dir, tc.perm))
+			st, err := os.Stat(dir)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, st.Mode().Perm())
+		})
+	}
+}

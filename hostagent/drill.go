@@ -146,31 +146,14 @@ func (a *Agent) prepareDrillDir(svc *service, id string) error {
 	perm := os.FileMode(0o700)
 	if svc.cfg.Driver == config.DriverPostgres {
 		perm = 0o711
-		st, err := os.Stat(a.config.DataDir)
-		if err != nil {
-			return fmt.Errorf("prepare drill directory: %w", err)
-		}
-		if st.Mode().Perm()&0o001 == 0 {
-			a.logger.Info("making data_dir traversable for the postgres drill copy", "data_dir", a.config.DataDir, "run_as", svc.cfg.RunAs)
-			if err := os.Chmod(a.config.DataDir, st.Mode().Perm()|0o001); err != nil {
-				return fmt.Errorf("prepare drill directory: %w", err)
-			}
+		if err := addDirMode(a.config.DataDir, 0o001); err != nil {
+			return fmt.Errorf("prepare drill directory: make data_dir traversable for %s: %w", svc.cfg.RunAs, err)
 		}
 	}
+	// An existing directory may have been made for a process copy.
 	for _, dir := range []string{filepath.Join(a.config.DataDir, drillDirName), filepath.Join(a.config.DataDir, drillDirName, id)} {
-		if err := os.Mkdir(dir, perm); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := addDirMode(dir, perm); err != nil {
 			return fmt.Errorf("prepare drill directory: %w", err)
-		}
-		st, err := os.Stat(dir)
-		if err != nil {
-			return fmt.Errorf("prepare drill directory: %w", err)
-		}
-		// Mkdir's mode is subject to the umask, and an existing directory
-		// may have been made for a process copy.
-		if st.Mode().Perm()|perm != st.Mode().Perm() {
-			if err := os.Chmod(dir, st.Mode().Perm()|perm); err != nil {
-				return fmt.Errorf("prepare drill directory: %w", err)
-			}
 		}
 	}
 	return nil
