@@ -78,10 +78,11 @@ bench: prereqs-bench $(TOOLS)/benchstat build
 		-benchtime $(if $(filter 1,$(BENCH_FULL)),1x,2x) -count 6 -timeout 40m ./hostagent/rsync/ | tee bin/bench-rsync.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkSnapshot' -benchtime 1x -count 6 -timeout 20m ./hostagent/snapshot/ | tee bin/bench-snapshot.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkPgBackRest' -benchtime 1x -count 3 -timeout 60m ./hostagent/backup/ | tee bin/bench-pgbackrest.txt
+	$(GO) test -run '^$$' -bench 'BenchmarkRestorePlan' -benchtime 1x -count 3 -timeout 60m ./e2e/ | tee bin/bench-restore-plan.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkSwitchover|BenchmarkFailover|BenchmarkRestart|BenchmarkCommitLatency' -benchtime 1x -count 6 -timeout 30m ./e2e/ | tee bin/bench-plans.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkNetns' -benchtime 1x -count 5 -timeout 60m ./e2e/ | tee bin/bench-netns.txt
-	@echo; echo "== medians over 6 runs (5 for BenchmarkNetns_*) =="; $(TOOLS)/benchstat bin/bench-apply.txt bin/bench-election.txt \
-		bin/bench-rsync.txt bin/bench-snapshot.txt bin/bench-pgbackrest.txt bin/bench-plans.txt bin/bench-netns.txt
+	@echo; echo "== medians over 6 runs (3 for BenchmarkPgBackRest and BenchmarkRestorePlan, 5 for BenchmarkNetns_*) =="; $(TOOLS)/benchstat bin/bench-apply.txt bin/bench-election.txt \
+		bin/bench-rsync.txt bin/bench-snapshot.txt bin/bench-pgbackrest.txt bin/bench-restore-plan.txt bin/bench-plans.txt bin/bench-netns.txt
 
 demo: prereqs-demo build
 	$(GO) run ./deploy/demo --bin $(CURDIR)/$(BIN)

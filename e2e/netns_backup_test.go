@@ -19,7 +19,7 @@ import (
 )
 
 // backupStatus is what `drplane status --json` says of block pg on host.
-func backupStatus(t *testing.T, d *netns.Deployment, host string) (cli.BackupStatusJSON, error) {
+func backupStatus(t testing.TB, d *netns.Deployment, host string) (cli.BackupStatusJSON, error) {
 	var st cli.StatusJSON
 	if err := json.Unmarshal([]byte(d.MustCLI("status", "--json")), &st); err != nil {
 		return cli.BackupStatusJSON{}, err
@@ -33,7 +33,7 @@ func backupStatus(t *testing.T, d *netns.Deployment, host string) (cli.BackupSta
 }
 
 // waitBackupStatus waits until host reports block pg as cond wants.
-func waitBackupStatus(t *testing.T, d *netns.Deployment, host, what string, cond func(cli.BackupStatusJSON) bool) cli.BackupStatusJSON {
+func waitBackupStatus(t testing.TB, d *netns.Deployment, host, what string, cond func(cli.BackupStatusJSON) bool) cli.BackupStatusJSON {
 	t.Helper()
 	var b cli.BackupStatusJSON
 	testutil.WaitForResult(t, 3*time.Minute, func() (bool, error) {
