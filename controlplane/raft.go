@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/drplane/drplane/internal/tlsutil"
@@ -28,8 +29,9 @@ const (
 // heartbeats to Raft on its own goroutines, and one arriving after the
 // store closed would make Raft panic writing the term.
 type raftStores struct {
-	trans *raft.NetworkTransport
-	bolt  *raftboltdb.BoltStore
+	trans  *raft.NetworkTransport
+	bolt   *raftboltdb.BoltStore
+	stable *closingStableStore
 }
 
 func (r raftStores) close() error {
@@ -37,12 +39,55 @@ func (r raftStores) close() error {
 	if r.trans != nil {
 		err = r.trans.Close()
 	}
+	if r.stable != nil {
+		r.stable.markClosed()
+	}
 	if r.bolt != nil {
 		if cerr := r.bolt.Close(); err == nil {
 			err = cerr
 		}
 	}
 	return err
+}
+
+// closingStableStore is the stable store Raft writes its term and vote
+// to. Closing the transport does not wait for the heartbeat a transport
+// goroutine is handing to Raft at that moment: it can reach Raft's term
+// write after Raft shut down and the store closed, and Raft panics on a
+// failed term write (seen under load in CI). markClosed waits for the
+// writes under way; a write after it is dropped. That is safe: Raft's
+// main loop, which alone grants votes and appends entries, has stopped
+// by then, and a dropped term only forgets that this stopping node heard
+// of a leader, which the next start learns again.
+type closingStableStore struct {
+	raft.StableStore
+	mu     sync.RWMutex
+	closed bool
+}
+
+func (s *closingStableStore) Set(key, val []byte) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil
+	}
+	return s.StableStore.Set(key, val)
+}
+
+func (s *closingStableStore) SetUint64(key []byte, val uint64) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil
+	}
+	return s.StableStore.SetUint64(key, val)
+}
+
+// markClosed waits for the writes under way and drops later ones.
+func (s *closingStableStore) markClosed() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
 }
 
 // setupRaft opens the stores under data_dir/raft, the TLS transport, and
@@ -92,7 +137,8 @@ func (s *Server) setupRaft(deps Deps) error {
 	if s.pendingRecovery, err = s.recoverAtStart(rc, logs, bolt, snaps, trans); err != nil {
 		return err
 	}
-	if s.raft, err = raft.NewRaft(rc, s.fsm, logs, bolt, snaps, trans); err != nil {
+	s.raftStore.stable = &closingStableStore{StableStore: bolt}
+	if s.raft, err = raft.NewRaft(rc, s.fsm, logs, s.raftStore.stable, snaps, trans); err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	return nil
