@@ -4,13 +4,16 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // setupHTTP creates the HTTPS endpoint (mutual TLS like every port) that
-// health checkers and, later, metrics scrapers use.
+// health checkers and Prometheus use: GET /v1/health and GET /metrics.
 func (s *Server) setupHTTP() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/health", s.handleHealth)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.newMetricsRegistry(), promhttp.HandlerOpts{}))
 	s.httpServer = &http.Server{
 		Handler:           mux,
 		TLSConfig:         s.tls.ServerConfig(),

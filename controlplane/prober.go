@@ -41,9 +41,20 @@ type probeResult struct {
 type probeTable struct {
 	mu      sync.Mutex
 	results map[string]probeResult
+	// failed counts each host's failed probes, for the metrics.
+	failed map[string]uint64
 }
 
-func newProbeTable() *probeTable { return &probeTable{results: map[string]probeResult{}} }
+func newProbeTable() *probeTable {
+	return &probeTable{results: map[string]probeResult{}, failed: map[string]uint64{}}
+}
+
+// failures is how many probes of hostID failed since this server leads.
+func (t *probeTable) failures(hostID string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.failed[hostID]
+}
 
 func (t *probeTable) get(hostID string) (probeResult, bool) {
 	t.mu.Lock()
@@ -56,6 +67,9 @@ func (t *probeTable) put(hostID string, r probeResult) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	prev, ok := t.results[hostID]
+	if r.err != nil {
+		t.failed[hostID]++
+	}
 	if ok && r.sentAt.Before(prev.sentAt) {
 		// A probe sent before the latest one ended late, on a connection
 		// the prober gave up: its answer counts if newer (its renewal is
@@ -88,6 +102,7 @@ func (t *probeTable) reset() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.results = map[string]probeResult{}
+	t.failed = map[string]uint64{}
 }
 
 // runProber runs one probe loop per registered agent while this server

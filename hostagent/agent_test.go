@@ -17,8 +17,10 @@ import (
 	"github.com/drplane/drplane/hostagent/driver"
 	"github.com/drplane/drplane/internal/clock"
 	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/hostmetrics"
 	"github.com/drplane/drplane/internal/rpcerr"
 	"github.com/drplane/drplane/internal/structs"
+	"github.com/drplane/drplane/internal/testing/metricstest"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
@@ -552,4 +554,49 @@ func serviceRole(resp *pb.ProbeResponse, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestAgent_Metrics_MatchProbe: the agent's /metrics, parsed with
+// Prometheus's text parser, says what its probe answer says: epoch,
+// lease, each service's role (a state set) and health, before and after
+// a promotion.
+func TestAgent_Metrics_MatchProbe(t *testing.T) {
+	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped})
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: ta.material("ops").ClientConfig(tlsutil.RoleAgent)}}
+	scrape := func() metricstest.Families {
+		f, err := metricstest.Scrape(ctxT(t), client, "https://"+ta.agent.HTTPAddr()+"/metrics")
+		require.NoError(t, err)
+		return f
+	}
+	value := func(f metricstest.Families, name string, labels map[string]string) float64 {
+		v, ok, err := f.Value(name, labels)
+		require.NoError(t, err)
+		require.True(t, ok, "no series %s%v", name, labels)
+		return v
+	}
+	role := func(f metricstest.Families, svc string) string {
+		current := ""
+		for _, r := range hostmetrics.Roles {
+			if value(f, "drplane_agent_service_role", map[string]string{"service": svc, "role": r}) == 1 {
+				require.Empty(t, current, "%s has one role", svc)
+				current = r
+			}
+		}
+		return current
+	}
+
+	_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "promote", Epoch: 3, Action: pb.StepAction_STEP_ACTION_PROMOTE, Target: "pg"})
+	require.NoError(t, err)
+	require.True(t, res.GetOk(), res.GetMessage())
+	f := scrape()
+	resp := ta.agent.probeResponse(ctxT(t))
+	host := map[string]string{"host": resp.GetHostId(), "site": resp.GetSite()}
+	require.Equal(t, float64(resp.GetEpoch()), value(f, "drplane_agent_epoch", host))
+	require.Equal(t, 3.0, value(f, "drplane_agent_epoch", host))
+	require.Equal(t, 1.0, value(f, "drplane_agent_lease_valid", host))
+	require.InDelta(t, float64(resp.GetLease().GetRemainingMs())/1000, value(f, "drplane_agent_lease_remaining_seconds", host), 5)
+	require.Equal(t, "primary", role(f, "pg"))
+	require.Equal(t, "stopped", role(f, "app"))
+	require.Equal(t, 0.0, value(f, "drplane_agent_service_healthy", map[string]string{"service": "app"}))
+	require.Positive(t, f.Series("process_resident_memory_bytes"), "the process's own metrics")
 }

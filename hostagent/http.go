@@ -1,17 +1,26 @@
 package hostagent
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/hostmetrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // setupHTTP creates the HTTPS endpoint (mutual TLS, like every port):
-// GET /v1/role/<service> for load balancers and GET /v1/health.
+// GET /v1/role/<service> for load balancers, GET /v1/health and GET
+// /metrics.
 func (a *Agent) setupHTTP() {
 	mux := http.NewServeMux()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&agentCollector{a: a}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /v1/role/{service}", a.handleRole)
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"host_id": a.config.HostID, "site": a.config.Site, "epoch": a.epoch.current()})
@@ -47,6 +56,24 @@ func (a *Agent) handleRole(w http.ResponseWriter, r *http.Request) {
 		"lease_expires_at": now.Add(remaining).UTC().Format(time.RFC3339Nano),
 	})
 }
+
+// agentDescs are the agent's own metrics: what its probe answer says.
+var agentDescs = hostmetrics.NewDescs("drplane_agent_")
+
+// agentCollector reads the agent's state at each scrape, as a probe
+// answer (without a probe's renewal).
+type agentCollector struct{ a *Agent }
+
+func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) { agentDescs.Describe(ch) }
+
+func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), metricsTimeout)
+	defer cancel()
+	agentDescs.Collect(ch, c.a.config.HostID, c.a.config.Site, c.a.probeResponse(ctx))
+}
+
+// metricsTimeout bounds a scrape's look at the services.
+const metricsTimeout = 5 * time.Second
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
