@@ -12,6 +12,7 @@ type tlsCertOptions struct {
 	f                  *Factory
 	Dir, Name          string
 	Server, Agent, CLI bool
+	Monitor            bool
 	IPs                []string
 	DNSNames           []string
 }
@@ -44,7 +45,7 @@ func newCmdTLS(f *Factory) *cobra.Command {
 func newCmdTLSCertCreate(f *Factory) *cobra.Command {
 	opts := &tlsCertOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "create --name NAME (--server|--agent|--cli)",
+		Use:   "create --name NAME (--server|--agent|--cli|--monitor)",
 		Short: "Create NAME.pem and NAME-key.pem in --dir, signed by --dir/ca.pem",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
@@ -57,10 +58,11 @@ func newCmdTLSCertCreate(f *Factory) *cobra.Command {
 	fl.BoolVar(&opts.Server, "server", false, "a certificate for a drplane server")
 	fl.BoolVar(&opts.Agent, "agent", false, "a certificate for a drplane agent")
 	fl.BoolVar(&opts.CLI, "cli", false, "a certificate for an operator's CLI")
+	fl.BoolVar(&opts.Monitor, "monitor", false, "a certificate that reads /metrics, /v1/health and /v1/role/... alone (Prometheus, a load balancer)")
 	fl.StringSliceVar(&opts.IPs, "ip", nil, "extra IP address SAN (repeatable)")
 	fl.StringSliceVar(&opts.DNSNames, "dns", nil, "extra DNS name SAN (repeatable)")
-	cmd.MarkFlagsMutuallyExclusive("server", "agent", "cli")
-	cmd.MarkFlagsOneRequired("server", "agent", "cli")
+	cmd.MarkFlagsMutuallyExclusive("server", "agent", "cli", "monitor")
+	cmd.MarkFlagsOneRequired("server", "agent", "cli", "monitor")
 	return cmd
 }
 
@@ -74,6 +76,8 @@ func runTLSCertCreate(opts *tlsCertOptions) error {
 		role = tlsutil.RoleServer
 	case opts.Agent:
 		role = tlsutil.RoleAgent
+	case opts.Monitor:
+		role = tlsutil.RoleMonitor
 	}
 	var ips []net.IP
 	for _, s := range opts.IPs {

@@ -2,6 +2,8 @@ package controlplane
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,13 +14,19 @@ import (
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
-// scrape reads a server's /metrics over HTTPS with the operator's
-// certificate, as Prometheus would with its own.
+// scrape reads a server's /metrics over HTTPS as Prometheus does, with a
+// monitor certificate.
 func (c *testCluster) scrape(t *testing.T, ts *testServer) metricstest.Families {
 	t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: c.material("ops").ClientConfig(tlsutil.RoleServer)}}
+	if _, err := os.Stat(filepath.Join(c.tlsDir, "prometheus.pem")); err != nil {
+		_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: c.tlsDir, Name: "prometheus", Role: tlsutil.RoleMonitor})
+		require.NoError(t, err)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: c.material("prometheus").ClientConfig(tlsutil.RoleServer)}}
 	f, err := metricstest.Scrape(testCtx(t), client, "https://"+ts.httpListener.Addr().String()+"/metrics")
 	require.NoError(t, err)
 	return f
@@ -102,6 +110,9 @@ func TestMetrics_MatchStatus(t *testing.T) {
 	require.Positive(t, value(t, follower, "drplane_server_raft_term", nil))
 	require.Zero(t, follower.Series("drplane_epoch"), "what the leader decides comes from the leader alone")
 	require.Zero(t, follower.Series("drplane_executions_total"))
+
+	_, err := ts.c.clientAs(leader, "prometheus").GetStatus(testCtx(t), &pb.GetStatusRequest{})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "a monitor certificate reads metrics and nothing else: %v", err)
 }
 
 // raftFamilies lists the families bridged from Raft's go-metrics.

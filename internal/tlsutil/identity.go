@@ -21,6 +21,10 @@ const (
 	RoleAgent Role = "agent"
 	// RoleCLI is an operator using the drplane CLI.
 	RoleCLI Role = "cli"
+	// RoleMonitor reads the HTTP endpoints alone (/metrics, /v1/health,
+	// /v1/role/...): Prometheus, a load balancer. No gRPC method accepts
+	// it, so it can change nothing.
+	RoleMonitor Role = "monitor"
 )
 
 // DNSDomain is the pseudo-domain under which role names live. DNS SANs in
@@ -28,7 +32,7 @@ const (
 const DNSDomain = "drplane"
 
 // roles lists every valid role, in a stable order.
-var roles = []Role{RoleServer, RoleAgent, RoleCLI}
+var roles = []Role{RoleServer, RoleAgent, RoleCLI, RoleMonitor}
 
 // Validate returns an error wrapping ErrInvalidRole unless r is one of the
 // known roles.
@@ -38,7 +42,7 @@ func (r Role) Validate() error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w %q: want one of %q, %q or %q", ErrInvalidRole, string(r), RoleServer, RoleAgent, RoleCLI)
+	return fmt.Errorf("%w %q: want one of %q, %q, %q or %q", ErrInvalidRole, string(r), RoleServer, RoleAgent, RoleCLI, RoleMonitor)
 }
 
 // RoleDNSName returns the DNS SAN that marks a certificate as belonging to
