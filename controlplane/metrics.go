@@ -1,6 +1,8 @@
 package controlplane
 
 import (
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -35,7 +37,9 @@ const metricsNamespace = "drplane"
 var durationBuckets = []float64{0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600}
 
 // hostDescs describe what the agents report, as the leader last saw it.
-var hostDescs = hostmetrics.NewDescs(metricsNamespace + "_host_")
+var hostDescs = hostmetrics.NewDescs(hostPrefix)
+
+const hostPrefix = metricsNamespace + "_host_"
 
 var (
 	raftSinkOnce     sync.Once
@@ -66,8 +70,24 @@ func (s *Server) newMetricsRegistry() prometheus.Gatherer {
 	return prometheus.Gatherers{reg, raftSinkRegistry}
 }
 
+// serverDescs are every description desc made, for Describe and
+// MetricNames.
+var serverDescs = map[string]*prometheus.Desc{}
+
 func desc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc(metricsNamespace+"_"+name, help, labels, nil)
+	name = metricsNamespace + "_" + name
+	d := prometheus.NewDesc(name, help, labels, nil)
+	serverDescs[name] = d
+	return d
+}
+
+// MetricNames lists the metrics a server exports besides Raft's
+// (drplane_raft_*, bridged as Raft emits them) and the Go runtime's and
+// process's: what alert rules and dashboards may use.
+func MetricNames() []string {
+	names := append(slices.Collect(maps.Keys(serverDescs)), hostmetrics.Names(hostPrefix)...)
+	slices.Sort(names)
+	return names
 }
 
 var (
@@ -89,6 +109,7 @@ var (
 	descProbeFailures = desc("probe_failures_total", "Probes of the agent that failed, since this server became leader.", "host", "site")
 	descSyncStandby   = desc("replication_synchronous", "1 when the replicated state records the standby as holding every acknowledged commit.", "service", "host")
 	descStreaming     = desc("replication_streaming", "1 when the primary lists the standby as streaming.", "service", "host")
+	descGuard         = desc("guard_max_data_loss_seconds", "The RPO guard's limit (failover.max_data_loss): a failover refuses to lose more unless told to.")
 	descDegraded      = desc("replication_degraded", "1 while a data service in sync mode commits without a synchronous standby.", "service")
 
 	descExecutions   = desc("executions_total", "Finished executions by kind and result.", "kind", "result")
@@ -102,7 +123,12 @@ var (
 // serverCollector reads the server's state at each scrape.
 type serverCollector struct{ s *Server }
 
-func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range serverDescs {
+		ch <- d
+	}
+	hostDescs.Describe(ch)
+}
 
 func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.s
@@ -129,6 +155,7 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descAutoEnabled, hostmetrics.B2F(auto.GetEnabled()))
 	gauge(descAutoPaused, hostmetrics.B2F(auto.GetPaused()))
 	gauge(descAutoCooldown, hostmetrics.B2F(auto.GetBlocked() != ""))
+	gauge(descGuard, s.config.Failover.MaxDataLoss.Seconds())
 	if to := auto.GetExposureTarget(); to != "" {
 		gauge(descExposureKnwn, hostmetrics.B2F(auto.GetExposureKnown()), v.ActiveSite, to)
 		if auto.GetExposureKnown() {

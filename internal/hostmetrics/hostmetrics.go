@@ -6,6 +6,8 @@
 package hostmetrics
 
 import (
+	"regexp"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/drplane/drplane/internal/structs"
@@ -93,6 +95,32 @@ func (d *Descs) Collect(ch chan<- prometheus.Metric, host, site string, resp *pb
 			}
 		}
 	}
+}
+
+// Names lists the metric names the descriptions under prefix make.
+func Names(prefix string) []string {
+	ch := make(chan *prometheus.Desc, 64)
+	go func() {
+		NewDescs(prefix).Describe(ch)
+		close(ch)
+	}()
+	var out []string
+	for d := range ch {
+		out = append(out, Name(d))
+	}
+	return out
+}
+
+// fqNameRE finds the name in a Desc's String(), which is all that
+// client_golang shows of it.
+var fqNameRE = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// Name is a description's metric name.
+func Name(d *prometheus.Desc) string {
+	if m := fqNameRE.FindStringSubmatch(d.String()); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // B2F is a boolean as a metric value.
