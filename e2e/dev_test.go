@@ -221,6 +221,7 @@ func TestDev(t *testing.T) {
 		require.Contains(t, pids, "primary/postgres-db-1", "pid files: %v", pids)
 		require.Contains(t, pids, "dr/postgres-db-2", "pid files: %v", pids)
 	}
+	checkPrometheus(t, dir)
 
 	out = d.cli(t, "switchover", "--to", "dr", "--yes")
 	require.Contains(t, out, "succeeded")

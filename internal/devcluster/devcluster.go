@@ -117,6 +117,10 @@ func newCluster(c *Cluster, sites []string) (*Cluster, error) {
 	if err := c.createCert("operator", tlsutil.RoleCLI); err != nil {
 		return nil, err
 	}
+	// Prometheus's certificate: it reads /metrics and nothing else.
+	if err := c.createCert("prometheus", tlsutil.RoleMonitor); err != nil {
+		return nil, err
+	}
 	for i, site := range sites {
 		n, err := c.newNode(fmt.Sprintf("s%d", i+1), site)
 		if err != nil {

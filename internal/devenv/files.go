@@ -67,14 +67,19 @@ type ServerInfo struct {
 	ID      string `json:"id"`
 	Site    string `json:"site"`
 	Address string `json:"address"`
-	Log     string `json:"log"`
+	// HTTP serves /v1/health and /metrics (HTTPS; tls/prometheus.pem is
+	// a monitor certificate that reads them).
+	HTTP string `json:"http"`
+	Log  string `json:"log"`
 }
 
 // HostInfo is one agent's host and what runs on it.
 type HostInfo struct {
-	ID       string        `json:"id"`
-	Site     string        `json:"site"`
-	Agent    string        `json:"agent"`
+	ID    string `json:"id"`
+	Site  string `json:"site"`
+	Agent string `json:"agent"`
+	// HTTP serves /v1/role/<service>, /v1/health and /metrics.
+	HTTP     string        `json:"http"`
 	Log      string        `json:"log"`
 	Postgres *PostgresInfo `json:"postgres,omitempty"`
 	App      *AppInfo      `json:"app,omitempty"`
@@ -100,10 +105,10 @@ type AppInfo struct {
 func (e *env) writeInfo() error {
 	info := Info{Dir: e.dir, EnvFile: e.envFile(), Postgres: e.pg != nil, StateSync: e.mounts}
 	for _, n := range e.c.Nodes {
-		info.Servers = append(info.Servers, ServerInfo{ID: n.ID, Site: n.Site, Address: n.GRPCAddr, Log: n.LogPath})
+		info.Servers = append(info.Servers, ServerInfo{ID: n.ID, Site: n.Site, Address: n.GRPCAddr, HTTP: n.HTTPAddr, Log: n.LogPath})
 	}
 	for _, h := range e.hosts {
-		hi := HostInfo{ID: h.ID, Site: h.Site, Agent: h.agent.GRPCAddr, Log: h.agent.LogPath}
+		hi := HostInfo{ID: h.ID, Site: h.Site, Agent: h.agent.GRPCAddr, HTTP: h.agent.HTTPAddr, Log: h.agent.LogPath}
 		if h.pg != nil {
 			hi.Postgres = &PostgresInfo{Port: h.pg.Port, DrillPort: h.pg.DrillPort, DataDir: h.pg.DataDir, DSN: h.pg.DSN("psql")}
 		}
