@@ -222,6 +222,10 @@ func TestDev(t *testing.T) {
 		require.Contains(t, pids, "dr/postgres-db-2", "pid files: %v", pids)
 	}
 	checkPrometheus(t, dir)
+	// A load balancer without a client certificate follows the
+	// application through the switchover (agents' check endpoints).
+	lb := startPlainCheckHAProxy(t, dir)
+	waitServedBy(t, lb, "app-1", 30*time.Second)
 
 	out = d.cli(t, "switchover", "--to", "dr", "--yes")
 	require.Contains(t, out, "succeeded")
@@ -238,6 +242,7 @@ func TestDev(t *testing.T) {
 	for name, pid := range pids {
 		require.True(t, devcluster.ProcessAlive(pid), "%s: pid %d from its pid file is not running", name, pid)
 	}
+	waitServedBy(t, lb, "app-2", 30*time.Second)
 
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGINT))
 	select {

@@ -35,6 +35,9 @@ type Deps struct {
 	// Listener and HTTPListener are opened from the config when nil.
 	Listener     net.Listener
 	HTTPListener net.Listener
+	// CheckListener is the check endpoint's (config check_endpoint),
+	// opened from the config when nil and the block is set.
+	CheckListener net.Listener
 	// NewDriver builds service drivers; RealDrivers of the config's
 	// host_id when nil.
 	NewDriver DriverFactory
@@ -108,6 +111,11 @@ type Agent struct {
 	listener     net.Listener
 	httpServer   *http.Server
 	httpListener net.Listener
+	// checkServer serves the read-only endpoints without client
+	// authentication on checkListener (config check_endpoint); nil
+	// without the block.
+	checkServer   *http.Server
+	checkListener net.Listener
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -248,12 +256,17 @@ func (a *Agent) openListeners(deps *Deps) error {
 			return fmt.Errorf("listen for http on %s: %w", a.config.HTTP, err)
 		}
 	}
-	a.listener, a.httpListener = deps.Listener, deps.HTTPListener
+	if c := a.config.CheckEndpoint; c != nil && deps.CheckListener == nil {
+		if deps.CheckListener, err = net.Listen("tcp", c.Listen); err != nil {
+			return fmt.Errorf("listen for check_endpoint on %s: %w", c.Listen, err)
+		}
+	}
+	a.listener, a.httpListener, a.checkListener = deps.Listener, deps.HTTPListener, deps.CheckListener
 	return nil
 }
 
 func (a *Agent) closeListeners(deps Deps) {
-	for _, ln := range []net.Listener{deps.Listener, deps.HTTPListener} {
+	for _, ln := range []net.Listener{deps.Listener, deps.HTTPListener, deps.CheckListener} {
 		if ln != nil {
 			_ = ln.Close()
 		}
@@ -272,6 +285,19 @@ func (a *Agent) startBackground() {
 			a.logger.Error("http server stopped", "error", err)
 		}
 	})
+	if a.checkServer != nil {
+		a.goFunc(func(ctx context.Context) {
+			var err error
+			if a.checkServer.TLSConfig != nil {
+				err = a.checkServer.ServeTLS(a.checkListener, "", "")
+			} else {
+				err = a.checkServer.Serve(a.checkListener)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.logger.Error("check endpoint stopped", "error", err)
+			}
+		})
+	}
 	a.goFunc(a.runFencer)
 	a.goFunc(a.register)
 	a.runSnapshotSchedules(a.ctx)
@@ -297,6 +323,15 @@ func (a *Agent) goFunc(f func(ctx context.Context)) {
 // Addr is the HostAgent listener's address.
 func (a *Agent) Addr() string { return a.listener.Addr().String() }
 
+// CheckAddr is the check endpoint's address; "" without a check_endpoint
+// block.
+func (a *Agent) CheckAddr() string {
+	if a.checkListener == nil {
+		return ""
+	}
+	return a.checkListener.Addr().String()
+}
+
 // HTTPAddr is the HTTP listener's address.
 func (a *Agent) HTTPAddr() string { return a.httpListener.Addr().String() }
 
@@ -317,6 +352,9 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		a.grpcServer.Stop()
 	}
 	_ = a.httpServer.Close()
+	if a.checkServer != nil {
+		_ = a.checkServer.Close()
+	}
 	a.wg.Wait()
 	if a.guard != nil {
 		// The guard goes on enforcing the current lease: nothing renews

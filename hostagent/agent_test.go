@@ -600,3 +600,47 @@ func TestAgent_Metrics_MatchProbe(t *testing.T) {
 	require.Equal(t, 0.0, value(f, "drplane_agent_service_healthy", map[string]string{"service": "app"}))
 	require.Positive(t, f.Series("process_resident_memory_bytes"), "the process's own metrics")
 }
+
+// TestAgent_CheckEndpoint_NoClientCertificate: with a check_endpoint
+// block, the role, health and metrics endpoints answer a checker that
+// has no client certificate, over plain HTTP or server-only TLS, as on
+// the mutual-TLS port; nothing else is served there, and the mutual-TLS
+// port still refuses a client without a certificate.
+func TestAgent_CheckEndpoint_NoClientCertificate(t *testing.T) {
+	for _, mode := range []string{config.CheckTLSNone, config.CheckTLSServer} {
+		t.Run(mode, func(t *testing.T) {
+			ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RoleStandby, "app": driver.RoleStopped}, func(ta *testAgent) {
+				ta.cfg.CheckEndpoint = &config.CheckEndpointConfig{Listen: "127.0.0.1:0", TLS: mode}
+			})
+			scheme, client := "http", &http.Client{Timeout: 10 * time.Second}
+			if mode == config.CheckTLSServer {
+				// The checker verifies the agent by the cluster CA, and
+				// presents nothing.
+				scheme = "https"
+				client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ta.material("ops").CAPool, ServerName: tlsutil.RoleDNSName(tlsutil.RoleAgent)}}
+			}
+			base := scheme + "://" + ta.agent.CheckAddr()
+			get := func(method, path string) int {
+				req, err := http.NewRequestWithContext(ctxT(t), method, base+path, nil)
+				require.NoError(t, err)
+				resp, err := client.Do(req)
+				require.NoError(t, err)
+				_ = resp.Body.Close()
+				return resp.StatusCode
+			}
+			require.Equal(t, http.StatusServiceUnavailable, get(http.MethodGet, "/v1/role/pg"), "a standby")
+			_, res, err := ta.execute(&pb.ExecuteRequest{ExecutionId: "e", StepId: "promote", Epoch: 1, Action: pb.StepAction_STEP_ACTION_PROMOTE, Target: "pg"})
+			require.NoError(t, err)
+			require.True(t, res.GetOk(), res.GetMessage())
+			require.Equal(t, http.StatusOK, get(http.MethodGet, "/v1/role/pg"), "the primary with a valid lease")
+			require.Equal(t, http.StatusOK, get(http.MethodGet, "/v1/health"))
+			require.Equal(t, http.StatusOK, get(http.MethodGet, "/metrics"))
+			require.Equal(t, http.StatusMethodNotAllowed, get(http.MethodPost, "/v1/role/pg"), "read-only")
+			require.Equal(t, http.StatusNotFound, get(http.MethodGet, "/v1/execute"))
+
+			noCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ta.material("ops").CAPool, ServerName: tlsutil.RoleDNSName(tlsutil.RoleAgent)}}}
+			_, err = noCert.Get("https://" + ta.agent.HTTPAddr() + "/v1/role/pg")
+			require.Error(t, err, "the mutual-TLS port still asks for a certificate")
+		})
+	}
+}

@@ -2,11 +2,13 @@ package hostagent
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"net/http"
 	"time"
 
 	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/hostmetrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -15,8 +17,23 @@ import (
 
 // setupHTTP creates the HTTPS endpoint (mutual TLS, like every port):
 // GET /v1/role/<service> for load balancers, GET /v1/health and GET
-// /metrics.
+// /metrics; and with a check_endpoint block the same read-only
+// endpoints without client authentication, plain or server-only TLS.
 func (a *Agent) setupHTTP() {
+	readOnly := a.readOnlyHandler()
+	a.httpServer = &http.Server{Handler: readOnly, TLSConfig: a.tls.ServerConfig(), ReadHeaderTimeout: 5 * time.Second}
+	if c := a.config.CheckEndpoint; c != nil {
+		a.checkServer = &http.Server{Handler: readOnly, ReadHeaderTimeout: 5 * time.Second}
+		if c.TLS == config.CheckTLSServer {
+			// The agent's own certificate, and no client certificate asked.
+			a.checkServer.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{a.tls.Certificate}}
+		}
+	}
+}
+
+// readOnlyHandler serves what may be read without changing anything, and
+// nothing else: the check endpoint shares it with the mutual-TLS port.
+func (a *Agent) readOnlyHandler() http.Handler {
 	mux := http.NewServeMux()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&agentCollector{a: a}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -25,7 +42,7 @@ func (a *Agent) setupHTTP() {
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"host_id": a.config.HostID, "site": a.config.Site, "epoch": a.epoch.current()})
 	})
-	a.httpServer = &http.Server{Handler: mux, TLSConfig: a.tls.ServerConfig(), ReadHeaderTimeout: 5 * time.Second}
+	return mux
 }
 
 // handleRole answers 200 only where the service is primary here with a

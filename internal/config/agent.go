@@ -48,6 +48,10 @@ type AgentConfig struct {
 	Snapshots []SnapshotConfig
 	Backups   []BackupConfig
 	Hooks     []HookConfig
+	// CheckEndpoint, when set, serves the read-only endpoints on a second
+	// listener without client authentication, for load balancers that
+	// cannot present a client certificate.
+	CheckEndpoint *CheckEndpointConfig
 	// Programs are the external programs the blocks above run, with
 	// where each is declared; see Programs.Check.
 	Programs Programs
@@ -186,6 +190,23 @@ func (c *AgentConfig) Backup(name string) (BackupConfig, bool) {
 	return c.Backups[i], true
 }
 
+// CheckEndpointConfig is a listener for health checkers that cannot
+// present a client certificate (AWS load balancers, keepalived, most
+// appliances): GET /v1/role/<service>, GET /v1/health and GET /metrics,
+// nothing else, over plain HTTP or server-only TLS.
+type CheckEndpointConfig struct {
+	Listen string
+	// TLS is CheckTLSNone (plain HTTP) or CheckTLSServer (HTTPS with the
+	// agent's certificate, no client certificate asked).
+	TLS string
+}
+
+// The check endpoint's TLS modes.
+const (
+	CheckTLSNone   = "none"
+	CheckTLSServer = "server"
+)
+
 // HookConfig is a command the agent may run as a plan step. Only hooks
 // declared here ever run.
 type HookConfig struct {
@@ -228,6 +249,12 @@ type rawAgent struct {
 	Snapshots []rawSnapshot `hcl:"snapshot,block"`
 	Backups   []rawBackup   `hcl:"backup,block"`
 	Hooks     []rawHook     `hcl:"hook,block"`
+	Check     *rawCheck     `hcl:"check_endpoint,block"`
+}
+
+type rawCheck struct {
+	Listen string `hcl:"listen"`
+	TLS    string `hcl:"tls,optional"`
 }
 
 type rawService struct {
@@ -360,6 +387,7 @@ func (v *agentValidator) build(raw *rawAgent) *AgentConfig {
 	v.snapshots(raw.Snapshots, cfg)
 	v.backups(raw.Backups, cfg)
 	v.hooks(raw.Hooks, cfg)
+	v.checkEndpoint(raw.Check, cfg)
 	cfg.Programs = v.programs.list
 	cfg.hostIDAt = v.d.position(attrRange(v.body, "host_id"))
 	return cfg
@@ -439,6 +467,25 @@ func (v *agentValidator) addresses(cfg *AgentConfig) {
 			v.d.at(keyRange(v.body, fmt.Sprintf("servers[%d]", i)), "%s", msg)
 		}
 	}
+}
+
+// checkEndpoint checks the check_endpoint block.
+func (v *agentValidator) checkEndpoint(raw *rawCheck, cfg *AgentConfig) {
+	if raw == nil {
+		return
+	}
+	body := blocks(v.body, "check_endpoint")[0].Body
+	c := &CheckEndpointConfig{Listen: raw.Listen, TLS: orDefault(raw.TLS, CheckTLSNone)}
+	if msg := addrProblem("check_endpoint.listen", c.Listen, true, "0.0.0.0:7502"); msg != "" {
+		v.d.at(attrRange(body, "listen"), "%s", msg)
+	} else if c.Listen == cfg.Listen || c.Listen == cfg.HTTP {
+		v.d.at(attrRange(body, "listen"), "check_endpoint.listen %q is also listen or http; expected a port of its own, e.g. 7502", c.Listen)
+	}
+	if c.TLS != CheckTLSNone && c.TLS != CheckTLSServer {
+		v.d.at(attrRange(body, "tls"), "check_endpoint.tls %q is not %q (plain HTTP) or %q (HTTPS with the agent's certificate, no client certificate)",
+			c.TLS, CheckTLSNone, CheckTLSServer)
+	}
+	cfg.CheckEndpoint = c
 }
 
 // hostPort checks the address key; see addrProblem.

@@ -73,6 +73,11 @@ func TestParseAgentConfig_Example(t *testing.T) {
 	withService, err := ParseAgentConfig([]byte(strings.Replace(exampleAgentConfig, `keep_last   = 10`, `service     = "engine"`, 1)), filepath.Join(dir, "agent.hcl"))
 	require.NoError(t, err)
 	require.Equal(t, "engine", withService.Snapshots[0].Service)
+	require.Nil(t, cfg.CheckEndpoint)
+
+	withCheck, err := ParseAgentConfig([]byte(exampleAgentConfig+"check_endpoint { listen = \"0.0.0.0:7502\" }\n"), filepath.Join(dir, "agent.hcl"))
+	require.NoError(t, err)
+	require.Equal(t, &CheckEndpointConfig{Listen: "0.0.0.0:7502", TLS: CheckTLSNone}, withCheck.CheckEndpoint, "plain HTTP unless told")
 	require.Equal(t, 10, cfg.Snapshots[0].KeepLast)
 	require.Equal(t, "builtin", cfg.Snapshots[0].Engine)
 	require.Equal(t, []string{"/opt/app/bin/halt", "--reason", "dr"}, cfg.Hooks[0].Command)
@@ -139,6 +144,10 @@ func TestParseAgentConfig_Errors(t *testing.T) {
 			`service "engine": depends_on "../pg": a name is one path element`},
 		{"bad sync name", `sync "state"`, `sync "st ate"`, "agent.hcl:22:6", `sync "st ate": ' ' is not allowed in a name`},
 		{"bad snapshot name", `snapshot "state"`, `snapshot "../state"`, "agent.hcl:26:10", `snapshot "../state": a name is one path element`},
+		{"check endpoint on the grpc port", `hook "circuit-breaker-trip" {`, "check_endpoint { listen = \"127.0.0.1:7500\" }\nhook \"circuit-breaker-trip\" {", "agent.hcl:32:27",
+			`check_endpoint.listen "127.0.0.1:7500" is also listen or http; expected a port of its own, e.g. 7502`},
+		{"check endpoint asking for client certificates", `hook "circuit-breaker-trip" {`, "check_endpoint {\n  listen = \"0.0.0.0:7502\"\n  tls = \"mtls\"\n}\nhook \"circuit-breaker-trip\" {", "agent.hcl:34:9",
+			`check_endpoint.tls "mtls" is not "none" (plain HTTP) or "server" (HTTPS with the agent's certificate, no client certificate)`},
 		{"snapshot of an undeclared service", `keep_last   = 10`, `service     = "engne"`, "agent.hcl:30:17",
 			`snapshot state: service "engne" is not declared in this file; expected the service whose state the paths hold (postgres, engine)`},
 		{"bad hook name", `hook "circuit-breaker-trip"`, `hook "trip:breaker"`, "agent.hcl:32:6", `hook "trip:breaker": ':' is not allowed in a name`},

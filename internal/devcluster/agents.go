@@ -54,6 +54,9 @@ type AgentSpec struct {
 	// Listen and HTTP, when set, are the agent's listen and http
 	// addresses; each is a free loopback port when empty.
 	Listen, HTTP string
+	// Check, when set, is the agent's check_endpoint block; an empty
+	// Listen takes a free loopback port.
+	Check *config.CheckEndpointConfig
 }
 
 // Mount bind-mounts the directory Source over the directory Target.
@@ -67,6 +70,9 @@ type Agent struct {
 	// GRPCAddr is the HostAgent address (listen), which the agent
 	// registers with the servers; HTTPAddr is the load-balancer endpoint.
 	GRPCAddr, HTTPAddr string
+	// CheckAddr is the check endpoint's address (no client certificate);
+	// "" without one.
+	CheckAddr string
 	// Dir holds ConfigPath, LogPath and DataDir.
 	Dir, ConfigPath, LogPath, DataDir string
 	// CertFile and KeyFile are the agent's certificate (agent role,
@@ -102,6 +108,15 @@ func (c *Cluster) AddAgent(spec AgentSpec) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("add agent %s: certificate: %w", spec.HostID, err)
 	}
+	if spec.Check != nil && spec.Check.Listen == "" {
+		ports, err := freePorts(1)
+		if err != nil {
+			return nil, err
+		}
+		check := *spec.Check
+		check.Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+		spec.Check = &check
+	}
 	a := &Agent{
 		HostID: spec.HostID, Site: spec.Site,
 		GRPCAddr:   listen,
@@ -113,6 +128,9 @@ func (c *Cluster) AddAgent(spec AgentSpec) (*Agent, error) {
 		CAFile:     filepath.Join(c.tlsDir(), tlsutil.CACertFile),
 		CertFile:   certFile, KeyFile: keyFile,
 		Spec: spec, bin: c.Bin, wrap: c.Wrap,
+	}
+	if spec.Check != nil {
+		a.CheckAddr = spec.Check.Listen
 	}
 	if err := os.WriteFile(a.ConfigPath, a.renderConfig(c.serverAddrs()), 0o600); err != nil {
 		return nil, fmt.Errorf("add agent %s: write config: %w", spec.HostID, err)
@@ -173,6 +191,11 @@ func (a *Agent) renderConfig(servers []string) []byte {
 	setStrings(b, "servers", servers)
 	setString(b, "log_level", cmp.Or(a.Spec.LogLevel, "info"))
 	setDuration(b, "lease_ttl", a.Spec.LeaseTTL)
+	if c := a.Spec.Check; c != nil {
+		cb := b.AppendNewBlock("check_endpoint", nil).Body()
+		setString(cb, "listen", c.Listen)
+		setString(cb, "tls", c.TLS)
+	}
 	tls := b.AppendNewBlock("tls", nil).Body()
 	setString(tls, "ca_file", a.CAFile)
 	setString(tls, "cert_file", a.CertFile)

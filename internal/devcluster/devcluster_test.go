@@ -63,6 +63,7 @@ func TestAddAgent_ConfigRoundTrip(t *testing.T) {
 				Restart: "on-failure", StopTimeout: 30 * time.Second, Health: health,
 				Drill: &config.DrillConfig{Env: map[string]string{"MODE": "drill"}, Health: health}},
 		},
+		Check:     &config.CheckEndpointConfig{Listen: "127.0.0.1:7502", TLS: config.CheckTLSServer},
 		Syncs:     []config.SyncConfig{{Name: "state", Paths: []string{"/opt/app/state"}, Interval: 10 * time.Second, Source: "127.0.0.1:7500"}},
 		Snapshots: []config.SnapshotConfig{{Name: "state", Paths: []string{"/opt/app/state"}, Every: 6 * time.Hour, KeepWithin: 720 * time.Hour, KeepLast: 10, Engine: "builtin", Service: "engine"}},
 		Backups: []config.BackupConfig{{Name: "pg", Engine: "pgbackrest", Service: "postgres", Repository: "/var/lib/pgbackrest",
@@ -86,6 +87,8 @@ func TestAddAgent_ConfigRoundTrip(t *testing.T) {
 	require.Equal(t, spec.Snapshots, cfg.Snapshots)
 	require.Equal(t, spec.Backups, cfg.Backups)
 	require.Equal(t, spec.Hooks, cfg.Hooks)
+	require.Equal(t, spec.Check, cfg.CheckEndpoint)
+	require.Equal(t, "127.0.0.1:7502", a.CheckAddr)
 
 	m, err := tlsutil.Load(a.CAFile, a.CertFile, a.KeyFile)
 	require.NoError(t, err)

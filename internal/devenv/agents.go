@@ -59,7 +59,9 @@ func (e *env) newAppHost(id string) (*appHost, error) {
 
 // agentSpec declares what runs on h.
 func (e *env) agentSpec(h *host) devcluster.AgentSpec {
-	spec := devcluster.AgentSpec{HostID: h.ID, Site: h.Site}
+	// A check endpoint without client certificates, for load balancers
+	// that cannot present one (dev.json's check).
+	spec := devcluster.AgentSpec{HostID: h.ID, Site: h.Site, Check: &config.CheckEndpointConfig{TLS: config.CheckTLSNone}}
 	switch {
 	case h.pg != nil:
 		spec.Services = []config.ServiceConfig{{

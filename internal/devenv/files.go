@@ -78,8 +78,11 @@ type HostInfo struct {
 	ID    string `json:"id"`
 	Site  string `json:"site"`
 	Agent string `json:"agent"`
-	// HTTP serves /v1/role/<service>, /v1/health and /metrics.
+	// HTTP serves /v1/role/<service>, /v1/health and /metrics; Check
+	// serves them over plain HTTP, for a load balancer without a client
+	// certificate.
 	HTTP     string        `json:"http"`
+	Check    string        `json:"check"`
 	Log      string        `json:"log"`
 	Postgres *PostgresInfo `json:"postgres,omitempty"`
 	App      *AppInfo      `json:"app,omitempty"`
@@ -108,7 +111,7 @@ func (e *env) writeInfo() error {
 		info.Servers = append(info.Servers, ServerInfo{ID: n.ID, Site: n.Site, Address: n.GRPCAddr, HTTP: n.HTTPAddr, Log: n.LogPath})
 	}
 	for _, h := range e.hosts {
-		hi := HostInfo{ID: h.ID, Site: h.Site, Agent: h.agent.GRPCAddr, HTTP: h.agent.HTTPAddr, Log: h.agent.LogPath}
+		hi := HostInfo{ID: h.ID, Site: h.Site, Agent: h.agent.GRPCAddr, HTTP: h.agent.HTTPAddr, Check: h.agent.CheckAddr, Log: h.agent.LogPath}
 		if h.pg != nil {
 			hi.Postgres = &PostgresInfo{Port: h.pg.Port, DrillPort: h.pg.DrillPort, DataDir: h.pg.DataDir, DSN: h.pg.DSN("psql")}
 		}

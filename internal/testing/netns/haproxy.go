@@ -72,11 +72,11 @@ func (d *Deployment) StartHAProxy() (*HAProxy, error) {
 		return nil, err
 	}
 	// HAProxy presents one file holding the certificate and its key;
-	// the agents' endpoint asks for a certificate of the cluster CA, and
-	// the operator's is one.
+	// the agents' endpoint asks for a certificate of the cluster CA: a
+	// monitor's, which reads the HTTP endpoints and nothing else.
 	tlsDir := filepath.Join(d.Cluster.Dir, "tls")
 	var pem []byte
-	for _, f := range []string{"operator.pem", "operator-key.pem"} {
+	for _, f := range []string{"prometheus.pem", "prometheus-key.pem"} {
 		b, err := os.ReadFile(filepath.Join(tlsDir, f))
 		if err != nil {
 			return nil, fmt.Errorf("haproxy: client certificate: %w", err)
