@@ -29,6 +29,19 @@ const (
 // logLevels are the accepted values of log_level.
 var logLevels = []string{"trace", "debug", "info", "warn", "error"}
 
+// NotifyConfig is a notify block: a webhook told of events, at once or
+// After the event when nobody acknowledged it by then.
+type NotifyConfig struct {
+	Name    string
+	Webhook string
+	Events  []string
+	After   time.Duration
+	Format  string
+	// Secret signs each body (HMAC-SHA256); RoutingKey is PagerDuty's.
+	// Neither is ever logged.
+	Secret, RoutingKey string
+}
+
 // ServerConfig is the configuration of one `drplane server`. The file's
 // shape, with an hcl tag per key, is rawServer in server_file.go.
 type ServerConfig struct {
@@ -65,6 +78,9 @@ type ServerConfig struct {
 	// Plans are the plan blocks: operator steps and objectives of the
 	// default plans, and named plans of a kind. plan.Resolve finds one.
 	Plans []*plan.Definition
+	// Notify are the notify blocks: who is told of what, and after how
+	// long without an acknowledgement (the escalation hierarchy).
+	Notify []NotifyConfig
 	// Programs are the STONITH hooks' programs, with where each is
 	// declared; see Programs.Check.
 	Programs Programs

@@ -1,16 +1,20 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	"github.com/drplane/drplane/internal/names"
+	"github.com/drplane/drplane/internal/notify"
 	"github.com/drplane/drplane/internal/plan"
 )
 
@@ -37,6 +41,18 @@ type rawServer struct {
 	// lets them through.
 	Objectives *rawPassed   `hcl:"objectives,block"`
 	Plans      []rawPlanRef `hcl:"plan,block"`
+	Notify     []rawNotify  `hcl:"notify,block"`
+}
+
+type rawNotify struct {
+	Name       string   `hcl:"name,label"`
+	Webhook    string   `hcl:"webhook"`
+	Events     []string `hcl:"events"`
+	After      string   `hcl:"after,optional"`
+	Format     string   `hcl:"format,optional"`
+	Secret     string   `hcl:"secret,optional"`
+	SecretFile string   `hcl:"secret_file,optional"`
+	RoutingKey string   `hcl:"routing_key,optional"`
 }
 
 // rawPassed is a block whose contents another parser reads.
@@ -143,6 +159,7 @@ func (v *serverValidator) build(raw *rawServer) *ServerConfig {
 	}
 	v.failover(raw.Failover, &cfg.Failover)
 	v.replication(raw.Replication, &cfg.Replication)
+	v.notify(raw.Notify, cfg)
 	var p problems
 	cfg.validate(&p)
 	v.d.place(v.body, p)
@@ -219,6 +236,55 @@ func (v *serverValidator) failover(raw *rawFailover, f *FailoverConfig) {
 		}
 		v.programs.command(attrRange(sb, "command"), fmt.Sprintf("stonith %q", r.Site), sc.Command)
 		f.Stonith = append(f.Stonith, sc)
+	}
+}
+
+// notify checks the notify blocks: the escalation hierarchy.
+func (v *serverValidator) notify(raw []rawNotify, cfg *ServerConfig) {
+	nb := blocks(v.body, "notify")
+	seen := map[string]bool{}
+	for i, r := range raw {
+		body := nb[i].Body
+		what := fmt.Sprintf("notify %q", r.Name)
+		if err := names.Check(r.Name); err != nil {
+			v.d.at(nb[i].LabelRanges[0], "%s: %v", what, err)
+		} else if seen[r.Name] {
+			v.d.at(nb[i].LabelRanges[0], "%s is declared twice", what)
+		}
+		seen[r.Name] = true
+		n := NotifyConfig{Name: r.Name, Webhook: r.Webhook, Events: r.Events, Format: cmp.Or(r.Format, notify.FormatJSON),
+			Secret: r.Secret, RoutingKey: r.RoutingKey,
+			After: v.d.parseDuration(attrRange(body, "after"), "notify."+r.Name+".after", r.After, 0)}
+		if err := notify.ValidWebhook(r.Webhook); err != nil {
+			// The URL itself is not repeated: it may hold a token.
+			v.d.at(attrRange(body, "webhook"), "%s: webhook is not a URL to post to (%v); expected https://host/path", what, err)
+		}
+		if len(r.Events) == 0 {
+			v.d.at(attrRange(body, "events"), "%s: events is empty; expected some of %s", what, strings.Join(notify.Events, ", "))
+		}
+		for _, e := range r.Events {
+			if !slices.Contains(notify.Events, e) {
+				v.d.at(attrRange(body, "events"), "%s: event %q is not one of %s", what, e, strings.Join(notify.Events, ", "))
+			}
+		}
+		if !slices.Contains(notify.Formats, n.Format) {
+			v.d.at(attrRange(body, "format"), "%s: format %q is not one of %s", what, n.Format, strings.Join(notify.Formats, ", "))
+		}
+		if n.Format == notify.FormatPagerDuty && n.RoutingKey == "" {
+			v.d.at(nb[i].DefRange(), "%s: format pagerduty needs routing_key, the integration key of the PagerDuty service", what)
+		}
+		switch {
+		case r.Secret != "" && r.SecretFile != "":
+			v.d.at(attrRange(body, "secret_file"), "%s: give secret or secret_file, not both", what)
+		case r.SecretFile != "":
+			path := resolvePath(v.file, r.SecretFile)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				v.d.at(attrRange(body, "secret_file"), "%s: secret_file: %v", what, err)
+			}
+			n.Secret = strings.TrimSpace(string(b))
+		}
+		cfg.Notify = append(cfg.Notify, n)
 	}
 }
 

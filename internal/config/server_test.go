@@ -227,6 +227,14 @@ func TestLoadServerConfig_Errors(t *testing.T) {
 		{"unknown key in failover", appendText("failover {\n  lease_tll = \"3s\"\n}\n"), "13:3",
 			`unknown key "lease_tll"; did you mean "lease_ttl"?`},
 		{"unknown block", appendText("failvoer {\n}\n"), "12:1", `unknown block "failvoer"; did you mean "failover"?`},
+		{"notify: unknown event", appendText("notify \"oncall\" {\n  webhook = \"https://hooks.example/oncall\"\n  events = [\"failover\", \"failed\"]\n}\n"), "14:12",
+			`notify "oncall": event "failed" is not one of failover, execution_failed, step_failed, approval_waiting, quorum_lost, replication_degraded, backup_failed, notify`},
+		{"notify: webhook not a URL", appendText("notify \"oncall\" {\n  webhook = \"hooks.example/T0KEN\"\n  events = [\"failover\"]\n}\n"), "13:13",
+			`notify "oncall": webhook is not a URL to post to (scheme "" is not http or https); expected https://host/path`},
+		{"notify: pagerduty without routing key", appendText("notify \"pd\" {\n  webhook = \"https://events.pagerduty.com/v2/enqueue\"\n  events = [\"failover\"]\n  format = \"pagerduty\"\n}\n"), "12:1",
+			`notify "pd": format pagerduty needs routing_key`},
+		{"notify: negative after", appendText("notify \"execs\" {\n  webhook = \"https://hooks.example/x\"\n  events = [\"failover\"]\n  after = \"-1h\"\n}\n"), "15:11",
+			`notify.execs.after: duration "-1h" is negative; expected zero or more`},
 		{"key set twice", appendText(`node_id = "s9"` + "\n"), "12:1", `key "node_id" is set twice`},
 		{"wrong type", replace("bootstrap_expect = 3", `bootstrap_expect = "three"`), "6:20",
 			"bootstrap_expect: wrong type: a number is required"},
@@ -570,4 +578,32 @@ func TestServerConfig_CheckCertificateName(t *testing.T) {
 
 	dev := DevServerConfig()
 	require.ErrorContains(t, dev.CheckCertificateName("s2"), `node_id "dev" is not the name of this server's certificate`)
+}
+
+// TestParseServerConfig_Notify: the escalation hierarchy of the issue's
+// example, with a secret read from a file.
+func TestParseServerConfig_Notify(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "hook.secret"), []byte("s3cret\n"), 0o600))
+	src := exampleConfig + `
+notify "oncall"   { webhook = "https://hooks.example/oncall"  events = ["failover", "step_failed", "quorum_lost", "replication_degraded", "backup_failed", "approval_waiting"] }
+notify "managers" {
+  webhook     = "https://hooks.example/mgmt"
+  after       = "15m"
+  events      = ["failover", "quorum_lost"]
+  format      = "slack"
+  secret_file = "hook.secret"
+}
+notify "execs"    { webhook = "https://hooks.example/exec"  after = "1h"   events = ["failover"] }
+`
+	writeTLSFiles(t, dir)
+	cfg, err := ParseServerConfig([]byte(src), filepath.Join(dir, "server.hcl"))
+	require.NoError(t, err)
+	require.Len(t, cfg.Notify, 3)
+	require.Equal(t, NotifyConfig{Name: "oncall", Webhook: "https://hooks.example/oncall", Format: "json",
+		Events: []string{"failover", "step_failed", "quorum_lost", "replication_degraded", "backup_failed", "approval_waiting"}}, cfg.Notify[0])
+	require.Equal(t, 15*time.Minute, cfg.Notify[1].After)
+	require.Equal(t, "slack", cfg.Notify[1].Format)
+	require.Equal(t, "s3cret", cfg.Notify[1].Secret)
+	require.Equal(t, time.Hour, cfg.Notify[2].After)
 }
