@@ -502,7 +502,6 @@ func newCmdAutomation(f *Factory, action, short string) *cobra.Command {
 			done := map[string]string{
 				"pause":  "automatic action paused; probes, leases and reports continue (drplane resume lifts it)",
 				"resume": "automatic action resumed",
-				"ack":    "automatic failover acknowledged; automatic failover is armed again",
 			}[action]
 			return simpleWrite(cmd.Context(), f, func(ctx context.Context, c pb.OperatorClient, w *pb.WriteOptions) error {
 				_, err := c.SetAutomation(ctx, &pb.SetAutomationRequest{Write: w, Action: action, Reason: reason})

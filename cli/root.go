@@ -42,7 +42,8 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newCmdPlan(f),
 		newCmdAutomation(f, "pause", "Stop all automatic action (probes, leases and reports continue)"),
 		newCmdAutomation(f, "resume", "Restart automatic action after a pause"),
-		newCmdAutomation(f, "ack", "Acknowledge the last automatic failover, lifting its cooldown"),
+		newCmdAck(f),
+		newCmdNotify(f),
 	)
 	return root
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drplane/drplane/internal/notify"
 	"github.com/drplane/drplane/internal/plan"
 	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
@@ -399,6 +400,9 @@ func (e *executor) perform(ctx context.Context, step plan.Step, attempt int) (st
 	case plan.ActionNotify:
 		msg = step.Args["message"]
 		e.s.logger.Info("plan notification", "execution_id", e.id, "step", step.ID, "message", msg)
+		// Told through the notify blocks that subscribe to "notify".
+		ex, _ := e.s.fsm.execution(e.id)
+		e.s.raise(structs.Notification{ID: e.id + "/notify/" + step.ID, Event: notify.EventNotify, Site: ex.To, ExecutionID: e.id, Message: msg})
 	case plan.ActionGuard:
 		msg, err = e.s.rpoGuard(ctx, e.id, step)
 	case plan.ActionActivate:

@@ -34,6 +34,9 @@ type fsmState struct {
 	// SyncReplication is, per data service, its synchronous replication
 	// record (invariant 8).
 	SyncReplication map[string]structs.SyncReplication `json:"sync_replication,omitempty"`
+	// Notifications are the events told through the notify blocks, with
+	// their escalation, oldest first.
+	Notifications []*structs.Notification `json:"notifications,omitempty"`
 }
 
 func newFSMState() *fsmState {
@@ -116,6 +119,12 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return applyCommand(f, buf, l.Index, &structs.AutomationRequest{}, f.applyAutomation)
 	case structs.SyncReplicationRequestType:
 		return applyCommand(f, buf, l.Index, &structs.SyncReplicationRequest{}, f.applySyncReplication)
+	case structs.RaiseNotificationRequestType:
+		return applyCommand(f, buf, l.Index, &structs.RaiseNotificationRequest{}, f.applyRaiseNotification)
+	case structs.NotificationSentRequestType:
+		return applyCommand(f, buf, l.Index, &structs.NotificationSentRequest{}, f.applyNotificationSent)
+	case structs.AckNotificationsRequestType:
+		return applyCommand(f, buf, l.Index, &structs.AckNotificationsRequest{}, f.applyAckNotifications)
 	}
 	// An entry from a newer server that marked itself skippable is
 	// ignored during a rolling upgrade; anything else is fatal.

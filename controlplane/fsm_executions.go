@@ -5,6 +5,8 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/drplane/drplane/internal/notify"
+	"github.com/drplane/drplane/internal/plan"
 	"github.com/drplane/drplane/internal/structs"
 )
 
@@ -39,6 +41,10 @@ func (f *FSM) applyStartExecution(req *structs.StartExecutionRequest, index uint
 	}
 	f.auditLocked(index, &req.WriteRequest, "start-execution",
 		fmt.Sprintf("%s %s: %s -> %s, plan %s, %d steps, trigger %s", ex.Kind, ex.ID, ex.From, ex.To, ex.PlanName, len(ex.Steps), ex.Trigger))
+	if ex.Kind == string(plan.KindFailover) {
+		f.raiseLocked(structs.Notification{ID: ex.ID + "/failover", Event: notify.EventFailover, Site: ex.To, ExecutionID: ex.ID,
+			Message: fmt.Sprintf("%s failover from %s to %s started (%s)", ex.Trigger, ex.From, ex.To, ex.ID), RaisedAt: req.Time})
+	}
 	return ""
 }
 
@@ -79,6 +85,8 @@ func (f *FSM) applyStepUpdate(req *structs.StepUpdateRequest, index uint64) stri
 			return fmt.Sprintf("step %s of %s is %s; it cannot wait for approval", cur.ID, ex.ID, cur.State)
 		}
 		cur.State, cur.Message = structs.StepWaiting, next.Message
+		f.raiseLocked(structs.Notification{ID: ex.ID + "/approval/" + cur.ID, Event: notify.EventApprovalWaiting, Site: ex.To, ExecutionID: ex.ID,
+			Message: fmt.Sprintf("%s %s waits for approval at step %s: drplane approve %s", ex.Kind, ex.ID, cur.ID, ex.ID), RaisedAt: req.Time})
 	case structs.StepSucceeded, structs.StepFailed, structs.StepCancelled:
 		if (cur.State != structs.StepRunning && cur.State != structs.StepWaiting) || next.Attempt != cur.Attempt {
 			return fmt.Sprintf("step %s of %s is %s (attempt %d); cannot end attempt %d", cur.ID, ex.ID, cur.State, cur.Attempt, next.Attempt)
@@ -88,8 +96,16 @@ func (f *FSM) applyStepUpdate(req *structs.StepUpdateRequest, index uint64) stri
 				return reject
 			}
 		}
+		if cur.State == structs.StepWaiting {
+			approval := ex.ID + "/approval/" + cur.ID
+			f.resolveLocked(req.Time, func(n *structs.Notification) bool { return n.ID == approval })
+		}
 		cur.State, cur.EndedAt, cur.Message = next.State, req.Time, next.Message
 		cur.Outputs, cur.Replayed, cur.Verified = maps.Clone(next.Outputs), next.Replayed, next.Verified
+		if next.State == structs.StepFailed {
+			f.raiseLocked(structs.Notification{ID: fmt.Sprintf("%s/step_failed/%s", ex.ID, cur.ID), Event: notify.EventStepFailed, Site: ex.To, ExecutionID: ex.ID,
+				Message: fmt.Sprintf("step %s of %s %s failed: %s", cur.ID, ex.Kind, ex.ID, next.Message), RaisedAt: req.Time})
+		}
 	default:
 		return fmt.Sprintf("step state %q is not one a step moves to", next.State)
 	}
@@ -178,6 +194,13 @@ func (f *FSM) applyFinishExecution(req *structs.FinishExecutionRequest, index ui
 		}
 	}
 	ex.State, ex.Message, ex.FinishedAt = req.State, req.Message, req.Time
+	f.resolveLocked(req.Time, func(n *structs.Notification) bool {
+		return n.ExecutionID == ex.ID && n.Event == notify.EventApprovalWaiting
+	})
+	if req.State == structs.ExecFailed {
+		f.raiseLocked(structs.Notification{ID: ex.ID + "/failed", Event: notify.EventExecutionFailed, Site: ex.To, ExecutionID: ex.ID,
+			Message: fmt.Sprintf("%s %s (%s to %s) failed: %s", ex.Kind, ex.ID, ex.From, ex.To, req.Message), RaisedAt: req.Time})
+	}
 	ex.RTOSeconds = req.RTOSeconds
 	if req.RPOSeconds != nil {
 		ex.RPOSeconds = req.RPOSeconds

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/drplane/drplane/internal/notify"
 	"github.com/drplane/drplane/internal/structs"
 )
 
@@ -29,6 +30,16 @@ func (f *FSM) applySyncReplication(req *structs.SyncReplicationRequest, index ui
 		f.state.SyncReplication = map[string]structs.SyncReplication{}
 	}
 	f.state.SyncReplication[rec.Service] = rec
+	switch {
+	case rec.Degraded() && (!ok || !cur.Degraded()):
+		f.raiseLocked(structs.Notification{ID: fmt.Sprintf("%s/degraded/%d", rec.Service, index), Event: notify.EventReplicationDegraded,
+			Site: f.state.ActiveSite, Message: fmt.Sprintf("%s on %s commits without a synchronous standby: %s", rec.Service, rec.Primary, rec.DegradedReason),
+			RaisedAt: req.Time})
+	case !rec.Degraded() && ok && cur.Degraded():
+		f.resolveLocked(req.Time, func(n *structs.Notification) bool {
+			return n.Event == notify.EventReplicationDegraded && strings.HasPrefix(n.ID, rec.Service+"/degraded/")
+		})
+	}
 	if !ok || cur.Degraded() != rec.Degraded() || !slices.Equal(cur.Synchronous, rec.Synchronous) || cur.Primary != rec.Primary || cur.Epoch != rec.Epoch {
 		f.auditLocked(index, &req.WriteRequest, "sync-replication", fmt.Sprintf("%s on %s: %s (%s)", rec.Service, rec.Primary, syncStateText(rec), req.Reason))
 	}

@@ -118,6 +118,7 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 		// A term goroutine: revokeLeadership waits for it, so no probe of
 		// this term lands in the next term's tables.
 		s.goLeader(func() { s.runProber(ctx) })
+		s.goLeader(func() { s.runNotifier(ctx) })
 		if s.config.Replication.Sync() {
 			s.goLeader(func() { s.runSyncManager(ctx, term) })
 		}

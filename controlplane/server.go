@@ -16,6 +16,7 @@ import (
 
 	"github.com/drplane/drplane/internal/clock"
 	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/notify"
 	"github.com/drplane/drplane/internal/tlsutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/hashicorp/go-hclog"
@@ -79,6 +80,8 @@ type Server struct {
 	// probes is the leader's latest observation of every agent; it lives
 	// in memory only and is rebuilt after an election.
 	probes *probeTable
+	// notifySender posts the notify blocks' notifications.
+	notifySender *notify.Sender
 	// leases counts the leases this leader may have granted (invariant 4);
 	// memory only, one term at a time.
 	leases *leaseTable
@@ -145,6 +148,7 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (*Server, error) {
 		conns:          newConnPool(deps.TLS, tlsutil.RoleServer),
 		agentConns:     newAgentConnPool(deps.TLS),
 		probes:         newProbeTable(),
+		notifySender:   notify.NewSender(),
 		leases:         newLeaseTable(deps.Clock, cfg.Failover),
 		progress:       newProgressTable(),
 		primaries:      newPrimaryHistory(),
@@ -262,6 +266,7 @@ func (s *Server) startBackground() {
 	s.goFunc(s.monitorLeadership)
 	s.goFunc(s.joinLoop)
 	s.goFunc(s.watchQuorum)
+	s.goFunc(s.runQuorumNotifier)
 	s.goFunc(s.serveGRPC)
 	s.goFunc(func(context.Context) {
 		if err := s.httpServer.ServeTLS(s.httpListener, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {

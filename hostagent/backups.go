@@ -794,6 +794,9 @@ func (m *backupManager) status(now time.Time) *pb.BackupStatus {
 	if v := m.lastVerify; v != nil {
 		out.LastVerification = &pb.BackupVerification{Label: v.Label, Ok: v.OK, Reason: v.Reason, At: timestamppb.New(v.At), DurationMs: uint64(v.Duration.Milliseconds())}
 	}
+	if f, ok := m.failed["backup"]; ok && m.archiving {
+		out.BackupFailedAt, out.BackupFailure = timestamppb.New(f.at), f.err
+	}
 	out.Warnings = m.warningsLocked(now, newest)
 	return out
 }

@@ -51,6 +51,12 @@ const (
 	// replication state, compare-and-set on the record it replaces. An
 	// older server skips it: it knows no synchronous mode.
 	SyncReplicationRequestType MessageType = 13 | IgnoreUnknownTypeFlag
+	// RaiseNotificationRequestType, NotificationSentRequestType and
+	// AckNotificationsRequestType keep the notifications and their
+	// escalation; an older server skips them.
+	RaiseNotificationRequestType MessageType = 14 | IgnoreUnknownTypeFlag
+	NotificationSentRequestType  MessageType = 15 | IgnoreUnknownTypeFlag
+	AckNotificationsRequestType  MessageType = 16 | IgnoreUnknownTypeFlag
 )
 
 // IgnoreUnknownTypeFlag is set on message types that an older server may
@@ -88,6 +94,12 @@ func (t MessageType) String() string {
 		return "automation"
 	case SyncReplicationRequestType:
 		return "sync-replication"
+	case RaiseNotificationRequestType:
+		return "raise-notification"
+	case NotificationSentRequestType:
+		return "notification-sent"
+	case AckNotificationsRequestType:
+		return "ack-notifications"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }

@@ -432,10 +432,14 @@ type BackupStatus struct {
 	LastVerification *BackupVerification    `protobuf:"bytes,10,opt,name=last_verification,json=lastVerification,proto3" json:"last_verification,omitempty"`
 	// warnings are what needs an operator: a backup older than twice its
 	// interval, a failed verification, archiving that waits for a restart.
-	Warnings      []string `protobuf:"bytes,11,rep,name=warnings,proto3" json:"warnings,omitempty"`
-	BackupCount   uint32   `protobuf:"varint,12,opt,name=backup_count,json=backupCount,proto3" json:"backup_count,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Warnings    []string `protobuf:"bytes,11,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	BackupCount uint32   `protobuf:"varint,12,opt,name=backup_count,json=backupCount,proto3" json:"backup_count,omitempty"`
+	// backup_failed_at and backup_failure: the last scheduled backup
+	// failed then, for this reason (cleared by the next success).
+	BackupFailedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=backup_failed_at,json=backupFailedAt,proto3" json:"backup_failed_at,omitempty"`
+	BackupFailure  string                 `protobuf:"bytes,14,opt,name=backup_failure,json=backupFailure,proto3" json:"backup_failure,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *BackupStatus) Reset() {
@@ -550,6 +554,20 @@ func (x *BackupStatus) GetBackupCount() uint32 {
 		return x.BackupCount
 	}
 	return 0
+}
+
+func (x *BackupStatus) GetBackupFailedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BackupFailedAt
+	}
+	return nil
+}
+
+func (x *BackupStatus) GetBackupFailure() string {
+	if x != nil {
+		return x.BackupFailure
+	}
+	return ""
 }
 
 type ListSnapshotsRequest struct {
@@ -1996,7 +2014,7 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12*\n" +
 	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1f\n" +
 	"\vduration_ms\x18\x05 \x01(\x04R\n" +
-	"durationMs\"\x99\x04\n" +
+	"durationMs\"\x86\x05\n" +
 	"\fBackupStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x1e\n" +
@@ -2013,7 +2031,9 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\x11last_verification\x18\n" +
 	" \x01(\v2\x1e.drplane.v1.BackupVerificationR\x10lastVerification\x12\x1a\n" +
 	"\bwarnings\x18\v \x03(\tR\bwarnings\x12!\n" +
-	"\fbackup_count\x18\f \x01(\rR\vbackupCount\"*\n" +
+	"\fbackup_count\x18\f \x01(\rR\vbackupCount\x12D\n" +
+	"\x10backup_failed_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x0ebackupFailedAt\x12%\n" +
+	"\x0ebackup_failure\x18\x0e \x01(\tR\rbackupFailure\"*\n" +
 	"\x14ListSnapshotsRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\xc9\x01\n" +
 	"\fSnapshotInfo\x12\x0e\n" +
@@ -2224,49 +2244,50 @@ var file_drplane_v1_hostagent_proto_depIdxs = []int32{
 	27, // 9: drplane.v1.BackupStatus.restorable_from:type_name -> google.protobuf.Timestamp
 	27, // 10: drplane.v1.BackupStatus.restorable_until:type_name -> google.protobuf.Timestamp
 	5,  // 11: drplane.v1.BackupStatus.last_verification:type_name -> drplane.v1.BackupVerification
-	27, // 12: drplane.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
-	8,  // 13: drplane.v1.ListSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	23, // 14: drplane.v1.ProbeRequest.sync_sources:type_name -> drplane.v1.ProbeRequest.SyncSourcesEntry
-	27, // 15: drplane.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
-	27, // 16: drplane.v1.Replication.last_replay_at:type_name -> google.protobuf.Timestamp
-	27, // 17: drplane.v1.Replication.last_received_at:type_name -> google.protobuf.Timestamp
-	13, // 18: drplane.v1.Replication.standbys:type_name -> drplane.v1.StandbyReplication
-	28, // 19: drplane.v1.StandbyReplication.state:type_name -> drplane.v1.WalSenderState
-	29, // 20: drplane.v1.StandbyReplication.sync_state:type_name -> drplane.v1.SyncState
-	30, // 21: drplane.v1.ServiceStatus.role:type_name -> drplane.v1.ServiceRole
-	12, // 22: drplane.v1.ServiceStatus.replication:type_name -> drplane.v1.Replication
-	31, // 23: drplane.v1.ServiceStatus.fence_cause:type_name -> drplane.v1.FenceCause
-	27, // 24: drplane.v1.SyncStatus.last_success_at:type_name -> google.protobuf.Timestamp
-	11, // 25: drplane.v1.ProbeResponse.lease:type_name -> drplane.v1.Lease
-	14, // 26: drplane.v1.ProbeResponse.services:type_name -> drplane.v1.ServiceStatus
-	15, // 27: drplane.v1.ProbeResponse.syncs:type_name -> drplane.v1.SyncStatus
-	27, // 28: drplane.v1.ProbeResponse.started_at:type_name -> google.protobuf.Timestamp
-	27, // 29: drplane.v1.ProbeResponse.now:type_name -> google.protobuf.Timestamp
-	17, // 30: drplane.v1.ProbeResponse.problems:type_name -> drplane.v1.HostProblem
-	6,  // 31: drplane.v1.ProbeResponse.backups:type_name -> drplane.v1.BackupStatus
-	0,  // 32: drplane.v1.HostProblem.kind:type_name -> drplane.v1.HostProblemKind
-	27, // 33: drplane.v1.HostProblem.since:type_name -> google.protobuf.Timestamp
-	32, // 34: drplane.v1.ExecuteRequest.action:type_name -> drplane.v1.StepAction
-	24, // 35: drplane.v1.ExecuteRequest.args:type_name -> drplane.v1.ExecuteRequest.ArgsEntry
-	25, // 36: drplane.v1.StepResult.outputs:type_name -> drplane.v1.StepResult.OutputsEntry
-	27, // 37: drplane.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
-	27, // 38: drplane.v1.StepResult.ended_at:type_name -> google.protobuf.Timestamp
-	19, // 39: drplane.v1.ExecuteResponse.result:type_name -> drplane.v1.StepResult
-	10, // 40: drplane.v1.HostAgent.Probe:input_type -> drplane.v1.ProbeRequest
-	18, // 41: drplane.v1.HostAgent.Execute:input_type -> drplane.v1.ExecuteRequest
-	21, // 42: drplane.v1.HostAgent.SyncTunnel:input_type -> drplane.v1.SyncTunnelRequest
-	7,  // 43: drplane.v1.HostAgent.ListSnapshots:input_type -> drplane.v1.ListSnapshotsRequest
-	1,  // 44: drplane.v1.HostAgent.ListBackups:input_type -> drplane.v1.ListBackupsRequest
-	16, // 45: drplane.v1.HostAgent.Probe:output_type -> drplane.v1.ProbeResponse
-	20, // 46: drplane.v1.HostAgent.Execute:output_type -> drplane.v1.ExecuteResponse
-	22, // 47: drplane.v1.HostAgent.SyncTunnel:output_type -> drplane.v1.SyncTunnelResponse
-	9,  // 48: drplane.v1.HostAgent.ListSnapshots:output_type -> drplane.v1.ListSnapshotsResponse
-	2,  // 49: drplane.v1.HostAgent.ListBackups:output_type -> drplane.v1.ListBackupsResponse
-	45, // [45:50] is the sub-list for method output_type
-	40, // [40:45] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	27, // 12: drplane.v1.BackupStatus.backup_failed_at:type_name -> google.protobuf.Timestamp
+	27, // 13: drplane.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
+	8,  // 14: drplane.v1.ListSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	23, // 15: drplane.v1.ProbeRequest.sync_sources:type_name -> drplane.v1.ProbeRequest.SyncSourcesEntry
+	27, // 16: drplane.v1.Lease.expires_at:type_name -> google.protobuf.Timestamp
+	27, // 17: drplane.v1.Replication.last_replay_at:type_name -> google.protobuf.Timestamp
+	27, // 18: drplane.v1.Replication.last_received_at:type_name -> google.protobuf.Timestamp
+	13, // 19: drplane.v1.Replication.standbys:type_name -> drplane.v1.StandbyReplication
+	28, // 20: drplane.v1.StandbyReplication.state:type_name -> drplane.v1.WalSenderState
+	29, // 21: drplane.v1.StandbyReplication.sync_state:type_name -> drplane.v1.SyncState
+	30, // 22: drplane.v1.ServiceStatus.role:type_name -> drplane.v1.ServiceRole
+	12, // 23: drplane.v1.ServiceStatus.replication:type_name -> drplane.v1.Replication
+	31, // 24: drplane.v1.ServiceStatus.fence_cause:type_name -> drplane.v1.FenceCause
+	27, // 25: drplane.v1.SyncStatus.last_success_at:type_name -> google.protobuf.Timestamp
+	11, // 26: drplane.v1.ProbeResponse.lease:type_name -> drplane.v1.Lease
+	14, // 27: drplane.v1.ProbeResponse.services:type_name -> drplane.v1.ServiceStatus
+	15, // 28: drplane.v1.ProbeResponse.syncs:type_name -> drplane.v1.SyncStatus
+	27, // 29: drplane.v1.ProbeResponse.started_at:type_name -> google.protobuf.Timestamp
+	27, // 30: drplane.v1.ProbeResponse.now:type_name -> google.protobuf.Timestamp
+	17, // 31: drplane.v1.ProbeResponse.problems:type_name -> drplane.v1.HostProblem
+	6,  // 32: drplane.v1.ProbeResponse.backups:type_name -> drplane.v1.BackupStatus
+	0,  // 33: drplane.v1.HostProblem.kind:type_name -> drplane.v1.HostProblemKind
+	27, // 34: drplane.v1.HostProblem.since:type_name -> google.protobuf.Timestamp
+	32, // 35: drplane.v1.ExecuteRequest.action:type_name -> drplane.v1.StepAction
+	24, // 36: drplane.v1.ExecuteRequest.args:type_name -> drplane.v1.ExecuteRequest.ArgsEntry
+	25, // 37: drplane.v1.StepResult.outputs:type_name -> drplane.v1.StepResult.OutputsEntry
+	27, // 38: drplane.v1.StepResult.started_at:type_name -> google.protobuf.Timestamp
+	27, // 39: drplane.v1.StepResult.ended_at:type_name -> google.protobuf.Timestamp
+	19, // 40: drplane.v1.ExecuteResponse.result:type_name -> drplane.v1.StepResult
+	10, // 41: drplane.v1.HostAgent.Probe:input_type -> drplane.v1.ProbeRequest
+	18, // 42: drplane.v1.HostAgent.Execute:input_type -> drplane.v1.ExecuteRequest
+	21, // 43: drplane.v1.HostAgent.SyncTunnel:input_type -> drplane.v1.SyncTunnelRequest
+	7,  // 44: drplane.v1.HostAgent.ListSnapshots:input_type -> drplane.v1.ListSnapshotsRequest
+	1,  // 45: drplane.v1.HostAgent.ListBackups:input_type -> drplane.v1.ListBackupsRequest
+	16, // 46: drplane.v1.HostAgent.Probe:output_type -> drplane.v1.ProbeResponse
+	20, // 47: drplane.v1.HostAgent.Execute:output_type -> drplane.v1.ExecuteResponse
+	22, // 48: drplane.v1.HostAgent.SyncTunnel:output_type -> drplane.v1.SyncTunnelResponse
+	9,  // 49: drplane.v1.HostAgent.ListSnapshots:output_type -> drplane.v1.ListSnapshotsResponse
+	2,  // 50: drplane.v1.HostAgent.ListBackups:output_type -> drplane.v1.ListBackupsResponse
+	46, // [46:51] is the sub-list for method output_type
+	41, // [41:46] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_hostagent_proto_init() }

@@ -1831,6 +1831,499 @@ func (x *SetAutomationResponse) GetMeta() *ResponseMeta {
 	return nil
 }
 
+type ListNotificationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Read          *ReadOptions           `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNotificationsRequest) Reset() {
+	*x = ListNotificationsRequest{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNotificationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNotificationsRequest) ProtoMessage() {}
+
+func (x *ListNotificationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNotificationsRequest.ProtoReflect.Descriptor instead.
+func (*ListNotificationsRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListNotificationsRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+type ListNotificationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Notifications []*Notification        `protobuf:"bytes,2,rep,name=notifications,proto3" json:"notifications,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNotificationsResponse) Reset() {
+	*x = ListNotificationsResponse{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNotificationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNotificationsResponse) ProtoMessage() {}
+
+func (x *ListNotificationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNotificationsResponse.ProtoReflect.Descriptor instead.
+func (*ListNotificationsResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListNotificationsResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *ListNotificationsResponse) GetNotifications() []*Notification {
+	if x != nil {
+		return x.Notifications
+	}
+	return nil
+}
+
+// Notification is an event told through the notify blocks.
+type Notification struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Event       string                 `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	Severity    string                 `protobuf:"bytes,3,opt,name=severity,proto3" json:"severity,omitempty"`
+	Site        string                 `protobuf:"bytes,4,opt,name=site,proto3" json:"site,omitempty"`
+	ExecutionId string                 `protobuf:"bytes,5,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	Message     string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	RaisedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=raised_at,json=raisedAt,proto3" json:"raised_at,omitempty"`
+	AckedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=acked_at,json=ackedAt,proto3" json:"acked_at,omitempty"`
+	AckedBy     string                 `protobuf:"bytes,9,opt,name=acked_by,json=ackedBy,proto3" json:"acked_by,omitempty"`
+	ResolvedAt  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=resolved_at,json=resolvedAt,proto3" json:"resolved_at,omitempty"`
+	// deliveries are the notify blocks told, or given up on.
+	Deliveries    []*NotificationDelivery `protobuf:"bytes,11,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Notification) Reset() {
+	*x = Notification{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Notification) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Notification) ProtoMessage() {}
+
+func (x *Notification) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Notification.ProtoReflect.Descriptor instead.
+func (*Notification) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *Notification) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Notification) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *Notification) GetSeverity() string {
+	if x != nil {
+		return x.Severity
+	}
+	return ""
+}
+
+func (x *Notification) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *Notification) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *Notification) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Notification) GetRaisedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RaisedAt
+	}
+	return nil
+}
+
+func (x *Notification) GetAckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AckedAt
+	}
+	return nil
+}
+
+func (x *Notification) GetAckedBy() string {
+	if x != nil {
+		return x.AckedBy
+	}
+	return ""
+}
+
+func (x *Notification) GetResolvedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResolvedAt
+	}
+	return nil
+}
+
+func (x *Notification) GetDeliveries() []*NotificationDelivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+type NotificationDelivery struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Receiver string                 `protobuf:"bytes,1,opt,name=receiver,proto3" json:"receiver,omitempty"`
+	SentAt   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	// error is why the delivery was given up; empty when sent.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotificationDelivery) Reset() {
+	*x = NotificationDelivery{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotificationDelivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotificationDelivery) ProtoMessage() {}
+
+func (x *NotificationDelivery) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotificationDelivery.ProtoReflect.Descriptor instead.
+func (*NotificationDelivery) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *NotificationDelivery) GetReceiver() string {
+	if x != nil {
+		return x.Receiver
+	}
+	return ""
+}
+
+func (x *NotificationDelivery) GetSentAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SentAt
+	}
+	return nil
+}
+
+func (x *NotificationDelivery) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type AckNotificationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Write         *WriteOptions          `protobuf:"bytes,1,opt,name=write,proto3" json:"write,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Event         string                 `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckNotificationsRequest) Reset() {
+	*x = AckNotificationsRequest{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckNotificationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckNotificationsRequest) ProtoMessage() {}
+
+func (x *AckNotificationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckNotificationsRequest.ProtoReflect.Descriptor instead.
+func (*AckNotificationsRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *AckNotificationsRequest) GetWrite() *WriteOptions {
+	if x != nil {
+		return x.Write
+	}
+	return nil
+}
+
+func (x *AckNotificationsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AckNotificationsRequest) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+type AckNotificationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckNotificationsResponse) Reset() {
+	*x = AckNotificationsResponse{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckNotificationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckNotificationsResponse) ProtoMessage() {}
+
+func (x *AckNotificationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckNotificationsResponse.ProtoReflect.Descriptor instead.
+func (*AckNotificationsResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *AckNotificationsResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+type TestNotificationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Write *WriteOptions          `protobuf:"bytes,1,opt,name=write,proto3" json:"write,omitempty"`
+	// receiver is the notify block's name.
+	Receiver      string `protobuf:"bytes,2,opt,name=receiver,proto3" json:"receiver,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestNotificationRequest) Reset() {
+	*x = TestNotificationRequest{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestNotificationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestNotificationRequest) ProtoMessage() {}
+
+func (x *TestNotificationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestNotificationRequest.ProtoReflect.Descriptor instead.
+func (*TestNotificationRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *TestNotificationRequest) GetWrite() *WriteOptions {
+	if x != nil {
+		return x.Write
+	}
+	return nil
+}
+
+func (x *TestNotificationRequest) GetReceiver() string {
+	if x != nil {
+		return x.Receiver
+	}
+	return ""
+}
+
+type TestNotificationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Meta  *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// id is the test notification's; ListNotifications shows its delivery.
+	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestNotificationResponse) Reset() {
+	*x = TestNotificationResponse{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestNotificationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestNotificationResponse) ProtoMessage() {}
+
+func (x *TestNotificationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestNotificationResponse.ProtoReflect.Descriptor instead.
+func (*TestNotificationResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *TestNotificationResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *TestNotificationResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 type RecoverQuorumRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// to is the data site whose servers take over.
@@ -1845,7 +2338,7 @@ type RecoverQuorumRequest struct {
 
 func (x *RecoverQuorumRequest) Reset() {
 	*x = RecoverQuorumRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[28]
+	mi := &file_drplane_v1_operator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +2350,7 @@ func (x *RecoverQuorumRequest) String() string {
 func (*RecoverQuorumRequest) ProtoMessage() {}
 
 func (x *RecoverQuorumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[28]
+	mi := &file_drplane_v1_operator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +2363,7 @@ func (x *RecoverQuorumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverQuorumRequest.ProtoReflect.Descriptor instead.
 func (*RecoverQuorumRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{28}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RecoverQuorumRequest) GetTo() string {
@@ -1905,7 +2398,7 @@ type RecoverQuorumResponse struct {
 
 func (x *RecoverQuorumResponse) Reset() {
 	*x = RecoverQuorumResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[29]
+	mi := &file_drplane_v1_operator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +2410,7 @@ func (x *RecoverQuorumResponse) String() string {
 func (*RecoverQuorumResponse) ProtoMessage() {}
 
 func (x *RecoverQuorumResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[29]
+	mi := &file_drplane_v1_operator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +2423,7 @@ func (x *RecoverQuorumResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverQuorumResponse.ProtoReflect.Descriptor instead.
 func (*RecoverQuorumResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{29}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RecoverQuorumResponse) GetId() string {
@@ -1969,7 +2462,7 @@ type RunHostStepRequest struct {
 
 func (x *RunHostStepRequest) Reset() {
 	*x = RunHostStepRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[30]
+	mi := &file_drplane_v1_operator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1981,7 +2474,7 @@ func (x *RunHostStepRequest) String() string {
 func (*RunHostStepRequest) ProtoMessage() {}
 
 func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[30]
+	mi := &file_drplane_v1_operator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1994,7 +2487,7 @@ func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepRequest.ProtoReflect.Descriptor instead.
 func (*RunHostStepRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{30}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RunHostStepRequest) GetWrite() *WriteOptions {
@@ -2043,7 +2536,7 @@ type RunHostStepResponse struct {
 
 func (x *RunHostStepResponse) Reset() {
 	*x = RunHostStepResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[31]
+	mi := &file_drplane_v1_operator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2055,7 +2548,7 @@ func (x *RunHostStepResponse) String() string {
 func (*RunHostStepResponse) ProtoMessage() {}
 
 func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[31]
+	mi := &file_drplane_v1_operator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2068,7 +2561,7 @@ func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepResponse.ProtoReflect.Descriptor instead.
 func (*RunHostStepResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{31}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RunHostStepResponse) GetMeta() *ResponseMeta {
@@ -2102,7 +2595,7 @@ type ListHostSnapshotsRequest struct {
 
 func (x *ListHostSnapshotsRequest) Reset() {
 	*x = ListHostSnapshotsRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[32]
+	mi := &file_drplane_v1_operator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2607,7 @@ func (x *ListHostSnapshotsRequest) String() string {
 func (*ListHostSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[32]
+	mi := &file_drplane_v1_operator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2620,7 @@ func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{32}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListHostSnapshotsRequest) GetHostId() string {
@@ -2154,7 +2647,7 @@ type ListHostSnapshotsResponse struct {
 
 func (x *ListHostSnapshotsResponse) Reset() {
 	*x = ListHostSnapshotsResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[33]
+	mi := &file_drplane_v1_operator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2166,7 +2659,7 @@ func (x *ListHostSnapshotsResponse) String() string {
 func (*ListHostSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[33]
+	mi := &file_drplane_v1_operator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2179,7 +2672,7 @@ func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{33}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListHostSnapshotsResponse) GetMeta() *ResponseMeta {
@@ -2209,7 +2702,7 @@ type ListHostBackupsRequest struct {
 
 func (x *ListHostBackupsRequest) Reset() {
 	*x = ListHostBackupsRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	mi := &file_drplane_v1_operator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2221,7 +2714,7 @@ func (x *ListHostBackupsRequest) String() string {
 func (*ListHostBackupsRequest) ProtoMessage() {}
 
 func (x *ListHostBackupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	mi := &file_drplane_v1_operator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2234,7 +2727,7 @@ func (x *ListHostBackupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostBackupsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostBackupsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{34}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListHostBackupsRequest) GetHostId() string {
@@ -2263,7 +2756,7 @@ type ListHostBackupsResponse struct {
 
 func (x *ListHostBackupsResponse) Reset() {
 	*x = ListHostBackupsResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	mi := &file_drplane_v1_operator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2275,7 +2768,7 @@ func (x *ListHostBackupsResponse) String() string {
 func (*ListHostBackupsResponse) ProtoMessage() {}
 
 func (x *ListHostBackupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	mi := &file_drplane_v1_operator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2288,7 +2781,7 @@ func (x *ListHostBackupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostBackupsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostBackupsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{35}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListHostBackupsResponse) GetMeta() *ResponseMeta {
@@ -2342,7 +2835,7 @@ type Automation struct {
 
 func (x *Automation) Reset() {
 	*x = Automation{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[36]
+	mi := &file_drplane_v1_operator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2354,7 +2847,7 @@ func (x *Automation) String() string {
 func (*Automation) ProtoMessage() {}
 
 func (x *Automation) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[36]
+	mi := &file_drplane_v1_operator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2367,7 +2860,7 @@ func (x *Automation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Automation.ProtoReflect.Descriptor instead.
 func (*Automation) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{36}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Automation) GetEnabled() bool {
@@ -2477,7 +2970,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[37]
+	mi := &file_drplane_v1_operator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2489,7 +2982,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[37]
+	mi := &file_drplane_v1_operator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2502,7 +2995,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{37}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -2576,7 +3069,7 @@ type PlanStep struct {
 
 func (x *PlanStep) Reset() {
 	*x = PlanStep{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[38]
+	mi := &file_drplane_v1_operator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +3081,7 @@ func (x *PlanStep) String() string {
 func (*PlanStep) ProtoMessage() {}
 
 func (x *PlanStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[38]
+	mi := &file_drplane_v1_operator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +3094,7 @@ func (x *PlanStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanStep.ProtoReflect.Descriptor instead.
 func (*PlanStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{38}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PlanStep) GetId() string {
@@ -2741,7 +3234,7 @@ type ExecutionStep struct {
 
 func (x *ExecutionStep) Reset() {
 	*x = ExecutionStep{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[39]
+	mi := &file_drplane_v1_operator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2753,7 +3246,7 @@ func (x *ExecutionStep) String() string {
 func (*ExecutionStep) ProtoMessage() {}
 
 func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[39]
+	mi := &file_drplane_v1_operator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2766,7 +3259,7 @@ func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionStep.ProtoReflect.Descriptor instead.
 func (*ExecutionStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{39}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ExecutionStep) GetStep() *PlanStep {
@@ -2889,7 +3382,7 @@ type Execution struct {
 
 func (x *Execution) Reset() {
 	*x = Execution{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[40]
+	mi := &file_drplane_v1_operator_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2901,7 +3394,7 @@ func (x *Execution) String() string {
 func (*Execution) ProtoMessage() {}
 
 func (x *Execution) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[40]
+	mi := &file_drplane_v1_operator_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2914,7 +3407,7 @@ func (x *Execution) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Execution.ProtoReflect.Descriptor instead.
 func (*Execution) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{40}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Execution) GetId() string {
@@ -3244,7 +3737,44 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"E\n" +
 	"\x15SetAutomationResponse\x12,\n" +
-	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\"\x80\x01\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\"G\n" +
+	"\x18ListNotificationsRequest\x12+\n" +
+	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"\x89\x01\n" +
+	"\x19ListNotificationsResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x12>\n" +
+	"\rnotifications\x18\x02 \x03(\v2\x18.drplane.v1.NotificationR\rnotifications\"\xab\x03\n" +
+	"\fNotification\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05event\x18\x02 \x01(\tR\x05event\x12\x1a\n" +
+	"\bseverity\x18\x03 \x01(\tR\bseverity\x12\x12\n" +
+	"\x04site\x18\x04 \x01(\tR\x04site\x12!\n" +
+	"\fexecution_id\x18\x05 \x01(\tR\vexecutionId\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\x127\n" +
+	"\traised_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\braisedAt\x125\n" +
+	"\backed_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\aackedAt\x12\x19\n" +
+	"\backed_by\x18\t \x01(\tR\aackedBy\x12;\n" +
+	"\vresolved_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"resolvedAt\x12@\n" +
+	"\n" +
+	"deliveries\x18\v \x03(\v2 .drplane.v1.NotificationDeliveryR\n" +
+	"deliveries\"}\n" +
+	"\x14NotificationDelivery\x12\x1a\n" +
+	"\breceiver\x18\x01 \x01(\tR\breceiver\x123\n" +
+	"\asent_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"o\n" +
+	"\x17AckNotificationsRequest\x12.\n" +
+	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
+	"\x05event\x18\x03 \x01(\tR\x05event\"H\n" +
+	"\x18AckNotificationsResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\"e\n" +
+	"\x17TestNotificationRequest\x12.\n" +
+	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x1a\n" +
+	"\breceiver\x18\x02 \x01(\tR\breceiver\"X\n" +
+	"\x18TestNotificationResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"\x80\x01\n" +
 	"\x14RecoverQuorumRequest\x12\x0e\n" +
 	"\x02to\x18\x01 \x01(\tR\x02to\x120\n" +
 	"\x14confirm_primary_down\x18\x02 \x01(\bR\x12confirmPrimaryDown\x12&\n" +
@@ -3393,8 +3923,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x1cREPLICATION_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REPLICATION_MODE_ASYNC\x10\x01\x12\x19\n" +
 	"\x15REPLICATION_MODE_SYNC\x10\x02\x12 \n" +
-	"\x1cREPLICATION_MODE_SYNC_STRICT\x10\x032\xdb\n" +
-	"\n" +
+	"\x1cREPLICATION_MODE_SYNC_STRICT\x10\x032\xfb\f\n" +
 	"\bOperator\x12H\n" +
 	"\tGetStatus\x12\x1c.drplane.v1.GetStatusRequest\x1a\x1d.drplane.v1.GetStatusResponse\x12N\n" +
 	"\vListMembers\x12\x1e.drplane.v1.ListMembersRequest\x1a\x1f.drplane.v1.ListMembersResponse\x12Q\n" +
@@ -3407,7 +3936,10 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\tListPlans\x12\x1c.drplane.v1.ListPlansRequest\x1a\x1d.drplane.v1.ListPlansResponse\x12]\n" +
 	"\x10ApproveExecution\x12#.drplane.v1.ApproveExecutionRequest\x1a$.drplane.v1.ApproveExecutionResponse\x12Z\n" +
 	"\x0fCancelExecution\x12\".drplane.v1.CancelExecutionRequest\x1a#.drplane.v1.CancelExecutionResponse\x12T\n" +
-	"\rSetAutomation\x12 .drplane.v1.SetAutomationRequest\x1a!.drplane.v1.SetAutomationResponse\x12T\n" +
+	"\rSetAutomation\x12 .drplane.v1.SetAutomationRequest\x1a!.drplane.v1.SetAutomationResponse\x12`\n" +
+	"\x11ListNotifications\x12$.drplane.v1.ListNotificationsRequest\x1a%.drplane.v1.ListNotificationsResponse\x12]\n" +
+	"\x10AckNotifications\x12#.drplane.v1.AckNotificationsRequest\x1a$.drplane.v1.AckNotificationsResponse\x12]\n" +
+	"\x10TestNotification\x12#.drplane.v1.TestNotificationRequest\x1a$.drplane.v1.TestNotificationResponse\x12T\n" +
 	"\rRecoverQuorum\x12 .drplane.v1.RecoverQuorumRequest\x1a!.drplane.v1.RecoverQuorumResponse\x12N\n" +
 	"\vRunHostStep\x12\x1e.drplane.v1.RunHostStepRequest\x1a\x1f.drplane.v1.RunHostStepResponse\x12`\n" +
 	"\x11ListHostSnapshots\x12$.drplane.v1.ListHostSnapshotsRequest\x1a%.drplane.v1.ListHostSnapshotsResponse\x12Z\n" +
@@ -3426,7 +3958,7 @@ func file_drplane_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_drplane_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_drplane_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_drplane_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_drplane_v1_operator_proto_goTypes = []any{
 	(ReplicationMode)(0),              // 0: drplane.v1.ReplicationMode
 	(*GetStatusRequest)(nil),          // 1: drplane.v1.GetStatusRequest
@@ -3457,145 +3989,171 @@ var file_drplane_v1_operator_proto_goTypes = []any{
 	(*CancelExecutionResponse)(nil),   // 26: drplane.v1.CancelExecutionResponse
 	(*SetAutomationRequest)(nil),      // 27: drplane.v1.SetAutomationRequest
 	(*SetAutomationResponse)(nil),     // 28: drplane.v1.SetAutomationResponse
-	(*RecoverQuorumRequest)(nil),      // 29: drplane.v1.RecoverQuorumRequest
-	(*RecoverQuorumResponse)(nil),     // 30: drplane.v1.RecoverQuorumResponse
-	(*RunHostStepRequest)(nil),        // 31: drplane.v1.RunHostStepRequest
-	(*RunHostStepResponse)(nil),       // 32: drplane.v1.RunHostStepResponse
-	(*ListHostSnapshotsRequest)(nil),  // 33: drplane.v1.ListHostSnapshotsRequest
-	(*ListHostSnapshotsResponse)(nil), // 34: drplane.v1.ListHostSnapshotsResponse
-	(*ListHostBackupsRequest)(nil),    // 35: drplane.v1.ListHostBackupsRequest
-	(*ListHostBackupsResponse)(nil),   // 36: drplane.v1.ListHostBackupsResponse
-	(*Automation)(nil),                // 37: drplane.v1.Automation
-	(*AuditEntry)(nil),                // 38: drplane.v1.AuditEntry
-	(*PlanStep)(nil),                  // 39: drplane.v1.PlanStep
-	(*ExecutionStep)(nil),             // 40: drplane.v1.ExecutionStep
-	(*Execution)(nil),                 // 41: drplane.v1.Execution
-	nil,                               // 42: drplane.v1.RunHostStepRequest.ArgsEntry
-	nil,                               // 43: drplane.v1.PlanStep.ArgsEntry
-	nil,                               // 44: drplane.v1.PlanStep.ArgsFromEntry
-	nil,                               // 45: drplane.v1.ExecutionStep.OutputsEntry
-	(*ReadOptions)(nil),               // 46: drplane.v1.ReadOptions
-	(*ResponseMeta)(nil),              // 47: drplane.v1.ResponseMeta
-	(*Site)(nil),                      // 48: drplane.v1.Site
-	(*Server)(nil),                    // 49: drplane.v1.Server
-	(*Agent)(nil),                     // 50: drplane.v1.Agent
-	(*timestamppb.Timestamp)(nil),     // 51: google.protobuf.Timestamp
-	(WalSenderState)(0),               // 52: drplane.v1.WalSenderState
-	(SyncState)(0),                    // 53: drplane.v1.SyncState
-	(*WriteOptions)(nil),              // 54: drplane.v1.WriteOptions
-	(StepAction)(0),                   // 55: drplane.v1.StepAction
-	(*StepResult)(nil),                // 56: drplane.v1.StepResult
-	(*SnapshotInfo)(nil),              // 57: drplane.v1.SnapshotInfo
-	(*BackupSet)(nil),                 // 58: drplane.v1.BackupSet
-	(StepState)(0),                    // 59: drplane.v1.StepState
-	(ExecutionTrigger)(0),             // 60: drplane.v1.ExecutionTrigger
-	(ExecutionState)(0),               // 61: drplane.v1.ExecutionState
+	(*ListNotificationsRequest)(nil),  // 29: drplane.v1.ListNotificationsRequest
+	(*ListNotificationsResponse)(nil), // 30: drplane.v1.ListNotificationsResponse
+	(*Notification)(nil),              // 31: drplane.v1.Notification
+	(*NotificationDelivery)(nil),      // 32: drplane.v1.NotificationDelivery
+	(*AckNotificationsRequest)(nil),   // 33: drplane.v1.AckNotificationsRequest
+	(*AckNotificationsResponse)(nil),  // 34: drplane.v1.AckNotificationsResponse
+	(*TestNotificationRequest)(nil),   // 35: drplane.v1.TestNotificationRequest
+	(*TestNotificationResponse)(nil),  // 36: drplane.v1.TestNotificationResponse
+	(*RecoverQuorumRequest)(nil),      // 37: drplane.v1.RecoverQuorumRequest
+	(*RecoverQuorumResponse)(nil),     // 38: drplane.v1.RecoverQuorumResponse
+	(*RunHostStepRequest)(nil),        // 39: drplane.v1.RunHostStepRequest
+	(*RunHostStepResponse)(nil),       // 40: drplane.v1.RunHostStepResponse
+	(*ListHostSnapshotsRequest)(nil),  // 41: drplane.v1.ListHostSnapshotsRequest
+	(*ListHostSnapshotsResponse)(nil), // 42: drplane.v1.ListHostSnapshotsResponse
+	(*ListHostBackupsRequest)(nil),    // 43: drplane.v1.ListHostBackupsRequest
+	(*ListHostBackupsResponse)(nil),   // 44: drplane.v1.ListHostBackupsResponse
+	(*Automation)(nil),                // 45: drplane.v1.Automation
+	(*AuditEntry)(nil),                // 46: drplane.v1.AuditEntry
+	(*PlanStep)(nil),                  // 47: drplane.v1.PlanStep
+	(*ExecutionStep)(nil),             // 48: drplane.v1.ExecutionStep
+	(*Execution)(nil),                 // 49: drplane.v1.Execution
+	nil,                               // 50: drplane.v1.RunHostStepRequest.ArgsEntry
+	nil,                               // 51: drplane.v1.PlanStep.ArgsEntry
+	nil,                               // 52: drplane.v1.PlanStep.ArgsFromEntry
+	nil,                               // 53: drplane.v1.ExecutionStep.OutputsEntry
+	(*ReadOptions)(nil),               // 54: drplane.v1.ReadOptions
+	(*ResponseMeta)(nil),              // 55: drplane.v1.ResponseMeta
+	(*Site)(nil),                      // 56: drplane.v1.Site
+	(*Server)(nil),                    // 57: drplane.v1.Server
+	(*Agent)(nil),                     // 58: drplane.v1.Agent
+	(*timestamppb.Timestamp)(nil),     // 59: google.protobuf.Timestamp
+	(WalSenderState)(0),               // 60: drplane.v1.WalSenderState
+	(SyncState)(0),                    // 61: drplane.v1.SyncState
+	(*WriteOptions)(nil),              // 62: drplane.v1.WriteOptions
+	(StepAction)(0),                   // 63: drplane.v1.StepAction
+	(*StepResult)(nil),                // 64: drplane.v1.StepResult
+	(*SnapshotInfo)(nil),              // 65: drplane.v1.SnapshotInfo
+	(*BackupSet)(nil),                 // 66: drplane.v1.BackupSet
+	(StepState)(0),                    // 67: drplane.v1.StepState
+	(ExecutionTrigger)(0),             // 68: drplane.v1.ExecutionTrigger
+	(ExecutionState)(0),               // 69: drplane.v1.ExecutionState
 }
 var file_drplane_v1_operator_proto_depIdxs = []int32{
-	46, // 0: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
-	47, // 1: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
-	48, // 2: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
-	49, // 3: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
-	50, // 4: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
-	37, // 5: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
+	54, // 0: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
+	55, // 1: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
+	56, // 2: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
+	57, // 3: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
+	58, // 4: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
+	45, // 5: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
 	5,  // 6: drplane.v1.GetStatusResponse.degraded:type_name -> drplane.v1.ProductionProblem
 	3,  // 7: drplane.v1.GetStatusResponse.replication:type_name -> drplane.v1.DataReplication
 	0,  // 8: drplane.v1.DataReplication.mode:type_name -> drplane.v1.ReplicationMode
-	51, // 9: drplane.v1.DataReplication.degraded_since:type_name -> google.protobuf.Timestamp
+	59, // 9: drplane.v1.DataReplication.degraded_since:type_name -> google.protobuf.Timestamp
 	4,  // 10: drplane.v1.DataReplication.standbys:type_name -> drplane.v1.StandbyState
-	52, // 11: drplane.v1.StandbyState.state:type_name -> drplane.v1.WalSenderState
-	53, // 12: drplane.v1.StandbyState.sync_state:type_name -> drplane.v1.SyncState
-	46, // 13: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
-	47, // 14: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
-	49, // 15: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
-	54, // 16: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
-	47, // 17: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
-	54, // 18: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
-	47, // 19: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
-	46, // 20: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
-	47, // 21: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
-	38, // 22: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
-	54, // 23: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	51, // 24: drplane.v1.StartExecutionRequest.restore_to_time:type_name -> google.protobuf.Timestamp
-	47, // 25: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	41, // 26: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
-	46, // 27: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
-	47, // 28: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	41, // 29: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
-	46, // 30: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
-	47, // 31: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	41, // 32: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
-	46, // 33: drplane.v1.ListPlansRequest.read:type_name -> drplane.v1.ReadOptions
-	47, // 34: drplane.v1.ListPlansResponse.meta:type_name -> drplane.v1.ResponseMeta
+	60, // 11: drplane.v1.StandbyState.state:type_name -> drplane.v1.WalSenderState
+	61, // 12: drplane.v1.StandbyState.sync_state:type_name -> drplane.v1.SyncState
+	54, // 13: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
+	55, // 14: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
+	57, // 15: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
+	62, // 16: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
+	55, // 17: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
+	62, // 18: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
+	55, // 19: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
+	54, // 20: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
+	55, // 21: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
+	46, // 22: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
+	62, // 23: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	59, // 24: drplane.v1.StartExecutionRequest.restore_to_time:type_name -> google.protobuf.Timestamp
+	55, // 25: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	49, // 26: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
+	54, // 27: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
+	55, // 28: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	49, // 29: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
+	54, // 30: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
+	55, // 31: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	49, // 32: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
+	54, // 33: drplane.v1.ListPlansRequest.read:type_name -> drplane.v1.ReadOptions
+	55, // 34: drplane.v1.ListPlansResponse.meta:type_name -> drplane.v1.ResponseMeta
 	22, // 35: drplane.v1.ListPlansResponse.plans:type_name -> drplane.v1.PlanScenario
-	54, // 36: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	47, // 37: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	54, // 38: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	47, // 39: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	54, // 40: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
-	47, // 41: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
-	54, // 42: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
-	55, // 43: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
-	42, // 44: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
-	47, // 45: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
-	56, // 46: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
-	47, // 47: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	57, // 48: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	47, // 49: drplane.v1.ListHostBackupsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	58, // 50: drplane.v1.ListHostBackupsResponse.sets:type_name -> drplane.v1.BackupSet
-	51, // 51: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
-	51, // 52: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	55, // 53: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
-	43, // 54: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
-	44, // 55: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
-	39, // 56: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
-	59, // 57: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
-	51, // 58: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
-	51, // 59: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
-	45, // 60: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
-	60, // 61: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
-	51, // 62: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
-	51, // 63: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
-	51, // 64: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
-	61, // 65: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
-	40, // 66: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
-	1,  // 67: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
-	6,  // 68: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
-	8,  // 69: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
-	10, // 70: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
-	12, // 71: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
-	14, // 72: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
-	16, // 73: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
-	18, // 74: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
-	20, // 75: drplane.v1.Operator.ListPlans:input_type -> drplane.v1.ListPlansRequest
-	23, // 76: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
-	25, // 77: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
-	27, // 78: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
-	29, // 79: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
-	31, // 80: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
-	33, // 81: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
-	35, // 82: drplane.v1.Operator.ListHostBackups:input_type -> drplane.v1.ListHostBackupsRequest
-	2,  // 83: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
-	7,  // 84: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
-	9,  // 85: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
-	11, // 86: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
-	13, // 87: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
-	15, // 88: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
-	17, // 89: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
-	19, // 90: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
-	21, // 91: drplane.v1.Operator.ListPlans:output_type -> drplane.v1.ListPlansResponse
-	24, // 92: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
-	26, // 93: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
-	28, // 94: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
-	30, // 95: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
-	32, // 96: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
-	34, // 97: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
-	36, // 98: drplane.v1.Operator.ListHostBackups:output_type -> drplane.v1.ListHostBackupsResponse
-	83, // [83:99] is the sub-list for method output_type
-	67, // [67:83] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	62, // 36: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	55, // 37: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	62, // 38: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	55, // 39: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	62, // 40: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
+	55, // 41: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
+	54, // 42: drplane.v1.ListNotificationsRequest.read:type_name -> drplane.v1.ReadOptions
+	55, // 43: drplane.v1.ListNotificationsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	31, // 44: drplane.v1.ListNotificationsResponse.notifications:type_name -> drplane.v1.Notification
+	59, // 45: drplane.v1.Notification.raised_at:type_name -> google.protobuf.Timestamp
+	59, // 46: drplane.v1.Notification.acked_at:type_name -> google.protobuf.Timestamp
+	59, // 47: drplane.v1.Notification.resolved_at:type_name -> google.protobuf.Timestamp
+	32, // 48: drplane.v1.Notification.deliveries:type_name -> drplane.v1.NotificationDelivery
+	59, // 49: drplane.v1.NotificationDelivery.sent_at:type_name -> google.protobuf.Timestamp
+	62, // 50: drplane.v1.AckNotificationsRequest.write:type_name -> drplane.v1.WriteOptions
+	55, // 51: drplane.v1.AckNotificationsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	62, // 52: drplane.v1.TestNotificationRequest.write:type_name -> drplane.v1.WriteOptions
+	55, // 53: drplane.v1.TestNotificationResponse.meta:type_name -> drplane.v1.ResponseMeta
+	62, // 54: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
+	63, // 55: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
+	50, // 56: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
+	55, // 57: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
+	64, // 58: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
+	55, // 59: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	65, // 60: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	55, // 61: drplane.v1.ListHostBackupsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	66, // 62: drplane.v1.ListHostBackupsResponse.sets:type_name -> drplane.v1.BackupSet
+	59, // 63: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
+	59, // 64: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	63, // 65: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
+	51, // 66: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
+	52, // 67: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
+	47, // 68: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
+	67, // 69: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
+	59, // 70: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
+	59, // 71: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
+	53, // 72: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
+	68, // 73: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
+	59, // 74: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
+	59, // 75: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
+	59, // 76: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	69, // 77: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
+	48, // 78: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
+	1,  // 79: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
+	6,  // 80: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
+	8,  // 81: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
+	10, // 82: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
+	12, // 83: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
+	14, // 84: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
+	16, // 85: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
+	18, // 86: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
+	20, // 87: drplane.v1.Operator.ListPlans:input_type -> drplane.v1.ListPlansRequest
+	23, // 88: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
+	25, // 89: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
+	27, // 90: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
+	29, // 91: drplane.v1.Operator.ListNotifications:input_type -> drplane.v1.ListNotificationsRequest
+	33, // 92: drplane.v1.Operator.AckNotifications:input_type -> drplane.v1.AckNotificationsRequest
+	35, // 93: drplane.v1.Operator.TestNotification:input_type -> drplane.v1.TestNotificationRequest
+	37, // 94: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
+	39, // 95: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
+	41, // 96: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
+	43, // 97: drplane.v1.Operator.ListHostBackups:input_type -> drplane.v1.ListHostBackupsRequest
+	2,  // 98: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
+	7,  // 99: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
+	9,  // 100: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
+	11, // 101: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
+	13, // 102: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
+	15, // 103: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
+	17, // 104: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
+	19, // 105: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
+	21, // 106: drplane.v1.Operator.ListPlans:output_type -> drplane.v1.ListPlansResponse
+	24, // 107: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
+	26, // 108: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
+	28, // 109: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
+	30, // 110: drplane.v1.Operator.ListNotifications:output_type -> drplane.v1.ListNotificationsResponse
+	34, // 111: drplane.v1.Operator.AckNotifications:output_type -> drplane.v1.AckNotificationsResponse
+	36, // 112: drplane.v1.Operator.TestNotification:output_type -> drplane.v1.TestNotificationResponse
+	38, // 113: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
+	40, // 114: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
+	42, // 115: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
+	44, // 116: drplane.v1.Operator.ListHostBackups:output_type -> drplane.v1.ListHostBackupsResponse
+	98, // [98:117] is the sub-list for method output_type
+	79, // [79:98] is the sub-list for method input_type
+	79, // [79:79] is the sub-list for extension type_name
+	79, // [79:79] is the sub-list for extension extendee
+	0,  // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_operator_proto_init() }
@@ -3612,7 +4170,7 @@ func file_drplane_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_operator_proto_rawDesc), len(file_drplane_v1_operator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,9 @@ const (
 	Operator_ApproveExecution_FullMethodName  = "/drplane.v1.Operator/ApproveExecution"
 	Operator_CancelExecution_FullMethodName   = "/drplane.v1.Operator/CancelExecution"
 	Operator_SetAutomation_FullMethodName     = "/drplane.v1.Operator/SetAutomation"
+	Operator_ListNotifications_FullMethodName = "/drplane.v1.Operator/ListNotifications"
+	Operator_AckNotifications_FullMethodName  = "/drplane.v1.Operator/AckNotifications"
+	Operator_TestNotification_FullMethodName  = "/drplane.v1.Operator/TestNotification"
 	Operator_RecoverQuorum_FullMethodName     = "/drplane.v1.Operator/RecoverQuorum"
 	Operator_RunHostStep_FullMethodName       = "/drplane.v1.Operator/RunHostStep"
 	Operator_ListHostSnapshots_FullMethodName = "/drplane.v1.Operator/ListHostSnapshots"
@@ -82,6 +85,14 @@ type OperatorClient interface {
 	// SetAutomation pauses or resumes automatic action, or acknowledges the
 	// last automatic failover.
 	SetAutomation(ctx context.Context, in *SetAutomationRequest, opts ...grpc.CallOption) (*SetAutomationResponse, error)
+	// ListNotifications lists the notifications kept, with their
+	// escalation: who was told when, and acknowledgements.
+	ListNotifications(ctx context.Context, in *ListNotificationsRequest, opts ...grpc.CallOption) (*ListNotificationsResponse, error)
+	// AckNotifications acknowledges open notifications, which stops their
+	// escalation: the one with id, or those of event, or all.
+	AckNotifications(ctx context.Context, in *AckNotificationsRequest, opts ...grpc.CallOption) (*AckNotificationsResponse, error)
+	// TestNotification raises a test notification for one notify block.
+	TestNotification(ctx context.Context, in *TestNotificationRequest, opts ...grpc.CallOption) (*TestNotificationResponse, error)
 	// RecoverQuorum is the operator's quorum-loss failover (two sites, no
 	// witness): `drplane failover --to SITE --force --confirm-primary-down`.
 	// The receiving server, of site SITE, checks that there is no leader and
@@ -228,6 +239,36 @@ func (c *operatorClient) SetAutomation(ctx context.Context, in *SetAutomationReq
 	return out, nil
 }
 
+func (c *operatorClient) ListNotifications(ctx context.Context, in *ListNotificationsRequest, opts ...grpc.CallOption) (*ListNotificationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListNotificationsResponse)
+	err := c.cc.Invoke(ctx, Operator_ListNotifications_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorClient) AckNotifications(ctx context.Context, in *AckNotificationsRequest, opts ...grpc.CallOption) (*AckNotificationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckNotificationsResponse)
+	err := c.cc.Invoke(ctx, Operator_AckNotifications_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorClient) TestNotification(ctx context.Context, in *TestNotificationRequest, opts ...grpc.CallOption) (*TestNotificationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TestNotificationResponse)
+	err := c.cc.Invoke(ctx, Operator_TestNotification_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *operatorClient) RecoverQuorum(ctx context.Context, in *RecoverQuorumRequest, opts ...grpc.CallOption) (*RecoverQuorumResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RecoverQuorumResponse)
@@ -313,6 +354,14 @@ type OperatorServer interface {
 	// SetAutomation pauses or resumes automatic action, or acknowledges the
 	// last automatic failover.
 	SetAutomation(context.Context, *SetAutomationRequest) (*SetAutomationResponse, error)
+	// ListNotifications lists the notifications kept, with their
+	// escalation: who was told when, and acknowledgements.
+	ListNotifications(context.Context, *ListNotificationsRequest) (*ListNotificationsResponse, error)
+	// AckNotifications acknowledges open notifications, which stops their
+	// escalation: the one with id, or those of event, or all.
+	AckNotifications(context.Context, *AckNotificationsRequest) (*AckNotificationsResponse, error)
+	// TestNotification raises a test notification for one notify block.
+	TestNotification(context.Context, *TestNotificationRequest) (*TestNotificationResponse, error)
 	// RecoverQuorum is the operator's quorum-loss failover (two sites, no
 	// witness): `drplane failover --to SITE --force --confirm-primary-down`.
 	// The receiving server, of site SITE, checks that there is no leader and
@@ -374,6 +423,15 @@ func (UnimplementedOperatorServer) CancelExecution(context.Context, *CancelExecu
 }
 func (UnimplementedOperatorServer) SetAutomation(context.Context, *SetAutomationRequest) (*SetAutomationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetAutomation not implemented")
+}
+func (UnimplementedOperatorServer) ListNotifications(context.Context, *ListNotificationsRequest) (*ListNotificationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListNotifications not implemented")
+}
+func (UnimplementedOperatorServer) AckNotifications(context.Context, *AckNotificationsRequest) (*AckNotificationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AckNotifications not implemented")
+}
+func (UnimplementedOperatorServer) TestNotification(context.Context, *TestNotificationRequest) (*TestNotificationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TestNotification not implemented")
 }
 func (UnimplementedOperatorServer) RecoverQuorum(context.Context, *RecoverQuorumRequest) (*RecoverQuorumResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecoverQuorum not implemented")
@@ -624,6 +682,60 @@ func _Operator_SetAutomation_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Operator_ListNotifications_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListNotificationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).ListNotifications(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_ListNotifications_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).ListNotifications(ctx, req.(*ListNotificationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Operator_AckNotifications_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckNotificationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).AckNotifications(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_AckNotifications_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).AckNotifications(ctx, req.(*AckNotificationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Operator_TestNotification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TestNotificationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).TestNotification(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_TestNotification_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).TestNotification(ctx, req.(*TestNotificationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Operator_RecoverQuorum_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RecoverQuorumRequest)
 	if err := dec(in); err != nil {
@@ -750,6 +862,18 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetAutomation",
 			Handler:    _Operator_SetAutomation_Handler,
+		},
+		{
+			MethodName: "ListNotifications",
+			Handler:    _Operator_ListNotifications_Handler,
+		},
+		{
+			MethodName: "AckNotifications",
+			Handler:    _Operator_AckNotifications_Handler,
+		},
+		{
+			MethodName: "TestNotification",
+			Handler:    _Operator_TestNotification_Handler,
 		},
 		{
 			MethodName: "RecoverQuorum",
