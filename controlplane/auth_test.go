@@ -63,6 +63,9 @@ func TestAuth_MethodRoles_Matrix(t *testing.T) {
 		pb.Operator_RunHostStep_FullMethodName:          {cli},
 		pb.Operator_ListHostSnapshots_FullMethodName:    {cli},
 		pb.Operator_ListHostBackups_FullMethodName:      {cli},
+		pb.Operator_ListNotifications_FullMethodName:    {cli},
+		pb.Operator_AckNotifications_FullMethodName:     {cli},
+		pb.Operator_TestNotification_FullMethodName:     {cli},
 		pb.AgentRegistry_RegisterAgent_FullMethodName:   {agent},
 		pb.AgentRegistry_DeregisterAgent_FullMethodName: {agent},
 		pb.Peer_NodeInfo_FullMethodName:                 {server, cli},
@@ -86,6 +89,8 @@ func TestAuth_MethodRoles_Matrix(t *testing.T) {
 		role tlsutil.Role
 	}{
 		{"cli", peerContext(cli, "ops"), cli},
+		// A monitor (Prometheus, a load balancer) reads HTTP alone.
+		{"monitor", peerContext(tlsutil.RoleMonitor, "prometheus"), ""},
 		{"agent", peerContext(agent, "db-1"), agent},
 		{"server", peerContext(server, "s1"), server},
 		{"server forwarding cli", peerContext(server, "s1", forwarded(cli, "ops")...), cli},
