@@ -75,6 +75,9 @@ type StatusJSON struct {
 	Replication []ReplicationJSON `json:"replication,omitempty"`
 	// Backups are the backup blocks the agents reported, per host.
 	Backups []BackupStatusJSON `json:"backups,omitempty"`
+	// Readiness is the verdict on a failover to each data site that is
+	// not active (drplane ready); absent from a stale answer.
+	Readiness []ReadinessJSON `json:"readiness,omitempty"`
 }
 
 // ReplicationJSON is one data service's replication in `drplane status

@@ -82,6 +82,9 @@ func toStatusJSON(resp *pb.GetStatusResponse) StatusJSON {
 	for _, r := range resp.GetReplication() {
 		out.Replication = append(out.Replication, toReplicationJSON(r))
 	}
+	for _, r := range resp.GetReadiness() {
+		out.Readiness = append(out.Readiness, toReadinessJSON(r))
+	}
 	for _, a := range resp.GetAgents() {
 		aj := AgentJSON{HostID: a.GetHostId(), Site: a.GetSite(), Address: a.GetAddress(), Services: []string{}}
 		for _, svc := range a.GetServices() {
@@ -223,6 +226,7 @@ func printStatus(w io.Writer, s StatusJSON) error {
 		return err
 	}
 	printBackupStatuses(w, s.Backups)
+	printReadinessVerdicts(w, s.Readiness)
 	fmt.Fprintln(w, "\nAgents")
 	if len(s.Agents) == 0 {
 		fmt.Fprintln(w, "(none registered)")
@@ -237,6 +241,28 @@ func printStatus(w io.Writer, s StatusJSON) error {
 	}
 	printHostProblems(w, s.Agents)
 	return nil
+}
+
+// printReadinessVerdicts prints, per site a failover could go to, whether
+// it would succeed now and the failed checks (drplane ready --to SITE
+// shows all).
+func printReadinessVerdicts(w io.Writer, rs []ReadinessJSON) {
+	if len(rs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nFailover readiness")
+	for _, r := range rs {
+		if r.Ready {
+			fmt.Fprintf(w, "  %s: ready\n", r.Site)
+			continue
+		}
+		fmt.Fprintf(w, "  %s: not ready\n", r.Site)
+		for _, c := range r.Checks {
+			if !c.OK {
+				fmt.Fprintf(w, "    - %s: %s\n", c.Name, c.Detail)
+			}
+		}
+	}
 }
 
 // printHostProblems prints one line per problem an agent reported, such

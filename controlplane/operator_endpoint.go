@@ -66,6 +66,11 @@ func (e *operatorEndpoint) status(ctx context.Context, stale bool) (*pb.GetStatu
 	if !stale {
 		resp.Degraded = e.srv.productionProblems(v)
 		resp.Replication = e.srv.replicationStatus(v)
+		for _, site := range v.Sites {
+			if site.Kind == structs.SiteKindData && site.Name != v.ActiveSite {
+				resp.Readiness = append(resp.Readiness, e.srv.readiness(site.Name, 0))
+			}
+		}
 	}
 	return resp, nil
 }

@@ -137,6 +137,14 @@ func (f *Fake) SetReplication(r Replication) {
 	f.replication = &r
 }
 
+// ClearReplication undoes SetReplication: the fake reports a caught-up
+// replication again, a standby receiving at each status.
+func (f *Fake) ClearReplication() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.replication = nil
+}
+
 // FinalPosition is the position a cleanly stopped fake primary wrote last.
 func (f *Fake) FinalPosition(context.Context) (string, error) {
 	return "0/3000028", nil

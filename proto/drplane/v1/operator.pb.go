@@ -143,7 +143,10 @@ type GetStatusResponse struct {
 	Degraded []*ProductionProblem `protobuf:"bytes,9,rep,name=degraded,proto3" json:"degraded,omitempty"`
 	// replication is each data service's replication as the leader manages
 	// and observes it; absent from stale answers.
-	Replication   []*DataReplication `protobuf:"bytes,10,rep,name=replication,proto3" json:"replication,omitempty"`
+	Replication []*DataReplication `protobuf:"bytes,10,rep,name=replication,proto3" json:"replication,omitempty"`
+	// readiness is the verdict on a failover to each data site that is not
+	// active; absent from stale answers.
+	Readiness     []*Readiness `protobuf:"bytes,11,rep,name=readiness,proto3" json:"readiness,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -244,6 +247,13 @@ func (x *GetStatusResponse) GetDegraded() []*ProductionProblem {
 func (x *GetStatusResponse) GetReplication() []*DataReplication {
 	if x != nil {
 		return x.Replication
+	}
+	return nil
+}
+
+func (x *GetStatusResponse) GetReadiness() []*Readiness {
+	if x != nil {
+		return x.Readiness
 	}
 	return nil
 }
@@ -2218,6 +2228,237 @@ func (x *AckNotificationsResponse) GetMeta() *ResponseMeta {
 	return nil
 }
 
+type CheckReadinessRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// to is the data site a failover would go to.
+	To string `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
+	// drill_within_seconds is how recent the last successful drill of the
+	// failover plan must be; 0 is a quarter (92 days).
+	DrillWithinSeconds float64 `protobuf:"fixed64,2,opt,name=drill_within_seconds,json=drillWithinSeconds,proto3" json:"drill_within_seconds,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *CheckReadinessRequest) Reset() {
+	*x = CheckReadinessRequest{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckReadinessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckReadinessRequest) ProtoMessage() {}
+
+func (x *CheckReadinessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckReadinessRequest.ProtoReflect.Descriptor instead.
+func (*CheckReadinessRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CheckReadinessRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *CheckReadinessRequest) GetDrillWithinSeconds() float64 {
+	if x != nil {
+		return x.DrillWithinSeconds
+	}
+	return 0
+}
+
+type CheckReadinessResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Readiness     *Readiness             `protobuf:"bytes,2,opt,name=readiness,proto3" json:"readiness,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckReadinessResponse) Reset() {
+	*x = CheckReadinessResponse{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckReadinessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckReadinessResponse) ProtoMessage() {}
+
+func (x *CheckReadinessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckReadinessResponse.ProtoReflect.Descriptor instead.
+func (*CheckReadinessResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CheckReadinessResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *CheckReadinessResponse) GetReadiness() *Readiness {
+	if x != nil {
+		return x.Readiness
+	}
+	return nil
+}
+
+// Readiness is the verdict on a failover to site now.
+type Readiness struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Site          string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	Ready         bool                   `protobuf:"varint,2,opt,name=ready,proto3" json:"ready,omitempty"`
+	Checks        []*ReadinessCheck      `protobuf:"bytes,3,rep,name=checks,proto3" json:"checks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Readiness) Reset() {
+	*x = Readiness{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Readiness) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Readiness) ProtoMessage() {}
+
+func (x *Readiness) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Readiness.ProtoReflect.Descriptor instead.
+func (*Readiness) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *Readiness) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *Readiness) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *Readiness) GetChecks() []*ReadinessCheck {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+// ReadinessCheck is one condition of readiness.
+type ReadinessCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is agents, plan, replication, syncs, backups or drill.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Ok   bool   `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	// detail says what was found; for a failed check, why it fails.
+	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadinessCheck) Reset() {
+	*x = ReadinessCheck{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadinessCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadinessCheck) ProtoMessage() {}
+
+func (x *ReadinessCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadinessCheck.ProtoReflect.Descriptor instead.
+func (*ReadinessCheck) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ReadinessCheck) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReadinessCheck) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *ReadinessCheck) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 type TestNotificationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Write *WriteOptions          `protobuf:"bytes,1,opt,name=write,proto3" json:"write,omitempty"`
@@ -2229,7 +2470,7 @@ type TestNotificationRequest struct {
 
 func (x *TestNotificationRequest) Reset() {
 	*x = TestNotificationRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	mi := &file_drplane_v1_operator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2482,7 @@ func (x *TestNotificationRequest) String() string {
 func (*TestNotificationRequest) ProtoMessage() {}
 
 func (x *TestNotificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	mi := &file_drplane_v1_operator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2495,7 @@ func (x *TestNotificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestNotificationRequest.ProtoReflect.Descriptor instead.
 func (*TestNotificationRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{34}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TestNotificationRequest) GetWrite() *WriteOptions {
@@ -2282,7 +2523,7 @@ type TestNotificationResponse struct {
 
 func (x *TestNotificationResponse) Reset() {
 	*x = TestNotificationResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	mi := &file_drplane_v1_operator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2294,7 +2535,7 @@ func (x *TestNotificationResponse) String() string {
 func (*TestNotificationResponse) ProtoMessage() {}
 
 func (x *TestNotificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	mi := &file_drplane_v1_operator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2307,7 +2548,7 @@ func (x *TestNotificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestNotificationResponse.ProtoReflect.Descriptor instead.
 func (*TestNotificationResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{35}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TestNotificationResponse) GetMeta() *ResponseMeta {
@@ -2338,7 +2579,7 @@ type RecoverQuorumRequest struct {
 
 func (x *RecoverQuorumRequest) Reset() {
 	*x = RecoverQuorumRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[36]
+	mi := &file_drplane_v1_operator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2350,7 +2591,7 @@ func (x *RecoverQuorumRequest) String() string {
 func (*RecoverQuorumRequest) ProtoMessage() {}
 
 func (x *RecoverQuorumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[36]
+	mi := &file_drplane_v1_operator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2363,7 +2604,7 @@ func (x *RecoverQuorumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverQuorumRequest.ProtoReflect.Descriptor instead.
 func (*RecoverQuorumRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{36}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RecoverQuorumRequest) GetTo() string {
@@ -2398,7 +2639,7 @@ type RecoverQuorumResponse struct {
 
 func (x *RecoverQuorumResponse) Reset() {
 	*x = RecoverQuorumResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[37]
+	mi := &file_drplane_v1_operator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2410,7 +2651,7 @@ func (x *RecoverQuorumResponse) String() string {
 func (*RecoverQuorumResponse) ProtoMessage() {}
 
 func (x *RecoverQuorumResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[37]
+	mi := &file_drplane_v1_operator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2423,7 +2664,7 @@ func (x *RecoverQuorumResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverQuorumResponse.ProtoReflect.Descriptor instead.
 func (*RecoverQuorumResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{37}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RecoverQuorumResponse) GetId() string {
@@ -2462,7 +2703,7 @@ type RunHostStepRequest struct {
 
 func (x *RunHostStepRequest) Reset() {
 	*x = RunHostStepRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[38]
+	mi := &file_drplane_v1_operator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2474,7 +2715,7 @@ func (x *RunHostStepRequest) String() string {
 func (*RunHostStepRequest) ProtoMessage() {}
 
 func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[38]
+	mi := &file_drplane_v1_operator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2487,7 +2728,7 @@ func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepRequest.ProtoReflect.Descriptor instead.
 func (*RunHostStepRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{38}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RunHostStepRequest) GetWrite() *WriteOptions {
@@ -2536,7 +2777,7 @@ type RunHostStepResponse struct {
 
 func (x *RunHostStepResponse) Reset() {
 	*x = RunHostStepResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[39]
+	mi := &file_drplane_v1_operator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +2789,7 @@ func (x *RunHostStepResponse) String() string {
 func (*RunHostStepResponse) ProtoMessage() {}
 
 func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[39]
+	mi := &file_drplane_v1_operator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +2802,7 @@ func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepResponse.ProtoReflect.Descriptor instead.
 func (*RunHostStepResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{39}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RunHostStepResponse) GetMeta() *ResponseMeta {
@@ -2595,7 +2836,7 @@ type ListHostSnapshotsRequest struct {
 
 func (x *ListHostSnapshotsRequest) Reset() {
 	*x = ListHostSnapshotsRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[40]
+	mi := &file_drplane_v1_operator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2607,7 +2848,7 @@ func (x *ListHostSnapshotsRequest) String() string {
 func (*ListHostSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[40]
+	mi := &file_drplane_v1_operator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2620,7 +2861,7 @@ func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{40}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListHostSnapshotsRequest) GetHostId() string {
@@ -2647,7 +2888,7 @@ type ListHostSnapshotsResponse struct {
 
 func (x *ListHostSnapshotsResponse) Reset() {
 	*x = ListHostSnapshotsResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[41]
+	mi := &file_drplane_v1_operator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2659,7 +2900,7 @@ func (x *ListHostSnapshotsResponse) String() string {
 func (*ListHostSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[41]
+	mi := &file_drplane_v1_operator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2672,7 +2913,7 @@ func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{41}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListHostSnapshotsResponse) GetMeta() *ResponseMeta {
@@ -2702,7 +2943,7 @@ type ListHostBackupsRequest struct {
 
 func (x *ListHostBackupsRequest) Reset() {
 	*x = ListHostBackupsRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[42]
+	mi := &file_drplane_v1_operator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2714,7 +2955,7 @@ func (x *ListHostBackupsRequest) String() string {
 func (*ListHostBackupsRequest) ProtoMessage() {}
 
 func (x *ListHostBackupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[42]
+	mi := &file_drplane_v1_operator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2727,7 +2968,7 @@ func (x *ListHostBackupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostBackupsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostBackupsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{42}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListHostBackupsRequest) GetHostId() string {
@@ -2756,7 +2997,7 @@ type ListHostBackupsResponse struct {
 
 func (x *ListHostBackupsResponse) Reset() {
 	*x = ListHostBackupsResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[43]
+	mi := &file_drplane_v1_operator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2768,7 +3009,7 @@ func (x *ListHostBackupsResponse) String() string {
 func (*ListHostBackupsResponse) ProtoMessage() {}
 
 func (x *ListHostBackupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[43]
+	mi := &file_drplane_v1_operator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2781,7 +3022,7 @@ func (x *ListHostBackupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostBackupsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostBackupsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{43}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListHostBackupsResponse) GetMeta() *ResponseMeta {
@@ -2835,7 +3076,7 @@ type Automation struct {
 
 func (x *Automation) Reset() {
 	*x = Automation{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[44]
+	mi := &file_drplane_v1_operator_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2847,7 +3088,7 @@ func (x *Automation) String() string {
 func (*Automation) ProtoMessage() {}
 
 func (x *Automation) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[44]
+	mi := &file_drplane_v1_operator_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2860,7 +3101,7 @@ func (x *Automation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Automation.ProtoReflect.Descriptor instead.
 func (*Automation) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{44}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Automation) GetEnabled() bool {
@@ -2970,7 +3211,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[45]
+	mi := &file_drplane_v1_operator_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2982,7 +3223,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[45]
+	mi := &file_drplane_v1_operator_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2995,7 +3236,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{45}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -3069,7 +3310,7 @@ type PlanStep struct {
 
 func (x *PlanStep) Reset() {
 	*x = PlanStep{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[46]
+	mi := &file_drplane_v1_operator_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3081,7 +3322,7 @@ func (x *PlanStep) String() string {
 func (*PlanStep) ProtoMessage() {}
 
 func (x *PlanStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[46]
+	mi := &file_drplane_v1_operator_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3094,7 +3335,7 @@ func (x *PlanStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanStep.ProtoReflect.Descriptor instead.
 func (*PlanStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{46}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *PlanStep) GetId() string {
@@ -3234,7 +3475,7 @@ type ExecutionStep struct {
 
 func (x *ExecutionStep) Reset() {
 	*x = ExecutionStep{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[47]
+	mi := &file_drplane_v1_operator_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3246,7 +3487,7 @@ func (x *ExecutionStep) String() string {
 func (*ExecutionStep) ProtoMessage() {}
 
 func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[47]
+	mi := &file_drplane_v1_operator_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3259,7 +3500,7 @@ func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionStep.ProtoReflect.Descriptor instead.
 func (*ExecutionStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{47}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ExecutionStep) GetStep() *PlanStep {
@@ -3382,7 +3623,7 @@ type Execution struct {
 
 func (x *Execution) Reset() {
 	*x = Execution{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[48]
+	mi := &file_drplane_v1_operator_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3394,7 +3635,7 @@ func (x *Execution) String() string {
 func (*Execution) ProtoMessage() {}
 
 func (x *Execution) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[48]
+	mi := &file_drplane_v1_operator_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3407,7 +3648,7 @@ func (x *Execution) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Execution.ProtoReflect.Descriptor instead.
 func (*Execution) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{48}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Execution) GetId() string {
@@ -3613,7 +3854,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x19drplane/v1/operator.proto\x12\n" +
 	"drplane.v1\x1a\x16drplane/v1/enums.proto\x1a\x1adrplane/v1/hostagent.proto\x1a\x16drplane/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n" +
 	"\x10GetStatusRequest\x12+\n" +
-	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"\xc8\x03\n" +
+	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"\xfd\x03\n" +
 	"\x11GetStatusResponse\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x14\n" +
@@ -3628,7 +3869,8 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"automation\x129\n" +
 	"\bdegraded\x18\t \x03(\v2\x1d.drplane.v1.ProductionProblemR\bdegraded\x12=\n" +
 	"\vreplication\x18\n" +
-	" \x03(\v2\x1b.drplane.v1.DataReplicationR\vreplication\"\xf1\x03\n" +
+	" \x03(\v2\x1b.drplane.v1.DataReplicationR\vreplication\x123\n" +
+	"\treadiness\x18\v \x03(\v2\x15.drplane.v1.ReadinessR\treadiness\"\xf1\x03\n" +
 	"\x0fDataReplication\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12/\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x1b.drplane.v1.ReplicationModeR\x04mode\x12\x18\n" +
@@ -3768,7 +4010,21 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
 	"\x05event\x18\x03 \x01(\tR\x05event\"H\n" +
 	"\x18AckNotificationsResponse\x12,\n" +
-	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\"e\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\"Y\n" +
+	"\x15CheckReadinessRequest\x12\x0e\n" +
+	"\x02to\x18\x01 \x01(\tR\x02to\x120\n" +
+	"\x14drill_within_seconds\x18\x02 \x01(\x01R\x12drillWithinSeconds\"{\n" +
+	"\x16CheckReadinessResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x123\n" +
+	"\treadiness\x18\x02 \x01(\v2\x15.drplane.v1.ReadinessR\treadiness\"i\n" +
+	"\tReadiness\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12\x14\n" +
+	"\x05ready\x18\x02 \x01(\bR\x05ready\x122\n" +
+	"\x06checks\x18\x03 \x03(\v2\x1a.drplane.v1.ReadinessCheckR\x06checks\"L\n" +
+	"\x0eReadinessCheck\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"e\n" +
 	"\x17TestNotificationRequest\x12.\n" +
 	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x1a\n" +
 	"\breceiver\x18\x02 \x01(\tR\breceiver\"X\n" +
@@ -3923,7 +4179,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x1cREPLICATION_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REPLICATION_MODE_ASYNC\x10\x01\x12\x19\n" +
 	"\x15REPLICATION_MODE_SYNC\x10\x02\x12 \n" +
-	"\x1cREPLICATION_MODE_SYNC_STRICT\x10\x032\xfb\f\n" +
+	"\x1cREPLICATION_MODE_SYNC_STRICT\x10\x032\xd4\r\n" +
 	"\bOperator\x12H\n" +
 	"\tGetStatus\x12\x1c.drplane.v1.GetStatusRequest\x1a\x1d.drplane.v1.GetStatusResponse\x12N\n" +
 	"\vListMembers\x12\x1e.drplane.v1.ListMembersRequest\x1a\x1f.drplane.v1.ListMembersResponse\x12Q\n" +
@@ -3939,7 +4195,8 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\rSetAutomation\x12 .drplane.v1.SetAutomationRequest\x1a!.drplane.v1.SetAutomationResponse\x12`\n" +
 	"\x11ListNotifications\x12$.drplane.v1.ListNotificationsRequest\x1a%.drplane.v1.ListNotificationsResponse\x12]\n" +
 	"\x10AckNotifications\x12#.drplane.v1.AckNotificationsRequest\x1a$.drplane.v1.AckNotificationsResponse\x12]\n" +
-	"\x10TestNotification\x12#.drplane.v1.TestNotificationRequest\x1a$.drplane.v1.TestNotificationResponse\x12T\n" +
+	"\x10TestNotification\x12#.drplane.v1.TestNotificationRequest\x1a$.drplane.v1.TestNotificationResponse\x12W\n" +
+	"\x0eCheckReadiness\x12!.drplane.v1.CheckReadinessRequest\x1a\".drplane.v1.CheckReadinessResponse\x12T\n" +
 	"\rRecoverQuorum\x12 .drplane.v1.RecoverQuorumRequest\x1a!.drplane.v1.RecoverQuorumResponse\x12N\n" +
 	"\vRunHostStep\x12\x1e.drplane.v1.RunHostStepRequest\x1a\x1f.drplane.v1.RunHostStepResponse\x12`\n" +
 	"\x11ListHostSnapshots\x12$.drplane.v1.ListHostSnapshotsRequest\x1a%.drplane.v1.ListHostSnapshotsResponse\x12Z\n" +
@@ -3958,7 +4215,7 @@ func file_drplane_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_drplane_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_drplane_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_drplane_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_drplane_v1_operator_proto_goTypes = []any{
 	(ReplicationMode)(0),              // 0: drplane.v1.ReplicationMode
 	(*GetStatusRequest)(nil),          // 1: drplane.v1.GetStatusRequest
@@ -3995,165 +4252,175 @@ var file_drplane_v1_operator_proto_goTypes = []any{
 	(*NotificationDelivery)(nil),      // 32: drplane.v1.NotificationDelivery
 	(*AckNotificationsRequest)(nil),   // 33: drplane.v1.AckNotificationsRequest
 	(*AckNotificationsResponse)(nil),  // 34: drplane.v1.AckNotificationsResponse
-	(*TestNotificationRequest)(nil),   // 35: drplane.v1.TestNotificationRequest
-	(*TestNotificationResponse)(nil),  // 36: drplane.v1.TestNotificationResponse
-	(*RecoverQuorumRequest)(nil),      // 37: drplane.v1.RecoverQuorumRequest
-	(*RecoverQuorumResponse)(nil),     // 38: drplane.v1.RecoverQuorumResponse
-	(*RunHostStepRequest)(nil),        // 39: drplane.v1.RunHostStepRequest
-	(*RunHostStepResponse)(nil),       // 40: drplane.v1.RunHostStepResponse
-	(*ListHostSnapshotsRequest)(nil),  // 41: drplane.v1.ListHostSnapshotsRequest
-	(*ListHostSnapshotsResponse)(nil), // 42: drplane.v1.ListHostSnapshotsResponse
-	(*ListHostBackupsRequest)(nil),    // 43: drplane.v1.ListHostBackupsRequest
-	(*ListHostBackupsResponse)(nil),   // 44: drplane.v1.ListHostBackupsResponse
-	(*Automation)(nil),                // 45: drplane.v1.Automation
-	(*AuditEntry)(nil),                // 46: drplane.v1.AuditEntry
-	(*PlanStep)(nil),                  // 47: drplane.v1.PlanStep
-	(*ExecutionStep)(nil),             // 48: drplane.v1.ExecutionStep
-	(*Execution)(nil),                 // 49: drplane.v1.Execution
-	nil,                               // 50: drplane.v1.RunHostStepRequest.ArgsEntry
-	nil,                               // 51: drplane.v1.PlanStep.ArgsEntry
-	nil,                               // 52: drplane.v1.PlanStep.ArgsFromEntry
-	nil,                               // 53: drplane.v1.ExecutionStep.OutputsEntry
-	(*ReadOptions)(nil),               // 54: drplane.v1.ReadOptions
-	(*ResponseMeta)(nil),              // 55: drplane.v1.ResponseMeta
-	(*Site)(nil),                      // 56: drplane.v1.Site
-	(*Server)(nil),                    // 57: drplane.v1.Server
-	(*Agent)(nil),                     // 58: drplane.v1.Agent
-	(*timestamppb.Timestamp)(nil),     // 59: google.protobuf.Timestamp
-	(WalSenderState)(0),               // 60: drplane.v1.WalSenderState
-	(SyncState)(0),                    // 61: drplane.v1.SyncState
-	(*WriteOptions)(nil),              // 62: drplane.v1.WriteOptions
-	(StepAction)(0),                   // 63: drplane.v1.StepAction
-	(*StepResult)(nil),                // 64: drplane.v1.StepResult
-	(*SnapshotInfo)(nil),              // 65: drplane.v1.SnapshotInfo
-	(*BackupSet)(nil),                 // 66: drplane.v1.BackupSet
-	(StepState)(0),                    // 67: drplane.v1.StepState
-	(ExecutionTrigger)(0),             // 68: drplane.v1.ExecutionTrigger
-	(ExecutionState)(0),               // 69: drplane.v1.ExecutionState
+	(*CheckReadinessRequest)(nil),     // 35: drplane.v1.CheckReadinessRequest
+	(*CheckReadinessResponse)(nil),    // 36: drplane.v1.CheckReadinessResponse
+	(*Readiness)(nil),                 // 37: drplane.v1.Readiness
+	(*ReadinessCheck)(nil),            // 38: drplane.v1.ReadinessCheck
+	(*TestNotificationRequest)(nil),   // 39: drplane.v1.TestNotificationRequest
+	(*TestNotificationResponse)(nil),  // 40: drplane.v1.TestNotificationResponse
+	(*RecoverQuorumRequest)(nil),      // 41: drplane.v1.RecoverQuorumRequest
+	(*RecoverQuorumResponse)(nil),     // 42: drplane.v1.RecoverQuorumResponse
+	(*RunHostStepRequest)(nil),        // 43: drplane.v1.RunHostStepRequest
+	(*RunHostStepResponse)(nil),       // 44: drplane.v1.RunHostStepResponse
+	(*ListHostSnapshotsRequest)(nil),  // 45: drplane.v1.ListHostSnapshotsRequest
+	(*ListHostSnapshotsResponse)(nil), // 46: drplane.v1.ListHostSnapshotsResponse
+	(*ListHostBackupsRequest)(nil),    // 47: drplane.v1.ListHostBackupsRequest
+	(*ListHostBackupsResponse)(nil),   // 48: drplane.v1.ListHostBackupsResponse
+	(*Automation)(nil),                // 49: drplane.v1.Automation
+	(*AuditEntry)(nil),                // 50: drplane.v1.AuditEntry
+	(*PlanStep)(nil),                  // 51: drplane.v1.PlanStep
+	(*ExecutionStep)(nil),             // 52: drplane.v1.ExecutionStep
+	(*Execution)(nil),                 // 53: drplane.v1.Execution
+	nil,                               // 54: drplane.v1.RunHostStepRequest.ArgsEntry
+	nil,                               // 55: drplane.v1.PlanStep.ArgsEntry
+	nil,                               // 56: drplane.v1.PlanStep.ArgsFromEntry
+	nil,                               // 57: drplane.v1.ExecutionStep.OutputsEntry
+	(*ReadOptions)(nil),               // 58: drplane.v1.ReadOptions
+	(*ResponseMeta)(nil),              // 59: drplane.v1.ResponseMeta
+	(*Site)(nil),                      // 60: drplane.v1.Site
+	(*Server)(nil),                    // 61: drplane.v1.Server
+	(*Agent)(nil),                     // 62: drplane.v1.Agent
+	(*timestamppb.Timestamp)(nil),     // 63: google.protobuf.Timestamp
+	(WalSenderState)(0),               // 64: drplane.v1.WalSenderState
+	(SyncState)(0),                    // 65: drplane.v1.SyncState
+	(*WriteOptions)(nil),              // 66: drplane.v1.WriteOptions
+	(StepAction)(0),                   // 67: drplane.v1.StepAction
+	(*StepResult)(nil),                // 68: drplane.v1.StepResult
+	(*SnapshotInfo)(nil),              // 69: drplane.v1.SnapshotInfo
+	(*BackupSet)(nil),                 // 70: drplane.v1.BackupSet
+	(StepState)(0),                    // 71: drplane.v1.StepState
+	(ExecutionTrigger)(0),             // 72: drplane.v1.ExecutionTrigger
+	(ExecutionState)(0),               // 73: drplane.v1.ExecutionState
 }
 var file_drplane_v1_operator_proto_depIdxs = []int32{
-	54, // 0: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
-	55, // 1: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
-	56, // 2: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
-	57, // 3: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
-	58, // 4: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
-	45, // 5: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
-	5,  // 6: drplane.v1.GetStatusResponse.degraded:type_name -> drplane.v1.ProductionProblem
-	3,  // 7: drplane.v1.GetStatusResponse.replication:type_name -> drplane.v1.DataReplication
-	0,  // 8: drplane.v1.DataReplication.mode:type_name -> drplane.v1.ReplicationMode
-	59, // 9: drplane.v1.DataReplication.degraded_since:type_name -> google.protobuf.Timestamp
-	4,  // 10: drplane.v1.DataReplication.standbys:type_name -> drplane.v1.StandbyState
-	60, // 11: drplane.v1.StandbyState.state:type_name -> drplane.v1.WalSenderState
-	61, // 12: drplane.v1.StandbyState.sync_state:type_name -> drplane.v1.SyncState
-	54, // 13: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
-	55, // 14: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
-	57, // 15: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
-	62, // 16: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
-	55, // 17: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
-	62, // 18: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
-	55, // 19: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
-	54, // 20: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
-	55, // 21: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
-	46, // 22: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
-	62, // 23: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	59, // 24: drplane.v1.StartExecutionRequest.restore_to_time:type_name -> google.protobuf.Timestamp
-	55, // 25: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	49, // 26: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
-	54, // 27: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
-	55, // 28: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	49, // 29: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
-	54, // 30: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
-	55, // 31: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	49, // 32: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
-	54, // 33: drplane.v1.ListPlansRequest.read:type_name -> drplane.v1.ReadOptions
-	55, // 34: drplane.v1.ListPlansResponse.meta:type_name -> drplane.v1.ResponseMeta
-	22, // 35: drplane.v1.ListPlansResponse.plans:type_name -> drplane.v1.PlanScenario
-	62, // 36: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	55, // 37: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	62, // 38: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	55, // 39: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	62, // 40: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
-	55, // 41: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
-	54, // 42: drplane.v1.ListNotificationsRequest.read:type_name -> drplane.v1.ReadOptions
-	55, // 43: drplane.v1.ListNotificationsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	31, // 44: drplane.v1.ListNotificationsResponse.notifications:type_name -> drplane.v1.Notification
-	59, // 45: drplane.v1.Notification.raised_at:type_name -> google.protobuf.Timestamp
-	59, // 46: drplane.v1.Notification.acked_at:type_name -> google.protobuf.Timestamp
-	59, // 47: drplane.v1.Notification.resolved_at:type_name -> google.protobuf.Timestamp
-	32, // 48: drplane.v1.Notification.deliveries:type_name -> drplane.v1.NotificationDelivery
-	59, // 49: drplane.v1.NotificationDelivery.sent_at:type_name -> google.protobuf.Timestamp
-	62, // 50: drplane.v1.AckNotificationsRequest.write:type_name -> drplane.v1.WriteOptions
-	55, // 51: drplane.v1.AckNotificationsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	62, // 52: drplane.v1.TestNotificationRequest.write:type_name -> drplane.v1.WriteOptions
-	55, // 53: drplane.v1.TestNotificationResponse.meta:type_name -> drplane.v1.ResponseMeta
-	62, // 54: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
-	63, // 55: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
-	50, // 56: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
-	55, // 57: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
-	64, // 58: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
-	55, // 59: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	65, // 60: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	55, // 61: drplane.v1.ListHostBackupsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	66, // 62: drplane.v1.ListHostBackupsResponse.sets:type_name -> drplane.v1.BackupSet
-	59, // 63: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
-	59, // 64: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	63, // 65: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
-	51, // 66: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
-	52, // 67: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
-	47, // 68: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
-	67, // 69: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
-	59, // 70: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
-	59, // 71: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
-	53, // 72: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
-	68, // 73: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
-	59, // 74: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
-	59, // 75: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
-	59, // 76: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
-	69, // 77: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
-	48, // 78: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
-	1,  // 79: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
-	6,  // 80: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
-	8,  // 81: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
-	10, // 82: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
-	12, // 83: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
-	14, // 84: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
-	16, // 85: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
-	18, // 86: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
-	20, // 87: drplane.v1.Operator.ListPlans:input_type -> drplane.v1.ListPlansRequest
-	23, // 88: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
-	25, // 89: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
-	27, // 90: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
-	29, // 91: drplane.v1.Operator.ListNotifications:input_type -> drplane.v1.ListNotificationsRequest
-	33, // 92: drplane.v1.Operator.AckNotifications:input_type -> drplane.v1.AckNotificationsRequest
-	35, // 93: drplane.v1.Operator.TestNotification:input_type -> drplane.v1.TestNotificationRequest
-	37, // 94: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
-	39, // 95: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
-	41, // 96: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
-	43, // 97: drplane.v1.Operator.ListHostBackups:input_type -> drplane.v1.ListHostBackupsRequest
-	2,  // 98: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
-	7,  // 99: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
-	9,  // 100: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
-	11, // 101: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
-	13, // 102: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
-	15, // 103: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
-	17, // 104: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
-	19, // 105: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
-	21, // 106: drplane.v1.Operator.ListPlans:output_type -> drplane.v1.ListPlansResponse
-	24, // 107: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
-	26, // 108: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
-	28, // 109: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
-	30, // 110: drplane.v1.Operator.ListNotifications:output_type -> drplane.v1.ListNotificationsResponse
-	34, // 111: drplane.v1.Operator.AckNotifications:output_type -> drplane.v1.AckNotificationsResponse
-	36, // 112: drplane.v1.Operator.TestNotification:output_type -> drplane.v1.TestNotificationResponse
-	38, // 113: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
-	40, // 114: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
-	42, // 115: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
-	44, // 116: drplane.v1.Operator.ListHostBackups:output_type -> drplane.v1.ListHostBackupsResponse
-	98, // [98:117] is the sub-list for method output_type
-	79, // [79:98] is the sub-list for method input_type
-	79, // [79:79] is the sub-list for extension type_name
-	79, // [79:79] is the sub-list for extension extendee
-	0,  // [0:79] is the sub-list for field type_name
+	58,  // 0: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
+	59,  // 1: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
+	60,  // 2: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
+	61,  // 3: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
+	62,  // 4: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
+	49,  // 5: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
+	5,   // 6: drplane.v1.GetStatusResponse.degraded:type_name -> drplane.v1.ProductionProblem
+	3,   // 7: drplane.v1.GetStatusResponse.replication:type_name -> drplane.v1.DataReplication
+	37,  // 8: drplane.v1.GetStatusResponse.readiness:type_name -> drplane.v1.Readiness
+	0,   // 9: drplane.v1.DataReplication.mode:type_name -> drplane.v1.ReplicationMode
+	63,  // 10: drplane.v1.DataReplication.degraded_since:type_name -> google.protobuf.Timestamp
+	4,   // 11: drplane.v1.DataReplication.standbys:type_name -> drplane.v1.StandbyState
+	64,  // 12: drplane.v1.StandbyState.state:type_name -> drplane.v1.WalSenderState
+	65,  // 13: drplane.v1.StandbyState.sync_state:type_name -> drplane.v1.SyncState
+	58,  // 14: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
+	59,  // 15: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
+	61,  // 16: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
+	66,  // 17: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
+	59,  // 18: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
+	66,  // 19: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
+	59,  // 20: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
+	58,  // 21: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
+	59,  // 22: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
+	50,  // 23: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
+	66,  // 24: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	63,  // 25: drplane.v1.StartExecutionRequest.restore_to_time:type_name -> google.protobuf.Timestamp
+	59,  // 26: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	53,  // 27: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
+	58,  // 28: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
+	59,  // 29: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	53,  // 30: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
+	58,  // 31: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
+	59,  // 32: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	53,  // 33: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
+	58,  // 34: drplane.v1.ListPlansRequest.read:type_name -> drplane.v1.ReadOptions
+	59,  // 35: drplane.v1.ListPlansResponse.meta:type_name -> drplane.v1.ResponseMeta
+	22,  // 36: drplane.v1.ListPlansResponse.plans:type_name -> drplane.v1.PlanScenario
+	66,  // 37: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	59,  // 38: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	66,  // 39: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	59,  // 40: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	66,  // 41: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
+	59,  // 42: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
+	58,  // 43: drplane.v1.ListNotificationsRequest.read:type_name -> drplane.v1.ReadOptions
+	59,  // 44: drplane.v1.ListNotificationsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	31,  // 45: drplane.v1.ListNotificationsResponse.notifications:type_name -> drplane.v1.Notification
+	63,  // 46: drplane.v1.Notification.raised_at:type_name -> google.protobuf.Timestamp
+	63,  // 47: drplane.v1.Notification.acked_at:type_name -> google.protobuf.Timestamp
+	63,  // 48: drplane.v1.Notification.resolved_at:type_name -> google.protobuf.Timestamp
+	32,  // 49: drplane.v1.Notification.deliveries:type_name -> drplane.v1.NotificationDelivery
+	63,  // 50: drplane.v1.NotificationDelivery.sent_at:type_name -> google.protobuf.Timestamp
+	66,  // 51: drplane.v1.AckNotificationsRequest.write:type_name -> drplane.v1.WriteOptions
+	59,  // 52: drplane.v1.AckNotificationsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	59,  // 53: drplane.v1.CheckReadinessResponse.meta:type_name -> drplane.v1.ResponseMeta
+	37,  // 54: drplane.v1.CheckReadinessResponse.readiness:type_name -> drplane.v1.Readiness
+	38,  // 55: drplane.v1.Readiness.checks:type_name -> drplane.v1.ReadinessCheck
+	66,  // 56: drplane.v1.TestNotificationRequest.write:type_name -> drplane.v1.WriteOptions
+	59,  // 57: drplane.v1.TestNotificationResponse.meta:type_name -> drplane.v1.ResponseMeta
+	66,  // 58: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
+	67,  // 59: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
+	54,  // 60: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
+	59,  // 61: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
+	68,  // 62: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
+	59,  // 63: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	69,  // 64: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	59,  // 65: drplane.v1.ListHostBackupsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	70,  // 66: drplane.v1.ListHostBackupsResponse.sets:type_name -> drplane.v1.BackupSet
+	63,  // 67: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
+	63,  // 68: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	67,  // 69: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
+	55,  // 70: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
+	56,  // 71: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
+	51,  // 72: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
+	71,  // 73: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
+	63,  // 74: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
+	63,  // 75: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
+	57,  // 76: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
+	72,  // 77: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
+	63,  // 78: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
+	63,  // 79: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
+	63,  // 80: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	73,  // 81: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
+	52,  // 82: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
+	1,   // 83: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
+	6,   // 84: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
+	8,   // 85: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
+	10,  // 86: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
+	12,  // 87: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
+	14,  // 88: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
+	16,  // 89: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
+	18,  // 90: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
+	20,  // 91: drplane.v1.Operator.ListPlans:input_type -> drplane.v1.ListPlansRequest
+	23,  // 92: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
+	25,  // 93: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
+	27,  // 94: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
+	29,  // 95: drplane.v1.Operator.ListNotifications:input_type -> drplane.v1.ListNotificationsRequest
+	33,  // 96: drplane.v1.Operator.AckNotifications:input_type -> drplane.v1.AckNotificationsRequest
+	39,  // 97: drplane.v1.Operator.TestNotification:input_type -> drplane.v1.TestNotificationRequest
+	35,  // 98: drplane.v1.Operator.CheckReadiness:input_type -> drplane.v1.CheckReadinessRequest
+	41,  // 99: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
+	43,  // 100: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
+	45,  // 101: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
+	47,  // 102: drplane.v1.Operator.ListHostBackups:input_type -> drplane.v1.ListHostBackupsRequest
+	2,   // 103: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
+	7,   // 104: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
+	9,   // 105: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
+	11,  // 106: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
+	13,  // 107: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
+	15,  // 108: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
+	17,  // 109: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
+	19,  // 110: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
+	21,  // 111: drplane.v1.Operator.ListPlans:output_type -> drplane.v1.ListPlansResponse
+	24,  // 112: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
+	26,  // 113: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
+	28,  // 114: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
+	30,  // 115: drplane.v1.Operator.ListNotifications:output_type -> drplane.v1.ListNotificationsResponse
+	34,  // 116: drplane.v1.Operator.AckNotifications:output_type -> drplane.v1.AckNotificationsResponse
+	40,  // 117: drplane.v1.Operator.TestNotification:output_type -> drplane.v1.TestNotificationResponse
+	36,  // 118: drplane.v1.Operator.CheckReadiness:output_type -> drplane.v1.CheckReadinessResponse
+	42,  // 119: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
+	44,  // 120: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
+	46,  // 121: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
+	48,  // 122: drplane.v1.Operator.ListHostBackups:output_type -> drplane.v1.ListHostBackupsResponse
+	103, // [103:123] is the sub-list for method output_type
+	83,  // [83:103] is the sub-list for method input_type
+	83,  // [83:83] is the sub-list for extension type_name
+	83,  // [83:83] is the sub-list for extension extendee
+	0,   // [0:83] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_operator_proto_init() }
@@ -4170,7 +4437,7 @@ func file_drplane_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_operator_proto_rawDesc), len(file_drplane_v1_operator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   53,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

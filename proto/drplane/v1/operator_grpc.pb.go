@@ -34,6 +34,7 @@ const (
 	Operator_ListNotifications_FullMethodName = "/drplane.v1.Operator/ListNotifications"
 	Operator_AckNotifications_FullMethodName  = "/drplane.v1.Operator/AckNotifications"
 	Operator_TestNotification_FullMethodName  = "/drplane.v1.Operator/TestNotification"
+	Operator_CheckReadiness_FullMethodName    = "/drplane.v1.Operator/CheckReadiness"
 	Operator_RecoverQuorum_FullMethodName     = "/drplane.v1.Operator/RecoverQuorum"
 	Operator_RunHostStep_FullMethodName       = "/drplane.v1.Operator/RunHostStep"
 	Operator_ListHostSnapshots_FullMethodName = "/drplane.v1.Operator/ListHostSnapshots"
@@ -93,6 +94,9 @@ type OperatorClient interface {
 	AckNotifications(ctx context.Context, in *AckNotificationsRequest, opts ...grpc.CallOption) (*AckNotificationsResponse, error)
 	// TestNotification raises a test notification for one notify block.
 	TestNotification(ctx context.Context, in *TestNotificationRequest, opts ...grpc.CallOption) (*TestNotificationResponse, error)
+	// CheckReadiness says whether a failover to a site would succeed now
+	// within the objectives, and every reason it would not.
+	CheckReadiness(ctx context.Context, in *CheckReadinessRequest, opts ...grpc.CallOption) (*CheckReadinessResponse, error)
 	// RecoverQuorum is the operator's quorum-loss failover (two sites, no
 	// witness): `drplane failover --to SITE --force --confirm-primary-down`.
 	// The receiving server, of site SITE, checks that there is no leader and
@@ -269,6 +273,16 @@ func (c *operatorClient) TestNotification(ctx context.Context, in *TestNotificat
 	return out, nil
 }
 
+func (c *operatorClient) CheckReadiness(ctx context.Context, in *CheckReadinessRequest, opts ...grpc.CallOption) (*CheckReadinessResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckReadinessResponse)
+	err := c.cc.Invoke(ctx, Operator_CheckReadiness_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *operatorClient) RecoverQuorum(ctx context.Context, in *RecoverQuorumRequest, opts ...grpc.CallOption) (*RecoverQuorumResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RecoverQuorumResponse)
@@ -362,6 +376,9 @@ type OperatorServer interface {
 	AckNotifications(context.Context, *AckNotificationsRequest) (*AckNotificationsResponse, error)
 	// TestNotification raises a test notification for one notify block.
 	TestNotification(context.Context, *TestNotificationRequest) (*TestNotificationResponse, error)
+	// CheckReadiness says whether a failover to a site would succeed now
+	// within the objectives, and every reason it would not.
+	CheckReadiness(context.Context, *CheckReadinessRequest) (*CheckReadinessResponse, error)
 	// RecoverQuorum is the operator's quorum-loss failover (two sites, no
 	// witness): `drplane failover --to SITE --force --confirm-primary-down`.
 	// The receiving server, of site SITE, checks that there is no leader and
@@ -432,6 +449,9 @@ func (UnimplementedOperatorServer) AckNotifications(context.Context, *AckNotific
 }
 func (UnimplementedOperatorServer) TestNotification(context.Context, *TestNotificationRequest) (*TestNotificationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TestNotification not implemented")
+}
+func (UnimplementedOperatorServer) CheckReadiness(context.Context, *CheckReadinessRequest) (*CheckReadinessResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckReadiness not implemented")
 }
 func (UnimplementedOperatorServer) RecoverQuorum(context.Context, *RecoverQuorumRequest) (*RecoverQuorumResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecoverQuorum not implemented")
@@ -736,6 +756,24 @@ func _Operator_TestNotification_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Operator_CheckReadiness_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckReadinessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).CheckReadiness(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_CheckReadiness_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).CheckReadiness(ctx, req.(*CheckReadinessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Operator_RecoverQuorum_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RecoverQuorumRequest)
 	if err := dec(in); err != nil {
@@ -874,6 +912,10 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TestNotification",
 			Handler:    _Operator_TestNotification_Handler,
+		},
+		{
+			MethodName: "CheckReadiness",
+			Handler:    _Operator_CheckReadiness_Handler,
 		},
 		{
 			MethodName: "RecoverQuorum",
