@@ -35,7 +35,6 @@ func toReadinessJSON(r *pb.Readiness) ReadinessJSON {
 	return out
 }
 
-
 func newCmdReady(f *Factory) *cobra.Command {
 	var to string
 	var asJSON bool
