@@ -42,6 +42,8 @@ type executeOptions struct {
 	// (two sites, the active one down).
 	Force              bool
 	ConfirmPrimaryDown bool
+	// Note is the operator's word on why, for the DR test log.
+	Note string
 }
 
 func newCmdFailover(f *Factory) *cobra.Command {
@@ -183,6 +185,7 @@ func parseRestoreTime(s string) (time.Time, error) {
 func addExecuteFlags(cmd *cobra.Command, opts *executeOptions) {
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&opts.Detach, "detach", false, "start the execution and return without following it")
+	cmd.Flags().StringVar(&opts.Note, "note", "", `why, for the report's DR test log, e.g. "Q4 site drill, change CHG-1234"`)
 }
 
 func runExecute(ctx context.Context, opts *executeOptions) error {
@@ -217,7 +220,7 @@ func runExecute(ctx context.Context, opts *executeOptions) error {
 	}
 	req := &pb.StartExecutionRequest{Write: &pb.WriteOptions{RequestId: uuid.NewString()},
 		Kind: opts.Kind, Plan: opts.Plan, To: opts.To, AllowDataLoss: opts.AllowDataLoss, CleanupOf: opts.Cleanup, Service: opts.Service,
-		RestoreToTime: toTime, RestoreBackup: opts.Backup}
+		RestoreToTime: toTime, RestoreBackup: opts.Backup, Note: opts.Note}
 	out := opts.f.IO.Out
 	if !opts.Yes {
 		if err := confirmPlan(ctx, opts, client, req); err != nil {

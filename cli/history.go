@@ -114,7 +114,7 @@ func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 func executionJSONOf(ex *pb.Execution, withSteps bool) ExecutionJSON {
 	out := ExecutionJSON{ID: ex.GetId(), Kind: ex.GetKind(), Trigger: execTrigger(ex), Plan: ex.GetPlan(), From: ex.GetFrom(), To: ex.GetTo(),
-		Actor: ex.GetActor(), StartedAt: ex.GetStartedAt().AsTime(), Result: execState(ex), Message: ex.GetMessage(), Pass: pass(ex)}
+		Actor: ex.GetActor(), Note: ex.GetNote(), StartedAt: ex.GetStartedAt().AsTime(), Result: execState(ex), Message: ex.GetMessage(), Pass: pass(ex)}
 	if ex.GetFinishedAt() != nil {
 		t := ex.GetFinishedAt().AsTime()
 		out.FinishedAt = &t
@@ -222,7 +222,11 @@ func printReport(w io.Writer, plans []*pb.PlanScenario, execs []*pb.Execution, m
 	summary := scenarioRows(plans, execs)
 	log := [][]string{}
 	for _, ex := range execs {
-		log = append(log, []string{ex.GetStartedAt().AsTime().Local().Format(time.DateTime), scenario(ex), execState(ex), oneLine(ex.GetId() + ": " + ex.GetMessage()), ex.GetActor()})
+		notes := ex.GetId() + ": " + ex.GetMessage()
+		if ex.GetNote() != "" {
+			notes = ex.GetId() + ": " + ex.GetNote() + " — " + ex.GetMessage()
+		}
+		log = append(log, []string{ex.GetStartedAt().AsTime().Local().Format(time.DateTime), scenario(ex), execState(ex), oneLine(notes), ex.GetActor()})
 	}
 	if markdown {
 		fmt.Fprintln(w, "## RTO/RPO summary")

@@ -20,6 +20,7 @@ type ExecutionJSON struct {
 	From       string     `json:"from"`
 	To         string     `json:"to"`
 	Actor      string     `json:"actor"`
+	Note       string     `json:"note,omitempty"`
 	StartedAt  time.Time  `json:"started_at"`
 	FinishedAt *time.Time `json:"finished_at"`
 	Result     string     `json:"result"`
@@ -78,6 +79,9 @@ type StatusJSON struct {
 	// Readiness is the verdict on a failover to each data site that is
 	// not active (drplane ready); absent from a stale answer.
 	Readiness []ReadinessJSON `json:"readiness,omitempty"`
+	// NoLeader says why no leader answered; the rest is then what the
+	// server that answered knows (stale).
+	NoLeader string `json:"no_leader,omitempty"`
 }
 
 // ReplicationJSON is one data service's replication in `drplane status

@@ -15,9 +15,9 @@ func TestJSONOutput_FieldNames(t *testing.T) {
 		value any
 		tags  []string
 	}{
-		{ExecutionJSON{}, []string{"id", "kind", "trigger", "plan", "from", "to", "actor", "started_at", "finished_at", "result", "message", "rto_seconds", "rto_detail,omitempty", "rpo_seconds", "rpo_detail,omitempty", "rto_target_seconds", "rpo_target_seconds", "pass", "steps,omitempty"}},
+		{ExecutionJSON{}, []string{"id", "kind", "trigger", "plan", "from", "to", "actor", "note,omitempty", "started_at", "finished_at", "result", "message", "rto_seconds", "rto_detail,omitempty", "rpo_seconds", "rpo_detail,omitempty", "rto_target_seconds", "rpo_target_seconds", "pass", "steps,omitempty"}},
 		{StepJSON{}, []string{"id", "action", "host,omitempty", "target,omitempty", "state", "attempt,omitempty", "started_at,omitempty", "ended_at,omitempty", "message,omitempty", "outputs,omitempty", "replayed,omitempty", "verified,omitempty"}},
-		{StatusJSON{}, []string{"leader_id", "epoch", "active_site", "stale", "served_by", "sites", "servers", "agents", "automation,omitempty", "degraded", "replication,omitempty", "backups,omitempty", "readiness,omitempty"}},
+		{StatusJSON{}, []string{"leader_id", "epoch", "active_site", "stale", "served_by", "sites", "servers", "agents", "automation,omitempty", "degraded", "replication,omitempty", "backups,omitempty", "readiness,omitempty", "no_leader,omitempty"}},
 		{ReplicationJSON{}, []string{"service", "mode", "primary,omitempty", "synchronous_standby_names", "synchronous", "degraded_since,omitempty", "degraded_reason,omitempty", "standbys", "exposure_seconds", "exposure_detail,omitempty"}},
 		{StandbyJSON{}, []string{"host_id", "application_name,omitempty", "state,omitempty", "sync_state,omitempty", "flush_position,omitempty", "recorded_synchronous"}},
 		{ProductionProblemJSON{}, []string{"host_id,omitempty", "service,omitempty", "problem"}},

@@ -45,6 +45,7 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newCmdAck(f),
 		newCmdNotify(f),
 		newCmdReady(f),
+		newCmdAudit(f),
 	)
 	return root
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 type statusOptions struct {
@@ -44,10 +46,20 @@ func runStatus(ctx context.Context, opts *statusOptions) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	resp, err := client.GetStatus(ctx, &pb.GetStatusRequest{Read: &pb.ReadOptions{Stale: opts.Stale}})
+	var noLeader string
+	if err != nil && !opts.Stale && status.Code(err) == codes.Unavailable {
+		// No leader answers: what a reachable server knows is still worth
+		// showing, marked stale, beside why there is no leader.
+		stale, serr := client.GetStatus(ctx, &pb.GetStatusRequest{Read: &pb.ReadOptions{Stale: true}})
+		if serr == nil {
+			resp, err, noLeader = stale, nil, status.Convert(err).Message()
+		}
+	}
 	if err != nil {
 		return explain(opts.f.addr, err)
 	}
 	out := toStatusJSON(resp)
+	out.NoLeader = noLeader
 	if opts.JSON {
 		return printJSON(opts.f.IO.Out, out)
 	}
@@ -202,6 +214,9 @@ func printStatus(w io.Writer, s StatusJSON) error {
 	leader := s.LeaderID
 	if leader == "" {
 		leader = "(none)"
+	}
+	if s.NoLeader != "" {
+		leader = "(none: " + s.NoLeader + ")"
 	}
 	fmt.Fprintf(w, "Leader:       %s\nEpoch:        %d\nActive site:  %s\n", leader, s.Epoch, s.ActiveSite)
 	if s.Stale {

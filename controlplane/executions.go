@@ -83,7 +83,7 @@ func (s *Server) newExecution(req *pb.StartExecutionRequest, actor string, now t
 	}
 	ex := &structs.Execution{
 		ID: id, Kind: string(p.Kind), PlanName: p.Name, From: p.From, To: p.To,
-		Trigger: structs.TriggerManual, Actor: actor, AllowDataLoss: req.GetAllowDataLoss(), CleanupOf: req.GetCleanupOf(),
+		Trigger: structs.TriggerManual, Actor: actor, Note: req.GetNote(), AllowDataLoss: req.GetAllowDataLoss(), CleanupOf: req.GetCleanupOf(),
 		TriggeredAt: now, StartEpoch: v.Epoch, Plan: *p,
 	}
 	for _, st := range p.Steps {
@@ -273,7 +273,7 @@ func (s *Server) executionToProto(ex *structs.Execution) *pb.Execution {
 	out := &pb.Execution{
 		Id: ex.ID, Kind: ex.Kind, Plan: ex.PlanName, From: ex.From, To: ex.To, Trigger: structs.TriggerToProto(ex.Trigger), Actor: ex.Actor,
 		AllowDataLoss: ex.AllowDataLoss, CleanupOf: ex.CleanupOf, StartEpoch: ex.StartEpoch, State: structs.ExecStateToProto(ex.State), Message: ex.Message,
-		CancelRequested: ex.CancelRequested, RpoDetail: ex.RPODetail,
+		CancelRequested: ex.CancelRequested, RpoDetail: ex.RPODetail, Note: ex.Note,
 		RtoTargetSeconds: ex.Plan.Objectives.RTO.Seconds(), RpoTargetSeconds: ex.Plan.Objectives.RPO.Seconds(), HasRpoTarget: ex.Plan.Objectives.HasRPO(),
 		MaxDataLossSeconds: ex.Plan.MaxDataLoss.Seconds(), Warnings: ex.Plan.Warnings, RtoDetail: ex.RTODetail,
 		TriggeredAt: timestamppb.New(ex.TriggeredAt),

@@ -227,8 +227,12 @@ func TestDev(t *testing.T) {
 	lb := startPlainCheckHAProxy(t, dir)
 	waitServedBy(t, lb, "app-1", 30*time.Second)
 
-	out = d.cli(t, "switchover", "--to", "dr", "--yes")
+	out = d.cli(t, "switchover", "--to", "dr", "--yes", "--note", "Q4 site switchover test, change CHG-1234")
 	require.Contains(t, out, "succeeded")
+	require.Contains(t, d.cli(t, "report"), "Q4 site switchover test, change CHG-1234", "the note is in the DR test log")
+	audit := d.cli(t, "audit", "--since", "1h")
+	require.Contains(t, audit, "start-execution", audit)
+	require.Contains(t, audit, "cli:operator", "who, by the certificate")
 	t.Logf("switchover:\n%s", out)
 	// The pid files follow: the application now runs on app-2, and the
 	// old primary was restarted as a standby.

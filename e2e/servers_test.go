@@ -117,8 +117,24 @@ func TestServers_KillLeader_ReelectAndRejoin(t *testing.T) {
 	logs, err := os.ReadFile(c.Node(newLeader).LogPath)
 	require.NoError(t, err)
 	require.Contains(t, string(logs), "leadership transferred")
-	_, err = c.WaitForLeader(ctx, 50*time.Millisecond, newLeader)
+	third, err := c.WaitForLeader(ctx, 50*time.Millisecond, newLeader)
 	require.NoError(t, err)
+
+	// One server of three left: no leader. `drplane status` still shows
+	// what that server knows, marked stale, and why there is no leader.
+	require.NoError(t, c.Kill(c.Node(third)))
+	var last *devcluster.Node
+	for _, n := range c.Nodes {
+		if n.Running() {
+			last = n
+		}
+	}
+	require.NotNil(t, last)
+	testutil.WaitForResult(t, time.Minute, func() (bool, error) {
+		out, err := c.CLI(ctx, last, "status")
+		return err == nil && strings.Contains(out, "Leader:       (none: ") && strings.Contains(out, "(stale: answered by "+last.ID) &&
+			strings.Contains(out, "Active site:  primary"), fmt.Errorf("status without a leader: %v\n%s", err, out)
+	})
 }
 
 func TestServer_BadConfig_ExitsWithPosition(t *testing.T) {

@@ -40,6 +40,8 @@ type Execution struct {
 	To       string `json:"to"`
 	Trigger  string `json:"trigger"`
 	Actor    string `json:"actor"`
+	// Note is the operator's word on why (--note), for the DR test log.
+	Note string `json:"note,omitempty"`
 	// AllowDataLoss lets the RPO guard pass beyond max_data_loss.
 	AllowDataLoss bool `json:"allow_data_loss,omitempty"`
 	// CleanupOf names the drill execution this one tears down.

@@ -1003,6 +1003,9 @@ type StartExecutionRequest struct {
 	// neither, the newest state the repository holds.
 	RestoreToTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=restore_to_time,json=restoreToTime,proto3" json:"restore_to_time,omitempty"`
 	RestoreBackup string                 `protobuf:"bytes,10,opt,name=restore_backup,json=restoreBackup,proto3" json:"restore_backup,omitempty"`
+	// note is the operator's word on why, kept with the execution for the
+	// report's DR test log.
+	Note          string `protobuf:"bytes,11,opt,name=note,proto3" json:"note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1103,6 +1106,13 @@ func (x *StartExecutionRequest) GetRestoreToTime() *timestamppb.Timestamp {
 func (x *StartExecutionRequest) GetRestoreBackup() string {
 	if x != nil {
 		return x.RestoreBackup
+	}
+	return ""
+}
+
+func (x *StartExecutionRequest) GetNote() string {
+	if x != nil {
+		return x.Note
 	}
 	return ""
 }
@@ -3616,7 +3626,9 @@ type Execution struct {
 	RtoDetail string `protobuf:"bytes,27,opt,name=rto_detail,json=rtoDetail,proto3" json:"rto_detail,omitempty"`
 	// has_rpo_target says whether rpo_target_seconds is a target: 0 with it
 	// is the target of zero data loss, 0 without it is none.
-	HasRpoTarget  bool `protobuf:"varint,28,opt,name=has_rpo_target,json=hasRpoTarget,proto3" json:"has_rpo_target,omitempty"`
+	HasRpoTarget bool `protobuf:"varint,28,opt,name=has_rpo_target,json=hasRpoTarget,proto3" json:"has_rpo_target,omitempty"`
+	// note is the operator's note (--note), for the DR test log.
+	Note          string `protobuf:"bytes,29,opt,name=note,proto3" json:"note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3847,6 +3859,13 @@ func (x *Execution) GetHasRpoTarget() bool {
 	return false
 }
 
+func (x *Execution) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
 var File_drplane_v1_operator_proto protoreflect.FileDescriptor
 
 const file_drplane_v1_operator_proto_rawDesc = "" +
@@ -3922,7 +3941,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"s\n" +
 	"\x11ListAuditResponse\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x120\n" +
-	"\aentries\x18\x02 \x03(\v2\x16.drplane.v1.AuditEntryR\aentries\"\xe4\x02\n" +
+	"\aentries\x18\x02 \x03(\v2\x16.drplane.v1.AuditEntryR\aentries\"\xf8\x02\n" +
 	"\x15StartExecutionRequest\x12.\n" +
 	"\x05write\x18\x01 \x01(\v2\x18.drplane.v1.WriteOptionsR\x05write\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
@@ -3935,7 +3954,8 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\aservice\x18\b \x01(\tR\aservice\x12B\n" +
 	"\x0frestore_to_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rrestoreToTime\x12%\n" +
 	"\x0erestore_backup\x18\n" +
-	" \x01(\tR\rrestoreBackup\"{\n" +
+	" \x01(\tR\rrestoreBackup\x12\x12\n" +
+	"\x04note\x18\v \x01(\tR\x04note\"{\n" +
 	"\x16StartExecutionResponse\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x123\n" +
 	"\texecution\x18\x02 \x01(\v2\x15.drplane.v1.ExecutionR\texecution\"R\n" +
@@ -4136,7 +4156,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\bverified\x18\v \x01(\bR\bverified\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xff\a\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x93\b\n" +
 	"\tExecution\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
@@ -4174,7 +4194,8 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\bwarnings\x18\x1a \x03(\tR\bwarnings\x12\x1d\n" +
 	"\n" +
 	"rto_detail\x18\x1b \x01(\tR\trtoDetail\x12$\n" +
-	"\x0ehas_rpo_target\x18\x1c \x01(\bR\fhasRpoTarget*\x8c\x01\n" +
+	"\x0ehas_rpo_target\x18\x1c \x01(\bR\fhasRpoTarget\x12\x12\n" +
+	"\x04note\x18\x1d \x01(\tR\x04note*\x8c\x01\n" +
 	"\x0fReplicationMode\x12 \n" +
 	"\x1cREPLICATION_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REPLICATION_MODE_ASYNC\x10\x01\x12\x19\n" +
