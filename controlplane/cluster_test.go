@@ -38,6 +38,8 @@ type testCluster struct {
 	// agentLeaseTTL, when set, is the lease_ttl of agents started by
 	// startPlanAgent (their boot window) instead of 3s.
 	agentLeaseTTL time.Duration
+	// quorumNotifyAfter is each server's Deps.QuorumNotifyAfter.
+	quorumNotifyAfter time.Duration
 }
 
 type testServer struct {
@@ -175,12 +177,13 @@ func (c *testCluster) material(name string) *tlsutil.Material {
 func (c *testCluster) start(ts *testServer, grpcLn, raftLn net.Listener) {
 	c.t.Helper()
 	deps := Deps{
-		Logger:       testLogger(c.t, ts.cfg.NodeID, ts.logs),
-		TLS:          c.material(ts.cfg.NodeID),
-		GRPCListener: grpcLn,
-		RaftListener: raftLn,
-		HTTPListener: listen(c.t, "127.0.0.1:0"),
-		RaftConfig:   c.raftConfig,
+		Logger:            testLogger(c.t, ts.cfg.NodeID, ts.logs),
+		TLS:               c.material(ts.cfg.NodeID),
+		GRPCListener:      grpcLn,
+		RaftListener:      raftLn,
+		HTTPListener:      listen(c.t, "127.0.0.1:0"),
+		RaftConfig:        c.raftConfig,
+		QuorumNotifyAfter: c.quorumNotifyAfter,
 	}
 	if c.net != nil {
 		ep := ts.endpoint()

@@ -29,9 +29,10 @@ const (
 	// notifyGiveUp bounds the retries of one delivery; then it is
 	// recorded as failed.
 	notifyGiveUp = 10 * time.Minute
-	// quorumNotifyAfter is how long a server knows no leader before it
-	// tells the quorum_lost receivers itself.
-	quorumNotifyAfter = 15 * time.Second
+	// defaultQuorumNotifyAfter is how long a server knows no leader
+	// before it tells the quorum_lost receivers itself: longer than an
+	// election.
+	defaultQuorumNotifyAfter = 15 * time.Second
 )
 
 // receiver is a notify block as the sender takes it.
@@ -204,7 +205,7 @@ func (s *Server) runQuorumNotifier(ctx context.Context) {
 			since = now
 		}
 		n := &structs.Notification{ID: fmt.Sprintf("quorum_lost/%s/%d", s.config.NodeID, since.Unix()), Event: notify.EventQuorumLost,
-			Severity: notify.Severity(notify.EventQuorumLost), Site: s.config.Site, RaisedAt: since.Add(quorumNotifyAfter),
+			Severity: notify.Severity(notify.EventQuorumLost), Site: s.config.Site, RaisedAt: since.Add(s.quorumNotifyAfter),
 			Message: fmt.Sprintf("server %s (site %s) has known no leader since %s: no quorum of servers reaches each other; nothing fails over until one does",
 				s.config.NodeID, s.config.Site, since.UTC().Format(time.RFC3339))}
 		for _, r := range receivers {

@@ -171,3 +171,33 @@ func TestNotify_TestAndAckRefusals(t *testing.T) {
 	_, err = c.client(c.follower()).AckNotifications(testCtx(t), &pb.AckNotificationsRequest{Id: "nope"})
 	require.Equal(t, codes.NotFound, status.Code(err), "%v", err)
 }
+
+// TestNotify_QuorumLost_SentByTheServerLeftAlone: with no leader to
+// record it, a server that has known no leader for a while tells the
+// quorum_lost receivers itself, naming itself.
+func TestNotify_QuorumLost_SentByTheServerLeftAlone(t *testing.T) {
+	hook := newWebhookReceiver(t)
+	c := newTestClusterWith(t, 3, func(cfg *config.ServerConfig) {
+		cfg.Notify = []config.NotifyConfig{
+			{Name: "oncall", Webhook: hook.URL + "/oncall", Events: []string{notify.EventQuorumLost}, Format: notify.FormatJSON},
+			{Name: "managers", Webhook: hook.URL + "/managers", Events: []string{notify.EventQuorumLost}, After: time.Second, Format: notify.FormatJSON},
+		}
+	})
+	survivor := c.servers[2]
+	c.kill(survivor)
+	c.quorumNotifyAfter = time.Second
+	c.restart(survivor)
+	c.waitForLeader()
+	require.Empty(t, hook.at("/oncall"), "nothing while a leader is known")
+	for _, ts := range c.servers[:2] {
+		c.kill(ts)
+	}
+	got := hook.waitFor(t, "/oncall", 1)[0]
+	require.Equal(t, notify.EventQuorumLost, got.Message.Event)
+	require.Equal(t, survivor.cfg.NodeID, got.Message.Source)
+	require.Contains(t, got.Message.Message, "server "+survivor.cfg.NodeID+" (site "+survivor.cfg.Site+") has known no leader since")
+	managers := hook.waitFor(t, "/managers", 1)[0]
+	require.GreaterOrEqual(t, managers.At.Sub(got.Message.RaisedAt), time.Second, "escalated after its after")
+	time.Sleep(2 * time.Second)
+	require.Len(t, hook.at("/oncall"), 1, "told once per outage")
+}

@@ -4,6 +4,7 @@
 package controlplane
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +49,9 @@ type Deps struct {
 	// answer times, the detector's judgements and the lease wait. nil
 	// means the real clock.
 	Clock clock.Clock
+	// QuorumNotifyAfter, when set, replaces how long the server knows no
+	// leader before it tells the quorum_lost receivers (15s).
+	QuorumNotifyAfter time.Duration
 }
 
 // Server is one control-plane node.
@@ -82,6 +86,8 @@ type Server struct {
 	probes *probeTable
 	// notifySender posts the notify blocks' notifications.
 	notifySender *notify.Sender
+	// quorumNotifyAfter: see Deps.QuorumNotifyAfter.
+	quorumNotifyAfter time.Duration
 	// leases counts the leases this leader may have granted (invariant 4);
 	// memory only, one term at a time.
 	leases *leaseTable
@@ -139,22 +145,23 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		config:         cfg,
-		logger:         deps.Logger,
-		tls:            deps.TLS,
-		clock:          clock.OrReal(deps.Clock),
-		fsm:            NewFSM(deps.Logger),
-		raftNotifyCh:   make(chan bool, 16),
-		conns:          newConnPool(deps.TLS, tlsutil.RoleServer),
-		agentConns:     newAgentConnPool(deps.TLS),
-		probes:         newProbeTable(),
-		notifySender:   notify.NewSender(),
-		leases:         newLeaseTable(deps.Clock, cfg.Failover),
-		progress:       newProgressTable(),
-		primaries:      newPrimaryHistory(),
-		restartCh:      make(chan struct{}),
-		shutdownCtx:    ctx,
-		shutdownCancel: cancel,
+		config:            cfg,
+		logger:            deps.Logger,
+		tls:               deps.TLS,
+		clock:             clock.OrReal(deps.Clock),
+		fsm:               NewFSM(deps.Logger),
+		raftNotifyCh:      make(chan bool, 16),
+		conns:             newConnPool(deps.TLS, tlsutil.RoleServer),
+		agentConns:        newAgentConnPool(deps.TLS),
+		probes:            newProbeTable(),
+		notifySender:      notify.NewSender(),
+		quorumNotifyAfter: cmp.Or(deps.QuorumNotifyAfter, defaultQuorumNotifyAfter),
+		leases:            newLeaseTable(deps.Clock, cfg.Failover),
+		progress:          newProgressTable(),
+		primaries:         newPrimaryHistory(),
+		restartCh:         make(chan struct{}),
+		shutdownCtx:       ctx,
+		shutdownCancel:    cancel,
 	}
 	s.conns.dial, s.agentConns.dial = deps.Dial, deps.Dial
 	// Probe ids go on growing across restarts of this server, so that an
