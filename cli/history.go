@@ -73,6 +73,9 @@ func duration(ex *pb.Execution) string {
 func printExecution(w io.Writer, ex *pb.Execution) error {
 	fmt.Fprintf(w, "%s %s (%s, plan %s, trigger %s by %s)\n", ex.GetKind(), ex.GetId(), execState(ex), ex.GetPlan(), execTrigger(ex), ex.GetActor())
 	fmt.Fprintf(w, "%s, epoch at start %d; %s\n", route(ex), ex.GetStartEpoch(), ex.GetMessage())
+	if n := ex.GetNote(); n != "" {
+		fmt.Fprintf(w, "Note: %s\n", n)
+	}
 	fmt.Fprintf(w, "RTO %s (target %s), RPO %s (target %s)\n", measured(ex.GetHasRto(), ex.GetRtoSeconds()), seconds(ex.GetRtoTargetSeconds()),
 		measured(ex.GetHasRpo(), ex.GetRpoSeconds()), rpoTarget(ex))
 	if d := ex.GetRtoDetail(); d != "" {
