@@ -40,16 +40,12 @@ func newCmdAudit(f *Factory) *cobra.Command {
 					return fmt.Errorf(`--since %q is neither a duration ("24h") nor a time with its zone ("2026-12-03 09:00:00+00")`, since)
 				}
 			}
-			client, closeFn, err := f.Operator()
-			if err != nil {
+			var resp *pb.ListAuditResponse
+			if err := callOperator(cmd.Context(), f, func(ctx context.Context, c pb.OperatorClient) (err error) {
+				resp, err = c.ListAudit(ctx, &pb.ListAuditRequest{})
 				return err
-			}
-			defer closeFn()
-			ctx, cancel := context.WithTimeout(cmd.Context(), requestTimeout)
-			defer cancel()
-			resp, err := client.ListAudit(ctx, &pb.ListAuditRequest{})
-			if err != nil {
-				return explain(f.addr, err)
+			}); err != nil {
+				return err
 			}
 			out := []AuditJSON{}
 			for _, e := range resp.GetEntries() {

@@ -478,8 +478,9 @@ func newCmdCancel(f *Factory) *cobra.Command {
 	}
 }
 
-// simpleWrite runs one write request and prints done on success.
-func simpleWrite(ctx context.Context, f *Factory, call func(context.Context, pb.OperatorClient, *pb.WriteOptions) error, done string) error {
+// callOperator runs call against the servers within requestTimeout; an
+// error the call returns is explained (which server, what to do).
+func callOperator(ctx context.Context, f *Factory, call func(context.Context, pb.OperatorClient) error) error {
 	client, closeFn, err := f.Operator()
 	if err != nil {
 		return err
@@ -487,8 +488,18 @@ func simpleWrite(ctx context.Context, f *Factory, call func(context.Context, pb.
 	defer closeFn()
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	if err := call(ctx, client, &pb.WriteOptions{RequestId: uuid.NewString()}); err != nil {
+	if err := call(ctx, client); err != nil {
 		return explain(f.addr, err)
+	}
+	return nil
+}
+
+// simpleWrite runs one write request and prints done on success.
+func simpleWrite(ctx context.Context, f *Factory, call func(context.Context, pb.OperatorClient, *pb.WriteOptions) error, done string) error {
+	if err := callOperator(ctx, f, func(ctx context.Context, c pb.OperatorClient) error {
+		return call(ctx, c, &pb.WriteOptions{RequestId: uuid.NewString()})
+	}); err != nil {
+		return err
 	}
 	fmt.Fprintln(f.IO.Out, done)
 	return nil

@@ -61,16 +61,12 @@ func newCmdNotify(f *Factory) *cobra.Command {
 		Short: "List the notifications kept: event, who was told when, acknowledgements",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			client, closeFn, err := f.Operator()
-			if err != nil {
+			var resp *pb.ListNotificationsResponse
+			if err := callOperator(cmd.Context(), f, func(ctx context.Context, c pb.OperatorClient) (err error) {
+				resp, err = c.ListNotifications(ctx, &pb.ListNotificationsRequest{})
 				return err
-			}
-			defer closeFn()
-			ctx, cancel := context.WithTimeout(cmd.Context(), requestTimeout)
-			defer cancel()
-			resp, err := client.ListNotifications(ctx, &pb.ListNotificationsRequest{})
-			if err != nil {
-				return explain(f.addr, err)
+			}); err != nil {
+				return err
 			}
 			if asJSON {
 				out := []NotificationJSON{}
@@ -107,16 +103,12 @@ func newCmdNotify(f *Factory) *cobra.Command {
 		Short: "Send a test notification through notify block NAME of the servers' configuration",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			client, closeFn, err := f.Operator()
-			if err != nil {
+			var resp *pb.TestNotificationResponse
+			if err := callOperator(cmd.Context(), f, func(ctx context.Context, c pb.OperatorClient) (err error) {
+				resp, err = c.TestNotification(ctx, &pb.TestNotificationRequest{Write: &pb.WriteOptions{RequestId: uuid.NewString()}, Receiver: args[0]})
 				return err
-			}
-			defer closeFn()
-			ctx, cancel := context.WithTimeout(cmd.Context(), requestTimeout)
-			defer cancel()
-			resp, err := client.TestNotification(ctx, &pb.TestNotificationRequest{Write: &pb.WriteOptions{RequestId: uuid.NewString()}, Receiver: args[0]})
-			if err != nil {
-				return explain(f.addr, err)
+			}); err != nil {
+				return err
 			}
 			fmt.Fprintf(f.IO.Out, "test notification %s raised for %s; the leader sends it now (drplane notify list shows the delivery)\n", resp.GetId(), args[0])
 			return nil

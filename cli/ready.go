@@ -50,18 +50,15 @@ func newCmdReady(f *Factory) *cobra.Command {
 			if to == "" {
 				return fmt.Errorf("--to is required: the data site a failover would go to")
 			}
-			client, closeFn, err := f.Operator()
-			if err != nil {
+			var resp *pb.CheckReadinessResponse
+			if err := callOperator(cmd.Context(), f, func(ctx context.Context, c pb.OperatorClient) (err error) {
+				resp, err = c.CheckReadiness(ctx, &pb.CheckReadinessRequest{To: to, DrillWithinSeconds: drillWithin.Seconds()})
+				return err
+			}); err != nil {
 				return err
 			}
-			defer closeFn()
-			ctx, cancel := context.WithTimeout(cmd.Context(), requestTimeout)
-			defer cancel()
-			resp, err := client.CheckReadiness(ctx, &pb.CheckReadinessRequest{To: to, DrillWithinSeconds: drillWithin.Seconds()})
-			if err != nil {
-				return explain(f.addr, err)
-			}
 			r := toReadinessJSON(resp.GetReadiness())
+			var err error
 			if asJSON {
 				err = printJSON(f.IO.Out, r)
 			} else {

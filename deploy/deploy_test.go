@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/drplane/drplane/internal/config"
+	"github.com/drplane/drplane/internal/testutil"
 	"github.com/drplane/drplane/internal/tlsutil"
 	"github.com/stretchr/testify/require"
 )
@@ -94,13 +95,7 @@ func TestExample_StonithHook(t *testing.T) {
 
 // TestHAProxy_ExampleValid: HAProxy accepts the example configuration.
 func TestHAProxy_ExampleValid(t *testing.T) {
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("haproxy is not installed, and CI=true: %v", err)
-		}
-		t.Skip("haproxy is not installed (apt-get install haproxy)")
-	}
+	bin := testutil.RequireProgram(t, "haproxy", "haproxy")
 	out, err := exec.Command(bin, "-c", "-f", "haproxy/haproxy.cfg").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	require.Contains(t, string(out), "Configuration file is valid")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/drplane/drplane/controlplane"
 	"github.com/drplane/drplane/internal/hostmetrics"
+	"github.com/drplane/drplane/internal/testutil"
 	"github.com/drplane/drplane/internal/tlsutil"
 	"github.com/stretchr/testify/require"
 )
@@ -21,14 +22,7 @@ import (
 // CI, where scripts/prerequisites installs it.
 func requirePromtool(t *testing.T) string {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("promtool is not installed, and CI=true: %v", err)
-		}
-		t.Skip("promtool is not installed (apt-get install prometheus); skipping")
-	}
-	return path
+	return testutil.RequireProgram(t, "promtool", "prometheus")
 }
 
 func promtool(t *testing.T, dir string, args ...string) string {

@@ -26,13 +26,7 @@ import (
 // returns the frontend's URL. Skips without HAProxy, except in CI.
 func startPlainCheckHAProxy(t *testing.T, dir string) string {
 	t.Helper()
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("haproxy is not installed, and CI=true: %v", err)
-		}
-		t.Skip("haproxy is not installed (apt-get install haproxy); skipping")
-	}
+	bin := testutil.RequireProgram(t, "haproxy", "haproxy")
 	b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
 	require.NoError(t, err)
 	var info devenv.Info

@@ -34,13 +34,7 @@ type prometheus struct {
 // It skips without Prometheus, except in CI.
 func startPrometheus(t *testing.T, dir string) *prometheus {
 	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("prometheus is not installed, and CI=true: %v", err)
-		}
-		t.Skip("prometheus is not installed (apt-get install prometheus); skipping")
-	}
+	bin := testutil.RequireProgram(t, "prometheus", "prometheus")
 	b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
 	require.NoError(t, err)
 	var info devenv.Info
@@ -91,15 +85,6 @@ scrape_configs:
 // query runs an instant PromQL query and returns its vector's samples:
 // each series' labels (as "k=v,..." sorted by Prometheus) and value.
 func (p *prometheus) query(ctx context.Context, q string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/api/v1/query?query="+url.QueryEscape(q), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var body struct {
 		Status string `json:"status"`
 		Error  string `json:"error"`
@@ -110,7 +95,7 @@ func (p *prometheus) query(ctx context.Context, q string) (map[string]float64, e
 			} `json:"result"`
 		} `json:"data"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+	if err := p.get(ctx, "/api/v1/query?query="+url.QueryEscape(q), &body); err != nil {
 		return nil, err
 	}
 	if body.Status != "success" {
@@ -133,17 +118,22 @@ func (p *prometheus) query(ctx context.Context, q string) (map[string]float64, e
 	return out, nil
 }
 
-// rules lists the loaded alerting rules and their health.
-func (p *prometheus) rules(ctx context.Context) (map[string]string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/api/v1/rules?type=alert", nil)
+// get decodes the JSON answer of Prometheus's API at path into v.
+func (p *prometheus) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+path, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// rules lists the loaded alerting rules and their health.
+func (p *prometheus) rules(ctx context.Context) (map[string]string, error) {
 	var body struct {
 		Data struct {
 			Groups []struct {
@@ -155,7 +145,7 @@ func (p *prometheus) rules(ctx context.Context) (map[string]string, error) {
 			} `json:"groups"`
 		} `json:"data"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+	if err := p.get(ctx, "/api/v1/rules?type=alert", &body); err != nil {
 		return nil, err
 	}
 	out := map[string]string{}
