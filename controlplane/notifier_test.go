@@ -145,6 +145,9 @@ func TestNotify_AutomaticFailover_EscalatesUntilAck(t *testing.T) {
 		require.Len(t, failover, 1, "%s was told of the failover once", path)
 	}
 	require.Empty(t, hook.at("/ceo"), "the acknowledgement stopped the escalation")
+	t.Logf("failover %s raised %s; told oncall +%s, managers +%s (after 3s), execs +%s (after 8s, by the new leader)",
+		ex.GetId(), raised.Format("15:04:05.000"), oncall.At.Sub(raised).Round(time.Millisecond), managers.At.Sub(raised).Round(time.Millisecond),
+		execs.At.Sub(raised).Round(time.Millisecond))
 }
 
 // TestNotify_TestAndAckRefusals: `drplane notify test NAME` reaches that
