@@ -11,6 +11,7 @@ import (
 	"github.com/drplane/drplane/internal/testutil"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // readinessOf asks a follower (it forwards) whether a failover to site
@@ -87,4 +88,46 @@ func TestReadiness_YesAndNoWithEachReason(t *testing.T) {
 	require.Contains(t, failed[readySite], "primary is the active site")
 	_, failed = ts.readinessOf(t, "witness")
 	require.Contains(t, failed[readySite], `"witness" is not a data site`)
+}
+
+// TestReadiness_SyncsAndBackups: the sync and backup checks judge what
+// the agents last reported: a failed or never-run rsync at the target,
+// a backup block that warns, failed its verification or was never
+// verified, and no host archiving at all, each with its reason.
+func TestReadiness_SyncsAndBackups(t *testing.T) {
+	at := timestamppb.New(time.Now())
+	v := stateView{Agents: []structs.Agent{{HostID: "db-1", Site: "primary"}, {HostID: "app-2", Site: "dr"}}}
+	verified := &pb.BackupVerification{Label: "F1", Ok: true, At: at}
+	cases := []struct {
+		name          string
+		syncs         []*pb.SyncStatus
+		backups       []*pb.BackupStatus
+		syncOK, bakOK bool
+		want          string
+	}{
+		{"sound", []*pb.SyncStatus{{Name: "state", LastSuccessAt: at}}, []*pb.BackupStatus{{Name: "pg", Archiving: true, LastVerification: verified}}, true, true, "db-1 pg: verified F1"},
+		{"rsync failed", []*pb.SyncStatus{{Name: "state", LastSuccessAt: at, LastError: "connection refused"}}, nil, false, true, "app-2 state: the last rsync failed: connection refused"},
+		{"never synced", []*pb.SyncStatus{{Name: "state"}}, nil, false, true, "app-2 state has never synced"},
+		{"backup warns", nil, []*pb.BackupStatus{{Name: "pg", Archiving: true, LastVerification: verified, Warnings: []string{"the newest backup is 2d old"}}}, true, false, "db-1 pg: the newest backup is 2d old"},
+		{"verification failed", nil, []*pb.BackupStatus{{Name: "pg", Archiving: true, LastVerification: &pb.BackupVerification{Label: "F2", Reason: "pg_control missing", At: at}}}, true, false, "the verification of F2 failed: pg_control missing"},
+		{"never verified", nil, []*pb.BackupStatus{{Name: "pg", Archiving: true}}, true, false, "db-1 pg: never verified"},
+		{"nobody archives", nil, []*pb.BackupStatus{{Name: "pg"}}, true, false, "1 backup blocks declared, but no host archives"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Server{probes: newProbeTable()}
+			now := time.Now()
+			s.probes.put("db-1", probeResult{sentAt: now, answeredAt: now, resp: &pb.ProbeResponse{Backups: tc.backups}})
+			s.probes.put("app-2", probeResult{sentAt: now, answeredAt: now, resp: &pb.ProbeResponse{Syncs: tc.syncs}})
+			got := map[string]*pb.ReadinessCheck{}
+			add := func(name string, ok bool, format string, args ...any) {
+				got[name] = &pb.ReadinessCheck{Name: name, Ok: ok, Detail: fmt.Sprintf(format, args...)}
+			}
+			s.readySyncs(v, "dr", add)
+			s.readyBackups(v, add)
+			require.Equal(t, tc.syncOK, got[readySyncs].GetOk(), got[readySyncs].GetDetail())
+			require.Equal(t, tc.bakOK, got[readyBackups].GetOk(), got[readyBackups].GetDetail())
+			require.Contains(t, got[readySyncs].GetDetail()+" | "+got[readyBackups].GetDetail(), tc.want)
+		})
+	}
 }
