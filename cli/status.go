@@ -46,24 +46,31 @@ func runStatus(ctx context.Context, opts *statusOptions) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	resp, err := client.GetStatus(ctx, &pb.GetStatusRequest{Read: &pb.ReadOptions{Stale: opts.Stale}})
-	var noLeader string
 	if err != nil && !opts.Stale && status.Code(err) == codes.Unavailable {
 		// No leader answers: what a reachable server knows is still worth
-		// showing, marked stale, beside why there is no leader.
-		stale, serr := client.GetStatus(ctx, &pb.GetStatusRequest{Read: &pb.ReadOptions{Stale: true}})
-		if serr == nil {
-			resp, err, noLeader = stale, nil, status.Convert(err).Message()
+		// showing, marked stale, beside why there is no leader. The
+		// command still fails, with the reason: a script must not take
+		// this for a healthy cluster.
+		if stale, serr := client.GetStatus(ctx, &pb.GetStatusRequest{Read: &pb.ReadOptions{Stale: true}}); serr == nil {
+			out := toStatusJSON(stale)
+			out.NoLeader = status.Convert(err).Message()
+			if perr := printStatusAs(opts, out); perr != nil {
+				return perr
+			}
 		}
 	}
 	if err != nil {
 		return explain(opts.f.addr, err)
 	}
-	out := toStatusJSON(resp)
-	out.NoLeader = noLeader
+	return printStatusAs(opts, toStatusJSON(resp))
+}
+
+// printStatusAs prints s as JSON or as text, as opts asks.
+func printStatusAs(opts *statusOptions, s StatusJSON) error {
 	if opts.JSON {
-		return printJSON(opts.f.IO.Out, out)
+		return printJSON(opts.f.IO.Out, s)
 	}
-	return printStatus(opts.f.IO.Out, out)
+	return printStatus(opts.f.IO.Out, s)
 }
 
 func toStatusJSON(resp *pb.GetStatusResponse) StatusJSON {

@@ -121,7 +121,8 @@ func TestServers_KillLeader_ReelectAndRejoin(t *testing.T) {
 	require.NoError(t, err)
 
 	// One server of three left: no leader. `drplane status` still shows
-	// what that server knows, marked stale, and why there is no leader.
+	// what that server knows, marked stale, and why there is no leader,
+	// and fails: no script may take it for a healthy cluster.
 	require.NoError(t, c.Kill(c.Node(third)))
 	var last *devcluster.Node
 	for _, n := range c.Nodes {
@@ -132,7 +133,7 @@ func TestServers_KillLeader_ReelectAndRejoin(t *testing.T) {
 	require.NotNil(t, last)
 	testutil.WaitForResult(t, time.Minute, func() (bool, error) {
 		out, err := c.CLI(ctx, last, "status")
-		return err == nil && strings.Contains(out, "Leader:       (none: ") && strings.Contains(out, "(stale: answered by "+last.ID) &&
+		return err != nil && strings.Contains(out, "Leader:       (none: ") && strings.Contains(out, "(stale: answered by "+last.ID) &&
 			strings.Contains(out, "Active site:  primary"), fmt.Errorf("status without a leader: %v\n%s", err, out)
 	})
 }
