@@ -169,14 +169,23 @@ func pass(ex *pb.Execution) bool {
 }
 
 func newCmdReport(f *Factory) *cobra.Command {
-	var asJSON, markdown bool
+	var asJSON, markdown, verify bool
+	var junit string
 	cmd := &cobra.Command{
-		Use:   "report [--json|--markdown]",
+		Use:   "report [--json|--markdown] [--junit FILE] [--verify]",
 		Short: "Achieved RTO and RPO against the targets, and the DR test log",
-		Args:  cobra.NoArgs,
+		Long: "Achieved RTO and RPO against the targets, and the DR test log.\n\n" +
+			"--verify checks the evidence chain instead: every finished execution is sealed with a SHA-256 hash\n" +
+			"over its record and the previous hash; a record changed after it ended, or a link removed, is named.\n" +
+			"Keep the head hash it prints outside drplane: a chain rewritten whole then shows too.\n" +
+			"--junit FILE also writes the executions as JUnit XML, a test case per step, for CI dashboards.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if asJSON && markdown {
 				return fmt.Errorf("--json and --markdown cannot be combined")
+			}
+			if verify {
+				return runVerifyEvidence(cmd.Context(), f)
 			}
 			client, closeFn, err := f.Operator()
 			if err != nil {
@@ -193,6 +202,20 @@ func newCmdReport(f *Factory) *cobra.Command {
 			for _, ex := range resp.GetExecutions() {
 				if execState(ex) != structs.ExecRunning && ex.GetCleanupOf() == "" {
 					ended = append(ended, ex)
+				}
+			}
+			if junit != "" {
+				// The step lists: ListExecutions leaves them out.
+				var full []*pb.Execution
+				for _, ex := range ended {
+					one, err := client.GetExecution(ctx, &pb.GetExecutionRequest{Id: ex.GetId()})
+					if err != nil {
+						return explain(f.addr, err)
+					}
+					full = append(full, one.GetExecution())
+				}
+				if err := writeJUnit(junit, full); err != nil {
+					return err
 				}
 			}
 			if asJSON {
@@ -214,6 +237,8 @@ func newCmdReport(f *Factory) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().BoolVar(&markdown, "markdown", false, "print the plan documents' Markdown tables")
+	cmd.Flags().BoolVar(&verify, "verify", false, "check the evidence chain of the finished executions; exit 1 when it is broken")
+	cmd.Flags().StringVar(&junit, "junit", "", "also write the executions as JUnit XML to FILE (a test case per step)")
 	return cmd
 }
 

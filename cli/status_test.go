@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // fakeOperator answers the calls a test sets; the rest panic through
@@ -204,4 +208,33 @@ func TestPrintBackupStatuses(t *testing.T) {
 	require.Contains(t, out, "last verification: backup 20261203-090000F FAILED: the restored server did not start")
 	require.Contains(t, out, "WARNING: the newest backup is 1h30m0s old")
 	require.NotContains(t, out, "db-2", "a standby host without warnings is not shown")
+}
+
+// TestJUnit_OneCasePerStep: the JUnit export parses back with a suite per
+// execution and a case per step, a failed step as a failure.
+func TestJUnit_OneCasePerStep(t *testing.T) {
+	at := timestamppb.New(time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC))
+	later := timestamppb.New(at.AsTime().Add(1500 * time.Millisecond))
+	ex := &pb.Execution{Id: "failover-1", Kind: "failover", From: "primary", To: "dr", StartedAt: at, FinishedAt: later,
+		Steps: []*pb.ExecutionStep{
+			{Step: &pb.PlanStep{Id: "fence:db-1"}, State: pb.StepState_STEP_STATE_SUCCEEDED, StartedAt: at, EndedAt: later},
+			{Step: &pb.PlanStep{Id: "promote:postgres@db-2"}, State: pb.StepState_STEP_STATE_FAILED, Message: "pg_ctl promote: timeout", StartedAt: at, EndedAt: later},
+			{Step: &pb.PlanStep{Id: "start:engine@app-2"}, State: pb.StepState_STEP_STATE_SKIPPED},
+		}}
+	path := filepath.Join(t.TempDir(), "drplane.xml")
+	require.NoError(t, writeJUnit(path, []*pb.Execution{ex}))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var got junitSuites
+	require.NoError(t, xml.Unmarshal(b, &got))
+	require.Len(t, got.Suites, 1)
+	s := got.Suites[0]
+	require.Equal(t, 3, s.Tests)
+	require.Equal(t, 1, s.Failures)
+	require.Equal(t, 1, s.Skipped)
+	require.Equal(t, 1.5, s.Time)
+	require.Equal(t, "promote:postgres@db-2", s.Cases[1].Name)
+	require.NotNil(t, s.Cases[1].Failure)
+	require.Equal(t, "pg_ctl promote: timeout", s.Cases[1].Failure.Message)
+	require.Nil(t, s.Cases[0].Failure)
 }

@@ -67,6 +67,7 @@ func TestAuth_MethodRoles_Matrix(t *testing.T) {
 		pb.Operator_AckNotifications_FullMethodName:     {cli},
 		pb.Operator_TestNotification_FullMethodName:     {cli},
 		pb.Operator_CheckReadiness_FullMethodName:       {cli},
+		pb.Operator_VerifyEvidence_FullMethodName:       {cli},
 		pb.AgentRegistry_RegisterAgent_FullMethodName:   {agent},
 		pb.AgentRegistry_DeregisterAgent_FullMethodName: {agent},
 		pb.Peer_NodeInfo_FullMethodName:                 {server, cli},

@@ -37,6 +37,9 @@ type fsmState struct {
 	// Notifications are the events told through the notify blocks, with
 	// their escalation, oldest first.
 	Notifications []*structs.Notification `json:"notifications,omitempty"`
+	// Evidence is the hash chain over the finished executions, in the
+	// order they ended (drplane report --verify).
+	Evidence []structs.EvidenceLink `json:"evidence,omitempty"`
 }
 
 func newFSMState() *fsmState {

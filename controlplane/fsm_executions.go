@@ -205,6 +205,7 @@ func (f *FSM) applyFinishExecution(req *structs.FinishExecutionRequest, index ui
 	if req.RPOSeconds != nil {
 		ex.RPOSeconds = req.RPOSeconds
 	}
+	f.sealLocked(ex, index, req.Time)
 	f.auditLocked(index, &req.WriteRequest, "finish-execution", fmt.Sprintf("%s %s %s: %s", ex.Kind, ex.ID, ex.State, ex.Message))
 	return ""
 }

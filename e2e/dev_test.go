@@ -233,6 +233,12 @@ func TestDev(t *testing.T) {
 	audit := d.cli(t, "audit", "--since", "1h")
 	require.Contains(t, audit, "start-execution", audit)
 	require.Contains(t, audit, "cli:operator", "who, by the certificate")
+	require.Contains(t, d.cli(t, "report", "--verify"), "evidence chain intact: 1 finished executions sealed")
+	junit := filepath.Join(t.TempDir(), "drplane.xml")
+	d.cli(t, "report", "--junit", junit)
+	b, err := os.ReadFile(junit)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `<testcase name="activate:dr"`, "a test case per step")
 	t.Logf("switchover:\n%s", out)
 	// The pid files follow: the application now runs on app-2, and the
 	// old primary was restarted as a standby.

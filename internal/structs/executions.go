@@ -240,3 +240,16 @@ func (a Automation) Blocked(now time.Time, cooldown time.Duration) string {
 	}
 	return ""
 }
+
+// EvidenceLink seals one finished execution into the evidence chain: Hash
+// is SHA-256 over PrevHash and the execution's sealed record, so that a
+// record changed after it ended, or a link removed, no longer matches
+// (drplane report --verify).
+type EvidenceLink struct {
+	ExecutionID string    `json:"execution_id"`
+	PrevHash    string    `json:"prev_hash"`
+	Hash        string    `json:"hash"`
+	SealedAt    time.Time `json:"sealed_at"`
+	// Index is the Raft index of the entry that sealed it.
+	Index uint64 `json:"index"`
+}

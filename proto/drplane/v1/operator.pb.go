@@ -2238,6 +2238,122 @@ func (x *AckNotificationsResponse) GetMeta() *ResponseMeta {
 	return nil
 }
 
+type VerifyEvidenceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Read          *ReadOptions           `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyEvidenceRequest) Reset() {
+	*x = VerifyEvidenceRequest{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyEvidenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyEvidenceRequest) ProtoMessage() {}
+
+func (x *VerifyEvidenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyEvidenceRequest.ProtoReflect.Descriptor instead.
+func (*VerifyEvidenceRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *VerifyEvidenceRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+type VerifyEvidenceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Meta  *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	// links is how many finished executions the chain seals; head_hash is
+	// its last hash: keep it outside drplane (a change ticket, an audit
+	// file) and a rewritten chain shows too.
+	Links    uint32 `protobuf:"varint,2,opt,name=links,proto3" json:"links,omitempty"`
+	HeadHash string `protobuf:"bytes,3,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
+	// problems is empty when the chain is intact.
+	Problems      []string `protobuf:"bytes,4,rep,name=problems,proto3" json:"problems,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyEvidenceResponse) Reset() {
+	*x = VerifyEvidenceResponse{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyEvidenceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyEvidenceResponse) ProtoMessage() {}
+
+func (x *VerifyEvidenceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyEvidenceResponse.ProtoReflect.Descriptor instead.
+func (*VerifyEvidenceResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *VerifyEvidenceResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *VerifyEvidenceResponse) GetLinks() uint32 {
+	if x != nil {
+		return x.Links
+	}
+	return 0
+}
+
+func (x *VerifyEvidenceResponse) GetHeadHash() string {
+	if x != nil {
+		return x.HeadHash
+	}
+	return ""
+}
+
+func (x *VerifyEvidenceResponse) GetProblems() []string {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
 type CheckReadinessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// to is the data site a failover would go to.
@@ -2251,7 +2367,7 @@ type CheckReadinessRequest struct {
 
 func (x *CheckReadinessRequest) Reset() {
 	*x = CheckReadinessRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	mi := &file_drplane_v1_operator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2263,7 +2379,7 @@ func (x *CheckReadinessRequest) String() string {
 func (*CheckReadinessRequest) ProtoMessage() {}
 
 func (x *CheckReadinessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	mi := &file_drplane_v1_operator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2276,7 +2392,7 @@ func (x *CheckReadinessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckReadinessRequest.ProtoReflect.Descriptor instead.
 func (*CheckReadinessRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{34}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CheckReadinessRequest) GetTo() string {
@@ -2303,7 +2419,7 @@ type CheckReadinessResponse struct {
 
 func (x *CheckReadinessResponse) Reset() {
 	*x = CheckReadinessResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	mi := &file_drplane_v1_operator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2431,7 @@ func (x *CheckReadinessResponse) String() string {
 func (*CheckReadinessResponse) ProtoMessage() {}
 
 func (x *CheckReadinessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	mi := &file_drplane_v1_operator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2444,7 @@ func (x *CheckReadinessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckReadinessResponse.ProtoReflect.Descriptor instead.
 func (*CheckReadinessResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{35}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CheckReadinessResponse) GetMeta() *ResponseMeta {
@@ -2357,7 +2473,7 @@ type Readiness struct {
 
 func (x *Readiness) Reset() {
 	*x = Readiness{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[36]
+	mi := &file_drplane_v1_operator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2369,7 +2485,7 @@ func (x *Readiness) String() string {
 func (*Readiness) ProtoMessage() {}
 
 func (x *Readiness) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[36]
+	mi := &file_drplane_v1_operator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2382,7 +2498,7 @@ func (x *Readiness) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Readiness.ProtoReflect.Descriptor instead.
 func (*Readiness) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{36}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Readiness) GetSite() string {
@@ -2420,7 +2536,7 @@ type ReadinessCheck struct {
 
 func (x *ReadinessCheck) Reset() {
 	*x = ReadinessCheck{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[37]
+	mi := &file_drplane_v1_operator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2432,7 +2548,7 @@ func (x *ReadinessCheck) String() string {
 func (*ReadinessCheck) ProtoMessage() {}
 
 func (x *ReadinessCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[37]
+	mi := &file_drplane_v1_operator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2445,7 +2561,7 @@ func (x *ReadinessCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadinessCheck.ProtoReflect.Descriptor instead.
 func (*ReadinessCheck) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{37}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReadinessCheck) GetName() string {
@@ -2480,7 +2596,7 @@ type TestNotificationRequest struct {
 
 func (x *TestNotificationRequest) Reset() {
 	*x = TestNotificationRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[38]
+	mi := &file_drplane_v1_operator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2492,7 +2608,7 @@ func (x *TestNotificationRequest) String() string {
 func (*TestNotificationRequest) ProtoMessage() {}
 
 func (x *TestNotificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[38]
+	mi := &file_drplane_v1_operator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2505,7 +2621,7 @@ func (x *TestNotificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestNotificationRequest.ProtoReflect.Descriptor instead.
 func (*TestNotificationRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{38}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TestNotificationRequest) GetWrite() *WriteOptions {
@@ -2533,7 +2649,7 @@ type TestNotificationResponse struct {
 
 func (x *TestNotificationResponse) Reset() {
 	*x = TestNotificationResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[39]
+	mi := &file_drplane_v1_operator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2545,7 +2661,7 @@ func (x *TestNotificationResponse) String() string {
 func (*TestNotificationResponse) ProtoMessage() {}
 
 func (x *TestNotificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[39]
+	mi := &file_drplane_v1_operator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2558,7 +2674,7 @@ func (x *TestNotificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestNotificationResponse.ProtoReflect.Descriptor instead.
 func (*TestNotificationResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{39}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TestNotificationResponse) GetMeta() *ResponseMeta {
@@ -2589,7 +2705,7 @@ type RecoverQuorumRequest struct {
 
 func (x *RecoverQuorumRequest) Reset() {
 	*x = RecoverQuorumRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[40]
+	mi := &file_drplane_v1_operator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2601,7 +2717,7 @@ func (x *RecoverQuorumRequest) String() string {
 func (*RecoverQuorumRequest) ProtoMessage() {}
 
 func (x *RecoverQuorumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[40]
+	mi := &file_drplane_v1_operator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2614,7 +2730,7 @@ func (x *RecoverQuorumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverQuorumRequest.ProtoReflect.Descriptor instead.
 func (*RecoverQuorumRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{40}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RecoverQuorumRequest) GetTo() string {
@@ -2649,7 +2765,7 @@ type RecoverQuorumResponse struct {
 
 func (x *RecoverQuorumResponse) Reset() {
 	*x = RecoverQuorumResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[41]
+	mi := &file_drplane_v1_operator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2661,7 +2777,7 @@ func (x *RecoverQuorumResponse) String() string {
 func (*RecoverQuorumResponse) ProtoMessage() {}
 
 func (x *RecoverQuorumResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[41]
+	mi := &file_drplane_v1_operator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2674,7 +2790,7 @@ func (x *RecoverQuorumResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverQuorumResponse.ProtoReflect.Descriptor instead.
 func (*RecoverQuorumResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{41}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RecoverQuorumResponse) GetId() string {
@@ -2713,7 +2829,7 @@ type RunHostStepRequest struct {
 
 func (x *RunHostStepRequest) Reset() {
 	*x = RunHostStepRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[42]
+	mi := &file_drplane_v1_operator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2725,7 +2841,7 @@ func (x *RunHostStepRequest) String() string {
 func (*RunHostStepRequest) ProtoMessage() {}
 
 func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[42]
+	mi := &file_drplane_v1_operator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2738,7 +2854,7 @@ func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepRequest.ProtoReflect.Descriptor instead.
 func (*RunHostStepRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{42}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RunHostStepRequest) GetWrite() *WriteOptions {
@@ -2787,7 +2903,7 @@ type RunHostStepResponse struct {
 
 func (x *RunHostStepResponse) Reset() {
 	*x = RunHostStepResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[43]
+	mi := &file_drplane_v1_operator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2799,7 +2915,7 @@ func (x *RunHostStepResponse) String() string {
 func (*RunHostStepResponse) ProtoMessage() {}
 
 func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[43]
+	mi := &file_drplane_v1_operator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2812,7 +2928,7 @@ func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepResponse.ProtoReflect.Descriptor instead.
 func (*RunHostStepResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{43}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RunHostStepResponse) GetMeta() *ResponseMeta {
@@ -2846,7 +2962,7 @@ type ListHostSnapshotsRequest struct {
 
 func (x *ListHostSnapshotsRequest) Reset() {
 	*x = ListHostSnapshotsRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[44]
+	mi := &file_drplane_v1_operator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2858,7 +2974,7 @@ func (x *ListHostSnapshotsRequest) String() string {
 func (*ListHostSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[44]
+	mi := &file_drplane_v1_operator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2871,7 +2987,7 @@ func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{44}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListHostSnapshotsRequest) GetHostId() string {
@@ -2898,7 +3014,7 @@ type ListHostSnapshotsResponse struct {
 
 func (x *ListHostSnapshotsResponse) Reset() {
 	*x = ListHostSnapshotsResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[45]
+	mi := &file_drplane_v1_operator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2910,7 +3026,7 @@ func (x *ListHostSnapshotsResponse) String() string {
 func (*ListHostSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[45]
+	mi := &file_drplane_v1_operator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2923,7 +3039,7 @@ func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{45}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListHostSnapshotsResponse) GetMeta() *ResponseMeta {
@@ -2953,7 +3069,7 @@ type ListHostBackupsRequest struct {
 
 func (x *ListHostBackupsRequest) Reset() {
 	*x = ListHostBackupsRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[46]
+	mi := &file_drplane_v1_operator_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2965,7 +3081,7 @@ func (x *ListHostBackupsRequest) String() string {
 func (*ListHostBackupsRequest) ProtoMessage() {}
 
 func (x *ListHostBackupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[46]
+	mi := &file_drplane_v1_operator_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2978,7 +3094,7 @@ func (x *ListHostBackupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostBackupsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostBackupsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{46}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListHostBackupsRequest) GetHostId() string {
@@ -3007,7 +3123,7 @@ type ListHostBackupsResponse struct {
 
 func (x *ListHostBackupsResponse) Reset() {
 	*x = ListHostBackupsResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[47]
+	mi := &file_drplane_v1_operator_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3019,7 +3135,7 @@ func (x *ListHostBackupsResponse) String() string {
 func (*ListHostBackupsResponse) ProtoMessage() {}
 
 func (x *ListHostBackupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[47]
+	mi := &file_drplane_v1_operator_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3032,7 +3148,7 @@ func (x *ListHostBackupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostBackupsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostBackupsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{47}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListHostBackupsResponse) GetMeta() *ResponseMeta {
@@ -3086,7 +3202,7 @@ type Automation struct {
 
 func (x *Automation) Reset() {
 	*x = Automation{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[48]
+	mi := &file_drplane_v1_operator_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3098,7 +3214,7 @@ func (x *Automation) String() string {
 func (*Automation) ProtoMessage() {}
 
 func (x *Automation) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[48]
+	mi := &file_drplane_v1_operator_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3111,7 +3227,7 @@ func (x *Automation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Automation.ProtoReflect.Descriptor instead.
 func (*Automation) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{48}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Automation) GetEnabled() bool {
@@ -3221,7 +3337,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[49]
+	mi := &file_drplane_v1_operator_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3233,7 +3349,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[49]
+	mi := &file_drplane_v1_operator_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3246,7 +3362,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{49}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -3320,7 +3436,7 @@ type PlanStep struct {
 
 func (x *PlanStep) Reset() {
 	*x = PlanStep{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[50]
+	mi := &file_drplane_v1_operator_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3332,7 +3448,7 @@ func (x *PlanStep) String() string {
 func (*PlanStep) ProtoMessage() {}
 
 func (x *PlanStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[50]
+	mi := &file_drplane_v1_operator_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3345,7 +3461,7 @@ func (x *PlanStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanStep.ProtoReflect.Descriptor instead.
 func (*PlanStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{50}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PlanStep) GetId() string {
@@ -3485,7 +3601,7 @@ type ExecutionStep struct {
 
 func (x *ExecutionStep) Reset() {
 	*x = ExecutionStep{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[51]
+	mi := &file_drplane_v1_operator_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3497,7 +3613,7 @@ func (x *ExecutionStep) String() string {
 func (*ExecutionStep) ProtoMessage() {}
 
 func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[51]
+	mi := &file_drplane_v1_operator_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3510,7 +3626,7 @@ func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionStep.ProtoReflect.Descriptor instead.
 func (*ExecutionStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{51}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ExecutionStep) GetStep() *PlanStep {
@@ -3635,7 +3751,7 @@ type Execution struct {
 
 func (x *Execution) Reset() {
 	*x = Execution{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[52]
+	mi := &file_drplane_v1_operator_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3647,7 +3763,7 @@ func (x *Execution) String() string {
 func (*Execution) ProtoMessage() {}
 
 func (x *Execution) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[52]
+	mi := &file_drplane_v1_operator_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3660,7 +3776,7 @@ func (x *Execution) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Execution.ProtoReflect.Descriptor instead.
 func (*Execution) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{52}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Execution) GetId() string {
@@ -4030,7 +4146,14 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
 	"\x05event\x18\x03 \x01(\tR\x05event\"H\n" +
 	"\x18AckNotificationsResponse\x12,\n" +
-	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\"Y\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\"D\n" +
+	"\x15VerifyEvidenceRequest\x12+\n" +
+	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"\x95\x01\n" +
+	"\x16VerifyEvidenceResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x12\x14\n" +
+	"\x05links\x18\x02 \x01(\rR\x05links\x12\x1b\n" +
+	"\thead_hash\x18\x03 \x01(\tR\bheadHash\x12\x1a\n" +
+	"\bproblems\x18\x04 \x03(\tR\bproblems\"Y\n" +
 	"\x15CheckReadinessRequest\x12\x0e\n" +
 	"\x02to\x18\x01 \x01(\tR\x02to\x120\n" +
 	"\x14drill_within_seconds\x18\x02 \x01(\x01R\x12drillWithinSeconds\"{\n" +
@@ -4200,7 +4323,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x1cREPLICATION_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REPLICATION_MODE_ASYNC\x10\x01\x12\x19\n" +
 	"\x15REPLICATION_MODE_SYNC\x10\x02\x12 \n" +
-	"\x1cREPLICATION_MODE_SYNC_STRICT\x10\x032\xd4\r\n" +
+	"\x1cREPLICATION_MODE_SYNC_STRICT\x10\x032\xad\x0e\n" +
 	"\bOperator\x12H\n" +
 	"\tGetStatus\x12\x1c.drplane.v1.GetStatusRequest\x1a\x1d.drplane.v1.GetStatusResponse\x12N\n" +
 	"\vListMembers\x12\x1e.drplane.v1.ListMembersRequest\x1a\x1f.drplane.v1.ListMembersResponse\x12Q\n" +
@@ -4217,6 +4340,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x11ListNotifications\x12$.drplane.v1.ListNotificationsRequest\x1a%.drplane.v1.ListNotificationsResponse\x12]\n" +
 	"\x10AckNotifications\x12#.drplane.v1.AckNotificationsRequest\x1a$.drplane.v1.AckNotificationsResponse\x12]\n" +
 	"\x10TestNotification\x12#.drplane.v1.TestNotificationRequest\x1a$.drplane.v1.TestNotificationResponse\x12W\n" +
+	"\x0eVerifyEvidence\x12!.drplane.v1.VerifyEvidenceRequest\x1a\".drplane.v1.VerifyEvidenceResponse\x12W\n" +
 	"\x0eCheckReadiness\x12!.drplane.v1.CheckReadinessRequest\x1a\".drplane.v1.CheckReadinessResponse\x12T\n" +
 	"\rRecoverQuorum\x12 .drplane.v1.RecoverQuorumRequest\x1a!.drplane.v1.RecoverQuorumResponse\x12N\n" +
 	"\vRunHostStep\x12\x1e.drplane.v1.RunHostStepRequest\x1a\x1f.drplane.v1.RunHostStepResponse\x12`\n" +
@@ -4236,7 +4360,7 @@ func file_drplane_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_drplane_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_drplane_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_drplane_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_drplane_v1_operator_proto_goTypes = []any{
 	(ReplicationMode)(0),              // 0: drplane.v1.ReplicationMode
 	(*GetStatusRequest)(nil),          // 1: drplane.v1.GetStatusRequest
@@ -4273,175 +4397,181 @@ var file_drplane_v1_operator_proto_goTypes = []any{
 	(*NotificationDelivery)(nil),      // 32: drplane.v1.NotificationDelivery
 	(*AckNotificationsRequest)(nil),   // 33: drplane.v1.AckNotificationsRequest
 	(*AckNotificationsResponse)(nil),  // 34: drplane.v1.AckNotificationsResponse
-	(*CheckReadinessRequest)(nil),     // 35: drplane.v1.CheckReadinessRequest
-	(*CheckReadinessResponse)(nil),    // 36: drplane.v1.CheckReadinessResponse
-	(*Readiness)(nil),                 // 37: drplane.v1.Readiness
-	(*ReadinessCheck)(nil),            // 38: drplane.v1.ReadinessCheck
-	(*TestNotificationRequest)(nil),   // 39: drplane.v1.TestNotificationRequest
-	(*TestNotificationResponse)(nil),  // 40: drplane.v1.TestNotificationResponse
-	(*RecoverQuorumRequest)(nil),      // 41: drplane.v1.RecoverQuorumRequest
-	(*RecoverQuorumResponse)(nil),     // 42: drplane.v1.RecoverQuorumResponse
-	(*RunHostStepRequest)(nil),        // 43: drplane.v1.RunHostStepRequest
-	(*RunHostStepResponse)(nil),       // 44: drplane.v1.RunHostStepResponse
-	(*ListHostSnapshotsRequest)(nil),  // 45: drplane.v1.ListHostSnapshotsRequest
-	(*ListHostSnapshotsResponse)(nil), // 46: drplane.v1.ListHostSnapshotsResponse
-	(*ListHostBackupsRequest)(nil),    // 47: drplane.v1.ListHostBackupsRequest
-	(*ListHostBackupsResponse)(nil),   // 48: drplane.v1.ListHostBackupsResponse
-	(*Automation)(nil),                // 49: drplane.v1.Automation
-	(*AuditEntry)(nil),                // 50: drplane.v1.AuditEntry
-	(*PlanStep)(nil),                  // 51: drplane.v1.PlanStep
-	(*ExecutionStep)(nil),             // 52: drplane.v1.ExecutionStep
-	(*Execution)(nil),                 // 53: drplane.v1.Execution
-	nil,                               // 54: drplane.v1.RunHostStepRequest.ArgsEntry
-	nil,                               // 55: drplane.v1.PlanStep.ArgsEntry
-	nil,                               // 56: drplane.v1.PlanStep.ArgsFromEntry
-	nil,                               // 57: drplane.v1.ExecutionStep.OutputsEntry
-	(*ReadOptions)(nil),               // 58: drplane.v1.ReadOptions
-	(*ResponseMeta)(nil),              // 59: drplane.v1.ResponseMeta
-	(*Site)(nil),                      // 60: drplane.v1.Site
-	(*Server)(nil),                    // 61: drplane.v1.Server
-	(*Agent)(nil),                     // 62: drplane.v1.Agent
-	(*timestamppb.Timestamp)(nil),     // 63: google.protobuf.Timestamp
-	(WalSenderState)(0),               // 64: drplane.v1.WalSenderState
-	(SyncState)(0),                    // 65: drplane.v1.SyncState
-	(*WriteOptions)(nil),              // 66: drplane.v1.WriteOptions
-	(StepAction)(0),                   // 67: drplane.v1.StepAction
-	(*StepResult)(nil),                // 68: drplane.v1.StepResult
-	(*SnapshotInfo)(nil),              // 69: drplane.v1.SnapshotInfo
-	(*BackupSet)(nil),                 // 70: drplane.v1.BackupSet
-	(StepState)(0),                    // 71: drplane.v1.StepState
-	(ExecutionTrigger)(0),             // 72: drplane.v1.ExecutionTrigger
-	(ExecutionState)(0),               // 73: drplane.v1.ExecutionState
+	(*VerifyEvidenceRequest)(nil),     // 35: drplane.v1.VerifyEvidenceRequest
+	(*VerifyEvidenceResponse)(nil),    // 36: drplane.v1.VerifyEvidenceResponse
+	(*CheckReadinessRequest)(nil),     // 37: drplane.v1.CheckReadinessRequest
+	(*CheckReadinessResponse)(nil),    // 38: drplane.v1.CheckReadinessResponse
+	(*Readiness)(nil),                 // 39: drplane.v1.Readiness
+	(*ReadinessCheck)(nil),            // 40: drplane.v1.ReadinessCheck
+	(*TestNotificationRequest)(nil),   // 41: drplane.v1.TestNotificationRequest
+	(*TestNotificationResponse)(nil),  // 42: drplane.v1.TestNotificationResponse
+	(*RecoverQuorumRequest)(nil),      // 43: drplane.v1.RecoverQuorumRequest
+	(*RecoverQuorumResponse)(nil),     // 44: drplane.v1.RecoverQuorumResponse
+	(*RunHostStepRequest)(nil),        // 45: drplane.v1.RunHostStepRequest
+	(*RunHostStepResponse)(nil),       // 46: drplane.v1.RunHostStepResponse
+	(*ListHostSnapshotsRequest)(nil),  // 47: drplane.v1.ListHostSnapshotsRequest
+	(*ListHostSnapshotsResponse)(nil), // 48: drplane.v1.ListHostSnapshotsResponse
+	(*ListHostBackupsRequest)(nil),    // 49: drplane.v1.ListHostBackupsRequest
+	(*ListHostBackupsResponse)(nil),   // 50: drplane.v1.ListHostBackupsResponse
+	(*Automation)(nil),                // 51: drplane.v1.Automation
+	(*AuditEntry)(nil),                // 52: drplane.v1.AuditEntry
+	(*PlanStep)(nil),                  // 53: drplane.v1.PlanStep
+	(*ExecutionStep)(nil),             // 54: drplane.v1.ExecutionStep
+	(*Execution)(nil),                 // 55: drplane.v1.Execution
+	nil,                               // 56: drplane.v1.RunHostStepRequest.ArgsEntry
+	nil,                               // 57: drplane.v1.PlanStep.ArgsEntry
+	nil,                               // 58: drplane.v1.PlanStep.ArgsFromEntry
+	nil,                               // 59: drplane.v1.ExecutionStep.OutputsEntry
+	(*ReadOptions)(nil),               // 60: drplane.v1.ReadOptions
+	(*ResponseMeta)(nil),              // 61: drplane.v1.ResponseMeta
+	(*Site)(nil),                      // 62: drplane.v1.Site
+	(*Server)(nil),                    // 63: drplane.v1.Server
+	(*Agent)(nil),                     // 64: drplane.v1.Agent
+	(*timestamppb.Timestamp)(nil),     // 65: google.protobuf.Timestamp
+	(WalSenderState)(0),               // 66: drplane.v1.WalSenderState
+	(SyncState)(0),                    // 67: drplane.v1.SyncState
+	(*WriteOptions)(nil),              // 68: drplane.v1.WriteOptions
+	(StepAction)(0),                   // 69: drplane.v1.StepAction
+	(*StepResult)(nil),                // 70: drplane.v1.StepResult
+	(*SnapshotInfo)(nil),              // 71: drplane.v1.SnapshotInfo
+	(*BackupSet)(nil),                 // 72: drplane.v1.BackupSet
+	(StepState)(0),                    // 73: drplane.v1.StepState
+	(ExecutionTrigger)(0),             // 74: drplane.v1.ExecutionTrigger
+	(ExecutionState)(0),               // 75: drplane.v1.ExecutionState
 }
 var file_drplane_v1_operator_proto_depIdxs = []int32{
-	58,  // 0: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
-	59,  // 1: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
-	60,  // 2: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
-	61,  // 3: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
-	62,  // 4: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
-	49,  // 5: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
+	60,  // 0: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
+	61,  // 1: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
+	62,  // 2: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
+	63,  // 3: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
+	64,  // 4: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
+	51,  // 5: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
 	5,   // 6: drplane.v1.GetStatusResponse.degraded:type_name -> drplane.v1.ProductionProblem
 	3,   // 7: drplane.v1.GetStatusResponse.replication:type_name -> drplane.v1.DataReplication
-	37,  // 8: drplane.v1.GetStatusResponse.readiness:type_name -> drplane.v1.Readiness
+	39,  // 8: drplane.v1.GetStatusResponse.readiness:type_name -> drplane.v1.Readiness
 	0,   // 9: drplane.v1.DataReplication.mode:type_name -> drplane.v1.ReplicationMode
-	63,  // 10: drplane.v1.DataReplication.degraded_since:type_name -> google.protobuf.Timestamp
+	65,  // 10: drplane.v1.DataReplication.degraded_since:type_name -> google.protobuf.Timestamp
 	4,   // 11: drplane.v1.DataReplication.standbys:type_name -> drplane.v1.StandbyState
-	64,  // 12: drplane.v1.StandbyState.state:type_name -> drplane.v1.WalSenderState
-	65,  // 13: drplane.v1.StandbyState.sync_state:type_name -> drplane.v1.SyncState
-	58,  // 14: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
-	59,  // 15: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
-	61,  // 16: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
-	66,  // 17: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
-	59,  // 18: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
-	66,  // 19: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
-	59,  // 20: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
-	58,  // 21: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
-	59,  // 22: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
-	50,  // 23: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
-	66,  // 24: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	63,  // 25: drplane.v1.StartExecutionRequest.restore_to_time:type_name -> google.protobuf.Timestamp
-	59,  // 26: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	53,  // 27: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
-	58,  // 28: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
-	59,  // 29: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	53,  // 30: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
-	58,  // 31: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
-	59,  // 32: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	53,  // 33: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
-	58,  // 34: drplane.v1.ListPlansRequest.read:type_name -> drplane.v1.ReadOptions
-	59,  // 35: drplane.v1.ListPlansResponse.meta:type_name -> drplane.v1.ResponseMeta
+	66,  // 12: drplane.v1.StandbyState.state:type_name -> drplane.v1.WalSenderState
+	67,  // 13: drplane.v1.StandbyState.sync_state:type_name -> drplane.v1.SyncState
+	60,  // 14: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
+	61,  // 15: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
+	63,  // 16: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
+	68,  // 17: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
+	61,  // 18: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
+	68,  // 19: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
+	61,  // 20: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
+	60,  // 21: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
+	61,  // 22: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
+	52,  // 23: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
+	68,  // 24: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	65,  // 25: drplane.v1.StartExecutionRequest.restore_to_time:type_name -> google.protobuf.Timestamp
+	61,  // 26: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	55,  // 27: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
+	60,  // 28: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
+	61,  // 29: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	55,  // 30: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
+	60,  // 31: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
+	61,  // 32: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	55,  // 33: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
+	60,  // 34: drplane.v1.ListPlansRequest.read:type_name -> drplane.v1.ReadOptions
+	61,  // 35: drplane.v1.ListPlansResponse.meta:type_name -> drplane.v1.ResponseMeta
 	22,  // 36: drplane.v1.ListPlansResponse.plans:type_name -> drplane.v1.PlanScenario
-	66,  // 37: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	59,  // 38: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	66,  // 39: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	59,  // 40: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	66,  // 41: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
-	59,  // 42: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
-	58,  // 43: drplane.v1.ListNotificationsRequest.read:type_name -> drplane.v1.ReadOptions
-	59,  // 44: drplane.v1.ListNotificationsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	68,  // 37: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	61,  // 38: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	68,  // 39: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	61,  // 40: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	68,  // 41: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
+	61,  // 42: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
+	60,  // 43: drplane.v1.ListNotificationsRequest.read:type_name -> drplane.v1.ReadOptions
+	61,  // 44: drplane.v1.ListNotificationsResponse.meta:type_name -> drplane.v1.ResponseMeta
 	31,  // 45: drplane.v1.ListNotificationsResponse.notifications:type_name -> drplane.v1.Notification
-	63,  // 46: drplane.v1.Notification.raised_at:type_name -> google.protobuf.Timestamp
-	63,  // 47: drplane.v1.Notification.acked_at:type_name -> google.protobuf.Timestamp
-	63,  // 48: drplane.v1.Notification.resolved_at:type_name -> google.protobuf.Timestamp
+	65,  // 46: drplane.v1.Notification.raised_at:type_name -> google.protobuf.Timestamp
+	65,  // 47: drplane.v1.Notification.acked_at:type_name -> google.protobuf.Timestamp
+	65,  // 48: drplane.v1.Notification.resolved_at:type_name -> google.protobuf.Timestamp
 	32,  // 49: drplane.v1.Notification.deliveries:type_name -> drplane.v1.NotificationDelivery
-	63,  // 50: drplane.v1.NotificationDelivery.sent_at:type_name -> google.protobuf.Timestamp
-	66,  // 51: drplane.v1.AckNotificationsRequest.write:type_name -> drplane.v1.WriteOptions
-	59,  // 52: drplane.v1.AckNotificationsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	59,  // 53: drplane.v1.CheckReadinessResponse.meta:type_name -> drplane.v1.ResponseMeta
-	37,  // 54: drplane.v1.CheckReadinessResponse.readiness:type_name -> drplane.v1.Readiness
-	38,  // 55: drplane.v1.Readiness.checks:type_name -> drplane.v1.ReadinessCheck
-	66,  // 56: drplane.v1.TestNotificationRequest.write:type_name -> drplane.v1.WriteOptions
-	59,  // 57: drplane.v1.TestNotificationResponse.meta:type_name -> drplane.v1.ResponseMeta
-	66,  // 58: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
-	67,  // 59: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
-	54,  // 60: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
-	59,  // 61: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
-	68,  // 62: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
-	59,  // 63: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	69,  // 64: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	59,  // 65: drplane.v1.ListHostBackupsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	70,  // 66: drplane.v1.ListHostBackupsResponse.sets:type_name -> drplane.v1.BackupSet
-	63,  // 67: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
-	63,  // 68: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	67,  // 69: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
-	55,  // 70: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
-	56,  // 71: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
-	51,  // 72: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
-	71,  // 73: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
-	63,  // 74: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
-	63,  // 75: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
-	57,  // 76: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
-	72,  // 77: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
-	63,  // 78: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
-	63,  // 79: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
-	63,  // 80: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
-	73,  // 81: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
-	52,  // 82: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
-	1,   // 83: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
-	6,   // 84: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
-	8,   // 85: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
-	10,  // 86: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
-	12,  // 87: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
-	14,  // 88: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
-	16,  // 89: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
-	18,  // 90: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
-	20,  // 91: drplane.v1.Operator.ListPlans:input_type -> drplane.v1.ListPlansRequest
-	23,  // 92: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
-	25,  // 93: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
-	27,  // 94: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
-	29,  // 95: drplane.v1.Operator.ListNotifications:input_type -> drplane.v1.ListNotificationsRequest
-	33,  // 96: drplane.v1.Operator.AckNotifications:input_type -> drplane.v1.AckNotificationsRequest
-	39,  // 97: drplane.v1.Operator.TestNotification:input_type -> drplane.v1.TestNotificationRequest
-	35,  // 98: drplane.v1.Operator.CheckReadiness:input_type -> drplane.v1.CheckReadinessRequest
-	41,  // 99: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
-	43,  // 100: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
-	45,  // 101: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
-	47,  // 102: drplane.v1.Operator.ListHostBackups:input_type -> drplane.v1.ListHostBackupsRequest
-	2,   // 103: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
-	7,   // 104: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
-	9,   // 105: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
-	11,  // 106: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
-	13,  // 107: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
-	15,  // 108: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
-	17,  // 109: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
-	19,  // 110: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
-	21,  // 111: drplane.v1.Operator.ListPlans:output_type -> drplane.v1.ListPlansResponse
-	24,  // 112: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
-	26,  // 113: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
-	28,  // 114: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
-	30,  // 115: drplane.v1.Operator.ListNotifications:output_type -> drplane.v1.ListNotificationsResponse
-	34,  // 116: drplane.v1.Operator.AckNotifications:output_type -> drplane.v1.AckNotificationsResponse
-	40,  // 117: drplane.v1.Operator.TestNotification:output_type -> drplane.v1.TestNotificationResponse
-	36,  // 118: drplane.v1.Operator.CheckReadiness:output_type -> drplane.v1.CheckReadinessResponse
-	42,  // 119: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
-	44,  // 120: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
-	46,  // 121: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
-	48,  // 122: drplane.v1.Operator.ListHostBackups:output_type -> drplane.v1.ListHostBackupsResponse
-	103, // [103:123] is the sub-list for method output_type
-	83,  // [83:103] is the sub-list for method input_type
-	83,  // [83:83] is the sub-list for extension type_name
-	83,  // [83:83] is the sub-list for extension extendee
-	0,   // [0:83] is the sub-list for field type_name
+	65,  // 50: drplane.v1.NotificationDelivery.sent_at:type_name -> google.protobuf.Timestamp
+	68,  // 51: drplane.v1.AckNotificationsRequest.write:type_name -> drplane.v1.WriteOptions
+	61,  // 52: drplane.v1.AckNotificationsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	60,  // 53: drplane.v1.VerifyEvidenceRequest.read:type_name -> drplane.v1.ReadOptions
+	61,  // 54: drplane.v1.VerifyEvidenceResponse.meta:type_name -> drplane.v1.ResponseMeta
+	61,  // 55: drplane.v1.CheckReadinessResponse.meta:type_name -> drplane.v1.ResponseMeta
+	39,  // 56: drplane.v1.CheckReadinessResponse.readiness:type_name -> drplane.v1.Readiness
+	40,  // 57: drplane.v1.Readiness.checks:type_name -> drplane.v1.ReadinessCheck
+	68,  // 58: drplane.v1.TestNotificationRequest.write:type_name -> drplane.v1.WriteOptions
+	61,  // 59: drplane.v1.TestNotificationResponse.meta:type_name -> drplane.v1.ResponseMeta
+	68,  // 60: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
+	69,  // 61: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
+	56,  // 62: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
+	61,  // 63: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
+	70,  // 64: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
+	61,  // 65: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	71,  // 66: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	61,  // 67: drplane.v1.ListHostBackupsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	72,  // 68: drplane.v1.ListHostBackupsResponse.sets:type_name -> drplane.v1.BackupSet
+	65,  // 69: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
+	65,  // 70: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	69,  // 71: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
+	57,  // 72: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
+	58,  // 73: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
+	53,  // 74: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
+	73,  // 75: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
+	65,  // 76: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
+	65,  // 77: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
+	59,  // 78: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
+	74,  // 79: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
+	65,  // 80: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
+	65,  // 81: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
+	65,  // 82: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	75,  // 83: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
+	54,  // 84: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
+	1,   // 85: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
+	6,   // 86: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
+	8,   // 87: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
+	10,  // 88: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
+	12,  // 89: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
+	14,  // 90: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
+	16,  // 91: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
+	18,  // 92: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
+	20,  // 93: drplane.v1.Operator.ListPlans:input_type -> drplane.v1.ListPlansRequest
+	23,  // 94: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
+	25,  // 95: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
+	27,  // 96: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
+	29,  // 97: drplane.v1.Operator.ListNotifications:input_type -> drplane.v1.ListNotificationsRequest
+	33,  // 98: drplane.v1.Operator.AckNotifications:input_type -> drplane.v1.AckNotificationsRequest
+	41,  // 99: drplane.v1.Operator.TestNotification:input_type -> drplane.v1.TestNotificationRequest
+	35,  // 100: drplane.v1.Operator.VerifyEvidence:input_type -> drplane.v1.VerifyEvidenceRequest
+	37,  // 101: drplane.v1.Operator.CheckReadiness:input_type -> drplane.v1.CheckReadinessRequest
+	43,  // 102: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
+	45,  // 103: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
+	47,  // 104: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
+	49,  // 105: drplane.v1.Operator.ListHostBackups:input_type -> drplane.v1.ListHostBackupsRequest
+	2,   // 106: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
+	7,   // 107: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
+	9,   // 108: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
+	11,  // 109: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
+	13,  // 110: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
+	15,  // 111: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
+	17,  // 112: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
+	19,  // 113: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
+	21,  // 114: drplane.v1.Operator.ListPlans:output_type -> drplane.v1.ListPlansResponse
+	24,  // 115: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
+	26,  // 116: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
+	28,  // 117: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
+	30,  // 118: drplane.v1.Operator.ListNotifications:output_type -> drplane.v1.ListNotificationsResponse
+	34,  // 119: drplane.v1.Operator.AckNotifications:output_type -> drplane.v1.AckNotificationsResponse
+	42,  // 120: drplane.v1.Operator.TestNotification:output_type -> drplane.v1.TestNotificationResponse
+	36,  // 121: drplane.v1.Operator.VerifyEvidence:output_type -> drplane.v1.VerifyEvidenceResponse
+	38,  // 122: drplane.v1.Operator.CheckReadiness:output_type -> drplane.v1.CheckReadinessResponse
+	44,  // 123: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
+	46,  // 124: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
+	48,  // 125: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
+	50,  // 126: drplane.v1.Operator.ListHostBackups:output_type -> drplane.v1.ListHostBackupsResponse
+	106, // [106:127] is the sub-list for method output_type
+	85,  // [85:106] is the sub-list for method input_type
+	85,  // [85:85] is the sub-list for extension type_name
+	85,  // [85:85] is the sub-list for extension extendee
+	0,   // [0:85] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_operator_proto_init() }
@@ -4458,7 +4588,7 @@ func file_drplane_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_operator_proto_rawDesc), len(file_drplane_v1_operator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   57,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	Operator_ListNotifications_FullMethodName = "/drplane.v1.Operator/ListNotifications"
 	Operator_AckNotifications_FullMethodName  = "/drplane.v1.Operator/AckNotifications"
 	Operator_TestNotification_FullMethodName  = "/drplane.v1.Operator/TestNotification"
+	Operator_VerifyEvidence_FullMethodName    = "/drplane.v1.Operator/VerifyEvidence"
 	Operator_CheckReadiness_FullMethodName    = "/drplane.v1.Operator/CheckReadiness"
 	Operator_RecoverQuorum_FullMethodName     = "/drplane.v1.Operator/RecoverQuorum"
 	Operator_RunHostStep_FullMethodName       = "/drplane.v1.Operator/RunHostStep"
@@ -94,6 +95,8 @@ type OperatorClient interface {
 	AckNotifications(ctx context.Context, in *AckNotificationsRequest, opts ...grpc.CallOption) (*AckNotificationsResponse, error)
 	// TestNotification raises a test notification for one notify block.
 	TestNotification(ctx context.Context, in *TestNotificationRequest, opts ...grpc.CallOption) (*TestNotificationResponse, error)
+	// VerifyEvidence checks the hash chain sealing every finished execution.
+	VerifyEvidence(ctx context.Context, in *VerifyEvidenceRequest, opts ...grpc.CallOption) (*VerifyEvidenceResponse, error)
 	// CheckReadiness says whether a failover to a site would succeed now
 	// within the objectives, and every reason it would not.
 	CheckReadiness(ctx context.Context, in *CheckReadinessRequest, opts ...grpc.CallOption) (*CheckReadinessResponse, error)
@@ -273,6 +276,16 @@ func (c *operatorClient) TestNotification(ctx context.Context, in *TestNotificat
 	return out, nil
 }
 
+func (c *operatorClient) VerifyEvidence(ctx context.Context, in *VerifyEvidenceRequest, opts ...grpc.CallOption) (*VerifyEvidenceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyEvidenceResponse)
+	err := c.cc.Invoke(ctx, Operator_VerifyEvidence_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *operatorClient) CheckReadiness(ctx context.Context, in *CheckReadinessRequest, opts ...grpc.CallOption) (*CheckReadinessResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CheckReadinessResponse)
@@ -376,6 +389,8 @@ type OperatorServer interface {
 	AckNotifications(context.Context, *AckNotificationsRequest) (*AckNotificationsResponse, error)
 	// TestNotification raises a test notification for one notify block.
 	TestNotification(context.Context, *TestNotificationRequest) (*TestNotificationResponse, error)
+	// VerifyEvidence checks the hash chain sealing every finished execution.
+	VerifyEvidence(context.Context, *VerifyEvidenceRequest) (*VerifyEvidenceResponse, error)
 	// CheckReadiness says whether a failover to a site would succeed now
 	// within the objectives, and every reason it would not.
 	CheckReadiness(context.Context, *CheckReadinessRequest) (*CheckReadinessResponse, error)
@@ -449,6 +464,9 @@ func (UnimplementedOperatorServer) AckNotifications(context.Context, *AckNotific
 }
 func (UnimplementedOperatorServer) TestNotification(context.Context, *TestNotificationRequest) (*TestNotificationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TestNotification not implemented")
+}
+func (UnimplementedOperatorServer) VerifyEvidence(context.Context, *VerifyEvidenceRequest) (*VerifyEvidenceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyEvidence not implemented")
 }
 func (UnimplementedOperatorServer) CheckReadiness(context.Context, *CheckReadinessRequest) (*CheckReadinessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckReadiness not implemented")
@@ -756,6 +774,24 @@ func _Operator_TestNotification_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Operator_VerifyEvidence_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyEvidenceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).VerifyEvidence(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_VerifyEvidence_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).VerifyEvidence(ctx, req.(*VerifyEvidenceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Operator_CheckReadiness_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CheckReadinessRequest)
 	if err := dec(in); err != nil {
@@ -912,6 +948,10 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TestNotification",
 			Handler:    _Operator_TestNotification_Handler,
+		},
+		{
+			MethodName: "VerifyEvidence",
+			Handler:    _Operator_VerifyEvidence_Handler,
 		},
 		{
 			MethodName: "CheckReadiness",
