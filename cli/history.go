@@ -170,9 +170,9 @@ func pass(ex *pb.Execution) bool {
 
 func newCmdReport(f *Factory) *cobra.Command {
 	var asJSON, markdown, verify bool
-	var junit string
+	var junit, html string
 	cmd := &cobra.Command{
-		Use:   "report [--json|--markdown] [--junit FILE] [--verify]",
+		Use:   "report [--json|--markdown] [--junit FILE] [--html FILE] [--verify]",
 		Short: "Achieved RTO and RPO against the targets, and the DR test log",
 		Long: "Achieved RTO and RPO against the targets, and the DR test log.\n\n" +
 			"--verify checks the evidence chain instead: every finished execution is sealed with a SHA-256 hash\n" +
@@ -204,7 +204,7 @@ func newCmdReport(f *Factory) *cobra.Command {
 					ended = append(ended, ex)
 				}
 			}
-			if junit != "" {
+			if junit != "" || html != "" {
 				// The step lists: ListExecutions leaves them out.
 				var full []*pb.Execution
 				for _, ex := range ended {
@@ -214,8 +214,27 @@ func newCmdReport(f *Factory) *cobra.Command {
 					}
 					full = append(full, one.GetExecution())
 				}
-				if err := writeJUnit(junit, full); err != nil {
-					return err
+				if junit != "" {
+					if err := writeJUnit(junit, full); err != nil {
+						return err
+					}
+				}
+				if html != "" {
+					plans, err := client.ListPlans(ctx, &pb.ListPlansRequest{})
+					if err != nil && status.Code(err) != codes.Unimplemented {
+						return explain(f.addr, err)
+					}
+					evidence := ""
+					if v, err := client.VerifyEvidence(ctx, &pb.VerifyEvidenceRequest{}); err == nil {
+						evidence = fmt.Sprintf("Evidence chain: %d executions sealed, head %s", v.GetLinks(), v.GetHeadHash())
+						if len(v.GetProblems()) > 0 {
+							evidence += fmt.Sprintf(" — BROKEN: %s", strings.Join(v.GetProblems(), "; "))
+						}
+					}
+					if err := writeHTMLReport(html, plans.GetPlans(), full, evidence); err != nil {
+						return err
+					}
+					fmt.Fprintf(f.IO.ErrOut, "wrote %s\n", html)
 				}
 			}
 			if asJSON {
@@ -239,6 +258,7 @@ func newCmdReport(f *Factory) *cobra.Command {
 	cmd.Flags().BoolVar(&markdown, "markdown", false, "print the plan documents' Markdown tables")
 	cmd.Flags().BoolVar(&verify, "verify", false, "check the evidence chain of the finished executions; exit 1 when it is broken")
 	cmd.Flags().StringVar(&junit, "junit", "", "also write the executions as JUnit XML to FILE (a test case per step)")
+	cmd.Flags().StringVar(&html, "html", "", "also write the report as one self-contained HTML file: summary, RTO trends, test log, a timeline of every execution")
 	return cmd
 }
 
@@ -248,14 +268,7 @@ func newCmdReport(f *Factory) *cobra.Command {
 // says so) and the DR test log (every execution).
 func printReport(w io.Writer, plans []*pb.PlanScenario, execs []*pb.Execution, markdown bool) error {
 	summary := scenarioRows(plans, execs)
-	log := [][]string{}
-	for _, ex := range execs {
-		notes := ex.GetId() + ": " + ex.GetMessage()
-		if ex.GetNote() != "" {
-			notes = ex.GetId() + ": " + ex.GetNote() + " — " + ex.GetMessage()
-		}
-		log = append(log, []string{ex.GetStartedAt().AsTime().Local().Format(time.DateTime), scenario(ex), execState(ex), oneLine(notes), ex.GetActor()})
-	}
+	log := testLogRows(execs)
 	if markdown {
 		fmt.Fprintln(w, "## RTO/RPO summary")
 		fmt.Fprintln(w)
@@ -280,6 +293,20 @@ func printReport(w io.Writer, plans []*pb.PlanScenario, execs []*pb.Execution, m
 		t.row(r...)
 	}
 	return t.flush()
+}
+
+// testLogRows is the DR test log: date, scenario, result, notes (the
+// operator's note and the outcome), who.
+func testLogRows(execs []*pb.Execution) [][]string {
+	log := [][]string{}
+	for _, ex := range execs {
+		notes := ex.GetId() + ": " + ex.GetMessage()
+		if ex.GetNote() != "" {
+			notes = ex.GetId() + ": " + ex.GetNote() + " — " + ex.GetMessage()
+		}
+		log = append(log, []string{ex.GetStartedAt().AsTime().Local().Format(time.DateTime), scenario(ex), execState(ex), oneLine(notes), ex.GetActor()})
+	}
+	return log
 }
 
 // scenarioRows is the summary's rows: one per plan, in the order the

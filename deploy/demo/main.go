@@ -74,6 +74,8 @@ type demo struct {
 	failoverID, rto, rpo string
 	lostRows             int64
 	splitBrain           bool
+	// htmlReport is where the report stage wrote the HTML report.
+	htmlReport string
 }
 
 // stage is a timed part of the demo, for the summary.
@@ -320,6 +322,9 @@ func (d *demo) summary() {
 		fmt.Printf("  %-36s %6.1fs\n", s.name, s.took.Seconds())
 	}
 	fmt.Printf("  %-36s %6.1fs\n", "total (with cleanup)", time.Since(d.start).Seconds())
+	if d.htmlReport != "" {
+		fmt.Printf("\nThe HTML report (summary, RTO trends, DR test log, a timeline of every execution): %s\n", d.htmlReport)
+	}
 	if d.failoverID == "" {
 		return
 	}

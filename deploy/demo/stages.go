@@ -205,7 +205,10 @@ func automaticSince(list []cli.ExecutionJSON, t time.Time) *cli.ExecutionJSON {
 
 func (d *demo) report(ctx context.Context) error {
 	d.say("The report: every drill, switchover and failover measured against the plan's RTO and RPO targets")
-	return d.sh(ctx, "report", "--markdown")
+	// The HTML report outlives the deployment's directory: beside the
+	// binary, in bin/.
+	d.htmlReport = filepath.Join(filepath.Dir(d.bin), "demo-report.html")
+	return d.sh(ctx, "report", "--markdown", "--html", d.htmlReport)
 }
 
 func secs(v *float64) string {
