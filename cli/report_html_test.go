@@ -74,7 +74,7 @@ func TestHTMLReport_OneBarPerStep(t *testing.T) {
 	run := func(args ...string) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, chromium, append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=" + filepath.Join(dir, "profile"),
+		cmd := exec.CommandContext(ctx, chromium, append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--user-data-dir=" + filepath.Join(dir, "profile"),
 			"--window-size=1200,1800"}, args...)...)
 		cmd.Env = append(os.Environ(), "HOME="+dir)
 		var stdout, stderr bytes.Buffer
