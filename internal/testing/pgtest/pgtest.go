@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,10 +133,30 @@ func (p *Pair) initPrimary(t testing.TB) {
 // Start starts node with pg_ctl as the driver would: port and socket
 // directory on the command line, since the standby's configuration is a
 // copy of the primary's.
+//
+// A port the kernel handed out earlier is free only until someone else
+// binds it: another test process on this machine may take it between
+// freePort and this start (seen in CI: "could not bind IPv4 address:
+// Address already in use"). The node then gets another port; that is
+// the port's allocation failing, not the server.
 func (p *Pair) Start(t testing.TB, n *Node) {
 	t.Helper()
-	p.runner.mustRun(t, "pg_ctl", "start", "-w", "-D", n.DataDir, "-l", n.LogFile,
-		"-o", fmt.Sprintf("-p %d -k %s", n.Port, n.SocketDir))
+	for attempt := 1; ; attempt++ {
+		before, _ := os.ReadFile(n.LogFile)
+		out, err := p.runner.run("pg_ctl", "start", "-w", "-D", n.DataDir, "-l", n.LogFile,
+			"-o", fmt.Sprintf("-p %d -k %s", n.Port, n.SocketDir))
+		if err == nil {
+			return
+		}
+		log, _ := os.ReadFile(n.LogFile)
+		this := string(log[min(len(before), len(log)):]) // what this attempt logged
+		if attempt < 3 && strings.Contains(this, `could not bind IPv4 address "127.0.0.1": Address already in use`) {
+			t.Logf("pgtest: port %d of %s was taken before it started; another port", n.Port, n.Name)
+			n.Port = freePort(t)
+			continue
+		}
+		t.Fatalf("pgtest: pg_ctl start %s: %v: %s", n.Name, err, out)
+	}
 }
 
 // Stop stops node in immediate mode if it runs.

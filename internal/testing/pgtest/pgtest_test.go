@@ -1,6 +1,8 @@
 package pgtest
 
 import (
+	"fmt"
+	"net"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -23,6 +25,14 @@ func TestNewPair_Replicates(t *testing.T) {
 
 	p.Stop(t, p.Standby)
 	require.Zero(t, p.Standby.PostmasterPID())
+	// Someone else took the standby's port while it was down: it starts
+	// on another one.
+	taken, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p.Standby.Port))
+	require.NoError(t, err)
+	defer taken.Close()
+	old := p.Standby.Port
 	p.Start(t, p.Standby)
+	require.NotEqual(t, old, p.Standby.Port)
 	p.WaitStreaming(t, p.Standby)
+	require.Equal(t, "42", p.QueryString(t, p.Standby, "SELECT max(id)::text FROM t"))
 }
