@@ -68,9 +68,17 @@ backend app
 	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
 	out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput()
 	require.NoError(t, err, "haproxy -c: %s", out)
-	log, err := os.Create(filepath.Join(hdir, "haproxy.log"))
+	startLogged(t, exec.Command(bin, "-db", "-f", path), filepath.Join(hdir, "haproxy.log"))
+	return "http://" + front
+}
+
+// startLogged starts cmd in a process group of its own with its output
+// in logPath, kills the group at cleanup, and prints the log when the
+// test failed.
+func startLogged(t *testing.T, cmd *exec.Cmd, logPath string) {
+	t.Helper()
+	log, err := os.Create(logPath)
 	require.NoError(t, err)
-	cmd := exec.Command(bin, "-db", "-f", path)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	require.NoError(t, cmd.Start())
@@ -79,11 +87,10 @@ backend app
 		_ = cmd.Wait()
 		_ = log.Close()
 		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(hdir, "haproxy.log"))
-			t.Logf("haproxy log:\n%s", b)
+			b, _ := os.ReadFile(logPath)
+			t.Logf("log of %s:\n%s", filepath.Base(cmd.Path), b)
 		}
 	})
-	return "http://" + front
 }
 
 // waitServedBy waits until the load balancer at url answers /status from

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,22 +62,8 @@ scrape_configs:
 	ports, err := devcluster.FreePorts(1)
 	require.NoError(t, err)
 	listen := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(pdir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(pdir, "data"),
-		"--web.listen-address="+listen)
-	log, err := os.Create(filepath.Join(pdir, "prometheus.log"))
-	require.NoError(t, err)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-		_ = log.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(pdir, "prometheus.log"))
-			t.Logf("prometheus log:\n%s", b)
-		}
-	})
+	startLogged(t, exec.Command(bin, "--config.file="+filepath.Join(pdir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(pdir, "data"),
+		"--web.listen-address="+listen), filepath.Join(pdir, "prometheus.log"))
 	return &prometheus{url: "http://" + listen}
 }
 
