@@ -287,6 +287,21 @@ func (f *FSM) executions() []structs.Execution {
 	return out
 }
 
+// lastSiteDrill returns the newest successful site drill (not a restore
+// drill) at site: the failover's steps rehearsed on isolated copies
+// there. It reads from the newest back, copying only what it returns.
+func (f *FSM) lastSiteDrill(site string) (structs.Execution, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, id := range slices.Backward(f.state.ExecutionOrder) {
+		ex := f.state.Executions[id]
+		if ex.Kind == string(plan.KindDrill) && ex.PlanName != string(plan.KindRestore) && ex.To == site && ex.State == structs.ExecSucceeded {
+			return copyExecution(ex), true
+		}
+	}
+	return structs.Execution{}, false
+}
+
 // runningExecutionIDs lists the executions a new leader must resume.
 func (f *FSM) runningExecutionIDs() []string {
 	f.mu.RLock()

@@ -75,9 +75,10 @@ func (s *Server) runNotifier(ctx context.Context) {
 	tick := time.NewTicker(notifyTick)
 	defer tick.Stop()
 	for {
-		s.raiseBackupFailures()
+		kept := s.fsm.notifications()
+		s.raiseBackupFailures(kept)
 		now := time.Now()
-		for _, n := range s.fsm.notifications() {
+		for _, n := range kept {
 			if !n.Open() || now.Sub(n.RaisedAt) > notifyMaxAge {
 				continue
 			}
@@ -131,10 +132,11 @@ func (s *Server) deliver(ctx context.Context, r config.NotifyConfig, n *structs.
 }
 
 // raiseBackupFailures raises a backup_failed notification for each
-// failed verification and failed scheduled backup the agents report.
-func (s *Server) raiseBackupFailures() {
+// failed verification and failed scheduled backup the agents report that
+// the notifications kept do not hold yet.
+func (s *Server) raiseBackupFailures(notes []structs.Notification) {
 	kept := map[string]bool{}
-	for _, n := range s.fsm.notifications() {
+	for _, n := range notes {
 		kept[n.ID] = true
 	}
 	for _, a := range s.fsm.view().Agents {

@@ -75,16 +75,9 @@ func (s *Server) readiness(site string, drillWithin time.Duration) *pb.Readiness
 	}
 	s.readySyncs(v, site, add)
 	s.readyBackups(v, add)
-	// A site drill (not a restore drill) at site: the failover's steps
-	// rehearsed on isolated copies there.
-	var last *structs.Execution
-	for _, ex := range s.fsm.executions() {
-		if ex.Kind == string(plan.KindDrill) && ex.PlanName != string(plan.KindRestore) && ex.To == site && ex.State == structs.ExecSucceeded {
-			last = &ex
-		}
-	}
+	last, drilled := s.fsm.lastSiteDrill(site)
 	switch {
-	case last == nil:
+	case !drilled:
 		add(readyDrill, false, "no site drill ever succeeded at %s: run drplane drill --to %s", site, site)
 	case time.Since(last.FinishedAt) > drillWithin:
 		add(readyDrill, false, "the last successful site drill at %s, %s, ended %s ago, more than %s", site, last.ID,
