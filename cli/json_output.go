@@ -166,13 +166,16 @@ type AgentJSON struct {
 	Address  string   `json:"address"`
 	Services []string `json:"services"`
 	// The leader's latest probe; absent in stale answers.
-	Reachable  *bool              `json:"reachable,omitempty"`
-	LeaseValid bool               `json:"lease_valid"`
-	Fenced     bool               `json:"fenced"`
-	Epoch      uint64             `json:"epoch,omitempty"`
-	Roles      map[string]string  `json:"roles,omitempty"`
-	Lag        map[string]LagJSON `json:"lag,omitempty"`
-	ProbeError string             `json:"probe_error,omitempty"`
+	Reachable  *bool `json:"reachable,omitempty"`
+	LeaseValid bool  `json:"lease_valid"`
+	// LeaseGranted is false for a valid lease that is only the agent's
+	// boot window: no leader has vouched for its primaries yet.
+	LeaseGranted bool               `json:"lease_granted"`
+	Fenced       bool               `json:"fenced"`
+	Epoch        uint64             `json:"epoch,omitempty"`
+	Roles        map[string]string  `json:"roles,omitempty"`
+	Lag          map[string]LagJSON `json:"lag,omitempty"`
+	ProbeError   string             `json:"probe_error,omitempty"`
 	// Problems are the host problems the agent reported in that probe.
 	Problems []HostProblemJSON `json:"problems,omitempty"`
 }

@@ -24,7 +24,7 @@ func TestJSONOutput_FieldNames(t *testing.T) {
 		{AutomationJSON{}, []string{"enabled", "paused", "paused_by,omitempty", "blocked,omitempty", "site_lost", "would_fire", "reason,omitempty", "exposure_target,omitempty", "exposure_seconds,omitempty", "exposure_detail,omitempty"}},
 		{SiteJSON{}, []string{"name", "kind", "active"}},
 		{ServerJSON{}, []string{"id", "site", "address", "raft_address", "state", "voter", "last_index"}},
-		{AgentJSON{}, []string{"host_id", "site", "address", "services", "reachable,omitempty", "lease_valid", "fenced", "epoch,omitempty", "roles,omitempty", "lag,omitempty", "probe_error,omitempty", "problems,omitempty"}},
+		{AgentJSON{}, []string{"host_id", "site", "address", "services", "reachable,omitempty", "lease_valid", "lease_granted", "fenced", "epoch,omitempty", "roles,omitempty", "lag,omitempty", "probe_error,omitempty", "problems,omitempty"}},
 		{LagJSON{}, []string{"position", "lag_ms", "lag_bytes"}},
 		{MembersJSON{}, []string{"leader_id", "servers"}},
 		{SnapshotJSON{}, []string{"id", "name", "engine", "created_at", "files", "bytes", "reason"}},

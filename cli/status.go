@@ -188,7 +188,7 @@ func addProbe(aj *AgentJSON, p *pb.AgentProbe) {
 		return
 	}
 	reachable := p.GetReachable()
-	aj.Reachable, aj.LeaseValid, aj.Fenced, aj.Epoch, aj.ProbeError = &reachable, p.GetLeaseValid(), p.GetFenced(), p.GetEpoch(), p.GetError()
+	aj.Reachable, aj.LeaseValid, aj.LeaseGranted, aj.Fenced, aj.Epoch, aj.ProbeError = &reachable, p.GetLeaseValid(), p.GetLeaseGranted(), p.GetFenced(), p.GetEpoch(), p.GetError()
 	aj.Roles, aj.Lag = map[string]string{}, map[string]LagJSON{}
 	for _, hp := range p.GetProblems() {
 		pj := HostProblemJSON{Kind: hostProblemKind(hp.GetKind()), Message: hp.GetMessage()}
@@ -351,6 +351,8 @@ func leaseState(a AgentJSON) string {
 		return "-"
 	case a.Fenced:
 		return "fenced"
+	case a.LeaseValid && !a.LeaseGranted:
+		return "boot window"
 	case a.LeaseValid:
 		return "valid"
 	}

@@ -65,7 +65,7 @@ func sampleStatus() *pb.GetStatusResponse {
 			{Id: "s2", Site: "dr", Address: "127.0.0.1:7410", State: "unreachable", Voter: true},
 		},
 		Agents: []*pb.Agent{{HostId: "db-1", Site: "dr", Address: "127.0.0.1:7500", Services: []*pb.Service{{Name: "postgres"}},
-			Probe: &pb.AgentProbe{Reachable: true, LeaseValid: true, Epoch: 3, Services: []*pb.ServiceStatus{{Name: "postgres", Role: pb.ServiceRole_SERVICE_ROLE_PRIMARY,
+			Probe: &pb.AgentProbe{Reachable: true, LeaseValid: true, LeaseGranted: true, Epoch: 3, Services: []*pb.ServiceStatus{{Name: "postgres", Role: pb.ServiceRole_SERVICE_ROLE_PRIMARY,
 				Replication: &pb.Replication{Position: "0/3000060"}}}}}},
 	}
 }
@@ -237,4 +237,26 @@ func TestJUnit_OneCasePerStep(t *testing.T) {
 	require.NotNil(t, s.Cases[1].Failure)
 	require.Equal(t, "pg_ctl promote: timeout", s.Cases[1].Failure.Message)
 	require.Nil(t, s.Cases[0].Failure)
+}
+
+func TestLeaseState(t *testing.T) {
+	yes := true
+	cases := []struct {
+		name  string
+		agent AgentJSON
+		want  string
+	}{
+		{"never probed", AgentJSON{}, "-"},
+		{"fenced", AgentJSON{Reachable: &yes, Fenced: true}, "fenced"},
+		{"granted", AgentJSON{Reachable: &yes, LeaseValid: true, LeaseGranted: true}, "valid"},
+		// No leader vouched for its primaries yet: the agent keeps them
+		// on the window it gave itself at start.
+		{"boot window", AgentJSON{Reachable: &yes, LeaseValid: true}, "boot window"},
+		{"lapsed", AgentJSON{Reachable: &yes}, "none"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, leaseState(tc.agent))
+		})
+	}
 }

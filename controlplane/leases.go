@@ -32,6 +32,11 @@ import (
 //     host registered as honouring anchors, to which a leader sends only
 //     anchored renewals (see renewalGate), without the RPC deadline:
 //     every anchor's answer came back before the predecessor stopped
+//   - whatever the agent said it holds: the arrival of its newest answer +
+//     the lease remaining it reported + clock_skew_margin. That is how a
+//     lease no leader of this term granted counts: the boot window an
+//     agent gives itself at start (possibly under a longer lease_ttl of
+//     its own), which the first grant replaces
 //
 // and a lease has lapsed at that instant, not one nanosecond before. A
 // renewal counts from the moment it is sent: while its probe is in flight
@@ -62,6 +67,15 @@ type leaseTable struct {
 	// ended, per host, by a number sending gave them.
 	inflight map[string]map[uint64]time.Time
 	lastSend uint64
+	// reported is, per host, the bound of the lease its agent reported in
+	// the answer to the newest probe sent (see report).
+	reported map[string]reportedLease
+}
+
+// reportedLease is a lease bound an agent's answer gave: sentAt is when
+// its probe was sent, until when the lease it reported ends at the latest.
+type reportedLease struct {
+	sentAt, until time.Time
 }
 
 // newLeaseTable returns an empty table counting by the failover timings f
@@ -71,6 +85,7 @@ func newLeaseTable(clk clock.Clock, f config.FailoverConfig) *leaseTable {
 		clock: clock.OrReal(clk),
 		ttl:   f.LeaseTTL, skew: f.ClockSkewMargin, rpcDeadline: f.ProbeTimeout,
 		until: map[string]time.Time{}, inflight: map[string]map[uint64]time.Time{},
+		reported: map[string]reportedLease{},
 	}
 }
 
@@ -84,6 +99,7 @@ func (t *leaseTable) elect(at time.Time, anchoring ...string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.electedAt, t.until, t.inflight = at, map[string]time.Time{}, map[string]map[uint64]time.Time{}
+	t.reported = map[string]reportedLease{}
 	t.anchors = map[string]bool{}
 	for _, h := range anchoring {
 		t.anchors[h] = true
@@ -95,6 +111,7 @@ func (t *leaseTable) reset() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.electedAt, t.until, t.inflight = time.Time{}, map[string]time.Time{}, map[string]map[uint64]time.Time{}
+	t.reported = map[string]reportedLease{}
 }
 
 // sending records a renewal of host sent at sentAt, counted as unanswered
@@ -132,6 +149,27 @@ func (t *leaseTable) unanswered(host string, sentAt time.Time) {
 	t.extend(host, sentAt.Add(t.rpcDeadline+t.ttl+t.skew))
 }
 
+// report records the lease host's agent said it held, remaining more on
+// its own clock, in its answer to a probe sent at sentAt that arrived at
+// answeredAt: the agent read its lease before the answer left, so the
+// lease ends before answeredAt + remaining. The answer to the newest probe
+// replaces older reports, so the boot window's bound goes once the first
+// grant replaced it: a report only ever bounds a lease the agent held
+// then, and every later extension of it is a renewal this table counts
+// among its grants (or, from a predecessor, in the election bound).
+func (t *leaseTable) report(host string, sentAt, answeredAt time.Time, remaining time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r, ok := t.reported[host]; ok && sentAt.Before(r.sentAt) {
+		return
+	}
+	r := reportedLease{sentAt: sentAt}
+	if remaining > 0 {
+		r.until = answeredAt.Add(remaining + t.skew)
+	}
+	t.reported[host] = r
+}
+
 // extend raises host's bound to until; a grant never shortens it, since a
 // renewal that ends late (an answer slower than a later probe's) may still
 // be the one the agent holds.
@@ -157,6 +195,9 @@ func (t *leaseTable) hostUntilLocked(host string) time.Time {
 		until = until.Add(t.rpcDeadline)
 	}
 	if u := t.until[host]; u.After(until) {
+		until = u
+	}
+	if u := t.reported[host].until; u.After(until) {
 		until = u
 	}
 	for _, sentAt := range t.inflight[host] {

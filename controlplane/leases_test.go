@@ -82,6 +82,33 @@ func TestLeaseTable_HostUntil(t *testing.T) {
 		},
 		want: at(19*time.Second + 800*time.Millisecond + time.Second + 3*time.Second + 500*time.Millisecond),
 	}, {
+		name: "a lease the agent reported (its boot window): answer + remaining + skew",
+		record: func(l *leaseTable) {
+			l.report("db-1", at(10*time.Second), at(10*time.Second+200*time.Millisecond), 8*time.Second)
+		},
+		want: at(18*time.Second + 700*time.Millisecond),
+	}, {
+		name: "the newest probe's report replaces an older one: the grant replaced the boot window",
+		record: func(l *leaseTable) {
+			l.report("db-1", at(10*time.Second), at(10*time.Second+200*time.Millisecond), 8*time.Second)
+			l.report("db-1", at(11*time.Second), at(11*time.Second+100*time.Millisecond), 0)
+		},
+		want: at(time.Second + 3*time.Second + 500*time.Millisecond),
+	}, {
+		name: "an older probe's report arriving late changes nothing",
+		record: func(l *leaseTable) {
+			l.report("db-1", at(11*time.Second), at(11*time.Second+100*time.Millisecond), 0)
+			l.report("db-1", at(10*time.Second), at(11*time.Second+500*time.Millisecond), 8*time.Second)
+		},
+		want: at(time.Second + 3*time.Second + 500*time.Millisecond),
+	}, {
+		name: "a report never shortens a grant",
+		record: func(l *leaseTable) {
+			l.answered("db-1", at(10*time.Second))
+			l.report("db-1", at(10*time.Second), at(10*time.Second), time.Second)
+		},
+		want: at(10*time.Second + 3*time.Second + 500*time.Millisecond),
+	}, {
 		name:   "another host's renewal does not count",
 		record: func(l *leaseTable) { l.answered("db-2", at(10*time.Second)) },
 		want:   at(time.Second + 3*time.Second + 500*time.Millisecond),
@@ -140,6 +167,7 @@ func TestLeaseTable_SiteLapsesWithItsLastHost(t *testing.T) {
 func TestLeaseTable_NewTermForgetsTheOld(t *testing.T) {
 	l, clk := newTestLeaseTable(leaseTimings())
 	l.unanswered("db-1", at(time.Minute))
+	l.report("db-1", at(time.Minute), at(time.Minute), time.Hour)
 	l.reset()
 	clk.Advance(2 * time.Minute)
 	l.elect(clk.Now())

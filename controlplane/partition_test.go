@@ -72,12 +72,15 @@ func partitionedTwoSites(t *testing.T, leaderSite string, configure func(*config
 	c.agentLeaseTTL = time.Minute
 	ts := newTwoSitesIn(t, c)
 	t.Cleanup(network.Heal)
-	// The scenarios start from a running primary site under leases.
+	// The scenarios start from a running primary site under leases a
+	// leader granted: with only the minute's boot window, a cut would
+	// keep the old primary for a minute and the failover would wait it
+	// out.
 	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
 		st := ts.status(t)
 		for _, a := range st.GetAgents() {
-			if a.GetSite() == "primary" && !a.GetProbe().GetLeaseValid() {
-				return false, fmt.Errorf("%s: no lease yet: %+v", a.GetHostId(), a.GetProbe())
+			if a.GetSite() == "primary" && !a.GetProbe().GetLeaseGranted() {
+				return false, fmt.Errorf("%s: no lease granted yet: %+v", a.GetHostId(), a.GetProbe())
 			}
 		}
 		return true, nil

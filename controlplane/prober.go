@@ -421,6 +421,9 @@ func (s *Server) probeAgent(ctx context.Context, cc *grpc.ClientConn, a structs.
 	}
 	if res.err == nil {
 		res.answeredAt = s.clock.Now()
+		// A lease the agent holds that this term did not grant (its
+		// boot window) counts too (invariant 4).
+		s.leases.report(a.HostID, res.sentAt, res.answeredAt, time.Duration(res.resp.GetLease().GetRemainingMs())*time.Millisecond)
 		// The probe was answered between sentAt and answeredAt; the
 		// primary's position was read in between, so sentAt is when it
 		// had written at least that much.
@@ -477,7 +480,7 @@ func (s *Server) agentProbe(hostID string) *pb.AgentProbe {
 	}
 	if resp := r.resp; resp != nil {
 		out.Epoch, out.Fenced, out.FenceReason = resp.GetEpoch(), resp.GetFenced(), resp.GetFenceReason()
-		out.LeaseValid, out.LeaseRemainingMs = resp.GetLease().GetValid(), resp.GetLease().GetRemainingMs()
+		out.LeaseValid, out.LeaseRemainingMs, out.LeaseGranted = resp.GetLease().GetValid(), resp.GetLease().GetRemainingMs(), resp.GetLease().GetGranted()
 		out.Services, out.Syncs, out.LastSeen = resp.GetServices(), resp.GetSyncs(), resp.GetNow()
 		out.Problems, out.Backups = resp.GetProblems(), resp.GetBackups()
 	}

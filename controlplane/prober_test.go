@@ -166,11 +166,74 @@ func TestProber_RecordsRenewalsInLeaseTable(t *testing.T) {
 			}
 			res := s.probeAgent(ctx, dial(t, tc.addr), a, []structs.Agent{a}, 1, "primary", r)
 			require.Equal(t, tc.answers, res.err == nil, "probe error: %v", res.err)
-			require.Equal(t, tc.want, s.leases.hostUntil("db-1"))
+			want := tc.want
+			if res.err == nil {
+				// The lease the agent holds (an earlier case's, on its
+				// real clock) counts too.
+				if reported := now.Add(time.Duration(res.resp.GetLease().GetRemainingMs())*time.Millisecond + f.ClockSkewMargin); res.resp.GetLease().GetValid() && reported.After(want) {
+					want = reported
+				}
+			}
+			require.Equal(t, want, s.leases.hostUntil("db-1"))
 			_, observed := s.probes.get("db-1")
 			require.Equal(t, !tc.cancel, observed, "a probe cut short says nothing about the host")
 		})
 	}
+}
+
+// TestProber_CountsAgentBootWindow probes an agent that keeps an adopted
+// primary on its boot window, under an agent lease_ttl longer than the
+// leader's, with a probe that renews nothing (the first of a term to an
+// anchoring agent): the leader granted nothing, but counts the lease the
+// agent says it holds, so a failover waits it out (invariant 4). A
+// partition between that answer and the first grant once left such a
+// primary running beside the promoted DR site.
+func TestProber_CountsAgentBootWindow(t *testing.T) {
+	c := newTestCluster(t, 1)
+	startTestAgent(t, c, "app-1", "primary", time.Minute, map[string]driver.Role{"engine": driver.RolePrimary})
+	var addr string
+	testutil.WaitForResult(t, 20*time.Second, func() (bool, error) {
+		a, _, err := agentStatus(t, c, "app-1")
+		addr = a.GetAddress()
+		return err == nil && addr != "", fmt.Errorf("agent app-1 has no address: %v", err)
+	})
+	// Stop the cluster's own leader probing app-1: its grants would
+	// replace the boot window this test looks at.
+	require.NoError(t, c.servers[0].Shutdown(testCtx(t)))
+
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(c.material("s1").ClientCredentials(tlsutil.RoleAgent)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	f := leaseTimings()
+	clk := clock.NewFake(leaseEpoch)
+	cfg := *c.servers[0].cfg
+	cfg.Failover = f
+	s := &Server{config: &cfg, logger: hclog.NewNullLogger(), clock: clk, leases: newLeaseTable(clk, f),
+		probes: newProbeTable(), primaries: newPrimaryHistory()}
+	s.leases.elect(clk.Now())
+	clk.Advance(10 * time.Second)
+	now := clk.Now()
+	a := structs.Agent{HostID: "app-1", Site: "primary", Address: addr, LeaseAnchors: true}
+
+	res := s.probeAgent(testCtx(t), conn, a, []structs.Agent{a}, 1, "primary", renewal{})
+	require.NoError(t, res.err)
+	lease := res.resp.GetLease()
+	require.True(t, lease.GetValid())
+	require.False(t, lease.GetGranted(), "a boot window is no leader's grant")
+	remaining := time.Duration(lease.GetRemainingMs()) * time.Millisecond
+	require.Greater(t, remaining, 30*time.Second, "the agent's boot window of a minute")
+	require.Equal(t, now.Add(remaining+f.ClockSkewMargin), s.leases.hostUntil("app-1"),
+		"the boot window counts, far beyond anything this leader granted")
+	lapsed, _ := s.leases.lapsed([]string{"app-1"})
+	require.False(t, lapsed)
+
+	// The first grant replaces the boot window, and the next answer says
+	// so: the bound is the grant's again (the virtual clock stands still
+	// here, as the agent's real one nearly does).
+	res = s.probeAgent(testCtx(t), conn, a, []structs.Agent{a}, 1, "primary", renewal{renew: true, anchor: res.probeID, anchorAnswered: res.answeredAt})
+	require.NoError(t, res.err)
+	require.True(t, res.resp.GetLease().GetGranted())
+	require.Equal(t, now.Add(f.LeaseTTL+f.ClockSkewMargin), s.leases.hostUntil("app-1"))
 }
 
 // An agent that cannot write its data_dir (a full disk) reports it in its

@@ -114,12 +114,23 @@ func (e *hostAgentEndpoint) Probe(ctx context.Context, req *pb.ProbeRequest) (*p
 	return a.probeResponse(ctx), nil
 }
 
+// ceilMillis is d in whole milliseconds, rounded up: the leader counts
+// the lease an agent reports as running that long (controlplane
+// leaseTable.report), so it must not come out shorter than it is.
+func ceilMillis(d time.Duration) uint64 {
+	if d <= 0 {
+		return 0
+	}
+	return uint64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
 func (a *Agent) probeResponse(ctx context.Context) *pb.ProbeResponse {
 	now := a.clock.Now()
-	valid, remaining, epoch, _ := a.lease.snapshot(now)
+	valid, remaining, epoch, granted := a.lease.snapshot(now)
 	resp := &pb.ProbeResponse{
 		HostId: a.config.HostID, Site: a.config.Site, Epoch: a.epoch.current(),
-		Lease:     &pb.Lease{Valid: valid, Epoch: epoch, RemainingMs: uint64(remaining.Milliseconds()), ExpiresAt: timestamppb.New(now.Add(remaining))},
+		Lease: &pb.Lease{Valid: valid, Epoch: epoch, RemainingMs: ceilMillis(remaining), ExpiresAt: timestamppb.New(now.Add(remaining)),
+			Granted: valid && granted},
 		StartedAt: timestamppb.New(a.startedAt), Now: timestamppb.New(now),
 		LeaseAnchors: true,
 	}

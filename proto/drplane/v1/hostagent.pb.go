@@ -875,9 +875,15 @@ type Lease struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Valid bool                   `protobuf:"varint,1,opt,name=valid,proto3" json:"valid,omitempty"`
 	Epoch uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	// remaining_ms is how long the lease still runs on the agent's clock.
-	RemainingMs   uint64                 `protobuf:"varint,3,opt,name=remaining_ms,json=remainingMs,proto3" json:"remaining_ms,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// remaining_ms is how long the lease still runs on the agent's clock,
+	// rounded up: the leader counts the lease as running at least that
+	// long after the answer arrives.
+	RemainingMs uint64                 `protobuf:"varint,3,opt,name=remaining_ms,json=remainingMs,proto3" json:"remaining_ms,omitempty"`
+	ExpiresAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// granted is whether a leader granted the valid lease; false for the
+	// boot window an agent gives itself at start, which the first grant
+	// replaces.
+	Granted       bool `protobuf:"varint,5,opt,name=granted,proto3" json:"granted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -938,6 +944,13 @@ func (x *Lease) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *Lease) GetGranted() bool {
+	if x != nil {
+		return x.Granted
+	}
+	return false
 }
 
 type Replication struct {
@@ -2060,13 +2073,14 @@ const file_drplane_v1_hostagent_proto_rawDesc = "" +
 	"\flease_anchor\x18\b \x01(\x04R\vleaseAnchor\x1a>\n" +
 	"\x10SyncSourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xab\x01\n" +
 	"\x05Lease\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12!\n" +
 	"\fremaining_ms\x18\x03 \x01(\x04R\vremainingMs\x129\n" +
 	"\n" +
-	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xb3\x03\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x18\n" +
+	"\agranted\x18\x05 \x01(\bR\agranted\"\xb3\x03\n" +
 	"\vReplication\x12\x1a\n" +
 	"\bposition\x18\x01 \x01(\tR\bposition\x12)\n" +
 	"\x10receive_position\x18\x02 \x01(\tR\x0freceivePosition\x12@\n" +

@@ -594,7 +594,10 @@ type AgentProbe struct {
 	// problems are the host problems the agent reported (see HostProblem).
 	Problems []*HostProblem `protobuf:"bytes,11,rep,name=problems,proto3" json:"problems,omitempty"`
 	// backups are the host's backup blocks (see BackupStatus).
-	Backups       []*BackupStatus `protobuf:"bytes,12,rep,name=backups,proto3" json:"backups,omitempty"`
+	Backups []*BackupStatus `protobuf:"bytes,12,rep,name=backups,proto3" json:"backups,omitempty"`
+	// lease_granted is whether a leader granted the valid lease; false for
+	// an agent's boot window.
+	LeaseGranted  bool `protobuf:"varint,13,opt,name=lease_granted,json=leaseGranted,proto3" json:"lease_granted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -713,6 +716,13 @@ func (x *AgentProbe) GetBackups() []*BackupStatus {
 	return nil
 }
 
+func (x *AgentProbe) GetLeaseGranted() bool {
+	if x != nil {
+		return x.LeaseGranted
+	}
+	return false
+}
+
 var File_drplane_v1_types_proto protoreflect.FileDescriptor
 
 const file_drplane_v1_types_proto_rawDesc = "" +
@@ -765,7 +775,7 @@ const file_drplane_v1_types_proto_rawDesc = "" +
 	"\tsnapshots\x18\b \x03(\tR\tsnapshots\x12\x14\n" +
 	"\x05hooks\x18\t \x03(\tR\x05hooks\x12#\n" +
 	"\rlease_anchors\x18\n" +
-	" \x01(\bR\fleaseAnchors\"\xe7\x03\n" +
+	" \x01(\bR\fleaseAnchors\"\x8c\x04\n" +
 	"\n" +
 	"AgentProbe\x12\x1c\n" +
 	"\treachable\x18\x01 \x01(\bR\treachable\x127\n" +
@@ -781,7 +791,8 @@ const file_drplane_v1_types_proto_rawDesc = "" +
 	"\x05syncs\x18\n" +
 	" \x03(\v2\x16.drplane.v1.SyncStatusR\x05syncs\x123\n" +
 	"\bproblems\x18\v \x03(\v2\x17.drplane.v1.HostProblemR\bproblems\x122\n" +
-	"\abackups\x18\f \x03(\v2\x18.drplane.v1.BackupStatusR\abackupsB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
+	"\abackups\x18\f \x03(\v2\x18.drplane.v1.BackupStatusR\abackups\x12#\n" +
+	"\rlease_granted\x18\r \x01(\bR\fleaseGrantedB7Z5github.com/drplane/drplane/proto/drplane/v1;drplanev1b\x06proto3"
 
 var (
 	file_drplane_v1_types_proto_rawDescOnce sync.Once
