@@ -117,7 +117,8 @@ func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 func executionJSONOf(ex *pb.Execution, withSteps bool) ExecutionJSON {
 	out := ExecutionJSON{ID: ex.GetId(), Kind: ex.GetKind(), Trigger: execTrigger(ex), Plan: ex.GetPlan(), From: ex.GetFrom(), To: ex.GetTo(),
-		Actor: ex.GetActor(), Note: ex.GetNote(), StartedAt: ex.GetStartedAt().AsTime(), Result: execState(ex), Message: ex.GetMessage(), Pass: pass(ex)}
+		Actor: ex.GetActor(), Note: ex.GetNote(), StartedAt: ex.GetStartedAt().AsTime(), Result: execState(ex), Message: ex.GetMessage(), Pass: pass(ex),
+		Schedule: ex.GetSchedule(), ScheduledFor: optTime(ex.GetScheduledFor()), Exercises: ex.GetExercises()}
 	if ex.GetFinishedAt() != nil {
 		t := ex.GetFinishedAt().AsTime()
 		out.FinishedAt = &t
@@ -169,12 +170,15 @@ func pass(ex *pb.Execution) bool {
 }
 
 func newCmdReport(f *Factory) *cobra.Command {
-	var asJSON, markdown, verify bool
-	var junit, html string
+	var asJSON, markdown, verify, kpisOnly bool
+	var junit, html, window string
 	cmd := &cobra.Command{
-		Use:   "report [--json|--markdown] [--junit FILE] [--html FILE] [--verify]",
-		Short: "Achieved RTO and RPO against the targets, and the DR test log",
-		Long: "Achieved RTO and RPO against the targets, and the DR test log.\n\n" +
+		Use:   "report [--json|--markdown] [--kpis] [--window 90d] [--junit FILE] [--html FILE] [--verify]",
+		Short: "The programme's KPIs, achieved RTO and RPO against the targets, and the DR test log",
+		Long: "The programme's KPIs, achieved RTO and RPO against the targets, and the DR test log.\n\n" +
+			"The KPIs are computed against the objectives block: drill success rate, availability of the active\n" +
+			"site's services (per minute, from the leader's probes; a minute nobody watched counts as down), the\n" +
+			"same inside trading hours, and MTTR over real incidents (unknown when one incident's RTO is).\n\n" +
 			"--verify checks the evidence chain instead: every finished execution is sealed with a SHA-256 hash\n" +
 			"over its record and the previous hash; a record changed after it ended, or a link removed, is named.\n" +
 			"Keep the head hash it prints outside drplane: a chain rewritten whole then shows too.\n" +
@@ -187,6 +191,10 @@ func newCmdReport(f *Factory) *cobra.Command {
 			if verify {
 				return runVerifyEvidence(cmd.Context(), f)
 			}
+			win, err := parseWindow(window)
+			if err != nil {
+				return err
+			}
 			client, closeFn, err := f.Operator()
 			if err != nil {
 				return err
@@ -194,6 +202,19 @@ func newCmdReport(f *Factory) *cobra.Command {
 			defer closeFn()
 			ctx, cancel := context.WithTimeout(cmd.Context(), requestTimeout)
 			defer cancel()
+			kpis, err := fetchKPIs(ctx, client, win)
+			if err != nil {
+				return explain(f.addr, err)
+			}
+			if kpisOnly {
+				if kpis == nil {
+					return fmt.Errorf("the servers are too old to compute KPIs")
+				}
+				if asJSON {
+					return printJSON(f.IO.Out, kpisJSONOf(kpis))
+				}
+				return printKPIs(f.IO.Out, kpis)
+			}
 			resp, err := client.ListExecutions(ctx, &pb.ListExecutionsRequest{})
 			if err != nil {
 				return explain(f.addr, err)
@@ -231,7 +252,7 @@ func newCmdReport(f *Factory) *cobra.Command {
 							evidence += fmt.Sprintf(" — BROKEN: %s", strings.Join(v.GetProblems(), "; "))
 						}
 					}
-					if err := writeHTMLReport(html, plans.GetPlans(), full, evidence); err != nil {
+					if err := writeHTMLReport(html, plans.GetPlans(), full, evidence, kpis); err != nil {
 						return err
 					}
 					fmt.Fprintf(f.IO.ErrOut, "wrote %s\n", html)
@@ -251,6 +272,11 @@ func newCmdReport(f *Factory) *cobra.Command {
 			if err != nil && status.Code(err) != codes.Unimplemented {
 				return explain(f.addr, err)
 			}
+			if !markdown {
+				if err := printKPIs(f.IO.Out, kpis); err != nil {
+					return err
+				}
+			}
 			return printReport(f.IO.Out, plans.GetPlans(), ended, markdown)
 		},
 	}
@@ -258,6 +284,8 @@ func newCmdReport(f *Factory) *cobra.Command {
 	cmd.Flags().BoolVar(&markdown, "markdown", false, "print the plan documents' Markdown tables")
 	cmd.Flags().BoolVar(&verify, "verify", false, "check the evidence chain of the finished executions; exit 1 when it is broken")
 	cmd.Flags().StringVar(&junit, "junit", "", "also write the executions as JUnit XML to FILE (a test case per step)")
+	cmd.Flags().BoolVar(&kpisOnly, "kpis", false, "print only the KPIs against the objectives (with --json, as JSON)")
+	cmd.Flags().StringVar(&window, "window", "", "the KPIs' window, e.g. 90d (default: the objectives block's window, 365d)")
 	cmd.Flags().StringVar(&html, "html", "", "also write the report as one self-contained HTML file: summary, RTO trends, test log, a timeline of every execution")
 	return cmd
 }

@@ -13,14 +13,19 @@ import "time"
 // without steps), `drplane history ID --json` (one, with its steps) and
 // `drplane report --json` (a list of the ended executions, without steps).
 type ExecutionJSON struct {
-	ID         string     `json:"id"`
-	Kind       string     `json:"kind"`
-	Trigger    string     `json:"trigger"`
-	Plan       string     `json:"plan"`
-	From       string     `json:"from"`
-	To         string     `json:"to"`
-	Actor      string     `json:"actor"`
-	Note       string     `json:"note,omitempty"`
+	ID      string `json:"id"`
+	Kind    string `json:"kind"`
+	Trigger string `json:"trigger"`
+	Plan    string `json:"plan"`
+	From    string `json:"from"`
+	To      string `json:"to"`
+	Actor   string `json:"actor"`
+	Note    string `json:"note,omitempty"`
+	// Schedule and ScheduledFor: the schedule block whose slot started it.
+	Schedule     string     `json:"schedule,omitempty"`
+	ScheduledFor *time.Time `json:"scheduled_for,omitempty"`
+	// Exercises, for a drill, is the plan it practises.
+	Exercises  string     `json:"exercises,omitempty"`
 	StartedAt  time.Time  `json:"started_at"`
 	FinishedAt *time.Time `json:"finished_at"`
 	Result     string     `json:"result"`
@@ -79,6 +84,9 @@ type StatusJSON struct {
 	// Readiness is the verdict on a failover to each data site that is
 	// not active (drplane ready); absent from a stale answer.
 	Readiness []ReadinessJSON `json:"readiness,omitempty"`
+	// Drills are, per plan with a schedule or a drill on record, its last
+	// drill and whether it is overdue.
+	Drills []PlanDrillJSON `json:"drills,omitempty"`
 	// NoLeader says why no leader answered; the rest is then what the
 	// server that answered knows (stale).
 	NoLeader string `json:"no_leader,omitempty"`
@@ -259,4 +267,17 @@ type BackupVerificationJSON struct {
 type BackupSetJSON struct {
 	Status  BackupStatusJSON `json:"status"`
 	Backups []BackupJSON     `json:"backups"`
+}
+
+// PlanDrillJSON is one plan's drill record in StatusJSON. Interval is
+// empty when no schedule runs the plan; Overdue is then false.
+type PlanDrillJSON struct {
+	Plan            string     `json:"plan"`
+	LastExecution   string     `json:"last_execution,omitempty"`
+	LastState       string     `json:"last_state,omitempty"`
+	LastAt          *time.Time `json:"last_at,omitempty"`
+	LastSucceededAt *time.Time `json:"last_succeeded_at,omitempty"`
+	Interval        string     `json:"interval,omitempty"`
+	Overdue         bool       `json:"overdue"`
+	OverdueReason   string     `json:"overdue_reason,omitempty"`
 }

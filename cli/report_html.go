@@ -17,8 +17,12 @@ import (
 
 // htmlReport is what the template draws.
 type htmlReport struct {
-	Generated  string
-	Evidence   string
+	Generated string
+	Evidence  string
+	// KPIs are the KPI rows (name, value, target, pass, detail), with
+	// the window they cover; none from a server too old to compute them.
+	KPIs       [][]string
+	KPIWindow  string
 	Summary    [][]string
 	Log        [][]string
 	Trends     []rtoTrend
@@ -196,6 +200,11 @@ svg{display:block;margin:4px 0 12px}.lane{font-size:12px;fill:#444}.tick{font-si
 </style></head><body>
 <h1>drplane report</h1>
 <p class="meta">Generated {{.Generated}}.{{if .Evidence}} {{.Evidence}}{{end}}</p>
+{{if .KPIs}}<h2>KPIs</h2>
+<p class="meta">{{.KPIWindow}}</p>
+<table class="kpis"><tr><th>KPI</th><th>Value</th><th>Target</th><th>Pass</th><th>Detail</th></tr>
+{{range .KPIs}}<tr>{{range $i, $c := .}}{{if eq $i 3}}<td class="{{$c}}">{{if eq $c "yes"}}&#10004; yes{{else if eq $c "no"}}&#10008; no{{else}}{{$c}}{{end}}</td>{{else}}<td>{{$c}}</td>{{end}}{{end}}</tr>
+{{end}}</table>{{end}}
 <h2>RTO/RPO summary</h2>
 <table><tr><th>Scenario</th><th>Kind</th><th>RTO target</th><th>RTO last</th><th>RTO worst</th><th>RPO target</th><th>RPO last</th><th>RPO worst</th><th>Last exercised</th><th>Pass</th></tr>
 {{range .Summary}}<tr>{{range $i, $c := .}}{{if eq $i 9}}<td class="{{$c}}">{{if eq $c "yes"}}&#10004; yes{{else if eq $c "no"}}&#10008; no{{else}}{{$c}}{{end}}</td>{{else}}<td>{{$c}}</td>{{end}}{{end}}</tr>
@@ -226,9 +235,12 @@ svg{display:block;margin:4px 0 12px}.lane{font-size:12px;fill:#444}.tick{font-si
 `))
 
 // writeHTMLReport writes the report as one self-contained HTML file.
-func writeHTMLReport(path string, plans []*pb.PlanScenario, execs []*pb.Execution, evidence string) error {
+func writeHTMLReport(path string, plans []*pb.PlanScenario, execs []*pb.Execution, evidence string, kpis *pb.GetKPIsResponse) error {
 	r := htmlReport{Generated: time.Now().Format(time.RFC1123), Evidence: evidence, Summary: scenarioRows(plans, execs),
 		Log: testLogRows(execs), Trends: trendsOf(execs)}
+	if kpis != nil {
+		r.KPIs, r.KPIWindow = kpiRows(kpis), kpiWindowText(kpis)
+	}
 	for _, ex := range slices.Backward(execs) {
 		r.Executions = append(r.Executions, timelineOf(ex))
 	}

@@ -49,7 +49,14 @@ func reportExecutions() []*pb.Execution {
 func TestHTMLReport_OneBarPerStep(t *testing.T) {
 	execs := reportExecutions()
 	path := filepath.Join(t.TempDir(), "report.html")
-	require.NoError(t, writeHTMLReport(path, []*pb.PlanScenario{{Name: "failover", Kind: "failover", RtoTargetSeconds: 900}}, execs, "Evidence chain: 2 executions sealed"))
+	yes, no := true, false
+	kpis := &pb.GetKPIsResponse{To: timestamppb.Now(), Kpis: []*pb.KPI{
+		{Name: "drill_success_rate", Value: 0.95, Known: true, Detail: "19 of 20 drills passed", Target: 0.95, HasTarget: true, Pass: &yes},
+		{Name: "availability", Value: 0.9931, Known: true, Detail: "1440 minutes, 10 down", Target: 0.995, HasTarget: true, Pass: &no},
+		{Name: "availability_trading_hours", Detail: "no trading_hours blocks in the config"},
+		{Name: "mttr", Value: 252, Known: true, Detail: "mean of 1 incident", Target: 900, HasTarget: true, Pass: &yes},
+	}}
+	require.NoError(t, writeHTMLReport(path, []*pb.PlanScenario{{Name: "failover", Kind: "failover", RtoTargetSeconds: 900}}, execs, "Evidence chain: 2 executions sealed", kpis))
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	html := string(b)
@@ -67,6 +74,8 @@ func TestHTMLReport_OneBarPerStep(t *testing.T) {
 	require.NotRegexp(t, `(src|href)="(https?:)?//`, html, "no external asset")
 	require.Contains(t, html, "&#10004; yes")
 	require.Contains(t, html, "Evidence chain: 2 executions sealed")
+	require.Contains(t, html, "<td>99.31 %</td><td>99.5 %</td><td class=\"no\">&#10008; no</td>", "a KPI below its target is marked")
+	require.Contains(t, html, "<td>4m12s</td><td>15m0s</td>")
 
 	chromium := testutil.RequireProgram(t, "chromium", "chromium")
 	dir := t.TempDir()
@@ -93,6 +102,8 @@ func TestHTMLReport_OneBarPerStep(t *testing.T) {
 	dom := run("--dump-dom", "file://"+path)
 	require.Equal(t, ran, strings.Count(dom, `<rect class="bar `), "the browser's DOM has one bar per step")
 	require.Equal(t, 2, strings.Count(dom, `<svg class="timeline"`))
+	require.Equal(t, 1, strings.Count(dom, `<table class="kpis">`))
+	require.Contains(t, dom, "availability_trading_hours")
 }
 
 func mustRead(t *testing.T, path string) []byte {

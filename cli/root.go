@@ -44,6 +44,7 @@ func NewRootCmd(f *Factory) *cobra.Command {
 		newCmdAutomation(f, "resume", "Restart automatic action after a pause"),
 		newCmdAck(f),
 		newCmdNotify(f),
+		newCmdSchedule(f),
 		newCmdReady(f),
 		newCmdAudit(f),
 	)

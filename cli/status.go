@@ -104,6 +104,17 @@ func toStatusJSON(resp *pb.GetStatusResponse) StatusJSON {
 	for _, r := range resp.GetReadiness() {
 		out.Readiness = append(out.Readiness, toReadinessJSON(r))
 	}
+	for _, d := range resp.GetDrills() {
+		dj := PlanDrillJSON{Plan: d.GetPlan(), LastExecution: d.GetLastExecution(), LastAt: optTime(d.GetLastAt()),
+			LastSucceededAt: optTime(d.GetLastSucceededAt()), Overdue: d.GetOverdue(), OverdueReason: d.GetOverdueReason()}
+		if d.GetLastExecution() != "" {
+			dj.LastState = structs.ExecStateName(d.GetLastState())
+		}
+		if d.GetInterval() != nil {
+			dj.Interval = days(d.GetInterval().AsDuration())
+		}
+		out.Drills = append(out.Drills, dj)
+	}
 	for _, a := range resp.GetAgents() {
 		aj := AgentJSON{HostID: a.GetHostId(), Site: a.GetSite(), Address: a.GetAddress(), Services: []string{}}
 		for _, svc := range a.GetServices() {
@@ -249,6 +260,9 @@ func printStatus(w io.Writer, s StatusJSON) error {
 	}
 	printBackupStatuses(w, s.Backups)
 	printReadinessVerdicts(w, s.Readiness)
+	if err := printDrills(w, s.Drills); err != nil {
+		return err
+	}
 	fmt.Fprintln(w, "\nAgents")
 	if len(s.Agents) == 0 {
 		fmt.Fprintln(w, "(none registered)")
@@ -285,6 +299,30 @@ func printReadinessVerdicts(w io.Writer, rs []ReadinessJSON) {
 			}
 		}
 	}
+}
+
+// printDrills prints each plan's last drill and whether it is overdue.
+func printDrills(w io.Writer, drills []PlanDrillJSON) error {
+	if len(drills) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nDrills")
+	t := newTable(w, "PLAN", "LAST DRILL", "RESULT", "INTERVAL", "OVERDUE")
+	for _, d := range drills {
+		last, result := "never", "-"
+		if d.LastExecution != "" {
+			last, result = d.LastExecution+" ("+localTime(d.LastAt)+")", d.LastState
+		}
+		overdue := "no"
+		switch {
+		case d.Interval == "":
+			overdue = "- (no schedule)"
+		case d.Overdue:
+			overdue = "YES: " + d.OverdueReason
+		}
+		t.row(d.Plan, last, result, orDash(d.Interval), overdue)
+	}
+	return t.flush()
 }
 
 // printHostProblems prints one line per problem an agent reported, such

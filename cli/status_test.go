@@ -28,6 +28,24 @@ type fakeOperator struct {
 	members *pb.ListMembersResponse
 	err     error
 	removed string
+	// kpis and schedules answer GetKPIs and ListSchedules; nil is a
+	// server too old to know them.
+	kpis      *pb.GetKPIsResponse
+	schedules *pb.ListSchedulesResponse
+}
+
+func (f *fakeOperator) GetKPIs(context.Context, *pb.GetKPIsRequest, ...grpc.CallOption) (*pb.GetKPIsResponse, error) {
+	if f.kpis == nil {
+		return nil, status.Error(codes.Unimplemented, "unknown method GetKPIs")
+	}
+	return f.kpis, f.err
+}
+
+func (f *fakeOperator) ListSchedules(context.Context, *pb.ListSchedulesRequest, ...grpc.CallOption) (*pb.ListSchedulesResponse, error) {
+	if f.schedules == nil {
+		return nil, status.Error(codes.Unimplemented, "unknown method ListSchedules")
+	}
+	return f.schedules, f.err
 }
 
 func (f *fakeOperator) GetStatus(context.Context, *pb.GetStatusRequest, ...grpc.CallOption) (*pb.GetStatusResponse, error) {

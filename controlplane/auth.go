@@ -46,6 +46,8 @@ var methodRoles = map[string][]tlsutil.Role{
 	pb.Operator_TestNotification_FullMethodName:     {tlsutil.RoleCLI},
 	pb.Operator_CheckReadiness_FullMethodName:       {tlsutil.RoleCLI},
 	pb.Operator_VerifyEvidence_FullMethodName:       {tlsutil.RoleCLI},
+	pb.Operator_ListSchedules_FullMethodName:        {tlsutil.RoleCLI},
+	pb.Operator_GetKPIs_FullMethodName:              {tlsutil.RoleCLI},
 	pb.Operator_RunHostStep_FullMethodName:          {tlsutil.RoleCLI},
 	pb.Operator_ListHostSnapshots_FullMethodName:    {tlsutil.RoleCLI},
 	pb.Operator_ListHostBackups_FullMethodName:      {tlsutil.RoleCLI},

@@ -68,6 +68,8 @@ func TestAuth_MethodRoles_Matrix(t *testing.T) {
 		pb.Operator_TestNotification_FullMethodName:     {cli},
 		pb.Operator_CheckReadiness_FullMethodName:       {cli},
 		pb.Operator_VerifyEvidence_FullMethodName:       {cli},
+		pb.Operator_ListSchedules_FullMethodName:        {cli},
+		pb.Operator_GetKPIs_FullMethodName:              {cli},
 		pb.AgentRegistry_RegisterAgent_FullMethodName:   {agent},
 		pb.AgentRegistry_DeregisterAgent_FullMethodName: {agent},
 		pb.Peer_NodeInfo_FullMethodName:                 {server, cli},

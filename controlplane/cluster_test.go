@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/internal/clock"
 	"github.com/drplane/drplane/internal/config"
 	"github.com/drplane/drplane/internal/testing/netsim"
 	"github.com/drplane/drplane/internal/testutil"
@@ -40,6 +41,14 @@ type testCluster struct {
 	agentLeaseTTL time.Duration
 	// quorumNotifyAfter is each server's Deps.QuorumNotifyAfter.
 	quorumNotifyAfter time.Duration
+	// calendar is each server's Deps.Calendar, the programme's clock.
+	calendar clock.Clock
+}
+
+// withCalendar makes the servers of a cluster run the programme
+// (schedules, trading hours) by cal.
+func withCalendar(cal clock.Clock) func(*testCluster) {
+	return func(c *testCluster) { c.calendar = cal }
 }
 
 type testServer struct {
@@ -110,10 +119,13 @@ func newTestClusterOn(t testing.TB, network *netsim.Network, raftConfig func(*ra
 	return newTestClusterSites(t, network, raftConfig, testSites(n), configure)
 }
 
-func newTestClusterSites(t testing.TB, network *netsim.Network, raftConfig func(*raft.Config), sites []string, configure func(*config.ServerConfig)) *testCluster {
+func newTestClusterSites(t testing.TB, network *netsim.Network, raftConfig func(*raft.Config), sites []string, configure func(*config.ServerConfig), opts ...func(*testCluster)) *testCluster {
 	t.Helper()
 	n := len(sites)
 	c := &testCluster{t: t, tlsDir: t.TempDir(), net: network, raftConfig: raftConfig}
+	for _, o := range opts {
+		o(c)
+	}
 	require.NoError(t, tlsutil.CreateCA(c.tlsDir))
 	_, _, err := tlsutil.CreateCert(tlsutil.CertOptions{Dir: c.tlsDir, Name: "ops", Role: tlsutil.RoleCLI})
 	require.NoError(t, err)
@@ -184,6 +196,7 @@ func (c *testCluster) start(ts *testServer, grpcLn, raftLn net.Listener) {
 		HTTPListener:      listen(c.t, "127.0.0.1:0"),
 		RaftConfig:        c.raftConfig,
 		QuorumNotifyAfter: c.quorumNotifyAfter,
+		Calendar:          c.calendar,
 	}
 	if c.net != nil {
 		ep := ts.endpoint()

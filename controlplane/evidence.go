@@ -33,6 +33,11 @@ type sealedExecution struct {
 	RPOSeconds  *float64     `json:"rpo_seconds"`
 	RPODetail   string       `json:"rpo_detail"`
 	Steps       []sealedStep `json:"steps"`
+	// Added later: empty ones are left out, so that records sealed
+	// before keep their hashes.
+	Schedule     string     `json:"schedule,omitempty"`
+	ScheduledFor *time.Time `json:"scheduled_for,omitempty"`
+	Exercises    string     `json:"exercises,omitempty"`
 }
 
 type sealedStep struct {
@@ -53,7 +58,12 @@ type sealedStep struct {
 func chainHash(prev string, ex *structs.Execution) string {
 	s := sealedExecution{ID: ex.ID, Kind: ex.Kind, Plan: ex.PlanName, From: ex.From, To: ex.To, Trigger: ex.Trigger, Actor: ex.Actor,
 		Note: ex.Note, TriggeredAt: ex.TriggeredAt.UTC(), StartedAt: ex.StartedAt.UTC(), FinishedAt: ex.FinishedAt.UTC(), State: ex.State,
-		Message: ex.Message, RTOSeconds: ex.RTOSeconds, RTODetail: ex.RTODetail, RPOSeconds: ex.RPOSeconds, RPODetail: ex.RPODetail}
+		Message: ex.Message, RTOSeconds: ex.RTOSeconds, RTODetail: ex.RTODetail, RPOSeconds: ex.RPOSeconds, RPODetail: ex.RPODetail,
+		Schedule: ex.Schedule, Exercises: ex.Exercises}
+	if !ex.ScheduledFor.IsZero() {
+		at := ex.ScheduledFor.UTC()
+		s.ScheduledFor = &at
+	}
 	for i, st := range ex.Steps {
 		ss := sealedStep{ID: st.ID, State: st.State, Attempt: st.Attempt, StartedAt: st.StartedAt.UTC(), EndedAt: st.EndedAt.UTC(), Message: st.Message}
 		if i < len(ex.Plan.Steps) {

@@ -89,6 +89,14 @@ func (s *Server) newExecution(req *pb.StartExecutionRequest, actor string, now t
 	for _, st := range p.Steps {
 		ex.Steps = append(ex.Steps, structs.ExecStep{ID: st.ID, State: structs.StepPending})
 	}
+	if p.Kind == plan.KindDrill && req.GetCleanupOf() == "" {
+		// What the drill practises, for the programme's records (a
+		// schedule names its plan instead).
+		ex.Exercises = string(plan.KindFailover)
+		if p.Name == string(plan.KindRestore) {
+			ex.Exercises = string(plan.KindRestore)
+		}
+	}
 	// The exposure at the trigger instant is the RPO of a failover, and
 	// what the operator is shown before confirming.
 	if p.Kind == plan.KindFailover && p.Finishes == "" {
@@ -276,7 +284,10 @@ func (s *Server) executionToProto(ex *structs.Execution) *pb.Execution {
 		CancelRequested: ex.CancelRequested, RpoDetail: ex.RPODetail, Note: ex.Note,
 		RtoTargetSeconds: ex.Plan.Objectives.RTO.Seconds(), RpoTargetSeconds: ex.Plan.Objectives.RPO.Seconds(), HasRpoTarget: ex.Plan.Objectives.HasRPO(),
 		MaxDataLossSeconds: ex.Plan.MaxDataLoss.Seconds(), Warnings: ex.Plan.Warnings, RtoDetail: ex.RTODetail,
-		TriggeredAt: timestamppb.New(ex.TriggeredAt),
+		TriggeredAt: timestamppb.New(ex.TriggeredAt), Schedule: ex.Schedule, Exercises: ex.Exercises,
+	}
+	if !ex.ScheduledFor.IsZero() {
+		out.ScheduledFor = timestamppb.New(ex.ScheduledFor)
 	}
 	if !ex.StartedAt.IsZero() {
 		out.StartedAt = timestamppb.New(ex.StartedAt)

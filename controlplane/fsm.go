@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/drplane/drplane/internal/kpi"
 	"github.com/drplane/drplane/internal/structs"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -40,6 +41,11 @@ type fsmState struct {
 	// Evidence is the hash chain over the finished executions, in the
 	// order they ended (drplane report --verify).
 	Evidence []structs.EvidenceLink `json:"evidence,omitempty"`
+	// Schedules are the schedule blocks' slots and deferrals, by name.
+	Schedules map[string]*structs.ScheduleState `json:"schedules,omitempty"`
+	// Availability is the per-minute record of the active site's
+	// services, which the availability KPIs are computed from.
+	Availability kpi.Minutes `json:"availability"`
 }
 
 func newFSMState() *fsmState {
@@ -128,6 +134,10 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return applyCommand(f, buf, l.Index, &structs.NotificationSentRequest{}, f.applyNotificationSent)
 	case structs.AckNotificationsRequestType:
 		return applyCommand(f, buf, l.Index, &structs.AckNotificationsRequest{}, f.applyAckNotifications)
+	case structs.ScheduleRequestType:
+		return applyCommand(f, buf, l.Index, &structs.ScheduleRequest{}, f.applySchedule)
+	case structs.AvailabilityRequestType:
+		return applyCommand(f, buf, l.Index, &structs.AvailabilityRequest{}, f.applyAvailability)
 	}
 	// An entry from a newer server that marked itself skippable is
 	// ignored during a rolling upgrade; anything else is fatal.

@@ -32,6 +32,12 @@ func (f *FSM) applyStartExecution(req *structs.StartExecutionRequest, index uint
 	if len(ex.Steps) != len(ex.Plan.Steps) {
 		return fmt.Sprintf("execution %s has %d step states for %d steps", ex.ID, len(ex.Steps), len(ex.Plan.Steps))
 	}
+	if ex.Trigger == structs.TriggerScheduled {
+		// One execution per slot, whichever leader proposes it.
+		if why := f.takeSlotLocked(&ex, req.Time); why != "" {
+			return why
+		}
+	}
 	ex.State = structs.ExecRunning
 	ex.StartedAt = req.Time
 	f.state.Executions[ex.ID] = &ex
@@ -197,6 +203,9 @@ func (f *FSM) applyFinishExecution(req *structs.FinishExecutionRequest, index ui
 	f.resolveLocked(req.Time, func(n *structs.Notification) bool {
 		return n.ExecutionID == ex.ID && n.Event == notify.EventApprovalWaiting
 	})
+	if ex.Schedule != "" {
+		f.scheduledDrillEndedLocked(ex, req)
+	}
 	if req.State == structs.ExecFailed {
 		f.raiseLocked(structs.Notification{ID: ex.ID + "/failed", Event: notify.EventExecutionFailed, Site: ex.To, ExecutionID: ex.ID,
 			Message: fmt.Sprintf("%s %s (%s to %s) failed: %s", ex.Kind, ex.ID, ex.From, ex.To, req.Message), RaisedAt: req.Time})

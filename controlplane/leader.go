@@ -119,6 +119,8 @@ func (s *Server) establishLeadership(ctx context.Context) error {
 		// this term lands in the next term's tables.
 		s.goLeader(func() { s.runProber(ctx) })
 		s.goLeader(func() { s.runNotifier(ctx) })
+		s.goLeader(func() { s.runScheduler(ctx) })
+		s.goLeader(func() { s.runAvailability(ctx) })
 		if s.config.Replication.Sync() {
 			s.goLeader(func() { s.runSyncManager(ctx, term) })
 		}

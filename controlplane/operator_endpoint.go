@@ -63,6 +63,7 @@ func (e *operatorEndpoint) status(ctx context.Context, stale bool) (*pb.GetStatu
 		resp.Agents = append(resp.Agents, pa)
 	}
 	resp.Automation = e.srv.automationStatus(stale)
+	resp.Drills = e.srv.planDrills(e.srv.fsm.scheduleView(), e.srv.calendar.Now())
 	if !stale {
 		resp.Degraded = e.srv.productionProblems(v)
 		resp.Replication = e.srv.replicationStatus(v)

@@ -49,6 +49,9 @@ type Deps struct {
 	// answer times, the detector's judgements and the lease wait. nil
 	// means the real clock.
 	Clock clock.Clock
+	// Calendar, when set, is the wall clock the DR programme runs by: the
+	// schedules' slots and the trading hours. nil means the real clock.
+	Calendar clock.Clock
 	// QuorumNotifyAfter, when set, replaces how long the server knows no
 	// leader before it tells the quorum_lost receivers (15s).
 	QuorumNotifyAfter time.Duration
@@ -61,6 +64,8 @@ type Server struct {
 	tls    *tlsutil.Material
 	// clock is Deps.Clock, the leader's time (see leaseTable).
 	clock clock.Clock
+	// calendar is Deps.Calendar, the programme's wall clock.
+	calendar clock.Clock
 
 	fsm       *FSM
 	raft      *raft.Raft
@@ -149,6 +154,7 @@ func NewServer(cfg *config.ServerConfig, deps Deps) (*Server, error) {
 		logger:            deps.Logger,
 		tls:               deps.TLS,
 		clock:             clock.OrReal(deps.Clock),
+		calendar:          clock.OrReal(deps.Calendar),
 		fsm:               NewFSM(deps.Logger),
 		raftNotifyCh:      make(chan bool, 16),
 		conns:             newConnPool(deps.TLS, tlsutil.RoleServer),

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drplane/drplane/internal/calendar"
 	"github.com/drplane/drplane/internal/names"
 	"github.com/drplane/drplane/internal/plan"
 )
@@ -81,6 +82,14 @@ type ServerConfig struct {
 	// Notify are the notify blocks: who is told of what, and after how
 	// long without an acknowledgement (the escalation hierarchy).
 	Notify []NotifyConfig
+	// Programme are the DR programme's KPI targets, from the top-level
+	// objectives block.
+	Programme plan.Programme
+	// TradingHours are the trading_hours blocks: scheduled drills and
+	// other non-emergency automatic actions stay outside them.
+	TradingHours calendar.Calendar
+	// Schedules are the schedule blocks: drills the leader runs.
+	Schedules []ScheduleConfig
 	// Programs are the STONITH hooks' programs, with where each is
 	// declared; see Programs.Check.
 	Programs Programs

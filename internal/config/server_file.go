@@ -42,6 +42,9 @@ type rawServer struct {
 	Objectives *rawPassed   `hcl:"objectives,block"`
 	Plans      []rawPlanRef `hcl:"plan,block"`
 	Notify     []rawNotify  `hcl:"notify,block"`
+	// The DR programme: trading hours and scheduled drills.
+	TradingHours []rawTradingHours `hcl:"trading_hours,block"`
+	Schedules    []rawSchedule     `hcl:"schedule,block"`
 }
 
 type rawNotify struct {
@@ -160,6 +163,8 @@ func (v *serverValidator) build(raw *rawServer) *ServerConfig {
 	v.failover(raw.Failover, &cfg.Failover)
 	v.replication(raw.Replication, &cfg.Replication)
 	v.notify(raw.Notify, cfg)
+	v.tradingHours(raw.TradingHours, cfg)
+	v.schedules(raw.Schedules, cfg)
 	var p problems
 	cfg.validate(&p)
 	v.d.place(v.body, p)
@@ -307,7 +312,8 @@ func (v *serverValidator) plans(src []byte, cfg *ServerConfig) {
 	var perr *plan.Error
 	switch {
 	case err == nil:
-		cfg.Objectives, cfg.Plans = f.Objectives, f.Plans
+		cfg.Objectives, cfg.Plans, cfg.Programme = f.Objectives, f.Plans, f.Programme
+		v.schedulePlans(cfg)
 	case errors.As(err, &perr):
 		for _, pd := range perr.Diagnostics {
 			if pd.File == "" {

@@ -228,7 +228,7 @@ func TestLoadServerConfig_Errors(t *testing.T) {
 			`unknown key "lease_tll"; did you mean "lease_ttl"?`},
 		{"unknown block", appendText("failvoer {\n}\n"), "12:1", `unknown block "failvoer"; did you mean "failover"?`},
 		{"notify: unknown event", appendText("notify \"oncall\" {\n  webhook = \"https://hooks.example/oncall\"\n  events = [\"failover\", \"failed\"]\n}\n"), "14:12",
-			`notify "oncall": event "failed" is not one of failover, execution_failed, step_failed, approval_waiting, quorum_lost, replication_degraded, backup_failed, notify`},
+			`notify "oncall": event "failed" is not one of failover, execution_failed, step_failed, approval_waiting, quorum_lost, replication_degraded, backup_failed, scheduled_drill, drill_deferred, notify`},
 		{"notify: webhook not a URL", appendText("notify \"oncall\" {\n  webhook = \"hooks.example/T0KEN\"\n  events = [\"failover\"]\n}\n"), "13:13",
 			`notify "oncall": webhook is not a URL to post to (scheme "" is not http or https); expected https://host/path`},
 		{"notify: pagerduty without routing key", appendText("notify \"pd\" {\n  webhook = \"https://events.pagerduty.com/v2/enqueue\"\n  events = [\"failover\"]\n  format = \"pagerduty\"\n}\n"), "12:1",

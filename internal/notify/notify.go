@@ -40,6 +40,12 @@ const (
 	EventReplicationDegraded = "replication_degraded"
 	// EventBackupFailed: a scheduled backup or a verification failed.
 	EventBackupFailed = "backup_failed"
+	// EventScheduledDrill: a schedule block started a drill, and how it
+	// ended.
+	EventScheduledDrill = "scheduled_drill"
+	// EventDrillDeferred: a scheduled drill's slot fell inside trading
+	// hours and was moved.
+	EventDrillDeferred = "drill_deferred"
 	// EventNotify: a plan's notify step.
 	EventNotify = "notify"
 	// EventTest: `drplane notify test NAME`.
@@ -48,7 +54,7 @@ const (
 
 // Events lists the events a notify block may name.
 var Events = []string{EventFailover, EventExecutionFailed, EventStepFailed, EventApprovalWaiting, EventQuorumLost,
-	EventReplicationDegraded, EventBackupFailed, EventNotify}
+	EventReplicationDegraded, EventBackupFailed, EventScheduledDrill, EventDrillDeferred, EventNotify}
 
 // Severities.
 const (

@@ -21,6 +21,26 @@ type File struct {
 	Objectives Objectives
 	// Plans are the plan blocks in file order.
 	Plans []*Definition
+	// Programme are the DR programme's KPI targets, from the top-level
+	// objectives block.
+	Programme Programme
+}
+
+// DefaultKPIWindow is the KPI window when the objectives block sets none:
+// the plans state their availability targets per year.
+const DefaultKPIWindow = 365 * 24 * time.Hour
+
+// Programme are the DR programme's KPI targets (drplane report): a zero
+// ratio or duration is no target.
+//
+//	objectives { drill_success_rate = 0.95  availability = 0.995  availability_trading_hours = 0.999  mttr = "15m"  window = "365d" }
+type Programme struct {
+	DrillSuccessRate         float64       `json:"drill_success_rate,omitempty"`
+	Availability             float64       `json:"availability,omitempty"`
+	AvailabilityTradingHours float64       `json:"availability_trading_hours,omitempty"`
+	MTTR                     time.Duration `json:"mttr,omitempty"`
+	// Window is how far back the KPIs look.
+	Window time.Duration `json:"window"`
 }
 
 // Definition is one plan block: the default plan of Kind, with its own

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drplane/drplane/internal/calendar"
 	"github.com/drplane/drplane/internal/hclpos"
 	"github.com/drplane/drplane/internal/names"
 	"github.com/hashicorp/hcl/v2"
@@ -21,6 +22,19 @@ import (
 type rawObjectives struct {
 	RTO *string `hcl:"rto,optional"`
 	RPO *string `hcl:"rpo,optional"`
+}
+
+// rawTopObjectives is the top-level objectives block: the plans' default
+// targets and the DR programme's KPI targets, which a plan's own
+// objectives block does not take.
+type rawTopObjectives struct {
+	RTO                      *string  `hcl:"rto,optional"`
+	RPO                      *string  `hcl:"rpo,optional"`
+	DrillSuccessRate         *float64 `hcl:"drill_success_rate,optional"`
+	Availability             *float64 `hcl:"availability,optional"`
+	AvailabilityTradingHours *float64 `hcl:"availability_trading_hours,optional"`
+	MTTR                     *string  `hcl:"mttr,optional"`
+	Window                   *string  `hcl:"window,optional"`
 }
 
 type rawPlan struct {
@@ -65,7 +79,7 @@ func ParseFile(path string) (*File, error) {
 // values are checked. File.Validate checks what needs a topology.
 func Parse(src []byte, filename string) (*File, error) {
 	exp, lines := hclpos.ExpandSingleLineBlocks(src, filename)
-	p := &parser{file: filename, lines: lines}
+	p := &parser{file: filename, lines: lines, top: map[*hclsyntax.Block]bool{}}
 	f, hd := hclsyntax.ParseConfig(exp, filename, hcl.InitialPos)
 	if hd.HasErrors() {
 		p.addHCL(hclpos.FirstErrors(hd), nil)
@@ -90,8 +104,9 @@ func Parse(src []byte, filename string) (*File, error) {
 		}
 	}
 	// Structure first.
-	var rawObj rawObjectives
+	var rawObj rawTopObjectives
 	for i, b := range objectives {
+		p.top[b] = true
 		switch {
 		case i > 0:
 			p.at(p.rng(b.DefRange()), "duplicate objectives block; only one is allowed")
@@ -113,9 +128,11 @@ func Parse(src []byte, filename string) (*File, error) {
 		return nil, p.err()
 	}
 	// Then values.
-	out := &File{}
+	out := &File{Programme: Programme{Window: DefaultKPIWindow}}
 	if len(objectives) > 0 {
-		out.Objectives = p.objectives(objectives[0].Body, &rawObj, Objectives{})
+		body := objectives[0].Body
+		out.Objectives = p.objectives(body, &rawObjectives{RTO: rawObj.RTO, RPO: rawObj.RPO}, Objectives{})
+		out.Programme = p.programme(body, &rawObj)
 	}
 	seen := map[string]bool{}
 	for i, b := range plans {
@@ -137,6 +154,9 @@ type parser struct {
 	problems
 	file  string
 	lines *hclpos.LineMap
+	// top are the top-level objectives blocks, which take the programme's
+	// keys too.
+	top map[*hclsyntax.Block]bool
 }
 
 // rng translates a range of the rewritten source to the operator's file.
@@ -200,6 +220,47 @@ func (p *parser) objectives(body *hclsyntax.Body, raw *rawObjectives, o Objectiv
 		o.RPO, o.ZeroRPO = *d, *d == 0
 	}
 	return o
+}
+
+// programme reads the DR programme's KPI targets from the top-level
+// objectives block.
+func (p *parser) programme(body *hclsyntax.Body, raw *rawTopObjectives) Programme {
+	pr := Programme{Window: DefaultKPIWindow}
+	ratio := func(key string, v *float64) float64 {
+		switch {
+		case v == nil:
+			return 0
+		case *v > 1 && *v <= 100:
+			p.at(p.attr(body, key, p.rng(body.SrcRange)), "objectives.%s = %g is not a ratio; write %g for %g %%", key, *v, *v/100, *v)
+		case *v <= 0 || *v > 1:
+			p.at(p.attr(body, key, p.rng(body.SrcRange)), "objectives.%s = %g: expected a ratio above 0 and at most 1, e.g. 0.995 for 99.5 %%", key, *v)
+		default:
+			return *v
+		}
+		return 0
+	}
+	pr.DrillSuccessRate = ratio("drill_success_rate", raw.DrillSuccessRate)
+	pr.Availability = ratio("availability", raw.Availability)
+	pr.AvailabilityTradingHours = ratio("availability_trading_hours", raw.AvailabilityTradingHours)
+	long := func(key string, v *string) (time.Duration, bool) {
+		if v == nil {
+			return 0, false
+		}
+		rng := p.attr(body, key, p.rng(body.SrcRange))
+		d, err := calendar.ParseDuration(*v)
+		if err != nil || d <= 0 {
+			p.at(rng, "objectives.%s: invalid duration %q: expected a positive number with a unit, e.g. \"15m\", \"4h\", \"365d\"", key, *v)
+			return 0, false
+		}
+		return d, true
+	}
+	if d, ok := long("mttr", raw.MTTR); ok {
+		pr.MTTR = d
+	}
+	if d, ok := long("window", raw.Window); ok {
+		pr.Window = d
+	}
+	return pr
 }
 
 // optDuration parses a duration that may be absent (nil) and must not be
@@ -515,6 +576,9 @@ func (p *parser) expected(detail, where string, blk *hclsyntax.Block, blocks boo
 		switch blk.Type {
 		case "objectives":
 			schema, _ = gohcl.ImpliedBodySchema(rawObjectives{})
+			if p.top[blk] {
+				schema, _ = gohcl.ImpliedBodySchema(rawTopObjectives{})
+			}
 		case "plan":
 			schema, _ = gohcl.ImpliedBodySchema(rawPlan{})
 		case "step":

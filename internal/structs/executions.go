@@ -28,6 +28,8 @@ const (
 const (
 	TriggerManual    = "manual"
 	TriggerAutomatic = "automatic"
+	// TriggerScheduled is a schedule block's slot.
+	TriggerScheduled = "scheduled"
 )
 
 // Execution is one run of a plan. It holds intent and outcomes only: which
@@ -42,6 +44,13 @@ type Execution struct {
 	Actor    string `json:"actor"`
 	// Note is the operator's word on why (--note), for the DR test log.
 	Note string `json:"note,omitempty"`
+	// Schedule names the schedule block that started it, and
+	// ScheduledFor is its slot (before any deferral out of trading hours).
+	Schedule     string    `json:"schedule,omitempty"`
+	ScheduledFor time.Time `json:"scheduled_for,omitempty"`
+	// Exercises, for a drill, is the plan it practises: the failover plan
+	// for a site drill, the restore plan for a restore drill.
+	Exercises string `json:"exercises,omitempty"`
 	// AllowDataLoss lets the RPO guard pass beyond max_data_loss.
 	AllowDataLoss bool `json:"allow_data_loss,omitempty"`
 	// CleanupOf names the drill execution this one tears down.

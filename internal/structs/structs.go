@@ -1,7 +1,8 @@
 // Package structs holds the types replicated through Raft: the commands the
 // leader proposes and the state the FSM keeps. The FSM holds intent only
 // (DESIGN.md section 3): nothing observed, such as probe results or lag,
-// ever appears here.
+// ever appears here, except the per-minute availability record the KPIs
+// are computed from, which must outlive the leader that observed it.
 package structs
 
 import (
@@ -57,6 +58,13 @@ const (
 	RaiseNotificationRequestType MessageType = 14 | IgnoreUnknownTypeFlag
 	NotificationSentRequestType  MessageType = 15 | IgnoreUnknownTypeFlag
 	AckNotificationsRequestType  MessageType = 16 | IgnoreUnknownTypeFlag
+	// ScheduleRequestType records what became of a schedule block's slot
+	// (first seen, deferred out of trading hours); an older server skips
+	// it.
+	ScheduleRequestType MessageType = 17 | IgnoreUnknownTypeFlag
+	// AvailabilityRequestType records minutes of the active site's
+	// availability, for the KPIs; an older server skips it.
+	AvailabilityRequestType MessageType = 18 | IgnoreUnknownTypeFlag
 )
 
 // IgnoreUnknownTypeFlag is set on message types that an older server may
@@ -100,6 +108,10 @@ func (t MessageType) String() string {
 		return "notification-sent"
 	case AckNotificationsRequestType:
 		return "ack-notifications"
+	case ScheduleRequestType:
+		return "schedule"
+	case AvailabilityRequestType:
+		return "availability"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }

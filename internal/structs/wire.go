@@ -95,6 +95,7 @@ var (
 	})
 	triggers = newEnumTable(map[string]pb.ExecutionTrigger{
 		TriggerManual: pb.ExecutionTrigger_EXECUTION_TRIGGER_MANUAL, TriggerAutomatic: pb.ExecutionTrigger_EXECUTION_TRIGGER_AUTOMATIC,
+		TriggerScheduled: pb.ExecutionTrigger_EXECUTION_TRIGGER_SCHEDULED,
 	})
 	roles = newEnumTable(map[string]pb.ServiceRole{
 		RolePrimary: pb.ServiceRole_SERVICE_ROLE_PRIMARY, RoleStandby: pb.ServiceRole_SERVICE_ROLE_STANDBY,

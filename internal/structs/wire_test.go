@@ -36,7 +36,7 @@ func TestWire_States_RoundTrip(t *testing.T) {
 		{"execution state", func(s string) string { return ExecStateName(ExecStateToProto(s)) },
 			[]string{ExecRunning, ExecSucceeded, ExecFailed, ExecCancelled, ExecPlanned}, len(pb.ExecutionState_name)},
 		{"trigger", func(s string) string { return TriggerName(TriggerToProto(s)) },
-			[]string{TriggerManual, TriggerAutomatic}, len(pb.ExecutionTrigger_name)},
+			[]string{TriggerManual, TriggerAutomatic, TriggerScheduled}, len(pb.ExecutionTrigger_name)},
 		{"role", func(s string) string { return RoleName(RoleToProto(s)) },
 			[]string{RolePrimary, RoleStandby, RoleStopped, RoleFenced, RoleUnknown}, len(pb.ServiceRole_name)},
 		{"wal sender state", func(s string) string { return WalSenderStateName(WalSenderStateToProto(s)) },

@@ -334,6 +334,8 @@ const (
 	// EXECUTION_TRIGGER_AUTOMATIC is the failure detector, or a quorum-loss
 	// recovery confirmed by a STONITH hook.
 	ExecutionTrigger_EXECUTION_TRIGGER_AUTOMATIC ExecutionTrigger = 2
+	// EXECUTION_TRIGGER_SCHEDULED is a schedule block's slot.
+	ExecutionTrigger_EXECUTION_TRIGGER_SCHEDULED ExecutionTrigger = 3
 )
 
 // Enum value maps for ExecutionTrigger.
@@ -342,11 +344,13 @@ var (
 		0: "EXECUTION_TRIGGER_UNSPECIFIED",
 		1: "EXECUTION_TRIGGER_MANUAL",
 		2: "EXECUTION_TRIGGER_AUTOMATIC",
+		3: "EXECUTION_TRIGGER_SCHEDULED",
 	}
 	ExecutionTrigger_value = map[string]int32{
 		"EXECUTION_TRIGGER_UNSPECIFIED": 0,
 		"EXECUTION_TRIGGER_MANUAL":      1,
 		"EXECUTION_TRIGGER_AUTOMATIC":   2,
+		"EXECUTION_TRIGGER_SCHEDULED":   3,
 	}
 )
 
@@ -680,11 +684,12 @@ const file_drplane_v1_enums_proto_rawDesc = "" +
 	"\x19EXECUTION_STATE_SUCCEEDED\x10\x02\x12\x1a\n" +
 	"\x16EXECUTION_STATE_FAILED\x10\x03\x12\x1d\n" +
 	"\x19EXECUTION_STATE_CANCELLED\x10\x04\x12\x1b\n" +
-	"\x17EXECUTION_STATE_PLANNED\x10\x05*t\n" +
+	"\x17EXECUTION_STATE_PLANNED\x10\x05*\x95\x01\n" +
 	"\x10ExecutionTrigger\x12!\n" +
 	"\x1dEXECUTION_TRIGGER_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18EXECUTION_TRIGGER_MANUAL\x10\x01\x12\x1f\n" +
-	"\x1bEXECUTION_TRIGGER_AUTOMATIC\x10\x02*\xac\x01\n" +
+	"\x1bEXECUTION_TRIGGER_AUTOMATIC\x10\x02\x12\x1f\n" +
+	"\x1bEXECUTION_TRIGGER_SCHEDULED\x10\x03*\xac\x01\n" +
 	"\vServiceRole\x12\x1c\n" +
 	"\x18SERVICE_ROLE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SERVICE_ROLE_PRIMARY\x10\x01\x12\x18\n" +

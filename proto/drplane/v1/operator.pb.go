@@ -9,6 +9,7 @@ package drplanev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -146,7 +147,10 @@ type GetStatusResponse struct {
 	Replication []*DataReplication `protobuf:"bytes,10,rep,name=replication,proto3" json:"replication,omitempty"`
 	// readiness is the verdict on a failover to each data site that is not
 	// active; absent from stale answers.
-	Readiness     []*Readiness `protobuf:"bytes,11,rep,name=readiness,proto3" json:"readiness,omitempty"`
+	Readiness []*Readiness `protobuf:"bytes,11,rep,name=readiness,proto3" json:"readiness,omitempty"`
+	// drills are, per plan that has a schedule or a drill on record, its
+	// last drill and whether it is overdue.
+	Drills        []*PlanDrill `protobuf:"bytes,12,rep,name=drills,proto3" json:"drills,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -258,6 +262,740 @@ func (x *GetStatusResponse) GetReadiness() []*Readiness {
 	return nil
 }
 
+func (x *GetStatusResponse) GetDrills() []*PlanDrill {
+	if x != nil {
+		return x.Drills
+	}
+	return nil
+}
+
+// PlanDrill is one plan's drill record in the programme.
+type PlanDrill struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Plan  string                 `protobuf:"bytes,1,opt,name=plan,proto3" json:"plan,omitempty"`
+	// last_execution is the newest drill of the plan (any result),
+	// last_state its state and last_at when it was triggered.
+	LastExecution string                 `protobuf:"bytes,2,opt,name=last_execution,json=lastExecution,proto3" json:"last_execution,omitempty"`
+	LastState     ExecutionState         `protobuf:"varint,3,opt,name=last_state,json=lastState,proto3,enum=drplane.v1.ExecutionState" json:"last_state,omitempty"`
+	LastAt        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_at,json=lastAt,proto3" json:"last_at,omitempty"`
+	// last_succeeded_at is when the newest successful drill was triggered.
+	LastSucceededAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_succeeded_at,json=lastSucceededAt,proto3" json:"last_succeeded_at,omitempty"`
+	// interval is the shortest spacing of the plan's schedules; absent
+	// when no schedule runs it.
+	Interval *durationpb.Duration `protobuf:"bytes,6,opt,name=interval,proto3" json:"interval,omitempty"`
+	// overdue: no successful drill within the interval, or never one.
+	Overdue       bool   `protobuf:"varint,7,opt,name=overdue,proto3" json:"overdue,omitempty"`
+	OverdueReason string `protobuf:"bytes,8,opt,name=overdue_reason,json=overdueReason,proto3" json:"overdue_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanDrill) Reset() {
+	*x = PlanDrill{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanDrill) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanDrill) ProtoMessage() {}
+
+func (x *PlanDrill) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanDrill.ProtoReflect.Descriptor instead.
+func (*PlanDrill) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PlanDrill) GetPlan() string {
+	if x != nil {
+		return x.Plan
+	}
+	return ""
+}
+
+func (x *PlanDrill) GetLastExecution() string {
+	if x != nil {
+		return x.LastExecution
+	}
+	return ""
+}
+
+func (x *PlanDrill) GetLastState() ExecutionState {
+	if x != nil {
+		return x.LastState
+	}
+	return ExecutionState_EXECUTION_STATE_UNSPECIFIED
+}
+
+func (x *PlanDrill) GetLastAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastAt
+	}
+	return nil
+}
+
+func (x *PlanDrill) GetLastSucceededAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSucceededAt
+	}
+	return nil
+}
+
+func (x *PlanDrill) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *PlanDrill) GetOverdue() bool {
+	if x != nil {
+		return x.Overdue
+	}
+	return false
+}
+
+func (x *PlanDrill) GetOverdueReason() string {
+	if x != nil {
+		return x.OverdueReason
+	}
+	return ""
+}
+
+type ListSchedulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Read          *ReadOptions           `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesRequest) Reset() {
+	*x = ListSchedulesRequest{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesRequest) ProtoMessage() {}
+
+func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
+func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListSchedulesRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+type ListSchedulesResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Meta      *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Schedules []*Schedule            `protobuf:"bytes,2,rep,name=schedules,proto3" json:"schedules,omitempty"`
+	// trading_hours names the trading_hours blocks scheduled drills avoid.
+	TradingHours  []string `protobuf:"bytes,3,rep,name=trading_hours,json=tradingHours,proto3" json:"trading_hours,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesResponse) Reset() {
+	*x = ListSchedulesResponse{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesResponse) ProtoMessage() {}
+
+func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
+func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListSchedulesResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *ListSchedulesResponse) GetSchedules() []*Schedule {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
+func (x *ListSchedulesResponse) GetTradingHours() []string {
+	if x != nil {
+		return x.TradingHours
+	}
+	return nil
+}
+
+// Schedule is one schedule block and what became of its slots.
+type Schedule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Plan  string                 `protobuf:"bytes,2,opt,name=plan,proto3" json:"plan,omitempty"`
+	Drill bool                   `protobuf:"varint,3,opt,name=drill,proto3" json:"drill,omitempty"`
+	// cron (with timezone) or every is the timing.
+	Cron     string               `protobuf:"bytes,4,opt,name=cron,proto3" json:"cron,omitempty"`
+	Timezone string               `protobuf:"bytes,5,opt,name=timezone,proto3" json:"timezone,omitempty"`
+	Every    *durationpb.Duration `protobuf:"bytes,6,opt,name=every,proto3" json:"every,omitempty"`
+	// due is a slot that is due and not yet run; next_slot is the slot
+	// after it (or the next one when none is due).
+	Due      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=due,proto3" json:"due,omitempty"`
+	NextSlot *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=next_slot,json=nextSlot,proto3" json:"next_slot,omitempty"`
+	// next_run is when the leader will run the next slot: the due slot's
+	// deferral, now for a due slot, or next_slot, moved out of trading
+	// hours.
+	NextRun       *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=next_run,json=nextRun,proto3" json:"next_run,omitempty"`
+	LastSlot      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_slot,json=lastSlot,proto3" json:"last_slot,omitempty"`
+	LastExecution string                 `protobuf:"bytes,11,opt,name=last_execution,json=lastExecution,proto3" json:"last_execution,omitempty"`
+	Deferred      *ScheduleDeferral      `protobuf:"bytes,12,opt,name=deferred,proto3" json:"deferred,omitempty"`
+	// waiting says why a due slot does not run now.
+	Waiting       string           `protobuf:"bytes,13,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	Log           []*ScheduleEvent `protobuf:"bytes,14,rep,name=log,proto3" json:"log,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Schedule) Reset() {
+	*x = Schedule{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Schedule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Schedule) ProtoMessage() {}
+
+func (x *Schedule) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
+func (*Schedule) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Schedule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Schedule) GetPlan() string {
+	if x != nil {
+		return x.Plan
+	}
+	return ""
+}
+
+func (x *Schedule) GetDrill() bool {
+	if x != nil {
+		return x.Drill
+	}
+	return false
+}
+
+func (x *Schedule) GetCron() string {
+	if x != nil {
+		return x.Cron
+	}
+	return ""
+}
+
+func (x *Schedule) GetTimezone() string {
+	if x != nil {
+		return x.Timezone
+	}
+	return ""
+}
+
+func (x *Schedule) GetEvery() *durationpb.Duration {
+	if x != nil {
+		return x.Every
+	}
+	return nil
+}
+
+func (x *Schedule) GetDue() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Due
+	}
+	return nil
+}
+
+func (x *Schedule) GetNextSlot() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextSlot
+	}
+	return nil
+}
+
+func (x *Schedule) GetNextRun() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextRun
+	}
+	return nil
+}
+
+func (x *Schedule) GetLastSlot() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSlot
+	}
+	return nil
+}
+
+func (x *Schedule) GetLastExecution() string {
+	if x != nil {
+		return x.LastExecution
+	}
+	return ""
+}
+
+func (x *Schedule) GetDeferred() *ScheduleDeferral {
+	if x != nil {
+		return x.Deferred
+	}
+	return nil
+}
+
+func (x *Schedule) GetWaiting() string {
+	if x != nil {
+		return x.Waiting
+	}
+	return ""
+}
+
+func (x *Schedule) GetLog() []*ScheduleEvent {
+	if x != nil {
+		return x.Log
+	}
+	return nil
+}
+
+// ScheduleDeferral is a slot inside trading hours, moved to `to`; with
+// no_slot no time outside them was found.
+type ScheduleDeferral struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Slot          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=slot,proto3" json:"slot,omitempty"`
+	To            *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	Market        string                 `protobuf:"bytes,3,opt,name=market,proto3" json:"market,omitempty"`
+	NoSlot        bool                   `protobuf:"varint,4,opt,name=no_slot,json=noSlot,proto3" json:"no_slot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleDeferral) Reset() {
+	*x = ScheduleDeferral{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleDeferral) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleDeferral) ProtoMessage() {}
+
+func (x *ScheduleDeferral) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleDeferral.ProtoReflect.Descriptor instead.
+func (*ScheduleDeferral) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ScheduleDeferral) GetSlot() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Slot
+	}
+	return nil
+}
+
+func (x *ScheduleDeferral) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *ScheduleDeferral) GetMarket() string {
+	if x != nil {
+		return x.Market
+	}
+	return ""
+}
+
+func (x *ScheduleDeferral) GetNoSlot() bool {
+	if x != nil {
+		return x.NoSlot
+	}
+	return false
+}
+
+type ScheduleEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
+	Slot          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=slot,proto3" json:"slot,omitempty"`
+	Detail        string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleEvent) Reset() {
+	*x = ScheduleEvent{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleEvent) ProtoMessage() {}
+
+func (x *ScheduleEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleEvent.ProtoReflect.Descriptor instead.
+func (*ScheduleEvent) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ScheduleEvent) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *ScheduleEvent) GetSlot() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Slot
+	}
+	return nil
+}
+
+func (x *ScheduleEvent) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type GetKPIsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Read  *ReadOptions           `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
+	// window, when set, replaces the objectives block's window.
+	Window        *durationpb.Duration `protobuf:"bytes,2,opt,name=window,proto3" json:"window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetKPIsRequest) Reset() {
+	*x = GetKPIsRequest{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetKPIsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetKPIsRequest) ProtoMessage() {}
+
+func (x *GetKPIsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetKPIsRequest.ProtoReflect.Descriptor instead.
+func (*GetKPIsRequest) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetKPIsRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+func (x *GetKPIsRequest) GetWindow() *durationpb.Duration {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+type GetKPIsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Meta  *ResponseMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Kpis  []*KPI                 `protobuf:"bytes,2,rep,name=kpis,proto3" json:"kpis,omitempty"`
+	// from and to bound the window; recorded_since is the first minute of
+	// the availability record.
+	From          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	To            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	RecordedSince *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=recorded_since,json=recordedSince,proto3" json:"recorded_since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetKPIsResponse) Reset() {
+	*x = GetKPIsResponse{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetKPIsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetKPIsResponse) ProtoMessage() {}
+
+func (x *GetKPIsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetKPIsResponse.ProtoReflect.Descriptor instead.
+func (*GetKPIsResponse) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetKPIsResponse) GetMeta() *ResponseMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *GetKPIsResponse) GetKpis() []*KPI {
+	if x != nil {
+		return x.Kpis
+	}
+	return nil
+}
+
+func (x *GetKPIsResponse) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *GetKPIsResponse) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *GetKPIsResponse) GetRecordedSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedSince
+	}
+	return nil
+}
+
+// KPI is one of the programme's KPIs against its objective.
+type KPI struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the objectives key: drill_success_rate, availability,
+	// availability_trading_hours or mttr.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// value is a ratio (0..1), or seconds for mttr; meaningful when known.
+	Value  float64 `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
+	Known  bool    `protobuf:"varint,3,opt,name=known,proto3" json:"known,omitempty"`
+	Detail string  `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	// target is a ratio, or seconds for mttr; meaningful with has_target.
+	Target    float64 `protobuf:"fixed64,5,opt,name=target,proto3" json:"target,omitempty"`
+	HasTarget bool    `protobuf:"varint,6,opt,name=has_target,json=hasTarget,proto3" json:"has_target,omitempty"`
+	// pass is set when known and has_target.
+	Pass          *bool `protobuf:"varint,7,opt,name=pass,proto3,oneof" json:"pass,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KPI) Reset() {
+	*x = KPI{}
+	mi := &file_drplane_v1_operator_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KPI) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KPI) ProtoMessage() {}
+
+func (x *KPI) ProtoReflect() protoreflect.Message {
+	mi := &file_drplane_v1_operator_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KPI.ProtoReflect.Descriptor instead.
+func (*KPI) Descriptor() ([]byte, []int) {
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *KPI) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *KPI) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *KPI) GetKnown() bool {
+	if x != nil {
+		return x.Known
+	}
+	return false
+}
+
+func (x *KPI) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *KPI) GetTarget() float64 {
+	if x != nil {
+		return x.Target
+	}
+	return 0
+}
+
+func (x *KPI) GetHasTarget() bool {
+	if x != nil {
+		return x.HasTarget
+	}
+	return false
+}
+
+func (x *KPI) GetPass() bool {
+	if x != nil && x.Pass != nil {
+		return *x.Pass
+	}
+	return false
+}
+
 // DataReplication is one data service's replication.
 type DataReplication struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -288,7 +1026,7 @@ type DataReplication struct {
 
 func (x *DataReplication) Reset() {
 	*x = DataReplication{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[2]
+	mi := &file_drplane_v1_operator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -300,7 +1038,7 @@ func (x *DataReplication) String() string {
 func (*DataReplication) ProtoMessage() {}
 
 func (x *DataReplication) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[2]
+	mi := &file_drplane_v1_operator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -313,7 +1051,7 @@ func (x *DataReplication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataReplication.ProtoReflect.Descriptor instead.
 func (*DataReplication) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{2}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DataReplication) GetService() string {
@@ -413,7 +1151,7 @@ type StandbyState struct {
 
 func (x *StandbyState) Reset() {
 	*x = StandbyState{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[3]
+	mi := &file_drplane_v1_operator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -425,7 +1163,7 @@ func (x *StandbyState) String() string {
 func (*StandbyState) ProtoMessage() {}
 
 func (x *StandbyState) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[3]
+	mi := &file_drplane_v1_operator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -438,7 +1176,7 @@ func (x *StandbyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StandbyState.ProtoReflect.Descriptor instead.
 func (*StandbyState) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{3}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StandbyState) GetHostId() string {
@@ -499,7 +1237,7 @@ type ProductionProblem struct {
 
 func (x *ProductionProblem) Reset() {
 	*x = ProductionProblem{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[4]
+	mi := &file_drplane_v1_operator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +1249,7 @@ func (x *ProductionProblem) String() string {
 func (*ProductionProblem) ProtoMessage() {}
 
 func (x *ProductionProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[4]
+	mi := &file_drplane_v1_operator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +1262,7 @@ func (x *ProductionProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProductionProblem.ProtoReflect.Descriptor instead.
 func (*ProductionProblem) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{4}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ProductionProblem) GetHostId() string {
@@ -557,7 +1295,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[5]
+	mi := &file_drplane_v1_operator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +1307,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[5]
+	mi := &file_drplane_v1_operator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +1320,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{5}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListMembersRequest) GetRead() *ReadOptions {
@@ -603,7 +1341,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[6]
+	mi := &file_drplane_v1_operator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +1353,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[6]
+	mi := &file_drplane_v1_operator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +1366,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{6}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListMembersResponse) GetMeta() *ResponseMeta {
@@ -662,7 +1400,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[7]
+	mi := &file_drplane_v1_operator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +1412,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[7]
+	mi := &file_drplane_v1_operator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +1425,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{7}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RemoveMemberRequest) GetWrite() *WriteOptions {
@@ -713,7 +1451,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[8]
+	mi := &file_drplane_v1_operator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +1463,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[8]
+	mi := &file_drplane_v1_operator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +1476,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{8}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RemoveMemberResponse) GetMeta() *ResponseMeta {
@@ -760,7 +1498,7 @@ type SetActiveSiteRequest struct {
 
 func (x *SetActiveSiteRequest) Reset() {
 	*x = SetActiveSiteRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[9]
+	mi := &file_drplane_v1_operator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +1510,7 @@ func (x *SetActiveSiteRequest) String() string {
 func (*SetActiveSiteRequest) ProtoMessage() {}
 
 func (x *SetActiveSiteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[9]
+	mi := &file_drplane_v1_operator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +1523,7 @@ func (x *SetActiveSiteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetActiveSiteRequest.ProtoReflect.Descriptor instead.
 func (*SetActiveSiteRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{9}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetActiveSiteRequest) GetWrite() *WriteOptions {
@@ -827,7 +1565,7 @@ type SetActiveSiteResponse struct {
 
 func (x *SetActiveSiteResponse) Reset() {
 	*x = SetActiveSiteResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[10]
+	mi := &file_drplane_v1_operator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +1577,7 @@ func (x *SetActiveSiteResponse) String() string {
 func (*SetActiveSiteResponse) ProtoMessage() {}
 
 func (x *SetActiveSiteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[10]
+	mi := &file_drplane_v1_operator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +1590,7 @@ func (x *SetActiveSiteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetActiveSiteResponse.ProtoReflect.Descriptor instead.
 func (*SetActiveSiteResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{10}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetActiveSiteResponse) GetMeta() *ResponseMeta {
@@ -887,7 +1625,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[11]
+	mi := &file_drplane_v1_operator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +1637,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[11]
+	mi := &file_drplane_v1_operator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1650,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{11}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListAuditRequest) GetRead() *ReadOptions {
@@ -939,7 +1677,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[12]
+	mi := &file_drplane_v1_operator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1689,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[12]
+	mi := &file_drplane_v1_operator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1702,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{12}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListAuditResponse) GetMeta() *ResponseMeta {
@@ -1012,7 +1750,7 @@ type StartExecutionRequest struct {
 
 func (x *StartExecutionRequest) Reset() {
 	*x = StartExecutionRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[13]
+	mi := &file_drplane_v1_operator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1024,7 +1762,7 @@ func (x *StartExecutionRequest) String() string {
 func (*StartExecutionRequest) ProtoMessage() {}
 
 func (x *StartExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[13]
+	mi := &file_drplane_v1_operator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1037,7 +1775,7 @@ func (x *StartExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartExecutionRequest.ProtoReflect.Descriptor instead.
 func (*StartExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{13}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StartExecutionRequest) GetWrite() *WriteOptions {
@@ -1127,7 +1865,7 @@ type StartExecutionResponse struct {
 
 func (x *StartExecutionResponse) Reset() {
 	*x = StartExecutionResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[14]
+	mi := &file_drplane_v1_operator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1877,7 @@ func (x *StartExecutionResponse) String() string {
 func (*StartExecutionResponse) ProtoMessage() {}
 
 func (x *StartExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[14]
+	mi := &file_drplane_v1_operator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1890,7 @@ func (x *StartExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartExecutionResponse.ProtoReflect.Descriptor instead.
 func (*StartExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{14}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StartExecutionResponse) GetMeta() *ResponseMeta {
@@ -1179,7 +1917,7 @@ type GetExecutionRequest struct {
 
 func (x *GetExecutionRequest) Reset() {
 	*x = GetExecutionRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[15]
+	mi := &file_drplane_v1_operator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1191,7 +1929,7 @@ func (x *GetExecutionRequest) String() string {
 func (*GetExecutionRequest) ProtoMessage() {}
 
 func (x *GetExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[15]
+	mi := &file_drplane_v1_operator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1204,7 +1942,7 @@ func (x *GetExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExecutionRequest.ProtoReflect.Descriptor instead.
 func (*GetExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{15}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetExecutionRequest) GetRead() *ReadOptions {
@@ -1231,7 +1969,7 @@ type GetExecutionResponse struct {
 
 func (x *GetExecutionResponse) Reset() {
 	*x = GetExecutionResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[16]
+	mi := &file_drplane_v1_operator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1981,7 @@ func (x *GetExecutionResponse) String() string {
 func (*GetExecutionResponse) ProtoMessage() {}
 
 func (x *GetExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[16]
+	mi := &file_drplane_v1_operator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1994,7 @@ func (x *GetExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExecutionResponse.ProtoReflect.Descriptor instead.
 func (*GetExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{16}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetExecutionResponse) GetMeta() *ResponseMeta {
@@ -1282,7 +2020,7 @@ type ListExecutionsRequest struct {
 
 func (x *ListExecutionsRequest) Reset() {
 	*x = ListExecutionsRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[17]
+	mi := &file_drplane_v1_operator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +2032,7 @@ func (x *ListExecutionsRequest) String() string {
 func (*ListExecutionsRequest) ProtoMessage() {}
 
 func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[17]
+	mi := &file_drplane_v1_operator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +2045,7 @@ func (x *ListExecutionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExecutionsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{17}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListExecutionsRequest) GetRead() *ReadOptions {
@@ -1327,7 +2065,7 @@ type ListExecutionsResponse struct {
 
 func (x *ListExecutionsResponse) Reset() {
 	*x = ListExecutionsResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[18]
+	mi := &file_drplane_v1_operator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +2077,7 @@ func (x *ListExecutionsResponse) String() string {
 func (*ListExecutionsResponse) ProtoMessage() {}
 
 func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[18]
+	mi := &file_drplane_v1_operator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +2090,7 @@ func (x *ListExecutionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExecutionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExecutionsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{18}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListExecutionsResponse) GetMeta() *ResponseMeta {
@@ -1378,7 +2116,7 @@ type ListPlansRequest struct {
 
 func (x *ListPlansRequest) Reset() {
 	*x = ListPlansRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[19]
+	mi := &file_drplane_v1_operator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +2128,7 @@ func (x *ListPlansRequest) String() string {
 func (*ListPlansRequest) ProtoMessage() {}
 
 func (x *ListPlansRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[19]
+	mi := &file_drplane_v1_operator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +2141,7 @@ func (x *ListPlansRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPlansRequest.ProtoReflect.Descriptor instead.
 func (*ListPlansRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{19}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListPlansRequest) GetRead() *ReadOptions {
@@ -1423,7 +2161,7 @@ type ListPlansResponse struct {
 
 func (x *ListPlansResponse) Reset() {
 	*x = ListPlansResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[20]
+	mi := &file_drplane_v1_operator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +2173,7 @@ func (x *ListPlansResponse) String() string {
 func (*ListPlansResponse) ProtoMessage() {}
 
 func (x *ListPlansResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[20]
+	mi := &file_drplane_v1_operator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +2186,7 @@ func (x *ListPlansResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPlansResponse.ProtoReflect.Descriptor instead.
 func (*ListPlansResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{20}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListPlansResponse) GetMeta() *ResponseMeta {
@@ -1482,7 +2220,7 @@ type PlanScenario struct {
 
 func (x *PlanScenario) Reset() {
 	*x = PlanScenario{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[21]
+	mi := &file_drplane_v1_operator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +2232,7 @@ func (x *PlanScenario) String() string {
 func (*PlanScenario) ProtoMessage() {}
 
 func (x *PlanScenario) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[21]
+	mi := &file_drplane_v1_operator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +2245,7 @@ func (x *PlanScenario) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanScenario.ProtoReflect.Descriptor instead.
 func (*PlanScenario) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{21}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PlanScenario) GetName() string {
@@ -1557,7 +2295,7 @@ type ApproveExecutionRequest struct {
 
 func (x *ApproveExecutionRequest) Reset() {
 	*x = ApproveExecutionRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[22]
+	mi := &file_drplane_v1_operator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +2307,7 @@ func (x *ApproveExecutionRequest) String() string {
 func (*ApproveExecutionRequest) ProtoMessage() {}
 
 func (x *ApproveExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[22]
+	mi := &file_drplane_v1_operator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +2320,7 @@ func (x *ApproveExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveExecutionRequest.ProtoReflect.Descriptor instead.
 func (*ApproveExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{22}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ApproveExecutionRequest) GetWrite() *WriteOptions {
@@ -1615,7 +2353,7 @@ type ApproveExecutionResponse struct {
 
 func (x *ApproveExecutionResponse) Reset() {
 	*x = ApproveExecutionResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[23]
+	mi := &file_drplane_v1_operator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +2365,7 @@ func (x *ApproveExecutionResponse) String() string {
 func (*ApproveExecutionResponse) ProtoMessage() {}
 
 func (x *ApproveExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[23]
+	mi := &file_drplane_v1_operator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +2378,7 @@ func (x *ApproveExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveExecutionResponse.ProtoReflect.Descriptor instead.
 func (*ApproveExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{23}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ApproveExecutionResponse) GetMeta() *ResponseMeta {
@@ -1660,7 +2398,7 @@ type CancelExecutionRequest struct {
 
 func (x *CancelExecutionRequest) Reset() {
 	*x = CancelExecutionRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[24]
+	mi := &file_drplane_v1_operator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +2410,7 @@ func (x *CancelExecutionRequest) String() string {
 func (*CancelExecutionRequest) ProtoMessage() {}
 
 func (x *CancelExecutionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[24]
+	mi := &file_drplane_v1_operator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +2423,7 @@ func (x *CancelExecutionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExecutionRequest.ProtoReflect.Descriptor instead.
 func (*CancelExecutionRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{24}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CancelExecutionRequest) GetWrite() *WriteOptions {
@@ -1711,7 +2449,7 @@ type CancelExecutionResponse struct {
 
 func (x *CancelExecutionResponse) Reset() {
 	*x = CancelExecutionResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[25]
+	mi := &file_drplane_v1_operator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1723,7 +2461,7 @@ func (x *CancelExecutionResponse) String() string {
 func (*CancelExecutionResponse) ProtoMessage() {}
 
 func (x *CancelExecutionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[25]
+	mi := &file_drplane_v1_operator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1736,7 +2474,7 @@ func (x *CancelExecutionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExecutionResponse.ProtoReflect.Descriptor instead.
 func (*CancelExecutionResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{25}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CancelExecutionResponse) GetMeta() *ResponseMeta {
@@ -1758,7 +2496,7 @@ type SetAutomationRequest struct {
 
 func (x *SetAutomationRequest) Reset() {
 	*x = SetAutomationRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[26]
+	mi := &file_drplane_v1_operator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +2508,7 @@ func (x *SetAutomationRequest) String() string {
 func (*SetAutomationRequest) ProtoMessage() {}
 
 func (x *SetAutomationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[26]
+	mi := &file_drplane_v1_operator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +2521,7 @@ func (x *SetAutomationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAutomationRequest.ProtoReflect.Descriptor instead.
 func (*SetAutomationRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{26}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SetAutomationRequest) GetWrite() *WriteOptions {
@@ -1816,7 +2554,7 @@ type SetAutomationResponse struct {
 
 func (x *SetAutomationResponse) Reset() {
 	*x = SetAutomationResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[27]
+	mi := &file_drplane_v1_operator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +2566,7 @@ func (x *SetAutomationResponse) String() string {
 func (*SetAutomationResponse) ProtoMessage() {}
 
 func (x *SetAutomationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[27]
+	mi := &file_drplane_v1_operator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +2579,7 @@ func (x *SetAutomationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAutomationResponse.ProtoReflect.Descriptor instead.
 func (*SetAutomationResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{27}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SetAutomationResponse) GetMeta() *ResponseMeta {
@@ -1860,7 +2598,7 @@ type ListNotificationsRequest struct {
 
 func (x *ListNotificationsRequest) Reset() {
 	*x = ListNotificationsRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[28]
+	mi := &file_drplane_v1_operator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +2610,7 @@ func (x *ListNotificationsRequest) String() string {
 func (*ListNotificationsRequest) ProtoMessage() {}
 
 func (x *ListNotificationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[28]
+	mi := &file_drplane_v1_operator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +2623,7 @@ func (x *ListNotificationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNotificationsRequest.ProtoReflect.Descriptor instead.
 func (*ListNotificationsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{28}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListNotificationsRequest) GetRead() *ReadOptions {
@@ -1905,7 +2643,7 @@ type ListNotificationsResponse struct {
 
 func (x *ListNotificationsResponse) Reset() {
 	*x = ListNotificationsResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[29]
+	mi := &file_drplane_v1_operator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +2655,7 @@ func (x *ListNotificationsResponse) String() string {
 func (*ListNotificationsResponse) ProtoMessage() {}
 
 func (x *ListNotificationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[29]
+	mi := &file_drplane_v1_operator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +2668,7 @@ func (x *ListNotificationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNotificationsResponse.ProtoReflect.Descriptor instead.
 func (*ListNotificationsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{29}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListNotificationsResponse) GetMeta() *ResponseMeta {
@@ -1968,7 +2706,7 @@ type Notification struct {
 
 func (x *Notification) Reset() {
 	*x = Notification{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[30]
+	mi := &file_drplane_v1_operator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1980,7 +2718,7 @@ func (x *Notification) String() string {
 func (*Notification) ProtoMessage() {}
 
 func (x *Notification) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[30]
+	mi := &file_drplane_v1_operator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1993,7 +2731,7 @@ func (x *Notification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notification.ProtoReflect.Descriptor instead.
 func (*Notification) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{30}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Notification) GetId() string {
@@ -2085,7 +2823,7 @@ type NotificationDelivery struct {
 
 func (x *NotificationDelivery) Reset() {
 	*x = NotificationDelivery{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[31]
+	mi := &file_drplane_v1_operator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2097,7 +2835,7 @@ func (x *NotificationDelivery) String() string {
 func (*NotificationDelivery) ProtoMessage() {}
 
 func (x *NotificationDelivery) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[31]
+	mi := &file_drplane_v1_operator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2110,7 +2848,7 @@ func (x *NotificationDelivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationDelivery.ProtoReflect.Descriptor instead.
 func (*NotificationDelivery) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{31}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *NotificationDelivery) GetReceiver() string {
@@ -2145,7 +2883,7 @@ type AckNotificationsRequest struct {
 
 func (x *AckNotificationsRequest) Reset() {
 	*x = AckNotificationsRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[32]
+	mi := &file_drplane_v1_operator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2157,7 +2895,7 @@ func (x *AckNotificationsRequest) String() string {
 func (*AckNotificationsRequest) ProtoMessage() {}
 
 func (x *AckNotificationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[32]
+	mi := &file_drplane_v1_operator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2170,7 +2908,7 @@ func (x *AckNotificationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckNotificationsRequest.ProtoReflect.Descriptor instead.
 func (*AckNotificationsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{32}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AckNotificationsRequest) GetWrite() *WriteOptions {
@@ -2203,7 +2941,7 @@ type AckNotificationsResponse struct {
 
 func (x *AckNotificationsResponse) Reset() {
 	*x = AckNotificationsResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[33]
+	mi := &file_drplane_v1_operator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2953,7 @@ func (x *AckNotificationsResponse) String() string {
 func (*AckNotificationsResponse) ProtoMessage() {}
 
 func (x *AckNotificationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[33]
+	mi := &file_drplane_v1_operator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2966,7 @@ func (x *AckNotificationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckNotificationsResponse.ProtoReflect.Descriptor instead.
 func (*AckNotificationsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{33}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AckNotificationsResponse) GetMeta() *ResponseMeta {
@@ -2247,7 +2985,7 @@ type VerifyEvidenceRequest struct {
 
 func (x *VerifyEvidenceRequest) Reset() {
 	*x = VerifyEvidenceRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	mi := &file_drplane_v1_operator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2997,7 @@ func (x *VerifyEvidenceRequest) String() string {
 func (*VerifyEvidenceRequest) ProtoMessage() {}
 
 func (x *VerifyEvidenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[34]
+	mi := &file_drplane_v1_operator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +3010,7 @@ func (x *VerifyEvidenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyEvidenceRequest.ProtoReflect.Descriptor instead.
 func (*VerifyEvidenceRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{34}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *VerifyEvidenceRequest) GetRead() *ReadOptions {
@@ -2298,7 +3036,7 @@ type VerifyEvidenceResponse struct {
 
 func (x *VerifyEvidenceResponse) Reset() {
 	*x = VerifyEvidenceResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	mi := &file_drplane_v1_operator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +3048,7 @@ func (x *VerifyEvidenceResponse) String() string {
 func (*VerifyEvidenceResponse) ProtoMessage() {}
 
 func (x *VerifyEvidenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[35]
+	mi := &file_drplane_v1_operator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +3061,7 @@ func (x *VerifyEvidenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyEvidenceResponse.ProtoReflect.Descriptor instead.
 func (*VerifyEvidenceResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{35}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *VerifyEvidenceResponse) GetMeta() *ResponseMeta {
@@ -2367,7 +3105,7 @@ type CheckReadinessRequest struct {
 
 func (x *CheckReadinessRequest) Reset() {
 	*x = CheckReadinessRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[36]
+	mi := &file_drplane_v1_operator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2379,7 +3117,7 @@ func (x *CheckReadinessRequest) String() string {
 func (*CheckReadinessRequest) ProtoMessage() {}
 
 func (x *CheckReadinessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[36]
+	mi := &file_drplane_v1_operator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2392,7 +3130,7 @@ func (x *CheckReadinessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckReadinessRequest.ProtoReflect.Descriptor instead.
 func (*CheckReadinessRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{36}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CheckReadinessRequest) GetTo() string {
@@ -2419,7 +3157,7 @@ type CheckReadinessResponse struct {
 
 func (x *CheckReadinessResponse) Reset() {
 	*x = CheckReadinessResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[37]
+	mi := &file_drplane_v1_operator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2431,7 +3169,7 @@ func (x *CheckReadinessResponse) String() string {
 func (*CheckReadinessResponse) ProtoMessage() {}
 
 func (x *CheckReadinessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[37]
+	mi := &file_drplane_v1_operator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2444,7 +3182,7 @@ func (x *CheckReadinessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckReadinessResponse.ProtoReflect.Descriptor instead.
 func (*CheckReadinessResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{37}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CheckReadinessResponse) GetMeta() *ResponseMeta {
@@ -2473,7 +3211,7 @@ type Readiness struct {
 
 func (x *Readiness) Reset() {
 	*x = Readiness{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[38]
+	mi := &file_drplane_v1_operator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +3223,7 @@ func (x *Readiness) String() string {
 func (*Readiness) ProtoMessage() {}
 
 func (x *Readiness) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[38]
+	mi := &file_drplane_v1_operator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +3236,7 @@ func (x *Readiness) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Readiness.ProtoReflect.Descriptor instead.
 func (*Readiness) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{38}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Readiness) GetSite() string {
@@ -2536,7 +3274,7 @@ type ReadinessCheck struct {
 
 func (x *ReadinessCheck) Reset() {
 	*x = ReadinessCheck{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[39]
+	mi := &file_drplane_v1_operator_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +3286,7 @@ func (x *ReadinessCheck) String() string {
 func (*ReadinessCheck) ProtoMessage() {}
 
 func (x *ReadinessCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[39]
+	mi := &file_drplane_v1_operator_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +3299,7 @@ func (x *ReadinessCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadinessCheck.ProtoReflect.Descriptor instead.
 func (*ReadinessCheck) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{39}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReadinessCheck) GetName() string {
@@ -2596,7 +3334,7 @@ type TestNotificationRequest struct {
 
 func (x *TestNotificationRequest) Reset() {
 	*x = TestNotificationRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[40]
+	mi := &file_drplane_v1_operator_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2608,7 +3346,7 @@ func (x *TestNotificationRequest) String() string {
 func (*TestNotificationRequest) ProtoMessage() {}
 
 func (x *TestNotificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[40]
+	mi := &file_drplane_v1_operator_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2621,7 +3359,7 @@ func (x *TestNotificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestNotificationRequest.ProtoReflect.Descriptor instead.
 func (*TestNotificationRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{40}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TestNotificationRequest) GetWrite() *WriteOptions {
@@ -2649,7 +3387,7 @@ type TestNotificationResponse struct {
 
 func (x *TestNotificationResponse) Reset() {
 	*x = TestNotificationResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[41]
+	mi := &file_drplane_v1_operator_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2661,7 +3399,7 @@ func (x *TestNotificationResponse) String() string {
 func (*TestNotificationResponse) ProtoMessage() {}
 
 func (x *TestNotificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[41]
+	mi := &file_drplane_v1_operator_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2674,7 +3412,7 @@ func (x *TestNotificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestNotificationResponse.ProtoReflect.Descriptor instead.
 func (*TestNotificationResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{41}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TestNotificationResponse) GetMeta() *ResponseMeta {
@@ -2705,7 +3443,7 @@ type RecoverQuorumRequest struct {
 
 func (x *RecoverQuorumRequest) Reset() {
 	*x = RecoverQuorumRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[42]
+	mi := &file_drplane_v1_operator_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2717,7 +3455,7 @@ func (x *RecoverQuorumRequest) String() string {
 func (*RecoverQuorumRequest) ProtoMessage() {}
 
 func (x *RecoverQuorumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[42]
+	mi := &file_drplane_v1_operator_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2730,7 +3468,7 @@ func (x *RecoverQuorumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverQuorumRequest.ProtoReflect.Descriptor instead.
 func (*RecoverQuorumRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{42}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RecoverQuorumRequest) GetTo() string {
@@ -2765,7 +3503,7 @@ type RecoverQuorumResponse struct {
 
 func (x *RecoverQuorumResponse) Reset() {
 	*x = RecoverQuorumResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[43]
+	mi := &file_drplane_v1_operator_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2777,7 +3515,7 @@ func (x *RecoverQuorumResponse) String() string {
 func (*RecoverQuorumResponse) ProtoMessage() {}
 
 func (x *RecoverQuorumResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[43]
+	mi := &file_drplane_v1_operator_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2790,7 +3528,7 @@ func (x *RecoverQuorumResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverQuorumResponse.ProtoReflect.Descriptor instead.
 func (*RecoverQuorumResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{43}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RecoverQuorumResponse) GetId() string {
@@ -2829,7 +3567,7 @@ type RunHostStepRequest struct {
 
 func (x *RunHostStepRequest) Reset() {
 	*x = RunHostStepRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[44]
+	mi := &file_drplane_v1_operator_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2841,7 +3579,7 @@ func (x *RunHostStepRequest) String() string {
 func (*RunHostStepRequest) ProtoMessage() {}
 
 func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[44]
+	mi := &file_drplane_v1_operator_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2854,7 +3592,7 @@ func (x *RunHostStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepRequest.ProtoReflect.Descriptor instead.
 func (*RunHostStepRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{44}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RunHostStepRequest) GetWrite() *WriteOptions {
@@ -2903,7 +3641,7 @@ type RunHostStepResponse struct {
 
 func (x *RunHostStepResponse) Reset() {
 	*x = RunHostStepResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[45]
+	mi := &file_drplane_v1_operator_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2915,7 +3653,7 @@ func (x *RunHostStepResponse) String() string {
 func (*RunHostStepResponse) ProtoMessage() {}
 
 func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[45]
+	mi := &file_drplane_v1_operator_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2928,7 +3666,7 @@ func (x *RunHostStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHostStepResponse.ProtoReflect.Descriptor instead.
 func (*RunHostStepResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{45}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RunHostStepResponse) GetMeta() *ResponseMeta {
@@ -2962,7 +3700,7 @@ type ListHostSnapshotsRequest struct {
 
 func (x *ListHostSnapshotsRequest) Reset() {
 	*x = ListHostSnapshotsRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[46]
+	mi := &file_drplane_v1_operator_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2974,7 +3712,7 @@ func (x *ListHostSnapshotsRequest) String() string {
 func (*ListHostSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[46]
+	mi := &file_drplane_v1_operator_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2987,7 +3725,7 @@ func (x *ListHostSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{46}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListHostSnapshotsRequest) GetHostId() string {
@@ -3014,7 +3752,7 @@ type ListHostSnapshotsResponse struct {
 
 func (x *ListHostSnapshotsResponse) Reset() {
 	*x = ListHostSnapshotsResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[47]
+	mi := &file_drplane_v1_operator_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3026,7 +3764,7 @@ func (x *ListHostSnapshotsResponse) String() string {
 func (*ListHostSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[47]
+	mi := &file_drplane_v1_operator_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3039,7 +3777,7 @@ func (x *ListHostSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{47}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListHostSnapshotsResponse) GetMeta() *ResponseMeta {
@@ -3069,7 +3807,7 @@ type ListHostBackupsRequest struct {
 
 func (x *ListHostBackupsRequest) Reset() {
 	*x = ListHostBackupsRequest{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[48]
+	mi := &file_drplane_v1_operator_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3081,7 +3819,7 @@ func (x *ListHostBackupsRequest) String() string {
 func (*ListHostBackupsRequest) ProtoMessage() {}
 
 func (x *ListHostBackupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[48]
+	mi := &file_drplane_v1_operator_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3094,7 +3832,7 @@ func (x *ListHostBackupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostBackupsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostBackupsRequest) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{48}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListHostBackupsRequest) GetHostId() string {
@@ -3123,7 +3861,7 @@ type ListHostBackupsResponse struct {
 
 func (x *ListHostBackupsResponse) Reset() {
 	*x = ListHostBackupsResponse{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[49]
+	mi := &file_drplane_v1_operator_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3135,7 +3873,7 @@ func (x *ListHostBackupsResponse) String() string {
 func (*ListHostBackupsResponse) ProtoMessage() {}
 
 func (x *ListHostBackupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[49]
+	mi := &file_drplane_v1_operator_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3148,7 +3886,7 @@ func (x *ListHostBackupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostBackupsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostBackupsResponse) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{49}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListHostBackupsResponse) GetMeta() *ResponseMeta {
@@ -3202,7 +3940,7 @@ type Automation struct {
 
 func (x *Automation) Reset() {
 	*x = Automation{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[50]
+	mi := &file_drplane_v1_operator_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3214,7 +3952,7 @@ func (x *Automation) String() string {
 func (*Automation) ProtoMessage() {}
 
 func (x *Automation) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[50]
+	mi := &file_drplane_v1_operator_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3227,7 +3965,7 @@ func (x *Automation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Automation.ProtoReflect.Descriptor instead.
 func (*Automation) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{50}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Automation) GetEnabled() bool {
@@ -3337,7 +4075,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[51]
+	mi := &file_drplane_v1_operator_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3349,7 +4087,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[51]
+	mi := &file_drplane_v1_operator_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3362,7 +4100,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{51}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -3436,7 +4174,7 @@ type PlanStep struct {
 
 func (x *PlanStep) Reset() {
 	*x = PlanStep{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[52]
+	mi := &file_drplane_v1_operator_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3448,7 +4186,7 @@ func (x *PlanStep) String() string {
 func (*PlanStep) ProtoMessage() {}
 
 func (x *PlanStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[52]
+	mi := &file_drplane_v1_operator_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3461,7 +4199,7 @@ func (x *PlanStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanStep.ProtoReflect.Descriptor instead.
 func (*PlanStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{52}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *PlanStep) GetId() string {
@@ -3601,7 +4339,7 @@ type ExecutionStep struct {
 
 func (x *ExecutionStep) Reset() {
 	*x = ExecutionStep{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[53]
+	mi := &file_drplane_v1_operator_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3613,7 +4351,7 @@ func (x *ExecutionStep) String() string {
 func (*ExecutionStep) ProtoMessage() {}
 
 func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[53]
+	mi := &file_drplane_v1_operator_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3626,7 +4364,7 @@ func (x *ExecutionStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionStep.ProtoReflect.Descriptor instead.
 func (*ExecutionStep) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{53}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ExecutionStep) GetStep() *PlanStep {
@@ -3744,14 +4482,20 @@ type Execution struct {
 	// is the target of zero data loss, 0 without it is none.
 	HasRpoTarget bool `protobuf:"varint,28,opt,name=has_rpo_target,json=hasRpoTarget,proto3" json:"has_rpo_target,omitempty"`
 	// note is the operator's note (--note), for the DR test log.
-	Note          string `protobuf:"bytes,29,opt,name=note,proto3" json:"note,omitempty"`
+	Note string `protobuf:"bytes,29,opt,name=note,proto3" json:"note,omitempty"`
+	// schedule names the schedule block that started it; scheduled_for is
+	// its slot, before any deferral out of trading hours.
+	Schedule     string                 `protobuf:"bytes,30,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	ScheduledFor *timestamppb.Timestamp `protobuf:"bytes,31,opt,name=scheduled_for,json=scheduledFor,proto3" json:"scheduled_for,omitempty"`
+	// exercises, for a drill, is the plan it practises.
+	Exercises     string `protobuf:"bytes,32,opt,name=exercises,proto3" json:"exercises,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Execution) Reset() {
 	*x = Execution{}
-	mi := &file_drplane_v1_operator_proto_msgTypes[54]
+	mi := &file_drplane_v1_operator_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3763,7 +4507,7 @@ func (x *Execution) String() string {
 func (*Execution) ProtoMessage() {}
 
 func (x *Execution) ProtoReflect() protoreflect.Message {
-	mi := &file_drplane_v1_operator_proto_msgTypes[54]
+	mi := &file_drplane_v1_operator_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3776,7 +4520,7 @@ func (x *Execution) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Execution.ProtoReflect.Descriptor instead.
 func (*Execution) Descriptor() ([]byte, []int) {
-	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{54}
+	return file_drplane_v1_operator_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Execution) GetId() string {
@@ -3982,14 +4726,35 @@ func (x *Execution) GetNote() string {
 	return ""
 }
 
+func (x *Execution) GetSchedule() string {
+	if x != nil {
+		return x.Schedule
+	}
+	return ""
+}
+
+func (x *Execution) GetScheduledFor() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ScheduledFor
+	}
+	return nil
+}
+
+func (x *Execution) GetExercises() string {
+	if x != nil {
+		return x.Exercises
+	}
+	return ""
+}
+
 var File_drplane_v1_operator_proto protoreflect.FileDescriptor
 
 const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\n" +
 	"\x19drplane/v1/operator.proto\x12\n" +
-	"drplane.v1\x1a\x16drplane/v1/enums.proto\x1a\x1adrplane/v1/hostagent.proto\x1a\x16drplane/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n" +
+	"drplane.v1\x1a\x16drplane/v1/enums.proto\x1a\x1adrplane/v1/hostagent.proto\x1a\x16drplane/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n" +
 	"\x10GetStatusRequest\x12+\n" +
-	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"\xfd\x03\n" +
+	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"\xac\x04\n" +
 	"\x11GetStatusResponse\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x14\n" +
@@ -4005,7 +4770,68 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\bdegraded\x18\t \x03(\v2\x1d.drplane.v1.ProductionProblemR\bdegraded\x12=\n" +
 	"\vreplication\x18\n" +
 	" \x03(\v2\x1b.drplane.v1.DataReplicationR\vreplication\x123\n" +
-	"\treadiness\x18\v \x03(\v2\x15.drplane.v1.ReadinessR\treadiness\"\xf1\x03\n" +
+	"\treadiness\x18\v \x03(\v2\x15.drplane.v1.ReadinessR\treadiness\x12-\n" +
+	"\x06drills\x18\f \x03(\v2\x15.drplane.v1.PlanDrillR\x06drills\"\xf6\x02\n" +
+	"\tPlanDrill\x12\x12\n" +
+	"\x04plan\x18\x01 \x01(\tR\x04plan\x12%\n" +
+	"\x0elast_execution\x18\x02 \x01(\tR\rlastExecution\x129\n" +
+	"\n" +
+	"last_state\x18\x03 \x01(\x0e2\x1a.drplane.v1.ExecutionStateR\tlastState\x123\n" +
+	"\alast_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06lastAt\x12F\n" +
+	"\x11last_succeeded_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastSucceededAt\x125\n" +
+	"\binterval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12\x18\n" +
+	"\aoverdue\x18\a \x01(\bR\aoverdue\x12%\n" +
+	"\x0eoverdue_reason\x18\b \x01(\tR\roverdueReason\"C\n" +
+	"\x14ListSchedulesRequest\x12+\n" +
+	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\"\x9e\x01\n" +
+	"\x15ListSchedulesResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x122\n" +
+	"\tschedules\x18\x02 \x03(\v2\x14.drplane.v1.ScheduleR\tschedules\x12#\n" +
+	"\rtrading_hours\x18\x03 \x03(\tR\ftradingHours\"\xa8\x04\n" +
+	"\bSchedule\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04plan\x18\x02 \x01(\tR\x04plan\x12\x14\n" +
+	"\x05drill\x18\x03 \x01(\bR\x05drill\x12\x12\n" +
+	"\x04cron\x18\x04 \x01(\tR\x04cron\x12\x1a\n" +
+	"\btimezone\x18\x05 \x01(\tR\btimezone\x12/\n" +
+	"\x05every\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x05every\x12,\n" +
+	"\x03due\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x03due\x127\n" +
+	"\tnext_slot\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bnextSlot\x125\n" +
+	"\bnext_run\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\anextRun\x127\n" +
+	"\tlast_slot\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\blastSlot\x12%\n" +
+	"\x0elast_execution\x18\v \x01(\tR\rlastExecution\x128\n" +
+	"\bdeferred\x18\f \x01(\v2\x1c.drplane.v1.ScheduleDeferralR\bdeferred\x12\x18\n" +
+	"\awaiting\x18\r \x01(\tR\awaiting\x12+\n" +
+	"\x03log\x18\x0e \x03(\v2\x19.drplane.v1.ScheduleEventR\x03log\"\x9f\x01\n" +
+	"\x10ScheduleDeferral\x12.\n" +
+	"\x04slot\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04slot\x12*\n" +
+	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x16\n" +
+	"\x06market\x18\x03 \x01(\tR\x06market\x12\x17\n" +
+	"\ano_slot\x18\x04 \x01(\bR\x06noSlot\"\x83\x01\n" +
+	"\rScheduleEvent\x12*\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12.\n" +
+	"\x04slot\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04slot\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"p\n" +
+	"\x0eGetKPIsRequest\x12+\n" +
+	"\x04read\x18\x01 \x01(\v2\x17.drplane.v1.ReadOptionsR\x04read\x121\n" +
+	"\x06window\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06window\"\x83\x02\n" +
+	"\x0fGetKPIsResponse\x12,\n" +
+	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x12#\n" +
+	"\x04kpis\x18\x02 \x03(\v2\x0f.drplane.v1.KPIR\x04kpis\x12.\n" +
+	"\x04from\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12A\n" +
+	"\x0erecorded_since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rrecordedSince\"\xb6\x01\n" +
+	"\x03KPI\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value\x12\x14\n" +
+	"\x05known\x18\x03 \x01(\bR\x05known\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x16\n" +
+	"\x06target\x18\x05 \x01(\x01R\x06target\x12\x1d\n" +
+	"\n" +
+	"has_target\x18\x06 \x01(\bR\thasTarget\x12\x17\n" +
+	"\x04pass\x18\a \x01(\bH\x00R\x04pass\x88\x01\x01B\a\n" +
+	"\x05_pass\"\xf1\x03\n" +
 	"\x0fDataReplication\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12/\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x1b.drplane.v1.ReplicationModeR\x04mode\x12\x18\n" +
@@ -4279,7 +5105,7 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\bverified\x18\v \x01(\bR\bverified\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x93\b\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8e\t\n" +
 	"\tExecution\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
@@ -4318,12 +5144,15 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\n" +
 	"rto_detail\x18\x1b \x01(\tR\trtoDetail\x12$\n" +
 	"\x0ehas_rpo_target\x18\x1c \x01(\bR\fhasRpoTarget\x12\x12\n" +
-	"\x04note\x18\x1d \x01(\tR\x04note*\x8c\x01\n" +
+	"\x04note\x18\x1d \x01(\tR\x04note\x12\x1a\n" +
+	"\bschedule\x18\x1e \x01(\tR\bschedule\x12?\n" +
+	"\rscheduled_for\x18\x1f \x01(\v2\x1a.google.protobuf.TimestampR\fscheduledFor\x12\x1c\n" +
+	"\texercises\x18  \x01(\tR\texercises*\x8c\x01\n" +
 	"\x0fReplicationMode\x12 \n" +
 	"\x1cREPLICATION_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REPLICATION_MODE_ASYNC\x10\x01\x12\x19\n" +
 	"\x15REPLICATION_MODE_SYNC\x10\x02\x12 \n" +
-	"\x1cREPLICATION_MODE_SYNC_STRICT\x10\x032\xad\x0e\n" +
+	"\x1cREPLICATION_MODE_SYNC_STRICT\x10\x032\xc7\x0f\n" +
 	"\bOperator\x12H\n" +
 	"\tGetStatus\x12\x1c.drplane.v1.GetStatusRequest\x1a\x1d.drplane.v1.GetStatusResponse\x12N\n" +
 	"\vListMembers\x12\x1e.drplane.v1.ListMembersRequest\x1a\x1f.drplane.v1.ListMembersResponse\x12Q\n" +
@@ -4340,7 +5169,9 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\x11ListNotifications\x12$.drplane.v1.ListNotificationsRequest\x1a%.drplane.v1.ListNotificationsResponse\x12]\n" +
 	"\x10AckNotifications\x12#.drplane.v1.AckNotificationsRequest\x1a$.drplane.v1.AckNotificationsResponse\x12]\n" +
 	"\x10TestNotification\x12#.drplane.v1.TestNotificationRequest\x1a$.drplane.v1.TestNotificationResponse\x12W\n" +
-	"\x0eVerifyEvidence\x12!.drplane.v1.VerifyEvidenceRequest\x1a\".drplane.v1.VerifyEvidenceResponse\x12W\n" +
+	"\x0eVerifyEvidence\x12!.drplane.v1.VerifyEvidenceRequest\x1a\".drplane.v1.VerifyEvidenceResponse\x12T\n" +
+	"\rListSchedules\x12 .drplane.v1.ListSchedulesRequest\x1a!.drplane.v1.ListSchedulesResponse\x12B\n" +
+	"\aGetKPIs\x12\x1a.drplane.v1.GetKPIsRequest\x1a\x1b.drplane.v1.GetKPIsResponse\x12W\n" +
 	"\x0eCheckReadiness\x12!.drplane.v1.CheckReadinessRequest\x1a\".drplane.v1.CheckReadinessResponse\x12T\n" +
 	"\rRecoverQuorum\x12 .drplane.v1.RecoverQuorumRequest\x1a!.drplane.v1.RecoverQuorumResponse\x12N\n" +
 	"\vRunHostStep\x12\x1e.drplane.v1.RunHostStepRequest\x1a\x1f.drplane.v1.RunHostStepResponse\x12`\n" +
@@ -4360,218 +5191,259 @@ func file_drplane_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_drplane_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_drplane_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_drplane_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_drplane_v1_operator_proto_goTypes = []any{
 	(ReplicationMode)(0),              // 0: drplane.v1.ReplicationMode
 	(*GetStatusRequest)(nil),          // 1: drplane.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),         // 2: drplane.v1.GetStatusResponse
-	(*DataReplication)(nil),           // 3: drplane.v1.DataReplication
-	(*StandbyState)(nil),              // 4: drplane.v1.StandbyState
-	(*ProductionProblem)(nil),         // 5: drplane.v1.ProductionProblem
-	(*ListMembersRequest)(nil),        // 6: drplane.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),       // 7: drplane.v1.ListMembersResponse
-	(*RemoveMemberRequest)(nil),       // 8: drplane.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),      // 9: drplane.v1.RemoveMemberResponse
-	(*SetActiveSiteRequest)(nil),      // 10: drplane.v1.SetActiveSiteRequest
-	(*SetActiveSiteResponse)(nil),     // 11: drplane.v1.SetActiveSiteResponse
-	(*ListAuditRequest)(nil),          // 12: drplane.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),         // 13: drplane.v1.ListAuditResponse
-	(*StartExecutionRequest)(nil),     // 14: drplane.v1.StartExecutionRequest
-	(*StartExecutionResponse)(nil),    // 15: drplane.v1.StartExecutionResponse
-	(*GetExecutionRequest)(nil),       // 16: drplane.v1.GetExecutionRequest
-	(*GetExecutionResponse)(nil),      // 17: drplane.v1.GetExecutionResponse
-	(*ListExecutionsRequest)(nil),     // 18: drplane.v1.ListExecutionsRequest
-	(*ListExecutionsResponse)(nil),    // 19: drplane.v1.ListExecutionsResponse
-	(*ListPlansRequest)(nil),          // 20: drplane.v1.ListPlansRequest
-	(*ListPlansResponse)(nil),         // 21: drplane.v1.ListPlansResponse
-	(*PlanScenario)(nil),              // 22: drplane.v1.PlanScenario
-	(*ApproveExecutionRequest)(nil),   // 23: drplane.v1.ApproveExecutionRequest
-	(*ApproveExecutionResponse)(nil),  // 24: drplane.v1.ApproveExecutionResponse
-	(*CancelExecutionRequest)(nil),    // 25: drplane.v1.CancelExecutionRequest
-	(*CancelExecutionResponse)(nil),   // 26: drplane.v1.CancelExecutionResponse
-	(*SetAutomationRequest)(nil),      // 27: drplane.v1.SetAutomationRequest
-	(*SetAutomationResponse)(nil),     // 28: drplane.v1.SetAutomationResponse
-	(*ListNotificationsRequest)(nil),  // 29: drplane.v1.ListNotificationsRequest
-	(*ListNotificationsResponse)(nil), // 30: drplane.v1.ListNotificationsResponse
-	(*Notification)(nil),              // 31: drplane.v1.Notification
-	(*NotificationDelivery)(nil),      // 32: drplane.v1.NotificationDelivery
-	(*AckNotificationsRequest)(nil),   // 33: drplane.v1.AckNotificationsRequest
-	(*AckNotificationsResponse)(nil),  // 34: drplane.v1.AckNotificationsResponse
-	(*VerifyEvidenceRequest)(nil),     // 35: drplane.v1.VerifyEvidenceRequest
-	(*VerifyEvidenceResponse)(nil),    // 36: drplane.v1.VerifyEvidenceResponse
-	(*CheckReadinessRequest)(nil),     // 37: drplane.v1.CheckReadinessRequest
-	(*CheckReadinessResponse)(nil),    // 38: drplane.v1.CheckReadinessResponse
-	(*Readiness)(nil),                 // 39: drplane.v1.Readiness
-	(*ReadinessCheck)(nil),            // 40: drplane.v1.ReadinessCheck
-	(*TestNotificationRequest)(nil),   // 41: drplane.v1.TestNotificationRequest
-	(*TestNotificationResponse)(nil),  // 42: drplane.v1.TestNotificationResponse
-	(*RecoverQuorumRequest)(nil),      // 43: drplane.v1.RecoverQuorumRequest
-	(*RecoverQuorumResponse)(nil),     // 44: drplane.v1.RecoverQuorumResponse
-	(*RunHostStepRequest)(nil),        // 45: drplane.v1.RunHostStepRequest
-	(*RunHostStepResponse)(nil),       // 46: drplane.v1.RunHostStepResponse
-	(*ListHostSnapshotsRequest)(nil),  // 47: drplane.v1.ListHostSnapshotsRequest
-	(*ListHostSnapshotsResponse)(nil), // 48: drplane.v1.ListHostSnapshotsResponse
-	(*ListHostBackupsRequest)(nil),    // 49: drplane.v1.ListHostBackupsRequest
-	(*ListHostBackupsResponse)(nil),   // 50: drplane.v1.ListHostBackupsResponse
-	(*Automation)(nil),                // 51: drplane.v1.Automation
-	(*AuditEntry)(nil),                // 52: drplane.v1.AuditEntry
-	(*PlanStep)(nil),                  // 53: drplane.v1.PlanStep
-	(*ExecutionStep)(nil),             // 54: drplane.v1.ExecutionStep
-	(*Execution)(nil),                 // 55: drplane.v1.Execution
-	nil,                               // 56: drplane.v1.RunHostStepRequest.ArgsEntry
-	nil,                               // 57: drplane.v1.PlanStep.ArgsEntry
-	nil,                               // 58: drplane.v1.PlanStep.ArgsFromEntry
-	nil,                               // 59: drplane.v1.ExecutionStep.OutputsEntry
-	(*ReadOptions)(nil),               // 60: drplane.v1.ReadOptions
-	(*ResponseMeta)(nil),              // 61: drplane.v1.ResponseMeta
-	(*Site)(nil),                      // 62: drplane.v1.Site
-	(*Server)(nil),                    // 63: drplane.v1.Server
-	(*Agent)(nil),                     // 64: drplane.v1.Agent
-	(*timestamppb.Timestamp)(nil),     // 65: google.protobuf.Timestamp
-	(WalSenderState)(0),               // 66: drplane.v1.WalSenderState
-	(SyncState)(0),                    // 67: drplane.v1.SyncState
-	(*WriteOptions)(nil),              // 68: drplane.v1.WriteOptions
-	(StepAction)(0),                   // 69: drplane.v1.StepAction
-	(*StepResult)(nil),                // 70: drplane.v1.StepResult
-	(*SnapshotInfo)(nil),              // 71: drplane.v1.SnapshotInfo
-	(*BackupSet)(nil),                 // 72: drplane.v1.BackupSet
-	(StepState)(0),                    // 73: drplane.v1.StepState
-	(ExecutionTrigger)(0),             // 74: drplane.v1.ExecutionTrigger
-	(ExecutionState)(0),               // 75: drplane.v1.ExecutionState
+	(*PlanDrill)(nil),                 // 3: drplane.v1.PlanDrill
+	(*ListSchedulesRequest)(nil),      // 4: drplane.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),     // 5: drplane.v1.ListSchedulesResponse
+	(*Schedule)(nil),                  // 6: drplane.v1.Schedule
+	(*ScheduleDeferral)(nil),          // 7: drplane.v1.ScheduleDeferral
+	(*ScheduleEvent)(nil),             // 8: drplane.v1.ScheduleEvent
+	(*GetKPIsRequest)(nil),            // 9: drplane.v1.GetKPIsRequest
+	(*GetKPIsResponse)(nil),           // 10: drplane.v1.GetKPIsResponse
+	(*KPI)(nil),                       // 11: drplane.v1.KPI
+	(*DataReplication)(nil),           // 12: drplane.v1.DataReplication
+	(*StandbyState)(nil),              // 13: drplane.v1.StandbyState
+	(*ProductionProblem)(nil),         // 14: drplane.v1.ProductionProblem
+	(*ListMembersRequest)(nil),        // 15: drplane.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),       // 16: drplane.v1.ListMembersResponse
+	(*RemoveMemberRequest)(nil),       // 17: drplane.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),      // 18: drplane.v1.RemoveMemberResponse
+	(*SetActiveSiteRequest)(nil),      // 19: drplane.v1.SetActiveSiteRequest
+	(*SetActiveSiteResponse)(nil),     // 20: drplane.v1.SetActiveSiteResponse
+	(*ListAuditRequest)(nil),          // 21: drplane.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),         // 22: drplane.v1.ListAuditResponse
+	(*StartExecutionRequest)(nil),     // 23: drplane.v1.StartExecutionRequest
+	(*StartExecutionResponse)(nil),    // 24: drplane.v1.StartExecutionResponse
+	(*GetExecutionRequest)(nil),       // 25: drplane.v1.GetExecutionRequest
+	(*GetExecutionResponse)(nil),      // 26: drplane.v1.GetExecutionResponse
+	(*ListExecutionsRequest)(nil),     // 27: drplane.v1.ListExecutionsRequest
+	(*ListExecutionsResponse)(nil),    // 28: drplane.v1.ListExecutionsResponse
+	(*ListPlansRequest)(nil),          // 29: drplane.v1.ListPlansRequest
+	(*ListPlansResponse)(nil),         // 30: drplane.v1.ListPlansResponse
+	(*PlanScenario)(nil),              // 31: drplane.v1.PlanScenario
+	(*ApproveExecutionRequest)(nil),   // 32: drplane.v1.ApproveExecutionRequest
+	(*ApproveExecutionResponse)(nil),  // 33: drplane.v1.ApproveExecutionResponse
+	(*CancelExecutionRequest)(nil),    // 34: drplane.v1.CancelExecutionRequest
+	(*CancelExecutionResponse)(nil),   // 35: drplane.v1.CancelExecutionResponse
+	(*SetAutomationRequest)(nil),      // 36: drplane.v1.SetAutomationRequest
+	(*SetAutomationResponse)(nil),     // 37: drplane.v1.SetAutomationResponse
+	(*ListNotificationsRequest)(nil),  // 38: drplane.v1.ListNotificationsRequest
+	(*ListNotificationsResponse)(nil), // 39: drplane.v1.ListNotificationsResponse
+	(*Notification)(nil),              // 40: drplane.v1.Notification
+	(*NotificationDelivery)(nil),      // 41: drplane.v1.NotificationDelivery
+	(*AckNotificationsRequest)(nil),   // 42: drplane.v1.AckNotificationsRequest
+	(*AckNotificationsResponse)(nil),  // 43: drplane.v1.AckNotificationsResponse
+	(*VerifyEvidenceRequest)(nil),     // 44: drplane.v1.VerifyEvidenceRequest
+	(*VerifyEvidenceResponse)(nil),    // 45: drplane.v1.VerifyEvidenceResponse
+	(*CheckReadinessRequest)(nil),     // 46: drplane.v1.CheckReadinessRequest
+	(*CheckReadinessResponse)(nil),    // 47: drplane.v1.CheckReadinessResponse
+	(*Readiness)(nil),                 // 48: drplane.v1.Readiness
+	(*ReadinessCheck)(nil),            // 49: drplane.v1.ReadinessCheck
+	(*TestNotificationRequest)(nil),   // 50: drplane.v1.TestNotificationRequest
+	(*TestNotificationResponse)(nil),  // 51: drplane.v1.TestNotificationResponse
+	(*RecoverQuorumRequest)(nil),      // 52: drplane.v1.RecoverQuorumRequest
+	(*RecoverQuorumResponse)(nil),     // 53: drplane.v1.RecoverQuorumResponse
+	(*RunHostStepRequest)(nil),        // 54: drplane.v1.RunHostStepRequest
+	(*RunHostStepResponse)(nil),       // 55: drplane.v1.RunHostStepResponse
+	(*ListHostSnapshotsRequest)(nil),  // 56: drplane.v1.ListHostSnapshotsRequest
+	(*ListHostSnapshotsResponse)(nil), // 57: drplane.v1.ListHostSnapshotsResponse
+	(*ListHostBackupsRequest)(nil),    // 58: drplane.v1.ListHostBackupsRequest
+	(*ListHostBackupsResponse)(nil),   // 59: drplane.v1.ListHostBackupsResponse
+	(*Automation)(nil),                // 60: drplane.v1.Automation
+	(*AuditEntry)(nil),                // 61: drplane.v1.AuditEntry
+	(*PlanStep)(nil),                  // 62: drplane.v1.PlanStep
+	(*ExecutionStep)(nil),             // 63: drplane.v1.ExecutionStep
+	(*Execution)(nil),                 // 64: drplane.v1.Execution
+	nil,                               // 65: drplane.v1.RunHostStepRequest.ArgsEntry
+	nil,                               // 66: drplane.v1.PlanStep.ArgsEntry
+	nil,                               // 67: drplane.v1.PlanStep.ArgsFromEntry
+	nil,                               // 68: drplane.v1.ExecutionStep.OutputsEntry
+	(*ReadOptions)(nil),               // 69: drplane.v1.ReadOptions
+	(*ResponseMeta)(nil),              // 70: drplane.v1.ResponseMeta
+	(*Site)(nil),                      // 71: drplane.v1.Site
+	(*Server)(nil),                    // 72: drplane.v1.Server
+	(*Agent)(nil),                     // 73: drplane.v1.Agent
+	(ExecutionState)(0),               // 74: drplane.v1.ExecutionState
+	(*timestamppb.Timestamp)(nil),     // 75: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 76: google.protobuf.Duration
+	(WalSenderState)(0),               // 77: drplane.v1.WalSenderState
+	(SyncState)(0),                    // 78: drplane.v1.SyncState
+	(*WriteOptions)(nil),              // 79: drplane.v1.WriteOptions
+	(StepAction)(0),                   // 80: drplane.v1.StepAction
+	(*StepResult)(nil),                // 81: drplane.v1.StepResult
+	(*SnapshotInfo)(nil),              // 82: drplane.v1.SnapshotInfo
+	(*BackupSet)(nil),                 // 83: drplane.v1.BackupSet
+	(StepState)(0),                    // 84: drplane.v1.StepState
+	(ExecutionTrigger)(0),             // 85: drplane.v1.ExecutionTrigger
 }
 var file_drplane_v1_operator_proto_depIdxs = []int32{
-	60,  // 0: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
-	61,  // 1: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
-	62,  // 2: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
-	63,  // 3: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
-	64,  // 4: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
-	51,  // 5: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
-	5,   // 6: drplane.v1.GetStatusResponse.degraded:type_name -> drplane.v1.ProductionProblem
-	3,   // 7: drplane.v1.GetStatusResponse.replication:type_name -> drplane.v1.DataReplication
-	39,  // 8: drplane.v1.GetStatusResponse.readiness:type_name -> drplane.v1.Readiness
-	0,   // 9: drplane.v1.DataReplication.mode:type_name -> drplane.v1.ReplicationMode
-	65,  // 10: drplane.v1.DataReplication.degraded_since:type_name -> google.protobuf.Timestamp
-	4,   // 11: drplane.v1.DataReplication.standbys:type_name -> drplane.v1.StandbyState
-	66,  // 12: drplane.v1.StandbyState.state:type_name -> drplane.v1.WalSenderState
-	67,  // 13: drplane.v1.StandbyState.sync_state:type_name -> drplane.v1.SyncState
-	60,  // 14: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
-	61,  // 15: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
-	63,  // 16: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
-	68,  // 17: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
-	61,  // 18: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
-	68,  // 19: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
-	61,  // 20: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
-	60,  // 21: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
-	61,  // 22: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
-	52,  // 23: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
-	68,  // 24: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	65,  // 25: drplane.v1.StartExecutionRequest.restore_to_time:type_name -> google.protobuf.Timestamp
-	61,  // 26: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	55,  // 27: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
-	60,  // 28: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
-	61,  // 29: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	55,  // 30: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
-	60,  // 31: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
-	61,  // 32: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	55,  // 33: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
-	60,  // 34: drplane.v1.ListPlansRequest.read:type_name -> drplane.v1.ReadOptions
-	61,  // 35: drplane.v1.ListPlansResponse.meta:type_name -> drplane.v1.ResponseMeta
-	22,  // 36: drplane.v1.ListPlansResponse.plans:type_name -> drplane.v1.PlanScenario
-	68,  // 37: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	61,  // 38: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	68,  // 39: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
-	61,  // 40: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
-	68,  // 41: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
-	61,  // 42: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
-	60,  // 43: drplane.v1.ListNotificationsRequest.read:type_name -> drplane.v1.ReadOptions
-	61,  // 44: drplane.v1.ListNotificationsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	31,  // 45: drplane.v1.ListNotificationsResponse.notifications:type_name -> drplane.v1.Notification
-	65,  // 46: drplane.v1.Notification.raised_at:type_name -> google.protobuf.Timestamp
-	65,  // 47: drplane.v1.Notification.acked_at:type_name -> google.protobuf.Timestamp
-	65,  // 48: drplane.v1.Notification.resolved_at:type_name -> google.protobuf.Timestamp
-	32,  // 49: drplane.v1.Notification.deliveries:type_name -> drplane.v1.NotificationDelivery
-	65,  // 50: drplane.v1.NotificationDelivery.sent_at:type_name -> google.protobuf.Timestamp
-	68,  // 51: drplane.v1.AckNotificationsRequest.write:type_name -> drplane.v1.WriteOptions
-	61,  // 52: drplane.v1.AckNotificationsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	60,  // 53: drplane.v1.VerifyEvidenceRequest.read:type_name -> drplane.v1.ReadOptions
-	61,  // 54: drplane.v1.VerifyEvidenceResponse.meta:type_name -> drplane.v1.ResponseMeta
-	61,  // 55: drplane.v1.CheckReadinessResponse.meta:type_name -> drplane.v1.ResponseMeta
-	39,  // 56: drplane.v1.CheckReadinessResponse.readiness:type_name -> drplane.v1.Readiness
-	40,  // 57: drplane.v1.Readiness.checks:type_name -> drplane.v1.ReadinessCheck
-	68,  // 58: drplane.v1.TestNotificationRequest.write:type_name -> drplane.v1.WriteOptions
-	61,  // 59: drplane.v1.TestNotificationResponse.meta:type_name -> drplane.v1.ResponseMeta
-	68,  // 60: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
-	69,  // 61: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
-	56,  // 62: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
-	61,  // 63: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
-	70,  // 64: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
-	61,  // 65: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	71,  // 66: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
-	61,  // 67: drplane.v1.ListHostBackupsResponse.meta:type_name -> drplane.v1.ResponseMeta
-	72,  // 68: drplane.v1.ListHostBackupsResponse.sets:type_name -> drplane.v1.BackupSet
-	65,  // 69: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
-	65,  // 70: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	69,  // 71: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
-	57,  // 72: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
-	58,  // 73: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
-	53,  // 74: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
-	73,  // 75: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
-	65,  // 76: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
-	65,  // 77: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
-	59,  // 78: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
-	74,  // 79: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
-	65,  // 80: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
-	65,  // 81: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
-	65,  // 82: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
-	75,  // 83: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
-	54,  // 84: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
-	1,   // 85: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
-	6,   // 86: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
-	8,   // 87: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
-	10,  // 88: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
-	12,  // 89: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
-	14,  // 90: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
-	16,  // 91: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
-	18,  // 92: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
-	20,  // 93: drplane.v1.Operator.ListPlans:input_type -> drplane.v1.ListPlansRequest
-	23,  // 94: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
-	25,  // 95: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
-	27,  // 96: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
-	29,  // 97: drplane.v1.Operator.ListNotifications:input_type -> drplane.v1.ListNotificationsRequest
-	33,  // 98: drplane.v1.Operator.AckNotifications:input_type -> drplane.v1.AckNotificationsRequest
-	41,  // 99: drplane.v1.Operator.TestNotification:input_type -> drplane.v1.TestNotificationRequest
-	35,  // 100: drplane.v1.Operator.VerifyEvidence:input_type -> drplane.v1.VerifyEvidenceRequest
-	37,  // 101: drplane.v1.Operator.CheckReadiness:input_type -> drplane.v1.CheckReadinessRequest
-	43,  // 102: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
-	45,  // 103: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
-	47,  // 104: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
-	49,  // 105: drplane.v1.Operator.ListHostBackups:input_type -> drplane.v1.ListHostBackupsRequest
-	2,   // 106: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
-	7,   // 107: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
-	9,   // 108: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
-	11,  // 109: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
-	13,  // 110: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
-	15,  // 111: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
-	17,  // 112: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
-	19,  // 113: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
-	21,  // 114: drplane.v1.Operator.ListPlans:output_type -> drplane.v1.ListPlansResponse
-	24,  // 115: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
-	26,  // 116: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
-	28,  // 117: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
-	30,  // 118: drplane.v1.Operator.ListNotifications:output_type -> drplane.v1.ListNotificationsResponse
-	34,  // 119: drplane.v1.Operator.AckNotifications:output_type -> drplane.v1.AckNotificationsResponse
-	42,  // 120: drplane.v1.Operator.TestNotification:output_type -> drplane.v1.TestNotificationResponse
-	36,  // 121: drplane.v1.Operator.VerifyEvidence:output_type -> drplane.v1.VerifyEvidenceResponse
-	38,  // 122: drplane.v1.Operator.CheckReadiness:output_type -> drplane.v1.CheckReadinessResponse
-	44,  // 123: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
-	46,  // 124: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
-	48,  // 125: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
-	50,  // 126: drplane.v1.Operator.ListHostBackups:output_type -> drplane.v1.ListHostBackupsResponse
-	106, // [106:127] is the sub-list for method output_type
-	85,  // [85:106] is the sub-list for method input_type
-	85,  // [85:85] is the sub-list for extension type_name
-	85,  // [85:85] is the sub-list for extension extendee
-	0,   // [0:85] is the sub-list for field type_name
+	69,  // 0: drplane.v1.GetStatusRequest.read:type_name -> drplane.v1.ReadOptions
+	70,  // 1: drplane.v1.GetStatusResponse.meta:type_name -> drplane.v1.ResponseMeta
+	71,  // 2: drplane.v1.GetStatusResponse.sites:type_name -> drplane.v1.Site
+	72,  // 3: drplane.v1.GetStatusResponse.servers:type_name -> drplane.v1.Server
+	73,  // 4: drplane.v1.GetStatusResponse.agents:type_name -> drplane.v1.Agent
+	60,  // 5: drplane.v1.GetStatusResponse.automation:type_name -> drplane.v1.Automation
+	14,  // 6: drplane.v1.GetStatusResponse.degraded:type_name -> drplane.v1.ProductionProblem
+	12,  // 7: drplane.v1.GetStatusResponse.replication:type_name -> drplane.v1.DataReplication
+	48,  // 8: drplane.v1.GetStatusResponse.readiness:type_name -> drplane.v1.Readiness
+	3,   // 9: drplane.v1.GetStatusResponse.drills:type_name -> drplane.v1.PlanDrill
+	74,  // 10: drplane.v1.PlanDrill.last_state:type_name -> drplane.v1.ExecutionState
+	75,  // 11: drplane.v1.PlanDrill.last_at:type_name -> google.protobuf.Timestamp
+	75,  // 12: drplane.v1.PlanDrill.last_succeeded_at:type_name -> google.protobuf.Timestamp
+	76,  // 13: drplane.v1.PlanDrill.interval:type_name -> google.protobuf.Duration
+	69,  // 14: drplane.v1.ListSchedulesRequest.read:type_name -> drplane.v1.ReadOptions
+	70,  // 15: drplane.v1.ListSchedulesResponse.meta:type_name -> drplane.v1.ResponseMeta
+	6,   // 16: drplane.v1.ListSchedulesResponse.schedules:type_name -> drplane.v1.Schedule
+	76,  // 17: drplane.v1.Schedule.every:type_name -> google.protobuf.Duration
+	75,  // 18: drplane.v1.Schedule.due:type_name -> google.protobuf.Timestamp
+	75,  // 19: drplane.v1.Schedule.next_slot:type_name -> google.protobuf.Timestamp
+	75,  // 20: drplane.v1.Schedule.next_run:type_name -> google.protobuf.Timestamp
+	75,  // 21: drplane.v1.Schedule.last_slot:type_name -> google.protobuf.Timestamp
+	7,   // 22: drplane.v1.Schedule.deferred:type_name -> drplane.v1.ScheduleDeferral
+	8,   // 23: drplane.v1.Schedule.log:type_name -> drplane.v1.ScheduleEvent
+	75,  // 24: drplane.v1.ScheduleDeferral.slot:type_name -> google.protobuf.Timestamp
+	75,  // 25: drplane.v1.ScheduleDeferral.to:type_name -> google.protobuf.Timestamp
+	75,  // 26: drplane.v1.ScheduleEvent.at:type_name -> google.protobuf.Timestamp
+	75,  // 27: drplane.v1.ScheduleEvent.slot:type_name -> google.protobuf.Timestamp
+	69,  // 28: drplane.v1.GetKPIsRequest.read:type_name -> drplane.v1.ReadOptions
+	76,  // 29: drplane.v1.GetKPIsRequest.window:type_name -> google.protobuf.Duration
+	70,  // 30: drplane.v1.GetKPIsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	11,  // 31: drplane.v1.GetKPIsResponse.kpis:type_name -> drplane.v1.KPI
+	75,  // 32: drplane.v1.GetKPIsResponse.from:type_name -> google.protobuf.Timestamp
+	75,  // 33: drplane.v1.GetKPIsResponse.to:type_name -> google.protobuf.Timestamp
+	75,  // 34: drplane.v1.GetKPIsResponse.recorded_since:type_name -> google.protobuf.Timestamp
+	0,   // 35: drplane.v1.DataReplication.mode:type_name -> drplane.v1.ReplicationMode
+	75,  // 36: drplane.v1.DataReplication.degraded_since:type_name -> google.protobuf.Timestamp
+	13,  // 37: drplane.v1.DataReplication.standbys:type_name -> drplane.v1.StandbyState
+	77,  // 38: drplane.v1.StandbyState.state:type_name -> drplane.v1.WalSenderState
+	78,  // 39: drplane.v1.StandbyState.sync_state:type_name -> drplane.v1.SyncState
+	69,  // 40: drplane.v1.ListMembersRequest.read:type_name -> drplane.v1.ReadOptions
+	70,  // 41: drplane.v1.ListMembersResponse.meta:type_name -> drplane.v1.ResponseMeta
+	72,  // 42: drplane.v1.ListMembersResponse.servers:type_name -> drplane.v1.Server
+	79,  // 43: drplane.v1.RemoveMemberRequest.write:type_name -> drplane.v1.WriteOptions
+	70,  // 44: drplane.v1.RemoveMemberResponse.meta:type_name -> drplane.v1.ResponseMeta
+	79,  // 45: drplane.v1.SetActiveSiteRequest.write:type_name -> drplane.v1.WriteOptions
+	70,  // 46: drplane.v1.SetActiveSiteResponse.meta:type_name -> drplane.v1.ResponseMeta
+	69,  // 47: drplane.v1.ListAuditRequest.read:type_name -> drplane.v1.ReadOptions
+	70,  // 48: drplane.v1.ListAuditResponse.meta:type_name -> drplane.v1.ResponseMeta
+	61,  // 49: drplane.v1.ListAuditResponse.entries:type_name -> drplane.v1.AuditEntry
+	79,  // 50: drplane.v1.StartExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	75,  // 51: drplane.v1.StartExecutionRequest.restore_to_time:type_name -> google.protobuf.Timestamp
+	70,  // 52: drplane.v1.StartExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	64,  // 53: drplane.v1.StartExecutionResponse.execution:type_name -> drplane.v1.Execution
+	69,  // 54: drplane.v1.GetExecutionRequest.read:type_name -> drplane.v1.ReadOptions
+	70,  // 55: drplane.v1.GetExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	64,  // 56: drplane.v1.GetExecutionResponse.execution:type_name -> drplane.v1.Execution
+	69,  // 57: drplane.v1.ListExecutionsRequest.read:type_name -> drplane.v1.ReadOptions
+	70,  // 58: drplane.v1.ListExecutionsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	64,  // 59: drplane.v1.ListExecutionsResponse.executions:type_name -> drplane.v1.Execution
+	69,  // 60: drplane.v1.ListPlansRequest.read:type_name -> drplane.v1.ReadOptions
+	70,  // 61: drplane.v1.ListPlansResponse.meta:type_name -> drplane.v1.ResponseMeta
+	31,  // 62: drplane.v1.ListPlansResponse.plans:type_name -> drplane.v1.PlanScenario
+	79,  // 63: drplane.v1.ApproveExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	70,  // 64: drplane.v1.ApproveExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	79,  // 65: drplane.v1.CancelExecutionRequest.write:type_name -> drplane.v1.WriteOptions
+	70,  // 66: drplane.v1.CancelExecutionResponse.meta:type_name -> drplane.v1.ResponseMeta
+	79,  // 67: drplane.v1.SetAutomationRequest.write:type_name -> drplane.v1.WriteOptions
+	70,  // 68: drplane.v1.SetAutomationResponse.meta:type_name -> drplane.v1.ResponseMeta
+	69,  // 69: drplane.v1.ListNotificationsRequest.read:type_name -> drplane.v1.ReadOptions
+	70,  // 70: drplane.v1.ListNotificationsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	40,  // 71: drplane.v1.ListNotificationsResponse.notifications:type_name -> drplane.v1.Notification
+	75,  // 72: drplane.v1.Notification.raised_at:type_name -> google.protobuf.Timestamp
+	75,  // 73: drplane.v1.Notification.acked_at:type_name -> google.protobuf.Timestamp
+	75,  // 74: drplane.v1.Notification.resolved_at:type_name -> google.protobuf.Timestamp
+	41,  // 75: drplane.v1.Notification.deliveries:type_name -> drplane.v1.NotificationDelivery
+	75,  // 76: drplane.v1.NotificationDelivery.sent_at:type_name -> google.protobuf.Timestamp
+	79,  // 77: drplane.v1.AckNotificationsRequest.write:type_name -> drplane.v1.WriteOptions
+	70,  // 78: drplane.v1.AckNotificationsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	69,  // 79: drplane.v1.VerifyEvidenceRequest.read:type_name -> drplane.v1.ReadOptions
+	70,  // 80: drplane.v1.VerifyEvidenceResponse.meta:type_name -> drplane.v1.ResponseMeta
+	70,  // 81: drplane.v1.CheckReadinessResponse.meta:type_name -> drplane.v1.ResponseMeta
+	48,  // 82: drplane.v1.CheckReadinessResponse.readiness:type_name -> drplane.v1.Readiness
+	49,  // 83: drplane.v1.Readiness.checks:type_name -> drplane.v1.ReadinessCheck
+	79,  // 84: drplane.v1.TestNotificationRequest.write:type_name -> drplane.v1.WriteOptions
+	70,  // 85: drplane.v1.TestNotificationResponse.meta:type_name -> drplane.v1.ResponseMeta
+	79,  // 86: drplane.v1.RunHostStepRequest.write:type_name -> drplane.v1.WriteOptions
+	80,  // 87: drplane.v1.RunHostStepRequest.action:type_name -> drplane.v1.StepAction
+	65,  // 88: drplane.v1.RunHostStepRequest.args:type_name -> drplane.v1.RunHostStepRequest.ArgsEntry
+	70,  // 89: drplane.v1.RunHostStepResponse.meta:type_name -> drplane.v1.ResponseMeta
+	81,  // 90: drplane.v1.RunHostStepResponse.result:type_name -> drplane.v1.StepResult
+	70,  // 91: drplane.v1.ListHostSnapshotsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	82,  // 92: drplane.v1.ListHostSnapshotsResponse.snapshots:type_name -> drplane.v1.SnapshotInfo
+	70,  // 93: drplane.v1.ListHostBackupsResponse.meta:type_name -> drplane.v1.ResponseMeta
+	83,  // 94: drplane.v1.ListHostBackupsResponse.sets:type_name -> drplane.v1.BackupSet
+	75,  // 95: drplane.v1.Automation.judged_at:type_name -> google.protobuf.Timestamp
+	75,  // 96: drplane.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	80,  // 97: drplane.v1.PlanStep.action:type_name -> drplane.v1.StepAction
+	66,  // 98: drplane.v1.PlanStep.args:type_name -> drplane.v1.PlanStep.ArgsEntry
+	67,  // 99: drplane.v1.PlanStep.args_from:type_name -> drplane.v1.PlanStep.ArgsFromEntry
+	62,  // 100: drplane.v1.ExecutionStep.step:type_name -> drplane.v1.PlanStep
+	84,  // 101: drplane.v1.ExecutionStep.state:type_name -> drplane.v1.StepState
+	75,  // 102: drplane.v1.ExecutionStep.started_at:type_name -> google.protobuf.Timestamp
+	75,  // 103: drplane.v1.ExecutionStep.ended_at:type_name -> google.protobuf.Timestamp
+	68,  // 104: drplane.v1.ExecutionStep.outputs:type_name -> drplane.v1.ExecutionStep.OutputsEntry
+	85,  // 105: drplane.v1.Execution.trigger:type_name -> drplane.v1.ExecutionTrigger
+	75,  // 106: drplane.v1.Execution.triggered_at:type_name -> google.protobuf.Timestamp
+	75,  // 107: drplane.v1.Execution.started_at:type_name -> google.protobuf.Timestamp
+	75,  // 108: drplane.v1.Execution.finished_at:type_name -> google.protobuf.Timestamp
+	74,  // 109: drplane.v1.Execution.state:type_name -> drplane.v1.ExecutionState
+	63,  // 110: drplane.v1.Execution.steps:type_name -> drplane.v1.ExecutionStep
+	75,  // 111: drplane.v1.Execution.scheduled_for:type_name -> google.protobuf.Timestamp
+	1,   // 112: drplane.v1.Operator.GetStatus:input_type -> drplane.v1.GetStatusRequest
+	15,  // 113: drplane.v1.Operator.ListMembers:input_type -> drplane.v1.ListMembersRequest
+	17,  // 114: drplane.v1.Operator.RemoveMember:input_type -> drplane.v1.RemoveMemberRequest
+	19,  // 115: drplane.v1.Operator.SetActiveSite:input_type -> drplane.v1.SetActiveSiteRequest
+	21,  // 116: drplane.v1.Operator.ListAudit:input_type -> drplane.v1.ListAuditRequest
+	23,  // 117: drplane.v1.Operator.StartExecution:input_type -> drplane.v1.StartExecutionRequest
+	25,  // 118: drplane.v1.Operator.GetExecution:input_type -> drplane.v1.GetExecutionRequest
+	27,  // 119: drplane.v1.Operator.ListExecutions:input_type -> drplane.v1.ListExecutionsRequest
+	29,  // 120: drplane.v1.Operator.ListPlans:input_type -> drplane.v1.ListPlansRequest
+	32,  // 121: drplane.v1.Operator.ApproveExecution:input_type -> drplane.v1.ApproveExecutionRequest
+	34,  // 122: drplane.v1.Operator.CancelExecution:input_type -> drplane.v1.CancelExecutionRequest
+	36,  // 123: drplane.v1.Operator.SetAutomation:input_type -> drplane.v1.SetAutomationRequest
+	38,  // 124: drplane.v1.Operator.ListNotifications:input_type -> drplane.v1.ListNotificationsRequest
+	42,  // 125: drplane.v1.Operator.AckNotifications:input_type -> drplane.v1.AckNotificationsRequest
+	50,  // 126: drplane.v1.Operator.TestNotification:input_type -> drplane.v1.TestNotificationRequest
+	44,  // 127: drplane.v1.Operator.VerifyEvidence:input_type -> drplane.v1.VerifyEvidenceRequest
+	4,   // 128: drplane.v1.Operator.ListSchedules:input_type -> drplane.v1.ListSchedulesRequest
+	9,   // 129: drplane.v1.Operator.GetKPIs:input_type -> drplane.v1.GetKPIsRequest
+	46,  // 130: drplane.v1.Operator.CheckReadiness:input_type -> drplane.v1.CheckReadinessRequest
+	52,  // 131: drplane.v1.Operator.RecoverQuorum:input_type -> drplane.v1.RecoverQuorumRequest
+	54,  // 132: drplane.v1.Operator.RunHostStep:input_type -> drplane.v1.RunHostStepRequest
+	56,  // 133: drplane.v1.Operator.ListHostSnapshots:input_type -> drplane.v1.ListHostSnapshotsRequest
+	58,  // 134: drplane.v1.Operator.ListHostBackups:input_type -> drplane.v1.ListHostBackupsRequest
+	2,   // 135: drplane.v1.Operator.GetStatus:output_type -> drplane.v1.GetStatusResponse
+	16,  // 136: drplane.v1.Operator.ListMembers:output_type -> drplane.v1.ListMembersResponse
+	18,  // 137: drplane.v1.Operator.RemoveMember:output_type -> drplane.v1.RemoveMemberResponse
+	20,  // 138: drplane.v1.Operator.SetActiveSite:output_type -> drplane.v1.SetActiveSiteResponse
+	22,  // 139: drplane.v1.Operator.ListAudit:output_type -> drplane.v1.ListAuditResponse
+	24,  // 140: drplane.v1.Operator.StartExecution:output_type -> drplane.v1.StartExecutionResponse
+	26,  // 141: drplane.v1.Operator.GetExecution:output_type -> drplane.v1.GetExecutionResponse
+	28,  // 142: drplane.v1.Operator.ListExecutions:output_type -> drplane.v1.ListExecutionsResponse
+	30,  // 143: drplane.v1.Operator.ListPlans:output_type -> drplane.v1.ListPlansResponse
+	33,  // 144: drplane.v1.Operator.ApproveExecution:output_type -> drplane.v1.ApproveExecutionResponse
+	35,  // 145: drplane.v1.Operator.CancelExecution:output_type -> drplane.v1.CancelExecutionResponse
+	37,  // 146: drplane.v1.Operator.SetAutomation:output_type -> drplane.v1.SetAutomationResponse
+	39,  // 147: drplane.v1.Operator.ListNotifications:output_type -> drplane.v1.ListNotificationsResponse
+	43,  // 148: drplane.v1.Operator.AckNotifications:output_type -> drplane.v1.AckNotificationsResponse
+	51,  // 149: drplane.v1.Operator.TestNotification:output_type -> drplane.v1.TestNotificationResponse
+	45,  // 150: drplane.v1.Operator.VerifyEvidence:output_type -> drplane.v1.VerifyEvidenceResponse
+	5,   // 151: drplane.v1.Operator.ListSchedules:output_type -> drplane.v1.ListSchedulesResponse
+	10,  // 152: drplane.v1.Operator.GetKPIs:output_type -> drplane.v1.GetKPIsResponse
+	47,  // 153: drplane.v1.Operator.CheckReadiness:output_type -> drplane.v1.CheckReadinessResponse
+	53,  // 154: drplane.v1.Operator.RecoverQuorum:output_type -> drplane.v1.RecoverQuorumResponse
+	55,  // 155: drplane.v1.Operator.RunHostStep:output_type -> drplane.v1.RunHostStepResponse
+	57,  // 156: drplane.v1.Operator.ListHostSnapshots:output_type -> drplane.v1.ListHostSnapshotsResponse
+	59,  // 157: drplane.v1.Operator.ListHostBackups:output_type -> drplane.v1.ListHostBackupsResponse
+	135, // [135:158] is the sub-list for method output_type
+	112, // [112:135] is the sub-list for method input_type
+	112, // [112:112] is the sub-list for extension type_name
+	112, // [112:112] is the sub-list for extension extendee
+	0,   // [0:112] is the sub-list for field type_name
 }
 
 func init() { file_drplane_v1_operator_proto_init() }
@@ -4582,13 +5454,14 @@ func file_drplane_v1_operator_proto_init() {
 	file_drplane_v1_enums_proto_init()
 	file_drplane_v1_hostagent_proto_init()
 	file_drplane_v1_types_proto_init()
+	file_drplane_v1_operator_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drplane_v1_operator_proto_rawDesc), len(file_drplane_v1_operator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   59,
+			NumMessages:   68,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

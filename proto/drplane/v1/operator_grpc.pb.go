@@ -35,6 +35,8 @@ const (
 	Operator_AckNotifications_FullMethodName  = "/drplane.v1.Operator/AckNotifications"
 	Operator_TestNotification_FullMethodName  = "/drplane.v1.Operator/TestNotification"
 	Operator_VerifyEvidence_FullMethodName    = "/drplane.v1.Operator/VerifyEvidence"
+	Operator_ListSchedules_FullMethodName     = "/drplane.v1.Operator/ListSchedules"
+	Operator_GetKPIs_FullMethodName           = "/drplane.v1.Operator/GetKPIs"
 	Operator_CheckReadiness_FullMethodName    = "/drplane.v1.Operator/CheckReadiness"
 	Operator_RecoverQuorum_FullMethodName     = "/drplane.v1.Operator/RecoverQuorum"
 	Operator_RunHostStep_FullMethodName       = "/drplane.v1.Operator/RunHostStep"
@@ -97,6 +99,11 @@ type OperatorClient interface {
 	TestNotification(ctx context.Context, in *TestNotificationRequest, opts ...grpc.CallOption) (*TestNotificationResponse, error)
 	// VerifyEvidence checks the hash chain sealing every finished execution.
 	VerifyEvidence(ctx context.Context, in *VerifyEvidenceRequest, opts ...grpc.CallOption) (*VerifyEvidenceResponse, error)
+	// ListSchedules lists the schedule blocks: their next runs, deferrals
+	// out of trading hours and what became of their slots.
+	ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error)
+	// GetKPIs computes the DR programme's KPIs against the objectives.
+	GetKPIs(ctx context.Context, in *GetKPIsRequest, opts ...grpc.CallOption) (*GetKPIsResponse, error)
 	// CheckReadiness says whether a failover to a site would succeed now
 	// within the objectives, and every reason it would not.
 	CheckReadiness(ctx context.Context, in *CheckReadinessRequest, opts ...grpc.CallOption) (*CheckReadinessResponse, error)
@@ -286,6 +293,26 @@ func (c *operatorClient) VerifyEvidence(ctx context.Context, in *VerifyEvidenceR
 	return out, nil
 }
 
+func (c *operatorClient) ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSchedulesResponse)
+	err := c.cc.Invoke(ctx, Operator_ListSchedules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorClient) GetKPIs(ctx context.Context, in *GetKPIsRequest, opts ...grpc.CallOption) (*GetKPIsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetKPIsResponse)
+	err := c.cc.Invoke(ctx, Operator_GetKPIs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *operatorClient) CheckReadiness(ctx context.Context, in *CheckReadinessRequest, opts ...grpc.CallOption) (*CheckReadinessResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CheckReadinessResponse)
@@ -391,6 +418,11 @@ type OperatorServer interface {
 	TestNotification(context.Context, *TestNotificationRequest) (*TestNotificationResponse, error)
 	// VerifyEvidence checks the hash chain sealing every finished execution.
 	VerifyEvidence(context.Context, *VerifyEvidenceRequest) (*VerifyEvidenceResponse, error)
+	// ListSchedules lists the schedule blocks: their next runs, deferrals
+	// out of trading hours and what became of their slots.
+	ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error)
+	// GetKPIs computes the DR programme's KPIs against the objectives.
+	GetKPIs(context.Context, *GetKPIsRequest) (*GetKPIsResponse, error)
 	// CheckReadiness says whether a failover to a site would succeed now
 	// within the objectives, and every reason it would not.
 	CheckReadiness(context.Context, *CheckReadinessRequest) (*CheckReadinessResponse, error)
@@ -467,6 +499,12 @@ func (UnimplementedOperatorServer) TestNotification(context.Context, *TestNotifi
 }
 func (UnimplementedOperatorServer) VerifyEvidence(context.Context, *VerifyEvidenceRequest) (*VerifyEvidenceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyEvidence not implemented")
+}
+func (UnimplementedOperatorServer) ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSchedules not implemented")
+}
+func (UnimplementedOperatorServer) GetKPIs(context.Context, *GetKPIsRequest) (*GetKPIsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetKPIs not implemented")
 }
 func (UnimplementedOperatorServer) CheckReadiness(context.Context, *CheckReadinessRequest) (*CheckReadinessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckReadiness not implemented")
@@ -792,6 +830,42 @@ func _Operator_VerifyEvidence_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Operator_ListSchedules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSchedulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).ListSchedules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_ListSchedules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).ListSchedules(ctx, req.(*ListSchedulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Operator_GetKPIs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetKPIsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).GetKPIs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_GetKPIs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).GetKPIs(ctx, req.(*GetKPIsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Operator_CheckReadiness_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CheckReadinessRequest)
 	if err := dec(in); err != nil {
@@ -952,6 +1026,14 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyEvidence",
 			Handler:    _Operator_VerifyEvidence_Handler,
+		},
+		{
+			MethodName: "ListSchedules",
+			Handler:    _Operator_ListSchedules_Handler,
+		},
+		{
+			MethodName: "GetKPIs",
+			Handler:    _Operator_GetKPIs_Handler,
 		},
 		{
 			MethodName: "CheckReadiness",
