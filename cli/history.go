@@ -213,7 +213,7 @@ func newCmdReport(f *Factory) *cobra.Command {
 				if asJSON {
 					return printJSON(f.IO.Out, kpisJSONOf(kpis))
 				}
-				return printKPIs(f.IO.Out, kpis)
+				return printKPIs(f.IO.Out, kpis, false)
 			}
 			resp, err := client.ListExecutions(ctx, &pb.ListExecutionsRequest{})
 			if err != nil {
@@ -272,10 +272,8 @@ func newCmdReport(f *Factory) *cobra.Command {
 			if err != nil && status.Code(err) != codes.Unimplemented {
 				return explain(f.addr, err)
 			}
-			if !markdown {
-				if err := printKPIs(f.IO.Out, kpis); err != nil {
-					return err
-				}
+			if err := printKPIs(f.IO.Out, kpis, markdown); err != nil {
+				return err
 			}
 			return printReport(f.IO.Out, plans.GetPlans(), ended, markdown)
 		},

@@ -96,7 +96,7 @@ func kpiValue(name string, v float64) string {
 func kpiWindowText(resp *pb.GetKPIsResponse) string {
 	var parts []string
 	if resp.GetFrom() != nil {
-		parts = append(parts, "since "+resp.GetFrom().AsTime().Local().Format(time.DateTime))
+		parts = append(parts, "window since "+resp.GetFrom().AsTime().Local().Format(time.DateTime))
 	}
 	if resp.GetRecordedSince() != nil {
 		parts = append(parts, "availability recorded since "+resp.GetRecordedSince().AsTime().Local().Format(time.DateTime))
@@ -106,9 +106,15 @@ func kpiWindowText(resp *pb.GetKPIsResponse) string {
 	return strings.Join(parts, "; ")
 }
 
-// printKPIs prints the KPI table.
-func printKPIs(w io.Writer, resp *pb.GetKPIsResponse) error {
+// printKPIs prints the KPI table, as a Markdown section with markdown.
+func printKPIs(w io.Writer, resp *pb.GetKPIsResponse, markdown bool) error {
 	if resp == nil {
+		return nil
+	}
+	if markdown {
+		fmt.Fprintf(w, "## KPIs\n\n%s.\n\n", kpiWindowText(resp))
+		markdownTable(w, []string{"KPI", "Value", "Target", "Pass", "Detail"}, kpiRows(resp))
+		fmt.Fprintln(w)
 		return nil
 	}
 	fmt.Fprintf(w, "KPIs (%s)\n", kpiWindowText(resp))

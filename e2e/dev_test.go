@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/cli"
 	"github.com/drplane/drplane/internal/devcluster"
 	"github.com/drplane/drplane/internal/testutil"
 	"github.com/stretchr/testify/require"
@@ -239,6 +241,20 @@ func TestDev(t *testing.T) {
 	b, err := os.ReadFile(junit)
 	require.NoError(t, err)
 	require.Contains(t, string(b), `<testcase name="activate:dr"`, "a test case per step")
+	// The DR programme: the annual drill's next run, outside trading
+	// hours, and the KPIs against the objectives.
+	var schedules []cli.ScheduleJSON
+	require.NoError(t, json.Unmarshal([]byte(d.cli(t, "schedule", "list", "--json")), &schedules))
+	require.Len(t, schedules, 1)
+	require.Equal(t, "annual-restore-drill", schedules[0].Name)
+	require.NotNil(t, schedules[0].NextRun)
+	require.Equal(t, 1, schedules[0].NextRun.In(newYork(t)).YearDay(), "New Year's Day: %s", schedules[0].NextRun)
+	var kpis cli.KPIsJSON
+	require.NoError(t, json.Unmarshal([]byte(d.cli(t, "report", "--kpis", "--json")), &kpis))
+	require.Len(t, kpis.KPIs, 4)
+	require.Equal(t, "mttr", kpis.KPIs[3].Name)
+	require.NotNil(t, kpis.KPIs[3].Target, "the objectives' mttr")
+	require.Regexp(t, `(?m)^restore\s+never\s+-\s+\d+d\s+YES: no successful drill on record`, d.cli(t, "status"), "status shows the plan's drill record, overdue")
 	t.Logf("switchover:\n%s", out)
 	// The pid files follow: the application now runs on app-2, and the
 	// old primary was restarted as a standby.
@@ -267,4 +283,11 @@ func TestDev(t *testing.T) {
 	require.Empty(t, processesNaming(dir), "processes naming the dev directory survived drplane dev")
 	require.NoDirExists(t, filepath.Join(dir, "pids"), "no pid file may outlive its process")
 	t.Logf("TestDev took %s", time.Since(started).Round(time.Millisecond))
+}
+
+func newYork(t *testing.T) *time.Location {
+	t.Helper()
+	loc, err := time.LoadLocation("America/New_York")
+	require.NoError(t, err)
+	return loc
 }

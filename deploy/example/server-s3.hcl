@@ -35,7 +35,28 @@ replication {
   degrade_after = "2s"
 }
 
-objectives { rto = "15m"  rpo = "5m" }
+# The plans' default targets, and the DR programme's KPIs (drplane report):
+# drills that pass, availability over a year and inside trading hours,
+# and the mean time to recover from real incidents.
+objectives {
+  rto                        = "15m"
+  rpo                        = "5m"
+  drill_success_rate         = 0.95
+  availability               = 0.995
+  availability_trading_hours = 0.999
+  mttr                       = "15m"
+}
+
+# Scheduled drills never run while a market is open: a slot inside these
+# hours moves to the close (drplane schedule list shows where).
+trading_hours "us-equities" {
+  timezone = "America/New_York"
+  days     = ["mon", "tue", "wed", "thu", "fri"]
+  open     = "09:30"
+  close    = "16:00"
+}
+schedule "restore-drill" { plan = "data-corruption"  drill = true  cron = "0 6 * * sat"  timezone = "America/New_York" }
+schedule "site-drill"    { plan = "failover"  drill = true  every = "90d" }
 
 plan "failover" {
   objectives { rto = "10m"  rpo = "0s" }
@@ -60,7 +81,7 @@ notify "oncall" {
   webhook     = "https://events.pagerduty.com/v2/enqueue"
   format      = "pagerduty"
   routing_key = "REPLACE-WITH-THE-INTEGRATION-KEY"
-  events      = ["failover", "execution_failed", "step_failed", "quorum_lost", "replication_degraded", "backup_failed", "approval_waiting"]
+  events      = ["failover", "execution_failed", "step_failed", "quorum_lost", "replication_degraded", "backup_failed", "approval_waiting", "drill_deferred"]
 }
 notify "managers" {
   webhook     = "https://hooks.slack.com/services/REPLACE/WITH/WEBHOOK"

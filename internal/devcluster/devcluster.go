@@ -74,6 +74,9 @@ type Cluster struct {
 	// Replication, when set, is written as the servers' replication
 	// block; async by default.
 	Replication *config.ReplicationConfig
+	// Programme, when set, is HCL appended to every server's config as
+	// it is: objectives, trading_hours and schedule blocks.
+	Programme string
 	// Wrap, when set, rewrites the command line of every server and
 	// agent process before it starts, given the server's node id or the
 	// agent's host id: a test runs each in a network namespace of its own
@@ -257,6 +260,7 @@ replication {
   degrade_after = "{{.DegradeAfter}}"
 }
 {{- end}}
+{{.Programme}}
 `))
 
 func (c *Cluster) writeConfig(n *Node) error {
@@ -273,6 +277,7 @@ func (c *Cluster) writeConfig(n *Node) error {
 		"Node": n, "BindAddr": host(n.GRPCAddr), "Expect": len(c.Nodes), "Join": strings.Join(join, ", "), "Multiplier": c.Multiplier,
 		"GRPCPort": port(n.GRPCAddr), "RaftPort": port(n.RaftAddr), "HTTPPort": port(n.HTTPAddr),
 		"TLSDir": filepath.Join(c.Dir, "tls"), "Failover": c.Failover, "Replication": c.Replication, "Witness": witness,
+		"Programme": c.Programme,
 	})
 	if err != nil {
 		return fmt.Errorf("render config for %s: %w", n.ID, err)

@@ -110,6 +110,26 @@ func (e *env) layout() error {
 // hostDir is where a host's own files live: its disk.
 func (e *env) hostDir(id string) string { return filepath.Join(e.dir, "hosts", id) }
 
+// programme is the dev deployment's DR programme: the KPI objectives,
+// New York's equity trading hours and an annual restore drill on New
+// Year's Day, when the markets are closed (a slot that never comes while
+// a dev deployment's own commands run).
+const programme = `objectives {
+  rto                        = "15m"
+  drill_success_rate         = 0.95
+  availability               = 0.995
+  availability_trading_hours = 0.999
+  mttr                       = "15m"
+}
+trading_hours "us-equities" {
+  timezone = "America/New_York"
+  days     = ["mon", "tue", "wed", "thu", "fri"]
+  open     = "09:30"
+  close    = "16:00"
+}
+schedule "annual-restore-drill" { plan = "restore"  drill = true  cron = "0 6 1 1 *"  timezone = "America/New_York" }
+`
+
 // startServers writes the certificates and configs of the three servers
 // and starts them; the first one listens on opts.Port.
 func (e *env) startServers() error {
@@ -120,6 +140,7 @@ func (e *env) startServers() error {
 	e.c = c
 	c.Failover = failover()
 	c.Replication = e.opts.Replication
+	c.Programme = programme
 	if e.opts.Port != 0 {
 		// StartNode writes every config from these addresses.
 		c.Nodes[0].GRPCAddr = fmt.Sprintf("127.0.0.1:%d", e.opts.Port)
