@@ -147,13 +147,7 @@ func TestProber_RecordsRenewalsInLeaseTable(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := clock.NewFake(leaseEpoch)
-			cfg := *c.servers[0].cfg
-			cfg.Failover = f
-			s := &Server{config: &cfg, logger: hclog.NewNullLogger(), clock: clk, leases: newLeaseTable(clk, f),
-				probes: newProbeTable(), primaries: newPrimaryHistory()}
-			s.leases.elect(clk.Now())
-			clk.Advance(10 * time.Second)
+			s := bareLeader(c, f)
 			ctx, cancel := context.WithCancel(testCtx(t))
 			if tc.cancel {
 				cancel()
@@ -181,6 +175,20 @@ func TestProber_RecordsRenewalsInLeaseTable(t *testing.T) {
 	}
 }
 
+// bareLeader is a server with only what probeAgent needs, with c's first
+// server's configuration and failover timings f, on a virtual clock
+// elected at leaseEpoch and ten seconds into its term.
+func bareLeader(c *testCluster, f config.FailoverConfig) *Server {
+	clk := clock.NewFake(leaseEpoch)
+	cfg := *c.servers[0].cfg
+	cfg.Failover = f
+	s := &Server{config: &cfg, logger: hclog.NewNullLogger(), clock: clk, leases: newLeaseTable(clk, f),
+		probes: newProbeTable(), primaries: newPrimaryHistory()}
+	s.leases.elect(clk.Now())
+	clk.Advance(10 * time.Second)
+	return s
+}
+
 // TestProber_CountsAgentBootWindow probes an agent that keeps an adopted
 // primary on its boot window, under an agent lease_ttl longer than the
 // leader's, with a probe that renews nothing (the first of a term to an
@@ -205,14 +213,8 @@ func TestProber_CountsAgentBootWindow(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	f := leaseTimings()
-	clk := clock.NewFake(leaseEpoch)
-	cfg := *c.servers[0].cfg
-	cfg.Failover = f
-	s := &Server{config: &cfg, logger: hclog.NewNullLogger(), clock: clk, leases: newLeaseTable(clk, f),
-		probes: newProbeTable(), primaries: newPrimaryHistory()}
-	s.leases.elect(clk.Now())
-	clk.Advance(10 * time.Second)
-	now := clk.Now()
+	s := bareLeader(c, f)
+	now := s.clock.Now()
 	a := structs.Agent{HostID: "app-1", Site: "primary", Address: addr, LeaseAnchors: true}
 
 	res := s.probeAgent(testCtx(t), conn, a, []structs.Agent{a}, 1, "primary", renewal{})

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/drplane/drplane/internal/calendar"
 	"github.com/drplane/drplane/internal/kpi"
 	"github.com/drplane/drplane/internal/plan"
 	"github.com/drplane/drplane/internal/structs"
@@ -137,10 +138,7 @@ func (s *Server) kpis(req *pb.GetKPIsRequest) *pb.GetKPIsResponse {
 	drills, incidents := programmeRecords(s.fsm.executions())
 	var inTrading func(time.Time) bool
 	if len(s.config.TradingHours) > 0 {
-		inTrading = func(t time.Time) bool {
-			_, in := s.config.TradingHours.Inside(t)
-			return in
-		}
+		inTrading = (&sessionMemo{cal: s.config.TradingHours}).inside
 	}
 	resp := &pb.GetKPIsResponse{Meta: s.meta(req.GetRead().GetStale()), To: timestamppb.New(now)}
 	if o.Window > 0 {
@@ -198,4 +196,34 @@ func programmeRecords(exs []structs.Execution) ([]kpi.Drill, []kpi.Incident) {
 		}
 	}
 	return drills, incidents
+}
+
+// sessionMemo answers "inside trading hours?" for instants mostly in
+// increasing order (a year of minutes, for the KPIs) with one calendar
+// look per session and per gap between sessions, not one per minute.
+type sessionMemo struct {
+	cal calendar.Calendar
+	// [in, inEnd) is known inside a session, [out, outEnd) outside all.
+	in, inEnd, out, outEnd time.Time
+}
+
+// memoLookAhead is how far a gap between sessions is looked for at once.
+const memoLookAhead = 8 * 24 * time.Hour
+
+func (m *sessionMemo) inside(t time.Time) bool {
+	switch {
+	case !t.Before(m.in) && t.Before(m.inEnd):
+		return true
+	case !t.Before(m.out) && t.Before(m.outEnd):
+		return false
+	}
+	if s, ok := m.cal.Inside(t); ok {
+		m.in, m.inEnd = t, s.Close
+		return true
+	}
+	m.out, m.outEnd = t, t.Add(memoLookAhead)
+	if s, ok := m.cal.Overlap(t, m.outEnd); ok {
+		m.outEnd = s.Open
+	}
+	return false
 }

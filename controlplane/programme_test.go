@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/drplane/drplane/internal/calendar"
 	"github.com/drplane/drplane/internal/kpi"
 	"github.com/drplane/drplane/internal/plan"
 	"github.com/drplane/drplane/internal/structs"
@@ -69,4 +70,25 @@ func TestProgrammeRecords_KPIs(t *testing.T) {
 	require.False(t, mttr.Known)
 	require.Nil(t, mttr.Pass)
 	require.Contains(t, mttr.Detail, "restore-1 (it failed: service was not restored by it)")
+}
+
+// TestSessionMemo: the memo answers as the calendar does, minute by
+// minute over two weeks of two markets (one overnight), and out of order.
+func TestSessionMemo(t *testing.T) {
+	us, err := calendar.NewTradingHours("us-equities", "America/New_York", []string{"mon", "tue", "wed", "thu", "fri"}, "09:30", "16:00")
+	require.NoError(t, err)
+	globex, err := calendar.NewTradingHours("globex", "America/Chicago", []string{"sun", "mon", "tue", "wed", "thu"}, "17:00", "16:00")
+	require.NoError(t, err)
+	for _, cal := range []calendar.Calendar{{us}, {us, globex}} {
+		m := &sessionMemo{cal: cal}
+		from := time.Date(2027, 3, 5, 0, 0, 0, 0, time.UTC) // across the March DST change
+		for at := from; at.Before(from.Add(14 * 24 * time.Hour)); at = at.Add(time.Minute) {
+			_, want := cal.Inside(at)
+			require.Equal(t, want, m.inside(at), "%s", at)
+		}
+		for _, at := range []time.Time{from.Add(36 * time.Hour), from.Add(3 * time.Hour), from.Add(100 * time.Hour)} {
+			_, want := cal.Inside(at)
+			require.Equal(t, want, m.inside(at), "out of order: %s", at)
+		}
+	}
 }
