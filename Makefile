@@ -73,6 +73,7 @@ proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 bench: prereqs-bench $(TOOLS)/benchstat build
 	@mkdir -p bin
 	$(GO) test -run '^$$' -bench 'BenchmarkFSMApply' -benchtime 2s -count 6 ./controlplane/ | tee bin/bench-apply.txt
+	$(GO) test -run '^$$' -bench 'BenchmarkKPIs' -benchtime 20x -count 6 ./controlplane/ | tee bin/bench-kpis.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkReelection' -benchtime 1x -count 6 -timeout 20m ./e2e/ | tee bin/bench-election.txt
 	DRPLANE_BENCH_FULL=$(BENCH_FULL) $(GO) test -run '^$$' -bench 'BenchmarkPull' \
 		-benchtime $(if $(filter 1,$(BENCH_FULL)),1x,2x) -count 6 -timeout 40m ./hostagent/rsync/ | tee bin/bench-rsync.txt

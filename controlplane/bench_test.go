@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drplane/drplane/internal/calendar"
+	"github.com/drplane/drplane/internal/kpi"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
+	"github.com/stretchr/testify/require"
 )
 
 // BenchmarkFSMApply measures committed commands per second through the
@@ -51,4 +54,40 @@ func BenchmarkFSMApply(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "cmds/s")
 		})
 	}
+}
+
+// BenchmarkKPIs_YearOfMinutes computes the KPIs as GetKPIs does over a
+// year of availability minutes (a down minute every day, so 730 runs)
+// with New York's trading hours, 100 drills and 20 incidents: the cost
+// of `drplane report` on a year-old deployment.
+func BenchmarkKPIs_YearOfMinutes(b *testing.B) {
+	us, err := calendar.NewTradingHours("us-equities", "America/New_York", []string{"mon", "tue", "wed", "thu", "fri"}, "09:30", "16:00")
+	require.NoError(b, err)
+	now := time.Date(2027, 12, 1, 0, 0, 0, 0, time.UTC)
+	start := now.AddDate(-1, 0, 0)
+	var m kpi.Minutes
+	for at := start; at.Before(now); at = at.Add(time.Minute) {
+		state := kpi.MinuteUp
+		if at.Hour() == 15 && at.Minute() == 0 {
+			state = kpi.MinuteDown
+		}
+		m.Record(at, state)
+	}
+	var drills []kpi.Drill
+	for i := range 100 {
+		drills = append(drills, kpi.Drill{ID: fmt.Sprint(i), FinishedAt: start.Add(time.Duration(i) * 80 * time.Hour), Succeeded: true, RTO: kpi.RTOMet})
+	}
+	var incidents []kpi.Incident
+	for i := range 20 {
+		d := time.Duration(i+1) * time.Minute
+		incidents = append(incidents, kpi.Incident{ID: fmt.Sprint(i), FinishedAt: start.Add(time.Duration(i) * 400 * time.Hour), Recovery: &d})
+	}
+	o := kpi.Objectives{DrillSuccessRate: 0.95, Availability: 0.995, AvailabilityTradingHours: 0.999, MTTR: 15 * time.Minute, Window: 365 * 24 * time.Hour}
+	for b.Loop() {
+		res := kpi.Compute(o, now, m, (&sessionMemo{cal: calendar.Calendar{us}}).inside, drills, incidents)
+		if !res[2].Known {
+			b.Fatal(res[2].Detail)
+		}
+	}
+	b.ReportMetric(float64(len(m.Runs)), "runs")
 }
