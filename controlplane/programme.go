@@ -17,8 +17,9 @@ import (
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 )
 
-// planDrills is, per plan with a schedule or a drill on record, its last
-// drill and whether it is overdue: no successful drill within the
+// planDrills is, per plan that has a drill (a failover plan's site drill,
+// a restore plan's restore drill) or a schedule or a drill on record, its
+// last drill and whether it is overdue: no successful drill within the
 // shortest interval of its schedules, or never one.
 func (s *Server) planDrills(v scheduleView, now time.Time) []*pb.PlanDrill {
 	intervals := map[string]time.Duration{}
@@ -32,12 +33,19 @@ func (s *Server) planDrills(v scheduleView, now time.Time) []*pb.PlanDrill {
 			order = append(order, sc.Plan)
 		}
 	}
-	for name := range v.LastDrill {
-		if !slices.Contains(order, name) {
-			order = append(order, name)
+	for _, scn := range plan.Scenarios(s.config.Objectives, s.config.Plans) {
+		if (scn.Kind == plan.KindFailover || scn.Kind == plan.KindRestore) && !slices.Contains(order, scn.Name) {
+			order = append(order, scn.Name)
 		}
 	}
-	slices.Sort(order[len(intervals):])
+	var others []string
+	for name := range v.LastDrill {
+		if !slices.Contains(order, name) {
+			others = append(others, name)
+		}
+	}
+	slices.Sort(others)
+	order = append(order, others...)
 	var out []*pb.PlanDrill
 	for _, name := range order {
 		d := &pb.PlanDrill{Plan: name}

@@ -93,8 +93,9 @@ func TestScheduler_DrillDeferredOutOfTradingHours_RunsOnce(t *testing.T) {
 	time.Sleep(3 * schedulerTick)
 	require.Empty(t, executions(t, ts))
 	st := ts.status(t)
-	require.Len(t, st.GetDrills(), 1)
-	require.True(t, st.GetDrills()[0].GetOverdue(), "never drilled: overdue")
+	require.True(t, planDrill(t, st, "failover").GetOverdue(), "never drilled: overdue")
+	require.False(t, planDrill(t, st, "restore").GetOverdue(), "no schedule: never overdue")
+	require.Nil(t, planDrill(t, st, "restore").GetInterval())
 
 	// At the close the drill runs.
 	cal.Advance(friday16.Sub(friday10))
@@ -128,9 +129,7 @@ func TestScheduler_DrillDeferredOutOfTradingHours_RunsOnce(t *testing.T) {
 	time.Sleep(3 * schedulerTick)
 	require.Len(t, executions(t, ts), 1, "a new leader does not run the slot again")
 	st = ts.status(t)
-	require.Len(t, st.GetDrills(), 1)
-	d := st.GetDrills()[0]
-	require.Equal(t, "failover", d.GetPlan())
+	d := planDrill(t, st, "failover")
 	require.Equal(t, ex.GetId(), d.GetLastExecution())
 	require.False(t, d.GetOverdue(), d.GetOverdueReason())
 	require.Equal(t, 90*24*time.Hour, d.GetInterval().AsDuration())
@@ -144,6 +143,20 @@ func nextWeekday(from time.Time, day time.Weekday, hour int, loc *time.Location)
 		d = d.AddDate(0, 0, 1)
 	}
 	return d
+}
+
+// planDrill is plan's drill record in st.
+func planDrill(t *testing.T, st *pb.GetStatusResponse, plan string) *pb.PlanDrill {
+	t.Helper()
+	var names []string
+	for _, d := range st.GetDrills() {
+		if d.GetPlan() == plan {
+			return d
+		}
+		names = append(names, d.GetPlan())
+	}
+	t.Fatalf("no drill record of plan %s in status: %v", plan, names)
+	return nil
 }
 
 func hasEvent(ns []*pb.Notification, event string) bool {
