@@ -103,7 +103,7 @@ type Agent struct {
 	rsyncServer *rsync.Server
 	// syncMu serialises set-sync-standbys steps, each checked against
 	// and recorded in syncTerms, per data service the highest leader term
-	// of one taken (see takeSyncTerm).
+	// of one taken, kept in data_dir (see takeSyncTermLocked).
 	syncMu    sync.Mutex
 	syncTerms map[string]uint64
 
@@ -176,8 +176,8 @@ func New(cfg *config.AgentConfig, deps Deps) (a *Agent, err error) {
 	return a, nil
 }
 
-// openState opens the epoch store and the journal in data_dir and starts
-// the boot lease.
+// openState opens the epoch store, the journal and the synchronous
+// standbys' leader terms in data_dir and starts the boot lease.
 func (a *Agent) openState() error {
 	if err := os.MkdirAll(a.config.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir %s: %w", a.config.DataDir, err)
@@ -187,6 +187,9 @@ func (a *Agent) openState() error {
 		return err
 	}
 	if a.journal, err = openJournal(filepath.Join(a.config.DataDir, "journal"), a.dataDir); err != nil {
+		return err
+	}
+	if a.syncTerms, err = readSyncTerms(a.config.DataDir); err != nil {
 		return err
 	}
 	window, err := bootWindow(a.config.DataDir, a.startedAt, a.config.LeaseTTL)

@@ -20,8 +20,9 @@ import (
 type WriteFileFunc func(path string, data []byte, durable bool) error
 
 // dataDirWriter writes the agent's own files in data_dir: the epoch
-// (invariant 2), the step journal (invariant 3) and the lease record
-// (invariant 4). Every such write goes through it, so that a failure (a
+// (invariant 2), the step journal (invariant 3), the lease record
+// (invariant 4) and the synchronous standbys' leader terms (invariant 8).
+// Every such write goes through it, so that a failure (a
 // full disk, a read-only mount) is seen in one place: probes report the
 // data_dir unwritable from the first failed write until a write succeeds
 // again, where it used to show only as a warning in the agent's log.

@@ -2,7 +2,12 @@ package hostagent
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/drplane/drplane/hostagent/driver"
@@ -78,15 +83,46 @@ func leaderTermArg(req *pb.ExecuteRequest) (uint64, bool, error) {
 // deposed leader's step, delayed in the network, must not stop the
 // primary waiting for a standby its successor has since recorded
 // synchronous (invariant 8). The caller holds syncMu until the setting
-// is made, so check and setting are one. The agent keeps the terms in
-// memory: a step delayed across an agent restart is not a case it guards.
+// is made, so check and setting are one. A later term is written to
+// data_dir before the setting is made, so that a step delayed across an
+// agent restart is refused too.
 func (a *Agent) takeSyncTermLocked(service string, term uint64) error {
-	if seen := a.syncTerms[service]; term < seen {
+	seen := a.syncTerms[service]
+	if term < seen {
 		return fmt.Errorf("refused: a leader of term %d set the synchronous standbys of %s since this step's leader (term %d) sent it", seen, service, term)
 	}
-	if a.syncTerms == nil {
-		a.syncTerms = map[string]uint64{}
+	if term == seen {
+		return nil
 	}
-	a.syncTerms[service] = term
+	terms := maps.Clone(a.syncTerms)
+	if terms == nil {
+		terms = map[string]uint64{}
+	}
+	terms[service] = term
+	if err := a.dataDir.writeJSON(filepath.Join(a.config.DataDir, syncTermsFileName), terms); err != nil {
+		return fmt.Errorf("record leader term %d of the synchronous standbys of %s: %w", term, service, err)
+	}
+	a.syncTerms = terms
 	return nil
+}
+
+// syncTermsFileName is the file in data_dir that keeps, per data service,
+// the highest leader term whose set-sync-standbys step the agent took.
+const syncTermsFileName = "sync_terms"
+
+// readSyncTerms reads dir's sync_terms file: none when it does not exist.
+func readSyncTerms(dir string) (map[string]uint64, error) {
+	path := filepath.Join(dir, syncTermsFileName)
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return map[string]uint64{}, nil
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	terms := map[string]uint64{}
+	if err := json.Unmarshal(data, &terms); err != nil {
+		return nil, fmt.Errorf("decode %s: %w (remove it only if no leader can still send a set-sync-standbys step to this host)", path, err)
+	}
+	return terms, nil
 }

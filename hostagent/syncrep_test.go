@@ -142,7 +142,8 @@ func TestAgent_Promote_SyncStandbys(t *testing.T) {
 // of an older term than one the agent took is refused and changes
 // nothing; a deposed leader's late "stop waiting" cannot undo what its
 // successor set (invariant 8). Equal and later terms, and steps without
-// a term (an older leader), are taken.
+// a term (an older leader), are taken. The terms are kept in data_dir:
+// a restarted agent refuses the stale step as well.
 func TestAgent_SetSyncStandbys_StaleLeaderTermRefused(t *testing.T) {
 	ta := newTestAgent(t, time.Hour, map[string]driver.Role{"pg": driver.RolePrimary, "app": driver.RoleStopped})
 	pg := ta.fakes["pg"]
@@ -166,4 +167,12 @@ func TestAgent_SetSyncStandbys_StaleLeaderTermRefused(t *testing.T) {
 
 	_, _, err = ta.execute(step("bad", "db-2", "seven"))
 	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+
+	// The term outlives the agent: a step delayed across its restart is
+	// refused too.
+	ta.restart()
+	_, res, err = ta.execute(step("t7-late", "", "7"))
+	require.NoError(t, err)
+	require.False(t, res.GetOk())
+	require.Contains(t, res.GetMessage(), "a leader of term 8 set the synchronous standbys of pg since this step's leader (term 7) sent it")
 }
