@@ -256,7 +256,7 @@ func runForcedFailover(ctx context.Context, opts *executeOptions, client pb.Oper
 	out := opts.f.IO.Out
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	resp, err := client.RecoverQuorum(rctx, &pb.RecoverQuorumRequest{To: opts.To, ConfirmPrimaryDown: true, AllowDataLoss: opts.AllowDataLoss})
+	resp, err := client.RecoverQuorum(rctx, &pb.RecoverQuorumRequest{To: opts.To, ConfirmPrimaryDown: true, AllowDataLoss: opts.AllowDataLoss, Note: opts.Note})
 	cancel()
 	if err != nil {
 		return explain(opts.f.addr, err)

@@ -318,6 +318,7 @@ func (e *operatorEndpoint) RecoverQuorum(ctx context.Context, req *pb.RecoverQuo
 	}
 	p := s.newRecoveryPlan(st, time.Now(), false, req.GetAllowDataLoss(), actorFromContext(ctx, s.config.NodeID),
 		"operator confirmed site "+st.ActiveSite+" down")
+	p.Note = req.GetNote()
 	s.setQuorumNote("quorum lost; " + why + "; recovering: " + p.Reason)
 	if err := s.prepareRecovery(p); err != nil {
 		return nil, toStatus(err)

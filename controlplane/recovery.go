@@ -44,6 +44,8 @@ type recoveryPlan struct {
 	TriggerTime   time.Time `json:"trigger_time"`
 	Automatic     bool      `json:"automatic"`
 	AllowDataLoss bool      `json:"allow_data_loss"`
+	// Note is the operator's --note, kept with the failover.
+	Note string `json:"note,omitempty"`
 	// Recovered is set once the Raft configuration was rewritten; the
 	// failover is still to be started by this server as leader.
 	Recovered bool `json:"recovered"`
@@ -133,7 +135,7 @@ func (s *Server) startRecoveredFailover(ctx context.Context) {
 		done("recovered failover not needed: the target site is active already", "recovery_id", p.ID, "site", p.ToSite)
 		return
 	}
-	ex, err := s.newExecution(&pb.StartExecutionRequest{Kind: string(plan.KindFailover), To: p.ToSite, AllowDataLoss: p.AllowDataLoss}, p.Actor, p.TriggerTime)
+	ex, err := s.newExecution(&pb.StartExecutionRequest{Kind: string(plan.KindFailover), To: p.ToSite, AllowDataLoss: p.AllowDataLoss, Note: p.Note}, p.Actor, p.TriggerTime)
 	if err != nil {
 		s.logger.Error("failed to derive the failover of a quorum-loss recovery", "recovery_id", p.ID, "error", err)
 		return

@@ -223,12 +223,13 @@ func TestQuorumLoss_NoStonith_WaitsForOperator(t *testing.T) {
 	require.Error(t, err)
 
 	// With it, the DR site recovers and fails over.
-	resp, err := ts.c.client(s3).RecoverQuorum(testCtx(t), &pb.RecoverQuorumRequest{To: "dr", ConfirmPrimaryDown: true})
+	resp, err := ts.c.client(s3).RecoverQuorum(testCtx(t), &pb.RecoverQuorumRequest{To: "dr", ConfirmPrimaryDown: true, Note: "INC-7 primary DC dark"})
 	require.NoError(t, err)
 	require.NotEmpty(t, resp.GetId())
 	ex, leader := ts.waitRecoveredFailover(t)
 	require.Equal(t, "succeeded", structs.ExecStateName(ex.GetState()), ex.GetMessage())
 	require.Equal(t, "manual", structs.TriggerName(ex.GetTrigger()))
+	require.Equal(t, "INC-7 primary DC dark", ex.GetNote(), "the operator's note is kept across the recovery's restart")
 	require.Equal(t, "dr", leader.fsm.view().ActiveSite)
 	// Nothing but the operator's word bounds when the old primary stopped
 	// acknowledging writes (its servers may have kept leading): the RPO

@@ -3437,8 +3437,11 @@ type RecoverQuorumRequest struct {
 	// down or fenced; the server refuses without it.
 	ConfirmPrimaryDown bool `protobuf:"varint,2,opt,name=confirm_primary_down,json=confirmPrimaryDown,proto3" json:"confirm_primary_down,omitempty"`
 	AllowDataLoss      bool `protobuf:"varint,3,opt,name=allow_data_loss,json=allowDataLoss,proto3" json:"allow_data_loss,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// note is the operator's word on why, kept with the failover the
+	// recovered server starts, as StartExecutionRequest's note.
+	Note          string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecoverQuorumRequest) Reset() {
@@ -3490,6 +3493,13 @@ func (x *RecoverQuorumRequest) GetAllowDataLoss() bool {
 		return x.AllowDataLoss
 	}
 	return false
+}
+
+func (x *RecoverQuorumRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
 }
 
 type RecoverQuorumResponse struct {
@@ -4999,11 +5009,12 @@ const file_drplane_v1_operator_proto_rawDesc = "" +
 	"\breceiver\x18\x02 \x01(\tR\breceiver\"X\n" +
 	"\x18TestNotificationResponse\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.drplane.v1.ResponseMetaR\x04meta\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\"\x80\x01\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"\x94\x01\n" +
 	"\x14RecoverQuorumRequest\x12\x0e\n" +
 	"\x02to\x18\x01 \x01(\tR\x02to\x120\n" +
 	"\x14confirm_primary_down\x18\x02 \x01(\bR\x12confirmPrimaryDown\x12&\n" +
-	"\x0fallow_data_loss\x18\x03 \x01(\bR\rallowDataLoss\"Y\n" +
+	"\x0fallow_data_loss\x18\x03 \x01(\bR\rallowDataLoss\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\"Y\n" +
 	"\x15RecoverQuorumResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06voters\x18\x02 \x03(\tR\x06voters\x12\x18\n" +
