@@ -46,12 +46,14 @@ type point struct {
 }
 
 // htmlExecution is one execution's timeline: a lane per host, a bar per
-// step that ran.
+// step that ran, and above them, when the RTO was measured, the span it
+// counts (spans are not bars: one bar is one step).
 type htmlExecution struct {
 	ID, Title, Result, Measured string
 	Height                      float64
 	Lanes                       []lane
 	Bars                        []bar
+	Spans                       []bar
 	Ticks                       []tick
 }
 
@@ -80,13 +82,22 @@ const (
 	trendHeight   = 120.0
 )
 
-// timelineOf lays out ex's steps: the x axis is time from the
-// execution's start, each host a lane (control-plane steps in the
-// leader's lane).
+// timelineOf lays out ex's steps: each host a lane (control-plane steps
+// in the leader's lane). With a measured RTO, an RTO lane on top shows
+// what it counts: from the outage's start (a failover's last sign of
+// life of the lost site, or the command) to the end of the last health
+// gate, so that the time before the first step (detection and decision)
+// is on the chart too. The x axis is time from the earlier of that start
+// and the execution's.
 func timelineOf(ex *pb.Execution) htmlExecution {
 	out := htmlExecution{ID: ex.GetId(), Title: ex.GetKind() + " " + route(ex), Result: execState(ex),
 		Measured: fmt.Sprintf("RTO %s, RPO %s", measured(ex.GetHasRto(), ex.GetRtoSeconds()), measured(ex.GetHasRpo(), ex.GetRpoSeconds()))}
-	start := ex.GetStartedAt().AsTime()
+	execStart := ex.GetStartedAt().AsTime()
+	start := execStart
+	rtoFrom, rtoTo, hasRTO := rtoSpan(ex)
+	if hasRTO && rtoFrom.Before(start) {
+		start = rtoFrom
+	}
 	end := start
 	for _, st := range ex.GetSteps() {
 		if st.GetEndedAt() != nil && st.GetEndedAt().AsTime().After(end) {
@@ -100,6 +111,17 @@ func timelineOf(ex *pb.Execution) htmlExecution {
 	x := func(t time.Time) float64 { return timelineLeft + timelineWidth*float64(t.Sub(start))/float64(span) }
 	laneOf := map[string]int{}
 	var names []string
+	if hasRTO {
+		names = append(names, "RTO")
+		y := 4.0
+		if rtoFrom.Before(execStart) {
+			out.Spans = append(out.Spans, bar{X: x(rtoFrom), Y: y, W: max(x(execStart)-x(rtoFrom), 2), Class: "before",
+				Title: fmt.Sprintf("%s before the first step (detection and decision), from %s", execStart.Sub(rtoFrom).Round(time.Millisecond), rtoFrom.UTC().Format("15:04:05.000"))})
+		}
+		from := maxTime(rtoFrom, execStart)
+		out.Spans = append(out.Spans, bar{X: x(from), Y: y, W: max(x(rtoTo)-x(from), 2), Class: "rto",
+			Title: fmt.Sprintf("RTO %s: to the end of the last health gate at %s", measured(true, ex.GetRtoSeconds()), rtoTo.UTC().Format("15:04:05.000"))})
+	}
 	for _, st := range ex.GetSteps() {
 		if st.GetStartedAt() == nil {
 			continue
@@ -130,6 +152,31 @@ func timelineOf(ex *pb.Execution) htmlExecution {
 		out.Ticks = append(out.Ticks, tick{X: timelineLeft + timelineWidth*float64(i)/4, Y: out.Height - 6, Label: "+" + d.Round(time.Millisecond).String()})
 	}
 	return out
+}
+
+// rtoSpan is what ex's RTO counts: it ends at the end of the last health
+// gate that succeeded (as the leader measures it) and starts RTO seconds
+// before. False without a measured RTO.
+func rtoSpan(ex *pb.Execution) (from, to time.Time, ok bool) {
+	if !ex.GetHasRto() {
+		return time.Time{}, time.Time{}, false
+	}
+	for _, st := range ex.GetSteps() {
+		if st.GetStep().GetHealthGate() && st.GetState() == pb.StepState_STEP_STATE_SUCCEEDED && st.GetEndedAt() != nil && st.GetEndedAt().AsTime().After(to) {
+			to = st.GetEndedAt().AsTime()
+		}
+	}
+	if to.IsZero() {
+		return time.Time{}, time.Time{}, false
+	}
+	return to.Add(-time.Duration(ex.GetRtoSeconds() * float64(time.Second))), to, true
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // trendsOf draws each scenario's RTO over its runs in time order.
@@ -197,6 +244,7 @@ svg{display:block;margin:4px 0 12px}.lane{font-size:12px;fill:#444}.tick{font-si
 .bar{stroke:#333;stroke-width:.5}.succeeded{fill:#4caf50}.failed{fill:#e53935}.cancelled,.skipped{fill:#bbb}
 .running,.waiting,.pending{fill:#fbc02d}.trend{fill:none;stroke:#1565c0;stroke-width:2}.dot{fill:#1565c0}
 .target{stroke:#b3261e;stroke-dasharray:4 3}.meta{color:#666}
+.span{stroke:#333;stroke-width:.5}.span.before{fill:#f5c6c3}.span.rto{fill:#90caf9}
 </style></head><body>
 <h1>drplane report</h1>
 <p class="meta">Generated {{.Generated}}.{{if .Evidence}} {{.Evidence}}{{end}}</p>
@@ -224,9 +272,11 @@ svg{display:block;margin:4px 0 12px}.lane{font-size:12px;fill:#444}.tick{font-si
 {{range .Log}}<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>
 {{end}}</table>
 <h2>Executions</h2>
+<p class="meta">A bar per step that ran, a lane per host; red is a failed step. The RTO lane shows what the RTO counts: <span style="background:#f5c6c3">&nbsp;before the first step&nbsp;</span> (detecting the outage and deciding), then <span style="background:#90caf9">&nbsp;the steps&nbsp;</span> to the end of the last health gate. Hover over a bar for its step and times.</p>
 {{range .Executions}}<h3 id="{{.ID}}">{{.ID}}: {{.Title}}, {{.Result}} ({{.Measured}})</h3>
 <svg class="timeline" data-execution="{{.ID}}" width="900" height="{{.Height}}" viewBox="0 0 900 {{.Height}}" role="img" aria-label="steps of {{.ID}} over time">
 {{range .Lanes}}<text class="lane" x="4" y="{{.Y}}" dominant-baseline="middle">{{.Name}}</text>{{end}}
+{{range .Spans}}<rect class="span {{.Class}}" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="16"><title>{{.Title}}</title></rect>{{end}}
 {{range .Bars}}<rect class="{{.Class}}" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="16"><title>{{.Title}}</title></rect>{{end}}
 {{range .Ticks}}<text class="tick" x="{{.X}}" y="{{.Y}}" text-anchor="middle">{{.Label}}</text>{{end}}
 </svg>

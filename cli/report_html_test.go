@@ -16,8 +16,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// reportExecutions are two executions as the servers return them: a
-// failover with a failed step and a skipped one, and a switchover.
+// reportExecutions are three executions as the servers return them: a
+// switchover, a failover with a failed step and a skipped one, and an
+// automatic failover whose RTO counts from the outage, 5 s before its
+// first step, to its health gate.
 func reportExecutions() []*pb.Execution {
 	t0 := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
 	ts := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(t0.Add(d)) }
@@ -39,7 +41,17 @@ func reportExecutions() []*pb.Execution {
 			Steps: []*pb.ExecutionStep{step("fence:db-1", "db-1", ok, time.Hour, time.Hour+200*time.Millisecond),
 				step("promote:postgres@db-2", "db-2", failed, time.Hour+200*time.Millisecond, time.Hour+3*time.Second),
 				step("start:engine@app-2", "app-2", skipped, 0, 0)}},
+		{Id: "failover-3", Kind: "failover", From: "primary", To: "dr", Trigger: pb.ExecutionTrigger_EXECUTION_TRIGGER_AUTOMATIC, State: pb.ExecutionState_EXECUTION_STATE_SUCCEEDED,
+			StartedAt: ts(2 * time.Hour), FinishedAt: ts(2*time.Hour + 1500*time.Millisecond), HasRto: true, RtoSeconds: 6.4, HasRpo: true, RtoTargetSeconds: 600,
+			Steps: []*pb.ExecutionStep{step("promote:postgres@db-2", "db-2", ok, 2*time.Hour, 2*time.Hour+400*time.Millisecond),
+				gate(step("check:engine@app-2", "app-2", ok, 2*time.Hour+400*time.Millisecond, 2*time.Hour+1400*time.Millisecond))}},
 	}
+}
+
+// gate makes st a health gate, the step whose end ends the RTO.
+func gate(st *pb.ExecutionStep) *pb.ExecutionStep {
+	st.Step.HealthGate = true
+	return st
 }
 
 // TestHTMLReport_OneBarPerStep: the report is one self-contained file
@@ -76,6 +88,13 @@ func TestHTMLReport_OneBarPerStep(t *testing.T) {
 	require.Contains(t, html, "Evidence chain: 2 executions sealed")
 	require.Contains(t, html, "<td>99.31 %</td><td>99.5 %</td><td class=\"no\">&#10008; no</td>", "a KPI below its target is marked")
 	require.Contains(t, html, "<td>4m12s</td><td>15m0s</td>")
+	// The RTO lane shows what the RTO counts, the time before the first
+	// step included: 5 s before, then 1.4 s of steps to the health gate.
+	require.Equal(t, 1, strings.Count(html, `<rect class="span rto"`), "only an execution with a health gate has an RTO lane")
+	require.Equal(t, 1, strings.Count(html, `<rect class="span before"`))
+	require.Contains(t, html, "<title>5s before the first step (detection and decision), from 10:59:55.000</title>")
+	require.Contains(t, html, "<title>RTO 6.4s: to the end of the last health gate at 11:00:01.400</title>")
+	require.Regexp(t, `<rect class="span before" x="130" y="4" width="584\.61`, html, "5 s of the chart's 6.5 s, outage to the execution's end")
 
 	chromium := testutil.RequireProgram(t, "chromium", "chromium")
 	dir := t.TempDir()
@@ -101,7 +120,8 @@ func TestHTMLReport_OneBarPerStep(t *testing.T) {
 	require.Greater(t, len(shot), 10_000, "something was drawn")
 	dom := run("--dump-dom", "file://"+path)
 	require.Equal(t, ran, strings.Count(dom, `<rect class="bar `), "the browser's DOM has one bar per step")
-	require.Equal(t, 2, strings.Count(dom, `<svg class="timeline"`))
+	require.Equal(t, 3, strings.Count(dom, `<svg class="timeline"`))
+	require.Equal(t, 1, strings.Count(dom, `<rect class="span before"`))
 	require.Equal(t, 1, strings.Count(dom, `<table class="kpis">`))
 	require.Contains(t, dom, "availability_trading_hours")
 }
