@@ -118,7 +118,10 @@ func timelineOf(ex *pb.Execution) htmlExecution {
 			out.Spans = append(out.Spans, bar{X: x(rtoFrom), Y: y, W: max(x(execStart)-x(rtoFrom), 2), Class: "before",
 				Title: fmt.Sprintf("%s before the first step (detection and decision), from %s", execStart.Sub(rtoFrom).Round(time.Millisecond), rtoFrom.UTC().Format("15:04:05.000"))})
 		}
-		from := maxTime(rtoFrom, execStart)
+		from := execStart
+		if rtoFrom.After(from) {
+			from = rtoFrom
+		}
 		out.Spans = append(out.Spans, bar{X: x(from), Y: y, W: max(x(rtoTo)-x(from), 2), Class: "rto",
 			Title: fmt.Sprintf("RTO %s: to the end of the last health gate at %s", measured(true, ex.GetRtoSeconds()), rtoTo.UTC().Format("15:04:05.000"))})
 	}
@@ -170,13 +173,6 @@ func rtoSpan(ex *pb.Execution) (from, to time.Time, ok bool) {
 		return time.Time{}, time.Time{}, false
 	}
 	return to.Add(-time.Duration(ex.GetRtoSeconds() * float64(time.Second))), to, true
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 // trendsOf draws each scenario's RTO over its runs in time order.

@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -58,22 +57,6 @@ type recoveryPlan struct {
 	ConfirmedDownAt time.Time `json:"confirmed_down_at,omitempty"`
 }
 
-// readJSONFile decodes the JSON file at path into v, reporting false when
-// there is no such file (no pending recovery, no removed mark).
-func readJSONFile(path string, v any) (bool, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("parse %s: %w", path, err)
-	}
-	return true, nil
-}
-
 // RestartRequested is closed when the server needs to be stopped and
 // started again with the same configuration: after it prepared a
 // quorum-loss recovery, was removed, or was told to rejoin.
@@ -92,7 +75,7 @@ func (s *Server) requestRestart(why string) {
 func (s *Server) recoverAtStart(rc *raft.Config, logs raft.LogStore, stable raft.StableStore, snaps raft.SnapshotStore, trans raft.Transport) (*recoveryPlan, error) {
 	path := filepath.Join(s.config.DataDir, recoveryFileName)
 	var p recoveryPlan
-	ok, err := readJSONFile(path, &p)
+	ok, err := fsutil.ReadJSON(path, &p)
 	if err != nil || !ok {
 		return nil, err
 	}

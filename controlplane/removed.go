@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drplane/drplane/internal/fsutil"
 	"github.com/drplane/drplane/internal/rpcerr"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 	"google.golang.org/grpc"
@@ -49,7 +50,7 @@ func (m removedMark) reason() string {
 // or "" when it was not.
 func ReadRemovedMark(dir string) (string, error) {
 	var m removedMark
-	ok, err := readJSONFile(filepath.Join(dir, removedFileName), &m)
+	ok, err := fsutil.ReadJSON(filepath.Join(dir, removedFileName), &m)
 	if err != nil || !ok {
 		return "", err
 	}

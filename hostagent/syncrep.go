@@ -2,15 +2,13 @@ package hostagent
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"strconv"
 
 	"github.com/drplane/drplane/hostagent/driver"
+	"github.com/drplane/drplane/internal/fsutil"
 	"github.com/drplane/drplane/internal/structs"
 	pb "github.com/drplane/drplane/proto/drplane/v1"
 )
@@ -112,17 +110,9 @@ const syncTermsFileName = "sync_terms"
 
 // readSyncTerms reads dir's sync_terms file: none when it does not exist.
 func readSyncTerms(dir string) (map[string]uint64, error) {
-	path := filepath.Join(dir, syncTermsFileName)
-	data, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return map[string]uint64{}, nil
-	case err != nil:
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
 	terms := map[string]uint64{}
-	if err := json.Unmarshal(data, &terms); err != nil {
-		return nil, fmt.Errorf("decode %s: %w (remove it only if no leader can still send a set-sync-standbys step to this host)", path, err)
+	if _, err := fsutil.ReadJSON(filepath.Join(dir, syncTermsFileName), &terms); err != nil {
+		return nil, fmt.Errorf("%w (remove it only if no leader can still send a set-sync-standbys step to this host)", err)
 	}
 	return terms, nil
 }
