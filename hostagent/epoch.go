@@ -1,10 +1,8 @@
 package hostagent
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 
@@ -46,16 +44,9 @@ type epochFile struct {
 // openEpochStore reads dir/epoch, starting from 0 when it does not exist.
 func openEpochStore(dir string, w *dataDirWriter) (*epochStore, error) {
 	s := &epochStore{path: filepath.Join(dir, "epoch"), w: w}
-	data, err := os.ReadFile(s.path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return s, nil
-	case err != nil:
-		return nil, fmt.Errorf("read epoch file %s: %w", s.path, err)
-	}
 	var f epochFile
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("decode epoch file %s: %w", s.path, err)
+	if _, err := fsutil.ReadJSON(s.path, &f); err != nil {
+		return nil, fmt.Errorf("epoch file: %w", err)
 	}
 	s.epoch = f.Epoch
 	return s, nil

@@ -1,14 +1,13 @@
 package hostagent
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/drplane/drplane/internal/fsutil"
 	"github.com/drplane/drplane/internal/names"
 )
 
@@ -194,16 +193,10 @@ func (j *journal) end(execID, stepID, action, target string, run *stepRun, res *
 }
 
 func (j *journal) read(execID, stepID string) (*journalRecord, error) {
-	data, err := os.ReadFile(j.path(execID, stepID))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read journal for %s/%s: %w", execID, stepID, err)
-	}
 	var rec journalRecord
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return nil, fmt.Errorf("decode journal for %s/%s: %w", execID, stepID, err)
+	ok, err := fsutil.ReadJSON(j.path(execID, stepID), &rec)
+	if err != nil || !ok {
+		return nil, err
 	}
 	return &rec, nil
 }
