@@ -257,10 +257,10 @@ func (c *testCluster) restart(ts *testServer) {
 	c.start(ts, listen(c.t, grpcAddr), listen(c.t, raftAddr))
 }
 
-// waitForLeader waits until one leader is elected, every live server
-// knows its address and has registered with it, and returns it. On a
-// partitioned network only the leader of a majority counts, and only the
-// servers connected to it must know it.
+// waitForLeader waits until one leader is elected and established, every
+// live server knows its address and has registered with it, and returns
+// it. On a partitioned network only the leader of a majority counts, and
+// only the servers connected to it must know it.
 func (c *testCluster) waitForLeader() *testServer {
 	c.t.Helper()
 	var leader *testServer
@@ -276,6 +276,15 @@ func (c *testCluster) waitForLeader() *testServer {
 		}
 		if leader == nil {
 			return false, fmt.Errorf("no leader")
+		}
+		// A leader acts only once its Barrier has brought its FSM up to
+		// every committed entry and the sites are initialized; a test
+		// reading its state before then reads an earlier term's.
+		if leader.leaderContext() == nil {
+			return false, fmt.Errorf("leader %s has not passed its Barrier yet", leader.cfg.NodeID)
+		}
+		if !leader.fsm.view().Initialized {
+			return false, fmt.Errorf("leader %s has not initialized the sites yet", leader.cfg.NodeID)
 		}
 		records := leader.fsm.view().Servers
 		for _, ts := range c.servers {
