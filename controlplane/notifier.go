@@ -125,10 +125,24 @@ func (s *Server) deliver(ctx context.Context, r config.NotifyConfig, n *structs.
 	} else {
 		s.logger.Info("notification delivered", "notify", r.Name, "id", n.ID, "event", n.Event, "after", r.After)
 	}
-	if _, aerr := s.raftApply(structs.NotificationSentRequestType, req); aerr != nil {
-		return fmt.Errorf("record the delivery of %s to %s: %w", n.ID, r.Name, aerr)
+	// Only the record is retried, never the send: a leader whose write
+	// failed (a leadership transfer in progress, say) and sent again
+	// would tell the receiver once per attempt. The request id stays the
+	// same, so a record that did land is not applied twice.
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		_, aerr := s.raftApply(structs.NotificationSentRequestType, req)
+		if aerr == nil {
+			return err
+		}
+		s.logger.Warn("failed to record a notification's delivery; retrying the record", "notify", r.Name, "id", n.ID, "error", aerr)
+		select {
+		case <-ctx.Done():
+			// This leadership ended unrecorded: the next leader sends it
+			// again, which the delivery id lets the receiver drop.
+			return fmt.Errorf("record the delivery of %s to %s: %w", n.ID, r.Name, aerr)
+		case <-time.After(wait):
+		}
 	}
-	return err
 }
 
 // raiseBackupFailures raises a backup_failed notification for each

@@ -108,7 +108,21 @@ func TestNotify_AutomaticFailover_EscalatesUntilAck(t *testing.T) {
 	require.GreaterOrEqual(t, managers.At.Sub(raised), 3*time.Second, "managers are told after their after")
 	require.Empty(t, hook.at("/execs"), "not yet")
 
-	// The leader changes before the executives' turn.
+	// The leader changes before the executives' turn, once the managers'
+	// delivery is recorded (a delivery the leader had no time to record
+	// is sent again by the next one: see the README).
+	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
+		list, err := ts.c.client(ts.c.waitForLeader()).ListNotifications(testCtx(t), &pb.ListNotificationsRequest{})
+		if err != nil {
+			return false, err
+		}
+		for _, n := range list.GetNotifications() {
+			if n.GetId() == oncall.Message.ID && len(n.GetDeliveries()) == 2 {
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("the managers' delivery is not recorded yet")
+	})
 	leader := ts.c.waitForLeader()
 	require.NoError(t, leader.raft.LeadershipTransfer().Error())
 	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
