@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -56,7 +57,9 @@ func TestMetrics_MatchStatus(t *testing.T) {
 	var f metricstest.Families
 	var st *pb.GetStatusResponse
 	// The probes run on: take a status and a scrape that saw the same
-	// probes of every agent (each reachable, as in the status).
+	// probes of every agent (each reachable, as in the status, and each
+	// service in the role the status shows: a probe between the two,
+	// while the restarted engine comes up, changes the role).
 	testutil.WaitForResult(t, 30*time.Second, func() (bool, error) {
 		var err error
 		if st, err = ts.c.client(leader).GetStatus(testCtx(t), &pb.GetStatusRequest{}); err != nil {
@@ -65,7 +68,13 @@ func TestMetrics_MatchStatus(t *testing.T) {
 		f = ts.c.scrape(t, leader)
 		for _, a := range st.GetAgents() {
 			if v, ok, _ := f.Value("drplane_probe_up", map[string]string{"host": a.GetHostId()}); !ok || v != 1 || !a.GetProbe().GetReachable() {
-				return false, nil
+				return false, fmt.Errorf("%s: not reachable in both", a.GetHostId())
+			}
+			for _, svc := range a.GetProbe().GetServices() {
+				role := structs.RoleName(svc.GetRole())
+				if v, _, _ := f.Value("drplane_host_service_role", map[string]string{"host": a.GetHostId(), "service": svc.GetName(), "role": role}); v != 1 {
+					return false, fmt.Errorf("%s %s: status says %s, the scrape a later or earlier probe", a.GetHostId(), svc.GetName(), role)
+				}
 			}
 		}
 		return true, nil
